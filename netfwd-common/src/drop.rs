@@ -1,0 +1,43 @@
+//! Why the datapath dropped a packet. The numbers are stable: userspace prints
+//! them as words and counters are indexed by them; a retired number is never
+//! reused.
+
+/// A reason for dropping a packet, counted per interface.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A header is truncated or its fields are impossible (e.g. IPv4 `ihl < 5`).
+    Malformed = 1,
+    /// An ARP request whose sender address is not the one assigned to the
+    /// interface it arrived on: an endpoint claiming another's address.
+    ArpSpoofed = 2,
+}
+
+/// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
+pub const DROP_REASON_SLOTS: usize = 16;
+
+impl DropReason {
+    /// Every reason, for printing counters.
+    pub const ALL: [DropReason; 2] = [DropReason::Malformed, DropReason::ArpSpoofed];
+
+    /// The stable name shown by `netfwd status` and `netfwd stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::ArpSpoofed => "arp_spoofed",
+        }
+    }
+
+    /// Index into the per-interface drop counters.
+    pub const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < DropReason::ALL.len() {
+        assert!(DropReason::ALL[i].slot() < DROP_REASON_SLOTS);
+        i += 1;
+    }
+};

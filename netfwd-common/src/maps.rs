@@ -1,0 +1,46 @@
+//! Keys and values of the network's BPF maps.
+
+/// Key of `ENDPOINTS`: an endpoint's IPv4 address, as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct EndpointKey {
+    pub addr: [u8; 4],
+}
+
+/// Value of `ENDPOINTS`: where an endpoint is and who it is on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct EndpointEntry {
+    /// ifindex of the host-side veth; `bpf_redirect_peer` to it lands in the
+    /// endpoint's namespace.
+    pub host_ifindex: u32,
+    /// MAC of the endpoint's own interface (`eth0` in its namespace).
+    pub mac: [u8; 6],
+    /// MAC of the host-side veth: what the endpoint sees as the gateway's MAC.
+    pub host_mac: [u8; 6],
+}
+
+/// The single value of `NETWORK`: facts about the network the datapath needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NetworkConfig {
+    /// The gateway address, owned by the host; ARP for it is answered with the
+    /// asking endpoint's host-side veth MAC.
+    pub gateway: [u8; 4],
+    /// The subnet's network address and prefix length.
+    pub subnet: [u8; 4],
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all three): repr(C), byte arrays and integers only, no padding
+    // (checked by the bytemuck::Pod derives above); every bit pattern is valid.
+    unsafe impl aya::Pod for super::EndpointKey {}
+    unsafe impl aya::Pod for super::EndpointEntry {}
+    unsafe impl aya::Pod for super::NetworkConfig {}
+}

@@ -1,0 +1,22 @@
+//! Names both sides agree on: maps, programs and where they are pinned.
+
+/// Root of every network's pins on the real bpffs.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/netfwd";
+/// Subdirectory of a network's pin directory holding its pinned TCX links.
+pub const LINKS_DIR: &str = "links";
+
+/// Map: endpoint IPv4 address -> `EndpointEntry`.
+pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
+/// Map: the one `NetworkConfig` of the network.
+pub const MAP_NETWORK: &str = "NETWORK";
+/// Map: host-side ifindex -> per-CPU `IfaceCounters`.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Every map the datapath pins, in the order `status` shows them.
+pub const MAPS: [&str; 3] = [MAP_ENDPOINTS, MAP_NETWORK, MAP_COUNTERS];
+
+/// TC ingress of each host-side veth: traffic sent by an endpoint.
+pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
+
+/// Default capacity of `ENDPOINTS` and `COUNTERS`.
+pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;

@@ -1,0 +1,38 @@
+//! Endpoint-to-endpoint forwarding: what the Linux bridge did, as one map
+//! lookup and a redirect into the destination's namespace.
+
+use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
+use netfwd_common::drop::DropReason;
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+use crate::{maps, parse, verdict::Verdict};
+
+pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    let ip = parse::header_mut::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
+    let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // SAFETY: bounds checked by `header_mut`.
+    let (ip, eth) = unsafe { (&*ip, &mut *eth) };
+    // `ihl()` is in bytes.
+    if ip.version() != 4 || usize::from(ip.ihl()) < Ipv4Hdr::LEN {
+        return Err(DropReason::Malformed);
+    }
+    let Some(peer) = maps::endpoint(ip.dst_addr) else {
+        // The gateway, the host's other addresses, the outside world,
+        // broadcast and multicast: the host's stack routes them.
+        return Ok(Verdict::ToHost);
+    };
+    if peer.host_ifindex == ifindex {
+        // Addressed to itself through the gateway: let the stack hairpin it.
+        return Ok(Verdict::ToHost);
+    }
+    // Sent to the gateway's MAC rather than the peer's (a route via the
+    // gateway): deliver it as the bridge plus the host's routing would.
+    if eth.dst_addr != peer.mac {
+        eth.src_addr = peer.host_mac;
+        eth.dst_addr = peer.mac;
+    }
+    // SAFETY: plain helper call. From TC ingress of a host-side veth, the peer
+    // redirect puts the frame on the destination `eth0`'s ingress directly.
+    let action = unsafe { bpf_redirect_peer(peer.host_ifindex, 0) } as i32;
+    Ok(Verdict::Redirected(action))
+}

@@ -1,0 +1,60 @@
+//! netfwd's datapath. Entry points only dispatch; the work is in the modules,
+//! read top to bottom: parse -> ARP responder / forward -> redirect, with every
+//! outcome counted per interface.
+#![no_std]
+#![no_main]
+
+mod arp;
+mod counters;
+mod forward;
+mod maps;
+mod parse;
+mod verdict;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use network_types::eth::{EthHdr, EtherType};
+
+use crate::verdict::Verdict;
+
+/// Attached (TCX) to the ingress of every host-side veth: sees each frame an
+/// endpoint sends. Endpoint-to-endpoint traffic is redirected straight into the
+/// destination's namespace; ARP for endpoints and the gateway is answered here;
+/// everything else goes to the host's stack unchanged.
+#[classifier]
+pub fn tc_from_endpoint(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = from_endpoint(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
+    counters::account(ifindex, ctx.len(), &verdict);
+    verdict.tc_action()
+}
+
+fn from_endpoint(
+    ctx: &TcContext,
+    ifindex: u32,
+) -> Result<Verdict, netfwd_common::drop::DropReason> {
+    let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // SAFETY: `header_mut` checked the header lies inside the packet.
+    let ether_type = unsafe { (*eth).ether_type };
+    // Handlers take their headers afresh: a pull for a deeper header
+    // invalidates every packet pointer taken before it.
+    if ether_type == EtherType::Arp as u16 {
+        arp::answer_from_endpoint(ctx, ifindex)
+    } else if ether_type == EtherType::Ipv4 as u16 {
+        forward::ipv4_from_endpoint(ctx, ifindex)
+    } else {
+        // IPv6 and the rest: the host's stack decides (documented in README).
+        Ok(Verdict::ToHost)
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible, as `bpf_redirect_peer` and friends require.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,20 @@
+//! `netfwd down (-c FILE | --name NET)`: remove everything of a network.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::{config, network};
+
+pub async fn exec(config_path: Option<&Path>, name: Option<&str>) -> Result<()> {
+    let name = match (config_path, name) {
+        (Some(path), _) => config::load(path)?.name,
+        (None, Some(name)) => name.to_owned(),
+        (None, None) => {
+            return Err(crate::input_error!("down: give -c FILE or --name NET"));
+        }
+    };
+    network::down(&name).await?;
+    println!("network {name} is down");
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! One file per subcommand; each has an `exec`.
+
+pub mod down;
+pub mod status;
+pub mod up;

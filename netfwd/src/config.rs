@@ -1,0 +1,361 @@
+//! The TOML config: its file format (unknown keys are an error) and the
+//! validated network built from it. Validation is pure: it runs before
+//! anything is changed, and every error names the field.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{input_error, ipnet::Ipv4Net};
+
+/// Longest network name: it is part of interface names (15 bytes at most).
+pub const MAX_NAME_LEN: usize = 8;
+/// Widest subnet: host-side veths are named by the endpoint's host offset in
+/// four hex digits.
+pub const MIN_PREFIX_LEN: u8 = 16;
+/// Narrowest subnet: room for a gateway and one endpoint.
+pub const MAX_PREFIX_LEN: u8 = 30;
+/// Default MTU of both ends of every veth.
+pub const DEFAULT_MTU: u32 = 1500;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub network: NetworkSection,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointSection>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub netns: String,
+    pub ip: Option<String>,
+}
+
+/// A network as netfwd builds it: every field checked, every address decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// ip-netns name: /run/netns/<netns>.
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+impl Network {
+    /// Host-side veth of an endpoint: `nf<network>-<host offset in hex>`,
+    /// stable for as long as the endpoint keeps its address.
+    pub fn host_ifname(&self, ip: Ipv4Addr) -> String {
+        format!("nf{}-{:x}", self.name, self.subnet.host_offset(ip))
+    }
+
+    /// Name the namespace end carries while it is still in the host namespace.
+    pub fn peer_tmp_ifname(&self, ip: Ipv4Addr) -> String {
+        format!("np{}-{:x}", self.name, self.subnet.host_offset(ip))
+    }
+}
+
+/// Prefixes of every veth end network `name` names in the host namespace (and
+/// of nothing else: names are at most 8 characters and the dash ends them).
+pub fn ifname_prefixes(name: &str) -> [String; 2] {
+    [format!("nf{name}-"), format!("np{name}-")]
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Network> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))
+        .map_err(|e| input_error!("{e:#}"))?;
+    parse(&text).map_err(|e| input_error!("{}: {e:#}", path.display()))
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str) -> Result<Network> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    validate(&file)
+}
+
+/// A TOML error on one line: "line 3: unknown field `nmae`, expected ...".
+fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
+    let message = err.message().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            input_error!("line {line}: {message}")
+        }
+        None => input_error!("{message}"),
+    }
+}
+
+pub fn validate(file: &ConfigFile) -> Result<Network> {
+    let net = &file.network;
+    validate_name(&net.name)?;
+    let subnet: Ipv4Net = net
+        .subnet
+        .parse()
+        .map_err(|e| input_error!("network.subnet: {e}"))?;
+    if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&subnet.prefix_len()) {
+        return Err(input_error!(
+            "network.subnet: prefix length must be {MIN_PREFIX_LEN} to {MAX_PREFIX_LEN}, got {}",
+            subnet.prefix_len()
+        ));
+    }
+    let gateway = match &net.gateway {
+        Some(gw) => {
+            let gw = parse_ip("network.gateway", gw)?;
+            if !subnet.is_host(gw) {
+                return Err(input_error!(
+                    "network.gateway: {gw} is not a host address of subnet {subnet}"
+                ));
+            }
+            gw
+        }
+        None => subnet.hosts().next().ok_or_else(|| {
+            input_error!("network.subnet: {subnet} has no host address for a gateway")
+        })?,
+    };
+    let mtu = net.mtu.unwrap_or(DEFAULT_MTU);
+    if !(576..=65535).contains(&mtu) {
+        return Err(input_error!("network.mtu: {mtu} is not within 576..=65535"));
+    }
+    let endpoints = validate_endpoints(&file.endpoints, subnet, gateway)?;
+    Ok(Network {
+        name: net.name.clone(),
+        subnet,
+        gateway,
+        mtu,
+        endpoints,
+    })
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars {
+        return Err(input_error!(
+            "network.name: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9 and _"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every endpoint and gives each one without an `ip` the lowest free
+/// host address, in config order, so the same config always gives the same
+/// addresses.
+fn validate_endpoints(
+    sections: &[EndpointSection],
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+) -> Result<Vec<Endpoint>> {
+    let mut taken = HashSet::from([gateway]);
+    let mut netns_seen = HashSet::new();
+    let mut fixed = Vec::with_capacity(sections.len());
+    for (i, ep) in sections.iter().enumerate() {
+        validate_netns_name(i, &ep.netns)?;
+        if !netns_seen.insert(ep.netns.as_str()) {
+            return Err(input_error!(
+                "endpoint[{i}].netns: {:?} is listed twice",
+                ep.netns
+            ));
+        }
+        let ip = match &ep.ip {
+            Some(ip) => Some(checked_endpoint_ip(i, ip, subnet, gateway, &mut taken)?),
+            None => None,
+        };
+        fixed.push(ip);
+    }
+    let mut free = subnet.hosts().filter(|ip| !taken.contains(ip));
+    sections
+        .iter()
+        .zip(fixed)
+        .enumerate()
+        .map(|(i, (ep, ip))| {
+            let ip = match ip {
+                Some(ip) => ip,
+                None => free.next().ok_or_else(|| {
+                    input_error!("endpoint[{i}].ip: subnet {subnet} has no free address left")
+                })?,
+            };
+            Ok(Endpoint {
+                netns: ep.netns.clone(),
+                ip,
+            })
+        })
+        .collect()
+}
+
+fn checked_endpoint_ip(
+    i: usize,
+    ip: &str,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &mut HashSet<Ipv4Addr>,
+) -> Result<Ipv4Addr> {
+    let field = format!("endpoint[{i}].ip");
+    let ip = parse_ip(&field, ip)?;
+    if !subnet.is_host(ip) {
+        return Err(input_error!(
+            "{field}: {ip} is not a host address of subnet {subnet}"
+        ));
+    }
+    if ip == gateway {
+        return Err(input_error!("{field}: {ip} is the gateway's address"));
+    }
+    if !taken.insert(ip) {
+        return Err(input_error!("{field}: {ip} is assigned twice"));
+    }
+    Ok(ip)
+}
+
+fn validate_netns_name(i: usize, name: &str) -> Result<()> {
+    // What `ip netns add` accepts: a single path component.
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.len() > 255 {
+        return Err(input_error!(
+            "endpoint[{i}].netns: {name:?} is not a valid ip-netns name"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_ip(field: &str, s: &str) -> Result<Ipv4Addr> {
+    s.parse()
+        .map_err(|_| input_error!("{field}: {s:?} is not an IPv4 address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_BAD_INPUT, exit_code};
+
+    const SEED001: &str = r#"
+        [network]
+        name = "demo"
+        subnet = "192.168.28.0/24"
+        gateway = "192.168.28.5"
+        [[endpoint]]
+        netns = "ns1"
+        ip = "192.168.28.1"
+        [[endpoint]]
+        netns = "ns2"
+        [[endpoint]]
+        netns = "ns3"
+    "#;
+
+    fn err_of(text: &str) -> String {
+        let err = parse(text).unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{err:#}");
+        let msg = format!("{err:#}");
+        assert!(!msg.contains('\n'), "error is not one line: {msg}");
+        msg
+    }
+
+    #[test]
+    fn seed001_allocates_free_addresses_in_order() {
+        let net = parse(SEED001).unwrap();
+        let ips: Vec<String> = net.endpoints.iter().map(|e| e.ip.to_string()).collect();
+        assert_eq!(ips, ["192.168.28.1", "192.168.28.2", "192.168.28.3"]);
+        assert_eq!(net.host_ifname(net.endpoints[2].ip), "nfdemo-3");
+        assert_eq!(net.mtu, DEFAULT_MTU);
+    }
+
+    #[test]
+    fn gateway_defaults_to_first_host() {
+        let net = parse("[network]\nname = \"a\"\nsubnet = \"172.18.0.0/16\"\n").unwrap();
+        assert_eq!(net.gateway, Ipv4Addr::new(172, 18, 0, 1));
+        assert_eq!(
+            net.host_ifname(Ipv4Addr::new(172, 18, 255, 254)),
+            "nfa-fffe"
+        );
+    }
+
+    #[test]
+    fn longest_ifname_fits() {
+        let net = parse("[network]\nname = \"abcdefgh\"\nsubnet = \"10.0.0.0/16\"\n").unwrap();
+        assert!(net.host_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
+        assert!(net.peer_tmp_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let base = "[network]\nname = \"demo\"\nsubnet = \"192.168.28.0/24\"\n";
+        let cases = [
+            (
+                "[network]\nname = \"toolongname\"\nsubnet = \"10.0.0.0/24\"\n",
+                "network.name",
+            ),
+            (
+                "[network]\nname = \"Demo\"\nsubnet = \"10.0.0.0/24\"\n",
+                "network.name",
+            ),
+            (
+                &format!("{base}gateway = \"10.0.0.1\"\n"),
+                "network.gateway",
+            ),
+            (
+                &format!("{base}gateway = \"192.168.28.255\"\n"),
+                "network.gateway",
+            ),
+            (
+                "[network]\nname = \"d\"\nsubnet = \"10.0.0.0/8\"\n",
+                "network.subnet",
+            ),
+            (
+                "[network]\nname = \"d\"\nsubnet = \"10.0.0.1/24\"\n",
+                "network.subnet",
+            ),
+            (
+                &format!("{base}[[endpoint]]\nnetns = \"a\"\nip = \"192.168.29.3\"\n"),
+                "endpoint[0].ip",
+            ),
+            (
+                &format!(
+                    "{base}[[endpoint]]\nnetns = \"a\"\nip = \"192.168.28.3\"\n[[endpoint]]\nnetns = \"b\"\nip = \"192.168.28.3\"\n"
+                ),
+                "endpoint[1].ip",
+            ),
+            (
+                &format!("{base}[[endpoint]]\nnetns = \"a\"\nip = \"192.168.28.1\"\n"),
+                "gateway",
+            ),
+            (
+                &format!("{base}[[endpoint]]\nnetns = \"a/b\"\n"),
+                "endpoint[0].netns",
+            ),
+            (
+                &format!("{base}[[endpoint]]\nnetns = \"a\"\n[[endpoint]]\nnetns = \"a\"\n"),
+                "endpoint[1].netns",
+            ),
+            (&format!("{base}nmae = 1\n"), "unknown field"),
+            ("[network\nname = 1", "line 1"),
+        ];
+        for (text, needle) in cases {
+            let msg = err_of(text);
+            assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+        }
+    }
+
+    #[test]
+    fn full_subnet_is_an_error() {
+        let text = "[network]\nname = \"d\"\nsubnet = \"10.0.0.0/30\"\n[[endpoint]]\nnetns = \"a\"\n[[endpoint]]\nnetns = \"b\"\n";
+        assert!(err_of(text).contains("no free address"));
+    }
+}

@@ -1,0 +1,36 @@
+//! Errors that reach the user. Bad input (config, CLI arguments, a name that
+//! clashes with what exists) exits 2; anything that failed while acting exits 1.
+
+use std::fmt;
+
+/// Marks an error as the user's input being wrong: the message names the field.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Shorthand: `return Err(input_error!("network.name: ..."))`.
+#[macro_export]
+macro_rules! input_error {
+    ($($arg:tt)*) => {
+        anyhow::Error::new($crate::error::InputError(format!($($arg)*)))
+    };
+}
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// The exit code for an error: 2 if any error in its chain is an [`InputError`].
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<InputError>()) {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_FAILURE
+    }
+}

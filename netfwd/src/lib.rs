@@ -1,0 +1,13 @@
+//! netfwd: Docker's bridge network with an eBPF datapath instead of a Linux
+//! bridge and iptables. The library holds everything the `netfwd` binary does,
+//! so `up`, `attach` and a CNI ADD share one code path.
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod ipnet;
+pub mod loader;
+pub mod netlink;
+pub mod netns;
+pub mod network;
+pub mod state;

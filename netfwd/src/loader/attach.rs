@@ -1,0 +1,96 @@
+//! TCX attachment through pinned links: a link outlives netfwd while its pin
+//! exists, and `bpf_link_update` swaps the program in it atomically.
+
+use std::{io, path::Path};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+    },
+    sys::SyscallError,
+};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachOutcome {
+    /// Attached where nothing of ours was.
+    Attached,
+    /// Our link was there with an older program; the program was swapped.
+    Replaced,
+    /// Our link was there with this very program.
+    Unchanged,
+}
+
+pub fn attach_ingress(
+    prog: &mut SchedClassifier,
+    ifname: &str,
+    pin: &Path,
+) -> Result<AttachOutcome> {
+    let tag = prog.info().context("reading the program's tag")?.tag();
+    if let Some(link) = open_pinned(pin)? {
+        match attached_program(ifname, &link)? {
+            Some(attached) if attached.tag == tag => return Ok(AttachOutcome::Unchanged),
+            Some(_) => {
+                let link = SchedClassifierLink::try_from(link).context("pinned link is not TCX")?;
+                let id = prog.attach_to_link(link).context("replacing the program")?;
+                // The pin keeps the link; dropping our handle only closes an fd.
+                drop(prog.take_link(id)?);
+                return Ok(AttachOutcome::Replaced);
+            }
+            None => {
+                // A link left from an interface that is gone (recreated since).
+                std::fs::remove_file(pin)
+                    .with_context(|| format!("removing stale link pin {}", pin.display()))?;
+            }
+        }
+    }
+    let id = prog
+        .attach_with_options(
+            ifname,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .context("TCX attach")?;
+    let link = FdLink::try_from(prog.take_link(id)?).context("TCX link is not an fd link")?;
+    link.pin(pin)
+        .with_context(|| format!("pinning link at {}", pin.display()))?;
+    Ok(AttachOutcome::Attached)
+}
+
+/// A program our pinned link runs on an interface.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AttachedProgram {
+    pub id: u32,
+    pub tag: u64,
+}
+
+pub fn open_pinned(pin: &Path) -> Result<Option<FdLink>> {
+    match PinnedLink::from_pin(pin) {
+        Ok(link) => Ok(Some(link.into())),
+        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.kind() == io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("opening link pin {}", pin.display())),
+    }
+}
+
+/// The program our link runs, if that link is attached to the ingress of
+/// `ifname` (a link outlives a deleted interface, detached).
+pub fn attached_program(ifname: &str, link: &FdLink) -> Result<Option<AttachedProgram>> {
+    let prog_id = link.info().context("reading link info")?.program_id();
+    let (_, programs) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+        .with_context(|| format!("listing TCX programs on {ifname}"))?;
+    Ok(programs
+        .iter()
+        .find(|p| p.id() == prog_id)
+        .map(|p| AttachedProgram {
+            id: p.id(),
+            tag: p.tag(),
+        }))
+}

@@ -1,0 +1,114 @@
+//! Typed access to a network's pinned maps, the same for `up` (which writes
+//! them) and `status` (which reads them) and usable while no netfwd runs.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
+use netfwd_common::{
+    counters::IfaceCounters,
+    maps::{EndpointEntry, EndpointKey, NetworkConfig},
+    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NETWORK},
+};
+
+pub struct DatapathMaps {
+    endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
+    network: Array<MapData, NetworkConfig>,
+    counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
+}
+
+fn open(dir: &Path, name: &str) -> Result<Map> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    Map::from_map_data(data).with_context(|| format!("reading map {}", path.display()))
+}
+
+impl DatapathMaps {
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            endpoints: HashMap::try_from(open(pin_dir, MAP_ENDPOINTS)?)
+                .context("ENDPOINTS has an unexpected type")?,
+            network: Array::try_from(open(pin_dir, MAP_NETWORK)?)
+                .context("NETWORK has an unexpected type")?,
+            counters: PerCpuHashMap::try_from(open(pin_dir, MAP_COUNTERS)?)
+                .context("COUNTERS has an unexpected type")?,
+        })
+    }
+
+    pub fn set_network(&mut self, config: NetworkConfig) -> Result<()> {
+        self.network.set(0, config, 0).context("writing NETWORK")
+    }
+
+    pub fn endpoints(&self) -> Result<BTreeMap<Ipv4Addr, EndpointEntry>> {
+        self.endpoints
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (Ipv4Addr::from(k.addr), v))
+                    .context("reading ENDPOINTS")
+            })
+            .collect()
+    }
+
+    pub fn set_endpoint(&mut self, ip: Ipv4Addr, entry: EndpointEntry) -> Result<()> {
+        self.endpoints
+            .insert(EndpointKey { addr: ip.octets() }, entry, 0)
+            .with_context(|| format!("writing ENDPOINTS[{ip}]"))
+    }
+
+    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
+        self.endpoints
+            .remove(&EndpointKey { addr: ip.octets() })
+            .with_context(|| format!("removing ENDPOINTS[{ip}]"))
+    }
+
+    /// Creates zeroed counters for an interface unless it has some: the
+    /// datapath only updates existing entries, and a repeated `up` must not
+    /// reset them.
+    pub fn ensure_counters(&mut self, ifindex: u32) -> Result<()> {
+        if self.counters.get(&ifindex, 0).is_ok() {
+            return Ok(());
+        }
+        let zero = aya::maps::PerCpuValues::try_from(vec![
+            IfaceCounters::default();
+            aya::util::nr_cpus()
+                .map_err(|(_, e)| e)
+                .context("counting CPUs")?
+        ])
+        .context("building per-CPU counters")?;
+        self.counters
+            .insert(ifindex, zero, 0)
+            .with_context(|| format!("creating COUNTERS[{ifindex}]"))
+    }
+
+    pub fn remove_counters(&mut self, ifindex: u32) -> Result<()> {
+        match self.counters.remove(&ifindex) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing COUNTERS[{ifindex}]")),
+        }
+    }
+
+    /// Counters of every interface, summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<u32, IfaceCounters>> {
+        self.counters
+            .iter()
+            .map(|r| {
+                r.map(|(ifindex, per_cpu)| (ifindex, sum_counters(per_cpu.iter())))
+                    .context("reading COUNTERS")
+            })
+            .collect()
+    }
+
+    pub fn counter_ifindexes(&self) -> Result<Vec<u32>> {
+        self.counters
+            .keys()
+            .map(|k| k.context("reading COUNTERS"))
+            .collect()
+    }
+}
+
+pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a IfaceCounters>) -> IfaceCounters {
+    per_cpu.fold(IfaceCounters::default(), |mut sum, c| {
+        sum.add(c);
+        sum
+    })
+}

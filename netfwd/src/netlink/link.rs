@@ -1,0 +1,69 @@
+//! Links as netfwd sees them, decoded from RTM_NEWLINK messages.
+
+use anyhow::{Result, bail};
+use rtnetlink::{
+    LinkMessageBuilder, LinkUnspec,
+    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// All zeroes for links without a hardware address (`lo`).
+    pub mac: [u8; 6],
+    /// `veth`, `bridge`, …; `None` for links without a kind (`lo`, physical).
+    pub kind: Option<String>,
+    /// For a veth, the ifindex of its peer (in the peer's namespace).
+    pub peer_index: Option<u32>,
+}
+
+impl TryFrom<LinkMessage> for Link {
+    type Error = anyhow::Error;
+
+    fn try_from(msg: LinkMessage) -> Result<Link> {
+        let mut name = None;
+        let mut mac = [0; 6];
+        let mut kind = None;
+        let mut peer_index = None;
+        for attr in msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => name = Some(n),
+                LinkAttribute::Address(a) if a.len() == 6 => mac.copy_from_slice(&a),
+                LinkAttribute::Link(i) => peer_index = Some(i),
+                LinkAttribute::LinkInfo(infos) => {
+                    kind = infos.into_iter().find_map(|i| match i {
+                        LinkInfo::Kind(k) => Some(kind_name(&k)),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        let Some(name) = name else {
+            bail!(
+                "link {} has no name in its netlink message",
+                msg.header.index
+            );
+        };
+        Ok(Link {
+            index: msg.header.index,
+            name,
+            mac,
+            kind,
+            peer_index,
+        })
+    }
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Other(s) => s.clone(),
+        k => k.to_string(),
+    }
+}
+
+/// A message builder aimed at an existing link.
+pub fn by_index(index: u32) -> LinkMessageBuilder<LinkUnspec> {
+    LinkUnspec::new_with_index(index)
+}

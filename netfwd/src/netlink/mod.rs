@@ -1,0 +1,207 @@
+//! The rtnetlink calls netfwd makes, in one namespace per handle. Every device
+//! fact comes from here: never from `/sys/class/net`, which belongs to
+//! whoever mounted that sysfs.
+
+mod link;
+
+use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
+
+use anyhow::{Context as _, Result};
+use futures::TryStreamExt as _;
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::{
+    Handle, RouteMessageBuilder,
+    packet_route::route::{RouteMessage, RouteScope},
+};
+
+pub use self::link::Link;
+use crate::netns;
+
+const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
+const ENODEV: i32 = nix::errno::Errno::ENODEV as i32;
+
+/// A route in the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    /// Preferred source address.
+    pub src: Option<Ipv4Addr>,
+    /// Directly reachable on `oif` (`scope link`), as opposed to global.
+    pub scope_link: bool,
+}
+
+/// A netlink connection bound to one network namespace.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A connection in the namespace the calling thread is in. Must be called
+    /// inside the tokio runtime.
+    pub fn current() -> Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// A connection in the namespace at `path`. A netlink socket stays in the
+    /// namespace it was made in, so the thread steps in, makes it, and steps
+    /// back; nothing else runs on the thread meanwhile.
+    pub fn in_netns(path: &Path) -> Result<Netlink> {
+        let home = netns::open(Path::new("/proc/thread-self/ns/net"))?;
+        let target = netns::open(path)?;
+        setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering netns {}", path.display()))?;
+        let made = Netlink::current();
+        if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
+            // Carrying on in the wrong namespace would change the wrong
+            // devices; nothing sane is left to do.
+            eprintln!("netfwd: fatal: cannot return to the original netns: {e}");
+            std::process::abort();
+        }
+        made.with_context(|| format!("netlink in netns {}", path.display()))
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        let found = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute()
+            .try_next()
+            .await;
+        match found {
+            Ok(msg) => msg.map(Link::try_from).transpose(),
+            Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let msgs: Vec<_> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("listing links")?;
+        msgs.into_iter().map(Link::try_from).collect()
+    }
+
+    pub async fn create_veth(&self, name: &str, peer: &str, mtu: Option<u32>) -> Result<()> {
+        let mut builder = rtnetlink::LinkVeth::new(name, peer);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .with_context(|| format!("creating veth pair {name}/{peer}"))?;
+        // The peer takes the MTU only if told separately.
+        if let Some(mtu) = mtu {
+            let peer_link = self
+                .link_by_name(peer)
+                .await?
+                .with_context(|| format!("veth peer {peer} missing after creation"))?;
+            self.set(link::by_index(peer_link.index).mtu(mtu))
+                .await
+                .with_context(|| format!("setting mtu {mtu} on {peer}"))?;
+        }
+        Ok(())
+    }
+
+    /// Moves link `index` into the namespace open at `netns`.
+    pub async fn set_netns(&self, index: u32, netns: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use std::os::fd::AsRawFd as _;
+        self.set(link::by_index(index).setns_by_fd(netns.as_raw_fd()))
+            .await
+    }
+
+    pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
+        self.set(link::by_index(index).name(name.to_owned())).await
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        self.set(link::by_index(index).up()).await
+    }
+
+    async fn set(
+        &self,
+        builder: rtnetlink::LinkMessageBuilder<rtnetlink::LinkUnspec>,
+    ) -> Result<()> {
+        self.handle
+            .link()
+            .set(builder.build())
+            .execute()
+            .await
+            .map_err(anyhow::Error::from)
+    }
+
+    /// Deletes link `index`; a link already gone is fine.
+    pub async fn delete_link(&self, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(ENODEV) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting link {index}")),
+        }
+    }
+
+    /// Adds `addr/prefix_len` to link `index`; already there is fine.
+    pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
+        match self
+            .handle
+            .address()
+            .add(index, addr.into(), prefix_len)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix_len} to link {index}")),
+        }
+    }
+
+    /// Adds the route or replaces the one with the same destination.
+    pub async fn replace_route(&self, route: &Route) -> Result<()> {
+        self.handle
+            .route()
+            .add(route_message(route))
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("setting route {}/{}", route.dst, route.prefix_len))
+    }
+}
+
+fn route_message(route: &Route) -> RouteMessage {
+    let mut b =
+        RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(route.dst, route.prefix_len);
+    if let Some(gw) = route.gateway {
+        b = b.gateway(gw);
+    }
+    if let Some(oif) = route.oif {
+        b = b.output_interface(oif);
+    }
+    if let Some(src) = route.src {
+        b = b.pref_source(src);
+    }
+    if route.scope_link {
+        b = b.scope(RouteScope::Link);
+    }
+    b.build()
+}
+
+/// The positive errno of a netlink error reply, if it is one.
+fn errno(err: &rtnetlink::Error) -> Option<i32> {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
+        _ => None,
+    }
+}

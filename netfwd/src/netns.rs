@@ -1,0 +1,181 @@
+//! Network namespaces, named the way `ip netns` names them: a bind mount of
+//! the namespace file at `/run/netns/<name>`, under a shared mount so other
+//! mount namespaces see it. Namespaces `ip netns add` made work here and the
+//! other way round.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io,
+    os::{
+        fd::{AsFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use nix::{
+    errno::Errno,
+    mount::{MntFlags, MsFlags, mount, umount2},
+    sched::{CloneFlags, setns, unshare},
+    sys::statfs::{NSFS_MAGIC, statfs},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::netlink::Netlink;
+
+/// Where `ip netns` keeps its names.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// The namespace this thread is in.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+pub fn path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Identity of a network namespace (device and inode of its nsfs file), the
+/// same however the namespace was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+pub fn current_id() -> Result<NetnsId> {
+    let meta = fs::metadata(THREAD_NETNS).with_context(|| format!("reading {THREAD_NETNS}"))?;
+    Ok(NetnsId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// Whether `path` is a namespace file (nsfs). Absent is `Ok(false)`.
+pub fn is_netns_path(path: &Path) -> Result<bool> {
+    match statfs(path) {
+        Ok(fs) => Ok(fs.filesystem_type() == NSFS_MAGIC),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// Whether namespace `name` exists. A file of that name that is not a
+/// namespace (a stale, unmounted name) is an error, never silently reused.
+pub fn exists(name: &str) -> Result<bool> {
+    let p = path(name);
+    if is_netns_path(&p)? {
+        return Ok(true);
+    }
+    match fs::symlink_metadata(&p) {
+        Ok(_) => bail!("{} exists but is not a network namespace", p.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", p.display())),
+    }
+}
+
+pub fn open(path: &Path) -> Result<OwnedFd> {
+    let file = File::open(path).with_context(|| format!("opening netns {}", path.display()))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Moves the calling thread into the namespace at `path`.
+pub fn enter(path: &Path) -> Result<()> {
+    let fd = open(path)?;
+    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering netns {}", path.display()))
+}
+
+/// Creates namespace `name` with `lo` up, as `ip netns add` would. On failure
+/// nothing of it is left.
+pub async fn create(name: &str) -> Result<()> {
+    let p = path(name);
+    ensure_run_dir_shared()?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .with_context(|| format!("creating {}", p.display()))?;
+    let made = match bind_new_netns(&p) {
+        Ok(()) => bring_up_lo(&p).await,
+        Err(e) => Err(e),
+    };
+    if made.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = delete(name);
+    }
+    made
+}
+
+fn bind_new_netns(p: &Path) -> Result<()> {
+    // unshare() moves only the calling thread, so a short-lived thread makes
+    // the namespace and pins it with a bind mount before it exits.
+    let target = p.to_owned();
+    std::thread::spawn(move || -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+        mount(
+            Some(THREAD_NETNS),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mounting a new netns on {}", target.display()))
+    })
+    .join()
+    .map_err(|_| anyhow!("netns creation thread panicked"))?
+}
+
+/// `/run/netns` must be a shared mount point so namespaces named in it show
+/// in every mount namespace that shares it; this is what `ip netns` does.
+fn ensure_run_dir_shared() -> Result<()> {
+    fs::create_dir_all(NETNS_RUN_DIR).with_context(|| format!("creating {NETNS_RUN_DIR}"))?;
+    let make_shared = || {
+        mount(
+            None::<&str>,
+            NETNS_RUN_DIR,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match make_shared() {
+        Ok(()) => Ok(()),
+        // Not yet a mount point: bind it onto itself first.
+        Err(Errno::EINVAL) => {
+            mount(
+                Some(NETNS_RUN_DIR),
+                NETNS_RUN_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("bind-mounting {NETNS_RUN_DIR} on itself"))?;
+            make_shared().with_context(|| format!("making {NETNS_RUN_DIR} shared"))
+        }
+        Err(e) => Err(e).with_context(|| format!("making {NETNS_RUN_DIR} shared")),
+    }
+}
+
+async fn bring_up_lo(p: &Path) -> Result<()> {
+    let nl = Netlink::in_netns(p)?;
+    let lo = nl
+        .link_by_name("lo")
+        .await?
+        .context("new netns has no lo")?;
+    nl.set_up(lo.index).await
+}
+
+/// Removes namespace `name`'s name; the namespace itself goes when its last
+/// user does. Absent is fine.
+pub fn delete(name: &str) -> Result<()> {
+    let p = path(name);
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e).with_context(|| format!("unmounting {}", p.display())),
+    }
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
+    }
+}

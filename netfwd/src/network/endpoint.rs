@@ -1,0 +1,179 @@
+//! One endpoint: a namespace, a veth pair whose inner end is its `eth0`, its
+//! address and default route, and the host side (gateway address, host route).
+//! Every step checks what is there first, so a second run changes nothing.
+
+use std::{net::Ipv4Addr, os::fd::AsFd as _};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    config::{Endpoint, Network},
+    netlink::{Link, Netlink, Route},
+    netns,
+    state::State,
+};
+
+/// The name every endpoint's interface has inside its namespace.
+pub const ENDPOINT_IFNAME: &str = "eth0";
+
+/// What the datapath needs to know of a set-up endpoint.
+pub struct EndpointFacts {
+    pub host_ifindex: u32,
+    pub host_mac: [u8; 6],
+    pub mac: [u8; 6],
+    /// The veth pair was (re)made by this call.
+    pub created: bool,
+}
+
+pub async fn ensure(
+    host: &Netlink,
+    net: &Network,
+    ep: &Endpoint,
+    st: &mut State,
+) -> Result<EndpointFacts> {
+    ensure_netns(&ep.netns, st).await?;
+    let ns_path = netns::path(&ep.netns);
+    let inner = Netlink::in_netns(&ns_path)?;
+    let host_ifname = net.host_ifname(ep.ip);
+
+    let created = match existing_pair(host, &inner, &host_ifname).await? {
+        Some(_) => false,
+        None => {
+            create_pair(host, &inner, net, ep).await?;
+            true
+        }
+    };
+    let (host_link, eth0) = existing_pair(host, &inner, &host_ifname)
+        .await?
+        .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
+
+    configure_inside(&inner, net, ep, &eth0)
+        .await
+        .with_context(|| format!("configuring {ENDPOINT_IFNAME} in netns {}", ep.netns))?;
+    configure_host_side(host, net, ep.ip, &host_link)
+        .await
+        .with_context(|| format!("configuring {host_ifname}"))?;
+    Ok(EndpointFacts {
+        host_ifindex: host_link.index,
+        host_mac: host_link.mac,
+        mac: eth0.mac,
+        created,
+    })
+}
+
+/// Creates the namespace if missing, recording it first so a crash between
+/// the two still lets `down` find it.
+async fn ensure_netns(name: &str, st: &mut State) -> Result<()> {
+    if netns::exists(name)? {
+        return Ok(());
+    }
+    if !st.created_netns.iter().any(|n| n == name) {
+        st.created_netns.push(name.to_owned());
+        st.save()?;
+    }
+    netns::create(name)
+        .await
+        .with_context(|| format!("creating netns {name}"))
+}
+
+/// The host-side veth and the endpoint's eth0, if both exist and are the two
+/// ends of one pair.
+async fn existing_pair(
+    host: &Netlink,
+    inner: &Netlink,
+    host_ifname: &str,
+) -> Result<Option<(Link, Link)>> {
+    let (Some(host_link), Some(eth0)) = (
+        host.link_by_name(host_ifname).await?,
+        inner.link_by_name(ENDPOINT_IFNAME).await?,
+    ) else {
+        return Ok(None);
+    };
+    let paired = host_link.kind.as_deref() == Some("veth")
+        && eth0.kind.as_deref() == Some("veth")
+        && host_link.peer_index == Some(eth0.index)
+        && eth0.peer_index == Some(host_link.index);
+    Ok(paired.then_some((host_link, eth0)))
+}
+
+async fn create_pair(host: &Netlink, inner: &Netlink, net: &Network, ep: &Endpoint) -> Result<()> {
+    let host_ifname = net.host_ifname(ep.ip);
+    let tmp_ifname = net.peer_tmp_ifname(ep.ip);
+    // Leftovers of a half-made pair (a crash, or a namespace deleted under us).
+    for name in [&host_ifname, &tmp_ifname] {
+        if let Some(link) = host.link_by_name(name).await? {
+            host.delete_link(link.index).await?;
+        }
+    }
+    if let Some(eth0) = inner.link_by_name(ENDPOINT_IFNAME).await? {
+        // Preflight refused namespaces with a foreign eth0; this is our own
+        // inner end whose host side is gone.
+        inner.delete_link(eth0.index).await?;
+    }
+    host.create_veth(&host_ifname, &tmp_ifname, Some(net.mtu))
+        .await
+        .with_context(|| format!("creating veth {host_ifname}"))?;
+    let peer = host
+        .link_by_name(&tmp_ifname)
+        .await?
+        .with_context(|| format!("veth peer {tmp_ifname} missing after creation"))?;
+    let ns_file = netns::open(&netns::path(&ep.netns))?;
+    host.set_netns(peer.index, ns_file.as_fd())
+        .await
+        .with_context(|| format!("moving {tmp_ifname} into netns {}", ep.netns))?;
+    let moved = inner
+        .link_by_name(&tmp_ifname)
+        .await?
+        .with_context(|| format!("{tmp_ifname} missing in netns {} after the move", ep.netns))?;
+    inner
+        .rename(moved.index, ENDPOINT_IFNAME)
+        .await
+        .with_context(|| format!("renaming {tmp_ifname} to {ENDPOINT_IFNAME}"))
+}
+
+async fn configure_inside(
+    inner: &Netlink,
+    net: &Network,
+    ep: &Endpoint,
+    eth0: &Link,
+) -> Result<()> {
+    if let Some(lo) = inner.link_by_name("lo").await? {
+        inner.set_up(lo.index).await?;
+    }
+    inner
+        .add_address(eth0.index, ep.ip, net.subnet.prefix_len())
+        .await?;
+    inner.set_up(eth0.index).await?;
+    inner
+        .replace_route(&Route {
+            dst: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gateway: Some(net.gateway),
+            oif: Some(eth0.index),
+            src: None,
+            scope_link: false,
+        })
+        .await
+}
+
+/// The host owns the gateway address (a /32 on each host-side veth, so it
+/// exists as long as any endpoint does) and reaches each endpoint by a host
+/// route: host<->endpoint traffic takes the ordinary stack.
+async fn configure_host_side(
+    host: &Netlink,
+    net: &Network,
+    ip: Ipv4Addr,
+    link: &Link,
+) -> Result<()> {
+    host.set_up(link.index).await?;
+    host.add_address(link.index, net.gateway, 32).await?;
+    host.replace_route(&Route {
+        dst: ip,
+        prefix_len: 32,
+        gateway: None,
+        oif: Some(link.index),
+        src: Some(net.gateway),
+        scope_link: true,
+    })
+    .await
+}

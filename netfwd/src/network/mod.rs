@@ -1,0 +1,218 @@
+//! Bringing a network up and down: validate against what exists, write down
+//! what will be made, make it, and on failure of a fresh network remove it.
+//! Teardown keeps going past failures and reports them all.
+
+mod endpoint;
+mod preflight;
+
+use std::collections::HashSet;
+
+use anyhow::{Context as _, Result, bail};
+use netfwd_common::maps::{EndpointEntry, NetworkConfig};
+use serde::Serialize;
+
+use crate::{
+    config::{self, Network},
+    loader::{self, AttachOutcome, Datapath, DatapathMaps},
+    netlink::Netlink,
+    netns,
+    state::{self, State},
+};
+
+/// What `up` did to each endpoint.
+#[derive(Debug, Serialize)]
+pub struct UpReport {
+    pub network: String,
+    pub endpoints: Vec<EndpointReport>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointReport {
+    pub netns: String,
+    pub ip: String,
+    pub host_ifname: String,
+    pub created: bool,
+    pub program: AttachOutcome,
+}
+
+/// Creates or completes the network. Running it again with the same config
+/// changes nothing.
+pub async fn up(net: &Network) -> Result<UpReport> {
+    let host = Netlink::current()?;
+    let here = netns::current_id()?;
+    let _lock = state::lock()?;
+    let previous = State::load(&net.name)?;
+    preflight::check(net, previous.as_ref(), here).await?;
+
+    let fresh = previous.is_none();
+    let mut st = previous.unwrap_or_else(|| State {
+        network: net.clone(),
+        host_netns: here,
+        created_netns: Vec::new(),
+    });
+    st.network = net.clone();
+    st.save()?;
+    match apply(&host, net, &mut st).await {
+        Ok(report) => Ok(report),
+        Err(err) if fresh => {
+            // Leave nothing of a network that never came up.
+            if let Err(cleanup) = teardown(&host, &net.name, &st.created_netns).await {
+                log::warn!("cleaning up after a failed up: {cleanup:#}");
+            }
+            Err(err)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport> {
+    let mut datapath = Datapath::load(&net.name)?;
+    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
+    maps.set_network(NetworkConfig {
+        gateway: net.gateway.octets(),
+        subnet: net.subnet.addr().octets(),
+        prefix_len: net.subnet.prefix_len(),
+        _pad: [0; 3],
+    })?;
+    let removed = remove_stale(host, net, st, &mut maps).await?;
+
+    let mut endpoints = Vec::with_capacity(net.endpoints.len());
+    for ep in &net.endpoints {
+        let facts = endpoint::ensure(host, net, ep, st).await?;
+        let host_ifname = net.host_ifname(ep.ip);
+        maps.ensure_counters(facts.host_ifindex)?;
+        maps.set_endpoint(
+            ep.ip,
+            EndpointEntry {
+                host_ifindex: facts.host_ifindex,
+                mac: facts.mac,
+                host_mac: facts.host_mac,
+            },
+        )?;
+        let program = datapath.attach_from_endpoint(&host_ifname)?;
+        endpoints.push(EndpointReport {
+            netns: ep.netns.clone(),
+            ip: ep.ip.to_string(),
+            host_ifname,
+            created: facts.created,
+            program,
+        });
+    }
+    st.save()?;
+    Ok(UpReport {
+        network: net.name.clone(),
+        endpoints,
+        removed,
+    })
+}
+
+/// Removes what an earlier `up` made for endpoints that are no longer in the
+/// config. Returns the host-side interfaces it removed.
+async fn remove_stale(
+    host: &Netlink,
+    net: &Network,
+    st: &mut State,
+    maps: &mut DatapathMaps,
+) -> Result<Vec<String>> {
+    let wanted_ifnames: HashSet<String> = net
+        .endpoints
+        .iter()
+        .map(|e| net.host_ifname(e.ip))
+        .collect();
+    let wanted_ips: HashSet<_> = net.endpoints.iter().map(|e| e.ip).collect();
+    let wanted_netns: HashSet<&str> = net.endpoints.iter().map(|e| e.netns.as_str()).collect();
+
+    let mut removed = Vec::new();
+    let mut live_ifindexes = HashSet::new();
+    for link in our_links(host, &net.name).await? {
+        if wanted_ifnames.contains(&link.name) {
+            live_ifindexes.insert(link.index);
+            continue;
+        }
+        loader::unpin_link(&net.name, &link.name)?;
+        host.delete_link(link.index).await?;
+        removed.push(link.name);
+    }
+    for ifname in loader::pinned_links(&net.name)? {
+        if !wanted_ifnames.contains(&ifname) {
+            loader::unpin_link(&net.name, &ifname)?;
+        }
+    }
+    for ip in maps.endpoints()?.into_keys() {
+        if !wanted_ips.contains(&ip) {
+            maps.remove_endpoint(ip)?;
+        }
+    }
+    for ifindex in maps.counter_ifindexes()? {
+        if !live_ifindexes.contains(&ifindex) {
+            maps.remove_counters(ifindex)?;
+        }
+    }
+    let (keep, gone): (Vec<String>, Vec<String>) = std::mem::take(&mut st.created_netns)
+        .into_iter()
+        .partition(|ns| wanted_netns.contains(ns.as_str()));
+    st.created_netns = keep;
+    for ns in gone {
+        netns::delete(&ns)?;
+    }
+    st.save()?;
+    Ok(removed)
+}
+
+/// Every link in the host namespace named by this network.
+async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::Link>> {
+    let prefixes = config::ifname_prefixes(network);
+    Ok(host
+        .links()
+        .await?
+        .into_iter()
+        .filter(|l| prefixes.iter().any(|p| l.name.starts_with(p.as_str())))
+        .collect())
+}
+
+/// Removes everything netfwd made for the network `name` in this namespace:
+/// pins (which detaches the programs), veths, the namespaces it created, its
+/// state. Ok if there was nothing; with no record (a crash lost it) it still
+/// sweeps what the name alone identifies.
+pub async fn down(name: &str) -> Result<()> {
+    let host = Netlink::current()?;
+    let _lock = state::lock()?;
+    let created_netns = match State::load(name)? {
+        Some(st) if st.host_netns != netns::current_id()? => {
+            bail!(crate::error::InputError(format!(
+                "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
+            )));
+        }
+        Some(st) => st.created_netns,
+        None => Vec::new(),
+    };
+    teardown(&host, name, &created_netns).await
+}
+
+async fn teardown(host: &Netlink, name: &str, created_netns: &[String]) -> Result<()> {
+    let mut failures = Vec::new();
+    if let Err(e) = loader::remove_pins(name) {
+        failures.push(format!("{e:#}"));
+    }
+    match our_links(host, name).await {
+        Ok(links) => {
+            for link in links {
+                if let Err(e) = host.delete_link(link.index).await {
+                    failures.push(format!("deleting {}: {e:#}", link.name));
+                }
+            }
+        }
+        Err(e) => failures.push(format!("listing links: {e:#}")),
+    }
+    for ns in created_netns {
+        if let Err(e) = netns::delete(ns) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if failures.is_empty() {
+        return State::remove(name);
+    }
+    Err(anyhow::anyhow!(failures.join("; ")))
+        .with_context(|| format!("tearing down network {name}"))
+}

@@ -1,0 +1,203 @@
+//! `up` / `down` lifecycle: `up` is idempotent, `down` removes everything and
+//! is idempotent, a network can be rebuilt, an endpoint dropped from the config
+//! is removed, and a namespace netfwd did not create survives `down`.
+//!
+//! Run as root, one test at a time: `cargo xtask test` (or
+//! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
+
+// A test reports a broken expectation by panicking.
+#![allow(clippy::unwrap_used)]
+
+use netfwd_tests::{
+    NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, endpoint, endpoints, has_link,
+    link_names, netns_exists, network_links, tcx_attachments, without_counters,
+};
+use serde_json::Value;
+
+const SUBNET: &str = "10.77.0.0/24";
+const GATEWAY: &str = "10.77.0.1";
+const IPS: [&str; 3] = ["10.77.0.10", "10.77.0.11", "10.77.0.12"];
+
+fn created_netns(status: &Value) -> Vec<String> {
+    status["created_netns"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no created_netns in {status:#}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn second_up_exits_0_and_changes_nothing() {
+    let sb = Sandbox::new("lcup2");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&a, Some(IPS[0]))
+        .endpoint(&b, Some(IPS[1]));
+    let path = sb.up(&cfg);
+    assert_ping(&a, IPS[1]);
+    let first = sb.network_status(&net);
+    let links_first = link_names(sb.host());
+    let tcx_first = tcx_attachments(sb.host());
+    for ep in endpoints(&first) {
+        assert!(ep["host_ifindex"].as_u64().is_some(), "{ep:#}");
+        assert!(ep["program"]["id"].as_u64().is_some(), "{ep:#}");
+    }
+
+    sb.up_file(&path);
+
+    let second = sb.network_status(&net);
+    assert_eq!(
+        without_counters(&first),
+        without_counters(&second),
+        "status changed by a second up"
+    );
+    assert_eq!(links_first, link_names(sb.host()), "host links changed");
+    assert_eq!(
+        tcx_first,
+        tcx_attachments(sb.host()),
+        "TCX attachments changed"
+    );
+    assert_ping(&b, IPS[0]);
+}
+
+#[test]
+fn down_leaves_nothing_and_a_second_down_exits_0() {
+    let sb = Sandbox::new("lcdown");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&a, Some(IPS[0]))
+        .endpoint(&b, Some(IPS[1]));
+    let path = sb.up(&cfg);
+    assert_ping(&a, IPS[1]);
+    assert!(
+        !tcx_attachments(sb.host()).is_empty(),
+        "no TCX attachment after up"
+    );
+
+    sb.netfwd_ok(&["down".as_ref(), "-c".as_ref(), path.as_os_str()]);
+    assert_nothing_left(sb.host(), &net, &[&a, &b]);
+
+    sb.netfwd_ok(&["down", "--name", &net]);
+    sb.netfwd_ok(&["down".as_ref(), "-c".as_ref(), path.as_os_str()]);
+    assert_nothing_left(sb.host(), &net, &[&a, &b]);
+}
+
+#[test]
+fn up_after_down_builds_a_working_network_again() {
+    let sb = Sandbox::new("lcredo");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&a, Some(IPS[0]))
+        .endpoint(&b, Some(IPS[1]));
+    let path = sb.up(&cfg);
+    sb.netfwd_ok(&["down", "--name", &net]);
+    assert_nothing_left(sb.host(), &net, &[&a, &b]);
+
+    sb.up_file(&path);
+    assert_ping(&a, IPS[1]);
+    assert_ping(&b, IPS[0]);
+    assert_ping(&a, GATEWAY);
+    assert_ping(sb.host(), IPS[1]);
+    let status = sb.network_status(&net);
+    for ns in [&a, &b] {
+        assert!(
+            endpoint(&status, ns)["program"]["id"].as_u64().is_some(),
+            "{status:#}"
+        );
+    }
+}
+
+#[test]
+fn endpoint_removed_from_the_config_loses_its_veth_and_created_namespace() {
+    let sb = Sandbox::new("lcrm");
+    let net = sb.net_name();
+    let ns = [sb.ns("a"), sb.ns("b"), sb.ns("c")];
+    let full = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&ns[0], Some(IPS[0]))
+        .endpoint(&ns[1], Some(IPS[1]))
+        .endpoint(&ns[2], Some(IPS[2]));
+    sb.up(&full);
+    let before = sb.network_status(&net);
+    let gone_ifname = endpoint(&before, &ns[2])["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(has_link(sb.host(), &gone_ifname));
+    assert!(created_netns(&before).contains(&ns[2]), "{before:#}");
+    assert_ping(&ns[0], IPS[2]);
+
+    let mut smaller = full.clone();
+    smaller.endpoints.pop();
+    sb.up(&smaller);
+
+    assert!(
+        !has_link(sb.host(), &gone_ifname),
+        "{gone_ifname} still in the host: {:?}",
+        link_names(sb.host())
+    );
+    assert!(!netns_exists(&ns[2]), "namespace {} still exists", ns[2]);
+    let after = sb.network_status(&net);
+    let left: Vec<&str> = endpoints(&after)
+        .iter()
+        .map(|e| e["netns"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [ns[0].as_str(), ns[1].as_str()], "{after:#}");
+    assert!(!created_netns(&after).contains(&ns[2]), "{after:#}");
+    assert_eq!(
+        network_links(sb.host(), &net).len(),
+        2,
+        "{:?}",
+        link_names(sb.host())
+    );
+    assert_eq!(
+        tcx_attachments(sb.host()).len(),
+        2,
+        "{:?}",
+        tcx_attachments(sb.host())
+    );
+    // The others still talk, with the same programs as before.
+    assert_ping(&ns[0], IPS[1]);
+    assert_ping(&ns[1], IPS[0]);
+    for n in &ns[..2] {
+        assert_eq!(
+            endpoint(&before, n)["program"],
+            endpoint(&after, n)["program"],
+            "program of {n} changed"
+        );
+    }
+}
+
+#[test]
+fn namespace_made_before_up_is_used_and_kept_by_down() {
+    let sb = Sandbox::new("lcpre");
+    let net = sb.net_name();
+    let mine = sb.precreated_ns("mine");
+    let made = sb.ns("made");
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(mine.name(), Some(IPS[0]))
+        .endpoint(&made, Some(IPS[1]));
+    sb.up(&cfg);
+    assert!(has_link(mine.name(), "eth0"), "no eth0 in {}", mine.name());
+    assert_ping(mine.name(), IPS[1]);
+    assert_ping(&made, IPS[0]);
+    let status = sb.network_status(&net);
+    let created = created_netns(&status);
+    assert!(created.contains(&made), "{status:#}");
+    assert!(!created.iter().any(|n| n == mine.name()), "{status:#}");
+
+    let out = sb.netfwd(&["down", "--name", &net]);
+    assert!(out.status.success(), "{}", describe("netfwd down", &out));
+
+    assert!(netns_exists(mine.name()), "down deleted {}", mine.name());
+    assert!(
+        !has_link(mine.name(), "eth0"),
+        "eth0 left in {}: {:?}",
+        mine.name(),
+        link_names(mine.name())
+    );
+    assert_nothing_left(sb.host(), &net, &[&made]);
+}

@@ -1,0 +1,107 @@
+//! Seed 001: `ns1`..`ns3` on 192.168.28.0/24 with gateway 192.168.28.5 — the
+//! seed's `vbridge` with the gateway address, rebuilt by netfwd without a
+//! bridge. Only ns1 names its address: ns2 and ns3 get the next free ones.
+//!
+//! Run as root, one test at a time: `cargo xtask test` (or
+//! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
+
+// A test reports a broken expectation by panicking.
+#![allow(clippy::unwrap_used)]
+
+use netfwd_tests::{
+    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, payload,
+    tcp_exchange,
+};
+
+const SUBNET: &str = "192.168.28.0/24";
+const GATEWAY: &str = "192.168.28.5";
+/// The addresses ns1 (given), ns2 and ns3 (allocated) end up with: .5 is the
+/// gateway and .1 is taken, so the lowest free ones are .2 and .3.
+const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
+/// Another address of the sandbox host, outside the network (TEST-NET-2).
+const HOST_OTHER: &str = "198.51.100.1";
+
+struct Seed001 {
+    sb: Sandbox,
+    net: String,
+    ns: [String; 3],
+}
+
+fn seed001(tag: &str) -> Seed001 {
+    let sb = Sandbox::new(tag);
+    let net = sb.net_name();
+    let ns = [sb.ns("ns1"), sb.ns("ns2"), sb.ns("ns3")];
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&ns[0], Some(IPS[0]))
+        .endpoint(&ns[1], None)
+        .endpoint(&ns[2], None);
+    sb.up(&cfg);
+    Seed001 { sb, net, ns }
+}
+
+#[test]
+fn endpoints_without_ip_get_the_next_free_addresses_in_order() {
+    let s = seed001("s1alloc");
+    let status = s.sb.network_status(&s.net);
+    assert_eq!(status["gateway"], GATEWAY, "{status:#}");
+    for (ns, ip) in s.ns.iter().zip(IPS) {
+        assert_eq!(endpoint(&status, ns)["ip"], ip, "{status:#}");
+        let addrs = ipv4_addrs(ns, "eth0");
+        assert!(
+            addrs.iter().any(|a| a.starts_with(&format!("{ip}/"))),
+            "{ip} not on eth0 in {ns}: {addrs:?}"
+        );
+    }
+}
+
+#[test]
+fn every_endpoint_pings_every_other() {
+    let s = seed001("s1ping");
+    for (i, from) in s.ns.iter().enumerate() {
+        for (j, to_ip) in IPS.iter().enumerate() {
+            if i != j {
+                assert_ping(from, to_ip);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_endpoint_exchanges_tcp_with_every_other() {
+    let s = seed001("s1tcp");
+    let mut port = 18100;
+    for (i, from) in s.ns.iter().enumerate() {
+        for (j, to) in s.ns.iter().enumerate() {
+            if i != j {
+                port += 1;
+                let data = payload(&format!("{i}->{j}"), 20_000);
+                tcp_exchange(from, to, IPS[j], port, &data).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn sandbox_host_pings_every_endpoint() {
+    let s = seed001("s1host");
+    for ip in IPS {
+        assert_ping(s.sb.host(), ip);
+    }
+}
+
+#[test]
+fn endpoints_ping_the_gateway_and_another_address_of_the_host() {
+    let s = seed001("s1gw");
+    s.sb.add_host_addr(&format!("{HOST_OTHER}/32"), "lo");
+    for ns in &s.ns {
+        assert_ping(ns, GATEWAY);
+        assert_ping(ns, HOST_OTHER);
+    }
+}
+
+#[test]
+fn network_uses_no_bridge_and_no_firewall_rule() {
+    let s = seed001("s1nobr");
+    assert_ping(&s.ns[0], IPS[2]);
+    assert_no_bridge_and_no_rules(s.sb.host());
+}

@@ -1,0 +1,125 @@
+//! `cargo xtask`: the project's own build, test and demo driver. Every
+//! command that needs tools runs `setup` first, so one command works on a
+//! fresh machine.
+
+mod cmd;
+mod demo;
+mod setup;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::cmd::{command, run, workspace_root};
+
+#[derive(Parser)]
+#[command(about = "Build, test and demo netfwd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what this machine lacks (packages, rust-src, bpf-linker) and
+    /// mount bpffs. Idempotent.
+    Setup,
+    /// Set up, then build netfwd (release, eBPF object included).
+    Build,
+    /// Set up, build, check formatting and lints, run the unit tests and the
+    /// privileged integration tests. Arguments after `--` go to the test
+    /// binaries (a name filter, `--nocapture`, …).
+    Test {
+        #[arg(last = true)]
+        test_args: Vec<String>,
+    },
+    /// Set up, build, and run the demo: seed 001's network in a sandbox, a
+    /// connectivity matrix, the datapath counters. Arguments after `--` run
+    /// netfwd with them instead (`cargo xtask run -- up -c net.toml`).
+    Run {
+        /// Leave the demo network up.
+        #[arg(long)]
+        keep: bool,
+        #[arg(last = true)]
+        netfwd_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match exec(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exec(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Setup => setup::exec(),
+        Command::Build => {
+            setup::exec()?;
+            build()
+        }
+        Command::Test { test_args } => {
+            setup::exec()?;
+            build()?;
+            test(&test_args)
+        }
+        Command::Run { keep, netfwd_args } => {
+            setup::exec()?;
+            build()?;
+            if netfwd_args.is_empty() {
+                demo::exec(&netfwd_bin(), keep)
+            } else {
+                run(&mut command(&netfwd_bin().to_string_lossy(), &netfwd_args))
+            }
+        }
+    }
+}
+
+pub fn netfwd_bin() -> PathBuf {
+    workspace_root().join("target/release/netfwd")
+}
+
+fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<()> {
+    let mut cmd = command("cargo", args);
+    cmd.current_dir(workspace_root());
+    run(&mut cmd)
+}
+
+fn build() -> Result<()> {
+    cargo(&["build", "--release", "--package", "netfwd"])
+}
+
+/// Format and lint checks first (they are the cheap failures), then every
+/// test of the workspace. The integration tests share kernel state (bpffs,
+/// /run/netns) and the machine has few cores: one test at a time.
+fn test(test_args: &[String]) -> Result<()> {
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "+nightly",
+        "clippy",
+        "--package",
+        "netfwd-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let mut args: Vec<String> = ["test", "--release", "--", "--test-threads=1"]
+        .map(String::from)
+        .to_vec();
+    args.extend(test_args.iter().cloned());
+    let mut cmd = command("cargo", &args);
+    cmd.current_dir(workspace_root())
+        .env("NETFWD_BIN", netfwd_bin());
+    run(&mut cmd)
+}
