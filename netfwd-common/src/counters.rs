@@ -18,6 +18,9 @@ pub struct IfaceCounters {
     pub to_host: u64,
     /// ARP requests answered by the datapath.
     pub arp_replies: u64,
+    /// Packets address-translated: source NAT on an endpoint's interface,
+    /// reverse NAT on the uplink.
+    pub translated: u64,
     /// Packets dropped, indexed by [`crate::drop::DropReason`].
     pub drops: [u64; DROP_REASON_SLOTS],
 }
@@ -30,6 +33,7 @@ impl IfaceCounters {
         self.redirected += other.redirected;
         self.to_host += other.to_host;
         self.arp_replies += other.arp_replies;
+        self.translated += other.translated;
         for (sum, n) in self.drops.iter_mut().zip(other.drops.iter()) {
             *sum += n;
         }

@@ -11,6 +11,17 @@ pub enum DropReason {
     /// An ARP request whose sender address is not the one assigned to the
     /// interface it arrived on: an endpoint claiming another's address.
     ArpSpoofed = 2,
+    /// A new NAT flow found no free outside port within the retries.
+    NoPort = 3,
+    /// From the uplink to an endpoint address, belonging to no flow an
+    /// endpoint started (the FORWARD policy).
+    Policy = 4,
+    /// To the outside with an IP protocol (or ICMP type) the NAT does not
+    /// translate, or a fragment (ports only in the first one).
+    Unsupported = 5,
+    /// An IPv4 packet to the outside whose source is not the address of the
+    /// endpoint behind the interface it came in on.
+    IpSpoofed = 6,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -18,13 +29,24 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 2] = [DropReason::Malformed, DropReason::ArpSpoofed];
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::ArpSpoofed,
+        DropReason::NoPort,
+        DropReason::Policy,
+        DropReason::Unsupported,
+        DropReason::IpSpoofed,
+    ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::Malformed => "malformed",
             DropReason::ArpSpoofed => "arp_spoofed",
+            DropReason::NoPort => "no_port",
+            DropReason::Policy => "policy",
+            DropReason::Unsupported => "unsupported",
+            DropReason::IpSpoofed => "ip_spoofed",
         }
     }
 

@@ -9,3 +9,4 @@ pub mod counters;
 pub mod drop;
 pub mod maps;
 pub mod names;
+pub mod nat;

@@ -12,11 +12,24 @@ pub const MAP_NETWORK: &str = "NETWORK";
 /// Map: host-side ifindex -> per-CPU `IfaceCounters`.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
+/// Map: the flows' `NatKey` -> `NatEntry` (LRU).
+pub const MAP_NAT: &str = "NAT";
+/// Map: the one `NatConfig` of the network.
+pub const MAP_NAT_CONFIG: &str = "NAT_CONFIG";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 3] = [MAP_ENDPOINTS, MAP_NETWORK, MAP_COUNTERS];
+pub const MAPS: [&str; 5] = [
+    MAP_ENDPOINTS,
+    MAP_NETWORK,
+    MAP_COUNTERS,
+    MAP_NAT,
+    MAP_NAT_CONFIG,
+];
 
 /// TC ingress of each host-side veth: traffic sent by an endpoint.
 pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
+/// TC ingress of the uplink: replies to NATed flows.
+pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
 
 /// Default capacity of `ENDPOINTS` and `COUNTERS`.
 pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;

@@ -14,6 +14,7 @@ pub fn account(ifindex: u32, len: u32, verdict: &Verdict) {
     match verdict {
         Verdict::Redirected(_) => counters.redirected += 1,
         Verdict::ArpReplied(_) => counters.arp_replies += 1,
+        Verdict::Translated(_) => counters.translated += 1,
         Verdict::ToHost => counters.to_host += 1,
         Verdict::Drop(reason) => {
             if let Some(slot) = counters.drops.get_mut(reason.slot()) {

@@ -5,7 +5,7 @@ use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
 use netfwd_common::drop::DropReason;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{maps, parse, verdict::Verdict};
+use crate::{maps, nat, parse, verdict::Verdict};
 
 pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let ip = parse::header_mut::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
@@ -17,9 +17,9 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
         return Err(DropReason::Malformed);
     }
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
-        // The gateway, the host's other addresses, the outside world,
-        // broadcast and multicast: the host's stack routes them.
-        return Ok(Verdict::ToHost);
+        // The outside world through the uplink's NAT; the gateway, the host's
+        // other addresses, broadcast and multicast go to the host's stack.
+        return nat::snat_v4(ctx, ifindex);
     };
     if peer.host_ifindex == ifindex {
         // Addressed to itself through the gateway: let the stack hairpin it.

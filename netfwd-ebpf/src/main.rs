@@ -5,9 +5,13 @@
 #![no_main]
 
 mod arp;
+mod conntrack;
 mod counters;
+mod csum;
+mod fib;
 mod forward;
 mod maps;
+mod nat;
 mod parse;
 mod verdict;
 
@@ -44,6 +48,29 @@ fn from_endpoint(
         forward::ipv4_from_endpoint(ctx, ifindex)
     } else {
         // IPv6 and the rest: the host's stack decides (documented in README).
+        Ok(Verdict::ToHost)
+    }
+}
+
+/// Attached (TCX) to the ingress of the network's uplink: replies of NATed
+/// flows and ICMP errors about them go straight into their endpoint; packets
+/// to endpoint addresses that no endpoint asked for are dropped; the rest
+/// (the host's own traffic) passes unchanged to the next program or the stack.
+#[classifier]
+pub fn tc_from_uplink(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = from_uplink(&ctx).unwrap_or_else(Verdict::Drop);
+    counters::account(ifindex, ctx.len(), &verdict);
+    verdict.tc_action()
+}
+
+fn from_uplink(ctx: &TcContext) -> Result<Verdict, netfwd_common::drop::DropReason> {
+    let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // SAFETY: `header_mut` checked the header lies inside the packet.
+    if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
+        nat::rev_snat_v4(ctx)
+    } else {
         Ok(Verdict::ToHost)
     }
 }

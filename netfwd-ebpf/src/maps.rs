@@ -3,13 +3,14 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuHashMap},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
     macros::btf_map,
 };
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::DEFAULT_MAX_ENDPOINTS,
+    nat::{DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey},
 };
 
 const MAX_ENDPOINTS: usize = DEFAULT_MAX_ENDPOINTS as usize;
@@ -27,6 +28,17 @@ pub static NETWORK: Array<NetworkConfig, 1> = Array::new();
 #[btf_map]
 pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHashMap::new();
 
+/// Both entries of every NAT flow (see `netfwd_common::nat`). LRU, so the
+/// datapath stays bounded when nothing collects; sized by the loader.
+#[btf_map]
+pub static NAT: LruHashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> =
+    LruHashMap::new();
+
+/// The uplink, its address, the port range and timeouts. Filled by the loader
+/// (and the daemon when the uplink's address changes).
+#[btf_map]
+pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
+
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
     // SAFETY: entries are plain data; a concurrent update from userspace can at
@@ -37,4 +49,27 @@ pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
 #[inline(always)]
 pub fn gateway() -> Option<[u8; 4]> {
     NETWORK.get(0).map(|config| config.gateway)
+}
+
+/// The NAT settings, if the network has an uplink.
+#[inline(always)]
+pub fn nat_config() -> Option<NatConfig> {
+    NAT_CONFIG
+        .get(0)
+        .filter(|config| config.uplink_ifindex != 0)
+        .copied()
+}
+
+/// Whether `addr` is inside the network's subnet.
+#[inline(always)]
+pub fn in_subnet(addr: [u8; 4]) -> bool {
+    let Some(config) = NETWORK.get(0) else {
+        return false;
+    };
+    let prefix = u32::from(config.prefix_len);
+    if prefix == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - prefix.min(32));
+    u32::from_be_bytes(addr) & mask == u32::from_be_bytes(config.subnet) & mask
 }

@@ -20,3 +20,15 @@ pub fn header_mut<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, DropReaso
     }
     Ok((start + offset) as *mut T)
 }
+
+/// A pointer to a `T` at `offset`, bounds checked but never pulled: for
+/// headers in a range an earlier [`header_mut`] made linear, so pointers
+/// taken since stay valid.
+#[inline(always)]
+pub fn header_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, DropReason> {
+    let start = ctx.data();
+    if start + offset + core::mem::size_of::<T>() > ctx.data_end() {
+        return Err(DropReason::Malformed);
+    }
+    Ok((start + offset) as *mut T)
+}

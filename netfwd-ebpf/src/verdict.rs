@@ -1,7 +1,7 @@
 //! What the datapath decided for a packet, kept apart from the TC return code
 //! so it can be counted first.
 
-use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
+use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
 use netfwd_common::drop::DropReason;
 
 pub enum Verdict {
@@ -9,7 +9,11 @@ pub enum Verdict {
     Redirected(i32),
     /// An ARP request answered in place and sent back out of the interface.
     ArpReplied(i32),
-    /// Handed to the host's stack unchanged.
+    /// Address-translated (source NAT out, reverse NAT in) and redirected;
+    /// carries the redirect helper's TC action.
+    Translated(i32),
+    /// Not the datapath's to handle: the next TCX program, else the host's
+    /// stack, gets it unchanged.
     ToHost,
     Drop(DropReason),
 }
@@ -17,8 +21,11 @@ pub enum Verdict {
 impl Verdict {
     pub fn tc_action(&self) -> i32 {
         match self {
-            Verdict::Redirected(action) | Verdict::ArpReplied(action) => *action,
-            Verdict::ToHost => TC_ACT_OK,
+            Verdict::Redirected(action)
+            | Verdict::ArpReplied(action)
+            | Verdict::Translated(action) => *action,
+            // TCX_NEXT: another network's program on a shared uplink may own it.
+            Verdict::ToHost => TC_ACT_UNSPEC,
             Verdict::Drop(_) => TC_ACT_SHOT,
         }
     }

@@ -7,6 +7,8 @@ use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use netfwd_common::nat::{DEFAULT_MAX_FLOWS, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts};
+
 use crate::{input_error, ipnet::Ipv4Net};
 
 /// Longest network name: it is part of interface names (15 bytes at most).
@@ -18,6 +20,10 @@ pub const MIN_PREFIX_LEN: u8 = 16;
 pub const MAX_PREFIX_LEN: u8 = 30;
 /// Default MTU of both ends of every veth.
 pub const DEFAULT_MTU: u32 = 1500;
+/// Most NAT flows a network may hold (two map entries each).
+pub const MAX_NAT_FLOWS: u32 = 1 << 22;
+/// Longest interface name Linux allows.
+const MAX_IFNAME_LEN: usize = 15;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +31,7 @@ pub struct ConfigFile {
     pub network: NetworkSection,
     #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<EndpointSection>,
+    pub nat: Option<NatSection>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -34,6 +41,28 @@ pub struct NetworkSection {
     pub subnet: String,
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
+    pub uplink: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSection {
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+    pub max_flows: Option<u32>,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+/// Idle timeouts in seconds; each defaults to `NatTimeouts::DEFAULT`'s.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub tcp_syn: Option<u32>,
+    pub tcp_established: Option<u32>,
+    pub tcp_closing: Option<u32>,
+    pub udp: Option<u32>,
+    pub icmp: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -51,6 +80,31 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub mtu: u32,
     pub endpoints: Vec<Endpoint>,
+    /// Host interface endpoints are masqueraded behind; no NAT without it.
+    #[serde(default)]
+    pub uplink: Option<String>,
+    #[serde(default)]
+    pub nat: NatSettings,
+}
+
+/// Source NAT settings (used when the network has an uplink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSettings {
+    pub port_min: u16,
+    pub port_max: u16,
+    pub max_flows: u32,
+    pub timeouts: NatTimeouts,
+}
+
+impl Default for NatSettings {
+    fn default() -> Self {
+        NatSettings {
+            port_min: DEFAULT_PORT_MIN,
+            port_max: DEFAULT_PORT_MAX,
+            max_flows: DEFAULT_MAX_FLOWS,
+            timeouts: NatTimeouts::DEFAULT,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,12 +191,78 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         return Err(input_error!("network.mtu: {mtu} is not within 576..=65535"));
     }
     let endpoints = validate_endpoints(&file.endpoints, subnet, gateway)?;
+    if let Some(uplink) = &net.uplink {
+        validate_ifname("network.uplink", uplink)?;
+    }
+    let nat = match (&file.nat, &net.uplink) {
+        (Some(_), None) => {
+            return Err(input_error!("nat: NAT needs an uplink (network.uplink)"));
+        }
+        (Some(section), Some(_)) => validate_nat(section)?,
+        (None, _) => NatSettings::default(),
+    };
     Ok(Network {
         name: net.name.clone(),
         subnet,
         gateway,
         mtu,
         endpoints,
+        uplink: net.uplink.clone(),
+        nat,
+    })
+}
+
+fn validate_ifname(field: &str, name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if name.is_empty() || name.len() > MAX_IFNAME_LEN || !ok_chars {
+        return Err(input_error!(
+            "{field}: {name:?} is not an interface name (1 to {MAX_IFNAME_LEN} printable characters, no '/' or ':')"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_nat(section: &NatSection) -> Result<NatSettings> {
+    let defaults = NatSettings::default();
+    let port_min = section.port_min.unwrap_or(defaults.port_min);
+    let port_max = section.port_max.unwrap_or(defaults.port_max);
+    if port_min == 0 {
+        return Err(input_error!("nat.port_min: must be at least 1"));
+    }
+    if port_min > port_max {
+        return Err(input_error!(
+            "nat.port_min: {port_min} is above nat.port_max ({port_max})"
+        ));
+    }
+    let max_flows = section.max_flows.unwrap_or(defaults.max_flows);
+    if !(1..=MAX_NAT_FLOWS).contains(&max_flows) {
+        return Err(input_error!(
+            "nat.max_flows: {max_flows} is not within 1..={MAX_NAT_FLOWS}"
+        ));
+    }
+    let t = &section.timeouts;
+    let d = NatTimeouts::DEFAULT;
+    let timeout = |field: &str, value: Option<u32>, default: u32| -> Result<u32> {
+        match value.unwrap_or(default) {
+            0 => Err(input_error!(
+                "nat.timeouts.{field}: must be at least 1 second"
+            )),
+            secs => Ok(secs),
+        }
+    };
+    Ok(NatSettings {
+        port_min,
+        port_max,
+        max_flows,
+        timeouts: NatTimeouts {
+            tcp_syn: timeout("tcp_syn", t.tcp_syn, d.tcp_syn)?,
+            tcp_established: timeout("tcp_established", t.tcp_established, d.tcp_established)?,
+            tcp_closing: timeout("tcp_closing", t.tcp_closing, d.tcp_closing)?,
+            udp: timeout("udp", t.udp, d.udp)?,
+            icmp: timeout("icmp", t.icmp, d.icmp)?,
+        },
     })
 }
 

@@ -11,3 +11,4 @@ pub mod netlink;
 pub mod netns;
 pub mod network;
 pub mod state;
+pub mod sysctl;

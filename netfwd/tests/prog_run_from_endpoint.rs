@@ -19,9 +19,11 @@ use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
     maps::{EndpointEntry, NetworkConfig},
+    names::PROG_FROM_ENDPOINT,
 };
 
-const TC_ACT_OK: u32 = 0;
+/// TC_ACT_UNSPEC (TCX_NEXT): left to the next program, else the host stack.
+const TO_HOST: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 
@@ -49,7 +51,7 @@ impl Lab {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let datapath = Datapath::load_at(&dir)
+        let datapath = Datapath::load_at(&dir, 1024)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&dir).unwrap();
@@ -89,7 +91,7 @@ impl Lab {
     /// Runs the program once; returns its TC action and the packet after it.
     fn run(&mut self, packet: &[u8]) -> (u32, Vec<u8>) {
         let mut out = vec![0u8; packet.len() + 64];
-        let prog = self.datapath.from_endpoint_program().unwrap();
+        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(packet),
@@ -181,7 +183,7 @@ fn arp_for_the_gateway_is_answered_with_the_host_side_mac() {
 fn arp_for_an_unknown_address_goes_to_the_host() {
     let mut lab = Lab::new("arp-unknown");
     let (action, _) = lab.run(&arp_request(A_MAC, A_IP, Ipv4Addr::new(192, 168, 28, 77)));
-    assert_eq!(action, TC_ACT_OK);
+    assert_eq!(action, TO_HOST);
     assert_eq!(lab.counters().to_host, 1);
 }
 
@@ -222,7 +224,7 @@ fn ipv4_to_the_gateway_or_outside_goes_to_the_host() {
     let mut lab = Lab::new("v4-host");
     for dst in [GATEWAY, Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::BROADCAST] {
         let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, dst));
-        assert_eq!(action, TC_ACT_OK, "{dst}");
+        assert_eq!(action, TO_HOST, "{dst}");
     }
     assert_eq!(lab.counters().to_host, 3);
 }
@@ -256,5 +258,5 @@ fn ipv6_goes_to_the_host() {
     packet.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 255]);
     packet.extend_from_slice(&[0; 32]);
     let (action, _) = lab.run(&packet);
-    assert_eq!(action, TC_ACT_OK);
+    assert_eq!(action, TO_HOST);
 }

@@ -8,13 +8,16 @@ use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
-    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NETWORK},
+    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK},
+    nat::{NatConfig, NatEntry, NatKey},
 };
 
 pub struct DatapathMaps {
     endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
     network: Array<MapData, NetworkConfig>,
     counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
+    nat: HashMap<MapData, NatKey, NatEntry>,
+    nat_config: Array<MapData, NatConfig>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -32,6 +35,10 @@ impl DatapathMaps {
                 .context("NETWORK has an unexpected type")?,
             counters: PerCpuHashMap::try_from(open(pin_dir, MAP_COUNTERS)?)
                 .context("COUNTERS has an unexpected type")?,
+            nat: HashMap::try_from(open(pin_dir, MAP_NAT)?)
+                .context("NAT has an unexpected type")?,
+            nat_config: Array::try_from(open(pin_dir, MAP_NAT_CONFIG)?)
+                .context("NAT_CONFIG has an unexpected type")?,
         })
     }
 
@@ -96,6 +103,39 @@ impl DatapathMaps {
                     .context("reading COUNTERS")
             })
             .collect()
+    }
+
+    pub fn nat_config(&self) -> Result<NatConfig> {
+        self.nat_config.get(&0, 0).context("reading NAT_CONFIG")
+    }
+
+    pub fn set_nat_config(&mut self, config: NatConfig) -> Result<()> {
+        self.nat_config
+            .set(0, config, 0)
+            .context("writing NAT_CONFIG")
+    }
+
+    /// Every entry of `NAT` (both directions of every flow). Entries the
+    /// datapath removes meanwhile are skipped, not errors.
+    pub fn nat_entries(&self) -> Result<Vec<(NatKey, NatEntry)>> {
+        let mut entries = Vec::new();
+        for key in self.nat.keys() {
+            let key = key.context("reading NAT")?;
+            match self.nat.get(&key, 0) {
+                Ok(entry) => entries.push((key, entry)),
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("reading NAT"),
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Removes one `NAT` entry; already gone is fine.
+    pub fn remove_nat_entry(&mut self, key: &NatKey) -> Result<()> {
+        match self.nat.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(e).context("removing a NAT entry"),
+        }
     }
 
     pub fn counter_ifindexes(&self) -> Result<Vec<u32>> {

@@ -8,8 +8,8 @@ mod maps;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
-use netfwd_common::names::{self, PROG_FROM_ENDPOINT};
+use aya::{Ebpf, EbpfLoader, maps::MapInfo, programs::SchedClassifier};
+use netfwd_common::names::{self, MAP_NAT, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 pub use bpffs::ensure_bpffs;
@@ -36,29 +36,34 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    pub fn load(network: &str) -> Result<Self> {
-        Self::load_at(&pin_dir(network))
+    pub fn load(network: &str, nat_max_flows: u32) -> Result<Self> {
+        Self::load_at(&pin_dir(network), nat_max_flows)
     }
 
     /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own).
-    pub fn load_at(dir: &Path) -> Result<Self> {
+    /// their own). `NAT` holds two entries per flow.
+    pub fn load_at(dir: &Path, nat_max_flows: u32) -> Result<Self> {
         ensure_bpffs()?;
         let links = dir.join(names::LINKS_DIR);
         std::fs::create_dir_all(&links)
             .with_context(|| format!("creating pin directory {}", links.display()))?;
+        let nat_entries = nat_max_flows.saturating_mul(2);
+        drop_resized_pin(&dir.join(MAP_NAT), nat_entries)?;
         let map_paths: Vec<(&str, PathBuf)> =
             names::MAPS.iter().map(|m| (*m, dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
+        loader.map_max_entries(MAP_NAT, nat_entries);
         for (map, path) in &map_paths {
             loader.map_pin_path(map, path.as_path());
         }
         let mut ebpf = loader.load(DATAPATH_OBJECT).with_context(|| {
             format!("loading the datapath with maps pinned in {}", dir.display())
         })?;
-        let prog = classifier(&mut ebpf)?;
-        prog.load()
-            .with_context(|| format!("loading program {PROG_FROM_ENDPOINT} into the kernel"))?;
+        for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading program {name} into the kernel"))?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: dir.to_owned(),
@@ -68,23 +73,49 @@ impl Datapath {
     /// Attaches the endpoint program to the ingress of `ifname`, keeping a
     /// current attachment as it is and replacing an outdated one atomically.
     pub fn attach_from_endpoint(&mut self, ifname: &str) -> Result<AttachOutcome> {
-        let pin = self.pin_dir.join(names::LINKS_DIR).join(ifname);
-        let prog = classifier(&mut self.ebpf)?;
-        attach::attach_ingress(prog, ifname, &pin)
-            .with_context(|| format!("attaching {PROG_FROM_ENDPOINT} to {ifname}"))
+        self.attach(PROG_FROM_ENDPOINT, ifname)
     }
 
-    /// The endpoint program, e.g. to run it on a crafted packet.
-    pub fn from_endpoint_program(&mut self) -> Result<&mut SchedClassifier> {
-        classifier(&mut self.ebpf)
+    /// Attaches the uplink program (reverse NAT) to the ingress of `ifname`.
+    pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<AttachOutcome> {
+        self.attach(PROG_FROM_UPLINK, ifname)
+    }
+
+    fn attach(&mut self, program: &str, ifname: &str) -> Result<AttachOutcome> {
+        let pin = self.pin_dir.join(names::LINKS_DIR).join(ifname);
+        let prog = classifier(&mut self.ebpf, program)?;
+        attach::attach_ingress(prog, ifname, &pin)
+            .with_context(|| format!("attaching {program} to {ifname}"))
+    }
+
+    /// A program of the datapath by name, e.g. to run it on a crafted packet.
+    pub fn program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        classifier(&mut self.ebpf, name)
     }
 }
 
-fn classifier(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
-    ebpf.program_mut(PROG_FROM_ENDPOINT)
-        .with_context(|| format!("program {PROG_FROM_ENDPOINT} missing from the datapath object"))?
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the datapath object"))?
         .try_into()
-        .with_context(|| format!("program {PROG_FROM_ENDPOINT} is not a TC classifier"))
+        .with_context(|| format!("program {name} is not a TC classifier"))
+}
+
+/// A pinned map is reused as it is, whatever size the program asks for: when
+/// the configured size changed, the old map goes (and its flows with it).
+fn drop_resized_pin(path: &Path, max_entries: u32) -> Result<()> {
+    let Ok(info) = MapInfo::from_pin(path) else {
+        return Ok(());
+    };
+    if info.max_entries() == max_entries {
+        return Ok(());
+    }
+    log::warn!(
+        "{}: resizing from {} to {max_entries} entries; its flows are dropped",
+        path.display(),
+        info.max_entries()
+    );
+    remove_file_if_exists(path)
 }
 
 /// The program attached to `ifname` through the network's pinned link, if any.

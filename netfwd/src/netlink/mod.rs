@@ -4,14 +4,21 @@
 
 mod link;
 
-use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsFd as _,
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::{
     Handle, RouteMessageBuilder,
-    packet_route::route::{RouteMessage, RouteScope},
+    packet_route::{
+        address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
+        route::{RouteMessage, RouteScope},
+    },
 };
 
 pub use self::link::Link;
@@ -166,6 +173,34 @@ impl Netlink {
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix_len} to link {index}")),
         }
+    }
+
+    /// The IPv4 addresses of link `index`, primary ones first, in the
+    /// kernel's order (the first is the one a masquerade uses).
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Addr>> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .with_context(|| format!("listing addresses of link {index}"))?;
+        let mut addrs: Vec<(bool, Ipv4Addr)> = msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .flat_map(|m| {
+                let secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((secondary, *ip)),
+                    _ => None,
+                })
+            })
+            .collect();
+        // Stable: keeps the kernel's order within primaries and secondaries.
+        addrs.sort_by_key(|(secondary, _)| *secondary);
+        Ok(addrs.into_iter().map(|(_, ip)| ip).collect())
     }
 
     /// Adds the route or replaces the one with the same destination.

@@ -8,7 +8,10 @@ mod preflight;
 use std::collections::HashSet;
 
 use anyhow::{Context as _, Result, bail};
-use netfwd_common::maps::{EndpointEntry, NetworkConfig};
+use netfwd_common::{
+    maps::{EndpointEntry, NetworkConfig},
+    nat::NatConfig,
+};
 use serde::Serialize;
 
 use crate::{
@@ -17,6 +20,7 @@ use crate::{
     netlink::Netlink,
     netns,
     state::{self, State},
+    sysctl,
 };
 
 /// What `up` did to each endpoint.
@@ -24,7 +28,15 @@ use crate::{
 pub struct UpReport {
     pub network: String,
     pub endpoints: Vec<EndpointReport>,
+    pub uplink: Option<UplinkReport>,
     pub removed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UplinkReport {
+    pub ifname: String,
+    pub addr: String,
+    pub program: AttachOutcome,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,7 +79,7 @@ pub async fn up(net: &Network) -> Result<UpReport> {
 }
 
 async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport> {
-    let mut datapath = Datapath::load(&net.name)?;
+    let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
     maps.set_network(NetworkConfig {
         gateway: net.gateway.octets(),
@@ -90,6 +102,9 @@ async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport
                 host_mac: facts.host_mac,
             },
         )?;
+        if net.uplink.is_some() {
+            sysctl::enable_forwarding(&host_ifname)?;
+        }
         let program = datapath.attach_from_endpoint(&host_ifname)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
@@ -99,12 +114,54 @@ async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport
             program,
         });
     }
+    let uplink = match &net.uplink {
+        Some(ifname) => Some(setup_uplink(host, net, ifname, &mut datapath, &mut maps).await?),
+        None => {
+            maps.set_nat_config(nat_config(net, 0, [0; 4]))?;
+            None
+        }
+    };
     st.save()?;
     Ok(UpReport {
         network: net.name.clone(),
         endpoints,
+        uplink,
         removed,
     })
+}
+
+/// Attaches reverse NAT to the uplink and points the datapath's NAT at it.
+async fn setup_uplink(
+    host: &Netlink,
+    net: &Network,
+    ifname: &str,
+    datapath: &mut Datapath,
+    maps: &mut DatapathMaps,
+) -> Result<UplinkReport> {
+    let link = host
+        .link_by_name(ifname)
+        .await?
+        .with_context(|| format!("uplink {ifname} vanished"))?;
+    let addr = preflight::uplink_address(host, ifname, link.index).await?;
+    maps.ensure_counters(link.index)?;
+    // Config before program: the program passes everything while NAT is off.
+    maps.set_nat_config(nat_config(net, link.index, addr.octets()))?;
+    let program = datapath.attach_from_uplink(ifname)?;
+    Ok(UplinkReport {
+        ifname: ifname.to_owned(),
+        addr: addr.to_string(),
+        program,
+    })
+}
+
+fn nat_config(net: &Network, uplink_ifindex: u32, uplink_addr: [u8; 4]) -> NatConfig {
+    NatConfig {
+        uplink_ifindex,
+        uplink_addr,
+        port_min: net.nat.port_min,
+        port_max: net.nat.port_max,
+        timeouts: net.nat.timeouts,
+    }
 }
 
 /// Removes what an earlier `up` made for endpoints that are no longer in the
@@ -120,6 +177,8 @@ async fn remove_stale(
         .iter()
         .map(|e| net.host_ifname(e.ip))
         .collect();
+    let mut wanted_pins = wanted_ifnames.clone();
+    wanted_pins.extend(net.uplink.iter().cloned());
     let wanted_ips: HashSet<_> = net.endpoints.iter().map(|e| e.ip).collect();
     let wanted_netns: HashSet<&str> = net.endpoints.iter().map(|e| e.netns.as_str()).collect();
 
@@ -135,7 +194,7 @@ async fn remove_stale(
         removed.push(link.name);
     }
     for ifname in loader::pinned_links(&net.name)? {
-        if !wanted_ifnames.contains(&ifname) {
+        if !wanted_pins.contains(&ifname) {
             loader::unpin_link(&net.name, &ifname)?;
         }
     }
@@ -143,6 +202,11 @@ async fn remove_stale(
         if !wanted_ips.contains(&ip) {
             maps.remove_endpoint(ip)?;
         }
+    }
+    if let Some(uplink) = &net.uplink
+        && let Some(link) = host.link_by_name(uplink).await?
+    {
+        live_ifindexes.insert(link.index);
     }
     for ifindex in maps.counter_ifindexes()? {
         if !live_ifindexes.contains(&ifindex) {

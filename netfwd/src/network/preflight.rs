@@ -1,6 +1,8 @@
 //! Checks of a validated config against what exists on the machine, all made
 //! before anything is changed. Failures are bad input (exit 2).
 
+use std::net::Ipv4Addr;
+
 use anyhow::Result;
 
 use super::endpoint::ENDPOINT_IFNAME;
@@ -10,6 +12,7 @@ use crate::{
     netlink::Netlink,
     netns::{self, NetnsId},
     state::State,
+    sysctl,
 };
 
 pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Result<()> {
@@ -44,6 +47,9 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
             }
         }
     }
+    if let Some(uplink) = &net.uplink {
+        check_uplink(net, uplink).await?;
+    }
     for (i, ep) in net.endpoints.iter().enumerate() {
         let ours =
             previous.is_some_and(|p| p.network.endpoints.iter().any(|e| e.netns == ep.netns));
@@ -66,4 +72,43 @@ async fn check_endpoint_netns(i: usize, name: &str, ours: bool) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The uplink must be a device of this namespace, not one of the network's
+/// own, with an IPv4 address to masquerade to; NAT ports must stay clear of
+/// the ports host sockets pick (BPF NAT does not see host flows, so sharing
+/// that range could hand a host socket's tuple to a NAT flow).
+async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
+    if crate::config::ifname_prefixes(&net.name)
+        .iter()
+        .any(|p| uplink.starts_with(p.as_str()))
+    {
+        return Err(input_error!(
+            "network.uplink: {uplink} is one of the network's own interfaces"
+        ));
+    }
+    let host = Netlink::current()?;
+    let Some(link) = host.link_by_name(uplink).await? else {
+        return Err(input_error!(
+            "network.uplink: no interface {uplink} in this network namespace"
+        ));
+    };
+    uplink_address(&host, uplink, link.index).await?;
+    let (low, high) = sysctl::ip_local_port_range()?;
+    let (min, max) = (net.nat.port_min, net.nat.port_max);
+    if min <= high && low <= max {
+        return Err(input_error!(
+            "nat.port_min: NAT ports {min}-{max} overlap net.ipv4.ip_local_port_range {low}-{high}"
+        ));
+    }
+    Ok(())
+}
+
+/// The uplink's primary IPv4 address: what endpoints are masqueraded to.
+pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<Ipv4Addr> {
+    host.ipv4_addresses(index)
+        .await?
+        .first()
+        .copied()
+        .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))
 }

@@ -1,0 +1,151 @@
+//! Connection tracking and source NAT: the keys, values and settings of the
+//! `NAT` and `NAT_CONFIG` maps.
+//!
+//! A flow has two entries in one LRU hash, as in Cilium: the **egress** entry,
+//! keyed by the tuple the endpoint sends (inside address and port → remote),
+//! gives the outside address and port it is translated to; the **ingress**
+//! entry, keyed by the tuple replies arrive with (remote → outside address and
+//! port), gives the inside address and port back and carries the flow's state
+//! and last-seen time. The ingress entry is inserted first with `BPF_NOEXIST`,
+//! which is what reserves an outside port: a live mapping is never
+//! overwritten.
+//!
+//! For ICMP echo the identifier plays the part of the endpoint's port and the
+//! remote "port" is 0.
+
+/// `NatKey::dir` of an egress entry (inside → remote).
+pub const DIR_EGRESS: u8 = 0;
+/// `NatKey::dir` of an ingress entry (remote → outside).
+pub const DIR_INGRESS: u8 = 1;
+
+/// IP protocol numbers the NAT translates.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// `NatEntry::tcp_flags` bits: what the flow has seen.
+pub const TCP_SEEN_SYN: u8 = 1;
+/// A packet came back from the remote side.
+pub const SEEN_REPLY: u8 = 2;
+pub const TCP_SEEN_FIN_EGRESS: u8 = 4;
+pub const TCP_SEEN_FIN_INGRESS: u8 = 8;
+pub const TCP_SEEN_RST: u8 = 16;
+
+/// Key of `NAT`. Addresses and ports as on the wire (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NatKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub dir: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `NAT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NatEntry {
+    /// Egress entry: the outside address and port; ingress entry: the inside
+    /// (endpoint) address and port.
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    /// `TCP_SEEN_*` / `SEEN_REPLY` bits (ingress entry).
+    pub flags: u8,
+    pub _pad: u8,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the flow was created.
+    pub created_ns: u64,
+    /// Last packet of the flow in either direction (ingress entry; the egress
+    /// entry keeps its creation time here).
+    pub last_seen_ns: u64,
+}
+
+/// How long an idle flow lives, by state, in seconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "user",
+    derive(
+        bytemuck::Pod,
+        bytemuck::Zeroable,
+        serde::Serialize,
+        serde::Deserialize
+    )
+)]
+pub struct NatTimeouts {
+    /// TCP before a reply has been seen.
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    /// TCP after a FIN or RST.
+    pub tcp_closing: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+impl NatTimeouts {
+    pub const DEFAULT: NatTimeouts = NatTimeouts {
+        tcp_syn: 60,
+        tcp_established: 21_600,
+        tcp_closing: 30,
+        udp: 60,
+        icmp: 30,
+    };
+
+    /// The idle timeout of a flow of `proto` with `flags`, in seconds.
+    pub const fn for_flow(&self, proto: u8, flags: u8) -> u32 {
+        match proto {
+            IPPROTO_TCP => {
+                if flags & (TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST) != 0 {
+                    self.tcp_closing
+                } else if flags & SEEN_REPLY != 0 {
+                    self.tcp_established
+                } else {
+                    self.tcp_syn
+                }
+            }
+            IPPROTO_UDP => self.udp,
+            _ => self.icmp,
+        }
+    }
+}
+
+/// The single value of `NAT_CONFIG`. `uplink_ifindex == 0` turns NAT off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NatConfig {
+    pub uplink_ifindex: u32,
+    /// The uplink's primary IPv4 address: what flows are masqueraded to.
+    /// Kept current by `netfwd daemon` when the uplink's address changes.
+    pub uplink_addr: [u8; 4],
+    /// Outside ports (host byte order), inclusive.
+    pub port_min: u16,
+    pub port_max: u16,
+    pub timeouts: NatTimeouts,
+}
+
+/// Default outside port range: clear of Linux's default
+/// `net.ipv4.ip_local_port_range` (32768–60999), so a NAT mapping never takes
+/// a port a host socket picks by itself.
+pub const DEFAULT_PORT_MIN: u16 = 61_000;
+pub const DEFAULT_PORT_MAX: u16 = 65_535;
+
+/// Default number of flows `NAT` holds (two entries each).
+pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
+
+/// How many outside ports the datapath tries before it gives up on a new
+/// flow (and counts `no_port`).
+pub const PORT_RETRIES: u32 = 32;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): repr(C), integers and byte arrays only, no padding (the
+    // bytemuck::Pod derives check it); every bit pattern is valid.
+    unsafe impl aya::Pod for super::NatKey {}
+    unsafe impl aya::Pod for super::NatEntry {}
+    unsafe impl aya::Pod for super::NatConfig {}
+}

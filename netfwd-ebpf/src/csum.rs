@@ -1,0 +1,88 @@
+//! Checksum updates. IPv4 header and ICMP checksums are updated in place,
+//! incrementally (RFC 1624): a field and its checksum change together, so the
+//! packet's overall sum, and with it a CHECKSUM_COMPLETE skb->csum, stays
+//! valid. TCP/UDP checksums go through `bpf_l4_csum_replace`, which knows
+//! what CHECKSUM_PARTIAL and the pseudo-header need.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use netfwd_common::drop::DropReason;
+
+/// Ones'-complement sum of `value`'s 16-bit words, as read from the packet.
+#[inline(always)]
+fn words32(value: [u8; 4]) -> u32 {
+    u32::from(u16::from_be_bytes([value[0], value[1]]))
+        + u32::from(u16::from_be_bytes([value[2], value[3]]))
+}
+
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// `check` after 32 bits of the covered data change from `old` to `new`:
+/// HC' = ~(~HC + ~m + m').
+#[inline(always)]
+pub fn replace4(check: &mut [u8; 2], old: [u8; 4], new: [u8; 4]) {
+    let hc = u32::from(!u16::from_be_bytes(*check));
+    let sum = hc + (0x1fffe - words32(old)) + words32(new);
+    *check = (!fold(sum)).to_be_bytes();
+}
+
+/// As [`replace4`] for 16 bits.
+#[inline(always)]
+pub fn replace2(check: &mut [u8; 2], old: [u8; 2], new: [u8; 2]) {
+    let hc = u32::from(!u16::from_be_bytes(*check));
+    let sum = hc + u32::from(!u16::from_be_bytes(old)) + u32::from(u16::from_be_bytes(new));
+    *check = (!fold(sum)).to_be_bytes();
+}
+
+/// Where a TCP or UDP checksum lives and how it must be treated.
+#[derive(Clone, Copy)]
+pub struct L4Csum {
+    /// Offset of the checksum field in the packet.
+    pub offset: usize,
+    /// UDP: a zero checksum means "none" and must stay zero.
+    pub udp: bool,
+}
+
+impl L4Csum {
+    fn flags(self, pseudo: bool) -> u64 {
+        let mut flags = 0;
+        if pseudo {
+            flags |= u64::from(BPF_F_PSEUDO_HDR);
+        }
+        if self.udp {
+            flags |= u64::from(BPF_F_MARK_MANGLED_0);
+        }
+        flags
+    }
+
+    /// An address of the pseudo-header changed.
+    #[inline(always)]
+    pub fn addr(self, ctx: &TcContext, old: [u8; 4], new: [u8; 4]) -> Result<(), DropReason> {
+        ctx.l4_csum_replace(
+            self.offset,
+            u64::from(u32::from_ne_bytes(old)),
+            u64::from(u32::from_ne_bytes(new)),
+            self.flags(true) | 4,
+        )
+        .map_err(|_| DropReason::Malformed)
+    }
+
+    /// A port changed.
+    #[inline(always)]
+    pub fn port(self, ctx: &TcContext, old: [u8; 2], new: [u8; 2]) -> Result<(), DropReason> {
+        ctx.l4_csum_replace(
+            self.offset,
+            u64::from(u16::from_ne_bytes(old)),
+            u64::from(u16::from_ne_bytes(new)),
+            self.flags(false) | 2,
+        )
+        .map_err(|_| DropReason::Malformed)
+    }
+}

@@ -1,0 +1,542 @@
+//! Source NAT (masquerade) of endpoint traffic leaving by the uplink, and the
+//! reverse translation of replies and of ICMP errors about those flows.
+//!
+//! Egress: the endpoint's tuple finds its outside port in `NAT` or gets a new
+//! one; the packet leaves with the uplink's address and that port, straight
+//! out of the uplink. Ingress (uplink): the reply's tuple finds the inside
+//! address and port, and the packet goes straight into the endpoint. Only
+//! IPv4 without options and unfragmented packets are translated (ports are in
+//! the first fragment only); see `netfwd_common::nat` for the table.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_prandom_u32, bpf_redirect_peer},
+    programs::TcContext,
+};
+use netfwd_common::{
+    drop::DropReason,
+    maps::EndpointEntry,
+    nat::{
+        DIR_EGRESS, DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry,
+        NatKey, PORT_RETRIES,
+    },
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+use crate::{
+    conntrack, csum,
+    csum::L4Csum,
+    fib,
+    maps::{self, NAT},
+    parse,
+    verdict::Verdict,
+};
+
+const IP_OFF: usize = EthHdr::LEN;
+const L4_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
+/// An ICMP error quotes the offending packet's IP header and 8 bytes after it.
+const INNER_IP_OFF: usize = L4_OFF + ICMP_HDR_LEN;
+const INNER_L4_OFF: usize = INNER_IP_OFF + Ipv4Hdr::LEN;
+const ICMP_HDR_LEN: usize = 8;
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_ECHO: u8 = 8;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// A flow as the endpoint sees it. Ports in network byte order; for ICMP echo
+/// `sport` is the identifier and `dport` 0.
+#[derive(Clone, Copy)]
+struct Tuple {
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: [u8; 2],
+    dport: [u8; 2],
+}
+
+impl Tuple {
+    fn egress_key(&self) -> NatKey {
+        NatKey {
+            saddr: self.src,
+            daddr: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            dir: DIR_EGRESS,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The key replies arrive with once translated to `addr:port`.
+    fn reply_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
+        NatKey {
+            saddr: self.dst,
+            daddr: addr,
+            sport: self.dport,
+            dport: port,
+            proto: self.proto,
+            dir: DIR_INGRESS,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Transport facts of a packet NAT can translate.
+struct Segment {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    tcp_flags: u8,
+}
+
+/// Which way a packet crosses the NAT.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Out,
+    In,
+}
+
+/// Reads the ports (or echo identifier) of a TCP, UDP or ICMP echo packet;
+/// `None` for anything else. Pulls the headers into the linear area, so
+/// packet pointers must be taken afresh after it.
+#[inline(always)]
+fn segment(ctx: &TcContext, proto: u8, way: Way) -> Result<Option<Segment>, DropReason> {
+    match proto {
+        IPPROTO_TCP => {
+            // SAFETY (all three reads): bounds checked by `header_mut`.
+            let tcp = unsafe { *parse::header_mut::<[u8; 14]>(ctx, L4_OFF)? };
+            Ok(Some(Segment {
+                sport: [tcp[0], tcp[1]],
+                dport: [tcp[2], tcp[3]],
+                tcp_flags: tcp[13],
+            }))
+        }
+        IPPROTO_UDP => {
+            let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
+            Ok(Some(Segment {
+                sport: [udp[0], udp[1]],
+                dport: [udp[2], udp[3]],
+                tcp_flags: 0,
+            }))
+        }
+        IPPROTO_ICMP => {
+            let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
+            let id = [icmp[4], icmp[5]];
+            Ok(match (way, icmp[0]) {
+                (Way::Out, ICMP_ECHO) => Some(Segment {
+                    sport: id,
+                    dport: [0; 2],
+                    tcp_flags: 0,
+                }),
+                (Way::In, ICMP_ECHO_REPLY) => Some(Segment {
+                    sport: [0; 2],
+                    dport: id,
+                    tcp_flags: 0,
+                }),
+                _ => None,
+            })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Offset of the port the translation rewrites: the source port going out,
+/// the destination port coming in; the identifier for ICMP echo.
+#[inline(always)]
+fn port_offset(proto: u8, way: Way) -> usize {
+    match (proto, way) {
+        (IPPROTO_ICMP, _) => L4_OFF + 4,
+        (_, Way::Out) => L4_OFF,
+        (_, Way::In) => L4_OFF + 2,
+    }
+}
+
+/// The TCP/UDP checksum to update through the kernel's helpers; ICMP's is
+/// updated in place with the identifier.
+#[inline(always)]
+fn l4_csum(proto: u8) -> Option<L4Csum> {
+    match proto {
+        IPPROTO_TCP => Some(L4Csum {
+            offset: L4_OFF + 16,
+            udp: false,
+        }),
+        IPPROTO_UDP => Some(L4Csum {
+            offset: L4_OFF + 6,
+            udp: true,
+        }),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn translatable(ip: &Ipv4Hdr) -> bool {
+    // More-fragments flag or a fragment offset: not a whole datagram.
+    let fragment = (ip.frags[0] & 0x3f) != 0 || ip.frags[1] != 0;
+    usize::from(ip.ihl()) == Ipv4Hdr::LEN && !fragment
+}
+
+/// An endpoint's IPv4 packet to an address outside the network. Translated
+/// and sent out of the uplink when that is where the route goes; otherwise
+/// the host's stack routes it.
+#[inline(always)]
+pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    let Some(config) = maps::nat_config() else {
+        return Ok(Verdict::ToHost);
+    };
+    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
+    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    if maps::in_subnet(ip.dst_addr) {
+        // The gateway, broadcast, or no endpoint at that address.
+        return Ok(Verdict::ToHost);
+    }
+    match maps::endpoint(ip.src_addr) {
+        Some(ep) if ep.host_ifindex == ifindex => {}
+        _ => return Err(DropReason::IpSpoofed),
+    }
+    let Some(hop) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
+        return Ok(Verdict::ToHost);
+    };
+    // TTL about to run out: the stack answers with "time exceeded" from the
+    // gateway, as a router would (traceroute's first hop).
+    if hop.oif() != config.uplink_ifindex || ip.ttl <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+    if !translatable(&ip) {
+        return Err(DropReason::Unsupported);
+    }
+    let Some(seg) = segment(ctx, ip.proto, Way::Out)? else {
+        return Err(DropReason::Unsupported);
+    };
+    let flow = Tuple {
+        proto: ip.proto,
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+        sport: seg.sport,
+        dport: seg.dport,
+    };
+    let (addr, port) = egress_mapping(&flow, &config, seg.tcp_flags)?;
+
+    // `segment` made the headers linear: no pull (which would invalidate
+    // these pointers) from here on.
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`; no helper that moves packet
+    // data runs until the last pointer use below.
+    unsafe {
+        rewrite_ip(&mut *ipp, Way::Out, addr);
+        if let Some((smac, dmac)) = hop.macs() {
+            (*eth).src_addr = smac;
+            (*eth).dst_addr = dmac;
+        }
+    }
+    rewrite_l4(ctx, flow.proto, Way::Out, flow.src, addr, flow.sport, port)?;
+    Ok(Verdict::Translated(hop.redirect()))
+}
+
+/// The outside address and port of `flow`: its live mapping, or a new one.
+#[inline(always)]
+fn egress_mapping(
+    flow: &Tuple,
+    config: &NatConfig,
+    tcp_flags: u8,
+) -> Result<([u8; 4], [u8; 2]), DropReason> {
+    let now = conntrack::now_ns();
+    let egress_key = flow.egress_key();
+    let mut preferred = None;
+    // SAFETY: plain data; a concurrent change gives a stale copy at worst.
+    if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
+        && out.addr == config.uplink_addr
+    {
+        if let Some(reply) = NAT.get_ptr_mut(flow.reply_key(out.addr, out.port)) {
+            // SAFETY: a live map value; per-packet updates of plain fields.
+            let reply = unsafe { &mut *reply };
+            if reply.addr == flow.src
+                && reply.port == flow.sport
+                && !conntrack::expired(reply, flow.proto, &config.timeouts, now)
+            {
+                conntrack::seen_egress(reply, flow.proto, tcp_flags, now);
+                return Ok((out.addr, out.port));
+            }
+        }
+        // Expired, evicted or taken over: keep the port if it is still free.
+        preferred = Some(out.port);
+    }
+    let port = reserve_port(flow, config, preferred, tcp_flags, now)?;
+    let out = NatEntry {
+        addr: config.uplink_addr,
+        port,
+        flags: 0,
+        _pad: 0,
+        created_ns: now,
+        last_seen_ns: now,
+    };
+    if NAT.insert(egress_key, out, 0).is_err() {
+        let _ = NAT.remove(flow.reply_key(config.uplink_addr, port));
+        return Err(DropReason::NoPort);
+    }
+    Ok((config.uplink_addr, port))
+}
+
+/// Reserves an outside port for `flow` by inserting its reply entry with
+/// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired
+/// is taken over. Tries `preferred`, else a random start, then the next
+/// ports, `PORT_RETRIES` in all.
+#[inline(always)]
+fn reserve_port(
+    flow: &Tuple,
+    config: &NatConfig,
+    preferred: Option<[u8; 2]>,
+    tcp_flags: u8,
+    now: u64,
+) -> Result<[u8; 2], DropReason> {
+    let min = u32::from(config.port_min);
+    let span = u32::from(config.port_max.saturating_sub(config.port_min)) + 1;
+    let start = match preferred {
+        Some(p) => u32::from(u16::from_be_bytes(p)).wrapping_sub(min),
+        // SAFETY: plain helper call.
+        None => unsafe { bpf_get_prandom_u32() },
+    };
+    let mut reply = NatEntry {
+        addr: flow.src,
+        port: flow.sport,
+        flags: 0,
+        _pad: 0,
+        created_ns: now,
+        last_seen_ns: now,
+    };
+    conntrack::seen_egress(&mut reply, flow.proto, tcp_flags, now);
+    for i in 0..PORT_RETRIES {
+        let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
+        let key = flow.reply_key(config.uplink_addr, port);
+        if NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
+            return Ok(port);
+        }
+        // SAFETY: plain data; a stale copy at worst.
+        let Some(old) = (unsafe { NAT.get(key) }).copied() else {
+            continue;
+        };
+        if !conntrack::expired(&old, flow.proto, &config.timeouts, now) {
+            continue;
+        }
+        // The old flow is over: drop both of its entries and take the port.
+        let old_flow = Tuple {
+            src: old.addr,
+            sport: old.port,
+            ..*flow
+        };
+        let _ = NAT.remove(old_flow.egress_key());
+        let _ = NAT.remove(key);
+        if NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(DropReason::NoPort)
+}
+
+/// A packet arriving on the uplink. Replies of NATed flows (and ICMP errors
+/// about them) go straight to their endpoint; anything addressed to an
+/// endpoint directly was not asked for and is dropped (the FORWARD policy);
+/// the rest is the host's.
+#[inline(always)]
+pub fn rev_snat_v4(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    let Some(config) = maps::nat_config() else {
+        return Ok(Verdict::ToHost);
+    };
+    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
+    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    if maps::endpoint(ip.dst_addr).is_some() {
+        return Err(DropReason::Policy);
+    }
+    if !translatable(&ip) {
+        return Ok(Verdict::ToHost);
+    }
+    if ip.proto == IPPROTO_ICMP {
+        // SAFETY: bounds checked by `header_mut`.
+        let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
+        if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
+            return rev_snat_icmp_error(ctx, &config);
+        }
+    }
+    let Some(seg) = segment(ctx, ip.proto, Way::In)? else {
+        return Ok(Verdict::ToHost);
+    };
+    let key = NatKey {
+        saddr: ip.src_addr,
+        daddr: ip.dst_addr,
+        sport: seg.sport,
+        dport: seg.dport,
+        proto: ip.proto,
+        dir: DIR_INGRESS,
+        _pad: [0; 2],
+    };
+    let Some(entry) = NAT.get_ptr_mut(key) else {
+        return Ok(Verdict::ToHost);
+    };
+    // SAFETY: a live map value; per-packet updates of plain fields.
+    let entry = unsafe { &mut *entry };
+    let now = conntrack::now_ns();
+    if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
+        return Ok(Verdict::ToHost);
+    }
+    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
+    let (inside_addr, inside_port) = (entry.addr, entry.port);
+    let Some(ep) = maps::endpoint(inside_addr) else {
+        return Ok(Verdict::ToHost);
+    };
+    if ip.ttl <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+
+    // `segment` made the headers linear: no pull (which would invalidate
+    // these pointers) from here on.
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`; no helper that moves packet
+    // data runs until the last pointer use below.
+    unsafe {
+        rewrite_ip(&mut *ipp, Way::In, inside_addr);
+        set_endpoint_macs(&mut *eth, &ep);
+    }
+    rewrite_l4(
+        ctx,
+        ip.proto,
+        Way::In,
+        ip.dst_addr,
+        inside_addr,
+        seg.dport,
+        inside_port,
+    )?;
+    Ok(Verdict::Translated(redirect_to_endpoint(&ep)))
+}
+
+/// "Destination unreachable" (with "fragmentation needed", which path-MTU
+/// discovery lives on) and "time exceeded" (traceroute) about a NATed flow:
+/// the quoted packet is the one that left, so its source is translated back
+/// along with the outer destination. The quoted transport checksum is left
+/// as it was: it may be cut off, and no receiver checks it.
+#[inline(always)]
+fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReason> {
+    // Deepest first: the pull for it keeps the shallower headers linear too.
+    let Ok(inner_l4) = parse::header_mut::<[u8; 8]>(ctx, INNER_L4_OFF) else {
+        return Ok(Verdict::ToHost);
+    };
+    // SAFETY (both reads): bounds checked by `header_mut`.
+    let inner_l4 = unsafe { *inner_l4 };
+    let inner = unsafe { *parse::header_at::<Ipv4Hdr>(ctx, INNER_IP_OFF)? };
+    if usize::from(inner.ihl()) != Ipv4Hdr::LEN {
+        return Ok(Verdict::ToHost);
+    }
+    // The quoted packet went inside -> remote, translated to outside:port.
+    let (remote_port, port_at) = match inner.proto {
+        IPPROTO_TCP | IPPROTO_UDP => ([inner_l4[2], inner_l4[3]], 0),
+        IPPROTO_ICMP if inner_l4[0] == ICMP_ECHO => ([0; 2], 4),
+        _ => return Ok(Verdict::ToHost),
+    };
+    let outside_port = [inner_l4[port_at], inner_l4[port_at + 1]];
+    let key = NatKey {
+        saddr: inner.dst_addr,
+        daddr: inner.src_addr,
+        sport: remote_port,
+        dport: outside_port,
+        proto: inner.proto,
+        dir: DIR_INGRESS,
+        _pad: [0; 2],
+    };
+    // SAFETY: plain data; a stale copy at worst.
+    let Some(entry) = (unsafe { NAT.get(key) }).copied() else {
+        return Ok(Verdict::ToHost);
+    };
+    if conntrack::expired(&entry, inner.proto, &config.timeouts, conntrack::now_ns()) {
+        return Ok(Verdict::ToHost);
+    }
+    let Some(ep) = maps::endpoint(entry.addr) else {
+        return Ok(Verdict::ToHost);
+    };
+
+    // `segment` made the headers linear: no pull (which would invalidate
+    // these pointers) from here on.
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    let icmp_check = parse::header_at::<[u8; 2]>(ctx, L4_OFF + 2)?;
+    let inner_ipp = parse::header_at::<Ipv4Hdr>(ctx, INNER_IP_OFF)?;
+    let inner_port = parse::header_at::<[u8; 2]>(ctx, INNER_L4_OFF + port_at)?;
+    // SAFETY: bounds checked by `header_at`; no helper runs in between.
+    unsafe {
+        let (outer, quoted, check) = (&mut *ipp, &mut *inner_ipp, &mut *icmp_check);
+        if outer.ttl <= 1 {
+            return Ok(Verdict::ToHost);
+        }
+        rewrite_ip(outer, Way::In, entry.addr);
+        // Everything quoted is ICMP payload, covered by the ICMP checksum.
+        let old_quoted_check = quoted.check;
+        csum::replace4(&mut quoted.check, quoted.src_addr, entry.addr);
+        csum::replace4(check, quoted.src_addr, entry.addr);
+        csum::replace2(check, old_quoted_check, quoted.check);
+        quoted.src_addr = entry.addr;
+        csum::replace2(check, *inner_port, entry.port);
+        *inner_port = entry.port;
+        set_endpoint_macs(&mut *eth, &ep);
+    }
+    Ok(Verdict::Translated(redirect_to_endpoint(&ep)))
+}
+
+/// Rewrites the translated address (source going out, destination coming
+/// in) and decrements the TTL, as the router the host is would.
+#[inline(always)]
+fn rewrite_ip(ip: &mut Ipv4Hdr, way: Way, addr: [u8; 4]) {
+    let field = match way {
+        Way::Out => &mut ip.src_addr,
+        Way::In => &mut ip.dst_addr,
+    };
+    csum::replace4(&mut ip.check, *field, addr);
+    *field = addr;
+    let old = [ip.ttl, ip.proto];
+    ip.ttl -= 1;
+    csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
+}
+
+/// Rewrites the translated port and the transport checksum. Runs after every
+/// packet-pointer use: the checksum helpers invalidate them.
+#[inline(always)]
+fn rewrite_l4(
+    ctx: &TcContext,
+    proto: u8,
+    way: Way,
+    old_addr: [u8; 4],
+    new_addr: [u8; 4],
+    old_port: [u8; 2],
+    new_port: [u8; 2],
+) -> Result<(), DropReason> {
+    let port = parse::header_at::<[u8; 2]>(ctx, port_offset(proto, way))?;
+    match l4_csum(proto) {
+        Some(l4) => {
+            // SAFETY: bounds checked by `header_at`.
+            unsafe { *port = new_port };
+            l4.addr(ctx, old_addr, new_addr)?;
+            l4.port(ctx, old_port, new_port)
+        }
+        None => {
+            let check = parse::header_at::<[u8; 2]>(ctx, L4_OFF + 2)?;
+            // SAFETY: bounds checked by `header_at`.
+            unsafe {
+                csum::replace2(&mut *check, old_port, new_port);
+                *port = new_port;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[inline(always)]
+fn set_endpoint_macs(eth: &mut EthHdr, ep: &EndpointEntry) {
+    eth.src_addr = ep.host_mac;
+    eth.dst_addr = ep.mac;
+}
+
+/// From TC ingress, the peer redirect lands the packet on the endpoint's
+/// `eth0` ingress directly.
+#[inline(always)]
+fn redirect_to_endpoint(ep: &EndpointEntry) -> i32 {
+    // SAFETY: plain helper call.
+    (unsafe { bpf_redirect_peer(ep.host_ifindex, 0) }) as i32
+}
