@@ -11,9 +11,11 @@
     reason = "tests: a failed unwrap is a failed test"
 )]
 
-use std::{net::Ipv4Addr, path::PathBuf};
+mod common;
 
-use aya::programs::{TestRun as _, TestRunOptions};
+use std::net::Ipv4Addr;
+
+use common::{PinDir, eth};
 use netfwd::loader::{Datapath, DatapathMaps};
 use netfwd_common::{
     counters::IfaceCounters,
@@ -41,20 +43,16 @@ const B_IFINDEX: u32 = 4242;
 struct Lab {
     datapath: Datapath,
     maps: DatapathMaps,
-    dir: PathBuf,
+    _pins: PinDir,
 }
 
 impl Lab {
     fn new(tag: &str) -> Self {
-        let dir = PathBuf::from(format!(
-            "/sys/fs/bpf/netfwd-test-{}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let datapath = Datapath::load_at(&dir, 1024)
+        let pins = PinDir::new(tag);
+        let datapath = Datapath::load_at(&pins.0, 1024)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
-        let mut maps = DatapathMaps::open(&dir).unwrap();
+        let mut maps = DatapathMaps::open(&pins.0).unwrap();
         maps.set_network(NetworkConfig {
             gateway: GATEWAY.octets(),
             subnet: [192, 168, 28, 0],
@@ -84,24 +82,17 @@ impl Lab {
         Self {
             datapath,
             maps,
-            dir,
+            _pins: pins,
         }
     }
 
-    /// Runs the program once; returns its TC action and the packet after it.
+    /// Runs the program once (no device: the packet "arrives" on `lo`).
     fn run(&mut self, packet: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; packet.len() + 64];
-        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                repeat: 1,
-                ..Default::default()
-            })
-            .unwrap();
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        common::run(
+            self.datapath.program(PROG_FROM_ENDPOINT).unwrap(),
+            packet,
+            0,
+        )
     }
 
     fn counters(&self) -> IfaceCounters {
@@ -112,20 +103,6 @@ impl Lab {
             .copied()
             .unwrap_or_default()
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
-    let mut p = Vec::with_capacity(64);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&ether_type.to_be_bytes());
-    p
 }
 
 fn arp_request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {

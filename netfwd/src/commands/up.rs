@@ -23,6 +23,12 @@ pub async fn exec(config_path: &Path, json: bool) -> Result<()> {
             ep.netns, ep.ip, ep.host_ifname, ep.program
         );
     }
+    if let Some(uplink) = &report.uplink {
+        println!(
+            "uplink {} masquerades to {}, program {:?}",
+            uplink.ifname, uplink.addr, uplink.program
+        );
+    }
     println!("network {} is up", report.network);
     Ok(())
 }

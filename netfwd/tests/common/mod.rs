@@ -1,0 +1,173 @@
+//! Shared by the BPF_PROG_TEST_RUN tests: a private pin directory, running a
+//! program once, and packet builders with correct checksums.
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+
+/// A pin directory of the test's own under the real bpffs, removed on drop.
+pub struct PinDir(pub PathBuf);
+
+impl PinDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/netfwd-test-{}-{tag}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        PinDir(dir)
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `prog` once on `packet` as if it arrived on `ifindex` (0: no
+/// device); returns the TC action and the packet after it.
+pub fn run(prog: &SchedClassifier, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; packet.len() + 64];
+    // struct __sk_buff: ifindex is the 11th u32 (offset 40); the kernel
+    // accepts it in a test run's context and sets the skb's device from it.
+    let mut ctx = [0u8; 192];
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ctx_in: (ifindex != 0).then_some(&ctx[..]),
+            repeat: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+pub fn eth(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
+    let mut p = Vec::with_capacity(64);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&ether_type.to_be_bytes());
+    p
+}
+
+/// The Internet checksum of `data` (with `sum` carried in).
+pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+    let mut p = Vec::with_capacity(12);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    p.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum()
+}
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+
+/// An IPv4 packet (no options, DF, TTL 64) around `l4`, with the IP
+/// checksum and the transport checksum (TCP, UDP unless `udp_csum_zero`,
+/// ICMP) filled in.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+    fill_l4_checksum(src, dst, proto, &mut l4);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&l4);
+    ip
+}
+
+fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
+    let at = match proto {
+        TCP => 16,
+        UDP if l4[6..8] != [0xff, 0xff] => 6,
+        UDP => {
+            // Marker for "send without a checksum".
+            l4[6..8].copy_from_slice(&[0, 0]);
+            return;
+        }
+        _ => 2,
+    };
+    l4[at..at + 2].copy_from_slice(&[0, 0]);
+    let sum = if proto == ICMP {
+        0
+    } else {
+        pseudo_sum(src, dst, proto, l4.len())
+    };
+    let c = checksum(l4, sum);
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A TCP segment with `flags` and a payload.
+pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    t
+}
+
+/// A UDP datagram; `with_checksum: false` sends a zero checksum.
+pub fn udp(sport: u16, dport: u16, payload: &[u8], with_checksum: bool) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(if with_checksum {
+        &[0, 0]
+    } else {
+        &[0xff, 0xff]
+    });
+    u.extend_from_slice(payload);
+    u
+}
+
+pub fn icmp_echo(kind: u8, id: u16, seq: u16) -> Vec<u8> {
+    let mut i = vec![kind, 0, 0, 0];
+    i.extend_from_slice(&id.to_be_bytes());
+    i.extend_from_slice(&seq.to_be_bytes());
+    i.extend_from_slice(b"netfwd-ping");
+    i
+}
+
+/// Whether the IPv4 packet at `ip` (no Ethernet) has a valid IP checksum
+/// and a valid transport checksum (a zero UDP checksum counts as valid).
+pub fn checksums_ok(ip: &[u8]) -> bool {
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    if checksum(&ip[..ihl], 0) != 0 {
+        return false;
+    }
+    let (src, dst, proto) = (
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        ip[9],
+    );
+    let l4 = &ip[ihl..];
+    match proto {
+        UDP if l4[6..8] == [0, 0] => true,
+        TCP | UDP => checksum(l4, pseudo_sum(src, dst, proto, l4.len())) == 0,
+        _ => checksum(l4, 0) == 0,
+    }
+}

@@ -1,0 +1,343 @@
+//! Source NAT on crafted packets with BPF_PROG_TEST_RUN. `bpf_fib_lookup`
+//! needs routes and a neighbour, so each test runs in a thread that
+//! unshares a fresh network namespace of its own: an endpoint's host-side
+//! veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1 has a
+//! permanent neighbour entry. Nothing leaves that namespace.
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::{net::Ipv4Addr, process::Command};
+
+use common::{ICMP, PinDir, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, tcp, udp};
+use netfwd::loader::{Datapath, DatapathMaps};
+use netfwd_common::{
+    counters::IfaceCounters,
+    drop::DropReason,
+    maps::{EndpointEntry, NetworkConfig},
+    names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK},
+    nat::{NatConfig, NatTimeouts},
+};
+use nix::{net::if_::if_nametoindex, sched::CloneFlags};
+
+const TO_HOST: u32 = u32::MAX;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
+const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
+const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+/// The datapath loaded in a namespace with endpoint A behind `hosta` and the
+/// uplink `up0`.
+struct NatLab {
+    datapath: Datapath,
+    maps: DatapathMaps,
+    host_a: u32,
+    host_a_mac: [u8; 6],
+    uplink: u32,
+    uplink_mac: [u8; 6],
+    _pins: PinDir,
+}
+
+/// Runs `test` on a fresh lab, in a thread inside a namespace of its own,
+/// with NAT ports `ports`.
+fn with_lab(tag: &str, ports: (u16, u16), test: impl FnOnce(&mut NatLab) + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).unwrap();
+            let mut lab = NatLab::new(tag, ports);
+            test(&mut lab);
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+fn ip(args: &str) {
+    // Child processes start in the namespace of the thread that forks them.
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args}");
+}
+
+fn mac_of(ifname: &str) -> [u8; 6] {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", ifname])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.split("link/ether ").nth(1).unwrap();
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(hex[..17].split(':')) {
+        *b = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+impl NatLab {
+    fn new(tag: &str, (port_min, port_max): (u16, u16)) -> Self {
+        ip("link set lo up");
+        ip("link add hosta type veth peer name epa");
+        ip("link add up0 type veth peer name inet0");
+        for dev in ["hosta", "epa", "up0", "inet0"] {
+            ip(&format!("link set {dev} up"));
+        }
+        ip("addr add 203.0.113.2/24 dev up0");
+        ip("neigh replace 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
+        ip("route add default via 203.0.113.1");
+        netfwd::sysctl::enable_forwarding("hosta").unwrap();
+
+        let pins = PinDir::new(tag);
+        let datapath = Datapath::load_at(&pins.0, 1024)
+            .map_err(|e| format!("{e:#}"))
+            .unwrap();
+        let mut maps = DatapathMaps::open(&pins.0).unwrap();
+        let host_a = if_nametoindex("hosta").unwrap();
+        let uplink = if_nametoindex("up0").unwrap();
+        let host_a_mac = mac_of("hosta");
+        maps.set_network(NetworkConfig {
+            gateway: GATEWAY.octets(),
+            subnet: [192, 168, 28, 0],
+            prefix_len: 24,
+            _pad: [0; 3],
+        })
+        .unwrap();
+        maps.set_endpoint(
+            A_IP,
+            EndpointEntry {
+                host_ifindex: host_a,
+                mac: A_MAC,
+                host_mac: host_a_mac,
+            },
+        )
+        .unwrap();
+        maps.set_nat_config(NatConfig {
+            uplink_ifindex: uplink,
+            uplink_addr: UPLINK_IP.octets(),
+            port_min,
+            port_max,
+            timeouts: NatTimeouts::DEFAULT,
+        })
+        .unwrap();
+        maps.ensure_counters(host_a).unwrap();
+        maps.ensure_counters(uplink).unwrap();
+        NatLab {
+            datapath,
+            maps,
+            host_a,
+            host_a_mac,
+            uplink,
+            uplink_mac: mac_of("up0"),
+            _pins: pins,
+        }
+    }
+
+    /// An IPv4 packet from endpoint A, through its host-side veth.
+    fn send_from_a(&mut self, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.host_a_mac, A_MAC, 0x0800);
+        packet.extend(ipv4(A_IP, dst, proto, l4));
+        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        run(prog, &packet, self.host_a)
+    }
+
+    /// An IPv4 packet arriving on the uplink from `src`.
+    fn send_from_outside(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
+        packet.extend(ipv4(src, dst, proto, l4));
+        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
+        run(prog, &packet, self.uplink)
+    }
+
+    fn counters(&self, ifindex: u32) -> IfaceCounters {
+        self.maps
+            .counters()
+            .unwrap()
+            .get(&ifindex)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+fn addr(packet: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
+}
+
+fn port(packet: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([packet[at], packet[at + 1]])
+}
+
+/// Offsets in an Ethernet + IPv4 (no options) packet.
+const SRC: usize = 14 + 12;
+const DST: usize = 14 + 16;
+const TTL: usize = 14 + 8;
+const SPORT: usize = 34;
+const DPORT: usize = 36;
+
+#[test]
+fn tcp_to_the_outside_leaves_by_the_uplink_masqueraded_and_its_reply_comes_back() {
+    with_lab("tcp", (61000, 65535), |lab| {
+        let (action, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x02, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(&out[0..6], &ROUTER_MAC, "to the next hop");
+        assert_eq!(&out[6..12], &lab.uplink_mac, "from the uplink");
+        assert_eq!(addr(&out, SRC), UPLINK_IP);
+        assert_eq!(addr(&out, DST), REMOTE);
+        assert_eq!(out[TTL], 63);
+        let outside_port = port(&out, SPORT);
+        assert!((61000..=65535).contains(&outside_port), "{outside_port}");
+        assert!(checksums_ok(&out[14..]), "checksums after SNAT");
+        assert_eq!(lab.counters(lab.host_a).translated, 1);
+
+        let (action, back) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, outside_port, 0x12, b"hi"));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(&back[0..6], &A_MAC);
+        assert_eq!(&back[6..12], &lab.host_a_mac);
+        assert_eq!(addr(&back, DST), A_IP);
+        assert_eq!(port(&back, DPORT), 40000);
+        assert!(checksums_ok(&back[14..]), "checksums after reverse NAT");
+        assert_eq!(lab.counters(lab.uplink).translated, 1);
+
+        // The flow keeps its port.
+        let (_, again) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x10, b"data"));
+        assert_eq!(port(&again, SPORT), outside_port);
+    });
+}
+
+#[test]
+fn a_zero_udp_checksum_stays_zero_and_a_set_one_stays_valid() {
+    with_lab("udp", (61000, 65535), |lab| {
+        for (sport, with_checksum) in [(5353, false), (5354, true)] {
+            let (action, out) =
+                lab.send_from_a(REMOTE, UDP, udp(sport, 53, b"query", with_checksum));
+            assert_eq!(action, TC_ACT_REDIRECT);
+            assert_eq!(out[40..42] == [0, 0], !with_checksum, "UDP checksum field");
+            assert!(checksums_ok(&out[14..]));
+            let outside_port = port(&out, SPORT);
+            let (action, back) = lab.send_from_outside(
+                REMOTE,
+                UPLINK_IP,
+                UDP,
+                udp(53, outside_port, b"answer", with_checksum),
+            );
+            assert_eq!(action, TC_ACT_REDIRECT);
+            assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, sport));
+            assert_eq!(back[40..42] == [0, 0], !with_checksum);
+            assert!(checksums_ok(&back[14..]));
+        }
+    });
+}
+
+#[test]
+fn icmp_echo_identifier_is_translated_like_a_port() {
+    with_lab("icmp", (61000, 65535), |lab| {
+        let (action, out) = lab.send_from_a(REMOTE, ICMP, icmp_echo(8, 0x1234, 1));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let outside_id = port(&out, 38);
+        assert!((61000..=65535).contains(&outside_id));
+        assert!(checksums_ok(&out[14..]));
+        let (action, back) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, ICMP, icmp_echo(0, outside_id, 1));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr(&back, DST), port(&back, 38)), (A_IP, 0x1234));
+        assert!(checksums_ok(&back[14..]));
+    });
+}
+
+#[test]
+fn fragmentation_needed_about_a_flow_reaches_the_endpoint_translated() {
+    with_lab("pmtu", (61000, 65535), |lab| {
+        let (_, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x10, &[0; 64]));
+        // A router on the way quotes the translated packet's header + 8 bytes.
+        let quoted = &out[14..14 + 28];
+        let mut error = vec![3, 4, 0, 0, 0, 0, 0x05, 0x00];
+        error.extend_from_slice(quoted);
+        let (action, back) = lab.send_from_outside(ROUTER_IP, UPLINK_IP, ICMP, error);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(addr(&back, DST), A_IP, "outer destination");
+        let inner = &back[14 + 20 + 8..];
+        assert_eq!(addr(inner, 12), A_IP, "quoted source");
+        assert_eq!(port(inner, 20), 40000, "quoted source port");
+        assert_eq!(port(inner, 22), 80);
+        assert_eq!(common::checksum(&inner[..20], 0), 0, "quoted IP checksum");
+        assert!(checksums_ok(&back[14..]), "outer IP and ICMP checksums");
+    });
+}
+
+#[test]
+fn unsolicited_packets_to_an_endpoint_are_dropped_as_policy() {
+    with_lab("policy", (61000, 65535), |lab| {
+        let (action, _) = lab.send_from_outside(REMOTE, A_IP, TCP, tcp(5555, 22, 0x02, b""));
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+    });
+}
+
+#[test]
+fn packets_of_no_flow_go_to_the_host_unchanged() {
+    with_lab("hostflow", (61000, 65535), |lab| {
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, 40000, 0x12, b""));
+        assert_eq!(action, TO_HOST);
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, ICMP, icmp_echo(8, 7, 1));
+        assert_eq!(action, TO_HOST, "a ping of the host itself");
+        assert_eq!(lab.counters(lab.uplink).to_host, 2);
+    });
+}
+
+#[test]
+fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
+    with_lab("noport", (61000, 61000), |lab| {
+        let (action, first) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"a", true));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(port(&first, SPORT), 61000);
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(1001, 53, b"b", true));
+        assert_eq!(action, TC_ACT_SHOT, "no port left for this remote");
+        assert_eq!(lab.counters(lab.host_a).drops[DropReason::NoPort.slot()], 1);
+        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"c", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "the live flow keeps working");
+        assert_eq!(port(&again, SPORT), 61000);
+        let (action, other) = lab.send_from_a(REMOTE, UDP, udp(1001, 54, b"d", true));
+        assert_eq!(
+            action, TC_ACT_REDIRECT,
+            "ports are shared across remote ports"
+        );
+        assert_eq!(port(&other, SPORT), 61000);
+    });
+}
+
+#[test]
+fn spoofed_sources_and_untranslatable_protocols_are_dropped() {
+    with_lab("spoof", (61000, 65535), |lab| {
+        let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+        packet.extend(ipv4(
+            Ipv4Addr::new(192, 168, 28, 9),
+            REMOTE,
+            UDP,
+            udp(1, 2, b"x", true),
+        ));
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, _) = run(prog, &packet, lab.host_a);
+        assert_eq!(action, TC_ACT_SHOT);
+        let (action, _) = lab.send_from_a(REMOTE, 47, vec![0; 8]);
+        assert_eq!(action, TC_ACT_SHOT, "GRE");
+        let c = lab.counters(lab.host_a);
+        assert_eq!(c.drops[DropReason::IpSpoofed.slot()], 1);
+        assert_eq!(c.drops[DropReason::Unsupported.slot()], 1);
+    });
+}
