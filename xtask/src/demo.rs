@@ -1,6 +1,7 @@
 //! The default demo: seed 001's network (three endpoints on 192.168.28.0/24,
-//! gateway .5, the host) brought up by netfwd inside a sandbox "host"
-//! namespace of its own, so the real host's network is never touched.
+//! gateway .5, the host, masquerade to the outside) brought up by netfwd
+//! inside a sandbox "host" namespace of its own, with an "internet"
+//! namespace behind its uplink, so the real host's network is never touched.
 //!
 //! The sandbox itself is made with `ip netns`: it is the demo's scaffolding,
 //! not the product (netfwd makes everything else over netlink).
@@ -21,6 +22,10 @@ const ENDPOINT_IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"]
 /// Another address of the host's own (seed 001 step 3 pings "the host"), from
 /// a documentation range.
 const HOST_OTHER_ADDR: &str = "198.51.100.1";
+/// The sandbox host's uplink and the "internet" router behind it.
+const UPLINK: &str = "up0";
+const UPLINK_ADDR: &str = "203.0.113.2/24";
+const INTERNET_ADDR: &str = "203.0.113.1";
 
 pub fn exec(netfwd: &Path, keep: bool) -> Result<()> {
     let sandbox = Sandbox::create(netfwd)?;
@@ -37,6 +42,7 @@ struct Sandbox {
     netfwd: PathBuf,
     id: u32,
     host: String,
+    internet: String,
     network: String,
     endpoints: Vec<String>,
     dir: PathBuf,
@@ -51,14 +57,45 @@ impl Sandbox {
             netfwd: netfwd.to_owned(),
             id,
             host: format!("demo{id}-host"),
+            internet: format!("demo{id}-inet"),
             network: format!("demo{id}"),
             endpoints: (1..=3).map(|i| format!("demo{id}-ns{i}")).collect(),
             dir: std::env::temp_dir().join(format!("netfwd-demo-{id}")),
             kept: false,
         };
         run(&mut command("ip", &["netns", "add", &sb.host]))?;
+        run(&mut command("ip", &["netns", "add", &sb.internet]))?;
         sb.ip_in_host(&["link", "set", "lo", "up"])?;
         sb.ip_in_host(&["addr", "add", &format!("{HOST_OTHER_ADDR}/32"), "dev", "lo"])?;
+        sb.ip_in_host(&[
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "inet0",
+            "netns",
+            &sb.internet,
+        ])?;
+        sb.ip_in_host(&["addr", "add", UPLINK_ADDR, "dev", UPLINK])?;
+        sb.ip_in_host(&["link", "set", UPLINK, "up"])?;
+        sb.ip_in_host(&["route", "add", "default", "via", INTERNET_ADDR])?;
+        let inet = |args: &[&str]| {
+            let mut full = vec!["-n", sb.internet.as_str()];
+            full.extend(args);
+            run(&mut command("ip", &full))
+        };
+        inet(&["link", "set", "lo", "up"])?;
+        inet(&[
+            "addr",
+            "add",
+            &format!("{INTERNET_ADDR}/24"),
+            "dev",
+            "inet0",
+        ])?;
+        inet(&["link", "set", "inet0", "up"])?;
         fs::create_dir_all(&sb.dir).with_context(|| format!("creating {}", sb.dir.display()))?;
         let config = sb.config();
         fs::write(sb.config_path(), &config).context("writing the demo config")?;
@@ -73,7 +110,7 @@ impl Sandbox {
 
     fn config(&self) -> String {
         let mut s = format!(
-            "[network]\nname = \"{}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\n",
+            "[network]\nname = \"{}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"{UPLINK}\"\n",
             self.network
         );
         for (ns, ip) in self.endpoints.iter().zip(ENDPOINT_IPS) {
@@ -104,6 +141,7 @@ impl Sandbox {
             .collect();
         targets.push(("gateway".into(), GATEWAY));
         targets.push(("host-other".into(), HOST_OTHER_ADDR));
+        targets.push(("internet".into(), INTERNET_ADDR));
         let mut sources = vec![self.host.clone()];
         sources.extend(self.endpoints.iter().cloned());
 
@@ -161,9 +199,10 @@ impl Sandbox {
         let id = self.id;
         println!(
             "\nleft up (--keep). Try:\n  nsenter --net=/run/netns/demo{id}-ns1 ping 192.168.28.2\n  {bin} --netns {host} status\n\
-             remove it with:\n  {bin} --netns {host} down --name {net} && ip netns del {host}",
+             remove it with:\n  {bin} --netns {host} down --name {net} && ip netns del {host} && ip netns del {inet}",
             bin = self.netfwd.display(),
             host = self.host,
+            inet = self.internet,
             net = self.network,
         );
     }
@@ -193,8 +232,10 @@ impl Drop for Sandbox {
         if let Err(e) = self.netfwd(&["down", "--name", &self.network]) {
             eprintln!("xtask: cleaning up the demo: {e:#}");
         }
-        if let Err(e) = run(&mut command("ip", &["netns", "del", &self.host])) {
-            eprintln!("xtask: cleaning up the demo: {e:#}");
+        for ns in [&self.host, &self.internet] {
+            if let Err(e) = run(&mut command("ip", &["netns", "del", ns])) {
+                eprintln!("xtask: cleaning up the demo: {e:#}");
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
