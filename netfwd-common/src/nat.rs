@@ -119,8 +119,9 @@ impl NatTimeouts {
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct NatConfig {
     pub uplink_ifindex: u32,
-    /// The uplink's primary IPv4 address: what flows are masqueraded to.
-    /// Kept current by `netfwd daemon` when the uplink's address changes.
+    /// The uplink's primary IPv4 address, for display. The datapath
+    /// masquerades each new flow to the source address routing picks for it
+    /// (`BPF_FIB_LOOKUP_SRC`), so it follows address changes by itself.
     pub uplink_addr: [u8; 4],
     /// Outside ports (host byte order), inclusive.
     pub port_min: u16,

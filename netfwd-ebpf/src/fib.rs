@@ -3,9 +3,9 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
-        bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2, bpf_fib_lookup__bindgen_ty_3,
-        bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
+        bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2,
+        bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
     },
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
@@ -13,7 +13,13 @@ use aya_ebpf::{
 
 const AF_INET: u8 = 2;
 
-/// Where the routing table sends a packet out.
+/// Where the routing table sends a packet out, and the source address the
+/// host would give it there (what a masquerade uses).
+pub struct Route {
+    pub hop: NextHop,
+    pub src: [u8; 4],
+}
+
 pub enum NextHop {
     /// Out of `oif` to a next hop whose MAC is known.
     Resolved {
@@ -27,11 +33,13 @@ pub enum NextHop {
 
 /// Looks `src -> dst` up as if forwarded from `ifindex`. `None` for what is
 /// not forwarded out of a device: local addresses, unreachable routes,
-/// packets too big for the route's MTU (the stack sends the ICMP error).
-/// Leaving `tot_len` 0 makes the kernel check the MTU against the skb
-/// itself, GSO included.
+/// packets too big for the route's MTU (the stack sends the ICMP error), no
+/// source address on the way out. Leaving `tot_len` 0 makes the kernel check
+/// the MTU against the skb itself, GSO included. `BPF_FIB_LOOKUP_SRC` asks
+/// for the source address the host would pick, so a masquerade follows the
+/// uplink's address as it changes.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Option<NextHop> {
+pub fn lookup(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Option<Route> {
     // Every byte written field by field (the kernel reads them all): a
     // `mem::zeroed()` here becomes a call to `memset`, a BPF subprogram whose
     // register use the verifier and the compiler disagree on.
@@ -57,20 +65,23 @@ pub fn lookup(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Opti
             ctx.skb.skb.cast(),
             &mut params,
             core::mem::size_of::<FibParams>() as i32,
-            0,
+            BPF_FIB_LOOKUP_SRC,
         )
     };
-    match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Some(NextHop::Resolved {
+    let hop = match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => NextHop::Resolved {
             oif: params.ifindex,
             smac: params.smac,
             dmac: params.dmac,
-        }),
-        BPF_FIB_LKUP_RET_NO_NEIGH => Some(NextHop::Unresolved {
+        },
+        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::Unresolved {
             oif: params.ifindex,
-        }),
-        _ => None,
-    }
+        },
+        _ => return None,
+    };
+    // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
+    let src = unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes();
+    Some(Route { hop, src })
 }
 
 impl NextHop {

@@ -193,7 +193,9 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
         Some(ep) if ep.host_ifindex == ifindex => {}
         _ => return Err(DropReason::IpSpoofed),
     }
-    let Some(hop) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
+    let Some(fib::Route { hop, src: outside }) =
+        fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr)
+    else {
         return Ok(Verdict::ToHost);
     };
     // TTL about to run out: the stack answers with "time exceeded" from the
@@ -214,7 +216,7 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
         sport: seg.sport,
         dport: seg.dport,
     };
-    let (addr, port) = egress_mapping(&flow, &config, seg.tcp_flags)?;
+    let (addr, port) = egress_mapping(&flow, &config, outside, seg.tcp_flags)?;
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
@@ -233,11 +235,15 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     Ok(Verdict::Translated(hop.redirect()))
 }
 
-/// The outside address and port of `flow`: its live mapping, or a new one.
+/// The outside address and port of `flow`: its live mapping, or a new one
+/// on `outside`, the address the host routes it out with. A mapping to an
+/// address the uplink no longer routes with is replaced, as a masquerade
+/// forgets flows when its interface's address changes.
 #[inline(always)]
 fn egress_mapping(
     flow: &Tuple,
     config: &NatConfig,
+    outside: [u8; 4],
     tcp_flags: u8,
 ) -> Result<([u8; 4], [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
@@ -245,7 +251,7 @@ fn egress_mapping(
     let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
-        && out.addr == config.uplink_addr
+        && out.addr == outside
     {
         if let Some(reply) = NAT.get_ptr_mut(flow.reply_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
@@ -261,9 +267,9 @@ fn egress_mapping(
         // Expired, evicted or taken over: keep the port if it is still free.
         preferred = Some(out.port);
     }
-    let port = reserve_port(flow, config, preferred, tcp_flags, now)?;
+    let port = reserve_port(flow, config, outside, preferred, tcp_flags, now)?;
     let out = NatEntry {
-        addr: config.uplink_addr,
+        addr: outside,
         port,
         flags: 0,
         _pad: 0,
@@ -271,10 +277,10 @@ fn egress_mapping(
         last_seen_ns: now,
     };
     if NAT.insert(egress_key, out, 0).is_err() {
-        let _ = NAT.remove(flow.reply_key(config.uplink_addr, port));
+        let _ = NAT.remove(flow.reply_key(outside, port));
         return Err(DropReason::NoPort);
     }
-    Ok((config.uplink_addr, port))
+    Ok((outside, port))
 }
 
 /// Reserves an outside port for `flow` by inserting its reply entry with
@@ -285,6 +291,7 @@ fn egress_mapping(
 fn reserve_port(
     flow: &Tuple,
     config: &NatConfig,
+    outside: [u8; 4],
     preferred: Option<[u8; 2]>,
     tcp_flags: u8,
     now: u64,
@@ -307,7 +314,7 @@ fn reserve_port(
     conntrack::seen_egress(&mut reply, flow.proto, tcp_flags, now);
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
-        let key = flow.reply_key(config.uplink_addr, port);
+        let key = flow.reply_key(outside, port);
         if NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
             return Ok(port);
         }

@@ -341,3 +341,19 @@ fn spoofed_sources_and_untranslatable_protocols_are_dropped() {
         assert_eq!(c.drops[DropReason::Unsupported.slot()], 1);
     });
 }
+
+#[test]
+fn the_masquerade_follows_a_change_of_the_uplinks_address() {
+    with_lab("readdr", (61000, 65535), |lab| {
+        let (_, before) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"a", true));
+        assert_eq!(addr(&before, SRC), UPLINK_IP);
+        ip("addr del 203.0.113.2/24 dev up0");
+        ip("addr add 203.0.113.3/24 dev up0");
+        ip("route replace default via 203.0.113.1");
+        ip("neigh replace 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
+        let (action, after) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"b", true));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(addr(&after, SRC), Ipv4Addr::new(203, 0, 113, 3));
+        assert!(checksums_ok(&after[14..]));
+    });
+}
