@@ -22,6 +22,10 @@ pub enum DropReason {
     /// An IPv4 packet to the outside whose source is not the address of the
     /// endpoint behind the interface it came in on.
     IpSpoofed = 6,
+    /// A reply of a NATed flow with no TTL left to forward it with (a
+    /// router drops it; passing it to the host would have it answer for a
+    /// port it does not own).
+    TtlExceeded = 7,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -29,13 +33,14 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
         DropReason::Policy,
         DropReason::Unsupported,
         DropReason::IpSpoofed,
+        DropReason::TtlExceeded,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -47,6 +52,7 @@ impl DropReason {
             DropReason::Policy => "policy",
             DropReason::Unsupported => "unsupported",
             DropReason::IpSpoofed => "ip_spoofed",
+            DropReason::TtlExceeded => "ttl_exceeded",
         }
     }
 

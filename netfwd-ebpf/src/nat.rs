@@ -391,7 +391,7 @@ pub fn rev_snat_v4(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Ok(Verdict::ToHost);
     };
     if ip.ttl <= 1 {
-        return Ok(Verdict::ToHost);
+        return Err(DropReason::TtlExceeded);
     }
 
     // `segment` made the headers linear: no pull (which would invalidate
@@ -471,7 +471,7 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
     unsafe {
         let (outer, quoted, check) = (&mut *ipp, &mut *inner_ipp, &mut *icmp_check);
         if outer.ttl <= 1 {
-            return Ok(Verdict::ToHost);
+            return Err(DropReason::TtlExceeded);
         }
         rewrite_ip(outer, Way::In, entry.addr);
         // Everything quoted is ICMP payload, covered by the ICMP checksum.

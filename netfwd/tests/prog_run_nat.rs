@@ -357,3 +357,29 @@ fn the_masquerade_follows_a_change_of_the_uplinks_address() {
         assert!(checksums_ok(&after[14..]));
     });
 }
+
+#[test]
+fn a_reply_with_no_ttl_left_is_dropped_not_given_to_the_host() {
+    with_lab("ttl", (61000, 65535), |lab| {
+        let (_, out) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"a", true));
+        let mut reply = eth(lab.uplink_mac, ROUTER_MAC, 0x0800);
+        let mut ip = ipv4(
+            REMOTE,
+            UPLINK_IP,
+            UDP,
+            udp(53, port(&out, SPORT), b"b", true),
+        );
+        ip[8] = 1;
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let c = common::checksum(&ip[..20], 0);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        reply.extend(ip);
+        let prog = lab.datapath.program(PROG_FROM_UPLINK).unwrap();
+        let (action, _) = run(prog, &reply, lab.uplink);
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(
+            lab.counters(lab.uplink).drops[DropReason::TtlExceeded.slot()],
+            1
+        );
+    });
+}
