@@ -36,6 +36,13 @@ pub struct NetworkConfig {
     pub _pad: [u8; 3],
 }
 
+/// `REMOTES` flag: endpoints reach this prefix (another host's endpoints)
+/// routed, without source NAT.
+pub const REMOTE_ROUTE: u8 = 1;
+/// `REMOTES` flag: packets from this prefix arriving on the LAN or uplink may
+/// reach endpoints directly (peer hosts' endpoints, the LAN's own hosts).
+pub const REMOTE_TRUSTED: u8 = 2;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all three): repr(C), byte arrays and integers only, no padding

@@ -17,14 +17,22 @@ pub const MAP_NAT: &str = "NAT";
 /// Map: the one `NatConfig` of the network.
 pub const MAP_NAT_CONFIG: &str = "NAT_CONFIG";
 
+/// Map: prefixes outside the network reached or trusted without NAT (LPM
+/// trie of IPv4 prefix -> `REMOTE_*` flags).
+pub const MAP_REMOTES: &str = "REMOTES";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 5] = [
+pub const MAPS: [&str; 6] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
     MAP_NAT,
     MAP_NAT_CONFIG,
+    MAP_REMOTES,
 ];
+
+/// Capacity of `REMOTES`.
+pub const MAX_REMOTES: u32 = 1024;
 
 /// TC ingress of each host-side veth: traffic sent by an endpoint.
 pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";

@@ -12,7 +12,7 @@ pub fn account(ifindex: u32, len: u32, verdict: &Verdict) {
     counters.rx_packets += 1;
     counters.rx_bytes += u64::from(len);
     match verdict {
-        Verdict::Redirected(_) => counters.redirected += 1,
+        Verdict::Redirected(_) | Verdict::Routed(_) => counters.redirected += 1,
         Verdict::ArpReplied(_) => counters.arp_replies += 1,
         Verdict::Translated(_) => counters.translated += 1,
         Verdict::ToHost => counters.to_host += 1,

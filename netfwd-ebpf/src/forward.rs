@@ -5,13 +5,13 @@ use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
 use netfwd_common::drop::DropReason;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{maps, nat, parse, verdict::Verdict};
+use crate::{ipv4, maps, parse, route, verdict::Verdict};
 
 pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let ip = parse::header_mut::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: bounds checked by `header_mut`.
-    let (ip, eth) = unsafe { (&*ip, &mut *eth) };
+    let (ip, eth) = unsafe { (&mut *ip, &mut *eth) };
     // `ihl()` is in bytes.
     if ip.version() != 4 || usize::from(ip.ihl()) < Ipv4Hdr::LEN {
         return Err(DropReason::Malformed);
@@ -19,15 +19,19 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
         // The outside world through the uplink's NAT; the gateway, the host's
         // other addresses, broadcast and multicast go to the host's stack.
-        return nat::snat_v4(ctx, ifindex);
+        return route::from_endpoint_to_outside(ctx, ifindex);
     };
     if peer.host_ifindex == ifindex {
         // Addressed to itself through the gateway: let the stack hairpin it.
         return Ok(Verdict::ToHost);
     }
-    // Sent to the gateway's MAC rather than the peer's (a route via the
-    // gateway): deliver it as the bridge plus the host's routing would.
+    // Sent to the gateway's MAC rather than the peer's (routed networks, or a
+    // route via the gateway): a hop through the host, as its routing would.
     if eth.dst_addr != peer.mac {
+        if ip.ttl <= 1 {
+            return Ok(Verdict::ToHost);
+        }
+        ipv4::dec_ttl(ip);
         eth.src_addr = peer.host_mac;
         eth.dst_addr = peer.mac;
     }

@@ -10,9 +10,11 @@ mod counters;
 mod csum;
 mod fib;
 mod forward;
+mod ipv4;
 mod maps;
 mod nat;
 mod parse;
+mod route;
 mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
@@ -52,10 +54,11 @@ fn from_endpoint(
     }
 }
 
-/// Attached (TCX) to the ingress of the network's uplink: replies of NATed
-/// flows and ICMP errors about them go straight into their endpoint; packets
-/// to endpoint addresses that no endpoint asked for are dropped; the rest
-/// (the host's own traffic) passes unchanged to the next program or the stack.
+/// Attached (TCX) to the ingress of the network's uplink and LAN: replies of
+/// NATed flows and ICMP errors about them, and traffic from peer hosts' and
+/// LAN hosts to endpoints, go straight into their endpoint; other packets to
+/// endpoint addresses are dropped; the rest (the host's own traffic) passes
+/// unchanged to the next program or the stack.
 #[classifier]
 pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
@@ -69,7 +72,7 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, netfwd_common::drop::DropReas
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
     if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
-        nat::rev_snat_v4(ctx)
+        route::from_outside(ctx)
     } else {
         Ok(Verdict::ToHost)
     }

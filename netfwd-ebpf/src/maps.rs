@@ -3,13 +3,13 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
     macros::btf_map,
 };
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
-    names::DEFAULT_MAX_ENDPOINTS,
+    names::{DEFAULT_MAX_ENDPOINTS, MAX_REMOTES},
     nat::{DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey},
 };
 
@@ -38,6 +38,11 @@ pub static NAT: LruHashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }>
 /// (and the daemon when the uplink's address changes).
 #[btf_map]
 pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
+
+/// Prefixes reached or trusted without NAT: peer hosts' endpoint subnets,
+/// the LAN's own subnet. Filled by the loader.
+#[btf_map]
+pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
 
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
@@ -72,4 +77,10 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
     }
     let mask = u32::MAX << (32 - prefix.min(32));
     u32::from_be_bytes(addr) & mask == u32::from_be_bytes(config.subnet) & mask
+}
+
+/// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.
+#[inline(always)]
+pub fn remote_flags(addr: [u8; 4]) -> u8 {
+    REMOTES.get(&Key::new(32, addr)).copied().unwrap_or(0)
 }

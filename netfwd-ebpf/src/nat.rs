@@ -26,7 +26,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use crate::{
     conntrack, csum,
     csum::L4Csum,
-    fib,
+    fib, ipv4,
     maps::{self, NAT},
     parse,
     verdict::Verdict,
@@ -175,24 +175,14 @@ fn translatable(ip: &Ipv4Hdr) -> bool {
     usize::from(ip.ihl()) == Ipv4Hdr::LEN && !fragment
 }
 
-/// An endpoint's IPv4 packet to an address outside the network. Translated
-/// and sent out of the uplink when that is where the route goes; otherwise
-/// the host's stack routes it.
+/// An endpoint's IPv4 packet to the outside world (`ip` is its header, the
+/// source checked). Translated and sent out of the uplink when that is where
+/// the route goes; otherwise the host's stack routes it.
 #[inline(always)]
-pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
-    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
-    if maps::in_subnet(ip.dst_addr) {
-        // The gateway, broadcast, or no endpoint at that address.
-        return Ok(Verdict::ToHost);
-    }
-    match maps::endpoint(ip.src_addr) {
-        Some(ep) if ep.host_ifindex == ifindex => {}
-        _ => return Err(DropReason::IpSpoofed),
-    }
     let Some(fib::Route { hop, src: outside }) =
         fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr)
     else {
@@ -203,7 +193,7 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     if hop.oif() != config.uplink_ifindex || ip.ttl <= 1 {
         return Ok(Verdict::ToHost);
     }
-    if !translatable(&ip) {
+    if !translatable(ip) {
         return Err(DropReason::Unsupported);
     }
     let Some(seg) = segment(ctx, ip.proto, Way::Out)? else {
@@ -340,21 +330,15 @@ fn reserve_port(
     Err(DropReason::NoPort)
 }
 
-/// A packet arriving on the uplink. Replies of NATed flows (and ICMP errors
-/// about them) go straight to their endpoint; anything addressed to an
-/// endpoint directly was not asked for and is dropped (the FORWARD policy);
-/// the rest is the host's.
+/// A packet arriving on the uplink for no endpoint (`ip` is its header):
+/// replies of NATed flows and ICMP errors about them go straight to their
+/// endpoint; the rest is the host's.
 #[inline(always)]
-pub fn rev_snat_v4(ctx: &TcContext) -> Result<Verdict, DropReason> {
+pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
-    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
-    if maps::endpoint(ip.dst_addr).is_some() {
-        return Err(DropReason::Policy);
-    }
-    if !translatable(&ip) {
+    if !translatable(ip) {
         return Ok(Verdict::ToHost);
     }
     if ip.proto == IPPROTO_ICMP {
@@ -492,14 +476,11 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
 #[inline(always)]
 fn rewrite_ip(ip: &mut Ipv4Hdr, way: Way, addr: [u8; 4]) {
     let field = match way {
-        Way::Out => &mut ip.src_addr,
-        Way::In => &mut ip.dst_addr,
+        Way::Out => ipv4::Field::Src,
+        Way::In => ipv4::Field::Dst,
     };
-    csum::replace4(&mut ip.check, *field, addr);
-    *field = addr;
-    let old = [ip.ttl, ip.proto];
-    ip.ttl -= 1;
-    csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
+    ipv4::set_addr(ip, field, addr);
+    ipv4::dec_ttl(ip);
 }
 
 /// Rewrites the translated port and the transport checksum. Runs after every
@@ -535,7 +516,7 @@ fn rewrite_l4(
 }
 
 #[inline(always)]
-fn set_endpoint_macs(eth: &mut EthHdr, ep: &EndpointEntry) {
+pub fn set_endpoint_macs(eth: &mut EthHdr, ep: &EndpointEntry) {
     eth.src_addr = ep.host_mac;
     eth.dst_addr = ep.mac;
 }
@@ -543,7 +524,7 @@ fn set_endpoint_macs(eth: &mut EthHdr, ep: &EndpointEntry) {
 /// From TC ingress, the peer redirect lands the packet on the endpoint's
 /// `eth0` ingress directly.
 #[inline(always)]
-fn redirect_to_endpoint(ep: &EndpointEntry) -> i32 {
+pub fn redirect_to_endpoint(ep: &EndpointEntry) -> i32 {
     // SAFETY: plain helper call.
     (unsafe { bpf_redirect_peer(ep.host_ifindex, 0) }) as i32
 }

@@ -9,6 +9,9 @@ pub enum Verdict {
     Redirected(i32),
     /// An ARP request answered in place and sent back out of the interface.
     ArpReplied(i32),
+    /// Routed (a hop without NAT: through the gateway, to or from a peer
+    /// host); carries the redirect helper's TC action.
+    Routed(i32),
     /// Address-translated (source NAT out, reverse NAT in) and redirected;
     /// carries the redirect helper's TC action.
     Translated(i32),
@@ -23,6 +26,7 @@ impl Verdict {
         match self {
             Verdict::Redirected(action)
             | Verdict::ArpReplied(action)
+            | Verdict::Routed(action)
             | Verdict::Translated(action) => *action,
             // TCX_NEXT: another network's program on a shared uplink may own it.
             Verdict::ToHost => TC_ACT_UNSPEC,

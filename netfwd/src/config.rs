@@ -32,6 +32,16 @@ pub struct ConfigFile {
     #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<EndpointSection>,
     pub nat: Option<NatSection>,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerSection>,
+}
+
+/// Another host's endpoint subnet, reached through the LAN without NAT.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    pub subnet: String,
+    pub via: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -42,6 +52,21 @@ pub struct NetworkSection {
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
     pub uplink: Option<String>,
+    pub kind: Option<Kind>,
+    pub lan: Option<String>,
+}
+
+/// How endpoints are joined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One L2 segment, as on Docker's bridge: endpoints hold `IP/prefix` and
+    /// resolve each other (the datapath answers their ARP).
+    #[default]
+    Bridge,
+    /// Routed, as in seed 002: each endpoint holds `IP/32` and reaches
+    /// everything through the gateway; the datapath routes between them.
+    Routed,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -85,6 +110,21 @@ pub struct Network {
     pub uplink: Option<String>,
     #[serde(default)]
     pub nat: NatSettings,
+    #[serde(default)]
+    pub kind: Kind,
+    /// Interface to the other hosts: what arrives on it for endpoints from a
+    /// peer subnet or its own connected subnet is delivered without NAT.
+    #[serde(default)]
+    pub lan: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub subnet: Ipv4Net,
+    /// The other host's address on the LAN link.
+    pub via: Ipv4Addr,
 }
 
 /// Source NAT settings (used when the network has an uplink).
@@ -201,6 +241,10 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         (Some(section), Some(_)) => validate_nat(section)?,
         (None, _) => NatSettings::default(),
     };
+    if let Some(lan) = &net.lan {
+        validate_ifname("network.lan", lan)?;
+    }
+    let peers = validate_peers(&file.peers, subnet)?;
     Ok(Network {
         name: net.name.clone(),
         subnet,
@@ -209,7 +253,39 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         endpoints,
         uplink: net.uplink.clone(),
         nat,
+        kind: net.kind.unwrap_or_default(),
+        lan: net.lan.clone(),
+        peers,
     })
+}
+
+fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
+    let mut valid: Vec<Peer> = Vec::with_capacity(peers.len());
+    for (i, p) in peers.iter().enumerate() {
+        let subnet: Ipv4Net = p
+            .subnet
+            .parse()
+            .map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
+        if subnet.overlaps(&own) {
+            return Err(input_error!(
+                "peer[{i}].subnet: {subnet} overlaps the network's own subnet {own}"
+            ));
+        }
+        if let Some(other) = valid.iter().find(|o| o.subnet.overlaps(&subnet)) {
+            return Err(input_error!(
+                "peer[{i}].subnet: {subnet} overlaps peer subnet {}",
+                other.subnet
+            ));
+        }
+        let via = parse_ip(&format!("peer[{i}].via"), &p.via)?;
+        if own.contains(via) || subnet.contains(via) {
+            return Err(input_error!(
+                "peer[{i}].via: {via} must be the other host's address on the LAN, not an endpoint address"
+            ));
+        }
+        valid.push(Peer { subnet, via });
+    }
+    Ok(valid)
 }
 
 fn validate_ifname(field: &str, name: &str) -> Result<()> {
@@ -477,5 +553,48 @@ mod tests {
     fn full_subnet_is_an_error() {
         let text = "[network]\nname = \"d\"\nsubnet = \"10.0.0.0/30\"\n[[endpoint]]\nnetns = \"a\"\n[[endpoint]]\nnetns = \"b\"\n";
         assert!(err_of(text).contains("no free address"));
+    }
+
+    #[test]
+    fn nat_lan_and_peer_settings_are_validated() {
+        let base = "[network]\nname = \"a\"\nsubnet = \"10.0.1.0/24\"\n";
+        let cases = [
+            (
+                format!("{base}[nat]\nport_min = 100\n"),
+                "nat: NAT needs an uplink",
+            ),
+            (
+                format!("{base}uplink = \"up0\"\n[nat]\nport_min = 62000\nport_max = 61000\n"),
+                "nat.port_min",
+            ),
+            (
+                format!("{base}uplink = \"up0\"\n[nat.timeouts]\nudp = 0\n"),
+                "nat.timeouts.udp",
+            ),
+            (format!("{base}uplink = \"a/b\"\n"), "network.uplink"),
+            (
+                format!("{base}lan = \"waytoolonginterface\"\n"),
+                "network.lan",
+            ),
+            (
+                format!("{base}[[peer]]\nsubnet = \"10.0.0.0/16\"\nvia = \"192.0.2.12\"\n"),
+                "peer[0].subnet",
+            ),
+            (
+                format!("{base}[[peer]]\nsubnet = \"10.0.2.0/24\"\nvia = \"10.0.2.9\"\n"),
+                "peer[0].via",
+            ),
+            (format!("{base}kind = \"mesh\"\n"), "line 4"),
+        ];
+        for (text, field) in cases {
+            let msg = err_of(&text);
+            assert!(msg.contains(field), "{field} not in: {msg}");
+        }
+        let net = parse(&format!(
+            "{base}kind = \"routed\"\nlan = \"lan0\"\n[[peer]]\nsubnet = \"10.0.2.0/24\"\nvia = \"192.0.2.12\"\n"
+        ))
+        .unwrap();
+        assert_eq!(net.kind, Kind::Routed);
+        assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 0, 2, 12));
     }
 }

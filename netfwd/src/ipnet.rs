@@ -26,6 +26,15 @@ impl Ipv4Net {
         Ok(net)
     }
 
+    /// The subnet `addr/prefix_len` belongs to (an interface address's
+    /// connected subnet).
+    pub fn containing(addr: Ipv4Addr, prefix_len: u8) -> Result<Self, String> {
+        if prefix_len > 32 {
+            return Err(format!("prefix length {prefix_len} is over 32"));
+        }
+        Self::new(Self { addr, prefix_len }.network(), prefix_len)
+    }
+
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
     }

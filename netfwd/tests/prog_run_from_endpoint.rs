@@ -115,17 +115,15 @@ fn arp_request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) ->
     p
 }
 
-/// An ICMP echo request, checksums and all (the datapath does not look at them).
+/// An ICMP echo request from `src`, checksums and all.
 fn ipv4_ping(dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut p = eth(dst_mac, A_MAC, 0x0800);
-    let payload = [8u8, 0, 0xf7, 0xfe, 0, 1, 0, 0];
-    let total = (20 + payload.len()) as u16;
-    p.extend_from_slice(&[0x45, 0]);
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 1, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&payload);
+    p.extend(common::ipv4(
+        src,
+        dst,
+        common::ICMP,
+        common::icmp_echo(8, 1, 0),
+    ));
     p
 }
 
@@ -194,6 +192,8 @@ fn ipv4_sent_to_the_gateway_mac_gets_the_peers_macs() {
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(&out[0..6], &B_MAC);
     assert_eq!(&out[6..12], &B_HOST_MAC);
+    assert_eq!(out[14 + 8], 63, "a hop through the gateway takes one TTL");
+    assert_eq!(common::checksum(&out[14..34], 0), 0, "IP checksum");
 }
 
 #[test]

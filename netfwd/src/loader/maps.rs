@@ -4,11 +4,16 @@
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
+
+use crate::ipnet::Ipv4Net;
+use aya::maps::{
+    Array, HashMap, Map, MapData, PerCpuHashMap,
+    lpm_trie::{Key, LpmTrie},
+};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
-    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK},
+    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK, MAP_REMOTES},
     nat::{NatConfig, NatEntry, NatKey},
 };
 
@@ -18,6 +23,7 @@ pub struct DatapathMaps {
     counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
     nat: HashMap<MapData, NatKey, NatEntry>,
     nat_config: Array<MapData, NatConfig>,
+    remotes: LpmTrie<MapData, [u8; 4], u8>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -39,6 +45,8 @@ impl DatapathMaps {
                 .context("NAT has an unexpected type")?,
             nat_config: Array::try_from(open(pin_dir, MAP_NAT_CONFIG)?)
                 .context("NAT_CONFIG has an unexpected type")?,
+            remotes: LpmTrie::try_from(open(pin_dir, MAP_REMOTES)?)
+                .context("REMOTES has an unexpected type")?,
         })
     }
 
@@ -136,6 +144,31 @@ impl DatapathMaps {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(e).context("removing a NAT entry"),
         }
+    }
+
+    /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).
+    pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, u8)]) -> Result<()> {
+        let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.addr().octets());
+        let present: Vec<Key<[u8; 4]>> = self
+            .remotes
+            .keys()
+            .collect::<Result<_, _>>()
+            .context("reading REMOTES")?;
+        for old in present {
+            let still = wanted.iter().any(|(net, _)| {
+                let k = key(net);
+                k.prefix_len() == old.prefix_len() && k.data() == old.data()
+            });
+            if !still {
+                self.remotes.remove(&old).context("removing from REMOTES")?;
+            }
+        }
+        for (net, flags) in wanted {
+            self.remotes
+                .insert(&key(net), flags, 0)
+                .with_context(|| format!("writing REMOTES[{net}]"))?;
+        }
+        Ok(())
     }
 
     pub fn counter_ifindexes(&self) -> Result<Vec<u32>> {

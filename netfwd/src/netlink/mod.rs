@@ -26,6 +26,7 @@ use crate::netns;
 
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
 const ENODEV: i32 = nix::errno::Errno::ENODEV as i32;
+const ESRCH: i32 = nix::errno::Errno::ESRCH as i32;
 
 /// A route in the main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct Route {
     pub src: Option<Ipv4Addr>,
     /// Directly reachable on `oif` (`scope link`), as opposed to global.
     pub scope_link: bool,
+    /// The gateway is on `oif` even though no address of `oif` covers it.
+    pub onlink: bool,
 }
 
 /// A netlink connection bound to one network namespace.
@@ -175,9 +178,9 @@ impl Netlink {
         }
     }
 
-    /// The IPv4 addresses of link `index`, primary ones first, in the
-    /// kernel's order (the first is the one a masquerade uses).
-    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Addr>> {
+    /// The IPv4 addresses of link `index` with their prefix lengths, primary
+    /// ones first, in the kernel's order.
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -187,20 +190,24 @@ impl Netlink {
             .try_collect()
             .await
             .with_context(|| format!("listing addresses of link {index}"))?;
-        let mut addrs: Vec<(bool, Ipv4Addr)> = msgs
+        let mut addrs: Vec<(bool, Ipv4Addr, u8)> = msgs
             .iter()
             .filter(|m| m.header.index == index)
             .flat_map(|m| {
                 let secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
+                let prefix_len = m.header.prefix_len;
                 m.attributes.iter().filter_map(move |a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((secondary, *ip)),
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((secondary, *ip, prefix_len)),
                     _ => None,
                 })
             })
             .collect();
         // Stable: keeps the kernel's order within primaries and secondaries.
-        addrs.sort_by_key(|(secondary, _)| *secondary);
-        Ok(addrs.into_iter().map(|(_, ip)| ip).collect())
+        addrs.sort_by_key(|(secondary, _, _)| *secondary);
+        Ok(addrs
+            .into_iter()
+            .map(|(_, ip, prefix_len)| (ip, prefix_len))
+            .collect())
     }
 
     /// Adds the route or replaces the one with the same destination.
@@ -212,6 +219,25 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("setting route {}/{}", route.dst, route.prefix_len))
+    }
+}
+
+impl Netlink {
+    /// Deletes the route; one already gone is fine.
+    pub async fn delete_route(&self, route: &Route) -> Result<()> {
+        match self
+            .handle
+            .route()
+            .del(route_message(route))
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(ESRCH) => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("deleting route {}/{}", route.dst, route.prefix_len))
+            }
+        }
     }
 }
 
@@ -229,6 +255,9 @@ fn route_message(route: &Route) -> RouteMessage {
     }
     if route.scope_link {
         b = b.scope(RouteScope::Link);
+    }
+    if route.onlink {
+        b = b.onlink();
     }
     b.build()
 }

@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, os::fd::AsFd as _};
 use anyhow::{Context as _, Result};
 
 use crate::{
-    config::{Endpoint, Network},
+    config::{Endpoint, Kind, Network},
     netlink::{Link, Netlink, Route},
     netns,
     state::State,
@@ -140,9 +140,13 @@ async fn configure_inside(
     if let Some(lo) = inner.link_by_name("lo").await? {
         inner.set_up(lo.index).await?;
     }
-    inner
-        .add_address(eth0.index, ep.ip, net.subnet.prefix_len())
-        .await?;
+    // Routed endpoints own just their address: everything, other endpoints
+    // included, goes through the gateway, reached on-link.
+    let (prefix_len, onlink) = match net.kind {
+        Kind::Bridge => (net.subnet.prefix_len(), false),
+        Kind::Routed => (32, true),
+    };
+    inner.add_address(eth0.index, ep.ip, prefix_len).await?;
     inner.set_up(eth0.index).await?;
     inner
         .replace_route(&Route {
@@ -152,6 +156,7 @@ async fn configure_inside(
             oif: Some(eth0.index),
             src: None,
             scope_link: false,
+            onlink,
         })
         .await
 }
@@ -174,6 +179,7 @@ async fn configure_host_side(
         oif: Some(link.index),
         src: Some(net.gateway),
         scope_link: true,
+        onlink: false,
     })
     .await
 }

@@ -9,15 +9,16 @@ use std::collections::HashSet;
 
 use anyhow::{Context as _, Result, bail};
 use netfwd_common::{
-    maps::{EndpointEntry, NetworkConfig},
+    maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     nat::NatConfig,
 };
 use serde::Serialize;
 
 use crate::{
-    config::{self, Network},
+    config::{self, Network, Peer},
+    ipnet::Ipv4Net,
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
-    netlink::Netlink,
+    netlink::{Netlink, Route},
     netns,
     state::{self, State},
     sysctl,
@@ -58,6 +59,10 @@ pub async fn up(net: &Network) -> Result<UpReport> {
     preflight::check(net, previous.as_ref(), here).await?;
 
     let fresh = previous.is_none();
+    let old_peers = previous
+        .as_ref()
+        .map(|p| p.network.peers.clone())
+        .unwrap_or_default();
     let mut st = previous.unwrap_or_else(|| State {
         network: net.clone(),
         host_netns: here,
@@ -65,11 +70,11 @@ pub async fn up(net: &Network) -> Result<UpReport> {
     });
     st.network = net.clone();
     st.save()?;
-    match apply(&host, net, &mut st).await {
+    match apply(&host, net, &old_peers, &mut st).await {
         Ok(report) => Ok(report),
         Err(err) if fresh => {
             // Leave nothing of a network that never came up.
-            if let Err(cleanup) = teardown(&host, &net.name, &st.created_netns).await {
+            if let Err(cleanup) = teardown(&host, &net.name, &st.created_netns, &net.peers).await {
                 log::warn!("cleaning up after a failed up: {cleanup:#}");
             }
             Err(err)
@@ -78,7 +83,12 @@ pub async fn up(net: &Network) -> Result<UpReport> {
     }
 }
 
-async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport> {
+async fn apply(
+    host: &Netlink,
+    net: &Network,
+    old_peers: &[Peer],
+    st: &mut State,
+) -> Result<UpReport> {
     let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
     maps.set_network(NetworkConfig {
@@ -102,7 +112,7 @@ async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport
                 host_mac: facts.host_mac,
             },
         )?;
-        if net.uplink.is_some() {
+        if net.uplink.is_some() || net.lan.is_some() {
             sysctl::enable_forwarding(&host_ifname)?;
         }
         let program = datapath.attach_from_endpoint(&host_ifname)?;
@@ -121,6 +131,7 @@ async fn apply(host: &Netlink, net: &Network, st: &mut State) -> Result<UpReport
             None
         }
     };
+    setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
     st.save()?;
     Ok(UpReport {
         network: net.name.clone(),
@@ -154,6 +165,62 @@ async fn setup_uplink(
     })
 }
 
+/// Routes to the peer hosts' subnets, the prefixes the datapath routes to or
+/// trusts without NAT, and the programs on the LAN.
+async fn setup_lan(
+    host: &Netlink,
+    net: &Network,
+    old_peers: &[Peer],
+    datapath: &mut Datapath,
+    maps: &mut DatapathMaps,
+) -> Result<()> {
+    for gone in old_peers.iter().filter(|p| !net.peers.contains(p)) {
+        host.delete_route(&peer_route(gone)).await?;
+    }
+    let mut remotes: Vec<(Ipv4Net, u8)> = net
+        .peers
+        .iter()
+        .map(|p| (p.subnet, REMOTE_ROUTE | REMOTE_TRUSTED))
+        .collect();
+    if let Some(lan) = &net.lan {
+        let link = host
+            .link_by_name(lan)
+            .await?
+            .with_context(|| format!("LAN interface {lan} vanished"))?;
+        // On a LAN of its own, the hosts of the link may reach endpoints by
+        // address; on a shared uplink only the peers may (the rest of that
+        // subnet is the outside world).
+        if net.uplink.as_ref() != Some(lan) {
+            for (addr, prefix_len) in host.ipv4_addresses(link.index).await? {
+                let connected = Ipv4Net::containing(addr, prefix_len)
+                    .map_err(|e| anyhow::anyhow!("{lan}: {e}"))?;
+                remotes.push((connected, REMOTE_TRUSTED));
+            }
+            maps.ensure_counters(link.index)?;
+            datapath.attach_from_uplink(lan)?;
+        }
+    }
+    maps.set_remotes(&remotes)?;
+    for peer in &net.peers {
+        host.replace_route(&peer_route(peer))
+            .await
+            .with_context(|| format!("routing {} via {}", peer.subnet, peer.via))?;
+    }
+    Ok(())
+}
+
+fn peer_route(peer: &Peer) -> Route {
+    Route {
+        dst: peer.subnet.addr(),
+        prefix_len: peer.subnet.prefix_len(),
+        gateway: Some(peer.via),
+        oif: None,
+        src: None,
+        scope_link: false,
+        onlink: false,
+    }
+}
+
 fn nat_config(net: &Network, uplink_ifindex: u32, uplink_addr: [u8; 4]) -> NatConfig {
     NatConfig {
         uplink_ifindex,
@@ -179,6 +246,7 @@ async fn remove_stale(
         .collect();
     let mut wanted_pins = wanted_ifnames.clone();
     wanted_pins.extend(net.uplink.iter().cloned());
+    wanted_pins.extend(net.lan.iter().cloned());
     let wanted_ips: HashSet<_> = net.endpoints.iter().map(|e| e.ip).collect();
     let wanted_netns: HashSet<&str> = net.endpoints.iter().map(|e| e.netns.as_str()).collect();
 
@@ -203,10 +271,10 @@ async fn remove_stale(
             maps.remove_endpoint(ip)?;
         }
     }
-    if let Some(uplink) = &net.uplink
-        && let Some(link) = host.link_by_name(uplink).await?
-    {
-        live_ifindexes.insert(link.index);
+    for external in net.uplink.iter().chain(&net.lan) {
+        if let Some(link) = host.link_by_name(external).await? {
+            live_ifindexes.insert(link.index);
+        }
     }
     for ifindex in maps.counter_ifindexes()? {
         if !live_ifindexes.contains(&ifindex) {
@@ -242,20 +310,30 @@ async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::
 pub async fn down(name: &str) -> Result<()> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let created_netns = match State::load(name)? {
+    let (created_netns, peers) = match State::load(name)? {
         Some(st) if st.host_netns != netns::current_id()? => {
             bail!(crate::error::InputError(format!(
                 "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
             )));
         }
-        Some(st) => st.created_netns,
-        None => Vec::new(),
+        Some(st) => (st.created_netns, st.network.peers),
+        None => (Vec::new(), Vec::new()),
     };
-    teardown(&host, name, &created_netns).await
+    teardown(&host, name, &created_netns, &peers).await
 }
 
-async fn teardown(host: &Netlink, name: &str, created_netns: &[String]) -> Result<()> {
+async fn teardown(
+    host: &Netlink,
+    name: &str,
+    created_netns: &[String],
+    peers: &[Peer],
+) -> Result<()> {
     let mut failures = Vec::new();
+    for peer in peers {
+        if let Err(e) = host.delete_route(&peer_route(peer)).await {
+            failures.push(format!("{e:#}"));
+        }
+    }
     if let Err(e) = loader::remove_pins(name) {
         failures.push(format!("{e:#}"));
     }

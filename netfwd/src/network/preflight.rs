@@ -50,6 +50,9 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
     if let Some(uplink) = &net.uplink {
         check_uplink(net, uplink).await?;
     }
+    if let Some(lan) = &net.lan {
+        check_external("network.lan", net, lan).await?;
+    }
     for (i, ep) in net.endpoints.iter().enumerate() {
         let ours =
             previous.is_some_and(|p| p.network.endpoints.iter().any(|e| e.netns == ep.netns));
@@ -79,21 +82,8 @@ async fn check_endpoint_netns(i: usize, name: &str, ours: bool) -> Result<()> {
 /// the ports host sockets pick (BPF NAT does not see host flows, so sharing
 /// that range could hand a host socket's tuple to a NAT flow).
 async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
-    if crate::config::ifname_prefixes(&net.name)
-        .iter()
-        .any(|p| uplink.starts_with(p.as_str()))
-    {
-        return Err(input_error!(
-            "network.uplink: {uplink} is one of the network's own interfaces"
-        ));
-    }
-    let host = Netlink::current()?;
-    let Some(link) = host.link_by_name(uplink).await? else {
-        return Err(input_error!(
-            "network.uplink: no interface {uplink} in this network namespace"
-        ));
-    };
-    uplink_address(&host, uplink, link.index).await?;
+    let (host, index) = check_external("network.uplink", net, uplink).await?;
+    uplink_address(&host, uplink, index).await?;
     let (low, high) = sysctl::ip_local_port_range()?;
     let (min, max) = (net.nat.port_min, net.nat.port_max);
     if min <= high && low <= max {
@@ -104,11 +94,31 @@ async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
     Ok(())
 }
 
+/// An interface to the outside (uplink or LAN): one of this namespace's, not
+/// one of the network's own veths. Returns it with a netlink handle.
+async fn check_external(field: &str, net: &Network, ifname: &str) -> Result<(Netlink, u32)> {
+    if crate::config::ifname_prefixes(&net.name)
+        .iter()
+        .any(|p| ifname.starts_with(p.as_str()))
+    {
+        return Err(input_error!(
+            "{field}: {ifname} is one of the network's own interfaces"
+        ));
+    }
+    let host = Netlink::current()?;
+    let Some(link) = host.link_by_name(ifname).await? else {
+        return Err(input_error!(
+            "{field}: no interface {ifname} in this network namespace"
+        ));
+    };
+    Ok((host, link.index))
+}
+
 /// The uplink's primary IPv4 address: what endpoints are masqueraded to.
 pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<Ipv4Addr> {
     host.ipv4_addresses(index)
         .await?
         .first()
-        .copied()
+        .map(|(addr, _)| *addr)
         .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))
 }

@@ -1,0 +1,93 @@
+//! Routing without NAT: endpoint traffic to another host's endpoints (a
+//! `[[peer]]` subnet) leaves straight out of the device the routing table
+//! names, and traffic from the LAN for an endpoint goes straight in — each a
+//! hop, with the TTL decremented. What neither applies to is source-NATed
+//! out of the uplink, or reverse-NATed in.
+
+use aya_ebpf::programs::TcContext;
+use netfwd_common::{
+    drop::DropReason,
+    maps::{EndpointEntry, REMOTE_ROUTE, REMOTE_TRUSTED},
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+use crate::{fib, ipv4, maps, nat, parse, verdict::Verdict};
+
+const IP_OFF: usize = EthHdr::LEN;
+
+/// An endpoint's IPv4 packet for an address that is no endpoint of the
+/// network.
+#[inline(always)]
+pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
+    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    if maps::in_subnet(ip.dst_addr) {
+        // The gateway, broadcast, or no endpoint at that address.
+        return Ok(Verdict::ToHost);
+    }
+    // Whatever leaves the network carries the sender's own address.
+    match maps::endpoint(ip.src_addr) {
+        Some(ep) if ep.host_ifindex == ifindex => {}
+        _ => return Err(DropReason::IpSpoofed),
+    }
+    if maps::remote_flags(ip.dst_addr) & REMOTE_ROUTE != 0 {
+        return route_out(ctx, ifindex, &ip);
+    }
+    nat::snat_v4(ctx, ifindex, &ip)
+}
+
+/// To a peer host's endpoints: out of wherever the routing table says, with
+/// the endpoint's own address.
+#[inline(always)]
+fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
+    let Some(route) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
+        return Ok(Verdict::ToHost);
+    };
+    if ip.ttl <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`; no helper runs in between.
+    unsafe {
+        ipv4::dec_ttl(&mut *ipp);
+        if let Some((smac, dmac)) = route.hop.macs() {
+            (*eth).src_addr = smac;
+            (*eth).dst_addr = dmac;
+        }
+    }
+    Ok(Verdict::Routed(route.hop.redirect()))
+}
+
+/// A packet arriving on the uplink or the LAN. To an endpoint: delivered if
+/// its source is trusted (a peer host's endpoints, the LAN's own hosts),
+/// dropped otherwise (the FORWARD policy: from outside, only replies get in,
+/// and those are addressed to the uplink). Else: a reply of a NATed flow, or
+/// the host's.
+#[inline(always)]
+pub fn from_outside(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
+    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    match maps::endpoint(ip.dst_addr) {
+        Some(ep) if maps::remote_flags(ip.src_addr) & REMOTE_TRUSTED != 0 => {
+            route_in(ctx, &ip, &ep)
+        }
+        Some(_) => Err(DropReason::Policy),
+        None => nat::rev_snat_v4(ctx, &ip),
+    }
+}
+
+#[inline(always)]
+fn route_in(ctx: &TcContext, ip: &Ipv4Hdr, ep: &EndpointEntry) -> Result<Verdict, DropReason> {
+    if ip.ttl <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`; no helper runs in between.
+    unsafe {
+        ipv4::dec_ttl(&mut *ipp);
+        nat::set_endpoint_macs(&mut *eth, ep);
+    }
+    Ok(Verdict::Routed(nat::redirect_to_endpoint(ep)))
+}
