@@ -288,7 +288,7 @@ fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
     Ok(valid)
 }
 
-fn validate_ifname(field: &str, name: &str) -> Result<()> {
+pub fn validate_ifname(field: &str, name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');

@@ -1,11 +1,11 @@
 //! The `netfwd` command: clap dispatch only; each subcommand is one file under
 //! `commands/`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use netfwd::{commands, error, netns};
+use netfwd::{commands, error, netns, network::Target};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,29 @@ enum Command {
         #[arg(long, value_name = "NET")]
         name: Option<String>,
     },
+    /// Plug a running process's network namespace (or a namespace file) into
+    /// a network as an endpoint.
+    Attach {
+        #[arg(long, value_name = "NET")]
+        name: String,
+        #[command(flatten)]
+        target: AttachTarget,
+        /// Address to give it (default: the lowest free one).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what `attach` added; the namespace is left as it was.
+    Detach {
+        #[arg(long, value_name = "NET")]
+        name: String,
+        #[command(flatten)]
+        target: DetachTarget,
+    },
     /// Show networks, endpoints, attached programs and counters.
     Status {
         #[arg(long, value_name = "NET")]
@@ -51,6 +74,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct AttachTarget {
+    /// A running process: its /proc/PID/ns/net.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A network namespace file (e.g. /run/netns/X).
+    #[arg(long = "netns-path", value_name = "PATH")]
+    netns_path: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct DetachTarget {
+    #[arg(long)]
+    pid: Option<u32>,
+    #[arg(long = "netns-path", value_name = "PATH")]
+    netns_path: Option<PathBuf>,
+    /// The attached endpoint with this address.
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+}
+
+fn attach_target(pid: Option<u32>, path: Option<PathBuf>, ip: Option<Ipv4Addr>) -> Result<Target> {
+    match (pid, path, ip) {
+        (Some(pid), _, _) => Ok(Target::Pid(pid)),
+        (None, Some(path), _) => Ok(Target::Path(path)),
+        (None, None, Some(ip)) => Ok(Target::Ip(ip)),
+        (None, None, None) => Err(netfwd::input_error!("give --pid or --netns-path")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -92,6 +147,20 @@ fn run(cli: Cli) -> Result<()> {
                 commands::down::exec(config.as_deref(), name.as_deref()).await
             }
             Command::Status { name, json } => commands::status::exec(name.as_deref(), json).await,
+            Command::Attach {
+                name,
+                target,
+                ip,
+                ifname,
+                json,
+            } => {
+                let target = attach_target(target.pid, target.netns_path, None)?;
+                commands::attach::exec_attach(&name, &target, ip, &ifname, json).await
+            }
+            Command::Detach { name, target } => {
+                let target = attach_target(target.pid, target.netns_path, target.ip)?;
+                commands::attach::exec_detach(&name, &target).await
+            }
         }
     })
 }

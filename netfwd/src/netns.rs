@@ -43,7 +43,13 @@ pub struct NetnsId {
 }
 
 pub fn current_id() -> Result<NetnsId> {
-    let meta = fs::metadata(THREAD_NETNS).with_context(|| format!("reading {THREAD_NETNS}"))?;
+    id_of(Path::new(THREAD_NETNS))
+}
+
+/// The identity of the namespace at `path` (a name's bind mount, or
+/// `/proc/PID/ns/net`).
+pub fn id_of(path: &Path) -> Result<NetnsId> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(NetnsId {
         dev: meta.dev(),
         ino: meta.ino(),

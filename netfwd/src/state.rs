@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Network, netns::NetnsId};
+use crate::{config::Network, netns::NetnsId, network::Attachment};
 
 pub const STATE_DIR: &str = "/run/netfwd";
 
@@ -24,6 +24,9 @@ pub struct State {
     pub host_netns: NetnsId,
     /// Namespaces netfwd created (and so deletes); pre-existing ones are left.
     pub created_netns: Vec<String>,
+    /// Endpoints added with `netfwd attach`, kept by `up`.
+    #[serde(default)]
+    pub attached: Vec<Attachment>,
 }
 
 fn path(name: &str) -> PathBuf {

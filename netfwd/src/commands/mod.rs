@@ -1,5 +1,6 @@
 //! One file per subcommand; each has an `exec`.
 
+pub mod attach;
 pub mod down;
 pub mod status;
 pub mod up;

@@ -2,7 +2,7 @@
 //! address and default route, and the host side (gateway address, host route).
 //! Every step checks what is there first, so a second run changes nothing.
 
-use std::{net::Ipv4Addr, os::fd::AsFd as _};
+use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
 
 use anyhow::{Context as _, Result};
 
@@ -13,8 +13,20 @@ use crate::{
     state::State,
 };
 
-/// The name every endpoint's interface has inside its namespace.
+/// The name every endpoint's interface has inside its namespace, unless an
+/// attach names another.
 pub const ENDPOINT_IFNAME: &str = "eth0";
+
+/// Where an endpoint lives: the namespace file, the interface name inside,
+/// its address. Config endpoints and attached ones differ only here.
+pub struct Placement<'a> {
+    pub ns_path: &'a Path,
+    pub ifname: &'a str,
+    pub ip: Ipv4Addr,
+    /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
+    /// expect), never in a process's own.
+    pub lo_up: bool,
+}
 
 /// What the datapath needs to know of a set-up endpoint.
 pub struct EndpointFacts {
@@ -25,7 +37,9 @@ pub struct EndpointFacts {
     pub created: bool,
 }
 
-pub async fn ensure(
+/// A config endpoint: its named namespace (created if missing), then the
+/// endpoint in it.
+pub async fn ensure_named(
     host: &Netlink,
     net: &Network,
     ep: &Endpoint,
@@ -33,30 +47,41 @@ pub async fn ensure(
 ) -> Result<EndpointFacts> {
     ensure_netns(&ep.netns, st).await?;
     let ns_path = netns::path(&ep.netns);
-    let inner = Netlink::in_netns(&ns_path)?;
-    let host_ifname = net.host_ifname(ep.ip);
+    let at = Placement {
+        ns_path: &ns_path,
+        ifname: ENDPOINT_IFNAME,
+        ip: ep.ip,
+        lo_up: true,
+    };
+    ensure(host, net, &at).await
+}
 
-    let created = match existing_pair(host, &inner, &host_ifname).await? {
+/// The veth pair, addresses and routes of one endpoint.
+pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result<EndpointFacts> {
+    let inner = Netlink::in_netns(at.ns_path)?;
+    let host_ifname = net.host_ifname(at.ip);
+
+    let created = match existing_pair(host, &inner, &host_ifname, at.ifname).await? {
         Some(_) => false,
         None => {
-            create_pair(host, &inner, net, ep).await?;
+            create_pair(host, &inner, net, at).await?;
             true
         }
     };
-    let (host_link, eth0) = existing_pair(host, &inner, &host_ifname)
+    let (host_link, inside) = existing_pair(host, &inner, &host_ifname, at.ifname)
         .await?
         .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
 
-    configure_inside(&inner, net, ep, &eth0)
+    configure_inside(&inner, net, at, &inside)
         .await
-        .with_context(|| format!("configuring {ENDPOINT_IFNAME} in netns {}", ep.netns))?;
-    configure_host_side(host, net, ep.ip, &host_link)
+        .with_context(|| format!("configuring {} in {}", at.ifname, at.ns_path.display()))?;
+    configure_host_side(host, net, at.ip, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     Ok(EndpointFacts {
         host_ifindex: host_link.index,
         host_mac: host_link.mac,
-        mac: eth0.mac,
+        mac: inside.mac,
         created,
     })
 }
@@ -76,16 +101,17 @@ async fn ensure_netns(name: &str, st: &mut State) -> Result<()> {
         .with_context(|| format!("creating netns {name}"))
 }
 
-/// The host-side veth and the endpoint's eth0, if both exist and are the two
-/// ends of one pair.
+/// The host-side veth and the endpoint's interface, if both exist and are
+/// the two ends of one pair.
 async fn existing_pair(
     host: &Netlink,
     inner: &Netlink,
     host_ifname: &str,
+    ifname: &str,
 ) -> Result<Option<(Link, Link)>> {
     let (Some(host_link), Some(eth0)) = (
         host.link_by_name(host_ifname).await?,
-        inner.link_by_name(ENDPOINT_IFNAME).await?,
+        inner.link_by_name(ifname).await?,
     ) else {
         return Ok(None);
     };
@@ -96,19 +122,25 @@ async fn existing_pair(
     Ok(paired.then_some((host_link, eth0)))
 }
 
-async fn create_pair(host: &Netlink, inner: &Netlink, net: &Network, ep: &Endpoint) -> Result<()> {
-    let host_ifname = net.host_ifname(ep.ip);
-    let tmp_ifname = net.peer_tmp_ifname(ep.ip);
+async fn create_pair(
+    host: &Netlink,
+    inner: &Netlink,
+    net: &Network,
+    at: &Placement<'_>,
+) -> Result<()> {
+    let host_ifname = net.host_ifname(at.ip);
+    let tmp_ifname = net.peer_tmp_ifname(at.ip);
+    let ns = at.ns_path.display();
     // Leftovers of a half-made pair (a crash, or a namespace deleted under us).
     for name in [&host_ifname, &tmp_ifname] {
         if let Some(link) = host.link_by_name(name).await? {
             host.delete_link(link.index).await?;
         }
     }
-    if let Some(eth0) = inner.link_by_name(ENDPOINT_IFNAME).await? {
-        // Preflight refused namespaces with a foreign eth0; this is our own
-        // inner end whose host side is gone.
-        inner.delete_link(eth0.index).await?;
+    if let Some(stale) = inner.link_by_name(at.ifname).await? {
+        // Preflight refused namespaces with a foreign interface of that
+        // name; this is our own inner end whose host side is gone.
+        inner.delete_link(stale.index).await?;
     }
     host.create_veth(&host_ifname, &tmp_ifname, Some(net.mtu))
         .await
@@ -117,27 +149,29 @@ async fn create_pair(host: &Netlink, inner: &Netlink, net: &Network, ep: &Endpoi
         .link_by_name(&tmp_ifname)
         .await?
         .with_context(|| format!("veth peer {tmp_ifname} missing after creation"))?;
-    let ns_file = netns::open(&netns::path(&ep.netns))?;
+    let ns_file = netns::open(at.ns_path)?;
     host.set_netns(peer.index, ns_file.as_fd())
         .await
-        .with_context(|| format!("moving {tmp_ifname} into netns {}", ep.netns))?;
+        .with_context(|| format!("moving {tmp_ifname} into {ns}"))?;
     let moved = inner
         .link_by_name(&tmp_ifname)
         .await?
-        .with_context(|| format!("{tmp_ifname} missing in netns {} after the move", ep.netns))?;
+        .with_context(|| format!("{tmp_ifname} missing in {ns} after the move"))?;
     inner
-        .rename(moved.index, ENDPOINT_IFNAME)
+        .rename(moved.index, at.ifname)
         .await
-        .with_context(|| format!("renaming {tmp_ifname} to {ENDPOINT_IFNAME}"))
+        .with_context(|| format!("renaming {tmp_ifname} to {}", at.ifname))
 }
 
 async fn configure_inside(
     inner: &Netlink,
     net: &Network,
-    ep: &Endpoint,
+    at: &Placement<'_>,
     eth0: &Link,
 ) -> Result<()> {
-    if let Some(lo) = inner.link_by_name("lo").await? {
+    if at.lo_up
+        && let Some(lo) = inner.link_by_name("lo").await?
+    {
         inner.set_up(lo.index).await?;
     }
     // Routed endpoints own just their address: everything, other endpoints
@@ -146,7 +180,7 @@ async fn configure_inside(
         Kind::Bridge => (net.subnet.prefix_len(), false),
         Kind::Routed => (32, true),
     };
-    inner.add_address(eth0.index, ep.ip, prefix_len).await?;
+    inner.add_address(eth0.index, at.ip, prefix_len).await?;
     inner.set_up(eth0.index).await?;
     inner
         .replace_route(&Route {

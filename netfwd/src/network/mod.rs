@@ -2,8 +2,11 @@
 //! what will be made, make it, and on failure of a fresh network remove it.
 //! Teardown keeps going past failures and reports them all.
 
+mod attach;
 mod endpoint;
 mod preflight;
+
+pub use attach::{Attachment, Target, attach, detach};
 
 use std::collections::HashSet;
 
@@ -67,6 +70,7 @@ pub async fn up(net: &Network) -> Result<UpReport> {
         network: net.clone(),
         host_netns: here,
         created_netns: Vec::new(),
+        attached: Vec::new(),
     });
     st.network = net.clone();
     st.save()?;
@@ -101,28 +105,19 @@ async fn apply(
 
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     for ep in &net.endpoints {
-        let facts = endpoint::ensure(host, net, ep, st).await?;
-        let host_ifname = net.host_ifname(ep.ip);
-        maps.ensure_counters(facts.host_ifindex)?;
-        maps.set_endpoint(
-            ep.ip,
-            EndpointEntry {
-                host_ifindex: facts.host_ifindex,
-                mac: facts.mac,
-                host_mac: facts.host_mac,
-            },
-        )?;
-        if net.uplink.is_some() || net.lan.is_some() {
-            sysctl::enable_forwarding(&host_ifname)?;
-        }
-        let program = datapath.attach_from_endpoint(&host_ifname)?;
+        let facts = endpoint::ensure_named(host, net, ep, st).await?;
+        let program = install_endpoint(net, &mut datapath, &mut maps, ep.ip, &facts)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
             ip: ep.ip.to_string(),
-            host_ifname,
+            host_ifname: net.host_ifname(ep.ip),
             created: facts.created,
             program,
         });
+    }
+    for a in &st.attached {
+        let facts = endpoint::ensure(host, net, &a.placement()).await?;
+        install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
     }
     let uplink = match &net.uplink {
         Some(ifname) => Some(setup_uplink(host, net, ifname, &mut datapath, &mut maps).await?),
@@ -139,6 +134,31 @@ async fn apply(
         uplink,
         removed,
     })
+}
+
+/// Enters a set-up endpoint into the datapath: its counters, its forwarding
+/// entry, its program.
+fn install_endpoint(
+    net: &Network,
+    datapath: &mut Datapath,
+    maps: &mut DatapathMaps,
+    ip: std::net::Ipv4Addr,
+    facts: &endpoint::EndpointFacts,
+) -> Result<AttachOutcome> {
+    let host_ifname = net.host_ifname(ip);
+    maps.ensure_counters(facts.host_ifindex)?;
+    maps.set_endpoint(
+        ip,
+        EndpointEntry {
+            host_ifindex: facts.host_ifindex,
+            mac: facts.mac,
+            host_mac: facts.host_mac,
+        },
+    )?;
+    if net.uplink.is_some() || net.lan.is_some() {
+        sysctl::enable_forwarding(&host_ifname)?;
+    }
+    datapath.attach_from_endpoint(&host_ifname)
 }
 
 /// Attaches reverse NAT to the uplink and points the datapath's NAT at it.
@@ -239,15 +259,19 @@ async fn remove_stale(
     st: &mut State,
     maps: &mut DatapathMaps,
 ) -> Result<Vec<String>> {
-    let wanted_ifnames: HashSet<String> = net
+    // Attached endpoints whose process is gone went with their namespace.
+    st.attached.retain(Attachment::present);
+    let wanted_ips: HashSet<_> = net
         .endpoints
         .iter()
-        .map(|e| net.host_ifname(e.ip))
+        .map(|e| e.ip)
+        .chain(st.attached.iter().map(|a| a.ip))
         .collect();
+    let wanted_ifnames: HashSet<String> =
+        wanted_ips.iter().map(|ip| net.host_ifname(*ip)).collect();
     let mut wanted_pins = wanted_ifnames.clone();
     wanted_pins.extend(net.uplink.iter().cloned());
     wanted_pins.extend(net.lan.iter().cloned());
-    let wanted_ips: HashSet<_> = net.endpoints.iter().map(|e| e.ip).collect();
     let wanted_netns: HashSet<&str> = net.endpoints.iter().map(|e| e.netns.as_str()).collect();
 
     let mut removed = Vec::new();

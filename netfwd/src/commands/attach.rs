@@ -1,0 +1,64 @@
+//! `netfwd attach` / `netfwd detach`: plug a running process's namespace (or
+//! any namespace file) into a network as an endpoint, and take it out again.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::network::{self, Attachment, Target};
+
+#[derive(Serialize)]
+struct AttachReport<'a> {
+    network: &'a str,
+    ip: String,
+    ifname: &'a str,
+    host_ifname: String,
+    netns_path: String,
+    pid: Option<u32>,
+}
+
+pub async fn exec_attach(
+    name: &str,
+    target: &Target,
+    ip: Option<Ipv4Addr>,
+    ifname: &str,
+    json: bool,
+) -> Result<()> {
+    let a = network::attach(name, target, ip, ifname).await?;
+    let report = AttachReport {
+        network: name,
+        ip: a.ip.to_string(),
+        ifname: &a.ifname,
+        host_ifname: host_ifname(name, &a)?,
+        netns_path: a.netns_path.display().to_string(),
+        pid: a.pid,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "attached {} as {} ({} inside, {} on the host) to network {name}",
+            report.netns_path, report.ip, report.ifname, report.host_ifname
+        );
+    }
+    Ok(())
+}
+
+pub async fn exec_detach(name: &str, target: &Target) -> Result<()> {
+    match network::detach(name, target).await? {
+        Some(a) => println!(
+            "detached {} ({}) from network {name}",
+            a.netns_path.display(),
+            a.ip
+        ),
+        None => println!("nothing attached to network {name} matches; nothing to do"),
+    }
+    Ok(())
+}
+
+fn host_ifname(name: &str, a: &Attachment) -> Result<String> {
+    let st = crate::state::State::load(name)?
+        .ok_or_else(|| anyhow::anyhow!("network {name} vanished"))?;
+    Ok(st.network.host_ifname(a.ip))
+}

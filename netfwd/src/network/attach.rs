@@ -1,0 +1,230 @@
+//! Endpoints in namespaces netfwd did not name (seeds 003 and 004: a
+//! container started with `--net=none`): a running process's
+//! `/proc/PID/ns/net`, or any namespace file. The endpoint is the same as one
+//! from the config; it is recorded in the network's state, so `up` keeps it
+//! and `detach` removes exactly what `attach` added — the namespace, its `lo`
+//! and anything else of the process's own are left as they were.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{endpoint, install_endpoint};
+use crate::{
+    config::{self, Network},
+    input_error,
+    loader::{self, Datapath, DatapathMaps},
+    netlink::Netlink,
+    netns::{self, NetnsId},
+    state::{self, State},
+};
+
+/// An attached endpoint, as recorded in the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    /// The interface's name inside the namespace.
+    pub ifname: String,
+    /// As given: `/proc/PID/ns/net` or a namespace file.
+    pub netns_path: PathBuf,
+    pub pid: Option<u32>,
+    /// The namespace attached: a PID reused by another process, or a path
+    /// mounted over, is not it.
+    pub netns_id: NetnsId,
+}
+
+impl Attachment {
+    /// Whether the namespace is still there (the process still runs).
+    pub fn present(&self) -> bool {
+        netns::is_netns_path(&self.netns_path).unwrap_or(false)
+            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
+    }
+
+    pub fn placement(&self) -> endpoint::Placement<'_> {
+        endpoint::Placement {
+            ns_path: &self.netns_path,
+            ifname: &self.ifname,
+            ip: self.ip,
+            lo_up: false,
+        }
+    }
+}
+
+/// Which namespace to attach or detach.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Pid(u32),
+    Path(PathBuf),
+    /// Detach only: the endpoint with this address.
+    Ip(Ipv4Addr),
+}
+
+impl Target {
+    fn netns_path(&self) -> Option<(PathBuf, Option<u32>)> {
+        match self {
+            Target::Pid(pid) => Some((PathBuf::from(format!("/proc/{pid}/ns/net")), Some(*pid))),
+            Target::Path(path) => Some((path.clone(), None)),
+            Target::Ip(_) => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Pid(pid) => format!("--pid: process {pid}"),
+            Target::Path(path) => format!("--netns-path: {}", path.display()),
+            Target::Ip(ip) => format!("--ip: {ip}"),
+        }
+    }
+}
+
+/// Plugs the namespace into network `name`; attaching the same namespace
+/// again changes nothing.
+pub async fn attach(
+    name: &str,
+    target: &Target,
+    ip: Option<Ipv4Addr>,
+    ifname: &str,
+) -> Result<Attachment> {
+    let host = Netlink::current()?;
+    let _lock = state::lock()?;
+    let mut st = own_state(name)?;
+    let Some((path, pid)) = target.netns_path() else {
+        return Err(input_error!("attach needs --pid or --netns"));
+    };
+    config::validate_ifname("--ifname", ifname)?;
+    if !netns::is_netns_path(&path).unwrap_or(false) {
+        return Err(input_error!(
+            "{}: no such network namespace",
+            target.describe()
+        ));
+    }
+    let netns_id = netns::id_of(&path)?;
+    if netns_id == st.host_netns {
+        return Err(input_error!(
+            "{}: that is the host's own network namespace",
+            target.describe()
+        ));
+    }
+    if let Some(known) = st.attached.iter().find(|a| a.netns_id == netns_id) {
+        let known = known.clone();
+        install(&host, &st.network, &known).await?;
+        return Ok(known);
+    }
+    let ip = choose_ip(&st, ip)?;
+    let inner = Netlink::in_netns(&path)?;
+    if inner.link_by_name(ifname).await?.is_some() {
+        return Err(input_error!(
+            "--ifname: {} already has an interface {ifname}",
+            path.display()
+        ));
+    }
+    let attachment = Attachment {
+        ip,
+        ifname: ifname.to_owned(),
+        netns_path: path,
+        pid,
+        netns_id,
+    };
+    // Written down first: a crash half-way leaves something `down` finds.
+    st.attached.push(attachment.clone());
+    st.save()?;
+    if let Err(err) = install(&host, &st.network, &attachment).await {
+        if let Err(undo) = uninstall(&host, &st.network, &attachment).await {
+            log::warn!("undoing a failed attach: {undo:#}");
+        }
+        st.attached.retain(|a| a != &attachment);
+        st.save()?;
+        return Err(err);
+    }
+    Ok(attachment)
+}
+
+/// Removes what `attach` added for the target; Ok if it was not attached.
+pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
+    let host = Netlink::current()?;
+    let _lock = state::lock()?;
+    let mut st = own_state(name)?;
+    let found = match target {
+        Target::Ip(ip) => st.attached.iter().position(|a| a.ip == *ip),
+        Target::Pid(pid) => st.attached.iter().position(|a| a.pid == Some(*pid)),
+        Target::Path(path) => {
+            let id = netns::id_of(path).ok();
+            st.attached
+                .iter()
+                .position(|a| &a.netns_path == path || Some(a.netns_id) == id)
+        }
+    };
+    let Some(index) = found else {
+        return Ok(None);
+    };
+    let gone = st.attached.remove(index);
+    uninstall(&host, &st.network, &gone).await?;
+    st.save()?;
+    Ok(Some(gone))
+}
+
+fn own_state(name: &str) -> Result<State> {
+    let Some(st) = State::load(name)? else {
+        return Err(input_error!("--name: no network {name}"));
+    };
+    if st.host_netns != netns::current_id()? {
+        return Err(input_error!(
+            "--name: network {name} lives in another network namespace"
+        ));
+    }
+    Ok(st)
+}
+
+/// The requested address if it is free, else the lowest free one.
+fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
+    let net = &st.network;
+    let taken = |ip: Ipv4Addr| {
+        ip == net.gateway
+            || net.endpoints.iter().any(|e| e.ip == ip)
+            || st.attached.iter().any(|a| a.ip == ip)
+    };
+    match wanted {
+        Some(ip) if !net.subnet.is_host(ip) => Err(input_error!(
+            "--ip: {ip} is not a host address of subnet {}",
+            net.subnet
+        )),
+        Some(ip) if taken(ip) => Err(input_error!("--ip: {ip} is in use")),
+        Some(ip) => Ok(ip),
+        None => net
+            .subnet
+            .hosts()
+            .find(|ip| !taken(*ip))
+            .ok_or_else(|| input_error!("--ip: subnet {} has no free address", net.subnet)),
+    }
+}
+
+/// Makes the attached endpoint and its datapath entries (again).
+pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
+    let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
+    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
+    let facts = endpoint::ensure(host, net, &a.placement()).await?;
+    install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
+    Ok(())
+}
+
+/// Removes the attached endpoint's veth (its inner end, address and routes
+/// go with it) and datapath entries.
+pub async fn uninstall(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
+    let host_ifname = net.host_ifname(a.ip);
+    loader::unpin_link(&net.name, &host_ifname)?;
+    // The pins may be gone already (a `down` raced us, or never made).
+    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name)).ok();
+    if let Some(link) = host.link_by_name(&host_ifname).await? {
+        host.delete_link(link.index).await?;
+        if let Some(maps) = &mut maps {
+            maps.remove_counters(link.index)?;
+        }
+    }
+    if let Some(maps) = &mut maps
+        && maps.endpoints()?.contains_key(&a.ip)
+    {
+        maps.remove_endpoint(a.ip)?;
+    }
+    Ok(())
+}
