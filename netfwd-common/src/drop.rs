@@ -19,13 +19,17 @@ pub enum DropReason {
     /// To the outside with an IP protocol (or ICMP type) the NAT does not
     /// translate, or a fragment (ports only in the first one).
     Unsupported = 5,
-    /// An IPv4 packet to the outside whose source is not the address of the
+    /// An IPv4 packet from an endpoint whose source is not the address of the
     /// endpoint behind the interface it came in on.
     IpSpoofed = 6,
     /// A reply of a NATed flow with no TTL left to forward it with (a
     /// router drops it; passing it to the host would have it answer for a
     /// port it does not own).
     TtlExceeded = 7,
+    /// From an endpoint with a source MAC that is not its own (IPv4 or ARP).
+    MacSpoofed = 8,
+    /// Endpoint to endpoint on a network with `icc = false`.
+    Icc = 9,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -33,7 +37,7 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -41,6 +45,8 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::IpSpoofed,
         DropReason::TtlExceeded,
+        DropReason::MacSpoofed,
+        DropReason::Icc,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -53,6 +59,8 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::IpSpoofed => "ip_spoofed",
             DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::MacSpoofed => "mac_spoofed",
+            DropReason::Icc => "icc",
         }
     }
 

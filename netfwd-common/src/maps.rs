@@ -33,8 +33,14 @@ pub struct NetworkConfig {
     /// The subnet's network address and prefix length.
     pub subnet: [u8; 4],
     pub prefix_len: u8,
-    pub _pad: [u8; 3],
+    /// `NETWORK_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
 }
+
+/// `NetworkConfig::flags`: endpoints may not talk to each other (Docker's
+/// `icc=false`); egress and published ports still work.
+pub const NETWORK_NO_ICC: u8 = 1;
 
 /// `REMOTES` flag: endpoints reach this prefix (another host's endpoints)
 /// routed, without source NAT.

@@ -39,6 +39,9 @@ pub fn answer_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Dr
     if sender.host_ifindex != ifindex {
         return Err(DropReason::ArpSpoofed);
     }
+    if sender.mac != arp.sha || sender.mac != eth.src_addr {
+        return Err(DropReason::MacSpoofed);
+    }
     let Some(answer) = resolve(arp.tpa, &sender, ifindex) else {
         return Ok(Verdict::ToHost);
     };

@@ -2,7 +2,7 @@
 //! lookup and a redirect into the destination's namespace.
 
 use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
-use netfwd_common::drop::DropReason;
+use netfwd_common::{drop::DropReason, maps::NETWORK_NO_ICC};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{ipv4, maps, parse, route, verdict::Verdict};
@@ -16,6 +16,12 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     if ip.version() != 4 || usize::from(ip.ihl()) < Ipv4Hdr::LEN {
         return Err(DropReason::Malformed);
     }
+    // Anti-spoofing: nothing leaves an endpoint but with its own addresses.
+    match maps::endpoint(ip.src_addr) {
+        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => {}
+        Some(me) if me.host_ifindex == ifindex => return Err(DropReason::MacSpoofed),
+        _ => return Err(DropReason::IpSpoofed),
+    }
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
         // The outside world through the uplink's NAT; the gateway, the host's
         // other addresses, broadcast and multicast go to the host's stack.
@@ -24,6 +30,9 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     if peer.host_ifindex == ifindex {
         // Addressed to itself through the gateway: let the stack hairpin it.
         return Ok(Verdict::ToHost);
+    }
+    if maps::network_flags() & NETWORK_NO_ICC != 0 {
+        return Err(DropReason::Icc);
     }
     // Sent to the gateway's MAC rather than the peer's (routed networks, or a
     // route via the gateway): a hop through the host, as its routing would.

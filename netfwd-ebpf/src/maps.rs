@@ -84,3 +84,9 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
 pub fn remote_flags(addr: [u8; 4]) -> u8 {
     REMOTES.get(&Key::new(32, addr)).copied().unwrap_or(0)
 }
+
+/// The network's `NETWORK_*` flags.
+#[inline(always)]
+pub fn network_flags() -> u8 {
+    NETWORK.get(0).map_or(0, |config| config.flags)
+}

@@ -15,8 +15,8 @@ use crate::{fib, ipv4, maps, nat, parse, verdict::Verdict};
 
 const IP_OFF: usize = EthHdr::LEN;
 
-/// An endpoint's IPv4 packet for an address that is no endpoint of the
-/// network.
+/// An endpoint's IPv4 packet (its source checked) for an address that is no
+/// endpoint of the network.
 #[inline(always)]
 pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
@@ -24,11 +24,6 @@ pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict
     if maps::in_subnet(ip.dst_addr) {
         // The gateway, broadcast, or no endpoint at that address.
         return Ok(Verdict::ToHost);
-    }
-    // Whatever leaves the network carries the sender's own address.
-    match maps::endpoint(ip.src_addr) {
-        Some(ep) if ep.host_ifindex == ifindex => {}
-        _ => return Err(DropReason::IpSpoofed),
     }
     if maps::remote_flags(ip.dst_addr) & REMOTE_ROUTE != 0 {
         return route_out(ctx, ifindex, &ip);

@@ -54,6 +54,7 @@ pub struct NetworkSection {
     pub uplink: Option<String>,
     pub kind: Option<Kind>,
     pub lan: Option<String>,
+    pub icc: Option<bool>,
 }
 
 /// How endpoints are joined.
@@ -118,6 +119,14 @@ pub struct Network {
     pub lan: Option<String>,
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// Endpoints may talk to each other (Docker's inter-container
+    /// communication).
+    #[serde(default = "yes")]
+    pub icc: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +265,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         kind: net.kind.unwrap_or_default(),
         lan: net.lan.clone(),
         peers,
+        icc: net.icc.unwrap_or(true),
     })
 }
 

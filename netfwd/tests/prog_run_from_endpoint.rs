@@ -57,7 +57,8 @@ impl Lab {
             gateway: GATEWAY.octets(),
             subnet: [192, 168, 28, 0],
             prefix_len: 24,
-            _pad: [0; 3],
+            flags: 0,
+            _pad: [0; 2],
         })
         .unwrap();
         maps.set_endpoint(
@@ -235,5 +236,46 @@ fn ipv6_goes_to_the_host() {
     packet.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 255]);
     packet.extend_from_slice(&[0; 32]);
     let (action, _) = lab.run(&packet);
+    assert_eq!(action, TO_HOST);
+}
+
+#[test]
+fn ipv4_with_another_endpoints_source_or_a_foreign_mac_is_dropped() {
+    let mut lab = Lab::new("v4-spoof");
+    let (action, _) = lab.run(&ipv4_ping(B_MAC, B_IP, GATEWAY));
+    assert_eq!(action, TC_ACT_SHOT, "B's address from A's interface");
+    let mut foreign_mac = ipv4_ping(B_MAC, A_IP, B_IP);
+    foreign_mac[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xee]);
+    let (action, _) = lab.run(&foreign_mac);
+    assert_eq!(action, TC_ACT_SHOT, "A's address with a MAC not A's");
+    let c = lab.counters();
+    assert_eq!(c.drops[DropReason::IpSpoofed.slot()], 1);
+    assert_eq!(c.drops[DropReason::MacSpoofed.slot()], 1);
+}
+
+#[test]
+fn arp_with_a_foreign_sender_mac_is_dropped() {
+    let mut lab = Lab::new("arp-mac");
+    let (action, _) = lab.run(&arp_request([0x02, 0, 0, 0, 0, 0xee], A_IP, GATEWAY));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(lab.counters().drops[DropReason::MacSpoofed.slot()], 1);
+}
+
+#[test]
+fn without_icc_endpoints_cannot_reach_each_other_but_the_gateway() {
+    let mut lab = Lab::new("no-icc");
+    lab.maps
+        .set_network(NetworkConfig {
+            gateway: GATEWAY.octets(),
+            subnet: [192, 168, 28, 0],
+            prefix_len: 24,
+            flags: netfwd_common::maps::NETWORK_NO_ICC,
+            _pad: [0; 2],
+        })
+        .unwrap();
+    let (action, _) = lab.run(&ipv4_ping(B_MAC, A_IP, B_IP));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(lab.counters().drops[DropReason::Icc.slot()], 1);
+    let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, GATEWAY));
     assert_eq!(action, TO_HOST);
 }

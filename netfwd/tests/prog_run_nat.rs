@@ -109,7 +109,8 @@ impl NatLab {
             gateway: GATEWAY.octets(),
             subnet: [192, 168, 28, 0],
             prefix_len: 24,
-            _pad: [0; 3],
+            flags: 0,
+            _pad: [0; 2],
         })
         .unwrap();
         maps.set_endpoint(

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context as _, Result, bail};
 use netfwd_common::{
-    maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
+    maps::{EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     nat::NatConfig,
 };
 use serde::Serialize;
@@ -99,7 +99,8 @@ async fn apply(
         gateway: net.gateway.octets(),
         subnet: net.subnet.addr().octets(),
         prefix_len: net.subnet.prefix_len(),
-        _pad: [0; 3],
+        flags: if net.icc { 0 } else { NETWORK_NO_ICC },
+        _pad: [0; 2],
     })?;
     let removed = remove_stale(host, net, st, &mut maps).await?;
 
