@@ -30,6 +30,8 @@ pub enum DropReason {
     MacSpoofed = 8,
     /// Endpoint to endpoint on a network with `icc = false`.
     Icc = 9,
+    /// To another netfwd network of the host that no `[[allow]]` opens.
+    Isolated = 10,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -37,7 +39,7 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -47,6 +49,7 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::MacSpoofed,
         DropReason::Icc,
+        DropReason::Isolated,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -61,6 +64,7 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::MacSpoofed => "mac_spoofed",
             DropReason::Icc => "icc",
+            DropReason::Isolated => "isolated",
         }
     }
 

@@ -48,6 +48,9 @@ pub const REMOTE_ROUTE: u8 = 1;
 /// `REMOTES` flag: packets from this prefix arriving on the LAN or uplink may
 /// reach endpoints directly (peer hosts' endpoints, the LAN's own hosts).
 pub const REMOTE_TRUSTED: u8 = 2;
+/// `REMOTES` flag: another netfwd network of the host, which endpoints may
+/// not reach (dropped, `isolated`).
+pub const REMOTE_ISOLATED: u8 = 4;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -7,7 +7,7 @@
 use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
-    maps::{EndpointEntry, REMOTE_ROUTE, REMOTE_TRUSTED},
+    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -25,7 +25,11 @@ pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict
         // The gateway, broadcast, or no endpoint at that address.
         return Ok(Verdict::ToHost);
     }
-    if maps::remote_flags(ip.dst_addr) & REMOTE_ROUTE != 0 {
+    let remote = maps::remote_flags(ip.dst_addr);
+    if remote & REMOTE_ISOLATED != 0 {
+        return Err(DropReason::Isolated);
+    }
+    if remote & REMOTE_ROUTE != 0 {
         return route_out(ctx, ifindex, &ip);
     }
     nat::snat_v4(ctx, ifindex, &ip)

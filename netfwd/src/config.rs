@@ -34,6 +34,15 @@ pub struct ConfigFile {
     pub nat: Option<NatSection>,
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerSection>,
+    #[serde(default, rename = "allow")]
+    pub allows: Vec<AllowSection>,
+}
+
+/// Opens this network to another netfwd network of the host.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowSection {
+    pub network: String,
 }
 
 /// Another host's endpoint subnet, reached through the LAN without NAT.
@@ -123,6 +132,9 @@ pub struct Network {
     /// communication).
     #[serde(default = "yes")]
     pub icc: bool,
+    /// Other netfwd networks this one's endpoints may reach.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -210,7 +222,7 @@ fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
 
 pub fn validate(file: &ConfigFile) -> Result<Network> {
     let net = &file.network;
-    validate_name(&net.name)?;
+    validate_name("network.name", &net.name)?;
     let subnet: Ipv4Net = net
         .subnet
         .parse()
@@ -266,6 +278,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         lan: net.lan.clone(),
         peers,
         icc: net.icc.unwrap_or(true),
+        allow: validate_allows(&file.allows)?,
     })
 }
 
@@ -352,13 +365,23 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
     })
 }
 
-fn validate_name(name: &str) -> Result<()> {
+fn validate_allows(allows: &[AllowSection]) -> Result<Vec<String>> {
+    allows
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            validate_name(&format!("allow[{i}].network"), &a.network).map(|()| a.network.clone())
+        })
+        .collect()
+}
+
+fn validate_name(field: &str, name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars {
         return Err(input_error!(
-            "network.name: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9 and _"
+            "{field}: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9 and _"
         ));
     }
     Ok(())
@@ -595,6 +618,10 @@ mod tests {
                 "peer[0].via",
             ),
             (format!("{base}kind = \"mesh\"\n"), "line 4"),
+            (
+                format!("{base}[[allow]]\nnetwork = \"Bad-Name\"\n"),
+                "allow[0].network",
+            ),
         ];
         for (text, field) in cases {
             let msg = err_of(&text);

@@ -5,6 +5,7 @@
 mod attach;
 mod endpoint;
 mod preflight;
+mod remotes;
 
 pub use attach::{Attachment, Target, attach, detach};
 
@@ -12,14 +13,13 @@ use std::collections::HashSet;
 
 use anyhow::{Context as _, Result, bail};
 use netfwd_common::{
-    maps::{EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
+    maps::{EndpointEntry, NETWORK_NO_ICC, NetworkConfig},
     nat::NatConfig,
 };
 use serde::Serialize;
 
 use crate::{
     config::{self, Network, Peer},
-    ipnet::Ipv4Net,
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
     netlink::{Netlink, Route},
     netns,
@@ -128,6 +128,7 @@ async fn apply(
         }
     };
     setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
+    remotes::refresh_all(host, st.host_netns, Some(net)).await?;
     st.save()?;
     Ok(UpReport {
         network: net.name.clone(),
@@ -186,8 +187,7 @@ async fn setup_uplink(
     })
 }
 
-/// Routes to the peer hosts' subnets, the prefixes the datapath routes to or
-/// trusts without NAT, and the programs on the LAN.
+/// Routes to the peer hosts' subnets and the programs on the LAN.
 async fn setup_lan(
     host: &Netlink,
     net: &Network,
@@ -198,30 +198,16 @@ async fn setup_lan(
     for gone in old_peers.iter().filter(|p| !net.peers.contains(p)) {
         host.delete_route(&peer_route(gone)).await?;
     }
-    let mut remotes: Vec<(Ipv4Net, u8)> = net
-        .peers
-        .iter()
-        .map(|p| (p.subnet, REMOTE_ROUTE | REMOTE_TRUSTED))
-        .collect();
-    if let Some(lan) = &net.lan {
+    if let Some(lan) = &net.lan
+        && net.uplink.as_ref() != Some(lan)
+    {
         let link = host
             .link_by_name(lan)
             .await?
             .with_context(|| format!("LAN interface {lan} vanished"))?;
-        // On a LAN of its own, the hosts of the link may reach endpoints by
-        // address; on a shared uplink only the peers may (the rest of that
-        // subnet is the outside world).
-        if net.uplink.as_ref() != Some(lan) {
-            for (addr, prefix_len) in host.ipv4_addresses(link.index).await? {
-                let connected = Ipv4Net::containing(addr, prefix_len)
-                    .map_err(|e| anyhow::anyhow!("{lan}: {e}"))?;
-                remotes.push((connected, REMOTE_TRUSTED));
-            }
-            maps.ensure_counters(link.index)?;
-            datapath.attach_from_uplink(lan)?;
-        }
+        maps.ensure_counters(link.index)?;
+        datapath.attach_from_uplink(lan)?;
     }
-    maps.set_remotes(&remotes)?;
     for peer in &net.peers {
         host.replace_route(&peer_route(peer))
             .await
@@ -344,7 +330,9 @@ pub async fn down(name: &str) -> Result<()> {
         Some(st) => (st.created_netns, st.network.peers),
         None => (Vec::new(), Vec::new()),
     };
-    teardown(&host, name, &created_netns, &peers).await
+    teardown(&host, name, &created_netns, &peers).await?;
+    // The other networks stop isolating themselves from this one.
+    remotes::refresh_all(&host, netns::current_id()?, None).await
 }
 
 async fn teardown(

@@ -1,0 +1,69 @@
+//! What each network's datapath routes to, trusts or refuses beyond its own
+//! endpoints (the `REMOTES` map): peer hosts' subnets (routed, trusted), the
+//! LAN's own subnet (trusted), and the other netfwd networks of this
+//! namespace — isolated from each other, as Docker's networks are, unless an
+//! `[[allow]]` names the other network (then routed, one direction per
+//! side: both configs must allow for a conversation).
+
+use anyhow::{Result, anyhow};
+use netfwd_common::maps::{REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED};
+
+use crate::{
+    config::Network,
+    ipnet::Ipv4Net,
+    loader::{self, DatapathMaps},
+    netlink::Netlink,
+    netns::NetnsId,
+    state::State,
+};
+
+/// Rewrites `REMOTES` of every network in namespace `here`, with `current`
+/// (being brought up) in place of its recorded state. Networks whose pins
+/// are gone (half-made, being torn down) are skipped.
+pub async fn refresh_all(host: &Netlink, here: NetnsId, current: Option<&Network>) -> Result<()> {
+    let mut networks: Vec<Network> = State::all()?
+        .into_iter()
+        .filter(|st| st.host_netns == here)
+        .map(|st| st.network)
+        .filter(|n| current.is_none_or(|c| c.name != n.name))
+        .collect();
+    networks.extend(current.cloned());
+    for net in &networks {
+        let Ok(mut maps) = DatapathMaps::open(&loader::pin_dir(&net.name)) else {
+            continue;
+        };
+        let wanted = prefixes(host, net, &networks).await?;
+        maps.set_remotes(&wanted)?;
+    }
+    Ok(())
+}
+
+async fn prefixes(host: &Netlink, net: &Network, all: &[Network]) -> Result<Vec<(Ipv4Net, u8)>> {
+    let mut wanted: Vec<(Ipv4Net, u8)> = net
+        .peers
+        .iter()
+        .map(|p| (p.subnet, REMOTE_ROUTE | REMOTE_TRUSTED))
+        .collect();
+    // On a LAN of its own, the hosts of the link may reach endpoints by
+    // address; on a shared uplink only the peers may (the rest of that subnet
+    // is the outside world).
+    if let Some(lan) = &net.lan
+        && net.uplink.as_ref() != Some(lan)
+        && let Some(link) = host.link_by_name(lan).await?
+    {
+        for (addr, prefix_len) in host.ipv4_addresses(link.index).await? {
+            let connected =
+                Ipv4Net::containing(addr, prefix_len).map_err(|e| anyhow!("{lan}: {e}"))?;
+            wanted.push((connected, REMOTE_TRUSTED));
+        }
+    }
+    for other in all.iter().filter(|o| o.name != net.name) {
+        let flags = if net.allow.iter().any(|a| a == &other.name) {
+            REMOTE_ROUTE
+        } else {
+            REMOTE_ISOLATED
+        };
+        wanted.push((other.subnet, flags));
+    }
+    Ok(wanted)
+}
