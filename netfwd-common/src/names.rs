@@ -21,14 +21,20 @@ pub const MAP_NAT_CONFIG: &str = "NAT_CONFIG";
 /// trie of IPv4 prefix -> `REMOTE_*` flags).
 pub const MAP_REMOTES: &str = "REMOTES";
 
+/// Map: published host port -> the endpoint behind it.
+pub const MAP_PUBLISHED: &str = "PUBLISHED";
+/// Capacity of `PUBLISHED`.
+pub const MAX_PUBLISHED: u32 = 4096;
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 6] = [
+pub const MAPS: [&str; 7] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
     MAP_NAT,
     MAP_NAT_CONFIG,
     MAP_REMOTES,
+    MAP_PUBLISHED,
 ];
 
 /// Capacity of `REMOTES`.

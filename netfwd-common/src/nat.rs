@@ -31,6 +31,33 @@ pub const TCP_SEEN_FIN_EGRESS: u8 = 4;
 pub const TCP_SEEN_FIN_INGRESS: u8 = 8;
 pub const TCP_SEEN_RST: u8 = 16;
 
+/// Egress entry flag: the flow was started from outside, to a published
+/// port; its outside address is the one the client used, whatever the uplink
+/// routes with now.
+pub const FLOW_INBOUND: u8 = 0x80;
+
+/// Key of `PUBLISHED`: a host port open to the outside.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PublishKey {
+    /// Network byte order.
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `PUBLISHED`: the endpoint address and port behind it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PublishTarget {
+    pub addr: [u8; 4],
+    /// Network byte order.
+    pub port: [u8; 2],
+    pub _pad: [u8; 2],
+}
+
 /// Key of `NAT`. Addresses and ports as on the wire (network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -149,4 +176,6 @@ mod pod {
     unsafe impl aya::Pod for super::NatKey {}
     unsafe impl aya::Pod for super::NatEntry {}
     unsafe impl aya::Pod for super::NatConfig {}
+    unsafe impl aya::Pod for super::PublishKey {}
+    unsafe impl aya::Pod for super::PublishTarget {}
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
-    names::{DEFAULT_MAX_ENDPOINTS, MAX_REMOTES},
-    nat::{DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey},
+    names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
+    nat::{DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
 };
 
 const MAX_ENDPOINTS: usize = DEFAULT_MAX_ENDPOINTS as usize;
@@ -43,6 +43,11 @@ pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
 /// the LAN's own subnet. Filled by the loader.
 #[btf_map]
 pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
+
+/// Published host ports (Docker's `-p`). Filled by the loader.
+#[btf_map]
+pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }> =
+    HashMap::new();
 
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
@@ -89,4 +94,16 @@ pub fn remote_flags(addr: [u8; 4]) -> u8 {
 #[inline(always)]
 pub fn network_flags() -> u8 {
     NETWORK.get(0).map_or(0, |config| config.flags)
+}
+
+/// The endpoint behind host port `port` (network byte order) of `proto`.
+#[inline(always)]
+pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
+    let key = PublishKey {
+        port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data; a stale copy at worst.
+    unsafe { PUBLISHED.get(key).copied() }
 }

@@ -17,8 +17,8 @@ use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
     nat::{
-        DIR_EGRESS, DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry,
-        NatKey, PORT_RETRIES,
+        DIR_EGRESS, DIR_INGRESS, FLOW_INBOUND, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig,
+        NatEntry, NatKey, PORT_RETRIES,
     },
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
@@ -241,7 +241,7 @@ fn egress_mapping(
     let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
-        && out.addr == outside
+        && (out.addr == outside || out.flags & FLOW_INBOUND != 0)
     {
         if let Some(reply) = NAT.get_ptr_mut(flow.reply_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
@@ -360,8 +360,12 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
         dir: DIR_INGRESS,
         _pad: [0; 2],
     };
-    let Some(entry) = NAT.get_ptr_mut(key) else {
-        return Ok(Verdict::ToHost);
+    let entry = match NAT.get_ptr_mut(key) {
+        Some(entry) => entry,
+        None => match publish(&key, seg.tcp_flags) {
+            Some(entry) => entry,
+            None => return Ok(Verdict::ToHost),
+        },
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
@@ -398,6 +402,50 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
         inside_port,
     )?;
     Ok(Verdict::Translated(redirect_to_endpoint(&ep)))
+}
+
+/// A new connection to a published port (Docker's `-p`): the flow's two
+/// entries are made as for one an endpoint started, the other way round —
+/// replies from the endpoint then leave through the source NAT path with the
+/// published address and port, and the endpoint sees the client's own
+/// address. Returns the new reply-direction entry.
+#[inline(always)]
+fn publish(key: &NatKey, tcp_flags: u8) -> Option<*mut NatEntry> {
+    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+        return None;
+    }
+    let target = maps::published(key.proto, key.dport)?;
+    let now = conntrack::now_ns();
+    let mut inbound = NatEntry {
+        addr: target.addr,
+        port: target.port,
+        flags: 0,
+        _pad: 0,
+        created_ns: now,
+        last_seen_ns: now,
+    };
+    conntrack::seen_ingress(&mut inbound, key.proto, tcp_flags, now);
+    NAT.insert(key, inbound, u64::from(BPF_NOEXIST)).ok()?;
+    let from_endpoint = Tuple {
+        proto: key.proto,
+        src: target.addr,
+        dst: key.saddr,
+        sport: target.port,
+        dport: key.sport,
+    };
+    let out = NatEntry {
+        addr: key.daddr,
+        port: key.dport,
+        flags: FLOW_INBOUND,
+        _pad: 0,
+        created_ns: now,
+        last_seen_ns: now,
+    };
+    if NAT.insert(from_endpoint.egress_key(), out, 0).is_err() {
+        let _ = NAT.remove(key);
+        return None;
+    }
+    NAT.get_ptr_mut(key)
 }
 
 /// "Destination unreachable" (with "fragmentation needed", which path-MTU

@@ -36,6 +36,35 @@ pub struct ConfigFile {
     pub peers: Vec<PeerSection>,
     #[serde(default, rename = "allow")]
     pub allows: Vec<AllowSection>,
+    #[serde(default, rename = "publish")]
+    pub publishes: Vec<PublishSection>,
+}
+
+/// A host port forwarded to an endpoint (Docker's `-p host_port:port`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSection {
+    pub proto: Proto,
+    pub host_port: u16,
+    /// The endpoint's netns name.
+    pub endpoint: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => netfwd_common::nat::IPPROTO_TCP,
+            Proto::Udp => netfwd_common::nat::IPPROTO_UDP,
+        }
+    }
 }
 
 /// Opens this network to another netfwd network of the host.
@@ -135,6 +164,17 @@ pub struct Network {
     /// Other netfwd networks this one's endpoints may reach.
     #[serde(default)]
     pub allow: Vec<String>,
+    #[serde(default)]
+    pub published: Vec<Published>,
+}
+
+/// A validated published port: host port -> endpoint address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub ip: Ipv4Addr,
+    pub port: u16,
 }
 
 fn yes() -> bool {
@@ -265,6 +305,11 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
     if let Some(lan) = &net.lan {
         validate_ifname("network.lan", lan)?;
     }
+    if !file.publishes.is_empty() && net.uplink.is_none() {
+        return Err(input_error!("publish: published ports need network.uplink"));
+    }
+    let endpoints_by_netns: Vec<(String, Ipv4Addr)> =
+        endpoints.iter().map(|e| (e.netns.clone(), e.ip)).collect();
     let peers = validate_peers(&file.peers, subnet)?;
     Ok(Network {
         name: net.name.clone(),
@@ -279,6 +324,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         peers,
         icc: net.icc.unwrap_or(true),
         allow: validate_allows(&file.allows)?,
+        published: validate_publishes(&file.publishes, &endpoints_by_netns, nat)?,
     })
 }
 
@@ -373,6 +419,49 @@ fn validate_allows(allows: &[AllowSection]) -> Result<Vec<String>> {
             validate_name(&format!("allow[{i}].network"), &a.network).map(|()| a.network.clone())
         })
         .collect()
+}
+
+fn validate_publishes(
+    publishes: &[PublishSection],
+    endpoints: &[(String, Ipv4Addr)],
+    nat: NatSettings,
+) -> Result<Vec<Published>> {
+    let mut valid: Vec<Published> = Vec::with_capacity(publishes.len());
+    for (i, p) in publishes.iter().enumerate() {
+        let Some((_, ip)) = endpoints.iter().find(|(ns, _)| ns == &p.endpoint) else {
+            return Err(input_error!(
+                "publish[{i}].endpoint: no endpoint in netns {:?}",
+                p.endpoint
+            ));
+        };
+        if p.host_port == 0 || p.port == 0 {
+            return Err(input_error!("publish[{i}].host_port: ports are 1 to 65535"));
+        }
+        if (nat.port_min..=nat.port_max).contains(&p.host_port) {
+            return Err(input_error!(
+                "publish[{i}].host_port: {} is inside the NAT port range {}-{}",
+                p.host_port,
+                nat.port_min,
+                nat.port_max
+            ));
+        }
+        if valid
+            .iter()
+            .any(|v| v.proto == p.proto && v.host_port == p.host_port)
+        {
+            return Err(input_error!(
+                "publish[{i}].host_port: {} is published twice",
+                p.host_port
+            ));
+        }
+        valid.push(Published {
+            proto: p.proto,
+            host_port: p.host_port,
+            ip: *ip,
+            port: p.port,
+        });
+    }
+    Ok(valid)
 }
 
 fn validate_name(field: &str, name: &str) -> Result<()> {

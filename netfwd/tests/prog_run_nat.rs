@@ -384,3 +384,38 @@ fn a_reply_with_no_ttl_left_is_dropped_not_given_to_the_host() {
         );
     });
 }
+
+#[test]
+fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() {
+    with_lab("publish", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[(
+                netfwd_common::nat::PublishKey {
+                    port: 8080u16.to_be_bytes(),
+                    proto: TCP,
+                    _pad: 0,
+                },
+                netfwd_common::nat::PublishTarget {
+                    addr: A_IP.octets(),
+                    port: 80u16.to_be_bytes(),
+                    _pad: [0; 2],
+                },
+            )])
+            .unwrap();
+        let (action, inside) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr(&inside, DST), port(&inside, DPORT)), (A_IP, 80));
+        assert_eq!(addr(&inside, SRC), REMOTE, "the server sees the client");
+        assert!(checksums_ok(&inside[14..]));
+
+        let (action, reply) = lab.send_from_a(REMOTE, TCP, tcp(80, 50000, 0x12, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr(&reply, SRC), port(&reply, SPORT)), (UPLINK_IP, 8080));
+        assert!(checksums_ok(&reply[14..]));
+
+        let (action, _) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8081, 0x02, b""));
+        assert_eq!(action, TO_HOST, "an unpublished port is the host's");
+    });
+}

@@ -13,8 +13,11 @@ use aya::maps::{
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
-    names::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK, MAP_REMOTES},
-    nat::{NatConfig, NatEntry, NatKey},
+    names::{
+        MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK, MAP_PUBLISHED,
+        MAP_REMOTES,
+    },
+    nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
 };
 
 pub struct DatapathMaps {
@@ -24,6 +27,7 @@ pub struct DatapathMaps {
     nat: HashMap<MapData, NatKey, NatEntry>,
     nat_config: Array<MapData, NatConfig>,
     remotes: LpmTrie<MapData, [u8; 4], u8>,
+    published: HashMap<MapData, PublishKey, PublishTarget>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -47,6 +51,8 @@ impl DatapathMaps {
                 .context("NAT_CONFIG has an unexpected type")?,
             remotes: LpmTrie::try_from(open(pin_dir, MAP_REMOTES)?)
                 .context("REMOTES has an unexpected type")?,
+            published: HashMap::try_from(open(pin_dir, MAP_PUBLISHED)?)
+                .context("PUBLISHED has an unexpected type")?,
         })
     }
 
@@ -167,6 +173,29 @@ impl DatapathMaps {
             self.remotes
                 .insert(&key(net), flags, 0)
                 .with_context(|| format!("writing REMOTES[{net}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `PUBLISHED` hold exactly `wanted`.
+    pub fn set_published(&mut self, wanted: &[(PublishKey, PublishTarget)]) -> Result<()> {
+        let present: Vec<PublishKey> = self
+            .published
+            .keys()
+            .collect::<Result<_, _>>()
+            .context("reading PUBLISHED")?;
+        for old in present
+            .iter()
+            .filter(|k| !wanted.iter().any(|(w, _)| w == *k))
+        {
+            self.published
+                .remove(old)
+                .context("removing from PUBLISHED")?;
+        }
+        for (key, target) in wanted {
+            self.published
+                .insert(key, target, 0)
+                .context("writing PUBLISHED")?;
         }
         Ok(())
     }

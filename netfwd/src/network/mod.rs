@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, bail};
 use netfwd_common::{
     maps::{EndpointEntry, NETWORK_NO_ICC, NetworkConfig},
-    nat::NatConfig,
+    nat::{NatConfig, PublishKey, PublishTarget},
 };
 use serde::Serialize;
 
@@ -127,6 +127,7 @@ async fn apply(
             None
         }
     };
+    maps.set_published(&published_ports(net))?;
     setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
     remotes::refresh_all(host, st.host_netns, Some(net)).await?;
     st.save()?;
@@ -226,6 +227,27 @@ fn peer_route(peer: &Peer) -> Route {
         scope_link: false,
         onlink: false,
     }
+}
+
+/// The `PUBLISHED` entries of the network's published ports.
+fn published_ports(net: &Network) -> Vec<(PublishKey, PublishTarget)> {
+    net.published
+        .iter()
+        .map(|p| {
+            (
+                PublishKey {
+                    port: p.host_port.to_be_bytes(),
+                    proto: p.proto.number(),
+                    _pad: 0,
+                },
+                PublishTarget {
+                    addr: p.ip.octets(),
+                    port: p.port.to_be_bytes(),
+                    _pad: [0; 2],
+                },
+            )
+        })
+        .collect()
 }
 
 fn nat_config(net: &Network, uplink_ifindex: u32, uplink_addr: [u8; 4]) -> NatConfig {
