@@ -26,8 +26,11 @@ pub const MAP_PUBLISHED: &str = "PUBLISHED";
 /// Capacity of `PUBLISHED`.
 pub const MAX_PUBLISHED: u32 = 4096;
 
+/// Map: endpoint address/port/protocol -> the host port published for it.
+pub const MAP_PUBLISHED_BY_ENDPOINT: &str = "PUBLISHED_BY_ENDPOINT";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 8] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -35,6 +38,7 @@ pub const MAPS: [&str; 7] = [
     MAP_NAT_CONFIG,
     MAP_REMOTES,
     MAP_PUBLISHED,
+    MAP_PUBLISHED_BY_ENDPOINT,
 ];
 
 /// Capacity of `REMOTES`.

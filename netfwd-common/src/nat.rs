@@ -58,6 +58,19 @@ pub struct PublishTarget {
     pub _pad: [u8; 2],
 }
 
+/// Key of `PUBLISHED_BY_ENDPOINT`: an endpoint address, port and protocol
+/// behind a published host port (value: that host port, network byte
+/// order), for the replies of hairpinned connections.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PublishedEndpoint {
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub _pad: u8,
+}
+
 /// Key of `NAT`. Addresses and ports as on the wire (network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -178,4 +191,5 @@ mod pod {
     unsafe impl aya::Pod for super::NatConfig {}
     unsafe impl aya::Pod for super::PublishKey {}
     unsafe impl aya::Pod for super::PublishTarget {}
+    unsafe impl aya::Pod for super::PublishedEndpoint {}
 }

@@ -10,6 +10,7 @@ mod counters;
 mod csum;
 mod fib;
 mod forward;
+mod hairpin;
 mod ipv4;
 mod maps;
 mod nat;

@@ -10,7 +10,10 @@ use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
-    nat::{DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
+    nat::{
+        DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget,
+        PublishedEndpoint,
+    },
 };
 
 const MAX_ENDPOINTS: usize = DEFAULT_MAX_ENDPOINTS as usize;
@@ -47,6 +50,11 @@ pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::ne
 /// Published host ports (Docker's `-p`). Filled by the loader.
 #[btf_map]
 pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }> =
+    HashMap::new();
+
+/// The other way: which host port an endpoint's port is published as.
+#[btf_map]
+pub static PUBLISHED_BY_ENDPOINT: HashMap<PublishedEndpoint, [u8; 2], { MAX_PUBLISHED as usize }> =
     HashMap::new();
 
 #[inline(always)]
@@ -106,4 +114,17 @@ pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
     };
     // SAFETY: plain data; a stale copy at worst.
     unsafe { PUBLISHED.get(key).copied() }
+}
+
+/// The host port `addr:port` of `proto` is published as, if any.
+#[inline(always)]
+pub fn published_as(proto: u8, addr: [u8; 4], port: [u8; 2]) -> Option<[u8; 2]> {
+    let key = PublishedEndpoint {
+        addr,
+        port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data; a stale copy at worst.
+    unsafe { PUBLISHED_BY_ENDPOINT.get(key).copied() }
 }

@@ -26,7 +26,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use crate::{
     conntrack, csum,
     csum::L4Csum,
-    fib, ipv4,
+    fib, hairpin, ipv4,
     maps::{self, NAT},
     parse,
     verdict::Verdict,
@@ -47,16 +47,16 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 /// A flow as the endpoint sees it. Ports in network byte order; for ICMP echo
 /// `sport` is the identifier and `dport` 0.
 #[derive(Clone, Copy)]
-struct Tuple {
-    proto: u8,
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: [u8; 2],
-    dport: [u8; 2],
+pub struct Tuple {
+    pub proto: u8,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
 }
 
 impl Tuple {
-    fn egress_key(&self) -> NatKey {
+    pub fn egress_key(&self) -> NatKey {
         NatKey {
             saddr: self.src,
             daddr: self.dst,
@@ -69,7 +69,7 @@ impl Tuple {
     }
 
     /// The key replies arrive with once translated to `addr:port`.
-    fn reply_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
+    pub fn reply_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
         NatKey {
             saddr: self.dst,
             daddr: addr,
@@ -83,15 +83,15 @@ impl Tuple {
 }
 
 /// Transport facts of a packet NAT can translate.
-struct Segment {
-    sport: [u8; 2],
-    dport: [u8; 2],
-    tcp_flags: u8,
+pub struct Segment {
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub tcp_flags: u8,
 }
 
 /// Which way a packet crosses the NAT.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Way {
+pub enum Way {
     Out,
     In,
 }
@@ -100,7 +100,7 @@ enum Way {
 /// `None` for anything else. Pulls the headers into the linear area, so
 /// packet pointers must be taken afresh after it.
 #[inline(always)]
-fn segment(ctx: &TcContext, proto: u8, way: Way) -> Result<Option<Segment>, DropReason> {
+pub fn segment(ctx: &TcContext, proto: u8, way: Way) -> Result<Option<Segment>, DropReason> {
     match proto {
         IPPROTO_TCP => {
             // SAFETY (all three reads): bounds checked by `header_mut`.
@@ -169,7 +169,7 @@ fn l4_csum(proto: u8) -> Option<L4Csum> {
 }
 
 #[inline(always)]
-fn translatable(ip: &Ipv4Hdr) -> bool {
+pub fn translatable(ip: &Ipv4Hdr) -> bool {
     // More-fragments flag or a fragment offset: not a whole datagram.
     let fragment = (ip.frags[0] & 0x3f) != 0 || ip.frags[1] != 0;
     usize::from(ip.ihl()) == Ipv4Hdr::LEN && !fragment
@@ -183,6 +183,9 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
+    if let Some(verdict) = hairpin::to_published(ctx, ip, &config)? {
+        return Ok(verdict);
+    }
     let Some(fib::Route { hop, src: outside }) =
         fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr)
     else {
@@ -278,7 +281,7 @@ fn egress_mapping(
 /// is taken over. Tries `preferred`, else a random start, then the next
 /// ports, `PORT_RETRIES` in all.
 #[inline(always)]
-fn reserve_port(
+pub fn reserve_port(
     flow: &Tuple,
     config: &NatConfig,
     outside: [u8; 4],
@@ -534,7 +537,7 @@ fn rewrite_ip(ip: &mut Ipv4Hdr, way: Way, addr: [u8; 4]) {
 /// Rewrites the translated port and the transport checksum. Runs after every
 /// packet-pointer use: the checksum helpers invalidate them.
 #[inline(always)]
-fn rewrite_l4(
+pub fn rewrite_l4(
     ctx: &TcContext,
     proto: u8,
     way: Way,

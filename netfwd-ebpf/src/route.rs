@@ -11,7 +11,7 @@ use netfwd_common::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{fib, ipv4, maps, nat, parse, verdict::Verdict};
+use crate::{fib, hairpin, ipv4, maps, nat, parse, verdict::Verdict};
 
 const IP_OFF: usize = EthHdr::LEN;
 
@@ -21,6 +21,11 @@ const IP_OFF: usize = EthHdr::LEN;
 pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    if maps::gateway() == Some(ip.dst_addr)
+        && let Some(verdict) = hairpin::from_published(ctx, &ip)?
+    {
+        return Ok(verdict);
+    }
     if maps::in_subnet(ip.dst_addr) {
         // The gateway, broadcast, or no endpoint at that address.
         return Ok(Verdict::ToHost);

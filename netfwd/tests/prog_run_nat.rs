@@ -19,7 +19,7 @@ use netfwd_common::{
     drop::DropReason,
     maps::{EndpointEntry, NetworkConfig},
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK},
-    nat::{NatConfig, NatTimeouts},
+    nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 
@@ -173,6 +173,22 @@ impl NatLab {
             .copied()
             .unwrap_or_default()
     }
+}
+
+/// A `PUBLISHED` entry: `host_port` of `proto` to `ip:port`.
+fn published(proto: u8, host_port: u16, ip: Ipv4Addr, port: u16) -> (PublishKey, PublishTarget) {
+    (
+        PublishKey {
+            port: host_port.to_be_bytes(),
+            proto,
+            _pad: 0,
+        },
+        PublishTarget {
+            addr: ip.octets(),
+            port: port.to_be_bytes(),
+            _pad: [0; 2],
+        },
+    )
 }
 
 fn addr(packet: &[u8], at: usize) -> Ipv4Addr {
@@ -389,18 +405,7 @@ fn a_reply_with_no_ttl_left_is_dropped_not_given_to_the_host() {
 fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() {
     with_lab("publish", (61000, 65535), |lab| {
         lab.maps
-            .set_published(&[(
-                netfwd_common::nat::PublishKey {
-                    port: 8080u16.to_be_bytes(),
-                    proto: TCP,
-                    _pad: 0,
-                },
-                netfwd_common::nat::PublishTarget {
-                    addr: A_IP.octets(),
-                    port: 80u16.to_be_bytes(),
-                    _pad: [0; 2],
-                },
-            )])
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
             .unwrap();
         let (action, inside) =
             lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
@@ -417,5 +422,34 @@ fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() 
         let (action, _) =
             lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8081, 0x02, b""));
         assert_eq!(action, TO_HOST, "an unpublished port is the host's");
+    });
+}
+
+#[test]
+fn an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
+    with_lab("hairpin", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        let (action, there) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, 0x02, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr(&there, DST), port(&there, DPORT)), (A_IP, 80));
+        assert_eq!(
+            addr(&there, SRC),
+            GATEWAY,
+            "from the gateway, so replies come back"
+        );
+        assert_eq!(&there[0..6], &A_MAC);
+        assert!(checksums_ok(&there[14..]));
+        let gateway_port = port(&there, SPORT);
+
+        let mut reply = eth(lab.host_a_mac, A_MAC, 0x0800);
+        reply.extend(ipv4(A_IP, GATEWAY, TCP, tcp(80, gateway_port, 0x12, b"")));
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, back) = run(prog, &reply, lab.host_a);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr(&back, SRC), port(&back, SPORT)), (UPLINK_IP, 8080));
+        assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, 40000));
+        assert!(checksums_ok(&back[14..]));
     });
 }

@@ -15,9 +15,9 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK, MAP_PUBLISHED,
-        MAP_REMOTES,
+        MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
     },
-    nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
+    nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
 
 pub struct DatapathMaps {
@@ -28,6 +28,7 @@ pub struct DatapathMaps {
     nat_config: Array<MapData, NatConfig>,
     remotes: LpmTrie<MapData, [u8; 4], u8>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
+    published_by_endpoint: HashMap<MapData, PublishedEndpoint, [u8; 2]>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -53,6 +54,8 @@ impl DatapathMaps {
                 .context("REMOTES has an unexpected type")?,
             published: HashMap::try_from(open(pin_dir, MAP_PUBLISHED)?)
                 .context("PUBLISHED has an unexpected type")?,
+            published_by_endpoint: HashMap::try_from(open(pin_dir, MAP_PUBLISHED_BY_ENDPOINT)?)
+                .context("PUBLISHED_BY_ENDPOINT has an unexpected type")?,
         })
     }
 
@@ -177,27 +180,24 @@ impl DatapathMaps {
         Ok(())
     }
 
-    /// Makes `PUBLISHED` hold exactly `wanted`.
+    /// Makes `PUBLISHED` hold exactly `wanted`, and `PUBLISHED_BY_ENDPOINT`
+    /// the same the other way round.
     pub fn set_published(&mut self, wanted: &[(PublishKey, PublishTarget)]) -> Result<()> {
-        let present: Vec<PublishKey> = self
-            .published
-            .keys()
-            .collect::<Result<_, _>>()
-            .context("reading PUBLISHED")?;
-        for old in present
+        let by_endpoint: Vec<(PublishedEndpoint, [u8; 2])> = wanted
             .iter()
-            .filter(|k| !wanted.iter().any(|(w, _)| w == *k))
-        {
-            self.published
-                .remove(old)
-                .context("removing from PUBLISHED")?;
-        }
-        for (key, target) in wanted {
-            self.published
-                .insert(key, target, 0)
-                .context("writing PUBLISHED")?;
-        }
-        Ok(())
+            .map(|(key, target)| {
+                let back = PublishedEndpoint {
+                    addr: target.addr,
+                    port: target.port,
+                    proto: key.proto,
+                    _pad: 0,
+                };
+                (back, key.port)
+            })
+            .collect();
+        replace_all(&mut self.published, wanted).context("writing PUBLISHED")?;
+        replace_all(&mut self.published_by_endpoint, &by_endpoint)
+            .context("writing PUBLISHED_BY_ENDPOINT")
     }
 
     pub fn counter_ifindexes(&self) -> Result<Vec<u32>> {
@@ -213,4 +213,23 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a IfaceCounters>) -> Ifa
         sum.add(c);
         sum
     })
+}
+
+/// Makes a hash map hold exactly `wanted`.
+fn replace_all<K, V>(map: &mut HashMap<MapData, K, V>, wanted: &[(K, V)]) -> Result<()>
+where
+    K: aya::Pod + PartialEq,
+    V: aya::Pod,
+{
+    let present: Vec<K> = map.keys().collect::<Result<_, _>>()?;
+    for old in present
+        .iter()
+        .filter(|k| !wanted.iter().any(|(w, _)| w == *k))
+    {
+        map.remove(old)?;
+    }
+    for (key, value) in wanted {
+        map.insert(key, value, 0)?;
+    }
+    Ok(())
 }

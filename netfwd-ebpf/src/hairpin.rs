@@ -1,0 +1,209 @@
+//! Hairpin: an endpoint connecting to a published port on the host's own
+//! (uplink) address lands on the published endpoint, itself included, as
+//! Docker's hairpin NAT does. Both ends are endpoints, so the connection is
+//! translated twice: the destination to the published endpoint, and the
+//! source to the gateway with a NAT port, so the replies come back through
+//! the datapath (addressed to the gateway) instead of straight to the
+//! client, which expects them from the published address.
+
+use aya_ebpf::programs::TcContext;
+use netfwd_common::{
+    drop::DropReason,
+    maps::EndpointEntry,
+    nat::{DIR_INGRESS, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey},
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+use crate::{
+    conntrack, ipv4,
+    maps::{self, NAT},
+    nat::{self, Tuple, Way},
+    parse,
+    verdict::Verdict,
+};
+
+const IP_OFF: usize = EthHdr::LEN;
+
+/// An endpoint's packet to `uplink address:published port`; `None` if it is
+/// not one.
+#[inline(always)]
+pub fn to_published(
+    ctx: &TcContext,
+    ip: &Ipv4Hdr,
+    config: &NatConfig,
+) -> Result<Option<Verdict>, DropReason> {
+    if ip.dst_addr != config.uplink_addr
+        || (ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP)
+        || !nat::translatable(ip)
+    {
+        return Ok(None);
+    }
+    let Some(seg) = nat::segment(ctx, ip.proto, Way::Out)? else {
+        return Ok(None);
+    };
+    let Some(target) = maps::published(ip.proto, seg.dport) else {
+        return Ok(None);
+    };
+    let (Some(server), Some(gateway)) = (maps::endpoint(target.addr), maps::gateway()) else {
+        return Ok(None);
+    };
+    let client = Tuple {
+        proto: ip.proto,
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+        sport: seg.sport,
+        dport: seg.dport,
+    };
+    // The connection as the server sees it, before its source is chosen.
+    let to_server = Tuple {
+        dst: target.addr,
+        dport: target.port,
+        ..client
+    };
+    let port = gateway_port(&client, &to_server, config, gateway, seg.tcp_flags)?;
+    translate(
+        ctx,
+        ip,
+        [gateway, target.addr],
+        [port, target.port],
+        &server,
+    )
+    .map(Some)
+}
+
+/// The gateway port the client's connection is translated to: its live one,
+/// or a new one reserved as a source NAT port is.
+#[inline(always)]
+fn gateway_port(
+    client: &Tuple,
+    to_server: &Tuple,
+    config: &NatConfig,
+    gateway: [u8; 4],
+    tcp_flags: u8,
+) -> Result<[u8; 2], DropReason> {
+    let now = conntrack::now_ns();
+    let key = client.egress_key();
+    // SAFETY: plain data; a stale copy at worst.
+    if let Some(out) = unsafe { NAT.get(key) }.copied()
+        && let Some(reply) = NAT.get_ptr_mut(to_server.reply_key(gateway, out.port))
+    {
+        // SAFETY: a live map value; per-packet updates of plain fields.
+        let reply = unsafe { &mut *reply };
+        if reply.addr == client.src
+            && reply.port == client.sport
+            && !conntrack::expired(reply, client.proto, &config.timeouts, now)
+        {
+            conntrack::seen_egress(reply, client.proto, tcp_flags, now);
+            return Ok(out.port);
+        }
+    }
+    let port = nat::reserve_port(to_server, config, gateway, None, tcp_flags, now)?;
+    let out = NatEntry {
+        addr: gateway,
+        port,
+        flags: 0,
+        _pad: 0,
+        created_ns: now,
+        last_seen_ns: now,
+    };
+    if NAT.insert(key, out, 0).is_err() {
+        let _ = NAT.remove(to_server.reply_key(gateway, port));
+        return Err(DropReason::NoPort);
+    }
+    Ok(port)
+}
+
+/// The published endpoint's reply to the gateway; `None` if it is not one.
+#[inline(always)]
+pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, DropReason> {
+    let Some(config) = maps::nat_config() else {
+        return Ok(None);
+    };
+    if (ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP) || !nat::translatable(ip) {
+        return Ok(None);
+    }
+    let Some(seg) = nat::segment(ctx, ip.proto, Way::Out)? else {
+        return Ok(None);
+    };
+    let key = NatKey {
+        saddr: ip.src_addr,
+        daddr: ip.dst_addr,
+        sport: seg.sport,
+        dport: seg.dport,
+        proto: ip.proto,
+        dir: DIR_INGRESS,
+        _pad: [0; 2],
+    };
+    let Some(entry) = NAT.get_ptr_mut(key) else {
+        return Ok(None);
+    };
+    // SAFETY: a live map value; per-packet updates of plain fields.
+    let entry = unsafe { &mut *entry };
+    let now = conntrack::now_ns();
+    if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
+        return Ok(None);
+    }
+    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
+    let (Some(host_port), Some(client)) = (
+        maps::published_as(ip.proto, ip.src_addr, seg.sport),
+        maps::endpoint(entry.addr),
+    ) else {
+        return Ok(None);
+    };
+    translate(
+        ctx,
+        ip,
+        [config.uplink_addr, entry.addr],
+        [host_port, entry.port],
+        &client,
+    )
+    .map(Some)
+}
+
+/// Rewrites both addresses and ports (`[source, destination]`), takes a hop
+/// off the TTL and hands the packet to endpoint `to`.
+#[inline(always)]
+fn translate(
+    ctx: &TcContext,
+    ip: &Ipv4Hdr,
+    addrs: [[u8; 4]; 2],
+    ports: [[u8; 2]; 2],
+    to: &EndpointEntry,
+) -> Result<Verdict, DropReason> {
+    if ip.ttl <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+    let old_ports = {
+        // SAFETY: `segment` made the transport header linear; read only.
+        let l4 = unsafe { *parse::header_at::<[u8; 4]>(ctx, IP_OFF + Ipv4Hdr::LEN)? };
+        [[l4[0], l4[1]], [l4[2], l4[3]]]
+    };
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`; no helper runs in between.
+    unsafe {
+        ipv4::set_addr(&mut *ipp, ipv4::Field::Src, addrs[0]);
+        ipv4::set_addr(&mut *ipp, ipv4::Field::Dst, addrs[1]);
+        ipv4::dec_ttl(&mut *ipp);
+        nat::set_endpoint_macs(&mut *eth, to);
+    }
+    nat::rewrite_l4(
+        ctx,
+        ip.proto,
+        Way::Out,
+        ip.src_addr,
+        addrs[0],
+        old_ports[0],
+        ports[0],
+    )?;
+    nat::rewrite_l4(
+        ctx,
+        ip.proto,
+        Way::In,
+        ip.dst_addr,
+        addrs[1],
+        old_ports[1],
+        ports[1],
+    )?;
+    Ok(Verdict::Translated(nat::redirect_to_endpoint(to)))
+}
