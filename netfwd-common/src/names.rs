@@ -29,8 +29,11 @@ pub const MAX_PUBLISHED: u32 = 4096;
 /// Map: endpoint address/port/protocol -> the host port published for it.
 pub const MAP_PUBLISHED_BY_ENDPOINT: &str = "PUBLISHED_BY_ENDPOINT";
 
+/// Map: the cookie of the network's host namespace (for the socket hook).
+pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 8] = [
+pub const MAPS: [&str; 9] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -39,6 +42,7 @@ pub const MAPS: [&str; 8] = [
     MAP_REMOTES,
     MAP_PUBLISHED,
     MAP_PUBLISHED_BY_ENDPOINT,
+    MAP_HOST_NETNS,
 ];
 
 /// Capacity of `REMOTES`.
@@ -48,6 +52,10 @@ pub const MAX_REMOTES: u32 = 1024;
 pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
+/// cgroup connect4 of the host: its own connections to published ports.
+pub const PROG_CONNECT4: &str = "connect4_published";
+/// Name of the pinned link of the connect4 hook in `LINKS_DIR`.
+pub const CONNECT4_LINK: &str = "cgroup-connect4";
 
 /// Default capacity of `ENDPOINTS` and `COUNTERS`.
 pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;

@@ -16,9 +16,13 @@ mod maps;
 mod nat;
 mod parse;
 mod route;
+mod sockaddr;
 mod verdict;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{cgroup_sock_addr, classifier},
+    programs::{SockAddrContext, TcContext},
+};
 use network_types::eth::{EthHdr, EtherType};
 
 use crate::verdict::Verdict;
@@ -77,6 +81,15 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, netfwd_common::drop::DropReas
     } else {
         Ok(Verdict::ToHost)
     }
+}
+
+/// Attached to the host's cgroup when the network publishes ports: the
+/// host's own connections to a published port reach its endpoint. Always
+/// lets the `connect()` proceed.
+#[cgroup_sock_addr(connect4)]
+pub fn connect4_published(ctx: SockAddrContext) -> i32 {
+    sockaddr::connect4(&ctx);
+    1
 }
 
 #[cfg(not(test))]

@@ -57,6 +57,11 @@ pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usiz
 pub static PUBLISHED_BY_ENDPOINT: HashMap<PublishedEndpoint, [u8; 2], { MAX_PUBLISHED as usize }> =
     HashMap::new();
 
+/// The cookie of the network namespace the network lives in: the socket
+/// hook acts there only. Filled by the loader.
+#[btf_map]
+pub static HOST_NETNS: Array<u64, 1> = Array::new();
+
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
     // SAFETY: entries are plain data; a concurrent update from userspace can at
@@ -127,4 +132,9 @@ pub fn published_as(proto: u8, addr: [u8; 4], port: [u8; 2]) -> Option<[u8; 2]> 
     };
     // SAFETY: plain data; a stale copy at worst.
     unsafe { PUBLISHED_BY_ENDPOINT.get(key).copied() }
+}
+
+#[inline(always)]
+pub fn host_netns_cookie() -> Option<u64> {
+    HOST_NETNS.get(0).copied().filter(|cookie| *cookie != 0)
 }

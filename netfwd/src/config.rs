@@ -2,7 +2,11 @@
 //! validated network built from it. Validation is pure: it runs before
 //! anything is changed, and every error names the field.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+use std::{
+    collections::HashSet,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -93,6 +97,7 @@ pub struct NetworkSection {
     pub kind: Option<Kind>,
     pub lan: Option<String>,
     pub icc: Option<bool>,
+    pub host_cgroup: Option<PathBuf>,
 }
 
 /// How endpoints are joined.
@@ -166,6 +171,10 @@ pub struct Network {
     pub allow: Vec<String>,
     #[serde(default)]
     pub published: Vec<Published>,
+    /// The cgroup whose processes reach published ports on the host's own
+    /// addresses; default: the root of the host's cgroup v2 hierarchy.
+    #[serde(default)]
+    pub host_cgroup: Option<PathBuf>,
 }
 
 /// A validated published port: host port -> endpoint address and port.
@@ -325,6 +334,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         icc: net.icc.unwrap_or(true),
         allow: validate_allows(&file.allows)?,
         published: validate_publishes(&file.publishes, &endpoints_by_netns, nat)?,
+        host_cgroup: net.host_cgroup.clone(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! bridge and iptables. The library holds everything the `netfwd` binary does,
 //! so `up`, `attach` and a CNI ADD share one code path.
 
+pub mod cgroup;
 pub mod commands;
 pub mod config;
 pub mod error;

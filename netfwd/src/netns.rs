@@ -7,7 +7,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io,
     os::{
-        fd::{AsFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, OwnedFd},
         unix::fs::MetadataExt as _,
     },
     path::{Path, PathBuf},
@@ -18,6 +18,7 @@ use nix::{
     errno::Errno,
     mount::{MntFlags, MsFlags, mount, umount2},
     sched::{CloneFlags, setns, unshare},
+    sys::socket::{AddressFamily, SockFlag, SockType, socket},
     sys::statfs::{NSFS_MAGIC, statfs},
 };
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,34 @@ pub fn id_of(path: &Path) -> Result<NetnsId> {
         dev: meta.dev(),
         ino: meta.ino(),
     })
+}
+
+/// The kernel's cookie for the namespace the calling thread is in (what
+/// `bpf_get_netns_cookie` returns for sockets there).
+pub fn cookie() -> Result<u64> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening a socket")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as nix::libc::socklen_t;
+    // SAFETY: a valid socket fd, and a u64 buffer of the length passed.
+    let rc = unsafe {
+        nix::libc::getsockopt(
+            sock.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("getsockopt(SO_NETNS_COOKIE)");
+    }
+    Ok(cookie)
 }
 
 /// Whether `path` is a namespace file (nsfs). Absent is `Ok(false)`.

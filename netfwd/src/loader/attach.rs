@@ -1,13 +1,14 @@
 //! TCX attachment through pinned links: a link outlives netfwd while its pin
 //! exists, and `bpf_link_update` swaps the program in it atomically.
 
-use std::{io, path::Path};
+use std::{fs::File, io, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
         links::{FdLink, LinkError, PinnedLink},
+        loaded_programs,
         tc::{SchedClassifierLink, TcAttachOptions},
     },
     sys::SyscallError,
@@ -59,6 +60,41 @@ pub fn attach_ingress(
     link.pin(pin)
         .with_context(|| format!("pinning link at {}", pin.display()))?;
     Ok(AttachOutcome::Attached)
+}
+
+/// Attaches a cgroup socket hook through a pinned link; one already there
+/// with this very program is kept.
+pub fn attach_cgroup(
+    prog: &mut CgroupSockAddr,
+    cgroup: &Path,
+    pin: &Path,
+) -> Result<AttachOutcome> {
+    let tag = prog.info().context("reading the program's tag")?.tag();
+    let mut outcome = AttachOutcome::Attached;
+    if let Some(link) = open_pinned(pin)? {
+        let prog_id = link.info().context("reading link info")?.program_id();
+        let same = loaded_programs()
+            .filter_map(Result::ok)
+            .any(|p| p.id() == prog_id && p.tag() == tag);
+        if same {
+            return Ok(AttachOutcome::Unchanged);
+        }
+        // cgroup links cannot swap programs in place; a connect() in the gap
+        // goes unrewritten, which only a host client at that instant sees.
+        std::fs::remove_file(pin)
+            .with_context(|| format!("removing link pin {}", pin.display()))?;
+        outcome = AttachOutcome::Replaced;
+    }
+    let cgroup_dir =
+        File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+    let id = prog
+        // Links always coexist with others; link_create takes no mode flags.
+        .attach(&cgroup_dir, CgroupAttachMode::Single)
+        .context("cgroup attach")?;
+    let link = FdLink::try_from(prog.take_link(id)?).context("cgroup link is not an fd link")?;
+    link.pin(pin)
+        .with_context(|| format!("pinning link at {}", pin.display()))?;
+    Ok(outcome)
 }
 
 /// A program our pinned link runs on an interface.

@@ -14,8 +14,8 @@ use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
-        MAP_COUNTERS, MAP_ENDPOINTS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK, MAP_PUBLISHED,
-        MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
+        MAP_COUNTERS, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK,
+        MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
     },
     nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
@@ -29,6 +29,7 @@ pub struct DatapathMaps {
     remotes: LpmTrie<MapData, [u8; 4], u8>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
     published_by_endpoint: HashMap<MapData, PublishedEndpoint, [u8; 2]>,
+    host_netns: Array<MapData, u64>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -56,6 +57,8 @@ impl DatapathMaps {
                 .context("PUBLISHED has an unexpected type")?,
             published_by_endpoint: HashMap::try_from(open(pin_dir, MAP_PUBLISHED_BY_ENDPOINT)?)
                 .context("PUBLISHED_BY_ENDPOINT has an unexpected type")?,
+            host_netns: Array::try_from(open(pin_dir, MAP_HOST_NETNS)?)
+                .context("HOST_NETNS has an unexpected type")?,
         })
     }
 
@@ -198,6 +201,12 @@ impl DatapathMaps {
         replace_all(&mut self.published, wanted).context("writing PUBLISHED")?;
         replace_all(&mut self.published_by_endpoint, &by_endpoint)
             .context("writing PUBLISHED_BY_ENDPOINT")
+    }
+
+    pub fn set_host_netns(&mut self, cookie: u64) -> Result<()> {
+        self.host_netns
+            .set(0, cookie, 0)
+            .context("writing HOST_NETNS")
     }
 
     pub fn counter_ifindexes(&self) -> Result<Vec<u32>> {

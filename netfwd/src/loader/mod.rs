@@ -8,8 +8,14 @@ mod maps;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use aya::{Ebpf, EbpfLoader, maps::MapInfo, programs::SchedClassifier};
-use netfwd_common::names::{self, MAP_NAT, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapInfo,
+    programs::{CgroupSockAddr, SchedClassifier},
+};
+use netfwd_common::names::{
+    self, CONNECT4_LINK, MAP_NAT, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
+};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 pub use bpffs::ensure_bpffs;
@@ -64,6 +70,9 @@ impl Datapath {
                 .load()
                 .with_context(|| format!("loading program {name} into the kernel"))?;
         }
+        socket_hook(&mut ebpf)?
+            .load()
+            .with_context(|| format!("loading program {PROG_CONNECT4} into the kernel"))?;
         Ok(Self {
             ebpf,
             pin_dir: dir.to_owned(),
@@ -88,6 +97,15 @@ impl Datapath {
             .with_context(|| format!("attaching {program} to {ifname}"))
     }
 
+    /// Attaches the connect4 hook (published ports for the host's own
+    /// connections) to the cgroup at `cgroup`.
+    pub fn attach_connect4(&mut self, cgroup: &Path) -> Result<AttachOutcome> {
+        let pin = self.pin_dir.join(names::LINKS_DIR).join(CONNECT4_LINK);
+        let prog = socket_hook(&mut self.ebpf)?;
+        attach::attach_cgroup(prog, cgroup, &pin)
+            .with_context(|| format!("attaching {PROG_CONNECT4} to {}", cgroup.display()))
+    }
+
     /// A program of the datapath by name, e.g. to run it on a crafted packet.
     pub fn program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
         classifier(&mut self.ebpf, name)
@@ -99,6 +117,18 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .with_context(|| format!("program {name} missing from the datapath object"))?
         .try_into()
         .with_context(|| format!("program {name} is not a TC classifier"))
+}
+
+fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
+    ebpf.program_mut(PROG_CONNECT4)
+        .with_context(|| format!("program {PROG_CONNECT4} missing from the datapath object"))?
+        .try_into()
+        .with_context(|| format!("program {PROG_CONNECT4} is not a cgroup sock_addr program"))
+}
+
+/// Detaches the connect4 hook (the network publishes nothing any more).
+pub fn unpin_connect4(network: &str) -> Result<()> {
+    remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
 }
 
 /// A pinned map is reused as it is, whatever size the program asks for: when

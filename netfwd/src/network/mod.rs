@@ -19,6 +19,7 @@ use netfwd_common::{
 use serde::Serialize;
 
 use crate::{
+    cgroup,
     config::{self, Network, Peer},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
     netlink::{Netlink, Route},
@@ -128,6 +129,7 @@ async fn apply(
         }
     };
     maps.set_published(&published_ports(net))?;
+    setup_host_access(net, &mut datapath, &mut maps)?;
     setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
     remotes::refresh_all(host, st.host_netns, Some(net)).await?;
     st.save()?;
@@ -227,6 +229,33 @@ fn peer_route(peer: &Peer) -> Route {
         scope_link: false,
         onlink: false,
     }
+}
+
+/// The host's own connections to published ports go through a socket hook
+/// on its cgroup, scoped to this namespace.
+fn setup_host_access(
+    net: &Network,
+    datapath: &mut Datapath,
+    maps: &mut DatapathMaps,
+) -> Result<()> {
+    if net.published.is_empty() {
+        return loader::unpin_connect4(&net.name);
+    }
+    let cgroup = match &net.host_cgroup {
+        Some(path) => path.clone(),
+        None => match cgroup::v2_root()? {
+            Some(root) => root,
+            None => {
+                log::warn!(
+                    "no cgroup v2 hierarchy: the host's own connections to published ports are not translated"
+                );
+                return Ok(());
+            }
+        },
+    };
+    maps.set_host_netns(netns::cookie()?)?;
+    datapath.attach_connect4(&cgroup)?;
+    Ok(())
 }
 
 /// The `PUBLISHED` entries of the network's published ports.
