@@ -11,5 +11,5 @@ pub mod loader;
 pub mod netlink;
 pub mod netns;
 pub mod network;
+pub mod procnet;
 pub mod state;
-pub mod sysctl;

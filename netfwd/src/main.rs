@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use netfwd::{commands, error, netns, network::Target};
+use netfwd::{commands, config::Proto, error, netns, network::Target};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +66,30 @@ enum Command {
         name: String,
         #[command(flatten)]
         target: DetachTarget,
+    },
+    /// Publish a host port to an endpoint while the network runs.
+    Publish {
+        #[arg(long, value_name = "NET")]
+        name: String,
+        #[arg(long, value_enum)]
+        proto: Proto,
+        #[arg(long)]
+        host_port: u16,
+        /// The endpoint: its netns name or its address.
+        #[arg(long)]
+        endpoint: String,
+        /// The endpoint's port.
+        #[arg(long)]
+        port: u16,
+    },
+    /// Stop publishing a host port; connections already made keep going.
+    Unpublish {
+        #[arg(long, value_name = "NET")]
+        name: String,
+        #[arg(long, value_enum)]
+        proto: Proto,
+        #[arg(long)]
+        host_port: u16,
     },
     /// Show networks, endpoints, attached programs and counters.
     Status {
@@ -157,6 +181,18 @@ fn run(cli: Cli) -> Result<()> {
                 let target = attach_target(target.pid, target.netns_path, None)?;
                 commands::attach::exec_attach(&name, &target, ip, &ifname, json).await
             }
+            Command::Publish {
+                name,
+                proto,
+                host_port,
+                endpoint,
+                port,
+            } => commands::publish::exec_publish(&name, proto, host_port, &endpoint, port).await,
+            Command::Unpublish {
+                name,
+                proto,
+                host_port,
+            } => commands::publish::exec_unpublish(&name, proto, host_port).await,
             Command::Detach { name, target } => {
                 let target = attach_target(target.pid, target.netns_path, target.ip)?;
                 commands::attach::exec_detach(&name, &target).await

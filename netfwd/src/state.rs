@@ -12,7 +12,11 @@ use anyhow::{Context as _, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Network, netns::NetnsId, network::Attachment};
+use crate::{
+    config::{Network, Published},
+    netns::NetnsId,
+    network::Attachment,
+};
 
 pub const STATE_DIR: &str = "/run/netfwd";
 
@@ -27,6 +31,26 @@ pub struct State {
     /// Endpoints added with `netfwd attach`, kept by `up`.
     #[serde(default)]
     pub attached: Vec<Attachment>,
+    /// Ports published with `netfwd publish`, kept by `up` (the config's own
+    /// win over them).
+    #[serde(default)]
+    pub published: Vec<Published>,
+}
+
+impl State {
+    /// Every published port: the config's, then the run-time ones.
+    pub fn all_published(&self) -> Vec<Published> {
+        let mut all = self.network.published.clone();
+        for p in &self.published {
+            if !all
+                .iter()
+                .any(|c| c.proto == p.proto && c.host_port == p.host_port)
+            {
+                all.push(*p);
+            }
+        }
+        all
+    }
 }
 
 fn path(name: &str) -> PathBuf {

@@ -2,5 +2,6 @@
 
 pub mod attach;
 pub mod down;
+pub mod publish;
 pub mod status;
 pub mod up;

@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{endpoint, install_endpoint};
+use super::{endpoint, install_endpoint, own_state};
 use crate::{
     config::{self, Network},
     input_error,
@@ -162,18 +162,6 @@ pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
     uninstall(&host, &st.network, &gone).await?;
     st.save()?;
     Ok(Some(gone))
-}
-
-fn own_state(name: &str) -> Result<State> {
-    let Some(st) = State::load(name)? else {
-        return Err(input_error!("--name: no network {name}"));
-    };
-    if st.host_netns != netns::current_id()? {
-        return Err(input_error!(
-            "--name: network {name} lives in another network namespace"
-        ));
-    }
-    Ok(st)
 }
 
 /// The requested address if it is free, else the lowest free one.

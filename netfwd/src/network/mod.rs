@@ -5,9 +5,11 @@
 mod attach;
 mod endpoint;
 mod preflight;
+mod publish;
 mod remotes;
 
 pub use attach::{Attachment, Target, attach, detach};
+pub use publish::{publish, unpublish};
 
 use std::collections::HashSet;
 
@@ -20,12 +22,11 @@ use serde::Serialize;
 
 use crate::{
     cgroup,
-    config::{self, Network, Peer},
+    config::{self, Network, Peer, Published},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
     netlink::{Netlink, Route},
-    netns,
+    netns, procnet,
     state::{self, State},
-    sysctl,
 };
 
 /// What `up` did to each endpoint.
@@ -72,6 +73,7 @@ pub async fn up(net: &Network) -> Result<UpReport> {
         host_netns: here,
         created_netns: Vec::new(),
         attached: Vec::new(),
+        published: Vec::new(),
     });
     st.network = net.clone();
     st.save()?;
@@ -128,8 +130,7 @@ async fn apply(
             None
         }
     };
-    maps.set_published(&published_ports(net))?;
-    setup_host_access(net, &mut datapath, &mut maps)?;
+    apply_published(net, &st.all_published(), &mut datapath, &mut maps)?;
     setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
     remotes::refresh_all(host, st.host_netns, Some(net)).await?;
     st.save()?;
@@ -161,7 +162,7 @@ fn install_endpoint(
         },
     )?;
     if net.uplink.is_some() || net.lan.is_some() {
-        sysctl::enable_forwarding(&host_ifname)?;
+        procnet::enable_forwarding(&host_ifname)?;
     }
     datapath.attach_from_endpoint(&host_ifname)
 }
@@ -231,14 +232,16 @@ fn peer_route(peer: &Peer) -> Route {
     }
 }
 
-/// The host's own connections to published ports go through a socket hook
-/// on its cgroup, scoped to this namespace.
-fn setup_host_access(
+/// Points the datapath at the published ports. The host's own connections
+/// to them go through a socket hook on its cgroup, scoped to this namespace.
+fn apply_published(
     net: &Network,
+    published: &[Published],
     datapath: &mut Datapath,
     maps: &mut DatapathMaps,
 ) -> Result<()> {
-    if net.published.is_empty() {
+    maps.set_published(&published_entries(published))?;
+    if published.is_empty() {
         return loader::unpin_connect4(&net.name);
     }
     let cgroup = match &net.host_cgroup {
@@ -258,9 +261,9 @@ fn setup_host_access(
     Ok(())
 }
 
-/// The `PUBLISHED` entries of the network's published ports.
-fn published_ports(net: &Network) -> Vec<(PublishKey, PublishTarget)> {
-    net.published
+/// The `PUBLISHED` entries of published ports.
+fn published_entries(published: &[Published]) -> Vec<(PublishKey, PublishTarget)> {
+    published
         .iter()
         .map(|p| {
             (
@@ -421,4 +424,18 @@ async fn teardown(
     }
     Err(anyhow::anyhow!(failures.join("; ")))
         .with_context(|| format!("tearing down network {name}"))
+}
+
+/// The recorded state of network `name`, which must live in this namespace
+/// (for commands that change one network in place).
+fn own_state(name: &str) -> Result<State> {
+    let Some(st) = State::load(name)? else {
+        return Err(crate::input_error!("--name: no network {name}"));
+    };
+    if st.host_netns != netns::current_id()? {
+        return Err(crate::input_error!(
+            "--name: network {name} lives in another network namespace"
+        ));
+    }
+    Ok(st)
 }

@@ -11,8 +11,8 @@ use crate::{
     input_error,
     netlink::Netlink,
     netns::{self, NetnsId},
+    procnet,
     state::State,
-    sysctl,
 };
 
 pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Result<()> {
@@ -53,6 +53,14 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
     if let Some(lan) = &net.lan {
         check_external("network.lan", net, lan).await?;
     }
+    for (i, p) in net.published.iter().enumerate() {
+        if procnet::port_in_use(p.proto, p.host_port)? {
+            return Err(input_error!(
+                "publish[{i}].host_port: {} is bound by a socket of the host",
+                p.host_port
+            ));
+        }
+    }
     for (i, ep) in net.endpoints.iter().enumerate() {
         let ours =
             previous.is_some_and(|p| p.network.endpoints.iter().any(|e| e.netns == ep.netns));
@@ -84,7 +92,7 @@ async fn check_endpoint_netns(i: usize, name: &str, ours: bool) -> Result<()> {
 async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
     let (host, index) = check_external("network.uplink", net, uplink).await?;
     uplink_address(&host, uplink, index).await?;
-    let (low, high) = sysctl::ip_local_port_range()?;
+    let (low, high) = procnet::ip_local_port_range()?;
     let (min, max) = (net.nat.port_min, net.nat.port_max);
     if min <= high && low <= max {
         return Err(input_error!(

@@ -1,0 +1,61 @@
+//! What netfwd reads or sets of the network namespace through /proc: a few
+//! sysctls (/proc/sys/net) and the host's sockets (/proc/thread-self/net),
+//! both as the calling thread's namespace sees them.
+
+use std::fs;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::config::Proto;
+
+/// `net.ipv4.ip_local_port_range`: the ports host sockets pick by themselves.
+pub fn ip_local_port_range() -> Result<(u16, u16)> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = fs::read_to_string(PATH).with_context(|| format!("reading {PATH}"))?;
+    let mut ports = text.split_whitespace().map(str::parse::<u16>);
+    match (ports.next(), ports.next()) {
+        (Some(Ok(low)), Some(Ok(high))) => Ok((low, high)),
+        _ => bail!("{PATH}: unexpected contents {text:?}"),
+    }
+}
+
+/// Turns IPv4 forwarding on for packets arriving on `ifname` only (not the
+/// global `ip_forward`): `bpf_fib_lookup` answers "forwarding disabled"
+/// without it, and the stack forwards what the datapath leaves to it.
+pub fn enable_forwarding(ifname: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
+    fs::write(&path, "1").with_context(|| format!("writing {path}"))
+}
+
+/// Whether a socket of this namespace holds `port`: a listening TCP socket,
+/// or a bound UDP one (IPv4 or IPv6, which covers IPv4 too).
+pub fn port_in_use(proto: Proto, port: u16) -> Result<bool> {
+    let (files, listening_only): (&[&str], bool) = match proto {
+        Proto::Tcp => (&["tcp", "tcp6"], true),
+        Proto::Udp => (&["udp", "udp6"], false),
+    };
+    for file in files {
+        let path = format!("/proc/thread-self/net/{file}");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            // No IPv6 in this kernel.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+        };
+        // "sl local_address rem_address st ...": local is ADDR:PORT in hex,
+        // st 0A is LISTEN.
+        let in_use = text.lines().skip(1).any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let local_port = fields
+                .next()
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let state = fields.nth(1);
+            local_port == Some(port) && (!listening_only || state == Some("0A"))
+        });
+        if in_use {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
