@@ -35,6 +35,10 @@ pub const TCP_SEEN_RST: u8 = 16;
 /// port; its outside address is the one the client used, whatever the uplink
 /// routes with now.
 pub const FLOW_INBOUND: u8 = 0x80;
+/// Egress entry flag: a hairpinned connection (endpoint to a published port
+/// of the host), keyed by the client's own tuple; its reply entry is keyed
+/// by the server's, so the pair cannot be found from one another.
+pub const FLOW_HAIRPIN: u8 = 0x40;
 
 /// Key of `PUBLISHED`: a host port open to the outside.
 #[repr(C)]

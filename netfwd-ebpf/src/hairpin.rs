@@ -10,7 +10,7 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{DIR_INGRESS, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey},
+    nat::{DIR_INGRESS, FLOW_HAIRPIN, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -101,7 +101,7 @@ fn gateway_port(
     let out = NatEntry {
         addr: gateway,
         port,
-        flags: 0,
+        flags: FLOW_HAIRPIN,
         _pad: 0,
         created_ns: now,
         last_seen_ns: now,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod ipnet;
 pub mod loader;
+pub mod nat_table;
 pub mod netlink;
 pub mod netns;
 pub mod network;

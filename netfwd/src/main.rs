@@ -91,8 +91,43 @@ enum Command {
         #[arg(long)]
         host_port: u16,
     },
+    /// Bring the network up and keep it: collect expired NAT flows, follow
+    /// the uplink's address, forget exited attached endpoints. Stops on
+    /// SIGTERM/SIGINT, leaving the network up.
+    Daemon {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Seconds between two passes (default: half the shortest NAT
+        /// timeout, at most 5).
+        #[arg(long, value_name = "SECS")]
+        gc_interval: Option<u64>,
+    },
+    /// Per-interface datapath counters, drops by reason.
+    Stats {
+        #[arg(long, value_name = "NET")]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The NAT table.
+    Nat {
+        #[command(subcommand)]
+        command: NatCommand,
+    },
     /// Show networks, endpoints, attached programs and counters.
     Status {
+        #[arg(long, value_name = "NET")]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NatCommand {
+    /// The flows: protocol, inside, outside and remote address, state, age,
+    /// expiry.
+    List {
         #[arg(long, value_name = "NET")]
         name: Option<String>,
         #[arg(long)]
@@ -133,8 +168,14 @@ fn attach_target(pid: Option<u32>, path: Option<PathBuf>, ip: Option<Ipv4Addr>) 
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // The daemon's log is its point: what it collected, what changed.
+    let level = if matches!(cli.command, Command::Daemon { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -181,6 +222,14 @@ fn run(cli: Cli) -> Result<()> {
                 let target = attach_target(target.pid, target.netns_path, None)?;
                 commands::attach::exec_attach(&name, &target, ip, &ifname, json).await
             }
+            Command::Daemon {
+                config,
+                gc_interval,
+            } => commands::daemon::exec(&config, gc_interval).await,
+            Command::Stats { name, json } => commands::stats::exec(name.as_deref(), json).await,
+            Command::Nat {
+                command: NatCommand::List { name, json },
+            } => commands::nat::exec_list(name.as_deref(), json).await,
             Command::Publish {
                 name,
                 proto,

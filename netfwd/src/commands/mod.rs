@@ -1,7 +1,10 @@
 //! One file per subcommand; each has an `exec`.
 
 pub mod attach;
+pub mod daemon;
 pub mod down;
+pub mod nat;
 pub mod publish;
+pub mod stats;
 pub mod status;
 pub mod up;

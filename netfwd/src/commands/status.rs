@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use netfwd_common::{counters::IfaceCounters, drop::DropReason};
+use netfwd_common::{counters::IfaceCounters, drop::DropReason, nat::DIR_INGRESS};
 use serde::Serialize;
 
 use crate::{
-    config::Network,
+    config::{Network, Proto},
     loader::{self, AttachedProgram, DatapathMaps},
     netlink::Netlink,
     netns,
@@ -29,6 +29,39 @@ pub struct NetworkStatus {
     pub pin_dir: String,
     pub created_netns: Vec<String>,
     pub endpoints: Vec<EndpointStatus>,
+    pub uplink: Option<ExternalStatus>,
+    pub lan: Option<ExternalStatus>,
+    pub nat: Option<NatStatus>,
+    pub published: Vec<PublishedStatus>,
+}
+
+/// The uplink or the LAN interface.
+#[derive(Serialize)]
+pub struct ExternalStatus {
+    pub ifname: String,
+    pub ifindex: Option<u32>,
+    /// Its primary IPv4 address (what endpoints are masqueraded to).
+    pub addr: Option<String>,
+    pub program: Option<ProgramStatus>,
+    pub counters: Option<CountersStatus>,
+}
+
+#[derive(Serialize)]
+pub struct NatStatus {
+    pub flows: usize,
+    pub max_flows: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// What the kernel charges for the NAT table.
+    pub memory_bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct PublishedStatus {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub endpoint: String,
+    pub port: u16,
 }
 
 #[derive(Serialize)]
@@ -42,6 +75,16 @@ pub struct EndpointStatus {
     pub host_mac: Option<String>,
     pub program: Option<ProgramStatus>,
     pub counters: Option<CountersStatus>,
+    /// How it was attached with `netfwd attach`; `None` for config endpoints.
+    pub attached: Option<AttachedStatus>,
+    /// Its namespace is there (an attached process may have exited).
+    pub present: bool,
+}
+
+#[derive(Serialize)]
+pub struct AttachedStatus {
+    pub pid: Option<u32>,
+    pub netns_path: String,
 }
 
 #[derive(Serialize)]
@@ -57,6 +100,7 @@ pub struct CountersStatus {
     pub redirected: u64,
     pub to_host: u64,
     pub arp_replies: u64,
+    pub translated: u64,
     pub dropped: u64,
     pub drops: BTreeMap<&'static str, u64>,
 }
@@ -69,6 +113,7 @@ impl From<&IfaceCounters> for CountersStatus {
             redirected: c.redirected,
             to_host: c.to_host,
             arp_replies: c.arp_replies,
+            translated: c.translated,
             dropped: c.dropped(),
             drops: DropReason::ALL
                 .iter()
@@ -123,9 +168,27 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
         Some(m) => m.counters()?,
         None => BTreeMap::new(),
     };
-    let mut endpoints = Vec::with_capacity(net.endpoints.len());
-    for ep in &net.endpoints {
-        let host_ifname = net.host_ifname(ep.ip);
+    let listed = net
+        .endpoints
+        .iter()
+        .map(|ep| {
+            (
+                ep.netns.clone(),
+                ep.ip,
+                None,
+                netns::exists(&ep.netns).unwrap_or(false),
+            )
+        })
+        .chain(st.attached.iter().map(|a| {
+            let how = AttachedStatus {
+                pid: a.pid,
+                netns_path: a.netns_path.display().to_string(),
+            };
+            (how.netns_path.clone(), a.ip, Some(how), a.present())
+        }));
+    let mut endpoints = Vec::new();
+    for (netns, ip, attached, present) in listed {
+        let host_ifname = net.host_ifname(ip);
         let link = host.link_by_name(&host_ifname).await?;
         let program = match &link {
             Some(_) => loader::attached(&net.name, &host_ifname)?,
@@ -133,21 +196,56 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
         };
         let host_ifindex = link.as_ref().map(|l| l.index);
         endpoints.push(EndpointStatus {
-            netns: ep.netns.clone(),
-            ip: ep.ip.to_string(),
-            mac: entries.get(&ep.ip).map(|e| format_mac(e.mac)),
+            netns,
+            ip: ip.to_string(),
+            mac: entries.get(&ip).map(|e| format_mac(e.mac)),
             host_ifname,
             host_ifindex,
             host_mac: link.as_ref().map(|l| format_mac(l.mac)),
-            program: program.map(|AttachedProgram { id, tag }| ProgramStatus {
-                id,
-                tag: format!("{tag:016x}"),
-            }),
+            program: program.map(ProgramStatus::from),
             counters: host_ifindex
                 .and_then(|i| counters.get(&i))
                 .map(CountersStatus::from),
+            attached,
+            present,
         });
     }
+    let uplink = match &net.uplink {
+        Some(ifname) => Some(external_status(host, &net.name, ifname, &counters).await?),
+        None => None,
+    };
+    let lan = match &net.lan {
+        Some(ifname) => Some(external_status(host, &net.name, ifname, &counters).await?),
+        None => None,
+    };
+    let nat = match (&maps, &net.uplink) {
+        (Some(m), Some(_)) => {
+            let (memory_bytes, max_entries) = m.nat_memory()?;
+            let flows = m
+                .nat_entries()?
+                .iter()
+                .filter(|(k, _)| k.dir == DIR_INGRESS)
+                .count();
+            Some(NatStatus {
+                flows,
+                max_flows: max_entries / 2,
+                port_min: net.nat.port_min,
+                port_max: net.nat.port_max,
+                memory_bytes,
+            })
+        }
+        _ => None,
+    };
+    let published = st
+        .all_published()
+        .iter()
+        .map(|p| PublishedStatus {
+            proto: p.proto,
+            host_port: p.host_port,
+            endpoint: p.ip.to_string(),
+            port: p.port,
+        })
+        .collect();
     Ok(NetworkStatus {
         name: net.name.clone(),
         subnet: net.subnet.to_string(),
@@ -156,6 +254,48 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
         pin_dir: pin_dir.display().to_string(),
         created_netns: st.created_netns.clone(),
         endpoints,
+        uplink,
+        lan,
+        nat,
+        published,
+    })
+}
+
+impl From<AttachedProgram> for ProgramStatus {
+    fn from(AttachedProgram { id, tag }: AttachedProgram) -> Self {
+        Self {
+            id,
+            tag: format!("{tag:016x}"),
+        }
+    }
+}
+
+async fn external_status(
+    host: &Netlink,
+    network: &str,
+    ifname: &str,
+    counters: &BTreeMap<u32, IfaceCounters>,
+) -> Result<ExternalStatus> {
+    let link = host.link_by_name(ifname).await?;
+    let (addr, program) = match &link {
+        Some(l) => (
+            host.ipv4_addresses(l.index)
+                .await?
+                .first()
+                .map(|(a, _)| a.to_string()),
+            loader::attached(network, ifname)?.map(ProgramStatus::from),
+        ),
+        None => (None, None),
+    };
+    let ifindex = link.map(|l| l.index);
+    Ok(ExternalStatus {
+        ifname: ifname.to_owned(),
+        ifindex,
+        addr,
+        program,
+        counters: ifindex
+            .and_then(|i| counters.get(&i))
+            .map(CountersStatus::from),
     })
 }
 

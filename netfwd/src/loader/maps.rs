@@ -203,6 +203,25 @@ impl DatapathMaps {
             .context("writing PUBLISHED_BY_ENDPOINT")
     }
 
+    /// What the kernel charges for `NAT` (its `memlock` in fdinfo) and how
+    /// many entries it holds at most.
+    pub fn nat_memory(&self) -> Result<(u64, u32)> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+
+        use aya::maps::IterableMap as _;
+        let map = self.nat.map();
+        let max_entries = map.info().context("reading NAT's info")?.max_entries();
+        let fd = map.fd().as_fd().as_raw_fd();
+        let path = format!("/proc/self/fdinfo/{fd}");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let memlock = text
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no memlock in {path}"))?;
+        Ok((memlock, max_entries))
+    }
+
     pub fn set_host_netns(&mut self, cookie: u64) -> Result<()> {
         self.host_netns
             .set(0, cookie, 0)

@@ -4,11 +4,13 @@
 
 mod attach;
 mod endpoint;
+mod maintain;
 mod preflight;
 mod publish;
 mod remotes;
 
 pub use attach::{Attachment, Target, attach, detach};
+pub use maintain::{Maintained, maintain};
 pub use publish::{publish, unpublish};
 
 use std::collections::HashSet;

@@ -1,0 +1,63 @@
+//! `netfwd daemon -c FILE [--gc-interval SECS]`: brings the network up, then
+//! keeps it (see `network::maintain`), logging one line per thing it does.
+//! SIGTERM or SIGINT stops it and leaves the network up: programs and maps
+//! are pinned, so traffic never depends on the daemon, and a restarted
+//! daemon adopts the state as it finds it.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{config, network};
+
+/// Longest pause between two passes.
+const MAX_INTERVAL_SECS: u64 = 5;
+
+pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
+    let net = config::load(config_path)?;
+    let report = network::up(&net).await?;
+    log::info!(
+        "network {} is up: {} endpoints, uplink {}",
+        net.name,
+        report.endpoints.len(),
+        net.uplink.as_deref().unwrap_or("none")
+    );
+    // Often enough that the shortest timeout is honoured within half of it.
+    let t = net.nat.timeouts;
+    let shortest = [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.icmp]
+        .into_iter()
+        .min()
+        .map_or(1, u64::from);
+    let secs = gc_interval.unwrap_or((shortest / 2).clamp(1, MAX_INTERVAL_SECS));
+    if secs == 0 {
+        return Err(crate::input_error!(
+            "--gc-interval: must be at least 1 second"
+        ));
+    }
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = tick.tick() => match network::maintain(&net.name).await {
+                Ok(done) => {
+                    if done.flows_collected > 0 {
+                        log::info!("collected {} expired NAT flows", done.flows_collected);
+                    }
+                    if let Some(addr) = done.uplink_addr {
+                        log::info!("uplink address is now {addr}");
+                    }
+                    for ip in done.endpoints_gone {
+                        log::info!("attached endpoint {ip} is gone; removed it");
+                    }
+                }
+                Err(e) => log::warn!("maintaining network {}: {e:#}", net.name),
+            },
+        }
+    }
+    log::info!("stopping; network {} stays up", net.name);
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `netfwd nat list [--name NET] [--json]`: the NAT flows of each network.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::{
+    loader::{self, DatapathMaps},
+    nat_table::{self, Flow},
+    netns,
+    state::State,
+};
+
+#[derive(Serialize)]
+struct NatReport {
+    networks: Vec<NetworkFlows>,
+}
+
+#[derive(Serialize)]
+struct NetworkFlows {
+    name: String,
+    flows: Vec<Flow>,
+}
+
+pub async fn exec_list(name: Option<&str>, json: bool) -> Result<()> {
+    let here = netns::current_id()?;
+    let now = nat_table::now_ns()?;
+    let mut networks = Vec::new();
+    for st in State::all()?
+        .into_iter()
+        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == n))
+    {
+        let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
+            Ok(maps) => nat_table::flows(&maps.nat_entries()?, &st.network.nat.timeouts, now),
+            Err(_) => Vec::new(),
+        };
+        networks.push(NetworkFlows {
+            name: st.network.name,
+            flows,
+        });
+    }
+    if let Some(name) = name
+        && networks.is_empty()
+    {
+        return Err(crate::input_error!(
+            "--name: no network {name} in this network namespace"
+        ));
+    }
+    let report = NatReport { networks };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    for net in &report.networks {
+        println!("network {}: {} flows", net.name, net.flows.len());
+        println!(
+            "  {:<5} {:<21} {:<21} {:<21} {:<12} {:>7} {:>9}",
+            "PROTO", "INSIDE", "OUTSIDE", "REMOTE", "STATE", "AGE", "EXPIRES"
+        );
+        for f in &net.flows {
+            println!(
+                "  {:<5} {:<21} {:<21} {:<21} {:<12} {:>6}s {:>8}s",
+                f.protocol, f.inside, f.outside, f.remote, f.state, f.age_secs, f.expires_in_secs
+            );
+        }
+    }
+    Ok(())
+}
