@@ -33,6 +33,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod outside;
+
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::programs::{SchedClassifier, TcAttachType};
 use nix::sched::{CloneFlags, setns};

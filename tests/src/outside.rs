@@ -1,0 +1,241 @@
+//! The outside world of a sandbox: an "internet" namespace behind the
+//! sandbox host's uplink, with an echo server that tells each client the
+//! source address it saw, and clients that run in any namespace.
+//!
+//! ```text
+//!  sandbox host ── up0 203.0.113.2/24 ──── inet0 203.0.113.1/24 ── internet ns
+//!                  (default route via .1)                          echo server :7
+//! ```
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, ensure};
+
+use crate::{Sandbox, enter_netns, tool_ok};
+
+/// The uplink's name in the sandbox host.
+pub const UPLINK: &str = "up0";
+/// The sandbox host's address on the uplink.
+pub const UPLINK_IP: &str = "203.0.113.2";
+/// The internet namespace's address: the echo server and the host's gateway.
+pub const INTERNET_IP: &str = "203.0.113.1";
+/// The echo server's port (TCP and UDP).
+pub const ECHO_PORT: u16 = 7;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The internet namespace and its echo server; stopped on drop (the
+/// namespace goes with the sandbox).
+pub struct Internet {
+    pub ns: String,
+    stop: Arc<AtomicBool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Internet {
+    /// Builds the internet namespace behind `sb`'s host and starts the echo
+    /// server in it.
+    pub fn new(sb: &Sandbox) -> Internet {
+        let ns = sb.ns("inet");
+        tool_ok("ip", &["netns", "add", &ns]);
+        let host = sb.host();
+        tool_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        tool_ok(
+            "ip",
+            &[
+                "-n", host, "link", "add", UPLINK, "type", "veth", "peer", "name", "inet0",
+                "netns", &ns,
+            ],
+        );
+        tool_ok(
+            "ip",
+            &[
+                "-n",
+                host,
+                "addr",
+                "add",
+                &format!("{UPLINK_IP}/24"),
+                "dev",
+                UPLINK,
+            ],
+        );
+        tool_ok("ip", &["-n", host, "link", "set", UPLINK, "up"]);
+        tool_ok(
+            "ip",
+            &["-n", host, "route", "add", "default", "via", INTERNET_IP],
+        );
+        tool_ok(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{INTERNET_IP}/24"),
+                "dev",
+                "inet0",
+            ],
+        );
+        tool_ok("ip", &["-n", &ns, "link", "set", "inet0", "up"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = start_echo_server(&ns, INTERNET_IP, ECHO_PORT, stop.clone());
+        Internet {
+            ns,
+            stop,
+            server: Some(server),
+        }
+    }
+}
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
+/// An echo server in `ns` on `ip:port`, TCP and UDP, until `stop`: each TCP
+/// connection is read to its end and answered `"<peer ip>:<peer port>\n"` and
+/// the bytes; each datagram likewise.
+pub fn start_echo_server(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let ns = ns.to_owned();
+    let addr = SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), port));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || {
+        enter_netns(&ns).unwrap_or_else(|e| panic!("{e:#}"));
+        let tcp = TcpListener::bind(addr).unwrap_or_else(|e| panic!("[{ns}] bind {addr}: {e}"));
+        let udp = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("[{ns}] bind udp {addr}: {e}"));
+        tcp.set_nonblocking(true).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let _ = ready_tx.send(());
+        let mut buf = [0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            match tcp.accept() {
+                Ok((stream, peer)) => {
+                    thread::spawn(move || {
+                        let _ = echo_stream(stream, peer);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+            if let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                let mut reply = format!("{peer}\n").into_bytes();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = udp.send_to(&reply, peer);
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("echo server did not start");
+    server
+}
+
+fn echo_stream(mut stream: TcpStream, peer: SocketAddr) -> Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT * 4))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT * 4))?;
+    stream.write_all(format!("{peer}\n").as_bytes())?;
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// Runs `f` in a thread inside namespace `ns`.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = ns.to_owned();
+    thread::spawn(move || {
+        enter_netns(&ns)?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow!("thread panicked"))?
+}
+
+/// A TCP exchange with an echo server from the calling thread (already in
+/// the client's namespace): sends `payload` (from source port `sport` if
+/// given), reads the echo; returns the source address the server saw.
+pub fn tcp_echo(server: &str, port: u16, sport: Option<u16>, payload: &[u8]) -> Result<String> {
+    let addr = SocketAddr::from((server.parse::<Ipv4Addr>()?, port));
+    let mut stream = match sport {
+        None => TcpStream::connect_timeout(&addr, IO_TIMEOUT)?,
+        Some(sport) => {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from(([0, 0, 0, 0], sport)).into())?;
+            socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+            socket.into()
+        }
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let seen = read_line(&mut stream).context("reading the server's greeting")?;
+    stream.write_all(payload)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut echo = Vec::with_capacity(payload.len());
+    stream.read_to_end(&mut echo)?;
+    ensure!(
+        echo == payload,
+        "echo from {addr}: {} bytes back for {} sent, or different",
+        echo.len(),
+        payload.len()
+    );
+    Ok(seen)
+}
+
+fn read_line(stream: &mut TcpStream) -> Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while Instant::now() < deadline {
+        stream.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+    Err(anyhow!("no line within {IO_TIMEOUT:?}"))
+}
+
+/// A UDP exchange with an echo server from the calling thread; returns the
+/// source address the server saw.
+pub fn udp_echo(server: &str, port: u16, sport: u16, payload: &[u8]) -> Result<String> {
+    let socket = UdpSocket::bind(("0.0.0.0", sport))?;
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.send_to(payload, (server, port))?;
+    let mut buf = [0u8; 65536];
+    let (n, _) = socket.recv_from(&mut buf)?;
+    let reply = &buf[..n];
+    let split = reply
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| anyhow!("reply without a peer line"))?;
+    ensure!(&reply[split + 1..] == payload, "UDP echo differs");
+    Ok(String::from_utf8_lossy(&reply[..split]).into_owned())
+}
+
+/// The IP part of `"ip:port"`.
+pub fn ip_of(peer: &str) -> &str {
+    peer.rsplit_once(':').map_or(peer, |(ip, _)| ip)
+}

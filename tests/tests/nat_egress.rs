@@ -1,0 +1,484 @@
+//! Egress SNAT and connection tracking (seeds 000/001's MASQUERADE and
+//! FORWARD rules, done in BPF): endpoints reach an "internet" namespace
+//! behind the sandbox host's uplink as the uplink's address; replies come
+//! back; the outside cannot get in uninvited; the host's own traffic is
+//! untouched; no iptables or nftables rule exists.
+//!
+//! Run as root, one test at a time: `cargo xtask test`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netfwd_tests::{
+    Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping, describe,
+    outside::{
+        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
+    },
+    payload, ping, tool_ok,
+};
+use serde_json::Value;
+
+const SUBNET: &str = "192.168.28.0/24";
+const GATEWAY: &str = "192.168.28.5";
+const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
+
+/// A sandbox with an internet namespace and a network of three endpoints
+/// masqueraded behind the uplink; `extra` is appended to the config.
+struct NatLab {
+    sb: Sandbox,
+    internet: Internet,
+    net: String,
+    eps: Vec<String>,
+    config: PathBuf,
+}
+
+impl NatLab {
+    fn new(tag: &str, extra: &str) -> NatLab {
+        let sb = Sandbox::new(tag);
+        let internet = Internet::new(&sb);
+        let net = sb.net_name();
+        let eps: Vec<String> = ["a", "b", "c"].iter().map(|t| sb.ns(t)).collect();
+        let mut text = format!(
+            "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"{UPLINK}\"\n{extra}\n"
+        );
+        for (ns, ip) in eps.iter().zip(IPS) {
+            text.push_str(&format!("[[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"));
+        }
+        let config = sb.write_config(&text);
+        sb.up_file(&config);
+        NatLab {
+            sb,
+            internet,
+            net,
+            eps,
+            config,
+        }
+    }
+
+    fn stats(&self) -> Value {
+        let out = self.sb.netfwd_ok(&["stats", "--name", &self.net, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["networks"][0].clone()
+    }
+
+    /// A counter of the interface with `role` (summed over interfaces).
+    fn counter(&self, role: &str, field: &str) -> u64 {
+        let stats = self.stats();
+        stats["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["role"] == role)
+            .map(|i| {
+                i[field]
+                    .as_u64()
+                    .or_else(|| i["drops"][field].as_u64())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    fn flows(&self) -> Vec<Value> {
+        let out = self
+            .sb
+            .netfwd_ok(&["nat", "list", "--name", &self.net, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["networks"][0]["flows"].as_array().unwrap().clone()
+    }
+}
+
+#[test]
+fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
+    let lab = NatLab::new("natall", "");
+    for (i, ep) in lab.eps.iter().enumerate() {
+        assert_ping(ep, INTERNET_IP);
+        let data = payload(ep, 3000);
+        let seen = in_netns(ep, move || tcp_echo(INTERNET_IP, ECHO_PORT, None, &data)).unwrap();
+        assert_eq!(ip_of(&seen), UPLINK_IP, "TCP from {ep} seen as {seen}");
+        let sport = 40000 + i as u16;
+        let seen = in_netns(ep, move || udp_echo(INTERNET_IP, ECHO_PORT, sport, b"udp")).unwrap();
+        assert_eq!(ip_of(&seen), UPLINK_IP, "UDP from {ep} seen as {seen}");
+    }
+    // The BPF NAT did it: translated both ways, and nothing else could have.
+    assert!(lab.counter("endpoint", "translated") >= 3 * 3);
+    assert!(lab.counter("uplink", "translated") >= 3 * 3);
+    assert_no_bridge_and_no_rules(lab.sb.host());
+    let flows = lab.flows();
+    assert!(flows.len() >= 9, "{flows:#?}");
+    assert!(
+        flows
+            .iter()
+            .all(|f| ip_of(f["outside"].as_str().unwrap()) == UPLINK_IP)
+    );
+}
+
+#[test]
+fn two_endpoints_using_one_source_port_to_one_server_port_both_work_at_once() {
+    let lab = NatLab::new("natsame", "");
+    let handles: Vec<_> = lab.eps[..2]
+        .iter()
+        .map(|ep| {
+            let ep = ep.clone();
+            thread::spawn(move || {
+                let data = payload(&ep, 200_000);
+                in_netns(&ep, move || {
+                    tcp_echo(INTERNET_IP, ECHO_PORT, Some(45000), &data)
+                })
+            })
+        })
+        .collect();
+    let seen: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert!(seen.iter().all(|s| ip_of(s) == UPLINK_IP), "{seen:?}");
+    assert_ne!(
+        seen[0], seen[1],
+        "the two flows share an outside port: {seen:?}"
+    );
+    // UDP too.
+    let a = in_netns(&lab.eps[0], || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 45001, b"a")
+    })
+    .unwrap();
+    let b = in_netns(&lab.eps[1], || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 45001, b"b")
+    })
+    .unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn three_hundred_concurrent_tcp_connections_from_three_endpoints_complete_intact() {
+    let lab = NatLab::new("nat300", "");
+    let workers: Vec<_> = lab
+        .eps
+        .iter()
+        .flat_map(|ep| (0..100).map(move |i| (ep.clone(), i)))
+        .map(|(ep, i)| {
+            thread::spawn(move || {
+                let data = payload(&format!("{ep}-{i}"), 4096 + i * 13);
+                in_netns(&ep, move || tcp_echo(INTERNET_IP, ECHO_PORT, None, &data))
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for w in workers {
+        match w.join().unwrap() {
+            Ok(seen) => assert_eq!(ip_of(&seen), UPLINK_IP),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+}
+
+#[test]
+fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery() {
+    let lab = NatLab::new("natpmtu", "");
+    // internet ns routes to a "far" namespace over a 1280-byte hop; the far
+    // end itself has a 1500 MTU, so only ICMP "fragmentation needed" from the
+    // router, translated back through the NAT, can shrink the segments.
+    let far = lab.sb.ns("far");
+    tool_ok("ip", &["netns", "add", &far]);
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.internet.ns,
+            "link",
+            "add",
+            "f0",
+            "mtu",
+            "1280",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &far,
+        ],
+    );
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.internet.ns,
+            "addr",
+            "add",
+            "198.51.100.1/24",
+            "dev",
+            "f0",
+        ],
+    );
+    tool_ok("ip", &["-n", &lab.internet.ns, "link", "set", "f0", "up"]);
+    tool_ok("ip", &["-n", &far, "link", "set", "lo", "up"]);
+    tool_ok(
+        "ip",
+        &["-n", &far, "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+    );
+    tool_ok("ip", &["-n", &far, "link", "set", "eth0", "up"]);
+    tool_ok(
+        "ip",
+        &["-n", &far, "route", "add", "default", "via", "198.51.100.1"],
+    );
+    tool_ok(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{}", lab.internet.ns),
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = netfwd_tests::outside::start_echo_server(&far, "198.51.100.2", 9, stop.clone());
+    let data = payload("pmtu", 2_000_000);
+    let result = in_netns(&lab.eps[0], move || {
+        tcp_echo("198.51.100.2", 9, None, &data)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+    assert_eq!(ip_of(&result.unwrap()), UPLINK_IP);
+    let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", "198.51.100.2"]);
+    assert!(route.contains("mtu 1280"), "no learnt path MTU: {route}");
+}
+
+#[test]
+fn flows_expire_on_their_timeouts_and_the_daemon_collects_them() {
+    let lab = NatLab::new("natexp", "[nat.timeouts]\nudp = 2\nicmp = 2\n");
+    let mut daemon = Daemon::start(&lab, &["--gc-interval", "1"]);
+    in_netns(&lab.eps[0], || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 46000, b"x")
+    })
+    .unwrap();
+    assert!(ping(&lab.eps[0], INTERNET_IP));
+    assert!(!lab.flows().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.flows().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert!(lab.flows().is_empty(), "{:#?}", lab.flows());
+    daemon.stop();
+    // The ports came back: the same flow works again.
+    in_netns(&lab.eps[0], || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 46000, b"y")
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_live_ones() {
+    // Two outside ports per remote address and port.
+    let lab = NatLab::new("natfull", "[nat]\nport_min = 61000\nport_max = 61001\n");
+    for sport in [47000, 47001] {
+        in_netns(&lab.eps[0], move || {
+            udp_echo(INTERNET_IP, ECHO_PORT, sport, b"a")
+        })
+        .unwrap();
+    }
+    let third = in_netns(&lab.eps[1], || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 47002, b"b")
+    });
+    assert!(third.is_err(), "a third flow got a port: {third:?}");
+    assert!(lab.counter("endpoint", "no_port") >= 1);
+    for sport in [47000, 47001] {
+        in_netns(&lab.eps[0], move || {
+            udp_echo(INTERNET_IP, ECHO_PORT, sport, b"again")
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn unsolicited_packets_from_the_internet_to_an_endpoint_are_dropped_and_counted() {
+    let lab = NatLab::new("natpol", "");
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.internet.ns,
+            "route",
+            "add",
+            SUBNET,
+            "via",
+            UPLINK_IP,
+        ],
+    );
+    assert!(
+        !ping(&lab.internet.ns, IPS[0]),
+        "the internet reached an endpoint"
+    );
+    assert!(lab.counter("uplink", "policy") >= 3);
+    // Outbound still works.
+    assert_ping(&lab.eps[0], INTERNET_IP);
+}
+
+#[test]
+fn host_connections_run_alongside_natted_ones_and_all_complete() {
+    let lab = NatLab::new("nathost", "");
+    let mut clients: Vec<String> = lab.eps.clone();
+    clients.push(lab.sb.host().to_owned());
+    let workers: Vec<_> = clients
+        .iter()
+        .flat_map(|ns| (0..20).map(move |i| (ns.clone(), i)))
+        .map(|(ns, i)| {
+            thread::spawn(move || {
+                let data = payload(&format!("{ns}{i}"), 50_000);
+                in_netns(&ns, move || tcp_echo(INTERNET_IP, ECHO_PORT, None, &data))
+            })
+        })
+        .collect();
+    for w in workers {
+        let seen = w.join().unwrap().unwrap();
+        assert_eq!(ip_of(&seen), UPLINK_IP);
+    }
+    assert_no_bridge_and_no_rules(lab.sb.host());
+}
+
+#[test]
+fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
+    let lab = NatLab::new("natrst", "");
+    let mut daemon = Daemon::start(&lab, &[]);
+    let ep = lab.eps[0].clone();
+    // A stream that sends a chunk every 50 ms for 4 s and checks every echo.
+    let stream = thread::spawn(move || {
+        in_netns(&ep, || {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect((INTERNET_IP, ECHO_PORT))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut greeting = [0u8; 64];
+            let _ = s.read(&mut greeting)?;
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < Duration::from_secs(4) {
+                let chunk = payload(&n.to_string(), 1000);
+                s.write_all(&chunk)?;
+                let mut back = vec![0u8; chunk.len()];
+                s.read_exact(&mut back)?;
+                anyhow::ensure!(back == chunk, "chunk {n} came back different");
+                n += 1;
+                thread::sleep(Duration::from_millis(50));
+            }
+            Ok(n)
+        })
+    });
+    thread::sleep(Duration::from_secs(1));
+    daemon.stop();
+    daemon = Daemon::start(&lab, &[]);
+    thread::sleep(Duration::from_millis(500));
+    lab.sb.up_file(&lab.config);
+    let chunks = stream.join().unwrap().unwrap();
+    assert!(chunks > 30, "only {chunks} chunks went through");
+    daemon.stop();
+}
+
+#[test]
+fn down_leaves_nothing_and_the_uplink_as_it_was() {
+    let lab = NatLab::new("natdown", "");
+    assert_ping(&lab.eps[0], INTERNET_IP);
+    lab.sb.netfwd_ok(&["down", "--name", &lab.net]);
+    let eps: Vec<&str> = lab.eps.iter().map(String::as_str).collect();
+    assert_nothing_left(lab.sb.host(), &lab.net, &eps);
+    // The host still reaches the internet over the uplink.
+    assert_ping(lab.sb.host(), INTERNET_IP);
+}
+
+#[test]
+fn bad_nat_settings_are_refused_naming_the_field() {
+    let sb = Sandbox::new("natbad");
+    let _internet = Internet::new(&sb);
+    let net = sb.net_name();
+    let ns = sb.ns("a");
+    let base = format!("[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\n");
+    let ep = format!("[[endpoint]]\nnetns = \"{ns}\"\n");
+    let cases = [
+        (
+            format!("{base}uplink = \"{UPLINK}\"\n[nat]\nport_min = 40000\nport_max = 50000\n{ep}"),
+            "nat.port_min",
+        ),
+        (
+            format!("{base}uplink = \"{UPLINK}\"\n[nat]\nport_min = 64000\nport_max = 63000\n{ep}"),
+            "nat.port_min",
+        ),
+        (
+            format!("{base}uplink = \"nosuchif\"\n{ep}"),
+            "network.uplink",
+        ),
+        (
+            format!("{base}uplink = \"averyveryverylongname\"\n{ep}"),
+            "network.uplink",
+        ),
+        (
+            format!("{base}uplink = \"{UPLINK}\"\n[nat.timeouts]\ntcp_established = 0\n{ep}"),
+            "nat.timeouts.tcp_established",
+        ),
+    ];
+    for (text, field) in cases {
+        let path = sb.write_config(&text);
+        let out = sb.netfwd(&[std::ffi::OsStr::new("up"), "-c".as_ref(), path.as_os_str()]);
+        let line = netfwd_tests::assert_bad_input(&out, field);
+        assert!(line.contains(field), "{}", describe("netfwd up", &out));
+        assert_nothing_left(sb.host(), &net, &[&ns]);
+    }
+}
+
+/// `netfwd daemon` in the sandbox host, stopped with SIGTERM.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    fn start(lab: &NatLab, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(netfwd_tests::netfwd_bin());
+        cmd.arg("--netns")
+            .arg(lab.sb.host())
+            .arg("daemon")
+            .arg("-c")
+            .arg(&lab.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        // Up, with its programs attached, before traffic is asked of it.
+        thread::sleep(Duration::from_millis(700));
+        Daemon(Some(child))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(status.success(), "daemon exited with {status}");
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            panic!("the daemon did not stop on SIGTERM");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
