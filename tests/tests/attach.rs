@@ -1,0 +1,202 @@
+//! Seeds 003/004: a running process with a namespace of its own (what
+//! `docker run --net=none` leaves) is plugged into a network by PID, talks to
+//! the other endpoints and the internet, and is detached leaving its
+//! namespace as it was. Bad targets are refused and change nothing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use netfwd_tests::{
+    Sandbox, assert_bad_input, assert_ping, endpoints,
+    outside::{INTERNET_IP, Internet, UPLINK},
+    tool_ok,
+};
+
+const SUBNET: &str = "10.70.0.0/24";
+const PEER_IP: &str = "10.70.0.2";
+
+/// A `sleep` in a network namespace of its own; killed on drop.
+struct Unshared(Child);
+
+impl Unshared {
+    fn start() -> Unshared {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Until the namespace is its own.
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        for _ in 0..100 {
+            if std::fs::read_link(format!("/proc/{}/ns/net", child.id())).is_ok_and(|ns| ns != own)
+            {
+                return Unshared(child);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        panic!("unshare --net did not take effect");
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    fn netns_path(&self) -> String {
+        format!("/proc/{}/ns/net", self.0.id())
+    }
+
+    /// What is in its namespace, to compare before and after.
+    fn snapshot(&self) -> String {
+        let net = format!("--net={}", self.netns_path());
+        ["link", "addr", "route"]
+            .iter()
+            .map(|what| tool_ok("nsenter", &[net.as_str(), "ip", "-o", what]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Unshared {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A network with one config endpoint (and the uplink, if the sandbox has
+/// an internet lab); returns its name, the endpoint's netns and the config.
+fn network(sb: &Sandbox, uplink: bool) -> (String, String, std::path::PathBuf) {
+    let net = sb.net_name();
+    let peer = sb.ns("peer");
+    let uplink = if uplink {
+        format!("uplink = \"{UPLINK}\"\n")
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\n{uplink}[[endpoint]]\nnetns = \"{peer}\"\nip = \"{PEER_IP}\"\n"
+    );
+    let config = sb.write_config(&text);
+    sb.up_file(&config);
+    (net, peer, config)
+}
+
+fn ping_from(path: &str, ip: &str) -> bool {
+    Command::new("nsenter")
+        .args([
+            &format!("--net={path}"),
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-q",
+            ip,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cleanly() {
+    let sb = Sandbox::new("atpid");
+    let _internet = Internet::new(&sb);
+    let (net, peer, _) = network(&sb, true);
+    let p = Unshared::start();
+    let before = p.snapshot();
+
+    let out = sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid(), "--json"]);
+    let attached: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ip = attached["ip"].as_str().unwrap().to_owned();
+    assert!(ping_from(&p.netns_path(), PEER_IP));
+    assert!(ping_from(&p.netns_path(), INTERNET_IP));
+    assert_ping(&peer, &ip);
+    let status = sb.network_status(&net);
+    let ep = endpoints(&status)
+        .iter()
+        .find(|e| e["ip"] == ip.as_str())
+        .unwrap();
+    assert_eq!(ep["attached"]["pid"].as_u64(), Some(u64::from(p.0.id())));
+    assert_eq!(ep["present"], true);
+
+    // Attaching again changes nothing.
+    sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid()]);
+    sb.netfwd_ok(&["detach", "--name", &net, "--pid", &p.pid()]);
+    assert_eq!(p.snapshot(), before, "the process's namespace changed");
+    assert!(
+        !endpoints(&sb.network_status(&net))
+            .iter()
+            .any(|e| e["ip"] == ip.as_str())
+    );
+    assert!(!tool_ok("ip", &["-n", sb.host(), "-o", "link"]).contains(&format!("nf{net}-3")));
+}
+
+#[test]
+fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
+    let sb = Sandbox::new("atpath");
+    let (net, peer, config) = network(&sb, false);
+    let other = sb.precreated_ns("other");
+    sb.netfwd_ok(&[
+        "attach",
+        "--name",
+        &net,
+        "--netns-path",
+        &other.path().display().to_string(),
+        "--ip",
+        "10.70.0.9",
+    ]);
+    assert_ping(other.name(), PEER_IP);
+    assert_ping(&peer, "10.70.0.9");
+
+    let p = Unshared::start();
+    sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid()]);
+    drop(p);
+    thread::sleep(Duration::from_millis(300));
+    let gone = |status: &serde_json::Value| {
+        endpoints(status)
+            .iter()
+            .any(|e| e["attached"]["pid"].is_u64() && e["present"] == false)
+    };
+    assert!(
+        gone(&sb.network_status(&net)),
+        "the exited process's endpoint shows as present"
+    );
+    sb.up_file(&config);
+    let status = sb.network_status(&net);
+    assert!(
+        !gone(&status),
+        "up kept the exited process's endpoint: {status:#}"
+    );
+    assert_eq!(endpoints(&status).len(), 2, "{status:#}");
+}
+
+#[test]
+fn bad_attach_targets_are_refused_and_change_nothing() {
+    let sb = Sandbox::new("atbad");
+    let (net, peer, _) = network(&sb, false);
+    let before = tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
+    let host_path = format!("/run/netns/{}", sb.host());
+    let peer_path = format!("/run/netns/{peer}");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--pid", "999999"], "--pid"),
+        (&["--netns-path", &host_path], "--netns-path"),
+        (&["--netns-path", &peer_path], "--ifname"),
+    ];
+    for (args, field) in cases {
+        let mut full = vec!["attach", "--name", net.as_str()];
+        full.extend_from_slice(args);
+        let out = sb.netfwd(&full);
+        assert_bad_input(&out, field);
+    }
+    let p = Unshared::start();
+    let out = sb.netfwd(&["attach", "--name", &net, "--pid", &p.pid(), "--ip", PEER_IP]);
+    assert_bad_input(&out, "--ip");
+    assert_eq!(tool_ok("ip", &["-n", sb.host(), "-o", "link"]), before);
+    assert_eq!(endpoints(&sb.network_status(&net)).len(), 1);
+}

@@ -1,0 +1,212 @@
+//! Seed 002 across hosts: sandbox hosts A and B, each with netfwd and its own
+//! endpoint subnet, and a plain host C, all on one 192.0.2.0/24 link (a
+//! switch namespace of the lab's own). Endpoints reach the other host's
+//! endpoints by address, without NAT; C reaches A's endpoints through a
+//! route via A; A's endpoints still reach the internet through SNAT.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use netfwd_tests::{
+    Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
+    outside::{
+        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, start_echo_server,
+        tcp_echo,
+    },
+    payload, tool_ok,
+};
+
+const A_LAN: &str = "192.0.2.11";
+const B_LAN: &str = "192.0.2.12";
+const C_LAN: &str = "192.0.2.13";
+const A_EP: &str = "10.0.1.2";
+const B_EP: &str = "10.0.2.2";
+
+struct TwoHosts {
+    a: Sandbox,
+    b: Sandbox,
+    internet: Internet,
+    c: String,
+    a_ep: String,
+    b_ep: String,
+    nets: [String; 2],
+}
+
+impl TwoHosts {
+    fn new(tag: &str, kind: &str) -> TwoHosts {
+        let a = Sandbox::new(&format!("{tag}a"));
+        let b = Sandbox::new(&format!("{tag}b"));
+        let internet = Internet::new(&a);
+        let switch = a.ns("sw");
+        let c = a.ns("c");
+        tool_ok("ip", &["netns", "add", &switch]);
+        tool_ok("ip", &["netns", "add", &c]);
+        tool_ok(
+            "ip",
+            &["-n", &switch, "link", "add", "br0", "type", "bridge"],
+        );
+        tool_ok("ip", &["-n", &switch, "link", "set", "br0", "up"]);
+        for (i, (host, addr)) in [(a.host(), A_LAN), (b.host(), B_LAN), (c.as_str(), C_LAN)]
+            .into_iter()
+            .enumerate()
+        {
+            let port = format!("p{i}");
+            tool_ok(
+                "ip",
+                &[
+                    "-n", host, "link", "add", "lan0", "type", "veth", "peer", "name", &port,
+                    "netns", &switch,
+                ],
+            );
+            tool_ok(
+                "ip",
+                &["-n", &switch, "link", "set", &port, "master", "br0", "up"],
+            );
+            tool_ok(
+                "ip",
+                &[
+                    "-n",
+                    host,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "lan0",
+                ],
+            );
+            tool_ok("ip", &["-n", host, "link", "set", "lan0", "up"]);
+            tool_ok("ip", &["-n", host, "link", "set", "lo", "up"]);
+        }
+        tool_ok(
+            "ip",
+            &["-n", &c, "route", "add", "10.0.1.0/24", "via", A_LAN],
+        );
+
+        let a_ep = a.ns("ep");
+        let b_ep = b.ns("ep");
+        let nets = [a.net_name(), b.net_name()];
+        let a_cfg = format!(
+            "[network]\nname = \"{}\"\nkind = \"{kind}\"\nsubnet = \"10.0.1.0/24\"\nlan = \"lan0\"\nuplink = \"{UPLINK}\"\n\
+             [[peer]]\nsubnet = \"10.0.2.0/24\"\nvia = \"{B_LAN}\"\n[[endpoint]]\nnetns = \"{a_ep}\"\nip = \"{A_EP}\"\n",
+            nets[0]
+        );
+        let b_cfg = format!(
+            "[network]\nname = \"{}\"\nkind = \"{kind}\"\nsubnet = \"10.0.2.0/24\"\nlan = \"lan0\"\n\
+             [[peer]]\nsubnet = \"10.0.1.0/24\"\nvia = \"{A_LAN}\"\n[[endpoint]]\nnetns = \"{b_ep}\"\nip = \"{B_EP}\"\n",
+            nets[1]
+        );
+        a.up_file(&a.write_config(&a_cfg));
+        b.up_file(&b.write_config(&b_cfg));
+        TwoHosts {
+            a,
+            b,
+            internet,
+            c,
+            a_ep,
+            b_ep,
+            nets,
+        }
+    }
+}
+
+/// An echo server in `ns` at `ip:7` for the life of the guard.
+struct Server(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Server {
+    fn start(ns: &str, ip: &str) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        Server(
+            stop.clone(),
+            Some(start_echo_server(ns, ip, ECHO_PORT, stop)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn exchange(from: &str, to_ip: &'static str) -> String {
+    let data = payload(from, 5000);
+    in_netns(from, move || tcp_echo(to_ip, ECHO_PORT, None, &data)).unwrap()
+}
+
+#[test]
+fn endpoints_on_two_hosts_reach_each_other_by_their_own_addresses() {
+    for kind in ["bridge", "routed"] {
+        let lab = TwoHosts::new(&format!("x{}", &kind[..1]), kind);
+        assert_ping(&lab.a_ep, B_EP);
+        assert_ping(&lab.b_ep, A_EP);
+        let _on_b = Server::start(&lab.b_ep, B_EP);
+        assert_eq!(
+            ip_of(&exchange(&lab.a_ep, B_EP)),
+            A_EP,
+            "{kind}: B saw a NATed source"
+        );
+        let _on_a = Server::start(&lab.a_ep, A_EP);
+        assert_eq!(ip_of(&exchange(&lab.b_ep, A_EP)), B_EP, "{kind}");
+        assert_no_bridge_and_no_rules(lab.a.host());
+        assert_no_bridge_and_no_rules(lab.b.host());
+    }
+}
+
+#[test]
+fn a_plain_host_routing_via_a_reaches_as_endpoints_and_gets_answers() {
+    let lab = TwoHosts::new("xc", "bridge");
+    assert_ping(&lab.c, A_EP);
+    let _on_a = Server::start(&lab.a_ep, A_EP);
+    assert_eq!(
+        ip_of(&exchange(&lab.c, A_EP)),
+        C_LAN,
+        "the endpoint saw C as itself"
+    );
+}
+
+#[test]
+fn as_endpoints_still_reach_the_internet_through_snat() {
+    let lab = TwoHosts::new("xi", "bridge");
+    assert_ping(&lab.a_ep, INTERNET_IP);
+    let data = payload("x", 3000);
+    let seen = in_netns(&lab.a_ep, move || {
+        tcp_echo(INTERNET_IP, ECHO_PORT, None, &data)
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), UPLINK_IP);
+    // The internet namespace is no peer and not the LAN: it cannot get in.
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.internet.ns,
+            "route",
+            "add",
+            "10.0.1.0/24",
+            "via",
+            UPLINK_IP,
+        ],
+    );
+    assert!(!netfwd_tests::ping(&lab.internet.ns, A_EP));
+}
+
+#[test]
+fn down_on_each_host_leaves_nothing_and_no_route_to_the_peer() {
+    let lab = TwoHosts::new("xd", "bridge");
+    assert_ping(&lab.a_ep, B_EP);
+    lab.a.netfwd_ok(&["down", "--name", &lab.nets[0]]);
+    lab.b.netfwd_ok(&["down", "--name", &lab.nets[1]]);
+    assert_nothing_left(lab.a.host(), &lab.nets[0], &[&lab.a_ep]);
+    assert_nothing_left(lab.b.host(), &lab.nets[1], &[&lab.b_ep]);
+    for (host, peer) in [(lab.a.host(), "10.0.2.0/24"), (lab.b.host(), "10.0.1.0/24")] {
+        let routes = tool_ok("ip", &["-n", host, "route", "show", peer]);
+        assert!(
+            routes.trim().is_empty(),
+            "{host} still routes {peer}: {routes}"
+        );
+    }
+}
