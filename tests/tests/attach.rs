@@ -25,17 +25,19 @@ struct Unshared(Child);
 
 impl Unshared {
     fn start() -> Unshared {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "60"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Guarded at once: dropping it kills and reaps the process.
+        let p = Unshared(
+            Command::new("unshare")
+                .args(["--net", "sleep", "60"])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         // Until the namespace is its own.
         let own = std::fs::read_link("/proc/self/ns/net").unwrap();
         for _ in 0..100 {
-            if std::fs::read_link(format!("/proc/{}/ns/net", child.id())).is_ok_and(|ns| ns != own)
-            {
-                return Unshared(child);
+            if std::fs::read_link(p.netns_path()).is_ok_and(|ns| ns != own) {
+                return p;
             }
             thread::sleep(Duration::from_millis(10));
         }
