@@ -1,0 +1,107 @@
+//! Anti-spoofing: an endpoint cannot send with another's address or MAC, and
+//! a gratuitous ARP for the gateway diverts nothing — there is no broadcast
+//! domain to poison, ARP is answered in BPF. Frames are forged with scapy.
+
+#![allow(clippy::unwrap_used)]
+
+use netfwd_tests::{NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok, ping};
+
+const A: &str = "10.95.0.2";
+const B: &str = "10.95.0.3";
+const GATEWAY: &str = "10.95.0.1";
+
+fn drops(sb: &Sandbox, net: &str, netns: &str, reason: &str) -> u64 {
+    endpoint(&sb.network_status(net), netns)["counters"]["drops"][reason]
+        .as_u64()
+        .unwrap()
+}
+
+/// Sends `frame` (a scapy expression) 5 times out of `eth0` in `ns`.
+fn scapy_send(ns: &str, frame: &str) {
+    let script =
+        format!("from scapy.all import *\nsendp({frame}, iface='eth0', count=5, verbose=0)\n");
+    // Debian's python3-scapy is for the system interpreter.
+    in_ns_ok(ns, &["/usr/bin/python3", "-c", &script]);
+}
+
+/// ICMP echo requests `b`'s namespace received (from its SNMP counters).
+fn echo_requests_seen(ns: &str) -> u64 {
+    let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
+    let sb = Sandbox::new("spoof");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
+        .endpoint(&a, Some(A))
+        .endpoint(&b, Some(B)));
+    assert_ping(&a, B);
+    let b_mac = endpoint(&sb.network_status(&net), &b)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen = echo_requests_seen(&b);
+
+    // From A: B's own address as the source, then A's address with a MAC not A's.
+    scapy_send(
+        &a,
+        &format!("Ether(src='{a_mac}', dst='{b_mac}')/IP(src='10.95.0.9', dst='{B}')/ICMP()"),
+    );
+    scapy_send(
+        &a,
+        &format!("Ether(src='02:00:00:00:66:66', dst='{b_mac}')/IP(src='{A}', dst='{B}')/ICMP()"),
+    );
+    assert_eq!(echo_requests_seen(&b), seen, "a forged frame reached B");
+    assert!(drops(&sb, &net, &a, "ip_spoofed") >= 5);
+    assert!(drops(&sb, &net, &a, "mac_spoofed") >= 5);
+}
+
+#[test]
+fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
+    let sb = Sandbox::new("garp");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
+        .endpoint(&a, Some(A))
+        .endpoint(&b, Some(B)));
+    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A claims to be the gateway, as a request and as a reply.
+    scapy_send(
+        &a,
+        &format!(
+            "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{a_mac}', psrc='{GATEWAY}', pdst='{GATEWAY}')"
+        ),
+    );
+    scapy_send(
+        &a,
+        &format!(
+            "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=2, hwsrc='{a_mac}', psrc='{GATEWAY}', pdst='{GATEWAY}')"
+        ),
+    );
+    assert!(drops(&sb, &net, &a, "arp_spoofed") >= 5);
+    // B still reaches the gateway (the host), and its neighbour entry for it
+    // is not A's MAC.
+    assert!(ping(&b, GATEWAY));
+    let neigh = in_ns_ok(&b, &["ip", "neigh", "show", GATEWAY]);
+    assert!(
+        !neigh.contains(&a_mac),
+        "B's gateway entry points at A: {neigh}"
+    );
+    assert_ping(sb.host(), B);
+}

@@ -1,0 +1,77 @@
+//! Docker's network isolation and `icc=false`: the netfwd networks of a host
+//! cannot reach each other unless both sides `[[allow]]` it; with `icc =
+//! false` a network's endpoints cannot reach each other, while egress and
+//! published ports still work.
+
+#![allow(clippy::unwrap_used)]
+
+use netfwd_tests::{
+    Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint,
+    outside::{INTERNET_IP, Internet, UPLINK},
+    ping,
+};
+
+/// Brings up network `name` with one endpoint per `(netns, ip)`; `extra` goes
+/// into the config.
+fn up(sb: &Sandbox, name: &str, subnet: &str, eps: &[(&str, &str)], extra: &str) {
+    let mut text = format!(
+        "[network]\nname = \"{name}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n{extra}\n"
+    );
+    for (ns, ip) in eps {
+        text.push_str(&format!("[[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"));
+    }
+    sb.up_file(&sb.write_config(&text));
+}
+
+fn drops(sb: &Sandbox, net: &str, netns: &str, reason: &str) -> u64 {
+    endpoint(&sb.network_status(net), netns)["counters"]["drops"][reason]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn networks_are_isolated_unless_both_allow_each_other() {
+    let sb = Sandbox::new("iso");
+    let _internet = Internet::new(&sb);
+    let (n1, n2, n3) = (sb.net_name(), sb.net_name(), sb.net_name());
+    let (a, b, c) = (sb.ns("a"), sb.ns("b"), sb.ns("c"));
+    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], "");
+    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], "");
+    up(&sb, &n3, "10.93.0.0/24", &[(&c, "10.93.0.2")], "");
+    assert!(!ping(&a, "10.92.0.2"));
+    assert!(!ping(&b, "10.91.0.2"));
+    assert!(drops(&sb, &n1, &a, "isolated") >= 3);
+    // Egress is untouched.
+    assert_ping(&a, INTERNET_IP);
+
+    let allow = |other: &str| format!("[[allow]]\nnetwork = \"{other}\"\n");
+    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], &allow(&n2));
+    assert!(!ping(&a, "10.92.0.2"), "one side's allow opened the pair");
+    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], &allow(&n1));
+    assert_ping(&a, "10.92.0.2");
+    assert_ping(&b, "10.91.0.2");
+    // Exactly that pair: the third network stays apart.
+    assert!(!ping(&a, "10.93.0.2"));
+    assert!(!ping(&c, "10.91.0.2"));
+    assert_no_bridge_and_no_rules(sb.host());
+}
+
+#[test]
+fn without_icc_endpoints_cannot_talk_but_egress_and_the_host_still_work() {
+    let sb = Sandbox::new("icc");
+    let _internet = Internet::new(&sb);
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    up(
+        &sb,
+        &net,
+        "10.94.0.0/24",
+        &[(&a, "10.94.0.2"), (&b, "10.94.0.3")],
+        "icc = false",
+    );
+    assert!(!ping(&a, "10.94.0.3"));
+    assert!(drops(&sb, &net, &a, "icc") >= 3);
+    assert_ping(&a, INTERNET_IP);
+    assert_ping(&a, "10.94.0.1");
+    assert_ping(sb.host(), "10.94.0.3");
+}

@@ -1,0 +1,268 @@
+//! Docker's `-p host_port:port` in BPF: a server in an endpoint answers on
+//! the uplink's address from the internet (seeing the client's own
+//! address), from another endpoint and itself (hairpin), and from the
+//! sandbox host (through a cgroup hook, on the uplink address and
+//! 127.0.0.1). Ports are published and withdrawn while the network runs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use netfwd_tests::{
+    Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    outside::{
+        INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, start_echo_server, tcp_echo,
+        udp_echo,
+    },
+    payload,
+};
+
+const SERVER_IP: &str = "10.80.0.2";
+const CLIENT_IP: &str = "10.80.0.3";
+const GATEWAY: &str = "10.80.0.1";
+/// The port the server listens on in its endpoint.
+const PORT: u16 = 80;
+const HOST_PORT: u16 = 8080;
+
+/// A cgroup v2 directory of the test's own: host processes run in it reach
+/// published ports; removed on drop.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(tag: &str) -> Cgroup {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (before, after) = l.split_once(" - ")?;
+                (after.split_whitespace().next()? == "cgroup2")
+                    .then(|| before.split_whitespace().nth(4).map(PathBuf::from))?
+            })
+            .expect("no cgroup v2 hierarchy");
+        let dir = root.join(format!("netfwd-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Cgroup(dir)
+    }
+
+    /// Runs `python3 -c <script> <args>` in the sandbox host, inside this
+    /// cgroup; returns stdout.
+    fn run_in_host(&self, host: &str, script: &str, args: &[&str]) -> String {
+        let procs = self.0.join("cgroup.procs");
+        let mut sh = format!(
+            "echo $$ > {} && exec nsenter --net=/run/netns/{host} /usr/bin/python3 -c \"$0\"",
+            procs.display()
+        );
+        for a in args {
+            sh.push(' ');
+            sh.push_str(a);
+        }
+        let out = Command::new("sh")
+            .args(["-c", &sh, script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Its processes have exited by now; an empty cgroup can go.
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+struct PublishLab {
+    sb: Sandbox,
+    _internet: Internet,
+    net: String,
+    server_ns: String,
+    client_ns: String,
+    cgroup: Cgroup,
+    stop: Arc<AtomicBool>,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PublishLab {
+    fn new(tag: &str, publish_in_config: bool) -> PublishLab {
+        let sb = Sandbox::new(tag);
+        let internet = Internet::new(&sb);
+        let cgroup = Cgroup::new(tag);
+        let net = sb.net_name();
+        let (server_ns, client_ns) = (sb.ns("srv"), sb.ns("cli"));
+        let mut text = format!(
+            "[network]\nname = \"{net}\"\nsubnet = \"10.80.0.0/24\"\nuplink = \"{UPLINK}\"\nhost_cgroup = \"{}\"\n\
+             [[endpoint]]\nnetns = \"{server_ns}\"\nip = \"{SERVER_IP}\"\n[[endpoint]]\nnetns = \"{client_ns}\"\nip = \"{CLIENT_IP}\"\n",
+            cgroup.0.display()
+        );
+        if publish_in_config {
+            for proto in ["tcp", "udp"] {
+                text.push_str(&format!(
+                    "[[publish]]\nproto = \"{proto}\"\nhost_port = {HOST_PORT}\nendpoint = \"{server_ns}\"\nport = {PORT}\n"
+                ));
+            }
+        }
+        sb.up_file(&sb.write_config(&text));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = start_echo_server(&server_ns, SERVER_IP, PORT, stop.clone());
+        PublishLab {
+            sb,
+            _internet: internet,
+            net,
+            server_ns,
+            client_ns,
+            cgroup,
+            stop,
+            server: Some(server),
+        }
+    }
+
+    /// A TCP exchange with the published port from namespace `ns` to `ip`;
+    /// the peer the server saw.
+    fn tcp_from(&self, ns: &str, ip: &'static str) -> anyhow::Result<String> {
+        let data = payload(ns, 10_000);
+        in_netns(ns, move || tcp_echo(ip, HOST_PORT, None, &data))
+    }
+}
+
+impl Drop for PublishLab {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = self.server.take() {
+            let _ = s.join();
+        }
+    }
+}
+
+const HOST_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+peer = b""
+while not peer.endswith(b"\n"):
+    peer += s.recv(1)
+s.sendall(b"from the host"); s.shutdown(socket.SHUT_WR)
+echo = b""
+while True:
+    d = s.recv(4096)
+    if not d: break
+    echo += d
+assert echo == b"from the host", echo
+print(peer.decode().strip())
+"#;
+
+#[test]
+fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
+    let lab = PublishLab::new("pubtcp", true);
+    let seen = lab.tcp_from(&lab._internet.ns, UPLINK_IP).unwrap();
+    assert_eq!(ip_of(&seen), INTERNET_IP, "the server sees the real client");
+    let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
+    assert_eq!(ip_of(&seen), GATEWAY, "hairpin from another endpoint");
+    let seen = lab.tcp_from(&lab.server_ns, UPLINK_IP).unwrap();
+    assert_eq!(ip_of(&seen), GATEWAY, "hairpin to itself");
+    for ip in [UPLINK_IP, "127.0.0.1"] {
+        let seen =
+            lab.cgroup
+                .run_in_host(lab.sb.host(), HOST_CLIENT, &[ip, &HOST_PORT.to_string()]);
+        assert_eq!(ip_of(&seen), GATEWAY, "from the host to {ip}");
+    }
+    let seen = in_netns(&lab._internet.ns, || {
+        udp_echo(UPLINK_IP, HOST_PORT, 5353, b"udp")
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), INTERNET_IP, "UDP from the internet");
+    assert_no_bridge_and_no_rules(lab.sb.host());
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        status["published"].as_array().unwrap().len(),
+        2,
+        "{status:#}"
+    );
+}
+
+#[test]
+fn ports_are_published_and_withdrawn_while_the_network_runs() {
+    let lab = PublishLab::new("pubrt", false);
+    assert!(
+        lab.tcp_from(&lab._internet.ns, UPLINK_IP).is_err(),
+        "published before publish"
+    );
+    let hp = HOST_PORT.to_string();
+    let port = PORT.to_string();
+    lab.sb.netfwd_ok(&[
+        "publish",
+        "--name",
+        &lab.net,
+        "--proto",
+        "tcp",
+        "--host-port",
+        &hp,
+        "--endpoint",
+        &lab.server_ns,
+        "--port",
+        &port,
+    ]);
+    lab.tcp_from(&lab._internet.ns, UPLINK_IP).unwrap();
+
+    // A connection made before unpublish keeps going.
+    let inet = lab._internet.ns.clone();
+    let established = in_netns(&inet, || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect((UPLINK_IP, HOST_PORT))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        let mut greeting = [0u8; 64];
+        let _ = s.read(&mut greeting)?;
+        Ok(s)
+    })
+    .unwrap();
+    lab.sb.netfwd_ok(&[
+        "unpublish",
+        "--name",
+        &lab.net,
+        "--proto",
+        "tcp",
+        "--host-port",
+        &hp,
+    ]);
+    assert!(
+        lab.tcp_from(&lab._internet.ns, UPLINK_IP).is_err(),
+        "new connection after unpublish"
+    );
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = established;
+        s.write_all(b"still here").unwrap();
+        let mut back = [0u8; 10];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still here");
+    }
+
+    // A port a host socket holds is refused.
+    let listener = in_netns(lab.sb.host(), || {
+        Ok(std::net::TcpListener::bind(("0.0.0.0", 9090))?)
+    })
+    .unwrap();
+    let out = lab.sb.netfwd(&[
+        "publish",
+        "--name",
+        &lab.net,
+        "--proto",
+        "tcp",
+        "--host-port",
+        "9090",
+        "--endpoint",
+        &lab.server_ns,
+        "--port",
+        &port,
+    ]);
+    assert_bad_input(&out, "--host-port");
+    drop(listener);
+}
