@@ -215,7 +215,7 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
     // A connection made before unpublish keeps going.
     let inet = lab._internet.ns.clone();
     let established = in_netns(&inet, || {
-        use std::io::{Read as _, Write as _};
+        use std::io::Read as _;
         let mut s = std::net::TcpStream::connect((UPLINK_IP, HOST_PORT))?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         let mut greeting = [0u8; 64];
