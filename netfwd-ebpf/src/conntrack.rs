@@ -26,6 +26,20 @@ pub fn expired(entry: &NatEntry, proto: u8, timeouts: &NatTimeouts, now: u64) ->
     now.saturating_sub(entry.last_seen_ns) > timeout_ns
 }
 
+/// Whether a TCP flow that is not yet expired may give up its outside port to
+/// a new flow: one reset, or closed by both sides and quiet for a second
+/// (its last ACK has passed). Without this, a range of a few thousand ports
+/// per remote address and port would run dry under short connections that
+/// wait out `tcp_closing`; Linux conntrack reopens such tuples too.
+#[inline(always)]
+pub fn reclaimable(entry: &NatEntry, proto: u8, now: u64) -> bool {
+    const BOTH_FINS: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS;
+    proto == IPPROTO_TCP
+        && (entry.flags & TCP_SEEN_RST != 0
+            || (entry.flags & BOTH_FINS == BOTH_FINS
+                && now.saturating_sub(entry.last_seen_ns) > 1_000_000_000))
+}
+
 /// Records a packet the endpoint sent.
 #[inline(always)]
 pub fn seen_egress(entry: &mut NatEntry, proto: u8, tcp_flags: u8, now: u64) {

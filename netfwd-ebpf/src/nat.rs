@@ -277,9 +277,10 @@ fn egress_mapping(
 }
 
 /// Reserves an outside port for `flow` by inserting its reply entry with
-/// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired
-/// is taken over. Tries `preferred`, else a random start, then the next
-/// ports, `PORT_RETRIES` in all.
+/// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
+/// or a TCP flow that is over (`conntrack::reclaimable`), is taken over.
+/// Tries `preferred`, else a random start, then the next ports,
+/// `PORT_RETRIES` in all.
 #[inline(always)]
 pub fn reserve_port(
     flow: &Tuple,
@@ -315,7 +316,9 @@ pub fn reserve_port(
         let Some(old) = (unsafe { NAT.get(key) }).copied() else {
             continue;
         };
-        if !conntrack::expired(&old, flow.proto, &config.timeouts, now) {
+        if !conntrack::expired(&old, flow.proto, &config.timeouts, now)
+            && !conntrack::reclaimable(&old, flow.proto, now)
+        {
             continue;
         }
         // The old flow is over: drop both of its entries and take the port.

@@ -453,3 +453,20 @@ fn an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
         assert!(checksums_ok(&back[14..]));
     });
 }
+
+#[test]
+fn a_reset_flow_gives_its_port_to_the_next_one_at_once() {
+    with_lab("reclaim", (61000, 61000), |lab| {
+        let (_, first) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x02, b""));
+        assert_eq!(port(&first, SPORT), 61000);
+        let (action, _) = lab.send_from_a(REMOTE, TCP, tcp(40001, 80, 0x02, b""));
+        assert_eq!(action, TC_ACT_SHOT, "the live flow holds the only port");
+        lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x04, b""));
+        let (action, next) = lab.send_from_a(REMOTE, TCP, tcp(40001, 80, 0x02, b""));
+        assert_eq!(
+            action, TC_ACT_REDIRECT,
+            "the reset flow's port was not reclaimed"
+        );
+        assert_eq!(port(&next, SPORT), 61000);
+    });
+}
