@@ -2,6 +2,7 @@
 //! command that needs tools runs `setup` first, so one command works on a
 //! fresh machine.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -33,6 +34,13 @@ enum Command {
     Test {
         #[arg(last = true)]
         test_args: Vec<String>,
+    },
+    /// Set up, build, and measure netfwd against Linux bridge + iptables
+    /// and against the bare-veth limit, in sandbox namespaces.
+    Bench {
+        /// A smoke run: fewer, shorter repetitions (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
     },
     /// Set up, build, and run the demo: seed 001's network in a sandbox, a
     /// connectivity matrix, the datapath counters. Arguments after `--` run
@@ -67,6 +75,11 @@ fn exec(cli: Cli) -> Result<()> {
             setup::exec()?;
             build()?;
             test(&test_args)
+        }
+        Command::Bench { quick } => {
+            setup::exec()?;
+            build()?;
+            bench::exec(&netfwd_bin(), quick)
         }
         Command::Run { keep, netfwd_args } => {
             setup::exec()?;

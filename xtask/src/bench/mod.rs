@@ -1,0 +1,77 @@
+//! `cargo xtask bench [--quick]`: netfwd against what it replaces (a Linux
+//! bridge with iptables) and against the limit (a bare veth pair; plain
+//! routing for the NAT path), built side by side in sandbox namespaces and
+//! measured in the same run, interleaved (A B C A B C …) so drift hits every
+//! setup alike. Results go to `bench-results/<time>/` and the table to
+//! stdout.
+
+mod report;
+mod setups;
+mod workloads;
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use self::{
+    report::Samples,
+    setups::{Kind, Setup},
+    workloads::Workload,
+};
+use crate::cmd::{command, output, workspace_root};
+
+pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
+    let (reps, secs) = if quick { (3, 1) } else { (5, 4) };
+    let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let built: Vec<Setup> = Kind::ALL
+        .iter()
+        .map(|k| {
+            Setup::build(*k, id, netfwd, &dir).with_context(|| format!("building {}", k.name()))
+        })
+        .collect::<Result<_>>()?;
+    let mut samples = Samples::new();
+    for rep in 0..reps {
+        for w in Workload::ALL {
+            for setup in &built {
+                let sample = workloads::measure(w, setup, secs).with_context(|| {
+                    format!("{} on {} (run {rep})", w.name(), setup.kind.name())
+                })?;
+                samples
+                    .entry(report::key(w, setup.kind))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+        eprintln!("bench: run {}/{reps} done", rep + 1);
+    }
+    drop(built);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let machine = machine()?;
+    let md = report::markdown(&samples, reps, secs, &machine);
+    let json = report::json(&samples, reps, secs, &machine);
+    let svg = report::svg(&samples);
+    let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
+    let out = workspace_root().join("bench-results").join(stamp.trim());
+    report::write(&out, &md, &json, &svg)?;
+    println!("{md}\nresults: {}", out.display());
+    Ok(())
+}
+
+fn machine() -> Result<String> {
+    let kernel = output(&mut command("uname", &["-r"]))?;
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    Ok(format!(
+        "Machine: {cpus} vCPU {model}, kernel {}.",
+        kernel.trim()
+    ))
+}

@@ -1,0 +1,296 @@
+//! The setups a benchmark compares, built side by side in sandbox
+//! namespaces with the same addresses: what netfwd replaces (a Linux bridge
+//! holding the gateway, `ip_forward`, iptables FORWARD ACCEPT and
+//! MASQUERADE, as in the seeds' manual steps), netfwd itself, and the limit
+//! (a bare veth pair between the two endpoints; plain routing without NAT
+//! or filtering for the path to the outside).
+//!
+//! Each setup has two endpoints (client, server) for endpoint↔endpoint
+//! workloads, and an "internet" namespace behind the host's uplink for the
+//! NAT path. The baseline is built with `ip`/`iptables`: it is the
+//! reference, not the product.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cmd::{command, run, succeeds};
+
+pub const CLIENT_IP: &str = "192.168.77.2";
+pub const SERVER_IP: &str = "192.168.77.3";
+const GATEWAY: &str = "192.168.77.1";
+const SUBNET: &str = "192.168.77.0/24";
+const UPLINK_IP: &str = "203.0.113.2";
+pub const INTERNET_IP: &str = "203.0.113.1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Baseline,
+    NetfwdTc,
+    Limit,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Baseline, Kind::NetfwdTc, Kind::Limit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Baseline => "bridge+iptables",
+            Kind::NetfwdTc => "netfwd tc",
+            Kind::Limit => "limit",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Kind::Baseline => "base",
+            Kind::NetfwdTc => "tc",
+            Kind::Limit => "lim",
+        }
+    }
+}
+
+/// One built setup; torn down on drop.
+pub struct Setup {
+    pub kind: Kind,
+    pub host: String,
+    pub client: String,
+    pub server: String,
+    pub internet: String,
+    netfwd: Option<(std::path::PathBuf, String)>,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run(command("ip", args).stdout(std::process::Stdio::null()))
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut full = vec![format!("--net=/run/netns/{ns}")];
+    full.extend(args.iter().map(|s| s.to_string()));
+    run(command("nsenter", &full).stdout(std::process::Stdio::null()))
+}
+
+impl Setup {
+    pub fn build(kind: Kind, id: u32, netfwd: &Path, dir: &Path) -> Result<Setup> {
+        let prefix = format!("nfb{id}{}", kind.tag());
+        let setup = Setup {
+            kind,
+            host: format!("{prefix}-h"),
+            client: format!("{prefix}-c"),
+            server: format!("{prefix}-s"),
+            internet: format!("{prefix}-i"),
+            netfwd: None,
+        };
+        // From here on, a failure drops `setup`, which removes what exists.
+        let mut setup = setup;
+        for ns in [&setup.host, &setup.internet] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        setup.uplink()?;
+        match kind {
+            Kind::Baseline => setup.bridge_and_iptables()?,
+            Kind::NetfwdTc => setup.netfwd(id, netfwd, dir)?,
+            Kind::Limit => setup.bare()?,
+        }
+        Ok(setup)
+    }
+
+    fn uplink(&self) -> Result<()> {
+        let (h, i) = (self.host.as_str(), self.internet.as_str());
+        ip(&[
+            "-n", h, "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", i,
+        ])?;
+        ip(&[
+            "-n",
+            h,
+            "addr",
+            "add",
+            &format!("{UPLINK_IP}/24"),
+            "dev",
+            "up0",
+        ])?;
+        ip(&["-n", h, "link", "set", "up0", "up"])?;
+        ip(&["-n", h, "route", "add", "default", "via", INTERNET_IP])?;
+        ip(&[
+            "-n",
+            i,
+            "addr",
+            "add",
+            &format!("{INTERNET_IP}/24"),
+            "dev",
+            "inet0",
+        ])?;
+        ip(&["-n", i, "link", "set", "inet0", "up"])
+    }
+
+    /// Two endpoint namespaces on veths into the host, named `hc`/`hs` there.
+    fn endpoints_on_host_veths(&self) -> Result<()> {
+        for (ns, addr, hostif) in [
+            (&self.client, CLIENT_IP, "hc"),
+            (&self.server, SERVER_IP, "hs"),
+        ] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n", &self.host, "link", "add", hostif, "type", "veth", "peer", "name", "eth0",
+                "netns", ns,
+            ])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &self.host, "link", "set", hostif, "up"])?;
+        }
+        Ok(())
+    }
+
+    fn default_routes(&self) -> Result<()> {
+        for ns in [&self.client, &self.server] {
+            ip(&["-n", ns, "route", "add", "default", "via", GATEWAY])?;
+        }
+        Ok(())
+    }
+
+    /// The seeds' manual setup.
+    fn bridge_and_iptables(&self) -> Result<()> {
+        let h = self.host.as_str();
+        self.endpoints_on_host_veths()?;
+        ip(&["-n", h, "link", "add", "br0", "type", "bridge"])?;
+        ip(&[
+            "-n",
+            h,
+            "addr",
+            "add",
+            &format!("{GATEWAY}/24"),
+            "dev",
+            "br0",
+        ])?;
+        ip(&["-n", h, "link", "set", "br0", "up"])?;
+        for hostif in ["hc", "hs"] {
+            ip(&["-n", h, "link", "set", hostif, "master", "br0"])?;
+        }
+        self.default_routes()?;
+        in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        in_ns(
+            h,
+            &["iptables", "-A", "FORWARD", "-i", "br0", "-j", "ACCEPT"],
+        )?;
+        in_ns(
+            h,
+            &["iptables", "-A", "FORWARD", "-o", "br0", "-j", "ACCEPT"],
+        )?;
+        in_ns(
+            h,
+            &[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                SUBNET,
+                "-o",
+                "up0",
+                "-j",
+                "MASQUERADE",
+            ],
+        )
+    }
+
+    fn netfwd(&mut self, id: u32, netfwd: &Path, dir: &Path) -> Result<()> {
+        let name = format!("b{}", id % 100_000);
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[network]\nname = \"{name}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\n\
+                 [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\n[[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\n",
+                self.client, self.server
+            ),
+        )?;
+        self.netfwd = Some((netfwd.to_owned(), name));
+        let config = config.display().to_string();
+        run(command(
+            &netfwd.display().to_string(),
+            &["--netns", &self.host, "up", "-c", &config],
+        )
+        .stdout(std::process::Stdio::null()))
+    }
+
+    /// The limit: the two endpoints on one veth pair; the client routed to
+    /// the internet by the host without NAT or filtering.
+    fn bare(&self) -> Result<()> {
+        let (c, s, h) = (
+            self.client.as_str(),
+            self.server.as_str(),
+            self.host.as_str(),
+        );
+        for ns in [c, s] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", s,
+        ])?;
+        ip(&[
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{CLIENT_IP}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            s,
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", c, "link", "set", "eth0", "up"])?;
+        ip(&["-n", s, "link", "set", "eth0", "up"])?;
+        // The client's path out: a second veth to the host, routed.
+        ip(&[
+            "-n", h, "link", "add", "hc", "type", "veth", "peer", "name", "eth1", "netns", c,
+        ])?;
+        ip(&["-n", c, "addr", "add", "192.168.78.2/24", "dev", "eth1"])?;
+        ip(&["-n", c, "link", "set", "eth1", "up"])?;
+        ip(&["-n", h, "addr", "add", "192.168.78.1/24", "dev", "hc"])?;
+        ip(&["-n", h, "link", "set", "hc", "up"])?;
+        ip(&["-n", c, "route", "add", "default", "via", "192.168.78.1"])?;
+        ip(&[
+            "-n",
+            &self.internet,
+            "route",
+            "add",
+            "192.168.78.0/24",
+            "via",
+            UPLINK_IP,
+        ])?;
+        in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some((bin, name)) = &self.netfwd {
+            let _ = succeeds(&mut command(
+                &bin.display().to_string(),
+                &["--netns", &self.host, "down", "--name", name],
+            ));
+        }
+        for ns in [&self.client, &self.server, &self.internet, &self.host] {
+            let _ = succeeds(&mut command("ip", &["netns", "del", ns]));
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The workloads, each one measurement of one setup: throughput and packet
+//! rates from iperf3, request/response from sockperf's TCP ping-pong, new
+//! connections per second from a small client of our own, and the CPU the
+//! whole machine spent meanwhile (from /proc/stat).
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use super::setups::{INTERNET_IP, SERVER_IP, Setup};
+use crate::cmd::{command, output};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    TcpStream1,
+    TcpStream4,
+    TcpRr,
+    Udp64,
+    NatTcpStream,
+    NatTcpRr,
+    NatConnRate,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 7] = [
+        Workload::TcpStream1,
+        Workload::TcpStream4,
+        Workload::TcpRr,
+        Workload::Udp64,
+        Workload::NatTcpStream,
+        Workload::NatTcpRr,
+        Workload::NatConnRate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::TcpStream1 => "endpoint↔endpoint TCP, 1 stream",
+            Workload::TcpStream4 => "endpoint↔endpoint TCP, 4 streams",
+            Workload::TcpRr => "endpoint↔endpoint TCP request/response",
+            Workload::Udp64 => "endpoint↔endpoint 64-byte UDP",
+            Workload::NatTcpStream => "endpoint→internet TCP (NAT path)",
+            Workload::NatTcpRr => "endpoint→internet TCP request/response",
+            Workload::NatConnRate => "endpoint→internet new connections",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => "Gbit/s",
+            Workload::TcpRr | Workload::NatTcpRr => "transactions/s",
+            Workload::Udp64 => "kpps received",
+            Workload::NatConnRate => "connections/s",
+        }
+    }
+
+    /// The CPU cost unit this workload is normalised by.
+    pub fn cost_unit(self) -> &'static str {
+        match self {
+            Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
+                "CPU-s per 10 Gbit"
+            }
+            Workload::Udp64 => "CPU-s per Mpkt",
+            _ => "CPU-µs per transaction",
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub value: f64,
+    /// Machine CPU-seconds used per `cost_unit`.
+    pub cost: f64,
+}
+
+const PORT: u16 = 5201;
+
+pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
+    let (client, server_ns, server_ip) = match w {
+        Workload::TcpStream1 | Workload::TcpStream4 | Workload::TcpRr | Workload::Udp64 => {
+            (&setup.client, &setup.server, SERVER_IP)
+        }
+        _ => (&setup.client, &setup.internet, INTERNET_IP),
+    };
+    let cpu = CpuMeter::start()?;
+    let value = match w {
+        Workload::TcpStream1 | Workload::NatTcpStream => {
+            iperf_tcp(client, server_ns, server_ip, 1, secs)?
+        }
+        Workload::TcpStream4 => iperf_tcp(client, server_ns, server_ip, 4, secs)?,
+        Workload::Udp64 => iperf_udp64(client, server_ns, server_ip, secs)?,
+        Workload::TcpRr | Workload::NatTcpRr => sockperf_rr(client, server_ns, server_ip, secs)?,
+        Workload::NatConnRate => conn_rate(client, server_ns, server_ip, secs)?,
+    };
+    let cpu_secs = cpu.stop()?;
+    let work = match w {
+        Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
+            value * secs as f64 / 10.0
+        }
+        Workload::Udp64 => value * 1000.0 * secs as f64 / 1e6,
+        _ => value * secs as f64 / 1e6,
+    };
+    Ok(Sample {
+        value,
+        cost: if work > 0.0 {
+            cpu_secs / work
+        } else {
+            f64::NAN
+        },
+    })
+}
+
+fn in_ns<'a>(ns: &'a str, args: &[&'a str]) -> Vec<String> {
+    let mut full = vec![format!("--net=/run/netns/{ns}")];
+    full.extend(args.iter().map(|s| s.to_string()));
+    full
+}
+
+/// A server process in `ns`, killed on drop.
+struct Server(Child);
+
+impl Server {
+    fn start(ns: &str, args: &[&str]) -> Result<Server> {
+        let child = command("nsenter", &in_ns(ns, args))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {args:?} in {ns}"))?;
+        // Listening before the client connects.
+        thread::sleep(Duration::from_millis(300));
+        Ok(Server(child))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a client in `ns` with a time limit of `secs` plus a margin.
+fn client(ns: &str, args: &[&str], secs: u64) -> Result<String> {
+    let limit = (secs + 10).to_string();
+    let mut full = vec!["timeout", limit.as_str(), "nsenter"];
+    let ns_arg = format!("--net=/run/netns/{ns}");
+    full.push(&ns_arg);
+    full.extend_from_slice(args);
+    output(&mut command(full[0], &full[1..]))
+}
+
+fn json_number(text: &str, path: &[&str]) -> Result<f64> {
+    let mut v: serde_json::Value = serde_json::from_str(text).context("iperf3 printed no JSON")?;
+    for key in path {
+        v = v[*key].take();
+    }
+    v.as_f64()
+        .ok_or_else(|| anyhow!("no {} in iperf3's output", path.join(".")))
+}
+
+fn iperf_tcp(client_ns: &str, server_ns: &str, ip: &str, streams: u32, secs: u64) -> Result<f64> {
+    let port = PORT.to_string();
+    let _server = Server::start(server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
+    let (t, p) = (secs.to_string(), streams.to_string());
+    let out = client(
+        client_ns,
+        &["iperf3", "-c", ip, "-p", &port, "-t", &t, "-P", &p, "-J"],
+        secs,
+    )?;
+    Ok(json_number(&out, &["end", "sum_received", "bits_per_second"])? / 1e9)
+}
+
+/// 64-byte UDP datagrams as fast as one iperf3 sender can write them
+/// (syscall-bound: it shows per-packet cost on the path, not the path's
+/// ceiling); the rate the receiver got.
+fn iperf_udp64(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
+    let port = PORT.to_string();
+    let _server = Server::start(server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
+    let t = secs.to_string();
+    let out = client(
+        client_ns,
+        &[
+            "iperf3", "-c", ip, "-p", &port, "-u", "-l", "64", "-b", "0", "-t", &t, "-J",
+        ],
+        secs,
+    )?;
+    let packets = json_number(&out, &["end", "sum", "packets"])?;
+    let lost = json_number(&out, &["end", "sum", "lost_packets"])?;
+    let seconds = json_number(&out, &["end", "sum", "seconds"])?;
+    Ok((packets - lost) / seconds / 1000.0)
+}
+
+/// sockperf's TCP ping-pong; transactions per second from its average
+/// one-way latency.
+fn sockperf_rr(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
+    let port = (PORT + 1).to_string();
+    let _server = Server::start(
+        server_ns,
+        &["sockperf", "sr", "--tcp", "-i", ip, "-p", &port],
+    )?;
+    let t = secs.to_string();
+    let out = client(
+        client_ns,
+        &["sockperf", "pp", "--tcp", "-i", ip, "-p", &port, "-t", &t],
+        secs,
+    )?;
+    let latency_us: f64 = out
+        .split("avg-latency=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no avg-latency in sockperf's output: {out}"))?;
+    Ok(1e6 / (2.0 * latency_us))
+}
+
+/// Short TCP connections for `secs`: connect, close with a reset (no
+/// TIME_WAIT to run the client's ports dry), count.
+fn conn_rate(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
+    let addr: SocketAddr = format!("{ip}:{}", PORT + 2).parse()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (ns, stop) = (server_ns.to_owned(), stop.clone());
+        thread::spawn(move || -> Result<()> {
+            enter(&ns)?;
+            let listener = TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_micros(50));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let ns = client_ns.to_owned();
+    let count = thread::spawn(move || -> Result<u64> {
+        enter(&ns)?;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            let reset_on_close = nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &reset_on_close)?;
+            n += 1;
+        }
+        Ok(n)
+    })
+    .join()
+    .map_err(|_| anyhow!("client panicked"))?;
+    stop.store(true, Ordering::Relaxed);
+    server.join().map_err(|_| anyhow!("server panicked"))??;
+    Ok(count? as f64 / secs as f64)
+}
+
+fn enter(ns: &str) -> Result<()> {
+    let file = std::fs::File::open(format!("/run/netns/{ns}"))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering {ns}"))
+}
+
+/// CPU time the whole machine spent between start and stop (all cores,
+/// excluding idle and iowait).
+struct CpuMeter(u64);
+
+fn busy_jiffies() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if fields.len() < 5 {
+        bail!("short cpu line in /proc/stat");
+    }
+    // user nice system idle iowait irq softirq steal …
+    Ok(fields.iter().sum::<u64>() - fields[3] - fields[4])
+}
+
+impl CpuMeter {
+    fn start() -> Result<CpuMeter> {
+        Ok(CpuMeter(busy_jiffies()?))
+    }
+
+    fn stop(self) -> Result<f64> {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+        Ok((busy_jiffies()? - self.0) as f64 / ticks)
+    }
+}
