@@ -550,6 +550,66 @@ impl Drop for Sandbox {
     }
 }
 
+/// `netfwd daemon` in the sandbox host, stopped with SIGTERM.
+pub struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    /// Starts `netfwd --netns <host> daemon -c <config> <args…>` and waits
+    /// for it to bring the network up.
+    pub fn start(sb: &Sandbox, config: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(netfwd_bin());
+        cmd.arg("--netns")
+            .arg(sb.host())
+            .arg("daemon")
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        // Up, with its programs attached, before traffic is asked of it.
+        thread::sleep(Duration::from_millis(700));
+        Daemon(Some(child))
+    }
+
+    /// Still running (not exited on its own)?
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then a clean exit within 5 s, or a panic.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(status.success(), "daemon exited with {status}");
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            panic!("the daemon did not stop on SIGTERM");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Traffic
 // ---------------------------------------------------------------------------

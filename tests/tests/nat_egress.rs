@@ -10,13 +10,12 @@
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use netfwd_tests::{
-    Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping, describe,
+    Daemon, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping, describe,
     outside::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
     },
@@ -257,7 +256,7 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
 #[test]
 fn flows_expire_on_their_timeouts_and_the_daemon_collects_them() {
     let lab = NatLab::new("natexp", "[nat.timeouts]\nudp = 2\nicmp = 2\n");
-    let mut daemon = Daemon::start(&lab, &["--gc-interval", "1"]);
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
     in_netns(&lab.eps[0], || {
         udp_echo(INTERNET_IP, ECHO_PORT, 46000, b"x")
     })
@@ -349,7 +348,7 @@ fn host_connections_run_alongside_natted_ones_and_all_complete() {
 #[test]
 fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
     let lab = NatLab::new("natrst", "");
-    let mut daemon = Daemon::start(&lab, &[]);
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     let ep = lab.eps[0].clone();
     // A stream that sends a chunk every 50 ms for 4 s and checks every echo.
     let stream = thread::spawn(move || {
@@ -375,7 +374,7 @@ fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
     });
     thread::sleep(Duration::from_secs(1));
     daemon.stop();
-    daemon = Daemon::start(&lab, &[]);
+    daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     thread::sleep(Duration::from_millis(500));
     lab.sb.up_file(&lab.config);
     let chunks = stream.join().unwrap().unwrap();
@@ -430,55 +429,5 @@ fn bad_nat_settings_are_refused_naming_the_field() {
         let line = netfwd_tests::assert_bad_input(&out, field);
         assert!(line.contains(field), "{}", describe("netfwd up", &out));
         assert_nothing_left(sb.host(), &net, &[&ns]);
-    }
-}
-
-/// `netfwd daemon` in the sandbox host, stopped with SIGTERM.
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn start(lab: &NatLab, args: &[&str]) -> Daemon {
-        let mut cmd = Command::new(netfwd_tests::netfwd_bin());
-        cmd.arg("--netns")
-            .arg(lab.sb.host())
-            .arg("daemon")
-            .arg("-c")
-            .arg(&lab.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        // Up, with its programs attached, before traffic is asked of it.
-        thread::sleep(Duration::from_millis(700));
-        Daemon(Some(child))
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    assert!(status.success(), "daemon exited with {status}");
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            panic!("the daemon did not stop on SIGTERM");
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use netfwd_tests::{
-    Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     outside::{
         INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, start_echo_server, tcp_echo,
         udp_echo,
@@ -88,6 +88,7 @@ struct PublishLab {
     server_ns: String,
     client_ns: String,
     cgroup: Cgroup,
+    config: PathBuf,
     stop: Arc<AtomicBool>,
     server: Option<std::thread::JoinHandle<()>>,
 }
@@ -111,7 +112,8 @@ impl PublishLab {
                 ));
             }
         }
-        sb.up_file(&sb.write_config(&text));
+        let config = sb.write_config(&text);
+        sb.up_file(&config);
         let stop = Arc::new(AtomicBool::new(false));
         let server = start_echo_server(&server_ns, SERVER_IP, PORT, stop.clone());
         PublishLab {
@@ -121,6 +123,7 @@ impl PublishLab {
             server_ns,
             client_ns,
             cgroup,
+            config,
             stop,
             server: Some(server),
         }
@@ -191,6 +194,7 @@ fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
 #[test]
 fn ports_are_published_and_withdrawn_while_the_network_runs() {
     let lab = PublishLab::new("pubrt", false);
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     assert!(
         lab.tcp_from(&lab._internet.ns, UPLINK_IP).is_err(),
         "published before publish"
@@ -265,4 +269,5 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
     ]);
     assert_bad_input(&out, "--host-port");
     drop(listener);
+    daemon.stop();
 }
