@@ -10,7 +10,7 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{DIR_INGRESS, FLOW_HAIRPIN, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey},
+    nat::{FLOW_HAIRPIN, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -125,16 +125,7 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
     let Some(seg) = nat::segment(ctx, ip.proto, Way::Out)? else {
         return Ok(None);
     };
-    let key = NatKey {
-        saddr: ip.src_addr,
-        daddr: ip.dst_addr,
-        sport: seg.sport,
-        dport: seg.dport,
-        proto: ip.proto,
-        dir: DIR_INGRESS,
-        _pad: [0; 2],
-    };
-    let Some(entry) = NAT.get_ptr_mut(key) else {
+    let Some(entry) = NAT.get_ptr_mut(nat::packet_key(ip, &seg)) else {
         return Ok(None);
     };
     // SAFETY: a live map value; per-packet updates of plain fields.

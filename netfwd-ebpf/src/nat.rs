@@ -140,6 +140,21 @@ pub fn segment(ctx: &TcContext, proto: u8, way: Way) -> Result<Option<Segment>, 
     }
 }
 
+/// The reply-direction key of a packet's own tuple: how replies (and a
+/// published endpoint's answers to the hairpin) are looked up.
+#[inline(always)]
+pub fn packet_key(ip: &Ipv4Hdr, seg: &Segment) -> NatKey {
+    NatKey {
+        saddr: ip.src_addr,
+        daddr: ip.dst_addr,
+        sport: seg.sport,
+        dport: seg.dport,
+        proto: ip.proto,
+        dir: DIR_INGRESS,
+        _pad: [0; 2],
+    }
+}
+
 /// Offset of the port the translation rewrites: the source port going out,
 /// the destination port coming in; the identifier for ICMP echo.
 #[inline(always)]
@@ -357,15 +372,7 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     let Some(seg) = segment(ctx, ip.proto, Way::In)? else {
         return Ok(Verdict::ToHost);
     };
-    let key = NatKey {
-        saddr: ip.src_addr,
-        daddr: ip.dst_addr,
-        sport: seg.sport,
-        dport: seg.dport,
-        proto: ip.proto,
-        dir: DIR_INGRESS,
-        _pad: [0; 2],
-    };
+    let key = packet_key(ip, &seg);
     let entry = match NAT.get_ptr_mut(key) {
         Some(entry) => entry,
         None => match publish(&key, seg.tcp_flags) {

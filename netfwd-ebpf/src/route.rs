@@ -47,18 +47,14 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
     let Some(route) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
         return Ok(Verdict::ToHost);
     };
-    if ip.ttl <= 1 {
-        return Ok(Verdict::ToHost);
-    }
-    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
-    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
-    // SAFETY: bounds checked by `header_at`; no helper runs in between.
-    unsafe {
-        ipv4::dec_ttl(&mut *ipp);
+    let hopped = hop(ctx, ip, |eth| {
         if let Some((smac, dmac)) = route.hop.macs() {
-            (*eth).src_addr = smac;
-            (*eth).dst_addr = dmac;
+            eth.src_addr = smac;
+            eth.dst_addr = dmac;
         }
+    })?;
+    if !hopped {
+        return Ok(Verdict::ToHost);
     }
     Ok(Verdict::Routed(route.hop.redirect()))
 }
@@ -83,15 +79,30 @@ pub fn from_outside(ctx: &TcContext) -> Result<Verdict, DropReason> {
 
 #[inline(always)]
 fn route_in(ctx: &TcContext, ip: &Ipv4Hdr, ep: &EndpointEntry) -> Result<Verdict, DropReason> {
-    if ip.ttl <= 1 {
+    if !hop(ctx, ip, |eth| nat::set_endpoint_macs(eth, ep))? {
         return Ok(Verdict::ToHost);
+    }
+    Ok(Verdict::Routed(nat::redirect_to_endpoint(ep)))
+}
+
+/// One routed hop: the TTL decremented and the frame re-addressed by
+/// `set_macs`. `false` when no TTL is left: the stack's, which answers
+/// "time exceeded".
+#[inline(always)]
+fn hop(
+    ctx: &TcContext,
+    ip: &Ipv4Hdr,
+    set_macs: impl FnOnce(&mut EthHdr),
+) -> Result<bool, DropReason> {
+    if ip.ttl <= 1 {
+        return Ok(false);
     }
     let eth = parse::header_at::<EthHdr>(ctx, 0)?;
     let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
     // SAFETY: bounds checked by `header_at`; no helper runs in between.
     unsafe {
         ipv4::dec_ttl(&mut *ipp);
-        nat::set_endpoint_macs(&mut *eth, ep);
+        set_macs(&mut *eth);
     }
-    Ok(Verdict::Routed(nat::redirect_to_endpoint(ep)))
+    Ok(true)
 }
