@@ -32,8 +32,12 @@ pub const MAP_PUBLISHED_BY_ENDPOINT: &str = "PUBLISHED_BY_ENDPOINT";
 /// Map: the cookie of the network's host namespace (for the socket hook).
 pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
 
+/// Map: fragmented datagrams crossing the NAT -> the ports of their first
+/// fragment (LRU).
+pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 9] = [
+pub const MAPS: [&str; 10] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -43,6 +47,7 @@ pub const MAPS: [&str; 9] = [
     MAP_PUBLISHED,
     MAP_PUBLISHED_BY_ENDPOINT,
     MAP_HOST_NETNS,
+    MAP_FRAGMENTS,
 ];
 
 /// Capacity of `REMOTES`.

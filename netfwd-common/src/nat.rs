@@ -75,6 +75,32 @@ pub struct PublishedEndpoint {
     pub _pad: u8,
 }
 
+/// Key of `FRAGMENTS`: an IPv4 datagram in fragments, as it crosses the NAT
+/// (`dir` as in `NatKey`). Only the first fragment carries the ports; the
+/// others are matched to it by the IP identification.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FragmentKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub id: [u8; 2],
+    pub proto: u8,
+    pub dir: u8,
+}
+
+/// Value of `FRAGMENTS`: the ports of the datagram's first fragment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FragmentPorts {
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+}
+
+/// Capacity of `FRAGMENTS` (LRU: datagrams in flight in fragments).
+pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 8192;
+
 /// Key of `NAT`. Addresses and ports as on the wire (network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -196,4 +222,6 @@ mod pod {
     unsafe impl aya::Pod for super::PublishKey {}
     unsafe impl aya::Pod for super::PublishTarget {}
     unsafe impl aya::Pod for super::PublishedEndpoint {}
+    unsafe impl aya::Pod for super::FragmentKey {}
+    unsafe impl aya::Pod for super::FragmentPorts {}
 }

@@ -10,6 +10,7 @@ mod counters;
 mod csum;
 mod fib;
 mod forward;
+mod frag;
 mod hairpin;
 mod ipv4;
 mod maps;

@@ -11,8 +11,8 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
-        DEFAULT_MAX_FLOWS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget,
-        PublishedEndpoint,
+        DEFAULT_MAX_FLOWS, FragmentKey, FragmentPorts, MAX_FRAGMENTED_DATAGRAMS, NatConfig,
+        NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint,
     },
 };
 
@@ -46,6 +46,15 @@ pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
 /// the LAN's own subnet. Filled by the loader.
 #[btf_map]
 pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
+
+/// Datagrams crossing the NAT in fragments: the ports of each one's first
+/// fragment, for the others.
+#[btf_map]
+pub static FRAGMENTS: LruHashMap<
+    FragmentKey,
+    FragmentPorts,
+    { MAX_FRAGMENTED_DATAGRAMS as usize },
+> = LruHashMap::new();
 
 /// Published host ports (Docker's `-p`). Filled by the loader.
 #[btf_map]

@@ -26,7 +26,9 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use crate::{
     conntrack, csum,
     csum::L4Csum,
-    fib, hairpin, ipv4,
+    fib,
+    frag::{self, Piece},
+    hairpin, ipv4,
     maps::{self, NAT},
     parse,
     verdict::Verdict,
@@ -211,11 +213,19 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
     if hop.oif() != config.uplink_ifindex || ip.ttl <= 1 {
         return Ok(Verdict::ToHost);
     }
-    if !translatable(ip) {
+    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
         return Err(DropReason::Unsupported);
     }
-    let Some(seg) = segment(ctx, ip.proto, Way::Out)? else {
-        return Err(DropReason::Unsupported);
+    let piece = frag::piece(ip);
+    let seg = match piece {
+        Piece::Later => frag::recall(ip, DIR_EGRESS)
+            .map(|p| Segment {
+                sport: p.sport,
+                dport: p.dport,
+                tcp_flags: 0,
+            })
+            .ok_or(DropReason::Unsupported)?,
+        _ => segment(ctx, ip.proto, Way::Out)?.ok_or(DropReason::Unsupported)?,
     };
     let flow = Tuple {
         proto: ip.proto,
@@ -225,6 +235,9 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
         dport: seg.dport,
     };
     let (addr, port) = egress_mapping(&flow, &config, outside, seg.tcp_flags)?;
+    if piece == Piece::First {
+        frag::remember(ip, DIR_EGRESS, seg.sport, seg.dport);
+    }
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
@@ -239,7 +252,10 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
             (*eth).dst_addr = dmac;
         }
     }
-    rewrite_l4(ctx, flow.proto, Way::Out, flow.src, addr, flow.sport, port)?;
+    // A later fragment has no transport header: its addresses are all.
+    if piece != Piece::Later {
+        rewrite_l4(ctx, flow.proto, Way::Out, flow.src, addr, flow.sport, port)?;
+    }
     Ok(Verdict::Translated(hop.redirect()))
 }
 
@@ -359,18 +375,30 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    if !translatable(ip) {
+    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
         return Ok(Verdict::ToHost);
     }
-    if ip.proto == IPPROTO_ICMP {
+    let piece = frag::piece(ip);
+    if piece == Piece::Whole && ip.proto == IPPROTO_ICMP {
         // SAFETY: bounds checked by `header_mut`.
         let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
         if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
             return rev_snat_icmp_error(ctx, &config);
         }
     }
-    let Some(seg) = segment(ctx, ip.proto, Way::In)? else {
-        return Ok(Verdict::ToHost);
+    let seg = match piece {
+        Piece::Later => match frag::recall(ip, DIR_INGRESS) {
+            Some(p) => Segment {
+                sport: p.sport,
+                dport: p.dport,
+                tcp_flags: 0,
+            },
+            None => return Ok(Verdict::ToHost),
+        },
+        _ => match segment(ctx, ip.proto, Way::In)? {
+            Some(seg) => seg,
+            None => return Ok(Verdict::ToHost),
+        },
     };
     let key = packet_key(ip, &seg);
     let entry = match NAT.get_ptr_mut(key) {
@@ -405,15 +433,20 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
         rewrite_ip(&mut *ipp, Way::In, inside_addr);
         set_endpoint_macs(&mut *eth, &ep);
     }
-    rewrite_l4(
-        ctx,
-        ip.proto,
-        Way::In,
-        ip.dst_addr,
-        inside_addr,
-        seg.dport,
-        inside_port,
-    )?;
+    if piece == Piece::First {
+        frag::remember(ip, DIR_INGRESS, seg.sport, seg.dport);
+    }
+    if piece != Piece::Later {
+        rewrite_l4(
+            ctx,
+            ip.proto,
+            Way::In,
+            ip.dst_addr,
+            inside_addr,
+            seg.dport,
+            inside_port,
+        )?;
+    }
     Ok(Verdict::Translated(redirect_to_endpoint(&ep)))
 }
 

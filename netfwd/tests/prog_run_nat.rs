@@ -470,3 +470,105 @@ fn a_reset_flow_gives_its_port_to_the_next_one_at_once() {
         assert_eq!(port(&next, SPORT), 61000);
     });
 }
+
+/// `l4` in two IPv4 fragments (identification `id`): the first with
+/// `first_len` bytes of it (a multiple of 8), the second with the rest.
+fn fragments(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    l4: Vec<u8>,
+    id: u16,
+    first_len: usize,
+) -> [Vec<u8>; 2] {
+    // The transport checksum over the whole datagram, as a sender computes it.
+    let whole = ipv4(src, dst, proto, l4);
+    let l4 = &whole[20..];
+    let piece = |bytes: &[u8], offset: usize, more: bool| {
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&((20 + bytes.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&id.to_be_bytes());
+        let frags = ((offset / 8) as u16) | if more { 0x2000 } else { 0 };
+        ip.extend_from_slice(&frags.to_be_bytes());
+        ip.extend_from_slice(&[64, proto, 0, 0]);
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        let c = common::checksum(&ip, 0);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(bytes);
+        ip
+    };
+    [
+        piece(&l4[..first_len], 0, true),
+        piece(&l4[first_len..], first_len, false),
+    ]
+}
+
+#[test]
+fn a_fragmented_datagram_crosses_the_nat_both_ways_whole() {
+    with_lab("frag", (61000, 65535), |lab| {
+        let body: Vec<u8> = (0..200u8).collect();
+        let [first, later] = fragments(A_IP, REMOTE, UDP, udp(5353, 53, &body, true), 0x4242, 64);
+        let mut outs = Vec::new();
+        for piece in [first, later] {
+            let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+            packet.extend(piece);
+            let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+            let (action, out) = run(prog, &packet, lab.host_a);
+            assert_eq!(action, TC_ACT_REDIRECT);
+            assert_eq!(addr(&out, SRC), UPLINK_IP);
+            assert_eq!(common::checksum(&out[14..34], 0), 0, "IP checksum");
+            outs.push(out);
+        }
+        // Reassembled, the datagram's UDP checksum still holds.
+        // The translated first fragment's header, made whole, around the
+        // transport bytes of both.
+        let mut datagram = outs[0][14..34].to_vec();
+        datagram.extend_from_slice(&outs[0][34..]);
+        datagram.extend_from_slice(&outs[1][34..]);
+        let total = datagram.len() as u16;
+        datagram[2..4].copy_from_slice(&total.to_be_bytes());
+        datagram[6..8].copy_from_slice(&[0, 0]);
+        datagram[10..12].copy_from_slice(&[0, 0]);
+        let c = common::checksum(&datagram[..20], 0);
+        datagram[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(
+            checksums_ok(&datagram),
+            "UDP checksum of the translated datagram"
+        );
+        let outside_port = port(&outs[0], SPORT);
+
+        let [first, later] = fragments(
+            REMOTE,
+            UPLINK_IP,
+            UDP,
+            udp(53, outside_port, &body, true),
+            0x5151,
+            64,
+        );
+        for piece in [first, later] {
+            let mut packet = eth(lab.uplink_mac, ROUTER_MAC, 0x0800);
+            packet.extend(piece);
+            let prog = lab.datapath.program(PROG_FROM_UPLINK).unwrap();
+            let (action, back) = run(prog, &packet, lab.uplink);
+            assert_eq!(action, TC_ACT_REDIRECT, "a reply fragment did not get in");
+            assert_eq!(addr(&back, DST), A_IP);
+        }
+    });
+}
+
+#[test]
+fn a_later_fragment_without_its_first_is_dropped() {
+    with_lab("fragorph", (61000, 65535), |lab| {
+        let [_, later] = fragments(A_IP, REMOTE, UDP, udp(5353, 53, &[7; 100], true), 9, 64);
+        let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+        packet.extend(later);
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, _) = run(prog, &packet, lab.host_a);
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::Unsupported.slot()],
+            1
+        );
+    });
+}

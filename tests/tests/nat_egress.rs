@@ -431,3 +431,15 @@ fn bad_nat_settings_are_refused_naming_the_field() {
         assert_nothing_left(sb.host(), &net, &[&ns]);
     }
 }
+
+#[test]
+fn a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
+    let lab = NatLab::new("natfrag", "");
+    let data = payload("frag", 8000);
+    let seen = in_netns(&lab.eps[0], move || {
+        udp_echo(INTERNET_IP, ECHO_PORT, 48000, &data)
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), UPLINK_IP);
+    assert_eq!(lab.counter("endpoint", "unsupported"), 0);
+}
