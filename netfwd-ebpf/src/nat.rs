@@ -401,19 +401,19 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
         },
     };
     let key = packet_key(ip, &seg);
-    let entry = match NAT.get_ptr_mut(key) {
-        Some(entry) => entry,
-        None => match publish(&key, seg.tcp_flags) {
-            Some(entry) => entry,
-            None => return Ok(Verdict::ToHost),
-        },
+    let now = conntrack::now_ns();
+    let live = NAT.get_ptr_mut(key).filter(|entry| {
+        // SAFETY: a live map value, read in place.
+        !conntrack::expired(unsafe { &**entry }, ip.proto, &config.timeouts, now)
+    });
+    // No live flow: a new connection to a published port starts one (over
+    // an expired flow of the same tuple — clients reuse their ports);
+    // anything else is the host's.
+    let Some(entry) = live.or_else(|| publish(&key, seg.tcp_flags, now)) else {
+        return Ok(Verdict::ToHost);
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
-    let now = conntrack::now_ns();
-    if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
-        return Ok(Verdict::ToHost);
-    }
     conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
     let (inside_addr, inside_port) = (entry.addr, entry.port);
     let Some(ep) = maps::endpoint(inside_addr) else {
@@ -456,12 +456,11 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
 /// published address and port, and the endpoint sees the client's own
 /// address. Returns the new reply-direction entry.
 #[inline(always)]
-fn publish(key: &NatKey, tcp_flags: u8) -> Option<*mut NatEntry> {
+fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Option<*mut NatEntry> {
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
         return None;
     }
     let target = maps::published(key.proto, key.dport)?;
-    let now = conntrack::now_ns();
     let mut inbound = NatEntry {
         addr: target.addr,
         port: target.port,
@@ -471,7 +470,8 @@ fn publish(key: &NatKey, tcp_flags: u8) -> Option<*mut NatEntry> {
         last_seen_ns: now,
     };
     conntrack::seen_ingress(&mut inbound, key.proto, tcp_flags, now);
-    NAT.insert(key, inbound, u64::from(BPF_NOEXIST)).ok()?;
+    // Replaces an expired flow of this tuple, if any (checked by the caller).
+    NAT.insert(key, inbound, 0).ok()?;
     let from_endpoint = Tuple {
         proto: key.proto,
         src: target.addr,

@@ -6,6 +6,7 @@ use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use netfwd::{commands, config::Proto, error, netns, network::Target};
+use nix::sys::signal;
 
 #[derive(Parser)]
 #[command(
@@ -168,6 +169,10 @@ fn attach_target(pid: Option<u32>, path: Option<PathBuf>, ip: Option<Ipv4Addr>) 
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like ends quietly, as other command
+    // line tools do, instead of a panic on EPIPE.
+    // SAFETY: restoring the default disposition before any thread starts.
+    let _ = unsafe { signal::signal(signal::Signal::SIGPIPE, signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
     // The daemon's log is its point: what it collected, what changed.
     let level = if matches!(cli.command, Command::Daemon { .. }) {

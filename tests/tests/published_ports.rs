@@ -95,6 +95,11 @@ struct PublishLab {
 
 impl PublishLab {
     fn new(tag: &str, publish_in_config: bool) -> PublishLab {
+        PublishLab::with(tag, publish_in_config, "")
+    }
+
+    /// As `new`, with `extra` appended to the config.
+    fn with(tag: &str, publish_in_config: bool, extra: &str) -> PublishLab {
         let sb = Sandbox::new(tag);
         let internet = Internet::new(&sb);
         let cgroup = Cgroup::new(tag);
@@ -105,6 +110,7 @@ impl PublishLab {
              [[endpoint]]\nnetns = \"{server_ns}\"\nip = \"{SERVER_IP}\"\n[[endpoint]]\nnetns = \"{client_ns}\"\nip = \"{CLIENT_IP}\"\n",
             cgroup.0.display()
         );
+        text.push_str(extra);
         if publish_in_config {
             for proto in ["tcp", "udp"] {
                 text.push_str(&format!(
@@ -270,4 +276,35 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
     assert_bad_input(&out, "--host-port");
     drop(listener);
     daemon.stop();
+}
+
+#[test]
+fn a_client_reusing_its_port_after_the_old_flow_expired_gets_in_again() {
+    let lab = PublishLab::with(
+        "pubreuse",
+        true,
+        "[nat.timeouts]\ntcp_syn = 1\ntcp_established = 2\ntcp_closing = 1\n",
+    );
+    let inet = lab._internet.ns.clone();
+    for round in 0..2 {
+        // From port 40404 each time, closed with a reset (no TIME_WAIT to
+        // keep the port), so the second round reuses the first's tuple.
+        in_netns(&inet, || {
+            use std::io::Read as _;
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 40404)).into())?;
+            let to: std::net::SocketAddr = format!("{UPLINK_IP}:{HOST_PORT}").parse()?;
+            socket.connect_timeout(&to.into(), std::time::Duration::from_secs(3))?;
+            socket.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+            let mut stream: std::net::TcpStream = socket.into();
+            let mut greeting = [0u8; 64];
+            let n = stream.read(&mut greeting)?;
+            anyhow::ensure!(n > 0, "no greeting");
+            socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO))?;
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
 }

@@ -10,7 +10,11 @@
 //! NAT path. The baseline is built with `ip`/`iptables`: it is the
 //! reference, not the product.
 
-use std::path::Path;
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Result;
 
@@ -20,8 +24,16 @@ pub const CLIENT_IP: &str = "192.168.77.2";
 pub const SERVER_IP: &str = "192.168.77.3";
 const GATEWAY: &str = "192.168.77.1";
 const SUBNET: &str = "192.168.77.0/24";
-const UPLINK_IP: &str = "203.0.113.2";
+pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
+/// Where the limit's client is reached from the internet, routed.
+pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.78.2";
+/// Published ports: host port `HOST_PORT_BASE + i` goes to the server's
+/// `TARGET_PORT_BASE + i`, for `i < PUBLISHED` — enough for iptables' rule
+/// walk to show against a hash lookup.
+pub const PUBLISHED: u16 = 1000;
+pub const HOST_PORT_BASE: u16 = 20000;
+pub const TARGET_PORT_BASE: u16 = 30000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -57,7 +69,8 @@ pub struct Setup {
     pub client: String,
     pub server: String,
     pub internet: String,
-    netfwd: Option<(std::path::PathBuf, String)>,
+    netfwd: Option<(PathBuf, String)>,
+    cgroup: Option<PathBuf>,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -80,6 +93,7 @@ impl Setup {
             server: format!("{prefix}-s"),
             internet: format!("{prefix}-i"),
             netfwd: None,
+            cgroup: None,
         };
         // From here on, a failure drops `setup`, which removes what exists.
         let mut setup = setup;
@@ -158,7 +172,9 @@ impl Setup {
         Ok(())
     }
 
-    /// The seeds' manual setup.
+    /// The seeds' manual setup, with the rules Docker writes for a bridge
+    /// network with published ports (a DNAT and a FORWARD accept per port,
+    /// walked in order).
     fn bridge_and_iptables(&self) -> Result<()> {
         let h = self.host.as_str();
         self.endpoints_on_host_veths()?;
@@ -178,43 +194,71 @@ impl Setup {
         }
         self.default_routes()?;
         in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        in_ns(
-            h,
-            &["iptables", "-A", "FORWARD", "-i", "br0", "-j", "ACCEPT"],
-        )?;
-        in_ns(
-            h,
-            &["iptables", "-A", "FORWARD", "-o", "br0", "-j", "ACCEPT"],
-        )?;
-        in_ns(
-            h,
-            &[
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-s",
-                SUBNET,
-                "-o",
-                "up0",
-                "-j",
-                "MASQUERADE",
-            ],
-        )
+        let mut rules = String::from(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+             -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n",
+        );
+        let _ = writeln!(rules, "-A POSTROUTING -s {SUBNET} ! -o br0 -j MASQUERADE");
+        for i in 0..PUBLISHED {
+            let _ = writeln!(
+                rules,
+                "-A DOCKER ! -i br0 -p tcp --dport {} -j DNAT --to-destination {SERVER_IP}:{}",
+                HOST_PORT_BASE + i,
+                TARGET_PORT_BASE + i
+            );
+        }
+        rules.push_str(
+            "COMMIT\n*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+             -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -o br0 -j DOCKER\n\
+             -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
+             -A FORWARD -i br0 -o br0 -j ACCEPT\n",
+        );
+        for i in 0..PUBLISHED {
+            let _ = writeln!(
+                rules,
+                "-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {} -j ACCEPT",
+                TARGET_PORT_BASE + i
+            );
+        }
+        rules.push_str("COMMIT\n");
+        let mut restore = command(
+            "nsenter",
+            &[&format!("--net=/run/netns/{h}"), "iptables-restore"],
+        );
+        let mut child = restore.stdin(std::process::Stdio::piped()).spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(rules.as_bytes())?;
+        }
+        let status = child.wait()?;
+        anyhow::ensure!(status.success(), "iptables-restore failed ({status})");
+        Ok(())
     }
 
     fn netfwd(&mut self, id: u32, netfwd: &Path, dir: &Path) -> Result<()> {
         let name = format!("b{}", id % 100_000);
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[network]\nname = \"{name}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\n\
-                 [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\n[[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\n",
-                self.client, self.server
-            ),
-        )?;
+        // The host-access hook goes to a cgroup of the bench's own, never
+        // the host's root (no host process is in it).
+        let cgroup = cgroup_dir(id)?;
+        self.cgroup = Some(cgroup.clone());
+        let mut text = format!(
+            "[network]\nname = \"{name}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\nhost_cgroup = \"{}\"\n\
+             [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\n[[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\n",
+            cgroup.display(),
+            self.client,
+            self.server
+        );
+        for i in 0..PUBLISHED {
+            let _ = write!(
+                text,
+                "[[publish]]\nproto = \"tcp\"\nhost_port = {}\nendpoint = \"{}\"\nport = {}\n",
+                HOST_PORT_BASE + i,
+                self.server,
+                TARGET_PORT_BASE + i
+            );
+        }
+        std::fs::write(&config, text)?;
         self.netfwd = Some((netfwd.to_owned(), name));
         let config = config.display().to_string();
         run(command(
@@ -281,6 +325,22 @@ impl Setup {
     }
 }
 
+/// An empty cgroup v2 directory of the bench's own.
+fn cgroup_dir(id: u32) -> Result<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let root = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let mount_point = before.split_whitespace().nth(4)?;
+            (after.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy"))?;
+    let dir = root.join(format!("netfwd-bench-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         if let Some((bin, name)) = &self.netfwd {
@@ -291,6 +351,9 @@ impl Drop for Setup {
         }
         for ns in [&self.client, &self.server, &self.internet, &self.host] {
             let _ = succeeds(&mut command("ip", &["netns", "del", ns]));
+        }
+        if let Some(dir) = &self.cgroup {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

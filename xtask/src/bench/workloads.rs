@@ -16,7 +16,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::setups::{INTERNET_IP, SERVER_IP, Setup};
+use super::setups::{
+    HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
+    TARGET_PORT_BASE, UPLINK_IP,
+};
 use crate::cmd::{command, output};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +31,16 @@ pub enum Workload {
     NatTcpStream,
     NatTcpRr,
     NatConnRate,
+    /// New connections from the internet to the 10th, 100th and 1000th of
+    /// 1000 published ports: iptables walks its DNAT and FORWARD rules in
+    /// order, netfwd looks one hash up.
+    Published10,
+    Published100,
+    Published1000,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 10] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
@@ -39,6 +48,9 @@ impl Workload {
         Workload::NatTcpStream,
         Workload::NatTcpRr,
         Workload::NatConnRate,
+        Workload::Published10,
+        Workload::Published100,
+        Workload::Published1000,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +62,9 @@ impl Workload {
             Workload::NatTcpStream => "endpoint→internet TCP (NAT path)",
             Workload::NatTcpRr => "endpoint→internet TCP request/response",
             Workload::NatConnRate => "endpoint→internet new connections",
+            Workload::Published10 => "internet→published port 10 of 1000, new connections",
+            Workload::Published100 => "internet→published port 100 of 1000, new connections",
+            Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
         }
     }
 
@@ -58,7 +73,10 @@ impl Workload {
             Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => "Gbit/s",
             Workload::TcpRr | Workload::NatTcpRr => "transactions/s",
             Workload::Udp64 => "kpps received",
-            Workload::NatConnRate => "connections/s",
+            Workload::NatConnRate
+            | Workload::Published10
+            | Workload::Published100
+            | Workload::Published1000 => "connections/s",
         }
     }
 
@@ -84,22 +102,74 @@ pub struct Sample {
 
 const PORT: u16 = 5201;
 
-pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
-    let (client, server_ns, server_ip) = match w {
-        Workload::TcpStream1 | Workload::TcpStream4 | Workload::TcpRr | Workload::Udp64 => {
-            (&setup.client, &setup.server, SERVER_IP)
-        }
-        _ => (&setup.client, &setup.internet, INTERNET_IP),
+/// Who talks to whom in a workload: the client's namespace and the address
+/// it connects to; the server's namespace and the address it listens on
+/// (they differ where a NAT sits between).
+struct Path<'a> {
+    client_ns: &'a str,
+    connect: SocketAddr,
+    server_ns: &'a str,
+    listen: SocketAddr,
+}
+
+fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
+    let same = |ns_c, ns_s, ip: &str, port: u16| -> Result<Path<'_>> {
+        let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+        Ok(Path {
+            client_ns: ns_c,
+            connect: addr,
+            server_ns: ns_s,
+            listen: addr,
+        })
     };
+    // One port per kind of server: the last run's may linger a moment.
+    let port = match w {
+        Workload::TcpRr | Workload::NatTcpRr => PORT + 1,
+        Workload::NatConnRate => PORT + 2,
+        _ => PORT,
+    };
+    match w {
+        Workload::TcpStream1 | Workload::TcpStream4 | Workload::TcpRr | Workload::Udp64 => {
+            same(&setup.client, &setup.server, SERVER_IP, port)
+        }
+        Workload::NatTcpStream | Workload::NatTcpRr | Workload::NatConnRate => {
+            same(&setup.client, &setup.internet, INTERNET_IP, port)
+        }
+        Workload::Published10 | Workload::Published100 | Workload::Published1000 => {
+            let index = match w {
+                Workload::Published10 => 9,
+                Workload::Published100 => 99,
+                _ => PUBLISHED - 1,
+            };
+            let target = TARGET_PORT_BASE + index;
+            if setup.kind == Kind::Limit {
+                // Plain routing to the endpoint itself: no translation at all.
+                return same(
+                    &setup.internet,
+                    &setup.client,
+                    LIMIT_CLIENT_ROUTED_IP,
+                    target,
+                );
+            }
+            Ok(Path {
+                client_ns: &setup.internet,
+                connect: format!("{UPLINK_IP}:{}", HOST_PORT_BASE + index).parse()?,
+                server_ns: &setup.server,
+                listen: format!("{SERVER_IP}:{target}").parse()?,
+            })
+        }
+    }
+}
+
+pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
+    let p = path(w, setup)?;
     let cpu = CpuMeter::start()?;
     let value = match w {
-        Workload::TcpStream1 | Workload::NatTcpStream => {
-            iperf_tcp(client, server_ns, server_ip, 1, secs)?
-        }
-        Workload::TcpStream4 => iperf_tcp(client, server_ns, server_ip, 4, secs)?,
-        Workload::Udp64 => iperf_udp64(client, server_ns, server_ip, secs)?,
-        Workload::TcpRr | Workload::NatTcpRr => sockperf_rr(client, server_ns, server_ip, secs)?,
-        Workload::NatConnRate => conn_rate(client, server_ns, server_ip, secs)?,
+        Workload::TcpStream1 | Workload::NatTcpStream => iperf_tcp(&p, 1, secs)?,
+        Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
+        Workload::Udp64 => iperf_udp64(&p, secs)?,
+        Workload::TcpRr | Workload::NatTcpRr => sockperf_rr(&p, secs)?,
+        _ => conn_rate(&p, secs)?,
     };
     let cpu_secs = cpu.stop()?;
     let work = match w {
@@ -168,13 +238,13 @@ fn json_number(text: &str, path: &[&str]) -> Result<f64> {
         .ok_or_else(|| anyhow!("no {} in iperf3's output", path.join(".")))
 }
 
-fn iperf_tcp(client_ns: &str, server_ns: &str, ip: &str, streams: u32, secs: u64) -> Result<f64> {
-    let port = PORT.to_string();
-    let _server = Server::start(server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
-    let (t, p) = (secs.to_string(), streams.to_string());
+fn iperf_tcp(p: &Path, streams: u32, secs: u64) -> Result<f64> {
+    let (ip, port) = (p.connect.ip().to_string(), p.connect.port().to_string());
+    let _server = Server::start(p.server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
+    let (t, n) = (secs.to_string(), streams.to_string());
     let out = client(
-        client_ns,
-        &["iperf3", "-c", ip, "-p", &port, "-t", &t, "-P", &p, "-J"],
+        p.client_ns,
+        &["iperf3", "-c", &ip, "-p", &port, "-t", &t, "-P", &n, "-J"],
         secs,
     )?;
     Ok(json_number(&out, &["end", "sum_received", "bits_per_second"])? / 1e9)
@@ -183,14 +253,14 @@ fn iperf_tcp(client_ns: &str, server_ns: &str, ip: &str, streams: u32, secs: u64
 /// 64-byte UDP datagrams as fast as one iperf3 sender can write them
 /// (syscall-bound: it shows per-packet cost on the path, not the path's
 /// ceiling); the rate the receiver got.
-fn iperf_udp64(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
-    let port = PORT.to_string();
-    let _server = Server::start(server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
+fn iperf_udp64(p: &Path, secs: u64) -> Result<f64> {
+    let (ip, port) = (p.connect.ip().to_string(), p.connect.port().to_string());
+    let _server = Server::start(p.server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
     let t = secs.to_string();
     let out = client(
-        client_ns,
+        p.client_ns,
         &[
-            "iperf3", "-c", ip, "-p", &port, "-u", "-l", "64", "-b", "0", "-t", &t, "-J",
+            "iperf3", "-c", &ip, "-p", &port, "-u", "-l", "64", "-b", "0", "-t", &t, "-J",
         ],
         secs,
     )?;
@@ -202,16 +272,25 @@ fn iperf_udp64(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<
 
 /// sockperf's TCP ping-pong; transactions per second from its average
 /// one-way latency.
-fn sockperf_rr(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
-    let port = (PORT + 1).to_string();
+fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
+    let (listen_ip, listen_port) = (p.listen.ip().to_string(), p.listen.port().to_string());
     let _server = Server::start(
-        server_ns,
-        &["sockperf", "sr", "--tcp", "-i", ip, "-p", &port],
+        p.server_ns,
+        &[
+            "sockperf",
+            "sr",
+            "--tcp",
+            "-i",
+            &listen_ip,
+            "-p",
+            &listen_port,
+        ],
     )?;
+    let (ip, port) = (p.connect.ip().to_string(), p.connect.port().to_string());
     let t = secs.to_string();
     let out = client(
-        client_ns,
-        &["sockperf", "pp", "--tcp", "-i", ip, "-p", &port, "-t", &t],
+        p.client_ns,
+        &["sockperf", "pp", "--tcp", "-i", &ip, "-p", &port, "-t", &t],
         secs,
     )?;
     let latency_us: f64 = out
@@ -225,14 +304,14 @@ fn sockperf_rr(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<
 
 /// Short TCP connections for `secs`: connect, close with a reset (no
 /// TIME_WAIT to run the client's ports dry), count.
-fn conn_rate(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f64> {
-    let addr: SocketAddr = format!("{ip}:{}", PORT + 2).parse()?;
+fn conn_rate(p: &Path, secs: u64) -> Result<f64> {
+    let (connect, listen) = (p.connect, p.listen);
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
-        let (ns, stop) = (server_ns.to_owned(), stop.clone());
+        let (ns, stop) = (p.server_ns.to_owned(), stop.clone());
         thread::spawn(move || -> Result<()> {
             enter(&ns)?;
-            let listener = TcpListener::bind(addr)?;
+            let listener = TcpListener::bind(listen)?;
             listener.set_nonblocking(true)?;
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -247,13 +326,13 @@ fn conn_rate(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f6
         })
     };
     thread::sleep(Duration::from_millis(200));
-    let ns = client_ns.to_owned();
+    let ns = p.client_ns.to_owned();
     let count = thread::spawn(move || -> Result<u64> {
         enter(&ns)?;
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut n = 0u64;
         while Instant::now() < deadline {
-            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            let s = TcpStream::connect_timeout(&connect, Duration::from_secs(2))?;
             let reset_on_close = nix::libc::linger {
                 l_onoff: 1,
                 l_linger: 0,
@@ -264,10 +343,10 @@ fn conn_rate(client_ns: &str, server_ns: &str, ip: &str, secs: u64) -> Result<f6
         Ok(n)
     })
     .join()
-    .map_err(|_| anyhow!("client panicked"))?;
+    .map_err(|_| anyhow!("client panicked"));
     stop.store(true, Ordering::Relaxed);
     server.join().map_err(|_| anyhow!("server panicked"))??;
-    Ok(count? as f64 / secs as f64)
+    Ok(count?? as f64 / secs as f64)
 }
 
 fn enter(ns: &str) -> Result<()> {
