@@ -37,8 +37,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// namespace goes with the sandbox).
 pub struct Internet {
     pub ns: String,
-    stop: Arc<AtomicBool>,
-    server: Option<JoinHandle<()>>,
+    _server: EchoServer,
 }
 
 impl Internet {
@@ -86,55 +85,71 @@ impl Internet {
             ],
         );
         tool_ok("ip", &["-n", &ns, "link", "set", "inet0", "up"]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = start_echo_server(&ns, INTERNET_IP, ECHO_PORT, stop.clone());
+        let server = EchoServer::start(&ns, INTERNET_IP, ECHO_PORT);
         Internet {
             ns,
-            stop,
-            server: Some(server),
+            _server: server,
         }
     }
 }
 
-impl Drop for Internet {
+/// An echo server in a namespace, TCP and UDP on one address and port:
+/// each TCP connection is answered `"<peer ip>:<peer port>\n"` and then its
+/// own bytes; each datagram likewise. Stopped on drop.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub fn start(ns: &str, ip: &str, port: u16) -> EchoServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = serve_echo(ns, ip, port, stop.clone());
+        EchoServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
-/// An echo server in `ns` on `ip:port`, TCP and UDP, until `stop`: each TCP
-/// connection is read to its end and answered `"<peer ip>:<peer port>\n"` and
-/// the bytes; each datagram likewise.
-pub fn start_echo_server(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+fn serve_echo(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let ns = ns.to_owned();
     let addr = SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), port));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
         enter_netns(&ns).unwrap_or_else(|e| panic!("{e:#}"));
-        let tcp = TcpListener::bind(addr).unwrap_or_else(|e| panic!("[{ns}] bind {addr}: {e}"));
+        let tcp = listen(addr).unwrap_or_else(|e| panic!("[{ns}] listen on {addr}: {e}"));
         let udp = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("[{ns}] bind udp {addr}: {e}"));
-        tcp.set_nonblocking(true).unwrap();
-        udp.set_read_timeout(Some(Duration::from_millis(5)))
-            .unwrap();
+        udp.set_nonblocking(true).unwrap();
         let _ = ready_tx.send(());
         let mut buf = [0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
-            match tcp.accept() {
-                Ok((stream, peer)) => {
-                    thread::spawn(move || {
-                        let _ = echo_stream(stream, peer);
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => break,
+            // Everything pending first: a burst of connections must not wait
+            // on one another.
+            let mut idle = true;
+            while let Ok((stream, peer)) = tcp.accept() {
+                idle = false;
+                thread::spawn(move || {
+                    let _ = echo_stream(stream, peer);
+                });
             }
-            if let Ok((n, peer)) = udp.recv_from(&mut buf) {
+            while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                idle = false;
                 let mut reply = format!("{peer}\n").into_bytes();
                 reply.extend_from_slice(&buf[..n]);
                 let _ = udp.send_to(&reply, peer);
+            }
+            if idle {
+                thread::sleep(Duration::from_millis(1));
             }
         }
     });
@@ -142,6 +157,16 @@ pub fn start_echo_server(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -
         .recv_timeout(IO_TIMEOUT)
         .expect("echo server did not start");
     server
+}
+
+/// A non-blocking listener with room for a burst of connections.
+fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 fn echo_stream(mut stream: TcpStream, peer: SocketAddr) -> Result<()> {

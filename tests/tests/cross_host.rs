@@ -6,13 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, atomic::AtomicBool};
-
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
     outside::{
-        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, start_echo_server,
-        tcp_echo,
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
     payload, tool_ok,
 };
@@ -110,28 +107,6 @@ impl TwoHosts {
     }
 }
 
-/// An echo server in `ns` at `ip:7` for the life of the guard.
-struct Server(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Server {
-    fn start(ns: &str, ip: &str) -> Server {
-        let stop = Arc::new(AtomicBool::new(false));
-        Server(
-            stop.clone(),
-            Some(start_echo_server(ns, ip, ECHO_PORT, stop)),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn exchange(from: &str, to_ip: &'static str) -> String {
     let data = payload(from, 5000);
     in_netns(from, move || tcp_echo(to_ip, ECHO_PORT, None, &data)).unwrap()
@@ -143,13 +118,13 @@ fn endpoints_on_two_hosts_reach_each_other_by_their_own_addresses() {
         let lab = TwoHosts::new(&format!("x{}", &kind[..1]), kind);
         assert_ping(&lab.a_ep, B_EP);
         assert_ping(&lab.b_ep, A_EP);
-        let _on_b = Server::start(&lab.b_ep, B_EP);
+        let _on_b = EchoServer::start(&lab.b_ep, B_EP, ECHO_PORT);
         assert_eq!(
             ip_of(&exchange(&lab.a_ep, B_EP)),
             A_EP,
             "{kind}: B saw a NATed source"
         );
-        let _on_a = Server::start(&lab.a_ep, A_EP);
+        let _on_a = EchoServer::start(&lab.a_ep, A_EP, ECHO_PORT);
         assert_eq!(ip_of(&exchange(&lab.b_ep, A_EP)), B_EP, "{kind}");
         assert_no_bridge_and_no_rules(lab.a.host());
         assert_no_bridge_and_no_rules(lab.b.host());
@@ -160,7 +135,7 @@ fn endpoints_on_two_hosts_reach_each_other_by_their_own_addresses() {
 fn a_plain_host_routing_via_a_reaches_as_endpoints_and_gets_answers() {
     let lab = TwoHosts::new("xc", "bridge");
     assert_ping(&lab.c, A_EP);
-    let _on_a = Server::start(&lab.a_ep, A_EP);
+    let _on_a = EchoServer::start(&lab.a_ep, A_EP, ECHO_PORT);
     assert_eq!(
         ip_of(&exchange(&lab.c, A_EP)),
         C_LAN,

@@ -240,14 +240,12 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
             "net.ipv4.ip_forward=1",
         ],
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let server = netfwd_tests::outside::start_echo_server(&far, "198.51.100.2", 9, stop.clone());
+    let server = netfwd_tests::outside::EchoServer::start(&far, "198.51.100.2", 9);
     let data = payload("pmtu", 2_000_000);
     let result = in_netns(&lab.eps[0], move || {
         tcp_echo("198.51.100.2", 9, None, &data)
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = server.join();
+    drop(server);
     assert_eq!(ip_of(&result.unwrap()), UPLINK_IP);
     let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", "198.51.100.2"]);
     assert!(route.contains("mtu 1280"), "no learnt path MTU: {route}");

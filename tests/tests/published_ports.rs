@@ -9,14 +9,12 @@
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    sync::{Arc, atomic::AtomicBool},
 };
 
 use netfwd_tests::{
     Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     outside::{
-        INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, start_echo_server, tcp_echo,
-        udp_echo,
+        EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
     },
     payload,
 };
@@ -89,8 +87,7 @@ struct PublishLab {
     client_ns: String,
     cgroup: Cgroup,
     config: PathBuf,
-    stop: Arc<AtomicBool>,
-    server: Option<std::thread::JoinHandle<()>>,
+    _server: EchoServer,
 }
 
 impl PublishLab {
@@ -120,8 +117,7 @@ impl PublishLab {
         }
         let config = sb.write_config(&text);
         sb.up_file(&config);
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = start_echo_server(&server_ns, SERVER_IP, PORT, stop.clone());
+        let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
         PublishLab {
             sb,
             _internet: internet,
@@ -130,8 +126,7 @@ impl PublishLab {
             client_ns,
             cgroup,
             config,
-            stop,
-            server: Some(server),
+            _server: server,
         }
     }
 
@@ -140,15 +135,6 @@ impl PublishLab {
     fn tcp_from(&self, ns: &str, ip: &'static str) -> anyhow::Result<String> {
         let data = payload(ns, 10_000);
         in_netns(ns, move || tcp_echo(ip, HOST_PORT, None, &data))
-    }
-}
-
-impl Drop for PublishLab {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(s) = self.server.take() {
-            let _ = s.join();
-        }
     }
 }
 
