@@ -70,27 +70,19 @@ enum Command {
     },
     /// Publish a host port to an endpoint while the network runs.
     Publish {
-        #[arg(long, value_name = "NET")]
-        name: String,
-        #[arg(long, value_enum)]
-        proto: Proto,
-        #[arg(long)]
-        host_port: u16,
+        #[command(flatten)]
+        port: HostPort,
         /// The endpoint: its netns name or its address.
         #[arg(long)]
         endpoint: String,
         /// The endpoint's port.
-        #[arg(long)]
-        port: u16,
+        #[arg(long = "port")]
+        target_port: u16,
     },
     /// Stop publishing a host port; connections already made keep going.
     Unpublish {
-        #[arg(long, value_name = "NET")]
-        name: String,
-        #[arg(long, value_enum)]
-        proto: Proto,
-        #[arg(long)]
-        host_port: u16,
+        #[command(flatten)]
+        port: HostPort,
     },
     /// Bring the network up and keep it: collect expired NAT flows, follow
     /// the uplink's address, forget exited attached endpoints. Stops on
@@ -122,6 +114,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A published host port of a network.
+#[derive(clap::Args)]
+struct HostPort {
+    #[arg(long, value_name = "NET")]
+    name: String,
+    #[arg(long, value_enum)]
+    proto: Proto,
+    #[arg(long)]
+    host_port: u16,
 }
 
 #[derive(Subcommand)]
@@ -236,17 +239,22 @@ fn run(cli: Cli) -> Result<()> {
                 command: NatCommand::List { name, json },
             } => commands::nat::exec_list(name.as_deref(), json).await,
             Command::Publish {
-                name,
-                proto,
-                host_port,
-                endpoint,
                 port,
-            } => commands::publish::exec_publish(&name, proto, host_port, &endpoint, port).await,
-            Command::Unpublish {
-                name,
-                proto,
-                host_port,
-            } => commands::publish::exec_unpublish(&name, proto, host_port).await,
+                endpoint,
+                target_port,
+            } => {
+                commands::publish::exec_publish(
+                    &port.name,
+                    port.proto,
+                    port.host_port,
+                    &endpoint,
+                    target_port,
+                )
+                .await
+            }
+            Command::Unpublish { port } => {
+                commands::publish::exec_unpublish(&port.name, port.proto, port.host_port).await
+            }
             Command::Detach { name, target } => {
                 let target = attach_target(target.pid, target.netns_path, target.ip)?;
                 commands::attach::exec_detach(&name, &target).await
