@@ -21,7 +21,7 @@ use self::{
 use crate::cmd::{command, output, workspace_root};
 
 pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
-    let (reps, secs) = if quick { (3, 1) } else { (5, 4) };
+    let (reps, secs) = if quick { (2, 1) } else { (5, 4) };
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
     std::fs::create_dir_all(&dir)?;
@@ -46,11 +46,22 @@ pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
         }
         eprintln!("bench: run {}/{reps} done", rep + 1);
     }
+    let mut memory =
+        String::from("\nNAT state for about 100,000 flows (UDP, one datagram each):\n\n");
+    for setup in &built {
+        if let Some((flows, bytes)) = workloads::nat_table_memory(setup, netfwd)? {
+            memory.push_str(&format!(
+                "- {}: {flows} flows held, {:.1} MiB\n",
+                setup.kind.name(),
+                bytes as f64 / (1 << 20) as f64
+            ));
+        }
+    }
     drop(built);
     let _ = std::fs::remove_dir_all(&dir);
 
     let machine = machine()?;
-    let md = report::markdown(&samples, reps, secs, &machine);
+    let md = report::markdown(&samples, reps, secs, &machine) + &memory;
     let json = report::json(&samples, reps, secs, &machine);
     let svg = report::svg(&samples);
     let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;

@@ -249,6 +249,8 @@ impl Setup {
             self.client,
             self.server
         );
+        // Room for the 100k-flow workload.
+        text.push_str("[nat]\nmax_flows = 131072\n");
         for i in 0..PUBLISHED {
             let _ = write!(
                 text,

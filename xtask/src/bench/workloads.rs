@@ -31,6 +31,9 @@ pub enum Workload {
     NatTcpStream,
     NatTcpRr,
     NatConnRate,
+    /// Request/response on the NAT path while the NAT holds 100,000 other
+    /// flows: what a full table costs a lookup.
+    NatRrFullTable,
     /// New connections from the internet to the 10th, 100th and 1000th of
     /// 1000 published ports: iptables walks its DNAT and FORWARD rules in
     /// order, netfwd looks one hash up.
@@ -40,7 +43,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
@@ -48,6 +51,7 @@ impl Workload {
         Workload::NatTcpStream,
         Workload::NatTcpRr,
         Workload::NatConnRate,
+        Workload::NatRrFullTable,
         Workload::Published10,
         Workload::Published100,
         Workload::Published1000,
@@ -62,6 +66,7 @@ impl Workload {
             Workload::NatTcpStream => "endpoint→internet TCP (NAT path)",
             Workload::NatTcpRr => "endpoint→internet TCP request/response",
             Workload::NatConnRate => "endpoint→internet new connections",
+            Workload::NatRrFullTable => "endpoint→internet request/response, 100k flows held",
             Workload::Published10 => "internet→published port 10 of 1000, new connections",
             Workload::Published100 => "internet→published port 100 of 1000, new connections",
             Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
@@ -71,7 +76,7 @@ impl Workload {
     pub fn unit(self) -> &'static str {
         match self {
             Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => "Gbit/s",
-            Workload::TcpRr | Workload::NatTcpRr => "transactions/s",
+            Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable => "transactions/s",
             Workload::Udp64 => "kpps received",
             Workload::NatConnRate
             | Workload::Published10
@@ -124,7 +129,7 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
     };
     // One port per kind of server: the last run's may linger a moment.
     let port = match w {
-        Workload::TcpRr | Workload::NatTcpRr => PORT + 1,
+        Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable => PORT + 1,
         Workload::NatConnRate => PORT + 2,
         _ => PORT,
     };
@@ -132,9 +137,10 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         Workload::TcpStream1 | Workload::TcpStream4 | Workload::TcpRr | Workload::Udp64 => {
             same(&setup.client, &setup.server, SERVER_IP, port)
         }
-        Workload::NatTcpStream | Workload::NatTcpRr | Workload::NatConnRate => {
-            same(&setup.client, &setup.internet, INTERNET_IP, port)
-        }
+        Workload::NatTcpStream
+        | Workload::NatTcpRr
+        | Workload::NatConnRate
+        | Workload::NatRrFullTable => same(&setup.client, &setup.internet, INTERNET_IP, port),
         Workload::Published10 | Workload::Published100 | Workload::Published1000 => {
             let index = match w {
                 Workload::Published10 => 9,
@@ -169,6 +175,10 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
         Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
         Workload::Udp64 => iperf_udp64(&p, secs)?,
         Workload::TcpRr | Workload::NatTcpRr => sockperf_rr(&p, secs)?,
+        Workload::NatRrFullTable => {
+            fill_nat_table(&p)?;
+            sockperf_rr(&p, secs)?
+        }
         _ => conn_rate(&p, secs)?,
     };
     let cpu_secs = cpu.stop()?;
@@ -347,6 +357,79 @@ fn conn_rate(p: &Path, secs: u64) -> Result<f64> {
     stop.store(true, Ordering::Relaxed);
     server.join().map_err(|_| anyhow!("server panicked"))??;
     Ok(count?? as f64 / secs as f64)
+}
+
+/// Flows the 100k-flow workload opens: UDP from this many source ports…
+const FILL_SPORTS: u16 = 4500;
+/// …to this many destination ports (each within the NAT's 4536 outside
+/// ports per remote address and port).
+const FILL_DPORTS: u16 = 23;
+
+/// One UDP datagram per (source port, destination port): 103,500 flows the
+/// NAT (or conntrack) must hold. Nothing listens; the ICMP errors coming
+/// back are the host's or the endpoint's to drop.
+fn fill_nat_table(p: &Path) -> Result<()> {
+    let (ns, ip) = (p.client_ns.to_owned(), p.connect.ip());
+    thread::spawn(move || -> Result<()> {
+        enter(&ns)?;
+        for sport in 0..FILL_SPORTS {
+            let socket = std::net::UdpSocket::bind(("0.0.0.0", 40000 + sport))?;
+            for dport in 0..FILL_DPORTS {
+                socket.send_to(b"x", (ip, 10000 + dport))?;
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow!("filler panicked"))?
+}
+
+/// What holding the 100k flows costs in memory: (flows held, bytes), after
+/// filling the table anew. The baseline's conntrack entries are counted with
+/// the kernel's object size; netfwd's table is what the kernel charges for
+/// the preallocated LRU map. `None` for the limit, which holds nothing.
+pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Option<(u64, u64)>> {
+    let p = path(Workload::NatRrFullTable, setup)?;
+    let host = format!("--net=/run/netns/{}", setup.host);
+    match setup.kind {
+        Kind::Limit => Ok(None),
+        Kind::Baseline => {
+            fill_nat_table(&p)?;
+            let count: u64 = output(&mut command(
+                "nsenter",
+                &[
+                    host.as_str(),
+                    "cat",
+                    "/proc/sys/net/netfilter/nf_conntrack_count",
+                ],
+            ))?
+            .trim()
+            .parse()?;
+            let slabinfo = std::fs::read_to_string("/proc/slabinfo")?;
+            let objsize: u64 = slabinfo
+                .lines()
+                .find(|l| l.starts_with("nf_conntrack "))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+                .context("no nf_conntrack in /proc/slabinfo")?;
+            Ok(Some((count, count * objsize)))
+        }
+        Kind::NetfwdTc => {
+            fill_nat_table(&p)?;
+            let netns = setup.host.as_str();
+            let status = output(&mut command(
+                &netfwd.display().to_string(),
+                &["--netns", netns, "status", "--json"],
+            ))?;
+            let v: serde_json::Value = serde_json::from_str(&status)?;
+            let nat = &v["networks"][0]["nat"];
+            let flows = nat["flows"].as_u64().context("no NAT flows in status")?;
+            let bytes = nat["memory_bytes"]
+                .as_u64()
+                .context("no NAT memory in status")?;
+            Ok(Some((flows, bytes)))
+        }
+    }
 }
 
 fn enter(ns: &str) -> Result<()> {
