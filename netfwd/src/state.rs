@@ -106,14 +106,10 @@ impl State {
         fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
     }
 
+    /// Removes the state and the network's lock file.
     pub fn remove(name: &str) -> Result<()> {
-        let path = path(name);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", path.display()))
-            }
-            _ => Ok(()),
-        }
+        remove_if_present(&path(name))?;
+        remove_if_present(&network_lock_path(name))
     }
 }
 
@@ -132,4 +128,35 @@ pub fn lock() -> Result<StateLock> {
         .map_err(|(_, errno)| errno)
         .with_context(|| format!("locking {STATE_DIR}"))?;
     Ok(StateLock { _lock: lock })
+}
+
+/// Held across a multi-step change of one network that must not interleave
+/// with another of the same network (a CNI ADD: IPAM lease, `up`, attach,
+/// published ports), while other networks go on. `down` removes its file
+/// with the state.
+pub struct NetworkLock {
+    _lock: Flock<File>,
+}
+
+fn network_lock_path(name: &str) -> PathBuf {
+    PathBuf::from(STATE_DIR).join(format!("{name}.lock"))
+}
+
+pub fn network_lock(name: &str) -> Result<NetworkLock> {
+    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+    let path = network_lock_path(name);
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(NetworkLock { _lock: lock })
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }

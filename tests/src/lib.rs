@@ -33,6 +33,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod cgroup;
+pub mod cni;
 pub mod outside;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -55,7 +57,7 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn next_id() -> u32 {
+pub(crate) fn next_id() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -79,14 +81,34 @@ pub fn netns_path(ns: &str) -> PathBuf {
 /// Runs `cmd` with stdin closed, collecting stdout and stderr; kills it after
 /// `limit` (the returned status is then the kill's, i.e. not success).
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    run_limited(cmd, None, limit)
+}
+
+/// Like [`run_with_timeout`], with `input` on stdin.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], limit: Duration) -> Output {
+    run_limited(cmd, Some(input), limit)
+}
+
+fn run_limited(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
     let shown = show_command(cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => panic!("cannot start `{shown}`: {e}"),
     };
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // A child that exits without reading must not block us.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
     let stdout = reader(child.stdout.take());
     let stderr = reader(child.stderr.take());
     let deadline = Instant::now() + limit;

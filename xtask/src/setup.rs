@@ -27,6 +27,12 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "iptables",
     "nftables",
+    // The CNI plugin's tests: a real podman (CNI backend), host-local IPAM,
+    // busybox for the containers' root filesystem.
+    "podman",
+    "runc",
+    "containernetworking-plugins",
+    "busybox-static",
     // Debugging and benchmarks.
     "tcpdump",
     "ethtool",

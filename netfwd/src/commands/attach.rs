@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::network::{self, Attachment, Target};
+use crate::network::{self, AttachRequest, Attachment, Target};
 
 #[derive(Serialize)]
 struct AttachReport<'a> {
@@ -25,7 +25,13 @@ pub async fn exec_attach(
     ifname: &str,
     json: bool,
 ) -> Result<()> {
-    let a = network::attach(name, target, ip, ifname).await?;
+    let req = AttachRequest {
+        target,
+        ip,
+        ifname,
+        container_id: None,
+    };
+    let a = network::attach(name, &req).await?;
     let report = AttachReport {
         network: name,
         ip: a.ip.to_string(),

@@ -85,6 +85,8 @@ pub struct EndpointStatus {
 pub struct AttachedStatus {
     pub pid: Option<u32>,
     pub netns_path: String,
+    /// Set for endpoints a CNI ADD made.
+    pub container_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -183,6 +185,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
             let how = AttachedStatus {
                 pid: a.pid,
                 netns_path: a.netns_path.display().to_string(),
+                container_id: a.container_id.clone(),
             };
             (how.netns_path.clone(), a.ip, Some(how), a.present())
         }));
@@ -329,9 +332,15 @@ fn print_human(report: &StatusReport) {
         );
         for ep in &net.endpoints {
             let c = ep.counters.as_ref();
+            // A CNI endpoint's namespace is the runtime's; its container is
+            // what the operator knows it by.
+            let label = match ep.attached.as_ref().and_then(|a| a.container_id.as_ref()) {
+                Some(id) => format!("cni:{}", id.get(..12).unwrap_or(id)),
+                None => ep.netns.clone(),
+            };
             println!(
                 "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:>9} {:>10} {:>8} {:>6} {:>7}",
-                ep.netns,
+                label,
                 ep.ip,
                 ep.mac.as_deref().unwrap_or("-"),
                 ep.host_ifname,

@@ -17,7 +17,7 @@ use rtnetlink::{
     Handle, RouteMessageBuilder,
     packet_route::{
         address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
-        route::{RouteMessage, RouteScope},
+        route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
 };
 
@@ -223,6 +223,27 @@ impl Netlink {
 }
 
 impl Netlink {
+    /// The gateway of the main table's IPv4 default route, if there is one.
+    pub async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .context("listing routes")?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.destination_prefix_length == 0)
+            .find_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                    _ => None,
+                })
+            }))
+    }
+
     /// Deletes the route; one already gone is fine.
     pub async fn delete_route(&self, route: &Route) -> Result<()> {
         match self

@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{endpoint, install_endpoint, own_state};
+use super::{endpoint, install_endpoint, own_state, publish};
 use crate::{
     config::{self, Network},
     input_error,
@@ -32,6 +32,9 @@ pub struct Attachment {
     /// The namespace attached: a PID reused by another process, or a path
     /// mounted over, is not it.
     pub netns_id: NetnsId,
+    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 impl Attachment {
@@ -58,6 +61,12 @@ pub enum Target {
     Path(PathBuf),
     /// Detach only: the endpoint with this address.
     Ip(Ipv4Addr),
+    /// Detach only: the endpoint a CNI ADD made for this container and
+    /// interface name.
+    Container {
+        id: String,
+        ifname: String,
+    },
 }
 
 impl Target {
@@ -65,7 +74,7 @@ impl Target {
         match self {
             Target::Pid(pid) => Some((PathBuf::from(format!("/proc/{pid}/ns/net")), Some(*pid))),
             Target::Path(path) => Some((path.clone(), None)),
-            Target::Ip(_) => None,
+            Target::Ip(_) | Target::Container { .. } => None,
         }
     }
 
@@ -74,23 +83,34 @@ impl Target {
             Target::Pid(pid) => format!("--pid: process {pid}"),
             Target::Path(path) => format!("--netns-path: {}", path.display()),
             Target::Ip(ip) => format!("--ip: {ip}"),
+            Target::Container { id, ifname } => format!("container {id} ({ifname})"),
         }
     }
 }
 
+/// What to attach: the namespace, and what the endpoint in it gets.
+pub struct AttachRequest<'a> {
+    pub target: &'a Target,
+    /// Default: the lowest free address.
+    pub ip: Option<Ipv4Addr>,
+    pub ifname: &'a str,
+    pub container_id: Option<&'a str>,
+}
+
 /// Plugs the namespace into network `name`; attaching the same namespace
 /// again changes nothing.
-pub async fn attach(
-    name: &str,
-    target: &Target,
-    ip: Option<Ipv4Addr>,
-    ifname: &str,
-) -> Result<Attachment> {
+pub async fn attach(name: &str, req: &AttachRequest<'_>) -> Result<Attachment> {
+    let AttachRequest {
+        target,
+        ip,
+        ifname,
+        container_id,
+    } = *req;
     let host = Netlink::current()?;
     let _lock = state::lock()?;
     let mut st = own_state(name)?;
     let Some((path, pid)) = target.netns_path() else {
-        return Err(input_error!("attach needs --pid or --netns"));
+        return Err(input_error!("attach needs --pid or --netns-path"));
     };
     config::validate_ifname("--ifname", ifname)?;
     if !netns::is_netns_path(&path).unwrap_or(false) {
@@ -125,6 +145,7 @@ pub async fn attach(
         netns_path: path,
         pid,
         netns_id,
+        container_id: container_id.map(str::to_owned),
     };
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
@@ -140,7 +161,8 @@ pub async fn attach(
     Ok(attachment)
 }
 
-/// Removes what `attach` added for the target; Ok if it was not attached.
+/// Removes what `attach` added for the target, and the ports published to
+/// it; Ok if it was not attached.
 pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
@@ -154,11 +176,20 @@ pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
                 .iter()
                 .position(|a| &a.netns_path == path || Some(a.netns_id) == id)
         }
+        Target::Container { id, ifname } => st
+            .attached
+            .iter()
+            .position(|a| a.container_id.as_deref() == Some(id) && &a.ifname == ifname),
     };
     let Some(index) = found else {
         return Ok(None);
     };
     let gone = st.attached.remove(index);
+    let before = st.published.len();
+    st.published.retain(|p| p.ip != gone.ip);
+    if st.published.len() != before {
+        publish::apply(&st)?;
+    }
     uninstall(&host, &st.network, &gone).await?;
     st.save()?;
     Ok(Some(gone))

@@ -9,7 +9,7 @@ mod preflight;
 mod publish;
 mod remotes;
 
-pub use attach::{Attachment, Target, attach, detach};
+pub use attach::{AttachRequest, Attachment, Target, attach, detach};
 pub use maintain::{Maintained, maintain};
 pub use publish::{publish, unpublish};
 

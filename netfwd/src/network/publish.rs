@@ -98,7 +98,8 @@ pub async fn unpublish(name: &str, proto: Proto, host_port: u16) -> Result<bool>
     Ok(removed)
 }
 
-fn apply(st: &State) -> Result<()> {
+/// Makes the datapath's published ports what the state says.
+pub(super) fn apply(st: &State) -> Result<()> {
     let net = &st.network;
     let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;

@@ -1,0 +1,243 @@
+//! The network configuration a runtime hands the plugin on stdin, and the
+//! netfwd network it describes. Fields the plugin does not know are ignored,
+//! as the spec asks (runtimes add their own).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{CniError, CniResult, OrCni as _, code};
+use crate::config::{self, ConfigFile, Network, NetworkSection};
+
+/// The versions this plugin speaks: podman 4.3 writes 0.4.0; 1.1 adds GC
+/// and STATUS.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.4.0", "1.0.0", "1.1.0"];
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    /// The host interface endpoints are masqueraded behind.
+    pub uplink: Option<String>,
+    /// Masquerade on the uplink (default true when there is an uplink).
+    pub ip_masq: Option<bool>,
+    pub mode: Option<String>,
+    pub mtu: Option<u32>,
+    pub icc: Option<bool>,
+    /// See `[network] host_cgroup`: whose connections reach published ports
+    /// on the host's own addresses.
+    pub host_cgroup: Option<PathBuf>,
+    /// Delegated to the named IPAM plugin; without it netfwd hands out the
+    /// lowest free address itself.
+    pub ipam: Option<Value>,
+    pub dns: Option<Value>,
+    #[serde(default)]
+    pub runtime_config: RuntimeConfig,
+    /// GC (1.1): the attachments the runtime still knows; all others go.
+    #[serde(rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// One `-p hostPort:containerPort/protocol` of the runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: String,
+}
+
+fn tcp() -> String {
+    "tcp".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+impl NetConf {
+    /// Parses stdin; the version is checked first so a runtime from the
+    /// future gets "incompatible version", not a decode error.
+    pub fn parse(stdin: &[u8]) -> CniResult<NetConf> {
+        let value: Value = serde_json::from_slice(stdin).cni(code::DECODE_FAILED)?;
+        let version = value
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CniError::new(code::DECODE_FAILED, "cniVersion: missing"))?;
+        check_version(version)?;
+        serde_json::from_value(value).cni(code::DECODE_FAILED)
+    }
+
+    /// Version 1.0 and later results drop `ips[].version`.
+    pub fn version_at_least(&self, major: u64, minor: u64) -> bool {
+        version_tuple(&self.cni_version) >= (major, minor, 0)
+    }
+
+    /// The IPAM plugin's name, if one is configured.
+    pub fn ipam_type(&self) -> CniResult<Option<&str>> {
+        let Some(ipam) = &self.ipam else {
+            return Ok(None);
+        };
+        match ipam.get("type").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() && !t.contains('/') => Ok(Some(t)),
+            _ => Err(CniError::new(
+                code::INVALID_CONFIG,
+                "ipam.type: the IPAM plugin's name is missing or not a plain name",
+            )),
+        }
+    }
+
+    /// The netfwd network this config describes, validated as a TOML config
+    /// would be.
+    pub fn network(&self) -> CniResult<Network> {
+        match self.mode.as_deref() {
+            None | Some("tc") => {}
+            Some(other) => {
+                return Err(CniError::new(
+                    code::UNSUPPORTED_FIELD,
+                    format!("mode: {other:?} is not supported by this netfwd (\"tc\")"),
+                ));
+            }
+        }
+        let uplink = match (self.ip_masq, &self.uplink) {
+            (Some(false), Some(_)) => {
+                return Err(CniError::new(
+                    code::UNSUPPORTED_FIELD,
+                    "ipMasq: netfwd always masquerades on its uplink; drop uplink for a network without NAT",
+                ));
+            }
+            (Some(true), None) => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    "ipMasq: masquerading needs an uplink",
+                ));
+            }
+            (_, uplink) => uplink.clone(),
+        };
+        let subnet = match &self.subnet {
+            Some(subnet) => subnet.clone(),
+            None => self.ipam_subnet().ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    "subnet: missing (and no ipam subnet or ranges to take it from)",
+                )
+            })?,
+        };
+        let file = ConfigFile {
+            network: NetworkSection {
+                name: self.name.clone(),
+                subnet,
+                gateway: self.gateway.clone(),
+                mtu: self.mtu,
+                uplink,
+                kind: None,
+                lan: None,
+                icc: self.icc,
+                host_cgroup: self.host_cgroup.clone(),
+            },
+            endpoints: Vec::new(),
+            nat: None,
+            peers: Vec::new(),
+            allows: Vec::new(),
+            publishes: Vec::new(),
+        };
+        config::validate(&file).map_err(|e| CniError::new(code::INVALID_CONFIG, e.to_string()))
+    }
+
+    /// host-local's `subnet`, or the first of its `ranges`.
+    fn ipam_subnet(&self) -> Option<String> {
+        let ipam = self.ipam.as_ref()?;
+        ipam.get("subnet")
+            .or_else(|| ipam.pointer("/ranges/0/0/subnet"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+}
+
+/// Ok if the plugin speaks `version`.
+pub fn check_version(version: &str) -> CniResult<()> {
+    if SUPPORTED_VERSIONS.contains(&version) {
+        return Ok(());
+    }
+    Err(CniError::new(
+        code::INCOMPATIBLE_VERSION,
+        format!(
+            "cniVersion {version:?} is not supported; supported: {}",
+            SUPPORTED_VERSIONS.join(", ")
+        ),
+    ))
+}
+
+fn version_tuple(version: &str) -> (u64, u64, u64) {
+    let mut parts = version.split('.').map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(json: &str) -> CniResult<NetConf> {
+        NetConf::parse(json.as_bytes())
+    }
+
+    #[test]
+    fn subnet_comes_from_host_local_ranges() {
+        let c = conf(
+            r#"{"cniVersion":"0.4.0","name":"cninet","type":"netfwd",
+                "ipam":{"type":"host-local","ranges":[[{"subnet":"10.77.0.0/24"}]]}}"#,
+        )
+        .unwrap();
+        let net = c.network().unwrap();
+        assert_eq!(net.subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(net.gateway.to_string(), "10.77.0.1");
+        assert_eq!(c.ipam_type().unwrap(), Some("host-local"));
+    }
+
+    #[test]
+    fn unknown_version_is_incompatible() {
+        let err = conf(r#"{"cniVersion":"0.2.0","name":"x","type":"netfwd"}"#).unwrap_err();
+        assert_eq!(err.code, code::INCOMPATIBLE_VERSION);
+    }
+
+    #[test]
+    fn garbage_fails_to_decode() {
+        assert_eq!(conf("{").unwrap_err().code, code::DECODE_FAILED);
+        assert_eq!(
+            conf(r#"{"name":"x"}"#).unwrap_err().code,
+            code::DECODE_FAILED
+        );
+    }
+
+    #[test]
+    fn bad_network_is_invalid_config() {
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"x","type":"netfwd","subnet":"10.0.0.0/33"}"#)
+            .unwrap();
+        assert_eq!(c.network().unwrap_err().code, code::INVALID_CONFIG);
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"x","type":"netfwd","subnet":"10.0.0.0/24","mode":"dpdk"}"#)
+            .unwrap();
+        assert_eq!(c.network().unwrap_err().code, code::UNSUPPORTED_FIELD);
+    }
+}

@@ -1,0 +1,390 @@
+//! The CNI plugin driven as a runtime drives it: the spec's environment and
+//! JSON for ADD, CHECK, DEL, VERSION, GC and STATUS, with host-local for
+//! addresses, in every version spoken (0.4.0, 1.0.0, 1.1.0). Bad calls get
+//! the spec's error JSON and change nothing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{process::Output, thread};
+
+use netfwd_tests::{
+    Netns, Sandbox, assert_no_bridge_and_no_rules, assert_ping,
+    cgroup::Cgroup,
+    cni::{CniLab, stdout_json},
+    describe, endpoints, in_ns_ok, network_links,
+    outside::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    payload,
+};
+use serde_json::{Value, json};
+
+const SUBNET: &str = "10.90.0.0/24";
+const GATEWAY: &str = "10.90.0.1";
+
+/// One sandbox host, its CNI lab and a network name.
+struct Lab {
+    sb: Sandbox,
+    cni: CniLab,
+    net: String,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let sb = Sandbox::new(tag);
+        let net = sb.net_name();
+        Lab {
+            cni: CniLab::new(tag),
+            sb,
+            net,
+        }
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        self.cni.conf(version, &self.net, SUBNET)
+    }
+
+    fn call(&self, command: &str, container: &str, netns: Option<&Netns>, conf: &Value) -> Output {
+        call(&self.cni, self.sb.host(), command, container, netns, conf)
+    }
+
+    /// ADD, which must succeed; returns the result.
+    fn add(&self, container: &str, netns: &Netns, conf: &Value) -> Value {
+        let out = self.call("ADD", container, Some(netns), conf);
+        assert!(out.status.success(), "{}", describe("CNI ADD", &out));
+        stdout_json(&out)
+    }
+
+    fn ok(&self, command: &str, container: &str, netns: Option<&Netns>, conf: &Value) {
+        let out = self.call(command, container, netns, conf);
+        assert!(
+            out.status.success(),
+            "{}",
+            describe(&format!("CNI {command}"), &out)
+        );
+        assert!(out.stdout.is_empty(), "{command} printed {:?}", out.stdout);
+    }
+
+    /// The address (no prefix) of an ADD result.
+    fn address(result: &Value) -> String {
+        let cidr = result["ips"][0]["address"].as_str().unwrap();
+        cidr.split('/').next().unwrap().to_owned()
+    }
+
+    fn cni_endpoints(&self) -> Vec<Value> {
+        endpoints(&self.sb.network_status(&self.net)).clone()
+    }
+}
+
+/// One plugin call for `container`'s `eth0` (a free function: the sandbox
+/// stays on the test's thread while calls run on many).
+fn call(
+    cni: &CniLab,
+    host: &str,
+    command: &str,
+    container: &str,
+    netns: Option<&Netns>,
+    conf: &Value,
+) -> Output {
+    let path = netns.map(|n| n.path().display().to_string());
+    let mut vars = vec![("CNI_CONTAINERID", container), ("CNI_IFNAME", "eth0")];
+    if let Some(path) = &path {
+        vars.push(("CNI_NETNS", path.as_str()));
+    }
+    cni.plugin(host, command, &vars, &conf.to_string())
+}
+
+/// Asserts a failed call printed the spec's error JSON with `code`.
+fn assert_cni_error(out: &Output, code: u64) -> Value {
+    assert!(
+        !out.status.success(),
+        "{}",
+        describe("expected a failure", out)
+    );
+    let err = stdout_json(out);
+    assert_eq!(err["code"], code, "{err:#}");
+    assert!(
+        err["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{err:#}"
+    );
+    assert!(err["cniVersion"].is_string(), "{err:#}");
+    err
+}
+
+/// ADD, CHECK and DEL in each version: results in that version's shape,
+/// the two containers reach each other, status names their containers, DEL
+/// leaves no veth, entry or lease and may be repeated.
+#[test]
+fn add_check_del_in_every_version() {
+    for version in ["0.4.0", "1.0.0", "1.1.0"] {
+        let lab = Lab::new("cniv");
+        let conf = lab.conf(version);
+        let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
+        let r1 = lab.add("ctr-one", &n1, &conf);
+        let r2 = lab.add("ctr-two", &n2, &conf);
+
+        assert_eq!(r1["cniVersion"], version);
+        let ip = &r1["ips"][0];
+        assert_eq!(ip["gateway"], GATEWAY, "{r1:#}");
+        assert_eq!(ip["interface"], 1, "{r1:#}");
+        assert_eq!(ip.get("version").is_some(), version == "0.4.0", "{r1:#}");
+        assert_eq!(r1["interfaces"][1]["name"], "eth0");
+        assert_eq!(
+            r1["interfaces"][1]["sandbox"],
+            n1.path().display().to_string()
+        );
+        assert_eq!(r1["routes"], json!([{ "dst": "0.0.0.0/0", "gw": GATEWAY }]));
+        let (ip1, ip2) = (Lab::address(&r1), Lab::address(&r2));
+        assert_ne!(ip1, ip2);
+        assert_eq!(lab.cni.leases(&lab.net), {
+            let mut v = vec![ip1.clone(), ip2.clone()];
+            v.sort();
+            v
+        });
+
+        assert_ping(n1.name(), &ip2);
+        assert_ping(n2.name(), &ip1);
+        lab.ok("CHECK", "ctr-one", Some(&n1), &conf);
+
+        let eps = lab.cni_endpoints();
+        let ids: Vec<&str> = eps
+            .iter()
+            .map(|e| e["attached"]["container_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["ctr-one", "ctr-two"], "{eps:#?}");
+        // ADD again for the same container: the same endpoint, no new lease.
+        assert_eq!(Lab::address(&lab.add("ctr-one", &n1, &conf)), ip1);
+        assert_eq!(lab.cni.leases(&lab.net).len(), 2);
+
+        lab.ok("DEL", "ctr-one", Some(&n1), &conf);
+        lab.ok("DEL", "ctr-two", Some(&n2), &conf);
+        // Again, and without a namespace: still fine.
+        lab.ok("DEL", "ctr-one", Some(&n1), &conf);
+        lab.ok("DEL", "ctr-two", None, &conf);
+        assert!(lab.cni_endpoints().is_empty());
+        assert!(lab.cni.leases(&lab.net).is_empty());
+        assert!(network_links(lab.sb.host(), &lab.net).is_empty());
+        for ns in [&n1, &n2] {
+            let links = in_ns_ok(ns.name(), &["ip", "-o", "link"]);
+            assert_eq!(links.lines().count(), 1, "{links}");
+        }
+        assert_no_bridge_and_no_rules(lab.sb.host());
+    }
+}
+
+/// A runtime starting twenty containers at once: twenty distinct addresses,
+/// all reach each other; twenty DELs at once leave nothing.
+#[test]
+fn twenty_concurrent_adds_get_distinct_addresses() {
+    let lab = Lab::new("cnipar");
+    let conf = lab.conf("1.0.0");
+    let namespaces: Vec<Netns> = (0..20)
+        .map(|i| lab.sb.precreated_ns(&format!("p{i}")))
+        .collect();
+    let (cni, host) = (&lab.cni, lab.sb.host().to_owned());
+    let parallel = |command: &str| -> Vec<Output> {
+        thread::scope(|s| {
+            let handles: Vec<_> = namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let (host, conf) = (&host, &conf);
+                    s.spawn(move || call(cni, host, command, &format!("ctr{i}"), Some(ns), conf))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let results = parallel("ADD");
+    let mut ips: Vec<String> = results
+        .iter()
+        .map(|out| {
+            assert!(out.status.success(), "{}", describe("parallel ADD", out));
+            Lab::address(&stdout_json(out))
+        })
+        .collect();
+    // Each pings the next: every endpoint sends and answers.
+    for (i, ns) in namespaces.iter().enumerate() {
+        assert_ping(ns.name(), &ips[(i + 1) % ips.len()]);
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "addresses handed out twice: {ips:?}");
+    assert_eq!(lab.cni_endpoints().len(), 20);
+
+    for out in parallel("DEL") {
+        assert!(out.status.success(), "{}", describe("parallel DEL", &out));
+    }
+    assert!(lab.cni_endpoints().is_empty());
+    assert!(lab.cni.leases(&lab.net).is_empty());
+    assert!(network_links(lab.sb.host(), &lab.net).is_empty());
+}
+
+/// Malformed config, unknown version, missing namespace or variables, an
+/// unknown command, an invalid network: the spec's error JSON, non-zero
+/// exit, and no network made.
+#[test]
+fn bad_calls_get_spec_errors_and_change_nothing() {
+    let lab = Lab::new("cnierr");
+    let n1 = lab.sb.precreated_ns("c1");
+    let conf = lab.conf("1.0.0");
+    let host = lab.sb.host();
+    let vars = |netns: &str| {
+        vec![
+            ("CNI_CONTAINERID", "ctr"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", netns),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect::<Vec<_>>()
+    };
+    let run = |command: &str, vars: &[(&str, String)], stdin: &str| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        lab.cni.plugin(host, command, &vars, stdin)
+    };
+    let good = vars(&n1.path().display().to_string());
+
+    assert_cni_error(&run("ADD", &good, "{\"cniVersion\": "), 6);
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.3.1");
+    let err = assert_cni_error(&run("ADD", &good, &old.to_string()), 1);
+    assert!(err["msg"].as_str().unwrap().contains("0.4.0"), "{err:#}");
+    assert_cni_error(
+        &run(
+            "ADD",
+            &vars("/run/netns/netfwd-no-such-ns"),
+            &conf.to_string(),
+        ),
+        3,
+    );
+    assert_cni_error(&run("ADD", &good[1..], &conf.to_string()), 4);
+    assert_cni_error(&run("FROB", &good, &conf.to_string()), 4);
+    let mut bad = conf.clone();
+    bad["subnet"] = json!("10.90.0.0/33");
+    assert_cni_error(&run("ADD", &good, &bad.to_string()), 7);
+    let mut xdp = conf.clone();
+    xdp["mode"] = json!("turbo");
+    assert_cni_error(&run("ADD", &good, &xdp.to_string()), 2);
+    let mut no_ipam = conf.clone();
+    no_ipam["ipam"]["type"] = json!("no-such-ipam");
+    let err = assert_cni_error(&run("ADD", &good, &no_ipam.to_string()), 7);
+    assert!(
+        err["msg"].as_str().unwrap().contains("no-such-ipam"),
+        "{err:#}"
+    );
+    // GC and STATUS are 1.1.
+    assert_cni_error(&run("GC", &[], &conf.to_string()), 1);
+
+    // Nothing of the network was made; the namespace is as it was.
+    let out = lab.sb.netfwd(&["status", "--name", &lab.net, "--json"]);
+    assert!(!out.status.success(), "{}", describe("status", &out));
+    assert!(lab.cni.leases(&lab.net).is_empty());
+    let links = in_ns_ok(n1.name(), &["ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+}
+
+/// VERSION answers in the caller's version and lists what is spoken.
+#[test]
+fn version_lists_supported_versions() {
+    let lab = Lab::new("cniver");
+    for (stdin, expected) in [
+        (r#"{"cniVersion":"0.4.0"}"#, "0.4.0"),
+        (r#"{"cniVersion":"1.1.0"}"#, "1.1.0"),
+        ("", "1.1.0"),
+    ] {
+        let out = lab.cni.plugin(lab.sb.host(), "VERSION", &[], stdin);
+        assert!(out.status.success(), "{}", describe("VERSION", &out));
+        let v = stdout_json(&out);
+        assert_eq!(v["cniVersion"], expected);
+        assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+    }
+}
+
+/// CHECK finds what is missing; GC (1.1) removes the endpoints the runtime
+/// no longer lists and keeps the others; STATUS reports a missing uplink.
+#[test]
+fn check_gc_and_status() {
+    let lab = Lab::new("cnigc");
+    let conf = lab.conf("1.1.0");
+    let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
+    let kept = Lab::address(&lab.add("keep", &n1, &conf));
+    lab.add("stale", &n2, &conf);
+    lab.ok("CHECK", "keep", Some(&n1), &conf);
+    assert_cni_error(&lab.call("CHECK", "nobody", Some(&n1), &conf), 3);
+
+    in_ns_ok(n1.name(), &["ip", "route", "del", "default"]);
+    let err = assert_cni_error(&lab.call("CHECK", "keep", Some(&n1), &conf), 100);
+    assert!(
+        err["msg"].as_str().unwrap().contains("default route"),
+        "{err:#}"
+    );
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
+    lab.ok("GC", "", None, &gc);
+    let eps = lab.cni_endpoints();
+    assert_eq!(eps.len(), 1, "{eps:#?}");
+    assert_eq!(eps[0]["attached"]["container_id"], "keep");
+    assert_eq!(network_links(lab.sb.host(), &lab.net).len(), 1);
+    // The stale lease went too (host-local predates GC: an IPAM DEL).
+    assert_eq!(lab.cni.leases(&lab.net), [kept]);
+
+    lab.ok("STATUS", "", None, &conf);
+    let mut no_uplink = conf.clone();
+    no_uplink["uplink"] = json!("nosuchif0");
+    assert_cni_error(&lab.call("STATUS", "", None, &no_uplink), 50);
+}
+
+/// Without `ipam`, netfwd hands out the lowest free addresses itself.
+#[test]
+fn without_ipam_netfwd_allocates() {
+    let lab = Lab::new("cninoipam");
+    let mut conf = lab.conf("1.0.0");
+    conf.as_object_mut().unwrap().remove("ipam");
+    let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
+    assert_eq!(Lab::address(&lab.add("a", &n1, &conf)), "10.90.0.2");
+    assert_eq!(Lab::address(&lab.add("b", &n2, &conf)), "10.90.0.3");
+    assert_ping(n1.name(), "10.90.0.3");
+    lab.ok("DEL", "a", Some(&n1), &conf);
+    let n3 = lab.sb.precreated_ns("c3");
+    assert_eq!(Lab::address(&lab.add("c", &n3, &conf)), "10.90.0.2");
+}
+
+/// With an uplink: the container reaches the internet as the uplink's
+/// address, and `portMappings` publish its server on the uplink until DEL.
+#[test]
+fn snat_and_port_mappings() {
+    let lab = Lab::new("cninat");
+    let _internet = Internet::new(&lab.sb);
+    let cgroup = Cgroup::new("cninat");
+    let mut conf = lab.conf("0.4.0");
+    conf["uplink"] = json!(UPLINK);
+    conf["hostCgroup"] = json!(cgroup.0);
+    conf["runtimeConfig"] = json!({ "portMappings": [
+        { "hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "" }
+    ]});
+    let n1 = lab.sb.precreated_ns("c1");
+    let r1 = lab.add("web", &n1, &conf);
+    let ip = Lab::address(&r1);
+    let _server = EchoServer::start(n1.name(), &ip, 80);
+
+    let data = payload("cni-snat", 3000);
+    let peer = in_netns(n1.name(), move || {
+        tcp_echo(INTERNET_IP, netfwd_tests::outside::ECHO_PORT, None, &data)
+    })
+    .unwrap();
+    assert_eq!(ip_of(&peer), UPLINK_IP, "the server saw {peer}");
+
+    let data = payload("cni-published", 3000);
+    let inet = _internet.ns.clone();
+    let peer = in_netns(&inet, move || tcp_echo(UPLINK_IP, 8080, None, &data)).unwrap();
+    assert_eq!(ip_of(&peer), INTERNET_IP, "the container saw {peer}");
+
+    lab.ok("DEL", "web", Some(&n1), &conf);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(status["published"], json!([]), "{status:#}");
+    let inet = _internet.ns.clone();
+    assert!(
+        in_netns(&inet, || tcp_echo(UPLINK_IP, 8080, None, b"x")).is_err(),
+        "port 8080 still answers after DEL"
+    );
+}
