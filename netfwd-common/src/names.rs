@@ -4,6 +4,8 @@
 pub const PIN_ROOT: &str = "/sys/fs/bpf/netfwd";
 /// Subdirectory of a network's pin directory holding its pinned TCX links.
 pub const LINKS_DIR: &str = "links";
+/// Subdirectory holding its pinned XDP links (`mode = "xdp"`).
+pub const XDP_LINKS_DIR: &str = "xdp-links";
 
 /// Map: endpoint IPv4 address -> `EndpointEntry`.
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
@@ -36,8 +38,11 @@ pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
 /// fragment (LRU).
 pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 
+/// Map (devmap): host-side veth ifindex -> itself; where XDP may redirect.
+pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 10] = [
+pub const MAPS: [&str; 11] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -48,6 +53,7 @@ pub const MAPS: [&str; 10] = [
     MAP_PUBLISHED_BY_ENDPOINT,
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,
+    MAP_ENDPOINT_TX,
 ];
 
 /// Capacity of `REMOTES`.
@@ -57,6 +63,10 @@ pub const MAX_REMOTES: u32 = 1024;
 pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
+/// XDP on each host-side veth (`mode = "xdp"`): endpoint-to-endpoint frames.
+pub const PROG_XDP_FROM_ENDPOINT: &str = "xdp_from_endpoint";
+/// XDP on the uplink (`mode = "xdp"`): replies of NATed flows.
+pub const PROG_XDP_FROM_UPLINK: &str = "xdp_from_uplink";
 /// cgroup connect4 of the host: its own connections to published ports.
 pub const PROG_CONNECT4: &str = "connect4_published";
 /// Name of the pinned link of the connect4 hook in `LINKS_DIR`.

@@ -28,3 +28,28 @@ pub fn dec_ttl(ip: &mut Ipv4Hdr) {
     ip.ttl -= 1;
     csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
 }
+
+/// Whether the header checksum of an option-less header is right, as a
+/// router checks before it forwards (a header with options is left to the
+/// host's stack, which checks it).
+#[inline(always)]
+pub fn header_checksum_ok(ip: &Ipv4Hdr) -> bool {
+    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
+        return true;
+    }
+    // SAFETY: `Ipv4Hdr` is 20 bytes of plain data with alignment 1.
+    let bytes: &[u8; Ipv4Hdr::LEN] = unsafe { &*(ip as *const Ipv4Hdr).cast() };
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < Ipv4Hdr::LEN {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    csum::fold(sum) == 0xffff
+}
+
+/// 255.255.255.255 or 224.0.0.0/4.
+#[inline(always)]
+pub fn is_broadcast_or_multicast(addr: [u8; 4]) -> bool {
+    addr == [255; 4] || addr[0] & 0xf0 == 0xe0
+}

@@ -19,10 +19,11 @@ mod parse;
 mod route;
 mod sockaddr;
 mod verdict;
+mod xdp;
 
 use aya_ebpf::{
-    macros::{cgroup_sock_addr, classifier},
-    programs::{SockAddrContext, TcContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 use network_types::eth::{EthHdr, EtherType};
 
@@ -82,6 +83,36 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, netfwd_common::drop::DropReas
     } else {
         Ok(Verdict::ToHost)
     }
+}
+
+/// XDP on every host-side veth (`mode = "xdp"`), in front of
+/// `tc_from_endpoint`: endpoint-to-endpoint packets redirected at the
+/// earliest point; the rest passes to TC (see `xdp`).
+#[xdp]
+pub fn xdp_from_endpoint(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let verdict = xdp::from_endpoint(&ctx, ifindex);
+    xdp_finish(&ctx, ifindex, &verdict)
+}
+
+/// XDP on the uplink (`mode = "xdp"`), in front of `tc_from_uplink`:
+/// replies of live NAT flows translated and redirected to their endpoint;
+/// the rest passes to TC.
+#[xdp]
+pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let verdict = xdp::from_uplink(&ctx).unwrap_or_else(Verdict::Drop);
+    xdp_finish(&ctx, ifindex, &verdict)
+}
+
+/// Counts what XDP finished; what it passes on, TC counts.
+#[inline(always)]
+fn xdp_finish(ctx: &XdpContext, ifindex: u32, verdict: &Verdict) -> u32 {
+    if !matches!(verdict, Verdict::ToHost) {
+        let len = (ctx.data_end() - ctx.data()) as u32;
+        counters::account(ifindex, len, verdict);
+    }
+    verdict.xdp_action()
 }
 
 /// Attached to the host's cgroup when the network publishes ports: the

@@ -3,7 +3,7 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
     macros::btf_map,
 };
 use netfwd_common::{
@@ -70,6 +70,11 @@ pub static PUBLISHED_BY_ENDPOINT: HashMap<PublishedEndpoint, [u8; 2], { MAX_PUBL
 /// hook acts there only. Filled by the loader.
 #[btf_map]
 pub static HOST_NETNS: Array<u64, 1> = Array::new();
+
+/// Host-side veths XDP may redirect to (ifindex -> itself): only those whose
+/// endpoint end can take an XDP frame (the loader turned on its NAPI).
+#[btf_map]
+pub static ENDPOINT_TX: DevMapHash<MAX_ENDPOINTS> = DevMapHash::new();
 
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {

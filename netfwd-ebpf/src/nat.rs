@@ -102,7 +102,11 @@ pub enum Way {
 /// `None` for anything else. Pulls the headers into the linear area, so
 /// packet pointers must be taken afresh after it.
 #[inline(always)]
-pub fn segment(ctx: &TcContext, proto: u8, way: Way) -> Result<Option<Segment>, DropReason> {
+pub fn segment(
+    ctx: &impl parse::Packet,
+    proto: u8,
+    way: Way,
+) -> Result<Option<Segment>, DropReason> {
     match proto {
         IPPROTO_TCP => {
             // SAFETY (all three reads): bounds checked by `header_mut`.
@@ -568,7 +572,7 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
 /// Rewrites the translated address (source going out, destination coming
 /// in) and decrements the TTL, as the router the host is would.
 #[inline(always)]
-fn rewrite_ip(ip: &mut Ipv4Hdr, way: Way, addr: [u8; 4]) {
+pub fn rewrite_ip(ip: &mut Ipv4Hdr, way: Way, addr: [u8; 4]) {
     let field = match way {
         Way::Out => ipv4::Field::Src,
         Way::In => ipv4::Field::Dst,

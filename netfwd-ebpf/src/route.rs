@@ -21,6 +21,17 @@ const IP_OFF: usize = EthHdr::LEN;
 pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    // Routed or translated from here on: as a router, never forward a
+    // corrupt header.
+    if !ipv4::header_checksum_ok(&ip) {
+        return Err(DropReason::Malformed);
+    }
+    // Broadcast and multicast are no one's to route or translate (a FIB
+    // lookup would happily send them down the default route): the host's
+    // stack takes them, and does not forward them.
+    if ipv4::is_broadcast_or_multicast(ip.dst_addr) {
+        return Ok(Verdict::ToHost);
+    }
     if maps::gateway() == Some(ip.dst_addr)
         && let Some(verdict) = hairpin::from_published(ctx, &ip)?
     {
@@ -68,6 +79,9 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
 pub fn from_outside(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    if !ipv4::header_checksum_ok(&ip) {
+        return Err(DropReason::Malformed);
+    }
     match maps::endpoint(ip.dst_addr) {
         Some(ep) if maps::remote_flags(ip.src_addr) & REMOTE_TRUSTED != 0 => {
             route_in(ctx, &ip, &ep)

@@ -1,7 +1,7 @@
 //! What the datapath decided for a packet, kept apart from the TC return code
 //! so it can be counted first.
 
-use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
+use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action};
 use netfwd_common::drop::DropReason;
 
 pub enum Verdict {
@@ -31,6 +31,19 @@ impl Verdict {
             // TCX_NEXT: another network's program on a shared uplink may own it.
             Verdict::ToHost => TC_ACT_UNSPEC,
             Verdict::Drop(_) => TC_ACT_SHOT,
+        }
+    }
+
+    /// In XDP, what is not the fast path's passes on to the stack, where the
+    /// TC program behind it decides as in TC mode.
+    pub fn xdp_action(&self) -> u32 {
+        match self {
+            Verdict::Redirected(action)
+            | Verdict::ArpReplied(action)
+            | Verdict::Routed(action)
+            | Verdict::Translated(action) => *action as u32,
+            Verdict::ToHost => xdp_action::XDP_PASS,
+            Verdict::Drop(_) => xdp_action::XDP_DROP,
         }
     }
 }

@@ -98,6 +98,29 @@ pub struct NetworkSection {
     pub lan: Option<String>,
     pub icc: Option<bool>,
     pub host_cgroup: Option<PathBuf>,
+    pub mode: Option<Mode>,
+}
+
+/// Where the datapath runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// TC (TCX) on every interface: measured fastest on veths.
+    #[default]
+    Tc,
+    /// XDP in front of TC on the uplink and the host-side veths, for the
+    /// packets it can finish (endpoint to endpoint, replies of NAT flows);
+    /// TC alone where XDP cannot attach.
+    Xdp,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Tc => "tc",
+            Mode::Xdp => "xdp",
+        })
+    }
 }
 
 /// How endpoints are joined.
@@ -175,6 +198,8 @@ pub struct Network {
     /// addresses; default: the root of the host's cgroup v2 hierarchy.
     #[serde(default)]
     pub host_cgroup: Option<PathBuf>,
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 /// A validated published port: host port -> endpoint address and port.
@@ -335,6 +360,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         allow: validate_allows(&file.allows)?,
         published: validate_publishes(&file.publishes, &endpoints_by_netns, nat)?,
         host_cgroup: net.host_cgroup.clone(),
+        mode: net.mode.unwrap_or_default(),
     })
 }
 

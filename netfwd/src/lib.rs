@@ -7,6 +7,7 @@ pub mod cni;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod ethtool;
 pub mod ipnet;
 pub mod loader;
 pub mod nat_table;

@@ -85,6 +85,24 @@ pub fn cookie() -> Result<u64> {
     Ok(cookie)
 }
 
+/// Runs `f` with the calling thread in the namespace at `path`, then steps
+/// back. Sockets `f` opens stay in that namespace; nothing else runs on the
+/// thread meanwhile.
+pub fn within<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T> {
+    let home = open(Path::new(THREAD_NETNS))?;
+    let target = open(path)?;
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering netns {}", path.display()))?;
+    let made = f();
+    if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
+        // Carrying on in the wrong namespace would change the wrong
+        // devices; nothing sane is left to do.
+        eprintln!("netfwd: fatal: cannot return to the original netns: {e}");
+        std::process::abort();
+    }
+    Ok(made)
+}
+
 /// Whether `path` is a namespace file (nsfs). Absent is `Ok(false)`.
 pub fn is_netns_path(path: &Path) -> Result<bool> {
     match statfs(path) {

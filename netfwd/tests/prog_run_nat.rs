@@ -12,13 +12,13 @@ mod common;
 
 use std::{net::Ipv4Addr, process::Command};
 
-use common::{ICMP, PinDir, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, tcp, udp};
+use common::{ICMP, PinDir, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp, udp};
 use netfwd::loader::{Datapath, DatapathMaps};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
     maps::{EndpointEntry, NetworkConfig},
-    names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK},
+    names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
     nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
@@ -26,6 +26,8 @@ use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 const TO_HOST: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
 const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
@@ -34,6 +36,8 @@ const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
+const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
 
 /// The datapath loaded in a namespace with endpoint A behind `hosta` and the
 /// uplink `up0`.
@@ -42,6 +46,7 @@ struct NatLab {
     maps: DatapathMaps,
     host_a: u32,
     host_a_mac: [u8; 6],
+    host_b: u32,
     uplink: u32,
     uplink_mac: [u8; 6],
     _pins: PinDir,
@@ -88,8 +93,9 @@ impl NatLab {
     fn new(tag: &str, (port_min, port_max): (u16, u16)) -> Self {
         ip("link set lo up");
         ip("link add hosta type veth peer name epa");
+        ip("link add hostb type veth peer name epb");
         ip("link add up0 type veth peer name inet0");
-        for dev in ["hosta", "epa", "up0", "inet0"] {
+        for dev in ["hosta", "epa", "hostb", "epb", "up0", "inet0"] {
             ip(&format!("link set {dev} up"));
         }
         ip("addr add 203.0.113.2/24 dev up0");
@@ -105,6 +111,7 @@ impl NatLab {
         let host_a = if_nametoindex("hosta").unwrap();
         let uplink = if_nametoindex("up0").unwrap();
         let host_a_mac = mac_of("hosta");
+        let host_b = if_nametoindex("hostb").unwrap();
         maps.set_network(NetworkConfig {
             gateway: GATEWAY.octets(),
             subnet: [192, 168, 28, 0],
@@ -119,6 +126,15 @@ impl NatLab {
                 host_ifindex: host_a,
                 mac: A_MAC,
                 host_mac: host_a_mac,
+            },
+        )
+        .unwrap();
+        maps.set_endpoint(
+            B_IP,
+            EndpointEntry {
+                host_ifindex: host_b,
+                mac: B_MAC,
+                host_mac: mac_of("hostb"),
             },
         )
         .unwrap();
@@ -137,6 +153,7 @@ impl NatLab {
             maps,
             host_a,
             host_a_mac,
+            host_b,
             uplink,
             uplink_mac: mac_of("up0"),
             _pins: pins,
@@ -151,7 +168,14 @@ impl NatLab {
         run(prog, &packet, self.host_a)
     }
 
-    /// An IPv4 packet arriving on the uplink from `src`.
+    /// An IPv4 frame arriving on the uplink from `src`.
+    fn outside_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
+        packet.extend(ipv4(src, dst, proto, l4));
+        packet
+    }
+
+    /// An IPv4 packet arriving on the uplink from `src`, through TC.
     fn send_from_outside(
         &mut self,
         src: Ipv4Addr,
@@ -159,10 +183,22 @@ impl NatLab {
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
-        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
-        packet.extend(ipv4(src, dst, proto, l4));
+        let packet = self.outside_frame(src, dst, proto, l4);
         let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
         run(prog, &packet, self.uplink)
+    }
+
+    /// As `send_from_outside`, through the uplink's XDP program.
+    fn send_from_outside_xdp(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let packet = self.outside_frame(src, dst, proto, l4);
+        let prog = self.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
+        run_xdp(prog, &packet, self.uplink)
     }
 
     fn counters(&self, ifindex: u32) -> IfaceCounters {
@@ -570,5 +606,71 @@ fn a_later_fragment_without_its_first_is_dropped() {
             lab.counters(lab.host_a).drops[DropReason::Unsupported.slot()],
             1
         );
+    });
+}
+
+#[test]
+fn xdp_redirects_to_an_endpoint_only_where_the_loader_allowed_it() {
+    with_lab("xdp-east-west", (61000, 65535), |lab| {
+        let mut packet = eth(B_MAC, A_MAC, 0x0800);
+        packet.extend(ipv4(A_IP, B_IP, UDP, udp(5000, 53, b"q", true)));
+        let run = |lab: &mut NatLab, packet: &[u8]| {
+            let prog = lab.datapath.xdp(PROG_XDP_FROM_ENDPOINT).unwrap();
+            run_xdp(prog, packet, lab.host_a)
+        };
+        // B's end not made fit for XDP frames: TC's.
+        assert_eq!(run(lab, &packet).0, XDP_PASS);
+        lab.maps.set_xdp_target(lab.host_b, true).unwrap();
+        let (action, out) = run(lab, &packet);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(out, packet, "addressed to B's MAC already: unchanged");
+        assert_eq!(lab.counters(lab.host_a).redirected, 1);
+        // A spoofed source is TC's to drop and count.
+        let mut spoofed = eth(B_MAC, A_MAC, 0x0800);
+        spoofed.extend(ipv4(REMOTE, B_IP, UDP, udp(5000, 53, b"q", true)));
+        assert_eq!(run(lab, &spoofed).0, XDP_PASS);
+        assert_eq!(
+            lab.counters(lab.host_a).rx_packets,
+            1,
+            "XDP counts what it finished"
+        );
+    });
+}
+
+#[test]
+fn xdp_translates_a_live_flows_reply_and_passes_everything_else() {
+    with_lab("xdp-nat", (61000, 65535), |lab| {
+        // The first packet of a flow leaves through TC, which makes the flow.
+        let (action, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 443, 0x02, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let outside_port = port(&out, 34);
+        let reply = || tcp(443, outside_port, 0x12, b"hello");
+
+        // Not yet allowed to redirect to A: passed, unchanged, to TC.
+        let (action, out) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, reply());
+        assert_eq!(action, XDP_PASS);
+        assert_eq!(addr(&out, 30), UPLINK_IP);
+
+        lab.maps.set_xdp_target(lab.host_a, true).unwrap();
+        let (action, out) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, reply());
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(&out[0..6], &A_MAC);
+        assert_eq!(&out[6..12], &lab.host_a_mac);
+        assert_eq!(addr(&out, 30), A_IP);
+        assert_eq!(port(&out, 36), 40000);
+        assert_eq!(out[22], 63, "one hop");
+        assert!(checksums_ok(&out[14..]), "checksums after translation");
+        assert_eq!(lab.counters(lab.uplink).translated, 1);
+
+        // A packet of no flow, an ICMP error, a fragment: TC's.
+        let (action, _) =
+            lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, tcp(443, 1234, 0x12, b""));
+        assert_eq!(action, XDP_PASS);
+        let (action, _) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, ICMP, icmp_echo(3, 0, 0));
+        assert_eq!(action, XDP_PASS);
+        let mut fragment = lab.outside_frame(REMOTE, UPLINK_IP, TCP, reply());
+        fragment[14 + 6] = 0x20; // more fragments
+        let prog = lab.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
+        assert_eq!(run_xdp(prog, &fragment, lab.uplink).0, XDP_PASS);
     });
 }

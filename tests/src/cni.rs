@@ -91,6 +91,7 @@ impl CniLab {
                 "ranges": [[{ "subnet": subnet }]],
                 "dataDir": self.ipam_dir(),
             },
+            "mode": crate::test_mode(),
         })
     }
 

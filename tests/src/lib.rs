@@ -69,6 +69,33 @@ pub fn netfwd_bin() -> PathBuf {
     }
 }
 
+/// The datapath mode the scenario tests run in: `NETFWD_TEST_MODE` (`tc`,
+/// the default, or `xdp`); `cargo xtask test` runs them in both.
+pub fn test_mode() -> &'static str {
+    match std::env::var("NETFWD_TEST_MODE").as_deref() {
+        Ok("xdp") => "xdp",
+        _ => "tc",
+    }
+}
+
+/// `[network]` of `text` with the test mode set, unless the text sets one.
+fn with_test_mode(text: &str) -> String {
+    if test_mode() == "tc" || text.contains("\nmode =") {
+        return text.to_owned();
+    }
+    // At the end of the section, so the lines a test names keep their numbers.
+    let Some(start) = text.find("[network]\n") else {
+        return text.to_owned();
+    };
+    let end = text[start + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + 1 + i + 1);
+    let mut out = text.to_owned();
+    let line = if out[..end].ends_with('\n') { "" } else { "\n" };
+    out.insert_str(end, &format!("{line}mode = \"xdp\"\n"));
+    out
+}
+
 /// `/run/netns/<ns>`.
 pub fn netns_path(ns: &str) -> PathBuf {
     Path::new("/run/netns").join(ns)
@@ -465,7 +492,7 @@ impl Sandbox {
     /// Writes `text` to a fresh config file of this sandbox.
     pub fn write_config(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join(format!("config{}.toml", next_id()));
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, with_test_mode(text)).unwrap();
         path
     }
 
@@ -602,6 +629,19 @@ impl Daemon {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The daemon's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(std::process::Child::id)
+    }
+
+    /// SIGKILL: no chance to clean anything up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then a clean exit within 5 s, or a panic.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.0.take() {
@@ -625,10 +665,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill9();
     }
 }
 
@@ -1048,6 +1085,38 @@ pub fn assert_bad_input(out: &Output, field: &str) -> String {
         "stderr line does not name {field}: {line}"
     );
     line.to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Forged frames and kernel counters
+// ---------------------------------------------------------------------------
+
+/// Sends the frames of scapy expression `frames` (a frame or a list) out of
+/// `iface` in `ns`, each `count` times, and returns how many left.
+pub fn scapy_sendp(ns: &str, iface: &str, frames: &str, count: u32) -> u64 {
+    let script = format!(
+        "from scapy.all import *\nf = {frames}\nf = f if isinstance(f, list) else [f]\n\
+         sendp(f, iface='{iface}', count={count}, verbose=0)\nprint(len(f) * {count})\n"
+    );
+    // Debian's python3-scapy is for the system interpreter.
+    in_ns_ok(ns, &["/usr/bin/python3", "-c", &script])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Counter `field` of group `group` (`Ip`, `Icmp`, `Udp`, …) of `ns`'s
+/// /proc/net/snmp.
+pub fn snmp_counter(ns: &str, group: &str, field: &str) -> u64 {
+    let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
+    let prefix = format!("{group}:");
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == field)
+        .unwrap_or_else(|| panic!("no {group} {field} in /proc/net/snmp"));
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
 }
 
 #[cfg(test)]

@@ -85,6 +85,11 @@ impl Internet {
             ],
         );
         tool_ok("ip", &["-n", &ns, "link", "set", "inet0", "up"]);
+        if crate::test_mode() == "xdp" {
+            // The far end as a wire: full checksums (an XDP frame carries no
+            // offload state), and NAPI to take XDP frames back.
+            crate::in_ns_ok(&ns, &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"]);
+        }
         let server = EchoServer::start(&ns, INTERNET_IP, ECHO_PORT);
         Internet {
             ns,
@@ -216,10 +221,18 @@ pub fn tcp_echo(server: &str, port: u16, sport: Option<u16>, payload: &[u8]) -> 
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let seen = read_line(&mut stream).context("reading the server's greeting")?;
+    // Read while writing: a payload larger than both socket buffers would
+    // otherwise deadlock writer and echo server.
+    let mut reader = stream.try_clone()?;
+    let echoed = thread::spawn(move || {
+        let mut echo = Vec::new();
+        reader.read_to_end(&mut echo).map(|_| echo)
+    });
     stream.write_all(payload)?;
     stream.shutdown(std::net::Shutdown::Write)?;
-    let mut echo = Vec::with_capacity(payload.len());
-    stream.read_to_end(&mut echo)?;
+    let echo = echoed
+        .join()
+        .map_err(|_| anyhow!("the reading thread panicked"))??;
     ensure!(
         echo == payload,
         "echo from {addr}: {} bytes back for {} sent, or different",
@@ -263,4 +276,33 @@ pub fn udp_echo(server: &str, port: u16, sport: u16, payload: &[u8]) -> Result<S
 /// The IP part of `"ip:port"`.
 pub fn ip_of(peer: &str) -> &str {
     peer.rsplit_once(':').map_or(peer, |(ip, _)| ip)
+}
+
+/// A long-lived TCP stream from `ns` to the internet's echo server: a
+/// 1000-byte chunk every 50 ms for `secs`, each echo checked. Returns the
+/// chunks that went through.
+pub fn chunked_stream(ns: &str, secs: u64) -> JoinHandle<Result<u32>> {
+    let ns = ns.to_owned();
+    thread::spawn(move || {
+        enter_netns(&ns)?;
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::from((INTERNET_IP.parse::<Ipv4Addr>()?, ECHO_PORT)),
+            IO_TIMEOUT,
+        )?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        let mut greeting = [0u8; 64];
+        let _ = s.read(&mut greeting)?;
+        let start = std::time::Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_secs(secs) {
+            let chunk = crate::payload(&n.to_string(), 1000);
+            s.write_all(&chunk)?;
+            let mut back = vec![0u8; chunk.len()];
+            s.read_exact(&mut back)?;
+            ensure!(back == chunk, "chunk {n} came back different");
+            n += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(n)
+    })
 }

@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use netfwd_tests::{NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok, ping};
+use netfwd_tests::{
+    NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok, ping, scapy_sendp, snmp_counter,
+};
 
 const A: &str = "10.95.0.2";
 const B: &str = "10.95.0.3";
@@ -18,22 +20,12 @@ fn drops(sb: &Sandbox, net: &str, netns: &str, reason: &str) -> u64 {
 
 /// Sends `frame` (a scapy expression) 5 times out of `eth0` in `ns`.
 fn scapy_send(ns: &str, frame: &str) {
-    let script =
-        format!("from scapy.all import *\nsendp({frame}, iface='eth0', count=5, verbose=0)\n");
-    // Debian's python3-scapy is for the system interpreter.
-    in_ns_ok(ns, &["/usr/bin/python3", "-c", &script]);
+    scapy_sendp(ns, "eth0", frame, 5);
 }
 
-/// ICMP echo requests `b`'s namespace received (from its SNMP counters).
+/// ICMP echo requests `ns` received.
 fn echo_requests_seen(ns: &str) -> u64 {
-    let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
-    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "InEchos")
-        .unwrap();
-    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    snmp_counter(ns, "Icmp", "InEchos")
 }
 
 #[test]

@@ -261,9 +261,9 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     let mut bad = conf.clone();
     bad["subnet"] = json!("10.90.0.0/33");
     assert_cni_error(&run("ADD", &good, &bad.to_string()), 7);
-    let mut xdp = conf.clone();
-    xdp["mode"] = json!("turbo");
-    assert_cni_error(&run("ADD", &good, &xdp.to_string()), 2);
+    let mut turbo = conf.clone();
+    turbo["mode"] = json!("turbo");
+    assert_cni_error(&run("ADD", &good, &turbo.to_string()), 6);
     let mut no_ipam = conf.clone();
     no_ipam["ipam"]["type"] = json!("no-such-ipam");
     let err = assert_cni_error(&run("ADD", &good, &no_ipam.to_string()), 7);

@@ -17,7 +17,8 @@ use std::{
 use netfwd_tests::{
     Daemon, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping, describe,
     outside::{
-        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
+        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, chunked_stream, in_netns, ip_of,
+        tcp_echo, udp_echo,
     },
     payload, ping, tool_ok,
 };
@@ -184,70 +185,62 @@ fn three_hundred_concurrent_tcp_connections_from_three_endpoints_complete_intact
 #[test]
 fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery() {
     let lab = NatLab::new("natpmtu", "");
-    // internet ns routes to a "far" namespace over a 1280-byte hop; the far
-    // end itself has a 1500 MTU, so only ICMP "fragmentation needed" from the
-    // router, translated back through the NAT, can shrink the segments.
-    let far = lab.sb.ns("far");
-    tool_ok("ip", &["netns", "add", &far]);
-    tool_ok(
-        "ip",
-        &[
-            "-n",
-            &lab.internet.ns,
-            "link",
-            "add",
-            "f0",
-            "mtu",
-            "1280",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &far,
-        ],
+    // Beyond the internet namespace, a 1280-byte link between two routers
+    // (internet and `far`), then the server on 1500 again: both ends keep a
+    // 1500 MTU (MSS 1460), so only ICMP "fragmentation needed" from the
+    // routers, the endpoint's translated back through the NAT, can shrink
+    // the segments. (A narrow MTU on one end of a veth alone would drop the
+    // other side's full-size frames silently: a black hole, not a test.)
+    let (far, srv) = (lab.sb.ns("far"), lab.sb.ns("srv"));
+    let inet = lab.internet.ns.clone();
+    for ns in [&far, &srv] {
+        tool_ok("ip", &["netns", "add", ns]);
+        tool_ok("ip", &["-n", ns, "link", "set", "lo", "up"]);
+    }
+    let ip = |ns: &str, args: &str| {
+        let mut all = vec!["-n", ns];
+        all.extend(args.split_whitespace());
+        tool_ok("ip", &all);
+    };
+    ip(
+        &inet,
+        &format!("link add f0 mtu 1280 type veth peer name eth0 netns {far}"),
     );
-    tool_ok(
-        "ip",
-        &[
-            "-n",
-            &lab.internet.ns,
-            "addr",
-            "add",
-            "198.51.100.1/24",
-            "dev",
-            "f0",
-        ],
+    ip(&far, "link set eth0 mtu 1280");
+    ip(&inet, "addr add 198.51.100.1/24 dev f0");
+    ip(&inet, "link set f0 up");
+    ip(&inet, "route add 198.51.101.0/24 via 198.51.100.2");
+    ip(&far, "addr add 198.51.100.2/24 dev eth0");
+    ip(&far, "link set eth0 up");
+    ip(
+        &far,
+        &format!("link add eth1 type veth peer name eth0 netns {srv}"),
     );
-    tool_ok("ip", &["-n", &lab.internet.ns, "link", "set", "f0", "up"]);
-    tool_ok("ip", &["-n", &far, "link", "set", "lo", "up"]);
-    tool_ok(
-        "ip",
-        &["-n", &far, "addr", "add", "198.51.100.2/24", "dev", "eth0"],
-    );
-    tool_ok("ip", &["-n", &far, "link", "set", "eth0", "up"]);
-    tool_ok(
-        "ip",
-        &["-n", &far, "route", "add", "default", "via", "198.51.100.1"],
-    );
-    tool_ok(
-        "nsenter",
-        &[
-            &format!("--net=/run/netns/{}", lab.internet.ns),
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ],
-    );
-    let server = netfwd_tests::outside::EchoServer::start(&far, "198.51.100.2", 9);
+    ip(&far, "addr add 198.51.101.1/24 dev eth1");
+    ip(&far, "link set eth1 up");
+    ip(&far, "route add default via 198.51.100.1");
+    ip(&srv, "addr add 198.51.101.2/24 dev eth0");
+    ip(&srv, "link set eth0 up");
+    ip(&srv, "route add default via 198.51.101.1");
+    for ns in [&inet, &far] {
+        tool_ok(
+            "nsenter",
+            &[
+                &format!("--net=/run/netns/{ns}"),
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        );
+    }
+    let server = netfwd_tests::outside::EchoServer::start(&srv, "198.51.101.2", 9);
     let data = payload("pmtu", 2_000_000);
     let result = in_netns(&lab.eps[0], move || {
-        tcp_echo("198.51.100.2", 9, None, &data)
+        tcp_echo("198.51.101.2", 9, None, &data)
     });
     drop(server);
     assert_eq!(ip_of(&result.unwrap()), UPLINK_IP);
-    let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", "198.51.100.2"]);
+    let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", "198.51.101.2"]);
     assert!(route.contains("mtu 1280"), "no learnt path MTU: {route}");
 }
 
@@ -348,28 +341,7 @@ fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
     let lab = NatLab::new("natrst", "");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     let ep = lab.eps[0].clone();
-    // A stream that sends a chunk every 50 ms for 4 s and checks every echo.
-    let stream = thread::spawn(move || {
-        in_netns(&ep, || {
-            use std::io::{Read as _, Write as _};
-            let mut s = std::net::TcpStream::connect((INTERNET_IP, ECHO_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            let mut greeting = [0u8; 64];
-            let _ = s.read(&mut greeting)?;
-            let start = Instant::now();
-            let mut n = 0u32;
-            while start.elapsed() < Duration::from_secs(4) {
-                let chunk = payload(&n.to_string(), 1000);
-                s.write_all(&chunk)?;
-                let mut back = vec![0u8; chunk.len()];
-                s.read_exact(&mut back)?;
-                anyhow::ensure!(back == chunk, "chunk {n} came back different");
-                n += 1;
-                thread::sleep(Duration::from_millis(50));
-            }
-            Ok(n)
-        })
-    });
+    let stream = chunked_stream(&ep, 4);
     thread::sleep(Duration::from_secs(1));
     daemon.stop();
     daemon = Daemon::start(&lab.sb, &lab.config, &[]);

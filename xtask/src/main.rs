@@ -42,6 +42,16 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Set up, build, and soak netfwd: mixed TCP/UDP/ICMP between every
+    /// endpoint and to the internet, every payload checked, NAT table and
+    /// daemon memory sampled (see tests/tests/soak.rs).
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Datapath mode.
+        #[arg(long, default_value = "tc", value_parser = ["tc", "xdp"])]
+        mode: String,
+    },
     /// Set up, build, and run the demo: seed 001's network in a sandbox, a
     /// connectivity matrix, the datapath counters. Arguments after `--` run
     /// netfwd with them instead (`cargo xtask run -- up -c net.toml`).
@@ -80,6 +90,11 @@ fn exec(cli: Cli) -> Result<()> {
             setup::exec()?;
             build()?;
             bench::exec(&netfwd_bin(), quick)
+        }
+        Command::Soak { minutes, mode } => {
+            setup::exec()?;
+            build()?;
+            soak(minutes * 60, &mode)
         }
         Command::Run { keep, netfwd_args } => {
             setup::exec()?;
@@ -127,12 +142,53 @@ fn test(test_args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    let mut args: Vec<String> = ["test", "--release", "--", "--test-threads=1"]
-        .map(String::from)
-        .to_vec();
+    cargo_test(&[], "tc", test_args)?;
+    // The scenario tests again with XDP in front of TC: every behaviour the
+    // same in both modes.
+    cargo_test(&["--package", "netfwd-tests"], "xdp", test_args)?;
+    if test_args.is_empty() {
+        for mode in ["tc", "xdp"] {
+            soak(SOAK_IN_TEST_SECS, mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// The soak `cargo xtask test` runs, in each mode.
+const SOAK_IN_TEST_SECS: u64 = 120;
+
+fn soak(secs: u64, mode: &str) -> Result<()> {
+    let mut cmd = command(
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "--package",
+            "netfwd-tests",
+            "--test",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+    );
+    cmd.current_dir(workspace_root())
+        .env("NETFWD_BIN", netfwd_bin())
+        .env("NETFWD_TEST_MODE", mode)
+        .env("NETFWD_SOAK_SECS", secs.to_string());
+    run(&mut cmd)
+}
+
+/// `cargo test --release <select> -- --test-threads=1 <test_args>` with the
+/// scenario tests in datapath mode `mode`.
+fn cargo_test(select: &[&str], mode: &str, test_args: &[String]) -> Result<()> {
+    let mut args: Vec<String> = ["test", "--release"].map(String::from).to_vec();
+    args.extend(select.iter().map(|s| s.to_string()));
+    args.extend(["--", "--test-threads=1"].map(String::from));
     args.extend(test_args.iter().cloned());
     let mut cmd = command("cargo", &args);
     cmd.current_dir(workspace_root())
-        .env("NETFWD_BIN", netfwd_bin());
+        .env("NETFWD_BIN", netfwd_bin())
+        .env("NETFWD_TEST_MODE", mode);
     run(&mut cmd)
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{CniError, CniResult, OrCni as _, code};
-use crate::config::{self, ConfigFile, Network, NetworkSection};
+use crate::config::{self, ConfigFile, Mode, Network, NetworkSection};
 
 /// The versions this plugin speaks: podman 4.3 writes 0.4.0; 1.1 adds GC
 /// and STATUS.
@@ -25,7 +25,7 @@ pub struct NetConf {
     pub uplink: Option<String>,
     /// Masquerade on the uplink (default true when there is an uplink).
     pub ip_masq: Option<bool>,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub mtu: Option<u32>,
     pub icc: Option<bool>,
     /// See `[network] host_cgroup`: whose connections reach published ports
@@ -108,15 +108,6 @@ impl NetConf {
     /// The netfwd network this config describes, validated as a TOML config
     /// would be.
     pub fn network(&self) -> CniResult<Network> {
-        match self.mode.as_deref() {
-            None | Some("tc") => {}
-            Some(other) => {
-                return Err(CniError::new(
-                    code::UNSUPPORTED_FIELD,
-                    format!("mode: {other:?} is not supported by this netfwd (\"tc\")"),
-                ));
-            }
-        }
         let uplink = match (self.ip_masq, &self.uplink) {
             (Some(false), Some(_)) => {
                 return Err(CniError::new(
@@ -152,6 +143,7 @@ impl NetConf {
                 lan: None,
                 icc: self.icc,
                 host_cgroup: self.host_cgroup.clone(),
+                mode: self.mode,
             },
             endpoints: Vec::new(),
             nat: None,
@@ -236,8 +228,8 @@ mod tests {
         let c = conf(r#"{"cniVersion":"1.0.0","name":"x","type":"netfwd","subnet":"10.0.0.0/33"}"#)
             .unwrap();
         assert_eq!(c.network().unwrap_err().code, code::INVALID_CONFIG);
-        let c = conf(r#"{"cniVersion":"1.0.0","name":"x","type":"netfwd","subnet":"10.0.0.0/24","mode":"dpdk"}"#)
-            .unwrap();
-        assert_eq!(c.network().unwrap_err().code, code::UNSUPPORTED_FIELD);
+        let err = conf(r#"{"cniVersion":"1.0.0","name":"x","type":"netfwd","subnet":"10.0.0.0/24","mode":"dpdk"}"#)
+            .unwrap_err();
+        assert_eq!(err.code, code::DECODE_FAILED);
     }
 }

@@ -8,9 +8,9 @@ use netfwd_common::{counters::IfaceCounters, drop::DropReason, nat::DIR_INGRESS}
 use serde::Serialize;
 
 use crate::{
-    config::{Network, Proto},
+    config::{Mode, Network, Proto},
     loader::{self, AttachedProgram, DatapathMaps},
-    netlink::Netlink,
+    netlink::{Link, Netlink},
     netns,
     state::State,
 };
@@ -26,6 +26,8 @@ pub struct NetworkStatus {
     pub subnet: String,
     pub gateway: String,
     pub mtu: u32,
+    /// As configured; each interface shows what it runs.
+    pub mode: Mode,
     pub pin_dir: String,
     pub created_netns: Vec<String>,
     pub endpoints: Vec<EndpointStatus>,
@@ -43,6 +45,8 @@ pub struct ExternalStatus {
     /// Its primary IPv4 address (what endpoints are masqueraded to).
     pub addr: Option<String>,
     pub program: Option<ProgramStatus>,
+    /// XDP in front of TC, or TC alone.
+    pub mode: Mode,
     pub counters: Option<CountersStatus>,
 }
 
@@ -74,6 +78,8 @@ pub struct EndpointStatus {
     pub host_ifindex: Option<u32>,
     pub host_mac: Option<String>,
     pub program: Option<ProgramStatus>,
+    /// XDP in front of TC on its veth, or TC alone.
+    pub mode: Mode,
     pub counters: Option<CountersStatus>,
     /// How it was attached with `netfwd attach`; `None` for config endpoints.
     pub attached: Option<AttachedStatus>,
@@ -198,6 +204,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
             None => None,
         };
         let host_ifindex = link.as_ref().map(|l| l.index);
+        let mode = iface_mode(&net.name, link.as_ref())?;
         endpoints.push(EndpointStatus {
             netns,
             ip: ip.to_string(),
@@ -206,6 +213,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
             host_ifindex,
             host_mac: link.as_ref().map(|l| format_mac(l.mac)),
             program: program.map(ProgramStatus::from),
+            mode,
             counters: host_ifindex
                 .and_then(|i| counters.get(&i))
                 .map(CountersStatus::from),
@@ -254,6 +262,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
         subnet: net.subnet.to_string(),
         gateway: net.gateway.to_string(),
         mtu: net.mtu,
+        mode: net.mode,
         pin_dir: pin_dir.display().to_string(),
         created_netns: st.created_netns.clone(),
         endpoints,
@@ -290,15 +299,25 @@ async fn external_status(
         ),
         None => (None, None),
     };
+    let mode = iface_mode(network, link.as_ref())?;
     let ifindex = link.map(|l| l.index);
     Ok(ExternalStatus {
         ifname: ifname.to_owned(),
         ifindex,
         addr,
         program,
+        mode,
         counters: ifindex
             .and_then(|i| counters.get(&i))
             .map(CountersStatus::from),
+    })
+}
+
+/// XDP where our XDP link runs on the interface, else TC.
+fn iface_mode(network: &str, link: Option<&Link>) -> Result<Mode> {
+    Ok(match link {
+        Some(l) if loader::xdp_attached(network, l)? => Mode::Xdp,
+        _ => Mode::Tc,
     })
 }
 
@@ -313,17 +332,18 @@ fn print_human(report: &StatusReport) {
     }
     for net in &report.networks {
         println!(
-            "network {}  subnet {}  gateway {}  mtu {}  pins {}",
-            net.name, net.subnet, net.gateway, net.mtu, net.pin_dir
+            "network {}  subnet {}  gateway {}  mtu {}  mode {}  pins {}",
+            net.name, net.subnet, net.gateway, net.mtu, net.mode, net.pin_dir
         );
         println!(
-            "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:>9} {:>10} {:>8} {:>6} {:>7}",
+            "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:<4} {:>9} {:>10} {:>8} {:>6} {:>7}",
             "NETNS",
             "IP",
             "MAC",
             "HOST-IF",
             "IFINDEX",
             "PROG",
+            "MODE",
             "RX",
             "REDIRECT",
             "TO-HOST",
@@ -339,7 +359,7 @@ fn print_human(report: &StatusReport) {
                 None => ep.netns.clone(),
             };
             println!(
-                "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:>9} {:>10} {:>8} {:>6} {:>7}",
+                "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:<4} {:>9} {:>10} {:>8} {:>6} {:>7}",
                 label,
                 ep.ip,
                 ep.mac.as_deref().unwrap_or("-"),
@@ -348,6 +368,7 @@ fn print_human(report: &StatusReport) {
                 ep.program
                     .as_ref()
                     .map_or("none".into(), |p| p.id.to_string()),
+                ep.mode,
                 c.map_or(0, |c| c.rx_packets),
                 c.map_or(0, |c| c.redirected),
                 c.map_or(0, |c| c.to_host),

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::{config, network};
+use crate::{
+    config::{self, Mode},
+    network,
+};
 
 pub async fn exec(config_path: &Path, json: bool) -> Result<()> {
     let net = config::load(config_path)?;
@@ -19,14 +22,19 @@ pub async fn exec(config_path: &Path, json: bool) -> Result<()> {
     for ep in &report.endpoints {
         let made = if ep.created { "created" } else { "present" };
         println!(
-            "{:<16} {:<15} {:<15} veth {made}, program {:?}",
-            ep.netns, ep.ip, ep.host_ifname, ep.program
+            "{:<16} {:<15} {:<15} veth {made}, program {:?}, mode {}",
+            ep.netns, ep.ip, ep.host_ifname, ep.program, ep.mode
         );
     }
     if let Some(uplink) = &report.uplink {
         println!(
-            "uplink {} masquerades to {}, program {:?}",
-            uplink.ifname, uplink.addr, uplink.program
+            "uplink {} masquerades to {}, program {:?}, mode {}",
+            uplink.ifname, uplink.addr, uplink.program, uplink.mode
+        );
+    }
+    if net.mode == Mode::Xdp {
+        println!(
+            "xdp: endpoints send full checksums and receive with GRO on, as XDP redirects into a veth need"
         );
     }
     println!("network {} is up", report.network);

@@ -6,10 +6,11 @@ use std::{fs::File, io, path::Path};
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         loaded_programs,
         tc::{SchedClassifierLink, TcAttachOptions},
+        xdp::XdpLink,
     },
     sys::SyscallError,
 };
@@ -62,6 +63,52 @@ pub fn attach_ingress(
     Ok(AttachOutcome::Attached)
 }
 
+/// Attaches an XDP program (native mode) through a pinned link.
+/// `running` is the XDP program the interface runs now (from netlink): our
+/// pinned link is current only if that is its program.
+pub fn attach_xdp(
+    prog: &mut Xdp,
+    ifname: &str,
+    running: Option<u32>,
+    pin: &Path,
+) -> Result<AttachOutcome> {
+    let tag = prog.info().context("reading the program's tag")?.tag();
+    if let Some(link) = open_pinned(pin)? {
+        let linked = link.info().context("reading link info")?.program_id();
+        if running == Some(linked) {
+            if same_program(linked, tag) {
+                return Ok(AttachOutcome::Unchanged);
+            }
+            let link = XdpLink::try_from(link).context("pinned link is not XDP")?;
+            let id = prog.attach_to_link(link).context("replacing the program")?;
+            // The pin keeps the link; dropping our handle only closes an fd.
+            drop(prog.take_link(id)?);
+            return Ok(AttachOutcome::Replaced);
+        }
+        // A link left from an interface that is gone (recreated since).
+        std::fs::remove_file(pin)
+            .with_context(|| format!("removing stale link pin {}", pin.display()))?;
+    }
+    let id = prog.attach(ifname, XdpMode::Driver).context("XDP attach")?;
+    let link = FdLink::try_from(prog.take_link(id)?).context("XDP link is not an fd link")?;
+    link.pin(pin)
+        .with_context(|| format!("pinning link at {}", pin.display()))?;
+    Ok(AttachOutcome::Attached)
+}
+
+/// Whether a loaded program `id` has tag `tag`.
+fn same_program(id: u32, tag: u64) -> bool {
+    loaded_programs()
+        .filter_map(Result::ok)
+        .any(|p| p.id() == id && p.tag() == tag)
+}
+
+/// Whether the pinned XDP link's program is the one the interface runs.
+pub fn xdp_link_running(link: &FdLink, running: Option<u32>) -> Result<bool> {
+    let linked = link.info().context("reading link info")?.program_id();
+    Ok(running == Some(linked))
+}
+
 /// Attaches a cgroup socket hook through a pinned link; one already there
 /// with this very program is kept.
 pub fn attach_cgroup(
@@ -73,10 +120,7 @@ pub fn attach_cgroup(
     let mut outcome = AttachOutcome::Attached;
     if let Some(link) = open_pinned(pin)? {
         let prog_id = link.info().context("reading link info")?.program_id();
-        let same = loaded_programs()
-            .filter_map(Result::ok)
-            .any(|p| p.id() == prog_id && p.tag() == tag);
-        if same {
+        if same_program(prog_id, tag) {
             return Ok(AttachOutcome::Unchanged);
         }
         // cgroup links cannot swap programs in place; a connect() in the gap

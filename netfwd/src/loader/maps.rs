@@ -7,15 +7,15 @@ use anyhow::{Context as _, Result};
 
 use crate::ipnet::Ipv4Net;
 use aya::maps::{
-    Array, HashMap, Map, MapData, PerCpuHashMap,
+    Array, DevMapHash, HashMap, Map, MapData, PerCpuHashMap,
     lpm_trie::{Key, LpmTrie},
 };
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
-        MAP_COUNTERS, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG, MAP_NETWORK,
-        MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
+        MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
+        MAP_NETWORK, MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
     },
     nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
@@ -30,6 +30,7 @@ pub struct DatapathMaps {
     published: HashMap<MapData, PublishKey, PublishTarget>,
     published_by_endpoint: HashMap<MapData, PublishedEndpoint, [u8; 2]>,
     host_netns: Array<MapData, u64>,
+    endpoint_tx: DevMapHash<MapData>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -59,7 +60,30 @@ impl DatapathMaps {
                 .context("PUBLISHED_BY_ENDPOINT has an unexpected type")?,
             host_netns: Array::try_from(open(pin_dir, MAP_HOST_NETNS)?)
                 .context("HOST_NETNS has an unexpected type")?,
+            endpoint_tx: DevMapHash::try_from(open(pin_dir, MAP_ENDPOINT_TX)?)
+                .context("ENDPOINT_TX has an unexpected type")?,
         })
+    }
+
+    /// Lets XDP redirect to the host-side veth `ifindex` (its endpoint end
+    /// is ready for XDP frames), or no longer.
+    pub fn set_xdp_target(&mut self, ifindex: u32, allowed: bool) -> Result<()> {
+        let context = || format!("writing ENDPOINT_TX[{ifindex}]");
+        if allowed {
+            return self
+                .endpoint_tx
+                .insert(ifindex, ifindex, None, 0)
+                .with_context(context);
+        }
+        match self.endpoint_tx.remove(ifindex) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(context),
+        }
     }
 
     pub fn set_network(&mut self, config: NetworkConfig) -> Result<()> {

@@ -11,13 +11,16 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
-    programs::{CgroupSockAddr, SchedClassifier},
+    programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
     self, CONNECT4_LINK, MAP_NAT, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
+    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
 
 pub use attach::{AttachOutcome, AttachedProgram};
+
+use crate::netlink::Link;
 pub use bpffs::ensure_bpffs;
 pub use maps::{DatapathMaps, sum_counters};
 
@@ -31,6 +34,10 @@ pub fn pin_dir(network: &str) -> PathBuf {
 
 fn links_dir(network: &str) -> PathBuf {
     pin_dir(network).join(names::LINKS_DIR)
+}
+
+fn xdp_links_dir(network: &str) -> PathBuf {
+    pin_dir(network).join(names::XDP_LINKS_DIR)
 }
 
 /// The datapath of one network, loaded: its programs share the network's
@@ -50,9 +57,10 @@ impl Datapath {
     /// their own). `NAT` holds two entries per flow.
     pub fn load_at(dir: &Path, nat_max_flows: u32) -> Result<Self> {
         ensure_bpffs()?;
-        let links = dir.join(names::LINKS_DIR);
-        std::fs::create_dir_all(&links)
-            .with_context(|| format!("creating pin directory {}", links.display()))?;
+        for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
+            std::fs::create_dir_all(&links)
+                .with_context(|| format!("creating pin directory {}", links.display()))?;
+        }
         let nat_entries = nat_max_flows.saturating_mul(2);
         drop_resized_pin(&dir.join(MAP_NAT), nat_entries)?;
         let map_paths: Vec<(&str, PathBuf)> =
@@ -67,6 +75,11 @@ impl Datapath {
         })?;
         for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
             classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading program {name} into the kernel"))?;
+        }
+        for name in [PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK] {
+            xdp_program(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("loading program {name} into the kernel"))?;
         }
@@ -97,6 +110,37 @@ impl Datapath {
             .with_context(|| format!("attaching {program} to {ifname}"))
     }
 
+    /// Attaches the endpoint XDP program (native mode) to `ifname`, which
+    /// runs XDP program `running` now (from netlink).
+    pub fn attach_xdp_from_endpoint(
+        &mut self,
+        ifname: &str,
+        running: Option<u32>,
+    ) -> Result<AttachOutcome> {
+        self.attach_xdp(PROG_XDP_FROM_ENDPOINT, ifname, running)
+    }
+
+    /// Attaches the uplink XDP program (native mode), as above.
+    pub fn attach_xdp_from_uplink(
+        &mut self,
+        ifname: &str,
+        running: Option<u32>,
+    ) -> Result<AttachOutcome> {
+        self.attach_xdp(PROG_XDP_FROM_UPLINK, ifname, running)
+    }
+
+    fn attach_xdp(
+        &mut self,
+        program: &str,
+        ifname: &str,
+        running: Option<u32>,
+    ) -> Result<AttachOutcome> {
+        let pin = self.pin_dir.join(names::XDP_LINKS_DIR).join(ifname);
+        let prog = xdp_program(&mut self.ebpf, program)?;
+        attach::attach_xdp(prog, ifname, running, &pin)
+            .with_context(|| format!("attaching {program} to {ifname} (XDP)"))
+    }
+
     /// Attaches the connect4 hook (published ports for the host's own
     /// connections) to the cgroup at `cgroup`.
     pub fn attach_connect4(&mut self, cgroup: &Path) -> Result<AttachOutcome> {
@@ -110,6 +154,11 @@ impl Datapath {
     pub fn program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
         classifier(&mut self.ebpf, name)
     }
+
+    /// An XDP program of the datapath by name, as [`Datapath::program`].
+    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
+        xdp_program(&mut self.ebpf, name)
+    }
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
@@ -117,6 +166,13 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .with_context(|| format!("program {name} missing from the datapath object"))?
         .try_into()
         .with_context(|| format!("program {name} is not a TC classifier"))
+}
+
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the datapath object"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not an XDP program"))
 }
 
 fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
@@ -156,26 +212,48 @@ pub fn attached(network: &str, ifname: &str) -> Result<Option<AttachedProgram>> 
     }
 }
 
-/// Unpins the link of an interface (detaching the program if the interface
-/// still exists). Ok if there was none.
-pub fn unpin_link(network: &str, ifname: &str) -> Result<()> {
-    remove_file_if_exists(&links_dir(network).join(ifname))
+/// Whether our XDP program runs on `link` (through the network's pinned
+/// link).
+pub fn xdp_attached(network: &str, link: &Link) -> Result<bool> {
+    match attach::open_pinned(&xdp_links_dir(network).join(&link.name))? {
+        Some(pinned) => attach::xdp_link_running(&pinned, link.xdp_prog_id),
+        None => Ok(false),
+    }
 }
 
-/// Names of the interfaces that have a pinned link.
+/// Unpins the links (TC and XDP) of an interface, detaching the programs if
+/// the interface still exists. Ok if there were none.
+pub fn unpin_link(network: &str, ifname: &str) -> Result<()> {
+    remove_file_if_exists(&links_dir(network).join(ifname))?;
+    unpin_xdp_link(network, ifname)
+}
+
+/// Unpins the XDP link of an interface (back to TC alone there).
+pub fn unpin_xdp_link(network: &str, ifname: &str) -> Result<()> {
+    remove_file_if_exists(&xdp_links_dir(network).join(ifname))
+}
+
+/// Names of the interfaces that have a pinned link (TC or XDP).
 pub fn pinned_links(network: &str) -> Result<Vec<String>> {
-    let dir = links_dir(network);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    entries
-        .map(|e| {
-            e.map(|e| e.file_name().to_string_lossy().into_owned())
-                .with_context(|| format!("listing {}", dir.display()))
-        })
-        .collect()
+    let mut names = Vec::new();
+    for dir in [links_dir(network), xdp_links_dir(network)] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for e in entries {
+            let name = e
+                .with_context(|| format!("listing {}", dir.display()))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// Removes every pin of a network: links (detaching programs), maps (freed once

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use rtnetlink::{
     LinkMessageBuilder, LinkUnspec,
-    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct Link {
     pub kind: Option<String>,
     /// For a veth, the ifindex of its peer (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// The XDP program running on it, if any.
+    pub xdp_prog_id: Option<u32>,
 }
 
 impl TryFrom<LinkMessage> for Link {
@@ -26,11 +28,18 @@ impl TryFrom<LinkMessage> for Link {
         let mut mac = [0; 6];
         let mut kind = None;
         let mut peer_index = None;
+        let mut xdp_prog_id = None;
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n),
                 LinkAttribute::Address(a) if a.len() == 6 => mac.copy_from_slice(&a),
                 LinkAttribute::Link(i) => peer_index = Some(i),
+                LinkAttribute::Xdp(xdp) => {
+                    xdp_prog_id = xdp.iter().find_map(|x| match x {
+                        LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                        _ => None,
+                    })
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     kind = infos.into_iter().find_map(|i| match i {
                         LinkInfo::Kind(k) => Some(kind_name(&k)),
@@ -52,6 +61,7 @@ impl TryFrom<LinkMessage> for Link {
             mac,
             kind,
             peer_index,
+            xdp_prog_id,
         })
     }
 }

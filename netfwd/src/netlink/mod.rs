@@ -6,13 +6,11 @@ mod link;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    os::fd::AsFd as _,
     path::Path,
 };
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
-use nix::sched::{CloneFlags, setns};
 use rtnetlink::{
     Handle, RouteMessageBuilder,
     packet_route::{
@@ -61,18 +59,8 @@ impl Netlink {
     /// namespace it was made in, so the thread steps in, makes it, and steps
     /// back; nothing else runs on the thread meanwhile.
     pub fn in_netns(path: &Path) -> Result<Netlink> {
-        let home = netns::open(Path::new("/proc/thread-self/ns/net"))?;
-        let target = netns::open(path)?;
-        setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("entering netns {}", path.display()))?;
-        let made = Netlink::current();
-        if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
-            // Carrying on in the wrong namespace would change the wrong
-            // devices; nothing sane is left to do.
-            eprintln!("netfwd: fatal: cannot return to the original netns: {e}");
-            std::process::abort();
-        }
-        made.with_context(|| format!("netlink in netns {}", path.display()))
+        netns::within(path, Netlink::current)?
+            .with_context(|| format!("netlink in netns {}", path.display()))
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {

@@ -7,7 +7,8 @@ use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
 use anyhow::{Context as _, Result};
 
 use crate::{
-    config::{Endpoint, Kind, Network},
+    config::{Endpoint, Kind, Mode, Network},
+    ethtool,
     netlink::{Link, Netlink, Route},
     netns,
     state::State,
@@ -35,6 +36,11 @@ pub struct EndpointFacts {
     pub mac: [u8; 6],
     /// The veth pair was (re)made by this call.
     pub created: bool,
+    /// The XDP program on the host-side veth now.
+    pub host_xdp_prog_id: Option<u32>,
+    /// `mode = "xdp"`: the endpoint's interface was made fit for XDP frames
+    /// (full checksums, GRO); false in TC mode or if that failed.
+    pub xdp_ready: bool,
 }
 
 /// A config endpoint: its named namespace (created if missing), then the
@@ -78,12 +84,27 @@ pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result
     configure_host_side(host, net, at.ip, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
+    let xdp_ready = net.mode == Mode::Xdp && prepare_for_xdp(at);
     Ok(EndpointFacts {
         host_ifindex: host_link.index,
         host_mac: host_link.mac,
         mac: inside.mac,
         created,
+        host_xdp_prog_id: host_link.xdp_prog_id,
+        xdp_ready,
     })
+}
+
+/// What XDP frames into the endpoint need (see `ethtool`); without it the
+/// endpoint is reached through TC alone, said in one line.
+fn prepare_for_xdp(at: &Placement<'_>) -> bool {
+    match ethtool::prepare_for_xdp(at.ns_path, at.ifname) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("{e:#}; XDP will not redirect to this endpoint, TC does");
+            false
+        }
+    }
 }
 
 /// Creates the namespace if missing, recording it first so a crash between

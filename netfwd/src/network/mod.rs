@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup,
-    config::{self, Network, Peer, Published},
+    config::{self, Mode, Network, Peer, Published},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
     netlink::{Netlink, Route},
     netns, procnet,
@@ -45,6 +45,7 @@ pub struct UplinkReport {
     pub ifname: String,
     pub addr: String,
     pub program: AttachOutcome,
+    pub mode: Mode,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +55,8 @@ pub struct EndpointReport {
     pub host_ifname: String,
     pub created: bool,
     pub program: AttachOutcome,
+    /// Where the datapath runs on its veth (XDP falls back to TC).
+    pub mode: Mode,
 }
 
 /// Creates or completes the network. Running it again with the same config
@@ -112,13 +115,14 @@ async fn apply(
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     for ep in &net.endpoints {
         let facts = endpoint::ensure_named(host, net, ep, st).await?;
-        let program = install_endpoint(net, &mut datapath, &mut maps, ep.ip, &facts)?;
+        let (program, mode) = install_endpoint(net, &mut datapath, &mut maps, ep.ip, &facts)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
             ip: ep.ip.to_string(),
             host_ifname: net.host_ifname(ep.ip),
             created: facts.created,
             program,
+            mode,
         });
     }
     for a in &st.attached {
@@ -145,14 +149,15 @@ async fn apply(
 }
 
 /// Enters a set-up endpoint into the datapath: its counters, its forwarding
-/// entry, its program.
+/// entry, its programs; returns the TC program's outcome and the mode that
+/// runs on its veth.
 fn install_endpoint(
     net: &Network,
     datapath: &mut Datapath,
     maps: &mut DatapathMaps,
     ip: std::net::Ipv4Addr,
     facts: &endpoint::EndpointFacts,
-) -> Result<AttachOutcome> {
+) -> Result<(AttachOutcome, Mode)> {
     let host_ifname = net.host_ifname(ip);
     maps.ensure_counters(facts.host_ifindex)?;
     maps.set_endpoint(
@@ -166,7 +171,42 @@ fn install_endpoint(
     if net.uplink.is_some() || net.lan.is_some() {
         procnet::enable_forwarding(&host_ifname)?;
     }
-    datapath.attach_from_endpoint(&host_ifname)
+    let program = datapath.attach_from_endpoint(&host_ifname)?;
+    maps.set_xdp_target(facts.host_ifindex, facts.xdp_ready)?;
+    let mode = xdp_in_front(
+        net,
+        datapath,
+        &host_ifname,
+        facts.host_xdp_prog_id,
+        Datapath::attach_xdp_from_endpoint,
+    )?;
+    Ok((program, mode))
+}
+
+/// `mode = "xdp"`: the XDP program in front of the TC one on `ifname`, or,
+/// where it cannot attach, TC alone with a one-line warning. TC mode: no
+/// XDP program of ours there. Returns the mode `ifname` runs in.
+fn xdp_in_front(
+    net: &Network,
+    datapath: &mut Datapath,
+    ifname: &str,
+    running: Option<u32>,
+    attach: fn(&mut Datapath, &str, Option<u32>) -> Result<AttachOutcome>,
+) -> Result<Mode> {
+    if net.mode != Mode::Xdp {
+        loader::unpin_xdp_link(&net.name, ifname)?;
+        return Ok(Mode::Tc);
+    }
+    match attach(datapath, ifname, running) {
+        Ok(_) => Ok(Mode::Xdp),
+        Err(e) => {
+            log::warn!(
+                "{ifname}: XDP cannot attach ({}); TC only there",
+                e.root_cause()
+            );
+            Ok(Mode::Tc)
+        }
+    }
 }
 
 /// Attaches reverse NAT to the uplink and points the datapath's NAT at it.
@@ -186,10 +226,18 @@ async fn setup_uplink(
     // Config before program: the program passes everything while NAT is off.
     maps.set_nat_config(nat_config(net, link.index, addr.octets()))?;
     let program = datapath.attach_from_uplink(ifname)?;
+    let mode = xdp_in_front(
+        net,
+        datapath,
+        ifname,
+        link.xdp_prog_id,
+        Datapath::attach_xdp_from_uplink,
+    )?;
     Ok(UplinkReport {
         ifname: ifname.to_owned(),
         addr: addr.to_string(),
         program,
+        mode,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 
 /// A pin directory of the test's own under the real bpffs, removed on drop.
 pub struct PinDir(pub PathBuf);
@@ -39,6 +39,28 @@ pub fn run(prog: &SchedClassifier, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>
             data_in: Some(packet),
             data_out: Some(&mut out),
             ctx_in: (ifindex != 0).then_some(&ctx[..]),
+            repeat: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+/// Runs XDP program `prog` once on `packet` as if it arrived on `ifindex`
+/// (which must exist); returns the XDP action and the frame after it.
+pub fn run_xdp(prog: &Xdp, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; packet.len() + 64];
+    // struct xdp_md: data, data_end (the frame's length), data_meta,
+    // ingress_ifindex, rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx[..]),
             repeat: 1,
             ..Default::default()
         })

@@ -59,25 +59,29 @@ fn summaries(samples: &Samples, w: Workload) -> Vec<Summary> {
 pub fn markdown(samples: &Samples, reps: usize, secs: u64, machine: &str) -> String {
     let mut s = format!(
         "Medians of {reps} interleaved runs of {secs} s each (min–max); ratios of medians. {machine}\n\n\
-         | workload | unit | bridge+iptables | netfwd tc | limit | netfwd ÷ baseline | netfwd ÷ limit | CPU cost: baseline / netfwd / limit |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         | workload | unit | bridge+iptables | netfwd tc | netfwd xdp | limit | tc ÷ baseline | tc ÷ limit | xdp ÷ baseline | xdp ÷ limit | CPU cost: baseline / tc / xdp / limit |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for w in Workload::ALL {
-        let [base, tc, limit] = <[Summary; 3]>::try_from(summaries(samples, w))
-            .unwrap_or_else(|_| unreachable!("three setups"));
+        let [base, tc, xdp, limit] = <[Summary; 4]>::try_from(summaries(samples, w))
+            .unwrap_or_else(|_| unreachable!("four setups"));
         let cell = |x: &Summary| format!("{:.3} ({:.3}–{:.3})", x.median, x.min, x.max);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | **{:.2}×** | **{:.2}×** | {:.2} / {:.2} / {:.2} {} |",
+            "| {} | {} | {} | {} | {} | {} | **{:.2}×** | **{:.2}×** | {:.2}× | {:.2}× | {:.2} / {:.2} / {:.2} / {:.2} {} |",
             w.name(),
             w.unit(),
             cell(&base),
             cell(&tc),
+            cell(&xdp),
             cell(&limit),
             tc.median / base.median,
             tc.median / limit.median,
+            xdp.median / base.median,
+            xdp.median / limit.median,
             base.cost,
             tc.cost,
+            xdp.cost,
             limit.cost,
             w.cost_unit(),
         );
@@ -105,10 +109,14 @@ pub fn json(samples: &Samples, reps: usize, secs: u64, machine: &str) -> serde_j
 
 /// Bars of each setup's median relative to the limit, per workload.
 pub fn svg(samples: &Samples) -> String {
-    const ROW: f64 = 70.0;
+    const ROW: f64 = 86.0;
     const LEFT: f64 = 330.0;
     const WIDTH: f64 = 420.0;
-    let colours = ["#c0504d", "#4f81bd", "#9bbb59"];
+    let colours = ["#c0504d", "#4f81bd", "#8064a2", "#9bbb59"];
+    let limit_at = Kind::ALL
+        .iter()
+        .position(|k| *k == Kind::Limit)
+        .unwrap_or(0);
     let height = 60.0 + ROW * Workload::ALL.len() as f64;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -118,16 +126,16 @@ pub fn svg(samples: &Samples) -> String {
         let _ = writeln!(
             s,
             "<rect x=\"{}\" y=\"30\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"40\">{}</text>",
-            LEFT + i as f64 * 140.0,
+            LEFT - 120.0 + i as f64 * 120.0,
             colours[i],
-            LEFT + 16.0 + i as f64 * 140.0,
+            LEFT - 104.0 + i as f64 * 120.0,
             k.name()
         );
     }
     for (row, w) in Workload::ALL.iter().enumerate() {
         let y = 60.0 + row as f64 * ROW;
         let sums = summaries(samples, *w);
-        let limit = sums[2].median;
+        let limit = sums[limit_at].median;
         let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{}</text>", y + 28.0, w.name());
         for (i, sum) in sums.iter().enumerate() {
             let ratio = (sum.median / limit).clamp(0.0, 1.5);

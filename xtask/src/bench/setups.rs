@@ -39,16 +39,18 @@ pub const TARGET_PORT_BASE: u16 = 30000;
 pub enum Kind {
     Baseline,
     NetfwdTc,
+    NetfwdXdp,
     Limit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Baseline, Kind::NetfwdTc, Kind::Limit];
+    pub const ALL: [Kind; 4] = [Kind::Baseline, Kind::NetfwdTc, Kind::NetfwdXdp, Kind::Limit];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Baseline => "bridge+iptables",
             Kind::NetfwdTc => "netfwd tc",
+            Kind::NetfwdXdp => "netfwd xdp",
             Kind::Limit => "limit",
         }
     }
@@ -57,6 +59,7 @@ impl Kind {
         match self {
             Kind::Baseline => "base",
             Kind::NetfwdTc => "tc",
+            Kind::NetfwdXdp => "xdp",
             Kind::Limit => "lim",
         }
     }
@@ -104,7 +107,16 @@ impl Setup {
         setup.uplink()?;
         match kind {
             Kind::Baseline => setup.bridge_and_iptables()?,
-            Kind::NetfwdTc => setup.netfwd(id, netfwd, dir)?,
+            Kind::NetfwdTc => setup.netfwd(id, "tc", netfwd, dir)?,
+            Kind::NetfwdXdp => {
+                // The internet's end as a wire: full checksums, and NAPI to
+                // take XDP frames (see netfwd-ebpf's `xdp`).
+                in_ns(
+                    &setup.internet,
+                    &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"],
+                )?;
+                setup.netfwd(id, "xdp", netfwd, dir)?
+            }
             Kind::Limit => setup.bare()?,
         }
         Ok(setup)
@@ -235,15 +247,15 @@ impl Setup {
         Ok(())
     }
 
-    fn netfwd(&mut self, id: u32, netfwd: &Path, dir: &Path) -> Result<()> {
-        let name = format!("b{}", id % 100_000);
+    fn netfwd(&mut self, id: u32, mode: &str, netfwd: &Path, dir: &Path) -> Result<()> {
+        let name = format!("{}{}", &mode[..1], id % 100_000);
         let config = dir.join(format!("{name}.toml"));
         // The host-access hook goes to a cgroup of the bench's own, never
         // the host's root (no host process is in it).
-        let cgroup = cgroup_dir(id)?;
+        let cgroup = cgroup_dir(id, mode)?;
         self.cgroup = Some(cgroup.clone());
         let mut text = format!(
-            "[network]\nname = \"{name}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\nhost_cgroup = \"{}\"\n\
+            "[network]\nname = \"{name}\"\nmode = \"{mode}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\nhost_cgroup = \"{}\"\n\
              [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\n[[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\n",
             cgroup.display(),
             self.client,
@@ -328,7 +340,7 @@ impl Setup {
 }
 
 /// An empty cgroup v2 directory of the bench's own.
-fn cgroup_dir(id: u32) -> Result<PathBuf> {
+fn cgroup_dir(id: u32, tag: &str) -> Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let root = mountinfo
         .lines()
@@ -338,7 +350,7 @@ fn cgroup_dir(id: u32) -> Result<PathBuf> {
             (after.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
         })
         .ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy"))?;
-    let dir = root.join(format!("netfwd-bench-{id}"));
+    let dir = root.join(format!("netfwd-bench-{id}-{tag}"));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -414,7 +414,7 @@ pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Optio
                 .context("no nf_conntrack in /proc/slabinfo")?;
             Ok(Some((count, count * objsize)))
         }
-        Kind::NetfwdTc => {
+        Kind::NetfwdTc | Kind::NetfwdXdp => {
             fill_nat_table(&p)?;
             let netns = setup.host.as_str();
             let status = output(&mut command(

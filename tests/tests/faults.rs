@@ -1,0 +1,243 @@
+//! Faults under load: the daemon killed with SIGKILL mid-transfer, `down`
+//! while traffic flows, the uplink going down and up or changing its
+//! address, a full NAT table, and two `up` of one network at once.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::PathBuf, thread, time::Duration};
+
+use netfwd_tests::{
+    Daemon, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, endpoint, endpoints,
+    in_ns_ok, netfwd_bin,
+    outside::{
+        ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo, udp_echo,
+    },
+    tool_ok,
+};
+use serde_json::Value;
+
+const SUBNET: &str = "10.98.0.0/24";
+
+struct Lab {
+    sb: Sandbox,
+    _internet: Internet,
+    net: String,
+    eps: Vec<String>,
+    config: PathBuf,
+}
+
+impl Lab {
+    /// A network of `n` endpoints behind the uplink; `nat` is a `[nat]`
+    /// section or empty.
+    fn new(tag: &str, n: usize, nat: &str) -> Lab {
+        let sb = Sandbox::new(tag);
+        let internet = Internet::new(&sb);
+        let net = sb.net_name();
+        let eps: Vec<String> = (0..n).map(|i| sb.ns(&format!("e{i}"))).collect();
+        let mut text = format!(
+            "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{UPLINK}\"\n{nat}"
+        );
+        for ep in &eps {
+            text.push_str(&format!("[[endpoint]]\nnetns = \"{ep}\"\n"));
+        }
+        let config = sb.write_config(&text);
+        sb.up_file(&config);
+        Lab {
+            sb,
+            _internet: internet,
+            net,
+            eps,
+            config,
+        }
+    }
+
+    fn nat_flows(&self) -> Vec<Value> {
+        let out = self
+            .sb
+            .netfwd_ok(&["nat", "list", "--name", &self.net, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["networks"][0]["flows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// SIGKILL leaves the pinned programs and maps working: the stream goes on,
+/// and a new daemon adopts the NAT table without scrubbing its live flow.
+#[test]
+fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
+    let lab = Lab::new("kill9", 1, "");
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
+    let stream = chunked_stream(&lab.eps[0], 4);
+    thread::sleep(Duration::from_secs(1));
+    daemon.kill9();
+    let to_echo = |flows: &[Value]| {
+        flows
+            .iter()
+            .filter(|f| {
+                f["remote"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&format!(":{ECHO_PORT}")))
+            })
+            .count()
+    };
+    assert_eq!(to_echo(&lab.nat_flows()), 1, "{:#?}", lab.nat_flows());
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        to_echo(&lab.nat_flows()),
+        1,
+        "the restarted daemon scrubbed the live flow"
+    );
+    let chunks = stream.join().unwrap().unwrap();
+    assert!(chunks > 30, "only {chunks} chunks went through");
+    daemon.stop();
+}
+
+/// `down` under traffic: exits 0 and leaves nothing (the streams die with
+/// their endpoints); `up` right after makes a working network.
+#[test]
+fn down_while_traffic_flows_leaves_nothing_and_up_right_after_works() {
+    let lab = Lab::new("download", 3, "");
+    let streams: Vec<_> = lab.eps.iter().map(|ep| chunked_stream(ep, 4)).collect();
+    thread::sleep(Duration::from_secs(1));
+    lab.sb.netfwd_ok(&["down", "--name", &lab.net]);
+    let eps: Vec<&str> = lab.eps.iter().map(String::as_str).collect();
+    assert_nothing_left(lab.sb.host(), &lab.net, &eps);
+    let links = in_ns_ok(lab.sb.host(), &["ip", "-d", "link", "show", UPLINK]);
+    assert!(
+        !links.contains("prog/xdp"),
+        "XDP left on the uplink:\n{links}"
+    );
+    for s in streams {
+        // Their namespaces are gone: an error, never a hang.
+        let _ = s.join().unwrap();
+    }
+    lab.sb.up_file(&lab.config);
+    for ep in &lab.eps {
+        assert_ping(ep, INTERNET_IP);
+    }
+}
+
+/// The uplink going down and up: a stream rides it out (TCP retransmits,
+/// the flow's NAT entries stay). Its address changing: new flows leave with
+/// the new address at once, no daemon needed (`bpf_fib_lookup` picks it).
+#[test]
+fn the_uplink_going_down_and_up_or_changing_its_address() {
+    let lab = Lab::new("uplink", 1, "");
+    let host = lab.sb.host().to_owned();
+    let ep = lab.eps[0].clone();
+    // Taking the uplink down takes its routes with it.
+    let default_route = || {
+        tool_ok(
+            "ip",
+            &[
+                "-n",
+                &host,
+                "route",
+                "replace",
+                "default",
+                "via",
+                INTERNET_IP,
+            ],
+        )
+    };
+    let stream = chunked_stream(&ep, 4);
+    thread::sleep(Duration::from_secs(1));
+    tool_ok("ip", &["-n", &host, "link", "set", UPLINK, "down"]);
+    thread::sleep(Duration::from_millis(500));
+    tool_ok("ip", &["-n", &host, "link", "set", UPLINK, "up"]);
+    default_route();
+    let chunks = stream.join().unwrap().unwrap();
+    assert!(chunks > 20, "only {chunks} chunks went through");
+
+    tool_ok(
+        "ip",
+        &["-n", &host, "addr", "del", "203.0.113.2/24", "dev", UPLINK],
+    );
+    tool_ok(
+        "ip",
+        &["-n", &host, "addr", "add", "203.0.113.3/24", "dev", UPLINK],
+    );
+    default_route();
+    let peer = in_netns(&ep, || {
+        tcp_echo(INTERNET_IP, ECHO_PORT, None, b"renumbered")
+    })
+    .unwrap();
+    assert!(peer.starts_with("203.0.113.3:"), "the server saw {peer}");
+}
+
+/// A NAT table far smaller than the flows asked of it: it stays at its
+/// size (LRU: the least recently used flows make room, as conntrack's
+/// early drop does), a flow in use keeps working, status shows the
+/// pressure.
+#[test]
+fn a_full_nat_table_stays_bounded_and_keeps_flows_in_use() {
+    let lab = Lab::new("natfull", 2, "[nat]\nmax_flows = 64\n");
+    let stream = chunked_stream(&lab.eps[0], 4);
+    let other = lab.eps[1].clone();
+    let answered = in_netns(&other, || {
+        let mut ok = 0u32;
+        for sport in 40000..40300u16 {
+            if udp_echo(INTERNET_IP, ECHO_PORT, sport, b"fill").is_ok() {
+                ok += 1;
+            }
+        }
+        Ok(ok)
+    })
+    .unwrap();
+    assert_eq!(answered, 300, "new flows are made room for, not refused");
+    let status = lab.sb.network_status(&lab.net);
+    let nat = &status["nat"];
+    let (flows, max) = (
+        nat["flows"].as_u64().unwrap(),
+        nat["max_flows"].as_u64().unwrap(),
+    );
+    assert_eq!(max, 64);
+    assert!(flows <= max && flows >= max / 2, "{nat:#}");
+    let chunks = stream.join().unwrap().unwrap();
+    assert!(chunks > 30, "the flow in use broke after {chunks} chunks");
+}
+
+/// Two `up` of one network at once: the lock serialises them, both succeed,
+/// one network results with every endpoint working.
+#[test]
+fn two_ups_at_once_build_one_network() {
+    let sb = Sandbox::new("twoup");
+    let net = sb.net_name();
+    let eps: Vec<String> = (0..4).map(|i| sb.ns(&format!("e{i}"))).collect();
+    let mut cfg = NetConfig::new(&net, SUBNET, None);
+    for ep in &eps {
+        cfg = cfg.endpoint(ep, None);
+    }
+    let path = sb.write_config(&cfg.to_toml());
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(netfwd_bin())
+                .arg("--netns")
+                .arg(sb.host())
+                .arg("up")
+                .arg("-c")
+                .arg(&path)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe("concurrent up", &out));
+    }
+    let status = sb.network_status(&net);
+    assert_eq!(endpoints(&status).len(), 4);
+    assert!(
+        endpoints(&status).iter().all(|e| e["program"].is_object()),
+        "{status:#}"
+    );
+    for ep in &eps[1..] {
+        let ip = endpoint(&status, ep)["ip"].as_str().unwrap().to_owned();
+        assert_ping(&eps[0], &ip);
+    }
+}

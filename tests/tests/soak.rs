@@ -1,0 +1,216 @@
+//! The soak: every endpoint talks TCP, UDP and ICMP to every other and to
+//! the internet, short flows and one long-lived stream each, for
+//! `NETFWD_SOAK_SECS` seconds (default 120), every payload checked; the NAT
+//! table and the daemon's memory are sampled meanwhile. Run by `cargo xtask
+//! soak --minutes N` and, for two minutes, by `cargo xtask test`; ignored
+//! by a plain `cargo test`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use netfwd_tests::{
+    Daemon, Sandbox, enter_netns,
+    outside::{
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, chunked_stream, tcp_echo, udp_echo,
+    },
+    payload,
+};
+
+const SUBNET: &str = "10.99.0.0/24";
+const ENDPOINTS: usize = 4;
+/// Pause between one worker's operations: keeps TIME_WAIT and NAT ports far
+/// from their limits, so any failure is the datapath's.
+const PACE: Duration = Duration::from_millis(10);
+
+#[derive(Default)]
+struct Tally {
+    flows: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn record(&self, what: &str, result: anyhow::Result<usize>) {
+        match result {
+            Ok(bytes) => {
+                self.flows.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.first_error
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| format!("{what}: {e:#}"));
+            }
+        }
+    }
+}
+
+fn ip_of(i: usize) -> String {
+    format!("10.99.0.{}", i + 2)
+}
+
+/// One endpoint's short flows until `deadline`: TCP and UDP to the internet
+/// and to the next endpoint, a ping now and then.
+fn worker(ns: String, i: usize, deadline: Instant, tally: Arc<Tally>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        enter_netns(&ns).unwrap();
+        let peer = ip_of((i + 1) % ENDPOINTS);
+        let mut n = 0usize;
+        while Instant::now() < deadline && n < 1_000_000 {
+            let size = 1 + (n * 7919 + i * 104_729) % 1400;
+            let data = payload(&format!("{i}-{n}"), size);
+            let sport = 30000 + (i * 5000 + n % 5000) as u16;
+            let result = match n % 5 {
+                0 => (
+                    "tcp internet",
+                    tcp_echo(INTERNET_IP, ECHO_PORT, None, &data),
+                ),
+                1 => (
+                    "udp internet",
+                    udp_echo(INTERNET_IP, ECHO_PORT, sport, &data),
+                ),
+                2 => ("tcp endpoint", tcp_echo(&peer, ECHO_PORT, None, &data)),
+                3 => ("udp endpoint", udp_echo(&peer, ECHO_PORT, sport, &data)),
+                _ => (
+                    "icmp",
+                    ping(if n.is_multiple_of(2) {
+                        INTERNET_IP
+                    } else {
+                        &peer
+                    }),
+                ),
+            };
+            tally.record(result.0, result.1.map(|_| size));
+            n += 1;
+            thread::sleep(PACE);
+        }
+    })
+}
+
+fn ping(ip: &str) -> anyhow::Result<String> {
+    // A child starts in the namespace of the thread that forks it.
+    let out = Command::new("ping")
+        .args(["-n", "-q", "-c", "1", "-W", "2", ip])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ping {ip} failed");
+    Ok(String::new())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "long: run by `cargo xtask soak` and `cargo xtask test`"]
+fn soak() {
+    let secs: u64 = std::env::var("NETFWD_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let sb = Sandbox::new("soak");
+    let _internet = Internet::new(&sb);
+    let net = sb.net_name();
+    let eps: Vec<String> = (0..ENDPOINTS).map(|i| sb.ns(&format!("e{i}"))).collect();
+    let mut text = format!(
+        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{UPLINK}\"\n\
+         [nat.timeouts]\nudp = 10\ntcp_closing = 5\n"
+    );
+    for (i, ep) in eps.iter().enumerate() {
+        text.push_str(&format!(
+            "[[endpoint]]\nnetns = \"{ep}\"\nip = \"{}\"\n",
+            ip_of(i)
+        ));
+    }
+    let config = sb.write_config(&text);
+    let mut daemon = Daemon::start(&sb, &config, &["--gc-interval", "2"]);
+    let pid = daemon.pid().unwrap();
+    let _servers: Vec<EchoServer> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| EchoServer::start(ep, &ip_of(i), ECHO_PORT))
+        .collect();
+
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let tally = Arc::new(Tally::default());
+    let streams: Vec<_> = eps.iter().map(|ep| chunked_stream(ep, secs)).collect();
+    let workers: Vec<_> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| worker(ep.clone(), i, deadline, tally.clone()))
+        .collect();
+
+    let mut samples = Vec::new();
+    while Instant::now() < deadline {
+        thread::sleep(
+            Duration::from_secs(5).min(deadline.saturating_duration_since(Instant::now())),
+        );
+        let status = sb.network_status(&net);
+        let flows = status["nat"]["flows"].as_u64().unwrap();
+        let max = status["nat"]["max_flows"].as_u64().unwrap();
+        samples.push((start.elapsed().as_secs(), flows, max, rss_kib(pid)));
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut chunks = 0;
+    for s in streams {
+        match s.join().unwrap() {
+            Ok(n) => chunks += n,
+            Err(e) => tally.record("long stream", Err(e)),
+        }
+    }
+    assert!(daemon.running(), "the daemon died");
+    daemon.stop();
+
+    let errors = tally.errors.load(Ordering::Relaxed);
+    println!(
+        "soak ({}): {secs} s, {} endpoints: {} short flows, {} KiB, {} long-stream chunks, {errors} errors",
+        netfwd_tests::test_mode(),
+        ENDPOINTS,
+        tally.flows.load(Ordering::Relaxed),
+        tally.bytes.load(Ordering::Relaxed) / 1024,
+        chunks
+    );
+    println!("  t(s)  NAT flows / capacity  daemon RSS (KiB)");
+    for (t, flows, max, rss) in &samples {
+        println!("  {t:>4}  {flows:>9} / {max:<9}  {rss}");
+    }
+    assert_eq!(
+        errors,
+        0,
+        "first error: {:?}",
+        tally.first_error.lock().unwrap()
+    );
+    assert!(
+        samples.iter().all(|(_, f, m, _)| f <= m),
+        "NAT table over capacity"
+    );
+    let rss: Vec<u64> = samples.iter().map(|s| s.3).collect();
+    if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+        assert!(*last <= first + 4096, "daemon memory grew: {rss:?}");
+    }
+    assert!(
+        u64::from(chunks) >= secs * 10 * ENDPOINTS as u64,
+        "long streams stalled: {chunks} chunks"
+    );
+}
