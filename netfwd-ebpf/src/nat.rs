@@ -221,6 +221,13 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
         return Err(DropReason::Unsupported);
     }
     let piece = frag::piece(ip);
+    if piece == Piece::Whole && ip.proto == IPPROTO_ICMP {
+        // SAFETY: bounds checked by `header_mut`.
+        let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
+        if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
+            return snat_icmp_error(ctx, &hop);
+        }
+    }
     let seg = match piece {
         Piece::Later => frag::recall(ip, DIR_EGRESS)
             .map(|p| Segment {
@@ -556,17 +563,91 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
             return Err(DropReason::TtlExceeded);
         }
         rewrite_ip(outer, Way::In, entry.addr);
-        // Everything quoted is ICMP payload, covered by the ICMP checksum.
-        let old_quoted_check = quoted.check;
-        csum::replace4(&mut quoted.check, quoted.src_addr, entry.addr);
-        csum::replace4(check, quoted.src_addr, entry.addr);
-        csum::replace2(check, old_quoted_check, quoted.check);
-        quoted.src_addr = entry.addr;
-        csum::replace2(check, *inner_port, entry.port);
-        *inner_port = entry.port;
+        let port = &mut *inner_port;
+        rewrite_quoted(
+            check,
+            quoted,
+            ipv4::Field::Src,
+            entry.addr,
+            port,
+            entry.port,
+        );
         set_endpoint_macs(&mut *eth, &ep);
     }
     Ok(Verdict::Translated(redirect_to_endpoint(&ep)))
+}
+
+/// An endpoint's own "destination unreachable" or "time exceeded" about a
+/// packet that reached it through the NAT (a reply, or a connection to a
+/// published port): it leaves as the NAT's address, the quoted packet
+/// addressed to the NAT's address and port as it was sent. Anything it
+/// quotes that did not come through the NAT is dropped (`unsupported`).
+#[inline(always)]
+fn snat_icmp_error(ctx: &TcContext, hop: &fib::NextHop) -> Result<Verdict, DropReason> {
+    // Deepest first: the pull for it keeps the shallower headers linear too.
+    // SAFETY (both reads): bounds checked by `header_mut` / `header_at`.
+    let inner_l4 = unsafe { *parse::header_mut::<[u8; 8]>(ctx, INNER_L4_OFF)? };
+    let inner = unsafe { *parse::header_at::<Ipv4Hdr>(ctx, INNER_IP_OFF)? };
+    if usize::from(inner.ihl()) != Ipv4Hdr::LEN
+        || (inner.proto != IPPROTO_TCP && inner.proto != IPPROTO_UDP)
+    {
+        return Err(DropReason::Unsupported);
+    }
+    // The quoted packet went remote -> endpoint; the flow the other way is
+    // the endpoint's egress entry, which names the NAT's address and port.
+    let flow = Tuple {
+        proto: inner.proto,
+        src: inner.dst_addr,
+        dst: inner.src_addr,
+        sport: [inner_l4[2], inner_l4[3]],
+        dport: [inner_l4[0], inner_l4[1]],
+    };
+    // SAFETY: plain data; a stale copy at worst.
+    let Some(out) = (unsafe { NAT.get(flow.egress_key()) }).copied() else {
+        return Err(DropReason::Unsupported);
+    };
+
+    // `header_mut` made the headers linear: no pull from here on.
+    let eth = parse::header_at::<EthHdr>(ctx, 0)?;
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    let icmp_check = parse::header_at::<[u8; 2]>(ctx, L4_OFF + 2)?;
+    let inner_ipp = parse::header_at::<Ipv4Hdr>(ctx, INNER_IP_OFF)?;
+    let inner_port = parse::header_at::<[u8; 2]>(ctx, INNER_L4_OFF + 2)?;
+    // SAFETY: bounds checked by `header_at`; no helper runs in between.
+    unsafe {
+        let (outer, quoted, check) = (&mut *ipp, &mut *inner_ipp, &mut *icmp_check);
+        rewrite_ip(outer, Way::Out, out.addr);
+        let port = &mut *inner_port;
+        rewrite_quoted(check, quoted, ipv4::Field::Dst, out.addr, port, out.port);
+        if let Some((smac, dmac)) = hop.macs() {
+            (*eth).src_addr = smac;
+            (*eth).dst_addr = dmac;
+        }
+    }
+    Ok(Verdict::Translated(hop.redirect()))
+}
+
+/// An ICMP error's quoted packet re-addressed: `field` of its IP header to
+/// `addr`, its port to `port`. Everything quoted is ICMP payload, so the
+/// ICMP checksum follows every change, the quoted header's own included.
+#[inline(always)]
+fn rewrite_quoted(
+    check: &mut [u8; 2],
+    quoted: &mut Ipv4Hdr,
+    field: ipv4::Field,
+    addr: [u8; 4],
+    quoted_port: &mut [u8; 2],
+    port: [u8; 2],
+) {
+    let (old_addr, old_check) = match field {
+        ipv4::Field::Src => (quoted.src_addr, quoted.check),
+        ipv4::Field::Dst => (quoted.dst_addr, quoted.check),
+    };
+    ipv4::set_addr(quoted, field, addr);
+    csum::replace4(check, old_addr, addr);
+    csum::replace2(check, old_check, quoted.check);
+    csum::replace2(check, *quoted_port, port);
+    *quoted_port = port;
 }
 
 /// Rewrites the translated address (source going out, destination coming

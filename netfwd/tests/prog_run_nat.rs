@@ -674,3 +674,39 @@ fn xdp_translates_a_live_flows_reply_and_passes_everything_else() {
         assert_eq!(run_xdp(prog, &fragment, lab.uplink).0, XDP_PASS);
     });
 }
+
+#[test]
+fn an_endpoints_icmp_error_about_a_published_flow_leaves_as_the_nat() {
+    with_lab("icmp-out", (61000, 65535), |lab| {
+        let (key, target) = published(UDP, 5353, A_IP, 53);
+        lab.maps.set_published(&[(key, target)]).unwrap();
+        // A datagram to the published port makes the flow...
+        let query = udp(33000, 5353, b"q", true);
+        let (action, inbound) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        // ...and A answers it with "port unreachable", quoting what it got.
+        let quoted = inbound[14..14 + 28].to_vec();
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted);
+        let (action, out) = lab.send_from_a(REMOTE, ICMP, icmp);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(addr(&out, 26), UPLINK_IP, "outer source");
+        assert_eq!(
+            addr(&out, 14 + 20 + 8 + 16),
+            UPLINK_IP,
+            "quoted destination"
+        );
+        assert_eq!(
+            port(&out, 14 + 20 + 8 + 20 + 2),
+            5353,
+            "quoted destination port"
+        );
+        assert!(checksums_ok(&out[14..]), "ICMP checksum after translation");
+        assert_eq!(common::checksum(&out[42..62], 0), 0, "quoted IP checksum");
+        // An error about a flow the NAT never carried: dropped.
+        let mut stray = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        stray.extend(ipv4(REMOTE, A_IP, UDP, udp(1, 2, b"", true))[..28].to_vec());
+        let (action, _) = lab.send_from_a(REMOTE, ICMP, stray);
+        assert_eq!(action, TC_ACT_SHOT);
+    });
+}

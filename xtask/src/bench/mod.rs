@@ -21,30 +21,48 @@ use self::{
 use crate::cmd::{command, output, workspace_root};
 
 pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
-    let (reps, secs) = if quick { (2, 1) } else { (5, 4) };
+    let (reps, secs, scale) = if quick {
+        (1, 1, &workloads::SCALE_QUICK[..])
+    } else {
+        (5, 2, &workloads::SCALE_FULL[..])
+    };
+    let all = Workload::all(scale);
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
     std::fs::create_dir_all(&dir)?;
-    let built: Vec<Setup> = Kind::ALL
+    let mut built: Vec<Setup> = Kind::ALL
         .iter()
         .map(|k| {
             Setup::build(*k, id, netfwd, &dir).with_context(|| format!("building {}", k.name()))
         })
         .collect::<Result<_>>()?;
     let mut samples = Samples::new();
-    for rep in 0..reps {
-        for w in Workload::ALL {
-            for setup in &built {
-                let sample = workloads::measure(w, setup, secs).with_context(|| {
-                    format!("{} on {} (run {rep})", w.name(), setup.kind.name())
-                })?;
-                samples
-                    .entry(report::key(w, setup.kind))
-                    .or_default()
-                    .push(sample);
+    let every: Vec<&Setup> = built.iter().collect();
+    run_interleaved(&Workload::BASE, &every, reps, secs, &all, &mut samples)?;
+    drop(every);
+    for &n in scale {
+        for setup in &mut built {
+            setup
+                .grow(n)
+                .with_context(|| format!("growing {} to {n} endpoints", setup.kind.name()))?;
+        }
+        eprintln!("bench: {n} endpoints on each setup");
+        // The limit is a bare veth pair whatever the count: its base runs
+        // stand for it.
+        let growing: Vec<&Setup> = built.iter().filter(|s| s.kind != Kind::Limit).collect();
+        run_interleaved(
+            &Workload::scaled(n),
+            &growing,
+            reps,
+            secs,
+            &all,
+            &mut samples,
+        )?;
+        for (scaled, base) in Workload::scaled(n).into_iter().zip(Workload::scaled_base()) {
+            if let Some(limit) = samples.get(&report::key(&all, base, Kind::Limit)).cloned() {
+                samples.insert(report::key(&all, scaled, Kind::Limit), limit);
             }
         }
-        eprintln!("bench: run {}/{reps} done", rep + 1);
     }
     let mut memory =
         String::from("\nNAT state for about 100,000 flows (UDP, one datagram each):\n\n");
@@ -61,13 +79,40 @@ pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     let machine = machine()?;
-    let md = report::markdown(&samples, reps, secs, &machine) + &memory;
-    let json = report::json(&samples, reps, secs, &machine);
-    let svg = report::svg(&samples);
+    let md = report::markdown(&samples, &all, reps, secs, &machine) + &memory;
+    let json = report::json(&samples, &all, reps, secs, &machine);
+    let svg = report::svg(&samples, &all);
     let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
     let out = workspace_root().join("bench-results").join(stamp.trim());
     report::write(&out, &md, &json, &svg)?;
     println!("{md}\nresults: {}", out.display());
+    Ok(())
+}
+
+/// `reps` rounds of every workload on every setup, interleaved
+/// (A B C D A B C D …) so drift hits every setup alike.
+fn run_interleaved(
+    workloads: &[Workload],
+    built: &[&Setup],
+    reps: usize,
+    secs: u64,
+    all: &[Workload],
+    samples: &mut Samples,
+) -> Result<()> {
+    for rep in 0..reps {
+        for &w in workloads {
+            for &setup in built {
+                let sample = workloads::measure(w, setup, secs).with_context(|| {
+                    format!("{} on {} (run {rep})", w.name(), setup.kind.name())
+                })?;
+                samples
+                    .entry(report::key(all, w, setup.kind))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+        eprintln!("bench: run {}/{reps} done", rep + 1);
+    }
     Ok(())
 }
 

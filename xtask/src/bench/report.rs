@@ -15,9 +15,10 @@ use super::{
 /// Every sample, by workload and setup, in the order taken.
 pub type Samples = BTreeMap<(usize, usize), Vec<Sample>>;
 
-pub fn key(w: Workload, k: Kind) -> (usize, usize) {
+/// `all`: every workload of the run, in report order.
+pub fn key(all: &[Workload], w: Workload, k: Kind) -> (usize, usize) {
     (
-        Workload::ALL.iter().position(|x| *x == w).unwrap_or(0),
+        all.iter().position(|x| *x == w).unwrap_or(0),
         Kind::ALL.iter().position(|x| *x == k).unwrap_or(0),
     )
 }
@@ -49,21 +50,27 @@ fn summary(samples: &[Sample]) -> Summary {
     }
 }
 
-fn summaries(samples: &Samples, w: Workload) -> Vec<Summary> {
+fn summaries(samples: &Samples, all: &[Workload], w: Workload) -> Vec<Summary> {
     Kind::ALL
         .iter()
-        .map(|k| summary(samples.get(&key(w, *k)).map_or(&[][..], Vec::as_slice)))
+        .map(|k| summary(samples.get(&key(all, w, *k)).map_or(&[][..], Vec::as_slice)))
         .collect()
 }
 
-pub fn markdown(samples: &Samples, reps: usize, secs: u64, machine: &str) -> String {
+pub fn markdown(
+    samples: &Samples,
+    all: &[Workload],
+    reps: usize,
+    secs: u64,
+    machine: &str,
+) -> String {
     let mut s = format!(
         "Medians of {reps} interleaved runs of {secs} s each (min–max); ratios of medians. {machine}\n\n\
          | workload | unit | bridge+iptables | netfwd tc | netfwd xdp | limit | tc ÷ baseline | tc ÷ limit | xdp ÷ baseline | xdp ÷ limit | CPU cost: baseline / tc / xdp / limit |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    for w in Workload::ALL {
-        let [base, tc, xdp, limit] = <[Summary; 4]>::try_from(summaries(samples, w))
+    for &w in all {
+        let [base, tc, xdp, limit] = <[Summary; 4]>::try_from(summaries(samples, all, w))
             .unwrap_or_else(|_| unreachable!("four setups"));
         let cell = |x: &Summary| format!("{:.3} ({:.3}–{:.3})", x.median, x.min, x.max);
         let _ = writeln!(
@@ -89,26 +96,32 @@ pub fn markdown(samples: &Samples, reps: usize, secs: u64, machine: &str) -> Str
     s
 }
 
-pub fn json(samples: &Samples, reps: usize, secs: u64, machine: &str) -> serde_json::Value {
-    let mut all = Vec::new();
+pub fn json(
+    samples: &Samples,
+    all: &[Workload],
+    reps: usize,
+    secs: u64,
+    machine: &str,
+) -> serde_json::Value {
+    let mut rows = Vec::new();
     for ((w, k), list) in samples {
         for (rep, sample) in list.iter().enumerate() {
-            all.push(json!({
-                "workload": Workload::ALL[*w].name(),
-                "unit": Workload::ALL[*w].unit(),
+            rows.push(json!({
+                "workload": all[*w].name(),
+                "unit": all[*w].unit(),
                 "setup": Kind::ALL[*k].name(),
                 "rep": rep,
                 "value": sample.value,
                 "cpu_cost": sample.cost,
-                "cpu_cost_unit": Workload::ALL[*w].cost_unit(),
+                "cpu_cost_unit": all[*w].cost_unit(),
             }));
         }
     }
-    json!({ "machine": machine, "repetitions": reps, "seconds": secs, "samples": all })
+    json!({ "machine": machine, "repetitions": reps, "seconds": secs, "samples": rows })
 }
 
 /// Bars of each setup's median relative to the limit, per workload.
-pub fn svg(samples: &Samples) -> String {
+pub fn svg(samples: &Samples, all: &[Workload]) -> String {
     const ROW: f64 = 86.0;
     const LEFT: f64 = 330.0;
     const WIDTH: f64 = 420.0;
@@ -117,7 +130,7 @@ pub fn svg(samples: &Samples) -> String {
         .iter()
         .position(|k| *k == Kind::Limit)
         .unwrap_or(0);
-    let height = 60.0 + ROW * Workload::ALL.len() as f64;
+    let height = 60.0 + ROW * all.len() as f64;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <text x=\"10\" y=\"20\" font-size=\"14\">Median as a share of the limit (bare veth / plain routing)</text>\n"
@@ -132,9 +145,9 @@ pub fn svg(samples: &Samples) -> String {
             k.name()
         );
     }
-    for (row, w) in Workload::ALL.iter().enumerate() {
+    for (row, w) in all.iter().enumerate() {
         let y = 60.0 + row as f64 * ROW;
-        let sums = summaries(samples, *w);
+        let sums = summaries(samples, all, *w);
         let limit = sums[limit_at].median;
         let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{}</text>", y + 28.0, w.name());
         for (i, sum) in sums.iter().enumerate() {

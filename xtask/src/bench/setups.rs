@@ -23,11 +23,13 @@ use crate::cmd::{command, run, succeeds};
 pub const CLIENT_IP: &str = "192.168.77.2";
 pub const SERVER_IP: &str = "192.168.77.3";
 const GATEWAY: &str = "192.168.77.1";
-const SUBNET: &str = "192.168.77.0/24";
+/// Room for the 1000-endpoint scale runs.
+const SUBNET: &str = "192.168.76.0/22";
+const PREFIX: &str = "/22";
 pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
 /// Where the limit's client is reached from the internet, routed.
-pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.78.2";
+pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.90.2";
 /// Published ports: host port `HOST_PORT_BASE + i` goes to the server's
 /// `TARGET_PORT_BASE + i`, for `i < PUBLISHED` — enough for iptables' rule
 /// walk to show against a hash lookup.
@@ -73,7 +75,11 @@ pub struct Setup {
     pub server: String,
     pub internet: String,
     netfwd: Option<(PathBuf, String)>,
+    /// netfwd's config file and text, which `grow` extends.
+    config: Option<(PathBuf, String)>,
     cgroup: Option<PathBuf>,
+    /// Idle endpoints added by `grow`.
+    extras: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -96,7 +102,9 @@ impl Setup {
             server: format!("{prefix}-s"),
             internet: format!("{prefix}-i"),
             netfwd: None,
+            config: None,
             cgroup: None,
+            extras: Vec::new(),
         };
         // From here on, a failure drops `setup`, which removes what exists.
         let mut setup = setup;
@@ -152,29 +160,29 @@ impl Setup {
 
     /// Two endpoint namespaces on veths into the host, named `hc`/`hs` there.
     fn endpoints_on_host_veths(&self) -> Result<()> {
-        for (ns, addr, hostif) in [
-            (&self.client, CLIENT_IP, "hc"),
-            (&self.server, SERVER_IP, "hs"),
-        ] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n", &self.host, "link", "add", hostif, "type", "veth", "peer", "name", "eth0",
-                "netns", ns,
-            ])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &self.host, "link", "set", hostif, "up"])?;
-        }
-        Ok(())
+        self.host_veth(&self.client, CLIENT_IP, "hc")?;
+        self.host_veth(&self.server, SERVER_IP, "hs")
+    }
+
+    /// Namespace `ns` with `eth0` at `addr`, its peer `hostif` in the host.
+    fn host_veth(&self, ns: &str, addr: &str, hostif: &str) -> Result<()> {
+        ip(&["netns", "add", ns])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        ip(&[
+            "-n", &self.host, "link", "add", hostif, "type", "veth", "peer", "name", "eth0",
+            "netns", ns,
+        ])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}{PREFIX}"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &self.host, "link", "set", hostif, "up"])
     }
 
     fn default_routes(&self) -> Result<()> {
@@ -196,7 +204,7 @@ impl Setup {
             h,
             "addr",
             "add",
-            &format!("{GATEWAY}/24"),
+            &format!("{GATEWAY}{PREFIX}"),
             "dev",
             "br0",
         ])?;
@@ -272,14 +280,74 @@ impl Setup {
                 TARGET_PORT_BASE + i
             );
         }
-        std::fs::write(&config, text)?;
+        std::fs::write(&config, &text)?;
         self.netfwd = Some((netfwd.to_owned(), name));
-        let config = config.display().to_string();
+        self.config = Some((config, text));
+        self.netfwd_up()
+    }
+
+    fn netfwd_up(&self) -> Result<()> {
+        let (Some((bin, _)), Some((config, _))) = (&self.netfwd, &self.config) else {
+            return Ok(());
+        };
         run(command(
-            &netfwd.display().to_string(),
-            &["--netns", &self.host, "up", "-c", &config],
+            &bin.display().to_string(),
+            &[
+                "--netns",
+                &self.host,
+                "up",
+                "-c",
+                &config.display().to_string(),
+            ],
         )
         .stdout(std::process::Stdio::null()))
+    }
+
+    /// Adds idle endpoints until the network has `n` (the limit, a bare
+    /// veth pair, has no network to grow).
+    pub fn grow(&mut self, n: u32) -> Result<()> {
+        let wanted = (n as usize).saturating_sub(2);
+        let new: Vec<(String, String)> = extra_addresses()
+            .skip(self.extras.len())
+            .take(wanted.saturating_sub(self.extras.len()))
+            .enumerate()
+            .map(|(i, ip)| {
+                (
+                    format!(
+                        "{}-x{}",
+                        self.host.trim_end_matches("-h"),
+                        self.extras.len() + i
+                    ),
+                    ip,
+                )
+            })
+            .collect();
+        match self.kind {
+            Kind::Limit => return Ok(()),
+            Kind::Baseline => {
+                for (ns, addr) in &new {
+                    self.extras.push(ns.clone());
+                    self.bridge_port(ns, addr, &format!("x{}", self.extras.len()))?;
+                }
+            }
+            Kind::NetfwdTc | Kind::NetfwdXdp => {
+                if let Some((path, text)) = &mut self.config {
+                    for (ns, addr) in &new {
+                        let _ = write!(text, "[[endpoint]]\nnetns = \"{ns}\"\nip = \"{addr}\"\n");
+                    }
+                    std::fs::write(path, &*text)?;
+                }
+                self.extras.extend(new.into_iter().map(|(ns, _)| ns));
+                self.netfwd_up()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One more endpoint on the baseline's bridge.
+    fn bridge_port(&self, ns: &str, addr: &str, hostif: &str) -> Result<()> {
+        self.host_veth(ns, addr, hostif)?;
+        ip(&["-n", &self.host, "link", "set", hostif, "master", "br0"])
     }
 
     /// The limit: the two endpoints on one veth pair; the client routed to
@@ -321,22 +389,31 @@ impl Setup {
         ip(&[
             "-n", h, "link", "add", "hc", "type", "veth", "peer", "name", "eth1", "netns", c,
         ])?;
-        ip(&["-n", c, "addr", "add", "192.168.78.2/24", "dev", "eth1"])?;
+        ip(&["-n", c, "addr", "add", "192.168.90.2/24", "dev", "eth1"])?;
         ip(&["-n", c, "link", "set", "eth1", "up"])?;
-        ip(&["-n", h, "addr", "add", "192.168.78.1/24", "dev", "hc"])?;
+        ip(&["-n", h, "addr", "add", "192.168.90.1/24", "dev", "hc"])?;
         ip(&["-n", h, "link", "set", "hc", "up"])?;
-        ip(&["-n", c, "route", "add", "default", "via", "192.168.78.1"])?;
+        ip(&["-n", c, "route", "add", "default", "via", "192.168.90.1"])?;
         ip(&[
             "-n",
             &self.internet,
             "route",
             "add",
-            "192.168.78.0/24",
+            "192.168.90.0/24",
             "via",
             UPLINK_IP,
         ])?;
         in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     }
+}
+
+/// Addresses for idle endpoints: the subnet's hosts but the gateway and the
+/// two that talk.
+fn extra_addresses() -> impl Iterator<Item = String> {
+    let base = u32::from(std::net::Ipv4Addr::new(192, 168, 76, 0));
+    (1..1023u32)
+        .map(move |i| std::net::Ipv4Addr::from(base + i).to_string())
+        .filter(|ip| ![GATEWAY, CLIENT_IP, SERVER_IP].contains(&ip.as_str()))
 }
 
 /// An empty cgroup v2 directory of the bench's own.
@@ -363,7 +440,10 @@ impl Drop for Setup {
                 &["--netns", &self.host, "down", "--name", name],
             ));
         }
-        for ns in [&self.client, &self.server, &self.internet, &self.host] {
+        for ns in [&self.client, &self.server, &self.internet, &self.host]
+            .into_iter()
+            .chain(&self.extras)
+        {
             let _ = succeeds(&mut command("ip", &["netns", "del", ns]));
         }
         if let Some(dir) = &self.cgroup {

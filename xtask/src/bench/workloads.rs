@@ -40,14 +40,27 @@ pub enum Workload {
     Published10,
     Published100,
     Published1000,
+    /// 64-byte UDP frames from a raw generator (trafgen, AF_PACKET): the
+    /// datapath's packet rate, no socket sender's syscalls in the way.
+    Udp64Raw,
+    /// Request/response and raw packet rates between the same two endpoints
+    /// with this many endpoints on the network (how cost grows with work).
+    ScaleRr(u32),
+    ScalePps(u32),
 }
 
+/// The endpoint counts of the scale runs.
+pub const SCALE_FULL: [u32; 3] = [10, 100, 1000];
+pub const SCALE_QUICK: [u32; 1] = [10];
+
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    /// Run on the setups as built.
+    pub const BASE: [Workload; 12] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
         Workload::Udp64,
+        Workload::Udp64Raw,
         Workload::NatTcpStream,
         Workload::NatTcpRr,
         Workload::NatConnRate,
@@ -57,7 +70,35 @@ impl Workload {
         Workload::Published1000,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// Every workload a run with these scale steps reports, in order.
+    pub fn all(scale: &[u32]) -> Vec<Workload> {
+        let mut all = Workload::BASE.to_vec();
+        for n in scale {
+            all.extend(Workload::scaled(*n));
+        }
+        all
+    }
+
+    /// Run once the setups have `n` endpoints.
+    pub fn scaled(n: u32) -> [Workload; 2] {
+        [Workload::ScaleRr(n), Workload::ScalePps(n)]
+    }
+
+    /// The base workloads the scaled ones repeat, in the same order.
+    pub fn scaled_base() -> [Workload; 2] {
+        [Workload::TcpRr, Workload::Udp64Raw]
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Workload::ScaleRr(n) => {
+                return format!("endpoint↔endpoint TCP request/response, {n} endpoints");
+            }
+            Workload::ScalePps(n) => {
+                return format!("endpoint↔endpoint 64-byte UDP (trafgen), {n} endpoints");
+            }
+            _ => {}
+        }
         match self {
             Workload::TcpStream1 => "endpoint↔endpoint TCP, 1 stream",
             Workload::TcpStream4 => "endpoint↔endpoint TCP, 4 streams",
@@ -70,14 +111,20 @@ impl Workload {
             Workload::Published10 => "internet→published port 10 of 1000, new connections",
             Workload::Published100 => "internet→published port 100 of 1000, new connections",
             Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
+            Workload::Udp64Raw => "endpoint↔endpoint 64-byte UDP (trafgen)",
+            Workload::ScaleRr(_) | Workload::ScalePps(_) => unreachable!("named above"),
         }
+        .to_owned()
     }
 
     pub fn unit(self) -> &'static str {
         match self {
             Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => "Gbit/s",
-            Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable => "transactions/s",
-            Workload::Udp64 => "kpps received",
+            Workload::TcpRr
+            | Workload::NatTcpRr
+            | Workload::NatRrFullTable
+            | Workload::ScaleRr(_) => "transactions/s",
+            Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => "kpps received",
             Workload::NatConnRate
             | Workload::Published10
             | Workload::Published100
@@ -91,7 +138,7 @@ impl Workload {
             Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
                 "CPU-s per 10 Gbit"
             }
-            Workload::Udp64 => "CPU-s per Mpkt",
+            Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => "CPU-s per Mpkt",
             _ => "CPU-µs per transaction",
         }
     }
@@ -129,14 +176,20 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
     };
     // One port per kind of server: the last run's may linger a moment.
     let port = match w {
-        Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable => PORT + 1,
+        Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable | Workload::ScaleRr(_) => {
+            PORT + 1
+        }
         Workload::NatConnRate => PORT + 2,
         _ => PORT,
     };
     match w {
-        Workload::TcpStream1 | Workload::TcpStream4 | Workload::TcpRr | Workload::Udp64 => {
-            same(&setup.client, &setup.server, SERVER_IP, port)
-        }
+        Workload::TcpStream1
+        | Workload::TcpStream4
+        | Workload::TcpRr
+        | Workload::Udp64
+        | Workload::Udp64Raw
+        | Workload::ScaleRr(_)
+        | Workload::ScalePps(_) => same(&setup.client, &setup.server, SERVER_IP, port),
         Workload::NatTcpStream
         | Workload::NatTcpRr
         | Workload::NatConnRate
@@ -174,7 +227,8 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
         Workload::TcpStream1 | Workload::NatTcpStream => iperf_tcp(&p, 1, secs)?,
         Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
         Workload::Udp64 => iperf_udp64(&p, secs)?,
-        Workload::TcpRr | Workload::NatTcpRr => sockperf_rr(&p, secs)?,
+        Workload::TcpRr | Workload::NatTcpRr | Workload::ScaleRr(_) => sockperf_rr(&p, secs)?,
+        Workload::Udp64Raw | Workload::ScalePps(_) => trafgen_udp64(&p, secs)?,
         Workload::NatRrFullTable => {
             fill_nat_table(&p)?;
             sockperf_rr(&p, secs)?
@@ -186,7 +240,9 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
         Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
             value * secs as f64 / 10.0
         }
-        Workload::Udp64 => value * 1000.0 * secs as f64 / 1e6,
+        Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => {
+            value * 1000.0 * secs as f64 / 1e6
+        }
         _ => value * secs as f64 / 1e6,
     };
     Ok(Sample {
@@ -278,6 +334,103 @@ fn iperf_udp64(p: &Path, secs: u64) -> Result<f64> {
     let lost = json_number(&out, &["end", "sum", "lost_packets"])?;
     let seconds = json_number(&out, &["end", "sum", "seconds"])?;
     Ok((packets - lost) / seconds / 1000.0)
+}
+
+/// 64-byte frames (60 on the wire before the FCS) of UDP to the server,
+/// written by trafgen straight to the client's `eth0` (AF_PACKET, no
+/// socket, no syscall per packet) for `secs`; the rate the server's `eth0`
+/// received. The frames go to the server's MAC: the next hop on a bridge,
+/// netfwd and the bare veth alike.
+fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
+    let mac = |ns: &str| -> Result<Vec<u8>> {
+        let out = output(&mut command(
+            "nsenter",
+            &in_ns(ns, &["ip", "-j", "link", "show", "eth0"]),
+        ))?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let text = v[0]["address"].as_str().context("no MAC for eth0")?;
+        text.split(':')
+            .map(|b| u8::from_str_radix(b, 16).context("bad MAC"))
+            .collect()
+    };
+    let octets = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(_) => Vec::new(),
+    };
+    let client_ip = client_address(p.client_ns)?;
+    let mut frame: Vec<String> = Vec::new();
+    let mut bytes = |b: &[u8]| frame.extend(b.iter().map(|x| format!("{x:#04x}")));
+    bytes(&mac(p.server_ns)?);
+    bytes(&mac(p.client_ns)?);
+    bytes(&[0x08, 0x00, 0x45, 0x00, 0x00, 46, 0, 0, 0x40, 0x00, 64, 17]);
+    let mut text = frame.join(", ");
+    // The IP checksum over bytes 14..33, then addresses, UDP, payload.
+    text.push_str(", csumip(14, 33), ");
+    let mut rest: Vec<String> = Vec::new();
+    let mut more = |b: &[u8]| rest.extend(b.iter().map(|x| format!("{x:#04x}")));
+    more(&client_ip);
+    more(&octets(p.connect.ip()));
+    more(&[0x13, 0x88, 0x00, 0x09, 0x00, 26, 0x00, 0x00]);
+    more(&[0u8; 18]);
+    text.push_str(&rest.join(", "));
+    let conf = std::env::temp_dir().join(format!("netfwd-bench-{}.trafgen", std::process::id()));
+    std::fs::write(&conf, format!("{{ {text} }}\n"))?;
+    let rx = |ns: &str| -> Result<u64> {
+        let out = output(&mut command(
+            "nsenter",
+            &in_ns(ns, &["ip", "-s", "-j", "link", "show", "eth0"]),
+        ))?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        v[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .context("no rx packets for eth0")
+    };
+    let before = rx(p.server_ns)?;
+    let start = Instant::now();
+    let conf_arg = conf.display().to_string();
+    let secs_arg = secs.to_string();
+    // trafgen runs until stopped: SIGINT after `secs`.
+    let _ = command(
+        "timeout",
+        &[
+            "-s",
+            "INT",
+            &secs_arg,
+            "nsenter",
+            &format!("--net=/run/netns/{}", p.client_ns),
+            "trafgen",
+            "--dev",
+            "eth0",
+            "--conf",
+            &conf_arg,
+            "--cpus",
+            "1",
+            "--silent",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    // Frames still in flight land within a moment.
+    thread::sleep(Duration::from_millis(100));
+    let received = rx(p.server_ns)? - before;
+    let _ = std::fs::remove_file(&conf);
+    Ok(received as f64 / elapsed / 1000.0)
+}
+
+/// The client's address on `eth0`.
+fn client_address(ns: &str) -> Result<Vec<u8>> {
+    let out = output(&mut command(
+        "nsenter",
+        &in_ns(ns, &["ip", "-j", "-4", "addr", "show", "eth0"]),
+    ))?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let ip: std::net::Ipv4Addr = v[0]["addr_info"][0]["local"]
+        .as_str()
+        .context("no address on eth0")?
+        .parse()?;
+    Ok(ip.octets().to_vec())
 }
 
 /// sockperf's TCP ping-pong; transactions per second from its average
