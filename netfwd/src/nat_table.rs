@@ -54,11 +54,15 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
 
 /// The keys the collector removes: both entries of every expired flow, and
 /// egress entries whose reply entry is gone (evicted, or collected before)
-/// once they are older than the shortest timeout.
+/// once they are older than the shortest timeout. `entries` is a snapshot
+/// taken while the datapath kept changing the table (an iteration that races
+/// deletions can miss keys), so every verdict is checked against the table
+/// itself through `current` before a live flow could be cut.
 pub fn expired_keys(
     entries: &[(NatKey, NatEntry)],
     timeouts: &NatTimeouts,
     now: u64,
+    current: impl Fn(&NatKey) -> Option<NatEntry>,
 ) -> Vec<NatKey> {
     let shortest = [
         timeouts.tcp_syn,
@@ -74,9 +78,10 @@ pub fn expired_keys(
         let timeout = u64::from(timeouts.for_flow(k.proto, v.flags)) * 1_000_000_000;
         now.saturating_sub(v.last_seen_ns) > timeout
     };
+    let seen: std::collections::HashSet<NatKey> = entries.iter().map(|(k, _)| *k).collect();
     let mut doomed = Vec::new();
     for (k, v) in entries.iter().filter(|(k, _)| k.dir == DIR_INGRESS) {
-        if is_expired(k, v) {
+        if is_expired(k, v) && current(k).is_some_and(|fresh| is_expired(k, &fresh)) {
             doomed.push(*k);
             doomed.push(egress_partner(k, v));
         }
@@ -84,8 +89,9 @@ pub fn expired_keys(
     for (k, v) in entries.iter().filter(|(k, _)| k.dir == DIR_EGRESS) {
         let partner = reply_partner(k, v);
         let orphan = v.flags & FLOW_HAIRPIN == 0
-            && !entries.iter().any(|(o, _)| *o == partner)
-            && now.saturating_sub(v.created_ns) > shortest;
+            && !seen.contains(&partner)
+            && now.saturating_sub(v.created_ns) > shortest
+            && current(&partner).is_none();
         if orphan && !doomed.contains(k) {
             doomed.push(*k);
         }
@@ -196,12 +202,36 @@ mod tests {
         );
     }
 
+    /// A snapshot taken while the datapath changes the table can miss a
+    /// live flow's reply entry, or hold a value refreshed since: the table
+    /// itself decides.
+    #[test]
+    fn what_the_snapshot_got_wrong_the_table_corrects() {
+        let entries = udp_flow(10 * SEC);
+        let timeouts = NatTimeouts::DEFAULT;
+        let (reply, egress) = if entries[0].0.dir == DIR_INGRESS {
+            (entries[0], entries[1])
+        } else {
+            (entries[1], entries[0])
+        };
+        let live = |k: &NatKey| (*k == reply.0).then_some(reply.1);
+        assert!(expired_keys(&[egress], &timeouts, 100 * SEC, live).is_empty());
+        let refreshed = |_: &NatKey| {
+            Some(NatEntry {
+                last_seen_ns: 90 * SEC,
+                ..reply.1
+            })
+        };
+        assert!(expired_keys(&entries, &timeouts, 100 * SEC, refreshed).is_empty());
+    }
+
     #[test]
     fn an_idle_flow_goes_whole_and_a_live_one_stays() {
         let entries = udp_flow(10 * SEC);
         let timeouts = NatTimeouts::DEFAULT;
-        assert!(expired_keys(&entries, &timeouts, 69 * SEC).is_empty());
-        let doomed = expired_keys(&entries, &timeouts, 71 * SEC);
+        let current = |k: &NatKey| entries.iter().find(|(o, _)| o == k).map(|(_, v)| *v);
+        assert!(expired_keys(&entries, &timeouts, 69 * SEC, current).is_empty());
+        let doomed = expired_keys(&entries, &timeouts, 71 * SEC, current);
         assert_eq!(doomed.len(), 2);
         assert!(doomed.contains(&entries[0].0) && doomed.contains(&entries[1].0));
     }
@@ -210,8 +240,12 @@ mod tests {
     fn an_egress_entry_without_its_reply_entry_goes_once_old() {
         let [egress, _] = udp_flow(0);
         let timeouts = NatTimeouts::DEFAULT;
-        assert!(expired_keys(&[egress], &timeouts, SEC).is_empty());
-        assert_eq!(expired_keys(&[egress], &timeouts, 31 * SEC), [egress.0]);
+        let none = |_: &NatKey| None;
+        assert!(expired_keys(&[egress], &timeouts, SEC, none).is_empty());
+        assert_eq!(
+            expired_keys(&[egress], &timeouts, 31 * SEC, none),
+            [egress.0]
+        );
     }
 
     #[test]

@@ -296,9 +296,10 @@ pub fn chunked_stream(ns: &str, secs: u64) -> JoinHandle<Result<u32>> {
         let mut n = 0u32;
         while start.elapsed() < Duration::from_secs(secs) {
             let chunk = crate::payload(&n.to_string(), 1000);
-            s.write_all(&chunk)?;
+            let at = || format!("chunk {n}, {:.1} s in", start.elapsed().as_secs_f64());
+            s.write_all(&chunk).with_context(at)?;
             let mut back = vec![0u8; chunk.len()];
-            s.read_exact(&mut back)?;
+            s.read_exact(&mut back).with_context(at)?;
             ensure!(back == chunk, "chunk {n} came back different");
             n += 1;
             thread::sleep(Duration::from_millis(50));

@@ -174,6 +174,15 @@ impl DatapathMaps {
         Ok(entries)
     }
 
+    /// One `NAT` entry as it is now.
+    pub fn nat_entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
+        match self.nat.get(key, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading a NAT entry"),
+        }
+    }
+
     /// Removes one `NAT` entry; already gone is fine.
     pub fn remove_nat_entry(&mut self, key: &NatKey) -> Result<()> {
         match self.nat.remove(key) {

@@ -31,7 +31,9 @@ pub async fn maintain(name: &str) -> Result<Maintained> {
 
     let config = maps.nat_config()?;
     let now = nat_table::now_ns()?;
-    let doomed = nat_table::expired_keys(&maps.nat_entries()?, &config.timeouts, now);
+    let doomed = nat_table::expired_keys(&maps.nat_entries()?, &config.timeouts, now, |k| {
+        maps.nat_entry(k).ok().flatten()
+    });
     for key in &doomed {
         maps.remove_nat_entry(key)?;
     }
