@@ -195,7 +195,10 @@ fn a_full_nat_table_stays_bounded_and_keeps_flows_in_use() {
         nat["max_flows"].as_u64().unwrap(),
     );
     assert_eq!(max, 64);
-    assert!(flows <= max && flows >= max / 2, "{nat:#}");
+    // The LRU evicts entries, not flows: a flow may lose one of its two
+    // entries, so its reply entry (what `flows` counts) can outlive the
+    // other until the daemon collects it. The table itself holds 2 × 64.
+    assert!(flows <= 2 * max && flows >= max / 2, "{nat:#}");
     let chunks = stream.join().unwrap().unwrap();
     assert!(chunks > 30, "the flow in use broke after {chunks} chunks");
 }
