@@ -405,7 +405,6 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
             &conf_arg,
             "--cpus",
             "1",
-            "--silent",
         ],
     )
     .stdout(Stdio::null())
