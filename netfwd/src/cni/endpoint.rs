@@ -143,11 +143,7 @@ pub async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
     if st.network != net {
         return Err(changed_config(&net));
     }
-    let Some(a) = st
-        .attached
-        .iter()
-        .find(|a| a.container_id.as_deref() == Some(container_id) && a.ifname == ifname)
-    else {
+    let Some(a) = st.attached.iter().find(|a| a.is_cni(container_id, ifname)) else {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
             format!(
@@ -238,7 +234,7 @@ fn find(name: &str, container_id: &str, ifname: &str) -> CniResult<Option<Attach
     Ok(lib(State::load(name))?.and_then(|st| {
         st.attached
             .into_iter()
-            .find(|a| a.container_id.as_deref() == Some(container_id) && a.ifname == ifname)
+            .find(|a| a.is_cni(container_id, ifname))
     }))
 }
 

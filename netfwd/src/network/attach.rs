@@ -44,6 +44,11 @@ impl Attachment {
             && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
     }
 
+    /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
+    pub fn is_cni(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id.as_deref() == Some(container_id) && self.ifname == ifname
+    }
+
     pub fn placement(&self) -> endpoint::Placement<'_> {
         endpoint::Placement {
             ns_path: &self.netns_path,
@@ -176,10 +181,7 @@ pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
                 .iter()
                 .position(|a| &a.netns_path == path || Some(a.netns_id) == id)
         }
-        Target::Container { id, ifname } => st
-            .attached
-            .iter()
-            .position(|a| a.container_id.as_deref() == Some(id) && &a.ifname == ifname),
+        Target::Container { id, ifname } => st.attached.iter().position(|a| a.is_cni(id, ifname)),
     };
     let Some(index) = found else {
         return Ok(None);
