@@ -174,12 +174,14 @@ fn the_uplink_going_down_and_up_or_changing_its_address() {
 /// pressure.
 #[test]
 fn a_full_nat_table_stays_bounded_and_keeps_flows_in_use() {
-    let lab = Lab::new("natfull", 2, "[nat]\nmax_flows = 64\n");
+    const MAX_FLOWS: u64 = 1024;
+    const FILL: u16 = 3000;
+    let lab = Lab::new("natfull", 2, &format!("[nat]\nmax_flows = {MAX_FLOWS}\n"));
     let stream = chunked_stream(&lab.eps[0], 4);
     let other = lab.eps[1].clone();
     let answered = in_netns(&other, || {
-        let mut ok = 0u32;
-        for sport in 40000..40300u16 {
+        let mut ok = 0u16;
+        for sport in 40000..40000 + FILL {
             if udp_echo(INTERNET_IP, ECHO_PORT, sport, b"fill").is_ok() {
                 ok += 1;
             }
@@ -187,17 +189,17 @@ fn a_full_nat_table_stays_bounded_and_keeps_flows_in_use() {
         Ok(ok)
     })
     .unwrap();
-    assert_eq!(answered, 300, "new flows are made room for, not refused");
+    assert_eq!(answered, FILL, "new flows are made room for, not refused");
     let status = lab.sb.network_status(&lab.net);
     let nat = &status["nat"];
     let (flows, max) = (
         nat["flows"].as_u64().unwrap(),
         nat["max_flows"].as_u64().unwrap(),
     );
-    assert_eq!(max, 64);
+    assert_eq!(max, MAX_FLOWS);
     // The LRU evicts entries, not flows: a flow may lose one of its two
     // entries, so its reply entry (what `flows` counts) can outlive the
-    // other until the daemon collects it. The table itself holds 2 × 64.
+    // other until the daemon collects it. The table itself holds 2 × max.
     assert!(flows <= 2 * max && flows >= max / 2, "{nat:#}");
     let chunks = stream.join().unwrap().unwrap();
     assert!(chunks > 30, "the flow in use broke after {chunks} chunks");
