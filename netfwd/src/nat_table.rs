@@ -52,18 +52,49 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
         .collect()
 }
 
-/// The keys the collector removes: both entries of every expired flow, and
+/// The NAT map as the collector reads and changes it, one entry at a time.
+pub trait NatTable {
+    fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>>;
+    fn remove(&mut self, key: &NatKey) -> Result<()>;
+}
+
+/// One collector pass: removes both entries of every expired flow, and
 /// egress entries whose reply entry is gone (evicted, or collected before)
-/// once they are older than the shortest timeout. `entries` is a snapshot
-/// taken while the datapath kept changing the table (an iteration that races
-/// deletions can miss keys), so every verdict is checked against the table
-/// itself through `current` before a live flow could be cut.
-pub fn expired_keys(
-    entries: &[(NatKey, NatEntry)],
+/// once they are older than the shortest timeout; returns the flows removed.
+/// `snapshot` only names candidates: it was read while the datapath kept
+/// changing the table (an iteration racing deletions can miss keys, values
+/// go stale), and the datapath hands an expired flow's port to a new flow
+/// in place. So each verdict is taken on the entry as it is now, right
+/// before its removal, and an egress entry goes with a reply entry only
+/// while it still points at it.
+pub fn collect_expired(
+    snapshot: &[(NatKey, NatEntry)],
     timeouts: &NatTimeouts,
     now: u64,
-    current: impl Fn(&NatKey) -> Option<NatEntry>,
-) -> Vec<NatKey> {
+    table: &mut impl NatTable,
+) -> Result<usize> {
+    let is_expired = |k: &NatKey, v: &NatEntry| {
+        let timeout = u64::from(timeouts.for_flow(k.proto, v.flags)) * 1_000_000_000;
+        now.saturating_sub(v.last_seen_ns) > timeout
+    };
+    let mut collected = 0;
+    for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_INGRESS) {
+        if !is_expired(k, v) {
+            continue;
+        }
+        let Some(reply) = table.entry(k)?.filter(|fresh| is_expired(k, fresh)) else {
+            continue;
+        };
+        table.remove(k)?;
+        collected += 1;
+        let egress = egress_partner(k, &reply);
+        if table
+            .entry(&egress)?
+            .is_some_and(|out| reply_partner(&egress, &out) == *k)
+        {
+            table.remove(&egress)?;
+        }
+    }
     let shortest = [
         timeouts.tcp_syn,
         timeouts.tcp_established,
@@ -74,29 +105,25 @@ pub fn expired_keys(
     .into_iter()
     .min()
     .map_or(0, |s| u64::from(s) * 1_000_000_000);
-    let is_expired = |k: &NatKey, v: &NatEntry| {
-        let timeout = u64::from(timeouts.for_flow(k.proto, v.flags)) * 1_000_000_000;
-        now.saturating_sub(v.last_seen_ns) > timeout
+    let seen: std::collections::HashSet<NatKey> = snapshot.iter().map(|(k, _)| *k).collect();
+    let orphan = |k: &NatKey, v: &NatEntry| {
+        v.flags & FLOW_HAIRPIN == 0 && now.saturating_sub(v.created_ns) > shortest && {
+            let partner = reply_partner(k, v);
+            !seen.contains(&partner)
+        }
     };
-    let seen: std::collections::HashSet<NatKey> = entries.iter().map(|(k, _)| *k).collect();
-    let mut doomed = Vec::new();
-    for (k, v) in entries.iter().filter(|(k, _)| k.dir == DIR_INGRESS) {
-        if is_expired(k, v) && current(k).is_some_and(|fresh| is_expired(k, &fresh)) {
-            doomed.push(*k);
-            doomed.push(egress_partner(k, v));
+    for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_EGRESS) {
+        if !orphan(k, v) {
+            continue;
+        }
+        if let Some(out) = table.entry(k)?
+            && orphan(k, &out)
+            && table.entry(&reply_partner(k, &out))?.is_none()
+        {
+            table.remove(k)?;
         }
     }
-    for (k, v) in entries.iter().filter(|(k, _)| k.dir == DIR_EGRESS) {
-        let partner = reply_partner(k, v);
-        let orphan = v.flags & FLOW_HAIRPIN == 0
-            && !seen.contains(&partner)
-            && now.saturating_sub(v.created_ns) > shortest
-            && current(&partner).is_none();
-        if orphan && !doomed.contains(k) {
-            doomed.push(*k);
-        }
-    }
-    doomed
+    Ok(collected)
 }
 
 /// The egress entry of the flow whose reply entry is `(k, v)`.
@@ -202,6 +229,33 @@ mod tests {
         );
     }
 
+    /// The map, for the collector.
+    #[derive(Default)]
+    struct Table(std::collections::HashMap<NatKey, NatEntry>);
+
+    impl NatTable for Table {
+        fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
+            Ok(self.0.get(key).copied())
+        }
+        fn remove(&mut self, key: &NatKey) -> Result<()> {
+            self.0.remove(key);
+            Ok(())
+        }
+    }
+
+    fn table_of(entries: &[(NatKey, NatEntry)]) -> Table {
+        Table(entries.iter().copied().collect())
+    }
+
+    /// (egress, reply) of a flow.
+    fn split(entries: [(NatKey, NatEntry); 2]) -> ((NatKey, NatEntry), (NatKey, NatEntry)) {
+        if entries[0].0.dir == DIR_EGRESS {
+            (entries[0], entries[1])
+        } else {
+            (entries[1], entries[0])
+        }
+    }
+
     /// A snapshot taken while the datapath changes the table can miss a
     /// live flow's reply entry, or hold a value refreshed since: the table
     /// itself decides.
@@ -209,43 +263,79 @@ mod tests {
     fn what_the_snapshot_got_wrong_the_table_corrects() {
         let entries = udp_flow(10 * SEC);
         let timeouts = NatTimeouts::DEFAULT;
-        let (reply, egress) = if entries[0].0.dir == DIR_INGRESS {
-            (entries[0], entries[1])
-        } else {
-            (entries[1], entries[0])
-        };
-        let live = |k: &NatKey| (*k == reply.0).then_some(reply.1);
-        assert!(expired_keys(&[egress], &timeouts, 100 * SEC, live).is_empty());
-        let refreshed = |_: &NatKey| {
-            Some(NatEntry {
+        let (egress, reply) = split(entries);
+        let mut table = table_of(&entries);
+        let collected = collect_expired(&[egress], &timeouts, 100 * SEC, &mut table).unwrap();
+        assert_eq!((collected, table.0.len()), (0, 2));
+        table.0.insert(
+            reply.0,
+            NatEntry {
                 last_seen_ns: 90 * SEC,
                 ..reply.1
-            })
-        };
-        assert!(expired_keys(&entries, &timeouts, 100 * SEC, refreshed).is_empty());
+            },
+        );
+        let collected = collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap();
+        assert_eq!((collected, table.0.len()), (0, 2));
     }
 
     #[test]
     fn an_idle_flow_goes_whole_and_a_live_one_stays() {
         let entries = udp_flow(10 * SEC);
         let timeouts = NatTimeouts::DEFAULT;
-        let current = |k: &NatKey| entries.iter().find(|(o, _)| o == k).map(|(_, v)| *v);
-        assert!(expired_keys(&entries, &timeouts, 69 * SEC, current).is_empty());
-        let doomed = expired_keys(&entries, &timeouts, 71 * SEC, current);
-        assert_eq!(doomed.len(), 2);
-        assert!(doomed.contains(&entries[0].0) && doomed.contains(&entries[1].0));
+        let mut table = table_of(&entries);
+        assert_eq!(
+            collect_expired(&entries, &timeouts, 69 * SEC, &mut table).unwrap(),
+            0
+        );
+        assert_eq!(table.0.len(), 2);
+        assert_eq!(
+            collect_expired(&entries, &timeouts, 71 * SEC, &mut table).unwrap(),
+            1
+        );
+        assert!(table.0.is_empty());
+    }
+
+    /// The datapath gave the expired flow's outside port to a new flow of
+    /// another endpoint after the snapshot was read: the new flow stays, and
+    /// so does an egress entry that has moved to another port meanwhile.
+    #[test]
+    fn a_port_handed_on_in_place_is_not_collected() {
+        let entries = udp_flow(10 * SEC);
+        let timeouts = NatTimeouts::DEFAULT;
+        let (egress, reply) = split(entries);
+        let mut table = table_of(&entries);
+        let newcomer = NatEntry {
+            addr: [10, 0, 0, 3],
+            last_seen_ns: 99 * SEC,
+            ..reply.1
+        };
+        table.0.insert(reply.0, newcomer);
+        collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap();
+        assert_eq!(table.0.get(&reply.0), Some(&newcomer));
+
+        let mut table = table_of(&entries);
+        let moved = NatEntry {
+            port: 61001u16.to_be_bytes(),
+            ..egress.1
+        };
+        table.0.insert(egress.0, moved);
+        assert_eq!(
+            collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap(),
+            1
+        );
+        assert_eq!(table.0.get(&egress.0), Some(&moved));
+        assert_eq!(table.0.len(), 1);
     }
 
     #[test]
     fn an_egress_entry_without_its_reply_entry_goes_once_old() {
         let [egress, _] = udp_flow(0);
         let timeouts = NatTimeouts::DEFAULT;
-        let none = |_: &NatKey| None;
-        assert!(expired_keys(&[egress], &timeouts, SEC, none).is_empty());
-        assert_eq!(
-            expired_keys(&[egress], &timeouts, 31 * SEC, none),
-            [egress.0]
-        );
+        let mut table = table_of(&[egress]);
+        collect_expired(&[egress], &timeouts, SEC, &mut table).unwrap();
+        assert_eq!(table.0.len(), 1);
+        collect_expired(&[egress], &timeouts, 31 * SEC, &mut table).unwrap();
+        assert!(table.0.is_empty());
     }
 
     #[test]

@@ -174,23 +174,6 @@ impl DatapathMaps {
         Ok(entries)
     }
 
-    /// One `NAT` entry as it is now.
-    pub fn nat_entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
-        match self.nat.get(key, 0) {
-            Ok(entry) => Ok(Some(entry)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("reading a NAT entry"),
-        }
-    }
-
-    /// Removes one `NAT` entry; already gone is fine.
-    pub fn remove_nat_entry(&mut self, key: &NatKey) -> Result<()> {
-        match self.nat.remove(key) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(e).context("removing a NAT entry"),
-        }
-    }
-
     /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).
     pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, u8)]) -> Result<()> {
         let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.addr().octets());
@@ -293,4 +276,22 @@ where
         map.insert(key, value, 0)?;
     }
     Ok(())
+}
+
+impl crate::nat_table::NatTable for DatapathMaps {
+    fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
+        match self.nat.get(key, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading a NAT entry"),
+        }
+    }
+
+    /// Already gone is fine.
+    fn remove(&mut self, key: &NatKey) -> Result<()> {
+        match self.nat.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(e).context("removing a NAT entry"),
+        }
+    }
 }

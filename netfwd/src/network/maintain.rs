@@ -31,13 +31,8 @@ pub async fn maintain(name: &str) -> Result<Maintained> {
 
     let config = maps.nat_config()?;
     let now = nat_table::now_ns()?;
-    let doomed = nat_table::expired_keys(&maps.nat_entries()?, &config.timeouts, now, |k| {
-        maps.nat_entry(k).ok().flatten()
-    });
-    for key in &doomed {
-        maps.remove_nat_entry(key)?;
-    }
-    done.flows_collected = doomed.len() / 2;
+    let snapshot = maps.nat_entries()?;
+    done.flows_collected = nat_table::collect_expired(&snapshot, &config.timeouts, now, &mut maps)?;
 
     if let Some(uplink) = &st.network.uplink
         && let Some(link) = host.link_by_name(uplink).await?
