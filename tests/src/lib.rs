@@ -724,6 +724,20 @@ pub fn assert_ping(from_ns: &str, ip: &str) {
     assert!(ping(from_ns, ip), "ping from {from_ns} to {ip} failed");
 }
 
+/// Runs a socket call again when a signal interrupts it: with a timeout
+/// set, Linux fails a blocked socket call with EINTR instead of restarting
+/// it. The test process does catch a signal now and then (its only handler
+/// beyond Rust's own is glibc's internal signal 33): the soak's minute-long
+/// echo streams died of it.
+pub fn retry_eintr<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
 /// Moves the calling thread into network namespace `ns`.
 pub fn enter_netns(ns: &str) -> Result<()> {
     let path = netns_path(ns);
@@ -798,7 +812,7 @@ pub fn tcp_exchange(
         stream.flush()?;
         // Wait for the client to close, so the echo is not cut off by a reset.
         let mut rest = [0u8; 1];
-        let _ = stream.read(&mut rest);
+        let _ = retry_eintr(|| stream.read(&mut rest));
         Ok(got)
     });
 

@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 
-use crate::{Sandbox, enter_netns, tool_ok};
+use crate::{Sandbox, enter_netns, retry_eintr, tool_ok};
 
 /// The uplink's name in the sandbox host.
 pub const UPLINK: &str = "up0";
@@ -181,7 +181,7 @@ fn echo_stream(mut stream: TcpStream, peer: SocketAddr) -> Result<()> {
     stream.write_all(format!("{peer}\n").as_bytes())?;
     let mut buf = [0u8; 65536];
     loop {
-        let n = stream.read(&mut buf)?;
+        let n = retry_eintr(|| stream.read(&mut buf))?;
         if n == 0 {
             return Ok(());
         }
@@ -263,7 +263,7 @@ pub fn udp_echo(server: &str, port: u16, sport: u16, payload: &[u8]) -> Result<S
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
     socket.send_to(payload, (server, port))?;
     let mut buf = [0u8; 65536];
-    let (n, _) = socket.recv_from(&mut buf)?;
+    let (n, _) = retry_eintr(|| socket.recv_from(&mut buf))?;
     let reply = &buf[..n];
     let split = reply
         .iter()
@@ -291,7 +291,7 @@ pub fn chunked_stream(ns: &str, secs: u64) -> JoinHandle<Result<u32>> {
         )?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         let mut greeting = [0u8; 64];
-        let _ = s.read(&mut greeting)?;
+        let _ = retry_eintr(|| s.read(&mut greeting))?;
         let start = std::time::Instant::now();
         let mut n = 0u32;
         while start.elapsed() < Duration::from_secs(secs) {

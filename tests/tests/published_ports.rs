@@ -160,7 +160,7 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
         let mut s = std::net::TcpStream::connect((UPLINK_IP, HOST_PORT))?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         let mut greeting = [0u8; 64];
-        let _ = s.read(&mut greeting)?;
+        let _ = netfwd_tests::retry_eintr(|| s.read(&mut greeting))?;
         Ok(s)
     })
     .unwrap();
@@ -230,7 +230,7 @@ fn a_client_reusing_its_port_after_the_old_flow_expired_gets_in_again() {
             socket.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
             let mut stream: std::net::TcpStream = socket.into();
             let mut greeting = [0u8; 64];
-            let n = stream.read(&mut greeting)?;
+            let n = netfwd_tests::retry_eintr(|| stream.read(&mut greeting))?;
             anyhow::ensure!(n > 0, "no greeting");
             socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO))?;
             Ok(())

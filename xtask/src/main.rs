@@ -145,9 +145,14 @@ fn test(test_args: &[String]) -> Result<()> {
     cargo_test(&[], "tc", test_args)?;
     // The scenario tests again with XDP in front of TC: every behaviour the
     // same in both modes.
-    // The soak is not part of this yet: past about a minute its long-lived
-    // streams die (issue #7, open); `cargo xtask soak` reproduces it.
-    cargo_test(&["--package", "netfwd-tests"], "xdp", test_args)
+    cargo_test(&["--package", "netfwd-tests"], "xdp", test_args)?;
+    // Two minutes of soak in each mode, unless the caller picked tests.
+    if test_args.is_empty() {
+        for mode in ["tc", "xdp"] {
+            soak(120, mode)?;
+        }
+    }
+    Ok(())
 }
 
 fn soak(secs: u64, mode: &str) -> Result<()> {
