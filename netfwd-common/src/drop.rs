@@ -32,6 +32,10 @@ pub enum DropReason {
     Icc = 9,
     /// To another netfwd network of the host that no `[[allow]]` opens.
     Isolated = 10,
+    /// A new NAT flow (or a new connection to a published port) found the
+    /// NAT table full: refused, as conntrack refuses when its table is full;
+    /// the flows in it go on.
+    NatFull = 11,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -39,7 +43,7 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -50,6 +54,7 @@ impl DropReason {
         DropReason::MacSpoofed,
         DropReason::Icc,
         DropReason::Isolated,
+        DropReason::NatFull,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -65,6 +70,7 @@ impl DropReason {
             DropReason::MacSpoofed => "mac_spoofed",
             DropReason::Icc => "icc",
             DropReason::Isolated => "isolated",
+            DropReason::NatFull => "nat_full",
         }
     }
 

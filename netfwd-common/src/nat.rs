@@ -1,14 +1,16 @@
 //! Connection tracking and source NAT: the keys, values and settings of the
 //! `NAT` and `NAT_CONFIG` maps.
 //!
-//! A flow has two entries in one LRU hash, as in Cilium: the **egress** entry,
+//! A flow has two entries in one hash, as in Cilium: the **egress** entry,
 //! keyed by the tuple the endpoint sends (inside address and port → remote),
 //! gives the outside address and port it is translated to; the **ingress**
 //! entry, keyed by the tuple replies arrive with (remote → outside address and
 //! port), gives the inside address and port back and carries the flow's state
 //! and last-seen time. The ingress entry is inserted first with `BPF_NOEXIST`,
 //! which is what reserves an outside port: a live mapping is never
-//! overwritten.
+//! overwritten. The hash is not LRU: when it is full, new flows are refused
+//! (`nat_full`) rather than live ones evicted; expired flows make room when
+//! their port is wanted again, and the daemon's collector frees the rest.
 //!
 //! For ICMP echo the identifier plays the part of the endpoint's port and the
 //! remote "port" is 0.

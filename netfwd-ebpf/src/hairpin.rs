@@ -106,10 +106,7 @@ fn gateway_port(
         created_ns: now,
         last_seen_ns: now,
     };
-    if NAT.insert(key, out, 0).is_err() {
-        let _ = NAT.remove(to_server.reply_key(gateway, port));
-        return Err(DropReason::NoPort);
-    }
+    nat::insert_egress(&key, &out, &to_server.reply_key(gateway, port))?;
     Ok(port)
 }
 

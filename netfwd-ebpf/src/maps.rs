@@ -31,11 +31,11 @@ pub static NETWORK: Array<NetworkConfig, 1> = Array::new();
 #[btf_map]
 pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHashMap::new();
 
-/// Both entries of every NAT flow (see `netfwd_common::nat`). LRU, so the
-/// datapath stays bounded when nothing collects; sized by the loader.
+/// Both entries of every NAT flow (see `netfwd_common::nat`); sized by the
+/// loader. Not LRU: a full table refuses new flows instead of evicting live
+/// ones.
 #[btf_map]
-pub static NAT: LruHashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> =
-    LruHashMap::new();
+pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = HashMap::new();
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).

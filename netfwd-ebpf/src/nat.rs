@@ -40,6 +40,8 @@ const L4_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
 const INNER_IP_OFF: usize = L4_OFF + ICMP_HDR_LEN;
 const INNER_L4_OFF: usize = INNER_IP_OFF + Ipv4Hdr::LEN;
 const ICMP_HDR_LEN: usize = 8;
+/// `bpf_map_update_elem`'s error for a full hash map.
+const E2BIG: i32 = -7;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -311,16 +313,29 @@ fn egress_mapping(
         created_ns: now,
         last_seen_ns: now,
     };
-    if NAT.insert(egress_key, out, 0).is_err() {
-        let _ = NAT.remove(flow.reply_key(outside, port));
-        return Err(DropReason::NoPort);
-    }
+    insert_egress(&egress_key, &out, &flow.reply_key(outside, port))?;
     Ok((outside, port))
+}
+
+/// Inserts the egress entry of a flow whose reply entry `reply_key` was just
+/// made, and takes that back if the table is full.
+#[inline(always)]
+pub fn insert_egress(
+    egress_key: &NatKey,
+    out: &NatEntry,
+    reply_key: &NatKey,
+) -> Result<(), DropReason> {
+    if NAT.insert(egress_key, out, 0).is_err() {
+        let _ = NAT.remove(reply_key);
+        return Err(DropReason::NatFull);
+    }
+    Ok(())
 }
 
 /// Reserves an outside port for `flow` by inserting its reply entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
-/// or a TCP flow that is over (`conntrack::reclaimable`), is taken over.
+/// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
+/// also when the table is full, since that frees the room it takes.
 /// Tries `preferred`, else a random start, then the next ports,
 /// `PORT_RETRIES` in all.
 #[inline(always)]
@@ -351,8 +366,11 @@ pub fn reserve_port(
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.reply_key(outside, port);
-        if NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
-            return Ok(port);
+        match NAT.insert(key, reply, u64::from(BPF_NOEXIST)) {
+            Ok(()) => return Ok(port),
+            // No room, as opposed to a port taken (`EEXIST`).
+            Err(E2BIG) => return Err(DropReason::NatFull),
+            Err(_) => {}
         }
         // SAFETY: plain data; a stale copy at worst.
         let Some(old) = (unsafe { NAT.get(key) }).copied() else {
@@ -420,8 +438,12 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     // No live flow: a new connection to a published port starts one (over
     // an expired flow of the same tuple — clients reuse their ports);
     // anything else is the host's.
-    let Some(entry) = live.or_else(|| publish(&key, seg.tcp_flags, now)) else {
-        return Ok(Verdict::ToHost);
+    let entry = match live {
+        Some(entry) => entry,
+        None => match publish(&key, seg.tcp_flags, now)? {
+            Some(entry) => entry,
+            None => return Ok(Verdict::ToHost),
+        },
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
@@ -465,13 +487,16 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
 /// entries are made as for one an endpoint started, the other way round —
 /// replies from the endpoint then leave through the source NAT path with the
 /// published address and port, and the endpoint sees the client's own
-/// address. Returns the new reply-direction entry.
+/// address. Returns the new reply-direction entry, `None` if the port is
+/// not published.
 #[inline(always)]
-fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Option<*mut NatEntry> {
+fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Result<Option<*mut NatEntry>, DropReason> {
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
-        return None;
+        return Ok(None);
     }
-    let target = maps::published(key.proto, key.dport)?;
+    let Some(target) = maps::published(key.proto, key.dport) else {
+        return Ok(None);
+    };
     let mut inbound = NatEntry {
         addr: target.addr,
         port: target.port,
@@ -482,7 +507,9 @@ fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Option<*mut NatEntry> {
     };
     conntrack::seen_ingress(&mut inbound, key.proto, tcp_flags, now);
     // Replaces an expired flow of this tuple, if any (checked by the caller).
-    NAT.insert(key, inbound, 0).ok()?;
+    if NAT.insert(key, inbound, 0).is_err() {
+        return Err(DropReason::NatFull);
+    }
     let from_endpoint = Tuple {
         proto: key.proto,
         src: target.addr,
@@ -498,11 +525,8 @@ fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Option<*mut NatEntry> {
         created_ns: now,
         last_seen_ns: now,
     };
-    if NAT.insert(from_endpoint.egress_key(), out, 0).is_err() {
-        let _ = NAT.remove(key);
-        return None;
-    }
-    NAT.get_ptr_mut(key)
+    insert_egress(&from_endpoint.egress_key(), &out, key)?;
+    Ok(NAT.get_ptr_mut(key))
 }
 
 /// "Destination unreachable" (with "fragmentation needed", which path-MTU

@@ -24,10 +24,6 @@ pub const MIN_PREFIX_LEN: u8 = 16;
 pub const MAX_PREFIX_LEN: u8 = 30;
 /// Default MTU of both ends of every veth.
 pub const DEFAULT_MTU: u32 = 1500;
-/// Fewest NAT flows a network may hold. The kernel's LRU map frees room in
-/// batches of up to 128 entries per CPU; a smaller table would evict flows
-/// in use along with idle ones (Cilium's floor for its CT map is the same).
-pub const MIN_NAT_FLOWS: u32 = 1 << 10;
 /// Most NAT flows a network may hold (two map entries each).
 pub const MAX_NAT_FLOWS: u32 = 1 << 22;
 /// Longest interface name Linux allows.
@@ -422,9 +418,9 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
         ));
     }
     let max_flows = section.max_flows.unwrap_or(defaults.max_flows);
-    if !(MIN_NAT_FLOWS..=MAX_NAT_FLOWS).contains(&max_flows) {
+    if !(1..=MAX_NAT_FLOWS).contains(&max_flows) {
         return Err(input_error!(
-            "nat.max_flows: {max_flows} is not within {MIN_NAT_FLOWS}..={MAX_NAT_FLOWS}"
+            "nat.max_flows: {max_flows} is not within 1..={MAX_NAT_FLOWS}"
         ));
     }
     let t = &section.timeouts;
@@ -728,10 +724,6 @@ mod tests {
             (
                 format!("{base}uplink = \"up0\"\n[nat]\nport_min = 62000\nport_max = 61000\n"),
                 "nat.port_min",
-            ),
-            (
-                format!("{base}uplink = \"up0\"\n[nat]\nmax_flows = 64\n"),
-                "nat.max_flows",
             ),
             (
                 format!("{base}uplink = \"up0\"\n[nat.timeouts]\nudp = 0\n"),

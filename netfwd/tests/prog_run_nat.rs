@@ -374,6 +374,33 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
     });
 }
 
+/// The lab's table holds 1024 flows: the next new one is refused and
+/// counted, the ones in it go on both ways.
+#[test]
+fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
+    with_lab("natfull", (61000, 65535), |lab| {
+        let mut first = 0;
+        for sport in 1000..2024u16 {
+            let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, 53, b"q", true));
+            assert_eq!(action, TC_ACT_REDIRECT, "flow from port {sport}");
+            if sport == 1000 {
+                first = port(&out, SPORT);
+            }
+        }
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(2024, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "no room for a 1025th flow");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            1
+        );
+        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"r", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "a flow in the table goes on");
+        assert_eq!(port(&again, SPORT), first);
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, udp(53, first, b"a", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "and its replies come back");
+    });
+}
+
 #[test]
 fn spoofed_sources_and_untranslatable_protocols_are_dropped() {
     with_lab("spoof", (61000, 65535), |lab| {

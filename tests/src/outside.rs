@@ -259,8 +259,19 @@ fn read_line(stream: &mut TcpStream) -> Result<String> {
 /// A UDP exchange with an echo server from the calling thread; returns the
 /// source address the server saw.
 pub fn udp_echo(server: &str, port: u16, sport: u16, payload: &[u8]) -> Result<String> {
+    udp_echo_within(server, port, sport, payload, IO_TIMEOUT)
+}
+
+/// [`udp_echo`] that gives up on the reply after `timeout`.
+pub fn udp_echo_within(
+    server: &str,
+    port: u16,
+    sport: u16,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<String> {
     let socket = UdpSocket::bind(("0.0.0.0", sport))?;
-    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.set_read_timeout(Some(timeout))?;
     socket.send_to(payload, (server, port))?;
     let mut buf = [0u8; 65536];
     let (n, _) = retry_eintr(|| socket.recv_from(&mut buf))?;

@@ -10,7 +10,8 @@ use netfwd_tests::{
     Daemon, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, endpoint, endpoints,
     in_ns_ok, netfwd_bin,
     outside::{
-        ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo, udp_echo,
+        ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo,
+        udp_echo_within,
     },
     tool_ok,
 };
@@ -168,41 +169,53 @@ fn the_uplink_going_down_and_up_or_changing_its_address() {
     assert!(peer.starts_with("203.0.113.3:"), "the server saw {peer}");
 }
 
-/// A NAT table far smaller than the flows asked of it: it stays at its
-/// size (LRU: the least recently used flows make room, as conntrack's
-/// early drop does), a flow in use keeps working, status shows the
-/// pressure.
+/// A NAT table far smaller than the flows asked of it: once full, new flows
+/// are refused and counted (`nat_full`, as conntrack refuses when its table
+/// is full), the flows in it keep working, status shows it full; when they
+/// expire the collector makes room again.
 #[test]
-fn a_full_nat_table_stays_bounded_and_keeps_flows_in_use() {
-    const MAX_FLOWS: u64 = 1024;
-    const FILL: u16 = 3000;
-    let lab = Lab::new("natfull", 2, &format!("[nat]\nmax_flows = {MAX_FLOWS}\n"));
+fn a_full_nat_table_refuses_new_flows_and_keeps_the_ones_in_it() {
+    const MAX_FLOWS: u64 = 64;
+    let lab = Lab::new(
+        "natfull",
+        2,
+        &format!("[nat]\nmax_flows = {MAX_FLOWS}\n[nat.timeouts]\nudp = 5\n"),
+    );
     let stream = chunked_stream(&lab.eps[0], 4);
+    thread::sleep(Duration::from_millis(300));
     let other = lab.eps[1].clone();
-    let answered = in_netns(&other, || {
-        let mut ok = 0u16;
-        for sport in 40000..40000 + FILL {
-            if udp_echo(INTERNET_IP, ECHO_PORT, sport, b"fill").is_ok() {
-                ok += 1;
-            }
-        }
-        Ok(ok)
-    })
-    .unwrap();
-    assert_eq!(answered, FILL, "new flows are made room for, not refused");
+    // A refused flow gets no answer: a short wait for it keeps the first
+    // round well inside the UDP timeout, so no flow expires during it.
+    let udp_flows = |ports: std::ops::Range<u16>| {
+        in_netns(&other, move || {
+            Ok(ports
+                .filter(|&sport| {
+                    let wait = Duration::from_millis(200);
+                    udp_echo_within(INTERNET_IP, ECHO_PORT, sport, b"fill", wait).is_ok()
+                })
+                .count() as u64)
+        })
+        .unwrap()
+    };
+    let asked = MAX_FLOWS + 6;
+    let answered = udp_flows(40000..40000 + asked as u16);
     let status = lab.sb.network_status(&lab.net);
     let nat = &status["nat"];
-    let (flows, max) = (
-        nat["flows"].as_u64().unwrap(),
-        nat["max_flows"].as_u64().unwrap(),
-    );
-    assert_eq!(max, MAX_FLOWS);
-    // The LRU evicts entries, not flows: a flow may lose one of its two
-    // entries, so its reply entry (what `flows` counts) can outlive the
-    // other until the daemon collects it. The table itself holds 2 × max.
-    assert!(flows <= 2 * max && flows >= max / 2, "{nat:#}");
+    assert_eq!(nat["max_flows"].as_u64(), Some(MAX_FLOWS));
+    assert_eq!(nat["flows"].as_u64(), Some(MAX_FLOWS), "{nat:#}");
+    // The stream holds one flow; the first UDP flows got the rest.
+    assert_eq!(answered, MAX_FLOWS - 1, "{nat:#}");
+    let refused = endpoint(&status, &lab.eps[1])["counters"]["drops"]["nat_full"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(refused, asked - answered);
     let chunks = stream.join().unwrap().unwrap();
     assert!(chunks > 30, "the flow in use broke after {chunks} chunks");
+
+    // The UDP flows expire; the daemon's collector frees their room.
+    let _daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
+    thread::sleep(Duration::from_secs(7));
+    assert_eq!(udp_flows(50000..50010), 10);
 }
 
 /// Two `up` of one network at once: the lock serialises them, both succeed,

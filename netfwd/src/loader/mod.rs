@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::MapInfo,
+    maps::{MapInfo, MapType},
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
@@ -62,7 +62,7 @@ impl Datapath {
                 .with_context(|| format!("creating pin directory {}", links.display()))?;
         }
         let nat_entries = nat_max_flows.saturating_mul(2);
-        drop_resized_pin(&dir.join(MAP_NAT), nat_entries)?;
+        drop_outdated_nat_pin(&dir.join(MAP_NAT), nat_entries)?;
         let map_paths: Vec<(&str, PathBuf)> =
             names::MAPS.iter().map(|m| (*m, dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
@@ -187,18 +187,22 @@ pub fn unpin_connect4(network: &str) -> Result<()> {
     remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
 }
 
-/// A pinned map is reused as it is, whatever size the program asks for: when
-/// the configured size changed, the old map goes (and its flows with it).
-fn drop_resized_pin(path: &Path, max_entries: u32) -> Result<()> {
+/// A pinned map is reused as it is, whatever size or kind the program asks
+/// for: when the configured size (or the kind) changed, the old `NAT` goes
+/// (and its flows with it).
+fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
     let Ok(info) = MapInfo::from_pin(path) else {
         return Ok(());
     };
-    if info.max_entries() == max_entries {
+    // A table pinned by an older netfwd may be an LRU hash.
+    let kind = info.map_type().ok();
+    if info.max_entries() == max_entries && kind == Some(MapType::Hash) {
         return Ok(());
     }
     log::warn!(
-        "{}: resizing from {} to {max_entries} entries; its flows are dropped",
+        "{}: recreating it ({:?} of {} entries) as a hash of {max_entries}; its flows are dropped",
         path.display(),
+        kind,
         info.max_entries()
     );
     remove_file_if_exists(path)
