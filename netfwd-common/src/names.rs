@@ -14,7 +14,7 @@ pub const MAP_NETWORK: &str = "NETWORK";
 /// Map: host-side ifindex -> per-CPU `IfaceCounters`.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
-/// Map: the flows' `NatKey` -> `NatEntry` (LRU).
+/// Map: the flows' `NatKey` -> `NatEntry` (a preallocated hash).
 pub const MAP_NAT: &str = "NAT";
 /// Map: the one `NatConfig` of the network.
 pub const MAP_NAT_CONFIG: &str = "NAT_CONFIG";

@@ -539,7 +539,7 @@ fn fill_nat_table(p: &Path) -> Result<()> {
 /// What holding the 100k flows costs in memory: (flows held, bytes), after
 /// filling the table anew. The baseline's conntrack entries are counted with
 /// the kernel's object size; netfwd's table is what the kernel charges for
-/// the preallocated LRU map. `None` for the limit, which holds nothing.
+/// the preallocated hash map. `None` for the limit, which holds nothing.
 pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Option<(u64, u64)>> {
     let p = path(Workload::NatRrFullTable, setup)?;
     let host = format!("--net=/run/netns/{}", setup.host);
