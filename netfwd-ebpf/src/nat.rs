@@ -335,7 +335,8 @@ pub fn insert_egress(
 /// Reserves an outside port for `flow` by inserting its reply entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
 /// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
-/// also when the table is full, since that frees the room it takes.
+/// also when the table is full (`nat_full` only when no port tried held
+/// one), since that frees the room it takes.
 /// Tries `preferred`, else a random start, then the next ports,
 /// `PORT_RETRIES` in all.
 #[inline(always)]
@@ -363,13 +364,18 @@ pub fn reserve_port(
         last_seen_ns: now,
     };
     conntrack::seen_egress(&mut reply, flow.proto, tcp_flags, now);
+    let mut full = false;
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.reply_key(outside, port);
         match NAT.insert(key, reply, u64::from(BPF_NOEXIST)) {
             Ok(()) => return Ok(port),
-            // No room, as opposed to a port taken (`EEXIST`).
-            Err(E2BIG) => return Err(DropReason::NatFull),
+            // No room (as opposed to `EEXIST`, a port taken): a flow that
+            // is over on one of the next ports can still make some.
+            Err(E2BIG) => {
+                full = true;
+                continue;
+            }
             Err(_) => {}
         }
         // SAFETY: plain data; a stale copy at worst.
@@ -393,7 +399,11 @@ pub fn reserve_port(
             return Ok(port);
         }
     }
-    Err(DropReason::NoPort)
+    Err(if full {
+        DropReason::NatFull
+    } else {
+        DropReason::NoPort
+    })
 }
 
 /// A packet arriving on the uplink for no endpoint (`ip` is its header):

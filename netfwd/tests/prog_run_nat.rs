@@ -374,30 +374,43 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
     });
 }
 
-/// The lab's table holds 1024 flows: the next new one is refused and
-/// counted, the ones in it go on both ways.
+/// The lab's table holds 1024 flows: 32 to each of 32 remote ports, with 32
+/// outside ports. A new flow to another remote port is refused and counted,
+/// the ones in the table go on both ways; once they have expired, a new flow
+/// to one of their remote ports takes an expired one's place.
 #[test]
 fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
-    with_lab("natfull", (61000, 65535), |lab| {
+    with_lab("natfull", (61000, 61031), |lab| {
         let mut first = 0;
-        for sport in 1000..2024u16 {
-            let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, 53, b"q", true));
-            assert_eq!(action, TC_ACT_REDIRECT, "flow from port {sport}");
-            if sport == 1000 {
-                first = port(&out, SPORT);
+        for dport in 100..132u16 {
+            for i in 0..32u16 {
+                let sport = 1000 + (dport - 100) * 32 + i;
+                let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, dport, b"q", true));
+                assert_eq!(action, TC_ACT_REDIRECT, "flow {sport} -> {dport}");
+                if sport == 1000 {
+                    first = port(&out, SPORT);
+                }
             }
         }
-        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(2024, 53, b"q", true));
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(5000, 53, b"q", true));
         assert_eq!(action, TC_ACT_SHOT, "no room for a 1025th flow");
         assert_eq!(
             lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
             1
         );
-        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"r", true));
+        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 100, b"r", true));
         assert_eq!(action, TC_ACT_REDIRECT, "a flow in the table goes on");
         assert_eq!(port(&again, SPORT), first);
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, udp(53, first, b"a", true));
+        let (action, _) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, UDP, udp(100, first, b"a", true));
         assert_eq!(action, TC_ACT_REDIRECT, "and its replies come back");
+
+        let mut config = lab.maps.nat_config().unwrap();
+        config.timeouts.udp = 1;
+        lab.maps.set_nat_config(config).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(5000, 101, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "an expired flow made room");
     });
 }
 

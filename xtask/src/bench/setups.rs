@@ -16,7 +16,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::cmd::{command, run, succeeds};
 
@@ -80,6 +80,18 @@ pub struct Setup {
     cgroup: Option<PathBuf>,
     /// Idle endpoints added by `grow`.
     extras: Vec<String>,
+    /// `netfwd daemon`: a NAT network runs with its collector (the table is
+    /// not LRU), as the baseline has conntrack's own.
+    daemon: Option<std::process::Child>,
+}
+
+/// `nf_conntrack_max`, the baseline's table size (Linux's default for this
+/// machine's memory when conntrack is not loaded yet).
+fn conntrack_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/nf_conntrack_max")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(262_144)
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -105,6 +117,7 @@ impl Setup {
             config: None,
             cgroup: None,
             extras: Vec::new(),
+            daemon: None,
         };
         // From here on, a failure drops `setup`, which removes what exists.
         let mut setup = setup;
@@ -269,8 +282,9 @@ impl Setup {
             self.client,
             self.server
         );
-        // Room for the 100k-flow workload.
-        text.push_str("[nat]\nmax_flows = 131072\n");
+        // The same room as the baseline's conntrack: both tables hold the
+        // 100k-flow workload beside every other workload's flows.
+        let _ = writeln!(text, "[nat]\nmax_flows = {}", conntrack_max());
         for i in 0..PUBLISHED {
             let _ = write!(
                 text,
@@ -283,24 +297,42 @@ impl Setup {
         std::fs::write(&config, &text)?;
         self.netfwd = Some((netfwd.to_owned(), name));
         self.config = Some((config, text));
-        self.netfwd_up()
+        self.netfwd_up()?;
+        if let Some(mut daemon) = self.netfwd_with_config("daemon") {
+            let daemon = daemon
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting netfwd daemon")?;
+            self.daemon = Some(daemon);
+        }
+        Ok(())
     }
 
     fn netfwd_up(&self) -> Result<()> {
+        match self.netfwd_with_config("up") {
+            Some(mut up) => run(&mut up),
+            None => Ok(()),
+        }
+    }
+
+    /// `netfwd --netns HOST <verb> -c CONFIG`, quiet on stdout; `None` for
+    /// a setup without netfwd.
+    fn netfwd_with_config(&self, verb: &str) -> Option<std::process::Command> {
         let (Some((bin, _)), Some((config, _))) = (&self.netfwd, &self.config) else {
-            return Ok(());
+            return None;
         };
-        run(command(
+        let mut cmd = command(
             &bin.display().to_string(),
             &[
                 "--netns",
                 &self.host,
-                "up",
+                verb,
                 "-c",
                 &config.display().to_string(),
             ],
-        )
-        .stdout(std::process::Stdio::null()))
+        );
+        cmd.stdout(std::process::Stdio::null());
+        Some(cmd)
     }
 
     /// Adds idle endpoints until the network has `n` (the limit, a bare
@@ -434,6 +466,11 @@ fn cgroup_dir(id: u32, tag: &str) -> Result<PathBuf> {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = daemon.wait();
+        }
         if let Some((bin, name)) = &self.netfwd {
             let _ = succeeds(&mut command(
                 &bin.display().to_string(),
