@@ -602,6 +602,26 @@ impl Drop for Sandbox {
 /// `netfwd daemon` in the sandbox host, stopped with SIGTERM.
 pub struct Daemon(Option<std::process::Child>);
 
+/// Whether `status --json` (its output) shows networks whose endpoints,
+/// uplink and LAN interface all have their program attached.
+fn all_attached(status: &Output) -> bool {
+    let Ok(status) = serde_json::from_slice::<Value>(&status.stdout) else {
+        return false;
+    };
+    let attached = |i: &Value| i["program"].is_object();
+    status["networks"].as_array().is_some_and(|networks| {
+        !networks.is_empty()
+            && networks.iter().all(|n| {
+                n["endpoints"]
+                    .as_array()
+                    .is_some_and(|eps| eps.iter().all(attached))
+                    && [&n["uplink"], &n["lan"]]
+                        .into_iter()
+                        .all(|i| i.is_null() || attached(i))
+            })
+    })
+}
+
 impl Daemon {
     /// Starts `netfwd --netns <host> daemon -c <config> <args…>` and waits
     /// for it to bring the network up.
@@ -616,10 +636,18 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
+        let mut daemon = Daemon(Some(cmd.spawn().unwrap()));
         // Up, with its programs attached, before traffic is asked of it.
-        thread::sleep(Duration::from_millis(700));
-        Daemon(Some(child))
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !all_attached(&sb.netfwd(&["status", "--json"])) {
+            assert!(daemon.running(), "the daemon exited while starting");
+            assert!(
+                Instant::now() < deadline,
+                "the daemon brought no network up in 20 s"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        daemon
     }
 
     /// Still running (not exited on its own)?
