@@ -921,6 +921,14 @@ pub fn endpoint<'a>(network: &'a Value, netns: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no endpoint in {netns} in {network:#}"))
 }
 
+/// Packets the endpoint in `netns` had dropped under `reason`.
+pub fn drops(network: &Value, netns: &str, reason: &str) -> u64 {
+    let ep = endpoint(network, netns);
+    ep["counters"]["drops"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop reason {reason} for {netns}: {ep:#}"))
+}
+
 /// Counter `field` of the endpoint in `netns`.
 pub fn counters(network: &Value, netns: &str, field: &str) -> u64 {
     let ep = endpoint(network, netns);

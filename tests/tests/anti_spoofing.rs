@@ -5,18 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok, ping, scapy_sendp, snmp_counter,
+    NetConfig, Sandbox, assert_ping, drops, endpoint, in_ns_ok, ping, scapy_sendp, snmp_counter,
 };
 
 const A: &str = "10.95.0.2";
 const B: &str = "10.95.0.3";
 const GATEWAY: &str = "10.95.0.1";
-
-fn drops(sb: &Sandbox, net: &str, netns: &str, reason: &str) -> u64 {
-    endpoint(&sb.network_status(net), netns)["counters"]["drops"][reason]
-        .as_u64()
-        .unwrap()
-}
 
 /// Sends `frame` (a scapy expression) 5 times out of `eth0` in `ns`.
 fn scapy_send(ns: &str, frame: &str) {
@@ -57,8 +51,8 @@ fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
         &format!("Ether(src='02:00:00:00:66:66', dst='{b_mac}')/IP(src='{A}', dst='{B}')/ICMP()"),
     );
     assert_eq!(echo_requests_seen(&b), seen, "a forged frame reached B");
-    assert!(drops(&sb, &net, &a, "ip_spoofed") >= 5);
-    assert!(drops(&sb, &net, &a, "mac_spoofed") >= 5);
+    assert!(drops(&sb.network_status(&net), &a, "ip_spoofed") >= 5);
+    assert!(drops(&sb.network_status(&net), &a, "mac_spoofed") >= 5);
 }
 
 #[test]
@@ -86,7 +80,7 @@ fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
             "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=2, hwsrc='{a_mac}', psrc='{GATEWAY}', pdst='{GATEWAY}')"
         ),
     );
-    assert!(drops(&sb, &net, &a, "arp_spoofed") >= 5);
+    assert!(drops(&sb.network_status(&net), &a, "arp_spoofed") >= 5);
     // B still reaches the gateway (the host), and its neighbour entry for it
     // is not A's MAC.
     assert!(ping(&b, GATEWAY));

@@ -7,8 +7,8 @@
 use std::{path::PathBuf, thread, time::Duration};
 
 use netfwd_tests::{
-    Daemon, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, endpoint, endpoints,
-    in_ns_ok, netfwd_bin,
+    Daemon, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, drops, endpoint,
+    endpoints, in_ns_ok, netfwd_bin,
     outside::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo,
         udp_echo_within,
@@ -205,9 +205,7 @@ fn a_full_nat_table_refuses_new_flows_and_keeps_the_ones_in_it() {
     assert_eq!(nat["flows"].as_u64(), Some(MAX_FLOWS), "{nat:#}");
     // The stream holds one flow; the first UDP flows got the rest.
     assert_eq!(answered, MAX_FLOWS - 1, "{nat:#}");
-    let refused = endpoint(&status, &lab.eps[1])["counters"]["drops"]["nat_full"]
-        .as_u64()
-        .unwrap();
+    let refused = drops(&status, &lab.eps[1], "nat_full");
     assert_eq!(refused, asked - answered);
     let chunks = stream.join().unwrap().unwrap();
     assert!(chunks > 30, "the flow in use broke after {chunks} chunks");

@@ -8,7 +8,7 @@
 use std::thread;
 
 use netfwd_tests::{
-    Sandbox, assert_ping, endpoint, in_ns_ok,
+    Sandbox, assert_ping, drops, endpoint, in_ns_ok,
     outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, tcp_echo},
     payload, scapy_sendp, snmp_counter, tcp_exchange,
 };
@@ -75,12 +75,6 @@ impl Lab {
 
 fn counter(status: &Value, ns: &str, field: &str) -> u64 {
     endpoint(status, ns)["counters"][field].as_u64().unwrap()
-}
-
-fn drops(status: &Value, ns: &str, reason: &str) -> u64 {
-    endpoint(status, ns)["counters"]["drops"][reason]
-        .as_u64()
-        .unwrap()
 }
 
 fn uplink_drops(status: &Value, reason: &str) -> u64 {

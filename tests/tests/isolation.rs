@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use netfwd_tests::{
-    Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint,
+    Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops,
     outside::{INTERNET_IP, Internet, UPLINK},
     ping,
 };
@@ -23,12 +23,6 @@ fn up(sb: &Sandbox, name: &str, subnet: &str, eps: &[(&str, &str)], extra: &str)
     sb.up_file(&sb.write_config(&text));
 }
 
-fn drops(sb: &Sandbox, net: &str, netns: &str, reason: &str) -> u64 {
-    endpoint(&sb.network_status(net), netns)["counters"]["drops"][reason]
-        .as_u64()
-        .unwrap()
-}
-
 #[test]
 fn networks_are_isolated_unless_both_allow_each_other() {
     let sb = Sandbox::new("iso");
@@ -40,7 +34,7 @@ fn networks_are_isolated_unless_both_allow_each_other() {
     up(&sb, &n3, "10.93.0.0/24", &[(&c, "10.93.0.2")], "");
     assert!(!ping(&a, "10.92.0.2"));
     assert!(!ping(&b, "10.91.0.2"));
-    assert!(drops(&sb, &n1, &a, "isolated") >= 3);
+    assert!(drops(&sb.network_status(&n1), &a, "isolated") >= 3);
     // Egress is untouched.
     assert_ping(&a, INTERNET_IP);
 
@@ -70,7 +64,7 @@ fn without_icc_endpoints_cannot_talk_but_egress_and_the_host_still_work() {
         "icc = false",
     );
     assert!(!ping(&a, "10.94.0.3"));
-    assert!(drops(&sb, &net, &a, "icc") >= 3);
+    assert!(drops(&sb.network_status(&net), &a, "icc") >= 3);
     assert_ping(&a, INTERNET_IP);
     assert_ping(&a, "10.94.0.1");
     assert_ping(sb.host(), "10.94.0.3");
