@@ -10,14 +10,15 @@ use nix::{
     unistd::Uid,
 };
 
-use crate::cmd::{command, output, run, succeeds};
+use crate::{
+    cmd::{command, output, run, succeeds},
+    toolchain,
+};
 
-/// Debian packages: the eBPF linker's LLVM, the tools the tests and the demo
-/// drive, and the ones the benchmarks use.
+/// Debian packages: the tools the tests and the demo drive, and the ones the
+/// benchmarks use. bpf-linker's LLVM packages come on top, in the version the
+/// pinned eBPF toolchain's rustc is built on (`llvm_packages`).
 const PACKAGES: &[&str] = &[
-    // bpf-linker against rustc's LLVM (22).
-    "llvm-22-dev",
-    "libpolly-22-dev",
     "build-essential",
     "pkg-config",
     // Tests and demo.
@@ -45,19 +46,20 @@ const PACKAGES: &[&str] = &[
     "linux-perf",
 ];
 
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The LLVM majors bpf-linker BPF_LINKER_VERSION builds against (its
+/// `llvm-N` features).
+const BPF_LINKER_LLVM: std::ops::RangeInclusive<u32> = 21..=23;
 const BPFFS: &str = "/sys/fs/bpf";
 
 pub fn exec() -> Result<()> {
     if !Uid::effective().is_root() {
         bail!("setup needs root: it installs packages and mounts bpffs");
     }
-    let steps: [(&str, Step); 5] = [
+    let steps: [(&str, Step); 4] = [
+        ("pinned rust toolchains", toolchains),
         ("debian packages", packages),
-        ("rust components", rust_components),
-        ("nightly rust-src", nightly_rust_src),
-        ("bpf-linker (LLVM 22)", bpf_linker),
+        ("bpf-linker", bpf_linker),
         ("bpffs at /sys/fs/bpf", bpffs),
     ];
     for (name, step) in steps {
@@ -76,12 +78,28 @@ enum Outcome {
     Done(String),
 }
 
+/// The userspace and eBPF toolchains, each by its pinned name and with the
+/// components the build and the checks use.
+fn toolchains() -> Result<Outcome> {
+    let mut done = Vec::new();
+    for pin in [toolchain::userspace()?, toolchain::ebpf()?] {
+        done.extend(pin.install()?);
+    }
+    Ok(if done.is_empty() {
+        Outcome::Present
+    } else {
+        Outcome::Done(done.join("; "))
+    })
+}
+
 fn packages() -> Result<Outcome> {
-    let missing: Vec<&str> = PACKAGES
+    let llvm = toolchain::ebpf()?.llvm_major()?;
+    let llvm_packages = llvm_packages(llvm);
+    let wanted = PACKAGES
         .iter()
         .copied()
-        .filter(|p| !package_installed(p))
-        .collect();
+        .chain(llvm_packages.iter().map(String::as_str));
+    let missing: Vec<&str> = wanted.filter(|p| !package_installed(p)).collect();
     if missing.is_empty() {
         return Ok(Outcome::Present);
     }
@@ -91,10 +109,32 @@ fn packages() -> Result<Outcome> {
         run(&mut cmd)
     };
     apt(&["update", "-q"])?;
+    for package in &llvm_packages {
+        if !package_available(package) {
+            let pin = toolchain::ebpf()?;
+            bail!(
+                "the eBPF toolchain {} ({}) is built on LLVM {llvm}, but no package source \
+                 here has {package} to build bpf-linker against: move the pin in {} to a \
+                 nightly whose `rustc -vV` names an LLVM this machine packages",
+                pin.channel,
+                pin.file,
+                pin.file
+            );
+        }
+    }
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
     apt(&install)?;
     Ok(Outcome::Done(format!("installed {}", missing.join(" "))))
+}
+
+/// What bpf-linker is built against: LLVM `major`'s libraries and Polly.
+fn llvm_packages(major: u32) -> [String; 2] {
+    [format!("llvm-{major}-dev"), format!("libpolly-{major}-dev")]
+}
+
+fn llvm_prefix(major: u32) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/llvm-{major}"))
 }
 
 fn package_installed(name: &str) -> bool {
@@ -102,56 +142,41 @@ fn package_installed(name: &str) -> bool {
         .is_ok_and(|s| s.trim() == "install ok installed")
 }
 
-/// rustfmt and clippy for the stable toolchain (the checks `test` runs).
-fn rust_components() -> Result<Outcome> {
-    let installed = output(&mut command(
-        "rustup",
-        &["component", "list", "--installed"],
-    ))?;
-    let missing: Vec<&str> = ["rustfmt", "clippy"]
-        .into_iter()
-        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
-        .collect();
-    if missing.is_empty() {
-        return Ok(Outcome::Present);
-    }
-    let mut args = vec!["component", "add"];
-    args.extend(&missing);
-    run(&mut command("rustup", &args))?;
-    Ok(Outcome::Done(format!("added {}", missing.join(" "))))
+fn package_available(name: &str) -> bool {
+    output(&mut command("apt-cache", &["policy", name])).is_ok_and(|policy| {
+        policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            .is_some_and(|c| c != "(none)")
+    })
 }
 
-/// The eBPF crate builds with nightly's `-Z build-std=core`, which needs the
-/// standard library's source.
-fn nightly_rust_src() -> Result<Outcome> {
-    let installed = output(&mut command(
-        "rustup",
-        &["component", "list", "--toolchain", "nightly", "--installed"],
-    ));
-    if installed.is_ok_and(|s| s.lines().any(|l| l.starts_with("rust-src"))) {
-        return Ok(Outcome::Present);
-    }
-    run(&mut command(
-        "rustup",
-        &[
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ],
-    ))?;
-    Ok(Outcome::Done("installed".into()))
-}
-
-/// bpf-linker must use the LLVM that rustc's is (22); Debian's default
-/// `llvm-config` (14) on PATH would be picked otherwise.
+/// bpf-linker reads the bitcode the pinned eBPF rustc writes, so it must be
+/// built against the same LLVM major; when the two differ (a moved pin, or
+/// a bpf-linker built for something else) it is rebuilt. Debian's default
+/// `llvm-config` (14) on PATH would be picked otherwise, hence PATH and
+/// LLVM_SYS_*_PREFIX.
 fn bpf_linker() -> Result<Outcome> {
-    if bpf_linker_uses_llvm22() {
+    let pin = toolchain::ebpf()?;
+    let rustc_llvm = pin.llvm_major()?;
+    let before = bpf_linker_llvm_major();
+    if before == Some(rustc_llvm) {
         return Ok(Outcome::Present);
     }
+    if !BPF_LINKER_LLVM.contains(&rustc_llvm) {
+        bail!(
+            "the eBPF toolchain {} ({}) is built on LLVM {rustc_llvm}, which bpf-linker \
+             {BPF_LINKER_VERSION} cannot be built against (LLVM {}-{}): move the pin in {} \
+             to a nightly whose `rustc -vV` names one of those",
+            pin.channel,
+            pin.file,
+            BPF_LINKER_LLVM.start(),
+            BPF_LINKER_LLVM.end(),
+            pin.file
+        );
+    }
+    let prefix = llvm_prefix(rustc_llvm);
+    let feature = format!("llvm-{rustc_llvm}");
     let mut cmd = command(
         "cargo",
         &[
@@ -163,30 +188,52 @@ fn bpf_linker() -> Result<Outcome> {
             "--force",
             "--no-default-features",
             "--features",
-            "llvm-22",
+            &feature,
         ],
     );
     let path = env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![PathBuf::from(LLVM_PREFIX).join("bin")];
+    let mut paths = vec![prefix.join("bin")];
     paths.extend(env::split_paths(&path));
     cmd.env("PATH", env::join_paths(paths).context("building PATH")?)
-        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX);
+        .env(format!("LLVM_SYS_{rustc_llvm}1_PREFIX"), &prefix);
     run(&mut cmd)?;
-    if !bpf_linker_uses_llvm22() {
-        bail!(
-            "bpf-linker installed but does not run against LLVM 22 (see `ldd $(which bpf-linker)`)"
-        );
+    match bpf_linker_llvm_major() {
+        Some(major) if major == rustc_llvm => {}
+        found => bail!(
+            "bpf-linker installed but runs against LLVM {}, not {rustc_llvm} (see `ldd $(command -v bpf-linker)`)",
+            found.map_or("(unknown)".into(), |m| m.to_string())
+        ),
     }
-    Ok(Outcome::Done(format!("installed {BPF_LINKER_VERSION}")))
+    Ok(Outcome::Done(match before {
+        Some(old) => format!(
+            "rebuilt {BPF_LINKER_VERSION} against LLVM {rustc_llvm} (was LLVM {old}; {} is on {rustc_llvm})",
+            pin.channel
+        ),
+        None => format!("installed {BPF_LINKER_VERSION} against LLVM {rustc_llvm}"),
+    }))
 }
 
-fn bpf_linker_uses_llvm22() -> bool {
-    let Ok(path) = output(&mut command("sh", &["-c", "command -v bpf-linker"])) else {
-        return false;
-    };
-    succeeds(&mut command("bpf-linker", &["--version"]))
-        && output(&mut command("ldd", &[path.trim()]))
-            .is_ok_and(|libs| libs.contains("libLLVM.so.22") && !libs.contains("not found"))
+/// The LLVM major the installed bpf-linker runs against (from the libLLVM it
+/// loads), None when there is none that runs.
+fn bpf_linker_llvm_major() -> Option<u32> {
+    let path = output(&mut command("sh", &["-c", "command -v bpf-linker"])).ok()?;
+    if !succeeds(&mut command("bpf-linker", &["--version"])) {
+        return None;
+    }
+    let libs = output(&mut command("ldd", &[path.trim()])).ok()?;
+    if libs.contains("not found") {
+        return None;
+    }
+    libs.split_whitespace().find_map(|lib| {
+        let version = lib
+            .strip_prefix("libLLVM.so.")
+            .or_else(|| lib.strip_prefix("libLLVM-"))?;
+        version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 fn bpffs() -> Result<Outcome> {
