@@ -5,6 +5,7 @@
 use std::{
     fs::{self, File},
     io::Write as _,
+    net::Ipv4Addr,
     path::PathBuf,
 };
 
@@ -38,6 +39,24 @@ pub struct State {
 }
 
 impl State {
+    /// Withdraws the run-time published ports whose endpoint is no longer
+    /// in the network (detached, its process gone, or dropped from the
+    /// config), as Docker withdraws a container's ports with the container:
+    /// a later endpoint given the same address must not inherit them. Says
+    /// whether any went.
+    pub fn withdraw_orphan_ports(&mut self) -> bool {
+        let endpoints: Vec<Ipv4Addr> = self
+            .network
+            .endpoints
+            .iter()
+            .map(|e| e.ip)
+            .chain(self.attached.iter().map(|a| a.ip))
+            .collect();
+        let before = self.published.len();
+        self.published.retain(|p| endpoints.contains(&p.ip));
+        self.published.len() != before
+    }
+
     /// Every published port: the config's, then the run-time ones.
     pub fn all_published(&self) -> Vec<Published> {
         let mut all = self.network.published.clone();

@@ -13,7 +13,7 @@ use std::{
 
 use netfwd_tests::{
     Sandbox, assert_bad_input, assert_ping, endpoints,
-    outside::{INTERNET_IP, Internet, UPLINK},
+    outside::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, tcp_echo},
     tool_ok,
 };
 
@@ -176,6 +176,53 @@ fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
         "up kept the exited process's endpoint: {status:#}"
     );
     assert_eq!(endpoints(&status).len(), 2, "{status:#}");
+}
+
+#[test]
+fn a_published_port_goes_with_its_attached_endpoint() {
+    let sb = Sandbox::new("atpub");
+    let internet = Internet::new(&sb);
+    let (net, _, config) = network(&sb, true);
+    let (ip, host_port) = ("10.70.0.9", "8080");
+    let p = Unshared::start();
+    sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid(), "--ip", ip]);
+    sb.netfwd_ok(&[
+        "publish",
+        "--name",
+        &net,
+        "--proto",
+        "tcp",
+        "--host-port",
+        host_port,
+        "--endpoint",
+        ip,
+        "--port",
+        "80",
+    ]);
+    assert_eq!(published(&sb, &net), 1);
+    drop(p);
+    thread::sleep(Duration::from_millis(300));
+    sb.up_file(&config);
+    assert_eq!(published(&sb, &net), 0, "up kept the exited process's port");
+
+    // A new endpoint given the same address, with a server on that port,
+    // does not receive the internet's connections to it.
+    let other = sb.precreated_ns("other");
+    let path = other.path().display().to_string();
+    sb.netfwd_ok(&["attach", "--name", &net, "--netns-path", &path, "--ip", ip]);
+    let _server = EchoServer::start(other.name(), ip, 80);
+    assert_eq!(published(&sb, &net), 0);
+    let reached = in_netns(&internet.ns, || tcp_echo(UPLINK_IP, 8080, None, b"x"));
+    assert!(
+        reached.is_err(),
+        "the new endpoint inherited the old one's published port: {reached:?}"
+    );
+}
+
+fn published(sb: &Sandbox, net: &str) -> usize {
+    sb.network_status(net)["published"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 #[test]

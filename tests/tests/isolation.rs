@@ -6,10 +6,20 @@
 #![allow(clippy::unwrap_used)]
 
 use netfwd_tests::{
-    Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops,
+    Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
     outside::{INTERNET_IP, Internet, UPLINK},
-    ping,
+    ping, snmp_counter,
 };
+
+/// Sends `count` datagrams from `ns` to a closed port of `ip` (the receiver
+/// counts them under Udp NoPorts).
+fn send_udp(ns: &str, ip: &str, count: u32) {
+    let script = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({count}):\n    s.sendto(b'x', ('{ip}', 9))\n    time.sleep(0.05)\n"
+    );
+    in_ns_ok(ns, &["/usr/bin/python3", "-c", &script]);
+}
 
 /// Brings up network `name` with one endpoint per `(netns, ip)`; `extra` goes
 /// into the config.
@@ -41,6 +51,14 @@ fn networks_are_isolated_unless_both_allow_each_other() {
     let allow = |other: &str| format!("[[allow]]\nnetwork = \"{other}\"\n");
     up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], &allow(&n2));
     assert!(!ping(&a, "10.92.0.2"), "one side's allow opened the pair");
+    // Not even one way: datagrams from the allowing side do not arrive.
+    let unreachable_before = snmp_counter(&b, "Udp", "NoPorts");
+    send_udp(&a, "10.92.0.2", 5);
+    assert_eq!(
+        snmp_counter(&b, "Udp", "NoPorts"),
+        unreachable_before,
+        "datagrams crossed on one side's allow"
+    );
     up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], &allow(&n1));
     assert_ping(&a, "10.92.0.2");
     assert_ping(&b, "10.91.0.2");

@@ -413,3 +413,41 @@ fn a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
     assert_eq!(ip_of(&seen), UPLINK_IP);
     assert_eq!(lab.counter("endpoint", "unsupported"), 0);
 }
+
+#[test]
+fn after_a_resize_new_flows_go_into_the_new_table() {
+    let lab = NatLab::new("natresize", "[nat]\nmax_flows = 2048\n");
+    let ep = lab.eps[0].clone();
+    let inside = |sport: u16| format!("{}:{sport}", IPS[0]);
+    let in_list = |sport: u16| lab.flows().iter().any(|f| f["inside"] == inside(sport));
+    let (ns, sport) = (ep.clone(), 40100);
+    in_netns(&ns, move || {
+        udp_echo(INTERNET_IP, ECHO_PORT, sport, b"before")
+    })
+    .unwrap();
+    assert!(in_list(40100));
+
+    let text = std::fs::read_to_string(&lab.config).unwrap();
+    let resized = text.replace("max_flows = 2048", "max_flows = 4096");
+    std::fs::write(&lab.config, resized).unwrap();
+    lab.sb.up_file(&lab.config);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        status["nat"]["max_flows"].as_u64(),
+        Some(4096),
+        "{status:#}"
+    );
+
+    // The datapath uses the table netfwd reads: a flow made now is listed.
+    let (ns, sport) = (ep, 40101);
+    let seen = in_netns(&ns, move || {
+        udp_echo(INTERNET_IP, ECHO_PORT, sport, b"after")
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), UPLINK_IP);
+    assert!(
+        in_list(40101),
+        "the flow made after the resize is not in the table: {:#?}",
+        lab.flows()
+    );
+}

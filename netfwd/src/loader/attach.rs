@@ -6,7 +6,8 @@ use std::{fs::File, io, path::Path};
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramInfo, SchedClassifier, TcAttachType,
+        Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         loaded_programs,
         tc::{SchedClassifierLink, TcAttachOptions},
@@ -32,10 +33,10 @@ pub fn attach_ingress(
     ifname: &str,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let tag = prog.info().context("reading the program's tag")?.tag();
+    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
     if let Some(link) = open_pinned(pin)? {
         match attached_program(ifname, &link)? {
-            Some(attached) if attached.tag == tag => return Ok(AttachOutcome::Unchanged),
+            Some(attached) if runs(attached.id, &wanted) => return Ok(AttachOutcome::Unchanged),
             Some(_) => {
                 let link = SchedClassifierLink::try_from(link).context("pinned link is not TCX")?;
                 let id = prog.attach_to_link(link).context("replacing the program")?;
@@ -72,11 +73,11 @@ pub fn attach_xdp(
     running: Option<u32>,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let tag = prog.info().context("reading the program's tag")?.tag();
+    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
     if let Some(link) = open_pinned(pin)? {
         let linked = link.info().context("reading link info")?.program_id();
         if running == Some(linked) {
-            if same_program(linked, tag) {
+            if runs(linked, &wanted) {
                 return Ok(AttachOutcome::Unchanged);
             }
             let link = XdpLink::try_from(link).context("pinned link is not XDP")?;
@@ -96,11 +97,37 @@ pub fn attach_xdp(
     Ok(AttachOutcome::Attached)
 }
 
-/// Whether a loaded program `id` has tag `tag`.
-fn same_program(id: u32, tag: u64) -> bool {
+/// What makes two loaded programs the same datapath: their code (the tag)
+/// and the maps it uses. The tag alone misses a map that was recreated (a
+/// resized NAT table): a program still bound to the old, unpinned map must
+/// be replaced.
+#[derive(PartialEq, Eq)]
+struct Identity {
+    tag: u64,
+    map_ids: Vec<u32>,
+}
+
+impl Identity {
+    fn of(info: &ProgramInfo) -> Result<Self> {
+        let mut map_ids = info
+            .map_ids()
+            .context("reading the program's maps")?
+            .unwrap_or_default();
+        map_ids.sort_unstable();
+        Ok(Self {
+            tag: info.tag(),
+            map_ids,
+        })
+    }
+}
+
+/// Whether loaded program `id` is the program `wanted` describes.
+fn runs(id: u32, wanted: &Identity) -> bool {
     loaded_programs()
         .filter_map(Result::ok)
-        .any(|p| p.id() == id && p.tag() == tag)
+        .find(|p| p.id() == id)
+        .and_then(|p| Identity::of(&p).ok())
+        .is_some_and(|found| &found == wanted)
 }
 
 /// Whether the pinned XDP link's program is the one the interface runs.
@@ -116,11 +143,11 @@ pub fn attach_cgroup(
     cgroup: &Path,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let tag = prog.info().context("reading the program's tag")?.tag();
+    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
     let mut outcome = AttachOutcome::Attached;
     if let Some(link) = open_pinned(pin)? {
         let prog_id = link.info().context("reading link info")?.program_id();
-        if same_program(prog_id, tag) {
+        if runs(prog_id, &wanted) {
             return Ok(AttachOutcome::Unchanged);
         }
         // cgroup links cannot swap programs in place; a connect() in the gap

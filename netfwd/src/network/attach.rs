@@ -187,9 +187,7 @@ pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
         return Ok(None);
     };
     let gone = st.attached.remove(index);
-    let before = st.published.len();
-    st.published.retain(|p| p.ip != gone.ip);
-    if st.published.len() != before {
+    if st.withdraw_orphan_ports() {
         publish::apply(&st)?;
     }
     uninstall(&host, &st.network, &gone).await?;

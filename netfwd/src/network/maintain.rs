@@ -6,7 +6,7 @@
 use anyhow::Result;
 use netfwd_common::nat::NatConfig;
 
-use super::{attach, own_state, preflight};
+use super::{attach, own_state, preflight, publish};
 use crate::{
     loader::{self, DatapathMaps},
     nat_table,
@@ -53,6 +53,9 @@ pub async fn maintain(name: &str) -> Result<Maintained> {
         done.endpoints_gone.push(a.ip);
     }
     if !gone.is_empty() {
+        if st.withdraw_orphan_ports() {
+            publish::apply(&st)?;
+        }
         st.save()?;
     }
     Ok(done)

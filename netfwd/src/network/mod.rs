@@ -160,6 +160,11 @@ fn install_endpoint(
 ) -> Result<(AttachOutcome, Mode)> {
     let host_ifname = net.host_ifname(ip);
     maps.ensure_counters(facts.host_ifindex)?;
+    // The program first: until it runs, the endpoint's packets meet the
+    // host stack unchecked (no anti-spoofing, no NAT), and with forwarding
+    // on they would be routed out with their private source. Without its
+    // entry the program drops them as spoofed, which is safe.
+    let program = datapath.attach_from_endpoint(&host_ifname)?;
     maps.set_endpoint(
         ip,
         EndpointEntry {
@@ -171,7 +176,6 @@ fn install_endpoint(
     if net.uplink.is_some() || net.lan.is_some() {
         procnet::enable_forwarding(&host_ifname)?;
     }
-    let program = datapath.attach_from_endpoint(&host_ifname)?;
     maps.set_xdp_target(facts.host_ifindex, facts.xdp_ready)?;
     let mode = xdp_in_front(
         net,
@@ -350,8 +354,10 @@ async fn remove_stale(
     st: &mut State,
     maps: &mut DatapathMaps,
 ) -> Result<Vec<String>> {
-    // Attached endpoints whose process is gone went with their namespace.
+    // Attached endpoints whose process is gone went with their namespace;
+    // their ports go too (`up` applies the published set afterwards).
     st.attached.retain(Attachment::present);
+    st.withdraw_orphan_ports();
     let wanted_ips: HashSet<_> = net
         .endpoints
         .iter()

@@ -1,9 +1,11 @@
 //! What each network's datapath routes to, trusts or refuses beyond its own
 //! endpoints (the `REMOTES` map): peer hosts' subnets (routed, trusted), the
 //! LAN's own subnet (trusted), and the other netfwd networks of this
-//! namespace — isolated from each other, as Docker's networks are, unless an
-//! `[[allow]]` names the other network (then routed, one direction per
-//! side: both configs must allow for a conversation).
+//! namespace — isolated from each other, as Docker's networks are, unless
+//! each names the other in an `[[allow]]` (then routed both ways). One side's
+//! allow opens nothing: a packet is judged only by its sender's network (the
+//! receiver's programs see only what its endpoints send), so routing on one
+//! side's word alone would let one-way traffic in.
 
 use anyhow::{Result, anyhow};
 use netfwd_common::maps::{REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED};
@@ -58,7 +60,9 @@ async fn prefixes(host: &Netlink, net: &Network, all: &[Network]) -> Result<Vec<
         }
     }
     for other in all.iter().filter(|o| o.name != net.name) {
-        let flags = if net.allow.iter().any(|a| a == &other.name) {
+        let allowed_both_ways = net.allow.iter().any(|a| a == &other.name)
+            && other.allow.iter().any(|a| a == &net.name);
+        let flags = if allowed_both_ways {
             REMOTE_ROUTE
         } else {
             REMOTE_ISOLATED
