@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
+    in_ns_ok,
     outside::{
         EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
     },
@@ -207,6 +208,57 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
     assert_bad_input(&out, "--host-port");
     drop(listener);
     daemon.stop();
+}
+
+#[test]
+fn host_ports_the_host_or_another_network_on_the_uplink_uses_are_refused() {
+    let lab = PublishLab::new("pubclash", true);
+    let publish = |net: &str, host_port: &str, endpoint: &str| {
+        lab.sb.netfwd(&[
+            "publish",
+            "--name",
+            net,
+            "--proto",
+            "tcp",
+            "--host-port",
+            host_port,
+            "--endpoint",
+            endpoint,
+            "--port",
+            "80",
+        ])
+    };
+    // Where the host's own connections take their source ports: a reply to
+    // one of them would be taken for a connection to the published port.
+    let range = in_ns_ok(
+        lab.sb.host(),
+        &["cat", "/proc/sys/net/ipv4/ip_local_port_range"],
+    );
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let msg = assert_bad_input(
+        &publish(&lab.net, &low.to_string(), &lab.server_ns),
+        "--host-port",
+    );
+    assert!(msg.contains("ip_local_port_range"), "{msg}");
+
+    // A second network on the same uplink cannot take the first one's
+    // published port, nor publish inside its NAT range.
+    let other = lab.sb.net_name();
+    let other_ns = lab.sb.ns("other");
+    let text = format!(
+        "[network]\nname = \"{other}\"\nsubnet = \"10.81.0.0/24\"\nuplink = \"{UPLINK}\"\n\
+         [nat]\nport_min = 63000\n[[endpoint]]\nnetns = \"{other_ns}\"\nip = \"10.81.0.2\"\n"
+    );
+    lab.sb.up_file(&lab.sb.write_config(&text));
+    let msg = assert_bad_input(
+        &publish(&other, &HOST_PORT.to_string(), &other_ns),
+        "--host-port",
+    );
+    assert!(msg.contains(&lab.net), "{msg}");
+    let msg = assert_bad_input(&publish(&other, "61500", &other_ns), "--host-port");
+    assert!(msg.contains(&lab.net), "{msg}");
+    // Its own port elsewhere is fine.
+    assert!(publish(&other, "8081", &other_ns).status.success());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::endpoint::ENDPOINT_IFNAME;
 use crate::{
-    config::Network,
+    config::{Network, Proto},
     input_error,
     netlink::Netlink,
     netns::{self, NetnsId},
@@ -54,12 +54,13 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
         check_external("network.lan", net, lan).await?;
     }
     for (i, p) in net.published.iter().enumerate() {
-        if procnet::port_in_use(p.proto, p.host_port)? {
-            return Err(input_error!(
-                "publish[{i}].host_port: {} is bound by a socket of the host",
-                p.host_port
-            ));
-        }
+        check_host_port(
+            &format!("publish[{i}].host_port"),
+            net,
+            p.proto,
+            p.host_port,
+            here,
+        )?;
     }
     for (i, ep) in net.endpoints.iter().enumerate() {
         let ours =
@@ -129,4 +130,66 @@ pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<
         .first()
         .map(|(addr, _)| *addr)
         .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))
+}
+
+/// A host port to publish on `net`'s uplink must be the uplink's alone:
+/// - not one of the NAT's own outside ports (the network's, or those of
+///   another network on the same uplink),
+/// - not published by another network on the same uplink (the first
+///   program to see a connection would take it),
+/// - not in `net.ipv4.ip_local_port_range`: the host's own connections pick
+///   their source ports there, and their replies would be taken for
+///   connections to the published port,
+/// - not bound by a socket of the host.
+pub fn check_host_port(
+    field: &str,
+    net: &Network,
+    proto: Proto,
+    host_port: u16,
+    here: NetnsId,
+) -> Result<()> {
+    let in_nat_range = |n: &Network| (n.nat.port_min..=n.nat.port_max).contains(&host_port);
+    if in_nat_range(net) {
+        return Err(input_error!(
+            "{field}: {host_port} is inside the NAT port range {}-{}",
+            net.nat.port_min,
+            net.nat.port_max
+        ));
+    }
+    for other in State::all()? {
+        let o = &other.network;
+        if o.name == net.name || other.host_netns != here || o.uplink != net.uplink {
+            continue;
+        }
+        if in_nat_range(o) {
+            return Err(input_error!(
+                "{field}: {host_port} is inside the NAT port range {}-{} of network {} on the same uplink",
+                o.nat.port_min,
+                o.nat.port_max,
+                o.name
+            ));
+        }
+        if other
+            .all_published()
+            .iter()
+            .any(|p| p.proto == proto && p.host_port == host_port)
+        {
+            return Err(input_error!(
+                "{field}: {host_port} is published already by network {} on the same uplink",
+                o.name
+            ));
+        }
+    }
+    let (low, high) = procnet::ip_local_port_range()?;
+    if (low..=high).contains(&host_port) {
+        return Err(input_error!(
+            "{field}: {host_port} is inside net.ipv4.ip_local_port_range {low}-{high}, where the host's own connections take their ports"
+        ));
+    }
+    if procnet::port_in_use(proto, host_port)? {
+        return Err(input_error!(
+            "{field}: {host_port} is bound by a socket of the host"
+        ));
+    }
+    Ok(())
 }

@@ -6,12 +6,11 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 
-use super::{apply_published, own_state};
+use super::{apply_published, own_state, preflight};
 use crate::{
     config::{Proto, Published},
     input_error,
     loader::{self, Datapath, DatapathMaps},
-    procnet,
     state::{self, State},
 };
 
@@ -50,13 +49,6 @@ pub async fn publish(
     if port == 0 || host_port == 0 {
         return Err(input_error!("--host-port: ports are 1 to 65535"));
     }
-    if (net.nat.port_min..=net.nat.port_max).contains(&host_port) {
-        return Err(input_error!(
-            "--host-port: {host_port} is inside the NAT port range {}-{}",
-            net.nat.port_min,
-            net.nat.port_max
-        ));
-    }
     let all = st.all_published();
     if all
         .iter()
@@ -66,11 +58,7 @@ pub async fn publish(
             "--host-port: {host_port} is published already"
         ));
     }
-    if procnet::port_in_use(proto, host_port)? {
-        return Err(input_error!(
-            "--host-port: {host_port} is bound by a socket of the host"
-        ));
-    }
+    preflight::check_host_port("--host-port", net, proto, host_port, st.host_netns)?;
     let published = Published {
         proto,
         host_port,
