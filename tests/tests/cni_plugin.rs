@@ -318,6 +318,10 @@ fn check_gc_and_status() {
         "{err:#}"
     );
 
+    // A GC that lists nothing is refused and removes nothing.
+    assert_cni_error(&lab.call("GC", "", None, &conf), 7);
+    assert_eq!(lab.cni_endpoints().len(), 2);
+
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
     lab.ok("GC", "", None, &gc);
