@@ -457,11 +457,14 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
-    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
     let (inside_addr, inside_port) = (entry.addr, entry.port);
+    // The table is the uplink's, shared by its networks: a flow of another
+    // network's endpoint is that network's program's (the next one) to track
+    // and deliver.
     let Some(ep) = maps::endpoint(inside_addr) else {
         return Ok(Verdict::ToHost);
     };
+    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
     if ip.ttl <= 1 {
         return Err(DropReason::TtlExceeded);
     }

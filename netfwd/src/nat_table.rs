@@ -12,6 +12,8 @@ use netfwd_common::nat::{
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
 
+use crate::ipnet::Ipv4Net;
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn now_ns() -> Result<u64> {
     let t = clock_gettime(ClockId::CLOCK_MONOTONIC).context("reading CLOCK_MONOTONIC")?;
@@ -28,6 +30,23 @@ pub struct Flow {
     pub state: &'static str,
     pub age_secs: u64,
     pub expires_in_secs: u64,
+}
+
+/// The entries of the flows of `subnet`'s endpoints, in a table that all
+/// networks on an uplink share: a reply entry by the endpoint it leads to,
+/// an egress entry by its inside source.
+pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(NatKey, NatEntry)> {
+    entries
+        .into_iter()
+        .filter(|(k, v)| {
+            let inside = if k.dir == DIR_INGRESS {
+                v.addr
+            } else {
+                k.saddr
+            };
+            subnet.contains(Ipv4Addr::from(inside))
+        })
+        .collect()
 }
 
 /// The flows of a table, from their reply-direction entries (which hold the

@@ -49,7 +49,7 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> Self {
         let pins = PinDir::new(tag);
-        let datapath = Datapath::load_at(&pins.0, 1024)
+        let datapath = Datapath::load_at(&pins.0, 1024, None)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&pins.0).unwrap();

@@ -104,7 +104,7 @@ impl NatLab {
         netfwd::procnet::enable_forwarding("hosta").unwrap();
 
         let pins = PinDir::new(tag);
-        let datapath = Datapath::load_at(&pins.0, 1024)
+        let datapath = Datapath::load_at(&pins.0, 1024, None)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&pins.0).unwrap();

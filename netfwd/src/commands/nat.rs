@@ -30,7 +30,11 @@ pub async fn exec_list(name: Option<&str>, json: bool) -> Result<()> {
         .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == n))
     {
         let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
-            Ok(maps) => nat_table::flows(&maps.nat_entries()?, &st.network.nat.timeouts, now),
+            Ok(maps) => nat_table::flows(
+                &nat_table::of_subnet(maps.nat_entries()?, &st.network.subnet),
+                &st.network.nat.timeouts,
+                now,
+            ),
             Err(_) => Vec::new(),
         };
         networks.push(NetworkFlows {

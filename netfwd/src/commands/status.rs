@@ -232,8 +232,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(_)) => {
             let (memory_bytes, max_entries) = m.nat_memory()?;
-            let flows = m
-                .nat_entries()?
+            let flows = crate::nat_table::of_subnet(m.nat_entries()?, &net.subnet)
                 .iter()
                 .filter(|(k, _)| k.dir == DIR_INGRESS)
                 .count();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapInfo, MapType},
+    maps::{MapData, MapInfo, MapType},
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
@@ -40,6 +40,67 @@ fn xdp_links_dir(network: &str) -> PathBuf {
     pin_dir(network).join(names::XDP_LINKS_DIR)
 }
 
+/// Where the NAT table of uplink `uplink` of the namespace with inode
+/// `netns_ino` is pinned. One table per uplink, shared by every network
+/// masqueraded behind it: an outside port is then reserved once for the
+/// uplink (a `BPF_NOEXIST` insert), never by two networks at once, and any
+/// network's uplink program finds any flow's reply (it passes on to the next
+/// program a reply whose endpoint is not its own). The `-` keeps the name
+/// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
+/// an interface name's other bytes are written `%xx`.
+pub fn uplink_nat_dir(netns_ino: u64, uplink: &str) -> PathBuf {
+    let mut name = format!("{UPLINK_NAT_PREFIX}{netns_ino}-");
+    for b in uplink.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02x}"));
+        }
+    }
+    Path::new(names::PIN_ROOT).join(name)
+}
+
+const UPLINK_NAT_PREFIX: &str = "uplink-";
+
+/// The shared NAT tables pinned now, by directory name.
+pub fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
+    let root = Path::new(names::PIN_ROOT);
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(UPLINK_NAT_PREFIX)
+        {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
+}
+
+/// Unpins a shared NAT table no network uses any more (its flows go with it).
+pub fn remove_uplink_nat(dir: &Path) -> Result<()> {
+    let is_ours = dir.parent() == Some(Path::new(names::PIN_ROOT))
+        && dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(UPLINK_NAT_PREFIX));
+    if !is_ours {
+        anyhow::bail!("{} is not a shared NAT table's directory", dir.display());
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The datapath of one network, loaded: its programs share the network's
 /// pinned maps (created on first load, reused on every later one so state
 /// survives reloads).
@@ -49,30 +110,67 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    pub fn load(network: &str, nat_max_flows: u32) -> Result<Self> {
-        Self::load_at(&pin_dir(network), nat_max_flows)
+    /// `shared_nat`: the directory of the uplink's shared NAT table
+    /// ([`uplink_nat_dir`]), for a network with an uplink.
+    pub fn load(network: &str, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
+        Self::load_at(&pin_dir(network), nat_max_flows, shared_nat)
     }
 
     /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own). `NAT` holds two entries per flow.
-    pub fn load_at(dir: &Path, nat_max_flows: u32) -> Result<Self> {
+    /// their own). `NAT` holds two entries per flow; with `shared_nat` it is
+    /// the table pinned there, pinned under `dir` too (where `status`, the
+    /// collector and bpftool find it).
+    pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
         for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
             std::fs::create_dir_all(&links)
                 .with_context(|| format!("creating pin directory {}", links.display()))?;
         }
         let nat_entries = nat_max_flows.saturating_mul(2);
-        drop_outdated_nat_pin(&dir.join(MAP_NAT), nat_entries)?;
-        let map_paths: Vec<(&str, PathBuf)> =
-            names::MAPS.iter().map(|m| (*m, dir.join(m))).collect();
+        let own_nat = dir.join(MAP_NAT);
+        let nat_pin = match shared_nat {
+            Some(shared) => {
+                std::fs::create_dir_all(shared)
+                    .with_context(|| format!("creating pin directory {}", shared.display()))?;
+                let shared = shared.join(MAP_NAT);
+                drop_outdated_nat_pin(&shared, nat_entries)?;
+                drop_other_nat_pin(&own_nat, &shared)?;
+                shared
+            }
+            None => {
+                drop_outdated_nat_pin(&own_nat, nat_entries)?;
+                own_nat.clone()
+            }
+        };
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_NAT, nat_entries);
+        let map_paths: Vec<(&str, PathBuf)> = names::MAPS
+            .iter()
+            .map(|m| {
+                (
+                    *m,
+                    if *m == MAP_NAT {
+                        nat_pin.clone()
+                    } else {
+                        dir.join(m)
+                    },
+                )
+            })
+            .collect();
         for (map, path) in &map_paths {
             loader.map_pin_path(map, path.as_path());
         }
         let mut ebpf = loader.load(DATAPATH_OBJECT).with_context(|| {
             format!("loading the datapath with maps pinned in {}", dir.display())
         })?;
+        if nat_pin != own_nat && !own_nat.exists() {
+            MapData::from_pin(&nat_pin)
+                .with_context(|| format!("opening {}", nat_pin.display()))?
+                .pin(&own_nat)
+                .with_context(|| {
+                    format!("pinning the shared NAT table at {}", own_nat.display())
+                })?;
+        }
         for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
             classifier(&mut ebpf, name)?
                 .load()
@@ -206,6 +304,23 @@ fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
         info.max_entries()
     );
     remove_file_if_exists(path)
+}
+
+/// A network's own pin of `NAT` that is not the shared table at `shared`
+/// (its own table from before, or another uplink's) goes; its flows with it.
+fn drop_other_nat_pin(own: &Path, shared: &Path) -> Result<()> {
+    let Ok(own_info) = MapInfo::from_pin(own) else {
+        return Ok(());
+    };
+    if MapInfo::from_pin(shared).is_ok_and(|s| s.id() == own_info.id()) {
+        return Ok(());
+    }
+    log::warn!(
+        "{}: moving to the uplink's shared NAT table {}; this network's flows are dropped",
+        own.display(),
+        shared.display()
+    );
+    remove_file_if_exists(own)
 }
 
 /// The program attached to `ifname` through the network's pinned link, if any.

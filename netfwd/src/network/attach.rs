@@ -14,7 +14,7 @@ use super::{endpoint, install_endpoint, own_state, publish};
 use crate::{
     config::{self, Network},
     input_error,
-    loader::{self, Datapath, DatapathMaps},
+    loader::{self, DatapathMaps},
     netlink::Netlink,
     netns::{self, NetnsId},
     state::{self, State},
@@ -220,7 +220,7 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
 
 /// Makes the attached endpoint and its datapath entries (again).
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
-    let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
+    let mut datapath = super::load_datapath(net)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
     let facts = endpoint::ensure(host, net, &a.placement()).await?;
     install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;

@@ -13,7 +13,7 @@ pub use attach::{AttachRequest, Attachment, Target, attach, detach};
 pub use maintain::{Maintained, maintain};
 pub use publish::{publish, unpublish};
 
-use std::collections::HashSet;
+use std::{collections::HashSet, path::PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use netfwd_common::{
@@ -26,6 +26,7 @@ use crate::{
     cgroup,
     config::{self, Mode, Network, Peer, Published},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
+    nat_table::{self, NatTable as _},
     netlink::{Netlink, Route},
     netns, procnet,
     state::{self, State},
@@ -101,7 +102,7 @@ async fn apply(
     old_peers: &[Peer],
     st: &mut State,
 ) -> Result<UpReport> {
-    let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
+    let mut datapath = load_datapath(net)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
     maps.set_network(NetworkConfig {
         gateway: net.gateway.octets(),
@@ -437,10 +438,14 @@ pub async fn down(name: &str) -> Result<()> {
                 "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
             )));
         }
-        Some(st) => (st.created_netns, st.network.peers),
+        Some(st) => {
+            forget_flows(&st.network)?;
+            (st.created_netns, st.network.peers)
+        }
         None => (Vec::new(), Vec::new()),
     };
     teardown(&host, name, &created_netns, &peers).await?;
+    prune_uplink_nat()?;
     // The other networks stop isolating themselves from this one.
     remotes::refresh_all(&host, netns::current_id()?, None).await
 }
@@ -480,6 +485,48 @@ async fn teardown(
     }
     Err(anyhow::anyhow!(failures.join("; ")))
         .with_context(|| format!("tearing down network {name}"))
+}
+
+/// Loads `net`'s datapath in this namespace, its NAT table the one of its
+/// uplink (shared by every network behind that uplink).
+fn load_datapath(net: &Network) -> Result<Datapath> {
+    let shared_nat = match &net.uplink {
+        Some(uplink) => Some(loader::uplink_nat_dir(netns::current_id()?.ino, uplink)),
+        None => None,
+    };
+    Datapath::load(&net.name, net.nat.max_flows, shared_nat.as_deref())
+}
+
+/// Removes the flows of `net`'s endpoints from its uplink's shared NAT
+/// table (the other networks' flows stay), before its pins go.
+fn forget_flows(net: &Network) -> Result<()> {
+    if net.uplink.is_none() {
+        return Ok(());
+    }
+    let Ok(mut maps) = DatapathMaps::open(&loader::pin_dir(&net.name)) else {
+        return Ok(());
+    };
+    for (key, _) in nat_table::of_subnet(maps.nat_entries()?, &net.subnet) {
+        maps.remove(&key)?;
+    }
+    Ok(())
+}
+
+/// Unpins the shared NAT tables of uplinks no recorded network uses any more.
+fn prune_uplink_nat() -> Result<()> {
+    let used: Vec<PathBuf> = State::all()?
+        .iter()
+        .filter_map(|st| {
+            let uplink = st.network.uplink.as_ref()?;
+            Some(loader::uplink_nat_dir(st.host_netns.ino, uplink))
+        })
+        .collect();
+    for dir in loader::uplink_nat_dirs()? {
+        if !used.contains(&dir) {
+            loader::remove_uplink_nat(&dir)?;
+        }
+    }
+    Ok(())
 }
 
 /// The recorded state of network `name`, which must live in this namespace

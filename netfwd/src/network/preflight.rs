@@ -29,6 +29,9 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
         if o.name == net.name || other.host_netns != here {
             continue;
         }
+        if o.uplink.is_some() && o.uplink == net.uplink {
+            check_shared_nat(net, o)?;
+        }
         if o.subnet.overlaps(&net.subnet) {
             return Err(input_error!(
                 "network.subnet: {} overlaps network {} ({})",
@@ -189,6 +192,29 @@ pub fn check_host_port(
     if procnet::port_in_use(proto, host_port)? {
         return Err(input_error!(
             "{field}: {host_port} is bound by a socket of the host"
+        ));
+    }
+    Ok(())
+}
+
+/// Networks on one uplink share its NAT table (one port allocation for the
+/// uplink): its size and the timeouts every program and collector judges a
+/// flow by must be the same for all. Port ranges may differ (each network
+/// allocates from its own, in the one table).
+fn check_shared_nat(net: &Network, other: &Network) -> Result<()> {
+    let uplink = net.uplink.as_deref().unwrap_or_default();
+    if net.nat.max_flows != other.nat.max_flows {
+        return Err(input_error!(
+            "nat.max_flows: {} differs from network {}'s {} on uplink {uplink}, whose NAT table they share",
+            net.nat.max_flows,
+            other.name,
+            other.nat.max_flows
+        ));
+    }
+    if net.nat.timeouts != other.nat.timeouts {
+        return Err(input_error!(
+            "nat.timeouts: differ from network {}'s on uplink {uplink}, whose NAT table they share",
+            other.name
         ));
     }
     Ok(())

@@ -10,7 +10,7 @@ use super::{apply_published, own_state, preflight};
 use crate::{
     config::{Proto, Published},
     input_error,
-    loader::{self, Datapath, DatapathMaps},
+    loader::{self, DatapathMaps},
     state::{self, State},
 };
 
@@ -89,7 +89,7 @@ pub async fn unpublish(name: &str, proto: Proto, host_port: u16) -> Result<bool>
 /// Makes the datapath's published ports what the state says.
 pub(super) fn apply(st: &State) -> Result<()> {
     let net = &st.network;
-    let mut datapath = Datapath::load(&net.name, net.nat.max_flows)?;
+    let mut datapath = super::load_datapath(net)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
     apply_published(net, &st.all_published(), &mut datapath, &mut maps)
 }
