@@ -7,7 +7,7 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2,
         bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
 
@@ -33,13 +33,42 @@ pub enum NextHop {
 
 /// Looks `src -> dst` up as if forwarded from `ifindex`. `None` for what is
 /// not forwarded out of a device: local addresses, unreachable routes,
-/// packets too big for the route's MTU (the stack sends the ICMP error), no
-/// source address on the way out. Leaving `tot_len` 0 makes the kernel check
-/// the MTU against the skb itself, GSO included. `BPF_FIB_LOOKUP_SRC` asks
+/// packets too big for the route's MTU (the stack sends the ICMP error or
+/// fragments), no source address on the way out. `BPF_FIB_LOOKUP_SRC` asks
 /// for the source address the host would pick, so a masquerade follows the
 /// uplink's address as it changes.
 #[inline(always)]
 pub fn lookup(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Option<Route> {
+    // 0: the kernel checks the MTU against the skb itself, GSO included.
+    lookup_with_len(ctx, ifindex, src, dst, 0)
+}
+
+/// [`lookup`] for a packet of any size: the caller checks it against the
+/// MTU ([`too_big`]) where it matters. (A non-zero `tot_len` is what the
+/// kernel compares with the route's MTU instead of the skb; 1 always fits.)
+#[inline(always)]
+pub fn lookup_any_size(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Option<Route> {
+    lookup_with_len(ctx, ifindex, src, dst, 1)
+}
+
+/// Whether the packet is too big to leave `oif` as it is (GSO segments
+/// counted one by one).
+#[inline(always)]
+pub fn too_big(ctx: &TcContext, oif: u32) -> bool {
+    let mut mtu_len = 0u32;
+    // SAFETY: `mtu_len` is a valid, writable u32; flags 0.
+    let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), oif, &mut mtu_len, 0, 0) };
+    rc != 0
+}
+
+#[inline(always)]
+fn lookup_with_len(
+    ctx: &TcContext,
+    ifindex: u32,
+    src: [u8; 4],
+    dst: [u8; 4],
+    tot_len: u16,
+) -> Option<Route> {
     // Every byte written field by field (the kernel reads them all): a
     // `mem::zeroed()` here becomes a call to `memset`, a BPF subprogram whose
     // register use the verifier and the compiler disagree on.
@@ -48,7 +77,7 @@ pub fn lookup(ctx: &TcContext, ifindex: u32, src: [u8; 4], dst: [u8; 4]) -> Opti
         l4_protocol: 0,
         sport: 0,
         dport: 0,
-        __bindgen_anon_1: bpf_fib_lookup__bindgen_ty_1 { tot_len: 0 },
+        __bindgen_anon_1: bpf_fib_lookup__bindgen_ty_1 { tot_len },
         ifindex,
         __bindgen_anon_2: bpf_fib_lookup__bindgen_ty_2 { rt_metric: 0 },
         __bindgen_anon_3: bpf_fib_lookup__bindgen_ty_3 { ipv6_src: [0; 4] },

@@ -29,6 +29,14 @@ pub fn dec_ttl(ip: &mut Ipv4Hdr) {
     csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
 }
 
+/// Undoes [`dec_ttl`]: a hop the stack takes after all.
+#[inline(always)]
+pub fn inc_ttl(ip: &mut Ipv4Hdr) {
+    let old = [ip.ttl, ip.proto];
+    ip.ttl += 1;
+    csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
+}
+
 /// Whether the header checksum of an option-less header is right, as a
 /// router checks before it forwards (a header with options is left to the
 /// host's stack, which checks it).
@@ -52,4 +60,10 @@ pub fn header_checksum_ok(ip: &Ipv4Hdr) -> bool {
 #[inline(always)]
 pub fn is_broadcast_or_multicast(addr: [u8; 4]) -> bool {
     addr == [255; 4] || addr[0] & 0xf0 == 0xe0
+}
+
+/// Whether the sender forbids fragmenting the datagram (DF).
+#[inline(always)]
+pub fn dont_fragment(ip: &Ipv4Hdr) -> bool {
+    ip.frags[0] & 0x40 != 0
 }

@@ -9,7 +9,7 @@
 //! the first fragment only); see `netfwd_common::nat` for the table.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
     helpers::{bpf_get_prandom_u32, bpf_redirect_peer},
     programs::TcContext,
 };
@@ -209,14 +209,21 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
     if let Some(verdict) = hairpin::to_published(ctx, ip, &config)? {
         return Ok(verdict);
     }
+    // Any size: a datagram too big for the uplink is translated all the
+    // same (below), never left to the host to forward untranslated.
     let Some(fib::Route { hop, src: outside }) =
-        fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr)
+        fib::lookup_any_size(ctx, ifindex, ip.src_addr, ip.dst_addr)
     else {
         return Ok(Verdict::ToHost);
     };
     // TTL about to run out: the stack answers with "time exceeded" from the
-    // gateway, as a router would (traceroute's first hop).
-    if hop.oif() != config.uplink_ifindex || ip.ttl <= 1 {
+    // gateway, as a router would (traceroute's first hop). Too big with DF
+    // set: the stack answers "fragmentation needed" (path-MTU discovery) and
+    // forwards nothing.
+    if hop.oif() != config.uplink_ifindex
+        || ip.ttl <= 1
+        || (ipv4::dont_fragment(ip) && fib::too_big(ctx, hop.oif()))
+    {
         return Ok(Verdict::ToHost);
     }
     if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
@@ -269,7 +276,23 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
     if piece != Piece::Later {
         rewrite_l4(ctx, flow.proto, Way::Out, flow.src, addr, flow.sport, port)?;
     }
+    if fib::too_big(ctx, hop.oif()) {
+        return to_stack_for_fragmenting(ctx);
+    }
     Ok(Verdict::Translated(hop.redirect()))
+}
+
+/// A translated datagram too big for the uplink, DF clear: the stack
+/// fragments it on its way out, as it does MASQUERADE's packets, and takes
+/// the hop (its TTL back as it came). It accepts a packet with the host's
+/// own source from this veth because `up` sets accept_local there; the
+/// endpoint program admits no other.
+#[inline(always)]
+fn to_stack_for_fragmenting(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`.
+    unsafe { ipv4::inc_ttl(&mut *ipp) };
+    Ok(Verdict::Translated(TC_ACT_UNSPEC))
 }
 
 /// The outside address and port of `flow`: its live mapping, or a new one

@@ -19,12 +19,27 @@ pub fn ip_local_port_range() -> Result<(u16, u16)> {
     }
 }
 
-/// Turns IPv4 forwarding on for packets arriving on `ifname` only (not the
-/// global `ip_forward`): `bpf_fib_lookup` answers "forwarding disabled"
-/// without it, and the stack forwards what the datapath leaves to it.
+/// Makes the host route what an endpoint sends on `ifname` (its host-side
+/// veth), with settings of that interface only:
+/// - `forwarding` (not the global `ip_forward`): `bpf_fib_lookup` answers
+///   "forwarding disabled" without it, and the stack forwards what the
+///   datapath leaves to it;
+/// - `accept_local`: a datagram too big for the uplink is translated in BPF
+///   and left to the stack to fragment, with the host's own address as its
+///   source, which the stack drops as martian otherwise;
+/// - `rp_filter` 0: the same packet fails a strict reverse-path check. The
+///   endpoint program admits only the endpoint's own address and the
+///   translations it made itself, so neither setting lets a spoofed packet in.
 pub fn enable_forwarding(ifname: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
-    fs::write(&path, "1").with_context(|| format!("writing {path}"))
+    for (setting, value) in [
+        ("forwarding", "1"),
+        ("accept_local", "1"),
+        ("rp_filter", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{setting}");
+        fs::write(&path, value).with_context(|| format!("writing {path}"))?;
+    }
+    Ok(())
 }
 
 /// Whether a socket of this namespace holds `port`: a listening TCP socket,

@@ -12,7 +12,9 @@ mod common;
 
 use std::{net::Ipv4Addr, process::Command};
 
-use common::{ICMP, PinDir, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp, udp};
+use common::{
+    ICMP, PinDir, TCP, UDP, checksum, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp, udp,
+};
 use netfwd::loader::{Datapath, DatapathMaps};
 use netfwd_common::{
     counters::IfaceCounters,
@@ -199,6 +201,11 @@ impl NatLab {
         let packet = self.outside_frame(src, dst, proto, l4);
         let prog = self.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
         run_xdp(prog, &packet, self.uplink)
+    }
+
+    /// Flows in the NAT table (two entries each).
+    fn nat_flows(&self) -> usize {
+        self.maps.nat_entries().unwrap().len() / 2
     }
 
     fn counters(&self, ifindex: u32) -> IfaceCounters {
@@ -748,5 +755,43 @@ fn an_endpoints_icmp_error_about_a_published_flow_leaves_as_the_nat() {
         stray.extend(ipv4(REMOTE, A_IP, UDP, udp(1, 2, b"", true))[..28].to_vec());
         let (action, _) = lab.send_from_a(REMOTE, ICMP, stray);
         assert_eq!(action, TC_ACT_SHOT);
+    });
+}
+
+#[test]
+fn a_datagram_too_big_for_the_uplink_is_translated_for_the_stack_to_fragment_unless_df() {
+    with_lab("mtu", (61000, 65535), |lab| {
+        ip("link set up0 mtu 1400");
+        let datagram = |df: bool| {
+            let mut frame = eth(lab.host_a_mac, A_MAC, 0x0800);
+            let mut packet = ipv4(A_IP, REMOTE, UDP, udp(40000, 53, &[7; 1460], true));
+            if !df {
+                packet[6] = 0;
+                packet[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum(&packet[..20], 0);
+                packet[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            frame.extend(packet);
+            frame
+        };
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+
+        // DF set: the stack answers "fragmentation needed"; nothing is
+        // translated, no flow made.
+        let (action, out) = run(prog, &datagram(true), lab.host_a);
+        assert_eq!(action, TO_HOST);
+        assert_eq!(addr(&out, SRC), A_IP);
+        assert_eq!(lab.nat_flows(), 0);
+
+        // DF clear: translated here, then the stack's to fragment (and to
+        // count the hop: the TTL is as it came).
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, out) = run(prog, &datagram(false), lab.host_a);
+        assert_eq!(action, TO_HOST);
+        assert_eq!(addr(&out, SRC), UPLINK_IP);
+        assert!((61000..=65535).contains(&port(&out, SPORT)));
+        assert_eq!(out[TTL], 64);
+        assert!(checksums_ok(&out[14..]), "checksums after SNAT");
+        assert_eq!(lab.nat_flows(), 1);
     });
 }

@@ -451,3 +451,94 @@ fn after_a_resize_new_flows_go_into_the_new_table() {
         lab.flows()
     );
 }
+
+#[test]
+fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untranslated() {
+    let lab = NatLab::new("natmtu", "");
+    // Endpoints at 1500, the uplink's link at 1400 on both ends.
+    tool_ok(
+        "ip",
+        &["-n", lab.sb.host(), "link", "set", UPLINK, "mtu", "1400"],
+    );
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.internet.ns,
+            "link",
+            "set",
+            "inet0",
+            "mtu",
+            "1400",
+        ],
+    );
+    let out = lab.sb.up_file(&lab.config);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("above uplink up0's 1400"), "{said}");
+
+    // Everything that crosses the wire meanwhile.
+    let capture = lab.sb.write_config("");
+    let capture = capture.with_extension("pcap");
+    let mut tcpdump = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.internet.ns))
+        .args(["timeout", "10", "tcpdump", "-i", "inet0", "-n", "-U", "-w"])
+        .arg(&capture)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // tcpdump makes the file once it captures.
+    let started = Instant::now();
+    while !capture.exists() && started.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(300));
+
+    // DF clear: fragmented on the way out, translated first.
+    let ping = |df: &str| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.eps[0]))
+            .args([
+                "ping",
+                "-c",
+                "2",
+                "-W",
+                "2",
+                "-M",
+                df,
+                "-s",
+                "1460",
+                INTERNET_IP,
+            ])
+            .output()
+            .unwrap()
+    };
+    let dont = ping("dont");
+    assert!(dont.status.success(), "{}", describe("ping -M dont", &dont));
+    // DF set: "fragmentation needed" back to the endpoint, nothing sent on.
+    let df = ping("do");
+    assert!(!df.status.success());
+    let said = String::from_utf8_lossy(&df.stdout);
+    assert!(
+        said.contains("mtu = 1400"),
+        "{}",
+        describe("ping -M do", &df)
+    );
+
+    tcpdump.wait().unwrap();
+    let read = |filter: &str| {
+        let mut args = vec!["-r", capture.to_str().unwrap(), "-n"];
+        args.extend(filter.split_whitespace());
+        tool_ok("tcpdump", &args).lines().count()
+    };
+    assert_eq!(
+        read("src net 192.168.28.0/24"),
+        0,
+        "an endpoint's address left the uplink"
+    );
+    assert!(
+        read(&format!("src host {UPLINK_IP} and ip[6:2] & 0x3fff != 0")) >= 4,
+        "no translated fragments left the uplink:\n{}",
+        tool_ok("tcpdump", &["-r", capture.to_str().unwrap(), "-n", "-v"])
+    );
+}

@@ -18,6 +18,7 @@ pub struct Link {
     pub peer_index: Option<u32>,
     /// The XDP program running on it, if any.
     pub xdp_prog_id: Option<u32>,
+    pub mtu: u32,
 }
 
 impl TryFrom<LinkMessage> for Link {
@@ -29,11 +30,13 @@ impl TryFrom<LinkMessage> for Link {
         let mut kind = None;
         let mut peer_index = None;
         let mut xdp_prog_id = None;
+        let mut mtu = 0;
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n),
                 LinkAttribute::Address(a) if a.len() == 6 => mac.copy_from_slice(&a),
                 LinkAttribute::Link(i) => peer_index = Some(i),
+                LinkAttribute::Mtu(m) => mtu = m,
                 LinkAttribute::Xdp(xdp) => {
                     xdp_prog_id = xdp.iter().find_map(|x| match x {
                         LinkXdp::ProgId(id) if *id != 0 => Some(*id),
@@ -62,6 +65,7 @@ impl TryFrom<LinkMessage> for Link {
             kind,
             peer_index,
             xdp_prog_id,
+            mtu,
         })
     }
 }

@@ -227,6 +227,16 @@ async fn setup_uplink(
         .await?
         .with_context(|| format!("uplink {ifname} vanished"))?;
     let addr = preflight::uplink_address(host, ifname, link.index).await?;
+    if net.mtu > link.mtu {
+        log::warn!(
+            "network {}: endpoint MTU {} is above uplink {ifname}'s {}: larger datagrams leave \
+             fragmented (translated first), or with DF set are answered \
+             \"fragmentation needed\"",
+            net.name,
+            net.mtu,
+            link.mtu
+        );
+    }
     maps.ensure_counters(link.index)?;
     // Config before program: the program passes everything while NAT is off.
     maps.set_nat_config(nat_config(net, link.index, addr.octets()))?;
