@@ -795,3 +795,24 @@ fn a_datagram_too_big_for_the_uplink_is_translated_for_the_stack_to_fragment_unl
         assert_eq!(lab.nat_flows(), 1);
     });
 }
+
+#[test]
+fn a_reply_for_another_networks_endpoint_passes_on_untouched() {
+    with_lab("shared", (61000, 65535), |lab| {
+        // A TCP flow of A's, then A becomes another network's endpoint (the
+        // table is the uplink's, shared by its networks).
+        let (_, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x02, b""));
+        let outside_port = port(&out, SPORT);
+        let before = lab.maps.nat_entries().unwrap();
+        lab.maps.remove_endpoint(A_IP).unwrap();
+
+        // Its SYN-ACK is the other network's program's: passed on, neither
+        // translated nor tracked here.
+        let (action, back) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, outside_port, 0x12, b""));
+        assert_eq!(action, TO_HOST);
+        assert_eq!(addr(&back, DST), UPLINK_IP);
+        assert_eq!(lab.maps.nat_entries().unwrap(), before, "state touched");
+        assert_eq!(lab.counters(lab.uplink).translated, 0);
+    });
+}

@@ -144,19 +144,12 @@ impl Datapath {
         };
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_NAT, nat_entries);
-        let map_paths: Vec<(&str, PathBuf)> = names::MAPS
-            .iter()
-            .map(|m| {
-                (
-                    *m,
-                    if *m == MAP_NAT {
-                        nat_pin.clone()
-                    } else {
-                        dir.join(m)
-                    },
-                )
-            })
-            .collect();
+        let pin_path = |map: &str| match map {
+            MAP_NAT => nat_pin.clone(),
+            _ => dir.join(map),
+        };
+        let map_paths: Vec<(&str, PathBuf)> =
+            names::MAPS.iter().map(|m| (*m, pin_path(m))).collect();
         for (map, path) in &map_paths {
             loader.map_pin_path(map, path.as_path());
         }
