@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::{
     config::{Mode, Network, Proto},
     loader::{self, AttachedProgram, DatapathMaps},
+    name::NetworkName,
     netlink::{Link, Netlink},
     netns,
     state::State,
@@ -22,7 +23,7 @@ pub struct StatusReport {
 
 #[derive(Serialize)]
 pub struct NetworkStatus {
-    pub name: String,
+    pub name: NetworkName,
     pub subnet: String,
     pub gateway: String,
     pub mtu: u32,
@@ -131,7 +132,7 @@ impl From<&IfaceCounters> for CountersStatus {
     }
 }
 
-pub async fn exec(name: Option<&str>, json: bool) -> Result<()> {
+pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
     let report = collect(name).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -141,11 +142,11 @@ pub async fn exec(name: Option<&str>, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn collect(name: Option<&str>) -> Result<StatusReport> {
+pub async fn collect(name: Option<&NetworkName>) -> Result<StatusReport> {
     let here = netns::current_id()?;
     let states: Vec<State> = State::all()?
         .into_iter()
-        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == n))
+        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == *n))
         .collect();
     if let Some(name) = name
         && states.is_empty()
@@ -284,7 +285,7 @@ impl From<AttachedProgram> for ProgramStatus {
 
 async fn external_status(
     host: &Netlink,
-    network: &str,
+    network: &NetworkName,
     ifname: &str,
     counters: &BTreeMap<u32, IfaceCounters>,
 ) -> Result<ExternalStatus> {
@@ -314,7 +315,7 @@ async fn external_status(
 }
 
 /// XDP where our XDP link runs on the interface, else TC.
-fn iface_mode(network: &str, link: Option<&Link>) -> Result<Mode> {
+fn iface_mode(network: &NetworkName, link: Option<&Link>) -> Result<Mode> {
     Ok(match link {
         Some(l) if loader::xdp_attached(network, l)? => Mode::Xdp,
         _ => Mode::Tc,

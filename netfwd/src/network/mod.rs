@@ -26,6 +26,7 @@ use crate::{
     cgroup,
     config::{self, Mode, Network, Peer, Published},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
+    name::NetworkName,
     netlink::{Netlink, Route},
     netns, procnet,
     state::{self, State},
@@ -34,7 +35,7 @@ use crate::{
 /// What `up` did to each endpoint.
 #[derive(Debug, Serialize)]
 pub struct UpReport {
-    pub network: String,
+    pub network: NetworkName,
     pub endpoints: Vec<EndpointReport>,
     pub uplink: Option<UplinkReport>,
     pub removed: Vec<String>,
@@ -408,7 +409,7 @@ async fn remove_stale(
 }
 
 /// Every link in the host namespace named by this network.
-async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::Link>> {
+async fn our_links(host: &Netlink, network: &NetworkName) -> Result<Vec<crate::netlink::Link>> {
     let prefixes = config::ifname_prefixes(network);
     Ok(host
         .links()
@@ -422,7 +423,7 @@ async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::
 /// pins (which detaches the programs), veths, the namespaces it created, its
 /// state. Ok if there was nothing; with no record (a crash lost it) it still
 /// sweeps what the name alone identifies.
-pub async fn down(name: &str) -> Result<()> {
+pub async fn down(name: &NetworkName) -> Result<()> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
     let (created_netns, peers) = match State::load(name)? {
@@ -441,7 +442,7 @@ pub async fn down(name: &str) -> Result<()> {
 
 async fn teardown(
     host: &Netlink,
-    name: &str,
+    name: &NetworkName,
     created_netns: &[String],
     peers: &[Peer],
 ) -> Result<()> {
@@ -478,7 +479,7 @@ async fn teardown(
 
 /// The recorded state of network `name`, which must live in this namespace
 /// (for commands that change one network in place).
-fn own_state(name: &str) -> Result<State> {
+fn own_state(name: &NetworkName) -> Result<State> {
     let Some(st) = State::load(name)? else {
         return Err(crate::input_error!("--name: no network {name}"));
     };
