@@ -165,7 +165,22 @@ struct DetachTarget {
 /// `--name`, checked while the arguments are parsed: before anything is
 /// entered, read or touched.
 fn network_name(name: &str) -> Result<NetworkName, String> {
-    NetworkName::parse("--name", name).map_err(|e| format!("{e:#}"))
+    NetworkName::try_from(name.to_owned())
+}
+
+/// A value clap's parser refused, as netfwd reports bad input: the option,
+/// then why (`--name: "../x" must be …`).
+fn invalid_value(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let why = std::error::Error::source(err).map_or_else(|| err.to_string(), |s| s.to_string());
+    match err.get(ContextKind::InvalidArg) {
+        // "--name <NET>": the option alone.
+        Some(ContextValue::String(arg)) => {
+            let option = arg.split(' ').next().unwrap_or(arg);
+            format!("{option}: {why}")
+        }
+        _ => why,
+    }
 }
 
 fn attach_target(pid: Option<u32>, path: Option<PathBuf>, ip: Option<Ipv4Addr>) -> Result<Target> {
@@ -186,9 +201,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // A bad value is bad input like any other: one line, exit code 2.
         Err(err) if err.kind() == clap::error::ErrorKind::ValueValidation => {
-            let why =
-                std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string());
-            eprintln!("netfwd: error: {why}");
+            eprintln!("netfwd: error: {}", invalid_value(&err));
             return ExitCode::from(error::EXIT_BAD_INPUT);
         }
         Err(err) => err.exit(),
