@@ -13,10 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use netfwd_common::nat::{DEFAULT_MAX_FLOWS, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts};
 
-use crate::{input_error, ipnet::Ipv4Net};
+use crate::{input_error, ipnet::Ipv4Net, name::NetworkName};
 
-/// Longest network name: it is part of interface names (15 bytes at most).
-pub const MAX_NAME_LEN: usize = 8;
 /// Widest subnet: host-side veths are named by the endpoint's host offset in
 /// four hex digits.
 pub const MIN_PREFIX_LEN: u8 = 16;
@@ -167,7 +165,7 @@ pub struct EndpointSection {
 /// A network as netfwd builds it: every field checked, every address decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
-    pub name: String,
+    pub name: NetworkName,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
@@ -191,7 +189,7 @@ pub struct Network {
     pub icc: bool,
     /// Other netfwd networks this one's endpoints may reach.
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Vec<NetworkName>,
     #[serde(default)]
     pub published: Vec<Published>,
     /// The cgroup whose processes reach published ports on the host's own
@@ -264,7 +262,7 @@ impl Network {
 
 /// Prefixes of every veth end network `name` names in the host namespace (and
 /// of nothing else: names are at most 8 characters and the dash ends them).
-pub fn ifname_prefixes(name: &str) -> [String; 2] {
+pub fn ifname_prefixes(name: &NetworkName) -> [String; 2] {
     [format!("nf{name}-"), format!("np{name}-")]
 }
 
@@ -296,7 +294,7 @@ fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
 
 pub fn validate(file: &ConfigFile) -> Result<Network> {
     let net = &file.network;
-    validate_name("network.name", &net.name)?;
+    let name = NetworkName::parse("network.name", &net.name)?;
     let subnet: Ipv4Net = net
         .subnet
         .parse()
@@ -346,7 +344,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         endpoints.iter().map(|e| (e.netns.clone(), e.ip)).collect();
     let peers = validate_peers(&file.peers, subnet)?;
     Ok(Network {
-        name: net.name.clone(),
+        name,
         subnet,
         gateway,
         mtu,
@@ -447,13 +445,11 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
     })
 }
 
-fn validate_allows(allows: &[AllowSection]) -> Result<Vec<String>> {
+fn validate_allows(allows: &[AllowSection]) -> Result<Vec<NetworkName>> {
     allows
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            validate_name(&format!("allow[{i}].network"), &a.network).map(|()| a.network.clone())
-        })
+        .map(|(i, a)| NetworkName::parse(&format!("allow[{i}].network"), &a.network))
         .collect()
 }
 
@@ -500,18 +496,6 @@ fn validate_publishes(
     Ok(valid)
 }
 
-fn validate_name(field: &str, name: &str) -> Result<()> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars {
-        return Err(input_error!(
-            "{field}: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9 and _"
-        ));
-    }
-    Ok(())
-}
-
 /// Checks every endpoint and gives each one without an `ip` the lowest free
 /// host address, in config order, so the same config always gives the same
 /// addresses.
@@ -524,7 +508,7 @@ fn validate_endpoints(
     let mut netns_seen = HashSet::new();
     let mut fixed = Vec::with_capacity(sections.len());
     for (i, ep) in sections.iter().enumerate() {
-        validate_netns_name(i, &ep.netns)?;
+        validate_netns_name(&format!("endpoint[{i}].netns"), &ep.netns)?;
         if !netns_seen.insert(ep.netns.as_str()) {
             return Err(input_error!(
                 "endpoint[{i}].netns: {:?} is listed twice",
@@ -580,11 +564,11 @@ fn checked_endpoint_ip(
     Ok(ip)
 }
 
-fn validate_netns_name(i: usize, name: &str) -> Result<()> {
-    // What `ip netns add` accepts: a single path component.
+/// What `ip netns add` accepts: a single path component (`/run/netns/<name>`).
+pub fn validate_netns_name(field: &str, name: &str) -> Result<()> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.len() > 255 {
         return Err(input_error!(
-            "endpoint[{i}].netns: {name:?} is not a valid ip-netns name"
+            "{field}: {name:?} is not a valid ip-netns name"
         ));
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use netfwd::{commands, config::Proto, error, netns, network::Target};
+use netfwd::{commands, config::Proto, error, name::NetworkName, netns, network::Target};
 use nix::sys::signal;
 
 #[derive(Parser)]
@@ -42,14 +42,14 @@ enum Command {
             required_unless_present = "name"
         )]
         config: Option<PathBuf>,
-        #[arg(long, value_name = "NET")]
-        name: Option<String>,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
     },
     /// Plug a running process's network namespace (or a namespace file) into
     /// a network as an endpoint.
     Attach {
-        #[arg(long, value_name = "NET")]
-        name: String,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: NetworkName,
         #[command(flatten)]
         target: AttachTarget,
         /// Address to give it (default: the lowest free one).
@@ -63,8 +63,8 @@ enum Command {
     },
     /// Remove what `attach` added; the namespace is left as it was.
     Detach {
-        #[arg(long, value_name = "NET")]
-        name: String,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: NetworkName,
         #[command(flatten)]
         target: DetachTarget,
     },
@@ -97,8 +97,8 @@ enum Command {
     },
     /// Per-interface datapath counters, drops by reason.
     Stats {
-        #[arg(long, value_name = "NET")]
-        name: Option<String>,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
         #[arg(long)]
         json: bool,
     },
@@ -109,8 +109,8 @@ enum Command {
     },
     /// Show networks, endpoints, attached programs and counters.
     Status {
-        #[arg(long, value_name = "NET")]
-        name: Option<String>,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
         #[arg(long)]
         json: bool,
     },
@@ -119,8 +119,8 @@ enum Command {
 /// A published host port of a network.
 #[derive(clap::Args)]
 struct HostPort {
-    #[arg(long, value_name = "NET")]
-    name: String,
+    #[arg(long, value_name = "NET", value_parser = network_name)]
+    name: NetworkName,
     #[arg(long, value_enum)]
     proto: Proto,
     #[arg(long)]
@@ -132,8 +132,8 @@ enum NatCommand {
     /// The flows: protocol, inside, outside and remote address, state, age,
     /// expiry.
     List {
-        #[arg(long, value_name = "NET")]
-        name: Option<String>,
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
         #[arg(long)]
         json: bool,
     },
@@ -162,6 +162,27 @@ struct DetachTarget {
     ip: Option<Ipv4Addr>,
 }
 
+/// `--name`, checked while the arguments are parsed: before anything is
+/// entered, read or touched.
+fn network_name(name: &str) -> Result<NetworkName, String> {
+    NetworkName::try_from(name.to_owned())
+}
+
+/// A value clap's parser refused, as netfwd reports bad input: the option,
+/// then why (`--name: "../x" must be …`).
+fn invalid_value(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let why = std::error::Error::source(err).map_or_else(|| err.to_string(), |s| s.to_string());
+    match err.get(ContextKind::InvalidArg) {
+        // "--name <NET>": the option alone.
+        Some(ContextValue::String(arg)) => {
+            let option = arg.split(' ').next().unwrap_or(arg);
+            format!("{option}: {why}")
+        }
+        _ => why,
+    }
+}
+
 fn attach_target(pid: Option<u32>, path: Option<PathBuf>, ip: Option<Ipv4Addr>) -> Result<Target> {
     match (pid, path, ip) {
         (Some(pid), _, _) => Ok(Target::Pid(pid)),
@@ -176,7 +197,15 @@ fn main() -> ExitCode {
     // line tools do, instead of a panic on EPIPE.
     // SAFETY: restoring the default disposition before any thread starts.
     let _ = unsafe { signal::signal(signal::Signal::SIGPIPE, signal::SigHandler::SigDfl) };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad value is bad input like any other: one line, exit code 2.
+        Err(err) if err.kind() == clap::error::ErrorKind::ValueValidation => {
+            eprintln!("netfwd: error: {}", invalid_value(&err));
+            return ExitCode::from(error::EXIT_BAD_INPUT);
+        }
+        Err(err) => err.exit(),
+    };
     // The daemon's log is its point: what it collected, what changed.
     let level = if matches!(cli.command, Command::Daemon { .. }) {
         "info"
@@ -217,9 +246,9 @@ fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Up { config, json } => commands::up::exec(&config, json).await,
             Command::Down { config, name } => {
-                commands::down::exec(config.as_deref(), name.as_deref()).await
+                commands::down::exec(config.as_deref(), name.as_ref()).await
             }
-            Command::Status { name, json } => commands::status::exec(name.as_deref(), json).await,
+            Command::Status { name, json } => commands::status::exec(name.as_ref(), json).await,
             Command::Attach {
                 name,
                 target,
@@ -234,10 +263,10 @@ fn run(cli: Cli) -> Result<()> {
                 config,
                 gc_interval,
             } => commands::daemon::exec(&config, gc_interval).await,
-            Command::Stats { name, json } => commands::stats::exec(name.as_deref(), json).await,
+            Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
             Command::Nat {
                 command: NatCommand::List { name, json },
-            } => commands::nat::exec_list(name.as_deref(), json).await,
+            } => commands::nat::exec_list(name.as_ref(), json).await,
             Command::Publish {
                 port,
                 endpoint,

@@ -4,6 +4,7 @@
 //! other way round.
 
 use std::{
+    collections::HashSet,
     fs::{self, File, OpenOptions},
     io,
     os::{
@@ -37,7 +38,7 @@ pub fn path(name: &str) -> PathBuf {
 
 /// Identity of a network namespace (device and inode of its nsfs file), the
 /// same however the namespace was reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NetnsId {
     pub dev: u64,
     pub ino: u64,
@@ -54,6 +55,51 @@ pub fn id_of(path: &Path) -> Result<NetnsId> {
     Ok(NetnsId {
         dev: meta.dev(),
         ino: meta.ino(),
+    })
+}
+
+/// Every network namespace that exists, as far as can be seen from here.
+///
+/// A namespace lives while something holds it: a process (any thread) in
+/// it, a bind mount of it (`ip netns` names, runtimes' own directories), an
+/// open descriptor. This looks at the first two: the namespace of every
+/// thread in /proc, and every nsfs mount of this mount namespace
+/// (/proc/self/mountinfo). A namespace held only by a descriptor, or
+/// mounted only in another mount namespace with no process in it, is taken
+/// for gone. An inode number names a namespace only while it lives (the
+/// kernel reuses it later), so a recorded [`NetnsId`] absent from this set
+/// names a namespace that is gone.
+pub fn live_ids() -> Result<HashSet<NetnsId>> {
+    let mut ids = HashSet::from([current_id()?]);
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    ids.extend(mountinfo.lines().filter_map(mounted_netns));
+    let procs = fs::read_dir("/proc").context("listing /proc")?;
+    for proc in procs.flatten() {
+        // Processes and threads come and go while we look: what vanished
+        // held nothing.
+        let Ok(tasks) = fs::read_dir(proc.path().join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(id) = id_of(&task.path().join("ns/net")) {
+                ids.insert(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The namespace a mountinfo line mounts, if it is a network namespace:
+/// `44 43 0:4 net:[4026532252] /run/netns/x rw shared:2 - nsfs nsfs rw`.
+fn mounted_netns(line: &str) -> Option<NetnsId> {
+    let mut fields = line.split(' ');
+    let dev = fields.nth(2)?;
+    let ino = fields.next()?.strip_prefix("net:[")?.strip_suffix(']')?;
+    let (major, minor) = dev.split_once(':')?;
+    Some(NetnsId {
+        dev: nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?),
+        ino: ino.parse().ok()?,
     })
 }
 
@@ -230,5 +276,30 @@ pub fn delete(name: &str) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mounted_netns_is_read_from_mountinfo() {
+        let line = "44 43 0:4 net:[4026532252] /run/netns/x rw shared:2 - nsfs nsfs rw";
+        assert_eq!(
+            mounted_netns(line),
+            Some(NetnsId {
+                dev: nix::sys::stat::makedev(0, 4),
+                ino: 4026532252
+            })
+        );
+        let other = "45 43 0:4 mnt:[4026531841] /run/x rw - nsfs nsfs rw";
+        assert_eq!(mounted_netns(other), None);
+        assert_eq!(mounted_netns("25 1 8:1 / / rw - ext4 /dev/sda1 rw"), None);
+    }
+
+    #[test]
+    fn our_own_namespace_is_alive() {
+        assert!(live_ids().unwrap().contains(&current_id().unwrap()));
     }
 }

@@ -3,20 +3,26 @@
 //! /run/netfwd; a lock on that directory serialises `up` and `down`.
 
 use std::{
-    fs::{self, File},
-    io::Write as _,
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
     net::Ipv4Addr,
-    path::PathBuf,
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result};
-use nix::fcntl::{Flock, FlockArg};
+use anyhow::{Context as _, Result, bail};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{Network, Published},
+    config::{self, Network, Published},
+    name::NetworkName,
     netns::NetnsId,
     network::Attachment,
+    private_dir,
 };
 
 pub const STATE_DIR: &str = "/run/netfwd";
@@ -72,39 +78,81 @@ impl State {
     }
 }
 
-fn path(name: &str) -> PathBuf {
+fn path(name: &NetworkName) -> PathBuf {
     PathBuf::from(STATE_DIR).join(format!("{name}.json"))
 }
 
 impl State {
-    pub fn load(name: &str) -> Result<Option<State>> {
+    /// The recorded state of network `name`; `None` if there is none. A
+    /// state file that is a symbolic link, or that records another name, is
+    /// an error (never followed, never used).
+    pub fn load(name: &NetworkName) -> Result<Option<State>> {
+        if private_dir::existing(Path::new(STATE_DIR), &[])?.is_none() {
+            return Ok(None);
+        }
         let path = path(name);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                bail!(
+                    "{} is a symbolic link; netfwd refuses to follow it",
+                    path.display()
+                )
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("parsing {}", path.display()))
+        let state: State = serde_json::from_reader(io::BufReader::new(file))
+            .with_context(|| format!("parsing {}", path.display()))?;
+        if state.network.name != *name {
+            bail!(
+                "{} records network {:?}; netfwd does not use it",
+                path.display(),
+                state.network.name.as_str()
+            );
+        }
+        // Namespace names become paths under /run/netns that `down` unmounts
+        // and removes.
+        for ns in state
+            .created_netns
+            .iter()
+            .chain(state.network.endpoints.iter().map(|e| &e.netns))
+        {
+            config::validate_netns_name(&path.display().to_string(), ns)?;
+        }
+        Ok(Some(state))
     }
 
-    /// Every network netfwd knows of on this machine, in any namespace.
+    /// Every network netfwd knows of on this machine, in any namespace. A
+    /// state file whose name is no network name, or that cannot be used, is
+    /// reported and skipped.
     pub fn all() -> Result<Vec<State>> {
-        let entries = match fs::read_dir(STATE_DIR) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("listing {STATE_DIR}")),
-        };
+        if private_dir::existing(Path::new(STATE_DIR), &[])?.is_none() {
+            return Ok(Vec::new());
+        }
+        let entries = fs::read_dir(STATE_DIR).with_context(|| format!("listing {STATE_DIR}"))?;
         let mut states = Vec::new();
         for entry in entries {
             let entry = entry.with_context(|| format!("listing {STATE_DIR}"))?;
             let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            if let Some(state) = State::load(name)? {
-                states.push(state);
+            let Ok(name) = NetworkName::parse("state file", stem) else {
+                log::warn!(
+                    "skipping {}: {stem:?} is not a network name",
+                    entry.path().display()
+                );
+                continue;
+            };
+            match State::load(&name) {
+                Ok(Some(state)) => states.push(state),
+                Ok(None) => {}
+                Err(e) => log::warn!("skipping the state of network {name}: {e:#}"),
             }
         }
         states.sort_by(|a, b| a.network.name.cmp(&b.network.name));
@@ -112,23 +160,35 @@ impl State {
     }
 
     /// Writes the state atomically (temp file + rename): a crash leaves the
-    /// old state or the new one, never half of one.
+    /// old state or the new one, never half of one. The temp file is made
+    /// afresh (`O_EXCL`): whatever was left at its name, a symbolic link
+    /// included, is unlinked, never written through.
     pub fn save(&self) -> Result<()> {
-        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        private_dir::ensure(Path::new(STATE_DIR), &[])?;
         let path = path(&self.network.name);
         let tmp = path.with_extension("json.tmp");
+        remove_if_present(&tmp)?;
         let text = serde_json::to_string_pretty(self).context("serialising state")?;
-        let mut file = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
     }
 
-    /// Removes the state and the network's lock file.
-    pub fn remove(name: &str) -> Result<()> {
+    /// Removes the state, and the network's lock file unless someone holds
+    /// it (see [`NetworkLock`]).
+    pub fn remove(name: &NetworkName) -> Result<()> {
+        if private_dir::existing(Path::new(STATE_DIR), &[])?.is_none() {
+            return Ok(());
+        }
         remove_if_present(&path(name))?;
-        remove_if_present(&network_lock_path(name))
+        remove_lock_file(&network_lock_path(name))
     }
 }
 
@@ -141,8 +201,8 @@ pub struct StateLock {
 }
 
 pub fn lock() -> Result<StateLock> {
-    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-    let dir = File::open(STATE_DIR).with_context(|| format!("opening {STATE_DIR}"))?;
+    let dir = private_dir::ensure(Path::new(STATE_DIR), &[])?;
+    let dir = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
     let lock = Flock::lock(dir, FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno)
         .with_context(|| format!("locking {STATE_DIR}"))?;
@@ -151,31 +211,161 @@ pub fn lock() -> Result<StateLock> {
 
 /// Held across a multi-step change of one network that must not interleave
 /// with another of the same network (a CNI ADD: IPAM lease, `up`, attach,
-/// published ports), while other networks go on. `down` removes its file
-/// with the state.
+/// published ports), while other networks go on.
+///
+/// Its file may be unlinked (by `down`) while a process waits for it; that
+/// process then holds a lock on a file nobody else will open. So a lock
+/// counts only once the path still names the very file locked, else it is
+/// taken again; and the file is only ever unlinked by someone holding it.
 pub struct NetworkLock {
     _lock: Flock<File>,
 }
 
-fn network_lock_path(name: &str) -> PathBuf {
+fn network_lock_path(name: &NetworkName) -> PathBuf {
     PathBuf::from(STATE_DIR).join(format!("{name}.lock"))
 }
 
-pub fn network_lock(name: &str) -> Result<NetworkLock> {
-    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-    let path = network_lock_path(name);
-    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    let lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| errno)
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(NetworkLock { _lock: lock })
+pub fn network_lock(name: &NetworkName) -> Result<NetworkLock> {
+    private_dir::ensure(Path::new(STATE_DIR), &[])?;
+    lock_file(&network_lock_path(name))
 }
 
-fn remove_if_present(path: &std::path::Path) -> Result<()> {
+fn lock_file(path: &Path) -> Result<NetworkLock> {
+    loop {
+        let file = open_lock_file(path, true)?
+            .with_context(|| format!("{} vanished as it was made", path.display()))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("locking {}", path.display()))?;
+        if names_locked_file(path, &lock)? {
+            return Ok(NetworkLock { _lock: lock });
+        }
+    }
+}
+
+/// Unlinks the lock file at `path` if nobody holds it; a held one stays
+/// (its holder or a later `down` removes it). Ok if absent.
+fn remove_lock_file(path: &Path) -> Result<()> {
+    let Some(file) = open_lock_file(path, false)? else {
+        return Ok(());
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            if names_locked_file(path, &lock)? {
+                remove_if_present(path)?;
+            }
+            Ok(())
+        }
+        Err((_, Errno::EWOULDBLOCK)) => Ok(()),
+        Err((_, errno)) => Err(errno).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// Opens (or with `create`, makes) a lock file, never through a symbolic
+/// link; `None` if absent.
+fn open_lock_file(path: &Path, create: bool) -> Result<Option<File>> {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+    }
+}
+
+/// Whether `path` still names the file `lock` holds (not unlinked, not
+/// replaced).
+fn names_locked_file(path: &Path, lock: &Flock<File>) -> Result<bool> {
+    let held = lock
+        .metadata()
+        .with_context(|| format!("inspecting {}", path.display()))?;
+    match fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", path.display())),
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::mpsc, thread, time::Duration};
+
+    use super::*;
+    use crate::private_dir::scratch;
+
+    /// Whether someone holds the lock at `path` now.
+    fn held(path: &Path) -> bool {
+        let file = File::open(path).unwrap();
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+    }
+
+    #[test]
+    fn a_waiter_whose_lock_file_was_unlinked_locks_the_new_one() {
+        let dir = scratch("lock-unlinked");
+        let path = dir.join("net.lock");
+        let first = lock_file(&path).unwrap();
+        let (got, took) = mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            thread::spawn(move || {
+                let lock = lock_file(&path).unwrap();
+                got.send(()).unwrap();
+                // Hold it until the main thread has looked.
+                thread::sleep(Duration::from_millis(500));
+                drop(lock);
+            })
+        };
+        // The waiter has opened the file and blocks on it; the holder unlinks
+        // it (as `down` once did) and lets go.
+        thread::sleep(Duration::from_millis(200));
+        fs::remove_file(&path).unwrap();
+        drop(first);
+        took.recv_timeout(Duration::from_secs(5)).unwrap();
+        // What the waiter holds is what the path names: a third process
+        // opening the path must find it locked.
+        assert!(path.exists(), "the waiter holds an unlinked file");
+        assert!(held(&path), "two holders of one network's lock");
+        waiter.join().unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_file_is_not_removed() {
+        let dir = scratch("lock-held");
+        let path = dir.join("net.lock");
+        let lock = lock_file(&path).unwrap();
+        remove_lock_file(&path).unwrap();
+        assert!(path.exists() && held(&path));
+        drop(lock);
+        remove_lock_file(&path).unwrap();
+        assert!(!path.exists());
+        remove_lock_file(&path).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_not_followed() {
+        let dir = scratch("lock-symlink");
+        let decoy = dir.join("decoy");
+        fs::write(&decoy, "keep").unwrap();
+        let path = dir.join("net.lock");
+        std::os::unix::fs::symlink(&decoy, &path).unwrap();
+        assert!(lock_file(&path).is_err());
+        assert_eq!(fs::read_to_string(&decoy).unwrap(), "keep");
+        fs::remove_dir_all(dir).unwrap();
     }
 }

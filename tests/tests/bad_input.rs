@@ -241,3 +241,19 @@ fn rejected_config_for_an_existing_network_leaves_it_unchanged() {
     assert_eq!(endpoint(&after, &ns[1])["ip"], "10.88.0.8");
     assert_ping(&ns[0], "10.88.0.8");
 }
+
+#[test]
+fn a_malformed_option_value_is_one_line_naming_the_option() {
+    let sb = Sandbox::new("biopt");
+    let net = sb.net_name();
+    let out = sb.netfwd(&[
+        "unpublish",
+        "--name",
+        &net,
+        "--proto",
+        "tcp",
+        "--host-port",
+        "http",
+    ]);
+    assert_bad_input(&out, "--host-port");
+}

@@ -1,6 +1,8 @@
 //! `up` / `down` lifecycle: `up` is idempotent, `down` removes everything and
 //! is idempotent, a network can be rebuilt, an endpoint dropped from the config
-//! is removed, and a namespace netfwd did not create survives `down`.
+//! is removed, and a namespace netfwd did not create survives `down`; a
+//! network whose host namespace is gone is an orphan, which `status` shows
+//! and `down` removes from any namespace.
 //!
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
@@ -8,9 +10,12 @@
 // A test reports a broken expectation by panicking.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, endpoint, endpoints, has_link,
-    link_names, netns_exists, network_links, tcx_attachments, without_counters,
+    BPF_PIN_ROOT, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
+    describe, endpoint, endpoints, has_link, link_names, netfwd_bin, netns_exists, network_links,
+    run_with_timeout, tcx_attachments, tool_ok, without_counters,
 };
 use serde_json::Value;
 
@@ -200,4 +205,86 @@ fn namespace_made_before_up_is_used_and_kept_by_down() {
         link_names(mine.name())
     );
     assert_nothing_left(sb.host(), &net, &[&made]);
+}
+
+/// `netfwd --netns <ns> args…`.
+fn netfwd_in(ns: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(netfwd_bin());
+    cmd.arg("--netns").arg(ns).args(args);
+    run_with_timeout(&mut cmd, NETFWD_TIMEOUT)
+}
+
+/// Network `net` as `status --json` run in namespace `ns` shows it, if it does.
+fn listed_in(ns: &str, net: &str) -> Option<Value> {
+    let out = netfwd_in(ns, &["status", "--json"]);
+    assert!(out.status.success(), "{}", describe("status", &out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    status["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == net)
+        .cloned()
+}
+
+#[test]
+fn network_whose_host_namespace_is_gone_is_shown_orphaned_and_down_removes_it() {
+    let sb = Sandbox::new("lcorph");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .endpoint(&a, Some(IPS[0]))
+        .endpoint(&b, Some(IPS[1]));
+    sb.up(&cfg);
+    let pins = Path::new(BPF_PIN_ROOT).join(&net);
+    let state = Path::new(STATE_DIR).join(format!("{net}.json"));
+    assert!(pins.is_dir() && state.is_file());
+    assert_eq!(sb.network_status(&net)["orphaned"], false);
+
+    // Nothing holds the sandbox host but its name: it goes with it.
+    tool_ok("ip", &["netns", "del", sb.host()]);
+    let elsewhere = sb.precreated_ns("elsewhere");
+
+    let shown = listed_in(elsewhere.name(), &net)
+        .unwrap_or_else(|| panic!("orphan {net} not in the status of another namespace"));
+    assert_eq!(shown["orphaned"], true, "{shown:#}");
+    let out = netfwd_in(elsewhere.name(), &["status", "--name", &net]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("orphaned"),
+        "{}",
+        describe("status", &out)
+    );
+
+    let out = netfwd_in(elsewhere.name(), &["down", "--name", &net]);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("down of an orphan", &out)
+    );
+    assert!(!pins.exists(), "{} left", pins.display());
+    assert!(!state.exists(), "{} left", state.display());
+    assert!(
+        !netns_exists(&a) && !netns_exists(&b),
+        "created namespaces left"
+    );
+    assert!(listed_in(elsewhere.name(), &net).is_none());
+}
+
+#[test]
+fn network_in_a_live_namespace_is_not_an_orphan_and_down_elsewhere_refuses() {
+    let sb = Sandbox::new("lclive");
+    let net = sb.net_name();
+    let a = sb.ns("a");
+    sb.up(&NetConfig::new(&net, SUBNET, Some(GATEWAY)).endpoint(&a, Some(IPS[0])));
+    let elsewhere = sb.precreated_ns("elsewhere");
+    let listed = listed_in(elsewhere.name(), &net);
+    assert!(
+        listed.is_none(),
+        "a live network of another namespace is listed: {listed:#?}"
+    );
+    let out = netfwd_in(elsewhere.name(), &["down", "--name", &net]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe("down", &out));
+    assert!(Path::new(BPF_PIN_ROOT).join(&net).is_dir());
+    assert_ping(sb.host(), IPS[0]);
 }

@@ -16,6 +16,7 @@ use crate::{
     commands::status::format_mac,
     config::{Network, Proto},
     loader::{self, DatapathMaps},
+    name::NetworkName,
     netlink::Netlink,
     netns,
     network::{self, AttachRequest, Attachment, Target},
@@ -237,7 +238,7 @@ fn changed_config(net: &Network) -> CniError {
     )
 }
 
-fn find(name: &str, container_id: &str, ifname: &str) -> CniResult<Option<Attachment>> {
+fn find(name: &NetworkName, container_id: &str, ifname: &str) -> CniResult<Option<Attachment>> {
     Ok(lib(State::load(name))?.and_then(|st| {
         st.attached
             .into_iter()

@@ -6,11 +6,14 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::network::{self, AttachRequest, Attachment, Target};
+use crate::{
+    name::NetworkName,
+    network::{self, AttachRequest, Attachment, Target},
+};
 
 #[derive(Serialize)]
 struct AttachReport<'a> {
-    network: &'a str,
+    network: &'a NetworkName,
     ip: String,
     ifname: &'a str,
     host_ifname: String,
@@ -19,7 +22,7 @@ struct AttachReport<'a> {
 }
 
 pub async fn exec_attach(
-    name: &str,
+    name: &NetworkName,
     target: &Target,
     ip: Option<Ipv4Addr>,
     ifname: &str,
@@ -51,7 +54,7 @@ pub async fn exec_attach(
     Ok(())
 }
 
-pub async fn exec_detach(name: &str, target: &Target) -> Result<()> {
+pub async fn exec_detach(name: &NetworkName, target: &Target) -> Result<()> {
     match network::detach(name, target).await? {
         Some(a) => println!(
             "detached {} ({}) from network {name}",
@@ -63,7 +66,7 @@ pub async fn exec_detach(name: &str, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn host_ifname(name: &str, a: &Attachment) -> Result<String> {
+fn host_ifname(name: &NetworkName, a: &Attachment) -> Result<String> {
     let st = crate::state::State::load(name)?
         .ok_or_else(|| anyhow::anyhow!("network {name} vanished"))?;
     Ok(st.network.host_ifname(a.ip))

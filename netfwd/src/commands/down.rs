@@ -4,12 +4,12 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::{config, network};
+use crate::{config, name::NetworkName, network};
 
-pub async fn exec(config_path: Option<&Path>, name: Option<&str>) -> Result<()> {
+pub async fn exec(config_path: Option<&Path>, name: Option<&NetworkName>) -> Result<()> {
     let name = match (config_path, name) {
         (Some(path), _) => config::load(path)?.name,
-        (None, Some(name)) => name.to_owned(),
+        (None, Some(name)) => name.clone(),
         (None, None) => {
             return Err(crate::input_error!("down: give -c FILE or --name NET"));
         }

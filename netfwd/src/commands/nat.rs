@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::{
     loader::{self, DatapathMaps},
+    name::NetworkName,
     nat_table::{self, Flow},
     netns,
     state::State,
@@ -17,17 +18,17 @@ struct NatReport {
 
 #[derive(Serialize)]
 struct NetworkFlows {
-    name: String,
+    name: NetworkName,
     flows: Vec<Flow>,
 }
 
-pub async fn exec_list(name: Option<&str>, json: bool) -> Result<()> {
+pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
     let here = netns::current_id()?;
     let now = nat_table::now_ns()?;
     let mut networks = Vec::new();
     for st in State::all()?
         .into_iter()
-        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == n))
+        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == *n))
     {
         let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
             Ok(maps) => nat_table::flows(

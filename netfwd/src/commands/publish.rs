@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 
-use crate::{config::Proto, network};
+use crate::{config::Proto, name::NetworkName, network};
 
 pub async fn exec_publish(
-    name: &str,
+    name: &NetworkName,
     proto: Proto,
     host_port: u16,
     endpoint: &str,
@@ -20,7 +20,7 @@ pub async fn exec_publish(
     Ok(())
 }
 
-pub async fn exec_unpublish(name: &str, proto: Proto, host_port: u16) -> Result<()> {
+pub async fn exec_unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Result<()> {
     if network::unpublish(name, proto, host_port).await? {
         println!("unpublished {proto:?} port {host_port} of network {name}");
     } else {

@@ -7,6 +7,7 @@ use netfwd_common::drop::DropReason;
 use serde::Serialize;
 
 use super::status::{self, CountersStatus};
+use crate::name::NetworkName;
 
 #[derive(Serialize)]
 struct StatsReport {
@@ -15,7 +16,7 @@ struct StatsReport {
 
 #[derive(Serialize)]
 struct NetworkStats {
-    name: String,
+    name: NetworkName,
     interfaces: Vec<InterfaceStats>,
 }
 
@@ -28,7 +29,7 @@ struct InterfaceStats {
     counters: CountersStatus,
 }
 
-pub async fn exec(name: Option<&str>, json: bool) -> Result<()> {
+pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
     let status = status::collect(name).await?;
     let networks = status
         .networks

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::{
     config::{Mode, Network, Proto},
     loader::{self, AttachedProgram, DatapathMaps},
+    name::NetworkName,
     netlink::{Link, Netlink},
     netns,
     state::State,
@@ -22,12 +23,15 @@ pub struct StatusReport {
 
 #[derive(Serialize)]
 pub struct NetworkStatus {
-    pub name: String,
+    pub name: NetworkName,
     pub subnet: String,
     pub gateway: String,
     pub mtu: u32,
     /// As configured; each interface shows what it runs.
     pub mode: Mode,
+    /// Its host namespace is gone (and its veths with it); `down --name`
+    /// from any namespace removes what is left.
+    pub orphaned: bool,
     pub pin_dir: String,
     pub created_netns: Vec<String>,
     pub endpoints: Vec<EndpointStatus>,
@@ -131,7 +135,7 @@ impl From<&IfaceCounters> for CountersStatus {
     }
 }
 
-pub async fn exec(name: Option<&str>, json: bool) -> Result<()> {
+pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
     let report = collect(name).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -141,12 +145,27 @@ pub async fn exec(name: Option<&str>, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn collect(name: Option<&str>) -> Result<StatusReport> {
+/// The networks of this namespace, and the orphans of any.
+pub async fn collect(name: Option<&NetworkName>) -> Result<StatusReport> {
     let here = netns::current_id()?;
-    let states: Vec<State> = State::all()?
+    let mut live = None;
+    let mut states = Vec::new();
+    for st in State::all()?
         .into_iter()
-        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == n))
-        .collect();
+        .filter(|s| name.is_none_or(|n| s.network.name == *n))
+    {
+        if st.host_netns == here {
+            states.push((st, false));
+            continue;
+        }
+        let live = match &mut live {
+            Some(live) => live,
+            None => live.insert(netns::live_ids()?),
+        };
+        if !live.contains(&st.host_netns) {
+            states.push((st, true));
+        }
+    }
     if let Some(name) = name
         && states.is_empty()
     {
@@ -156,13 +175,17 @@ pub async fn collect(name: Option<&str>) -> Result<StatusReport> {
     }
     let host = Netlink::current()?;
     let mut networks = Vec::with_capacity(states.len());
-    for st in &states {
-        networks.push(network_status(&host, st).await?);
+    for (st, orphaned) in &states {
+        // An orphan's interfaces went with its namespace: none of ours here
+        // is one of them.
+        let host = (!orphaned).then_some(&host);
+        networks.push(network_status(host, st).await?);
     }
     Ok(StatusReport { networks })
 }
 
-async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
+/// A network's status; `host` is `None` for an orphan (no interface facts).
+async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkStatus> {
     let net: &Network = &st.network;
     let pin_dir = loader::pin_dir(&net.name);
     // A network whose pins are gone (half-made, or torn down under us) still
@@ -198,7 +221,10 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
     let mut endpoints = Vec::new();
     for (netns, ip, attached, present) in listed {
         let host_ifname = net.host_ifname(ip);
-        let link = host.link_by_name(&host_ifname).await?;
+        let link = match host {
+            Some(host) => host.link_by_name(&host_ifname).await?,
+            None => None,
+        };
         let program = match &link {
             Some(_) => loader::attached(&net.name, &host_ifname)?,
             None => None,
@@ -221,13 +247,17 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
             present,
         });
     }
-    let uplink = match &net.uplink {
-        Some(ifname) => Some(external_status(host, &net.name, ifname, &counters).await?),
-        None => None,
+    let uplink = match (host, &net.uplink) {
+        (Some(host), Some(ifname)) => {
+            Some(external_status(host, &net.name, ifname, &counters).await?)
+        }
+        _ => None,
     };
-    let lan = match &net.lan {
-        Some(ifname) => Some(external_status(host, &net.name, ifname, &counters).await?),
-        None => None,
+    let lan = match (host, &net.lan) {
+        (Some(host), Some(ifname)) => {
+            Some(external_status(host, &net.name, ifname, &counters).await?)
+        }
+        _ => None,
     };
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(_)) => {
@@ -262,6 +292,7 @@ async fn network_status(host: &Netlink, st: &State) -> Result<NetworkStatus> {
         gateway: net.gateway.to_string(),
         mtu: net.mtu,
         mode: net.mode,
+        orphaned: host.is_none(),
         pin_dir: pin_dir.display().to_string(),
         created_netns: st.created_netns.clone(),
         endpoints,
@@ -283,7 +314,7 @@ impl From<AttachedProgram> for ProgramStatus {
 
 async fn external_status(
     host: &Netlink,
-    network: &str,
+    network: &NetworkName,
     ifname: &str,
     counters: &BTreeMap<u32, IfaceCounters>,
 ) -> Result<ExternalStatus> {
@@ -313,7 +344,7 @@ async fn external_status(
 }
 
 /// XDP where our XDP link runs on the interface, else TC.
-fn iface_mode(network: &str, link: Option<&Link>) -> Result<Mode> {
+fn iface_mode(network: &NetworkName, link: Option<&Link>) -> Result<Mode> {
     Ok(match link {
         Some(l) if loader::xdp_attached(network, l)? => Mode::Xdp,
         _ => Mode::Tc,
@@ -334,6 +365,12 @@ fn print_human(report: &StatusReport) {
             "network {}  subnet {}  gateway {}  mtu {}  mode {}  pins {}",
             net.name, net.subnet, net.gateway, net.mtu, net.mode, net.pin_dir
         );
+        if net.orphaned {
+            println!(
+                "  orphaned: its host network namespace is gone; `netfwd down --name {}` removes what is left",
+                net.name
+            );
+        }
         println!(
             "  {:<16} {:<15} {:<17} {:<12} {:>7} {:<8} {:<4} {:>9} {:>10} {:>8} {:>6} {:>7}",
             "NETNS",

@@ -20,7 +20,7 @@ use netfwd_common::names::{
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
-use crate::netlink::Link;
+use crate::{name::NetworkName, netlink::Link, private_dir};
 pub use bpffs::ensure_bpffs;
 pub use maps::{DatapathMaps, sum_counters};
 
@@ -28,15 +28,15 @@ pub use maps::{DatapathMaps, sum_counters};
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
 
 /// Where a network's maps and links are pinned.
-pub fn pin_dir(network: &str) -> PathBuf {
-    Path::new(names::PIN_ROOT).join(network)
+pub fn pin_dir(network: &NetworkName) -> PathBuf {
+    Path::new(names::PIN_ROOT).join(network.as_str())
 }
 
-fn links_dir(network: &str) -> PathBuf {
+fn links_dir(network: &NetworkName) -> PathBuf {
     pin_dir(network).join(names::LINKS_DIR)
 }
 
-fn xdp_links_dir(network: &str) -> PathBuf {
+fn xdp_links_dir(network: &NetworkName) -> PathBuf {
     pin_dir(network).join(names::XDP_LINKS_DIR)
 }
 
@@ -93,12 +93,7 @@ pub fn remove_uplink_nat(dir: &Path) -> Result<()> {
     if !is_ours {
         anyhow::bail!("{} is not a shared NAT table's directory", dir.display());
     }
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
+    private_dir::remove_tree(dir)
 }
 
 /// The datapath of one network, loaded: its programs share the network's
@@ -110,9 +105,27 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// `shared_nat`: the directory of the uplink's shared NAT table
-    /// ([`uplink_nat_dir`]), for a network with an uplink.
-    pub fn load(network: &str, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
+    /// Loads network `network`'s datapath; its pin directories (and
+    /// `shared_nat`, the uplink's shared NAT table's, [`uplink_nat_dir`],
+    /// for a network with an uplink) are made owner-only and checked to be
+    /// ours first.
+    pub fn load(
+        network: &NetworkName,
+        nat_max_flows: u32,
+        shared_nat: Option<&Path>,
+    ) -> Result<Self> {
+        ensure_bpffs()?;
+        let root = Path::new(names::PIN_ROOT);
+        for links in [names::LINKS_DIR, names::XDP_LINKS_DIR] {
+            private_dir::ensure(root, &[network.as_str(), links])?;
+        }
+        if let Some(shared) = shared_nat {
+            let name = shared
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{} names no directory", shared.display()))?;
+            private_dir::ensure(root, &[name])?;
+        }
         Self::load_at(&pin_dir(network), nat_max_flows, shared_nat)
     }
 
@@ -274,7 +287,7 @@ fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
 }
 
 /// Detaches the connect4 hook (the network publishes nothing any more).
-pub fn unpin_connect4(network: &str) -> Result<()> {
+pub fn unpin_connect4(network: &NetworkName) -> Result<()> {
     remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
 }
 
@@ -317,7 +330,7 @@ fn drop_other_nat_pin(own: &Path, shared: &Path) -> Result<()> {
 }
 
 /// The program attached to `ifname` through the network's pinned link, if any.
-pub fn attached(network: &str, ifname: &str) -> Result<Option<AttachedProgram>> {
+pub fn attached(network: &NetworkName, ifname: &str) -> Result<Option<AttachedProgram>> {
     match attach::open_pinned(&links_dir(network).join(ifname))? {
         Some(link) => attach::attached_program(ifname, &link),
         None => Ok(None),
@@ -326,7 +339,7 @@ pub fn attached(network: &str, ifname: &str) -> Result<Option<AttachedProgram>> 
 
 /// Whether our XDP program runs on `link` (through the network's pinned
 /// link).
-pub fn xdp_attached(network: &str, link: &Link) -> Result<bool> {
+pub fn xdp_attached(network: &NetworkName, link: &Link) -> Result<bool> {
     match attach::open_pinned(&xdp_links_dir(network).join(&link.name))? {
         Some(pinned) => attach::xdp_link_running(&pinned, link.xdp_prog_id),
         None => Ok(false),
@@ -335,18 +348,18 @@ pub fn xdp_attached(network: &str, link: &Link) -> Result<bool> {
 
 /// Unpins the links (TC and XDP) of an interface, detaching the programs if
 /// the interface still exists. Ok if there were none.
-pub fn unpin_link(network: &str, ifname: &str) -> Result<()> {
+pub fn unpin_link(network: &NetworkName, ifname: &str) -> Result<()> {
     remove_file_if_exists(&links_dir(network).join(ifname))?;
     unpin_xdp_link(network, ifname)
 }
 
 /// Unpins the XDP link of an interface (back to TC alone there).
-pub fn unpin_xdp_link(network: &str, ifname: &str) -> Result<()> {
+pub fn unpin_xdp_link(network: &NetworkName, ifname: &str) -> Result<()> {
     remove_file_if_exists(&xdp_links_dir(network).join(ifname))
 }
 
 /// Names of the interfaces that have a pinned link (TC or XDP).
-pub fn pinned_links(network: &str) -> Result<Vec<String>> {
+pub fn pinned_links(network: &NetworkName) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for dir in [links_dir(network), xdp_links_dir(network)] {
         let entries = match std::fs::read_dir(&dir) {
@@ -369,14 +382,13 @@ pub fn pinned_links(network: &str) -> Result<Vec<String>> {
 }
 
 /// Removes every pin of a network: links (detaching programs), maps (freed once
-/// no program holds them), the directory. Ok if nothing was there.
-pub fn remove_pins(network: &str) -> Result<()> {
-    let dir = pin_dir(network);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
+/// no program holds them), the directory. Ok if nothing was there. The pin
+/// root and the network's directory must be directories of ours, not
+/// symbolic links.
+pub fn remove_pins(network: &NetworkName) -> Result<()> {
+    match private_dir::existing(Path::new(names::PIN_ROOT), &[network.as_str()])? {
+        Some(dir) => private_dir::remove_tree(&dir),
+        None => Ok(()),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::{
     config::{self, Network},
     input_error,
     loader::{self, DatapathMaps},
+    name::NetworkName,
     netlink::Netlink,
     netns::{self, NetnsId},
     state::{self, State},
@@ -104,7 +105,7 @@ pub struct AttachRequest<'a> {
 
 /// Plugs the namespace into network `name`; attaching the same namespace
 /// again changes nothing.
-pub async fn attach(name: &str, req: &AttachRequest<'_>) -> Result<Attachment> {
+pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attachment> {
     let AttachRequest {
         target,
         ip,
@@ -168,7 +169,7 @@ pub async fn attach(name: &str, req: &AttachRequest<'_>) -> Result<Attachment> {
 
 /// Removes what `attach` added for the target, and the ports published to
 /// it; Ok if it was not attached.
-pub async fn detach(name: &str, target: &Target) -> Result<Option<Attachment>> {
+pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attachment>> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
     let mut st = own_state(name)?;

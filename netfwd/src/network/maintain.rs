@@ -9,6 +9,7 @@ use netfwd_common::nat::NatConfig;
 use super::{attach, own_state, preflight, publish};
 use crate::{
     loader::{self, DatapathMaps},
+    name::NetworkName,
     nat_table,
     netlink::Netlink,
     state,
@@ -22,7 +23,7 @@ pub struct Maintained {
     pub endpoints_gone: Vec<std::net::Ipv4Addr>,
 }
 
-pub async fn maintain(name: &str) -> Result<Maintained> {
+pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
     let mut st = own_state(name)?;

@@ -26,6 +26,7 @@ use crate::{
     cgroup,
     config::{self, Mode, Network, Peer, Published},
     loader::{self, AttachOutcome, Datapath, DatapathMaps},
+    name::NetworkName,
     nat_table::{self, NatTable as _},
     netlink::{Netlink, Route},
     netns, procnet,
@@ -35,7 +36,7 @@ use crate::{
 /// What `up` did to each endpoint.
 #[derive(Debug, Serialize)]
 pub struct UpReport {
-    pub network: String,
+    pub network: NetworkName,
     pub endpoints: Vec<EndpointReport>,
     pub uplink: Option<UplinkReport>,
     pub removed: Vec<String>,
@@ -87,7 +88,9 @@ pub async fn up(net: &Network) -> Result<UpReport> {
         Ok(report) => Ok(report),
         Err(err) if fresh => {
             // Leave nothing of a network that never came up.
-            if let Err(cleanup) = teardown(&host, &net.name, &st.created_netns, &net.peers).await {
+            if let Err(cleanup) =
+                teardown(Some(&host), &net.name, &st.created_netns, &net.peers).await
+            {
                 log::warn!("cleaning up after a failed up: {cleanup:#}");
             }
             Err(err)
@@ -425,7 +428,7 @@ async fn remove_stale(
 }
 
 /// Every link in the host namespace named by this network.
-async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::Link>> {
+async fn our_links(host: &Netlink, network: &NetworkName) -> Result<Vec<crate::netlink::Link>> {
     let prefixes = config::ifname_prefixes(network);
     Ok(host
         .links()
@@ -438,15 +441,23 @@ async fn our_links(host: &Netlink, network: &str) -> Result<Vec<crate::netlink::
 /// Removes everything netfwd made for the network `name` in this namespace:
 /// pins (which detaches the programs), veths, the namespaces it created, its
 /// state. Ok if there was nothing; with no record (a crash lost it) it still
-/// sweeps what the name alone identifies.
-pub async fn down(name: &str) -> Result<()> {
+/// sweeps what the name alone identifies. An orphan — a network whose host
+/// namespace is gone (see [`netns::live_ids`]), and its veths and routes with
+/// it — is removed from any namespace: its pins, the namespaces it created,
+/// its state.
+pub async fn down(name: &NetworkName) -> Result<()> {
     let host = Netlink::current()?;
+    let here = netns::current_id()?;
     let _lock = state::lock()?;
     let (created_netns, peers) = match State::load(name)? {
-        Some(st) if st.host_netns != netns::current_id()? => {
-            bail!(crate::error::InputError(format!(
-                "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
-            )));
+        Some(st) if st.host_netns != here => {
+            if netns::live_ids()?.contains(&st.host_netns) {
+                bail!(crate::error::InputError(format!(
+                    "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
+                )));
+            }
+            teardown(None, name, &st.created_netns, &[]).await?;
+            return prune_uplink_nat();
         }
         Some(st) => {
             forget_flows(&st.network)?;
@@ -454,36 +465,43 @@ pub async fn down(name: &str) -> Result<()> {
         }
         None => (Vec::new(), Vec::new()),
     };
-    teardown(&host, name, &created_netns, &peers).await?;
+    teardown(Some(&host), name, &created_netns, &peers).await?;
     prune_uplink_nat()?;
     // The other networks stop isolating themselves from this one.
-    remotes::refresh_all(&host, netns::current_id()?, None).await
+    remotes::refresh_all(&host, here, None).await
 }
 
+/// Removes the network's routes to peers and its veths from `host` (`None`
+/// for an orphan: they went with its namespace), its pins, the namespaces
+/// it created and its state, going on past failures.
 async fn teardown(
-    host: &Netlink,
-    name: &str,
+    host: Option<&Netlink>,
+    name: &NetworkName,
     created_netns: &[String],
     peers: &[Peer],
 ) -> Result<()> {
     let mut failures = Vec::new();
-    for peer in peers {
-        if let Err(e) = host.delete_route(&peer_route(peer)).await {
-            failures.push(format!("{e:#}"));
+    if let Some(host) = host {
+        for peer in peers {
+            if let Err(e) = host.delete_route(&peer_route(peer)).await {
+                failures.push(format!("{e:#}"));
+            }
         }
     }
     if let Err(e) = loader::remove_pins(name) {
         failures.push(format!("{e:#}"));
     }
-    match our_links(host, name).await {
-        Ok(links) => {
-            for link in links {
-                if let Err(e) = host.delete_link(link.index).await {
-                    failures.push(format!("deleting {}: {e:#}", link.name));
+    if let Some(host) = host {
+        match our_links(host, name).await {
+            Ok(links) => {
+                for link in links {
+                    if let Err(e) = host.delete_link(link.index).await {
+                        failures.push(format!("deleting {}: {e:#}", link.name));
+                    }
                 }
             }
+            Err(e) => failures.push(format!("listing links: {e:#}")),
         }
-        Err(e) => failures.push(format!("listing links: {e:#}")),
     }
     for ns in created_netns {
         if let Err(e) = netns::delete(ns) {
@@ -541,7 +559,7 @@ fn prune_uplink_nat() -> Result<()> {
 
 /// The recorded state of network `name`, which must live in this namespace
 /// (for commands that change one network in place).
-fn own_state(name: &str) -> Result<State> {
+fn own_state(name: &NetworkName) -> Result<State> {
     let Some(st) = State::load(name)? else {
         return Err(crate::input_error!("--name: no network {name}"));
     };

@@ -19,6 +19,13 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
     if let Some(prev) = previous
         && prev.host_netns != here
     {
+        if !netns::live_ids()?.contains(&prev.host_netns) {
+            return Err(input_error!(
+                "network.name: network {} is an orphan (its network namespace is gone); `netfwd down --name {}` removes it",
+                net.name,
+                net.name
+            ));
+        }
         return Err(input_error!(
             "network.name: network {} already exists in another network namespace",
             net.name

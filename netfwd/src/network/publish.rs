@@ -11,13 +11,14 @@ use crate::{
     config::{Proto, Published},
     input_error,
     loader::{self, DatapathMaps},
+    name::NetworkName,
     state::{self, State},
 };
 
 /// Publishes `host_port` of `proto` to `endpoint:port`, where `endpoint` is
 /// a config endpoint's netns name or an endpoint address.
 pub async fn publish(
-    name: &str,
+    name: &NetworkName,
     proto: Proto,
     host_port: u16,
     endpoint: &str,
@@ -73,7 +74,7 @@ pub async fn publish(
 
 /// Stops publishing `host_port` of `proto`; Ok if it was not. A port the
 /// config publishes comes back with the next `up`.
-pub async fn unpublish(name: &str, proto: Proto, host_port: u16) -> Result<bool> {
+pub async fn unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Result<bool> {
     let _lock = state::lock()?;
     let mut st = own_state(name)?;
     let matches = |p: &Published| p.proto == proto && p.host_port == host_port;
