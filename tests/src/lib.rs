@@ -445,7 +445,8 @@ pub struct PrivateWorld {
 /// line saying it is ready, then sleep.
 const PRIVATE_WORLD_SETUP: &str = r#"set -e
 for m in $(findmnt -rn -o TARGET); do
-    mount -o remount,bind,ro "$m"
+    # One that went meanwhile (another sandbox's namespace) needs nothing.
+    mount -o remount,bind,ro "$m" 2>/dev/null || ! mountpoint -q "$m"
 done
 mount -t bpf bpf /sys/fs/bpf
 mount -t tmpfs -o mode=0755 tmpfs /run

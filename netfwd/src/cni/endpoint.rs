@@ -177,6 +177,8 @@ pub async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
 /// plugin's own GC if it speaks 1.1 (Debian 12's host-local does not).
 pub async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
     require_version(conf, (1, 1), "GC")?;
+    let ipam_type = conf.ipam_type()?;
+    let net = conf.network()?;
     // Without the list there is nothing to keep by, and taking its absence
     // for "none is valid" would remove every container of the network.
     let valid = conf.valid_attachments.clone().ok_or_else(|| {
@@ -185,8 +187,6 @@ pub async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
             "GC needs cni.dev/valid-attachments (an empty list removes every attachment)",
         )
     })?;
-    let ipam_type = conf.ipam_type()?;
-    let net = conf.network()?;
     let _lock = lib(state::network_lock(&net.name))?;
     if let Some(st) = lib(State::load(&net.name))? {
         for a in &st.attached {
