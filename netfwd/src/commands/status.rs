@@ -147,22 +147,15 @@ pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
 
 /// The networks of this namespace, and the orphans of any.
 pub async fn collect(name: Option<&NetworkName>) -> Result<StatusReport> {
-    let here = netns::current_id()?;
-    let mut live = None;
+    let here = netns::Here::current()?;
     let mut states = Vec::new();
     for st in State::all()?
         .into_iter()
         .filter(|s| name.is_none_or(|n| s.network.name == *n))
     {
-        if st.host_netns == here {
+        if st.lives_in(&here) {
             states.push((st, false));
-            continue;
-        }
-        let live = match &mut live {
-            Some(live) => live,
-            None => live.insert(netns::live_ids()?),
-        };
-        if !live.contains(&st.host_netns) {
+        } else if st.is_orphan()? {
             states.push((st, true));
         }
     }

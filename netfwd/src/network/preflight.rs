@@ -10,16 +10,16 @@ use crate::{
     config::Network,
     input_error,
     netlink::Netlink,
-    netns::{self, NetnsId},
+    netns::{self, Here},
     procnet,
     state::State,
 };
 
-pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Result<()> {
+pub async fn check(net: &Network, previous: Option<&State>, here: &Here) -> Result<()> {
     if let Some(prev) = previous
-        && prev.host_netns != here
+        && !prev.lives_in(here)
     {
-        if !netns::live_ids()?.contains(&prev.host_netns) {
+        if prev.is_orphan()? {
             return Err(input_error!(
                 "network.name: network {} is an orphan (its network namespace is gone); `netfwd down --name {}` removes it",
                 net.name,
@@ -33,7 +33,7 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
     }
     for other in State::all()? {
         let o = &other.network;
-        if o.name == net.name || other.host_netns != here {
+        if o.name == net.name || !other.lives_in(here) {
             continue;
         }
         if o.subnet.overlaps(&net.subnet) {
