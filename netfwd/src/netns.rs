@@ -4,7 +4,6 @@
 //! other way round.
 
 use std::{
-    collections::HashSet,
     fs::{self, File, OpenOptions},
     io,
     os::{
@@ -58,22 +57,70 @@ pub fn id_of(path: &Path) -> Result<NetnsId> {
     })
 }
 
-/// Every network namespace that exists, as far as can be seen from here.
+/// The namespace the calling thread is in, as a state records one.
+#[derive(Clone, Copy, Debug)]
+pub struct Here {
+    pub id: NetnsId,
+    pub cookie: u64,
+}
+
+impl Here {
+    pub fn current() -> Result<Here> {
+        Ok(Here {
+            id: current_id()?,
+            cookie: cookie()?,
+        })
+    }
+
+    /// Whether the namespace recorded as `id` and `cookie` is this one. The
+    /// inode number alone is not enough: the kernel gives a gone
+    /// namespace's to the next one made. States written before cookies were
+    /// recorded match by `id`.
+    pub fn is(&self, id: NetnsId, cookie: Option<u64>) -> bool {
+        self.id == id && cookie.is_none_or(|c| c == self.cookie)
+    }
+}
+
+/// Whether the namespace recorded as `id` (and `cookie`, when recorded)
+/// still exists, as far as can be seen from here.
 ///
 /// A namespace lives while something holds it: a process (any thread) in
 /// it, a bind mount of it (`ip netns` names, runtimes' own directories), an
-/// open descriptor. This looks at the first two: the namespace of every
-/// thread in /proc, and every nsfs mount of this mount namespace
-/// (/proc/self/mountinfo). A namespace held only by a descriptor, or
-/// mounted only in another mount namespace with no process in it, is taken
-/// for gone. An inode number names a namespace only while it lives (the
-/// kernel reuses it later), so a recorded [`NetnsId`] absent from this set
-/// names a namespace that is gone.
-pub fn live_ids() -> Result<HashSet<NetnsId>> {
-    let mut ids = HashSet::from([current_id()?]);
+/// open descriptor. This looks at the first two: the calling thread's
+/// namespace, every nsfs mount of this mount namespace
+/// (/proc/self/mountinfo) and every thread's in /proc. A namespace held
+/// only by a descriptor, or mounted only in another mount namespace with no
+/// process in it, is taken for gone. Two live namespaces never share an
+/// inode number, but a gone one's is reused: the first of them that opens
+/// is entered and its cookie (never reused) decides.
+pub fn is_alive(id: NetnsId, cookie: Option<u64>) -> Result<bool> {
+    for path in paths_to(id)? {
+        let Some(wanted) = cookie else {
+            return Ok(true);
+        };
+        // One that vanished while we looked is not it; try the next.
+        if let Ok(Ok(found)) = within(&path, self::cookie) {
+            return Ok(found == wanted);
+        }
+    }
+    Ok(false)
+}
+
+/// Paths that open, now, a namespace whose device and inode are `id`.
+fn paths_to(id: NetnsId) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    if current_id()? == id {
+        paths.push(PathBuf::from(THREAD_NETNS));
+    }
     let mountinfo =
         fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    ids.extend(mountinfo.lines().filter_map(mounted_netns));
+    paths.extend(
+        mountinfo
+            .lines()
+            .filter_map(mounted_netns)
+            .filter(|(mounted, _)| *mounted == id)
+            .map(|(_, path)| path),
+    );
     let procs = fs::read_dir("/proc").context("listing /proc")?;
     for proc in procs.flatten() {
         // Processes and threads come and go while we look: what vanished
@@ -82,25 +129,37 @@ pub fn live_ids() -> Result<HashSet<NetnsId>> {
             continue;
         };
         for task in tasks.flatten() {
-            if let Ok(id) = id_of(&task.path().join("ns/net")) {
-                ids.insert(id);
+            let path = task.path().join("ns/net");
+            if id_of(&path).is_ok_and(|found| found == id) {
+                paths.push(path);
             }
         }
     }
-    Ok(ids)
+    Ok(paths)
 }
 
-/// The namespace a mountinfo line mounts, if it is a network namespace:
+/// The network namespace a mountinfo line mounts, and where:
 /// `44 43 0:4 net:[4026532252] /run/netns/x rw shared:2 - nsfs nsfs rw`.
-fn mounted_netns(line: &str) -> Option<NetnsId> {
+fn mounted_netns(line: &str) -> Option<(NetnsId, PathBuf)> {
     let mut fields = line.split(' ');
     let dev = fields.nth(2)?;
     let ino = fields.next()?.strip_prefix("net:[")?.strip_suffix(']')?;
+    let mount_point = fields.next()?;
     let (major, minor) = dev.split_once(':')?;
-    Some(NetnsId {
+    let id = NetnsId {
         dev: nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?),
         ino: ino.parse().ok()?,
-    })
+    };
+    Some((id, PathBuf::from(unescape_mount_point(mount_point))))
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount_point(escaped: &str) -> String {
+    escaped
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// The kernel's cookie for the namespace the calling thread is in (what
@@ -285,13 +344,16 @@ mod tests {
 
     #[test]
     fn a_mounted_netns_is_read_from_mountinfo() {
-        let line = "44 43 0:4 net:[4026532252] /run/netns/x rw shared:2 - nsfs nsfs rw";
+        let line = "44 43 0:4 net:[4026532252] /run/netns/x\\040y rw shared:2 - nsfs nsfs rw";
         assert_eq!(
             mounted_netns(line),
-            Some(NetnsId {
-                dev: nix::sys::stat::makedev(0, 4),
-                ino: 4026532252
-            })
+            Some((
+                NetnsId {
+                    dev: nix::sys::stat::makedev(0, 4),
+                    ino: 4026532252
+                },
+                PathBuf::from("/run/netns/x y")
+            ))
         );
         let other = "45 43 0:4 mnt:[4026531841] /run/x rw - nsfs nsfs rw";
         assert_eq!(mounted_netns(other), None);
@@ -299,7 +361,10 @@ mod tests {
     }
 
     #[test]
-    fn our_own_namespace_is_alive() {
-        assert!(live_ids().unwrap().contains(&current_id().unwrap()));
+    fn our_own_namespace_is_alive_and_a_wrong_cookie_is_not() {
+        let here = Here::current().unwrap();
+        assert!(is_alive(here.id, Some(here.cookie)).unwrap());
+        assert!(is_alive(here.id, None).unwrap());
+        assert!(!is_alive(here.id, Some(here.cookie + 1_000_000)).unwrap());
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{self, Network, Published},
     name::NetworkName,
-    netns::NetnsId,
+    netns::{self, Here, NetnsId},
     network::Attachment,
     private_dir,
 };
@@ -33,6 +33,11 @@ pub struct State {
     pub network: Network,
     /// The namespace the network's host side lives in.
     pub host_netns: NetnsId,
+    /// Its cookie: unlike the inode number in `host_netns`, never given to
+    /// another namespace. Absent from states of older netfwd until their
+    /// next `up`.
+    #[serde(default)]
+    pub host_netns_cookie: Option<u64>,
     /// Namespaces netfwd created (and so deletes); pre-existing ones are left.
     pub created_netns: Vec<String>,
     /// Endpoints added with `netfwd attach`, kept by `up`.
@@ -61,6 +66,17 @@ impl State {
         let before = self.published.len();
         self.published.retain(|p| endpoints.contains(&p.ip));
         self.published.len() != before
+    }
+
+    /// Whether the network's host side lives in namespace `here`.
+    pub fn lives_in(&self, here: &Here) -> bool {
+        here.is(self.host_netns, self.host_netns_cookie)
+    }
+
+    /// Whether the network is an orphan: its host namespace is gone (see
+    /// [`netns::is_alive`]), and its veths and routes with it.
+    pub fn is_orphan(&self) -> Result<bool> {
+        Ok(!netns::is_alive(self.host_netns, self.host_netns_cookie)?)
     }
 
     /// Every published port: the config's, then the run-time ones.

@@ -10,12 +10,12 @@
 // A test reports a broken expectation by panicking.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use netfwd_tests::{
     BPF_PIN_ROOT, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
-    describe, endpoint, endpoints, has_link, link_names, netfwd_bin, netns_exists, network_links,
-    run_with_timeout, tcx_attachments, tool_ok, without_counters,
+    describe, endpoint, endpoints, has_link, link_names, netfwd_bin, netns_exists, netns_path,
+    network_links, run_with_timeout, tcx_attachments, tool_ok, without_counters,
 };
 use serde_json::Value;
 
@@ -242,8 +242,22 @@ fn network_whose_host_namespace_is_gone_is_shown_orphaned_and_down_removes_it() 
     assert_eq!(sb.network_status(&net)["orphaned"], false);
 
     // Nothing holds the sandbox host but its name: it goes with it.
+    let host_inode = std::fs::metadata(netns_path(sb.host())).unwrap().ino();
     tool_ok("ip", &["netns", "del", sb.host()]);
-    let elsewhere = sb.precreated_ns("elsewhere");
+    // Once the kernel has freed it, the next namespace made gets its inode
+    // number: run from that one if it comes, where the inode alone would
+    // take the gone namespace for this one.
+    let elsewhere = (0..30)
+        .find_map(|i| {
+            let ns = sb.precreated_ns(&format!("else{i}"));
+            if std::fs::metadata(ns.path()).unwrap().ino() == host_inode {
+                return Some(ns);
+            }
+            drop(ns);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .unwrap_or_else(|| sb.precreated_ns("elsewhere"));
 
     let shown = listed_in(elsewhere.name(), &net)
         .unwrap_or_else(|| panic!("orphan {net} not in the status of another namespace"));

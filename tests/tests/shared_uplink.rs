@@ -7,15 +7,14 @@
 
 use std::{
     net::UdpSocket,
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
 use anyhow::Result;
 use netfwd_tests::{
-    BPF_PIN_ROOT, Sandbox, enter_netns, netns_path,
+    BPF_PIN_ROOT, Sandbox, enter_netns,
     outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
 };
 
@@ -88,7 +87,6 @@ fn two_networks_on_one_uplink_get_every_reply_and_no_other() {
     let _internet = Internet::new(&sb);
     let (a, b) = (sb.ns("a"), sb.ns("b"));
     let nets = [sb.net_name(), sb.net_name()];
-    let table = shared_table(&sb);
     for (net, ns, subnet, ip) in [
         (&nets[0], &a, "10.95.0.0/24", "10.95.0.2"),
         (&nets[1], &b, "10.96.0.0/24", "10.96.0.2"),
@@ -99,6 +97,8 @@ fn two_networks_on_one_uplink_get_every_reply_and_no_other() {
         );
         sb.up_file(&sb.write_config(&text));
     }
+    let table = shared_table(&sb, &nets[0]);
+    assert_eq!(table, shared_table(&sb, &nets[1]));
     let (in_a, in_b) = (flows_from(a, "a"), flows_from(b, "b"));
     let (in_a, in_b) = (in_a.join().unwrap().unwrap(), in_b.join().unwrap().unwrap());
     for (name, got) in [("a", &in_a), ("b", &in_b)] {
@@ -124,10 +124,13 @@ fn two_networks_on_one_uplink_get_every_reply_and_no_other() {
     assert!(!table.exists(), "the last down left the uplink's table");
 }
 
-/// Where netfwd pins the sandbox uplink's shared NAT table.
-fn shared_table(sb: &Sandbox) -> PathBuf {
-    let ino = std::fs::metadata(netns_path(sb.host())).unwrap().ino();
-    Path::new(BPF_PIN_ROOT).join(format!("uplink-{ino}-{UPLINK}"))
+/// Where netfwd pins the uplink's shared NAT table, as `net`'s status says,
+/// checked to be under the pin root.
+fn shared_table(sb: &Sandbox, net: &str) -> PathBuf {
+    let status = sb.network_status(net);
+    let table = PathBuf::from(status["nat"]["table"].as_str().unwrap());
+    assert!(table.starts_with(BPF_PIN_ROOT), "{status:#}");
+    table
 }
 
 #[test]

@@ -23,12 +23,12 @@ struct NetworkFlows {
 }
 
 pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
-    let here = netns::current_id()?;
+    let here = netns::Here::current()?;
     let now = nat_table::now_ns()?;
     let mut networks = Vec::new();
     for st in State::all()?
         .into_iter()
-        .filter(|s| s.host_netns == here && name.is_none_or(|n| s.network.name == *n))
+        .filter(|s| s.lives_in(&here) && name.is_none_or(|n| s.network.name == *n))
     {
         let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
             Ok(maps) => nat_table::flows(

@@ -62,6 +62,8 @@ pub struct NatStatus {
     pub port_max: u16,
     /// What the kernel charges for the NAT table.
     pub memory_bytes: u64,
+    /// Where the uplink's table is pinned (shared by the networks on it).
+    pub table: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -147,22 +149,15 @@ pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
 
 /// The networks of this namespace, and the orphans of any.
 pub async fn collect(name: Option<&NetworkName>) -> Result<StatusReport> {
-    let here = netns::current_id()?;
-    let mut live = None;
+    let here = netns::Here::current()?;
     let mut states = Vec::new();
     for st in State::all()?
         .into_iter()
         .filter(|s| name.is_none_or(|n| s.network.name == *n))
     {
-        if st.host_netns == here {
+        if st.lives_in(&here) {
             states.push((st, false));
-            continue;
-        }
-        let live = match &mut live {
-            Some(live) => live,
-            None => live.insert(netns::live_ids()?),
-        };
-        if !live.contains(&st.host_netns) {
+        } else if st.is_orphan()? {
             states.push((st, true));
         }
     }
@@ -260,7 +255,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         _ => None,
     };
     let nat = match (&maps, &net.uplink) {
-        (Some(m), Some(_)) => {
+        (Some(m), Some(uplink)) => {
             let (memory_bytes, max_entries) = m.nat_memory()?;
             let flows = crate::nat_table::of_subnet(m.nat_entries()?, &net.subnet)
                 .iter()
@@ -272,6 +267,9 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
                 port_min: net.nat.port_min,
                 port_max: net.nat.port_max,
                 memory_bytes,
+                table: st
+                    .host_netns_cookie
+                    .map(|cookie| loader::uplink_nat_dir(cookie, uplink).display().to_string()),
             })
         }
         _ => None,

@@ -40,16 +40,16 @@ fn xdp_links_dir(network: &NetworkName) -> PathBuf {
     pin_dir(network).join(names::XDP_LINKS_DIR)
 }
 
-/// Where the NAT table of uplink `uplink` of the namespace with inode
-/// `netns_ino` is pinned. One table per uplink, shared by every network
+/// Where the NAT table of uplink `uplink` of the namespace with cookie
+/// `netns_cookie` (never reused, unlike its inode number) is pinned. One table per uplink, shared by every network
 /// masqueraded behind it: an outside port is then reserved once for the
 /// uplink (a `BPF_NOEXIST` insert), never by two networks at once, and any
 /// network's uplink program finds any flow's reply (it passes on to the next
 /// program a reply whose endpoint is not its own). The `-` keeps the name
 /// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
 /// an interface name's other bytes are written `%xx`.
-pub fn uplink_nat_dir(netns_ino: u64, uplink: &str) -> PathBuf {
-    let mut name = format!("{UPLINK_NAT_PREFIX}{netns_ino}-");
+pub fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
+    let mut name = format!("{UPLINK_NAT_PREFIX}{netns_cookie}-");
     for b in uplink.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
             name.push(char::from(b));

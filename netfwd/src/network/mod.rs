@@ -65,10 +65,10 @@ pub struct EndpointReport {
 /// changes nothing.
 pub async fn up(net: &Network) -> Result<UpReport> {
     let host = Netlink::current()?;
-    let here = netns::current_id()?;
+    let here = netns::Here::current()?;
     let _lock = state::lock()?;
     let previous = State::load(&net.name)?;
-    preflight::check(net, previous.as_ref(), here).await?;
+    preflight::check(net, previous.as_ref(), &here).await?;
 
     let fresh = previous.is_none();
     let old_peers = previous
@@ -77,14 +77,17 @@ pub async fn up(net: &Network) -> Result<UpReport> {
         .unwrap_or_default();
     let mut st = previous.unwrap_or_else(|| State {
         network: net.clone(),
-        host_netns: here,
+        host_netns: here.id,
+        host_netns_cookie: Some(here.cookie),
         created_netns: Vec::new(),
         attached: Vec::new(),
         published: Vec::new(),
     });
     st.network = net.clone();
+    // A state of an older netfwd lacks it; this is its namespace (checked).
+    st.host_netns_cookie = Some(here.cookie);
     st.save()?;
-    match apply(&host, net, &old_peers, &mut st).await {
+    match apply(&host, &here, net, &old_peers, &mut st).await {
         Ok(report) => Ok(report),
         Err(err) if fresh => {
             // Leave nothing of a network that never came up.
@@ -101,6 +104,7 @@ pub async fn up(net: &Network) -> Result<UpReport> {
 
 async fn apply(
     host: &Netlink,
+    here: &netns::Here,
     net: &Network,
     old_peers: &[Peer],
     st: &mut State,
@@ -142,7 +146,7 @@ async fn apply(
     };
     apply_published(net, &st.all_published(), &mut datapath, &mut maps)?;
     setup_lan(host, net, old_peers, &mut datapath, &mut maps).await?;
-    remotes::refresh_all(host, st.host_netns, Some(net)).await?;
+    remotes::refresh_all(host, here, Some(net)).await?;
     st.save()?;
     Ok(UpReport {
         network: net.name.clone(),
@@ -442,16 +446,16 @@ async fn our_links(host: &Netlink, network: &NetworkName) -> Result<Vec<crate::n
 /// pins (which detaches the programs), veths, the namespaces it created, its
 /// state. Ok if there was nothing; with no record (a crash lost it) it still
 /// sweeps what the name alone identifies. An orphan — a network whose host
-/// namespace is gone (see [`netns::live_ids`]), and its veths and routes with
+/// namespace is gone (see [`State::is_orphan`]), and its veths and routes with
 /// it — is removed from any namespace: its pins, the namespaces it created,
 /// its state.
 pub async fn down(name: &NetworkName) -> Result<()> {
     let host = Netlink::current()?;
-    let here = netns::current_id()?;
+    let here = netns::Here::current()?;
     let _lock = state::lock()?;
     let (created_netns, peers) = match State::load(name)? {
-        Some(st) if st.host_netns != here => {
-            if netns::live_ids()?.contains(&st.host_netns) {
+        Some(st) if !st.lives_in(&here) => {
+            if !st.is_orphan()? {
                 bail!(crate::error::InputError(format!(
                     "network {name} lives in another network namespace; run `netfwd --netns <that namespace> down` there"
                 )));
@@ -468,7 +472,7 @@ pub async fn down(name: &NetworkName) -> Result<()> {
     teardown(Some(&host), name, &created_netns, &peers).await?;
     prune_uplink_nat()?;
     // The other networks stop isolating themselves from this one.
-    remotes::refresh_all(&host, here, None).await
+    remotes::refresh_all(&host, &here, None).await
 }
 
 /// Removes the network's routes to peers and its veths from `host` (`None`
@@ -519,7 +523,7 @@ async fn teardown(
 /// uplink (shared by every network behind that uplink).
 fn load_datapath(net: &Network) -> Result<Datapath> {
     let shared_nat = match &net.uplink {
-        Some(uplink) => Some(loader::uplink_nat_dir(netns::current_id()?.ino, uplink)),
+        Some(uplink) => Some(loader::uplink_nat_dir(netns::cookie()?, uplink)),
         None => None,
     };
     Datapath::load(&net.name, net.nat.max_flows, shared_nat.as_deref())
@@ -546,7 +550,9 @@ fn prune_uplink_nat() -> Result<()> {
         .iter()
         .filter_map(|st| {
             let uplink = st.network.uplink.as_ref()?;
-            Some(loader::uplink_nat_dir(st.host_netns.ino, uplink))
+            // A state from before cookies were recorded predates shared
+            // tables too.
+            Some(loader::uplink_nat_dir(st.host_netns_cookie?, uplink))
         })
         .collect();
     for dir in loader::uplink_nat_dirs()? {
@@ -563,7 +569,7 @@ fn own_state(name: &NetworkName) -> Result<State> {
     let Some(st) = State::load(name)? else {
         return Err(crate::input_error!("--name: no network {name}"));
     };
-    if st.host_netns != netns::current_id()? {
+    if !st.lives_in(&netns::Here::current()?) {
         return Err(crate::input_error!(
             "--name: network {name} lives in another network namespace"
         ));

@@ -10,16 +10,16 @@ use crate::{
     config::{Network, Proto},
     input_error,
     netlink::Netlink,
-    netns::{self, NetnsId},
+    netns::{self, Here},
     procnet,
     state::State,
 };
 
-pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Result<()> {
+pub async fn check(net: &Network, previous: Option<&State>, here: &Here) -> Result<()> {
     if let Some(prev) = previous
-        && prev.host_netns != here
+        && !prev.lives_in(here)
     {
-        if !netns::live_ids()?.contains(&prev.host_netns) {
+        if prev.is_orphan()? {
             return Err(input_error!(
                 "network.name: network {} is an orphan (its network namespace is gone); `netfwd down --name {}` removes it",
                 net.name,
@@ -33,7 +33,7 @@ pub async fn check(net: &Network, previous: Option<&State>, here: NetnsId) -> Re
     }
     for other in State::all()? {
         let o = &other.network;
-        if o.name == net.name || other.host_netns != here {
+        if o.name == net.name || !other.lives_in(here) {
             continue;
         }
         if o.uplink.is_some() && o.uplink == net.uplink {
@@ -156,7 +156,7 @@ pub fn check_host_port(
     net: &Network,
     proto: Proto,
     host_port: u16,
-    here: NetnsId,
+    here: &Here,
 ) -> Result<()> {
     let in_nat_range = |n: &Network| (n.nat.port_min..=n.nat.port_max).contains(&host_port);
     if in_nat_range(net) {
@@ -168,7 +168,7 @@ pub fn check_host_port(
     }
     for other in State::all()? {
         let o = &other.network;
-        if o.name == net.name || other.host_netns != here || o.uplink != net.uplink {
+        if o.name == net.name || !other.lives_in(here) || o.uplink != net.uplink {
             continue;
         }
         if in_nat_range(o) {

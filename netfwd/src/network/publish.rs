@@ -12,6 +12,7 @@ use crate::{
     input_error,
     loader::{self, DatapathMaps},
     name::NetworkName,
+    netns::Here,
     state::{self, State},
 };
 
@@ -59,7 +60,7 @@ pub async fn publish(
             "--host-port: {host_port} is published already"
         ));
     }
-    preflight::check_host_port("--host-port", net, proto, host_port, st.host_netns)?;
+    preflight::check_host_port("--host-port", net, proto, host_port, &Here::current()?)?;
     let published = Published {
         proto,
         host_port,

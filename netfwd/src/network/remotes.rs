@@ -15,17 +15,17 @@ use crate::{
     ipnet::Ipv4Net,
     loader::{self, DatapathMaps},
     netlink::Netlink,
-    netns::NetnsId,
+    netns::Here,
     state::State,
 };
 
 /// Rewrites `REMOTES` of every network in namespace `here`, with `current`
 /// (being brought up) in place of its recorded state. Networks whose pins
 /// are gone (half-made, being torn down) are skipped.
-pub async fn refresh_all(host: &Netlink, here: NetnsId, current: Option<&Network>) -> Result<()> {
+pub async fn refresh_all(host: &Netlink, here: &Here, current: Option<&Network>) -> Result<()> {
     let mut networks: Vec<Network> = State::all()?
         .into_iter()
-        .filter(|st| st.host_netns == here)
+        .filter(|st| st.lives_in(here))
         .map(|st| st.network)
         .filter(|n| current.is_none_or(|c| c.name != n.name))
         .collect();
