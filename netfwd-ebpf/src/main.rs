@@ -8,6 +8,7 @@ mod arp;
 mod conntrack;
 mod counters;
 mod csum;
+mod early_drop;
 mod fib;
 mod forward;
 mod frag;

@@ -2,8 +2,11 @@
 //! types (bpftool prints field names); pinned by the loader under
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
+use crate::early_drop::RingCursor;
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
+    btf_maps::{
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+    },
     macros::btf_map,
 };
 use netfwd_common::{
@@ -36,6 +39,22 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 /// ones.
 #[btf_map]
 pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = HashMap::new();
+
+/// Per CPU, the ingress keys of the last TCP flows it made: where early drop
+/// looks for an unconfirmed flow to evict (see `early_drop`). A hint only,
+/// so not pinned: a reload starts it afresh.
+#[btf_map]
+pub static UNCONFIRMED: PerCpuArray<NatKey, { UNCONFIRMED_SLOTS as usize }> = PerCpuArray::new();
+
+/// Per CPU, where `UNCONFIRMED` is written and read.
+#[btf_map]
+pub static UNCONFIRMED_CURSOR: PerCpuArray<RingCursor, 1> = PerCpuArray::new();
+
+/// Slots of `UNCONFIRMED` per CPU (a power of two). Under a SYN flood of R
+/// per second filling the table, an unconfirmed flow is evicted once about
+/// this many newer ones were made on its CPU: a handshake has this many
+/// times the CPU count, over R, seconds to complete.
+pub const UNCONFIRMED_SLOTS: u32 = 4096;
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).

@@ -17,6 +17,7 @@ use netfwd_common::names::{
     self, CONNECT4_LINK, MAP_NAT, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
     PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
+use netfwd_common::nat::{NatEntry, NatKey};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
@@ -188,22 +189,28 @@ pub fn unpin_connect4(network: &str) -> Result<()> {
 }
 
 /// A pinned map is reused as it is, whatever size or kind the program asks
-/// for: when the configured size (or the kind) changed, the old `NAT` goes
-/// (and its flows with it).
+/// for: when the configured size, the kind or the entry layout changed, the
+/// old `NAT` goes (and its flows with it).
 fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
     let Ok(info) = MapInfo::from_pin(path) else {
         return Ok(());
     };
-    // A table pinned by an older netfwd may be an LRU hash.
+    // A table pinned by an older netfwd may be an LRU hash, or hold entries
+    // of an older layout (before TCP state had sequence numbers).
     let kind = info.map_type().ok();
-    if info.max_entries() == max_entries && kind == Some(MapType::Hash) {
+    let layout = (info.key_size() as usize, info.value_size() as usize);
+    let current_layout = (size_of::<NatKey>(), size_of::<NatEntry>());
+    if info.max_entries() == max_entries && kind == Some(MapType::Hash) && layout == current_layout
+    {
         return Ok(());
     }
     log::warn!(
-        "{}: recreating it ({:?} of {} entries) as a hash of {max_entries}; its flows are dropped",
+        "{}: recreating it ({:?} of {} entries of {} bytes) as a hash of {max_entries} of {}; its flows are dropped",
         path.display(),
         kind,
-        info.max_entries()
+        info.max_entries(),
+        layout.1,
+        current_layout.1,
     );
     remove_file_if_exists(path)
 }
