@@ -41,8 +41,13 @@ pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 /// Map (devmap): host-side veth ifindex -> itself; where XDP may redirect.
 pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
 
+/// Map: the ifindex of the interface trusted sources (`REMOTE_TRUSTED`)
+/// arrive on: the LAN, or the uplink when the LAN is the uplink or there is
+/// none; 0 trusts no interface.
+pub const MAP_TRUSTED_IFACE: &str = "TRUSTED_IFACE";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 11] = [
+pub const MAPS: [&str; 12] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -54,6 +59,7 @@ pub const MAPS: [&str; 11] = [
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,
     MAP_ENDPOINT_TX,
+    MAP_TRUSTED_IFACE,
 ];
 
 /// Capacity of `REMOTES`.

@@ -66,6 +66,11 @@ pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
 #[btf_map]
 pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
 
+/// The ifindex trusted sources arrive on (see `names::MAP_TRUSTED_IFACE`).
+/// Filled by the loader.
+#[btf_map]
+pub static TRUSTED_IFACE: Array<u32, 1> = Array::new();
+
 /// Datagrams crossing the NAT in fragments: the ports of each one's first
 /// fragment, for the others.
 #[btf_map]
@@ -134,6 +139,14 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
 #[inline(always)]
 pub fn remote_flags(addr: [u8; 4]) -> u8 {
     REMOTES.get(&Key::new(32, addr)).copied().unwrap_or(0)
+}
+
+/// Whether packets arriving on `ifindex` may come from trusted prefixes.
+#[inline(always)]
+pub fn trusted_iface(ifindex: u32) -> bool {
+    TRUSTED_IFACE
+        .get(0)
+        .is_some_and(|trusted| *trusted != 0 && *trusted == ifindex)
 }
 
 /// The network's `NETWORK_*` flags.

@@ -22,7 +22,7 @@ use netfwd::{
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NetworkConfig},
+    maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
     nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
 };
@@ -967,5 +967,30 @@ fn an_expired_hairpin_flow_is_collected_whole() {
         assert_eq!(collected, 1);
         let left = lab.maps.nat_entries().unwrap();
         assert!(left.is_empty(), "left behind: {left:?}");
+    });
+}
+
+/// A source in a trusted prefix (a peer host's endpoints, the LAN's own
+/// hosts) reaches endpoints directly only on the interface those arrive on:
+/// the same address on another interface (here the uplink, the LAN being
+/// another) is the outside world's, and the FORWARD policy drops it.
+#[test]
+fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
+    with_lab("trust-iface", (61000, 65535), |lab| {
+        let peers = netfwd::ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap();
+        lab.maps
+            .set_remotes(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
+            .unwrap();
+        let peer = Ipv4Addr::new(10, 0, 2, 2);
+        let lan = lab.host_b;
+        lab.maps.set_trusted_iface(lan).unwrap();
+        let (action, _) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
+        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+
+        lab.maps.set_trusted_iface(lab.uplink).unwrap();
+        let (action, inside) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
+        assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
     });
 }

@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
+    drops,
     outside::{
-        EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
+        udp_echo,
     },
-    payload,
+    payload, scapy_sendp_on, stay_on_cpu0,
 };
 
 const SERVER_IP: &str = "10.80.0.2";
@@ -238,4 +240,46 @@ fn a_client_reusing_its_port_after_the_old_flow_expired_gets_in_again() {
         .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         std::thread::sleep(std::time::Duration::from_secs(3));
     }
+}
+
+/// Issue #14: a flood of SYNs from spoofed sources to a published port
+/// (its server answering each) made flows `nat list` showed as established
+/// for six hours, and once they filled the table every endpoint's new flow
+/// was refused. Now they stay unconfirmed (`syn_sent`/`syn_recv`, on
+/// `tcp_syn`), and new flows each evict the oldest of them. The flood and
+/// the new flows run on one CPU: early drop remembers flows per CPU.
+#[test]
+fn a_spoofed_syn_flood_neither_establishes_flows_nor_locks_endpoints_out() {
+    let lab = PublishLab::with("synflood", true, "[nat]\nmax_flows = 64\n");
+    let frames = format!(
+        "[Ether(dst='{}')/IP(src='198.18.%d.%d' % (i // 250, i % 250 + 1), dst='{UPLINK_IP}')\
+         /TCP(sport=40000 + i, dport={HOST_PORT}, flags='S', seq=i) for i in range(200)]",
+        lab.sb.uplink_mac()
+    );
+    let inet = lab._internet.ns.clone();
+    scapy_sendp_on(&["taskset", "-c", "0"], &inet, "inet0", &frames, 1);
+
+    let flows = lab.sb.nat_flows(&lab.net);
+    let flood: Vec<_> = flows
+        .iter()
+        .filter(|f| f["remote"].as_str().unwrap().starts_with("198.18."))
+        .collect();
+    assert!(flood.len() > 32, "the flood made flows: {flows:#?}");
+    for f in &flood {
+        assert!(
+            ["syn_sent", "syn_recv"].contains(&f["state"].as_str().unwrap()),
+            "{f:#}"
+        );
+        assert!(f["expires_in_secs"].as_u64().unwrap() <= 60, "{f:#}");
+    }
+
+    let data = payload("after-flood", 10_000);
+    let seen = in_netns(&lab.client_ns, move || {
+        stay_on_cpu0();
+        tcp_echo(INTERNET_IP, ECHO_PORT, None, &data)
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), UPLINK_IP, "an endpoint still gets out");
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(drops(&status, &lab.client_ns, "nat_full"), 0, "{status:#}");
 }
