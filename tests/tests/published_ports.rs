@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
-    drops,
+    drops, endpoint,
     outside::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
         udp_echo,
     },
-    payload, scapy_sendp_on, stay_on_cpu0,
+    payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
 };
 
 const SERVER_IP: &str = "10.80.0.2";
@@ -282,4 +282,61 @@ fn a_spoofed_syn_flood_neither_establishes_flows_nor_locks_endpoints_out() {
     assert_eq!(ip_of(&seen), UPLINK_IP, "an endpoint still gets out");
     let status = lab.sb.network_status(&lab.net);
     assert_eq!(drops(&status, &lab.client_ns, "nat_full"), 0, "{status:#}");
+}
+
+/// An endpoint may send an ICMP error only about a packet sent to it: the
+/// client endpoint forging "port unreachable" about the server's published
+/// flow (which would cut the server's connection) is dropped and counted.
+#[test]
+fn an_icmp_error_about_another_endpoints_flow_is_dropped() {
+    let lab = PublishLab::new("icmpforeign", true);
+    let seen = in_netns(&lab._internet.ns, || {
+        udp_echo(UPLINK_IP, HOST_PORT, 5353, b"flow")
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), INTERNET_IP);
+    let client_mac = endpoint(&lab.sb.network_status(&lab.net), &lab.client_ns)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = format!(
+        "Ether(src='{client_mac}')/IP(src='{CLIENT_IP}', dst='{INTERNET_IP}')/ICMP(type=3, code=3)\
+         /IP(src='{INTERNET_IP}', dst='{SERVER_IP}')/UDP(sport=5353, dport={PORT})"
+    );
+    let sent = scapy_sendp(&lab.client_ns, "eth0", &forged, 5);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        drops(&status, &lab.client_ns, "icmp_spoofed"),
+        sent,
+        "{status:#}"
+    );
+}
+
+/// A hairpinned connection's two entries are keyed so that each names the
+/// other: once it is over, the daemon's collector frees both (its egress
+/// entry used to stay in the table for good).
+#[test]
+fn an_expired_hairpin_flow_leaves_nothing_in_the_table() {
+    let lab = PublishLab::with(
+        "hairpingc",
+        true,
+        "[nat.timeouts]\ntcp_syn = 1\ntcp_established = 1\ntcp_closing = 1\n",
+    );
+    let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
+    assert_eq!(ip_of(&seen), GATEWAY, "hairpin");
+    let nat_pin = format!("/sys/fs/bpf/netfwd/{}/NAT", lab.net);
+    let entries = || {
+        let dump = tool_ok("bpftool", &["-j", "map", "dump", "pinned", &nat_pin]);
+        serde_json::from_str::<serde_json::Value>(&dump)
+            .unwrap()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(entries(), 2, "the hairpin flow's two entries");
+    let _daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while entries() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(entries(), 0, "left in the table");
 }
