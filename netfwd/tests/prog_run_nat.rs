@@ -24,7 +24,7 @@ use netfwd_common::{
     drop::DropReason,
     maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
-    nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
+    nat::{NatConfig, NatEntry, NatTimeouts, PublishKey, PublishTarget},
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 
@@ -993,4 +993,27 @@ fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
         assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
         assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
     });
+}
+
+/// A NAT table pinned by a netfwd whose entries had another layout (24
+/// bytes, before TCP sequence numbers) is recreated on load, not reused:
+/// the programs would read past its values.
+#[test]
+fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
+    let pins = PinDir::new("nat-layout");
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let nat = pins.0.join("NAT");
+    let nat_path = nat.to_str().unwrap();
+    let args = "type hash key 16 value 24 entries 2048 name NAT";
+    let status = Command::new("bpftool")
+        .args(["map", "create", nat_path])
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "bpftool map create");
+    Datapath::load_at(&pins.0, 1024)
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    let info = aya::maps::MapInfo::from_pin(&nat).unwrap();
+    assert_eq!(info.value_size() as usize, size_of::<NatEntry>());
 }
