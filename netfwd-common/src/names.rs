@@ -46,8 +46,13 @@ pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
 /// none; 0 trusts no interface.
 pub const MAP_TRUSTED_IFACE: &str = "TRUSTED_IFACE";
 
+/// Maps (per CPU): the last TCP flows each CPU made, and where it is in
+/// them; where early drop looks for an unconfirmed flow to evict.
+pub const MAP_UNCONFIRMED: &str = "UNCONFIRMED";
+pub const MAP_UNCONFIRMED_CURSOR: &str = "UNCONFIRMED_CURSOR";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 14] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -60,6 +65,8 @@ pub const MAPS: [&str; 12] = [
     MAP_FRAGMENTS,
     MAP_ENDPOINT_TX,
     MAP_TRUSTED_IFACE,
+    MAP_UNCONFIRMED,
+    MAP_UNCONFIRMED_CURSOR,
 ];
 
 /// Capacity of `REMOTES`.

@@ -41,8 +41,9 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = HashMap::new();
 
 /// Per CPU, the ingress keys of the last TCP flows it made: where early drop
-/// looks for an unconfirmed flow to evict (see `early_drop`). A hint only,
-/// so not pinned: a reload starts it afresh.
+/// looks for an unconfirmed flow to evict (see `early_drop`). Pinned like
+/// the rest: programs attached by different loads (`up`, `attach`) must
+/// remember into and evict from the same rings.
 #[btf_map]
 pub static UNCONFIRMED: PerCpuArray<NatKey, { UNCONFIRMED_SLOTS as usize }> = PerCpuArray::new();
 

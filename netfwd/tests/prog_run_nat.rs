@@ -880,7 +880,8 @@ fn stay_on_one_cpu() {
 
 /// A SYN flood from spoofed sources fills the table (1024 flows here) with
 /// unconfirmed flows: new flows, the endpoint's and the flood's, each evict
-/// the oldest of them instead of being refused as `nat_full`.
+/// the oldest of them instead of being refused as `nat_full`, whichever
+/// load of the datapath runs them.
 #[test]
 fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
     with_lab("early-drop", (61000, 65535), |lab| {
@@ -894,8 +895,14 @@ fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
             let (action, _) = lab.send_from_outside(spoofed(i), UPLINK_IP, TCP, syn);
             assert_eq!(action, TC_ACT_REDIRECT, "SYN {i}");
         }
+        // A's flows through a program of another load (as `attach` makes):
+        // the rings are the network's, not one load's.
+        let mut other_load = Datapath::load_at(&lab._pins.0, 1024).unwrap();
+        let from_a = other_load.program(PROG_FROM_ENDPOINT).unwrap();
         for sport in [1000, 1001] {
-            let (action, _) = lab.send_from_a(REMOTE, UDP, udp(sport, 53, b"q", true));
+            let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+            packet.extend(ipv4(A_IP, REMOTE, UDP, udp(sport, 53, b"q", true)));
+            let (action, _) = run(from_a, &packet, lab.host_a);
             assert_eq!(action, TC_ACT_REDIRECT, "A's new flow from {sport} refused");
         }
         let (action, _) = lab.send_from_outside(
