@@ -8,8 +8,8 @@
 pub enum DropReason {
     /// A header is truncated or its fields are impossible (e.g. IPv4 `ihl < 5`).
     Malformed = 1,
-    /// An ARP request whose sender address is not the one assigned to the
-    /// interface it arrived on: an endpoint claiming another's address.
+    /// An ARP request or reply whose sender address is not the one assigned
+    /// to the interface it arrived on: an endpoint claiming another's address.
     ArpSpoofed = 2,
     /// A new NAT flow found no free outside port within the retries.
     NoPort = 3,
@@ -36,6 +36,15 @@ pub enum DropReason {
     /// NAT table full: refused, as conntrack refuses when its table is full;
     /// the flows in it go on.
     NatFull = 11,
+    /// A TCP segment other than a SYN to a published port, belonging to no
+    /// flow: only a SYN opens one (conntrack without loose pickup). Dropped
+    /// rather than given to the host, whose RSTs a spoofed ACK flood would
+    /// reflect at its victims.
+    TcpNoFlow = 12,
+    /// An endpoint's ICMP error quoting a packet that was not sent to it
+    /// (another endpoint's flow): translated, it would let one endpoint cut
+    /// or throttle another's connections.
+    IcmpSpoofed = 13,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
@@ -43,7 +52,7 @@ pub const DROP_REASON_SLOTS: usize = 16;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -55,6 +64,8 @@ impl DropReason {
         DropReason::Icc,
         DropReason::Isolated,
         DropReason::NatFull,
+        DropReason::TcpNoFlow,
+        DropReason::IcmpSpoofed,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -71,6 +82,8 @@ impl DropReason {
             DropReason::Icc => "icc",
             DropReason::Isolated => "isolated",
             DropReason::NatFull => "nat_full",
+            DropReason::TcpNoFlow => "tcp_no_flow",
+            DropReason::IcmpSpoofed => "icmp_spoofed",
         }
     }
 

@@ -45,8 +45,9 @@ pub const NETWORK_NO_ICC: u8 = 1;
 /// `REMOTES` flag: endpoints reach this prefix (another host's endpoints)
 /// routed, without source NAT.
 pub const REMOTE_ROUTE: u8 = 1;
-/// `REMOTES` flag: packets from this prefix arriving on the LAN or uplink may
-/// reach endpoints directly (peer hosts' endpoints, the LAN's own hosts).
+/// `REMOTES` flag: packets from this prefix may reach endpoints directly
+/// (peer hosts' endpoints, the LAN's own hosts) when they arrive on the
+/// trusted interface (`TRUSTED_IFACE`): an address alone proves nothing.
 pub const REMOTE_TRUSTED: u8 = 2;
 /// `REMOTES` flag: another netfwd network of the host, which endpoints may
 /// not reach (dropped, `isolated`).

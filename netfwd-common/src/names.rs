@@ -41,8 +41,18 @@ pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
 /// Map (devmap): host-side veth ifindex -> itself; where XDP may redirect.
 pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
 
+/// Map: the ifindex of the interface trusted sources (`REMOTE_TRUSTED`)
+/// arrive on: the LAN, or the uplink when the LAN is the uplink or there is
+/// none; 0 trusts no interface.
+pub const MAP_TRUSTED_IFACE: &str = "TRUSTED_IFACE";
+
+/// Maps (per CPU): the last TCP flows each CPU made, and where it is in
+/// them; where early drop looks for an unconfirmed flow to evict.
+pub const MAP_UNCONFIRMED: &str = "UNCONFIRMED";
+pub const MAP_UNCONFIRMED_CURSOR: &str = "UNCONFIRMED_CURSOR";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 11] = [
+pub const MAPS: [&str; 14] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -54,6 +64,9 @@ pub const MAPS: [&str; 11] = [
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,
     MAP_ENDPOINT_TX,
+    MAP_TRUSTED_IFACE,
+    MAP_UNCONFIRMED,
+    MAP_UNCONFIRMED_CURSOR,
 ];
 
 /// Capacity of `REMOTES`.

@@ -6,11 +6,16 @@
 //! gives the outside address and port it is translated to; the **ingress**
 //! entry, keyed by the tuple replies arrive with (remote → outside address and
 //! port), gives the inside address and port back and carries the flow's state
-//! and last-seen time. The ingress entry is inserted first with `BPF_NOEXIST`,
-//! which is what reserves an outside port: a live mapping is never
-//! overwritten. The hash is not LRU: when it is full, new flows are refused
-//! (`nat_full`) rather than live ones evicted; expired flows make room when
-//! their port is wanted again, and the daemon's collector frees the rest.
+//! and last-seen time (for TCP also the handshake and the sequence numbers
+//! that tell a plausible RST or FIN from a blind one). The ingress entry is
+//! inserted first with `BPF_NOEXIST`, which is what reserves an outside port:
+//! a live mapping is never overwritten. The hash is not LRU: when it is full,
+//! new flows are refused (`nat_full`) rather than established ones evicted;
+//! a TCP flow whose handshake has not completed gives its room up (early
+//! drop), expired flows make room when their port is wanted again, and the
+//! daemon's collector frees the rest. A hairpinned connection (endpoint to a
+//! published port of the host) is keyed as the published endpoint sees it:
+//! client -> server egress, server -> gateway port ingress.
 //!
 //! For ICMP echo the identifier plays the part of the endpoint's port and the
 //! remote "port" is 0.
@@ -25,22 +30,41 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
-/// `NatEntry::tcp_flags` bits: what the flow has seen.
+/// `NatEntry::flags` bits of an ingress entry: what the flow has seen. A
+/// TCP flow is established only once both sides have spoken in order: the
+/// originator's SYN, the other side's SYN-ACK acknowledging it, then the
+/// originator's ACK of that (as conntrack's `ASSURED`); until then it lives
+/// on `tcp_syn` and is the first to give up its room (early drop).
 pub const TCP_SEEN_SYN: u8 = 1;
 /// A packet came back from the remote side.
 pub const SEEN_REPLY: u8 = 2;
 pub const TCP_SEEN_FIN_EGRESS: u8 = 4;
+/// A FIN from the remote side within the window (see `NatEntry::endpoint_ack`).
 pub const TCP_SEEN_FIN_INGRESS: u8 = 8;
+/// A RST from the endpoint, or from the remote side within the window.
 pub const TCP_SEEN_RST: u8 = 16;
+/// The answering side's SYN-ACK, acknowledging the originator's SYN.
+pub const TCP_SEEN_SYN_ACK: u8 = 32;
+/// The originator acknowledged the SYN-ACK.
+pub const TCP_ESTABLISHED: u8 = 64;
+/// Any of these: the flow is closing (`tcp_closing`).
+pub const TCP_CLOSING: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST;
 
-/// Egress entry flag: the flow was started from outside, to a published
-/// port; its outside address is the one the client used, whatever the uplink
-/// routes with now.
+/// Flag of both entries: the flow was started from outside, to a published
+/// port. On the egress entry it says the outside address is the one the
+/// client used, whatever the uplink routes with now; on the ingress entry,
+/// that the remote side is the TCP originator.
 pub const FLOW_INBOUND: u8 = 0x80;
-/// Egress entry flag: a hairpinned connection (endpoint to a published port
-/// of the host), keyed by the client's own tuple; its reply entry is keyed
-/// by the server's, so the pair cannot be found from one another.
-pub const FLOW_HAIRPIN: u8 = 0x40;
+
+/// How far past the endpoint's last acknowledgment (`NatEntry::endpoint_ack`)
+/// the sequence number of a RST or FIN from the remote side may lie for it
+/// to close the flow: 64 KiB, the largest window without scaling. A remote
+/// stack sends its RST or FIN at its next sequence number, which the
+/// endpoint's acknowledgments trail by what is in flight; a blind RST has a
+/// 1 in 65,536 chance. One outside the window is still delivered (the
+/// endpoint's own stack judges it, RFC 5961) but changes nothing in the
+/// table, so a RST spray cannot cut flows or hand their ports on.
+pub const REMOTE_CLOSE_WINDOW: u32 = 64 * 1024;
 
 /// Key of `PUBLISHED`: a host port open to the outside.
 #[repr(C)]
@@ -126,14 +150,68 @@ pub struct NatEntry {
     /// (endpoint) address and port.
     pub addr: [u8; 4],
     pub port: [u8; 2],
-    /// `TCP_SEEN_*` / `SEEN_REPLY` bits (ingress entry).
+    /// Ingress entry: `TCP_*` / `SEEN_REPLY` bits; both: `FLOW_INBOUND`.
     pub flags: u8,
     pub _pad: u8,
+    /// TCP, ingress entry: the sequence number after the endpoint's SYN
+    /// (its ISN + 1), which the remote side's first acknowledgment must be.
+    pub endpoint_isn_next: u32,
+    /// TCP, ingress entry: the last acknowledgment number the endpoint sent
+    /// (before it sent one: the remote's SYN + 1), i.e. where the remote
+    /// side's sequence numbers are; see `REMOTE_CLOSE_WINDOW`.
+    pub endpoint_ack: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the flow was created.
     pub created_ns: u64,
     /// Last packet of the flow in either direction (ingress entry; the egress
     /// entry keeps its creation time here).
     pub last_seen_ns: u64,
+}
+
+impl NatEntry {
+    /// A new entry for `addr:port`, made at `now`.
+    pub const fn new(addr: [u8; 4], port: [u8; 2], flags: u8, now: u64) -> Self {
+        NatEntry {
+            addr,
+            port,
+            flags,
+            _pad: 0,
+            endpoint_isn_next: 0,
+            endpoint_ack: 0,
+            created_ns: now,
+            last_seen_ns: now,
+        }
+    }
+}
+
+impl NatKey {
+    /// The egress key of the flow whose ingress entry is `self` -> `inside`.
+    /// The one derivation of a flow's other entry, used by the datapath
+    /// (taking over a port, early drop) and the daemon's collector alike: a
+    /// key derived differently on each side is how entries leak.
+    pub const fn egress_partner(&self, inside: &NatEntry) -> NatKey {
+        NatKey {
+            saddr: inside.addr,
+            daddr: self.saddr,
+            sport: inside.port,
+            dport: self.sport,
+            proto: self.proto,
+            dir: DIR_EGRESS,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The ingress key of the flow whose egress entry is `self` -> `outside`.
+    pub const fn ingress_partner(&self, outside: &NatEntry) -> NatKey {
+        NatKey {
+            saddr: self.daddr,
+            daddr: outside.addr,
+            sport: self.dport,
+            dport: outside.port,
+            proto: self.proto,
+            dir: DIR_INGRESS,
+            _pad: [0; 2],
+        }
+    }
 }
 
 /// How long an idle flow lives, by state, in seconds.
@@ -149,7 +227,7 @@ pub struct NatEntry {
     )
 )]
 pub struct NatTimeouts {
-    /// TCP before a reply has been seen.
+    /// TCP before its handshake has completed (`TCP_ESTABLISHED`).
     pub tcp_syn: u32,
     pub tcp_established: u32,
     /// TCP after a FIN or RST.
@@ -171,9 +249,9 @@ impl NatTimeouts {
     pub const fn for_flow(&self, proto: u8, flags: u8) -> u32 {
         match proto {
             IPPROTO_TCP => {
-                if flags & (TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST) != 0 {
+                if flags & TCP_CLOSING != 0 {
                     self.tcp_closing
-                } else if flags & SEEN_REPLY != 0 {
+                } else if flags & TCP_ESTABLISHED != 0 {
                     self.tcp_established
                 } else {
                     self.tcp_syn

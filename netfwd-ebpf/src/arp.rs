@@ -24,23 +24,22 @@ pub fn answer_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Dr
         || arp.ptype() != ARP_PTYPE_IPV4
         || arp.hlen != 6
         || arp.plen != 4
-        || arp.oper() != ARP_OP_REQUEST
     {
-        // Replies (to the host's own requests) and anything exotic: the stack's.
+        // Not IPv4 over Ethernet: nothing the host resolves with.
         return Ok(Verdict::ToHost);
     }
-    // An unspecified sender is an address probe (RFC 5227): not ours to answer.
-    if arp.spa == [0; 4] {
+    let request = arp.oper() == ARP_OP_REQUEST;
+    // An unspecified sender is an address probe (RFC 5227): not ours to
+    // answer, and it claims nothing.
+    if request && arp.spa == [0; 4] {
         return Ok(Verdict::ToHost);
     }
-    let Some(sender) = maps::endpoint(arp.spa) else {
-        return Err(DropReason::ArpSpoofed);
-    };
-    if sender.host_ifindex != ifindex {
-        return Err(DropReason::ArpSpoofed);
-    }
-    if sender.mac != arp.sha || sender.mac != eth.src_addr {
-        return Err(DropReason::MacSpoofed);
+    // Requests and replies alike (the host's neighbour table learns from
+    // both): the sender is the endpoint behind this interface.
+    let sender = sender_of(arp, eth, ifindex)?;
+    if !request {
+        // Replies (to the host's own requests) and other operations: the stack's.
+        return Ok(Verdict::ToHost);
     }
     let Some(answer) = resolve(arp.tpa, &sender, ifindex) else {
         return Ok(Verdict::ToHost);
@@ -55,6 +54,25 @@ pub fn answer_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Dr
     // SAFETY: plain helper call; egress of the same device reaches the endpoint.
     let action = unsafe { bpf_redirect(ifindex, 0) } as i32;
     Ok(Verdict::ArpReplied(action))
+}
+
+/// The endpoint behind `ifindex`, if the frame's sender addresses are its own.
+#[inline(always)]
+fn sender_of(
+    arp: &ArpHdr,
+    eth: &EthHdr,
+    ifindex: u32,
+) -> Result<netfwd_common::maps::EndpointEntry, DropReason> {
+    let Some(sender) = maps::endpoint(arp.spa) else {
+        return Err(DropReason::ArpSpoofed);
+    };
+    if sender.host_ifindex != ifindex {
+        return Err(DropReason::ArpSpoofed);
+    }
+    if sender.mac != arp.sha || sender.mac != eth.src_addr {
+        return Err(DropReason::MacSpoofed);
+    }
+    Ok(sender)
 }
 
 /// The MAC an endpoint should use for `target`, if the datapath owns the answer.

@@ -1,18 +1,26 @@
 //! What a NAT flow has seen, and when it expires: the state half of the NAT
-//! table's ingress entries.
+//! table's ingress entries. A TCP flow is established only after the
+//! originator's SYN, the answer's SYN-ACK acknowledging it and the
+//! originator's ACK of that, each checked against the sequence numbers the
+//! other side chose: a spoofed SYN, whose SYN-ACK its sender never sees,
+//! leaves a flow on `tcp_syn` that early drop may take back. A RST or FIN
+//! from the remote side counts only within `REMOTE_CLOSE_WINDOW` of what the
+//! endpoint has acknowledged.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netfwd_common::nat::{
-    IPPROTO_TCP, NatEntry, NatTimeouts, SEEN_REPLY, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS,
-    TCP_SEEN_RST, TCP_SEEN_SYN,
+    FLOW_INBOUND, IPPROTO_TCP, NatEntry, NatTimeouts, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
+    TCP_ESTABLISHED, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST, TCP_SEEN_SYN,
+    TCP_SEEN_SYN_ACK,
 };
+
+use crate::nat::Segment;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
-
-const CLOSING: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST;
+const TCP_SYN_ACK: u8 = TCP_SYN | TCP_ACK;
 
 #[inline(always)]
 pub fn now_ns() -> u64 {
@@ -40,36 +48,109 @@ pub fn reclaimable(entry: &NatEntry, proto: u8, now: u64) -> bool {
                 && now.saturating_sub(entry.last_seen_ns) > 1_000_000_000))
 }
 
+/// Whether a live flow may be evicted for a new one when the table is full
+/// (conntrack's early drop): a TCP flow whose handshake has not completed.
+#[inline(always)]
+pub fn unconfirmed(entry: &NatEntry, proto: u8) -> bool {
+    proto == IPPROTO_TCP && entry.flags & TCP_ESTABLISHED == 0
+}
+
 /// Records a packet the endpoint sent.
 #[inline(always)]
-pub fn seen_egress(entry: &mut NatEntry, proto: u8, tcp_flags: u8, now: u64) {
+pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
     if proto != IPPROTO_TCP {
         return;
     }
-    if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && entry.flags & CLOSING != 0 {
-        // A new connection on the tuple of a closed one (TIME_WAIT reuse).
-        entry.flags = TCP_SEEN_SYN;
+    let flags = entry.flags;
+    let inbound = flags & FLOW_INBOUND != 0;
+    match seg.tcp_flags & TCP_SYN_ACK {
+        // The endpoint opens a connection: a new flow, a retried SYN, or a
+        // new connection on the tuple of a closed one (TIME_WAIT reuse).
+        TCP_SYN if !inbound && (flags & TCP_ESTABLISHED == 0 || flags & TCP_CLOSING != 0) => {
+            entry.flags = TCP_SEEN_SYN | (flags & SEEN_REPLY);
+            entry.endpoint_isn_next = seg.seq.wrapping_add(1);
+        }
+        // The endpoint answers the remote side's SYN.
+        TCP_SYN_ACK if inbound && flags & (TCP_SEEN_SYN | TCP_ESTABLISHED) == TCP_SEEN_SYN => {
+            entry.flags |= TCP_SEEN_SYN_ACK;
+            entry.endpoint_isn_next = seg.seq.wrapping_add(1);
+        }
+        // The endpoint, originator, acknowledges the remote side's SYN-ACK.
+        TCP_ACK
+            if !inbound
+                && flags & (TCP_SEEN_SYN_ACK | TCP_ESTABLISHED) == TCP_SEEN_SYN_ACK
+                && seg.ack == entry.endpoint_ack =>
+        {
+            entry.flags |= TCP_ESTABLISHED;
+        }
+        _ => {}
     }
-    entry.flags |= tcp_bits(tcp_flags, TCP_SEEN_FIN_EGRESS);
+    if seg.tcp_flags & TCP_ACK != 0 {
+        entry.endpoint_ack = seg.ack;
+    }
+    entry.flags |= close_bits(seg.tcp_flags, TCP_SEEN_FIN_EGRESS);
 }
 
-/// Records a reply from the remote side.
+/// Records a packet from the remote side (delivered whatever this says: the
+/// endpoint's stack is the judge of its own connection).
 #[inline(always)]
-pub fn seen_ingress(entry: &mut NatEntry, proto: u8, tcp_flags: u8, now: u64) {
+pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
     entry.flags |= SEEN_REPLY;
-    if proto == IPPROTO_TCP {
-        entry.flags |= tcp_bits(tcp_flags, TCP_SEEN_FIN_INGRESS);
+    if proto != IPPROTO_TCP {
+        return;
+    }
+    let flags = entry.flags;
+    let inbound = flags & FLOW_INBOUND != 0;
+    match seg.tcp_flags & TCP_SYN_ACK {
+        // A client opens a connection to a published port: a new flow, a
+        // retried SYN, or TIME_WAIT reuse of a closed one's tuple.
+        TCP_SYN if inbound && (flags & TCP_ESTABLISHED == 0 || flags & TCP_CLOSING != 0) => {
+            entry.flags = FLOW_INBOUND | SEEN_REPLY | TCP_SEEN_SYN;
+            entry.endpoint_ack = seg.seq.wrapping_add(1);
+        }
+        // The remote side answers the endpoint's SYN, acknowledging it.
+        TCP_SYN_ACK
+            if !inbound
+                && flags & (TCP_SEEN_SYN | TCP_ESTABLISHED) == TCP_SEEN_SYN
+                && seg.ack == entry.endpoint_isn_next =>
+        {
+            entry.flags |= TCP_SEEN_SYN_ACK;
+            entry.endpoint_ack = seg.seq.wrapping_add(1);
+        }
+        // The client acknowledges the endpoint's SYN-ACK: only one that saw
+        // it knows its sequence number.
+        TCP_ACK
+            if inbound
+                && flags & (TCP_SEEN_SYN_ACK | TCP_ESTABLISHED) == TCP_SEEN_SYN_ACK
+                && seg.ack == entry.endpoint_isn_next =>
+        {
+            entry.flags |= TCP_ESTABLISHED;
+        }
+        _ => {}
+    }
+    if seg.tcp_flags & (TCP_FIN | TCP_RST) != 0 && plausible_close(entry, seg) {
+        entry.flags |= close_bits(seg.tcp_flags, TCP_SEEN_FIN_INGRESS);
     }
 }
 
+/// Whether a RST or FIN from the remote side belongs to the connection the
+/// endpoint has: before the remote side has answered the endpoint's SYN, a
+/// RST must acknowledge that SYN (RFC 9293, SYN-SENT); after, its sequence
+/// number must lie within `REMOTE_CLOSE_WINDOW` past the endpoint's last
+/// acknowledgment.
 #[inline(always)]
-fn tcp_bits(tcp_flags: u8, fin_bit: u8) -> u8 {
-    let mut bits = 0;
-    if tcp_flags & TCP_SYN != 0 {
-        bits |= TCP_SEEN_SYN;
+fn plausible_close(entry: &NatEntry, seg: &Segment) -> bool {
+    if entry.flags & (FLOW_INBOUND | TCP_SEEN_SYN | TCP_SEEN_SYN_ACK) == TCP_SEEN_SYN {
+        return seg.tcp_flags & TCP_ACK != 0 && seg.ack == entry.endpoint_isn_next;
     }
+    seg.seq.wrapping_sub(entry.endpoint_ack) < REMOTE_CLOSE_WINDOW
+}
+
+#[inline(always)]
+fn close_bits(tcp_flags: u8, fin_bit: u8) -> u8 {
+    let mut bits = 0;
     if tcp_flags & TCP_FIN != 0 {
         bits |= fin_bit;
     }

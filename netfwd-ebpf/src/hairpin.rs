@@ -10,14 +10,14 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{FLOW_HAIRPIN, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry},
+    nat::{IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
     conntrack, ipv4,
     maps::{self, NAT},
-    nat::{self, Tuple, Way},
+    nat::{self, Segment, Tuple, Way},
     parse,
     verdict::Verdict,
 };
@@ -60,7 +60,7 @@ pub fn to_published(
         dport: target.port,
         ..client
     };
-    let port = gateway_port(&client, &to_server, config, gateway, seg.tcp_flags)?;
+    let port = gateway_port(&client, &to_server, config, gateway, &seg)?;
     translate(
         ctx,
         ip,
@@ -72,17 +72,19 @@ pub fn to_published(
 }
 
 /// The gateway port the client's connection is translated to: its live one,
-/// or a new one reserved as a source NAT port is.
+/// or a new one reserved as a source NAT port is. Both entries are keyed as
+/// the server sees the connection (client -> server egress, server ->
+/// gateway port ingress), so each derives the other as any flow's do.
 #[inline(always)]
 fn gateway_port(
     client: &Tuple,
     to_server: &Tuple,
     config: &NatConfig,
     gateway: [u8; 4],
-    tcp_flags: u8,
+    seg: &Segment,
 ) -> Result<[u8; 2], DropReason> {
     let now = conntrack::now_ns();
-    let key = client.egress_key();
+    let key = to_server.egress_key();
     // SAFETY: plain data; a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(key) }.copied()
         && let Some(reply) = NAT.get_ptr_mut(to_server.reply_key(gateway, out.port))
@@ -93,19 +95,12 @@ fn gateway_port(
             && reply.port == client.sport
             && !conntrack::expired(reply, client.proto, &config.timeouts, now)
         {
-            conntrack::seen_egress(reply, client.proto, tcp_flags, now);
+            conntrack::seen_egress(reply, client.proto, seg, now);
             return Ok(out.port);
         }
     }
-    let port = nat::reserve_port(to_server, config, gateway, None, tcp_flags, now)?;
-    let out = NatEntry {
-        addr: gateway,
-        port,
-        flags: FLOW_HAIRPIN,
-        _pad: 0,
-        created_ns: now,
-        last_seen_ns: now,
-    };
+    let port = nat::reserve_port(to_server, config, gateway, None, seg, now)?;
+    let out = NatEntry::new(gateway, port, 0, now);
     nat::insert_egress(&key, &out, &to_server.reply_key(gateway, port))?;
     Ok(port)
 }
@@ -131,7 +126,7 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
     if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
         return Ok(None);
     }
-    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
+    conntrack::seen_ingress(entry, ip.proto, &seg, now);
     let (Some(host_port), Some(client)) = (
         maps::published_as(ip.proto, ip.src_addr, seg.sport),
         maps::endpoint(entry.addr),

@@ -8,6 +8,7 @@ mod arp;
 mod conntrack;
 mod counters;
 mod csum;
+mod early_drop;
 mod fib;
 mod forward;
 mod frag;
@@ -70,16 +71,16 @@ fn from_endpoint(
 pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let verdict = from_uplink(&ctx).unwrap_or_else(Verdict::Drop);
+    let verdict = from_uplink(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
     counters::account(ifindex, ctx.len(), &verdict);
     verdict.tc_action()
 }
 
-fn from_uplink(ctx: &TcContext) -> Result<Verdict, netfwd_common::drop::DropReason> {
+fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, netfwd_common::drop::DropReason> {
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
     if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
-        route::from_outside(ctx)
+        route::from_outside(ctx, ifindex)
     } else {
         Ok(Verdict::ToHost)
     }

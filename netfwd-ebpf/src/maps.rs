@@ -2,8 +2,11 @@
 //! types (bpftool prints field names); pinned by the loader under
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
+use crate::early_drop::RingCursor;
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
+    btf_maps::{
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+    },
     macros::btf_map,
 };
 use netfwd_common::{
@@ -37,6 +40,23 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 #[btf_map]
 pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = HashMap::new();
 
+/// Per CPU, the ingress keys of the last TCP flows it made: where early drop
+/// looks for an unconfirmed flow to evict (see `early_drop`). Pinned like
+/// the rest: programs attached by different loads (`up`, `attach`) must
+/// remember into and evict from the same rings.
+#[btf_map]
+pub static UNCONFIRMED: PerCpuArray<NatKey, { UNCONFIRMED_SLOTS as usize }> = PerCpuArray::new();
+
+/// Per CPU, where `UNCONFIRMED` is written and read.
+#[btf_map]
+pub static UNCONFIRMED_CURSOR: PerCpuArray<RingCursor, 1> = PerCpuArray::new();
+
+/// Slots of `UNCONFIRMED` per CPU (a power of two). Under a SYN flood of R
+/// per second filling the table, an unconfirmed flow is evicted once about
+/// this many newer ones were made on its CPU: a handshake has this many
+/// times the CPU count, over R, seconds to complete.
+pub const UNCONFIRMED_SLOTS: u32 = 4096;
+
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).
 #[btf_map]
@@ -46,6 +66,11 @@ pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
 /// the LAN's own subnet. Filled by the loader.
 #[btf_map]
 pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
+
+/// The ifindex trusted sources arrive on (see `names::MAP_TRUSTED_IFACE`).
+/// Filled by the loader.
+#[btf_map]
+pub static TRUSTED_IFACE: Array<u32, 1> = Array::new();
 
 /// Datagrams crossing the NAT in fragments: the ports of each one's first
 /// fragment, for the others.
@@ -115,6 +140,14 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
 #[inline(always)]
 pub fn remote_flags(addr: [u8; 4]) -> u8 {
     REMOTES.get(&Key::new(32, addr)).copied().unwrap_or(0)
+}
+
+/// Whether packets arriving on `ifindex` may come from trusted prefixes.
+#[inline(always)]
+pub fn trusted_iface(ifindex: u32) -> bool {
+    TRUSTED_IFACE
+        .get(0)
+        .is_some_and(|trusted| *trusted != 0 && *trusted == ifindex)
 }
 
 /// The network's `NETWORK_*` flags.

@@ -26,7 +26,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use crate::{
     conntrack, csum,
     csum::L4Csum,
-    fib,
+    early_drop, fib,
     frag::{self, Piece},
     hairpin, ipv4,
     maps::{self, NAT},
@@ -86,11 +86,29 @@ impl Tuple {
     }
 }
 
-/// Transport facts of a packet NAT can translate.
+/// Transport facts of a packet NAT can translate. TCP's sequence and
+/// acknowledgment numbers (host byte order) feed the flow's state; 0
+/// elsewhere.
 pub struct Segment {
     pub sport: [u8; 2],
     pub dport: [u8; 2],
     pub tcp_flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+}
+
+impl Segment {
+    /// A segment known by its ports only (a later fragment, a UDP datagram).
+    #[inline(always)]
+    pub fn ports(sport: [u8; 2], dport: [u8; 2]) -> Self {
+        Segment {
+            sport,
+            dport,
+            tcp_flags: 0,
+            seq: 0,
+            ack: 0,
+        }
+    }
 }
 
 /// Which way a packet crosses the NAT.
@@ -117,30 +135,20 @@ pub fn segment(
                 sport: [tcp[0], tcp[1]],
                 dport: [tcp[2], tcp[3]],
                 tcp_flags: tcp[13],
+                seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+                ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
             }))
         }
         IPPROTO_UDP => {
             let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
-            Ok(Some(Segment {
-                sport: [udp[0], udp[1]],
-                dport: [udp[2], udp[3]],
-                tcp_flags: 0,
-            }))
+            Ok(Some(Segment::ports([udp[0], udp[1]], [udp[2], udp[3]])))
         }
         IPPROTO_ICMP => {
             let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
             let id = [icmp[4], icmp[5]];
             Ok(match (way, icmp[0]) {
-                (Way::Out, ICMP_ECHO) => Some(Segment {
-                    sport: id,
-                    dport: [0; 2],
-                    tcp_flags: 0,
-                }),
-                (Way::In, ICMP_ECHO_REPLY) => Some(Segment {
-                    sport: [0; 2],
-                    dport: id,
-                    tcp_flags: 0,
-                }),
+                (Way::Out, ICMP_ECHO) => Some(Segment::ports(id, [0; 2])),
+                (Way::In, ICMP_ECHO_REPLY) => Some(Segment::ports([0; 2], id)),
                 _ => None,
             })
         }
@@ -234,16 +242,12 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
         // SAFETY: bounds checked by `header_mut`.
         let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
         if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
-            return snat_icmp_error(ctx, &hop);
+            return snat_icmp_error(ctx, ip, &hop);
         }
     }
     let seg = match piece {
         Piece::Later => frag::recall(ip, DIR_EGRESS)
-            .map(|p| Segment {
-                sport: p.sport,
-                dport: p.dport,
-                tcp_flags: 0,
-            })
+            .map(|p| Segment::ports(p.sport, p.dport))
             .ok_or(DropReason::Unsupported)?,
         _ => segment(ctx, ip.proto, Way::Out)?.ok_or(DropReason::Unsupported)?,
     };
@@ -254,7 +258,7 @@ pub fn snat_v4(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, D
         sport: seg.sport,
         dport: seg.dport,
     };
-    let (addr, port) = egress_mapping(&flow, &config, outside, seg.tcp_flags)?;
+    let (addr, port) = egress_mapping(&flow, &config, outside, &seg)?;
     if piece == Piece::First {
         frag::remember(ip, DIR_EGRESS, seg.sport, seg.dport);
     }
@@ -304,7 +308,7 @@ fn egress_mapping(
     flow: &Tuple,
     config: &NatConfig,
     outside: [u8; 4],
-    tcp_flags: u8,
+    seg: &Segment,
 ) -> Result<([u8; 4], [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
     let egress_key = flow.egress_key();
@@ -320,22 +324,15 @@ fn egress_mapping(
                 && reply.port == flow.sport
                 && !conntrack::expired(reply, flow.proto, &config.timeouts, now)
             {
-                conntrack::seen_egress(reply, flow.proto, tcp_flags, now);
+                conntrack::seen_egress(reply, flow.proto, seg, now);
                 return Ok((out.addr, out.port));
             }
         }
         // Expired, evicted or taken over: keep the port if it is still free.
         preferred = Some(out.port);
     }
-    let port = reserve_port(flow, config, outside, preferred, tcp_flags, now)?;
-    let out = NatEntry {
-        addr: outside,
-        port,
-        flags: 0,
-        _pad: 0,
-        created_ns: now,
-        last_seen_ns: now,
-    };
+    let port = reserve_port(flow, config, outside, preferred, seg, now)?;
+    let out = NatEntry::new(outside, port, 0, now);
     insert_egress(&egress_key, &out, &flow.reply_key(outside, port))?;
     Ok((outside, port))
 }
@@ -348,6 +345,8 @@ pub fn insert_egress(
     out: &NatEntry,
     reply_key: &NatKey,
 ) -> Result<(), DropReason> {
+    // No early drop here: a reply entry just went in, so the table had room
+    // a moment ago; on this narrow miss the flow is refused.
     if NAT.insert(egress_key, out, 0).is_err() {
         let _ = NAT.remove(reply_key);
         return Err(DropReason::NatFull);
@@ -355,11 +354,22 @@ pub fn insert_egress(
     Ok(())
 }
 
+/// Inserts a NAT entry; a full table first gives up an unconfirmed flow
+/// (early drop) for it.
+#[inline(always)]
+fn insert_making_room(key: &NatKey, value: &NatEntry, flags: u64) -> Result<(), i32> {
+    match NAT.insert(key, value, flags) {
+        Err(E2BIG) if early_drop::make_room() => NAT.insert(key, value, flags),
+        result => result,
+    }
+}
+
 /// Reserves an outside port for `flow` by inserting its reply entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
 /// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
 /// also when the table is full (`nat_full` only when no port tried held
-/// one), since that frees the room it takes.
+/// one and no unconfirmed flow could be evicted for the first port tried),
+/// since that frees the room it takes.
 /// Tries `preferred`, else a random start, then the next ports,
 /// `PORT_RETRIES` in all.
 #[inline(always)]
@@ -368,7 +378,7 @@ pub fn reserve_port(
     config: &NatConfig,
     outside: [u8; 4],
     preferred: Option<[u8; 2]>,
-    tcp_flags: u8,
+    seg: &Segment,
     now: u64,
 ) -> Result<[u8; 2], DropReason> {
     let min = u32::from(config.port_min);
@@ -378,21 +388,17 @@ pub fn reserve_port(
         // SAFETY: plain helper call.
         None => unsafe { bpf_get_prandom_u32() },
     };
-    let mut reply = NatEntry {
-        addr: flow.src,
-        port: flow.sport,
-        flags: 0,
-        _pad: 0,
-        created_ns: now,
-        last_seen_ns: now,
-    };
-    conntrack::seen_egress(&mut reply, flow.proto, tcp_flags, now);
+    let mut reply = NatEntry::new(flow.src, flow.sport, 0, now);
+    conntrack::seen_egress(&mut reply, flow.proto, seg, now);
     let mut full = false;
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.reply_key(outside, port);
         match NAT.insert(key, reply, u64::from(BPF_NOEXIST)) {
-            Ok(()) => return Ok(port),
+            Ok(()) => {
+                early_drop::remember(&key);
+                return Ok(port);
+            }
             // No room (as opposed to `EEXIST`, a port taken): a flow that
             // is over on one of the next ports can still make some.
             Err(E2BIG) => {
@@ -411,22 +417,26 @@ pub fn reserve_port(
             continue;
         }
         // The old flow is over: drop both of its entries and take the port.
-        let old_flow = Tuple {
-            src: old.addr,
-            sport: old.port,
-            ..*flow
-        };
-        let _ = NAT.remove(old_flow.egress_key());
+        let _ = NAT.remove(key.egress_partner(&old));
         let _ = NAT.remove(key);
         if NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
+            early_drop::remember(&key);
             return Ok(port);
         }
     }
-    Err(if full {
-        DropReason::NatFull
-    } else {
-        DropReason::NoPort
-    })
+    if !full {
+        return Err(DropReason::NoPort);
+    }
+    // Full, and no port tried held a flow that is over: an unconfirmed flow
+    // gives its room up for the first port tried. After the loop, once: the
+    // verifier walks the eviction for every state it reaches.
+    let port = ((min + start % span) as u16).to_be_bytes();
+    let key = flow.reply_key(outside, port);
+    if early_drop::make_room() && NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
+        early_drop::remember(&key);
+        return Ok(port);
+    }
+    Err(DropReason::NatFull)
 }
 
 /// A packet arriving on the uplink for no endpoint (`ip` is its header):
@@ -450,11 +460,7 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     }
     let seg = match piece {
         Piece::Later => match frag::recall(ip, DIR_INGRESS) {
-            Some(p) => Segment {
-                sport: p.sport,
-                dport: p.dport,
-                tcp_flags: 0,
-            },
+            Some(p) => Segment::ports(p.sport, p.dport),
             None => return Ok(Verdict::ToHost),
         },
         _ => match segment(ctx, ip.proto, Way::In)? {
@@ -473,7 +479,7 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     // anything else is the host's.
     let entry = match live {
         Some(entry) => entry,
-        None => match publish(&key, seg.tcp_flags, now)? {
+        None => match publish(&key, &seg, now)? {
             Some(entry) => entry,
             None => return Ok(Verdict::ToHost),
         },
@@ -487,7 +493,7 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     let Some(ep) = maps::endpoint(inside_addr) else {
         return Ok(Verdict::ToHost);
     };
-    conntrack::seen_ingress(entry, ip.proto, seg.tcp_flags, now);
+    conntrack::seen_ingress(entry, ip.proto, &seg, now);
     if ip.ttl <= 1 {
         return Err(DropReason::TtlExceeded);
     }
@@ -523,29 +529,28 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
 /// entries are made as for one an endpoint started, the other way round —
 /// replies from the endpoint then leave through the source NAT path with the
 /// published address and port, and the endpoint sees the client's own
-/// address. Returns the new reply-direction entry, `None` if the port is
-/// not published.
+/// address. Only a SYN opens a TCP connection (`tcp_no_flow` otherwise).
+/// Returns the new reply-direction entry, `None` if the port is not
+/// published.
 #[inline(always)]
-fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Result<Option<*mut NatEntry>, DropReason> {
+fn publish(key: &NatKey, seg: &Segment, now: u64) -> Result<Option<*mut NatEntry>, DropReason> {
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
         return Ok(None);
     }
     let Some(target) = maps::published(key.proto, key.dport) else {
         return Ok(None);
     };
-    let mut inbound = NatEntry {
-        addr: target.addr,
-        port: target.port,
-        flags: 0,
-        _pad: 0,
-        created_ns: now,
-        last_seen_ns: now,
-    };
-    conntrack::seen_ingress(&mut inbound, key.proto, tcp_flags, now);
+    const OPENING: u8 = conntrack::TCP_SYN | conntrack::TCP_ACK | conntrack::TCP_RST;
+    if key.proto == IPPROTO_TCP && seg.tcp_flags & OPENING != conntrack::TCP_SYN {
+        return Err(DropReason::TcpNoFlow);
+    }
+    let mut inbound = NatEntry::new(target.addr, target.port, FLOW_INBOUND, now);
+    conntrack::seen_ingress(&mut inbound, key.proto, seg, now);
     // Replaces an expired flow of this tuple, if any (checked by the caller).
-    if NAT.insert(key, inbound, 0).is_err() {
+    if insert_making_room(key, &inbound, 0).is_err() {
         return Err(DropReason::NatFull);
     }
+    early_drop::remember(key);
     let from_endpoint = Tuple {
         proto: key.proto,
         src: target.addr,
@@ -553,14 +558,7 @@ fn publish(key: &NatKey, tcp_flags: u8, now: u64) -> Result<Option<*mut NatEntry
         sport: target.port,
         dport: key.sport,
     };
-    let out = NatEntry {
-        addr: key.daddr,
-        port: key.dport,
-        flags: FLOW_INBOUND,
-        _pad: 0,
-        created_ns: now,
-        last_seen_ns: now,
-    };
+    let out = NatEntry::new(key.daddr, key.dport, FLOW_INBOUND, now);
     insert_egress(&from_endpoint.egress_key(), &out, key)?;
     Ok(NAT.get_ptr_mut(key))
 }
@@ -641,9 +639,15 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
 /// packet that reached it through the NAT (a reply, or a connection to a
 /// published port): it leaves as the NAT's address, the quoted packet
 /// addressed to the NAT's address and port as it was sent. Anything it
-/// quotes that did not come through the NAT is dropped (`unsupported`).
+/// quotes that did not come through the NAT is dropped (`unsupported`), and
+/// a packet sent to another endpoint (`icmp_spoofed`): an endpoint speaks
+/// for its own flows only.
 #[inline(always)]
-fn snat_icmp_error(ctx: &TcContext, hop: &fib::NextHop) -> Result<Verdict, DropReason> {
+fn snat_icmp_error(
+    ctx: &TcContext,
+    ip: &Ipv4Hdr,
+    hop: &fib::NextHop,
+) -> Result<Verdict, DropReason> {
     // Deepest first: the pull for it keeps the shallower headers linear too.
     // SAFETY (both reads): bounds checked by `header_mut` / `header_at`.
     let inner_l4 = unsafe { *parse::header_mut::<[u8; 8]>(ctx, INNER_L4_OFF)? };
@@ -652,6 +656,10 @@ fn snat_icmp_error(ctx: &TcContext, hop: &fib::NextHop) -> Result<Verdict, DropR
         || (inner.proto != IPPROTO_TCP && inner.proto != IPPROTO_UDP)
     {
         return Err(DropReason::Unsupported);
+    }
+    // The sender's address was checked: the quoted packet must be one it got.
+    if inner.dst_addr != ip.src_addr {
+        return Err(DropReason::IcmpSpoofed);
     }
     // The quoted packet went remote -> endpoint; the flow the other way is
     // the endpoint's egress entry, which names the NAT's address and port.

@@ -70,20 +70,24 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
     Ok(Verdict::Routed(route.hop.redirect()))
 }
 
-/// A packet arriving on the uplink or the LAN. To an endpoint: delivered if
-/// its source is trusted (a peer host's endpoints, the LAN's own hosts),
+/// A packet arriving on the uplink or the LAN (`ifindex`). To an endpoint:
+/// delivered if its source is trusted (a peer host's endpoints, the LAN's
+/// own hosts) and it came in on the trusted interface, where those are;
 /// dropped otherwise (the FORWARD policy: from outside, only replies get in,
 /// and those are addressed to the uplink). Else: a reply of a NATed flow, or
 /// the host's.
 #[inline(always)]
-pub fn from_outside(ctx: &TcContext) -> Result<Verdict, DropReason> {
+pub fn from_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
     if !ipv4::header_checksum_ok(&ip) {
         return Err(DropReason::Malformed);
     }
     match maps::endpoint(ip.dst_addr) {
-        Some(ep) if maps::remote_flags(ip.src_addr) & REMOTE_TRUSTED != 0 => {
+        Some(ep)
+            if maps::trusted_iface(ifindex)
+                && maps::remote_flags(ip.src_addr) & REMOTE_TRUSTED != 0 =>
+        {
             route_in(ctx, &ip, &ep)
         }
         Some(_) => Err(DropReason::Policy),

@@ -102,7 +102,7 @@ pub fn from_uplink(ctx: &XdpContext) -> Result<Verdict, DropReason> {
     if header.ttl <= 1 || !can_send_to(&ep) {
         return Ok(Verdict::ToHost);
     }
-    conntrack::seen_ingress(entry, header.proto, seg.tcp_flags, now);
+    conntrack::seen_ingress(entry, header.proto, &seg, now);
     let (inside_addr, inside_port) = (entry.addr, entry.port);
     // SAFETY: bounds checked by `plain_ipv4`; map lookups leave packet
     // pointers valid.

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
-    DIR_EGRESS, DIR_INGRESS, FLOW_HAIRPIN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry,
-    NatKey, NatTimeouts, SEEN_REPLY, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST,
+    DIR_EGRESS, DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts,
+    SEEN_REPLY, TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
 };
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
@@ -106,10 +106,10 @@ pub fn collect_expired(
         };
         table.remove(k)?;
         collected += 1;
-        let egress = egress_partner(k, &reply);
+        let egress = k.egress_partner(&reply);
         if table
             .entry(&egress)?
-            .is_some_and(|out| reply_partner(&egress, &out) == *k)
+            .is_some_and(|out| egress.ingress_partner(&out) == *k)
         {
             table.remove(&egress)?;
         }
@@ -126,10 +126,7 @@ pub fn collect_expired(
     .map_or(0, |s| u64::from(s) * 1_000_000_000);
     let seen: std::collections::HashSet<NatKey> = snapshot.iter().map(|(k, _)| *k).collect();
     let orphan = |k: &NatKey, v: &NatEntry| {
-        v.flags & FLOW_HAIRPIN == 0 && now.saturating_sub(v.created_ns) > shortest && {
-            let partner = reply_partner(k, v);
-            !seen.contains(&partner)
-        }
+        now.saturating_sub(v.created_ns) > shortest && !seen.contains(&k.ingress_partner(v))
     };
     for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_EGRESS) {
         if !orphan(k, v) {
@@ -137,38 +134,12 @@ pub fn collect_expired(
         }
         if let Some(out) = table.entry(k)?
             && orphan(k, &out)
-            && table.entry(&reply_partner(k, &out))?.is_none()
+            && table.entry(&k.ingress_partner(&out))?.is_none()
         {
             table.remove(k)?;
         }
     }
     Ok(collected)
-}
-
-/// The egress entry of the flow whose reply entry is `(k, v)`.
-fn egress_partner(k: &NatKey, v: &NatEntry) -> NatKey {
-    NatKey {
-        saddr: v.addr,
-        daddr: k.saddr,
-        sport: v.port,
-        dport: k.sport,
-        proto: k.proto,
-        dir: DIR_EGRESS,
-        _pad: [0; 2],
-    }
-}
-
-/// The reply entry of the flow whose egress entry is `(k, v)`.
-fn reply_partner(k: &NatKey, v: &NatEntry) -> NatKey {
-    NatKey {
-        saddr: k.daddr,
-        daddr: v.addr,
-        sport: k.dport,
-        dport: v.port,
-        proto: k.proto,
-        dir: DIR_INGRESS,
-        _pad: [0; 2],
-    }
 }
 
 fn endpoint(addr: [u8; 4], port: [u8; 2]) -> String {
@@ -184,14 +155,16 @@ fn protocol_name(proto: u8) -> &'static str {
     }
 }
 
+/// TCP states by conntrack's names: `syn_sent` until the SYN is answered,
+/// `syn_recv` until the originator acknowledges the answer.
 fn state_name(proto: u8, flags: u8) -> &'static str {
-    let closing = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST;
-    match (proto, flags & SEEN_REPLY != 0) {
-        (IPPROTO_TCP, _) if flags & closing != 0 => "closing",
-        (IPPROTO_TCP, true) => "established",
-        (IPPROTO_TCP, false) => "syn_sent",
-        (_, true) => "replied",
-        (_, false) => "unreplied",
+    match proto {
+        IPPROTO_TCP if flags & TCP_CLOSING != 0 => "closing",
+        IPPROTO_TCP if flags & TCP_ESTABLISHED != 0 => "established",
+        IPPROTO_TCP if flags & TCP_SEEN_SYN_ACK != 0 => "syn_recv",
+        IPPROTO_TCP => "syn_sent",
+        _ if flags & SEEN_REPLY != 0 => "replied",
+        _ => "unreplied",
     }
 }
 
@@ -218,7 +191,7 @@ mod tests {
             last_seen_ns: 0,
             ..Default::default()
         };
-        let reply = reply_partner(&egress, &out);
+        let reply = egress.ingress_partner(&out);
         let inside = NatEntry {
             addr: [10, 0, 0, 2],
             port: 5000u16.to_be_bytes(),
@@ -358,12 +331,26 @@ mod tests {
     }
 
     #[test]
-    fn tcp_states_follow_the_flags() {
-        assert_eq!(state_name(IPPROTO_TCP, 0), "syn_sent");
-        assert_eq!(state_name(IPPROTO_TCP, SEEN_REPLY), "established");
+    fn tcp_states_follow_the_handshake() {
+        use netfwd_common::nat::{TCP_SEEN_RST, TCP_SEEN_SYN};
+        let syn = TCP_SEEN_SYN | SEEN_REPLY;
         assert_eq!(
-            state_name(IPPROTO_TCP, SEEN_REPLY | TCP_SEEN_RST),
+            state_name(IPPROTO_TCP, syn),
+            "syn_sent",
+            "a reply is not enough"
+        );
+        assert_eq!(state_name(IPPROTO_TCP, syn | TCP_SEEN_SYN_ACK), "syn_recv");
+        let established = syn | TCP_SEEN_SYN_ACK | TCP_ESTABLISHED;
+        assert_eq!(state_name(IPPROTO_TCP, established), "established");
+        assert_eq!(
+            state_name(IPPROTO_TCP, established | TCP_SEEN_RST),
             "closing"
+        );
+        let timeouts = NatTimeouts::DEFAULT;
+        assert_eq!(
+            timeouts.for_flow(IPPROTO_TCP, syn | TCP_SEEN_SYN_ACK),
+            timeouts.tcp_syn,
+            "unconfirmed flows live on tcp_syn"
         );
     }
 }

@@ -107,8 +107,13 @@ impl Lab {
 }
 
 fn arp_request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    arp(1, sender_mac, sender_ip, target_ip)
+}
+
+/// An ARP frame of operation `op` (1 request, 2 reply).
+fn arp(op: u8, sender_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
     let mut p = eth([0xff; 6], sender_mac, 0x0806);
-    p.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    p.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, op]);
     p.extend_from_slice(&sender_mac);
     p.extend_from_slice(&sender_ip.octets());
     p.extend_from_slice(&[0; 6]);
@@ -170,6 +175,22 @@ fn arp_claiming_another_endpoints_address_is_dropped_and_counted() {
     let (action, _) = lab.run(&arp_request(A_MAC, B_IP, GATEWAY));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(lab.counters().drops[DropReason::ArpSpoofed.slot()], 1);
+}
+
+/// Replies too: the host's neighbour table learns from them, so a reply
+/// claiming B's address from A's interface would steer the host's traffic
+/// for B to A.
+#[test]
+fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
+    let mut lab = Lab::new("arp-reply-spoof");
+    let (action, _) = lab.run(&arp(2, A_MAC, B_IP, GATEWAY));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(lab.counters().drops[DropReason::ArpSpoofed.slot()], 1);
+    let (action, _) = lab.run(&arp(2, [0x02, 0, 0, 0, 0, 0xee], A_IP, GATEWAY));
+    assert_eq!(action, TC_ACT_SHOT, "a foreign sender MAC");
+    assert_eq!(lab.counters().drops[DropReason::MacSpoofed.slot()], 1);
+    let (action, _) = lab.run(&arp(2, A_MAC, A_IP, GATEWAY));
+    assert_eq!(action, TO_HOST, "an honest reply is the host's");
 }
 
 #[test]

@@ -13,15 +13,19 @@ mod common;
 use std::{net::Ipv4Addr, process::Command};
 
 use common::{
-    ICMP, PinDir, TCP, UDP, checksum, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp, udp,
+    ICMP, PinDir, TCP, UDP, checksum, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp,
+    tcp_seq, udp,
 };
-use netfwd::loader::{Datapath, DatapathMaps};
+use netfwd::{
+    loader::{Datapath, DatapathMaps},
+    nat_table::{self, Flow},
+};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NetworkConfig},
+    maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
-    nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
+    nat::{NatConfig, NatEntry, NatTimeouts, PublishKey, PublishTarget},
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 
@@ -208,6 +212,19 @@ impl NatLab {
         self.maps.nat_entries().unwrap().len() / 2
     }
 
+    /// The flow with the remote side `remote:port`, as `nat list` shows it.
+    fn flow(&self, remote: Ipv4Addr, port: u16) -> Option<Flow> {
+        let now = nat_table::now_ns().unwrap();
+        let timeouts = self.maps.nat_config().unwrap().timeouts;
+        nat_table::flows(&self.maps.nat_entries().unwrap(), &timeouts, now)
+            .into_iter()
+            .find(|f| f.remote == format!("{remote}:{port}"))
+    }
+
+    fn state(&self, remote: Ipv4Addr, port: u16) -> &'static str {
+        self.flow(remote, port).map_or("none", |f| f.state)
+    }
+
     fn counters(&self, ifindex: u32) -> IfaceCounters {
         self.maps
             .counters()
@@ -248,6 +265,12 @@ const DST: usize = 14 + 16;
 const TTL: usize = 14 + 8;
 const SPORT: usize = 34;
 const DPORT: usize = 36;
+
+/// TCP flags.
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
 
 #[test]
 fn tcp_to_the_outside_leaves_by_the_uplink_masqueraded_and_its_reply_comes_back() {
@@ -815,4 +838,253 @@ fn a_reply_for_another_networks_endpoint_passes_on_untouched() {
         assert_eq!(lab.maps.nat_entries().unwrap(), before, "state touched");
         assert_eq!(lab.counters(lab.uplink).translated, 0);
     });
+}
+/// Issue #14: one spoofed SYN held a flow for `tcp_established`. Only a SYN
+/// opens a flow to a published port, and the flow is established only once
+/// the client acknowledges the endpoint's SYN-ACK, which a spoofed client
+/// never sees.
+#[test]
+fn only_a_syn_opens_a_published_flow_and_only_the_handshake_establishes_it() {
+    with_lab("syn-only", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        for flags in [ACK, RST, SYN | ACK] {
+            let (action, _) = lab.send_from_outside(
+                REMOTE,
+                UPLINK_IP,
+                TCP,
+                tcp_seq(50000, 8080, flags, (1000, 1), b""),
+            );
+            assert_eq!(action, TC_ACT_SHOT, "flags {flags:#x} opened a flow");
+        }
+        assert_eq!(
+            lab.counters(lab.uplink).drops[DropReason::TcpNoFlow.slot()],
+            3
+        );
+        assert_eq!(lab.state(REMOTE, 50000), "none");
+
+        let syn = tcp_seq(50000, 8080, SYN, (1000, 0), b"");
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, syn);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let flow = lab.flow(REMOTE, 50000).unwrap();
+        assert_eq!(flow.state, "syn_sent");
+        assert!(flow.expires_in_secs <= 60, "on tcp_syn: {flow:?}");
+
+        let syn_ack = tcp_seq(80, 50000, SYN | ACK, (5000, 1001), b"");
+        let (action, _) = lab.send_from_a(REMOTE, TCP, syn_ack);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(lab.state(REMOTE, 50000), "syn_recv");
+
+        // A blind ACK (not of the SYN-ACK): delivered, A's stack judges it,
+        // but the flow stays unconfirmed.
+        let blind = tcp_seq(50000, 8080, ACK, (1001, 4242), b"");
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, blind);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(lab.state(REMOTE, 50000), "syn_recv");
+
+        let ack = tcp_seq(50000, 8080, ACK, (1001, 5001), b"");
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, ack);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let flow = lab.flow(REMOTE, 50000).unwrap();
+        assert_eq!(flow.state, "established");
+        assert!(flow.expires_in_secs > 60, "on tcp_established: {flow:?}");
+    });
+}
+
+/// Outbound too: the remote's SYN-ACK must acknowledge the endpoint's SYN.
+/// A RST or FIN from outside counts only within the window past what the
+/// endpoint acknowledged: a blind spray neither closes the flow nor hands
+/// its port (the only one here) to another.
+#[test]
+fn a_blind_rst_or_fin_neither_closes_a_flow_nor_frees_its_port() {
+    with_lab("blind-rst", (61000, 61000), |lab| {
+        let (_, out) = lab.send_from_a(REMOTE, TCP, tcp_seq(40000, 80, SYN, (100, 0), b""));
+        let p = port(&out, SPORT);
+        let from_remote = |lab: &mut NatLab, flags, seq_ack| {
+            let (action, _) =
+                lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp_seq(80, p, flags, seq_ack, b""));
+            assert_eq!(action, TC_ACT_REDIRECT, "delivered either way");
+        };
+        // Not acknowledging A's SYN: no answer to it.
+        from_remote(lab, RST | ACK, (0, 4242));
+        from_remote(lab, SYN | ACK, (7000, 4242));
+        assert_eq!(lab.state(REMOTE, 80), "syn_sent");
+        from_remote(lab, SYN | ACK, (7000, 101));
+        assert_eq!(lab.state(REMOTE, 80), "syn_recv");
+        lab.send_from_a(REMOTE, TCP, tcp_seq(40000, 80, ACK, (101, 7001), b""));
+        assert_eq!(lab.state(REMOTE, 80), "established");
+
+        for seq in [7001 + 65_536, 7000, 7001u32.wrapping_add(1 << 31)] {
+            from_remote(lab, RST, (seq, 0));
+            from_remote(lab, FIN | ACK, (seq, 101));
+        }
+        assert_eq!(lab.state(REMOTE, 80), "established");
+        let (action, _) = lab.send_from_a(REMOTE, TCP, tcp_seq(40001, 80, SYN, (500, 0), b""));
+        assert_eq!(action, TC_ACT_SHOT, "the port is still the flow's");
+        assert_eq!(lab.counters(lab.host_a).drops[DropReason::NoPort.slot()], 1);
+
+        // The remote's RST at its next sequence number (A acknowledged 7001;
+        // 1000 bytes are in flight) closes it and frees the port.
+        from_remote(lab, RST, (8001, 0));
+        assert_eq!(lab.state(REMOTE, 80), "closing");
+        let (action, next) = lab.send_from_a(REMOTE, TCP, tcp_seq(40001, 80, SYN, (500, 0), b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(port(&next, SPORT), p);
+    });
+}
+
+/// Runs the calling thread on CPU 0 only: early drop remembers flows per
+/// CPU.
+fn stay_on_one_cpu() {
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
+}
+
+/// A SYN flood from spoofed sources fills the table (1024 flows here) with
+/// unconfirmed flows: new flows, the endpoint's and the flood's, each evict
+/// the oldest of them instead of being refused as `nat_full`, whichever
+/// load of the datapath runs them.
+#[test]
+fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
+    with_lab("early-drop", (61000, 65535), |lab| {
+        stay_on_one_cpu();
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        let spoofed = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+        for i in 0..1024 {
+            let syn = tcp_seq(40000, 8080, SYN, (i, 0), b"");
+            let (action, _) = lab.send_from_outside(spoofed(i), UPLINK_IP, TCP, syn);
+            assert_eq!(action, TC_ACT_REDIRECT, "SYN {i}");
+        }
+        // A's flows through a program of another load (as `attach` makes):
+        // the rings are the network's, not one load's.
+        let mut other_load = Datapath::load_at(&lab._pins.0, 1024, None).unwrap();
+        let from_a = other_load.program(PROG_FROM_ENDPOINT).unwrap();
+        for sport in [1000, 1001] {
+            let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+            packet.extend(ipv4(A_IP, REMOTE, UDP, udp(sport, 53, b"q", true)));
+            let (action, _) = run(from_a, &packet, lab.host_a);
+            assert_eq!(action, TC_ACT_REDIRECT, "A's new flow from {sport} refused");
+        }
+        let (action, _) = lab.send_from_outside(
+            spoofed(5000),
+            UPLINK_IP,
+            TCP,
+            tcp_seq(40000, 8080, SYN, (7, 0), b""),
+        );
+        assert_eq!(
+            action, TC_ACT_REDIRECT,
+            "a new connection to the published port"
+        );
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            0
+        );
+        let entries = lab.maps.nat_entries().unwrap();
+        assert_eq!(entries.len(), 2048, "every flow whole");
+        for i in 0..3 {
+            assert_eq!(lab.state(spoofed(i), 40000), "none", "the oldest made room");
+        }
+        assert_eq!(lab.state(spoofed(3), 40000), "syn_sent");
+    });
+}
+
+/// The quoted packet was sent to A: B may not speak for A's flow (it could
+/// reset or throttle A's connections).
+#[test]
+fn an_endpoints_icmp_error_quoting_another_endpoints_flow_is_dropped() {
+    with_lab("icmp-foreign", (61000, 65535), |lab| {
+        netfwd::procnet::enable_forwarding("hostb").unwrap();
+        lab.maps.ensure_counters(lab.host_b).unwrap();
+        let (key, target) = published(UDP, 5353, A_IP, 53);
+        lab.maps.set_published(&[(key, target)]).unwrap();
+        let query = udp(33000, 5353, b"q", true);
+        let (action, inbound) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inbound[14..14 + 28]);
+        let mut packet = eth(mac_of("hostb"), B_MAC, 0x0800);
+        packet.extend(ipv4(B_IP, REMOTE, ICMP, icmp));
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, _) = run(prog, &packet, lab.host_b);
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(
+            lab.counters(lab.host_b).drops[DropReason::IcmpSpoofed.slot()],
+            1
+        );
+    });
+}
+
+/// A hairpinned flow's egress entry was keyed by the client's tuple, which
+/// neither the collector nor a port takeover could derive from the reply
+/// entry: it stayed in the table for good.
+#[test]
+fn an_expired_hairpin_flow_is_collected_whole() {
+    with_lab("hairpin-gc", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        let (action, _) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, SYN, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let snapshot = lab.maps.nat_entries().unwrap();
+        assert_eq!(snapshot.len(), 2);
+        let timeouts = lab.maps.nat_config().unwrap().timeouts;
+        let a_day_later = nat_table::now_ns().unwrap() + 86_400 * 1_000_000_000;
+        let collected =
+            nat_table::collect_expired(&snapshot, &timeouts, a_day_later, &mut lab.maps).unwrap();
+        assert_eq!(collected, 1);
+        let left = lab.maps.nat_entries().unwrap();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+}
+
+/// A source in a trusted prefix (a peer host's endpoints, the LAN's own
+/// hosts) reaches endpoints directly only on the interface those arrive on:
+/// the same address on another interface (here the uplink, the LAN being
+/// another) is the outside world's, and the FORWARD policy drops it.
+#[test]
+fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
+    with_lab("trust-iface", (61000, 65535), |lab| {
+        let peers = netfwd::ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap();
+        lab.maps
+            .set_remotes(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
+            .unwrap();
+        let peer = Ipv4Addr::new(10, 0, 2, 2);
+        let lan = lab.host_b;
+        lab.maps.set_trusted_iface(lan).unwrap();
+        let (action, _) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
+        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+
+        lab.maps.set_trusted_iface(lab.uplink).unwrap();
+        let (action, inside) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
+        assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
+    });
+}
+
+/// A NAT table pinned by a netfwd whose entries had another layout (24
+/// bytes, before TCP sequence numbers) is recreated on load, not reused:
+/// the programs would read past its values.
+#[test]
+fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
+    let pins = PinDir::new("nat-layout");
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let nat = pins.0.join("NAT");
+    let nat_path = nat.to_str().unwrap();
+    let args = "type hash key 16 value 24 entries 2048 name NAT";
+    let status = Command::new("bpftool")
+        .args(["map", "create", nat_path])
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "bpftool map create");
+    Datapath::load_at(&pins.0, 1024, None)
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    let info = aya::maps::MapInfo::from_pin(&nat).unwrap();
+    assert_eq!(info.value_size() as usize, size_of::<NatEntry>());
 }

@@ -668,6 +668,27 @@ impl Sandbox {
         })
     }
 
+    /// The flows of `netfwd nat list --name <net> --json`.
+    pub fn nat_flows(&self, net: &str) -> Vec<Value> {
+        let out = self.netfwd_ok(&["nat", "list", "--name", net, "--json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        list["networks"][0]["flows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The MAC of the sandbox host's uplink: frames forged in the internet
+    /// namespace are addressed to it.
+    pub fn uplink_mac(&self) -> String {
+        let links: Value = serde_json::from_str(&in_ns_ok(
+            self.host(),
+            &["ip", "-j", "link", "show", outside::UPLINK],
+        ))
+        .unwrap();
+        links[0]["address"].as_str().unwrap().to_owned()
+    }
+
     /// The one network of `status --name <net> --json`.
     pub fn network_status(&self, net: &str) -> Value {
         let status = self.status_json(net);
@@ -1270,15 +1291,27 @@ pub fn assert_bad_input(out: &Output, field: &str) -> String {
 /// Sends the frames of scapy expression `frames` (a frame or a list) out of
 /// `iface` in `ns`, each `count` times, and returns how many left.
 pub fn scapy_sendp(ns: &str, iface: &str, frames: &str, count: u32) -> u64 {
+    scapy_sendp_on(&[], ns, iface, frames, count)
+}
+
+/// As `scapy_sendp`, run under `prefix` (e.g. `taskset -c 0`).
+pub fn scapy_sendp_on(prefix: &[&str], ns: &str, iface: &str, frames: &str, count: u32) -> u64 {
     let script = format!(
         "from scapy.all import *\nf = {frames}\nf = f if isinstance(f, list) else [f]\n\
          sendp(f, iface='{iface}', count={count}, verbose=0)\nprint(len(f) * {count})\n"
     );
     // Debian's python3-scapy is for the system interpreter.
-    in_ns_ok(ns, &["/usr/bin/python3", "-c", &script])
-        .trim()
-        .parse()
-        .unwrap()
+    let mut args = prefix.to_vec();
+    args.extend(["/usr/bin/python3", "-c", &script]);
+    in_ns_ok(ns, &args).trim().parse().unwrap()
+}
+
+/// Runs the calling thread on CPU 0 only (per-CPU datapath state, such as
+/// early drop's ring, is then the one the test filled).
+pub fn stay_on_cpu0() {
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
 }
 
 /// Counter `field` of group `group` (`Ip`, `Icmp`, `Udp`, …) of `ns`'s

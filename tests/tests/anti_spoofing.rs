@@ -91,3 +91,30 @@ fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
     );
     assert_ping(sb.host(), B);
 }
+
+/// ARP replies are checked like requests: the host's neighbour table learns
+/// from them, so a reply from A claiming B's address is dropped and
+/// counted; A's honest reply goes to the host.
+#[test]
+fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
+    let sb = Sandbox::new("arpreply");
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
+        .endpoint(&a, Some(A))
+        .endpoint(&b, Some(B)));
+    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = |claimed: &str| {
+        format!(
+            "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=2, hwsrc='{a_mac}', psrc='{claimed}', pdst='{GATEWAY}')"
+        )
+    };
+    scapy_send(&a, &reply(B));
+    scapy_send(&a, &reply(A));
+    let status = sb.network_status(&net);
+    assert_eq!(drops(&status, &a, "arp_spoofed"), 5, "{status:#}");
+    assert_ping(&b, A);
+}

@@ -11,7 +11,7 @@ use netfwd_tests::{
     outside::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
-    payload, tool_ok,
+    payload, scapy_sendp, tool_ok,
 };
 
 const A_LAN: &str = "192.0.2.11";
@@ -184,4 +184,26 @@ fn down_on_each_host_leaves_nothing_and_no_route_to_the_peer() {
             "{host} still routes {peer}: {routes}"
         );
     }
+}
+
+/// Trust comes from the interface, not the address: packets claiming a
+/// peer's endpoint (10.0.2.2) or a LAN host (C) as their source, arriving
+/// on A's uplink instead of its LAN, are the internet's, and the FORWARD
+/// policy drops them; on the LAN they still get in.
+#[test]
+fn a_peers_or_lan_hosts_address_arriving_on_the_uplink_is_not_trusted() {
+    let lab = TwoHosts::new("xt", "bridge");
+    let frames = format!(
+        "[Ether(dst='{mac}')/IP(src='{B_EP}', dst='{A_EP}')/UDP(sport=5000, dport=7)/b'x',\
+         Ether(dst='{mac}')/IP(src='{C_LAN}', dst='{A_EP}')/ICMP()]",
+        mac = lab.a.uplink_mac()
+    );
+    let sent = scapy_sendp(&lab.internet.ns, "inet0", &frames, 5);
+    let status = lab.a.network_status(&lab.nets[0]);
+    let policy = status["uplink"]["counters"]["drops"]["policy"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(policy, sent, "{status:#}");
+    assert_ping(&lab.c, A_EP);
+    assert_ping(&lab.b_ep, A_EP);
 }

@@ -156,10 +156,7 @@ fn odd_and_malformed_frames_are_forwarded_or_counted_while_other_flows_go_on() {
 #[test]
 fn garbage_from_the_internet_is_dropped_and_counted() {
     let lab = Lab::new("garbage");
-    let host = lab.sb.host().to_owned();
-    let links: Value =
-        serde_json::from_str(&in_ns_ok(&host, &["ip", "-j", "link", "show", UPLINK])).unwrap();
-    let up_mac = links[0]["address"].as_str().unwrap().to_owned();
+    let up_mac = lab.sb.uplink_mac();
     let before = lab.status();
     let eth = format!("Ether(dst='{up_mac}')");
     let frames = format!(

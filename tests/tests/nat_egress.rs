@@ -20,7 +20,7 @@ use netfwd_tests::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, chunked_stream, in_netns, ip_of,
         tcp_echo, udp_echo,
     },
-    payload, ping, tool_ok,
+    payload, ping, scapy_sendp, tool_ok,
 };
 use serde_json::Value;
 
@@ -541,4 +541,36 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
         "no translated fragments left the uplink:\n{}",
         tool_ok("tcpdump", &["-r", capture.to_str().unwrap(), "-n", "-v"])
     );
+}
+
+/// A blind RST spray across every NAT port, from the very remote address
+/// and port a stream talks to, with random sequence numbers: a RST counts
+/// only within the window past what the endpoint acknowledged, so the
+/// stream's flow stays established on its port (it used to turn `closing`,
+/// its port free for the taking) and the stream goes on.
+#[test]
+fn a_blind_rst_spray_neither_closes_a_flow_nor_frees_its_port() {
+    let lab = NatLab::new("rstspray", "");
+    let stream = chunked_stream(&lab.eps[0], 6);
+    thread::sleep(Duration::from_millis(500));
+    let stream_flow = || {
+        let flows = lab.sb.nat_flows(&lab.net);
+        flows
+            .into_iter()
+            .find(|f| f["protocol"] == "tcp" && f["remote"] == format!("{INTERNET_IP}:{ECHO_PORT}"))
+            .expect("the stream's flow")
+    };
+    let before = stream_flow();
+    assert_eq!(before["state"], "established", "{before:#}");
+    let frames = format!(
+        "[Ether(dst='{}')/IP(src='{INTERNET_IP}', dst='{UPLINK_IP}')\
+         /TCP(sport={ECHO_PORT}, dport=p, flags='R', seq=RandInt()) for p in range(61000, 65536)]",
+        lab.sb.uplink_mac()
+    );
+    scapy_sendp(&lab.internet.ns, "inet0", &frames, 1);
+    let after = stream_flow();
+    assert_eq!(after["state"], "established", "{after:#}");
+    assert_eq!(after["outside"], before["outside"]);
+    let chunks = stream.join().unwrap().unwrap();
+    assert!(chunks > 50, "the stream broke after {chunks} chunks");
 }

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
-    in_ns_ok,
+    drops, endpoint, in_ns_ok,
     outside::{
-        EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo,
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
+        udp_echo,
     },
-    payload,
+    payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
 };
 
 const SERVER_IP: &str = "10.80.0.2";
@@ -290,4 +291,103 @@ fn a_client_reusing_its_port_after_the_old_flow_expired_gets_in_again() {
         .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         std::thread::sleep(std::time::Duration::from_secs(3));
     }
+}
+
+/// Issue #14: a flood of SYNs from spoofed sources to a published port
+/// (its server answering each) made flows `nat list` showed as established
+/// for six hours, and once they filled the table every endpoint's new flow
+/// was refused. Now they stay unconfirmed (`syn_sent`/`syn_recv`, on
+/// `tcp_syn`), and new flows each evict the oldest of them. The flood and
+/// the new flows run on one CPU: early drop remembers flows per CPU.
+#[test]
+fn a_spoofed_syn_flood_neither_establishes_flows_nor_locks_endpoints_out() {
+    let lab = PublishLab::with("synflood", true, "[nat]\nmax_flows = 64\n");
+    let frames = format!(
+        "[Ether(dst='{}')/IP(src='198.18.%d.%d' % (i // 250, i % 250 + 1), dst='{UPLINK_IP}')\
+         /TCP(sport=40000 + i, dport={HOST_PORT}, flags='S', seq=i) for i in range(200)]",
+        lab.sb.uplink_mac()
+    );
+    let inet = lab._internet.ns.clone();
+    scapy_sendp_on(&["taskset", "-c", "0"], &inet, "inet0", &frames, 1);
+
+    let flows = lab.sb.nat_flows(&lab.net);
+    let flood: Vec<_> = flows
+        .iter()
+        .filter(|f| f["remote"].as_str().unwrap().starts_with("198.18."))
+        .collect();
+    assert!(flood.len() > 32, "the flood made flows: {flows:#?}");
+    for f in &flood {
+        assert!(
+            ["syn_sent", "syn_recv"].contains(&f["state"].as_str().unwrap()),
+            "{f:#}"
+        );
+        assert!(f["expires_in_secs"].as_u64().unwrap() <= 60, "{f:#}");
+    }
+
+    let data = payload("after-flood", 10_000);
+    let seen = in_netns(&lab.client_ns, move || {
+        stay_on_cpu0();
+        tcp_echo(INTERNET_IP, ECHO_PORT, None, &data)
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), UPLINK_IP, "an endpoint still gets out");
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(drops(&status, &lab.client_ns, "nat_full"), 0, "{status:#}");
+}
+
+/// An endpoint may send an ICMP error only about a packet sent to it: the
+/// client endpoint forging "port unreachable" about the server's published
+/// flow (which would cut the server's connection) is dropped and counted.
+#[test]
+fn an_icmp_error_about_another_endpoints_flow_is_dropped() {
+    let lab = PublishLab::new("icmpforeign", true);
+    let seen = in_netns(&lab._internet.ns, || {
+        udp_echo(UPLINK_IP, HOST_PORT, 5353, b"flow")
+    })
+    .unwrap();
+    assert_eq!(ip_of(&seen), INTERNET_IP);
+    let client_mac = endpoint(&lab.sb.network_status(&lab.net), &lab.client_ns)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = format!(
+        "Ether(src='{client_mac}')/IP(src='{CLIENT_IP}', dst='{INTERNET_IP}')/ICMP(type=3, code=3)\
+         /IP(src='{INTERNET_IP}', dst='{SERVER_IP}')/UDP(sport=5353, dport={PORT})"
+    );
+    let sent = scapy_sendp(&lab.client_ns, "eth0", &forged, 5);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        drops(&status, &lab.client_ns, "icmp_spoofed"),
+        sent,
+        "{status:#}"
+    );
+}
+
+/// A hairpinned connection's two entries are keyed so that each names the
+/// other: once it is over, the daemon's collector frees both (its egress
+/// entry used to stay in the table for good).
+#[test]
+fn an_expired_hairpin_flow_leaves_nothing_in_the_table() {
+    let lab = PublishLab::with(
+        "hairpingc",
+        true,
+        "[nat.timeouts]\ntcp_syn = 1\ntcp_established = 1\ntcp_closing = 1\n",
+    );
+    let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
+    assert_eq!(ip_of(&seen), GATEWAY, "hairpin");
+    let nat_pin = format!("/sys/fs/bpf/netfwd/{}/NAT", lab.net);
+    let entries = || {
+        let dump = tool_ok("bpftool", &["-j", "map", "dump", "pinned", &nat_pin]);
+        serde_json::from_str::<serde_json::Value>(&dump)
+            .unwrap()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(entries(), 2, "the hairpin flow's two entries");
+    let _daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while entries() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(entries(), 0, "left in the table");
 }

@@ -15,7 +15,7 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
-        MAP_NETWORK, MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES,
+        MAP_NETWORK, MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES, MAP_TRUSTED_IFACE,
     },
     nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
@@ -31,6 +31,7 @@ pub struct DatapathMaps {
     published_by_endpoint: HashMap<MapData, PublishedEndpoint, [u8; 2]>,
     host_netns: Array<MapData, u64>,
     endpoint_tx: DevMapHash<MapData>,
+    trusted_iface: Array<MapData, u32>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -62,6 +63,8 @@ impl DatapathMaps {
                 .context("HOST_NETNS has an unexpected type")?,
             endpoint_tx: DevMapHash::try_from(open(pin_dir, MAP_ENDPOINT_TX)?)
                 .context("ENDPOINT_TX has an unexpected type")?,
+            trusted_iface: Array::try_from(open(pin_dir, MAP_TRUSTED_IFACE)?)
+                .context("TRUSTED_IFACE has an unexpected type")?,
         })
     }
 
@@ -236,6 +239,14 @@ impl DatapathMaps {
             .and_then(|v| v.trim().parse().ok())
             .with_context(|| format!("no memlock in {path}"))?;
         Ok((memlock, max_entries))
+    }
+
+    /// Trusts sources of `REMOTE_TRUSTED` prefixes arriving on `ifindex`
+    /// only (0: nowhere).
+    pub fn set_trusted_iface(&mut self, ifindex: u32) -> Result<()> {
+        self.trusted_iface
+            .set(0, ifindex, 0)
+            .context("writing TRUSTED_IFACE")
     }
 
     pub fn set_host_netns(&mut self, cookie: u64) -> Result<()> {

@@ -14,9 +14,10 @@ use aya::{
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
-    self, CONNECT4_LINK, MAP_NAT, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
-    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    self, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_CONNECT4,
+    PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
+use netfwd_common::nat::{NatEntry, NatKey};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
@@ -132,7 +133,9 @@ impl Datapath {
     /// Loads with maps and links pinned under `dir` (tests use a directory of
     /// their own). `NAT` holds two entries per flow; with `shared_nat` it is
     /// the table pinned there, pinned under `dir` too (where `status`, the
-    /// collector and bpftool find it).
+    /// collector and bpftool find it), and early drop's rings of unconfirmed
+    /// flows are the table's there too (a SYN flood at one network's
+    /// published port must make room for every network's flows).
     pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
         for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
@@ -157,8 +160,9 @@ impl Datapath {
         };
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_NAT, nat_entries);
-        let pin_path = |map: &str| match map {
-            MAP_NAT => nat_pin.clone(),
+        let pin_path = |map: &str| match (map, shared_nat) {
+            (MAP_NAT, _) => nat_pin.clone(),
+            (MAP_UNCONFIRMED | MAP_UNCONFIRMED_CURSOR, Some(shared)) => shared.join(map),
             _ => dir.join(map),
         };
         let map_paths: Vec<(&str, PathBuf)> =
@@ -292,22 +296,28 @@ pub fn unpin_connect4(network: &NetworkName) -> Result<()> {
 }
 
 /// A pinned map is reused as it is, whatever size or kind the program asks
-/// for: when the configured size (or the kind) changed, the old `NAT` goes
-/// (and its flows with it).
+/// for: when the configured size, the kind or the entry layout changed, the
+/// old `NAT` goes (and its flows with it).
 fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
     let Ok(info) = MapInfo::from_pin(path) else {
         return Ok(());
     };
-    // A table pinned by an older netfwd may be an LRU hash.
+    // A table pinned by an older netfwd may be an LRU hash, or hold entries
+    // of an older layout (before TCP state had sequence numbers).
     let kind = info.map_type().ok();
-    if info.max_entries() == max_entries && kind == Some(MapType::Hash) {
+    let layout = (info.key_size() as usize, info.value_size() as usize);
+    let current_layout = (size_of::<NatKey>(), size_of::<NatEntry>());
+    if info.max_entries() == max_entries && kind == Some(MapType::Hash) && layout == current_layout
+    {
         return Ok(());
     }
     log::warn!(
-        "{}: recreating it ({:?} of {} entries) as a hash of {max_entries}; its flows are dropped",
+        "{}: recreating it ({:?} of {} entries of {} bytes) as a hash of {max_entries} of {}; its flows are dropped",
         path.display(),
         kind,
-        info.max_entries()
+        info.max_entries(),
+        layout.1,
+        current_layout.1,
     );
     remove_file_if_exists(path)
 }

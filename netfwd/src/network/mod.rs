@@ -263,7 +263,8 @@ async fn setup_uplink(
     })
 }
 
-/// Routes to the peer hosts' subnets and the programs on the LAN.
+/// Routes to the peer hosts' subnets, the programs on the LAN and the
+/// interface trusted sources arrive on.
 async fn setup_lan(
     host: &Netlink,
     net: &Network,
@@ -284,6 +285,13 @@ async fn setup_lan(
         maps.ensure_counters(link.index)?;
         datapath.attach_from_uplink(lan)?;
     }
+    // Trusted sources come in where the peers are: the LAN, else the
+    // uplink. Arriving anywhere else, their address proves nothing.
+    let trusted = match net.lan.as_ref().or(net.uplink.as_ref()) {
+        Some(ifname) => host.link_by_name(ifname).await?.map_or(0, |l| l.index),
+        None => 0,
+    };
+    maps.set_trusted_iface(trusted)?;
     for peer in &net.peers {
         host.replace_route(&peer_route(peer))
             .await

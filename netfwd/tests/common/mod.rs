@@ -141,12 +141,27 @@ fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-/// A TCP segment with `flags` and a payload.
+/// A TCP segment with `flags` and a payload (sequence number 1, no
+/// acknowledgment number).
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_seq(sport, dport, flags, (1, 0), payload)
+}
+
+/// A TCP segment with `flags`, sequence and acknowledgment numbers `(seq,
+/// ack)` and a payload.
+pub fn tcp_seq(
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     t.extend_from_slice(payload);
     t
 }
