@@ -22,6 +22,20 @@ fn echo_requests_seen(ns: &str) -> u64 {
     snmp_counter(ns, "Icmp", "InEchos")
 }
 
+/// Network `net` with endpoints A and B in namespaces `a` and `b`; A's MAC.
+fn two_endpoints(sb: &Sandbox) -> (String, String, String, String) {
+    let net = sb.net_name();
+    let (a, b) = (sb.ns("a"), sb.ns("b"));
+    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
+        .endpoint(&a, Some(A))
+        .endpoint(&b, Some(B)));
+    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (net, a, b, a_mac)
+}
+
 #[test]
 fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
     let sb = Sandbox::new("spoof");
@@ -58,15 +72,7 @@ fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
 #[test]
 fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
     let sb = Sandbox::new("garp");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
-        .endpoint(&a, Some(A))
-        .endpoint(&b, Some(B)));
-    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (net, a, b, a_mac) = two_endpoints(&sb);
     // A claims to be the gateway, as a request and as a reply.
     scapy_send(
         &a,
@@ -98,15 +104,7 @@ fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
 #[test]
 fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
     let sb = Sandbox::new("arpreply");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
-        .endpoint(&a, Some(A))
-        .endpoint(&b, Some(B)));
-    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (net, a, b, a_mac) = two_endpoints(&sb);
     let reply = |claimed: &str| {
         format!(
             "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=2, hwsrc='{a_mac}', psrc='{claimed}', pdst='{GATEWAY}')"

@@ -7,6 +7,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
+use nix::sys::signal::{SigSet, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{config, network};
@@ -15,14 +16,15 @@ use crate::{config, network};
 const MAX_INTERVAL_SECS: u64 = 5;
 
 pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
+    // A SIGTERM or SIGINT while `up` runs waits for it to finish, then stops
+    // the daemon cleanly: neither kills it half-way (the default action) nor
+    // interrupts the syscalls `up` makes (a handled signal made a program
+    // load retry for ever).
+    let stop_signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]);
+    stop_signals
+        .thread_block()
+        .context("holding SIGTERM and SIGINT")?;
     let net = config::load(config_path)?;
-    let report = network::up(&net).await?;
-    log::info!(
-        "network {} is up: {} endpoints, uplink {}",
-        net.name,
-        report.endpoints.len(),
-        net.uplink.as_deref().unwrap_or("none")
-    );
     // Often enough that the shortest timeout is honoured within half of it.
     let t = net.nat.timeouts;
     let shortest = [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.icmp]
@@ -35,8 +37,19 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
             "--gc-interval: must be at least 1 second"
         ));
     }
+    let report = network::up(&net).await?;
+    log::info!(
+        "network {} is up: {} endpoints, uplink {}",
+        net.name,
+        report.endpoints.len(),
+        net.uplink.as_deref().unwrap_or("none")
+    );
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    // One that came meanwhile is delivered now, to the handlers.
+    stop_signals
+        .thread_unblock()
+        .context("releasing SIGTERM and SIGINT")?;
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     loop {
         tokio::select! {
