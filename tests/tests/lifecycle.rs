@@ -302,3 +302,79 @@ fn network_in_a_live_namespace_is_not_an_orphan_and_down_elsewhere_refuses() {
     assert!(Path::new(BPF_PIN_ROOT).join(&net).is_dir());
     assert_ping(sb.host(), IPS[0]);
 }
+
+/// An endpoint's program is attached before its entry is written and
+/// forwarding is turned on for its veth: until the program runs, what the
+/// endpoint sends meets the host stack unchecked, and with forwarding on it
+/// would be routed out with its private source. Read off the syscalls `up`
+/// makes (strace).
+#[test]
+fn an_endpoints_program_is_attached_before_its_entry_and_forwarding() {
+    let sb = Sandbox::new("lcorder");
+    let _internet = netfwd_tests::outside::Internet::new(&sb);
+    let net = sb.net_name();
+    let ns = sb.ns("a");
+    let config = sb.write_config(&format!(
+        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{}\"\n\
+         [[endpoint]]\nnetns = \"{ns}\"\nip = \"{}\"\n",
+        netfwd_tests::outside::UPLINK,
+        IPS[0]
+    ));
+    let trace = config.with_extension("strace");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=bpf,openat", "-o"])
+        .arg(&trace)
+        .arg(netfwd_bin())
+        .args(["--netns", sb.host(), "up", "-c"])
+        .arg(&config);
+    let out = run_with_timeout(&mut cmd, NETFWD_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("strace netfwd up", &out)
+    );
+
+    let status = sb.network_status(&net);
+    let ep = endpoint(&status, &ns);
+    let ifindex = ep["host_ifindex"].as_u64().unwrap();
+    let ifname = ep["host_ifname"].as_str().unwrap();
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    let position = |what: &str, is: &dyn Fn(usize, &str) -> bool| {
+        (0..lines.len())
+            .find(|&i| is(i, lines[i]))
+            .unwrap_or_else(|| panic!("no {what} in the trace:\n{calls}"))
+    };
+    // TCX ingress (attach type 46) on the endpoint's veth.
+    let attached = position("TCX attach", &|_, l| {
+        l.contains("BPF_LINK_CREATE")
+            && l.contains(&format!("target_fd={ifindex},"))
+            && (l.contains("attach_type=0x2e") || l.contains("BPF_TCX_INGRESS"))
+    });
+    // An update of ENDPOINTS through an fd that BPF_OBJ_GET opened on it.
+    let endpoints_pin = format!("/{net}/ENDPOINTS\"");
+    let entry = position("ENDPOINTS update", &|i, l| {
+        let Some(fd) = l
+            .split("map_fd=")
+            .nth(1)
+            .filter(|_| l.contains("BPF_MAP_UPDATE_ELEM"))
+            .and_then(|rest| rest.split(',').next())
+        else {
+            return false;
+        };
+        // The latest call that returned this fd opened ENDPOINTS.
+        let opened = format!("= {fd}");
+        lines[..i]
+            .iter()
+            .rev()
+            .find(|o| o.trim_end().ends_with(&opened))
+            .is_some_and(|o| o.contains("BPF_OBJ_GET") && o.contains(&endpoints_pin))
+    });
+    let forwarding = position("forwarding sysctl", &|_, l| {
+        l.contains(&format!("/conf/{ifname}/forwarding"))
+    });
+    assert!(
+        attached < entry && attached < forwarding,
+        "attached at line {attached}, entry at {entry}, forwarding at {forwarding}:\n{calls}"
+    );
+}

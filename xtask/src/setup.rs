@@ -43,6 +43,7 @@ const PACKAGES: &[&str] = &[
     "netsniff-ng",
     "hping3",
     "python3-scapy",
+    "strace",
     "linux-perf",
 ];
 
