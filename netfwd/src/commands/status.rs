@@ -11,6 +11,7 @@ use crate::{
     config::{Mode, Network, Proto},
     loader::{self, AttachedProgram, DatapathMaps},
     name::NetworkName,
+    nat_table,
     netlink::{Link, Netlink},
     netns,
     state::State,
@@ -257,7 +258,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
             let (memory_bytes, max_entries) = m.nat_memory()?;
-            let flows = crate::nat_table::of_subnet(m.nat_entries()?, &net.subnet)
+            let flows = nat_table::of_subnet(m.nat_entries()?, &net.subnet)
                 .iter()
                 .filter(|(k, _)| k.dir == DIR_INGRESS)
                 .count();
