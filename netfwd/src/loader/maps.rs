@@ -162,19 +162,10 @@ impl DatapathMaps {
             .context("writing NAT_CONFIG")
     }
 
-    /// Every entry of `NAT` (both directions of every flow). Entries the
-    /// datapath removes meanwhile are skipped, not errors.
+    /// Every entry of `NAT` (both directions of every flow), read in
+    /// batches while the datapath keeps changing it.
     pub fn nat_entries(&self) -> Result<Vec<(NatKey, NatEntry)>> {
-        let mut entries = Vec::new();
-        for key in self.nat.keys() {
-            let key = key.context("reading NAT")?;
-            match self.nat.get(&key, 0) {
-                Ok(entry) => entries.push((key, entry)),
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("reading NAT"),
-            }
-        }
-        Ok(entries)
+        super::batch::entries(&self.nat).context("reading NAT")
     }
 
     /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).

@@ -2,6 +2,7 @@
 //! netfwd exits: maps and TCX links under /sys/fs/bpf/netfwd/<network>/.
 
 mod attach;
+mod batch;
 mod bpffs;
 mod maps;
 
