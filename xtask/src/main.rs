@@ -30,7 +30,7 @@ enum Command {
     Setup,
     /// Set up, then build netfwd (release, eBPF object included).
     Build,
-    /// Prove the toolchain pins: setup and the release build pass with a
+    /// Prove the toolchain pins: setup and the eBPF build pass with a
     /// private rustup home whose own `nightly` is newer than the eBPF pin,
     /// and leave that nightly as it was (part of `test`).
     ToolchainProof,
@@ -161,10 +161,10 @@ fn test(test_args: &[String]) -> Result<()> {
     // The scenario tests again with XDP in front of TC: every behaviour the
     // same in both modes.
     cargo_test(&["--package", "netfwd-tests"], "xdp", test_args)?;
-    // Two minutes of soak in each mode, unless the caller picked tests.
+    // A minute of soak in each mode, unless the caller picked tests.
     if test_args.is_empty() {
         for mode in ["tc", "xdp"] {
-            soak(120, mode)?;
+            soak(60, mode)?;
         }
     }
     Ok(())
