@@ -10,24 +10,43 @@ use crate::{input_error, name::NetworkName};
 
 /// Longest interface name Linux allows.
 const MAX_IFNAME_LEN: usize = 15;
+/// First letters of an endpoint's host-side veth end.
+const HOST_END: &str = "nf";
+/// First letters of an endpoint's namespace end while it is still in the host
+/// namespace (it is renamed when it moves in).
+const PEER_TMP_END: &str = "np";
+
+/// `<end><network>-`: the dash ends the network's name, so no network's
+/// prefix is the start of another's.
+fn prefix(end: &str, name: &NetworkName) -> String {
+    format!("{end}{name}-")
+}
 
 impl Network {
     /// Host-side veth of an endpoint: `nf<network>-<host offset in hex>`,
     /// stable for as long as the endpoint keeps its address.
     pub fn host_ifname(&self, ip: Ipv4Addr) -> String {
-        format!("nf{}-{:x}", self.name, self.subnet.host_offset(ip))
+        self.endpoint_ifname(HOST_END, ip)
     }
 
     /// Name the namespace end carries while it is still in the host namespace.
     pub fn peer_tmp_ifname(&self, ip: Ipv4Addr) -> String {
-        format!("np{}-{:x}", self.name, self.subnet.host_offset(ip))
+        self.endpoint_ifname(PEER_TMP_END, ip)
+    }
+
+    fn endpoint_ifname(&self, end: &str, ip: Ipv4Addr) -> String {
+        format!(
+            "{}{:x}",
+            prefix(end, &self.name),
+            self.subnet.host_offset(ip)
+        )
     }
 }
 
 /// Prefixes of every veth end network `name` names in the host namespace (and
 /// of nothing else: names are at most 8 characters and the dash ends them).
 pub fn ifname_prefixes(name: &NetworkName) -> [String; 2] {
-    [format!("nf{name}-"), format!("np{name}-")]
+    [prefix(HOST_END, name), prefix(PEER_TMP_END, name)]
 }
 
 pub fn validate_ifname(field: &str, name: &str) -> Result<()> {
