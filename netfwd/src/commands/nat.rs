@@ -33,7 +33,7 @@ pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
         let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
             Ok(maps) => nat_table::flows(
                 &nat_table::of_subnet(maps.nat_entries()?, &st.network.subnet),
-                &st.network.nat.timeouts,
+                &st.network.nat.timeouts.into(),
                 now,
             ),
             Err(_) => Vec::new(),

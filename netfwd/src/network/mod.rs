@@ -368,7 +368,7 @@ fn nat_config(net: &Network, uplink_ifindex: u32, uplink_addr: [u8; 4]) -> NatCo
         uplink_addr,
         port_min: net.nat.port_min,
         port_max: net.nat.port_max,
-        timeouts: net.nat.timeouts,
+        timeouts: net.nat.timeouts.into(),
     }
 }
 

@@ -1,18 +1,16 @@
-//! The TOML config: its file format (unknown keys are an error) and the
-//! validated network built from it. Validation is pure: it runs before
-//! anything is changed, and every error names the field.
+//! From the config file to the validated network. Validation is pure: it runs
+//! before anything is changed, and every error is one line that names the
+//! field.
 
-use std::{
-    collections::HashSet,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 
-use netfwd_common::nat::{DEFAULT_MAX_FLOWS, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts};
-
+use super::{
+    file::{AllowSection, ConfigFile, EndpointSection, NatSection, PeerSection, PublishSection},
+    ifname::validate_ifname,
+    model::{Endpoint, NatSettings, Network, Peer, Published, Timeouts},
+};
 use crate::{input_error, ipnet::Ipv4Net, name::NetworkName};
 
 /// Widest subnet: host-side veths are named by the endpoint's host offset in
@@ -24,247 +22,6 @@ pub const MAX_PREFIX_LEN: u8 = 30;
 pub const DEFAULT_MTU: u32 = 1500;
 /// Most NAT flows a network may hold (two map entries each).
 pub const MAX_NAT_FLOWS: u32 = 1 << 22;
-/// Longest interface name Linux allows.
-const MAX_IFNAME_LEN: usize = 15;
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub network: NetworkSection,
-    #[serde(default, rename = "endpoint")]
-    pub endpoints: Vec<EndpointSection>,
-    pub nat: Option<NatSection>,
-    #[serde(default, rename = "peer")]
-    pub peers: Vec<PeerSection>,
-    #[serde(default, rename = "allow")]
-    pub allows: Vec<AllowSection>,
-    #[serde(default, rename = "publish")]
-    pub publishes: Vec<PublishSection>,
-}
-
-/// A host port forwarded to an endpoint (Docker's `-p host_port:port`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishSection {
-    pub proto: Proto,
-    pub host_port: u16,
-    /// The endpoint's netns name.
-    pub endpoint: String,
-    pub port: u16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => netfwd_common::nat::IPPROTO_TCP,
-            Proto::Udp => netfwd_common::nat::IPPROTO_UDP,
-        }
-    }
-}
-
-/// Opens this network to another netfwd network of the host.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowSection {
-    pub network: String,
-}
-
-/// Another host's endpoint subnet, reached through the LAN without NAT.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerSection {
-    pub subnet: String,
-    pub via: String,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkSection {
-    pub name: String,
-    pub subnet: String,
-    pub gateway: Option<String>,
-    pub mtu: Option<u32>,
-    pub uplink: Option<String>,
-    pub kind: Option<Kind>,
-    pub lan: Option<String>,
-    pub icc: Option<bool>,
-    pub host_cgroup: Option<PathBuf>,
-    pub mode: Option<Mode>,
-}
-
-/// Where the datapath runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// TC (TCX) on every interface: measured fastest on veths.
-    #[default]
-    Tc,
-    /// XDP in front of TC on the uplink and the host-side veths, for the
-    /// packets it can finish (endpoint to endpoint, replies of NAT flows);
-    /// TC alone where XDP cannot attach.
-    Xdp,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Tc => "tc",
-            Mode::Xdp => "xdp",
-        })
-    }
-}
-
-/// How endpoints are joined.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// One L2 segment, as on Docker's bridge: endpoints hold `IP/prefix` and
-    /// resolve each other (the datapath answers their ARP).
-    #[default]
-    Bridge,
-    /// Routed, as in seed 002: each endpoint holds `IP/32` and reaches
-    /// everything through the gateway; the datapath routes between them.
-    Routed,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NatSection {
-    pub port_min: Option<u16>,
-    pub port_max: Option<u16>,
-    pub max_flows: Option<u32>,
-    #[serde(default)]
-    pub timeouts: TimeoutsSection,
-}
-
-/// Idle timeouts in seconds; each defaults to `NatTimeouts::DEFAULT`'s.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeoutsSection {
-    pub tcp_syn: Option<u32>,
-    pub tcp_established: Option<u32>,
-    pub tcp_closing: Option<u32>,
-    pub udp: Option<u32>,
-    pub icmp: Option<u32>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointSection {
-    pub netns: String,
-    pub ip: Option<String>,
-}
-
-/// A network as netfwd builds it: every field checked, every address decided.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Network {
-    pub name: NetworkName,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
-    pub mtu: u32,
-    pub endpoints: Vec<Endpoint>,
-    /// Host interface endpoints are masqueraded behind; no NAT without it.
-    #[serde(default)]
-    pub uplink: Option<String>,
-    #[serde(default)]
-    pub nat: NatSettings,
-    #[serde(default)]
-    pub kind: Kind,
-    /// Interface to the other hosts: what arrives on it for endpoints from a
-    /// peer subnet or its own connected subnet is delivered without NAT.
-    #[serde(default)]
-    pub lan: Option<String>,
-    #[serde(default)]
-    pub peers: Vec<Peer>,
-    /// Endpoints may talk to each other (Docker's inter-container
-    /// communication).
-    #[serde(default = "yes")]
-    pub icc: bool,
-    /// Other netfwd networks this one's endpoints may reach.
-    #[serde(default)]
-    pub allow: Vec<NetworkName>,
-    #[serde(default)]
-    pub published: Vec<Published>,
-    /// The cgroup whose processes reach published ports on the host's own
-    /// addresses; default: the root of the host's cgroup v2 hierarchy.
-    #[serde(default)]
-    pub host_cgroup: Option<PathBuf>,
-    #[serde(default)]
-    pub mode: Mode,
-}
-
-/// A validated published port: host port -> endpoint address and port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub proto: Proto,
-    pub host_port: u16,
-    pub ip: Ipv4Addr,
-    pub port: u16,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Peer {
-    pub subnet: Ipv4Net,
-    /// The other host's address on the LAN link.
-    pub via: Ipv4Addr,
-}
-
-/// Source NAT settings (used when the network has an uplink).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NatSettings {
-    pub port_min: u16,
-    pub port_max: u16,
-    pub max_flows: u32,
-    pub timeouts: NatTimeouts,
-}
-
-impl Default for NatSettings {
-    fn default() -> Self {
-        NatSettings {
-            port_min: DEFAULT_PORT_MIN,
-            port_max: DEFAULT_PORT_MAX,
-            max_flows: DEFAULT_MAX_FLOWS,
-            timeouts: NatTimeouts::DEFAULT,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    /// ip-netns name: /run/netns/<netns>.
-    pub netns: String,
-    pub ip: Ipv4Addr,
-}
-
-impl Network {
-    /// Host-side veth of an endpoint: `nf<network>-<host offset in hex>`,
-    /// stable for as long as the endpoint keeps its address.
-    pub fn host_ifname(&self, ip: Ipv4Addr) -> String {
-        format!("nf{}-{:x}", self.name, self.subnet.host_offset(ip))
-    }
-
-    /// Name the namespace end carries while it is still in the host namespace.
-    pub fn peer_tmp_ifname(&self, ip: Ipv4Addr) -> String {
-        format!("np{}-{:x}", self.name, self.subnet.host_offset(ip))
-    }
-}
-
-/// Prefixes of every veth end network `name` names in the host namespace (and
-/// of nothing else: names are at most 8 characters and the dash ends them).
-pub fn ifname_prefixes(name: &NetworkName) -> [String; 2] {
-    [format!("nf{name}-"), format!("np{name}-")]
-}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Network> {
@@ -391,18 +148,6 @@ fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
     Ok(valid)
 }
 
-pub fn validate_ifname(field: &str, name: &str) -> Result<()> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
-    if name.is_empty() || name.len() > MAX_IFNAME_LEN || !ok_chars {
-        return Err(input_error!(
-            "{field}: {name:?} is not an interface name (1 to {MAX_IFNAME_LEN} printable characters, no '/' or ':')"
-        ));
-    }
-    Ok(())
-}
-
 fn validate_nat(section: &NatSection) -> Result<NatSettings> {
     let defaults = NatSettings::default();
     let port_min = section.port_min.unwrap_or(defaults.port_min);
@@ -422,7 +167,7 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
         ));
     }
     let t = &section.timeouts;
-    let d = NatTimeouts::DEFAULT;
+    let d = Timeouts::default();
     let timeout = |field: &str, value: Option<u32>, default: u32| -> Result<u32> {
         match value.unwrap_or(default) {
             0 => Err(input_error!(
@@ -435,7 +180,7 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
         port_min,
         port_max,
         max_flows,
-        timeouts: NatTimeouts {
+        timeouts: Timeouts {
             tcp_syn: timeout("tcp_syn", t.tcp_syn, d.tcp_syn)?,
             tcp_established: timeout("tcp_established", t.tcp_established, d.tcp_established)?,
             tcp_closing: timeout("tcp_closing", t.tcp_closing, d.tcp_closing)?,
@@ -582,7 +327,10 @@ fn parse_ip(field: &str, s: &str) -> Result<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{EXIT_BAD_INPUT, exit_code};
+    use crate::{
+        config::Kind,
+        error::{EXIT_BAD_INPUT, exit_code},
+    };
 
     const SEED001: &str = r#"
         [network]
@@ -623,13 +371,6 @@ mod tests {
             net.host_ifname(Ipv4Addr::new(172, 18, 255, 254)),
             "nfa-fffe"
         );
-    }
-
-    #[test]
-    fn longest_ifname_fits() {
-        let net = parse("[network]\nname = \"abcdefgh\"\nsubnet = \"10.0.0.0/16\"\n").unwrap();
-        assert!(net.host_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
-        assert!(net.peer_tmp_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
     }
 
     #[test]

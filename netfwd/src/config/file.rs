@@ -1,0 +1,93 @@
+//! The config file as the user writes it: TOML sections with every field as
+//! written (strings for addresses, options for defaults). Unknown keys are an
+//! error, so a misspelt field never falls back silently to its default.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Kind, Mode, Proto};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub network: NetworkSection,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointSection>,
+    pub nat: Option<NatSection>,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerSection>,
+    #[serde(default, rename = "allow")]
+    pub allows: Vec<AllowSection>,
+    #[serde(default, rename = "publish")]
+    pub publishes: Vec<PublishSection>,
+}
+
+/// A host port forwarded to an endpoint (Docker's `-p host_port:port`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSection {
+    pub proto: Proto,
+    pub host_port: u16,
+    /// The endpoint's netns name.
+    pub endpoint: String,
+    pub port: u16,
+}
+
+/// Opens this network to another netfwd network of the host.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowSection {
+    pub network: String,
+}
+
+/// Another host's endpoint subnet, reached through the LAN without NAT.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    pub subnet: String,
+    pub via: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Option<String>,
+    pub mtu: Option<u32>,
+    pub uplink: Option<String>,
+    pub kind: Option<Kind>,
+    pub lan: Option<String>,
+    pub icc: Option<bool>,
+    pub host_cgroup: Option<PathBuf>,
+    pub mode: Option<Mode>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSection {
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+    pub max_flows: Option<u32>,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+/// Idle timeouts in seconds; each defaults to `Timeouts::default()`'s.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub tcp_syn: Option<u32>,
+    pub tcp_established: Option<u32>,
+    pub tcp_closing: Option<u32>,
+    pub udp: Option<u32>,
+    pub icmp: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub netns: String,
+    pub ip: Option<String>,
+}

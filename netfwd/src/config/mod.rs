@@ -1,0 +1,20 @@
+//! The TOML config, in four parts: the file format the user writes (`file`),
+//! the validated network netfwd runs on (`model`), the pure validation from
+//! one to the other, which runs before anything is changed and names the
+//! field in every error (`validate`), and interface naming (`ifname`).
+
+mod file;
+mod ifname;
+mod model;
+mod validate;
+
+pub use file::{
+    AllowSection, ConfigFile, EndpointSection, NatSection, NetworkSection, PeerSection,
+    PublishSection, TimeoutsSection,
+};
+pub use ifname::{ifname_prefixes, validate_ifname};
+pub use model::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts};
+pub use validate::{
+    DEFAULT_MTU, MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_PREFIX_LEN, load, parse, validate,
+    validate_netns_name,
+};

@@ -1,0 +1,230 @@
+//! The validated network: what netfwd builds and runs on, every field checked
+//! and every address decided. It holds netfwd's own types only; the datapath's
+//! map types are made from it in one place (`convert_timeouts!`).
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use netfwd_common::nat::{DEFAULT_MAX_FLOWS, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts};
+
+use crate::{ipnet::Ipv4Net, name::NetworkName};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => netfwd_common::nat::IPPROTO_TCP,
+            Proto::Udp => netfwd_common::nat::IPPROTO_UDP,
+        }
+    }
+}
+
+/// Where the datapath runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// TC (TCX) on every interface: measured fastest on veths.
+    #[default]
+    Tc,
+    /// XDP in front of TC on the uplink and the host-side veths, for the
+    /// packets it can finish (endpoint to endpoint, the ingress packets of
+    /// NAT flows); TC alone where XDP cannot attach.
+    Xdp,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Tc => "tc",
+            Mode::Xdp => "xdp",
+        })
+    }
+}
+
+/// How endpoints are joined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One L2 segment, as on Docker's bridge: endpoints hold `IP/prefix` and
+    /// resolve each other (the datapath answers their ARP).
+    #[default]
+    Bridge,
+    /// Routed, as in seed 002: each endpoint holds `IP/32` and reaches
+    /// everything through the gateway; the datapath routes between them.
+    Routed,
+}
+
+/// A network as netfwd builds it: every field checked, every address decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: NetworkName,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    pub endpoints: Vec<Endpoint>,
+    /// Host interface endpoints are masqueraded behind; no NAT without it.
+    #[serde(default)]
+    pub uplink: Option<String>,
+    #[serde(default)]
+    pub nat: NatSettings,
+    #[serde(default)]
+    pub kind: Kind,
+    /// Interface to the other hosts: what arrives on it for endpoints from a
+    /// peer subnet or its own connected subnet is delivered without NAT.
+    #[serde(default)]
+    pub lan: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Endpoints may talk to each other (Docker's inter-container
+    /// communication).
+    #[serde(default = "yes")]
+    pub icc: bool,
+    /// Other netfwd networks this one's endpoints may reach.
+    #[serde(default)]
+    pub allow: Vec<NetworkName>,
+    #[serde(default)]
+    pub published: Vec<Published>,
+    /// The cgroup whose processes reach published ports on the host's own
+    /// addresses; default: the root of the host's cgroup v2 hierarchy.
+    #[serde(default)]
+    pub host_cgroup: Option<PathBuf>,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A validated published port: host port -> endpoint address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub subnet: Ipv4Net,
+    /// The other host's address on the LAN link.
+    pub via: Ipv4Addr,
+}
+
+/// Source NAT settings (used when the network has an uplink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSettings {
+    pub port_min: u16,
+    pub port_max: u16,
+    pub max_flows: u32,
+    pub timeouts: Timeouts,
+}
+
+impl Default for NatSettings {
+    fn default() -> Self {
+        NatSettings {
+            port_min: DEFAULT_PORT_MIN,
+            port_max: DEFAULT_PORT_MAX,
+            max_flows: DEFAULT_MAX_FLOWS,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// How long an idle NAT flow lives, by state, in seconds. Serialized with the
+/// field names `NatTimeouts` had when the model held it, so a state file
+/// written then still reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// TCP before its handshake has completed.
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    /// TCP after a FIN or RST.
+    pub tcp_closing: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+impl Default for Timeouts {
+    /// The datapath's defaults, so the numbers are written once.
+    fn default() -> Self {
+        NatTimeouts::DEFAULT.into()
+    }
+}
+
+/// Both conversions between the model's timeouts and the map type the
+/// datapath reads, in one body: destructured, so a field added to either side
+/// fails to compile here.
+macro_rules! convert_timeouts {
+    ($from:ident => $to:ident) => {
+        impl From<$from> for $to {
+            fn from(t: $from) -> Self {
+                let $from {
+                    tcp_syn,
+                    tcp_established,
+                    tcp_closing,
+                    udp,
+                    icmp,
+                } = t;
+                $to {
+                    tcp_syn,
+                    tcp_established,
+                    tcp_closing,
+                    udp,
+                    icmp,
+                }
+            }
+        }
+    };
+}
+convert_timeouts!(Timeouts => NatTimeouts);
+convert_timeouts!(NatTimeouts => Timeouts);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// ip-netns name: /run/netns/<netns>.
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_convert_to_the_map_type_field_by_field() {
+        let t = Timeouts {
+            tcp_syn: 1,
+            tcp_established: 2,
+            tcp_closing: 3,
+            udp: 4,
+            icmp: 5,
+        };
+        let map = NatTimeouts {
+            tcp_syn: 1,
+            tcp_established: 2,
+            tcp_closing: 3,
+            udp: 4,
+            icmp: 5,
+        };
+        assert_eq!(NatTimeouts::from(t), map);
+        assert_eq!(Timeouts::from(map), t);
+    }
+
+    #[test]
+    fn nat_settings_keep_their_serialized_shape() {
+        let json = serde_json::to_string(&NatSettings::default()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"port_min":61000,"port_max":65535,"max_flows":65536,"timeouts":{"tcp_syn":60,"tcp_established":21600,"tcp_closing":30,"udp":60,"icmp":30}}"#
+        );
+    }
+}
