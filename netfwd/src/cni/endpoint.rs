@@ -13,11 +13,10 @@ use super::{
     ipam, require_version,
 };
 use crate::{
-    commands::status::format_mac,
     config::{Network, Proto},
     loader::{self, DatapathMaps},
     name::NetworkName,
-    netlink::Netlink,
+    netlink::{Netlink, format_mac},
     netns,
     network::{self, AttachRequest, Attachment, Target},
     state::{self, State},

@@ -4,9 +4,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    loader::{self, DatapathMaps},
+    loader::{
+        self, DatapathMaps,
+        nat_table::{self, Flow},
+    },
     name::NetworkName,
-    nat_table::{self, Flow},
     netns,
     state::State,
 };

@@ -9,10 +9,9 @@ use serde::Serialize;
 
 use crate::{
     config::{Mode, Network, Proto},
-    loader::{self, AttachedProgram, DatapathMaps},
+    loader::{self, AttachedProgram, DatapathMaps, nat_table},
     name::NetworkName,
-    nat_table,
-    netlink::{Link, Netlink},
+    netlink::{Link, Netlink, format_mac},
     netns,
     state::State,
 };
@@ -348,11 +347,6 @@ fn iface_mode(network: &NetworkName, link: Option<&Link>) -> Result<Mode> {
         Some(l) if loader::xdp_attached(network, l)? => Mode::Xdp,
         _ => Mode::Tc,
     })
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 fn print_human(report: &StatusReport) {

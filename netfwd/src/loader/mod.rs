@@ -4,6 +4,7 @@
 mod attach;
 mod bpffs;
 mod maps;
+pub mod nat_table;
 
 use std::path::{Path, PathBuf};
 

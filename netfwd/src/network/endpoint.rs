@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     config::{Endpoint, Kind, Mode, Network},
     ethtool,
-    netlink::{Link, Netlink, Route},
+    netlink::{self, Link, Netlink, Route},
     netns,
     state::State,
 };
@@ -117,7 +117,7 @@ async fn ensure_netns(name: &str, st: &mut State) -> Result<()> {
         st.created_netns.push(name.to_owned());
         st.save()?;
     }
-    netns::create(name)
+    netlink::create_netns(name)
         .await
         .with_context(|| format!("creating netns {name}"))
 }

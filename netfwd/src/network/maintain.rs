@@ -8,9 +8,8 @@ use netfwd_common::nat::NatConfig;
 
 use super::{attach, own_state, preflight, publish};
 use crate::{
-    loader::{self, DatapathMaps},
+    loader::{self, DatapathMaps, nat_table},
     name::NetworkName,
-    nat_table,
     netlink::Netlink,
     state,
 };

@@ -25,9 +25,11 @@ use serde::Serialize;
 use crate::{
     cgroup,
     config::{self, Mode, Network, Peer, Published},
-    loader::{self, AttachOutcome, Datapath, DatapathMaps},
+    loader::{
+        self, AttachOutcome, Datapath, DatapathMaps,
+        nat_table::{self, NatTable as _},
+    },
     name::NetworkName,
-    nat_table::{self, NatTable as _},
     netlink::{Netlink, Route},
     netns, procnet,
     state::{self, State},
