@@ -21,11 +21,40 @@ use crate::{
     config::{self, Network, Published},
     name::NetworkName,
     netns::{self, Here, NetnsId},
-    network::Attachment,
     private_dir,
 };
 
 pub const STATE_DIR: &str = "/run/netfwd";
+
+/// An attached endpoint, as recorded in the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    /// The interface's name inside the namespace.
+    pub ifname: String,
+    /// As given: `/proc/PID/ns/net` or a namespace file.
+    pub netns_path: PathBuf,
+    pub pid: Option<u32>,
+    /// The namespace attached: a PID reused by another process, or a path
+    /// mounted over, is not it.
+    pub netns_id: NetnsId,
+    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+impl Attachment {
+    /// Whether the namespace is still there (the process still runs).
+    pub fn present(&self) -> bool {
+        netns::is_netns_path(&self.netns_path).unwrap_or(false)
+            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
+    }
+
+    /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
+    pub fn is_cni(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id.as_deref() == Some(container_id) && self.ifname == ifname
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {

@@ -18,8 +18,8 @@ use crate::{
     name::NetworkName,
     netlink::{Netlink, format_mac},
     netns,
-    network::{self, AttachRequest, Attachment, Target},
-    state::{self, State},
+    network::{self, AttachRequest, Target},
+    state::{self, Attachment, State},
 };
 
 fn lib<T>(result: anyhow::Result<T>) -> CniResult<T> {

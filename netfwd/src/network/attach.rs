@@ -8,7 +8,6 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
 use super::{endpoint, install_endpoint, own_state, publish};
 use crate::{
@@ -17,48 +16,9 @@ use crate::{
     loader::{self, DatapathMaps},
     name::NetworkName,
     netlink::Netlink,
-    netns::{self, NetnsId},
-    state::{self, State},
+    netns,
+    state::{self, Attachment, State},
 };
-
-/// An attached endpoint, as recorded in the state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub ip: Ipv4Addr,
-    /// The interface's name inside the namespace.
-    pub ifname: String,
-    /// As given: `/proc/PID/ns/net` or a namespace file.
-    pub netns_path: PathBuf,
-    pub pid: Option<u32>,
-    /// The namespace attached: a PID reused by another process, or a path
-    /// mounted over, is not it.
-    pub netns_id: NetnsId,
-    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
-}
-
-impl Attachment {
-    /// Whether the namespace is still there (the process still runs).
-    pub fn present(&self) -> bool {
-        netns::is_netns_path(&self.netns_path).unwrap_or(false)
-            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
-    }
-
-    /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
-    pub fn is_cni(&self, container_id: &str, ifname: &str) -> bool {
-        self.container_id.as_deref() == Some(container_id) && self.ifname == ifname
-    }
-
-    pub fn placement(&self) -> endpoint::Placement<'_> {
-        endpoint::Placement {
-            ns_path: &self.netns_path,
-            ifname: &self.ifname,
-            ip: self.ip,
-            lo_up: false,
-        }
-    }
-}
 
 /// Which namespace to attach or detach.
 #[derive(Clone, Debug)]
@@ -223,7 +183,7 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
     let mut datapath = super::load_datapath(net)?;
     let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
-    let facts = endpoint::ensure(host, net, &a.placement()).await?;
+    let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
     install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::{
     ethtool,
     netlink::{self, Link, Netlink, Route},
     netns,
-    state::State,
+    state::{Attachment, State},
 };
 
 /// The name every endpoint's interface has inside its namespace, unless an
@@ -27,6 +27,19 @@ pub struct Placement<'a> {
     /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
     /// expect), never in a process's own.
     pub lo_up: bool,
+}
+
+impl<'a> Placement<'a> {
+    /// Where an attached endpoint lives (its namespace's `lo` is the
+    /// process's own, left as it is).
+    pub fn attached(a: &'a Attachment) -> Self {
+        Placement {
+            ns_path: &a.netns_path,
+            ifname: &a.ifname,
+            ip: a.ip,
+            lo_up: false,
+        }
+    }
 }
 
 /// What the datapath needs to know of a set-up endpoint.

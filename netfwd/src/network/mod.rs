@@ -9,7 +9,7 @@ mod preflight;
 mod publish;
 mod remotes;
 
-pub use attach::{AttachRequest, Attachment, Target, attach, detach};
+pub use attach::{AttachRequest, Target, attach, detach};
 pub use maintain::{Maintained, maintain};
 pub use publish::{publish, unpublish};
 
@@ -32,7 +32,7 @@ use crate::{
     name::NetworkName,
     netlink::{Netlink, Route},
     netns, procnet,
-    state::{self, State},
+    state::{self, Attachment, State},
 };
 
 /// What `up` did to each endpoint.
@@ -136,7 +136,7 @@ async fn apply(
         });
     }
     for a in &st.attached {
-        let facts = endpoint::ensure(host, net, &a.placement()).await?;
+        let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
         install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
     }
     let uplink = match &net.uplink {
