@@ -172,6 +172,20 @@ impl State {
         Ok(Some(state))
     }
 
+    /// The recorded state of network `name`, which must live in this
+    /// namespace (for commands that change one network in place).
+    pub fn load_own(name: &NetworkName) -> Result<State> {
+        let Some(st) = State::load(name)? else {
+            return Err(crate::input_error!("--name: no network {name}"));
+        };
+        if !st.lives_in(&Here::current()?) {
+            return Err(crate::input_error!(
+                "--name: network {name} lives in another network namespace"
+            ));
+        }
+        Ok(st)
+    }
+
     /// Every network netfwd knows of on this machine, in any namespace. A
     /// state file whose name is no network name, or that cannot be used, is
     /// reported and skipped.

@@ -3,6 +3,7 @@
 
 mod attach;
 mod bpffs;
+mod handle;
 mod maps;
 pub mod nat_table;
 
@@ -24,13 +25,16 @@ pub use attach::{AttachOutcome, AttachedProgram};
 
 use crate::{name::NetworkName, netlink::Link, private_dir};
 pub use bpffs::ensure_bpffs;
+pub use handle::{
+    EndpointVeth, NetworkDatapath, Remote, pins_shown, prune_uplink_nat, uplink_nat_shown,
+};
 pub use maps::{DatapathMaps, sum_counters};
 
 /// The compiled datapath, built by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
 
 /// Where a network's maps and links are pinned.
-pub fn pin_dir(network: &NetworkName) -> PathBuf {
+fn pin_dir(network: &NetworkName) -> PathBuf {
     Path::new(names::PIN_ROOT).join(network.as_str())
 }
 
@@ -50,7 +54,7 @@ fn xdp_links_dir(network: &NetworkName) -> PathBuf {
 /// program a reply whose endpoint is not its own). The `-` keeps the name
 /// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
 /// an interface name's other bytes are written `%xx`.
-pub fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
+fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
     let mut name = format!("{UPLINK_NAT_PREFIX}{netns_cookie}-");
     for b in uplink.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -65,7 +69,7 @@ pub fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
 const UPLINK_NAT_PREFIX: &str = "uplink-";
 
 /// The shared NAT tables pinned now, by directory name.
-pub fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
+fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
     let root = Path::new(names::PIN_ROOT);
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
@@ -87,7 +91,7 @@ pub fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
 }
 
 /// Unpins a shared NAT table no network uses any more (its flows go with it).
-pub fn remove_uplink_nat(dir: &Path) -> Result<()> {
+fn remove_uplink_nat(dir: &Path) -> Result<()> {
     let is_ours = dir.parent() == Some(Path::new(names::PIN_ROOT))
         && dir
             .file_name()
@@ -132,7 +136,8 @@ impl Datapath {
     }
 
     /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own). `NAT` holds two entries per flow; with `shared_nat` it is
+    /// their own). `NAT` holds two entries per flow (see
+    /// [`handle::nat_entries_for`]); with `shared_nat` it is
     /// the table pinned there, pinned under `dir` too (where `status`, the
     /// collector and bpftool find it), and early drop's rings of unconfirmed
     /// flows are the table's there too (a SYN flood at one network's
@@ -143,7 +148,7 @@ impl Datapath {
             std::fs::create_dir_all(&links)
                 .with_context(|| format!("creating pin directory {}", links.display()))?;
         }
-        let nat_entries = nat_max_flows.saturating_mul(2);
+        let nat_entries = handle::nat_entries_for(nat_max_flows);
         let own_nat = dir.join(MAP_NAT);
         let nat_pin = match shared_nat {
             Some(shared) => {

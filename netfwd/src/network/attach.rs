@@ -9,11 +9,11 @@ use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Result;
 
-use super::{endpoint, install_endpoint, own_state, publish};
+use super::{endpoint, install::install_endpoint, publish, rollback::Rollback};
 use crate::{
     config::{self, Network},
     input_error,
-    loader::{self, DatapathMaps},
+    loader::{self, NetworkDatapath},
     name::NetworkName,
     netlink::Netlink,
     netns,
@@ -74,7 +74,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     } = *req;
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let Some((path, pid)) = target.netns_path() else {
         return Err(input_error!("attach needs --pid or --netns-path"));
     };
@@ -116,14 +116,19 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
     st.save()?;
-    if let Err(err) = install(&host, &st.network, &attachment).await {
-        if let Err(undo) = uninstall(&host, &st.network, &attachment).await {
-            log::warn!("undoing a failed attach: {undo:#}");
-        }
-        st.attached.retain(|a| a != &attachment);
-        st.save()?;
-        return Err(err);
-    }
+    let mut rollback = Rollback::new();
+    let (net, gone) = (st.network.clone(), attachment.clone());
+    rollback.push("undoing a failed attach", move || {
+        let mut st = State::load_own(&net.name)?;
+        st.attached.retain(|a| a != &gone);
+        st.save()
+    });
+    let (net, gone) = (st.network.clone(), attachment.clone());
+    rollback.push_async("undoing a failed attach", move || async move {
+        uninstall(&Netlink::current()?, &net, &gone).await
+    });
+    install(&host, &st.network, &attachment).await?;
+    rollback.commit();
     Ok(attachment)
 }
 
@@ -132,7 +137,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
 pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attachment>> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let found = match target {
         Target::Ip(ip) => st.attached.iter().position(|a| a.ip == *ip),
         Target::Pid(pid) => st.attached.iter().position(|a| a.pid == Some(*pid)),
@@ -181,10 +186,9 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
 
 /// Makes the attached endpoint and its datapath entries (again).
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
-    let mut datapath = super::load_datapath(net)?;
-    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
+    let mut datapath = NetworkDatapath::load(net)?;
     let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
-    install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
+    install_endpoint(net, &mut datapath, a.ip, &facts)?;
     Ok(())
 }
 
@@ -194,17 +198,15 @@ pub async fn uninstall(host: &Netlink, net: &Network, a: &Attachment) -> Result<
     let host_ifname = net.host_ifname(a.ip);
     loader::unpin_link(&net.name, &host_ifname)?;
     // The pins may be gone already (a `down` raced us, or never made).
-    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name)).ok();
+    let mut datapath = NetworkDatapath::open(&net.name).ok();
     if let Some(link) = host.link_by_name(&host_ifname).await? {
         host.delete_link(link.index).await?;
-        if let Some(maps) = &mut maps {
-            maps.remove_counters(link.index)?;
+        if let Some(datapath) = &mut datapath {
+            datapath.forget_counters(link.index)?;
         }
     }
-    if let Some(maps) = &mut maps
-        && maps.endpoints()?.contains_key(&a.ip)
-    {
-        maps.remove_endpoint(a.ip)?;
+    match &mut datapath {
+        Some(datapath) => datapath.forget_endpoint(a.ip),
+        None => Ok(()),
     }
-    Ok(())
 }
