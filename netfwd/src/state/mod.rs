@@ -1,6 +1,9 @@
 //! What netfwd has made, written down before it is made, so `down` can remove
 //! it even after a crash half-way through `up`. One JSON file per network under
-//! /run/netfwd; a lock on that directory serialises `up` and `down`.
+//! /run/netfwd, in a versioned format of its own (`file`); a lock on that
+//! directory serialises `up` and `down`.
+
+mod file;
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -56,7 +59,7 @@ impl Attachment {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct State {
     /// The network as last applied (or being applied).
     pub network: Network,
@@ -65,16 +68,13 @@ pub struct State {
     /// Its cookie: unlike the inode number in `host_netns`, never given to
     /// another namespace. Absent from states of older netfwd until their
     /// next `up`.
-    #[serde(default)]
     pub host_netns_cookie: Option<u64>,
     /// Namespaces netfwd created (and so deletes); pre-existing ones are left.
     pub created_netns: Vec<String>,
     /// Endpoints added with `netfwd attach`, kept by `up`.
-    #[serde(default)]
     pub attached: Vec<Attachment>,
     /// Ports published with `netfwd publish`, kept by `up` (the config's own
     /// win over them).
-    #[serde(default)]
     pub published: Vec<Published>,
 }
 
@@ -151,8 +151,9 @@ impl State {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let state: State = serde_json::from_reader(io::BufReader::new(file))
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            io::read_to_string(file).with_context(|| format!("reading {}", path.display()))?;
+        let state = file::read(&text).with_context(|| format!("parsing {}", path.display()))?;
         if state.network.name != *name {
             bail!(
                 "{} records network {:?}; netfwd does not use it",
@@ -227,7 +228,7 @@ impl State {
         let path = path(&self.network.name);
         let tmp = path.with_extension("json.tmp");
         remove_if_present(&tmp)?;
-        let text = serde_json::to_string_pretty(self).context("serialising state")?;
+        let text = file::write(self).context("serialising state")?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
