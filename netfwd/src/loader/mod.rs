@@ -47,11 +47,12 @@ fn xdp_links_dir(network: &NetworkName) -> PathBuf {
 }
 
 /// Where the NAT table of uplink `uplink` of the namespace with cookie
-/// `netns_cookie` (never reused, unlike its inode number) is pinned. One table per uplink, shared by every network
-/// masqueraded behind it: an outside port is then reserved once for the
-/// uplink (a `BPF_NOEXIST` insert), never by two networks at once, and any
-/// network's uplink program finds any flow's reply (it passes on to the next
-/// program a reply whose endpoint is not its own). The `-` keeps the name
+/// `netns_cookie` (never reused, unlike its inode number) is pinned. One
+/// table per uplink, shared by every network masqueraded behind it: an
+/// uplink port is then reserved once for the uplink (a `BPF_NOEXIST`
+/// insert), never by two networks at once, and any network's uplink program
+/// finds any flow's ingress entry (it passes on to the next program an
+/// ingress packet whose endpoint is not its own). The `-` keeps the name
 /// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
 /// an interface name's other bytes are written `%xx`.
 fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {

@@ -48,7 +48,7 @@ async fn prefixes(
         net.peers.iter().map(|p| (p.subnet, Remote::Peer)).collect();
     // On a LAN of its own, the hosts of the link may reach endpoints by
     // address; on a shared uplink only the peers may (the rest of that subnet
-    // is the outside world).
+    // is the world beyond the uplink).
     if let Some(lan) = &net.lan
         && net.uplink.as_ref() != Some(lan)
         && let Some(link) = host.link_by_name(lan).await?
