@@ -70,18 +70,18 @@ pub async fn up(net: &Network) -> Result<UpReport> {
     if fresh {
         // Leave nothing of a network that never came up. What it created is
         // read back from its state, where each namespace is written down
-        // before it is made.
+        // before it is made; unreadable, the rest still goes.
         let (name, peers) = (net.name.clone(), net.peers.clone());
         rollback.push_async("cleaning up after a failed up", move || async move {
-            let created_netns = State::load(&name)?.map(|st| st.created_netns);
+            let created_netns = match State::load(&name) {
+                Ok(st) => st.map(|st| st.created_netns).unwrap_or_default(),
+                Err(e) => {
+                    log::warn!("cleaning up after a failed up: {e:#}");
+                    Vec::new()
+                }
+            };
             let host = Netlink::current()?;
-            remove(
-                Some(&host),
-                &name,
-                &created_netns.unwrap_or_default(),
-                &peers,
-            )
-            .await
+            remove(Some(&host), &name, &created_netns, &peers).await
         });
     }
     let report = apply(&host, &here, net, &old_peers, &mut st).await?;
