@@ -1,5 +1,5 @@
 //! Loading the datapath, attaching it, and the pins that keep both alive after
-//! netfwd exits: maps and TCX links under /sys/fs/bpf/netfwd/<network>/.
+//! netfwd exits: maps and TCX links under `/sys/fs/bpf/netfwd/<network>/`.
 
 mod attach;
 mod bpffs;
@@ -113,7 +113,7 @@ pub struct Datapath {
 
 impl Datapath {
     /// Loads network `network`'s datapath; its pin directories (and
-    /// `shared_nat`, the uplink's shared NAT table's, [`uplink_nat_dir`],
+    /// `shared_nat`, the uplink's shared NAT table's, `uplink_nat_dir`,
     /// for a network with an uplink) are made owner-only and checked to be
     /// ours first.
     pub fn load(
@@ -137,12 +137,12 @@ impl Datapath {
     }
 
     /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own). `NAT` holds two entries per flow (see
-    /// [`handle::nat_entries_for`]); with `shared_nat` it is
-    /// the table pinned there, pinned under `dir` too (where `status`, the
-    /// collector and bpftool find it), and early drop's rings of unconfirmed
-    /// flows are the table's there too (a SYN flood at one network's
-    /// published port must make room for every network's flows).
+    /// their own). `NAT` holds the entries of `nat_max_flows` flows; with
+    /// `shared_nat` it is the table pinned there, pinned under `dir` too
+    /// (where `status`, the collector and bpftool find it), and early drop's
+    /// rings of unconfirmed flows are the table's there too (a SYN flood at
+    /// one network's published port must make room for every network's
+    /// flows).
     pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
         for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
