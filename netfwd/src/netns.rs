@@ -242,7 +242,7 @@ pub fn enter(path: &Path) -> Result<()> {
 }
 
 /// Creates namespace `name` (its `lo` still down: bringing it up is
-/// netlink's, [`crate::netlink::create_netns`]). On failure nothing of it is
+/// netlink's, `netlink::create_netns`). On failure nothing of it is
 /// left.
 pub fn create(name: &str) -> Result<()> {
     let p = path(name);
