@@ -459,3 +459,26 @@ fn prune_uplink_nat() -> Result<()> {
         Some((st.host_netns_cookie?, uplink))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Teardown failures read as they did when they were strings: each
+    /// step's error, joined by `; `.
+    #[test]
+    fn teardown_failures_read_as_one_line_in_the_order_met() {
+        let failures = TeardownFailures(vec![
+            TeardownFailure::PeerRoute(anyhow::anyhow!("no route")),
+            TeardownFailure::DeletingLink {
+                ifname: "nfdemo-2".into(),
+                error: anyhow::anyhow!("busy").context("netlink"),
+            },
+            TeardownFailure::ListingLinks(anyhow::anyhow!("closed")),
+        ]);
+        assert_eq!(
+            failures.to_string(),
+            "no route; deleting nfdemo-2: netlink: busy; listing links: closed"
+        );
+    }
+}
