@@ -11,7 +11,6 @@ pub mod ethtool;
 pub mod ipnet;
 pub mod loader;
 pub mod name;
-pub mod nat_table;
 pub mod netlink;
 pub mod netns;
 pub mod network;

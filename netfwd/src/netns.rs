@@ -23,8 +23,6 @@ use nix::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::netlink::Netlink;
-
 /// Where `ip netns` keeps its names.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
@@ -243,9 +241,10 @@ pub fn enter(path: &Path) -> Result<()> {
         .with_context(|| format!("entering netns {}", path.display()))
 }
 
-/// Creates namespace `name` with `lo` up, as `ip netns add` would. On failure
-/// nothing of it is left.
-pub async fn create(name: &str) -> Result<()> {
+/// Creates namespace `name` (its `lo` still down: bringing it up is
+/// netlink's, `netlink::create_netns`). On failure nothing of it is
+/// left.
+pub fn create(name: &str) -> Result<()> {
     let p = path(name);
     ensure_run_dir_shared()?;
     OpenOptions::new()
@@ -253,10 +252,7 @@ pub async fn create(name: &str) -> Result<()> {
         .create_new(true)
         .open(&p)
         .with_context(|| format!("creating {}", p.display()))?;
-    let made = match bind_new_netns(&p) {
-        Ok(()) => bring_up_lo(&p).await,
-        Err(e) => Err(e),
-    };
+    let made = bind_new_netns(&p);
     if made.is_err() {
         // Best effort: the original error is the one worth reporting.
         let _ = delete(name);
@@ -312,15 +308,6 @@ fn ensure_run_dir_shared() -> Result<()> {
         }
         Err(e) => Err(e).with_context(|| format!("making {NETNS_RUN_DIR} shared")),
     }
-}
-
-async fn bring_up_lo(p: &Path) -> Result<()> {
-    let nl = Netlink::in_netns(p)?;
-    let lo = nl
-        .link_by_name("lo")
-        .await?
-        .context("new netns has no lo")?;
-    nl.set_up(lo.index).await
 }
 
 /// Removes namespace `name`'s name; the namespace itself goes when its last

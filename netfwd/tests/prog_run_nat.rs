@@ -16,8 +16,8 @@ use common::{
     ICMP, PinDir, TCP, UDP, checksum, checksums_ok, eth, icmp_echo, ipv4, run, run_xdp, tcp,
     tcp_seq, udp,
 };
-use netfwd::{
-    loader::{Datapath, DatapathMaps},
+use netfwd::loader::{
+    Datapath, DatapathMaps,
     nat_table::{self, Flow},
 };
 use netfwd_common::{

@@ -13,14 +13,13 @@ use super::{
     ipam, require_version,
 };
 use crate::{
-    commands::status::format_mac,
     config::{Network, Proto},
-    loader::{self, DatapathMaps},
+    loader::{self, NetworkDatapath},
     name::NetworkName,
-    netlink::Netlink,
+    netlink::{Netlink, format_mac},
     netns,
-    network::{self, AttachRequest, Attachment, Target},
-    state::{self, State},
+    network::{self, AttachRequest, Rollback, Target},
+    state::{self, Attachment, State},
 };
 
 fn lib<T>(result: anyhow::Result<T>) -> CniResult<T> {
@@ -45,25 +44,38 @@ pub async fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<Value> {
     let net = conf.network()?;
     let _lock = lib(state::network_lock(&net.name))?;
     let created = ensure_network(&net).await?;
-    let added = add_endpoint(conf, env, stdin, &net, container_id, netns_path, ifname).await;
-    if added.is_err() && created {
+    let mut rollback = Rollback::new();
+    if created {
         // The first ADD failed: no network is left half-used.
-        if let Err(e) = network::down(&net.name).await {
-            log::warn!("removing the network of a failed first ADD: {e:#}");
-        }
+        let name = net.name.clone();
+        rollback.push_async(
+            "removing the network of a failed first ADD",
+            move || async move { network::down(&name).await },
+        );
     }
-    added
+    let added = add_endpoint(
+        conf,
+        env,
+        stdin,
+        &net,
+        (container_id, netns_path, ifname),
+        &mut rollback,
+    )
+    .await?;
+    rollback.commit();
+    Ok(added)
 }
 
-/// ADD once the network is up: the endpoint, or the one made before.
+/// ADD once the network is up: the endpoint, or the one made before. The
+/// endpoint is the container's ID, its namespace and its interface name;
+/// each step pushes its undo to `rollback`.
 async fn add_endpoint(
     conf: &NetConf,
     env: &Env,
     stdin: &[u8],
     net: &Network,
-    container_id: &str,
-    netns_path: &std::path::Path,
-    ifname: &str,
+    (container_id, netns_path, ifname): (&str, &std::path::Path, &str),
+    rollback: &mut Rollback,
 ) -> CniResult<Value> {
     if let Some(known) = find(&net.name, container_id, ifname)? {
         return result(conf, net, &known, None).await;
@@ -73,13 +85,14 @@ async fn add_endpoint(
         Some(plugin) => Some(ipam::lease(plugin, &env.path, stdin, net.subnet)?),
         None => None,
     };
-    let release = || {
-        if let Some(plugin) = ipam_type
-            && let Err(e) = ipam::delegate(plugin, "DEL", &env.path, stdin)
-        {
-            log::warn!("releasing the address of a failed ADD: {e}");
-        }
-    };
+    if let Some(plugin) = ipam_type {
+        let (plugin, cni_path, stdin) = (plugin.to_owned(), env.path.clone(), stdin.to_owned());
+        rollback.push("releasing the address of a failed ADD", move || {
+            ipam::delegate(&plugin, "DEL", &cni_path, &stdin)
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        });
+    }
     let target = Target::Path(netns_path.to_owned());
     let req = AttachRequest {
         target: &target,
@@ -87,25 +100,19 @@ async fn add_endpoint(
         ifname,
         container_id: Some(container_id),
     };
-    let attachment = match network::attach(&net.name, &req).await {
-        Ok(a) => a,
-        Err(e) => {
-            release();
-            return Err(CniError::from_anyhow(&e));
-        }
-    };
-    if let Err(e) = publish(net, &conf.runtime_config.port_mappings, attachment.ip).await {
-        // detach also drops the ports published so far.
-        let target = Target::Container {
+    let attachment = lib(network::attach(&net.name, &req).await)?;
+    // detach also drops the ports published so far.
+    let (name, target) = (
+        net.name.clone(),
+        Target::Container {
             id: container_id.to_owned(),
             ifname: ifname.to_owned(),
-        };
-        if let Err(undo) = network::detach(&net.name, &target).await {
-            log::warn!("undoing a failed ADD: {undo:#}");
-        }
-        release();
-        return Err(e);
-    }
+        },
+    );
+    rollback.push_async("undoing a failed ADD", move || async move {
+        network::detach(&name, &target).await.map(drop)
+    });
+    publish(net, &conf.runtime_config.port_mappings, attachment.ip).await?;
     result(conf, net, &attachment, lease.and_then(|l| l.dns)).await
 }
 
@@ -301,9 +308,9 @@ async fn endpoint_problems(net: &Network, a: &Attachment) -> anyhow::Result<Vec<
     } else if loader::attached(&net.name, &host_ifname)?.is_none() {
         problems.push(format!("no program on {host_ifname}"));
     }
-    let maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
-    match maps.endpoints()?.get(&a.ip) {
-        Some(e) if e.mac == link.mac => {}
+    let datapath = NetworkDatapath::open(&net.name)?;
+    match datapath.endpoint_macs()?.get(&a.ip) {
+        Some(mac) if *mac == link.mac => {}
         Some(_) => problems.push(format!("the datapath has another MAC for {}", a.ip)),
         None => problems.push(format!("the datapath has no entry for {}", a.ip)),
     }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::{
     name::NetworkName,
-    network::{self, AttachRequest, Attachment, Target},
+    network::{self, AttachRequest, Target},
+    state::Attachment,
 };
 
 #[derive(Serialize)]

@@ -4,9 +4,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    loader::{self, DatapathMaps},
+    loader::{
+        NetworkDatapath,
+        nat_table::{self, Flow},
+    },
     name::NetworkName,
-    nat_table::{self, Flow},
     netns,
     state::State,
 };
@@ -30,12 +32,8 @@ pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
         .into_iter()
         .filter(|s| s.lives_in(&here) && name.is_none_or(|n| s.network.name == *n))
     {
-        let flows = match DatapathMaps::open(&loader::pin_dir(&st.network.name)) {
-            Ok(maps) => nat_table::flows(
-                &nat_table::of_subnet(maps.nat_entries()?, &st.network.subnet),
-                &st.network.nat.timeouts.into(),
-                now,
-            ),
+        let flows = match NetworkDatapath::open(&st.network.name) {
+            Ok(datapath) => datapath.flows(&st.network.subnet, &st.network.nat, now)?,
             Err(_) => Vec::new(),
         };
         networks.push(NetworkFlows {

@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use netfwd_common::{counters::IfaceCounters, drop::DropReason, nat::DIR_INGRESS};
+use netfwd_common::{counters::IfaceCounters, drop::DropReason};
 use serde::Serialize;
 
 use crate::{
     config::{Mode, Network, Proto},
-    loader::{self, AttachedProgram, DatapathMaps},
+    loader::{self, AttachedProgram, NetworkDatapath},
     name::NetworkName,
-    nat_table,
-    netlink::{Link, Netlink},
+    netlink::{Link, Netlink, format_mac},
     netns,
     state::State,
 };
@@ -183,12 +182,11 @@ pub async fn collect(name: Option<&NetworkName>) -> Result<StatusReport> {
 /// A network's status; `host` is `None` for an orphan (no interface facts).
 async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkStatus> {
     let net: &Network = &st.network;
-    let pin_dir = loader::pin_dir(&net.name);
     // A network whose pins are gone (half-made, or torn down under us) still
     // shows, without datapath facts.
-    let maps = DatapathMaps::open(&pin_dir).ok();
-    let entries = match &maps {
-        Some(m) => m.endpoints()?,
+    let maps = NetworkDatapath::open(&net.name).ok();
+    let macs = match &maps {
+        Some(m) => m.endpoint_macs()?,
         None => BTreeMap::new(),
     };
     let counters = match &maps {
@@ -230,7 +228,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         endpoints.push(EndpointStatus {
             netns,
             ip: ip.to_string(),
-            mac: entries.get(&ip).map(|e| format_mac(e.mac)),
+            mac: macs.get(&ip).map(|mac| format_mac(*mac)),
             host_ifname,
             host_ifindex,
             host_mac: link.as_ref().map(|l| format_mac(l.mac)),
@@ -257,20 +255,16 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
     };
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
-            let (memory_bytes, max_entries) = m.nat_memory()?;
-            let flows = nat_table::of_subnet(m.nat_entries()?, &net.subnet)
-                .iter()
-                .filter(|(k, _)| k.dir == DIR_INGRESS)
-                .count();
+            let (memory_bytes, max_flows) = m.nat_capacity()?;
             Some(NatStatus {
-                flows,
-                max_flows: max_entries / 2,
+                flows: m.flow_count(&net.subnet)?,
+                max_flows,
                 port_min: net.nat.port_min,
                 port_max: net.nat.port_max,
                 memory_bytes,
                 table: st
                     .host_netns_cookie
-                    .map(|cookie| loader::uplink_nat_dir(cookie, uplink).display().to_string()),
+                    .map(|cookie| loader::uplink_nat_shown(cookie, uplink)),
             })
         }
         _ => None,
@@ -292,7 +286,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         mtu: net.mtu,
         mode: net.mode,
         orphaned: host.is_none(),
-        pin_dir: pin_dir.display().to_string(),
+        pin_dir: loader::pins_shown(&net.name),
         created_netns: st.created_netns.clone(),
         endpoints,
         uplink,
@@ -348,11 +342,6 @@ fn iface_mode(network: &NetworkName, link: Option<&Link>) -> Result<Mode> {
         Some(l) if loader::xdp_attached(network, l)? => Mode::Xdp,
         _ => Mode::Tc,
     })
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 fn print_human(report: &StatusReport) {

@@ -280,7 +280,7 @@ where
     Ok(())
 }
 
-impl crate::nat_table::NatTable for DatapathMaps {
+impl super::nat_table::NatTable for DatapathMaps {
     fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
         match self.nat.get(key, 0) {
             Ok(entry) => Ok(Some(entry)),

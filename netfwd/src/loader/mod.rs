@@ -1,10 +1,12 @@
 //! Loading the datapath, attaching it, and the pins that keep both alive after
-//! netfwd exits: maps and TCX links under /sys/fs/bpf/netfwd/<network>/.
+//! netfwd exits: maps and TCX links under `/sys/fs/bpf/netfwd/<network>/`.
 
 mod attach;
 mod batch;
 mod bpffs;
+mod handle;
 mod maps;
+pub mod nat_table;
 
 use std::path::{Path, PathBuf};
 
@@ -24,13 +26,16 @@ pub use attach::{AttachOutcome, AttachedProgram};
 
 use crate::{name::NetworkName, netlink::Link, private_dir};
 pub use bpffs::ensure_bpffs;
+pub use handle::{
+    EndpointVeth, NetworkDatapath, Remote, pins_shown, prune_uplink_nat, uplink_nat_shown,
+};
 pub use maps::{DatapathMaps, sum_counters};
 
 /// The compiled datapath, built by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
 
 /// Where a network's maps and links are pinned.
-pub fn pin_dir(network: &NetworkName) -> PathBuf {
+fn pin_dir(network: &NetworkName) -> PathBuf {
     Path::new(names::PIN_ROOT).join(network.as_str())
 }
 
@@ -43,14 +48,15 @@ fn xdp_links_dir(network: &NetworkName) -> PathBuf {
 }
 
 /// Where the NAT table of uplink `uplink` of the namespace with cookie
-/// `netns_cookie` (never reused, unlike its inode number) is pinned. One table per uplink, shared by every network
-/// masqueraded behind it: an outside port is then reserved once for the
-/// uplink (a `BPF_NOEXIST` insert), never by two networks at once, and any
-/// network's uplink program finds any flow's reply (it passes on to the next
-/// program a reply whose endpoint is not its own). The `-` keeps the name
+/// `netns_cookie` (never reused, unlike its inode number) is pinned. One
+/// table per uplink, shared by every network masqueraded behind it: an
+/// uplink port is then reserved once for the uplink (a `BPF_NOEXIST`
+/// insert), never by two networks at once, and any network's uplink program
+/// finds any flow's ingress entry (it passes on to the next program an
+/// ingress packet whose endpoint is not its own). The `-` keeps the name
 /// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
 /// an interface name's other bytes are written `%xx`.
-pub fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
+fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
     let mut name = format!("{UPLINK_NAT_PREFIX}{netns_cookie}-");
     for b in uplink.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -65,7 +71,7 @@ pub fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
 const UPLINK_NAT_PREFIX: &str = "uplink-";
 
 /// The shared NAT tables pinned now, by directory name.
-pub fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
+fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
     let root = Path::new(names::PIN_ROOT);
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
@@ -87,7 +93,7 @@ pub fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
 }
 
 /// Unpins a shared NAT table no network uses any more (its flows go with it).
-pub fn remove_uplink_nat(dir: &Path) -> Result<()> {
+fn remove_uplink_nat(dir: &Path) -> Result<()> {
     let is_ours = dir.parent() == Some(Path::new(names::PIN_ROOT))
         && dir
             .file_name()
@@ -108,7 +114,7 @@ pub struct Datapath {
 
 impl Datapath {
     /// Loads network `network`'s datapath; its pin directories (and
-    /// `shared_nat`, the uplink's shared NAT table's, [`uplink_nat_dir`],
+    /// `shared_nat`, the uplink's shared NAT table's, `uplink_nat_dir`,
     /// for a network with an uplink) are made owner-only and checked to be
     /// ours first.
     pub fn load(
@@ -132,18 +138,19 @@ impl Datapath {
     }
 
     /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own). `NAT` holds two entries per flow; with `shared_nat` it is
-    /// the table pinned there, pinned under `dir` too (where `status`, the
-    /// collector and bpftool find it), and early drop's rings of unconfirmed
-    /// flows are the table's there too (a SYN flood at one network's
-    /// published port must make room for every network's flows).
+    /// their own). `NAT` holds the entries of `nat_max_flows` flows; with
+    /// `shared_nat` it is the table pinned there, pinned under `dir` too
+    /// (where `status`, the collector and bpftool find it), and early drop's
+    /// rings of unconfirmed flows are the table's there too (a SYN flood at
+    /// one network's published port must make room for every network's
+    /// flows).
     pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
         for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
             std::fs::create_dir_all(&links)
                 .with_context(|| format!("creating pin directory {}", links.display()))?;
         }
-        let nat_entries = nat_max_flows.saturating_mul(2);
+        let nat_entries = handle::nat_entries_for(nat_max_flows);
         let own_nat = dir.join(MAP_NAT);
         let nat_pin = match shared_nat {
             Some(shared) => {

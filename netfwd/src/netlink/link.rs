@@ -21,6 +21,12 @@ pub struct Link {
     pub mtu: u32,
 }
 
+/// A MAC address as `ip link` writes it.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
 impl TryFrom<LinkMessage> for Link {
     type Error = anyhow::Error;
 

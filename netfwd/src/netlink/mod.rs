@@ -19,7 +19,7 @@ use rtnetlink::{
     },
 };
 
-pub use self::link::Link;
+pub use self::link::{Link, format_mac};
 use crate::netns;
 
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
@@ -39,6 +39,27 @@ pub struct Route {
     pub scope_link: bool,
     /// The gateway is on `oif` even though no address of `oif` covers it.
     pub onlink: bool,
+}
+
+/// Creates namespace `name` with `lo` up, as `ip netns add` would. On failure
+/// nothing of it is left.
+pub async fn create_netns(name: &str) -> Result<()> {
+    netns::create(name)?;
+    let made = bring_up_lo(&netns::path(name)).await;
+    if made.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = netns::delete(name);
+    }
+    made
+}
+
+async fn bring_up_lo(p: &Path) -> Result<()> {
+    let nl = Netlink::in_netns(p)?;
+    let lo = nl
+        .link_by_name("lo")
+        .await?
+        .context("new netns has no lo")?;
+    nl.set_up(lo.index).await
 }
 
 /// A netlink connection bound to one network namespace.

@@ -8,57 +8,17 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
-use super::{endpoint, install_endpoint, own_state, publish};
+use super::{endpoint, install::install_endpoint, publish, rollback::Rollback};
 use crate::{
     config::{self, Network},
     input_error,
-    loader::{self, DatapathMaps},
+    loader::{self, NetworkDatapath},
     name::NetworkName,
     netlink::Netlink,
-    netns::{self, NetnsId},
-    state::{self, State},
+    netns,
+    state::{self, Attachment, State},
 };
-
-/// An attached endpoint, as recorded in the state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub ip: Ipv4Addr,
-    /// The interface's name inside the namespace.
-    pub ifname: String,
-    /// As given: `/proc/PID/ns/net` or a namespace file.
-    pub netns_path: PathBuf,
-    pub pid: Option<u32>,
-    /// The namespace attached: a PID reused by another process, or a path
-    /// mounted over, is not it.
-    pub netns_id: NetnsId,
-    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
-}
-
-impl Attachment {
-    /// Whether the namespace is still there (the process still runs).
-    pub fn present(&self) -> bool {
-        netns::is_netns_path(&self.netns_path).unwrap_or(false)
-            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
-    }
-
-    /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
-    pub fn is_cni(&self, container_id: &str, ifname: &str) -> bool {
-        self.container_id.as_deref() == Some(container_id) && self.ifname == ifname
-    }
-
-    pub fn placement(&self) -> endpoint::Placement<'_> {
-        endpoint::Placement {
-            ns_path: &self.netns_path,
-            ifname: &self.ifname,
-            ip: self.ip,
-            lo_up: false,
-        }
-    }
-}
 
 /// Which namespace to attach or detach.
 #[derive(Clone, Debug)]
@@ -114,7 +74,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     } = *req;
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let Some((path, pid)) = target.netns_path() else {
         return Err(input_error!("attach needs --pid or --netns-path"));
     };
@@ -156,14 +116,19 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
     st.save()?;
-    if let Err(err) = install(&host, &st.network, &attachment).await {
-        if let Err(undo) = uninstall(&host, &st.network, &attachment).await {
-            log::warn!("undoing a failed attach: {undo:#}");
-        }
-        st.attached.retain(|a| a != &attachment);
-        st.save()?;
-        return Err(err);
-    }
+    let mut rollback = Rollback::new();
+    let (net, gone) = (st.network.clone(), attachment.clone());
+    rollback.push("undoing a failed attach", move || {
+        let mut st = State::load_own(&net.name)?;
+        st.attached.retain(|a| a != &gone);
+        st.save()
+    });
+    let (net, gone) = (st.network.clone(), attachment.clone());
+    rollback.push_async("undoing a failed attach", move || async move {
+        uninstall(&Netlink::current()?, &net, &gone).await
+    });
+    install(&host, &st.network, &attachment).await?;
+    rollback.commit();
     Ok(attachment)
 }
 
@@ -172,7 +137,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
 pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attachment>> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let found = match target {
         Target::Ip(ip) => st.attached.iter().position(|a| a.ip == *ip),
         Target::Pid(pid) => st.attached.iter().position(|a| a.pid == Some(*pid)),
@@ -221,10 +186,9 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
 
 /// Makes the attached endpoint and its datapath entries (again).
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
-    let mut datapath = super::load_datapath(net)?;
-    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
-    let facts = endpoint::ensure(host, net, &a.placement()).await?;
-    install_endpoint(net, &mut datapath, &mut maps, a.ip, &facts)?;
+    let mut datapath = NetworkDatapath::load(net)?;
+    let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
+    install_endpoint(net, &mut datapath, a.ip, &facts)?;
     Ok(())
 }
 
@@ -234,17 +198,15 @@ pub async fn uninstall(host: &Netlink, net: &Network, a: &Attachment) -> Result<
     let host_ifname = net.host_ifname(a.ip);
     loader::unpin_link(&net.name, &host_ifname)?;
     // The pins may be gone already (a `down` raced us, or never made).
-    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name)).ok();
+    let mut datapath = NetworkDatapath::open(&net.name).ok();
     if let Some(link) = host.link_by_name(&host_ifname).await? {
         host.delete_link(link.index).await?;
-        if let Some(maps) = &mut maps {
-            maps.remove_counters(link.index)?;
+        if let Some(datapath) = &mut datapath {
+            datapath.forget_counters(link.index)?;
         }
     }
-    if let Some(maps) = &mut maps
-        && maps.endpoints()?.contains_key(&a.ip)
-    {
-        maps.remove_endpoint(a.ip)?;
+    match &mut datapath {
+        Some(datapath) => datapath.forget_endpoint(a.ip),
+        None => Ok(()),
     }
-    Ok(())
 }

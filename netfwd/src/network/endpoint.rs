@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result};
 use crate::{
     config::{Endpoint, Kind, Mode, Network},
     ethtool,
-    netlink::{Link, Netlink, Route},
+    netlink::{self, Link, Netlink, Route},
     netns,
-    state::State,
+    state::{Attachment, State},
 };
 
 /// The name every endpoint's interface has inside its namespace, unless an
@@ -27,6 +27,19 @@ pub struct Placement<'a> {
     /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
     /// expect), never in a process's own.
     pub lo_up: bool,
+}
+
+impl<'a> Placement<'a> {
+    /// Where an attached endpoint lives (its namespace's `lo` is the
+    /// process's own, left as it is).
+    pub fn attached(a: &'a Attachment) -> Self {
+        Placement {
+            ns_path: &a.netns_path,
+            ifname: &a.ifname,
+            ip: a.ip,
+            lo_up: false,
+        }
+    }
 }
 
 /// What the datapath needs to know of a set-up endpoint.
@@ -117,7 +130,7 @@ async fn ensure_netns(name: &str, st: &mut State) -> Result<()> {
         st.created_netns.push(name.to_owned());
         st.save()?;
     }
-    netns::create(name)
+    netlink::create_netns(name)
         .await
         .with_context(|| format!("creating netns {name}"))
 }

@@ -4,15 +4,13 @@
 //! attached endpoints whose process has exited forgotten.
 
 use anyhow::Result;
-use netfwd_common::nat::NatConfig;
 
-use super::{attach, own_state, preflight, publish};
+use super::{attach, preflight, publish};
 use crate::{
-    loader::{self, DatapathMaps},
+    loader::NetworkDatapath,
     name::NetworkName,
-    nat_table,
     netlink::Netlink,
-    state,
+    state::{self, State},
 };
 
 /// What one pass did.
@@ -26,24 +24,18 @@ pub struct Maintained {
 pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
     let host = Netlink::current()?;
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
-    let mut maps = DatapathMaps::open(&loader::pin_dir(name))?;
-    let mut done = Maintained::default();
-
-    let config = maps.nat_config()?;
-    let now = nat_table::now_ns()?;
-    let snapshot = maps.nat_entries()?;
-    done.flows_collected = nat_table::collect_expired(&snapshot, &config.timeouts, now, &mut maps)?;
+    let mut st = State::load_own(name)?;
+    let mut datapath = NetworkDatapath::open(name)?;
+    let mut done = Maintained {
+        flows_collected: datapath.collect_expired_flows()?,
+        ..Maintained::default()
+    };
 
     if let Some(uplink) = &st.network.uplink
         && let Some(link) = host.link_by_name(uplink).await?
         && let Ok(addr) = preflight::uplink_address(&host, uplink, link.index).await
-        && addr.octets() != config.uplink_addr
+        && datapath.set_uplink_addr(addr)?
     {
-        maps.set_nat_config(NatConfig {
-            uplink_addr: addr.octets(),
-            ..config
-        })?;
         done.uplink_addr = Some(addr);
     }
 

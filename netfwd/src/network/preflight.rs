@@ -113,7 +113,7 @@ async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
     Ok(())
 }
 
-/// An interface to the outside (uplink or LAN): one of this namespace's, not
+/// An external interface (uplink or LAN): one of this namespace's, not
 /// one of the network's own veths. Returns it with a netlink handle.
 async fn check_external(field: &str, net: &Network, ifname: &str) -> Result<(Netlink, u32)> {
     if crate::config::ifname_prefixes(&net.name)
@@ -143,7 +143,7 @@ pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<
 }
 
 /// A host port to publish on `net`'s uplink must be the uplink's alone:
-/// - not one of the NAT's own outside ports (the network's, or those of
+/// - not one of the NAT's own uplink ports (the network's, or those of
 ///   another network on the same uplink),
 /// - not published by another network on the same uplink (the first
 ///   program to see a connection would take it),

@@ -6,11 +6,11 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 
-use super::{apply_published, own_state, preflight};
+use super::{install::apply_published, preflight};
 use crate::{
     config::{Proto, Published},
     input_error,
-    loader::{self, DatapathMaps},
+    loader::NetworkDatapath,
     name::NetworkName,
     netns::Here,
     state::{self, State},
@@ -26,7 +26,7 @@ pub async fn publish(
     port: u16,
 ) -> Result<Published> {
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let net = &st.network;
     if net.uplink.is_none() {
         return Err(input_error!(
@@ -77,7 +77,7 @@ pub async fn publish(
 /// config publishes comes back with the next `up`.
 pub async fn unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Result<bool> {
     let _lock = state::lock()?;
-    let mut st = own_state(name)?;
+    let mut st = State::load_own(name)?;
     let matches = |p: &Published| p.proto == proto && p.host_port == host_port;
     let before = st.all_published().len();
     st.published.retain(|p| !matches(p));
@@ -91,7 +91,6 @@ pub async fn unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Resu
 /// Makes the datapath's published ports what the state says.
 pub(super) fn apply(st: &State) -> Result<()> {
     let net = &st.network;
-    let mut datapath = super::load_datapath(net)?;
-    let mut maps = DatapathMaps::open(&loader::pin_dir(&net.name))?;
-    apply_published(net, &st.all_published(), &mut datapath, &mut maps)
+    let mut datapath = NetworkDatapath::load(net)?;
+    apply_published(net, &st.all_published(), &mut datapath)
 }

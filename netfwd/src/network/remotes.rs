@@ -8,12 +8,11 @@
 //! side's word alone would let one-way traffic in.
 
 use anyhow::{Result, anyhow};
-use netfwd_common::maps::{REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED};
 
 use crate::{
     config::Network,
     ipnet::Ipv4Net,
-    loader::{self, DatapathMaps},
+    loader::{NetworkDatapath, Remote},
     netlink::Netlink,
     netns::Here,
     state::State,
@@ -31,24 +30,25 @@ pub async fn refresh_all(host: &Netlink, here: &Here, current: Option<&Network>)
         .collect();
     networks.extend(current.cloned());
     for net in &networks {
-        let Ok(mut maps) = DatapathMaps::open(&loader::pin_dir(&net.name)) else {
+        let Ok(mut datapath) = NetworkDatapath::open(&net.name) else {
             continue;
         };
         let wanted = prefixes(host, net, &networks).await?;
-        maps.set_remotes(&wanted)?;
+        datapath.set_remotes(&wanted)?;
     }
     Ok(())
 }
 
-async fn prefixes(host: &Netlink, net: &Network, all: &[Network]) -> Result<Vec<(Ipv4Net, u8)>> {
-    let mut wanted: Vec<(Ipv4Net, u8)> = net
-        .peers
-        .iter()
-        .map(|p| (p.subnet, REMOTE_ROUTE | REMOTE_TRUSTED))
-        .collect();
+async fn prefixes(
+    host: &Netlink,
+    net: &Network,
+    all: &[Network],
+) -> Result<Vec<(Ipv4Net, Remote)>> {
+    let mut wanted: Vec<(Ipv4Net, Remote)> =
+        net.peers.iter().map(|p| (p.subnet, Remote::Peer)).collect();
     // On a LAN of its own, the hosts of the link may reach endpoints by
     // address; on a shared uplink only the peers may (the rest of that subnet
-    // is the outside world).
+    // is the world beyond the uplink).
     if let Some(lan) = &net.lan
         && net.uplink.as_ref() != Some(lan)
         && let Some(link) = host.link_by_name(lan).await?
@@ -56,18 +56,18 @@ async fn prefixes(host: &Netlink, net: &Network, all: &[Network]) -> Result<Vec<
         for (addr, prefix_len) in host.ipv4_addresses(link.index).await? {
             let connected =
                 Ipv4Net::containing(addr, prefix_len).map_err(|e| anyhow!("{lan}: {e}"))?;
-            wanted.push((connected, REMOTE_TRUSTED));
+            wanted.push((connected, Remote::Lan));
         }
     }
     for other in all.iter().filter(|o| o.name != net.name) {
         let allowed_both_ways = net.allow.iter().any(|a| a == &other.name)
             && other.allow.iter().any(|a| a == &net.name);
-        let flags = if allowed_both_ways {
-            REMOTE_ROUTE
+        let remote = if allowed_both_ways {
+            Remote::Allowed
         } else {
-            REMOTE_ISOLATED
+            Remote::Isolated
         };
-        wanted.push((other.subnet, flags));
+        wanted.push((other.subnet, remote));
     }
     Ok(wanted)
 }

@@ -1,6 +1,9 @@
 //! What netfwd has made, written down before it is made, so `down` can remove
 //! it even after a crash half-way through `up`. One JSON file per network under
-//! /run/netfwd; a lock on that directory serialises `up` and `down`.
+//! /run/netfwd, in a versioned format of its own (`file`); a lock on that
+//! directory serialises `up` and `down`.
+
+mod file;
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -21,13 +24,42 @@ use crate::{
     config::{self, Network, Published},
     name::NetworkName,
     netns::{self, Here, NetnsId},
-    network::Attachment,
     private_dir,
 };
 
 pub const STATE_DIR: &str = "/run/netfwd";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An attached endpoint, as recorded in the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    /// The interface's name inside the namespace.
+    pub ifname: String,
+    /// As given: `/proc/PID/ns/net` or a namespace file.
+    pub netns_path: PathBuf,
+    pub pid: Option<u32>,
+    /// The namespace attached: a PID reused by another process, or a path
+    /// mounted over, is not it.
+    pub netns_id: NetnsId,
+    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+impl Attachment {
+    /// Whether the namespace is still there (the process still runs).
+    pub fn present(&self) -> bool {
+        netns::is_netns_path(&self.netns_path).unwrap_or(false)
+            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
+    }
+
+    /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
+    pub fn is_cni(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id.as_deref() == Some(container_id) && self.ifname == ifname
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct State {
     /// The network as last applied (or being applied).
     pub network: Network,
@@ -36,16 +68,13 @@ pub struct State {
     /// Its cookie: unlike the inode number in `host_netns`, never given to
     /// another namespace. Absent from states of older netfwd until their
     /// next `up`.
-    #[serde(default)]
     pub host_netns_cookie: Option<u64>,
     /// Namespaces netfwd created (and so deletes); pre-existing ones are left.
     pub created_netns: Vec<String>,
     /// Endpoints added with `netfwd attach`, kept by `up`.
-    #[serde(default)]
     pub attached: Vec<Attachment>,
     /// Ports published with `netfwd publish`, kept by `up` (the config's own
     /// win over them).
-    #[serde(default)]
     pub published: Vec<Published>,
 }
 
@@ -122,8 +151,9 @@ impl State {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let state: State = serde_json::from_reader(io::BufReader::new(file))
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            io::read_to_string(file).with_context(|| format!("reading {}", path.display()))?;
+        let state = file::read(&text).with_context(|| format!("parsing {}", path.display()))?;
         if state.network.name != *name {
             bail!(
                 "{} records network {:?}; netfwd does not use it",
@@ -141,6 +171,20 @@ impl State {
             config::validate_netns_name(&path.display().to_string(), ns)?;
         }
         Ok(Some(state))
+    }
+
+    /// The recorded state of network `name`, which must live in this
+    /// namespace (for commands that change one network in place).
+    pub fn load_own(name: &NetworkName) -> Result<State> {
+        let Some(st) = State::load(name)? else {
+            return Err(crate::input_error!("--name: no network {name}"));
+        };
+        if !st.lives_in(&Here::current()?) {
+            return Err(crate::input_error!(
+                "--name: network {name} lives in another network namespace"
+            ));
+        }
+        Ok(st)
     }
 
     /// Every network netfwd knows of on this machine, in any namespace. A
@@ -184,7 +228,7 @@ impl State {
         let path = path(&self.network.name);
         let tmp = path.with_extension("json.tmp");
         remove_if_present(&tmp)?;
-        let text = serde_json::to_string_pretty(self).context("serialising state")?;
+        let text = file::write(self).context("serialising state")?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)

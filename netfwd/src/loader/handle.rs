@@ -1,0 +1,412 @@
+//! One network's datapath as the rest of netfwd sees it: opened once, with
+//! verbs in netfwd's own terms. The map structs, their flags, the two
+//! entries of a NAT flow and the pin paths stay behind it.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+use netfwd_common::{
+    counters::IfaceCounters,
+    maps::{
+        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED,
+    },
+    nat::{DIR_INGRESS, NatConfig, PublishKey, PublishTarget},
+};
+
+use super::{
+    AttachOutcome, Datapath, DatapathMaps,
+    nat_table::{self, Flow, NatTable as _},
+    pin_dir, unpin_connect4, unpin_xdp_link, uplink_nat_dir,
+};
+use crate::{
+    config::{Mode, NatSettings, Network, Published},
+    ipnet::Ipv4Net,
+    name::NetworkName,
+    netlink::Link,
+    netns,
+};
+
+/// `NAT` holds this many entries per flow: its egress entry and its ingress
+/// entry.
+const ENTRIES_PER_FLOW: u32 = 2;
+
+/// The map size that holds `max_flows` flows.
+pub(super) fn nat_entries_for(max_flows: u32) -> u32 {
+    max_flows.saturating_mul(ENTRIES_PER_FLOW)
+}
+
+/// A network's datapath: its programs (when loaded) and its pinned maps.
+pub struct NetworkDatapath {
+    name: NetworkName,
+    /// `None` when opened for its maps alone ([`NetworkDatapath::open`]).
+    programs: Option<Datapath>,
+    maps: DatapathMaps,
+}
+
+/// An endpoint's veth as the datapath forwards to it.
+pub struct EndpointVeth<'a> {
+    pub ip: Ipv4Addr,
+    pub host_ifname: &'a str,
+    pub host_ifindex: u32,
+    /// The endpoint's own interface.
+    pub mac: [u8; 6],
+    /// The host-side veth.
+    pub host_mac: [u8; 6],
+}
+
+/// What a network's datapath makes of a prefix beyond its own endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remote {
+    /// A peer host's subnet: routed to, and its sources trusted.
+    Peer,
+    /// The LAN's own subnet: its sources trusted, nothing routed.
+    Lan,
+    /// Another network of this namespace that allows this one, and is
+    /// allowed by it: routed to.
+    Allowed,
+    /// Another network of this namespace: isolated from this one.
+    Isolated,
+}
+
+impl Remote {
+    fn flags(self) -> u8 {
+        match self {
+            Remote::Peer => REMOTE_ROUTE | REMOTE_TRUSTED,
+            Remote::Lan => REMOTE_TRUSTED,
+            Remote::Allowed => REMOTE_ROUTE,
+            Remote::Isolated => REMOTE_ISOLATED,
+        }
+    }
+}
+
+impl NetworkDatapath {
+    /// Loads `net`'s datapath in this namespace (pins made on first load,
+    /// reused after), its NAT table the one of its uplink (shared by every
+    /// network behind that uplink).
+    pub fn load(net: &Network) -> Result<Self> {
+        let shared_nat = match &net.uplink {
+            Some(uplink) => Some(uplink_nat_dir(netns::cookie()?, uplink)),
+            None => None,
+        };
+        let programs = Datapath::load(&net.name, net.nat.max_flows, shared_nat.as_deref())?;
+        let maps = DatapathMaps::open(&pin_dir(&net.name))?;
+        Ok(Self {
+            name: net.name.clone(),
+            programs: Some(programs),
+            maps,
+        })
+    }
+
+    /// The pinned maps of network `name`, its programs left as they run
+    /// (for reading, and for changes that attach nothing). An error if they
+    /// are not pinned (never made, or torn down).
+    pub fn open(name: &NetworkName) -> Result<Self> {
+        Ok(Self {
+            name: name.clone(),
+            programs: None,
+            maps: DatapathMaps::open(&pin_dir(name))?,
+        })
+    }
+
+    fn programs(&mut self) -> Result<&mut Datapath> {
+        self.programs.as_mut().with_context(|| {
+            format!(
+                "network {}'s datapath was opened without its programs",
+                self.name
+            )
+        })
+    }
+
+    /// Points the datapath at `net`'s subnet, gateway and ICC setting.
+    pub fn set_network(&mut self, net: &Network) -> Result<()> {
+        self.maps.set_network(NetworkConfig {
+            gateway: net.gateway.octets(),
+            subnet: net.subnet.addr().octets(),
+            prefix_len: net.subnet.prefix_len(),
+            flags: if net.icc { 0 } else { NETWORK_NO_ICC },
+            _pad: [0; 2],
+        })
+    }
+
+    /// Enters a set-up endpoint: its counters, its program, then its
+    /// forwarding entry. The program first: until it runs, the endpoint's
+    /// packets meet the host stack unchecked (no anti-spoofing, no NAT).
+    /// Without its entry the program drops them as spoofed, which is safe.
+    pub fn install_endpoint(&mut self, veth: &EndpointVeth<'_>) -> Result<AttachOutcome> {
+        self.maps.ensure_counters(veth.host_ifindex)?;
+        let program = self.programs()?.attach_from_endpoint(veth.host_ifname)?;
+        self.maps.set_endpoint(
+            veth.ip,
+            EndpointEntry {
+                host_ifindex: veth.host_ifindex,
+                mac: veth.mac,
+                host_mac: veth.host_mac,
+            },
+        )?;
+        Ok(program)
+    }
+
+    /// Puts `mode` in force on an endpoint's host-side veth: XDP may
+    /// redirect to it once its endpoint end is ready for XDP frames, and in
+    /// XDP mode our XDP program runs in front of TC. Returns the mode it
+    /// runs in.
+    pub fn set_endpoint_mode(
+        &mut self,
+        mode: Mode,
+        host_ifname: &str,
+        host_ifindex: u32,
+        xdp_ready: bool,
+        running_xdp: Option<u32>,
+    ) -> Result<Mode> {
+        self.maps.set_xdp_target(host_ifindex, xdp_ready)?;
+        self.xdp_in_front(
+            mode,
+            host_ifname,
+            running_xdp,
+            Datapath::attach_xdp_from_endpoint,
+        )
+    }
+
+    /// `mode = "xdp"`: the XDP program in front of the TC one on `ifname`, or,
+    /// where it cannot attach, TC alone with a one-line warning. TC mode: no
+    /// XDP program of ours there. Returns the mode `ifname` runs in.
+    fn xdp_in_front(
+        &mut self,
+        mode: Mode,
+        ifname: &str,
+        running: Option<u32>,
+        attach: fn(&mut Datapath, &str, Option<u32>) -> Result<AttachOutcome>,
+    ) -> Result<Mode> {
+        if mode != Mode::Xdp {
+            unpin_xdp_link(&self.name, ifname)?;
+            return Ok(Mode::Tc);
+        }
+        match attach(self.programs()?, ifname, running) {
+            Ok(_) => Ok(Mode::Xdp),
+            Err(e) => {
+                log::warn!(
+                    "{ifname}: XDP cannot attach ({}); TC only there",
+                    e.root_cause()
+                );
+                Ok(Mode::Tc)
+            }
+        }
+    }
+
+    /// Sets source NAT to `nat`, masquerading behind `uplink` (its ifindex
+    /// and address); `None`: NAT off.
+    pub fn set_nat(&mut self, nat: &NatSettings, uplink: Option<(u32, Ipv4Addr)>) -> Result<()> {
+        let (uplink_ifindex, uplink_addr) = uplink.map_or((0, [0; 4]), |(i, a)| (i, a.octets()));
+        self.maps.set_nat_config(NatConfig {
+            uplink_ifindex,
+            uplink_addr,
+            port_min: nat.port_min,
+            port_max: nat.port_max,
+            timeouts: nat.timeouts.into(),
+        })
+    }
+
+    /// Records the uplink's address as it is now (it changed under a
+    /// running network); says whether it differed.
+    pub fn set_uplink_addr(&mut self, addr: Ipv4Addr) -> Result<bool> {
+        let config = self.maps.nat_config()?;
+        if addr.octets() == config.uplink_addr {
+            return Ok(false);
+        }
+        self.maps.set_nat_config(NatConfig {
+            uplink_addr: addr.octets(),
+            ..config
+        })?;
+        Ok(true)
+    }
+
+    /// Attaches reverse NAT to the uplink `link`, in `mode`; returns the TC
+    /// program's outcome and the mode the uplink runs in.
+    pub fn attach_uplink(&mut self, link: &Link, mode: Mode) -> Result<(AttachOutcome, Mode)> {
+        self.maps.ensure_counters(link.index)?;
+        let program = self.programs()?.attach_from_uplink(&link.name)?;
+        let mode = self.xdp_in_front(
+            mode,
+            &link.name,
+            link.xdp_prog_id,
+            Datapath::attach_xdp_from_uplink,
+        )?;
+        Ok((program, mode))
+    }
+
+    /// Attaches the uplink program to a LAN interface of its own (TC only).
+    pub fn attach_lan(&mut self, link: &Link) -> Result<()> {
+        self.maps.ensure_counters(link.index)?;
+        self.programs()?.attach_from_uplink(&link.name)?;
+        Ok(())
+    }
+
+    /// Trusts sources of peer and LAN prefixes arriving on `ifindex` only
+    /// (0: nowhere).
+    pub fn trust_remotes_on(&mut self, ifindex: u32) -> Result<()> {
+        self.maps.set_trusted_iface(ifindex)
+    }
+
+    /// Makes the datapath's remote prefixes exactly `wanted`.
+    pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, Remote)]) -> Result<()> {
+        let flags: Vec<(Ipv4Net, u8)> = wanted.iter().map(|(n, r)| (*n, r.flags())).collect();
+        self.maps.set_remotes(&flags)
+    }
+
+    /// Makes the datapath's published ports exactly `published`.
+    pub fn set_published(&mut self, published: &[Published]) -> Result<()> {
+        let entries: Vec<(PublishKey, PublishTarget)> = published
+            .iter()
+            .map(|p| {
+                (
+                    PublishKey {
+                        port: p.host_port.to_be_bytes(),
+                        proto: p.proto.number(),
+                        _pad: 0,
+                    },
+                    PublishTarget {
+                        addr: p.ip.octets(),
+                        port: p.port.to_be_bytes(),
+                        _pad: [0; 2],
+                    },
+                )
+            })
+            .collect();
+        self.maps.set_published(&entries)
+    }
+
+    /// Translates the connections the processes of `cgroup` in this
+    /// namespace make to published ports (the socket hook).
+    pub fn translate_host_connections(&mut self, cgroup: &Path) -> Result<()> {
+        self.maps.set_host_netns(netns::cookie()?)?;
+        self.programs()?.attach_connect4(cgroup)?;
+        Ok(())
+    }
+
+    /// Stops translating the host's own connections (nothing is published).
+    pub fn stop_translating_host_connections(&self) -> Result<()> {
+        unpin_connect4(&self.name)
+    }
+
+    /// The endpoints the datapath forwards to, with their MAC addresses.
+    pub fn endpoint_macs(&self) -> Result<BTreeMap<Ipv4Addr, [u8; 6]>> {
+        Ok(self
+            .maps
+            .endpoints()?
+            .into_iter()
+            .map(|(ip, e)| (ip, e.mac))
+            .collect())
+    }
+
+    /// Stops forwarding to endpoint `ip`; Ok if it was not there.
+    pub fn forget_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
+        if !self.maps.endpoints()?.contains_key(&ip) {
+            return Ok(());
+        }
+        self.maps.remove_endpoint(ip)
+    }
+
+    /// Stops forwarding to the endpoints `keep` refuses.
+    pub fn retain_endpoints(&mut self, keep: impl Fn(Ipv4Addr) -> bool) -> Result<()> {
+        for ip in self.maps.endpoints()?.into_keys() {
+            if !keep(ip) {
+                self.maps.remove_endpoint(ip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters of every interface, summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<u32, IfaceCounters>> {
+        self.maps.counters()
+    }
+
+    /// Drops the counters of interface `ifindex`; Ok if it had none.
+    pub fn forget_counters(&mut self, ifindex: u32) -> Result<()> {
+        self.maps.remove_counters(ifindex)
+    }
+
+    /// Drops the counters of the interfaces `keep` refuses.
+    pub fn retain_counters(&mut self, keep: impl Fn(u32) -> bool) -> Result<()> {
+        for ifindex in self.maps.counter_ifindexes()? {
+            if !keep(ifindex) {
+                self.maps.remove_counters(ifindex)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The NAT flows of `subnet`'s endpoints (the table may be shared by
+    /// other networks on the uplink), their lifetimes by `nat`'s timeouts,
+    /// as of `now` (see [`nat_table::now_ns`]).
+    pub fn flows(&self, subnet: &Ipv4Net, nat: &NatSettings, now: u64) -> Result<Vec<Flow>> {
+        Ok(nat_table::flows(
+            &nat_table::of_subnet(self.maps.nat_entries()?, subnet),
+            &nat.timeouts.into(),
+            now,
+        ))
+    }
+
+    /// How many NAT flows `subnet`'s endpoints have.
+    pub fn flow_count(&self, subnet: &Ipv4Net) -> Result<usize> {
+        Ok(nat_table::of_subnet(self.maps.nat_entries()?, subnet)
+            .iter()
+            .filter(|(k, _)| k.dir == DIR_INGRESS)
+            .count())
+    }
+
+    /// What the kernel charges for the NAT table, and how many flows it
+    /// holds at most.
+    pub fn nat_capacity(&self) -> Result<(u64, u32)> {
+        let (memory, max_entries) = self.maps.nat_memory()?;
+        Ok((memory, max_entries / ENTRIES_PER_FLOW))
+    }
+
+    /// Removes the NAT flows of `subnet`'s endpoints (the other networks'
+    /// flows in a shared table stay).
+    pub fn forget_flows(&mut self, subnet: &Ipv4Net) -> Result<()> {
+        for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
+            self.maps.remove(&key)?;
+        }
+        Ok(())
+    }
+
+    /// One collector pass over the NAT table (see
+    /// [`nat_table::collect_expired`]); returns the flows removed.
+    pub fn collect_expired_flows(&mut self) -> Result<usize> {
+        let config = self.maps.nat_config()?;
+        let now = nat_table::now_ns()?;
+        let snapshot = self.maps.nat_entries()?;
+        nat_table::collect_expired(&snapshot, &config.timeouts, now, &mut self.maps)
+    }
+}
+
+/// Where network `name`'s datapath is pinned, as `status` shows it.
+pub fn pins_shown(name: &NetworkName) -> String {
+    pin_dir(name).display().to_string()
+}
+
+/// Where the NAT table of `uplink` in the namespace with cookie
+/// `netns_cookie` is pinned, as `status` shows it.
+pub fn uplink_nat_shown(netns_cookie: u64, uplink: &str) -> String {
+    uplink_nat_dir(netns_cookie, uplink).display().to_string()
+}
+
+/// Unpins the shared NAT tables of uplinks no network in `in_use` (by the
+/// cookie of its namespace and its uplink) is behind any more.
+pub fn prune_uplink_nat(in_use: impl IntoIterator<Item = (u64, String)>) -> Result<()> {
+    let used: Vec<PathBuf> = in_use
+        .into_iter()
+        .map(|(cookie, uplink)| uplink_nat_dir(cookie, &uplink))
+        .collect();
+    for dir in super::uplink_nat_dirs()? {
+        if !used.contains(&dir) {
+            super::remove_uplink_nat(&dir)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The datapath steps shared by `up`, `attach` and `publish`: an endpoint
+//! entered into its network's datapath, and the published ports applied.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+
+use super::endpoint::EndpointFacts;
+use crate::{
+    cgroup,
+    config::{Mode, Network, Published},
+    loader::{AttachOutcome, EndpointVeth, NetworkDatapath},
+    procnet,
+};
+
+/// Enters a set-up endpoint into the datapath: its counters, its program,
+/// its forwarding entry, then forwarding and its mode; returns the TC
+/// program's outcome and the mode that runs on its veth.
+pub fn install_endpoint(
+    net: &Network,
+    datapath: &mut NetworkDatapath,
+    ip: Ipv4Addr,
+    facts: &EndpointFacts,
+) -> Result<(AttachOutcome, Mode)> {
+    let host_ifname = net.host_ifname(ip);
+    let program = datapath.install_endpoint(&EndpointVeth {
+        ip,
+        host_ifname: &host_ifname,
+        host_ifindex: facts.host_ifindex,
+        mac: facts.mac,
+        host_mac: facts.host_mac,
+    })?;
+    // With forwarding on, packets the program does not catch would be routed
+    // out with their private source: only once the program runs.
+    if net.uplink.is_some() || net.lan.is_some() {
+        procnet::enable_forwarding(&host_ifname)?;
+    }
+    let mode = datapath.set_endpoint_mode(
+        net.mode,
+        &host_ifname,
+        facts.host_ifindex,
+        facts.xdp_ready,
+        facts.host_xdp_prog_id,
+    )?;
+    Ok((program, mode))
+}
+
+/// Points the datapath at the published ports. The host's own connections
+/// to them go through a socket hook on its cgroup, scoped to this namespace.
+pub fn apply_published(
+    net: &Network,
+    published: &[Published],
+    datapath: &mut NetworkDatapath,
+) -> Result<()> {
+    datapath.set_published(published)?;
+    if published.is_empty() {
+        return datapath.stop_translating_host_connections();
+    }
+    let cgroup = match &net.host_cgroup {
+        Some(path) => path.clone(),
+        None => match cgroup::v2_root()? {
+            Some(root) => root,
+            None => {
+                log::warn!(
+                    "no cgroup v2 hierarchy: the host's own connections to published ports are not translated"
+                );
+                return Ok(());
+            }
+        },
+    };
+    datapath.translate_host_connections(&cgroup)
+}

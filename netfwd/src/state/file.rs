@@ -1,0 +1,404 @@
+//! The state file's own format, apart from the config model: the model may
+//! change shape in any release, while a later netfwd must still read the
+//! state today's wrote (to take down what it made). Each format has a
+//! version; files of netfwd before versions were written are version 1,
+//! which is what this one writes.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{Attachment, State};
+use crate::{
+    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published},
+    ipnet::Ipv4Net,
+    name::NetworkName,
+    netns::NetnsId,
+};
+
+/// The version this netfwd writes, and the newest it reads.
+const VERSION: u32 = 1;
+
+/// A state file, version 1.
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    #[serde(default = "version_1")]
+    version: u32,
+    network: NetworkV1,
+    host_netns: NetnsId,
+    #[serde(default)]
+    host_netns_cookie: Option<u64>,
+    created_netns: Vec<String>,
+    #[serde(default)]
+    attached: Vec<Attachment>,
+    #[serde(default)]
+    published: Vec<PublishedV1>,
+}
+
+/// Files from before versions were written lack the field.
+fn version_1() -> u32 {
+    1
+}
+
+/// Only the version, read first: a later format need not parse as this one.
+#[derive(Deserialize)]
+struct Versioned {
+    #[serde(default = "version_1")]
+    version: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NetworkV1 {
+    name: NetworkName,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    mtu: u32,
+    endpoints: Vec<EndpointV1>,
+    #[serde(default)]
+    uplink: Option<String>,
+    #[serde(default)]
+    nat: NatV1,
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default)]
+    lan: Option<String>,
+    #[serde(default)]
+    peers: Vec<PeerV1>,
+    #[serde(default = "yes")]
+    icc: bool,
+    #[serde(default)]
+    allow: Vec<NetworkName>,
+    #[serde(default)]
+    published: Vec<PublishedV1>,
+    #[serde(default)]
+    host_cgroup: Option<PathBuf>,
+    #[serde(default)]
+    mode: Mode,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndpointV1 {
+    netns: String,
+    ip: Ipv4Addr,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PeerV1 {
+    subnet: Ipv4Net,
+    via: Ipv4Addr,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishedV1 {
+    proto: Proto,
+    host_port: u16,
+    ip: Ipv4Addr,
+    port: u16,
+}
+
+/// The NAT settings; in the model their timeouts are the datapath's own
+/// struct, here plain fields.
+#[derive(Serialize, Deserialize)]
+struct NatV1 {
+    port_min: u16,
+    port_max: u16,
+    max_flows: u32,
+    timeouts: TimeoutsV1,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TimeoutsV1 {
+    tcp_syn: u32,
+    tcp_established: u32,
+    tcp_closing: u32,
+    udp: u32,
+    icmp: u32,
+}
+
+impl Default for NatV1 {
+    fn default() -> Self {
+        NatV1::from(&NatSettings::default())
+    }
+}
+
+impl From<&NatSettings> for NatV1 {
+    fn from(n: &NatSettings) -> Self {
+        let t = &n.timeouts;
+        NatV1 {
+            port_min: n.port_min,
+            port_max: n.port_max,
+            max_flows: n.max_flows,
+            timeouts: TimeoutsV1 {
+                tcp_syn: t.tcp_syn,
+                tcp_established: t.tcp_established,
+                tcp_closing: t.tcp_closing,
+                udp: t.udp,
+                icmp: t.icmp,
+            },
+        }
+    }
+}
+
+impl From<NatV1> for NatSettings {
+    fn from(n: NatV1) -> Self {
+        let mut settings = NatSettings {
+            port_min: n.port_min,
+            port_max: n.port_max,
+            max_flows: n.max_flows,
+            ..NatSettings::default()
+        };
+        let t = &mut settings.timeouts;
+        t.tcp_syn = n.timeouts.tcp_syn;
+        t.tcp_established = n.timeouts.tcp_established;
+        t.tcp_closing = n.timeouts.tcp_closing;
+        t.udp = n.timeouts.udp;
+        t.icmp = n.timeouts.icmp;
+        settings
+    }
+}
+
+impl From<&Published> for PublishedV1 {
+    fn from(p: &Published) -> Self {
+        PublishedV1 {
+            proto: p.proto,
+            host_port: p.host_port,
+            ip: p.ip,
+            port: p.port,
+        }
+    }
+}
+
+impl From<PublishedV1> for Published {
+    fn from(p: PublishedV1) -> Self {
+        Published {
+            proto: p.proto,
+            host_port: p.host_port,
+            ip: p.ip,
+            port: p.port,
+        }
+    }
+}
+
+impl From<&Network> for NetworkV1 {
+    fn from(n: &Network) -> Self {
+        NetworkV1 {
+            name: n.name.clone(),
+            subnet: n.subnet,
+            gateway: n.gateway,
+            mtu: n.mtu,
+            endpoints: n
+                .endpoints
+                .iter()
+                .map(|e| EndpointV1 {
+                    netns: e.netns.clone(),
+                    ip: e.ip,
+                })
+                .collect(),
+            uplink: n.uplink.clone(),
+            nat: NatV1::from(&n.nat),
+            kind: n.kind,
+            lan: n.lan.clone(),
+            peers: n
+                .peers
+                .iter()
+                .map(|p| PeerV1 {
+                    subnet: p.subnet,
+                    via: p.via,
+                })
+                .collect(),
+            icc: n.icc,
+            allow: n.allow.clone(),
+            published: n.published.iter().map(PublishedV1::from).collect(),
+            host_cgroup: n.host_cgroup.clone(),
+            mode: n.mode,
+        }
+    }
+}
+
+impl From<NetworkV1> for Network {
+    fn from(n: NetworkV1) -> Self {
+        Network {
+            name: n.name,
+            subnet: n.subnet,
+            gateway: n.gateway,
+            mtu: n.mtu,
+            endpoints: n
+                .endpoints
+                .into_iter()
+                .map(|e| Endpoint {
+                    netns: e.netns,
+                    ip: e.ip,
+                })
+                .collect(),
+            uplink: n.uplink,
+            nat: n.nat.into(),
+            kind: n.kind,
+            lan: n.lan,
+            peers: n
+                .peers
+                .into_iter()
+                .map(|p| Peer {
+                    subnet: p.subnet,
+                    via: p.via,
+                })
+                .collect(),
+            icc: n.icc,
+            allow: n.allow,
+            published: n.published.into_iter().map(Published::from).collect(),
+            host_cgroup: n.host_cgroup,
+            mode: n.mode,
+        }
+    }
+}
+
+/// The state as this netfwd writes it.
+pub(super) fn write(st: &State) -> Result<String> {
+    let file = StateFile {
+        version: VERSION,
+        network: NetworkV1::from(&st.network),
+        host_netns: st.host_netns,
+        host_netns_cookie: st.host_netns_cookie,
+        created_netns: st.created_netns.clone(),
+        attached: st.attached.clone(),
+        published: st.published.iter().map(PublishedV1::from).collect(),
+    };
+    Ok(serde_json::to_string_pretty(&file)?)
+}
+
+/// A state of any version this netfwd reads.
+pub(super) fn read(text: &str) -> Result<State> {
+    let Versioned { version } = serde_json::from_str(text)?;
+    if version > VERSION {
+        bail!("state version {version} is of a later netfwd (this one reads up to {VERSION})");
+    }
+    let file: StateFile = serde_json::from_str(text)?;
+    Ok(State {
+        network: file.network.into(),
+        host_netns: file.host_netns,
+        host_netns_cookie: file.host_netns_cookie,
+        created_netns: file.created_netns,
+        attached: file.attached,
+        published: file.published.into_iter().map(Published::from).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file as netfwd wrote it before states had versions (the
+    /// config model serialised as it was): a network with an uplink, a
+    /// LAN, a peer, a published port, an attached endpoint and a run-time
+    /// published port.
+    const UNVERSIONED: &str = r#"{
+  "network": {
+    "name": "demo",
+    "subnet": "10.88.0.0/24",
+    "gateway": "10.88.0.1",
+    "mtu": 1500,
+    "endpoints": [
+      { "netns": "nfa", "ip": "10.88.0.2" }
+    ],
+    "uplink": "eth0",
+    "nat": {
+      "port_min": 61000,
+      "port_max": 65535,
+      "max_flows": 65536,
+      "timeouts": {
+        "tcp_syn": 60,
+        "tcp_established": 21600,
+        "tcp_closing": 30,
+        "udp": 60,
+        "icmp": 30
+      }
+    },
+    "kind": "bridge",
+    "lan": "eth1",
+    "peers": [
+      { "subnet": "10.89.0.0/24", "via": "192.168.1.2" }
+    ],
+    "icc": false,
+    "allow": ["other"],
+    "published": [
+      { "proto": "tcp", "host_port": 8080, "ip": "10.88.0.2", "port": 80 }
+    ],
+    "host_cgroup": null,
+    "mode": "xdp"
+  },
+  "host_netns": { "dev": 4, "ino": 4026531840 },
+  "host_netns_cookie": 1,
+  "created_netns": ["nfa"],
+  "attached": [
+    {
+      "ip": "10.88.0.3",
+      "ifname": "eth0",
+      "netns_path": "/proc/42/ns/net",
+      "pid": 42,
+      "netns_id": { "dev": 4, "ino": 4026532000 },
+      "container_id": "c0ffee"
+    }
+  ],
+  "published": [
+    { "proto": "udp", "host_port": 5353, "ip": "10.88.0.3", "port": 53 }
+  ]
+}"#;
+
+    #[test]
+    fn an_unversioned_state_is_read_as_version_1() {
+        let st = read(UNVERSIONED).unwrap();
+        let net = &st.network;
+        assert_eq!(net.name.as_str(), "demo");
+        assert_eq!(net.subnet.to_string(), "10.88.0.0/24");
+        assert_eq!(net.uplink.as_deref(), Some("eth0"));
+        assert_eq!(net.lan.as_deref(), Some("eth1"));
+        assert_eq!(
+            (net.icc, net.mode, net.kind),
+            (false, Mode::Xdp, Kind::Bridge)
+        );
+        assert_eq!(net.nat, NatSettings::default());
+        assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 168, 1, 2));
+        assert_eq!(net.published[0].host_port, 8080);
+        assert_eq!(st.host_netns_cookie, Some(1));
+        assert_eq!(st.created_netns, ["nfa"]);
+        assert_eq!(st.attached[0].container_id.as_deref(), Some("c0ffee"));
+        assert_eq!(st.published[0].proto, Proto::Udp);
+    }
+
+    /// Version 1 is today's format with its version written: what this
+    /// netfwd writes, a netfwd before versions reads (it ignores the field).
+    #[test]
+    fn version_1_is_the_unversioned_format_with_its_version() {
+        let written: serde_json::Value =
+            serde_json::from_str(&write(&read(UNVERSIONED).unwrap()).unwrap()).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(UNVERSIONED).unwrap();
+        expected["version"] = 1.into();
+        assert_eq!(written, expected);
+    }
+
+    /// The oldest states lack what later netfwd added (cookie, attached
+    /// and published endpoints, NAT settings, ...): they take the defaults.
+    #[test]
+    fn a_minimal_state_takes_the_defaults() {
+        let st = read(
+            r#"{"network":{"name":"old","subnet":"10.93.0.0/24","gateway":"10.93.0.1","mtu":1500,"endpoints":[]},
+                "host_netns":{"dev":0,"ino":0},"created_netns":[]}"#,
+        )
+        .unwrap();
+        assert!(st.network.icc);
+        assert_eq!(st.network.nat, NatSettings::default());
+        assert_eq!(st.host_netns_cookie, None);
+        assert!(st.attached.is_empty() && st.published.is_empty());
+    }
+
+    #[test]
+    fn a_state_of_a_later_version_is_refused() {
+        let later = UNVERSIONED.replacen('{', r#"{"version": 2,"#, 1);
+        let err = read(&later).unwrap_err();
+        assert!(err.to_string().contains("later netfwd"), "{err}");
+    }
+}
