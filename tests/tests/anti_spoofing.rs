@@ -2,7 +2,10 @@
 //! a gratuitous ARP for the gateway diverts nothing — there is no broadcast
 //! domain to poison, ARP is answered in BPF. Frames are forged with scapy.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use netfwd_tests::{
     NetConfig, Sandbox, assert_ping, drops, endpoint, in_ns_ok, ping, scapy_sendp, snmp_counter,

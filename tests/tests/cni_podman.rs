@@ -6,8 +6,6 @@
 //! containers started at once get twenty addresses, and `podman rm` leaves
 //! no veth, entry or lease.
 
-#![allow(clippy::unwrap_used)]
-
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,

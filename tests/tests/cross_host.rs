@@ -4,7 +4,10 @@
 //! endpoints by address, without NAT; C reaches A's endpoints through a
 //! route via A; A's endpoints still reach the internet through SNAT.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,

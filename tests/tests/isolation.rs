@@ -3,8 +3,6 @@
 //! false` a network's endpoints cannot reach each other, while egress and
 //! published ports still work.
 
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
     outside::{INTERNET_IP, Internet, UPLINK},

@@ -6,7 +6,10 @@
 //!
 //! Run as root, one test at a time: `cargo xtask test`.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{
     path::PathBuf,

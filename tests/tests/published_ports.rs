@@ -4,8 +4,6 @@
 //! sandbox host (through a cgroup hook, on the uplink address and
 //! 127.0.0.1). Ports are published and withdrawn while the network runs.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::PathBuf;
 
 use netfwd_tests::{

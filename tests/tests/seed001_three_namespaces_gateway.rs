@@ -5,9 +5,6 @@
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
-// A test reports a broken expectation by panicking.
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
     NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, payload,
     tcp_exchange,

@@ -2,8 +2,6 @@
 //! its own address behind a bare veth, the host as their router — a routed
 //! network, forwarded in BPF with no `ip_forward` and no FORWARD rule.
 
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
     NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, in_ns_ok, ipv4_addrs, payload,
     tcp_exchange,

@@ -5,7 +5,10 @@
 //! soak --minutes N` and, for two minutes, by `cargo xtask test`; ignored
 //! by a plain `cargo test`.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{
     process::Command,

@@ -6,7 +6,10 @@
 //! config back to TC takes XDP off. (Every other scenario test runs in both
 //! modes: `NETFWD_TEST_MODE=xdp`.)
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use netfwd_tests::{
     NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
