@@ -42,7 +42,13 @@ pub struct NetConfig {
     pub name: String,
     pub subnet: String,
     pub gateway: Option<String>,
+    /// `uplink = "<name>"`: the device the network masquerades behind.
+    pub uplink: Option<String>,
+    /// `host_cgroup = "<path>"`: whose processes reach published ports.
+    pub host_cgroup: Option<String>,
     pub endpoints: Vec<EndpointConfig>,
+    /// TOML tables (`[nat]`, `[[publish]]`, …) after the endpoints.
+    pub tables: String,
 }
 
 impl NetConfig {
@@ -51,7 +57,10 @@ impl NetConfig {
             name: name.to_owned(),
             subnet: subnet.to_owned(),
             gateway: gateway.map(str::to_owned),
+            uplink: None,
+            host_cgroup: None,
             endpoints: Vec::new(),
+            tables: String::new(),
         }
     }
 
@@ -71,12 +80,22 @@ impl NetConfig {
         if let Some(gw) = &self.gateway {
             let _ = writeln!(s, "gateway = {gw:?}");
         }
+        if let Some(uplink) = &self.uplink {
+            let _ = writeln!(s, "uplink = {uplink:?}");
+        }
+        if let Some(cgroup) = &self.host_cgroup {
+            let _ = writeln!(s, "host_cgroup = {cgroup:?}");
+        }
         for ep in &self.endpoints {
             s.push_str("\n[[endpoint]]\n");
             let _ = writeln!(s, "netns = {:?}", ep.netns);
             if let Some(ip) = &ep.ip {
                 let _ = writeln!(s, "ip = {ip:?}");
             }
+        }
+        if !self.tables.is_empty() {
+            s.push('\n');
+            s.push_str(&self.tables);
         }
         s
     }

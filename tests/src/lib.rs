@@ -5,7 +5,7 @@
 //! directory for config files, and unique names for everything it makes. The
 //! sandbox's `Drop` runs `netfwd down` for each network it handed out, deletes
 //! every namespace it named and never panics, so a failing test still leaves
-//! the machine as it found it.
+//! the machine as it found it. Most tests build theirs with [`Lab::builder`].
 //!
 //! Rules the helpers keep: the real host's network is never touched (tools run
 //! in a namespace through `nsenter --net=/run/netns/<ns>`, never through `ip
@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod guards;
 pub mod host;
 pub mod json;
+pub mod lab;
 pub mod netns;
 pub mod outside;
 pub mod process;
@@ -44,6 +45,7 @@ pub use daemon::Daemon;
 pub use guards::{FileGuard, TempDir};
 pub use host::*;
 pub use json::*;
+pub use lab::Lab;
 pub use netns::{Netns, enter_netns, netns_exists, netns_list, netns_path};
 pub use process::*;
 pub use sandbox::Sandbox;
