@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use netfwd_tests::{
-    Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     drops, endpoint, in_ns_ok,
     outside::{
@@ -42,26 +42,27 @@ impl PublishLab {
 
     /// As `new`, with `extra` appended to the config.
     fn with(tag: &str, publish_in_config: bool, extra: &str) -> PublishLab {
-        let sb = Sandbox::new(tag);
-        let internet = Internet::new(&sb);
-        let cgroup = Cgroup::new(tag);
-        let net = sb.net_name();
-        let (server_ns, client_ns) = (sb.ns("srv"), sb.ns("cli"));
-        let mut text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"10.80.0.0/24\"\nuplink = \"{UPLINK}\"\nhost_cgroup = \"{}\"\n\
-             [[endpoint]]\nnetns = \"{server_ns}\"\nip = \"{SERVER_IP}\"\n[[endpoint]]\nnetns = \"{client_ns}\"\nip = \"{CLIENT_IP}\"\n",
-            cgroup.0.display()
-        );
-        text.push_str(extra);
+        let mut lab = Lab::builder(tag, "10.80.0.0/24")
+            .uplink()
+            .host_cgroup()
+            .endpoint("srv", Some(SERVER_IP))
+            .endpoint("cli", Some(CLIENT_IP))
+            .tables(extra);
         if publish_in_config {
             for proto in ["tcp", "udp"] {
-                text.push_str(&format!(
-                    "[[publish]]\nproto = \"{proto}\"\nhost_port = {HOST_PORT}\nendpoint = \"{server_ns}\"\nport = {PORT}\n"
-                ));
+                lab = lab.publish(proto, HOST_PORT, 0, PORT);
             }
         }
-        let config = sb.write_config(&text);
-        sb.up_file(&config);
+        let Lab {
+            sb,
+            internet,
+            net,
+            eps,
+            config,
+            cgroup,
+        } = lab.up();
+        let [server_ns, client_ns] =
+            <[String; 2]>::try_from(eps).unwrap_or_else(|eps| panic!("endpoints {eps:?}"));
         let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
         PublishLab {
             sb,
@@ -69,7 +70,7 @@ impl PublishLab {
             net,
             server_ns,
             client_ns,
-            cgroup,
+            cgroup: cgroup.expect("the lab was asked for a host cgroup"),
             config,
             _server: server,
         }
