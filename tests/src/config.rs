@@ -40,6 +40,8 @@ pub struct EndpointConfig {
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub name: String,
+    /// `kind = "<kind>"` (`bridge` when not given).
+    pub kind: Option<String>,
     pub subnet: String,
     pub gateway: Option<String>,
     /// `uplink = "<name>"`: the device the network masquerades behind.
@@ -55,6 +57,7 @@ impl NetConfig {
     pub fn new(name: &str, subnet: &str, gateway: Option<&str>) -> NetConfig {
         NetConfig {
             name: name.to_owned(),
+            kind: None,
             subnet: subnet.to_owned(),
             gateway: gateway.map(str::to_owned),
             uplink: None,
@@ -76,6 +79,9 @@ impl NetConfig {
     pub fn to_toml(&self) -> String {
         let mut s = String::from("[network]\n");
         let _ = writeln!(s, "name = {:?}", self.name);
+        if let Some(kind) = &self.kind {
+            let _ = writeln!(s, "kind = {kind:?}");
+        }
         let _ = writeln!(s, "subnet = {:?}", self.subnet);
         if let Some(gw) = &self.gateway {
             let _ = writeln!(s, "gateway = {gw:?}");

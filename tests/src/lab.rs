@@ -54,6 +54,7 @@ struct Publish {
 /// Options of a [`Lab`]; [`LabBuilder::up`] builds it and brings it up.
 pub struct LabBuilder<U> {
     tag: String,
+    kind: Option<String>,
     subnet: String,
     gateway: Option<String>,
     /// Namespace tag and address of each endpoint, in order.
@@ -86,6 +87,7 @@ impl Lab {
     pub fn builder(tag: &str, subnet: &str) -> LabBuilder<()> {
         LabBuilder {
             tag: tag.to_owned(),
+            kind: None,
             subnet: subnet.to_owned(),
             gateway: None,
             endpoints: Vec::new(),
@@ -103,6 +105,7 @@ impl LabBuilder<()> {
     pub fn uplink(self) -> LabBuilder<Internet> {
         LabBuilder {
             tag: self.tag,
+            kind: self.kind,
             subnet: self.subnet,
             gateway: self.gateway,
             endpoints: self.endpoints,
@@ -115,6 +118,12 @@ impl LabBuilder<()> {
 }
 
 impl<U: Uplink> LabBuilder<U> {
+    /// `kind = "<kind>"`: `routed` instead of the default bridge.
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.kind = Some(kind.to_owned());
+        self
+    }
+
     /// `gateway = "<ip>"`.
     pub fn gateway(mut self, ip: &str) -> Self {
         self.gateway = Some(ip.to_owned());
@@ -175,6 +184,7 @@ impl<U: Uplink> LabBuilder<U> {
         }
         let cfg = NetConfig {
             name: net.clone(),
+            kind: self.kind,
             subnet: self.subnet,
             gateway: self.gateway,
             uplink: U::DEVICE.map(str::to_owned),
@@ -235,4 +245,11 @@ impl<U> Lab<U> {
     pub fn nat_flows(&self) -> Vec<Value> {
         self.sb.nat_flows(&self.net)
     }
+}
+
+/// The namespaces of a lab's `N` endpoints as an array, for a test that
+/// gives each its own name.
+pub fn named<const N: usize>(eps: Vec<String>) -> [String; N] {
+    <[String; N]>::try_from(eps)
+        .unwrap_or_else(|eps| panic!("{N} endpoints asked for, got {eps:?}"))
 }

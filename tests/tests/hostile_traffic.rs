@@ -11,7 +11,7 @@
 use std::thread;
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok,
+    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok, lab,
     outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
     payload, scapy_sendp, snmp_counter, tcp_exchange,
 };
@@ -49,8 +49,7 @@ impl Forging {
             .endpoint("b", Some(B))
             .endpoint("c", Some(C))
             .up();
-        let [a, b, c] =
-            <[String; 3]>::try_from(eps).unwrap_or_else(|eps| panic!("endpoints {eps:?}"));
+        let [a, b, c] = lab::named(eps);
         // a sends only what the test forges: no IPv6 chatter of its own.
         in_ns_ok(&a, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
         Forging {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
-    drops, endpoint, in_ns_ok,
+    drops, endpoint, in_ns_ok, lab,
     outside::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
         udp_echo,
@@ -61,8 +61,7 @@ impl PublishLab {
             config,
             cgroup,
         } = lab.up();
-        let [server_ns, client_ns] =
-            <[String; 2]>::try_from(eps).unwrap_or_else(|eps| panic!("endpoints {eps:?}"));
+        let [server_ns, client_ns] = lab::named(eps);
         let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
         PublishLab {
             sb,

@@ -7,7 +7,7 @@
 
 use netfwd_tests::{
     Lab, PING_COUNT, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, has_link,
-    ipv4_addrs, payload, ping_counts, sum_counters, tcp_exchange,
+    ipv4_addrs, lab, payload, ping_counts, sum_counters, tcp_exchange,
 };
 
 const SUBNET: &str = "172.18.0.0/16";
@@ -28,7 +28,7 @@ fn seed000(tag: &str) -> Seed000 {
         .endpoint("netns_A", Some(IP_A))
         .endpoint("netns_B", Some(IP_B))
         .up();
-    let [a, b] = <[String; 2]>::try_from(eps).unwrap_or_else(|eps| panic!("endpoints {eps:?}"));
+    let [a, b] = lab::named(eps);
     Seed000 { sb, net, a, b }
 }
 

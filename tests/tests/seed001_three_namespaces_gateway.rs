@@ -6,7 +6,7 @@
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, payload,
+    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, lab, payload,
     tcp_exchange,
 };
 
@@ -31,7 +31,7 @@ fn seed001(tag: &str) -> Seed001 {
         .endpoint("ns2", None)
         .endpoint("ns3", None)
         .up();
-    let ns = <[String; 3]>::try_from(eps).unwrap_or_else(|eps| panic!("endpoints {eps:?}"));
+    let ns = lab::named(eps);
     Seed001 { sb, net, ns }
 }
 
