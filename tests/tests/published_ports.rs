@@ -53,24 +53,17 @@ impl PublishLab {
                 lab = lab.publish(proto, HOST_PORT, 0, PORT);
             }
         }
-        let Lab {
-            sb,
-            internet,
-            net,
-            eps,
-            config,
-            cgroup,
-        } = lab.up();
-        let [server_ns, client_ns] = lab::named(eps);
+        let lab = lab.up();
+        let [server_ns, client_ns] = lab::named(lab.eps);
         let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
         PublishLab {
-            sb,
-            _internet: internet,
-            net,
+            sb: lab.sb,
+            _internet: lab.internet,
+            net: lab.net,
             server_ns,
             client_ns,
-            cgroup: cgroup.expect("the lab was asked for a host cgroup"),
-            config,
+            cgroup: lab.cgroup.expect("the lab was asked for a host cgroup"),
+            config: lab.config,
             _server: server,
         }
     }
