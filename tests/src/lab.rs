@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::{
     cgroup::Cgroup,
     config::{EndpointConfig, NetConfig},
-    outside::{Internet, UPLINK},
+    internet::{Internet, UPLINK},
     sandbox::Sandbox,
 };
 

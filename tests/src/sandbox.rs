@@ -14,8 +14,9 @@ use crate::{
     BPF_PIN_ROOT, STATE_DIR,
     config::{NetConfig, with_test_mode},
     guards::TempDir,
+    internet,
     netns::{Netns, delete_netns_quietly},
-    next_id, outside,
+    next_id,
     process::{NETFWD_TIMEOUT, describe, in_ns_ok, netfwd_bin, run_with_timeout, tool_ok},
 };
 
@@ -147,7 +148,7 @@ impl Sandbox {
     pub fn uplink_mac(&self) -> String {
         let links: Value = serde_json::from_str(&in_ns_ok(
             self.host(),
-            &["ip", "-j", "link", "show", outside::UPLINK],
+            &["ip", "-j", "link", "show", internet::UPLINK],
         ))
         .unwrap();
         links[0]["address"].as_str().unwrap().to_owned()

@@ -16,10 +16,9 @@ use std::{
 
 use netfwd_tests::{
     Lab, Sandbox, assert_bad_input, assert_ping, endpoints,
+    internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
     lab::{LabBuilder, Uplink},
-    netns_path,
-    outside::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
-    tool_ok,
+    netns_path, tool_ok,
 };
 
 const SUBNET: &str = "10.70.0.0/24";

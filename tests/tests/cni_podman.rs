@@ -17,8 +17,9 @@ use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     cni::{CniLab, Podman},
-    describe, endpoints, network_links,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns},
+    describe, endpoints,
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns},
+    network_links,
 };
 use serde_json::json;
 

@@ -11,7 +11,7 @@
 
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
-    outside::{
+    internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
     payload, scapy_sendp, tool_ok,

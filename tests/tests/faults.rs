@@ -6,12 +6,12 @@ use std::{thread, time::Duration};
 
 use netfwd_tests::{
     Daemon, Lab, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, drops, endpoint,
-    endpoints, in_ns_ok, netfwd_bin,
-    outside::{
+    endpoints, in_ns_ok,
+    internet::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo,
         udp_echo_within,
     },
-    tool_ok,
+    netfwd_bin, tool_ok,
 };
 use serde_json::Value;
 

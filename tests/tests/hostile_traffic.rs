@@ -11,9 +11,9 @@
 use std::thread;
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok, lab,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
-    payload, scapy_sendp, snmp_counter, tcp_exchange,
+    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok,
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
+    lab, payload, scapy_sendp, snmp_counter, tcp_exchange,
 };
 use serde_json::Value;
 

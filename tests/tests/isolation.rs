@@ -5,7 +5,7 @@
 
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
-    outside::{INTERNET_IP, Internet, UPLINK},
+    internet::{INTERNET_IP, Internet, UPLINK},
     ping, snmp_counter,
 };
 

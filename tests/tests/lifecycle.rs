@@ -313,13 +313,13 @@ fn network_in_a_live_namespace_is_not_an_orphan_and_down_elsewhere_refuses() {
 #[test]
 fn an_endpoints_program_is_attached_before_its_entry_and_forwarding() {
     let sb = Sandbox::new("lcorder");
-    let _internet = netfwd_tests::outside::Internet::new(&sb);
+    let _internet = netfwd_tests::internet::Internet::new(&sb);
     let net = sb.net_name();
     let ns = sb.ns("a");
     let config = sb.write_config(&format!(
         "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{}\"\n\
          [[endpoint]]\nnetns = \"{ns}\"\nip = \"{}\"\n",
-        netfwd_tests::outside::UPLINK,
+        netfwd_tests::internet::UPLINK,
         IPS[0]
     ));
     let trace = config.with_extension("strace");

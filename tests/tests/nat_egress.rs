@@ -13,12 +13,12 @@ use std::{
 
 use netfwd_tests::{
     Daemon, Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
-    describe, in_ns_ok, nsenter_net,
-    outside::{
+    describe, in_ns_ok,
+    internet::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, chunked_stream, in_netns, ip_of,
         tcp_echo, udp_echo,
     },
-    payload, ping, scapy_sendp, tool_ok,
+    nsenter_net, payload, ping, scapy_sendp, tool_ok,
 };
 use serde_json::Value;
 
@@ -179,7 +179,7 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
     for ns in [&inet, &far] {
         in_ns_ok(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     }
-    let server = netfwd_tests::outside::EchoServer::start(&srv, "198.51.101.2", 9);
+    let server = netfwd_tests::internet::EchoServer::start(&srv, "198.51.101.2", 9);
     let data = payload("pmtu", 2_000_000);
     let result = in_netns(&lab.eps[0], move || {
         tcp_echo("198.51.101.2", 9, None, &data)

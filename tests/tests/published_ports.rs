@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use netfwd_tests::{
     Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
-    drops, endpoint, in_ns_ok, lab,
-    outside::{
+    drops, endpoint, in_ns_ok,
+    internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
         udp_echo,
     },
-    payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
+    lab, payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
 };
 
 const SERVER_IP: &str = "10.80.0.2";

@@ -18,7 +18,7 @@ use std::{
 use anyhow::Result;
 use netfwd_tests::{
     BPF_PIN_ROOT, Sandbox, enter_netns,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
 };
 
 /// UDP flows each endpoint opens at once, all to the internet's echo server.

@@ -22,7 +22,7 @@ use std::{
 
 use netfwd_tests::{
     Daemon, Sandbox, enter_netns,
-    outside::{
+    internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, chunked_stream, tcp_echo, udp_echo,
     },
     payload,

@@ -13,7 +13,7 @@
 
 use netfwd_tests::{
     NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
     payload, tcp_exchange,
 };
 use serde_json::Value;

@@ -1,5 +1,5 @@
-//! The outside world of a sandbox: an "internet" namespace behind the
-//! sandbox host's uplink, with an echo server that tells each client the
+//! The world behind a sandbox's uplink: an "internet" namespace with an
+//! echo server that tells each client the
 //! source address it saw, and clients that run in any namespace.
 //!
 //! ```text
