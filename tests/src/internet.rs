@@ -1,6 +1,6 @@
 //! The world behind a sandbox's uplink: an "internet" namespace with an
-//! echo server that tells each client the
-//! source address it saw, and clients that run in any namespace.
+//! echo server that tells each client the source address it saw, and
+//! clients that run in any namespace.
 //!
 //! ```text
 //!  sandbox host ── up0 203.0.113.2/24 ──── inet0 203.0.113.1/24 ── internet ns
