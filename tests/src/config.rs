@@ -48,6 +48,8 @@ pub struct NetConfig {
     pub uplink: Option<String>,
     /// `host_cgroup = "<path>"`: whose processes reach published ports.
     pub host_cgroup: Option<String>,
+    /// More `[network]` lines (`mode = "xdp"`, `icc = false`, …).
+    pub keys: String,
     pub endpoints: Vec<EndpointConfig>,
     /// TOML tables (`[nat]`, `[[publish]]`, …) after the endpoints.
     pub tables: String,
@@ -62,9 +64,28 @@ impl NetConfig {
             gateway: gateway.map(str::to_owned),
             uplink: None,
             host_cgroup: None,
+            keys: String::new(),
             endpoints: Vec::new(),
             tables: String::new(),
         }
+    }
+
+    /// `uplink = "<dev>"`.
+    pub fn uplink(mut self, dev: &str) -> NetConfig {
+        self.uplink = Some(dev.to_owned());
+        self
+    }
+
+    /// Adds `lines` to `[network]`.
+    pub fn keys(mut self, lines: &str) -> NetConfig {
+        self.keys.push_str(lines);
+        self
+    }
+
+    /// Adds TOML tables (`[nat]`, `[[allow]]`, …) after the endpoints.
+    pub fn tables(mut self, toml: &str) -> NetConfig {
+        self.tables.push_str(toml);
+        self
     }
 
     /// Adds an endpoint in namespace `netns`, with address `ip` if given.
@@ -91,6 +112,10 @@ impl NetConfig {
         }
         if let Some(cgroup) = &self.host_cgroup {
             let _ = writeln!(s, "host_cgroup = {cgroup:?}");
+        }
+        s.push_str(&self.keys);
+        if !self.keys.is_empty() && !self.keys.ends_with('\n') {
+            s.push('\n');
         }
         for ep in &self.endpoints {
             s.push_str("\n[[endpoint]]\n");
@@ -121,6 +146,21 @@ mod tests {
             "[network]\nname = \"demo\"\nsubnet = \"192.168.28.0/24\"\ngateway = \"192.168.28.5\"\n\
              \n[[endpoint]]\nnetns = \"ns1\"\nip = \"192.168.28.1\"\n\
              \n[[endpoint]]\nnetns = \"ns2\"\n"
+        );
+    }
+
+    #[test]
+    fn uplink_keys_and_tables_render_in_their_sections() {
+        let cfg = NetConfig::new("demo", "10.0.0.0/24", None)
+            .uplink("up0")
+            .keys("icc = false")
+            .endpoint("ns1", None)
+            .tables("[nat]\nmax_flows = 64\n");
+        assert_eq!(
+            cfg.to_toml(),
+            "[network]\nname = \"demo\"\nsubnet = \"10.0.0.0/24\"\nuplink = \"up0\"\nicc = false\n\
+             \n[[endpoint]]\nnetns = \"ns1\"\n\
+             \n[nat]\nmax_flows = 64\n"
         );
     }
 }

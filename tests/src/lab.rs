@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::{
     cgroup::Cgroup,
-    config::{EndpointConfig, NetConfig},
+    config::NetConfig,
     internet::{Internet, UPLINK},
     sandbox::Sandbox,
 };
@@ -25,19 +25,15 @@ use crate::{
 /// What sits behind the sandbox host's uplink: nothing (`()`, a network
 /// without uplink) or the [`Internet`] namespace with its echo server.
 pub trait Uplink: Sized {
-    /// The `uplink` the config names, if any.
-    const DEVICE: Option<&'static str>;
     /// Builds it behind `sb`'s host.
     fn build(sb: &Sandbox) -> Self;
 }
 
 impl Uplink for () {
-    const DEVICE: Option<&'static str> = None;
     fn build(_: &Sandbox) {}
 }
 
 impl Uplink for Internet {
-    const DEVICE: Option<&'static str> = Some(UPLINK);
     fn build(sb: &Sandbox) -> Internet {
         Internet::new(sb)
     }
@@ -54,13 +50,12 @@ struct Publish {
 /// Options of a [`Lab`]; [`LabBuilder::up`] builds it and brings it up.
 pub struct LabBuilder<U> {
     tag: String,
-    kind: Option<String>,
-    subnet: String,
-    gateway: Option<String>,
+    /// The config but for what exists only once the sandbox does: the
+    /// network's name, its endpoints, the cgroup and the published ports.
+    cfg: NetConfig,
     /// Namespace tag and address of each endpoint, in order.
     endpoints: Vec<(String, Option<String>)>,
     host_cgroup: bool,
-    tables: String,
     publish: Vec<Publish>,
     uplink: PhantomData<U>,
 }
@@ -87,12 +82,9 @@ impl Lab {
     pub fn builder(tag: &str, subnet: &str) -> LabBuilder<()> {
         LabBuilder {
             tag: tag.to_owned(),
-            kind: None,
-            subnet: subnet.to_owned(),
-            gateway: None,
+            cfg: NetConfig::new("", subnet, None),
             endpoints: Vec::new(),
             host_cgroup: false,
-            tables: String::new(),
             publish: Vec::new(),
             uplink: PhantomData,
         }
@@ -105,12 +97,9 @@ impl LabBuilder<()> {
     pub fn uplink(self) -> LabBuilder<Internet> {
         LabBuilder {
             tag: self.tag,
-            kind: self.kind,
-            subnet: self.subnet,
-            gateway: self.gateway,
+            cfg: self.cfg.uplink(UPLINK),
             endpoints: self.endpoints,
             host_cgroup: self.host_cgroup,
-            tables: self.tables,
             publish: self.publish,
             uplink: PhantomData,
         }
@@ -120,13 +109,13 @@ impl LabBuilder<()> {
 impl<U: Uplink> LabBuilder<U> {
     /// `kind = "<kind>"`: `routed` instead of the default bridge.
     pub fn kind(mut self, kind: &str) -> Self {
-        self.kind = Some(kind.to_owned());
+        self.cfg.kind = Some(kind.to_owned());
         self
     }
 
     /// `gateway = "<ip>"`.
     pub fn gateway(mut self, ip: &str) -> Self {
-        self.gateway = Some(ip.to_owned());
+        self.cfg.gateway = Some(ip.to_owned());
         self
     }
 
@@ -145,7 +134,7 @@ impl<U: Uplink> LabBuilder<U> {
 
     /// TOML tables (`[nat]`, …) for the config.
     pub fn tables(mut self, toml: &str) -> Self {
-        self.tables.push_str(toml);
+        self.cfg = self.cfg.tables(toml);
         self
     }
 
@@ -174,31 +163,19 @@ impl<U: Uplink> LabBuilder<U> {
         let cgroup = self.host_cgroup.then(|| Cgroup::new(&self.tag));
         let net = sb.net_name();
         let eps: Vec<String> = self.endpoints.iter().map(|(tag, _)| sb.ns(tag)).collect();
-        let mut tables = self.tables;
+        let mut cfg = self.cfg;
+        cfg.name.clone_from(&net);
+        cfg.host_cgroup = cgroup.as_ref().map(|c| c.0.display().to_string());
+        for (netns, (_, ip)) in eps.iter().zip(self.endpoints) {
+            cfg = cfg.endpoint(netns, ip.as_deref());
+        }
         for p in &self.publish {
             let _ = write!(
-                tables,
+                cfg.tables,
                 "[[publish]]\nproto = {:?}\nhost_port = {}\nendpoint = {:?}\nport = {}\n",
                 p.proto, p.host_port, eps[p.endpoint], p.port
             );
         }
-        let cfg = NetConfig {
-            name: net.clone(),
-            kind: self.kind,
-            subnet: self.subnet,
-            gateway: self.gateway,
-            uplink: U::DEVICE.map(str::to_owned),
-            host_cgroup: cgroup.as_ref().map(|c| c.0.display().to_string()),
-            endpoints: eps
-                .iter()
-                .zip(&self.endpoints)
-                .map(|(netns, (_, ip))| EndpointConfig {
-                    netns: netns.clone(),
-                    ip: ip.clone(),
-                })
-                .collect(),
-            tables,
-        };
         let config = sb.up(&cfg);
         Lab {
             sb,
