@@ -316,12 +316,10 @@ fn an_endpoints_program_is_attached_before_its_entry_and_forwarding() {
     let _internet = netfwd_tests::internet::Internet::new(&sb);
     let net = sb.net_name();
     let ns = sb.ns("a");
-    let config = sb.write_config(&format!(
-        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{}\"\n\
-         [[endpoint]]\nnetns = \"{ns}\"\nip = \"{}\"\n",
-        netfwd_tests::internet::UPLINK,
-        IPS[0]
-    ));
+    let cfg = NetConfig::new(&net, SUBNET, None)
+        .uplink(netfwd_tests::internet::UPLINK)
+        .endpoint(&ns, Some(IPS[0]));
+    let config = sb.write_config(&cfg.to_toml());
     let trace = config.with_extension("strace");
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-f", "-qq", "-e", "trace=bpf,openat", "-o"])

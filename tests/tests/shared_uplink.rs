@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Result;
 use netfwd_tests::{
-    BPF_PIN_ROOT, Sandbox, enter_netns,
+    BPF_PIN_ROOT, NetConfig, Sandbox, enter_netns,
     internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
 };
 
@@ -94,11 +94,9 @@ fn two_networks_on_one_uplink_get_every_reply_and_no_other() {
         (&nets[0], &a, "10.95.0.0/24", "10.95.0.2"),
         (&nets[1], &b, "10.96.0.0/24", "10.96.0.2"),
     ] {
-        let text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n\
-             [[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"
-        );
-        sb.up_file(&sb.write_config(&text));
+        sb.up(&NetConfig::new(net, subnet, None)
+            .uplink(UPLINK)
+            .endpoint(ns, Some(ip)));
     }
     let table = shared_table(&sb, &nets[0]);
     assert_eq!(table, shared_table(&sb, &nets[1]));
@@ -141,10 +139,11 @@ fn networks_on_one_uplink_must_agree_on_the_table_they_share() {
     let sb = Sandbox::new("shupcfg");
     let _internet = Internet::new(&sb);
     let config = |net: &str, subnet: &str, ns: &str, nat: &str| {
-        sb.write_config(&format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n{nat}\n\
-             [[endpoint]]\nnetns = \"{ns}\"\n"
-        ))
+        let cfg = NetConfig::new(net, subnet, None)
+            .uplink(UPLINK)
+            .endpoint(ns, None)
+            .tables(nat);
+        sb.write_config(&cfg.to_toml())
     };
     let (n1, n2) = (sb.net_name(), sb.net_name());
     let (a, b) = (sb.ns("a"), sb.ns("b"));

@@ -35,10 +35,10 @@ fn xdp_stat(ns: &str, dev: &str, stat: &str) -> u64 {
 /// Two endpoints, with `extra` lines in `[network]`.
 fn config(net: &str, a: &str, b: &str, extra: &str) -> String {
     NetConfig::new(net, SUBNET, None)
+        .keys(extra)
         .endpoint(a, Some(A_IP))
         .endpoint(b, Some(B_IP))
         .to_toml()
-        .replacen("[network]\n", &format!("[network]\n{extra}"), 1)
 }
 
 fn modes(status: &Value, a: &str, b: &str) -> (String, String, String) {
