@@ -70,6 +70,12 @@ impl NetConfig {
         }
     }
 
+    /// `kind = "<kind>"`: `routed` instead of the default bridge.
+    pub fn kind(mut self, kind: &str) -> NetConfig {
+        self.kind = Some(kind.to_owned());
+        self
+    }
+
     /// `uplink = "<dev>"`.
     pub fn uplink(mut self, dev: &str) -> NetConfig {
         self.uplink = Some(dev.to_owned());

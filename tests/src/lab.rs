@@ -109,7 +109,7 @@ impl LabBuilder<()> {
 impl<U: Uplink> LabBuilder<U> {
     /// `kind = "<kind>"`: `routed` instead of the default bridge.
     pub fn kind(mut self, kind: &str) -> Self {
-        self.cfg.kind = Some(kind.to_owned());
+        self.cfg = self.cfg.kind(kind);
         self
     }
 
