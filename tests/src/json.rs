@@ -1,6 +1,18 @@
 //! Accessors for the JSON of `netfwd status --json`.
 
+use netfwd_common::drop::DropReason;
 use serde_json::Value;
+
+/// `reason`, checked to be a name in the product's drop table: a test that
+/// asks for a reason netfwd does not have fails saying so, instead of
+/// reading a counter that is not there.
+fn drop_reason(reason: &str) -> &str {
+    assert!(
+        DropReason::ALL.iter().any(|r| r.name() == reason),
+        "{reason} is not a drop reason of netfwd_common::drop"
+    );
+    reason
+}
 
 /// The endpoints array of a network's status.
 pub fn endpoints(network: &Value) -> &Vec<Value> {
@@ -20,9 +32,16 @@ pub fn endpoint<'a>(network: &'a Value, netns: &str) -> &'a Value {
 /// Packets the endpoint in `netns` had dropped under `reason`.
 pub fn drops(network: &Value, netns: &str, reason: &str) -> u64 {
     let ep = endpoint(network, netns);
-    ep["counters"]["drops"][reason]
+    ep["counters"]["drops"][drop_reason(reason)]
         .as_u64()
         .unwrap_or_else(|| panic!("no drop reason {reason} for {netns}: {ep:#}"))
+}
+
+/// Packets the uplink of a network's status had dropped under `reason`.
+pub fn uplink_drops(network: &Value, reason: &str) -> u64 {
+    network["uplink"]["counters"]["drops"][drop_reason(reason)]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop reason {reason} for the uplink: {network:#}"))
 }
 
 /// Counter `field` of the endpoint in `netns`.

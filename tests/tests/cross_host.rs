@@ -14,7 +14,7 @@ use netfwd_tests::{
     internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
-    payload, scapy_sendp, tool_ok,
+    payload, scapy_sendp, tool_ok, uplink_drops,
 };
 
 const A_LAN: &str = "192.0.2.11";
@@ -204,9 +204,7 @@ fn a_peers_or_lan_hosts_address_arriving_on_the_uplink_is_not_trusted() {
     );
     let sent = scapy_sendp(&lab.internet.ns, "inet0", &frames, 5);
     let status = lab.a.network_status(&lab.nets[0]);
-    let policy = status["uplink"]["counters"]["drops"]["policy"]
-        .as_u64()
-        .unwrap();
+    let policy = uplink_drops(&status, "policy");
     assert_eq!(policy, sent, "{status:#}");
     assert_ping(&lab.c, A_EP);
     assert_ping(&lab.b_ep, A_EP);

@@ -13,7 +13,7 @@ use std::thread;
 use netfwd_tests::{
     Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok,
     internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
-    lab, payload, scapy_sendp, snmp_counter, tcp_exchange,
+    lab, payload, scapy_sendp, snmp_counter, tcp_exchange, uplink_drops,
 };
 use serde_json::Value;
 
@@ -80,12 +80,6 @@ impl Forging {
 
 fn counter(status: &Value, ns: &str, field: &str) -> u64 {
     endpoint(status, ns)["counters"][field].as_u64().unwrap()
-}
-
-fn uplink_drops(status: &Value, reason: &str) -> u64 {
-    status["uplink"]["counters"]["drops"][reason]
-        .as_u64()
-        .unwrap()
 }
 
 /// Options, truncated headers, bad checksums, zero-length UDP, odd TCP
