@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 
+use netfwd_common::names::MAP_NAT;
 use netfwd_tests::{
-    Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    BPF_PIN_ROOT, Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     drops, endpoint, in_ns_ok,
     internet::{
@@ -366,7 +367,7 @@ fn an_expired_hairpin_flow_leaves_nothing_in_the_table() {
     );
     let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
     assert_eq!(ip_of(&seen), GATEWAY, "hairpin");
-    let nat_pin = format!("/sys/fs/bpf/netfwd/{}/NAT", lab.net);
+    let nat_pin = format!("{BPF_PIN_ROOT}/{}/{MAP_NAT}", lab.net);
     let entries = || {
         let dump = tool_ok("bpftool", &["-j", "map", "dump", "pinned", &nat_pin]);
         serde_json::from_str::<serde_json::Value>(&dump)
