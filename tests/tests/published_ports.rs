@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use netfwd_common::names::MAP_NAT;
 use netfwd_tests::{
-    BPF_PIN_ROOT, Daemon, Lab, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    BPF_PIN_ROOT, Daemon, Lab, NetConfig, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     drops, endpoint, in_ns_ok,
     internet::{
@@ -238,11 +238,10 @@ fn host_ports_the_host_or_another_network_on_the_uplink_uses_are_refused() {
     // published port, nor publish inside its NAT range.
     let other = lab.sb.net_name();
     let other_ns = lab.sb.ns("other");
-    let text = format!(
-        "[network]\nname = \"{other}\"\nsubnet = \"10.81.0.0/24\"\nuplink = \"{UPLINK}\"\n\
-         [nat]\nport_min = 63000\n[[endpoint]]\nnetns = \"{other_ns}\"\nip = \"10.81.0.2\"\n"
-    );
-    lab.sb.up_file(&lab.sb.write_config(&text));
+    lab.sb.up(&NetConfig::new(&other, "10.81.0.0/24", None)
+        .uplink(UPLINK)
+        .endpoint(&other_ns, Some("10.81.0.2"))
+        .tables("[nat]\nport_min = 63000\n"));
     let msg = assert_bad_input(
         &publish(&other, &HOST_PORT.to_string(), &other_ns),
         "--host-port",
