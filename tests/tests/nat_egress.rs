@@ -215,7 +215,7 @@ fn flows_expire_on_their_timeouts_and_the_daemon_collects_them() {
 
 #[test]
 fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_live_ones() {
-    // Two outside ports per remote address and port.
+    // Two uplink ports per remote address and port.
     let lab = nat_lab("natfull", "[nat]\nport_min = 61000\nport_max = 61001\n");
     for sport in [47000, 47001] {
         in_netns(&lab.eps[0], move || {

@@ -1,5 +1,5 @@
 //! Networks masqueraded behind one uplink, as Docker's bridge networks all
-//! share the host's: one NAT table per uplink, so an outside port is never
+//! share the host's: one NAT table per uplink, so an uplink port is never
 //! handed to two networks at once and each reply reaches the endpoint whose
 //! flow it answers.
 

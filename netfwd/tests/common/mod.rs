@@ -1,9 +1,5 @@
 //! Shared by the BPF_PROG_TEST_RUN tests: a private pin directory, running a
 //! program once, and packet builders with correct checksums.
-#![allow(
-    dead_code,
-    reason = "each test file uses a different part, so which part is unused varies and `expect` cannot say it"
-)]
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
