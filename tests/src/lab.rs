@@ -189,11 +189,6 @@ impl<U: Uplink> LabBuilder<U> {
 }
 
 impl<U> Lab<U> {
-    /// The network's entry of `status --json`.
-    pub fn status(&self) -> Value {
-        self.sb.network_status(&self.net)
-    }
-
     /// The network's entry of `stats --json`.
     pub fn stats(&self) -> Value {
         let out = self.sb.netfwd_ok(&["stats", "--name", &self.net, "--json"]);
