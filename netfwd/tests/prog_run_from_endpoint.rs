@@ -11,10 +11,6 @@
     reason = "tests: a failed unwrap is a failed test"
 )]
 
-#[expect(
-    dead_code,
-    reason = "this file needs only the pin directory and the Ethernet builder"
-)]
 mod common;
 
 use std::net::Ipv4Addr;
