@@ -55,18 +55,7 @@ impl Internet {
                 "netns", &ns,
             ],
         );
-        tool_ok(
-            "ip",
-            &[
-                "-n",
-                host,
-                "addr",
-                "add",
-                &format!("{UPLINK_IP}/24"),
-                "dev",
-                UPLINK,
-            ],
-        );
+        sb.add_host_addr(&format!("{UPLINK_IP}/24"), UPLINK);
         tool_ok("ip", &["-n", host, "link", "set", UPLINK, "up"]);
         tool_ok(
             "ip",

@@ -212,26 +212,15 @@ fn state_files_that_are_links_or_name_no_network_are_skipped() {
                 "host_netns":{{"dev":0,"ino":0}},"created_netns":["../../etc"]}}"#
         )
     };
-    std::fs::write(
-        d.world.path(&format!("{STATE_DIR}/BAD.json")),
-        state("good"),
-    )
-    .unwrap();
-    std::fs::write(
-        d.world.path(&format!("{STATE_DIR}/good.json")),
-        state("other"),
-    )
-    .unwrap();
-    std::fs::write(
-        d.world.path(&format!("{STATE_DIR}/evil.json")),
-        state("../x"),
-    )
-    .unwrap();
-    std::fs::write(
-        d.world.path(&format!("{STATE_DIR}/netns.json")),
-        state("netns"),
-    )
-    .unwrap();
+    for (file, name) in [
+        ("BAD", "good"),
+        ("good", "other"),
+        ("evil", "../x"),
+        ("netns", "netns"),
+    ] {
+        let path = d.world.path(&format!("{STATE_DIR}/{file}.json"));
+        std::fs::write(path, state(name)).unwrap();
+    }
     let before = d.snapshot();
     for args in [vec!["status"], vec!["status", "--json"], vec!["stats"]] {
         let out = d.world.netfwd(&args);
