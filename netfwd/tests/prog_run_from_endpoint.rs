@@ -6,7 +6,7 @@
 //! A test run has no real interface: the packet "arrives" on `lo` (ifindex 1),
 //! so endpoint A is given ifindex 1 and the redirect helpers only record
 //! where the packet would go.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     reason = "tests: a failed unwrap is a failed test"
 )]

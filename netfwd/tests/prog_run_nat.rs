@@ -3,7 +3,7 @@
 //! unshares a fresh network namespace of its own: an endpoint's host-side
 //! veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1 has a
 //! permanent neighbour entry. Nothing leaves that namespace.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     reason = "tests: a failed unwrap is a failed test"
 )]

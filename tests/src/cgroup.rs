@@ -6,6 +6,8 @@ use std::{
     process::{Command, Stdio},
 };
 
+use crate::netns::netns_path;
+
 /// A cgroup v2 directory of the test's own: host processes run in it reach
 /// published ports; removed on drop.
 pub struct Cgroup(pub PathBuf);
@@ -31,8 +33,9 @@ impl Cgroup {
     pub fn run_in_host(&self, host: &str, script: &str, args: &[&str]) -> String {
         let procs = self.0.join("cgroup.procs");
         let mut sh = format!(
-            "echo $$ > {} && exec nsenter --net=/run/netns/{host} /usr/bin/python3 -c \"$0\"",
-            procs.display()
+            "echo $$ > {} && exec nsenter --net={} /usr/bin/python3 -c \"$0\"",
+            procs.display(),
+            netns_path(host).display()
         );
         for a in args {
             sh.push(' ');

@@ -15,7 +15,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{NETFWD_TIMEOUT, TempDir, describe, netfwd_bin, run_with_input, run_with_timeout};
+use crate::{
+    NETFWD_TIMEOUT, TempDir, describe, netfwd_bin, nsenter_net, run_with_input, run_with_timeout,
+};
 
 /// Debian's CNI plugins (containernetworking-plugins).
 const SYSTEM_PLUGINS: &str = "/usr/lib/cni";
@@ -98,9 +100,8 @@ impl CniLab {
     /// Runs the plugin in `host` with `CNI_COMMAND=command`, the given
     /// `CNI_*` variables and `stdin`.
     pub fn plugin(&self, host: &str, command: &str, vars: &[(&str, &str)], stdin: &str) -> Output {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{host}"))
-            .arg(self.plugin_dir().join("netfwd"))
+        let mut cmd = nsenter_net(host);
+        cmd.arg(self.plugin_dir().join("netfwd"))
             .env("CNI_COMMAND", command)
             .env("CNI_PATH", self.plugin_dir())
             .env("RUST_BACKTRACE", "0");
@@ -182,9 +183,8 @@ impl<'a> Podman<'a> {
 
     fn command(&self) -> Command {
         let dir = self.lab.dir();
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.host))
-            .arg("podman")
+        let mut cmd = nsenter_net(&self.host);
+        cmd.arg("podman")
             .arg("--root")
             .arg(dir.join("storage"))
             .arg("--runroot")

@@ -2,10 +2,13 @@
 //! a gratuitous ARP for the gateway diverts nothing — there is no broadcast
 //! domain to poison, ARP is answered in BPF. Frames are forged with scapy.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_ping, drops, endpoint, in_ns_ok, ping, scapy_sendp, snmp_counter,
+    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok, lab, ping, scapy_sendp, snmp_counter,
 };
 
 const A: &str = "10.95.0.2";
@@ -22,34 +25,27 @@ fn echo_requests_seen(ns: &str) -> u64 {
     snmp_counter(ns, "Icmp", "InEchos")
 }
 
-/// Network `net` with endpoints A and B in namespaces `a` and `b`; A's MAC.
-fn two_endpoints(sb: &Sandbox) -> (String, String, String, String) {
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
-        .endpoint(&a, Some(A))
-        .endpoint(&b, Some(B)));
+/// A sandbox with network `net` of endpoints A and B in namespaces `a` and
+/// `b`; A's MAC.
+fn two_endpoints(tag: &str) -> (Sandbox, String, String, String, String) {
+    let Lab { sb, net, eps, .. } = Lab::builder(tag, "10.95.0.0/24")
+        .gateway(GATEWAY)
+        .endpoint("a", Some(A))
+        .endpoint("b", Some(B))
+        .up();
+    let [a, b] = lab::named(eps);
     let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
         .as_str()
         .unwrap()
         .to_owned();
-    (net, a, b, a_mac)
+    (sb, net, a, b, a_mac)
 }
 
 #[test]
 fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
-    let sb = Sandbox::new("spoof");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    sb.up(&NetConfig::new(&net, "10.95.0.0/24", Some(GATEWAY))
-        .endpoint(&a, Some(A))
-        .endpoint(&b, Some(B)));
+    let (sb, net, a, b, a_mac) = two_endpoints("spoof");
     assert_ping(&a, B);
     let b_mac = endpoint(&sb.network_status(&net), &b)["mac"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let a_mac = endpoint(&sb.network_status(&net), &a)["mac"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -71,8 +67,7 @@ fn frames_with_a_forged_source_address_or_mac_reach_nobody_and_are_counted() {
 
 #[test]
 fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
-    let sb = Sandbox::new("garp");
-    let (net, a, b, a_mac) = two_endpoints(&sb);
+    let (sb, net, a, b, a_mac) = two_endpoints("garp");
     // A claims to be the gateway, as a request and as a reply.
     scapy_send(
         &a,
@@ -103,8 +98,7 @@ fn a_gratuitous_arp_for_the_gateway_diverts_nothing() {
 /// counted; A's honest reply goes to the host.
 #[test]
 fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
-    let sb = Sandbox::new("arpreply");
-    let (net, a, b, a_mac) = two_endpoints(&sb);
+    let (sb, net, a, b, a_mac) = two_endpoints("arpreply");
     let reply = |claimed: &str| {
         format!(
             "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=2, hwsrc='{a_mac}', psrc='{claimed}', pdst='{GATEWAY}')"

@@ -3,7 +3,10 @@
 //! the other endpoints and the internet, and is detached leaving its
 //! namespace as it was. Bad targets are refused and change nothing.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{
     process::{Child, Command, Stdio},
@@ -12,9 +15,10 @@ use std::{
 };
 
 use netfwd_tests::{
-    Sandbox, assert_bad_input, assert_ping, endpoints,
-    outside::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, tcp_echo},
-    tool_ok,
+    Lab, Sandbox, assert_bad_input, assert_ping, endpoints,
+    internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
+    lab::{LabBuilder, Uplink},
+    netns_path, tool_ok,
 };
 
 const SUBNET: &str = "10.70.0.0/24";
@@ -70,22 +74,12 @@ impl Drop for Unshared {
     }
 }
 
-/// A network with one config endpoint (and the uplink, if the sandbox has
-/// an internet lab); returns its name, the endpoint's netns and the config.
-fn network(sb: &Sandbox, uplink: bool) -> (String, String, std::path::PathBuf) {
-    let net = sb.net_name();
-    let peer = sb.ns("peer");
-    let uplink = if uplink {
-        format!("uplink = \"{UPLINK}\"\n")
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\n{uplink}[[endpoint]]\nnetns = \"{peer}\"\nip = \"{PEER_IP}\"\n"
-    );
-    let config = sb.write_config(&text);
-    sb.up_file(&config);
-    (net, peer, config)
+/// A network with one config endpoint (and the uplink, if `lab` has one);
+/// returns the lab and the endpoint's netns.
+fn network<U: Uplink>(lab: LabBuilder<U>) -> (Lab<U>, String) {
+    let lab = lab.endpoint("peer", Some(PEER_IP)).up();
+    let peer = lab.eps[0].clone();
+    (lab, peer)
 }
 
 fn ping_from(path: &str, ip: &str) -> bool {
@@ -107,9 +101,15 @@ fn ping_from(path: &str, ip: &str) -> bool {
 
 #[test]
 fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cleanly() {
-    let sb = Sandbox::new("atpid");
-    let _internet = Internet::new(&sb);
-    let (net, peer, _) = network(&sb, true);
+    let (
+        Lab {
+            sb,
+            internet: _internet,
+            net,
+            ..
+        },
+        peer,
+    ) = network(Lab::builder("atpid", SUBNET).uplink());
     let p = Unshared::start();
     let before = p.snapshot();
 
@@ -141,8 +141,12 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
 
 #[test]
 fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
-    let sb = Sandbox::new("atpath");
-    let (net, peer, config) = network(&sb, false);
+    let (
+        Lab {
+            sb, net, config, ..
+        },
+        peer,
+    ) = network(Lab::builder("atpath", SUBNET));
     let other = sb.precreated_ns("other");
     sb.netfwd_ok(&[
         "attach",
@@ -180,9 +184,16 @@ fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
 
 #[test]
 fn a_published_port_goes_with_its_attached_endpoint() {
-    let sb = Sandbox::new("atpub");
-    let internet = Internet::new(&sb);
-    let (net, _, config) = network(&sb, true);
+    let (
+        Lab {
+            sb,
+            internet,
+            net,
+            config,
+            ..
+        },
+        _,
+    ) = network(Lab::builder("atpub", SUBNET).uplink());
     let (ip, host_port) = ("10.70.0.9", "8080");
     let p = Unshared::start();
     sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid(), "--ip", ip]);
@@ -227,11 +238,10 @@ fn published(sb: &Sandbox, net: &str) -> usize {
 
 #[test]
 fn bad_attach_targets_are_refused_and_change_nothing() {
-    let sb = Sandbox::new("atbad");
-    let (net, peer, _) = network(&sb, false);
+    let (Lab { sb, net, .. }, peer) = network(Lab::builder("atbad", SUBNET));
     let before = tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
-    let host_path = format!("/run/netns/{}", sb.host());
-    let peer_path = format!("/run/netns/{peer}");
+    let host_path = netns_path(sb.host()).display().to_string();
+    let peer_path = netns_path(&peer).display().to_string();
     let cases: [(&[&str], &str); 3] = [
         (&["--pid", "999999"], "--pid"),
         (&["--netns-path", &host_path], "--netns-path"),

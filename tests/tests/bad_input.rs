@@ -5,9 +5,6 @@
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
-// A test reports a broken expectation by panicking.
-#![allow(clippy::unwrap_used)]
-
 use std::{ffi::OsStr, process::Output};
 
 use netfwd_tests::{

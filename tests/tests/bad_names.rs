@@ -7,11 +7,17 @@
 //! with its own bpffs and /run (and the root read-only), so a regression can
 //! only hurt that throwaway copy.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::path::PathBuf;
 
-use netfwd_tests::{PrivateWorld, TempDir, assert_bad_input, cni::cni_bin, describe};
+use netfwd_common::names::LINKS_DIR;
+use netfwd_tests::{
+    BPF_PIN_ROOT, PrivateWorld, STATE_DIR, TempDir, assert_bad_input, cni::cni_bin, describe,
+};
 
 /// Names that are no network name; several point out of the directories.
 const BAD_NAMES: &[&str] = &[
@@ -44,14 +50,18 @@ impl Decoys {
         let world = PrivateWorld::new(tag);
         let outside = TempDir::new(tag);
         std::fs::write(outside.path().join("decoy"), "keep me").unwrap();
-        for dir in ["/sys/fs/bpf/netfwd/other/links", "/run/netfwd", "/run/else"] {
+        for dir in [
+            &format!("{BPF_PIN_ROOT}/other/{LINKS_DIR}"),
+            STATE_DIR,
+            "/run/else",
+        ] {
             std::fs::create_dir_all(world.path(dir)).unwrap();
         }
         std::fs::write(world.path("/run/else/file"), "keep me").unwrap();
-        std::fs::write(world.path("/run/netfwd/other.json"), "{}").unwrap();
+        std::fs::write(world.path(&format!("{STATE_DIR}/other.json")), "{}").unwrap();
         std::os::unix::fs::symlink(
             outside.path().join("decoy"),
-            world.path("/run/netfwd/x.json"),
+            world.path(&format!("{STATE_DIR}/x.json")),
         )
         .unwrap();
         Decoys { world, outside }
@@ -202,10 +212,15 @@ fn state_files_that_are_links_or_name_no_network_are_skipped() {
                 "host_netns":{{"dev":0,"ino":0}},"created_netns":["../../etc"]}}"#
         )
     };
-    std::fs::write(d.world.path("/run/netfwd/BAD.json"), state("good")).unwrap();
-    std::fs::write(d.world.path("/run/netfwd/good.json"), state("other")).unwrap();
-    std::fs::write(d.world.path("/run/netfwd/evil.json"), state("../x")).unwrap();
-    std::fs::write(d.world.path("/run/netfwd/netns.json"), state("netns")).unwrap();
+    for (file, name) in [
+        ("BAD", "good"),
+        ("good", "other"),
+        ("evil", "../x"),
+        ("netns", "netns"),
+    ] {
+        let path = d.world.path(&format!("{STATE_DIR}/{file}.json"));
+        std::fs::write(path, state(name)).unwrap();
+    }
     let before = d.snapshot();
     for args in [vec!["status"], vec!["status", "--json"], vec!["stats"]] {
         let out = d.world.netfwd(&args);
@@ -233,7 +248,7 @@ fn a_symlinked_or_foreign_directory_of_netfwd_is_refused() {
     // through it, `up` must not create in it.
     std::os::unix::fs::symlink(
         d.outside.path().join("pins"),
-        d.world.path("/sys/fs/bpf/netfwd/good"),
+        d.world.path(&format!("{BPF_PIN_ROOT}/good")),
     )
     .unwrap();
     let before = d.snapshot();
@@ -248,7 +263,7 @@ fn a_symlinked_or_foreign_directory_of_netfwd_is_refused() {
     assert!(d.outside.path().join("pins/keep").exists());
 
     // /run/netfwd owned by someone else, or writable by all.
-    let run = d.world.path("/run/netfwd");
+    let run = d.world.path(STATE_DIR);
     nix::unistd::chown(&run, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
     let out = d.world.netfwd(&["status"]);
     assert!(

@@ -3,7 +3,10 @@
 //! addresses, in every version spoken (0.4.0, 1.0.0, 1.1.0). Bad calls get
 //! the spec's error JSON and change nothing.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{process::Output, thread};
 
@@ -11,9 +14,9 @@ use netfwd_tests::{
     Netns, Sandbox, assert_no_bridge_and_no_rules, assert_ping,
     cgroup::Cgroup,
     cni::{CniLab, stdout_json},
-    describe, endpoints, in_ns_ok, network_links,
-    outside::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
-    payload,
+    describe, endpoints, in_ns_ok,
+    internet::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    network_links, payload,
 };
 use serde_json::{Value, json};
 
@@ -373,7 +376,7 @@ fn snat_and_port_mappings() {
 
     let data = payload("cni-snat", 3000);
     let peer = in_netns(n1.name(), move || {
-        tcp_echo(INTERNET_IP, netfwd_tests::outside::ECHO_PORT, None, &data)
+        tcp_echo(INTERNET_IP, netfwd_tests::internet::ECHO_PORT, None, &data)
     })
     .unwrap();
     assert_eq!(ip_of(&peer), UPLINK_IP, "the server saw {peer}");

@@ -6,8 +6,6 @@
 //! containers started at once get twenty addresses, and `podman rm` leaves
 //! no veth, entry or lease.
 
-#![allow(clippy::unwrap_used)]
-
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
@@ -19,8 +17,9 @@ use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     cni::{CniLab, Podman},
-    describe, endpoints, network_links,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns},
+    describe, endpoints,
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns},
+    network_links,
 };
 use serde_json::json;
 

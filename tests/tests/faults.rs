@@ -2,73 +2,37 @@
 //! while traffic flows, the uplink going down and up or changing its
 //! address, a full NAT table, and two `up` of one network at once.
 
-#![allow(clippy::unwrap_used)]
-
-use std::{path::PathBuf, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use netfwd_tests::{
-    Daemon, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, drops, endpoint,
-    endpoints, in_ns_ok, netfwd_bin,
-    outside::{
+    Daemon, Lab, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, drops, endpoint,
+    endpoints, in_ns_ok,
+    internet::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo,
         udp_echo_within,
     },
-    tool_ok,
+    netfwd_bin, tool_ok,
 };
 use serde_json::Value;
 
 const SUBNET: &str = "10.98.0.0/24";
 
-struct Lab {
-    sb: Sandbox,
-    _internet: Internet,
-    net: String,
-    eps: Vec<String>,
-    config: PathBuf,
-}
-
-impl Lab {
-    /// A network of `n` endpoints behind the uplink; `nat` is a `[nat]`
-    /// section or empty.
-    fn new(tag: &str, n: usize, nat: &str) -> Lab {
-        let sb = Sandbox::new(tag);
-        let internet = Internet::new(&sb);
-        let net = sb.net_name();
-        let eps: Vec<String> = (0..n).map(|i| sb.ns(&format!("e{i}"))).collect();
-        let mut text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{UPLINK}\"\n{nat}"
-        );
-        for ep in &eps {
-            text.push_str(&format!("[[endpoint]]\nnetns = \"{ep}\"\n"));
-        }
-        let config = sb.write_config(&text);
-        sb.up_file(&config);
-        Lab {
-            sb,
-            _internet: internet,
-            net,
-            eps,
-            config,
-        }
-    }
-
-    fn nat_flows(&self) -> Vec<Value> {
-        let out = self
-            .sb
-            .netfwd_ok(&["nat", "list", "--name", &self.net, "--json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["networks"][0]["flows"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
+/// A network of `n` endpoints behind the uplink; `nat` is a `[nat]`
+/// section or empty.
+fn uplinked(tag: &str, n: usize, nat: &str) -> Lab<Internet> {
+    (0..n)
+        .fold(Lab::builder(tag, SUBNET).uplink(), |lab, i| {
+            lab.endpoint(&format!("e{i}"), None)
+        })
+        .tables(nat)
+        .up()
 }
 
 /// SIGKILL leaves the pinned programs and maps working: the stream goes on,
 /// and a new daemon adopts the NAT table without scrubbing its live flow.
 #[test]
 fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
-    let lab = Lab::new("kill9", 1, "");
+    let lab = uplinked("kill9", 1, "");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
     let stream = chunked_stream(&lab.eps[0], 4);
     thread::sleep(Duration::from_secs(1));
@@ -100,7 +64,7 @@ fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
 /// their endpoints); `up` right after makes a working network.
 #[test]
 fn down_while_traffic_flows_leaves_nothing_and_up_right_after_works() {
-    let lab = Lab::new("download", 3, "");
+    let lab = uplinked("download", 3, "");
     let streams: Vec<_> = lab.eps.iter().map(|ep| chunked_stream(ep, 4)).collect();
     thread::sleep(Duration::from_secs(1));
     lab.sb.netfwd_ok(&["down", "--name", &lab.net]);
@@ -126,7 +90,7 @@ fn down_while_traffic_flows_leaves_nothing_and_up_right_after_works() {
 /// the new address at once, no daemon needed (`bpf_fib_lookup` picks it).
 #[test]
 fn the_uplink_going_down_and_up_or_changing_its_address() {
-    let lab = Lab::new("uplink", 1, "");
+    let lab = uplinked("uplink", 1, "");
     let host = lab.sb.host().to_owned();
     let ep = lab.eps[0].clone();
     // Taking the uplink down takes its routes with it.
@@ -176,7 +140,7 @@ fn the_uplink_going_down_and_up_or_changing_its_address() {
 #[test]
 fn a_full_nat_table_refuses_new_flows_and_keeps_the_ones_in_it() {
     const MAX_FLOWS: u64 = 64;
-    let lab = Lab::new(
+    let lab = uplinked(
         "natfull",
         2,
         &format!("[nat]\nmax_flows = {MAX_FLOWS}\n[nat.timeouts]\nudp = 5\n"),

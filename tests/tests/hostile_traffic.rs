@@ -3,14 +3,17 @@
 //! flows carry on meanwhile, and nothing leaks out of the network. Frames
 //! are forged with scapy, a bounded number of each.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::thread;
 
 use netfwd_tests::{
-    Sandbox, assert_ping, drops, endpoint, in_ns_ok,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, tcp_echo},
-    payload, scapy_sendp, snmp_counter, tcp_exchange,
+    Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok,
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
+    lab, payload, scapy_sendp, snmp_counter, tcp_exchange, uplink_drops,
 };
 use serde_json::Value;
 
@@ -23,7 +26,7 @@ const C: &str = "10.97.0.4";
 const N: u32 = 20;
 
 /// A network with an uplink and endpoints a (which forges), b and c.
-struct Lab {
+struct Forging {
     sb: Sandbox,
     internet: Internet,
     net: String,
@@ -32,22 +35,24 @@ struct Lab {
     c: String,
 }
 
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        let sb = Sandbox::new(tag);
-        let internet = Internet::new(&sb);
-        let net = sb.net_name();
-        let (a, b, c) = (sb.ns("a"), sb.ns("b"), sb.ns("c"));
-        let text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{UPLINK}\"\n\
-             [[endpoint]]\nnetns = \"{a}\"\nip = \"{A}\"\n\
-             [[endpoint]]\nnetns = \"{b}\"\nip = \"{B}\"\n\
-             [[endpoint]]\nnetns = \"{c}\"\nip = \"{C}\"\n"
-        );
-        sb.up_file(&sb.write_config(&text));
+impl Forging {
+    fn new(tag: &str) -> Forging {
+        let Lab {
+            sb,
+            internet,
+            net,
+            eps,
+            ..
+        } = Lab::builder(tag, SUBNET)
+            .uplink()
+            .endpoint("a", Some(A))
+            .endpoint("b", Some(B))
+            .endpoint("c", Some(C))
+            .up();
+        let [a, b, c] = lab::named(eps);
         // a sends only what the test forges: no IPv6 chatter of its own.
         in_ns_ok(&a, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        Lab {
+        Forging {
             sb,
             internet,
             net,
@@ -77,12 +82,6 @@ fn counter(status: &Value, ns: &str, field: &str) -> u64 {
     endpoint(status, ns)["counters"][field].as_u64().unwrap()
 }
 
-fn uplink_drops(status: &Value, reason: &str) -> u64 {
-    status["uplink"]["counters"]["drops"][reason]
-        .as_u64()
-        .unwrap()
-}
-
 /// Options, truncated headers, bad checksums, zero-length UDP, odd TCP
 /// flags, ICMP other than echo, a non-IP ethertype: each forwarded as a
 /// router would (a bad transport checksum stays bad: the receiver drops it)
@@ -90,7 +89,7 @@ fn uplink_drops(status: &Value, reason: &str) -> u64 {
 /// through the network meanwhile arrive intact.
 #[test]
 fn odd_and_malformed_frames_are_forwarded_or_counted_while_other_flows_go_on() {
-    let lab = Lab::new("odd");
+    let lab = Forging::new("odd");
     let before = lab.status();
     let inet_csum_errors = snmp_counter(&lab.internet.ns, "Udp", "InCsumErrors");
 
@@ -155,7 +154,7 @@ fn odd_and_malformed_frames_are_forwarded_or_counted_while_other_flows_go_on() {
 /// counted; the host stays up and endpoints keep reaching out.
 #[test]
 fn garbage_from_the_internet_is_dropped_and_counted() {
-    let lab = Lab::new("garbage");
+    let lab = Forging::new("garbage");
     let up_mac = lab.sb.uplink_mac();
     let before = lab.status();
     let eth = format!("Ether(dst='{up_mac}')");
@@ -187,7 +186,7 @@ fn garbage_from_the_internet_is_dropped_and_counted() {
 /// (scapy matches the reply to the probe by the quoted packet).
 #[test]
 fn ttl_running_out_beyond_the_nat_comes_back_as_time_exceeded() {
-    let lab = Lab::new("ttl");
+    let lab = Forging::new("ttl");
     // The internet namespace as a router towards 198.51.100.0/24.
     let inet = lab.internet.ns.as_str();
     in_ns_ok(
@@ -222,7 +221,7 @@ fn ttl_running_out_beyond_the_nat_comes_back_as_time_exceeded() {
 /// `ip_spoofed`), never to another endpoint or out of the uplink.
 #[test]
 fn broadcast_multicast_dhcp_and_ipv6_stay_on_the_host() {
-    let lab = Lab::new("bcast");
+    let lab = Forging::new("bcast");
     let before = lab.status();
     let a_mac = endpoint(&before, &lab.a)["mac"]
         .as_str()

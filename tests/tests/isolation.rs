@@ -3,11 +3,9 @@
 //! false` a network's endpoints cannot reach each other, while egress and
 //! published ports still work.
 
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
-    Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
-    outside::{INTERNET_IP, Internet, UPLINK},
+    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
+    internet::{INTERNET_IP, Internet, UPLINK},
     ping, snmp_counter,
 };
 
@@ -21,16 +19,20 @@ fn send_udp(ns: &str, ip: &str, count: u32) {
     in_ns_ok(ns, &["/usr/bin/python3", "-c", &script]);
 }
 
-/// Brings up network `name` with one endpoint per `(netns, ip)`; `extra` goes
-/// into the config.
-fn up(sb: &Sandbox, name: &str, subnet: &str, eps: &[(&str, &str)], extra: &str) {
-    let mut text = format!(
-        "[network]\nname = \"{name}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n{extra}\n"
+/// Brings up network `name` behind the uplink with one endpoint per
+/// `(netns, ip)`; `more` adds to its config.
+fn up(
+    sb: &Sandbox,
+    name: &str,
+    subnet: &str,
+    eps: &[(&str, &str)],
+    more: impl FnOnce(NetConfig) -> NetConfig,
+) {
+    let cfg = eps.iter().fold(
+        NetConfig::new(name, subnet, None).uplink(UPLINK),
+        |cfg, (ns, ip)| cfg.endpoint(ns, Some(ip)),
     );
-    for (ns, ip) in eps {
-        text.push_str(&format!("[[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"));
-    }
-    sb.up_file(&sb.write_config(&text));
+    sb.up(&more(cfg));
 }
 
 #[test]
@@ -39,17 +41,20 @@ fn networks_are_isolated_unless_both_allow_each_other() {
     let _internet = Internet::new(&sb);
     let (n1, n2, n3) = (sb.net_name(), sb.net_name(), sb.net_name());
     let (a, b, c) = (sb.ns("a"), sb.ns("b"), sb.ns("c"));
-    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], "");
-    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], "");
-    up(&sb, &n3, "10.93.0.0/24", &[(&c, "10.93.0.2")], "");
+    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], |cfg| cfg);
+    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], |cfg| cfg);
+    up(&sb, &n3, "10.93.0.0/24", &[(&c, "10.93.0.2")], |cfg| cfg);
     assert!(!ping(&a, "10.92.0.2"));
     assert!(!ping(&b, "10.91.0.2"));
     assert!(drops(&sb.network_status(&n1), &a, "isolated") >= 3);
     // Egress is untouched.
     assert_ping(&a, INTERNET_IP);
 
-    let allow = |other: &str| format!("[[allow]]\nnetwork = \"{other}\"\n");
-    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], &allow(&n2));
+    let allow = |other: &str| {
+        let table = format!("[[allow]]\nnetwork = \"{other}\"\n");
+        move |cfg: NetConfig| cfg.tables(&table)
+    };
+    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], allow(&n2));
     assert!(!ping(&a, "10.92.0.2"), "one side's allow opened the pair");
     // Not even one way: datagrams from the allowing side do not arrive.
     let unreachable_before = snmp_counter(&b, "Udp", "NoPorts");
@@ -59,7 +64,7 @@ fn networks_are_isolated_unless_both_allow_each_other() {
         unreachable_before,
         "datagrams crossed on one side's allow"
     );
-    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], &allow(&n1));
+    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], allow(&n1));
     assert_ping(&a, "10.92.0.2");
     assert_ping(&b, "10.91.0.2");
     // Exactly that pair: the third network stays apart.
@@ -79,7 +84,7 @@ fn without_icc_endpoints_cannot_talk_but_egress_and_the_host_still_work() {
         &net,
         "10.94.0.0/24",
         &[(&a, "10.94.0.2"), (&b, "10.94.0.3")],
-        "icc = false",
+        |cfg| cfg.keys("icc = false"),
     );
     assert!(!ping(&a, "10.94.0.3"));
     assert!(drops(&sb.network_status(&net), &a, "icc") >= 3);

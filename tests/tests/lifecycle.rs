@@ -7,8 +7,10 @@
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
-// A test reports a broken expectation by panicking.
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
@@ -311,15 +313,13 @@ fn network_in_a_live_namespace_is_not_an_orphan_and_down_elsewhere_refuses() {
 #[test]
 fn an_endpoints_program_is_attached_before_its_entry_and_forwarding() {
     let sb = Sandbox::new("lcorder");
-    let _internet = netfwd_tests::outside::Internet::new(&sb);
+    let _internet = netfwd_tests::internet::Internet::new(&sb);
     let net = sb.net_name();
     let ns = sb.ns("a");
-    let config = sb.write_config(&format!(
-        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{}\"\n\
-         [[endpoint]]\nnetns = \"{ns}\"\nip = \"{}\"\n",
-        netfwd_tests::outside::UPLINK,
-        IPS[0]
-    ));
+    let cfg = NetConfig::new(&net, SUBNET, None)
+        .uplink(netfwd_tests::internet::UPLINK)
+        .endpoint(&ns, Some(IPS[0]));
+    let config = sb.write_config(&cfg.to_toml());
     let trace = config.with_extension("strace");
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-f", "-qq", "-e", "trace=bpf,openat", "-o"])

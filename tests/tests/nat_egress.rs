@@ -6,21 +6,19 @@
 //!
 //! Run as root, one test at a time: `cargo xtask test`.
 
-#![allow(clippy::unwrap_used)]
-
 use std::{
-    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
 
 use netfwd_tests::{
-    Daemon, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping, describe,
-    outside::{
+    Daemon, Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
+    describe, in_ns_ok,
+    internet::{
         ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, chunked_stream, in_netns, ip_of,
         tcp_echo, udp_echo,
     },
-    payload, ping, scapy_sendp, tool_ok,
+    nsenter_net, payload, ping, scapy_sendp, tool_ok,
 };
 use serde_json::Value;
 
@@ -28,74 +26,30 @@ const SUBNET: &str = "192.168.28.0/24";
 const GATEWAY: &str = "192.168.28.5";
 const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
 
-/// A sandbox with an internet namespace and a network of three endpoints
-/// masqueraded behind the uplink; `extra` is appended to the config.
-struct NatLab {
-    sb: Sandbox,
-    internet: Internet,
-    net: String,
-    eps: Vec<String>,
-    config: PathBuf,
+/// A network of three endpoints masqueraded behind the uplink, with
+/// `tables` (`[nat]`, …) in its config.
+fn nat_lab(tag: &str, tables: &str) -> Lab<Internet> {
+    let mut lab = Lab::builder(tag, SUBNET).gateway(GATEWAY).uplink();
+    for (t, ip) in ["a", "b", "c"].into_iter().zip(IPS) {
+        lab = lab.endpoint(t, Some(ip));
+    }
+    lab.tables(tables).up()
 }
 
-impl NatLab {
-    fn new(tag: &str, extra: &str) -> NatLab {
-        let sb = Sandbox::new(tag);
-        let internet = Internet::new(&sb);
-        let net = sb.net_name();
-        let eps: Vec<String> = ["a", "b", "c"].iter().map(|t| sb.ns(t)).collect();
-        let mut text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"{UPLINK}\"\n{extra}\n"
-        );
-        for (ns, ip) in eps.iter().zip(IPS) {
-            text.push_str(&format!("[[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"));
-        }
-        let config = sb.write_config(&text);
-        sb.up_file(&config);
-        NatLab {
-            sb,
-            internet,
-            net,
-            eps,
-            config,
-        }
-    }
+/// This file's name for the lab's NAT flows.
+trait Flows {
+    fn flows(&self) -> Vec<Value>;
+}
 
-    fn stats(&self) -> Value {
-        let out = self.sb.netfwd_ok(&["stats", "--name", &self.net, "--json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["networks"][0].clone()
-    }
-
-    /// A counter of the interface with `role` (summed over interfaces).
-    fn counter(&self, role: &str, field: &str) -> u64 {
-        let stats = self.stats();
-        stats["interfaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["role"] == role)
-            .map(|i| {
-                i[field]
-                    .as_u64()
-                    .or_else(|| i["drops"][field].as_u64())
-                    .unwrap_or(0)
-            })
-            .sum()
-    }
-
+impl Flows for Lab<Internet> {
     fn flows(&self) -> Vec<Value> {
-        let out = self
-            .sb
-            .netfwd_ok(&["nat", "list", "--name", &self.net, "--json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["networks"][0]["flows"].as_array().unwrap().clone()
+        self.nat_flows()
     }
 }
 
 #[test]
 fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
-    let lab = NatLab::new("natall", "");
+    let lab = nat_lab("natall", "");
     for (i, ep) in lab.eps.iter().enumerate() {
         assert_ping(ep, INTERNET_IP);
         let data = payload(ep, 3000);
@@ -120,7 +74,7 @@ fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address
 
 #[test]
 fn two_endpoints_using_one_source_port_to_one_server_port_both_work_at_once() {
-    let lab = NatLab::new("natsame", "");
+    let lab = nat_lab("natsame", "");
     let handles: Vec<_> = lab.eps[..2]
         .iter()
         .map(|ep| {
@@ -156,7 +110,7 @@ fn two_endpoints_using_one_source_port_to_one_server_port_both_work_at_once() {
 
 #[test]
 fn three_hundred_concurrent_tcp_connections_from_three_endpoints_complete_intact() {
-    let lab = NatLab::new("nat300", "");
+    let lab = nat_lab("nat300", "");
     let workers: Vec<_> = lab
         .eps
         .iter()
@@ -184,7 +138,7 @@ fn three_hundred_concurrent_tcp_connections_from_three_endpoints_complete_intact
 
 #[test]
 fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery() {
-    let lab = NatLab::new("natpmtu", "");
+    let lab = nat_lab("natpmtu", "");
     // Beyond the internet namespace, a 1280-byte link between two routers
     // (internet and `far`), then the server on 1500 again: both ends keep a
     // 1500 MTU (MSS 1460), so only ICMP "fragmentation needed" from the
@@ -223,17 +177,9 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
     ip(&srv, "link set eth0 up");
     ip(&srv, "route add default via 198.51.101.1");
     for ns in [&inet, &far] {
-        tool_ok(
-            "nsenter",
-            &[
-                &format!("--net=/run/netns/{ns}"),
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ],
-        );
+        in_ns_ok(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     }
-    let server = netfwd_tests::outside::EchoServer::start(&srv, "198.51.101.2", 9);
+    let server = netfwd_tests::internet::EchoServer::start(&srv, "198.51.101.2", 9);
     let data = payload("pmtu", 2_000_000);
     let result = in_netns(&lab.eps[0], move || {
         tcp_echo("198.51.101.2", 9, None, &data)
@@ -246,7 +192,7 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
 
 #[test]
 fn flows_expire_on_their_timeouts_and_the_daemon_collects_them() {
-    let lab = NatLab::new("natexp", "[nat.timeouts]\nudp = 2\nicmp = 2\n");
+    let lab = nat_lab("natexp", "[nat.timeouts]\nudp = 2\nicmp = 2\n");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
     in_netns(&lab.eps[0], || {
         udp_echo(INTERNET_IP, ECHO_PORT, 46000, b"x")
@@ -269,8 +215,8 @@ fn flows_expire_on_their_timeouts_and_the_daemon_collects_them() {
 
 #[test]
 fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_live_ones() {
-    // Two outside ports per remote address and port.
-    let lab = NatLab::new("natfull", "[nat]\nport_min = 61000\nport_max = 61001\n");
+    // Two uplink ports per remote address and port.
+    let lab = nat_lab("natfull", "[nat]\nport_min = 61000\nport_max = 61001\n");
     for sport in [47000, 47001] {
         in_netns(&lab.eps[0], move || {
             udp_echo(INTERNET_IP, ECHO_PORT, sport, b"a")
@@ -292,7 +238,7 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_live_ones() {
 
 #[test]
 fn unsolicited_packets_from_the_internet_to_an_endpoint_are_dropped_and_counted() {
-    let lab = NatLab::new("natpol", "");
+    let lab = nat_lab("natpol", "");
     tool_ok(
         "ip",
         &[
@@ -316,7 +262,7 @@ fn unsolicited_packets_from_the_internet_to_an_endpoint_are_dropped_and_counted(
 
 #[test]
 fn host_connections_run_alongside_natted_ones_and_all_complete() {
-    let lab = NatLab::new("nathost", "");
+    let lab = nat_lab("nathost", "");
     let mut clients: Vec<String> = lab.eps.clone();
     clients.push(lab.sb.host().to_owned());
     let workers: Vec<_> = clients
@@ -338,7 +284,7 @@ fn host_connections_run_alongside_natted_ones_and_all_complete() {
 
 #[test]
 fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
-    let lab = NatLab::new("natrst", "");
+    let lab = nat_lab("natrst", "");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     let ep = lab.eps[0].clone();
     let stream = chunked_stream(&ep, 4);
@@ -354,7 +300,7 @@ fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
 
 #[test]
 fn down_leaves_nothing_and_the_uplink_as_it_was() {
-    let lab = NatLab::new("natdown", "");
+    let lab = nat_lab("natdown", "");
     assert_ping(&lab.eps[0], INTERNET_IP);
     lab.sb.netfwd_ok(&["down", "--name", &lab.net]);
     let eps: Vec<&str> = lab.eps.iter().map(String::as_str).collect();
@@ -404,7 +350,7 @@ fn bad_nat_settings_are_refused_naming_the_field() {
 
 #[test]
 fn a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
-    let lab = NatLab::new("natfrag", "");
+    let lab = nat_lab("natfrag", "");
     let data = payload("frag", 8000);
     let seen = in_netns(&lab.eps[0], move || {
         udp_echo(INTERNET_IP, ECHO_PORT, 48000, &data)
@@ -416,7 +362,7 @@ fn a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
 
 #[test]
 fn after_a_resize_new_flows_go_into_the_new_table() {
-    let lab = NatLab::new("natresize", "[nat]\nmax_flows = 2048\n");
+    let lab = nat_lab("natresize", "[nat]\nmax_flows = 2048\n");
     let ep = lab.eps[0].clone();
     let inside = |sport: u16| format!("{}:{sport}", IPS[0]);
     let in_list = |sport: u16| lab.flows().iter().any(|f| f["inside"] == inside(sport));
@@ -454,7 +400,7 @@ fn after_a_resize_new_flows_go_into_the_new_table() {
 
 #[test]
 fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untranslated() {
-    let lab = NatLab::new("natmtu", "");
+    let lab = nat_lab("natmtu", "");
     // Endpoints at 1500, the uplink's link at 1400 on both ends.
     tool_ok(
         "ip",
@@ -479,8 +425,8 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
     // Everything that crosses the wire meanwhile.
     let capture = lab.sb.write_config("");
     let capture = capture.with_extension("pcap");
-    let mut tcpdump = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.internet.ns))
+    let mut tcpdump = nsenter_net(&lab.internet.ns)
+        .args(["--"])
         .args(["timeout", "10", "tcpdump", "-i", "inet0", "-n", "-U", "-w"])
         .arg(&capture)
         .stdout(std::process::Stdio::null())
@@ -496,9 +442,9 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
 
     // DF clear: fragmented on the way out, translated first.
     let ping = |df: &str| {
-        std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", lab.eps[0]))
+        nsenter_net(&lab.eps[0])
             .args([
+                "--",
                 "ping",
                 "-c",
                 "2",
@@ -550,7 +496,7 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
 /// its port free for the taking) and the stream goes on.
 #[test]
 fn a_blind_rst_spray_neither_closes_a_flow_nor_frees_its_port() {
-    let lab = NatLab::new("rstspray", "");
+    let lab = nat_lab("rstspray", "");
     let stream = chunked_stream(&lab.eps[0], 6);
     thread::sleep(Duration::from_millis(500));
     let stream_flow = || {

@@ -4,19 +4,18 @@
 //! sandbox host (through a cgroup hook, on the uplink address and
 //! 127.0.0.1). Ports are published and withdrawn while the network runs.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::PathBuf;
 
+use netfwd_common::names::MAP_NAT;
 use netfwd_tests::{
-    Daemon, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
+    BPF_PIN_ROOT, Daemon, Lab, NetConfig, Sandbox, assert_bad_input, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
     drops, endpoint, in_ns_ok,
-    outside::{
+    internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
         udp_echo,
     },
-    payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
+    lab, payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
 };
 
 const SERVER_IP: &str = "10.80.0.2";
@@ -44,35 +43,28 @@ impl PublishLab {
 
     /// As `new`, with `extra` appended to the config.
     fn with(tag: &str, publish_in_config: bool, extra: &str) -> PublishLab {
-        let sb = Sandbox::new(tag);
-        let internet = Internet::new(&sb);
-        let cgroup = Cgroup::new(tag);
-        let net = sb.net_name();
-        let (server_ns, client_ns) = (sb.ns("srv"), sb.ns("cli"));
-        let mut text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"10.80.0.0/24\"\nuplink = \"{UPLINK}\"\nhost_cgroup = \"{}\"\n\
-             [[endpoint]]\nnetns = \"{server_ns}\"\nip = \"{SERVER_IP}\"\n[[endpoint]]\nnetns = \"{client_ns}\"\nip = \"{CLIENT_IP}\"\n",
-            cgroup.0.display()
-        );
-        text.push_str(extra);
+        let mut lab = Lab::builder(tag, "10.80.0.0/24")
+            .uplink()
+            .host_cgroup()
+            .endpoint("srv", Some(SERVER_IP))
+            .endpoint("cli", Some(CLIENT_IP))
+            .tables(extra);
         if publish_in_config {
             for proto in ["tcp", "udp"] {
-                text.push_str(&format!(
-                    "[[publish]]\nproto = \"{proto}\"\nhost_port = {HOST_PORT}\nendpoint = \"{server_ns}\"\nport = {PORT}\n"
-                ));
+                lab = lab.publish(proto, HOST_PORT, 0, PORT);
             }
         }
-        let config = sb.write_config(&text);
-        sb.up_file(&config);
+        let lab = lab.up();
+        let [server_ns, client_ns] = lab::named(lab.eps);
         let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
         PublishLab {
-            sb,
-            _internet: internet,
-            net,
+            sb: lab.sb,
+            _internet: lab.internet,
+            net: lab.net,
             server_ns,
             client_ns,
-            cgroup,
-            config,
+            cgroup: lab.cgroup.expect("the lab was asked for a host cgroup"),
+            config: lab.config,
             _server: server,
         }
     }
@@ -246,11 +238,10 @@ fn host_ports_the_host_or_another_network_on_the_uplink_uses_are_refused() {
     // published port, nor publish inside its NAT range.
     let other = lab.sb.net_name();
     let other_ns = lab.sb.ns("other");
-    let text = format!(
-        "[network]\nname = \"{other}\"\nsubnet = \"10.81.0.0/24\"\nuplink = \"{UPLINK}\"\n\
-         [nat]\nport_min = 63000\n[[endpoint]]\nnetns = \"{other_ns}\"\nip = \"10.81.0.2\"\n"
-    );
-    lab.sb.up_file(&lab.sb.write_config(&text));
+    lab.sb.up(&NetConfig::new(&other, "10.81.0.0/24", None)
+        .uplink(UPLINK)
+        .endpoint(&other_ns, Some("10.81.0.2"))
+        .tables("[nat]\nport_min = 63000\n"));
     let msg = assert_bad_input(
         &publish(&other, &HOST_PORT.to_string(), &other_ns),
         "--host-port",
@@ -375,7 +366,7 @@ fn an_expired_hairpin_flow_leaves_nothing_in_the_table() {
     );
     let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
     assert_eq!(ip_of(&seen), GATEWAY, "hairpin");
-    let nat_pin = format!("/sys/fs/bpf/netfwd/{}/NAT", lab.net);
+    let nat_pin = format!("{BPF_PIN_ROOT}/{}/{MAP_NAT}", lab.net);
     let entries = || {
         let dump = tool_ok("bpftool", &["-j", "map", "dump", "pinned", &nat_pin]);
         serde_json::from_str::<serde_json::Value>(&dump)

@@ -5,12 +5,9 @@
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
-// A test reports a broken expectation by panicking.
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
-    NetConfig, PING_COUNT, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, has_link,
-    ipv4_addrs, payload, ping_counts, sum_counters, tcp_exchange,
+    Lab, PING_COUNT, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, has_link,
+    ipv4_addrs, lab, payload, ping_counts, sum_counters, tcp_exchange,
 };
 
 const SUBNET: &str = "172.18.0.0/16";
@@ -26,14 +23,12 @@ struct Seed000 {
 }
 
 fn seed000(tag: &str) -> Seed000 {
-    let sb = Sandbox::new(tag);
-    let net = sb.net_name();
-    let a = sb.ns("netns_A");
-    let b = sb.ns("netns_B");
-    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
-        .endpoint(&a, Some(IP_A))
-        .endpoint(&b, Some(IP_B));
-    sb.up(&cfg);
+    let Lab { sb, net, eps, .. } = Lab::builder(tag, SUBNET)
+        .gateway(GATEWAY)
+        .endpoint("netns_A", Some(IP_A))
+        .endpoint("netns_B", Some(IP_B))
+        .up();
+    let [a, b] = lab::named(eps);
     Seed000 { sb, net, a, b }
 }
 

@@ -5,11 +5,8 @@
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).
 
-// A test reports a broken expectation by panicking.
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, payload,
+    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, lab, payload,
     tcp_exchange,
 };
 
@@ -28,14 +25,13 @@ struct Seed001 {
 }
 
 fn seed001(tag: &str) -> Seed001 {
-    let sb = Sandbox::new(tag);
-    let net = sb.net_name();
-    let ns = [sb.ns("ns1"), sb.ns("ns2"), sb.ns("ns3")];
-    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
-        .endpoint(&ns[0], Some(IPS[0]))
-        .endpoint(&ns[1], None)
-        .endpoint(&ns[2], None);
-    sb.up(&cfg);
+    let Lab { sb, net, eps, .. } = Lab::builder(tag, SUBNET)
+        .gateway(GATEWAY)
+        .endpoint("ns1", Some(IPS[0]))
+        .endpoint("ns2", None)
+        .endpoint("ns3", None)
+        .up();
+    let ns = lab::named(eps);
     Seed001 { sb, net, ns }
 }
 

@@ -2,35 +2,28 @@
 //! its own address behind a bare veth, the host as their router — a routed
 //! network, forwarded in BPF with no `ip_forward` and no FORWARD rule.
 
-#![allow(clippy::unwrap_used)]
-
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, in_ns_ok, ipv4_addrs, payload,
+    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_ping, in_ns_ok, ipv4_addrs, lab, payload,
     tcp_exchange,
 };
 
 const DEMO01: &str = "10.0.1.2";
 const DEMO02: &str = "10.0.2.2";
 
-fn routed(sb: &Sandbox) -> (String, String, String) {
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("demo01"), sb.ns("demo02"));
-    let cfg = NetConfig::new(&net, "10.0.0.0/16", None)
-        .endpoint(&a, Some(DEMO01))
-        .endpoint(&b, Some(DEMO02));
-    let path = sb.write_config(&cfg.to_toml().replacen(
-        "[network]\n",
-        "[network]\nkind = \"routed\"\n",
-        1,
-    ));
-    sb.up_file(&path);
-    (net, a, b)
+/// A sandbox with a routed network of `demo01` and `demo02`.
+fn routed(tag: &str) -> (Sandbox, String, String) {
+    let Lab { sb, eps, .. } = Lab::builder(tag, "10.0.0.0/16")
+        .kind("routed")
+        .endpoint("demo01", Some(DEMO01))
+        .endpoint("demo02", Some(DEMO02))
+        .up();
+    let [a, b] = lab::named(eps);
+    (sb, a, b)
 }
 
 #[test]
 fn routed_endpoints_hold_only_their_own_address() {
-    let sb = Sandbox::new("r2addr");
-    let (_, a, _) = routed(&sb);
+    let (_sb, a, _) = routed("r2addr");
     assert_eq!(ipv4_addrs(&a, "eth0"), [format!("{DEMO01}/32")]);
     let route = in_ns_ok(&a, &["ip", "route", "show", "default"]);
     assert!(route.contains("onlink"), "{route}");
@@ -38,8 +31,7 @@ fn routed_endpoints_hold_only_their_own_address() {
 
 #[test]
 fn routed_endpoints_ping_and_exchange_tcp_both_ways_one_hop_apart() {
-    let sb = Sandbox::new("r2ping");
-    let (_, a, b) = routed(&sb);
+    let (_sb, a, b) = routed("r2ping");
     assert_ping(&a, DEMO02);
     assert_ping(&b, DEMO01);
     let out = in_ns_ok(&a, &["ping", "-c", "1", "-W", "1", DEMO02]);
@@ -50,8 +42,7 @@ fn routed_endpoints_ping_and_exchange_tcp_both_ways_one_hop_apart() {
 
 #[test]
 fn the_host_reaches_both_routed_endpoints_without_forwarding_rules() {
-    let sb = Sandbox::new("r2host");
-    let (_, a, b) = routed(&sb);
+    let (sb, a, b) = routed("r2host");
     assert_ping(sb.host(), DEMO01);
     assert_ping(sb.host(), DEMO02);
     tcp_exchange(sb.host(), &a, DEMO01, 8003, b"host to demo01").unwrap();

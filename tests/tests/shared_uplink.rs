@@ -1,9 +1,12 @@
 //! Networks masqueraded behind one uplink, as Docker's bridge networks all
-//! share the host's: one NAT table per uplink, so an outside port is never
+//! share the host's: one NAT table per uplink, so an uplink port is never
 //! handed to two networks at once and each reply reaches the endpoint whose
 //! flow it answers.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{
     net::UdpSocket,
@@ -14,8 +17,8 @@ use std::{
 
 use anyhow::Result;
 use netfwd_tests::{
-    BPF_PIN_ROOT, Sandbox, enter_netns,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
+    BPF_PIN_ROOT, NetConfig, Sandbox, enter_netns,
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK},
 };
 
 /// UDP flows each endpoint opens at once, all to the internet's echo server.
@@ -91,11 +94,9 @@ fn two_networks_on_one_uplink_get_every_reply_and_no_other() {
         (&nets[0], &a, "10.95.0.0/24", "10.95.0.2"),
         (&nets[1], &b, "10.96.0.0/24", "10.96.0.2"),
     ] {
-        let text = format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n\
-             [[endpoint]]\nnetns = \"{ns}\"\nip = \"{ip}\"\n"
-        );
-        sb.up_file(&sb.write_config(&text));
+        sb.up(&NetConfig::new(net, subnet, None)
+            .uplink(UPLINK)
+            .endpoint(ns, Some(ip)));
     }
     let table = shared_table(&sb, &nets[0]);
     assert_eq!(table, shared_table(&sb, &nets[1]));
@@ -138,10 +139,11 @@ fn networks_on_one_uplink_must_agree_on_the_table_they_share() {
     let sb = Sandbox::new("shupcfg");
     let _internet = Internet::new(&sb);
     let config = |net: &str, subnet: &str, ns: &str, nat: &str| {
-        sb.write_config(&format!(
-            "[network]\nname = \"{net}\"\nsubnet = \"{subnet}\"\nuplink = \"{UPLINK}\"\n{nat}\n\
-             [[endpoint]]\nnetns = \"{ns}\"\n"
-        ))
+        let cfg = NetConfig::new(net, subnet, None)
+            .uplink(UPLINK)
+            .endpoint(ns, None)
+            .tables(nat);
+        sb.write_config(&cfg.to_toml())
     };
     let (n1, n2) = (sb.net_name(), sb.net_name());
     let (a, b) = (sb.ns("a"), sb.ns("b"));

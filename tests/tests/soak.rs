@@ -5,7 +5,10 @@
 //! soak --minutes N` and, for a minute, by `cargo xtask test`; ignored
 //! by a plain `cargo test`.
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use std::{
     process::Command,
@@ -18,8 +21,8 @@ use std::{
 };
 
 use netfwd_tests::{
-    Daemon, Sandbox, enter_netns,
-    outside::{
+    Daemon, NetConfig, Sandbox, enter_netns,
+    internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, chunked_stream, tcp_echo, udp_echo,
     },
     payload,
@@ -130,17 +133,13 @@ fn soak() {
     let _internet = Internet::new(&sb);
     let net = sb.net_name();
     let eps: Vec<String> = (0..ENDPOINTS).map(|i| sb.ns(&format!("e{i}"))).collect();
-    let mut text = format!(
-        "[network]\nname = \"{net}\"\nsubnet = \"{SUBNET}\"\nuplink = \"{UPLINK}\"\n\
-         [nat.timeouts]\nudp = 10\ntcp_closing = 5\n"
+    let cfg = eps.iter().enumerate().fold(
+        NetConfig::new(&net, SUBNET, None)
+            .uplink(UPLINK)
+            .tables("[nat.timeouts]\nudp = 10\ntcp_closing = 5\n"),
+        |cfg, (i, ep)| cfg.endpoint(ep, Some(&ip_of(i))),
     );
-    for (i, ep) in eps.iter().enumerate() {
-        text.push_str(&format!(
-            "[[endpoint]]\nnetns = \"{ep}\"\nip = \"{}\"\n",
-            ip_of(i)
-        ));
-    }
-    let config = sb.write_config(&text);
+    let config = sb.write_config(&cfg.to_toml());
     let mut daemon = Daemon::start(&sb, &config, &["--gc-interval", "2"]);
     let pid = daemon.pid().unwrap();
     let _servers: Vec<EchoServer> = eps

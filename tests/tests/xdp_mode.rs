@@ -6,11 +6,14 @@
 //! config back to TC takes XDP off. (Every other scenario test runs in both
 //! modes: `NETFWD_TEST_MODE=xdp`.)
 
-#![allow(clippy::unwrap_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
 
 use netfwd_tests::{
     NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
-    outside::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
     payload, tcp_exchange,
 };
 use serde_json::Value;
@@ -32,10 +35,10 @@ fn xdp_stat(ns: &str, dev: &str, stat: &str) -> u64 {
 /// Two endpoints, with `extra` lines in `[network]`.
 fn config(net: &str, a: &str, b: &str, extra: &str) -> String {
     NetConfig::new(net, SUBNET, None)
+        .keys(extra)
         .endpoint(a, Some(A_IP))
         .endpoint(b, Some(B_IP))
         .to_toml()
-        .replacen("[network]\n", &format!("[network]\n{extra}"), 1)
 }
 
 fn modes(status: &Value, a: &str, b: &str) -> (String, String, String) {

@@ -1,6 +1,6 @@
-//! The outside world of a sandbox: an "internet" namespace behind the
-//! sandbox host's uplink, with an echo server that tells each client the
-//! source address it saw, and clients that run in any namespace.
+//! The world behind a sandbox's uplink: an "internet" namespace with an
+//! echo server that tells each client the source address it saw, and
+//! clients that run in any namespace.
 //!
 //! ```text
 //!  sandbox host ── up0 203.0.113.2/24 ──── inet0 203.0.113.1/24 ── internet ns
@@ -55,18 +55,7 @@ impl Internet {
                 "netns", &ns,
             ],
         );
-        tool_ok(
-            "ip",
-            &[
-                "-n",
-                host,
-                "addr",
-                "add",
-                &format!("{UPLINK_IP}/24"),
-                "dev",
-                UPLINK,
-            ],
-        );
+        sb.add_host_addr(&format!("{UPLINK_IP}/24"), UPLINK);
         tool_ok("ip", &["-n", host, "link", "set", UPLINK, "up"]);
         tool_ok(
             "ip",

@@ -1,0 +1,227 @@
+//! One lab builder for the scenario tests: a sandbox host, optionally the
+//! internet behind its uplink, a network of endpoints and its config, up.
+//! A test file states its quirks (gateway, uplink, host cgroup, `[nat]`,
+//! published ports) as builder options instead of writing its own setup.
+//!
+//! ```ignore
+//! let lab = Lab::builder("natall", "192.168.28.0/24")
+//!     .gateway("192.168.28.5")
+//!     .uplink()
+//!     .endpoint("a", Some("192.168.28.1"))
+//!     .up();
+//! ```
+
+use std::{fmt::Write as _, marker::PhantomData, path::PathBuf};
+
+use serde_json::Value;
+
+use crate::{
+    cgroup::Cgroup,
+    config::NetConfig,
+    internet::{Internet, UPLINK},
+    sandbox::Sandbox,
+};
+
+/// What sits behind the sandbox host's uplink: nothing (`()`, a network
+/// without uplink) or the [`Internet`] namespace with its echo server.
+pub trait Uplink: Sized {
+    /// Builds it behind `sb`'s host.
+    fn build(sb: &Sandbox) -> Self;
+}
+
+impl Uplink for () {
+    fn build(_: &Sandbox) {}
+}
+
+impl Uplink for Internet {
+    fn build(sb: &Sandbox) -> Internet {
+        Internet::new(sb)
+    }
+}
+
+/// One `[[publish]]`, its endpoint given by index.
+struct Publish {
+    proto: &'static str,
+    host_port: u16,
+    endpoint: usize,
+    port: u16,
+}
+
+/// Options of a [`Lab`]; [`LabBuilder::up`] builds it and brings it up.
+pub struct LabBuilder<U> {
+    tag: String,
+    /// The config but for what exists only once the sandbox does: the
+    /// network's name, its endpoints, the cgroup and the published ports.
+    cfg: NetConfig,
+    /// Namespace tag and address of each endpoint, in order.
+    endpoints: Vec<(String, Option<String>)>,
+    host_cgroup: bool,
+    publish: Vec<Publish>,
+    uplink: PhantomData<U>,
+}
+
+/// A sandbox host with a network of endpoints, up. Dropped in field order:
+/// the sandbox (`netfwd down`, its namespaces deleted) before the internet's
+/// echo server stops and the cgroup is removed.
+pub struct Lab<U = ()> {
+    pub sb: Sandbox,
+    /// What is behind the uplink: `()` or [`Internet`].
+    pub internet: U,
+    pub net: String,
+    /// The endpoints' namespaces, in the order they were asked for.
+    pub eps: Vec<String>,
+    /// The config file the network was brought up with.
+    pub config: PathBuf,
+    /// The host cgroup, if the lab was asked for one.
+    pub cgroup: Option<Cgroup>,
+}
+
+impl Lab {
+    /// A lab named after `tag` with a network on `subnet`, and nothing else
+    /// until options add it.
+    pub fn builder(tag: &str, subnet: &str) -> LabBuilder<()> {
+        LabBuilder {
+            tag: tag.to_owned(),
+            cfg: NetConfig::new("", subnet, None),
+            endpoints: Vec::new(),
+            host_cgroup: false,
+            publish: Vec::new(),
+            uplink: PhantomData,
+        }
+    }
+}
+
+impl LabBuilder<()> {
+    /// Puts the internet namespace behind the host's uplink and names the
+    /// uplink in the config: the network masquerades behind it.
+    pub fn uplink(self) -> LabBuilder<Internet> {
+        LabBuilder {
+            tag: self.tag,
+            cfg: self.cfg.uplink(UPLINK),
+            endpoints: self.endpoints,
+            host_cgroup: self.host_cgroup,
+            publish: self.publish,
+            uplink: PhantomData,
+        }
+    }
+}
+
+impl<U: Uplink> LabBuilder<U> {
+    /// `kind = "<kind>"`: `routed` instead of the default bridge.
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.cfg = self.cfg.kind(kind);
+        self
+    }
+
+    /// `gateway = "<ip>"`.
+    pub fn gateway(mut self, ip: &str) -> Self {
+        self.cfg.gateway = Some(ip.to_owned());
+        self
+    }
+
+    /// An endpoint in a new namespace named after `tag`, with address `ip`
+    /// if given (the next free one otherwise).
+    pub fn endpoint(mut self, tag: &str, ip: Option<&str>) -> Self {
+        self.endpoints.push((tag.to_owned(), ip.map(str::to_owned)));
+        self
+    }
+
+    /// A cgroup of the test's own as the config's `host_cgroup`.
+    pub fn host_cgroup(mut self) -> Self {
+        self.host_cgroup = true;
+        self
+    }
+
+    /// TOML tables (`[nat]`, …) for the config.
+    pub fn tables(mut self, toml: &str) -> Self {
+        self.cfg = self.cfg.tables(toml);
+        self
+    }
+
+    /// `[[publish]]` of `host_port` to `port` of endpoint number `endpoint`.
+    pub fn publish(
+        mut self,
+        proto: &'static str,
+        host_port: u16,
+        endpoint: usize,
+        port: u16,
+    ) -> Self {
+        self.publish.push(Publish {
+            proto,
+            host_port,
+            endpoint,
+            port,
+        });
+        self
+    }
+
+    /// Builds the sandbox, what is behind the uplink and the config, and
+    /// runs `netfwd up`, which must succeed.
+    pub fn up(self) -> Lab<U> {
+        let sb = Sandbox::new(&self.tag);
+        let internet = U::build(&sb);
+        let cgroup = self.host_cgroup.then(|| Cgroup::new(&self.tag));
+        let net = sb.net_name();
+        let eps: Vec<String> = self.endpoints.iter().map(|(tag, _)| sb.ns(tag)).collect();
+        let mut cfg = self.cfg;
+        cfg.name.clone_from(&net);
+        cfg.host_cgroup = cgroup.as_ref().map(|c| c.0.display().to_string());
+        for (netns, (_, ip)) in eps.iter().zip(self.endpoints) {
+            cfg = cfg.endpoint(netns, ip.as_deref());
+        }
+        for p in &self.publish {
+            let _ = write!(
+                cfg.tables,
+                "[[publish]]\nproto = {:?}\nhost_port = {}\nendpoint = {:?}\nport = {}\n",
+                p.proto, p.host_port, eps[p.endpoint], p.port
+            );
+        }
+        let config = sb.up(&cfg);
+        Lab {
+            sb,
+            internet,
+            net,
+            eps,
+            config,
+            cgroup,
+        }
+    }
+}
+
+impl<U> Lab<U> {
+    /// The network's entry of `stats --json`.
+    pub fn stats(&self) -> Value {
+        let out = self.sb.netfwd_ok(&["stats", "--name", &self.net, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["networks"][0].clone()
+    }
+
+    /// A counter (or drop reason) of the interfaces with `role`, summed.
+    pub fn counter(&self, role: &str, field: &str) -> u64 {
+        let stats = self.stats();
+        stats["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["role"] == role)
+            .map(|i| {
+                i[field]
+                    .as_u64()
+                    .or_else(|| i["drops"][field].as_u64())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// The network's NAT flows (`nat list --json`).
+    pub fn nat_flows(&self) -> Vec<Value> {
+        self.sb.nat_flows(&self.net)
+    }
+}
+
+/// The namespaces of a lab's `N` endpoints as an array, for a test that
+/// gives each its own name.
+pub fn named<const N: usize>(eps: Vec<String>) -> [String; N] {
+    <[String; N]>::try_from(eps)
+        .unwrap_or_else(|eps| panic!("{N} endpoints asked for, got {eps:?}"))
+}
