@@ -10,14 +10,14 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry},
+    nat::{IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, Tuple},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
     conntrack, ipv4,
     maps::{self, NAT},
-    nat::{self, Segment, Tuple, Way},
+    nat::{self, Segment, Way},
     parse,
     verdict::Verdict,
 };
@@ -87,13 +87,13 @@ fn gateway_port(
     let key = to_server.egress_key();
     // SAFETY: plain data; a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(key) }.copied()
-        && let Some(reply) = NAT.get_ptr_mut(to_server.reply_key(gateway, out.port))
+        && let Some(reply) = NAT.get_ptr_mut(to_server.ingress_key(gateway, out.port))
     {
         // SAFETY: a live map value; per-packet updates of plain fields.
         let reply = unsafe { &mut *reply };
         if reply.addr == client.src
             && reply.port == client.sport
-            && !conntrack::expired(reply, client.proto, &config.timeouts, now)
+            && !config.timeouts.expired(client.proto, reply, now)
         {
             conntrack::seen_egress(reply, client.proto, seg, now);
             return Ok(out.port);
@@ -101,7 +101,7 @@ fn gateway_port(
     }
     let port = nat::reserve_port(to_server, config, gateway, None, seg, now)?;
     let out = NatEntry::new(gateway, port, 0, now);
-    nat::insert_egress(&key, &out, &to_server.reply_key(gateway, port))?;
+    nat::insert_egress(&key, &out, &to_server.ingress_key(gateway, port))?;
     Ok(port)
 }
 
@@ -123,7 +123,7 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
     let now = conntrack::now_ns();
-    if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
+    if config.timeouts.expired(ip.proto, entry, now) {
         return Ok(None);
     }
     conntrack::seen_ingress(entry, ip.proto, &seg, now);

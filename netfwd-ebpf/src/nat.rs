@@ -18,7 +18,7 @@ use netfwd_common::{
     maps::EndpointEntry,
     nat::{
         DIR_EGRESS, DIR_INGRESS, FLOW_INBOUND, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig,
-        NatEntry, NatKey, PORT_RETRIES,
+        NatEntry, NatKey, PORT_RETRIES, Tuple,
     },
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
@@ -47,44 +47,6 @@ const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_ECHO: u8 = 8;
 const ICMP_TIME_EXCEEDED: u8 = 11;
-
-/// A flow as the endpoint sees it. Ports in network byte order; for ICMP echo
-/// `sport` is the identifier and `dport` 0.
-#[derive(Clone, Copy)]
-pub struct Tuple {
-    pub proto: u8,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-}
-
-impl Tuple {
-    pub fn egress_key(&self) -> NatKey {
-        NatKey {
-            saddr: self.src,
-            daddr: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            proto: self.proto,
-            dir: DIR_EGRESS,
-            _pad: [0; 2],
-        }
-    }
-
-    /// The key replies arrive with once translated to `addr:port`.
-    pub fn reply_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
-        NatKey {
-            saddr: self.dst,
-            daddr: addr,
-            sport: self.dport,
-            dport: port,
-            proto: self.proto,
-            dir: DIR_INGRESS,
-            _pad: [0; 2],
-        }
-    }
-}
 
 /// Transport facts of a packet NAT can translate. TCP's sequence and
 /// acknowledgment numbers (host byte order) feed the flow's state; 0
@@ -317,12 +279,12 @@ fn egress_mapping(
     if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
         && (out.addr == outside || out.flags & FLOW_INBOUND != 0)
     {
-        if let Some(reply) = NAT.get_ptr_mut(flow.reply_key(out.addr, out.port)) {
+        if let Some(reply) = NAT.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
             let reply = unsafe { &mut *reply };
             if reply.addr == flow.src
                 && reply.port == flow.sport
-                && !conntrack::expired(reply, flow.proto, &config.timeouts, now)
+                && !config.timeouts.expired(flow.proto, reply, now)
             {
                 conntrack::seen_egress(reply, flow.proto, seg, now);
                 return Ok((out.addr, out.port));
@@ -333,7 +295,7 @@ fn egress_mapping(
     }
     let port = reserve_port(flow, config, outside, preferred, seg, now)?;
     let out = NatEntry::new(outside, port, 0, now);
-    insert_egress(&egress_key, &out, &flow.reply_key(outside, port))?;
+    insert_egress(&egress_key, &out, &flow.ingress_key(outside, port))?;
     Ok((outside, port))
 }
 
@@ -393,7 +355,7 @@ pub fn reserve_port(
     let mut full = false;
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
-        let key = flow.reply_key(outside, port);
+        let key = flow.ingress_key(outside, port);
         match NAT.insert(key, reply, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
                 early_drop::remember(&key);
@@ -411,7 +373,7 @@ pub fn reserve_port(
         let Some(old) = (unsafe { NAT.get(key) }).copied() else {
             continue;
         };
-        if !conntrack::expired(&old, flow.proto, &config.timeouts, now)
+        if !config.timeouts.expired(flow.proto, &old, now)
             && !conntrack::reclaimable(&old, flow.proto, now)
         {
             continue;
@@ -431,7 +393,7 @@ pub fn reserve_port(
     // gives its room up for the first port tried. After the loop, once: the
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
-    let key = flow.reply_key(outside, port);
+    let key = flow.ingress_key(outside, port);
     if early_drop::make_room() && NAT.insert(key, reply, u64::from(BPF_NOEXIST)).is_ok() {
         early_drop::remember(&key);
         return Ok(port);
@@ -472,7 +434,7 @@ pub fn rev_snat_v4(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason>
     let now = conntrack::now_ns();
     let live = NAT.get_ptr_mut(key).filter(|entry| {
         // SAFETY: a live map value, read in place.
-        !conntrack::expired(unsafe { &**entry }, ip.proto, &config.timeouts, now)
+        !config.timeouts.expired(ip.proto, unsafe { &**entry }, now)
     });
     // No live flow: a new connection to a published port starts one (over
     // an expired flow of the same tuple — clients reuse their ports);
@@ -600,7 +562,10 @@ fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, D
     let Some(entry) = (unsafe { NAT.get(key) }).copied() else {
         return Ok(Verdict::ToHost);
     };
-    if conntrack::expired(&entry, inner.proto, &config.timeouts, conntrack::now_ns()) {
+    if config
+        .timeouts
+        .expired(inner.proto, &entry, conntrack::now_ns())
+    {
         return Ok(Verdict::ToHost);
     }
     let Some(ep) = maps::endpoint(entry.addr) else {

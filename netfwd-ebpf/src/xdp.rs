@@ -93,7 +93,7 @@ pub fn from_uplink(ctx: &XdpContext) -> Result<Verdict, DropReason> {
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
     // An expired flow may be a new connection to a published port: TC's.
-    if conntrack::expired(entry, header.proto, &config.timeouts, now) {
+    if config.timeouts.expired(header.proto, entry, now) {
         return Ok(Verdict::ToHost);
     }
     let Some(ep) = maps::endpoint(entry.addr) else {
