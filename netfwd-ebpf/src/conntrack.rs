@@ -14,7 +14,7 @@ use netfwd_common::nat::{
     TCP_SEEN_SYN_ACK,
 };
 
-use crate::nat::Segment;
+use crate::l4::Segment;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
