@@ -258,9 +258,9 @@ impl NatKey {
         }
     }
 
-    /// The ingress key of the flow whose egress entry is `self` -> `outside`.
-    pub const fn ingress_partner(&self, outside: &NatEntry) -> NatKey {
-        self.ingress_partner_at(outside.addr, outside.port)
+    /// The ingress key of the flow whose egress entry is `self` -> `translated`.
+    pub const fn ingress_partner(&self, translated: &NatEntry) -> NatKey {
+        self.ingress_partner_at(translated.addr, translated.port)
     }
 
     /// The ingress key of the flow whose egress entry is `self`, translated
@@ -413,17 +413,17 @@ mod tests {
 
     #[test]
     fn a_flows_two_keys_derive_each_other_both_ways() {
-        let outside = NatEntry::new([10, 0, 0, 1], [0xee, 0x48], 0, 5);
+        let translated = NatEntry::new([10, 0, 0, 1], [0xee, 0x48], 0, 5);
         let inside = NatEntry::new(TUPLE.src, TUPLE.sport, 0, 5);
         let egress = TUPLE.egress_key();
-        let ingress = TUPLE.ingress_key(outside.addr, outside.port);
+        let ingress = TUPLE.ingress_key(translated.addr, translated.port);
         assert_eq!(egress.dir, Direction::Egress.byte());
         assert_eq!(ingress.dir, Direction::Ingress.byte());
-        assert_eq!(egress.ingress_partner(&outside), ingress);
+        assert_eq!(egress.ingress_partner(&translated), ingress);
         assert_eq!(ingress.egress_partner(&inside), egress);
         assert_eq!(
             (ingress.saddr, ingress.sport, ingress.daddr, ingress.dport),
-            (TUPLE.dst, TUPLE.dport, outside.addr, outside.port)
+            (TUPLE.dst, TUPLE.dport, translated.addr, translated.port)
         );
     }
 

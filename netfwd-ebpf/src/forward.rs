@@ -25,7 +25,7 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
         // The outside world through the uplink's NAT; the gateway, the host's
         // other addresses, broadcast and multicast go to the host's stack.
-        return route::from_endpoint_to_outside(ctx, ifindex);
+        return route::from_endpoint_to_remote(ctx, ifindex);
     };
     if peer.host_ifindex == ifindex {
         // Addressed to itself through the gateway: let the stack hairpin it.

@@ -81,7 +81,7 @@ fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, netfwd_common::
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
     if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
-        route::from_outside(ctx, ifindex)
+        route::from_uplink(ctx, ifindex)
     } else {
         Ok(Verdict::ToHost)
     }

@@ -24,7 +24,7 @@ use crate::{
 /// An endpoint's IPv4 packet (its source checked) for an address that is no
 /// endpoint of the network.
 #[inline(always)]
-pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
     // Routed or translated from here on: as a router, never forward a
@@ -78,7 +78,7 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
 /// and those are addressed to the uplink). Else: a reply of a NATed flow, or
 /// the host's.
 #[inline(always)]
-pub fn from_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
     if !ipv4::header_checksum_ok(&ip) {

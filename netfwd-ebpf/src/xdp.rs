@@ -68,9 +68,8 @@ pub fn from_uplink(ctx: &XdpContext) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    // To an endpoint's own address: LAN delivery or a policy drop; no TTL
-    // left: a drop. TC's, which counts them.
-    if maps::endpoint(header.dst_addr).is_some() || header.ttl <= 1 {
+    // To an endpoint's own address: LAN delivery or a policy drop, TC's.
+    if maps::endpoint(header.dst_addr).is_some() {
         return Ok(Verdict::ToHost);
     }
     let Some(seg) = l4::segment(ctx, header.proto, Direction::Ingress)? else {
@@ -85,6 +84,10 @@ pub fn from_uplink(ctx: &XdpContext) -> Result<Verdict, DropReason> {
     let entry = unsafe { &mut *entry };
     // An expired flow may be a new connection to a published port: TC's.
     if config.timeouts.expired(header.proto, entry, now) {
+        return Ok(Verdict::ToHost);
+    }
+    // No TTL left: a drop, TC's to make and count.
+    if header.ttl <= 1 {
         return Ok(Verdict::ToHost);
     }
     rev_snat::to_endpoint(ctx, &header, entry, &seg, Piece::Whole, now)

@@ -99,12 +99,12 @@ pub fn rev_snat(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReas
         IPPROTO_ICMP if inner_l4[0] == ICMP_ECHO => ([0; 2], 4),
         _ => return Ok(Verdict::ToHost),
     };
-    let outside_port = [inner_l4[port_at], inner_l4[port_at + 1]];
+    let nat_port = [inner_l4[port_at], inner_l4[port_at + 1]];
     let key = NatKey {
         saddr: inner.dst_addr,
         daddr: inner.src_addr,
         sport: remote_port,
-        dport: outside_port,
+        dport: nat_port,
         proto: inner.proto,
         dir: DIR_INGRESS,
         _pad: [0; 2],
@@ -168,8 +168,8 @@ fn rewrite_quoted(
         ipv4::Field::Dst => (quoted.dst_addr, quoted.check),
     };
     ipv4::set_addr(quoted, field, addr);
-    csum::replace4(check, old_addr, addr);
-    csum::replace2(check, old_check, quoted.check);
-    csum::replace2(check, *quoted_port, port);
+    csum::replace(check, old_addr, addr);
+    csum::replace(check, old_check, quoted.check);
+    csum::replace(check, *quoted_port, port);
     *quoted_port = port;
 }

@@ -52,7 +52,7 @@ pub fn insert_making_room(key: &NatKey, value: &NatEntry, flags: u64) -> Result<
 pub fn reserve_port(
     flow: &Tuple,
     config: &NatConfig,
-    outside: [u8; 4],
+    nat_addr: [u8; 4],
     preferred: Option<[u8; 2]>,
     seg: &Segment,
     now: u64,
@@ -69,7 +69,7 @@ pub fn reserve_port(
     let mut full = false;
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
-        let key = flow.ingress_key(outside, port);
+        let key = flow.ingress_key(nat_addr, port);
         match NAT.insert(key, ingress, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
                 early_drop::remember(&key);
@@ -107,7 +107,7 @@ pub fn reserve_port(
     // gives its room up for the first port tried. After the loop, once: the
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
-    let key = flow.ingress_key(outside, port);
+    let key = flow.ingress_key(nat_addr, port);
     if early_drop::make_room() && NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
         early_drop::remember(&key);
         return Ok(port);

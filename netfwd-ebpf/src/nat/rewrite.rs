@@ -65,7 +65,7 @@ impl L4Rewrite for TcContext {
                 let check = parse::header_at::<[u8; 2]>(self, ICMP_CHECK_OFF)?;
                 // SAFETY: bounds checked by `header_at`.
                 unsafe {
-                    csum::replace2(&mut *check, old_port, new_port);
+                    csum::replace(&mut *check, old_port, new_port);
                     *port = new_port;
                 }
                 Ok(())
@@ -100,9 +100,9 @@ impl L4Rewrite for XdpContext {
             // A UDP datagram without a checksum stays without one.
             if !(udp && *check == [0; 2]) {
                 if proto == IPPROTO_TCP || udp {
-                    csum::replace4(check, old_addr, new_addr);
+                    csum::replace(check, old_addr, new_addr);
                 }
-                csum::replace2(check, old_port, new_port);
+                csum::replace(check, old_port, new_port);
                 if udp && *check == [0; 2] {
                     *check = [0xff; 2];
                 }

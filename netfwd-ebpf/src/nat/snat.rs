@@ -36,7 +36,7 @@ pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict,
     }
     // Any size: a datagram too big for the uplink is translated all the
     // same (below), never left to the host to forward untranslated.
-    let Some(fib::Route { hop, src: outside }) =
+    let Some(fib::Route { hop, src: nat_addr }) =
         fib::lookup_any_size(ctx, ifindex, ip.src_addr, ip.dst_addr)
     else {
         return Ok(Verdict::ToHost);
@@ -75,7 +75,7 @@ pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict,
         sport: seg.sport,
         dport: seg.dport,
     };
-    let (addr, port) = egress_mapping(&flow, &config, outside, &seg)?;
+    let (addr, port) = egress_mapping(&flow, &config, nat_addr, &seg)?;
     if piece == Piece::First {
         frag::remember(ip, Direction::Egress, seg.sport, seg.dport);
     }
@@ -119,14 +119,14 @@ fn to_stack_for_fragmenting(ctx: &TcContext) -> Result<Verdict, DropReason> {
 }
 
 /// The outside address and port of `flow`: its live mapping, or a new one
-/// on `outside`, the address the host routes it out with. A mapping to an
+/// on `nat_addr`, the address the host routes it out with. A mapping to an
 /// address the uplink no longer routes with is replaced, as a masquerade
 /// forgets flows when its interface's address changes.
 #[inline(always)]
 fn egress_mapping(
     flow: &Tuple,
     config: &NatConfig,
-    outside: [u8; 4],
+    nat_addr: [u8; 4],
     seg: &Segment,
 ) -> Result<([u8; 4], [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
@@ -134,7 +134,7 @@ fn egress_mapping(
     let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
-        && (out.addr == outside || out.flags & FLOW_INBOUND != 0)
+        && (out.addr == nat_addr || out.flags & FLOW_INBOUND != 0)
     {
         if let Some(ingress) = NAT.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
@@ -150,8 +150,8 @@ fn egress_mapping(
         // Expired, evicted or taken over: keep the port if it is still free.
         preferred = Some(out.port);
     }
-    let port = ports::reserve_port(flow, config, outside, preferred, seg, now)?;
-    let out = NatEntry::new(outside, port, 0, now);
-    ports::insert_egress(&egress_key, &out, &flow.ingress_key(outside, port))?;
-    Ok((outside, port))
+    let port = ports::reserve_port(flow, config, nat_addr, preferred, seg, now)?;
+    let out = NatEntry::new(nat_addr, port, 0, now);
+    ports::insert_egress(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
+    Ok((nat_addr, port))
 }
