@@ -336,6 +336,13 @@ impl NatTimeouts {
         now.saturating_sub(entry.last_seen_ns) > timeout_ns
     }
 
+    /// Whole seconds left until the flow whose ingress entry is `entry`
+    /// expires, at `now` (0 once it has): what `nat list` shows.
+    pub const fn expires_in_secs(&self, proto: u8, entry: &NatEntry, now: u64) -> u64 {
+        let idle_secs = now.saturating_sub(entry.last_seen_ns) / NS_PER_SEC;
+        (self.for_flow(proto, entry.flags) as u64).saturating_sub(idle_secs)
+    }
+
     /// The shortest of the timeouts, in seconds: the soonest any flow can
     /// expire, which paces the collector.
     pub const fn shortest(&self) -> u32 {
@@ -438,6 +445,16 @@ mod tests {
         assert!(!timeouts.expired(IPPROTO_TCP, &entry, 0));
         // The same entry idle as long is past UDP's much shorter timeout.
         assert!(timeouts.expired(IPPROTO_UDP, &entry, end));
+        let timeout = u64::from(timeouts.tcp_established);
+        assert_eq!(
+            timeouts.expires_in_secs(IPPROTO_TCP, &entry, 7 * NS_PER_SEC),
+            timeout
+        );
+        assert_eq!(timeouts.expires_in_secs(IPPROTO_TCP, &entry, end - 1), 1);
+        assert_eq!(
+            timeouts.expires_in_secs(IPPROTO_TCP, &entry, end + NS_PER_SEC),
+            0
+        );
     }
 
     #[test]

@@ -56,8 +56,7 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
         .iter()
         .filter(|(k, _)| k.dir == DIR_INGRESS)
         .map(|(k, v)| {
-            let idle = now.saturating_sub(v.last_seen_ns) / 1_000_000_000;
-            let timeout = u64::from(timeouts.for_flow(k.proto, v.flags));
+            let expires_in_secs = timeouts.expires_in_secs(k.proto, v, now);
             Flow {
                 protocol: protocol_name(k.proto),
                 inside: endpoint(v.addr, v.port),
@@ -65,7 +64,7 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
                 remote: endpoint(k.saddr, k.sport),
                 state: state_name(k.proto, v.flags),
                 age_secs: now.saturating_sub(v.created_ns) / 1_000_000_000,
-                expires_in_secs: timeout.saturating_sub(idle),
+                expires_in_secs,
             }
         })
         .collect()
