@@ -25,6 +25,31 @@ pub const DIR_EGRESS: u8 = 0;
 /// `NatKey::dir` of an ingress entry (remote → outside).
 pub const DIR_INGRESS: u8 = 1;
 
+/// Which way a packet crosses the NAT: **egress** from an endpoint towards
+/// the uplink, **ingress** from the uplink towards an endpoint. A flow's
+/// egress entry is keyed the way its endpoint sends, its ingress entry the
+/// way the replies arrive; on the map the direction is the byte
+/// `DIR_EGRESS` / `DIR_INGRESS` (`Direction::byte`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Egress,
+    Ingress,
+}
+
+impl Direction {
+    /// The on-map byte (`NatKey::dir`, `FragmentKey::dir`).
+    pub const fn byte(self) -> u8 {
+        match self {
+            Direction::Egress => DIR_EGRESS,
+            Direction::Ingress => DIR_INGRESS,
+        }
+    }
+}
+
+/// A flow is two entries in `NAT` (egress and ingress): the table's
+/// capacity in entries is this many times its capacity in flows.
+pub const ENTRIES_PER_FLOW: u32 = 2;
+
 /// IP protocol numbers the NAT translates.
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -183,6 +208,39 @@ impl NatEntry {
     }
 }
 
+/// A flow as its endpoint sends it (the egress direction), generic over the
+/// address (`[u8; 4]` for IPv4, the only family today). Ports in network
+/// byte order; for ICMP echo `sport` is the identifier and `dport` 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple<A = [u8; 4]> {
+    pub proto: u8,
+    pub src: A,
+    pub dst: A,
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+}
+
+impl Tuple {
+    /// The key of the flow's egress entry.
+    pub const fn egress_key(&self) -> NatKey {
+        NatKey {
+            saddr: self.src,
+            daddr: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            dir: DIR_EGRESS,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The key of the flow's ingress entry once it is translated to
+    /// `addr:port` (what its egress entry will hold).
+    pub const fn ingress_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
+        self.egress_key().ingress_partner_at(addr, port)
+    }
+}
+
 impl NatKey {
     /// The egress key of the flow whose ingress entry is `self` -> `inside`.
     /// The one derivation of a flow's other entry, used by the datapath
@@ -200,13 +258,20 @@ impl NatKey {
         }
     }
 
-    /// The ingress key of the flow whose egress entry is `self` -> `outside`.
-    pub const fn ingress_partner(&self, outside: &NatEntry) -> NatKey {
+    /// The ingress key of the flow whose egress entry is `self` -> `translated`.
+    pub const fn ingress_partner(&self, translated: &NatEntry) -> NatKey {
+        self.ingress_partner_at(translated.addr, translated.port)
+    }
+
+    /// The ingress key of the flow whose egress entry is `self`, translated
+    /// to `addr:port`: before that entry exists (reserving a port) or
+    /// without reading it.
+    pub const fn ingress_partner_at(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
         NatKey {
             saddr: self.daddr,
-            daddr: outside.addr,
+            daddr: addr,
             sport: self.dport,
-            dport: outside.port,
+            dport: port,
             proto: self.proto,
             dir: DIR_INGRESS,
             _pad: [0; 2],
@@ -217,15 +282,7 @@ impl NatKey {
 /// How long an idle flow lives, by state, in seconds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "user",
-    derive(
-        bytemuck::Pod,
-        bytemuck::Zeroable,
-        serde::Serialize,
-        serde::Deserialize
-    )
-)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct NatTimeouts {
     /// TCP before its handshake has completed (`TCP_ESTABLISHED`).
     pub tcp_syn: u32,
@@ -261,7 +318,42 @@ impl NatTimeouts {
             _ => self.icmp,
         }
     }
+
+    /// Whether the flow whose ingress entry is `entry` has been idle longer
+    /// than its timeout at `now` (`bpf_ktime_get_ns`). The one expiry rule:
+    /// the datapath takes an expired flow's port over, the collector frees
+    /// its entries, and both must agree on which flows those are.
+    pub const fn expired(&self, proto: u8, entry: &NatEntry, now: u64) -> bool {
+        let timeout_ns = self.for_flow(proto, entry.flags) as u64 * NS_PER_SEC;
+        now.saturating_sub(entry.last_seen_ns) > timeout_ns
+    }
+
+    /// Whole seconds left until the flow whose ingress entry is `entry`
+    /// expires, at `now` (0 once it has): what `nat list` shows.
+    pub const fn expires_in_secs(&self, proto: u8, entry: &NatEntry, now: u64) -> u64 {
+        let idle_secs = now.saturating_sub(entry.last_seen_ns) / NS_PER_SEC;
+        (self.for_flow(proto, entry.flags) as u64).saturating_sub(idle_secs)
+    }
+
+    /// The shortest of the timeouts, in seconds: the soonest any flow can
+    /// expire, which paces the collector.
+    pub const fn shortest(&self) -> u32 {
+        let mut shortest = self.tcp_syn;
+        let others = [self.tcp_established, self.tcp_closing, self.udp, self.icmp];
+        let mut i = 0;
+        while i < others.len() {
+            if others[i] < shortest {
+                shortest = others[i];
+            }
+            i += 1;
+        }
+        shortest
+    }
 }
+
+/// Nanoseconds in a second: timeouts are in seconds, entry times in
+/// `bpf_ktime_get_ns` nanoseconds.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// The single value of `NAT_CONFIG`. `uplink_ifindex == 0` turns NAT off.
 #[repr(C)]
@@ -285,7 +377,7 @@ pub struct NatConfig {
 pub const DEFAULT_PORT_MIN: u16 = 61_000;
 pub const DEFAULT_PORT_MAX: u16 = 65_535;
 
-/// Default number of flows `NAT` holds (two entries each).
+/// Default number of flows `NAT` holds (`ENTRIES_PER_FLOW` entries each).
 pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
 
 /// How many outside ports the datapath tries before it gives up on a new
@@ -304,4 +396,66 @@ mod pod {
     unsafe impl aya::Pod for super::PublishedEndpoint {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentPorts {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUPLE: Tuple = Tuple {
+        proto: IPPROTO_TCP,
+        src: [192, 168, 28, 2],
+        dst: [1, 1, 1, 1],
+        sport: [0x9c, 0x40],
+        dport: [0, 80],
+    };
+
+    #[test]
+    fn a_flows_two_keys_derive_each_other_both_ways() {
+        let translated = NatEntry::new([10, 0, 0, 1], [0xee, 0x48], 0, 5);
+        let inside = NatEntry::new(TUPLE.src, TUPLE.sport, 0, 5);
+        let egress = TUPLE.egress_key();
+        let ingress = TUPLE.ingress_key(translated.addr, translated.port);
+        assert_eq!(egress.dir, Direction::Egress.byte());
+        assert_eq!(ingress.dir, Direction::Ingress.byte());
+        assert_eq!(egress.ingress_partner(&translated), ingress);
+        assert_eq!(ingress.egress_partner(&inside), egress);
+        assert_eq!(
+            (ingress.saddr, ingress.sport, ingress.daddr, ingress.dport),
+            (TUPLE.dst, TUPLE.dport, translated.addr, translated.port)
+        );
+    }
+
+    #[test]
+    fn a_flow_expires_only_once_idle_past_its_timeout() {
+        let timeouts = NatTimeouts::DEFAULT;
+        let entry = NatEntry::new(TUPLE.src, TUPLE.sport, TCP_ESTABLISHED, 7 * NS_PER_SEC);
+        let end = (7 + u64::from(timeouts.tcp_established)) * NS_PER_SEC;
+        assert!(!timeouts.expired(IPPROTO_TCP, &entry, end));
+        assert!(timeouts.expired(IPPROTO_TCP, &entry, end + 1));
+        // A clock reading from before the entry is not idle time.
+        assert!(!timeouts.expired(IPPROTO_TCP, &entry, 0));
+        // The same entry idle as long is past UDP's much shorter timeout.
+        assert!(timeouts.expired(IPPROTO_UDP, &entry, end));
+        let timeout = u64::from(timeouts.tcp_established);
+        assert_eq!(
+            timeouts.expires_in_secs(IPPROTO_TCP, &entry, 7 * NS_PER_SEC),
+            timeout
+        );
+        assert_eq!(timeouts.expires_in_secs(IPPROTO_TCP, &entry, end - 1), 1);
+        assert_eq!(
+            timeouts.expires_in_secs(IPPROTO_TCP, &entry, end + NS_PER_SEC),
+            0
+        );
+    }
+
+    #[test]
+    fn shortest_is_the_least_of_every_timeout() {
+        assert_eq!(NatTimeouts::DEFAULT.shortest(), 30);
+        let mut t = NatTimeouts::DEFAULT;
+        t.tcp_established = 5;
+        assert_eq!(t.shortest(), 5);
+        t.icmp = 2;
+        assert_eq!(t.shortest(), 2);
+    }
 }

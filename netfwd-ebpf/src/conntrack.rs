@@ -9,12 +9,12 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netfwd_common::nat::{
-    FLOW_INBOUND, IPPROTO_TCP, NatEntry, NatTimeouts, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
+    FLOW_INBOUND, IPPROTO_TCP, NatEntry, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
     TCP_ESTABLISHED, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST, TCP_SEEN_SYN,
     TCP_SEEN_SYN_ACK,
 };
 
-use crate::nat::Segment;
+use crate::l4::Segment;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -26,12 +26,6 @@ const TCP_SYN_ACK: u8 = TCP_SYN | TCP_ACK;
 pub fn now_ns() -> u64 {
     // SAFETY: plain helper call.
     unsafe { bpf_ktime_get_ns() }
-}
-
-#[inline(always)]
-pub fn expired(entry: &NatEntry, proto: u8, timeouts: &NatTimeouts, now: u64) -> bool {
-    let timeout_ns = u64::from(timeouts.for_flow(proto, entry.flags)) * 1_000_000_000;
-    now.saturating_sub(entry.last_seen_ns) > timeout_ns
 }
 
 /// Whether a TCP flow that is not yet expired may give up its outside port to

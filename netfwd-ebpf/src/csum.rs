@@ -10,13 +10,6 @@ use aya_ebpf::{
 };
 use netfwd_common::drop::DropReason;
 
-/// Ones'-complement sum of `value`'s 16-bit words, as read from the packet.
-#[inline(always)]
-fn words32(value: [u8; 4]) -> u32 {
-    u32::from(u16::from_be_bytes([value[0], value[1]]))
-        + u32::from(u16::from_be_bytes([value[2], value[3]]))
-}
-
 #[inline(always)]
 pub fn fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
@@ -24,20 +17,19 @@ pub fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
-/// `check` after 32 bits of the covered data change from `old` to `new`:
-/// HC' = ~(~HC + ~m + m').
+/// `check` after `N` bytes of the covered data (16-bit aligned, `N` even)
+/// change from `old` to `new`: HC' = ~(~HC + ~m + m'), a word at a time.
+/// Any width, so an IPv6 address (16 bytes) takes the same rule as an IPv4
+/// address (4), a port (2) or a TTL and protocol (2).
 #[inline(always)]
-pub fn replace4(check: &mut [u8; 2], old: [u8; 4], new: [u8; 4]) {
-    let hc = u32::from(!u16::from_be_bytes(*check));
-    let sum = hc + (0x1fffe - words32(old)) + words32(new);
-    *check = (!fold(sum)).to_be_bytes();
-}
-
-/// As [`replace4`] for 16 bits.
-#[inline(always)]
-pub fn replace2(check: &mut [u8; 2], old: [u8; 2], new: [u8; 2]) {
-    let hc = u32::from(!u16::from_be_bytes(*check));
-    let sum = hc + u32::from(!u16::from_be_bytes(old)) + u32::from(u16::from_be_bytes(new));
+pub fn replace<const N: usize>(check: &mut [u8; 2], old: [u8; N], new: [u8; N]) {
+    let mut sum = u32::from(!u16::from_be_bytes(*check));
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        sum += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+        i += 2;
+    }
     *check = (!fold(sum)).to_be_bytes();
 }
 

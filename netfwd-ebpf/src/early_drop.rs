@@ -16,16 +16,6 @@ use crate::{
 /// How many of the oldest remembered flows one new flow looks at.
 const EVICTION_TRIES: u32 = 8;
 
-/// This CPU's place in `UNCONFIRMED`: flows are written at `head` and
-/// looked at for eviction from `tail`, the oldest (counters, modulo the
-/// slots).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct RingCursor {
-    pub head: u32,
-    pub tail: u32,
-}
-
 /// Remembers the ingress key of a new TCP flow.
 #[inline(always)]
 pub fn remember(key: &NatKey) {

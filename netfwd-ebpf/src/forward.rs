@@ -1,14 +1,14 @@
 //! Endpoint-to-endpoint forwarding: what the Linux bridge did, as one map
 //! lookup and a redirect into the destination's namespace.
 
-use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use netfwd_common::{drop::DropReason, maps::NETWORK_NO_ICC};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{ipv4, maps, parse, route, verdict::Verdict};
+use crate::{deliver, l4::IP_OFF, maps, parse, route, verdict::Verdict};
 
 pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
-    let ip = parse::header_mut::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
+    let ip = parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)?;
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: bounds checked by `header_mut`.
     let (ip, eth) = unsafe { (&mut *ip, &mut *eth) };
@@ -25,7 +25,7 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
         // The outside world through the uplink's NAT; the gateway, the host's
         // other addresses, broadcast and multicast go to the host's stack.
-        return route::from_endpoint_to_outside(ctx, ifindex);
+        return route::from_endpoint_to_remote(ctx, ifindex);
     };
     if peer.host_ifindex == ifindex {
         // Addressed to itself through the gateway: let the stack hairpin it.
@@ -34,18 +34,5 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
     if maps::network_flags() & NETWORK_NO_ICC != 0 {
         return Err(DropReason::Icc);
     }
-    // Sent to the gateway's MAC rather than the peer's (routed networks, or a
-    // route via the gateway): a hop through the host, as its routing would.
-    if eth.dst_addr != peer.mac {
-        if ip.ttl <= 1 {
-            return Ok(Verdict::ToHost);
-        }
-        ipv4::dec_ttl(ip);
-        eth.src_addr = peer.host_mac;
-        eth.dst_addr = peer.mac;
-    }
-    // SAFETY: plain helper call. From TC ingress of a host-side veth, the peer
-    // redirect puts the frame on the destination `eth0`'s ingress directly.
-    let action = unsafe { bpf_redirect_peer(peer.host_ifindex, 0) } as i32;
-    Ok(Verdict::Redirected(action))
+    Ok(deliver::to_peer(ctx, eth, ip, &peer))
 }

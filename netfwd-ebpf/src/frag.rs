@@ -6,7 +6,7 @@
 //! before its first one finds nothing and is dropped (`unsupported`): veths
 //! and one uplink keep fragments in order.
 
-use netfwd_common::nat::{FragmentKey, FragmentPorts};
+use netfwd_common::nat::{Direction, FragmentKey, FragmentPorts};
 use network_types::ip::Ipv4Hdr;
 
 use crate::maps::FRAGMENTS;
@@ -33,19 +33,19 @@ pub fn piece(ip: &Ipv4Hdr) -> Piece {
 }
 
 #[inline(always)]
-fn key(ip: &Ipv4Hdr, dir: u8) -> FragmentKey {
+fn key(ip: &Ipv4Hdr, dir: Direction) -> FragmentKey {
     FragmentKey {
         saddr: ip.src_addr,
         daddr: ip.dst_addr,
         id: ip.id,
         proto: ip.proto,
-        dir,
+        dir: dir.byte(),
     }
 }
 
 /// The first fragment's ports, for the rest of its datagram.
 #[inline(always)]
-pub fn remember(ip: &Ipv4Hdr, dir: u8, sport: [u8; 2], dport: [u8; 2]) {
+pub fn remember(ip: &Ipv4Hdr, dir: Direction, sport: [u8; 2], dport: [u8; 2]) {
     // Best effort: a full LRU makes room; failing that, the later fragments
     // are dropped and counted.
     let _ = FRAGMENTS.insert(key(ip, dir), FragmentPorts { sport, dport }, 0);
@@ -53,7 +53,7 @@ pub fn remember(ip: &Ipv4Hdr, dir: u8, sport: [u8; 2], dport: [u8; 2]) {
 
 /// The ports of a later fragment's datagram, if its first fragment passed.
 #[inline(always)]
-pub fn recall(ip: &Ipv4Hdr, dir: u8) -> Option<FragmentPorts> {
+pub fn recall(ip: &Ipv4Hdr, dir: Direction) -> Option<FragmentPorts> {
     // SAFETY: plain data; a stale copy at worst.
     unsafe { FRAGMENTS.get(key(ip, dir)).copied() }
 }

@@ -17,7 +17,7 @@ pub fn set_addr(ip: &mut Ipv4Hdr, field: Field, addr: [u8; 4]) {
         Field::Src => &mut ip.src_addr,
         Field::Dst => &mut ip.dst_addr,
     };
-    csum::replace4(&mut ip.check, *field, addr);
+    csum::replace(&mut ip.check, *field, addr);
     *field = addr;
 }
 
@@ -26,7 +26,7 @@ pub fn set_addr(ip: &mut Ipv4Hdr, field: Field, addr: [u8; 4]) {
 pub fn dec_ttl(ip: &mut Ipv4Hdr) {
     let old = [ip.ttl, ip.proto];
     ip.ttl -= 1;
-    csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
+    csum::replace(&mut ip.check, old, [ip.ttl, ip.proto]);
 }
 
 /// Undoes [`dec_ttl`]: a hop the stack takes after all.
@@ -34,7 +34,7 @@ pub fn dec_ttl(ip: &mut Ipv4Hdr) {
 pub fn inc_ttl(ip: &mut Ipv4Hdr) {
     let old = [ip.ttl, ip.proto];
     ip.ttl += 1;
-    csum::replace2(&mut ip.check, old, [ip.ttl, ip.proto]);
+    csum::replace(&mut ip.check, old, [ip.ttl, ip.proto]);
 }
 
 /// Whether the header checksum of an option-less header is right, as a

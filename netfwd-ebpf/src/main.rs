@@ -8,12 +8,13 @@ mod arp;
 mod conntrack;
 mod counters;
 mod csum;
+mod deliver;
 mod early_drop;
 mod fib;
 mod forward;
 mod frag;
-mod hairpin;
 mod ipv4;
+mod l4;
 mod maps;
 mod nat;
 mod parse;
@@ -80,7 +81,7 @@ fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, netfwd_common::
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
     if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
-        route::from_outside(ctx, ifindex)
+        route::from_uplink(ctx, ifindex)
     } else {
         Ok(Verdict::ToHost)
     }

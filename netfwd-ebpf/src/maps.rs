@@ -2,7 +2,6 @@
 //! types (bpftool prints field names); pinned by the loader under
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
-use crate::early_drop::RingCursor;
 use aya_ebpf::{
     btf_maps::{
         Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
@@ -14,8 +13,8 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
-        DEFAULT_MAX_FLOWS, FragmentKey, FragmentPorts, MAX_FRAGMENTED_DATAGRAMS, NatConfig,
-        NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint,
+        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FragmentKey, FragmentPorts, MAX_FRAGMENTED_DATAGRAMS,
+        NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint,
     },
 };
 
@@ -38,7 +37,8 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 /// loader. Not LRU: a full table refuses new flows instead of evicting live
 /// ones.
 #[btf_map]
-pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = HashMap::new();
+pub static NAT: HashMap<NatKey, NatEntry, { (ENTRIES_PER_FLOW * DEFAULT_MAX_FLOWS) as usize }> =
+    HashMap::new();
 
 /// Per CPU, the ingress keys of the last TCP flows it made: where early drop
 /// looks for an unconfirmed flow to evict (see `early_drop`). Pinned like
@@ -46,6 +46,16 @@ pub static NAT: HashMap<NatKey, NatEntry, { 2 * DEFAULT_MAX_FLOWS as usize }> = 
 /// remember into and evict from the same rings.
 #[btf_map]
 pub static UNCONFIRMED: PerCpuArray<NatKey, { UNCONFIRMED_SLOTS as usize }> = PerCpuArray::new();
+
+/// This CPU's place in `UNCONFIRMED`: flows are written at `head` and
+/// looked at for eviction from `tail`, the oldest (counters, modulo the
+/// slots).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RingCursor {
+    pub head: u32,
+    pub tail: u32,
+}
 
 /// Per CPU, where `UNCONFIRMED` is written and read.
 #[btf_map]

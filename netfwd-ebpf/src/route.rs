@@ -11,14 +11,20 @@ use netfwd_common::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{fib, hairpin, ipv4, maps, nat, parse, verdict::Verdict};
-
-const IP_OFF: usize = EthHdr::LEN;
+use crate::{
+    deliver::{self, ToEndpoint as _},
+    fib, ipv4,
+    l4::IP_OFF,
+    maps,
+    nat::{hairpin, rev_snat, snat},
+    parse,
+    verdict::Verdict,
+};
 
 /// An endpoint's IPv4 packet (its source checked) for an address that is no
 /// endpoint of the network.
 #[inline(always)]
-pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
     // Routed or translated from here on: as a router, never forward a
@@ -48,7 +54,7 @@ pub fn from_endpoint_to_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict
     if remote & REMOTE_ROUTE != 0 {
         return route_out(ctx, ifindex, &ip);
     }
-    nat::snat_v4(ctx, ifindex, &ip)
+    snat::translate(ctx, ifindex, &ip)
 }
 
 /// To a peer host's endpoints: out of wherever the routing table says, with
@@ -58,12 +64,7 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
     let Some(route) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
         return Ok(Verdict::ToHost);
     };
-    let hopped = hop(ctx, ip, |eth| {
-        if let Some((smac, dmac)) = route.hop.macs() {
-            eth.src_addr = smac;
-            eth.dst_addr = dmac;
-        }
-    })?;
+    let hopped = hop(ctx, ip, |eth| deliver::set_hop_macs(eth, &route.hop))?;
     if !hopped {
         return Ok(Verdict::ToHost);
     }
@@ -77,7 +78,7 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
 /// and those are addressed to the uplink). Else: a reply of a NATed flow, or
 /// the host's.
 #[inline(always)]
-pub fn from_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
     let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
     if !ipv4::header_checksum_ok(&ip) {
@@ -91,16 +92,16 @@ pub fn from_outside(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason
             route_in(ctx, &ip, &ep)
         }
         Some(_) => Err(DropReason::Policy),
-        None => nat::rev_snat_v4(ctx, &ip),
+        None => rev_snat::translate(ctx, &ip),
     }
 }
 
 #[inline(always)]
 fn route_in(ctx: &TcContext, ip: &Ipv4Hdr, ep: &EndpointEntry) -> Result<Verdict, DropReason> {
-    if !hop(ctx, ip, |eth| nat::set_endpoint_macs(eth, ep))? {
+    if !hop(ctx, ip, |eth| deliver::set_endpoint_macs(eth, ep))? {
         return Ok(Verdict::ToHost);
     }
-    Ok(Verdict::Routed(nat::redirect_to_endpoint(ep)))
+    Ok(Verdict::Routed(ctx.redirect_to(ep)))
 }
 
 /// One routed hop: the TTL decremented and the frame re-addressed by

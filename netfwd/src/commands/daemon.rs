@@ -26,11 +26,7 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
         .context("holding SIGTERM and SIGINT")?;
     let net = config::load(config_path)?;
     // Often enough that the shortest timeout is honoured within half of it.
-    let t = net.nat.timeouts;
-    let shortest = [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.icmp]
-        .into_iter()
-        .min()
-        .map_or(1, u64::from);
+    let shortest = u64::from(net.nat.timeouts.shortest());
     let secs = gc_interval.unwrap_or((shortest / 2).clamp(1, MAX_INTERVAL_SECS));
     if secs == 0 {
         return Err(crate::input_error!(

@@ -160,6 +160,13 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// The shortest of them, by the datapath's own rule.
+    pub fn shortest(self) -> u32 {
+        NatTimeouts::from(self).shortest()
+    }
+}
+
 /// Both conversions between the model's timeouts and the map type the
 /// datapath reads, in one body: destructured, so a field added to either side
 /// fails to compile here.

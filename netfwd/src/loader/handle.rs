@@ -14,7 +14,7 @@ use netfwd_common::{
     maps::{
         EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED,
     },
-    nat::{DIR_INGRESS, NatConfig, PublishKey, PublishTarget},
+    nat::{DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PublishKey, PublishTarget},
 };
 
 use super::{
@@ -29,15 +29,6 @@ use crate::{
     netlink::Link,
     netns,
 };
-
-/// `NAT` holds this many entries per flow: its egress entry and its ingress
-/// entry.
-const ENTRIES_PER_FLOW: u32 = 2;
-
-/// The map size that holds `max_flows` flows.
-pub(super) fn nat_entries_for(max_flows: u32) -> u32 {
-    max_flows.saturating_mul(ENTRIES_PER_FLOW)
-}
 
 /// A network's datapath: its programs (when loaded) and its pinned maps.
 pub struct NetworkDatapath {

@@ -20,7 +20,7 @@ use netfwd_common::names::{
     self, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_CONNECT4,
     PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
-use netfwd_common::nat::{NatEntry, NatKey};
+use netfwd_common::nat::{ENTRIES_PER_FLOW, NatEntry, NatKey};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
@@ -150,7 +150,7 @@ impl Datapath {
             std::fs::create_dir_all(&links)
                 .with_context(|| format!("creating pin directory {}", links.display()))?;
         }
-        let nat_entries = handle::nat_entries_for(nat_max_flows);
+        let nat_entries = nat_max_flows.saturating_mul(ENTRIES_PER_FLOW);
         let own_nat = dir.join(MAP_NAT);
         let nat_pin = match shared_nat {
             Some(shared) => {

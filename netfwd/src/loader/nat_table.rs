@@ -56,8 +56,7 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
         .iter()
         .filter(|(k, _)| k.dir == DIR_INGRESS)
         .map(|(k, v)| {
-            let idle = now.saturating_sub(v.last_seen_ns) / 1_000_000_000;
-            let timeout = u64::from(timeouts.for_flow(k.proto, v.flags));
+            let expires_in_secs = timeouts.expires_in_secs(k.proto, v, now);
             Flow {
                 protocol: protocol_name(k.proto),
                 inside: endpoint(v.addr, v.port),
@@ -65,7 +64,7 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
                 remote: endpoint(k.saddr, k.sport),
                 state: state_name(k.proto, v.flags),
                 age_secs: now.saturating_sub(v.created_ns) / 1_000_000_000,
-                expires_in_secs: timeout.saturating_sub(idle),
+                expires_in_secs,
             }
         })
         .collect()
@@ -92,10 +91,7 @@ pub fn collect_expired(
     now: u64,
     table: &mut impl NatTable,
 ) -> Result<usize> {
-    let is_expired = |k: &NatKey, v: &NatEntry| {
-        let timeout = u64::from(timeouts.for_flow(k.proto, v.flags)) * 1_000_000_000;
-        now.saturating_sub(v.last_seen_ns) > timeout
-    };
+    let is_expired = |k: &NatKey, v: &NatEntry| timeouts.expired(k.proto, v, now);
     let mut collected = 0;
     for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_INGRESS) {
         if !is_expired(k, v) {
@@ -114,16 +110,7 @@ pub fn collect_expired(
             table.remove(&egress)?;
         }
     }
-    let shortest = [
-        timeouts.tcp_syn,
-        timeouts.tcp_established,
-        timeouts.tcp_closing,
-        timeouts.udp,
-        timeouts.icmp,
-    ]
-    .into_iter()
-    .min()
-    .map_or(0, |s| u64::from(s) * 1_000_000_000);
+    let shortest = u64::from(timeouts.shortest()) * 1_000_000_000;
     let seen: std::collections::HashSet<NatKey> = snapshot.iter().map(|(k, _)| *k).collect();
     let orphan = |k: &NatKey, v: &NatEntry| {
         now.saturating_sub(v.created_ns) > shortest && !seen.contains(&k.ingress_partner(v))

@@ -10,19 +10,20 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry},
+    nat::{Direction, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, Tuple},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
+use super::{ports, rewrite::L4Rewrite as _};
 use crate::{
-    conntrack, ipv4,
+    conntrack,
+    deliver::{self, ToEndpoint as _},
+    ipv4,
+    l4::{self, IP_OFF, L4_OFF, Segment},
     maps::{self, NAT},
-    nat::{self, Segment, Tuple, Way},
     parse,
     verdict::Verdict,
 };
-
-const IP_OFF: usize = EthHdr::LEN;
 
 /// An endpoint's packet to `uplink address:published port`; `None` if it is
 /// not one.
@@ -34,11 +35,11 @@ pub fn to_published(
 ) -> Result<Option<Verdict>, DropReason> {
     if ip.dst_addr != config.uplink_addr
         || (ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP)
-        || !nat::translatable(ip)
+        || !l4::translatable(ip)
     {
         return Ok(None);
     }
-    let Some(seg) = nat::segment(ctx, ip.proto, Way::Out)? else {
+    let Some(seg) = l4::segment(ctx, ip.proto, Direction::Egress)? else {
         return Ok(None);
     };
     let Some(target) = maps::published(ip.proto, seg.dport) else {
@@ -87,21 +88,21 @@ fn gateway_port(
     let key = to_server.egress_key();
     // SAFETY: plain data; a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(key) }.copied()
-        && let Some(reply) = NAT.get_ptr_mut(to_server.reply_key(gateway, out.port))
+        && let Some(ingress) = NAT.get_ptr_mut(to_server.ingress_key(gateway, out.port))
     {
         // SAFETY: a live map value; per-packet updates of plain fields.
-        let reply = unsafe { &mut *reply };
-        if reply.addr == client.src
-            && reply.port == client.sport
-            && !conntrack::expired(reply, client.proto, &config.timeouts, now)
+        let ingress = unsafe { &mut *ingress };
+        if ingress.addr == client.src
+            && ingress.port == client.sport
+            && !config.timeouts.expired(client.proto, ingress, now)
         {
-            conntrack::seen_egress(reply, client.proto, seg, now);
+            conntrack::seen_egress(ingress, client.proto, seg, now);
             return Ok(out.port);
         }
     }
-    let port = nat::reserve_port(to_server, config, gateway, None, seg, now)?;
+    let port = ports::reserve_port(to_server, config, gateway, None, seg, now)?;
     let out = NatEntry::new(gateway, port, 0, now);
-    nat::insert_egress(&key, &out, &to_server.reply_key(gateway, port))?;
+    ports::insert_egress(&key, &out, &to_server.ingress_key(gateway, port))?;
     Ok(port)
 }
 
@@ -111,19 +112,19 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
     let Some(config) = maps::nat_config() else {
         return Ok(None);
     };
-    if (ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP) || !nat::translatable(ip) {
+    if (ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP) || !l4::translatable(ip) {
         return Ok(None);
     }
-    let Some(seg) = nat::segment(ctx, ip.proto, Way::Out)? else {
+    let Some(seg) = l4::segment(ctx, ip.proto, Direction::Egress)? else {
         return Ok(None);
     };
-    let Some(entry) = NAT.get_ptr_mut(nat::packet_key(ip, &seg)) else {
+    let Some(entry) = NAT.get_ptr_mut(l4::packet_key(ip, &seg)) else {
         return Ok(None);
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
     let now = conntrack::now_ns();
-    if conntrack::expired(entry, ip.proto, &config.timeouts, now) {
+    if config.timeouts.expired(ip.proto, entry, now) {
         return Ok(None);
     }
     conntrack::seen_ingress(entry, ip.proto, &seg, now);
@@ -158,7 +159,7 @@ fn translate(
     }
     let old_ports = {
         // SAFETY: `segment` made the transport header linear; read only.
-        let l4 = unsafe { *parse::header_at::<[u8; 4]>(ctx, IP_OFF + Ipv4Hdr::LEN)? };
+        let l4 = unsafe { *parse::header_at::<[u8; 4]>(ctx, L4_OFF)? };
         [[l4[0], l4[1]], [l4[2], l4[3]]]
     };
     let eth = parse::header_at::<EthHdr>(ctx, 0)?;
@@ -168,25 +169,19 @@ fn translate(
         ipv4::set_addr(&mut *ipp, ipv4::Field::Src, addrs[0]);
         ipv4::set_addr(&mut *ipp, ipv4::Field::Dst, addrs[1]);
         ipv4::dec_ttl(&mut *ipp);
-        nat::set_endpoint_macs(&mut *eth, to);
+        deliver::set_endpoint_macs(&mut *eth, to);
     }
-    nat::rewrite_l4(
-        ctx,
+    ctx.rewrite_l4(
         ip.proto,
-        Way::Out,
-        ip.src_addr,
-        addrs[0],
-        old_ports[0],
-        ports[0],
+        Direction::Egress,
+        (ip.src_addr, addrs[0]),
+        (old_ports[0], ports[0]),
     )?;
-    nat::rewrite_l4(
-        ctx,
+    ctx.rewrite_l4(
         ip.proto,
-        Way::In,
-        ip.dst_addr,
-        addrs[1],
-        old_ports[1],
-        ports[1],
+        Direction::Ingress,
+        (ip.dst_addr, addrs[1]),
+        (old_ports[1], ports[1]),
     )?;
-    Ok(Verdict::Translated(nat::redirect_to_endpoint(to)))
+    Ok(Verdict::Translated(ctx.redirect_to(to)))
 }

@@ -1,0 +1,23 @@
+//! Source NAT (masquerade) of endpoint traffic leaving by the uplink, and the
+//! reverse translation of replies and of ICMP errors about those flows.
+//!
+//! Egress: the endpoint's tuple finds its outside port in `NAT` or gets a new
+//! one; the packet leaves with the uplink's address and that port, straight
+//! out of the uplink. Ingress (uplink): the reply's tuple finds the inside
+//! address and port, and the packet goes straight into the endpoint. Only
+//! IPv4 without options and unfragmented packets are translated (ports are in
+//! the first fragment only); see `netfwd_common::nat` for the table.
+//!
+//! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
+//! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published
+//! port), `icmp_error` (errors about flows, both ways), `ports` (outside port
+//! reservation) and `rewrite` (header rewrites). The keys, entries and
+//! expiry rule are `netfwd_common::nat`'s, shared with the collector.
+
+mod dnat;
+pub mod hairpin;
+mod icmp_error;
+mod ports;
+pub mod rev_snat;
+pub mod rewrite;
+pub mod snat;

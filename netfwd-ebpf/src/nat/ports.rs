@@ -1,0 +1,116 @@
+//! Outside ports: a flow's port is reserved by inserting its ingress entry,
+//! which no live flow's entry may be overwritten by; its egress entry
+//! follows.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
+use netfwd_common::{
+    drop::DropReason,
+    nat::{NatConfig, NatEntry, NatKey, PORT_RETRIES, Tuple},
+};
+
+use crate::{conntrack, early_drop, l4::Segment, maps::NAT};
+
+/// `bpf_map_update_elem`'s error for a full hash map.
+const E2BIG: i32 = -7;
+
+/// Inserts the egress entry of a flow whose ingress entry `ingress_key` was just
+/// made, and takes that back if the table is full.
+#[inline(always)]
+pub fn insert_egress(
+    egress_key: &NatKey,
+    out: &NatEntry,
+    ingress_key: &NatKey,
+) -> Result<(), DropReason> {
+    // No early drop here: a ingress entry just went in, so the table had room
+    // a moment ago; on this narrow miss the flow is refused.
+    if NAT.insert(egress_key, out, 0).is_err() {
+        let _ = NAT.remove(ingress_key);
+        return Err(DropReason::NatFull);
+    }
+    Ok(())
+}
+
+/// Inserts a NAT entry; a full table first gives up an unconfirmed flow
+/// (early drop) for it.
+#[inline(always)]
+pub fn insert_making_room(key: &NatKey, value: &NatEntry, flags: u64) -> Result<(), i32> {
+    match NAT.insert(key, value, flags) {
+        Err(E2BIG) if early_drop::make_room() => NAT.insert(key, value, flags),
+        result => result,
+    }
+}
+
+/// Reserves an outside port for `flow` by inserting its ingress entry with
+/// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
+/// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
+/// also when the table is full (`nat_full` only when no port tried held
+/// one and no unconfirmed flow could be evicted for the first port tried),
+/// since that frees the room it takes.
+/// Tries `preferred`, else a random start, then the next ports,
+/// `PORT_RETRIES` in all.
+#[inline(always)]
+pub fn reserve_port(
+    flow: &Tuple,
+    config: &NatConfig,
+    nat_addr: [u8; 4],
+    preferred: Option<[u8; 2]>,
+    seg: &Segment,
+    now: u64,
+) -> Result<[u8; 2], DropReason> {
+    let min = u32::from(config.port_min);
+    let span = u32::from(config.port_max.saturating_sub(config.port_min)) + 1;
+    let start = match preferred {
+        Some(p) => u32::from(u16::from_be_bytes(p)).wrapping_sub(min),
+        // SAFETY: plain helper call.
+        None => unsafe { bpf_get_prandom_u32() },
+    };
+    let mut ingress = NatEntry::new(flow.src, flow.sport, 0, now);
+    conntrack::seen_egress(&mut ingress, flow.proto, seg, now);
+    let mut full = false;
+    for i in 0..PORT_RETRIES {
+        let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
+        let key = flow.ingress_key(nat_addr, port);
+        match NAT.insert(key, ingress, u64::from(BPF_NOEXIST)) {
+            Ok(()) => {
+                early_drop::remember(&key);
+                return Ok(port);
+            }
+            // No room (as opposed to `EEXIST`, a port taken): a flow that
+            // is over on one of the next ports can still make some.
+            Err(E2BIG) => {
+                full = true;
+                continue;
+            }
+            Err(_) => {}
+        }
+        // SAFETY: plain data; a stale copy at worst.
+        let Some(old) = (unsafe { NAT.get(key) }).copied() else {
+            continue;
+        };
+        if !config.timeouts.expired(flow.proto, &old, now)
+            && !conntrack::reclaimable(&old, flow.proto, now)
+        {
+            continue;
+        }
+        // The old flow is over: drop both of its entries and take the port.
+        let _ = NAT.remove(key.egress_partner(&old));
+        let _ = NAT.remove(key);
+        if NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+            early_drop::remember(&key);
+            return Ok(port);
+        }
+    }
+    if !full {
+        return Err(DropReason::NoPort);
+    }
+    // Full, and no port tried held a flow that is over: an unconfirmed flow
+    // gives its room up for the first port tried. After the loop, once: the
+    // verifier walks the eviction for every state it reaches.
+    let port = ((min + start % span) as u16).to_be_bytes();
+    let key = flow.ingress_key(nat_addr, port);
+    if early_drop::make_room() && NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+        early_drop::remember(&key);
+        return Ok(port);
+    }
+    Err(DropReason::NatFull)
+}
