@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod cni;
 pub mod commands;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod ethtool;
 pub mod ipnet;

@@ -95,6 +95,14 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         gc_interval: Option<u64>,
     },
+    /// Serve Docker Engine as a network driver (`docker network create -d
+    /// NAME`) on /run/docker/plugins/NAME.sock, until SIGTERM/SIGINT; the
+    /// networks stay up.
+    DockerPlugin {
+        /// The driver's name, as `docker network create -d` takes it.
+        #[arg(long, default_value = "netfwd")]
+        name: String,
+    },
     /// Per-interface datapath counters, drops by reason.
     Stats {
         #[arg(long, value_name = "NET", value_parser = network_name)]
@@ -207,7 +215,10 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     // The daemon's log is its point: what it collected, what changed.
-    let level = if matches!(cli.command, Command::Daemon { .. }) {
+    let level = if matches!(
+        cli.command,
+        Command::Daemon { .. } | Command::DockerPlugin { .. }
+    ) {
         "info"
     } else {
         "warn"
@@ -263,6 +274,7 @@ fn run(cli: Cli) -> Result<()> {
                 config,
                 gc_interval,
             } => commands::daemon::exec(&config, gc_interval).await,
+            Command::DockerPlugin { name } => commands::docker_plugin::exec(&name).await,
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
             Command::Nat {
                 command: NatCommand::List { name, json },

@@ -28,6 +28,7 @@ pub mod cgroup;
 pub mod cni;
 pub mod config;
 pub mod daemon;
+pub mod docker;
 pub mod guards;
 pub mod host;
 pub mod internet;

@@ -1,7 +1,10 @@
 //! `cargo xtask setup`: everything a fresh machine of our kind lacks, each
 //! step checked first so a second run changes nothing and takes seconds.
 
-use std::{env, path::PathBuf};
+use std::{
+    env,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result, bail};
 use nix::{
@@ -34,6 +37,9 @@ const PACKAGES: &[&str] = &[
     "runc",
     "containernetworking-plugins",
     "busybox-static",
+    // The Docker driver's tests: a real dockerd, started only inside their
+    // sandboxes (see `NoServiceStarts`).
+    "docker.io",
     // Debugging and benchmarks.
     "tcpdump",
     "ethtool",
@@ -125,8 +131,44 @@ fn packages() -> Result<Outcome> {
     }
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
+    let _no_starts = NoServiceStarts::ensure()?;
     apt(&install)?;
     Ok(Outcome::Done(format!("installed {}", missing.join(" "))))
+}
+
+/// Debian's `policy-rc.d`, refusing every service start while packages
+/// install, unless the machine already has one: docker.io's would start a
+/// dockerd on the machine itself, which adds a bridge and iptables rules to
+/// the real host's network. Removed on drop if it was made here.
+struct NoServiceStarts(Option<&'static Path>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn ensure() -> Result<NoServiceStarts> {
+        let path = Path::new(Self::PATH);
+        if path.exists() {
+            return Ok(NoServiceStarts(None));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# netfwd's setup: no service starts while it installs.\nexit 101\n",
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+        Ok(NoServiceStarts(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            eprintln!("setup: removing {}: {e}", path.display());
+        }
+    }
 }
 
 /// What bpf-linker is built against: LLVM `major`'s libraries and Polly.

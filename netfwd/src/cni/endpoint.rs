@@ -99,6 +99,7 @@ async fn add_endpoint(
         ip: lease.as_ref().map(|l| l.ip),
         ifname,
         container_id: Some(container_id),
+        handoff: false,
     };
     let attachment = lib(network::attach(&net.name, &req).await)?;
     // detach also drops the ports published so far.
@@ -160,7 +161,7 @@ pub async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
             ),
         ));
     };
-    if !a.present() || lib(netns::id_of(netns_path))? != a.netns_id {
+    if !a.present() || Some(lib(netns::id_of(netns_path))?) != a.netns_id {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
             format!("container {container_id}: its namespace is not the one attached"),

@@ -34,6 +34,7 @@ pub async fn exec_attach(
         ip,
         ifname,
         container_id: None,
+        handoff: false,
     };
     let a = network::attach(name, &req).await?;
     let report = AttachReport {

@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod daemon;
+pub mod docker_plugin;
 pub mod down;
 pub mod nat;
 pub mod publish;

@@ -234,6 +234,34 @@ impl Netlink {
 impl Netlink {
     /// The gateway of the main table's IPv4 default route, if there is one.
     pub async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        Ok(self.default_routes().await?.iter().find_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                _ => None,
+            })
+        }))
+    }
+
+    /// The interface of the main table's IPv4 default route, if there is one.
+    pub async fn default_route_ifname(&self) -> Result<Option<String>> {
+        let oif = self.default_routes().await?.iter().find_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(*index),
+                _ => None,
+            })
+        });
+        let Some(oif) = oif else {
+            return Ok(None);
+        };
+        Ok(self
+            .links()
+            .await?
+            .into_iter()
+            .find(|l| l.index == oif)
+            .map(|l| l.name))
+    }
+
+    async fn default_routes(&self) -> Result<Vec<RouteMessage>> {
         let msgs: Vec<RouteMessage> = self
             .handle
             .route()
@@ -243,14 +271,9 @@ impl Netlink {
             .await
             .context("listing routes")?;
         Ok(msgs
-            .iter()
+            .into_iter()
             .filter(|m| m.header.destination_prefix_length == 0)
-            .find_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
-                    _ => None,
-                })
-            }))
+            .collect())
     }
 
     /// Deletes the route; one already gone is fine.

@@ -61,6 +61,10 @@ pub struct AttachRequest<'a> {
     pub ip: Option<Ipv4Addr>,
     pub ifname: &'a str,
     pub container_id: Option<&'a str>,
+    /// Docker's `Join`: the veth's inner end is left in the host under a
+    /// name of netfwd's (`ifname` is not used), for Docker to move into
+    /// the namespace, rename and address.
+    pub handoff: bool,
 }
 
 /// Plugs the namespace into network `name`; attaching the same namespace
@@ -71,6 +75,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         ip,
         ifname,
         container_id,
+        handoff,
     } = *req;
     let host = Netlink::current()?;
     let _lock = state::lock()?;
@@ -78,40 +83,58 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     let Some((path, pid)) = target.netns_path() else {
         return Err(input_error!("attach needs --pid or --netns-path"));
     };
-    config::validate_ifname("--ifname", ifname)?;
-    if !netns::is_netns_path(&path).unwrap_or(false) {
-        return Err(input_error!(
-            "{}: no such network namespace",
-            target.describe()
-        ));
+    if !handoff {
+        config::validate_ifname("--ifname", ifname)?;
     }
-    let netns_id = netns::id_of(&path)?;
-    if netns_id == st.host_netns {
-        return Err(input_error!(
-            "{}: that is the host's own network namespace",
-            target.describe()
-        ));
-    }
-    if let Some(known) = st.attached.iter().find(|a| a.netns_id == netns_id) {
+    // Docker makes the namespace after Join; its endpoint is known by ID.
+    let netns_id = if handoff {
+        None
+    } else {
+        if !netns::is_netns_path(&path).unwrap_or(false) {
+            return Err(input_error!(
+                "{}: no such network namespace",
+                target.describe()
+            ));
+        }
+        let netns_id = netns::id_of(&path)?;
+        if netns_id == st.host_netns {
+            return Err(input_error!(
+                "{}: that is the host's own network namespace",
+                target.describe()
+            ));
+        }
+        Some(netns_id)
+    };
+    let same = |a: &&Attachment| match netns_id {
+        Some(_) => a.netns_id == netns_id,
+        None => a.handed_off && a.container_id.as_deref() == container_id,
+    };
+    if let Some(known) = st.attached.iter().find(same) {
         let known = known.clone();
         install(&host, &st.network, &known).await?;
         return Ok(known);
     }
     let ip = choose_ip(&st, ip)?;
-    let inner = Netlink::in_netns(&path)?;
-    if inner.link_by_name(ifname).await?.is_some() {
-        return Err(input_error!(
-            "--ifname: {} already has an interface {ifname}",
-            path.display()
-        ));
-    }
+    let ifname = if handoff {
+        st.network.peer_tmp_ifname(ip)
+    } else {
+        let inner = Netlink::in_netns(&path)?;
+        if inner.link_by_name(ifname).await?.is_some() {
+            return Err(input_error!(
+                "--ifname: {} already has an interface {ifname}",
+                path.display()
+            ));
+        }
+        ifname.to_owned()
+    };
     let attachment = Attachment {
         ip,
-        ifname: ifname.to_owned(),
+        ifname,
         netns_path: path,
         pid,
         netns_id,
         container_id: container_id.map(str::to_owned),
+        handed_off: handoff,
     };
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
@@ -145,7 +168,7 @@ pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attach
             let id = netns::id_of(path).ok();
             st.attached
                 .iter()
-                .position(|a| &a.netns_path == path || Some(a.netns_id) == id)
+                .position(|a| &a.netns_path == path || (id.is_some() && a.netns_id == id))
         }
         Target::Container { id, ifname } => st.attached.iter().position(|a| a.is_cni(id, ifname)),
     };

@@ -27,6 +27,10 @@ pub struct Placement<'a> {
     /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
     /// expect), never in a process's own.
     pub lo_up: bool,
+    /// Docker moves, renames and addresses the inner end itself: netfwd
+    /// makes the pair in the host and leaves the inner end there, named
+    /// `ifname`.
+    pub handoff: bool,
 }
 
 impl<'a> Placement<'a> {
@@ -38,6 +42,7 @@ impl<'a> Placement<'a> {
             ifname: &a.ifname,
             ip: a.ip,
             lo_up: false,
+            handoff: a.handed_off,
         }
     }
 }
@@ -71,12 +76,16 @@ pub async fn ensure_named(
         ifname: ENDPOINT_IFNAME,
         ip: ep.ip,
         lo_up: true,
+        handoff: false,
     };
     ensure(host, net, &at).await
 }
 
 /// The veth pair, addresses and routes of one endpoint.
 pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result<EndpointFacts> {
+    if at.handoff {
+        return ensure_handed_off(host, net, at).await;
+    }
     let inner = Netlink::in_netns(at.ns_path)?;
     let host_ifname = net.host_ifname(at.ip);
 
@@ -98,14 +107,72 @@ pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     let xdp_ready = net.mode == Mode::Xdp && prepare_for_xdp(at);
-    Ok(EndpointFacts {
-        host_ifindex: host_link.index,
-        host_mac: host_link.mac,
-        mac: inside.mac,
-        created,
-        host_xdp_prog_id: host_link.xdp_prog_id,
-        xdp_ready,
-    })
+    Ok(EndpointFacts::of(&host_link, &inside, created, xdp_ready))
+}
+
+impl EndpointFacts {
+    fn of(host_link: &Link, inside: &Link, created: bool, xdp_ready: bool) -> Self {
+        EndpointFacts {
+            host_ifindex: host_link.index,
+            host_mac: host_link.mac,
+            mac: inside.mac,
+            created,
+            host_xdp_prog_id: host_link.xdp_prog_id,
+            xdp_ready,
+        }
+    }
+}
+
+/// A pair whose inner end Docker moves (`Placement::handoff`): made in the
+/// host if missing, found again wherever the inner end is (still in the
+/// host, or in the container under Docker's name). Docker's frames reach
+/// the endpoint through TC; XDP is not prepared inside a namespace whose
+/// interface Docker names.
+async fn ensure_handed_off(
+    host: &Netlink,
+    net: &Network,
+    at: &Placement<'_>,
+) -> Result<EndpointFacts> {
+    let host_ifname = net.host_ifname(at.ip);
+    let (pair, created) = match handed_off_pair(host, at, &host_ifname).await? {
+        Some(pair) => (pair, false),
+        None => {
+            make_pair_in_host(host, net, &host_ifname, at.ifname).await?;
+            let pair = handed_off_pair(host, at, &host_ifname)
+                .await?
+                .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
+            (pair, true)
+        }
+    };
+    let (host_link, inside) = pair;
+    configure_host_side(host, net, at.ip, &host_link)
+        .await
+        .with_context(|| format!("configuring {host_ifname}"))?;
+    Ok(EndpointFacts::of(&host_link, &inside, created, false))
+}
+
+/// The host-side veth and its peer, in the host under the name netfwd gave
+/// it or in the namespace under Docker's.
+async fn handed_off_pair(
+    host: &Netlink,
+    at: &Placement<'_>,
+    host_ifname: &str,
+) -> Result<Option<(Link, Link)>> {
+    let Some(host_link) = host.link_by_name(host_ifname).await? else {
+        return Ok(None);
+    };
+    let Some(peer_index) = host_link.peer_index else {
+        return Ok(None);
+    };
+    let is_peer = |l: &Link| l.index == peer_index && l.peer_index == Some(host_link.index);
+    if let Some(here) = host.link_by_name(at.ifname).await?
+        && is_peer(&here)
+    {
+        return Ok(Some((host_link, here)));
+    }
+    let inner = Netlink::in_netns(at.ns_path)?;
+    let moved = inner.links().await?.into_iter().find(|l| is_peer(l));
+    Ok(moved.map(|inside| (host_link, inside)))
 }
 
 /// What XDP frames into the endpoint need (see `ethtool`); without it the
@@ -156,6 +223,24 @@ async fn existing_pair(
     Ok(paired.then_some((host_link, eth0)))
 }
 
+/// A new veth pair in the host, after the leftovers of a half-made one (a
+/// crash, or a namespace deleted under us).
+async fn make_pair_in_host(
+    host: &Netlink,
+    net: &Network,
+    host_ifname: &str,
+    peer_ifname: &str,
+) -> Result<()> {
+    for name in [host_ifname, peer_ifname] {
+        if let Some(link) = host.link_by_name(name).await? {
+            host.delete_link(link.index).await?;
+        }
+    }
+    host.create_veth(host_ifname, peer_ifname, Some(net.mtu))
+        .await
+        .with_context(|| format!("creating veth {host_ifname}"))
+}
+
 async fn create_pair(
     host: &Netlink,
     inner: &Netlink,
@@ -165,20 +250,12 @@ async fn create_pair(
     let host_ifname = net.host_ifname(at.ip);
     let tmp_ifname = net.peer_tmp_ifname(at.ip);
     let ns = at.ns_path.display();
-    // Leftovers of a half-made pair (a crash, or a namespace deleted under us).
-    for name in [&host_ifname, &tmp_ifname] {
-        if let Some(link) = host.link_by_name(name).await? {
-            host.delete_link(link.index).await?;
-        }
-    }
     if let Some(stale) = inner.link_by_name(at.ifname).await? {
         // Preflight refused namespaces with a foreign interface of that
         // name; this is our own inner end whose host side is gone.
         inner.delete_link(stale.index).await?;
     }
-    host.create_veth(&host_ifname, &tmp_ifname, Some(net.mtu))
-        .await
-        .with_context(|| format!("creating veth {host_ifname}"))?;
+    make_pair_in_host(host, net, &host_ifname, &tmp_ifname).await?;
     let peer = host
         .link_by_name(&tmp_ifname)
         .await?

@@ -39,7 +39,19 @@ pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
         done.uplink_addr = Some(addr);
     }
 
-    let (live, gone): (Vec<_>, Vec<_>) = st.attached.drain(..).partition(|a| a.present());
+    let (mut live, mut gone) = (Vec::new(), Vec::new());
+    for a in std::mem::take(&mut st.attached) {
+        // A Docker endpoint's veth dies with its container's namespace
+        // (Docker, restarted, forgets running containers without a word).
+        let here = if a.handed_off {
+            host.link_by_name(&st.network.host_ifname(a.ip))
+                .await?
+                .is_some()
+        } else {
+            a.present()
+        };
+        if here { live.push(a) } else { gone.push(a) }
+    }
     st.attached = live;
     for a in &gone {
         attach::uninstall(&host, &st.network, a).await?;

@@ -39,18 +39,29 @@ pub struct Attachment {
     pub netns_path: PathBuf,
     pub pid: Option<u32>,
     /// The namespace attached: a PID reused by another process, or a path
-    /// mounted over, is not it.
-    pub netns_id: NetnsId,
-    /// The CNI runtime's container ID, for endpoints a CNI ADD made.
+    /// mounted over, is not it. None for Docker's endpoints: Docker makes
+    /// the namespace only after `Join`, and removes it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<NetnsId>,
+    /// The CNI runtime's container ID, for endpoints a CNI ADD made (Docker:
+    /// the endpoint ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Docker moved the inner end into the namespace itself (`Join`), and
+    /// named it: `ifname` is the name netfwd gave it in the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_off: bool,
 }
 
 impl Attachment {
-    /// Whether the namespace is still there (the process still runs).
+    /// Whether the namespace is still there (the process still runs); a
+    /// Docker endpoint's is Docker's to judge.
     pub fn present(&self) -> bool {
+        let Some(netns_id) = self.netns_id else {
+            return true;
+        };
         netns::is_netns_path(&self.netns_path).unwrap_or(false)
-            && netns::id_of(&self.netns_path).is_ok_and(|id| id == self.netns_id)
+            && netns::id_of(&self.netns_path).is_ok_and(|id| id == netns_id)
     }
 
     /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.

@@ -1,0 +1,375 @@
+//! The network driver's calls, each on netfwd's library: a Docker network is
+//! `network::up`, a container's endpoint is `network::attach` (the code path
+//! of `netfwd attach` and CNI ADD, split only where Docker moves the veth
+//! into the container itself), `-p` is `network::publish`.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{
+    http::{Request, Response},
+    network::{self, DockerNetwork},
+    protocol::{
+        Activated, Capabilities, CreateEndpoint, CreateNetwork, EndpointCall, ExternalConnectivity,
+        Failure, InterfaceName, Join, Joined, NetworkCall, OperInfo, PortBinding,
+    },
+    store::{DockerEndpoint, Store},
+};
+use crate::{
+    config::{Network, Proto, Published},
+    error::InputError,
+    input_error,
+    name::NetworkName,
+    netlink::Netlink,
+    network::{self as lib, AttachRequest, Rollback, Target},
+    state::{self, State},
+};
+
+/// Docker's key for `-p` bindings in `ProgramExternalConnectivity`.
+const PORTMAP: &str = "com.docker.network.portmap";
+
+pub struct Driver {
+    store: Store,
+    /// One call at a time: each takes netfwd's file locks, which block the
+    /// (single) runtime thread, and Docker sends calls concurrently.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Driver {
+    pub fn new(store: Store) -> Driver {
+        Driver {
+            store,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// What `netfwd daemon` does for a network, between calls.
+    pub async fn maintained(&self, name: &NetworkName) -> Result<()> {
+        let _one_at_a_time = self.serial.lock().await;
+        let done = lib::maintain(name).await?;
+        if done.flows_collected > 0 {
+            log::info!(
+                "{name}: collected {} expired NAT flows",
+                done.flows_collected
+            );
+        }
+        for ip in done.endpoints_gone {
+            log::info!("{name}: endpoint {ip}'s container is gone; removed it");
+        }
+        Ok(())
+    }
+
+    /// The answer to one call: 200 with its result, 404 for a call this
+    /// driver does not know, 400 for a bad request and 500 for a failure,
+    /// each with `{"Err": …}`, which Docker shows the user.
+    pub async fn call(&self, req: &Request) -> Response {
+        let _one_at_a_time = self.serial.lock().await;
+        match self.dispatch(&req.call, &req.body).await {
+            Ok(Some(body)) => Response {
+                status: 200,
+                body: body.to_string().into_bytes(),
+            },
+            Ok(None) => failure(404, &format!("{}: not a call of this driver", req.call)),
+            Err(e) => {
+                let status = if e.chain().any(|c| c.is::<InputError>()) {
+                    400
+                } else {
+                    500
+                };
+                log::warn!("{}: {e:#}", req.call);
+                failure(status, &format!("{e:#}"))
+            }
+        }
+    }
+
+    async fn dispatch(&self, call: &str, body: &[u8]) -> Result<Option<Value>> {
+        let answer = match call {
+            "Plugin.Activate" => json!(Activated {
+                implements: &["NetworkDriver"]
+            }),
+            "NetworkDriver.GetCapabilities" => json!(Capabilities {
+                scope: "local",
+                connectivity_scope: "local",
+            }),
+            "NetworkDriver.CreateNetwork" => self.create_network(&parse(call, body)?).await?,
+            "NetworkDriver.DeleteNetwork" => self.delete_network(&parse(call, body)?).await?,
+            "NetworkDriver.CreateEndpoint" => self.create_endpoint(&parse(call, body)?).await?,
+            "NetworkDriver.DeleteEndpoint" => self.delete_endpoint(&parse(call, body)?).await?,
+            "NetworkDriver.Join" => self.join(&parse(call, body)?).await?,
+            "NetworkDriver.Leave" => self.leave(&parse(call, body)?).await?,
+            "NetworkDriver.ProgramExternalConnectivity" => {
+                self.program_ports(&parse(call, body)?).await?
+            }
+            "NetworkDriver.RevokeExternalConnectivity" => {
+                self.revoke_ports(&parse(call, body)?).await?
+            }
+            "NetworkDriver.EndpointOperInfo" => {
+                let _: EndpointCall = parse(call, body)?;
+                json!(OperInfo {
+                    value: Default::default()
+                })
+            }
+            // Global-scope and discovery calls: nothing for a local driver.
+            "NetworkDriver.AllocateNetwork"
+            | "NetworkDriver.FreeNetwork"
+            | "NetworkDriver.DiscoverNew"
+            | "NetworkDriver.DiscoverDelete" => json!({}),
+            _ => return Ok(None),
+        };
+        Ok(Some(answer))
+    }
+
+    async fn create_network(&self, req: &CreateNetwork) -> Result<Value> {
+        let host = Netlink::current()?;
+        let default_uplink = host.default_route_ifname().await?;
+        let (docker, net) = network::from_request(req, default_uplink.as_deref())?;
+        if self.store.network(&req.network_id)?.is_some() {
+            return Ok(json!({}));
+        }
+        let _lock = state::network_lock(&net.name)?;
+        if State::load(&net.name)?.is_some() {
+            return Err(input_error!(
+                "NetworkID: netfwd already has a network {} (from another Docker network or a config); remove it first",
+                net.name
+            ));
+        }
+        lib::up(&net).await?;
+        let mut rollback = Rollback::new();
+        let name = net.name.clone();
+        rollback.push_async(
+            "removing the network of a failed CreateNetwork",
+            move || async move { lib::down(&name).await },
+        );
+        self.store.save_network(&docker)?;
+        rollback.commit();
+        Ok(json!({}))
+    }
+
+    async fn delete_network(&self, req: &NetworkCall) -> Result<Value> {
+        if let Some(docker) = self.store.network(&req.network_id)? {
+            lib::down(&docker.name).await?;
+            self.store.remove_network(&req.network_id)?;
+        }
+        Ok(json!({}))
+    }
+
+    async fn create_endpoint(&self, req: &CreateEndpoint) -> Result<Value> {
+        network::check_id("EndpointID", &req.endpoint_id)?;
+        let (_, net) = self.network(&req.network_id)?;
+        let iface = req.interface.as_ref().context("Interface: missing")?;
+        if !iface.address_ipv6.is_empty() {
+            return Err(input_error!(
+                "Interface.AddressIPv6: netfwd networks are IPv4 only for now"
+            ));
+        }
+        if !iface.mac_address.is_empty() {
+            return Err(input_error!(
+                "Interface.MacAddress: netfwd keeps the veth's own address (--mac-address is not supported)"
+            ));
+        }
+        let ip = endpoint_ip(&iface.address, &net)?;
+        self.store.save_endpoint(&DockerEndpoint {
+            endpoint_id: req.endpoint_id.clone(),
+            network_id: req.network_id.clone(),
+            ip,
+            published: Vec::new(),
+        })?;
+        // Docker keeps the veth's own MAC address: nothing to answer.
+        Ok(json!({}))
+    }
+
+    async fn delete_endpoint(&self, req: &EndpointCall) -> Result<Value> {
+        if let Some(ep) = self.store.endpoint(&req.endpoint_id)? {
+            // Leave may never have come (a failed Join): the veth, which
+            // Docker moves back to the host under its first name, goes here.
+            let (docker, net) = self.network(&req.network_id)?;
+            lib::detach(&docker.name, &joined(&net, &ep)).await?;
+        }
+        self.store.remove_endpoint(&req.endpoint_id)?;
+        Ok(json!({}))
+    }
+
+    async fn join(&self, req: &Join) -> Result<Value> {
+        let (docker, net) = self.network(&req.network_id)?;
+        let ep = self.endpoint(&req.endpoint_id)?;
+        let target = Target::Path(PathBuf::from(&req.sandbox_key));
+        let attachment = lib::attach(
+            &docker.name,
+            &AttachRequest {
+                target: &target,
+                ip: Some(ep.ip),
+                ifname: "",
+                container_id: Some(&req.endpoint_id),
+                handoff: true,
+            },
+        )
+        .await?;
+        Ok(json!(Joined {
+            interface_name: InterfaceName {
+                src_name: attachment.ifname,
+                dst_prefix: docker.iface_prefix.clone(),
+            },
+            gateway: network::join_gateway(&docker, &net),
+            disable_gateway_service: docker.internal,
+        }))
+    }
+
+    async fn leave(&self, req: &EndpointCall) -> Result<Value> {
+        let (docker, net) = self.network(&req.network_id)?;
+        let ep = self.endpoint(&req.endpoint_id)?;
+        lib::detach(&docker.name, &joined(&net, &ep)).await?;
+        Ok(json!({}))
+    }
+
+    async fn program_ports(&self, req: &ExternalConnectivity) -> Result<Value> {
+        let (docker, _) = self.network(&req.network_id)?;
+        let mut ep = self.endpoint(&req.endpoint_id)?;
+        let bindings: Vec<PortBinding> = match req.options.get(PORTMAP) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .with_context(|| format!("Options.{PORTMAP}"))
+                .map_err(|e| input_error!("{e:#}"))?,
+        };
+        if bindings.is_empty() {
+            return Ok(json!({}));
+        }
+        if docker.internal {
+            return Err(input_error!("-p: an --internal network publishes no ports"));
+        }
+        let mut rollback = Rollback::new();
+        let mut published = Vec::new();
+        for b in &bindings {
+            let p = published_port(b, ep.ip)?;
+            lib::publish(
+                &docker.name,
+                p.proto,
+                p.host_port,
+                &ep.ip.to_string(),
+                p.port,
+            )
+            .await?;
+            let name = docker.name.clone();
+            rollback.push_async("withdrawing a port of a failed -p", move || async move {
+                lib::unpublish(&name, p.proto, p.host_port).await.map(drop)
+            });
+            published.push(p);
+        }
+        ep.published = published;
+        self.store.save_endpoint(&ep)?;
+        rollback.commit();
+        Ok(json!({}))
+    }
+
+    async fn revoke_ports(&self, req: &EndpointCall) -> Result<Value> {
+        let (docker, _) = self.network(&req.network_id)?;
+        let Some(mut ep) = self.store.endpoint(&req.endpoint_id)? else {
+            return Ok(json!({}));
+        };
+        for p in std::mem::take(&mut ep.published) {
+            lib::unpublish(&docker.name, p.proto, p.host_port).await?;
+        }
+        self.store.save_endpoint(&ep)?;
+        Ok(json!({}))
+    }
+
+    /// The Docker network `id` and the netfwd network it is.
+    fn network(&self, id: &str) -> Result<(DockerNetwork, Network)> {
+        let docker = self
+            .store
+            .network(id)?
+            .ok_or_else(|| input_error!("NetworkID: {id} is not a network of this driver"))?;
+        let st = State::load(&docker.name)?
+            .ok_or_else(|| anyhow!("network {} is gone from netfwd's state", docker.name))?;
+        Ok((docker, st.network))
+    }
+
+    fn endpoint(&self, id: &str) -> Result<DockerEndpoint> {
+        self.store
+            .endpoint(id)?
+            .ok_or_else(|| input_error!("EndpointID: {id} is not an endpoint of this driver"))
+    }
+}
+
+/// The endpoint's attachment as `detach` finds it: by its endpoint ID and
+/// the name its veth's inner end had when netfwd handed it to Docker.
+fn joined(net: &Network, ep: &DockerEndpoint) -> Target {
+    Target::Container {
+        id: ep.endpoint_id.clone(),
+        ifname: net.peer_tmp_ifname(ep.ip),
+    }
+}
+
+/// `Interface.Address` (`10.77.0.2/24`): an address of the network's subnet
+/// with its prefix length.
+fn endpoint_ip(address: &str, net: &Network) -> Result<Ipv4Addr> {
+    let field = "Interface.Address";
+    let (ip, len) = address
+        .split_once('/')
+        .ok_or_else(|| input_error!("{field}: {address:?} is not ADDRESS/PREFIX"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| input_error!("{field}: {address:?} is not an IPv4 address"))?;
+    if len.parse::<u8>().ok() != Some(net.subnet.prefix_len()) || !net.subnet.is_host(ip) {
+        return Err(input_error!(
+            "{field}: {address} is not a host address of {}",
+            net.subnet
+        ));
+    }
+    Ok(ip)
+}
+
+/// One `-p` binding as a published port of endpoint `ip`.
+fn published_port(b: &PortBinding, ip: Ipv4Addr) -> Result<Published> {
+    let field = format!("-p {}:{}", b.host_port, b.port);
+    let proto = match b.proto {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        other => {
+            return Err(input_error!(
+                "{field}: protocol {other}: tcp and udp are published"
+            ));
+        }
+    };
+    if !matches!(b.host_ip.as_str(), "" | "0.0.0.0") {
+        return Err(input_error!(
+            "{field}: host address {}: netfwd publishes on every host address",
+            b.host_ip
+        ));
+    }
+    if b.host_port == 0 {
+        return Err(input_error!(
+            "{field}: netfwd needs the host port named (-p HOST_PORT:PORT); -P is not supported yet"
+        ));
+    }
+    if b.host_port_end != 0 && b.host_port_end != b.host_port {
+        return Err(input_error!("{field}: one host port a binding"));
+    }
+    Ok(Published {
+        proto,
+        host_port: b.host_port,
+        ip,
+        port: b.port,
+    })
+}
+
+fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| input_error!("{call}: {e}"))
+}
+
+pub(super) fn failure(status: u16, err: &str) -> Response {
+    Response {
+        status,
+        body: json!(Failure {
+            err: err.to_owned()
+        })
+        .to_string()
+        .into_bytes(),
+    }
+}

@@ -1,0 +1,347 @@
+//! A Docker network as a netfwd network: `CreateNetwork`'s pool, gateway and
+//! options written as a config file and checked by the same validation as
+//! `up`'s, so a Docker user gets the messages a config author gets.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::protocol::{CreateNetwork, Options};
+use crate::{
+    config::{self, ConfigFile, Mode, Network, NetworkSection},
+    input_error,
+    name::NetworkName,
+};
+
+/// Docker's label for `--internal`.
+const INTERNAL: &str = "com.docker.network.internal";
+/// Docker's label for `--ipv6`.
+const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// Where Docker puts the user's `-o key=value` options.
+const GENERIC: &str = "com.docker.network.generic";
+/// The interface name prefix inside containers (`eth` by default).
+const IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
+
+/// Docker's bridge-driver options netfwd maps to its own settings, and the
+/// netfwd setting each sets.
+const MAPPED: &[(&str, &str)] = &[
+    ("com.docker.network.bridge.enable_icc", "icc"),
+    ("com.docker.network.driver.mtu", "mtu"),
+    (
+        "com.docker.network.bridge.enable_ip_masquerade",
+        "masquerade",
+    ),
+];
+
+/// Docker's bridge-driver options that have no meaning without a bridge or
+/// iptables, with the reason given to the user.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "com.docker.network.bridge.name",
+        "netfwd makes no bridge (endpoints are veths joined by its datapath)",
+    ),
+    (
+        "com.docker.network.bridge.default_bridge",
+        "netfwd networks are never Docker's default bridge",
+    ),
+    (
+        "com.docker.network.bridge.host_binding_ipv4",
+        "netfwd publishes on every host address; use -p HOST_IP:PORT:PORT per port",
+    ),
+    (
+        "com.docker.network.bridge.inhibit_ipv4",
+        "the gateway address is the point of a netfwd network",
+    ),
+];
+
+/// What the plugin keeps of a Docker network, besides netfwd's own state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerNetwork {
+    pub network_id: String,
+    pub name: NetworkName,
+    /// `--internal`: no uplink, no gateway route in containers.
+    pub internal: bool,
+    /// `com.docker.network.container_iface_prefix`, default `eth`.
+    pub iface_prefix: String,
+}
+
+/// The netfwd name of Docker network `id`: `dk` and the ID's first six hex
+/// digits (names are at most 8 characters; a clash is refused at create).
+pub fn network_name(id: &str) -> Result<NetworkName> {
+    check_id("NetworkID", id)?;
+    NetworkName::parse("NetworkID", &format!("dk{}", &id[..6]))
+}
+
+/// Docker's object IDs are 64 lowercase hex digits; nothing else is used
+/// as a file name.
+pub fn check_id(field: &str, id: &str) -> Result<()> {
+    if id.len() != 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(input_error!(
+            "{field}: {id:?} is not a Docker ID (64 hex digits)"
+        ));
+    }
+    Ok(())
+}
+
+/// The network `req` asks for, validated; `default_uplink` is the interface
+/// of the host's default route, for a network that names none.
+pub fn from_request(
+    req: &CreateNetwork,
+    default_uplink: Option<&str>,
+) -> Result<(DockerNetwork, Network)> {
+    let name = network_name(&req.network_id)?;
+    if flag(&req.options, ENABLE_IPV6)? {
+        return Err(input_error!(
+            "--ipv6: netfwd networks are IPv4 only for now"
+        ));
+    }
+    let internal = flag(&req.options, INTERNAL)?;
+    let [pool] = req.ipv4_data.as_slice() else {
+        return Err(input_error!(
+            "IPv4Data: a netfwd network has exactly one IPv4 subnet, got {}",
+            req.ipv4_data.len()
+        ));
+    };
+    let gateway = pool
+        .gateway
+        .as_deref()
+        .map(|g| g.split_once('/').map_or(g, |(addr, _)| addr).to_owned());
+    let options = generic_options(&req.options)?;
+    let mut section = NetworkSection {
+        name: name.to_string(),
+        subnet: pool.pool.clone(),
+        gateway,
+        mtu: None,
+        uplink: None,
+        kind: None,
+        lan: None,
+        icc: None,
+        host_cgroup: None,
+        mode: None,
+    };
+    let mut masquerade = true;
+    let mut iface_prefix = "eth".to_owned();
+    for (key, value) in &options {
+        let setting = MAPPED
+            .iter()
+            .find(|(docker, _)| docker == key)
+            .map_or(key.as_str(), |(_, ours)| ours);
+        let field = format!("-o {key}");
+        match setting {
+            "uplink" => section.uplink = Some(value.clone()),
+            "icc" => section.icc = Some(parse_bool(&field, value)?),
+            "mtu" => {
+                section.mtu = Some(
+                    value
+                        .parse()
+                        .map_err(|_| input_error!("{field}: {value:?} is not an MTU"))?,
+                )
+            }
+            "mode" => {
+                section.mode = Some(
+                    serde_json::from_value::<Mode>(Value::String(value.clone()))
+                        .map_err(|_| input_error!("{field}: {value:?} is not tc or xdp"))?,
+                )
+            }
+            "masquerade" => masquerade = parse_bool(&field, value)?,
+            IFACE_PREFIX => {
+                config::validate_ifname(&field, &format!("{value}0"))?;
+                iface_prefix = value.clone();
+            }
+            _ => {
+                if let Some((_, why)) = REFUSED.iter().find(|(docker, _)| docker == key) {
+                    return Err(input_error!("{field}: not supported: {why}"));
+                }
+                return Err(input_error!(
+                    "{field}: not an option of the netfwd driver (uplink, icc, mtu, mode, or Docker's {})",
+                    MAPPED
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .chain([IFACE_PREFIX])
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    match (internal, masquerade, section.uplink.is_some()) {
+        (true, _, true) => {
+            return Err(input_error!(
+                "-o uplink: an --internal network has no way out"
+            ));
+        }
+        (false, false, true) => {
+            return Err(input_error!(
+                "-o com.docker.network.bridge.enable_ip_masquerade=false: netfwd always masquerades on its uplink; drop -o uplink"
+            ));
+        }
+        (false, true, false) => {
+            section.uplink = Some(default_uplink.map(str::to_owned).context(
+                "the host has no IPv4 default route: name the uplink with -o uplink=IFACE",
+            )?);
+        }
+        _ => {}
+    }
+    let file = ConfigFile {
+        network: section,
+        endpoints: Vec::new(),
+        nat: None,
+        peers: Vec::new(),
+        allows: Vec::new(),
+        publishes: Vec::new(),
+    };
+    let net = config::validate(&file)?;
+    Ok((
+        DockerNetwork {
+            network_id: req.network_id.clone(),
+            name,
+            internal,
+            iface_prefix,
+        },
+        net,
+    ))
+}
+
+/// A boolean label of Docker's; absent is false.
+fn flag(options: &Options, key: &str) -> Result<bool> {
+    match options.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => parse_bool(key, s),
+        Some(other) => bail!("{key}: {other} is not a boolean"),
+    }
+}
+
+fn parse_bool(field: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(input_error!("{field}: {value:?} is not true or false")),
+    }
+}
+
+/// The user's `-o` options, in the order Docker sent them.
+fn generic_options(options: &Options) -> Result<Vec<(String, String)>> {
+    let Some(generic) = options.get(GENERIC) else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = generic else {
+        bail!("{GENERIC}: not an object");
+    };
+    Ok(map
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k.clone(), s.clone()),
+            other => (k.clone(), other.to_string()),
+        })
+        .collect())
+}
+
+/// The gateway's address for `Join`: empty for an internal network.
+pub fn join_gateway(docker: &DockerNetwork, net: &Network) -> String {
+    if docker.internal {
+        String::new()
+    } else {
+        Ipv4Addr::to_string(&net.gateway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "1eff0d5a1c0f8a4a9b6e9a4f1ac3b6e0c2d5f7a8b9c0d1e2f3a4b5c6d7e8f9a0";
+
+    fn request(options: Value) -> CreateNetwork {
+        serde_json::from_value(serde_json::json!({
+            "NetworkID": ID,
+            "Options": options,
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.77.0.1/24", "Pool": "10.77.0.0/24"}],
+            "IPv6Data": [],
+        }))
+        .unwrap()
+    }
+
+    fn error(options: Value) -> String {
+        format!(
+            "{:#}",
+            from_request(&request(options), Some("eth0")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn docker_20_10s_create_becomes_a_network_behind_the_default_route() {
+        let (docker, net) = from_request(
+            &request(serde_json::json!({
+                "com.docker.network.enable_ipv6": false,
+                "com.docker.network.generic": {"com.docker.network.bridge.enable_icc": "false", "mtu": "1400"}
+            })),
+            Some("eth0"),
+        )
+        .unwrap();
+        assert_eq!(docker.name.as_str(), "dk1eff0d");
+        assert!(!docker.internal);
+        assert_eq!(net.subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(net.gateway, Ipv4Addr::new(10, 77, 0, 1));
+        assert_eq!(net.uplink.as_deref(), Some("eth0"));
+        assert!(!net.icc);
+        assert_eq!(net.mtu, 1400);
+        assert_eq!(join_gateway(&docker, &net), "10.77.0.1");
+    }
+
+    #[test]
+    fn an_internal_network_has_no_uplink_and_no_gateway_route() {
+        let (docker, net) = from_request(
+            &request(serde_json::json!({"com.docker.network.internal": true})),
+            Some("eth0"),
+        )
+        .unwrap();
+        assert!(docker.internal);
+        assert_eq!(net.uplink, None);
+        assert_eq!(join_gateway(&docker, &net), "");
+    }
+
+    #[test]
+    fn what_netfwd_cannot_do_is_refused_naming_the_option() {
+        for (options, says) in [
+            (
+                serde_json::json!({"com.docker.network.enable_ipv6": true}),
+                "--ipv6",
+            ),
+            (
+                serde_json::json!({"com.docker.network.generic": {"foo": "bar"}}),
+                "-o foo: not an option",
+            ),
+            (
+                serde_json::json!({"com.docker.network.generic": {"com.docker.network.bridge.name": "br0"}}),
+                "-o com.docker.network.bridge.name: not supported",
+            ),
+            (
+                serde_json::json!({"com.docker.network.generic": {"mtu": "big"}}),
+                "-o mtu",
+            ),
+            (
+                serde_json::json!({"com.docker.network.generic": {"mode": "fast"}}),
+                "-o mode",
+            ),
+            (
+                serde_json::json!({"com.docker.network.internal": true, "com.docker.network.generic": {"uplink": "eth0"}}),
+                "--internal",
+            ),
+        ] {
+            let err = error(options.clone());
+            assert!(err.contains(says), "{options}: {err}");
+        }
+        let mut bad_id = request(serde_json::json!({}));
+        bad_id.network_id = "../../etc".into();
+        assert!(format!("{:#}", from_request(&bad_id, None).unwrap_err()).contains("NetworkID"));
+        let no_route = from_request(&request(serde_json::json!({})), None).unwrap_err();
+        assert!(format!("{no_route:#}").contains("-o uplink=IFACE"));
+    }
+}

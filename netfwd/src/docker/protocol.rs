@@ -1,0 +1,169 @@
+//! The messages of Docker's remote network-driver protocol (libnetwork's
+//! `drivers/remote/api`), as Docker Engine 20.10 sends them: each call is a
+//! POST to `/NetworkDriver.<Call>` with one of these bodies. Field names are
+//! Docker's (Go's exported names); fields netfwd does not use are left out
+//! and ignored when present.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Options Docker passes through: `com.docker.network.generic` holds the
+/// user's `-o key=value` pairs; other keys are Docker's own labels.
+pub type Options = BTreeMap<String, Value>;
+
+/// `Plugin.Activate`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Activated {
+    pub implements: &'static [&'static str],
+}
+
+/// `NetworkDriver.GetCapabilities`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Capabilities {
+    pub scope: &'static str,
+    pub connectivity_scope: &'static str,
+}
+
+/// One address pool of a network, from Docker's IPAM.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamData {
+    /// The subnet, e.g. `10.77.0.0/24`.
+    pub pool: String,
+    /// The gateway with the pool's prefix length, e.g. `10.77.0.1/24`.
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateNetwork {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(default)]
+    pub options: Options,
+    #[serde(rename = "IPv4Data", default)]
+    pub ipv4_data: Vec<IpamData>,
+}
+
+/// `DeleteNetwork`, `FreeNetwork`, and every call naming only a network.
+#[derive(Debug, Deserialize)]
+pub struct NetworkCall {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+}
+
+/// An endpoint's interface as Docker's IPAM chose it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointInterface {
+    /// The address with the network's prefix length, e.g. `10.77.0.2/24`.
+    #[serde(default)]
+    pub address: String,
+    #[serde(rename = "AddressIPv6", default)]
+    pub address_ipv6: String,
+    /// Set only for `--mac-address`.
+    #[serde(default)]
+    pub mac_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateEndpoint {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(default)]
+    pub interface: Option<EndpointInterface>,
+}
+
+/// `DeleteEndpoint`, `EndpointOperInfo`, `Leave`,
+/// `RevokeExternalConnectivity`.
+#[derive(Debug, Deserialize)]
+pub struct EndpointCall {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+}
+
+/// `EndpointOperInfo`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OperInfo {
+    pub value: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Join {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// The container's network namespace file.
+    pub sandbox_key: String,
+}
+
+/// The interface Docker moves into the container and renames.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InterfaceName {
+    pub src_name: String,
+    pub dst_prefix: String,
+}
+
+/// `Join`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Joined {
+    pub interface_name: InterfaceName,
+    /// Empty for an `--internal` network: no default route.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    /// An internal network has no gateway, so Docker must not give the
+    /// container one of its own either.
+    pub disable_gateway_service: bool,
+}
+
+/// `ProgramExternalConnectivity`: `-p` and `--expose` of one endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExternalConnectivity {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// One `-p` binding (`com.docker.network.portmap`): libnetwork's
+/// `types.PortBinding`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    /// IP protocol number: 6 TCP, 17 UDP, 132 SCTP.
+    pub proto: u8,
+    /// The container's port.
+    pub port: u16,
+    /// The host address to bind; empty: every address.
+    #[serde(rename = "HostIP", default)]
+    pub host_ip: String,
+    pub host_port: u16,
+    /// The last host port of a range binding; 0 or `HostPort`: one port.
+    #[serde(default)]
+    pub host_port_end: u16,
+}
+
+/// The answer to a call that failed: Docker shows `Err` to the user.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Failure {
+    pub err: String,
+}

@@ -1,0 +1,118 @@
+//! What the plugin keeps on disk, beside netfwd's own state: Docker's
+//! networks and endpoints by their IDs, so a restarted plugin answers for
+//! everything Docker made through it (Docker never repeats `CreateNetwork`).
+//! Under `/run/netfwd/docker/`, owner-only; every file name is a checked
+//! Docker ID.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::network::{DockerNetwork, check_id};
+use crate::{config::Published, private_dir, state::STATE_DIR};
+
+/// A Docker endpoint: made by `CreateEndpoint`, plugged in by `Join`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerEndpoint {
+    pub endpoint_id: String,
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    /// The ports `ProgramExternalConnectivity` published, for `Revoke`.
+    #[serde(default)]
+    pub published: Vec<Published>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn open() -> Result<Store> {
+        for kind in ["networks", "endpoints"] {
+            private_dir::ensure(Path::new(STATE_DIR), &["docker", kind])?;
+        }
+        Ok(Store {
+            dir: Path::new(STATE_DIR).join("docker"),
+        })
+    }
+
+    fn path(&self, kind: &str, id: &str) -> Result<PathBuf> {
+        check_id(kind, id)?;
+        Ok(self.dir.join(kind).join(format!("{id}.json")))
+    }
+
+    pub fn network(&self, id: &str) -> Result<Option<DockerNetwork>> {
+        read(&self.path("networks", id)?)
+    }
+
+    pub fn networks(&self) -> Result<Vec<DockerNetwork>> {
+        read_all(&self.dir.join("networks"))
+    }
+
+    pub fn save_network(&self, net: &DockerNetwork) -> Result<()> {
+        write(&self.path("networks", &net.network_id)?, net)
+    }
+
+    pub fn remove_network(&self, id: &str) -> Result<()> {
+        remove(&self.path("networks", id)?)
+    }
+
+    pub fn endpoint(&self, id: &str) -> Result<Option<DockerEndpoint>> {
+        read(&self.path("endpoints", id)?)
+    }
+
+    pub fn save_endpoint(&self, ep: &DockerEndpoint) -> Result<()> {
+        write(&self.path("endpoints", &ep.endpoint_id)?, ep)
+    }
+
+    pub fn remove_endpoint(&self, id: &str) -> Result<()> {
+        remove(&self.path("endpoints", id)?)
+    }
+}
+
+fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn read_all<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json")
+            && let Some(item) = read(&path)?
+        {
+            all.push(item);
+        }
+    }
+    Ok(all)
+}
+
+/// Written whole to a temporary file, then renamed over: a crash never
+/// leaves half a record.
+fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
