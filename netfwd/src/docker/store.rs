@@ -15,7 +15,11 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::network::{DockerNetwork, check_id};
-use crate::{config::Published, private_dir, state::STATE_DIR};
+use crate::{
+    config::Published,
+    private_dir,
+    state::{self, STATE_DIR},
+};
 
 /// A Docker endpoint: made by `CreateEndpoint`, plugged in by `Join`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +64,7 @@ impl Store {
     }
 
     pub fn remove_network(&self, id: &str) -> Result<()> {
-        remove(&self.path("networks", id)?)
+        state::remove_if_present(&self.path("networks", id)?)
     }
 
     pub fn endpoint(&self, id: &str) -> Result<Option<DockerEndpoint>> {
@@ -72,7 +76,7 @@ impl Store {
     }
 
     pub fn remove_endpoint(&self, id: &str) -> Result<()> {
-        remove(&self.path("endpoints", id)?)
+        state::remove_if_present(&self.path("endpoints", id)?)
     }
 }
 
@@ -99,20 +103,8 @@ fn read_all<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
     Ok(all)
 }
 
-/// Written whole to a temporary file, then renamed over: a crash never
-/// leaves half a record.
 fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
-fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
+    let text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("serialising {}", path.display()))?;
+    state::write_atomically(path, &text)
 }

@@ -230,26 +230,11 @@ impl State {
         Ok(states)
     }
 
-    /// Writes the state atomically (temp file + rename): a crash leaves the
-    /// old state or the new one, never half of one. The temp file is made
-    /// afresh (`O_EXCL`): whatever was left at its name, a symbolic link
-    /// included, is unlinked, never written through.
+    /// Writes the state atomically (see [`write_atomically`]).
     pub fn save(&self) -> Result<()> {
         private_dir::ensure(Path::new(STATE_DIR), &[])?;
-        let path = path(&self.network.name);
-        let tmp = path.with_extension("json.tmp");
-        remove_if_present(&tmp)?;
         let text = file::write(self).context("serialising state")?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+        write_atomically(&path(&self.network.name), &text)
     }
 
     /// Removes the state, and the network's lock file unless someone holds
@@ -362,7 +347,26 @@ fn names_locked_file(path: &Path, lock: &Flock<File>) -> Result<bool> {
     }
 }
 
-fn remove_if_present(path: &Path) -> Result<()> {
+/// Writes `text` to `path` atomically (temp file + rename), owner-only: a
+/// crash leaves the old file or the new one, never half of one. The temp
+/// file is made afresh (`O_EXCL`): whatever was left at its name, a symbolic
+/// link included, is unlinked, never written through.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    remove_if_present(&tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+pub fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", path.display()))
