@@ -110,7 +110,21 @@ pub struct PublishTarget {
     pub addr: [u8; 4],
     /// Network byte order.
     pub port: [u8; 2],
-    pub _pad: [u8; 2],
+    /// `PUBLISH_*` flags. (The byte was padding before: an older pinned
+    /// map's zero reads as "open to the outside".)
+    pub flags: u8,
+    pub _pad: u8,
+}
+
+/// `PublishTarget::flags`: the port is the host's own (Docker's
+/// `-p 127.0.0.1:…`): only the host's connections to 127.0.0.1 reach it;
+/// the uplink and the hairpin do not take it.
+pub const PUBLISH_HOST_ONLY: u8 = 1;
+
+impl PublishTarget {
+    pub fn host_only(&self) -> bool {
+        self.flags & PUBLISH_HOST_ONLY != 0
+    }
 }
 
 /// Key of `PUBLISHED_BY_ENDPOINT`: an endpoint address, port and protocol

@@ -166,6 +166,14 @@ pub fn network_flags() -> u8 {
     NETWORK.get(0).map_or(0, |config| config.flags)
 }
 
+/// The endpoint behind host port `port` (network byte order) of `proto`
+/// for a connection from the uplink or an endpoint: a host-only port is
+/// none of theirs.
+#[inline(always)]
+pub fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
+    published(proto, port).filter(|target| !target.host_only())
+}
+
 /// The endpoint behind host port `port` (network byte order) of `proto`.
 #[inline(always)]
 pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {

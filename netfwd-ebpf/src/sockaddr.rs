@@ -2,7 +2,8 @@
 //! sends to its own address never cross a device netfwd sees, so the
 //! translation happens at the socket instead (as Cilium's socket-level load
 //! balancing does): `connect()` to the uplink's address or 127.0.0.1 at a
-//! published port is pointed at the endpoint behind it. The hook runs for
+//! published port is pointed at the endpoint behind it; to a host-only port,
+//! at 127.0.0.1 only. The hook runs for
 //! every process of its cgroup; it only acts in the network's own namespace.
 
 use aya_ebpf::{EbpfContext as _, helpers::bpf_get_netns_cookie, programs::SockAddrContext};
@@ -35,7 +36,10 @@ pub fn connect4(ctx: &SockAddrContext) {
     }
     // The port is in network byte order in the low 16 bits.
     let port = (sa.user_port as u16).to_ne_bytes();
-    if let Some(target) = maps::published(proto, port) {
+    // A host-only port (`-p 127.0.0.1:…`) is reached at 127.0.0.1 only.
+    if let Some(target) = maps::published(proto, port)
+        && (ip == LOCALHOST || !target.host_only())
+    {
         sa.user_ip4 = u32::from_ne_bytes(target.addr);
         sa.user_port = u32::from(u16::from_ne_bytes(target.port));
     }

@@ -26,9 +26,14 @@ macro_rules! input_error {
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
-/// The exit code for an error: 2 if any error in its chain is an [`InputError`].
+/// Whether any error in `err`'s chain is an [`InputError`].
+pub fn is_input_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<InputError>())
+}
+
+/// The exit code for an error: 2 if it is the user's input.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<InputError>()) {
+    if is_input_error(err) {
         EXIT_BAD_INPUT
     } else {
         EXIT_FAILURE

@@ -78,6 +78,10 @@ enum Command {
         /// The endpoint's port.
         #[arg(long = "port")]
         target_port: u16,
+        /// 0.0.0.0: every address; 127.0.0.1: the host's own connections
+        /// only (Docker's `-p 127.0.0.1:…`).
+        #[arg(long, default_value = "0.0.0.0")]
+        host_ip: String,
     },
     /// Stop publishing a host port; connections already made keep going.
     Unpublish {
@@ -283,11 +287,12 @@ fn run(cli: Cli) -> Result<()> {
                 port,
                 endpoint,
                 target_port,
+                host_ip,
             } => {
                 commands::publish::exec_publish(
                     &port.name,
                     port.proto,
-                    port.host_port,
+                    (&host_ip, port.host_port),
                     &endpoint,
                     target_port,
                 )

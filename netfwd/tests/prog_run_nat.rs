@@ -25,7 +25,7 @@ use netfwd_common::{
     drop::DropReason,
     maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
-    nat::{NatConfig, NatEntry, NatTimeouts, PublishKey, PublishTarget},
+    nat::{NatConfig, NatEntry, NatTimeouts, PUBLISH_HOST_ONLY, PublishKey, PublishTarget},
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 
@@ -246,7 +246,8 @@ fn published(proto: u8, host_port: u16, ip: Ipv4Addr, port: u16) -> (PublishKey,
         PublishTarget {
             addr: ip.octets(),
             port: port.to_be_bytes(),
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         },
     )
 }
@@ -557,6 +558,25 @@ fn an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
         assert_eq!((addr(&back, SRC), port(&back, SPORT)), (UPLINK_IP, 8080));
         assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, 40000));
         assert!(checksums_ok(&back[14..]));
+    });
+}
+
+#[test]
+fn a_host_only_port_is_neither_published_on_the_uplink_nor_hairpinned() {
+    with_lab("hostonly", (61000, 65535), |lab| {
+        let (key, mut target) = published(TCP, 8080, A_IP, 80);
+        target.flags = PUBLISH_HOST_ONLY;
+        lab.maps.set_published(&[(key, target)]).unwrap();
+        let (action, _) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
+        assert_eq!(action, TO_HOST, "from the uplink: the host's port");
+        let (_, there) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, 0x02, b""));
+        assert_eq!(
+            (addr(&there, DST), port(&there, DPORT)),
+            (UPLINK_IP, 8080),
+            "from an endpoint: not translated"
+        );
+        assert_eq!(lab.nat_flows(), 0, "no flow made");
     });
 }
 

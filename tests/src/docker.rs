@@ -1,7 +1,8 @@
 //! The Docker lab: `netfwd docker-plugin` and a dockerd of the test's own,
 //! both in the sandbox host namespace. dockerd gets its own data root, exec
 //! root, pidfile, socket and containerd namespaces, and `--bridge=none
-//! --iptables=false --ip6tables=false`, so netfwd is the only datapath; its
+//! --iptables=false --ip6tables=false`, so netfwd is the only datapath, and
+//! `--live-restore`, so containers outlive a restart of dockerd; its
 //! one image is `docker import` of a busybox root filesystem (no registry).
 //! Containers, networks, dockerd and the plugin are removed on drop.
 
@@ -94,6 +95,7 @@ impl DockerLab {
             "--bridge=none".into(),
             "--iptables=false".into(),
             "--ip6tables=false".into(),
+            "--live-restore".into(),
             format!("--containerd-namespace={id}"),
             format!("--containerd-plugins-namespace={id}-p"),
         ]
@@ -219,6 +221,26 @@ impl DockerLab {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Whether this test runs in this pass: the XDP pass runs a smoke subset of
+/// the Docker scenarios (the endpoints' frames go through TC either way:
+/// Docker names their interfaces).
+pub fn in_this_pass(smoke: bool) -> bool {
+    smoke || crate::test_mode() != "xdp"
+}
+
+/// `get()`'s stdout once it is `want` (a server starts after `docker run`
+/// returns), for at most 30 s; what it printed last otherwise.
+pub fn until_answer(want: &str, get: impl Fn() -> Output) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = String::from_utf8_lossy(&get().stdout).trim().to_owned();
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -26,7 +26,7 @@ pub fn publish(key: &NatKey, seg: &Segment, now: u64) -> Result<Option<*mut NatE
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
         return Ok(None);
     }
-    let Some(target) = maps::published(key.proto, key.dport) else {
+    let Some(target) = maps::published_outside(key.proto, key.dport) else {
         return Ok(None);
     };
     const OPENING: u8 = conntrack::TCP_SYN | conntrack::TCP_ACK | conntrack::TCP_RST;

@@ -42,7 +42,7 @@ pub fn to_published(
     let Some(seg) = l4::segment(ctx, ip.proto, Direction::Egress)? else {
         return Ok(None);
     };
-    let Some(target) = maps::published(ip.proto, seg.dport) else {
+    let Some(target) = maps::published_outside(ip.proto, seg.dport) else {
         return Ok(None);
     };
     let (Some(server), Some(gateway)) = (maps::endpoint(target.addr), maps::gateway()) else {

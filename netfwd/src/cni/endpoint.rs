@@ -13,12 +13,12 @@ use super::{
     ipam, require_version,
 };
 use crate::{
-    config::{Network, Proto},
+    config::{self, Network, Proto},
     loader::{self, NetworkDatapath},
     name::NetworkName,
     netlink::{Netlink, format_mac},
     netns,
-    network::{self, AttachRequest, Rollback, Target},
+    network::{self, AttachRequest, PortRequest, Rollback, Target},
     state::{self, Attachment, State},
 };
 
@@ -256,6 +256,7 @@ fn find(name: &NetworkName, container_id: &str, ifname: &str) -> CniResult<Optio
 
 /// The runtime's port mappings as published ports of the endpoint.
 async fn publish(net: &Network, mappings: &[PortMapping], ip: Ipv4Addr) -> CniResult<()> {
+    let endpoint = ip.to_string();
     for m in mappings {
         let proto = match m.protocol.as_str() {
             "tcp" => Proto::Tcp,
@@ -267,23 +268,16 @@ async fn publish(net: &Network, mappings: &[PortMapping], ip: Ipv4Addr) -> CniRe
                 ));
             }
         };
-        if !matches!(m.host_ip.as_str(), "" | "0.0.0.0") {
-            return Err(CniError::new(
-                code::UNSUPPORTED_FIELD,
-                format!(
-                    "portMappings: hostIP {}: netfwd publishes on the uplink's address only",
-                    m.host_ip
-                ),
-            ));
-        }
-        lib(network::publish(
-            &net.name,
+        let host_ip = config::host_ip("portMappings: hostIP", &m.host_ip)
+            .map_err(|e| CniError::new(code::UNSUPPORTED_FIELD, format!("{e:#}")))?;
+        let req = PortRequest {
             proto,
-            m.host_port,
-            &ip.to_string(),
-            m.container_port,
-        )
-        .await)?;
+            host_ip,
+            host_ports: m.host_port..=m.host_port,
+            endpoint: &endpoint,
+            port: m.container_port,
+        };
+        lib(network::publish(&net.name, &req).await)?;
     }
     Ok(())
 }

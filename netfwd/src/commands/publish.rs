@@ -3,19 +3,30 @@
 
 use anyhow::Result;
 
-use crate::{config::Proto, name::NetworkName, network};
+use crate::{
+    config::{self, Proto},
+    name::NetworkName,
+    network::{self, PortRequest},
+};
 
 pub async fn exec_publish(
     name: &NetworkName,
     proto: Proto,
-    host_port: u16,
+    (host_ip, host_port): (&str, u16),
     endpoint: &str,
     port: u16,
 ) -> Result<()> {
-    let p = network::publish(name, proto, host_port, endpoint, port).await?;
+    let req = PortRequest {
+        proto,
+        host_ip: config::host_ip("--host-ip", host_ip)?,
+        host_ports: host_port..=host_port,
+        endpoint,
+        port,
+    };
+    let p = network::publish(name, &req).await?;
     println!(
-        "published {:?} port {} to {}:{} on network {name}",
-        p.proto, p.host_port, p.ip, p.port
+        "published {:?} port {}:{} to {}:{} on network {name}",
+        p.proto, p.host_ip, p.host_port, p.ip, p.port
     );
     Ok(())
 }

@@ -72,6 +72,8 @@ pub struct PublishedStatus {
     pub host_port: u16,
     pub endpoint: String,
     pub port: u16,
+    /// 0.0.0.0: every address; 127.0.0.1: the host only.
+    pub host_ip: String,
 }
 
 #[derive(Serialize)]
@@ -277,6 +279,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
             host_port: p.host_port,
             endpoint: p.ip.to_string(),
             port: p.port,
+            host_ip: p.host_ip.to_string(),
         })
         .collect();
     Ok(NetworkStatus {

@@ -32,6 +32,10 @@ pub struct PublishSection {
     /// The endpoint's netns name.
     pub endpoint: String,
     pub port: u16,
+    /// "0.0.0.0" (default): every address; "127.0.0.1": the host only
+    /// (Docker's `-p 127.0.0.1:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 /// Opens this network to another netfwd network of the host.

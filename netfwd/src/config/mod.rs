@@ -13,7 +13,9 @@ pub use file::{
     PublishSection, TimeoutsSection,
 };
 pub use ifname::{ifname_prefixes, validate_ifname};
-pub use model::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts};
+pub use model::{
+    Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts, host_ip,
+};
 pub use validate::{
     DEFAULT_MTU, MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_PREFIX_LEN, load, parse, validate,
     validate_netns_name,

@@ -106,6 +106,30 @@ pub struct Published {
     pub host_port: u16,
     pub ip: Ipv4Addr,
     pub port: u16,
+    /// 0.0.0.0 (every address: the uplink's, the hairpin's and the host's)
+    /// or 127.0.0.1 (the host's own connections only); see `host_ip`.
+    pub host_ip: Ipv4Addr,
+}
+
+impl Published {
+    /// Reached by the host's own connections to 127.0.0.1 only.
+    pub fn host_only(&self) -> bool {
+        self.host_ip.is_loopback()
+    }
+}
+
+/// A published port's host address, as Docker's `-p [HOST_IP:]…` names it:
+/// empty or 0.0.0.0 publishes on every address, 127.0.0.1 to the host's own
+/// connections only. netfwd has no other address to bind to: the uplink's
+/// may change, and the endpoints' gateway is not published on.
+pub fn host_ip(field: &str, text: &str) -> anyhow::Result<Ipv4Addr> {
+    match text {
+        "" | "0.0.0.0" => Ok(Ipv4Addr::UNSPECIFIED),
+        "127.0.0.1" => Ok(Ipv4Addr::LOCALHOST),
+        other => Err(crate::input_error!(
+            "{field}: {other:?}: a port is published on every address (0.0.0.0) or to the host only (127.0.0.1)"
+        )),
+    }
 }
 
 fn yes() -> bool {

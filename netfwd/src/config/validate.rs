@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use super::{
     file::{AllowSection, ConfigFile, EndpointSection, NatSection, PeerSection, PublishSection},
     ifname::validate_ifname,
-    model::{Endpoint, NatSettings, Network, Peer, Published, Timeouts},
+    model::{Endpoint, NatSettings, Network, Peer, Published, Timeouts, host_ip},
 };
 use crate::{input_error, ipnet::Ipv4Net, name::NetworkName};
 
@@ -231,11 +231,16 @@ fn validate_publishes(
                 p.host_port
             ));
         }
+        let host_ip = host_ip(
+            &format!("publish[{i}].host_ip"),
+            p.host_ip.as_deref().unwrap_or(""),
+        )?;
         valid.push(Published {
             proto: p.proto,
             host_port: p.host_port,
             ip: *ip,
             port: p.port,
+            host_ip,
         });
     }
     Ok(valid)

@@ -19,12 +19,12 @@ use super::{
     store::{DockerEndpoint, Store},
 };
 use crate::{
-    config::{Network, Proto, Published},
-    error::InputError,
+    config::{self, Network, Proto, Published},
+    error::is_input_error,
     input_error,
     name::NetworkName,
     netlink::Netlink,
-    network::{self as lib, AttachRequest, Rollback, Target},
+    network::{self as lib, AttachRequest, PortRequest, Rollback, Target},
     state::{self, State},
 };
 
@@ -78,11 +78,7 @@ impl Driver {
             },
             Ok(None) => failure(404, &format!("{}: not a call of this driver", req.call)),
             Err(e) => {
-                let status = if e.chain().any(|c| c.is::<InputError>()) {
-                    400
-                } else {
-                    500
-                };
+                let status = if is_input_error(&e) { 400 } else { 500 };
                 log::warn!("{}: {e:#}", req.call);
                 failure(status, &format!("{e:#}"))
             }
@@ -110,12 +106,7 @@ impl Driver {
             "NetworkDriver.RevokeExternalConnectivity" => {
                 self.revoke_ports(&parse(call, body)?).await?
             }
-            "NetworkDriver.EndpointOperInfo" => {
-                let _: EndpointCall = parse(call, body)?;
-                json!(OperInfo {
-                    value: Default::default()
-                })
-            }
+            "NetworkDriver.EndpointOperInfo" => self.oper_info(&parse(call, body)?)?,
             // Global-scope and discovery calls: nothing for a local driver.
             "NetworkDriver.AllocateNetwork"
             | "NetworkDriver.FreeNetwork"
@@ -245,16 +236,10 @@ impl Driver {
         }
         let mut rollback = Rollback::new();
         let mut published = Vec::new();
+        let endpoint = ep.ip.to_string();
         for b in &bindings {
-            let p = published_port(b, ep.ip)?;
-            lib::publish(
-                &docker.name,
-                p.proto,
-                p.host_port,
-                &ep.ip.to_string(),
-                p.port,
-            )
-            .await?;
+            let req = port_request(b, docker.host_binding, &endpoint)?;
+            let p = lib::publish(&docker.name, &req).await?;
             let name = docker.name.clone();
             rollback.push_async("withdrawing a port of a failed -p", move || async move {
                 lib::unpublish(&name, p.proto, p.host_port).await.map(drop)
@@ -277,6 +262,21 @@ impl Driver {
         }
         self.store.save_endpoint(&ep)?;
         Ok(json!({}))
+    }
+
+    /// The endpoint's ports (with those `-P` chose), under the bridge
+    /// driver's key.
+    fn oper_info(&self, req: &EndpointCall) -> Result<Value> {
+        let published = self
+            .store
+            .endpoint(&req.endpoint_id)?
+            .map(|ep| ep.published)
+            .unwrap_or_default();
+        let mut value = std::collections::BTreeMap::new();
+        if !published.is_empty() {
+            value.insert(PORTMAP.to_owned(), json!(port_bindings(&published)));
+        }
+        Ok(json!(OperInfo { value }))
     }
 
     /// The Docker network `id` and the netfwd network it is.
@@ -325,8 +325,14 @@ fn endpoint_ip(address: &str, net: &Network) -> Result<Ipv4Addr> {
     Ok(ip)
 }
 
-/// One `-p` binding as a published port of endpoint `ip`.
-fn published_port(b: &PortBinding, ip: Ipv4Addr) -> Result<Published> {
+/// One `-p` binding as a port to publish to `endpoint`: a host port of 0
+/// (`-P`) or a range (`-p 8000-8010:80`) takes the first free one; one that
+/// names no host address takes the network's `host_binding`.
+fn port_request<'a>(
+    b: &PortBinding,
+    host_binding: Ipv4Addr,
+    endpoint: &'a str,
+) -> Result<PortRequest<'a>> {
     let field = format!("-p {}:{}", b.host_port, b.port);
     let proto = match b.proto {
         6 => Proto::Tcp,
@@ -337,26 +343,33 @@ fn published_port(b: &PortBinding, ip: Ipv4Addr) -> Result<Published> {
             ));
         }
     };
-    if !matches!(b.host_ip.as_str(), "" | "0.0.0.0") {
-        return Err(input_error!(
-            "{field}: host address {}: netfwd publishes on every host address",
-            b.host_ip
-        ));
-    }
-    if b.host_port == 0 {
-        return Err(input_error!(
-            "{field}: netfwd needs the host port named (-p HOST_PORT:PORT); -P is not supported yet"
-        ));
-    }
-    if b.host_port_end != 0 && b.host_port_end != b.host_port {
-        return Err(input_error!("{field}: one host port a binding"));
-    }
-    Ok(Published {
+    let last = b.host_port_end.max(b.host_port);
+    let host_ip = match b.host_ip.as_str() {
+        "" => host_binding,
+        named => config::host_ip(&field, named)?,
+    };
+    Ok(PortRequest {
         proto,
-        host_port: b.host_port,
-        ip,
+        host_ip,
+        host_ports: b.host_port..=last,
+        endpoint,
         port: b.port,
     })
+}
+
+/// The ports an endpoint has, as Docker's `types.PortBinding`s.
+fn port_bindings(published: &[Published]) -> Vec<PortBinding> {
+    published
+        .iter()
+        .map(|p| PortBinding {
+            proto: p.proto.number(),
+            ip: p.ip.to_string(),
+            port: p.port,
+            host_ip: p.host_ip.to_string(),
+            host_port: p.host_port,
+            host_port_end: p.host_port,
+        })
+        .collect()
 }
 
 fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T> {
@@ -371,5 +384,52 @@ pub(super) fn failure(status: u16, err: &str) -> Response {
         })
         .to_string()
         .into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(host_ip: &str, host_port: u16, host_port_end: u16, proto: u8) -> PortBinding {
+        PortBinding {
+            proto,
+            ip: String::new(),
+            port: 80,
+            host_ip: host_ip.to_owned(),
+            host_port,
+            host_port_end,
+        }
+    }
+
+    #[test]
+    fn each_p_form_becomes_its_port_request() {
+        let every = Ipv4Addr::UNSPECIFIED;
+        let req = port_request(&binding("", 8080, 8080, 6), every, "10.0.0.2").unwrap();
+        assert_eq!((req.proto, req.host_ip), (Proto::Tcp, every));
+        assert_eq!(req.host_ports, 8080..=8080);
+        // -P sends 0; -p 8000-8010:80 a range.
+        let req = port_request(&binding("", 0, 0, 17), every, "10.0.0.2").unwrap();
+        assert_eq!((req.proto, req.host_ports), (Proto::Udp, 0..=0));
+        let req = port_request(&binding("", 8000, 8010, 6), every, "10.0.0.2").unwrap();
+        assert_eq!(req.host_ports, 8000..=8010);
+        // -p 127.0.0.1:…, and a network whose host_binding_ipv4 says so.
+        let req = port_request(&binding("127.0.0.1", 8080, 0, 6), every, "x").unwrap();
+        assert_eq!(req.host_ip, Ipv4Addr::LOCALHOST);
+        let req = port_request(&binding("", 8080, 0, 6), Ipv4Addr::LOCALHOST, "x").unwrap();
+        assert_eq!(req.host_ip, Ipv4Addr::LOCALHOST);
+    }
+
+    #[test]
+    fn a_p_netfwd_cannot_honour_is_refused_naming_it() {
+        let every = Ipv4Addr::UNSPECIFIED;
+        for (b, says) in [
+            (binding("", 8080, 0, 132), "protocol 132"),
+            (binding("192.0.2.1", 8080, 0, 6), "\"192.0.2.1\""),
+            (binding("::1", 8080, 0, 6), "\"::1\""),
+        ] {
+            let err = format!("{:#}", port_request(&b, every, "x").err().unwrap());
+            assert!(err.contains("-p 8080:80") && err.contains(says), "{err}");
+        }
     }
 }

@@ -33,6 +33,10 @@ const MAPPED: &[(&str, &str)] = &[
         "com.docker.network.bridge.enable_ip_masquerade",
         "masquerade",
     ),
+    (
+        "com.docker.network.bridge.host_binding_ipv4",
+        "host_binding",
+    ),
 ];
 
 /// Docker's bridge-driver options that have no meaning without a bridge or
@@ -45,10 +49,6 @@ const REFUSED: &[(&str, &str)] = &[
     (
         "com.docker.network.bridge.default_bridge",
         "netfwd networks are never Docker's default bridge",
-    ),
-    (
-        "com.docker.network.bridge.host_binding_ipv4",
-        "netfwd publishes on every host address; use -p HOST_IP:PORT:PORT per port",
     ),
     (
         "com.docker.network.bridge.inhibit_ipv4",
@@ -65,6 +65,14 @@ pub struct DockerNetwork {
     pub internal: bool,
     /// `com.docker.network.container_iface_prefix`, default `eth`.
     pub iface_prefix: String,
+    /// `com.docker.network.bridge.host_binding_ipv4`: the host address of
+    /// a `-p` that names none (0.0.0.0 or 127.0.0.1).
+    #[serde(default = "every_address")]
+    pub host_binding: Ipv4Addr,
+}
+
+fn every_address() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
 }
 
 /// The netfwd name of Docker network `id`: `dk` and the ID's first six hex
@@ -127,6 +135,7 @@ pub fn from_request(
     };
     let mut masquerade = true;
     let mut iface_prefix = "eth".to_owned();
+    let mut host_binding = every_address();
     for (key, value) in &options {
         let setting = MAPPED
             .iter()
@@ -150,6 +159,7 @@ pub fn from_request(
                 )
             }
             "masquerade" => masquerade = parse_bool(&field, value)?,
+            "host_binding" => host_binding = config::host_ip(&field, value)?,
             IFACE_PREFIX => {
                 config::validate_ifname(&field, &format!("{value}0"))?;
                 iface_prefix = value.clone();
@@ -203,6 +213,7 @@ pub fn from_request(
             name,
             internal,
             iface_prefix,
+            host_binding,
         },
         net,
     ))
@@ -293,6 +304,23 @@ mod tests {
         assert!(!net.icc);
         assert_eq!(net.mtu, 1400);
         assert_eq!(join_gateway(&docker, &net), "10.77.0.1");
+        assert_eq!(docker.host_binding, Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn host_binding_ipv4_sets_where_a_bare_p_publishes() {
+        let (docker, _) = from_request(
+            &request(serde_json::json!({
+                "com.docker.network.generic": {"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}
+            })),
+            Some("eth0"),
+        )
+        .unwrap();
+        assert_eq!(docker.host_binding, Ipv4Addr::LOCALHOST);
+        let err = error(serde_json::json!({
+            "com.docker.network.generic": {"com.docker.network.bridge.host_binding_ipv4": "192.0.2.1"}
+        }));
+        assert!(err.contains("host_binding_ipv4"), "{err}");
     }
 
     #[test]

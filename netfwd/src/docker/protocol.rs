@@ -145,11 +145,14 @@ pub struct ExternalConnectivity {
 
 /// One `-p` binding (`com.docker.network.portmap`): libnetwork's
 /// `types.PortBinding`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PortBinding {
     /// IP protocol number: 6 TCP, 17 UDP, 132 SCTP.
     pub proto: u8,
+    /// The container's address (in answers; requests leave it empty).
+    #[serde(rename = "IP", default)]
+    pub ip: String,
     /// The container's port.
     pub port: u16,
     /// The host address to bind; empty: every address.

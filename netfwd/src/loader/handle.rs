@@ -14,7 +14,7 @@ use netfwd_common::{
     maps::{
         EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED,
     },
-    nat::{DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PublishKey, PublishTarget},
+    nat::{DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget},
 };
 
 use super::{
@@ -262,7 +262,8 @@ impl NetworkDatapath {
                     PublishTarget {
                         addr: p.ip.octets(),
                         port: p.port.to_be_bytes(),
-                        _pad: [0; 2],
+                        flags: if p.host_only() { PUBLISH_HOST_ONLY } else { 0 },
+                        _pad: 0,
                     },
                 )
             })

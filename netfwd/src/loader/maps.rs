@@ -196,8 +196,10 @@ impl DatapathMaps {
     /// Makes `PUBLISHED` hold exactly `wanted`, and `PUBLISHED_BY_ENDPOINT`
     /// the same the other way round.
     pub fn set_published(&mut self, wanted: &[(PublishKey, PublishTarget)]) -> Result<()> {
+        // Replies of hairpinned connections; a host-only port has none.
         let by_endpoint: Vec<(PublishedEndpoint, [u8; 2])> = wanted
             .iter()
+            .filter(|(_, target)| !target.host_only())
             .map(|(key, target)| {
                 let back = PublishedEndpoint {
                     addr: target.addr,

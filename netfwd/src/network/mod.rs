@@ -19,5 +19,5 @@ pub use lifecycle::{
     EndpointReport, TeardownFailure, TeardownFailures, UpReport, UplinkReport, down, up,
 };
 pub use maintain::{Maintained, maintain};
-pub use publish::{publish, unpublish};
+pub use publish::{AUTO_HOST_PORTS, PortRequest, publish, unpublish};
 pub use rollback::Rollback;

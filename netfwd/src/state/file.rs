@@ -99,6 +99,17 @@ struct PublishedV1 {
     host_port: u16,
     ip: Ipv4Addr,
     port: u16,
+    /// Added within version 1: files without it publish on every address,
+    /// and a port on every address is written without it (as before).
+    #[serde(
+        default = "every_address",
+        skip_serializing_if = "Ipv4Addr::is_unspecified"
+    )]
+    host_ip: Ipv4Addr,
+}
+
+fn every_address() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
 }
 
 /// The NAT settings; in the model their timeouts are the datapath's own
@@ -169,6 +180,7 @@ impl From<&Published> for PublishedV1 {
             host_port: p.host_port,
             ip: p.ip,
             port: p.port,
+            host_ip: p.host_ip,
         }
     }
 }
@@ -180,6 +192,7 @@ impl From<PublishedV1> for Published {
             host_port: p.host_port,
             ip: p.ip,
             port: p.port,
+            host_ip: p.host_ip,
         }
     }
 }
@@ -363,6 +376,7 @@ mod tests {
         assert_eq!(net.nat, NatSettings::default());
         assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 168, 1, 2));
         assert_eq!(net.published[0].host_port, 8080);
+        assert!(!net.published[0].host_only(), "every address");
         assert_eq!(st.host_netns_cookie, Some(1));
         assert_eq!(st.created_netns, ["nfa"]);
         assert_eq!(st.attached[0].container_id.as_deref(), Some("c0ffee"));
