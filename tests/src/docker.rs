@@ -202,6 +202,33 @@ impl DockerLab {
         self.docker_ok(&args)
     }
 
+    /// `docker run -d --name <name> --network <network> --mac-address <mac>
+    /// IMAGE sleep 3600`, through the Engine API (v1.41): a docker CLI newer
+    /// than dockerd 20.10 refuses the flag for it.
+    pub fn run_with_mac(&self, name: &str, network: &str, mac: &str) {
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["sleep", "3600"],
+            "MacAddress": mac,
+            "HostConfig": {"NetworkMode": network},
+        });
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--fail-with-body", "--unix-socket"])
+            .arg(self.docker_socket())
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(format!(
+                "http://localhost/v1.41/containers/create?name={name}"
+            ));
+        let out = run_with_timeout(&mut cmd, DOCKER_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{}",
+            describe("containers/create", &out)
+        );
+        self.docker_ok(&["start", name]);
+    }
+
     /// `docker exec <name> <argv>`.
     pub fn exec(&self, name: &str, argv: &[&str]) -> Output {
         let mut args = vec!["exec", name];
@@ -222,13 +249,6 @@ impl DockerLab {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Whether this test runs in this pass: the XDP pass runs a smoke subset of
-/// the Docker scenarios (the endpoints' frames go through TC either way:
-/// Docker names their interfaces).
-pub fn in_this_pass(smoke: bool) -> bool {
-    smoke || crate::test_mode() != "xdp"
 }
 
 /// `get()`'s stdout once it is `want` (a server starts after `docker run`

@@ -159,7 +159,8 @@ fn test(test_args: &[String]) -> Result<()> {
     }
     cargo_test(&[], "tc", test_args)?;
     // The scenario tests again with XDP in front of TC: every behaviour the
-    // same in both modes.
+    // same in both modes (of the client-driven tests a smoke subset: see
+    // `netfwd_tests::in_this_pass`).
     cargo_test(&["--package", "netfwd-tests"], "xdp", test_args)?;
     // A minute of soak in each mode, unless the caller picked tests.
     if test_args.is_empty() {

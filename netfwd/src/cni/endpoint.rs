@@ -100,6 +100,7 @@ async fn add_endpoint(
         ifname,
         container_id: Some(container_id),
         handoff: false,
+        mac: None,
     };
     let attachment = lib(network::attach(&net.name, &req).await)?;
     // detach also drops the ports published so far.

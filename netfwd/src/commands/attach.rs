@@ -35,6 +35,7 @@ pub async fn exec_attach(
         ifname,
         container_id: None,
         handoff: false,
+        mac: None,
     };
     let a = network::attach(name, &req).await?;
     let report = AttachReport {

@@ -23,7 +23,7 @@ use crate::{
     error::is_input_error,
     input_error,
     name::NetworkName,
-    netlink::Netlink,
+    netlink::{Netlink, parse_unicast_mac},
     network::{self as lib, AttachRequest, PortRequest, Rollback, Target},
     state::{self, State},
 };
@@ -160,19 +160,23 @@ impl Driver {
                 "Interface.AddressIPv6: netfwd networks are IPv4 only for now"
             ));
         }
-        if !iface.mac_address.is_empty() {
-            return Err(input_error!(
-                "Interface.MacAddress: netfwd keeps the veth's own address (--mac-address is not supported)"
-            ));
-        }
+        // --mac-address: the veth's inner end is made with it at Join.
+        let mac = match iface.mac_address.as_str() {
+            "" => None,
+            text => Some(parse_unicast_mac(text).ok_or_else(|| {
+                input_error!("Interface.MacAddress: {text:?} is not a unicast MAC address")
+            })?),
+        };
         let ip = endpoint_ip(&iface.address, &net)?;
         self.store.save_endpoint(&DockerEndpoint {
             endpoint_id: req.endpoint_id.clone(),
             network_id: req.network_id.clone(),
             ip,
+            mac,
             published: Vec::new(),
         })?;
-        // Docker keeps the veth's own MAC address: nothing to answer.
+        // Docker keeps the veth's MAC address (its own, or the one asked
+        // for): nothing to answer.
         Ok(json!({}))
     }
 
@@ -199,6 +203,7 @@ impl Driver {
                 ifname: "",
                 container_id: Some(&req.endpoint_id),
                 handoff: true,
+                mac: ep.mac,
             },
         )
         .await?;

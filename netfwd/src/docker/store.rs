@@ -27,6 +27,9 @@ pub struct DockerEndpoint {
     pub endpoint_id: String,
     pub network_id: String,
     pub ip: Ipv4Addr,
+    /// `--mac-address`, for `Join`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
     /// The ports `ProgramExternalConnectivity` published, for `Revoke`.
     #[serde(default)]
     pub published: Vec<Published>,

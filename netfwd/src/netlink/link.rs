@@ -27,6 +27,22 @@ pub fn format_mac(mac: [u8; 6]) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
+/// A MAC address as `ip link` and Docker write it, for an interface: six
+/// hex pairs, unicast and not all zeroes; `None` otherwise.
+pub fn parse_unicast_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    let unicast = mac[0] & 1 == 0 && mac != [0; 6];
+    (parts.next().is_none() && unicast).then_some(mac)
+}
+
 impl TryFrom<LinkMessage> for Link {
     type Error = anyhow::Error;
 
@@ -86,4 +102,29 @@ fn kind_name(kind: &InfoKind) -> String {
 /// A message builder aimed at an existing link.
 pub fn by_index(index: u32) -> LinkMessageBuilder<LinkUnspec> {
     LinkUnspec::new_with_index(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unicast_mac_reads_back_as_written_and_anything_else_is_none() {
+        let mac = [0x02, 0x42, 0x0a, 0x51, 0x00, 0x09];
+        assert_eq!(parse_unicast_mac("02:42:0a:51:00:09"), Some(mac));
+        assert_eq!(parse_unicast_mac(&format_mac(mac)), Some(mac));
+        assert_eq!(parse_unicast_mac("02:42:0A:51:00:09"), Some(mac));
+        for bad in [
+            "",
+            "02:42:0a:51:00",
+            "02:42:0a:51:00:09:01",
+            "02:42:0a:51:00:9",
+            "02:42:0a:51:00:zz",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "0242.0a51.0009",
+        ] {
+            assert_eq!(parse_unicast_mac(bad), None, "{bad:?}");
+        }
+    }
 }

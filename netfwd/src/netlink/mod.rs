@@ -19,7 +19,7 @@ use rtnetlink::{
     },
 };
 
-pub use self::link::{Link, format_mac};
+pub use self::link::{Link, format_mac, parse_unicast_mac};
 use crate::netns;
 
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
@@ -145,6 +145,10 @@ impl Netlink {
 
     pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
         self.set(link::by_index(index).name(name.to_owned())).await
+    }
+
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        self.set(link::by_index(index).address(mac.to_vec())).await
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {

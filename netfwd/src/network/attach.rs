@@ -65,6 +65,9 @@ pub struct AttachRequest<'a> {
     /// name of netfwd's (`ifname` is not used), for Docker to move into
     /// the namespace, rename and address.
     pub handoff: bool,
+    /// The interface's MAC address (Docker's `--mac-address`); default: the
+    /// kernel's random one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Plugs the namespace into network `name`; attaching the same namespace
@@ -76,6 +79,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         ifname,
         container_id,
         handoff,
+        mac,
     } = *req;
     let host = Netlink::current()?;
     let _lock = state::lock()?;
@@ -135,6 +139,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         netns_id,
         container_id: container_id.map(str::to_owned),
         handed_off: handoff,
+        mac,
     };
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());

@@ -31,6 +31,8 @@ pub struct Placement<'a> {
     /// makes the pair in the host and leaves the inner end there, named
     /// `ifname`.
     pub handoff: bool,
+    /// The inner end's MAC address; default: the kernel's random one.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl<'a> Placement<'a> {
@@ -43,6 +45,7 @@ impl<'a> Placement<'a> {
             ip: a.ip,
             lo_up: false,
             handoff: a.handed_off,
+            mac: a.mac,
         }
     }
 }
@@ -77,6 +80,7 @@ pub async fn ensure_named(
         ip: ep.ip,
         lo_up: true,
         handoff: false,
+        mac: None,
     };
     ensure(host, net, &at).await
 }
@@ -137,7 +141,7 @@ async fn ensure_handed_off(
     let (pair, created) = match handed_off_pair(host, at, &host_ifname).await? {
         Some(pair) => (pair, false),
         None => {
-            make_pair_in_host(host, net, &host_ifname, at.ifname).await?;
+            make_pair_in_host(host, net, &host_ifname, (at.ifname, at.mac)).await?;
             let pair = handed_off_pair(host, at, &host_ifname)
                 .await?
                 .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
@@ -225,11 +229,13 @@ async fn existing_pair(
 
 /// A new veth pair in the host, after the leftovers of a half-made one (a
 /// crash, or a namespace deleted under us).
+/// The pair in the host, the inner end with the MAC address asked for
+/// (else the kernel's random one).
 async fn make_pair_in_host(
     host: &Netlink,
     net: &Network,
     host_ifname: &str,
-    peer_ifname: &str,
+    (peer_ifname, peer_mac): (&str, Option<[u8; 6]>),
 ) -> Result<()> {
     for name in [host_ifname, peer_ifname] {
         if let Some(link) = host.link_by_name(name).await? {
@@ -238,7 +244,20 @@ async fn make_pair_in_host(
     }
     host.create_veth(host_ifname, peer_ifname, Some(net.mtu))
         .await
-        .with_context(|| format!("creating veth {host_ifname}"))
+        .with_context(|| format!("creating veth {host_ifname}"))?;
+    let Some(mac) = peer_mac else {
+        return Ok(());
+    };
+    let peer = host
+        .link_by_name(peer_ifname)
+        .await?
+        .with_context(|| format!("veth peer {peer_ifname} missing after creation"))?;
+    host.set_mac(peer.index, mac).await.with_context(|| {
+        format!(
+            "setting {peer_ifname}'s MAC address to {}",
+            netlink::format_mac(mac)
+        )
+    })
 }
 
 async fn create_pair(
@@ -255,7 +274,7 @@ async fn create_pair(
         // name; this is our own inner end whose host side is gone.
         inner.delete_link(stale.index).await?;
     }
-    make_pair_in_host(host, net, &host_ifname, &tmp_ifname).await?;
+    make_pair_in_host(host, net, &host_ifname, (&tmp_ifname, at.mac)).await?;
     let peer = host
         .link_by_name(&tmp_ifname)
         .await?

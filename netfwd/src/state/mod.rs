@@ -51,6 +51,10 @@ pub struct Attachment {
     /// named it: `ifname` is the name netfwd gave it in the host.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handed_off: bool,
+    /// The MAC address asked for (Docker's `--mac-address`), kept for a
+    /// pair made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Attachment {
