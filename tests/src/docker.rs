@@ -188,6 +188,26 @@ impl DockerLab {
         self.docker_ok(&args)
     }
 
+    /// `docker network rm <names>`. dockerd marks a removed container
+    /// stopped before it has released its endpoints (`handleContainerExit`
+    /// releases them after `SetStopped`), so right after a `docker rm -f`
+    /// of many containers a network may still have "active endpoints" for a
+    /// moment: retried for up to 30 s, as a script would.
+    pub fn network_rm(&self, names: &[&str]) {
+        let mut args = vec!["network", "rm"];
+        args.extend_from_slice(names);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.docker(&args);
+            let busy = String::from_utf8_lossy(&out.stderr).contains("has active endpoints");
+            if out.status.success() || !busy || Instant::now() >= deadline {
+                assert!(out.status.success(), "{}", describe(&args.join(" "), &out));
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// `docker run -d --name <name> <extra> IMAGE sleep 3600`.
     pub fn run(&self, name: &str, extra: &[&str]) -> String {
         self.run_cmd(name, extra, &["sleep", "3600"])
@@ -266,6 +286,15 @@ pub fn until_answer(want: &str, get: impl Fn() -> Output) -> String {
 
 impl Drop for DockerLab {
     fn drop(&mut self) {
+        // A failed test shows the ends of the logs, which go with the lab.
+        if thread::panicking() {
+            for log in ["plugin.log", "dockerd.log"] {
+                let text = std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("--- {log} (last 40 lines) ---\n{tail}");
+            }
+        }
         if self.dockerd.is_some() {
             let ids = self.docker(&["ps", "-aq"]);
             for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {

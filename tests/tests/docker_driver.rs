@@ -50,7 +50,7 @@ fn containers_reach_each_other_by_address_and_name_and_the_internet_behind_the_u
     assert_no_bridge_and_no_rules(sb.host());
 
     lab.docker_ok(&["rm", "-f", "nfa", "nfb"]);
-    lab.docker_ok(&["network", "rm", "front"]);
+    lab.network_rm(&["front"]);
     assert_nothing_of_network(sb.host(), &netfwd_name(&id), &[]);
 }
 
@@ -348,7 +348,7 @@ fn a_running_container_joins_and_leaves_a_second_network_and_a_mac_address_is_ke
     );
 
     lab.docker_ok(&["rm", "-f", "nfc1", "nfc2", "nfmac"]);
-    lab.docker_ok(&["network", "rm", "one", "two"]);
+    lab.network_rm(&["one", "two"]);
     assert_nothing_of_network(sb.host(), &one, &[]);
     assert_nothing_of_network(sb.host(), &two, &[]);
 }
@@ -392,7 +392,7 @@ fn containers_keep_their_traffic_across_restarts_of_the_plugin_and_of_dockerd() 
 
     lab.docker_ok(&["rm", "-f", "nfsrv", "nfcli", "nfnew"]);
     assert!(!ok(&from_internet()), "the port went with its container");
-    lab.docker_ok(&["network", "rm", "keep"]);
+    lab.network_rm(&["keep"]);
     assert_nothing_of_network(sb.host(), &net, &[]);
 }
 
@@ -436,9 +436,12 @@ fn twenty_docker_runs_at_once_give_twenty_working_containers() {
         ok(&out) && silent.trim().is_empty(),
         "no answer from {silent}"
     );
-    let mut rm = vec!["rm", "-f"];
-    rm.extend(names.iter().map(String::as_str));
-    lab.docker_ok(&rm);
-    lab.docker_ok(&["network", "rm", "many"]);
+    // One at a time: dockerd 20.10 loses count of a network's endpoints
+    // when many leave it at once (moby#42119: "has active endpoints" with
+    // none left), whatever the driver.
+    for name in &names {
+        lab.docker_ok(&["rm", "-f", name]);
+    }
+    lab.network_rm(&["many"]);
     assert_nothing_of_network(sb.host(), &net, &[]);
 }
