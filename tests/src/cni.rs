@@ -16,7 +16,8 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    NETFWD_TIMEOUT, TempDir, describe, netfwd_bin, nsenter_net, run_with_input, run_with_timeout,
+    NETFWD_TIMEOUT, TempDir, assert_ok, describe, netfwd_bin, nsenter_net, run_with_input,
+    run_with_timeout,
 };
 
 /// Debian's CNI plugins (containernetworking-plugins).
@@ -205,11 +206,7 @@ impl<'a> Podman<'a> {
 
     pub fn podman_ok(&self, args: &[&str]) -> String {
         let out = self.podman(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            describe(&format!("podman {}", args.join(" ")), &out)
-        );
+        assert_ok(&format!("podman {}", args.join(" ")), &out);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 

@@ -17,7 +17,7 @@ use std::{
 use crate::{
     guards::TempDir,
     next_id,
-    process::{describe, netfwd_bin, nsenter_net, run_with_timeout},
+    process::{assert_ok, netfwd_bin, nsenter_net, run_with_timeout},
     sandbox::Sandbox,
 };
 
@@ -168,11 +168,7 @@ impl DockerLab {
 
     pub fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            describe(&format!("docker {}", args.join(" ")), &out)
-        );
+        assert_ok(&format!("docker {}", args.join(" ")), &out);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -201,7 +197,7 @@ impl DockerLab {
             let out = self.docker(&args);
             let busy = String::from_utf8_lossy(&out.stderr).contains("has active endpoints");
             if out.status.success() || !busy || Instant::now() >= deadline {
-                assert!(out.status.success(), "{}", describe(&args.join(" "), &out));
+                assert_ok(&format!("docker {}", args.join(" ")), &out);
                 return;
             }
             thread::sleep(Duration::from_millis(250));
@@ -241,11 +237,7 @@ impl DockerLab {
                 "http://localhost/v1.41/containers/create?name={name}"
             ));
         let out = run_with_timeout(&mut cmd, DOCKER_TIMEOUT);
-        assert!(
-            out.status.success(),
-            "{}",
-            describe("containers/create", &out)
-        );
+        assert_ok("containers/create", &out);
         self.docker_ok(&["start", name]);
     }
 

@@ -122,13 +122,18 @@ pub fn describe(what: &str, out: &Output) -> String {
     )
 }
 
+/// Panics with `what` and its output unless it succeeded.
+pub fn assert_ok(what: &str, out: &Output) {
+    assert!(out.status.success(), "{}", describe(what, out));
+}
+
 /// Runs a tool; panics with its output unless it succeeds. Returns stdout.
 pub fn tool_ok<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
     let mut cmd = Command::new(program);
     cmd.args(args);
     let shown = show_command(&cmd);
     let out = run_with_timeout(&mut cmd, TOOL_TIMEOUT);
-    assert!(out.status.success(), "{}", describe(&shown, &out));
+    assert_ok(&shown, &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -167,6 +172,6 @@ pub fn in_ns_ok<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    assert!(out.status.success(), "{}", describe(&shown, &out));
+    assert_ok(&shown, &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

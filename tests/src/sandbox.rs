@@ -17,7 +17,9 @@ use crate::{
     internet,
     netns::{Netns, delete_netns_quietly},
     next_id,
-    process::{NETFWD_TIMEOUT, describe, in_ns_ok, netfwd_bin, run_with_timeout, tool_ok},
+    process::{
+        NETFWD_TIMEOUT, assert_ok, describe, in_ns_ok, netfwd_bin, run_with_timeout, tool_ok,
+    },
 };
 
 /// A sandbox "host" namespace with everything a test makes in and around it.
@@ -106,7 +108,7 @@ impl Sandbox {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        assert!(out.status.success(), "{}", describe(&shown, &out));
+        assert_ok(&shown, &out);
         out
     }
 

@@ -14,7 +14,8 @@ pub use file::{
 };
 pub use ifname::{ifname_prefixes, validate_ifname};
 pub use model::{
-    Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts, host_ip,
+    Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts, every_address,
+    host_ip,
 };
 pub use validate::{
     DEFAULT_MTU, MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_PREFIX_LEN, load, parse, validate,

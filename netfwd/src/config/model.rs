@@ -111,6 +111,12 @@ pub struct Published {
     pub host_ip: Ipv4Addr,
 }
 
+/// A published port's default host address: every address (serde's
+/// default where a file predates `host_ip`).
+pub fn every_address() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
 impl Published {
     /// Reached by the host's own connections to 127.0.0.1 only.
     pub fn host_only(&self) -> bool {
@@ -124,7 +130,7 @@ impl Published {
 /// may change, and the endpoints' gateway is not published on.
 pub fn host_ip(field: &str, text: &str) -> anyhow::Result<Ipv4Addr> {
     match text {
-        "" | "0.0.0.0" => Ok(Ipv4Addr::UNSPECIFIED),
+        "" | "0.0.0.0" => Ok(every_address()),
         "127.0.0.1" => Ok(Ipv4Addr::LOCALHOST),
         other => Err(crate::input_error!(
             "{field}: {other:?}: a port is published on every address (0.0.0.0) or to the host only (127.0.0.1)"

@@ -67,12 +67,8 @@ pub struct DockerNetwork {
     pub iface_prefix: String,
     /// `com.docker.network.bridge.host_binding_ipv4`: the host address of
     /// a `-p` that names none (0.0.0.0 or 127.0.0.1).
-    #[serde(default = "every_address")]
+    #[serde(default = "config::every_address")]
     pub host_binding: Ipv4Addr,
-}
-
-fn every_address() -> Ipv4Addr {
-    Ipv4Addr::UNSPECIFIED
 }
 
 /// The netfwd name of Docker network `id`: `dk` and the ID's first six hex
@@ -135,7 +131,7 @@ pub fn from_request(
     };
     let mut masquerade = true;
     let mut iface_prefix = "eth".to_owned();
-    let mut host_binding = every_address();
+    let mut host_binding = config::every_address();
     for (key, value) in &options {
         let setting = MAPPED
             .iter()

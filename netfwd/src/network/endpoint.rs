@@ -228,15 +228,14 @@ async fn existing_pair(
 }
 
 /// A new veth pair in the host, after the leftovers of a half-made one (a
-/// crash, or a namespace deleted under us).
-/// The pair in the host, the inner end with the MAC address asked for
-/// (else the kernel's random one).
+/// crash, or a namespace deleted under us), its inner end with the MAC
+/// address asked for (else the kernel's random one). Returns the inner end.
 async fn make_pair_in_host(
     host: &Netlink,
     net: &Network,
     host_ifname: &str,
     (peer_ifname, peer_mac): (&str, Option<[u8; 6]>),
-) -> Result<()> {
+) -> Result<Link> {
     for name in [host_ifname, peer_ifname] {
         if let Some(link) = host.link_by_name(name).await? {
             host.delete_link(link.index).await?;
@@ -245,19 +244,19 @@ async fn make_pair_in_host(
     host.create_veth(host_ifname, peer_ifname, Some(net.mtu))
         .await
         .with_context(|| format!("creating veth {host_ifname}"))?;
-    let Some(mac) = peer_mac else {
-        return Ok(());
-    };
     let peer = host
         .link_by_name(peer_ifname)
         .await?
         .with_context(|| format!("veth peer {peer_ifname} missing after creation"))?;
-    host.set_mac(peer.index, mac).await.with_context(|| {
-        format!(
-            "setting {peer_ifname}'s MAC address to {}",
-            netlink::format_mac(mac)
-        )
-    })
+    if let Some(mac) = peer_mac {
+        host.set_mac(peer.index, mac).await.with_context(|| {
+            format!(
+                "setting {peer_ifname}'s MAC address to {}",
+                netlink::format_mac(mac)
+            )
+        })?;
+    }
+    Ok(peer)
 }
 
 async fn create_pair(
@@ -274,11 +273,7 @@ async fn create_pair(
         // name; this is our own inner end whose host side is gone.
         inner.delete_link(stale.index).await?;
     }
-    make_pair_in_host(host, net, &host_ifname, (&tmp_ifname, at.mac)).await?;
-    let peer = host
-        .link_by_name(&tmp_ifname)
-        .await?
-        .with_context(|| format!("veth peer {tmp_ifname} missing after creation"))?;
+    let peer = make_pair_in_host(host, net, &host_ifname, (&tmp_ifname, at.mac)).await?;
     let ns_file = netns::open(at.ns_path)?;
     host.set_netns(peer.index, ns_file.as_fd())
         .await

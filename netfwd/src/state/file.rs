@@ -102,14 +102,10 @@ struct PublishedV1 {
     /// Added within version 1: files without it publish on every address,
     /// and a port on every address is written without it (as before).
     #[serde(
-        default = "every_address",
+        default = "crate::config::every_address",
         skip_serializing_if = "Ipv4Addr::is_unspecified"
     )]
     host_ip: Ipv4Addr,
-}
-
-fn every_address() -> Ipv4Addr {
-    Ipv4Addr::UNSPECIFIED
 }
 
 /// The NAT settings; in the model their timeouts are the datapath's own
