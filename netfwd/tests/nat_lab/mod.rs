@@ -1,0 +1,273 @@
+//! The lab of the NAT tests on crafted packets (`prog_run_nat_*.rs`).
+//! `bpf_fib_lookup` needs routes and a neighbour, so each test runs in a
+//! thread that unshares a fresh network namespace of its own: an endpoint's
+//! host-side veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1
+//! has a permanent neighbour entry. Nothing leaves that namespace.
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part; `expect` would fail where one uses it all"
+)]
+
+use std::{net::Ipv4Addr, process::Command};
+
+use crate::common::{PinDir, eth, ipv4, run, run_xdp};
+use netfwd::loader::{
+    Datapath, DatapathMaps,
+    nat_table::{self, Flow},
+};
+use netfwd_common::{
+    counters::IfaceCounters,
+    maps::{EndpointEntry, NetworkConfig},
+    names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_UPLINK},
+    nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
+};
+use nix::{net::if_::if_nametoindex, sched::CloneFlags};
+
+pub const TO_HOST: u32 = u32::MAX;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
+pub const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
+pub const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+pub const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
+pub const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
+
+/// The datapath loaded in a namespace with endpoint A behind `hosta` and the
+/// uplink `up0`.
+pub struct NatLab {
+    pub datapath: Datapath,
+    pub maps: DatapathMaps,
+    pub host_a: u32,
+    pub host_a_mac: [u8; 6],
+    pub host_b: u32,
+    pub uplink: u32,
+    pub uplink_mac: [u8; 6],
+    pub pins: PinDir,
+}
+
+/// Runs `test` on a fresh lab, in a thread inside a namespace of its own,
+/// with NAT ports `ports`.
+pub fn with_lab(tag: &str, ports: (u16, u16), test: impl FnOnce(&mut NatLab) + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).unwrap();
+            let mut lab = NatLab::new(tag, ports);
+            test(&mut lab);
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+pub fn ip(args: &str) {
+    // Child processes start in the namespace of the thread that forks them.
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args}");
+}
+
+pub fn mac_of(ifname: &str) -> [u8; 6] {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", ifname])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.split("link/ether ").nth(1).unwrap();
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(hex[..17].split(':')) {
+        *b = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+impl NatLab {
+    pub fn new(tag: &str, (port_min, port_max): (u16, u16)) -> Self {
+        ip("link set lo up");
+        ip("link add hosta type veth peer name epa");
+        ip("link add hostb type veth peer name epb");
+        ip("link add up0 type veth peer name inet0");
+        for dev in ["hosta", "epa", "hostb", "epb", "up0", "inet0"] {
+            ip(&format!("link set {dev} up"));
+        }
+        ip("addr add 203.0.113.2/24 dev up0");
+        ip("neigh replace 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
+        ip("route add default via 203.0.113.1");
+        netfwd::procnet::enable_forwarding("hosta").unwrap();
+
+        let pins = PinDir::new(tag);
+        let datapath = Datapath::load_at(&pins.0, 1024, None)
+            .map_err(|e| format!("{e:#}"))
+            .unwrap();
+        let mut maps = DatapathMaps::open(&pins.0).unwrap();
+        let host_a = if_nametoindex("hosta").unwrap();
+        let uplink = if_nametoindex("up0").unwrap();
+        let host_a_mac = mac_of("hosta");
+        let host_b = if_nametoindex("hostb").unwrap();
+        maps.set_network(NetworkConfig {
+            gateway: GATEWAY.octets(),
+            subnet: [192, 168, 28, 0],
+            prefix_len: 24,
+            flags: 0,
+            _pad: [0; 2],
+        })
+        .unwrap();
+        maps.set_endpoint(
+            A_IP,
+            EndpointEntry {
+                host_ifindex: host_a,
+                mac: A_MAC,
+                host_mac: host_a_mac,
+            },
+        )
+        .unwrap();
+        maps.set_endpoint(
+            B_IP,
+            EndpointEntry {
+                host_ifindex: host_b,
+                mac: B_MAC,
+                host_mac: mac_of("hostb"),
+            },
+        )
+        .unwrap();
+        maps.set_nat_config(NatConfig {
+            uplink_ifindex: uplink,
+            uplink_addr: UPLINK_IP.octets(),
+            port_min,
+            port_max,
+            timeouts: NatTimeouts::DEFAULT,
+        })
+        .unwrap();
+        maps.ensure_counters(host_a).unwrap();
+        maps.ensure_counters(uplink).unwrap();
+        NatLab {
+            datapath,
+            maps,
+            host_a,
+            host_a_mac,
+            host_b,
+            uplink,
+            uplink_mac: mac_of("up0"),
+            pins,
+        }
+    }
+
+    /// An IPv4 packet from endpoint A, through its host-side veth.
+    pub fn send_from_a(&mut self, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.host_a_mac, A_MAC, 0x0800);
+        packet.extend(ipv4(A_IP, dst, proto, l4));
+        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        run(prog, &packet, self.host_a)
+    }
+
+    /// An IPv4 frame arriving on the uplink from `src`.
+    pub fn outside_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
+        packet.extend(ipv4(src, dst, proto, l4));
+        packet
+    }
+
+    /// An IPv4 packet arriving on the uplink from `src`, through TC.
+    pub fn send_from_outside(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let packet = self.outside_frame(src, dst, proto, l4);
+        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
+        run(prog, &packet, self.uplink)
+    }
+
+    /// As `send_from_outside`, through the uplink's XDP program.
+    pub fn send_from_outside_xdp(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let packet = self.outside_frame(src, dst, proto, l4);
+        let prog = self.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
+        run_xdp(prog, &packet, self.uplink)
+    }
+
+    /// Flows in the NAT table (two entries each).
+    pub fn nat_flows(&self) -> usize {
+        self.maps.nat_entries().unwrap().len() / 2
+    }
+
+    /// The flow with the remote side `remote:port`, as `nat list` shows it.
+    pub fn flow(&self, remote: Ipv4Addr, port: u16) -> Option<Flow> {
+        let now = nat_table::now_ns().unwrap();
+        let timeouts = self.maps.nat_config().unwrap().timeouts;
+        nat_table::flows(&self.maps.nat_entries().unwrap(), &timeouts, now)
+            .into_iter()
+            .find(|f| f.remote == format!("{remote}:{port}"))
+    }
+
+    pub fn state(&self, remote: Ipv4Addr, port: u16) -> &'static str {
+        self.flow(remote, port).map_or("none", |f| f.state)
+    }
+
+    pub fn counters(&self, ifindex: u32) -> IfaceCounters {
+        self.maps
+            .counters()
+            .unwrap()
+            .get(&ifindex)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// A `PUBLISHED` entry: `host_port` of `proto` to `ip:port`.
+pub fn published(
+    proto: u8,
+    host_port: u16,
+    ip: Ipv4Addr,
+    port: u16,
+) -> (PublishKey, PublishTarget) {
+    (
+        PublishKey {
+            port: host_port.to_be_bytes(),
+            proto,
+            _pad: 0,
+        },
+        PublishTarget {
+            addr: ip.octets(),
+            port: port.to_be_bytes(),
+            flags: 0,
+            _pad: 0,
+        },
+    )
+}
+
+pub fn addr(packet: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
+}
+
+pub fn port(packet: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([packet[at], packet[at + 1]])
+}
+
+/// Offsets in an Ethernet + IPv4 (no options) packet.
+pub const SRC: usize = 14 + 12;
+pub const DST: usize = 14 + 16;
+pub const TTL: usize = 14 + 8;
+pub const SPORT: usize = 34;
+pub const DPORT: usize = 36;
+
+/// TCP flags.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const ACK: u8 = 0x10;

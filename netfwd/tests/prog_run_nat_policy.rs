@@ -1,0 +1,108 @@
+//! What the NAT does not translate: unsolicited packets, packets of no
+//! flow, spoofed sources, untranslatable protocols, other networks' replies
+//! and trusted sources on the wrong interface. Each test runs in a
+//! namespace of its own (see `nat_lab`).
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+
+mod common;
+mod nat_lab;
+
+use std::net::Ipv4Addr;
+
+use common::{ICMP, TCP, UDP, eth, icmp_echo, ipv4, run, tcp, udp};
+use nat_lab::*;
+use netfwd_common::{
+    drop::DropReason,
+    maps::{REMOTE_ROUTE, REMOTE_TRUSTED},
+    names::PROG_FROM_ENDPOINT,
+};
+
+#[test]
+fn unsolicited_packets_to_an_endpoint_are_dropped_as_policy() {
+    with_lab("policy", (61000, 65535), |lab| {
+        let (action, _) = lab.send_from_outside(REMOTE, A_IP, TCP, tcp(5555, 22, 0x02, b""));
+        assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+    });
+}
+
+#[test]
+fn packets_of_no_flow_go_to_the_host_unchanged() {
+    with_lab("hostflow", (61000, 65535), |lab| {
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, 40000, 0x12, b""));
+        assert_eq!(action, TO_HOST);
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, ICMP, icmp_echo(8, 7, 1));
+        assert_eq!(action, TO_HOST, "a ping of the host itself");
+        assert_eq!(lab.counters(lab.uplink).to_host, 2);
+    });
+}
+
+#[test]
+fn spoofed_sources_and_untranslatable_protocols_are_dropped() {
+    with_lab("spoof", (61000, 65535), |lab| {
+        let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+        packet.extend(ipv4(
+            Ipv4Addr::new(192, 168, 28, 9),
+            REMOTE,
+            UDP,
+            udp(1, 2, b"x", true),
+        ));
+        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        let (action, _) = run(prog, &packet, lab.host_a);
+        assert_eq!(action, TC_ACT_SHOT);
+        let (action, _) = lab.send_from_a(REMOTE, 47, vec![0; 8]);
+        assert_eq!(action, TC_ACT_SHOT, "GRE");
+        let c = lab.counters(lab.host_a);
+        assert_eq!(c.drops[DropReason::IpSpoofed.slot()], 1);
+        assert_eq!(c.drops[DropReason::Unsupported.slot()], 1);
+    });
+}
+
+#[test]
+fn a_reply_for_another_networks_endpoint_passes_on_untouched() {
+    with_lab("shared", (61000, 65535), |lab| {
+        // A TCP flow of A's, then A becomes another network's endpoint (the
+        // table is the uplink's, shared by its networks).
+        let (_, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x02, b""));
+        let outside_port = port(&out, SPORT);
+        let before = lab.maps.nat_entries().unwrap();
+        lab.maps.remove_endpoint(A_IP).unwrap();
+
+        // Its SYN-ACK is the other network's program's: passed on, neither
+        // translated nor tracked here.
+        let (action, back) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, outside_port, 0x12, b""));
+        assert_eq!(action, TO_HOST);
+        assert_eq!(addr(&back, DST), UPLINK_IP);
+        assert_eq!(lab.maps.nat_entries().unwrap(), before, "state touched");
+        assert_eq!(lab.counters(lab.uplink).translated, 0);
+    });
+}
+
+/// A source in a trusted prefix (a peer host's endpoints, the LAN's own
+/// hosts) reaches endpoints directly only on the interface those arrive on:
+/// the same address on another interface (here the uplink, the LAN being
+/// another) is the outside world's, and the FORWARD policy drops it.
+#[test]
+fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
+    with_lab("trust-iface", (61000, 65535), |lab| {
+        let peers = netfwd::ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap();
+        lab.maps
+            .set_remotes(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
+            .unwrap();
+        let peer = Ipv4Addr::new(10, 0, 2, 2);
+        let lan = lab.host_b;
+        lab.maps.set_trusted_iface(lan).unwrap();
+        let (action, _) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
+        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+
+        lab.maps.set_trusted_iface(lab.uplink).unwrap();
+        let (action, inside) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
+        assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
+    });
+}

@@ -1,0 +1,185 @@
+//! The NAT table's limits and lifetime: a full port range, a full table, a
+//! table full of unconfirmed flows, collection, and a table pinned with an
+//! older layout. Each test runs in a namespace of its own (see `nat_lab`).
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+
+mod common;
+mod nat_lab;
+
+use std::{net::Ipv4Addr, process::Command};
+
+use common::{PinDir, TCP, UDP, eth, ipv4, run, tcp, tcp_seq, udp};
+use nat_lab::*;
+use netfwd::loader::{
+    Datapath,
+    nat_table::{self},
+};
+use netfwd_common::{drop::DropReason, names::PROG_FROM_ENDPOINT, nat::NatEntry};
+
+#[test]
+fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
+    with_lab("noport", (61000, 61000), |lab| {
+        let (action, first) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"a", true));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(port(&first, SPORT), 61000);
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(1001, 53, b"b", true));
+        assert_eq!(action, TC_ACT_SHOT, "no port left for this remote");
+        assert_eq!(lab.counters(lab.host_a).drops[DropReason::NoPort.slot()], 1);
+        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"c", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "the live flow keeps working");
+        assert_eq!(port(&again, SPORT), 61000);
+        let (action, other) = lab.send_from_a(REMOTE, UDP, udp(1001, 54, b"d", true));
+        assert_eq!(
+            action, TC_ACT_REDIRECT,
+            "ports are shared across remote ports"
+        );
+        assert_eq!(port(&other, SPORT), 61000);
+    });
+}
+
+/// The lab's table holds 1024 flows: 32 to each of 32 remote ports, with 32
+/// outside ports. A new flow to another remote port is refused and counted,
+/// the ones in the table go on both ways; once they have expired, a new flow
+/// to one of their remote ports takes an expired one's place.
+#[test]
+fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
+    with_lab("natfull", (61000, 61031), |lab| {
+        let mut first = 0;
+        for dport in 100..132u16 {
+            for i in 0..32u16 {
+                let sport = 1000 + (dport - 100) * 32 + i;
+                let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, dport, b"q", true));
+                assert_eq!(action, TC_ACT_REDIRECT, "flow {sport} -> {dport}");
+                if sport == 1000 {
+                    first = port(&out, SPORT);
+                }
+            }
+        }
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "no room for a 1025th flow");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            1
+        );
+        let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 100, b"r", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "a flow in the table goes on");
+        assert_eq!(port(&again, SPORT), first);
+        let (action, _) =
+            lab.send_from_outside(REMOTE, UPLINK_IP, UDP, udp(100, first, b"a", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "and its replies come back");
+
+        let mut config = lab.maps.nat_config().unwrap();
+        config.timeouts.udp = 1;
+        lab.maps.set_nat_config(config).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(5000, 101, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "an expired flow made room");
+    });
+}
+
+/// Runs the calling thread on CPU 0 only: early drop remembers flows per
+/// CPU.
+fn stay_on_one_cpu() {
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
+}
+
+/// A SYN flood from spoofed sources fills the table (1024 flows here) with
+/// unconfirmed flows: new flows, the endpoint's and the flood's, each evict
+/// the oldest of them instead of being refused as `nat_full`, whichever
+/// load of the datapath runs them.
+#[test]
+fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
+    with_lab("early-drop", (61000, 65535), |lab| {
+        stay_on_one_cpu();
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        let spoofed = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+        for i in 0..1024 {
+            let syn = tcp_seq(40000, 8080, SYN, (i, 0), b"");
+            let (action, _) = lab.send_from_outside(spoofed(i), UPLINK_IP, TCP, syn);
+            assert_eq!(action, TC_ACT_REDIRECT, "SYN {i}");
+        }
+        // A's flows through a program of another load (as `attach` makes):
+        // the rings are the network's, not one load's.
+        let mut other_load = Datapath::load_at(&lab.pins.0, 1024, None).unwrap();
+        let from_a = other_load.program(PROG_FROM_ENDPOINT).unwrap();
+        for sport in [1000, 1001] {
+            let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
+            packet.extend(ipv4(A_IP, REMOTE, UDP, udp(sport, 53, b"q", true)));
+            let (action, _) = run(from_a, &packet, lab.host_a);
+            assert_eq!(action, TC_ACT_REDIRECT, "A's new flow from {sport} refused");
+        }
+        let (action, _) = lab.send_from_outside(
+            spoofed(5000),
+            UPLINK_IP,
+            TCP,
+            tcp_seq(40000, 8080, SYN, (7, 0), b""),
+        );
+        assert_eq!(
+            action, TC_ACT_REDIRECT,
+            "a new connection to the published port"
+        );
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            0
+        );
+        let entries = lab.maps.nat_entries().unwrap();
+        assert_eq!(entries.len(), 2048, "every flow whole");
+        for i in 0..3 {
+            assert_eq!(lab.state(spoofed(i), 40000), "none", "the oldest made room");
+        }
+        assert_eq!(lab.state(spoofed(3), 40000), "syn_sent");
+    });
+}
+
+/// A hairpinned flow's egress entry was keyed by the client's tuple, which
+/// neither the collector nor a port takeover could derive from the reply
+/// entry: it stayed in the table for good.
+#[test]
+fn an_expired_hairpin_flow_is_collected_whole() {
+    with_lab("hairpin-gc", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(TCP, 8080, A_IP, 80)])
+            .unwrap();
+        let (action, _) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, SYN, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let snapshot = lab.maps.nat_entries().unwrap();
+        assert_eq!(snapshot.len(), 2);
+        let timeouts = lab.maps.nat_config().unwrap().timeouts;
+        let a_day_later = nat_table::now_ns().unwrap() + 86_400 * 1_000_000_000;
+        let collected =
+            nat_table::collect_expired(&snapshot, &timeouts, a_day_later, &mut lab.maps).unwrap();
+        assert_eq!(collected, 1);
+        let left = lab.maps.nat_entries().unwrap();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+}
+
+/// A NAT table pinned by a netfwd whose entries had another layout (24
+/// bytes, before TCP sequence numbers) is recreated on load, not reused:
+/// the programs would read past its values.
+#[test]
+fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
+    let pins = PinDir::new("nat-layout");
+    std::fs::create_dir_all(&pins.0).unwrap();
+    let nat = pins.0.join("NAT");
+    let nat_path = nat.to_str().unwrap();
+    let args = "type hash key 16 value 24 entries 2048 name NAT";
+    let status = Command::new("bpftool")
+        .args(["map", "create", nat_path])
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "bpftool map create");
+    Datapath::load_at(&pins.0, 1024, None)
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    let info = aya::maps::MapInfo::from_pin(&nat).unwrap();
+    assert_eq!(info.value_size() as usize, size_of::<NatEntry>());
+}
