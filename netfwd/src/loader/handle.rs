@@ -2,11 +2,7 @@
 //! verbs in netfwd's own terms. The map structs, their flags, the two
 //! entries of a NAT flow and the pin paths stay behind it.
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::{
@@ -20,7 +16,7 @@ use netfwd_common::{
 use super::{
     AttachOutcome, Datapath, DatapathMaps,
     nat_table::{self, Flow, NatTable as _},
-    pin_dir, unpin_connect4, unpin_xdp_link, uplink_nat_dir,
+    pins::{pin_dir, unpin_connect4, unpin_xdp_link, uplink_nat_dir},
 };
 use crate::{
     config::{Mode, NatSettings, Network, Published},
@@ -375,30 +371,4 @@ impl NetworkDatapath {
         let snapshot = self.maps.nat_entries()?;
         nat_table::collect_expired(&snapshot, &config.timeouts, now, &mut self.maps)
     }
-}
-
-/// Where network `name`'s datapath is pinned, as `status` shows it.
-pub fn pins_shown(name: &NetworkName) -> String {
-    pin_dir(name).display().to_string()
-}
-
-/// Where the NAT table of `uplink` in the namespace with cookie
-/// `netns_cookie` is pinned, as `status` shows it.
-pub fn uplink_nat_shown(netns_cookie: u64, uplink: &str) -> String {
-    uplink_nat_dir(netns_cookie, uplink).display().to_string()
-}
-
-/// Unpins the shared NAT tables of uplinks no network in `in_use` (by the
-/// cookie of its namespace and its uplink) is behind any more.
-pub fn prune_uplink_nat(in_use: impl IntoIterator<Item = (u64, String)>) -> Result<()> {
-    let used: Vec<PathBuf> = in_use
-        .into_iter()
-        .map(|(cookie, uplink)| uplink_nat_dir(cookie, &uplink))
-        .collect();
-    for dir in super::uplink_nat_dirs()? {
-        if !used.contains(&dir) {
-            super::remove_uplink_nat(&dir)?;
-        }
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Loading the datapath, attaching it, and the pins that keep both alive after
-//! netfwd exits: maps and TCX links under `/sys/fs/bpf/netfwd/<network>/`.
+//! Loading the datapath and attaching it. The pins that keep both alive
+//! after netfwd exits are `pins`'s; typed map access is `maps`'s; a
+//! network's datapath as the rest of netfwd sees it is `handle`'s.
 
 mod attach;
 mod batch;
@@ -7,6 +8,7 @@ mod bpffs;
 mod handle;
 mod maps;
 pub mod nat_table;
+mod pins;
 
 use std::path::{Path, PathBuf};
 
@@ -24,85 +26,18 @@ use netfwd_common::nat::{ENTRIES_PER_FLOW, NatEntry, NatKey};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
-use crate::{name::NetworkName, netlink::Link, private_dir};
+use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
-pub use handle::{
-    EndpointVeth, NetworkDatapath, Remote, pins_shown, prune_uplink_nat, uplink_nat_shown,
-};
+pub use handle::{EndpointVeth, NetworkDatapath, Remote};
 pub use maps::{DatapathMaps, sum_counters};
+pub use pins::{
+    attached, pinned_links, pins_shown, prune_uplink_nat, remove_pins, unpin_link,
+    uplink_nat_shown, xdp_attached,
+};
+use pins::{pin_dir, remove_file_if_exists};
 
 /// The compiled datapath, built by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
-
-/// Where a network's maps and links are pinned.
-fn pin_dir(network: &NetworkName) -> PathBuf {
-    Path::new(names::PIN_ROOT).join(network.as_str())
-}
-
-fn links_dir(network: &NetworkName) -> PathBuf {
-    pin_dir(network).join(names::LINKS_DIR)
-}
-
-fn xdp_links_dir(network: &NetworkName) -> PathBuf {
-    pin_dir(network).join(names::XDP_LINKS_DIR)
-}
-
-/// Where the NAT table of uplink `uplink` of the namespace with cookie
-/// `netns_cookie` (never reused, unlike its inode number) is pinned. One
-/// table per uplink, shared by every network masqueraded behind it: an
-/// uplink port is then reserved once for the uplink (a `BPF_NOEXIST`
-/// insert), never by two networks at once, and any network's uplink program
-/// finds any flow's ingress entry (it passes on to the next program an
-/// ingress packet whose endpoint is not its own). The `-` keeps the name
-/// apart from network names (`[a-z0-9_]`); bpffs refuses dots in names, so
-/// an interface name's other bytes are written `%xx`.
-fn uplink_nat_dir(netns_cookie: u64, uplink: &str) -> PathBuf {
-    let mut name = format!("{UPLINK_NAT_PREFIX}{netns_cookie}-");
-    for b in uplink.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            name.push(char::from(b));
-        } else {
-            name.push_str(&format!("%{b:02x}"));
-        }
-    }
-    Path::new(names::PIN_ROOT).join(name)
-}
-
-const UPLINK_NAT_PREFIX: &str = "uplink-";
-
-/// The shared NAT tables pinned now, by directory name.
-fn uplink_nat_dirs() -> Result<Vec<PathBuf>> {
-    let root = Path::new(names::PIN_ROOT);
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
-    };
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(UPLINK_NAT_PREFIX)
-        {
-            dirs.push(entry.path());
-        }
-    }
-    Ok(dirs)
-}
-
-/// Unpins a shared NAT table no network uses any more (its flows go with it).
-fn remove_uplink_nat(dir: &Path) -> Result<()> {
-    let is_ours = dir.parent() == Some(Path::new(names::PIN_ROOT))
-        && dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(UPLINK_NAT_PREFIX));
-    if !is_ours {
-        anyhow::bail!("{} is not a shared NAT table's directory", dir.display());
-    }
-    private_dir::remove_tree(dir)
-}
 
 /// The datapath of one network, loaded: its programs share the network's
 /// pinned maps (created on first load, reused on every later one so state
@@ -298,11 +233,6 @@ fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
         .with_context(|| format!("program {PROG_CONNECT4} is not a cgroup sock_addr program"))
 }
 
-/// Detaches the connect4 hook (the network publishes nothing any more).
-pub fn unpin_connect4(network: &NetworkName) -> Result<()> {
-    remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
-}
-
 /// A pinned map is reused as it is, whatever size or kind the program asks
 /// for: when the configured size, the kind or the entry layout changed, the
 /// old `NAT` goes (and its flows with it).
@@ -345,76 +275,4 @@ fn drop_other_nat_pin(own: &Path, shared: &Path) -> Result<()> {
         shared.display()
     );
     remove_file_if_exists(own)
-}
-
-/// The program attached to `ifname` through the network's pinned link, if any.
-pub fn attached(network: &NetworkName, ifname: &str) -> Result<Option<AttachedProgram>> {
-    match attach::open_pinned(&links_dir(network).join(ifname))? {
-        Some(link) => attach::attached_program(ifname, &link),
-        None => Ok(None),
-    }
-}
-
-/// Whether our XDP program runs on `link` (through the network's pinned
-/// link).
-pub fn xdp_attached(network: &NetworkName, link: &Link) -> Result<bool> {
-    match attach::open_pinned(&xdp_links_dir(network).join(&link.name))? {
-        Some(pinned) => attach::xdp_link_running(&pinned, link.xdp_prog_id),
-        None => Ok(false),
-    }
-}
-
-/// Unpins the links (TC and XDP) of an interface, detaching the programs if
-/// the interface still exists. Ok if there were none.
-pub fn unpin_link(network: &NetworkName, ifname: &str) -> Result<()> {
-    remove_file_if_exists(&links_dir(network).join(ifname))?;
-    unpin_xdp_link(network, ifname)
-}
-
-/// Unpins the XDP link of an interface (back to TC alone there).
-pub fn unpin_xdp_link(network: &NetworkName, ifname: &str) -> Result<()> {
-    remove_file_if_exists(&xdp_links_dir(network).join(ifname))
-}
-
-/// Names of the interfaces that have a pinned link (TC or XDP).
-pub fn pinned_links(network: &NetworkName) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for dir in [links_dir(network), xdp_links_dir(network)] {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-        };
-        for e in entries {
-            let name = e
-                .with_context(|| format!("listing {}", dir.display()))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    Ok(names)
-}
-
-/// Removes every pin of a network: links (detaching programs), maps (freed once
-/// no program holds them), the directory. Ok if nothing was there. The pin
-/// root and the network's directory must be directories of ours, not
-/// symbolic links.
-pub fn remove_pins(network: &NetworkName) -> Result<()> {
-    match private_dir::existing(Path::new(names::PIN_ROOT), &[network.as_str()])? {
-        Some(dir) => private_dir::remove_tree(&dir),
-        None => Ok(()),
-    }
-}
-
-fn remove_file_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
 }
