@@ -4,62 +4,14 @@
 
 use anyhow::Result;
 use netfwd_common::drop::DropReason;
-use serde::Serialize;
 
-use super::status::{self, CountersStatus};
-use crate::name::NetworkName;
-
-#[derive(Serialize)]
-struct StatsReport {
-    networks: Vec<NetworkStats>,
-}
-
-#[derive(Serialize)]
-struct NetworkStats {
-    name: NetworkName,
-    interfaces: Vec<InterfaceStats>,
-}
-
-#[derive(Serialize)]
-struct InterfaceStats {
-    ifname: String,
-    ifindex: u32,
-    role: &'static str,
-    #[serde(flatten)]
-    counters: CountersStatus,
-}
+use crate::{
+    name::NetworkName,
+    network::report::{self, StatsReport},
+};
 
 pub async fn exec(name: Option<&NetworkName>, json: bool) -> Result<()> {
-    let status = status::collect(name).await?;
-    let networks = status
-        .networks
-        .into_iter()
-        .map(|net| {
-            let endpoints = net
-                .endpoints
-                .into_iter()
-                .map(|e| ("endpoint", e.host_ifname, e.host_ifindex, e.counters));
-            let externals = [("uplink", net.uplink), ("lan", net.lan)]
-                .into_iter()
-                .filter_map(|(role, x)| x.map(|x| (role, x.ifname, x.ifindex, x.counters)));
-            let interfaces = endpoints
-                .chain(externals)
-                .filter_map(|(role, ifname, ifindex, counters)| {
-                    Some(InterfaceStats {
-                        ifname,
-                        ifindex: ifindex?,
-                        role,
-                        counters: counters?,
-                    })
-                })
-                .collect();
-            NetworkStats {
-                name: net.name,
-                interfaces,
-            }
-        })
-        .collect();
-    let report = StatsReport { networks };
+    let report = report::stats(name).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -12,6 +12,7 @@ mod maintain;
 mod preflight;
 mod publish;
 mod remotes;
+pub mod report;
 mod rollback;
 
 pub use attach::{AttachRequest, Target, attach, detach};
