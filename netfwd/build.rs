@@ -1,7 +1,9 @@
 //! Builds the eBPF object (netfwd-ebpf) with its pinned nightly and
-//! bpf-linker, and leaves it in OUT_DIR for `include_bytes_aligned!`.
+//! bpf-linker, and leaves it in OUT_DIR for `include_bytes_aligned!`; then
+//! describes the build for `netfwd --version` (`NETFWD_COMMIT`,
+//! `NETFWD_DATAPATH`, `NETFWD_TOOLCHAINS`).
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, process::Command};
 
 use anyhow::Context as _;
 
@@ -20,7 +22,75 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         aya_build::Toolchain::Custom(&toolchain),
-    )
+    )?;
+    let out_dir = std::env::var("OUT_DIR").context("OUT_DIR")?;
+    let object = Path::new(&out_dir).join("netfwd");
+    let object = fs::read(&object).with_context(|| format!("reading {}", object.display()))?;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    // One variable a line of `--version`: a value cannot hold a newline.
+    println!(
+        "cargo:rustc-env=NETFWD_COMMIT={}",
+        commit(Path::new(&manifest_dir))
+    );
+    println!(
+        "cargo:rustc-env=NETFWD_DATAPATH={:016x} ({} bytes)",
+        fnv1a(&object),
+        object.len()
+    );
+    println!(
+        "cargo:rustc-env=NETFWD_TOOLCHAINS={}; eBPF: {toolchain}",
+        command_line(&rustc, &["--version"]).unwrap_or_else(|| "rustc unknown".to_owned())
+    );
+    Ok(())
+}
+
+/// The commit netfwd is built from; "unknown" outside a git checkout (a
+/// source tarball).
+fn commit(dir: &Path) -> String {
+    let Some(hash) = command_line_in(dir, "git", &["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
+    // Rebuilt when HEAD moves: a checkout (HEAD itself) or a commit (the
+    // branch it names).
+    let mut watched = vec!["HEAD".to_owned()];
+    watched.extend(command_line_in(dir, "git", &["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        // A packed ref has no file of its own: watching a missing file would
+        // rebuild every time.
+        if let Some(path) = command_line_in(dir, "git", &["rev-parse", "--git-path", &name])
+            .map(|p| dir.join(p))
+            .filter(|p| p.exists())
+        {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    hash
+}
+
+/// The first line `program args` prints, if it runs and succeeds.
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    command_line_in(Path::new("."), program, args)
+}
+
+fn command_line_in(dir: &Path, program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    Some(text.lines().next().unwrap_or("").trim().to_owned())
+}
+
+/// FNV-1a of the datapath object: tells two builds of it apart in
+/// `--version` (not a security hash).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The eBPF toolchain's channel as netfwd-ebpf/rust-toolchain.toml pins it

@@ -3,6 +3,7 @@
 //! so `up`, `attach` and a CNI ADD share one code path.
 
 pub mod cgroup;
+pub mod cli;
 pub mod cni;
 pub mod commands;
 pub mod config;

@@ -34,6 +34,9 @@ enum Command {
     /// private rustup home whose own `nightly` is newer than the eBPF pin,
     /// and leave that nightly as it was (part of `test`).
     ToolchainProof,
+    /// Set up, then write netfwd's shell completions (bash, zsh, fish) and
+    /// man pages, generated from its clap definitions, to target/dist/.
+    Dist,
     /// Set up, build, check formatting and lints, run the unit tests and the
     /// privileged integration tests. Arguments after `--` go to the test
     /// binaries (a name filter, `--nocapture`, …).
@@ -91,6 +94,10 @@ fn exec(cli: Cli) -> Result<()> {
             setup::exec()?;
             toolchain_proof::exec()
         }
+        Command::Dist => {
+            setup::exec()?;
+            dist()
+        }
         Command::Test { test_args } => {
             setup::exec()?;
             build()?;
@@ -130,6 +137,26 @@ fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<()> {
 
 fn build() -> Result<()> {
     cargo(&["build", "--release", "--package", "netfwd"])
+}
+
+/// Where `dist` writes: `completions/` and `man/man1/`.
+fn dist_dir() -> PathBuf {
+    workspace_root().join("target/dist")
+}
+
+fn dist() -> Result<()> {
+    let dir = dist_dir();
+    let dir = dir.to_string_lossy();
+    cargo(&[
+        "run",
+        "--release",
+        "--package",
+        "netfwd",
+        "--example",
+        "dist",
+        "--",
+        &dir,
+    ])
 }
 
 /// Format and lint checks first (they are the cheap failures), then every

@@ -1,0 +1,217 @@
+//! The command line's definition: every subcommand and argument with its
+//! help text. The binary dispatches it; `cli::dist` writes shell
+//! completions and man pages from it.
+
+pub mod dist;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::{config::Proto, name::NetworkName};
+
+/// What `netfwd --version` prints after the version: the commit, the
+/// datapath object's build and the toolchains (see build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("NETFWD_COMMIT"),
+    "\ndatapath: ",
+    env!("NETFWD_DATAPATH"),
+    "\ntoolchains: ",
+    env!("NETFWD_TOOLCHAINS"),
+);
+
+#[derive(Parser)]
+#[command(
+    name = "netfwd",
+    version,
+    long_version = LONG_VERSION,
+    about = "Container networks with an eBPF datapath instead of a bridge and iptables"
+)]
+pub struct Cli {
+    /// Act in this network namespace (an ip-netns name or a path) instead of
+    /// the one netfwd is started in.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub netns: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the network described by a config file, or complete it.
+    Up {
+        /// The network's config file (TOML; see docs/config.md).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything netfwd created for a network.
+    Down {
+        /// The config file the network was brought up with.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "name",
+            required_unless_present = "name"
+        )]
+        config: Option<PathBuf>,
+        /// The network's name (works for an orphan, from any namespace).
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
+    },
+    /// Plug a running process's network namespace (or a namespace file) into
+    /// a network as an endpoint.
+    Attach {
+        /// The network to attach to.
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: NetworkName,
+        #[command(flatten)]
+        target: AttachTarget,
+        /// Address to give it (default: the lowest free one).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        /// Print the endpoint as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what `attach` added; the namespace is left as it was.
+    Detach {
+        /// The network to detach from.
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: NetworkName,
+        #[command(flatten)]
+        target: DetachTarget,
+    },
+    /// Publish a host port to an endpoint while the network runs.
+    Publish {
+        #[command(flatten)]
+        port: HostPort,
+        /// The endpoint: its netns name or its address.
+        #[arg(long)]
+        endpoint: String,
+        /// The endpoint's port.
+        #[arg(long = "port")]
+        target_port: u16,
+        /// 0.0.0.0: every address; 127.0.0.1: the host's own connections
+        /// only (Docker's `-p 127.0.0.1:…`).
+        #[arg(long, default_value = "0.0.0.0")]
+        host_ip: String,
+    },
+    /// Stop publishing a host port; connections already made keep going.
+    Unpublish {
+        #[command(flatten)]
+        port: HostPort,
+    },
+    /// Bring the network up and keep it: collect expired NAT flows, follow
+    /// the uplink's address, forget exited attached endpoints. Stops on
+    /// SIGTERM/SIGINT, leaving the network up.
+    Daemon {
+        /// The network's config file (TOML; see docs/config.md).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Seconds between two passes (default: half the shortest NAT
+        /// timeout, at most 5).
+        #[arg(long, value_name = "SECS")]
+        gc_interval: Option<u64>,
+    },
+    /// Serve Docker Engine as a network driver (`docker network create -d
+    /// NAME`) on /run/docker/plugins/NAME.sock, until SIGTERM/SIGINT; the
+    /// networks stay up.
+    DockerPlugin {
+        /// The driver's name, as `docker network create -d` takes it.
+        #[arg(long, default_value = "netfwd")]
+        name: String,
+    },
+    /// Per-interface datapath counters, drops by reason.
+    Stats {
+        /// Only this network (default: every network of this namespace).
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
+        /// Print the counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The NAT table.
+    Nat {
+        #[command(subcommand)]
+        command: NatCommand,
+    },
+    /// Show networks, endpoints, attached programs and counters.
+    Status {
+        /// Only this network (default: every network of this namespace, and
+        /// the orphans of any).
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A published host port of a network.
+#[derive(clap::Args)]
+pub struct HostPort {
+    /// The network that publishes it.
+    #[arg(long, value_name = "NET", value_parser = network_name)]
+    pub name: NetworkName,
+    /// The port's protocol.
+    #[arg(long, value_enum)]
+    pub proto: Proto,
+    /// The host port (0 with `publish`: a free one of 30000-32767).
+    #[arg(long)]
+    pub host_port: u16,
+}
+
+#[derive(Subcommand)]
+pub enum NatCommand {
+    /// The flows: protocol, inside, uplink and remote address, state, age,
+    /// expiry.
+    List {
+        /// Only this network's flows (default: every network of this
+        /// namespace).
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
+        /// Print the flows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct AttachTarget {
+    /// A running process: its /proc/PID/ns/net.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// A network namespace file (e.g. /run/netns/X).
+    #[arg(long = "netns-path", value_name = "PATH")]
+    pub netns_path: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct DetachTarget {
+    /// The attached endpoint of this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The attached endpoint of this namespace file.
+    #[arg(long = "netns-path", value_name = "PATH")]
+    pub netns_path: Option<PathBuf>,
+    /// The attached endpoint with this address.
+    #[arg(long)]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// `--name`, checked while the arguments are parsed: before anything is
+/// entered, read or touched.
+fn network_name(name: &str) -> Result<NetworkName, String> {
+    NetworkName::try_from(name.to_owned())
+}
