@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use aya::maps::{HashMap, Map, MapData};
 use common::PinDir;
-use netfwd::loader::{Datapath, DatapathMaps};
+use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     names::MAP_NAT,
     nat::{DIR_EGRESS, DIR_INGRESS, IPPROTO_UDP, NatEntry, NatKey},
@@ -21,7 +21,7 @@ use netfwd_common::{
 #[test]
 fn every_entry_of_a_table_larger_than_a_chunk_is_read_once() {
     let pins = PinDir::new("natread");
-    let _datapath = Datapath::load_at(&pins.0, 16_384, None).unwrap();
+    let _datapath = Programs::load_at(&pins.0, 16_384, None).unwrap();
     let mut nat: HashMap<MapData, NatKey, NatEntry> = HashMap::try_from(
         Map::from_map_data(MapData::from_pin(pins.0.join(MAP_NAT)).unwrap()).unwrap(),
     )

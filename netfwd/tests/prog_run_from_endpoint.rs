@@ -16,7 +16,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{PinDir, eth};
-use netfwd::loader::{Datapath, DatapathMaps};
+use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
@@ -41,7 +41,7 @@ const B_IFINDEX: u32 = 4242;
 
 /// A loaded datapath with endpoints A (on lo) and B, removed on drop.
 struct Lab {
-    datapath: Datapath,
+    datapath: Programs,
     maps: DatapathMaps,
     _pins: PinDir,
 }
@@ -49,7 +49,7 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> Self {
         let pins = PinDir::new(tag);
-        let datapath = Datapath::load_at(&pins.0, 1024, None)
+        let datapath = Programs::load_at(&pins.0, 1024, None)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&pins.0).unwrap();

@@ -14,7 +14,7 @@ use std::{net::Ipv4Addr, process::Command};
 use common::{PinDir, TCP, UDP, eth, ipv4, run, tcp, tcp_seq, udp};
 use nat_lab::*;
 use netfwd::loader::{
-    Datapath,
+    Programs,
     nat_table::{self},
 };
 use netfwd_common::{drop::DropReason, names::PROG_FROM_ENDPOINT, nat::NatEntry};
@@ -107,7 +107,7 @@ fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
         }
         // A's flows through a program of another load (as `attach` makes):
         // the rings are the network's, not one load's.
-        let mut other_load = Datapath::load_at(&lab.pins.0, 1024, None).unwrap();
+        let mut other_load = Programs::load_at(&lab.pins.0, 1024, None).unwrap();
         let from_a = other_load.program(PROG_FROM_ENDPOINT).unwrap();
         for sport in [1000, 1001] {
             let mut packet = eth(lab.host_a_mac, A_MAC, 0x0800);
@@ -177,7 +177,7 @@ fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
         .status()
         .unwrap();
     assert!(status.success(), "bpftool map create");
-    Datapath::load_at(&pins.0, 1024, None)
+    Programs::load_at(&pins.0, 1024, None)
         .map_err(|e| format!("{e:#}"))
         .unwrap();
     let info = aya::maps::MapInfo::from_pin(&nat).unwrap();

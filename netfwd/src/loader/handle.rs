@@ -14,7 +14,7 @@ use netfwd_common::{
 };
 
 use super::{
-    AttachOutcome, Datapath, DatapathMaps,
+    AttachOutcome, DatapathMaps, Programs,
     nat_table::{self, Flow, NatTable as _},
     pins::{pin_dir, unpin_connect4, unpin_xdp_link, uplink_nat_dir},
 };
@@ -26,11 +26,12 @@ use crate::{
     netns,
 };
 
-/// A network's datapath: its programs (when loaded) and its pinned maps.
+/// A network's datapath as the rest of netfwd sees it, with verbs in
+/// netfwd's terms: its [`Programs`] (when loaded) and its [`DatapathMaps`].
 pub struct NetworkDatapath {
     name: NetworkName,
     /// `None` when opened for its maps alone ([`NetworkDatapath::open`]).
-    programs: Option<Datapath>,
+    programs: Option<Programs>,
     maps: DatapathMaps,
 }
 
@@ -79,7 +80,7 @@ impl NetworkDatapath {
             Some(uplink) => Some(uplink_nat_dir(netns::cookie()?, uplink)),
             None => None,
         };
-        let programs = Datapath::load(&net.name, net.nat.max_flows, shared_nat.as_deref())?;
+        let programs = Programs::load(&net.name, net.nat.max_flows, shared_nat.as_deref())?;
         let maps = DatapathMaps::open(&pin_dir(&net.name))?;
         Ok(Self {
             name: net.name.clone(),
@@ -99,7 +100,7 @@ impl NetworkDatapath {
         })
     }
 
-    fn programs(&mut self) -> Result<&mut Datapath> {
+    fn programs(&mut self) -> Result<&mut Programs> {
         self.programs.as_mut().with_context(|| {
             format!(
                 "network {}'s datapath was opened without its programs",
@@ -154,7 +155,7 @@ impl NetworkDatapath {
             mode,
             host_ifname,
             running_xdp,
-            Datapath::attach_xdp_from_endpoint,
+            Programs::attach_xdp_from_endpoint,
         )
     }
 
@@ -166,7 +167,7 @@ impl NetworkDatapath {
         mode: Mode,
         ifname: &str,
         running: Option<u32>,
-        attach: fn(&mut Datapath, &str, Option<u32>) -> Result<AttachOutcome>,
+        attach: fn(&mut Programs, &str, Option<u32>) -> Result<AttachOutcome>,
     ) -> Result<Mode> {
         if mode != Mode::Xdp {
             unpin_xdp_link(&self.name, ifname)?;
@@ -220,7 +221,7 @@ impl NetworkDatapath {
             mode,
             &link.name,
             link.xdp_prog_id,
-            Datapath::attach_xdp_from_uplink,
+            Programs::attach_xdp_from_uplink,
         )?;
         Ok((program, mode))
     }

@@ -20,6 +20,8 @@ use netfwd_common::{
     nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
 
+/// A network's pinned maps, typed, opened without any program: what reading
+/// the datapath or changing its tables takes.
 pub struct DatapathMaps {
     endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
     network: Array<MapData, NetworkConfig>,

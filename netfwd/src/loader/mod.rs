@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, MapInfo, MapType},
-    programs::{CgroupSockAddr, SchedClassifier, Xdp},
+    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
     self, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_CONNECT4,
@@ -39,15 +39,19 @@ use pins::{pin_dir, remove_file_if_exists};
 /// The compiled datapath, built by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
 
-/// The datapath of one network, loaded: its programs share the network's
-/// pinned maps (created on first load, reused on every later one so state
-/// survives reloads).
-pub struct Datapath {
+/// The programs of one network's datapath, from the compiled object, bound
+/// to the network's pinned maps (created on first load, reused on every
+/// later one so state survives reloads). A program is loaded into the
+/// kernel (and verified) the first time it is asked for, so a command that
+/// attaches one program (`attach`: an endpoint's; `publish`: the socket
+/// hook) does not verify all five. Compare [`NetworkDatapath`]: a network's
+/// datapath as the rest of netfwd sees it; [`DatapathMaps`]: its maps alone.
+pub struct Programs {
     ebpf: Ebpf,
     pin_dir: PathBuf,
 }
 
-impl Datapath {
+impl Programs {
     /// Loads network `network`'s datapath; its pin directories (and
     /// `shared_nat`, the uplink's shared NAT table's, `uplink_nat_dir`,
     /// for a network with an uplink) are made owner-only and checked to be
@@ -113,7 +117,7 @@ impl Datapath {
         for (map, path) in &map_paths {
             loader.map_pin_path(map, path.as_path());
         }
-        let mut ebpf = loader.load(DATAPATH_OBJECT).with_context(|| {
+        let ebpf = loader.load(DATAPATH_OBJECT).with_context(|| {
             format!("loading the datapath with maps pinned in {}", dir.display())
         })?;
         if nat_pin != own_nat && !own_nat.exists() {
@@ -124,19 +128,6 @@ impl Datapath {
                     format!("pinning the shared NAT table at {}", own_nat.display())
                 })?;
         }
-        for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
-            classifier(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading program {name} into the kernel"))?;
-        }
-        for name in [PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK] {
-            xdp_program(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading program {name} into the kernel"))?;
-        }
-        socket_hook(&mut ebpf)?
-            .load()
-            .with_context(|| format!("loading program {PROG_CONNECT4} into the kernel"))?;
         Ok(Self {
             ebpf,
             pin_dir: dir.to_owned(),
@@ -206,32 +197,64 @@ impl Datapath {
         classifier(&mut self.ebpf, name)
     }
 
-    /// An XDP program of the datapath by name, as [`Datapath::program`].
+    /// An XDP program of the datapath by name, as [`Programs::program`].
     pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf, name)
     }
 }
 
-fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
-    ebpf.program_mut(name)
+/// Program `name` of the datapath as `P`, loaded into the kernel on first
+/// use.
+fn loaded<'a, P>(ebpf: &'a mut Ebpf, name: &str, kind: &str) -> Result<&'a mut P>
+where
+    P: LoadableProgram,
+    &'a mut P: TryFrom<&'a mut Program>,
+{
+    let prog: &mut P = ebpf
+        .program_mut(name)
         .with_context(|| format!("program {name} missing from the datapath object"))?
         .try_into()
-        .with_context(|| format!("program {name} is not a TC classifier"))
+        .map_err(|_| anyhow::anyhow!("program {name} is not {kind}"))?;
+    if !prog.is_loaded() {
+        prog.load_into_kernel()
+            .with_context(|| format!("loading program {name} into the kernel"))?;
+    }
+    Ok(prog)
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    loaded(ebpf, name, "a TC classifier")
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    ebpf.program_mut(name)
-        .with_context(|| format!("program {name} missing from the datapath object"))?
-        .try_into()
-        .with_context(|| format!("program {name} is not an XDP program"))
+    loaded(ebpf, name, "an XDP program")
 }
 
 fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
-    ebpf.program_mut(PROG_CONNECT4)
-        .with_context(|| format!("program {PROG_CONNECT4} missing from the datapath object"))?
-        .try_into()
-        .with_context(|| format!("program {PROG_CONNECT4} is not a cgroup sock_addr program"))
+    loaded(ebpf, PROG_CONNECT4, "a cgroup sock_addr program")
 }
+
+/// The program kinds of the datapath, loaded alike (aya gives each its own
+/// `load`).
+trait LoadableProgram {
+    fn is_loaded(&self) -> bool;
+    fn load_into_kernel(&mut self) -> Result<(), ProgramError>;
+}
+
+macro_rules! loadable_program {
+    ($($kind:ty),*) => {$(
+        impl LoadableProgram for $kind {
+            fn is_loaded(&self) -> bool {
+                self.fd().is_ok()
+            }
+
+            fn load_into_kernel(&mut self) -> Result<(), ProgramError> {
+                self.load()
+            }
+        }
+    )*};
+}
+loadable_program!(SchedClassifier, Xdp, CgroupSockAddr);
 
 /// A pinned map is reused as it is, whatever size or kind the program asks
 /// for: when the configured size, the kind or the entry layout changed, the

@@ -12,7 +12,7 @@ use std::{net::Ipv4Addr, process::Command};
 
 use crate::common::{PinDir, eth, ipv4, run, run_xdp};
 use netfwd::loader::{
-    Datapath, DatapathMaps,
+    DatapathMaps, Programs,
     nat_table::{self, Flow},
 };
 use netfwd_common::{
@@ -42,7 +42,7 @@ pub const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
 /// The datapath loaded in a namespace with endpoint A behind `hosta` and the
 /// uplink `up0`.
 pub struct NatLab {
-    pub datapath: Datapath,
+    pub datapath: Programs,
     pub maps: DatapathMaps,
     pub host_a: u32,
     pub host_a_mac: [u8; 6],
@@ -104,7 +104,7 @@ impl NatLab {
         netfwd::procnet::enable_forwarding("hosta").unwrap();
 
         let pins = PinDir::new(tag);
-        let datapath = Datapath::load_at(&pins.0, 1024, None)
+        let datapath = Programs::load_at(&pins.0, 1024, None)
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&pins.0).unwrap();
