@@ -40,13 +40,13 @@ const B_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb0];
 const B_IFINDEX: u32 = 4242;
 
 /// A loaded datapath with endpoints A (on lo) and B, removed on drop.
-struct Lab {
+struct TwoEndpoints {
     datapath: Programs,
     maps: DatapathMaps,
     _pins: PinDir,
 }
 
-impl Lab {
+impl TwoEndpoints {
     fn new(tag: &str) -> Self {
         let pins = PinDir::new(tag);
         let datapath = Programs::load_at(&pins.0, 1024, None)
@@ -135,7 +135,7 @@ fn ipv4_ping(dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 
 #[test]
 fn arp_for_another_endpoint_is_answered_with_its_mac() {
-    let mut lab = Lab::new("arp-peer");
+    let mut lab = TwoEndpoints::new("arp-peer");
     let (action, out) = lab.run(&arp_request(A_MAC, A_IP, B_IP));
     assert_eq!(
         action, TC_ACT_REDIRECT,
@@ -153,7 +153,7 @@ fn arp_for_another_endpoint_is_answered_with_its_mac() {
 
 #[test]
 fn arp_for_the_gateway_is_answered_with_the_host_side_mac() {
-    let mut lab = Lab::new("arp-gw");
+    let mut lab = TwoEndpoints::new("arp-gw");
     let (action, out) = lab.run(&arp_request(A_MAC, A_IP, GATEWAY));
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(&out[22..28], &A_HOST_MAC);
@@ -162,7 +162,7 @@ fn arp_for_the_gateway_is_answered_with_the_host_side_mac() {
 
 #[test]
 fn arp_for_an_unknown_address_goes_to_the_host() {
-    let mut lab = Lab::new("arp-unknown");
+    let mut lab = TwoEndpoints::new("arp-unknown");
     let (action, _) = lab.run(&arp_request(A_MAC, A_IP, Ipv4Addr::new(192, 168, 28, 77)));
     assert_eq!(action, TO_HOST);
     assert_eq!(lab.counters().to_host, 1);
@@ -170,7 +170,7 @@ fn arp_for_an_unknown_address_goes_to_the_host() {
 
 #[test]
 fn arp_claiming_another_endpoints_address_is_dropped_and_counted() {
-    let mut lab = Lab::new("arp-spoof");
+    let mut lab = TwoEndpoints::new("arp-spoof");
     // Arrives on A's interface but claims B's address.
     let (action, _) = lab.run(&arp_request(A_MAC, B_IP, GATEWAY));
     assert_eq!(action, TC_ACT_SHOT);
@@ -182,7 +182,7 @@ fn arp_claiming_another_endpoints_address_is_dropped_and_counted() {
 /// for B to A.
 #[test]
 fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
-    let mut lab = Lab::new("arp-reply-spoof");
+    let mut lab = TwoEndpoints::new("arp-reply-spoof");
     let (action, _) = lab.run(&arp(2, A_MAC, B_IP, GATEWAY));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(lab.counters().drops[DropReason::ArpSpoofed.slot()], 1);
@@ -195,7 +195,7 @@ fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
 
 #[test]
 fn ipv4_to_another_endpoint_is_redirected_unchanged() {
-    let mut lab = Lab::new("v4-peer");
+    let mut lab = TwoEndpoints::new("v4-peer");
     let packet = ipv4_ping(B_MAC, A_IP, B_IP);
     let (action, out) = lab.run(&packet);
     assert_eq!(action, TC_ACT_REDIRECT);
@@ -209,7 +209,7 @@ fn ipv4_to_another_endpoint_is_redirected_unchanged() {
 
 #[test]
 fn ipv4_sent_to_the_gateway_mac_gets_the_peers_macs() {
-    let mut lab = Lab::new("v4-gwmac");
+    let mut lab = TwoEndpoints::new("v4-gwmac");
     let (action, out) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, B_IP));
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(&out[0..6], &B_MAC);
@@ -220,7 +220,7 @@ fn ipv4_sent_to_the_gateway_mac_gets_the_peers_macs() {
 
 #[test]
 fn ipv4_to_the_gateway_or_outside_goes_to_the_host() {
-    let mut lab = Lab::new("v4-host");
+    let mut lab = TwoEndpoints::new("v4-host");
     for dst in [GATEWAY, Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::BROADCAST] {
         let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, dst));
         assert_eq!(action, TO_HOST, "{dst}");
@@ -232,7 +232,7 @@ fn ipv4_to_the_gateway_or_outside_goes_to_the_host() {
 /// IPv4 frame shorter than an IPv4 header before the program sees it (EINVAL).
 #[test]
 fn truncated_arp_is_dropped_as_malformed() {
-    let mut lab = Lab::new("arp-short");
+    let mut lab = TwoEndpoints::new("arp-short");
     let mut packet = arp_request(A_MAC, A_IP, B_IP);
     packet.truncate(14 + 20);
     let (action, _) = lab.run(&packet);
@@ -242,7 +242,7 @@ fn truncated_arp_is_dropped_as_malformed() {
 
 #[test]
 fn ipv4_with_impossible_header_length_is_dropped_as_malformed() {
-    let mut lab = Lab::new("v4-ihl");
+    let mut lab = TwoEndpoints::new("v4-ihl");
     let mut packet = ipv4_ping(B_MAC, A_IP, B_IP);
     packet[14] = 0x44;
     let (action, _) = lab.run(&packet);
@@ -252,7 +252,7 @@ fn ipv4_with_impossible_header_length_is_dropped_as_malformed() {
 
 #[test]
 fn ipv6_goes_to_the_host() {
-    let mut lab = Lab::new("v6");
+    let mut lab = TwoEndpoints::new("v6");
     let mut packet = eth([0x33, 0x33, 0, 0, 0, 1], A_MAC, 0x86dd);
     packet.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 255]);
     packet.extend_from_slice(&[0; 32]);
@@ -262,7 +262,7 @@ fn ipv6_goes_to_the_host() {
 
 #[test]
 fn ipv4_with_another_endpoints_source_or_a_foreign_mac_is_dropped() {
-    let mut lab = Lab::new("v4-spoof");
+    let mut lab = TwoEndpoints::new("v4-spoof");
     let (action, _) = lab.run(&ipv4_ping(B_MAC, B_IP, GATEWAY));
     assert_eq!(action, TC_ACT_SHOT, "B's address from A's interface");
     let mut foreign_mac = ipv4_ping(B_MAC, A_IP, B_IP);
@@ -276,7 +276,7 @@ fn ipv4_with_another_endpoints_source_or_a_foreign_mac_is_dropped() {
 
 #[test]
 fn arp_with_a_foreign_sender_mac_is_dropped() {
-    let mut lab = Lab::new("arp-mac");
+    let mut lab = TwoEndpoints::new("arp-mac");
     let (action, _) = lab.run(&arp_request([0x02, 0, 0, 0, 0, 0xee], A_IP, GATEWAY));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(lab.counters().drops[DropReason::MacSpoofed.slot()], 1);
@@ -284,7 +284,7 @@ fn arp_with_a_foreign_sender_mac_is_dropped() {
 
 #[test]
 fn without_icc_endpoints_cannot_reach_each_other_but_the_gateway() {
-    let mut lab = Lab::new("no-icc");
+    let mut lab = TwoEndpoints::new("no-icc");
     lab.maps
         .set_network(NetworkConfig {
             gateway: GATEWAY.octets(),

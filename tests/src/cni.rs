@@ -1,4 +1,4 @@
-//! The CNI lab: a plugin directory of the test's own (`netfwd` -> the
+//! The CNI directories: a plugin directory of the test's own (`netfwd` -> the
 //! `netfwd-cni` binary, `host-local` from containernetworking-plugins), an
 //! IPAM data directory of its own, and a podman whose every directory
 //! (storage, run root, network configs, CNI plugins) is the test's. The
@@ -31,12 +31,12 @@ pub fn cni_bin() -> PathBuf {
 }
 
 /// Plugin and IPAM directories of one test.
-pub struct CniLab {
+pub struct CniDirs {
     dir: TempDir,
 }
 
-impl CniLab {
-    pub fn new(tag: &str) -> CniLab {
+impl CniDirs {
+    pub fn new(tag: &str) -> CniDirs {
         let bin = cni_bin();
         assert!(
             bin.is_file(),
@@ -52,7 +52,7 @@ impl CniLab {
             plugins.join("host-local"),
         )
         .unwrap();
-        CniLab { dir }
+        CniDirs { dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -126,7 +126,7 @@ pub fn stdout_json(out: &Output) -> Value {
 /// A podman of the test's own, driving the netfwd plugin; every container
 /// it made is removed (CNI DEL) on drop, inside the sandbox host.
 pub struct Podman<'a> {
-    lab: &'a CniLab,
+    dirs: &'a CniDirs,
     host: String,
     /// conmon's and the containers' cgroups go under this (in every
     /// hierarchy), not podman's shared `libpod_parent`; removed on drop.
@@ -135,9 +135,9 @@ pub struct Podman<'a> {
 
 impl<'a> Podman<'a> {
     /// podman for sandbox host `host`, with a busybox root filesystem and
-    /// network configs in the lab's directory.
-    pub fn new(lab: &'a CniLab, host: &str) -> Podman<'a> {
-        let dir = lab.dir();
+    /// network configs in the test's CNI directories.
+    pub fn new(dirs: &'a CniDirs, host: &str) -> Podman<'a> {
+        let dir = dirs.dir();
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
@@ -152,13 +152,13 @@ impl<'a> Podman<'a> {
              network_config_dir = \"{netd}\"\n\
              [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\nevents_logfile_path = \"{events}\"\n",
-            plugins = lab.plugin_dir().display(),
+            plugins = dirs.plugin_dir().display(),
             netd = dir.join("net.d").display(),
             events = dir.join("events.log").display(),
         );
         std::fs::write(dir.join("containers.conf"), conf).unwrap();
         Podman {
-            lab,
+            dirs,
             host: host.to_owned(),
             cgroup_parent: format!(
                 "/netfwd-test-podman-{}-{}",
@@ -176,14 +176,17 @@ impl<'a> Podman<'a> {
             "plugins": [plugin],
         });
         std::fs::write(
-            self.lab.dir().join("net.d").join(format!("{net}.conflist")),
+            self.dirs
+                .dir()
+                .join("net.d")
+                .join(format!("{net}.conflist")),
             conflist.to_string(),
         )
         .unwrap();
     }
 
     fn command(&self) -> Command {
-        let dir = self.lab.dir();
+        let dir = self.dirs.dir();
         let mut cmd = nsenter_net(&self.host);
         cmd.arg("podman")
             .arg("--root")
@@ -240,7 +243,7 @@ impl<'a> Podman<'a> {
 
     /// The busybox root filesystem every container runs.
     pub fn rootfs(&self) -> PathBuf {
-        self.lab.dir().join("rootfs")
+        self.dirs.dir().join("rootfs")
     }
 
     /// `podman exec <name> <argv>`.

@@ -13,7 +13,7 @@ use std::{process::Output, thread};
 use netfwd_tests::{
     Netns, Sandbox, assert_no_bridge_and_no_rules, assert_ping,
     cgroup::Cgroup,
-    cni::{CniLab, stdout_json},
+    cni::{CniDirs, stdout_json},
     describe, endpoints, in_ns_ok, in_this_pass,
     internet::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
     network_links, payload,
@@ -23,19 +23,20 @@ use serde_json::{Value, json};
 const SUBNET: &str = "10.90.0.0/24";
 const GATEWAY: &str = "10.90.0.1";
 
-/// One sandbox host, its CNI lab and a network name.
-struct Lab {
+/// One sandbox host that calls the plugin, its CNI directories and a
+/// network name.
+struct PluginHost {
     sb: Sandbox,
-    cni: CniLab,
+    cni: CniDirs,
     net: String,
 }
 
-impl Lab {
-    fn new(tag: &str) -> Lab {
+impl PluginHost {
+    fn new(tag: &str) -> PluginHost {
         let sb = Sandbox::new(tag);
         let net = sb.net_name();
-        Lab {
-            cni: CniLab::new(tag),
+        PluginHost {
+            cni: CniDirs::new(tag),
             sb,
             net,
         }
@@ -80,7 +81,7 @@ impl Lab {
 /// One plugin call for `container`'s `eth0` (a free function: the sandbox
 /// stays on the test's thread while calls run on many).
 fn call(
-    cni: &CniLab,
+    cni: &CniDirs,
     host: &str,
     command: &str,
     container: &str,
@@ -118,7 +119,7 @@ fn assert_cni_error(out: &Output, code: u64) -> Value {
 #[test]
 fn add_check_del_in_every_version() {
     for version in ["0.4.0", "1.0.0", "1.1.0"] {
-        let lab = Lab::new("cniv");
+        let lab = PluginHost::new("cniv");
         let conf = lab.conf(version);
         let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
         let r1 = lab.add("ctr-one", &n1, &conf);
@@ -135,7 +136,7 @@ fn add_check_del_in_every_version() {
             n1.path().display().to_string()
         );
         assert_eq!(r1["routes"], json!([{ "dst": "0.0.0.0/0", "gw": GATEWAY }]));
-        let (ip1, ip2) = (Lab::address(&r1), Lab::address(&r2));
+        let (ip1, ip2) = (PluginHost::address(&r1), PluginHost::address(&r2));
         assert_ne!(ip1, ip2);
         assert_eq!(lab.cni.leases(&lab.net), {
             let mut v = vec![ip1.clone(), ip2.clone()];
@@ -154,7 +155,7 @@ fn add_check_del_in_every_version() {
             .collect();
         assert_eq!(ids, ["ctr-one", "ctr-two"], "{eps:#?}");
         // ADD again for the same container: the same endpoint, no new lease.
-        assert_eq!(Lab::address(&lab.add("ctr-one", &n1, &conf)), ip1);
+        assert_eq!(PluginHost::address(&lab.add("ctr-one", &n1, &conf)), ip1);
         assert_eq!(lab.cni.leases(&lab.net).len(), 2);
 
         lab.ok("DEL", "ctr-one", Some(&n1), &conf);
@@ -180,7 +181,7 @@ fn twenty_concurrent_adds_get_distinct_addresses() {
     if !in_this_pass(false) {
         return;
     }
-    let lab = Lab::new("cnipar");
+    let lab = PluginHost::new("cnipar");
     let conf = lab.conf("1.0.0");
     let namespaces: Vec<Netns> = (0..20)
         .map(|i| lab.sb.precreated_ns(&format!("p{i}")))
@@ -204,7 +205,7 @@ fn twenty_concurrent_adds_get_distinct_addresses() {
         .iter()
         .map(|out| {
             assert!(out.status.success(), "{}", describe("parallel ADD", out));
-            Lab::address(&stdout_json(out))
+            PluginHost::address(&stdout_json(out))
         })
         .collect();
     // Each pings the next: every endpoint sends and answers.
@@ -232,7 +233,7 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     if !in_this_pass(false) {
         return;
     }
-    let lab = Lab::new("cnierr");
+    let lab = PluginHost::new("cnierr");
     let n1 = lab.sb.precreated_ns("c1");
     let conf = lab.conf("1.0.0");
     let host = lab.sb.host();
@@ -297,7 +298,7 @@ fn version_lists_supported_versions() {
     if !in_this_pass(false) {
         return;
     }
-    let lab = Lab::new("cniver");
+    let lab = PluginHost::new("cniver");
     for (stdin, expected) in [
         (r#"{"cniVersion":"0.4.0"}"#, "0.4.0"),
         (r#"{"cniVersion":"1.1.0"}"#, "1.1.0"),
@@ -318,10 +319,10 @@ fn check_gc_and_status() {
     if !in_this_pass(false) {
         return;
     }
-    let lab = Lab::new("cnigc");
+    let lab = PluginHost::new("cnigc");
     let conf = lab.conf("1.1.0");
     let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
-    let kept = Lab::address(&lab.add("keep", &n1, &conf));
+    let kept = PluginHost::address(&lab.add("keep", &n1, &conf));
     lab.add("stale", &n2, &conf);
     lab.ok("CHECK", "keep", Some(&n1), &conf);
     assert_cni_error(&lab.call("CHECK", "nobody", Some(&n1), &conf), 3);
@@ -359,23 +360,23 @@ fn without_ipam_netfwd_allocates() {
     if !in_this_pass(false) {
         return;
     }
-    let lab = Lab::new("cninoipam");
+    let lab = PluginHost::new("cninoipam");
     let mut conf = lab.conf("1.0.0");
     conf.as_object_mut().unwrap().remove("ipam");
     let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
-    assert_eq!(Lab::address(&lab.add("a", &n1, &conf)), "10.90.0.2");
-    assert_eq!(Lab::address(&lab.add("b", &n2, &conf)), "10.90.0.3");
+    assert_eq!(PluginHost::address(&lab.add("a", &n1, &conf)), "10.90.0.2");
+    assert_eq!(PluginHost::address(&lab.add("b", &n2, &conf)), "10.90.0.3");
     assert_ping(n1.name(), "10.90.0.3");
     lab.ok("DEL", "a", Some(&n1), &conf);
     let n3 = lab.sb.precreated_ns("c3");
-    assert_eq!(Lab::address(&lab.add("c", &n3, &conf)), "10.90.0.2");
+    assert_eq!(PluginHost::address(&lab.add("c", &n3, &conf)), "10.90.0.2");
 }
 
 /// With an uplink: the container reaches the internet as the uplink's
 /// address, and `portMappings` publish its server on the uplink until DEL.
 #[test]
 fn snat_and_port_mappings() {
-    let lab = Lab::new("cninat");
+    let lab = PluginHost::new("cninat");
     let _internet = Internet::new(&lab.sb);
     let cgroup = Cgroup::new("cninat");
     let mut conf = lab.conf("0.4.0");
@@ -386,7 +387,7 @@ fn snat_and_port_mappings() {
     ]});
     let n1 = lab.sb.precreated_ns("c1");
     let r1 = lab.add("web", &n1, &conf);
-    let ip = Lab::address(&r1);
+    let ip = PluginHost::address(&r1);
     let _server = EchoServer::start(n1.name(), &ip, 80);
 
     let data = payload("cni-snat", 3000);

@@ -16,7 +16,7 @@ use std::{
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules,
     cgroup::Cgroup,
-    cni::{CniLab, Podman},
+    cni::{CniDirs, Podman},
     describe, endpoints, in_this_pass,
     internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns},
     network_links,
@@ -26,22 +26,24 @@ use serde_json::json;
 const SUBNET: &str = "10.91.0.0/24";
 const PAGE: &str = "served by a podman container on netfwd\n";
 
-struct Lab {
+/// A sandbox host with the internet behind its uplink, where podman runs
+/// containers on a netfwd network; its CNI directories and host cgroup.
+struct PodmanHost {
     sb: Sandbox,
     internet: Internet,
-    cni: CniLab,
+    cni: CniDirs,
     cgroup: Cgroup,
     net: String,
 }
 
-impl Lab {
-    fn new(tag: &str) -> Lab {
+impl PodmanHost {
+    fn new(tag: &str) -> PodmanHost {
         let sb = Sandbox::new(tag);
         let internet = Internet::new(&sb);
         let net = sb.net_name();
-        Lab {
+        PodmanHost {
             internet,
-            cni: CniLab::new(tag),
+            cni: CniDirs::new(tag),
             cgroup: Cgroup::new(tag),
             net,
             sb,
@@ -96,7 +98,7 @@ fn get_from_internet(inet: &str, ip: &str, port: u16) -> anyhow::Result<String> 
 
 #[test]
 fn containers_reach_each_other_the_internet_and_published_ports() {
-    let lab = Lab::new("pod");
+    let lab = PodmanHost::new("pod");
     let podman = lab.podman();
     std::fs::create_dir_all(podman.rootfs().join("www")).unwrap();
     std::fs::write(podman.rootfs().join("www/index.html"), PAGE).unwrap();
@@ -158,7 +160,7 @@ fn twenty_containers_started_at_once() {
         return;
     }
     const N: usize = 20;
-    let lab = Lab::new("pod20");
+    let lab = PodmanHost::new("pod20");
     let podman = lab.podman();
     let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
     thread::scope(|s| {
