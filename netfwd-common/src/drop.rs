@@ -11,12 +11,12 @@ pub enum DropReason {
     /// An ARP request or reply whose sender address is not the one assigned
     /// to the interface it arrived on: an endpoint claiming another's address.
     ArpSpoofed = 2,
-    /// A new NAT flow found no free outside port within the retries.
+    /// A new NAT flow found no free uplink port within the retries.
     NoPort = 3,
     /// From the uplink to an endpoint address, belonging to no flow an
     /// endpoint started (the FORWARD policy).
     Policy = 4,
-    /// To the outside with an IP protocol (or ICMP type) the NAT does not
+    /// Out of the uplink with an IP protocol (or ICMP type) the NAT does not
     /// translate, or a fragment (ports only in the first one).
     Unsupported = 5,
     /// An IPv4 packet from an endpoint whose source is not the address of the

@@ -3,12 +3,12 @@
 //!
 //! A flow has two entries in one hash, as in Cilium: the **egress** entry,
 //! keyed by the tuple the endpoint sends (inside address and port → remote),
-//! gives the outside address and port it is translated to; the **ingress**
-//! entry, keyed by the tuple replies arrive with (remote → outside address and
+//! gives the uplink address and port it is translated to; the **ingress**
+//! entry, keyed by the tuple replies arrive with (remote → uplink address and
 //! port), gives the inside address and port back and carries the flow's state
 //! and last-seen time (for TCP also the handshake and the sequence numbers
 //! that tell a plausible RST or FIN from a blind one). The ingress entry is
-//! inserted first with `BPF_NOEXIST`, which is what reserves an outside port:
+//! inserted first with `BPF_NOEXIST`, which is what reserves an uplink port:
 //! a live mapping is never overwritten. The hash is not LRU: when it is full,
 //! new flows are refused (`nat_full`) rather than established ones evicted;
 //! a TCP flow whose handshake has not completed gives its room up (early
@@ -22,7 +22,7 @@
 
 /// `NatKey::dir` of an egress entry (inside → remote).
 pub const DIR_EGRESS: u8 = 0;
-/// `NatKey::dir` of an ingress entry (remote → outside).
+/// `NatKey::dir` of an ingress entry (remote → uplink address).
 pub const DIR_INGRESS: u8 = 1;
 
 /// Which way a packet crosses the NAT: **egress** from an endpoint towards
@@ -75,8 +75,8 @@ pub const TCP_ESTABLISHED: u8 = 64;
 /// Any of these: the flow is closing (`tcp_closing`).
 pub const TCP_CLOSING: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEEN_RST;
 
-/// Flag of both entries: the flow was started from outside, to a published
-/// port. On the egress entry it says the outside address is the one the
+/// Flag of both entries: the flow was started by a remote client, to a
+/// published port. On the egress entry it says the uplink address is the one the
 /// client used, whatever the uplink routes with now; on the ingress entry,
 /// that the remote side is the TCP originator.
 pub const FLOW_INBOUND: u8 = 0x80;
@@ -91,7 +91,7 @@ pub const FLOW_INBOUND: u8 = 0x80;
 /// table, so a RST spray cannot cut flows or hand their ports on.
 pub const REMOTE_CLOSE_WINDOW: u32 = 64 * 1024;
 
-/// Key of `PUBLISHED`: a host port open to the outside.
+/// Key of `PUBLISHED`: a host port published on the uplink.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -111,7 +111,7 @@ pub struct PublishTarget {
     /// Network byte order.
     pub port: [u8; 2],
     /// `PUBLISH_*` flags. (The byte was padding before: an older pinned
-    /// map's zero reads as "open to the outside".)
+    /// map's zero reads as "published on the uplink".)
     pub flags: u8,
     pub _pad: u8,
 }
@@ -185,7 +185,7 @@ pub struct NatKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct NatEntry {
-    /// Egress entry: the outside address and port; ingress entry: the inside
+    /// Egress entry: the uplink address and port; ingress entry: the inside
     /// (endpoint) address and port.
     pub addr: [u8; 4],
     pub port: [u8; 2],
@@ -379,13 +379,13 @@ pub struct NatConfig {
     /// masquerades each new flow to the source address routing picks for it
     /// (`BPF_FIB_LOOKUP_SRC`), so it follows address changes by itself.
     pub uplink_addr: [u8; 4],
-    /// Outside ports (host byte order), inclusive.
+    /// Uplink ports (host byte order), inclusive.
     pub port_min: u16,
     pub port_max: u16,
     pub timeouts: NatTimeouts,
 }
 
-/// Default outside port range: clear of Linux's default
+/// Default uplink port range: clear of Linux's default
 /// `net.ipv4.ip_local_port_range` (32768–60999), so a NAT mapping never takes
 /// a port a host socket picks by itself.
 pub const DEFAULT_PORT_MIN: u16 = 61_000;
@@ -394,7 +394,7 @@ pub const DEFAULT_PORT_MAX: u16 = 65_535;
 /// Default number of flows `NAT` holds (`ENTRIES_PER_FLOW` entries each).
 pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
 
-/// How many outside ports the datapath tries before it gives up on a new
+/// How many uplink ports the datapath tries before it gives up on a new
 /// flow (and counts `no_port`).
 pub const PORT_RETRIES: u32 = 32;
 

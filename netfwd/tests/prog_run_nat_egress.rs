@@ -25,13 +25,13 @@ fn tcp_to_the_outside_leaves_by_the_uplink_masqueraded_and_its_reply_comes_back(
         assert_eq!(addr(&out, SRC), UPLINK_IP);
         assert_eq!(addr(&out, DST), REMOTE);
         assert_eq!(out[TTL], 63);
-        let outside_port = port(&out, SPORT);
-        assert!((61000..=65535).contains(&outside_port), "{outside_port}");
+        let uplink_port = port(&out, SPORT);
+        assert!((61000..=65535).contains(&uplink_port), "{uplink_port}");
         assert!(checksums_ok(&out[14..]), "checksums after SNAT");
         assert_eq!(lab.counters(lab.host_a).translated, 1);
 
         let (action, back) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, outside_port, 0x12, b"hi"));
+            lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(80, uplink_port, 0x12, b"hi"));
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!(&back[0..6], &A_MAC);
         assert_eq!(&back[6..12], &lab.host_a_mac);
@@ -42,7 +42,7 @@ fn tcp_to_the_outside_leaves_by_the_uplink_masqueraded_and_its_reply_comes_back(
 
         // The flow keeps its port.
         let (_, again) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x10, b"data"));
-        assert_eq!(port(&again, SPORT), outside_port);
+        assert_eq!(port(&again, SPORT), uplink_port);
     });
 }
 
@@ -55,12 +55,12 @@ fn a_zero_udp_checksum_stays_zero_and_a_set_one_stays_valid() {
             assert_eq!(action, TC_ACT_REDIRECT);
             assert_eq!(out[40..42] == [0, 0], !with_checksum, "UDP checksum field");
             assert!(checksums_ok(&out[14..]));
-            let outside_port = port(&out, SPORT);
-            let (action, back) = lab.send_from_outside(
+            let uplink_port = port(&out, SPORT);
+            let (action, back) = lab.send_from_uplink(
                 REMOTE,
                 UPLINK_IP,
                 UDP,
-                udp(53, outside_port, b"answer", with_checksum),
+                udp(53, uplink_port, b"answer", with_checksum),
             );
             assert_eq!(action, TC_ACT_REDIRECT);
             assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, sport));
@@ -75,11 +75,11 @@ fn icmp_echo_identifier_is_translated_like_a_port() {
     with_lab("icmp", (61000, 65535), |lab| {
         let (action, out) = lab.send_from_a(REMOTE, ICMP, icmp_echo(8, 0x1234, 1));
         assert_eq!(action, TC_ACT_REDIRECT);
-        let outside_id = port(&out, 38);
-        assert!((61000..=65535).contains(&outside_id));
+        let uplink_id = port(&out, 38);
+        assert!((61000..=65535).contains(&uplink_id));
         assert!(checksums_ok(&out[14..]));
         let (action, back) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, ICMP, icmp_echo(0, outside_id, 1));
+            lab.send_from_uplink(REMOTE, UPLINK_IP, ICMP, icmp_echo(0, uplink_id, 1));
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!((addr(&back, DST), port(&back, 38)), (A_IP, 0x1234));
         assert!(checksums_ok(&back[14..]));
@@ -94,7 +94,7 @@ fn fragmentation_needed_about_a_flow_reaches_the_endpoint_translated() {
         let quoted = &out[14..14 + 28];
         let mut error = vec![3, 4, 0, 0, 0, 0, 0x05, 0x00];
         error.extend_from_slice(quoted);
-        let (action, back) = lab.send_from_outside(ROUTER_IP, UPLINK_IP, ICMP, error);
+        let (action, back) = lab.send_from_uplink(ROUTER_IP, UPLINK_IP, ICMP, error);
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!(addr(&back, DST), A_IP, "outer destination");
         let inner = &back[14 + 20 + 8..];
@@ -176,7 +176,7 @@ fn a_blind_rst_or_fin_neither_closes_a_flow_nor_frees_its_port() {
         let p = port(&out, SPORT);
         let from_remote = |lab: &mut NatLab, flags, seq_ack| {
             let (action, _) =
-                lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp_seq(80, p, flags, seq_ack, b""));
+                lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp_seq(80, p, flags, seq_ack, b""));
             assert_eq!(action, TC_ACT_REDIRECT, "delivered either way");
         };
         // Not acknowledging A's SYN: no answer to it.

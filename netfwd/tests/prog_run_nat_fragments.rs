@@ -83,13 +83,13 @@ fn a_fragmented_datagram_crosses_the_nat_both_ways_whole() {
             checksums_ok(&datagram),
             "UDP checksum of the translated datagram"
         );
-        let outside_port = port(&outs[0], SPORT);
+        let uplink_port = port(&outs[0], SPORT);
 
         let [first, later] = fragments(
             REMOTE,
             UPLINK_IP,
             UDP,
-            udp(53, outside_port, &body, true),
+            udp(53, uplink_port, &body, true),
             0x5151,
             64,
         );

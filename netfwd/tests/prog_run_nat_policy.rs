@@ -23,7 +23,7 @@ use netfwd_common::{
 #[test]
 fn unsolicited_packets_to_an_endpoint_are_dropped_as_policy() {
     with_lab("policy", (61000, 65535), |lab| {
-        let (action, _) = lab.send_from_outside(REMOTE, A_IP, TCP, tcp(5555, 22, 0x02, b""));
+        let (action, _) = lab.send_from_uplink(REMOTE, A_IP, TCP, tcp(5555, 22, 0x02, b""));
         assert_eq!(action, TC_ACT_SHOT);
         assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
     });
@@ -32,9 +32,9 @@ fn unsolicited_packets_to_an_endpoint_are_dropped_as_policy() {
 #[test]
 fn packets_of_no_flow_go_to_the_host_unchanged() {
     with_lab("hostflow", (61000, 65535), |lab| {
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, 40000, 0x12, b""));
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(80, 40000, 0x12, b""));
         assert_eq!(action, TO_HOST);
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, ICMP, icmp_echo(8, 7, 1));
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, ICMP, icmp_echo(8, 7, 1));
         assert_eq!(action, TO_HOST, "a ping of the host itself");
         assert_eq!(lab.counters(lab.uplink).to_host, 2);
     });
@@ -67,14 +67,14 @@ fn a_reply_for_another_networks_endpoint_passes_on_untouched() {
         // A TCP flow of A's, then A becomes another network's endpoint (the
         // table is the uplink's, shared by its networks).
         let (_, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 80, 0x02, b""));
-        let outside_port = port(&out, SPORT);
+        let uplink_port = port(&out, SPORT);
         let before = lab.maps.nat_entries().unwrap();
         lab.maps.remove_endpoint(A_IP).unwrap();
 
         // Its SYN-ACK is the other network's program's: passed on, neither
         // translated nor tracked here.
         let (action, back) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(80, outside_port, 0x12, b""));
+            lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(80, uplink_port, 0x12, b""));
         assert_eq!(action, TO_HOST);
         assert_eq!(addr(&back, DST), UPLINK_IP);
         assert_eq!(lab.maps.nat_entries().unwrap(), before, "state touched");
@@ -96,12 +96,12 @@ fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
         let peer = Ipv4Addr::new(10, 0, 2, 2);
         let lan = lab.host_b;
         lab.maps.set_trusted_iface(lan).unwrap();
-        let (action, _) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        let (action, _) = lab.send_from_uplink(peer, A_IP, UDP, udp(5000, 53, b"q", true));
         assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
         assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
 
         lab.maps.set_trusted_iface(lab.uplink).unwrap();
-        let (action, inside) = lab.send_from_outside(peer, A_IP, UDP, udp(5000, 53, b"q", true));
+        let (action, inside) = lab.send_from_uplink(peer, A_IP, UDP, udp(5000, 53, b"q", true));
         assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
         assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
     });

@@ -21,7 +21,7 @@ fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() 
             .set_published(&[published(TCP, 8080, A_IP, 80)])
             .unwrap();
         let (action, inside) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
+            lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!((addr(&inside, DST), port(&inside, DPORT)), (A_IP, 80));
         assert_eq!(addr(&inside, SRC), REMOTE, "the server sees the client");
@@ -32,8 +32,7 @@ fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() 
         assert_eq!((addr(&reply, SRC), port(&reply, SPORT)), (UPLINK_IP, 8080));
         assert!(checksums_ok(&reply[14..]));
 
-        let (action, _) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8081, 0x02, b""));
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(50000, 8081, 0x02, b""));
         assert_eq!(action, TO_HOST, "an unpublished port is the host's");
     });
 }
@@ -73,8 +72,7 @@ fn a_host_only_port_is_neither_published_on_the_uplink_nor_hairpinned() {
         let (key, mut target) = published(TCP, 8080, A_IP, 80);
         target.flags = PUBLISH_HOST_ONLY;
         lab.maps.set_published(&[(key, target)]).unwrap();
-        let (action, _) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, tcp(50000, 8080, 0x02, b""));
         assert_eq!(action, TO_HOST, "from the uplink: the host's port");
         let (_, there) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, 0x02, b""));
         assert_eq!(
@@ -97,7 +95,7 @@ fn only_a_syn_opens_a_published_flow_and_only_the_handshake_establishes_it() {
             .set_published(&[published(TCP, 8080, A_IP, 80)])
             .unwrap();
         for flags in [ACK, RST, SYN | ACK] {
-            let (action, _) = lab.send_from_outside(
+            let (action, _) = lab.send_from_uplink(
                 REMOTE,
                 UPLINK_IP,
                 TCP,
@@ -112,7 +110,7 @@ fn only_a_syn_opens_a_published_flow_and_only_the_handshake_establishes_it() {
         assert_eq!(lab.state(REMOTE, 50000), "none");
 
         let syn = tcp_seq(50000, 8080, SYN, (1000, 0), b"");
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, syn);
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, syn);
         assert_eq!(action, TC_ACT_REDIRECT);
         let flow = lab.flow(REMOTE, 50000).unwrap();
         assert_eq!(flow.state, "syn_sent");
@@ -126,12 +124,12 @@ fn only_a_syn_opens_a_published_flow_and_only_the_handshake_establishes_it() {
         // A blind ACK (not of the SYN-ACK): delivered, A's stack judges it,
         // but the flow stays unconfirmed.
         let blind = tcp_seq(50000, 8080, ACK, (1001, 4242), b"");
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, blind);
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, blind);
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!(lab.state(REMOTE, 50000), "syn_recv");
 
         let ack = tcp_seq(50000, 8080, ACK, (1001, 5001), b"");
-        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, TCP, ack);
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, ack);
         assert_eq!(action, TC_ACT_REDIRECT);
         let flow = lab.flow(REMOTE, 50000).unwrap();
         assert_eq!(flow.state, "established");
@@ -146,7 +144,7 @@ fn an_endpoints_icmp_error_about_a_published_flow_leaves_as_the_nat() {
         lab.maps.set_published(&[(key, target)]).unwrap();
         // A datagram to the published port makes the flow...
         let query = udp(33000, 5353, b"q", true);
-        let (action, inbound) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+        let (action, inbound) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, query);
         assert_eq!(action, TC_ACT_REDIRECT);
         // ...and A answers it with "port unreachable", quoting what it got.
         let quoted = inbound[14..14 + 28].to_vec();
@@ -185,7 +183,7 @@ fn an_endpoints_icmp_error_quoting_another_endpoints_flow_is_dropped() {
         let (key, target) = published(UDP, 5353, A_IP, 53);
         lab.maps.set_published(&[(key, target)]).unwrap();
         let query = udp(33000, 5353, b"q", true);
-        let (action, inbound) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+        let (action, inbound) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, query);
         assert_eq!(action, TC_ACT_REDIRECT);
         let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&inbound[14..14 + 28]);

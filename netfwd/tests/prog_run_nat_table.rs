@@ -41,7 +41,7 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
 }
 
 /// The lab's table holds 1024 flows: 32 to each of 32 remote ports, with 32
-/// outside ports. A new flow to another remote port is refused and counted,
+/// uplink ports. A new flow to another remote port is refused and counted,
 /// the ones in the table go on both ways; once they have expired, a new flow
 /// to one of their remote ports takes an expired one's place.
 #[test]
@@ -67,8 +67,7 @@ fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
         let (action, again) = lab.send_from_a(REMOTE, UDP, udp(1000, 100, b"r", true));
         assert_eq!(action, TC_ACT_REDIRECT, "a flow in the table goes on");
         assert_eq!(port(&again, SPORT), first);
-        let (action, _) =
-            lab.send_from_outside(REMOTE, UPLINK_IP, UDP, udp(100, first, b"a", true));
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, udp(100, first, b"a", true));
         assert_eq!(action, TC_ACT_REDIRECT, "and its replies come back");
 
         let mut config = lab.maps.nat_config().unwrap();
@@ -102,7 +101,7 @@ fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
         let spoofed = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
         for i in 0..1024 {
             let syn = tcp_seq(40000, 8080, SYN, (i, 0), b"");
-            let (action, _) = lab.send_from_outside(spoofed(i), UPLINK_IP, TCP, syn);
+            let (action, _) = lab.send_from_uplink(spoofed(i), UPLINK_IP, TCP, syn);
             assert_eq!(action, TC_ACT_REDIRECT, "SYN {i}");
         }
         // A's flows through a program of another load (as `attach` makes):
@@ -115,7 +114,7 @@ fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
             let (action, _) = run(from_a, &packet, lab.host_a);
             assert_eq!(action, TC_ACT_REDIRECT, "A's new flow from {sport} refused");
         }
-        let (action, _) = lab.send_from_outside(
+        let (action, _) = lab.send_from_uplink(
             spoofed(5000),
             UPLINK_IP,
             TCP,

@@ -47,16 +47,16 @@ fn xdp_translates_a_live_flows_reply_and_passes_everything_else() {
         // The first packet of a flow leaves through TC, which makes the flow.
         let (action, out) = lab.send_from_a(REMOTE, TCP, tcp(40000, 443, 0x02, b""));
         assert_eq!(action, TC_ACT_REDIRECT);
-        let outside_port = port(&out, 34);
-        let reply = || tcp(443, outside_port, 0x12, b"hello");
+        let uplink_port = port(&out, 34);
+        let reply = || tcp(443, uplink_port, 0x12, b"hello");
 
         // Not yet allowed to redirect to A: passed, unchanged, to TC.
-        let (action, out) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, reply());
+        let (action, out) = lab.send_from_uplink_xdp(REMOTE, UPLINK_IP, TCP, reply());
         assert_eq!(action, XDP_PASS);
         assert_eq!(addr(&out, 30), UPLINK_IP);
 
         lab.maps.set_xdp_target(lab.host_a, true).unwrap();
-        let (action, out) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, reply());
+        let (action, out) = lab.send_from_uplink_xdp(REMOTE, UPLINK_IP, TCP, reply());
         assert_eq!(action, XDP_REDIRECT);
         assert_eq!(&out[0..6], &A_MAC);
         assert_eq!(&out[6..12], &lab.host_a_mac);
@@ -68,11 +68,11 @@ fn xdp_translates_a_live_flows_reply_and_passes_everything_else() {
 
         // A packet of no flow, an ICMP error, a fragment: TC's.
         let (action, _) =
-            lab.send_from_outside_xdp(REMOTE, UPLINK_IP, TCP, tcp(443, 1234, 0x12, b""));
+            lab.send_from_uplink_xdp(REMOTE, UPLINK_IP, TCP, tcp(443, 1234, 0x12, b""));
         assert_eq!(action, XDP_PASS);
-        let (action, _) = lab.send_from_outside_xdp(REMOTE, UPLINK_IP, ICMP, icmp_echo(3, 0, 0));
+        let (action, _) = lab.send_from_uplink_xdp(REMOTE, UPLINK_IP, ICMP, icmp_echo(3, 0, 0));
         assert_eq!(action, XDP_PASS);
-        let mut fragment = lab.outside_frame(REMOTE, UPLINK_IP, TCP, reply());
+        let mut fragment = lab.uplink_frame(REMOTE, UPLINK_IP, TCP, reply());
         fragment[14 + 6] = 0x20; // more fragments
         let prog = lab.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
         assert_eq!(run_xdp(prog, &fragment, lab.uplink).0, XDP_PASS);

@@ -94,7 +94,7 @@ fn two_endpoints_using_one_source_port_to_one_server_port_both_work_at_once() {
     assert!(seen.iter().all(|s| ip_of(s) == UPLINK_IP), "{seen:?}");
     assert_ne!(
         seen[0], seen[1],
-        "the two flows share an outside port: {seen:?}"
+        "the two flows share an uplink port: {seen:?}"
     );
     // UDP too.
     let a = in_netns(&lab.eps[0], || {

@@ -57,12 +57,12 @@ pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
         println!("network {}: {} flows", net.name, net.flows.len());
         println!(
             "  {:<5} {:<21} {:<21} {:<21} {:<12} {:>7} {:>9}",
-            "PROTO", "INSIDE", "OUTSIDE", "REMOTE", "STATE", "AGE", "EXPIRES"
+            "PROTO", "INSIDE", "UPLINK", "REMOTE", "STATE", "AGE", "EXPIRES"
         );
         for f in &net.flows {
             println!(
                 "  {:<5} {:<21} {:<21} {:<21} {:<12} {:>6}s {:>8}s",
-                f.protocol, f.inside, f.outside, f.remote, f.state, f.age_secs, f.expires_in_secs
+                f.protocol, f.inside, f.uplink, f.remote, f.state, f.age_secs, f.expires_in_secs
             );
         }
     }

@@ -25,7 +25,10 @@ pub fn now_ns() -> Result<u64> {
 pub struct Flow {
     pub protocol: &'static str,
     pub inside: String,
-    pub outside: String,
+    /// The translated address and port on the uplink; `outside` in
+    /// `nat list --json`, as published.
+    #[serde(rename = "outside")]
+    pub uplink: String,
     pub remote: String,
     pub state: &'static str,
     pub age_secs: u64,
@@ -33,7 +36,7 @@ pub struct Flow {
 }
 
 /// The entries of the flows of `subnet`'s endpoints, in a table that all
-/// networks on an uplink share: a reply entry by the endpoint it leads to,
+/// networks on an uplink share: an ingress entry by the endpoint it leads to,
 /// an egress entry by its inside source.
 pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(NatKey, NatEntry)> {
     entries
@@ -60,7 +63,7 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
             Flow {
                 protocol: protocol_name(k.proto),
                 inside: endpoint(v.addr, v.port),
-                outside: endpoint(k.daddr, k.dport),
+                uplink: endpoint(k.daddr, k.dport),
                 remote: endpoint(k.saddr, k.sport),
                 state: state_name(k.proto, v.flags),
                 age_secs: now.saturating_sub(v.created_ns) / 1_000_000_000,
@@ -77,13 +80,13 @@ pub trait NatTable {
 }
 
 /// One collector pass: removes both entries of every expired flow, and
-/// egress entries whose reply entry is gone (evicted, or collected before)
+/// egress entries whose ingress entry is gone (evicted, or collected before)
 /// once they are older than the shortest timeout; returns the flows removed.
 /// `snapshot` only names candidates: it was read while the datapath kept
 /// changing the table (an iteration racing deletions can miss keys, values
 /// go stale), and the datapath hands an expired flow's port to a new flow
 /// in place. So each verdict is taken on the entry as it is now, right
-/// before its removal, and an egress entry goes with a reply entry only
+/// before its removal, and an egress entry goes with an ingress entry only
 /// while it still points at it.
 pub fn collect_expired(
     snapshot: &[(NatKey, NatEntry)],
@@ -199,7 +202,7 @@ mod tests {
             [Flow {
                 protocol: "udp",
                 inside: "10.0.0.2:5000".into(),
-                outside: "203.0.113.2:61000".into(),
+                uplink: "203.0.113.2:61000".into(),
                 remote: "203.0.113.1:53".into(),
                 state: "replied",
                 age_secs: 40,
@@ -236,7 +239,7 @@ mod tests {
     }
 
     /// A snapshot taken while the datapath changes the table can miss a
-    /// live flow's reply entry, or hold a value refreshed since: the table
+    /// live flow's ingress entry, or hold a value refreshed since: the table
     /// itself decides.
     #[test]
     fn what_the_snapshot_got_wrong_the_table_corrects() {
@@ -274,7 +277,7 @@ mod tests {
         assert!(table.0.is_empty());
     }
 
-    /// The datapath gave the expired flow's outside port to a new flow of
+    /// The datapath gave the expired flow's uplink port to a new flow of
     /// another endpoint after the snapshot was read: the new flow stays, and
     /// so does an egress entry that has moved to another port meanwhile.
     #[test]

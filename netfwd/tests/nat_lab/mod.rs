@@ -169,34 +169,34 @@ impl NatLab {
     }
 
     /// An IPv4 frame arriving on the uplink from `src`.
-    pub fn outside_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+    pub fn uplink_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
         let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
         packet.extend(ipv4(src, dst, proto, l4));
         packet
     }
 
     /// An IPv4 packet arriving on the uplink from `src`, through TC.
-    pub fn send_from_outside(
+    pub fn send_from_uplink(
         &mut self,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
-        let packet = self.outside_frame(src, dst, proto, l4);
+        let packet = self.uplink_frame(src, dst, proto, l4);
         let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
         run(prog, &packet, self.uplink)
     }
 
-    /// As `send_from_outside`, through the uplink's XDP program.
-    pub fn send_from_outside_xdp(
+    /// As `send_from_uplink`, through the uplink's XDP program.
+    pub fn send_from_uplink_xdp(
         &mut self,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
-        let packet = self.outside_frame(src, dst, proto, l4);
+        let packet = self.uplink_frame(src, dst, proto, l4);
         let prog = self.datapath.xdp(PROG_XDP_FROM_UPLINK).unwrap();
         run_xdp(prog, &packet, self.uplink)
     }

@@ -513,7 +513,7 @@ fn conn_rate(p: &Path, secs: u64) -> Result<f64> {
 
 /// Flows the 100k-flow workload opens: UDP from this many source ports…
 const FILL_SPORTS: u16 = 4500;
-/// …to this many destination ports (each within the NAT's 4536 outside
+/// …to this many destination ports (each within the NAT's 4536 uplink
 /// ports per remote address and port).
 const FILL_DPORTS: u16 = 23;
 
