@@ -79,7 +79,7 @@ pub const TCP_CLOSING: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS | TCP_SEE
 /// published port. On the egress entry it says the uplink address is the one the
 /// client used, whatever the uplink routes with now; on the ingress entry,
 /// that the remote side is the TCP originator.
-pub const FLOW_INBOUND: u8 = 0x80;
+pub const FLOW_REMOTE_STARTED: u8 = 0x80;
 
 /// How far past the endpoint's last acknowledgment (`NatEntry::endpoint_ack`)
 /// the sequence number of a RST or FIN from the remote side may lie for it
@@ -189,7 +189,7 @@ pub struct NatEntry {
     /// (endpoint) address and port.
     pub addr: [u8; 4],
     pub port: [u8; 2],
-    /// Ingress entry: `TCP_*` / `SEEN_REPLY` bits; both: `FLOW_INBOUND`.
+    /// Ingress entry: `TCP_*` / `SEEN_REPLY` bits; both: `FLOW_REMOTE_STARTED`.
     pub flags: u8,
     pub _pad: u8,
     /// TCP, ingress entry: the sequence number after the endpoint's SYN

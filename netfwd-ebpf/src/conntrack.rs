@@ -9,7 +9,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netfwd_common::nat::{
-    FLOW_INBOUND, IPPROTO_TCP, NatEntry, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
+    FLOW_REMOTE_STARTED, IPPROTO_TCP, NatEntry, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
     TCP_ESTABLISHED, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST, TCP_SEEN_SYN,
     TCP_SEEN_SYN_ACK,
 };
@@ -28,7 +28,7 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Whether a TCP flow that is not yet expired may give up its outside port to
+/// Whether a TCP flow that is not yet expired may give up its uplink port to
 /// a new flow: one reset, or closed by both sides and quiet for a second
 /// (its last ACK has passed). Without this, a range of a few thousand ports
 /// per remote address and port would run dry under short connections that
@@ -57,7 +57,7 @@ pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
         return;
     }
     let flags = entry.flags;
-    let inbound = flags & FLOW_INBOUND != 0;
+    let inbound = flags & FLOW_REMOTE_STARTED != 0;
     match seg.tcp_flags & TCP_SYN_ACK {
         // The endpoint opens a connection: a new flow, a retried SYN, or a
         // new connection on the tuple of a closed one (TIME_WAIT reuse).
@@ -96,12 +96,12 @@ pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
         return;
     }
     let flags = entry.flags;
-    let inbound = flags & FLOW_INBOUND != 0;
+    let inbound = flags & FLOW_REMOTE_STARTED != 0;
     match seg.tcp_flags & TCP_SYN_ACK {
         // A client opens a connection to a published port: a new flow, a
         // retried SYN, or TIME_WAIT reuse of a closed one's tuple.
         TCP_SYN if inbound && (flags & TCP_ESTABLISHED == 0 || flags & TCP_CLOSING != 0) => {
-            entry.flags = FLOW_INBOUND | SEEN_REPLY | TCP_SEEN_SYN;
+            entry.flags = FLOW_REMOTE_STARTED | SEEN_REPLY | TCP_SEEN_SYN;
             entry.endpoint_ack = seg.seq.wrapping_add(1);
         }
         // The remote side answers the endpoint's SYN, acknowledging it.
@@ -136,7 +136,7 @@ pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
 /// acknowledgment.
 #[inline(always)]
 fn plausible_close(entry: &NatEntry, seg: &Segment) -> bool {
-    if entry.flags & (FLOW_INBOUND | TCP_SEEN_SYN | TCP_SEEN_SYN_ACK) == TCP_SEEN_SYN {
+    if entry.flags & (FLOW_REMOTE_STARTED | TCP_SEEN_SYN | TCP_SEEN_SYN_ACK) == TCP_SEEN_SYN {
         return seg.tcp_flags & TCP_ACK != 0 && seg.ack == entry.endpoint_isn_next;
     }
     seg.seq.wrapping_sub(entry.endpoint_ack) < REMOTE_CLOSE_WINDOW

@@ -23,7 +23,7 @@ pub fn ipv4_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Drop
         _ => return Err(DropReason::IpSpoofed),
     }
     let Some(peer) = maps::endpoint(ip.dst_addr) else {
-        // The outside world through the uplink's NAT; the gateway, the host's
+        // Remote hosts through the uplink's NAT; the gateway, the host's
         // other addresses, broadcast and multicast go to the host's stack.
         return route::from_endpoint_to_remote(ctx, ifindex);
     };

@@ -74,7 +74,7 @@ fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, Dro
 /// A packet arriving on the uplink or the LAN (`ifindex`). To an endpoint:
 /// delivered if its source is trusted (a peer host's endpoints, the LAN's
 /// own hosts) and it came in on the trusted interface, where those are;
-/// dropped otherwise (the FORWARD policy: from outside, only replies get in,
+/// dropped otherwise (the FORWARD policy: from the uplink's side, only replies get in,
 /// and those are addressed to the uplink). Else: a reply of a NATed flow, or
 /// the host's.
 #[inline(always)]

@@ -4,7 +4,7 @@
 
 use netfwd_common::{
     drop::DropReason,
-    nat::{FLOW_INBOUND, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey},
+    nat::{FLOW_REMOTE_STARTED, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey},
 };
 
 use super::ports;
@@ -33,14 +33,14 @@ pub fn publish(key: &NatKey, seg: &Segment, now: u64) -> Result<Option<*mut NatE
     if key.proto == IPPROTO_TCP && seg.tcp_flags & OPENING != conntrack::TCP_SYN {
         return Err(DropReason::TcpNoFlow);
     }
-    let mut inbound = NatEntry::new(target.addr, target.port, FLOW_INBOUND, now);
+    let mut inbound = NatEntry::new(target.addr, target.port, FLOW_REMOTE_STARTED, now);
     conntrack::seen_ingress(&mut inbound, key.proto, seg, now);
     // Replaces an expired flow of this tuple, if any (checked by the caller).
     if ports::insert_making_room(key, &inbound, 0).is_err() {
         return Err(DropReason::NatFull);
     }
     early_drop::remember(key);
-    let out = NatEntry::new(key.daddr, key.dport, FLOW_INBOUND, now);
+    let out = NatEntry::new(key.daddr, key.dport, FLOW_REMOTE_STARTED, now);
     ports::insert_egress(&key.egress_partner(&inbound), &out, key)?;
     Ok(NAT.get_ptr_mut(key))
 }

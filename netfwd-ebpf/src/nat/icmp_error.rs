@@ -93,7 +93,7 @@ pub fn rev_snat(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReas
     if usize::from(inner.ihl()) != Ipv4Hdr::LEN {
         return Ok(Verdict::ToHost);
     }
-    // The quoted packet went inside -> remote, translated to outside:port.
+    // The quoted packet went inside -> remote, translated to uplink address:port.
     let (remote_port, port_at) = match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => ([inner_l4[2], inner_l4[3]], 0),
         IPPROTO_ICMP if inner_l4[0] == ICMP_ECHO => ([0; 2], 4),

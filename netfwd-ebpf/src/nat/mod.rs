@@ -1,7 +1,7 @@
 //! Source NAT (masquerade) of endpoint traffic leaving by the uplink, and the
 //! reverse translation of replies and of ICMP errors about those flows.
 //!
-//! Egress: the endpoint's tuple finds its outside port in `NAT` or gets a new
+//! Egress: the endpoint's tuple finds its uplink port in `NAT` or gets a new
 //! one; the packet leaves with the uplink's address and that port, straight
 //! out of the uplink. Ingress (uplink): the reply's tuple finds the inside
 //! address and port, and the packet goes straight into the endpoint. Only
@@ -10,7 +10,7 @@
 //!
 //! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
 //! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published
-//! port), `icmp_error` (errors about flows, both ways), `ports` (outside port
+//! port), `icmp_error` (errors about flows, both ways), `ports` (uplink port
 //! reservation) and `rewrite` (header rewrites). The keys, entries and
 //! expiry rule are `netfwd_common::nat`'s, shared with the collector.
 

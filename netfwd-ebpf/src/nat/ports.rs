@@ -1,4 +1,4 @@
-//! Outside ports: a flow's port is reserved by inserting its ingress entry,
+//! Uplink ports: a flow's port is reserved by inserting its ingress entry,
 //! which no live flow's entry may be overwritten by; its egress entry
 //! follows.
 
@@ -40,7 +40,7 @@ pub fn insert_making_room(key: &NatKey, value: &NatEntry, flags: u64) -> Result<
     }
 }
 
-/// Reserves an outside port for `flow` by inserting its ingress entry with
+/// Reserves an uplink port for `flow` by inserting its ingress entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
 /// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
 /// also when the table is full (`nat_full` only when no port tried held

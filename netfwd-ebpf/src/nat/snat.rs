@@ -1,11 +1,11 @@
-//! Source NAT (masquerade), egress: an endpoint's packet to the outside
-//! world finds its outside port in `NAT` or gets a new one, and leaves with
+//! Source NAT (masquerade), egress: an endpoint's packet to a remote host
+//! finds its uplink port in `NAT` or gets a new one, and leaves with
 //! the uplink's address and that port, straight out of the uplink.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    nat::{Direction, FLOW_INBOUND, IPPROTO_ICMP, NatConfig, NatEntry, Tuple},
+    nat::{Direction, FLOW_REMOTE_STARTED, IPPROTO_ICMP, NatConfig, NatEntry, Tuple},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -23,7 +23,7 @@ use crate::{
     verdict::Verdict,
 };
 
-/// An endpoint's IPv4 packet to the outside world (`ip` is its header, the
+/// An endpoint's IPv4 packet to a remote host (`ip` is its header, the
 /// source checked). Translated and sent out of the uplink when that is where
 /// the route goes; otherwise the host's stack routes it.
 #[inline(always)]
@@ -118,7 +118,7 @@ fn to_stack_for_fragmenting(ctx: &TcContext) -> Result<Verdict, DropReason> {
     Ok(Verdict::Translated(TC_ACT_UNSPEC))
 }
 
-/// The outside address and port of `flow`: its live mapping, or a new one
+/// The uplink address and port of `flow`: its live mapping, or a new one
 /// on `nat_addr`, the address the host routes it out with. A mapping to an
 /// address the uplink no longer routes with is replaced, as a masquerade
 /// forgets flows when its interface's address changes.
@@ -134,7 +134,7 @@ fn egress_mapping(
     let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
-        && (out.addr == nat_addr || out.flags & FLOW_INBOUND != 0)
+        && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
     {
         if let Some(ingress) = NAT.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
