@@ -1,7 +1,9 @@
 //! One lab builder for the scenario tests: a sandbox host, optionally the
-//! internet behind its uplink, a network of endpoints and its config, up.
-//! A test file states its quirks (gateway, uplink, host cgroup, `[nat]`,
-//! published ports) as builder options instead of writing its own setup.
+//! internet behind its uplink, a network of endpoints and its config, up;
+//! more networks on the same host through [`Lab::network`]. A test file
+//! states its quirks (gateway, uplink, host cgroup, `[network]` keys,
+//! `[nat]`, published ports) as builder options instead of writing its own
+//! setup, and changes a running network with [`Lab::up_again`].
 //!
 //! ```ignore
 //! let lab = Lab::builder("natall", "192.168.28.0/24")
@@ -9,6 +11,7 @@
 //!     .uplink()
 //!     .endpoint("a", Some("192.168.28.1"))
 //!     .up();
+//! let other = lab.network("10.92.0.0/24").endpoint("b", None).up();
 //! ```
 
 use std::{fmt::Write as _, marker::PhantomData, path::PathBuf};
@@ -47,14 +50,42 @@ struct Publish {
     port: u16,
 }
 
+/// What a network of a lab is to be: its config but for what exists only
+/// once the sandbox does (its name, its endpoints' namespaces), and its
+/// endpoints by namespace tag and address, in order.
+struct NetworkSpec {
+    cfg: NetConfig,
+    endpoints: Vec<(String, Option<String>)>,
+}
+
+impl NetworkSpec {
+    fn new(subnet: &str) -> NetworkSpec {
+        NetworkSpec {
+            cfg: NetConfig::new("", subnet, None),
+            endpoints: Vec::new(),
+        }
+    }
+
+    fn add_endpoint(&mut self, tag: &str, ip: Option<&str>) {
+        self.endpoints.push((tag.to_owned(), ip.map(str::to_owned)));
+    }
+
+    /// The config of network `net` on `sb`, and its endpoints' namespaces.
+    fn config(self, sb: &Sandbox, net: &str) -> (NetConfig, Vec<String>) {
+        let eps: Vec<String> = self.endpoints.iter().map(|(tag, _)| sb.ns(tag)).collect();
+        let mut cfg = self.cfg;
+        cfg.name = net.to_owned();
+        for (netns, (_, ip)) in eps.iter().zip(self.endpoints) {
+            cfg = cfg.endpoint(netns, ip.as_deref());
+        }
+        (cfg, eps)
+    }
+}
+
 /// Options of a [`Lab`]; [`LabBuilder::up`] builds it and brings it up.
 pub struct LabBuilder<U> {
     tag: String,
-    /// The config but for what exists only once the sandbox does: the
-    /// network's name, its endpoints, the cgroup and the published ports.
-    cfg: NetConfig,
-    /// Namespace tag and address of each endpoint, in order.
-    endpoints: Vec<(String, Option<String>)>,
+    network: NetworkSpec,
     host_cgroup: bool,
     publish: Vec<Publish>,
     uplink: PhantomData<U>,
@@ -72,6 +103,8 @@ pub struct Lab<U = ()> {
     pub eps: Vec<String>,
     /// The config file the network was brought up with.
     pub config: PathBuf,
+    /// What that file says, for [`Lab::up_again`].
+    cfg: NetConfig,
     /// The host cgroup, if the lab was asked for one.
     pub cgroup: Option<Cgroup>,
 }
@@ -82,8 +115,7 @@ impl Lab {
     pub fn builder(tag: &str, subnet: &str) -> LabBuilder<()> {
         LabBuilder {
             tag: tag.to_owned(),
-            cfg: NetConfig::new("", subnet, None),
-            endpoints: Vec::new(),
+            network: NetworkSpec::new(subnet),
             host_cgroup: false,
             publish: Vec::new(),
             uplink: PhantomData,
@@ -97,8 +129,10 @@ impl LabBuilder<()> {
     pub fn uplink(self) -> LabBuilder<Internet> {
         LabBuilder {
             tag: self.tag,
-            cfg: self.cfg.uplink(UPLINK),
-            endpoints: self.endpoints,
+            network: NetworkSpec {
+                cfg: self.network.cfg.uplink(UPLINK),
+                endpoints: self.network.endpoints,
+            },
             host_cgroup: self.host_cgroup,
             publish: self.publish,
             uplink: PhantomData,
@@ -109,32 +143,38 @@ impl LabBuilder<()> {
 impl<U: Uplink> LabBuilder<U> {
     /// `kind = "<kind>"`: `routed` instead of the default bridge.
     pub fn kind(mut self, kind: &str) -> Self {
-        self.cfg = self.cfg.kind(kind);
+        self.network.cfg.kind = Some(kind.to_owned());
         self
     }
 
     /// `gateway = "<ip>"`.
     pub fn gateway(mut self, ip: &str) -> Self {
-        self.cfg.gateway = Some(ip.to_owned());
+        self.network.cfg.gateway = Some(ip.to_owned());
+        self
+    }
+
+    /// More `[network]` lines (`icc = false`, `mode = "xdp"`, …).
+    pub fn keys(mut self, lines: &str) -> Self {
+        self.network.cfg.keys.push_str(lines);
         self
     }
 
     /// An endpoint in a new namespace named after `tag`, with address `ip`
     /// if given (the next free one otherwise).
     pub fn endpoint(mut self, tag: &str, ip: Option<&str>) -> Self {
-        self.endpoints.push((tag.to_owned(), ip.map(str::to_owned)));
+        self.network.add_endpoint(tag, ip);
+        self
+    }
+
+    /// TOML tables (`[nat]`, …) for the config.
+    pub fn tables(mut self, toml: &str) -> Self {
+        self.network.cfg.tables.push_str(toml);
         self
     }
 
     /// A cgroup of the test's own as the config's `host_cgroup`.
     pub fn host_cgroup(mut self) -> Self {
         self.host_cgroup = true;
-        self
-    }
-
-    /// TOML tables (`[nat]`, …) for the config.
-    pub fn tables(mut self, toml: &str) -> Self {
-        self.cfg = self.cfg.tables(toml);
         self
     }
 
@@ -162,13 +202,8 @@ impl<U: Uplink> LabBuilder<U> {
         let internet = U::build(&sb);
         let cgroup = self.host_cgroup.then(|| Cgroup::new(&self.tag));
         let net = sb.net_name();
-        let eps: Vec<String> = self.endpoints.iter().map(|(tag, _)| sb.ns(tag)).collect();
-        let mut cfg = self.cfg;
-        cfg.name.clone_from(&net);
+        let (mut cfg, eps) = self.network.config(&sb, &net);
         cfg.host_cgroup = cgroup.as_ref().map(|c| c.0.display().to_string());
-        for (netns, (_, ip)) in eps.iter().zip(self.endpoints) {
-            cfg = cfg.endpoint(netns, ip.as_deref());
-        }
         for p in &self.publish {
             let _ = write!(
                 cfg.tables,
@@ -183,12 +218,82 @@ impl<U: Uplink> LabBuilder<U> {
             net,
             eps,
             config,
+            cfg,
             cgroup,
         }
     }
 }
 
+/// Options of another network on a lab's host ([`Lab::network`]);
+/// [`NetworkBuilder::up`] brings it up.
+pub struct NetworkBuilder<'a> {
+    sb: &'a Sandbox,
+    network: NetworkSpec,
+}
+
+impl NetworkBuilder<'_> {
+    /// An endpoint in a new namespace named after `tag`, with address `ip`
+    /// if given (the next free one otherwise).
+    pub fn endpoint(mut self, tag: &str, ip: Option<&str>) -> Self {
+        self.network.add_endpoint(tag, ip);
+        self
+    }
+
+    /// Runs `netfwd up` for it, which must succeed.
+    pub fn up(self) -> LabNetwork {
+        let net = self.sb.net_name();
+        let (cfg, eps) = self.network.config(self.sb, &net);
+        let config = self.sb.up(&cfg);
+        LabNetwork {
+            net,
+            eps,
+            config,
+            cfg,
+        }
+    }
+}
+
+/// Another network on a lab's host, up (`netfwd down` goes with the lab's
+/// sandbox).
+pub struct LabNetwork {
+    pub net: String,
+    /// The endpoints' namespaces, in the order they were asked for.
+    pub eps: Vec<String>,
+    /// The config file the network was brought up with.
+    pub config: PathBuf,
+    cfg: NetConfig,
+}
+
+impl LabNetwork {
+    /// Runs `netfwd up` on `lab`'s host again with the config `change`
+    /// makes of this network's; returns the file.
+    pub fn up_again<U>(
+        &self,
+        lab: &Lab<U>,
+        change: impl FnOnce(NetConfig) -> NetConfig,
+    ) -> PathBuf {
+        lab.sb.up(&change(self.cfg.clone()))
+    }
+}
+
 impl<U> Lab<U> {
+    /// Another network on this lab's host, on `subnet`, behind the same
+    /// uplink as the lab's own network (if it has one).
+    pub fn network(&self, subnet: &str) -> NetworkBuilder<'_> {
+        let mut network = NetworkSpec::new(subnet);
+        network.cfg.uplink.clone_from(&self.cfg.uplink);
+        NetworkBuilder {
+            sb: &self.sb,
+            network,
+        }
+    }
+
+    /// Runs `netfwd up` again with the config `change` makes of the lab's
+    /// network's (`[[allow]]` added, the mode switched, …); returns the file.
+    pub fn up_again(&self, change: impl FnOnce(NetConfig) -> NetConfig) -> PathBuf {
+        self.sb.up(&change(self.cfg.clone()))
+    }
+
     /// The network's entry of `stats --json`.
     pub fn stats(&self) -> Value {
         let out = self.sb.netfwd_ok(&["stats", "--name", &self.net, "--json"]);

@@ -4,9 +4,8 @@
 //! published ports still work.
 
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
-    internet::{INTERNET_IP, Internet, UPLINK},
-    ping, snmp_counter,
+    Lab, NetConfig, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
+    internet::INTERNET_IP, lab::named, ping, snmp_counter,
 };
 
 /// Sends `count` datagrams from `ns` to a closed port of `ip` (the receiver
@@ -19,42 +18,36 @@ fn send_udp(ns: &str, ip: &str, count: u32) {
     in_ns_ok(ns, &["/usr/bin/python3", "-c", &script]);
 }
 
-/// Brings up network `name` behind the uplink with one endpoint per
-/// `(netns, ip)`; `more` adds to its config.
-fn up(
-    sb: &Sandbox,
-    name: &str,
-    subnet: &str,
-    eps: &[(&str, &str)],
-    more: impl FnOnce(NetConfig) -> NetConfig,
-) {
-    let cfg = eps.iter().fold(
-        NetConfig::new(name, subnet, None).uplink(UPLINK),
-        |cfg, (ns, ip)| cfg.endpoint(ns, Some(ip)),
-    );
-    sb.up(&more(cfg));
+/// `[[allow]] network = "<other>"` added to a config.
+fn allow(other: &str) -> impl FnOnce(NetConfig) -> NetConfig {
+    let table = format!("[[allow]]\nnetwork = \"{other}\"\n");
+    move |cfg| cfg.tables(&table)
 }
 
 #[test]
 fn networks_are_isolated_unless_both_allow_each_other() {
-    let sb = Sandbox::new("iso");
-    let _internet = Internet::new(&sb);
-    let (n1, n2, n3) = (sb.net_name(), sb.net_name(), sb.net_name());
-    let (a, b, c) = (sb.ns("a"), sb.ns("b"), sb.ns("c"));
-    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], |cfg| cfg);
-    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], |cfg| cfg);
-    up(&sb, &n3, "10.93.0.0/24", &[(&c, "10.93.0.2")], |cfg| cfg);
+    let lab = Lab::builder("iso", "10.91.0.0/24")
+        .uplink()
+        .endpoint("a", Some("10.91.0.2"))
+        .up();
+    let second = lab
+        .network("10.92.0.0/24")
+        .endpoint("b", Some("10.92.0.2"))
+        .up();
+    let third = lab
+        .network("10.93.0.0/24")
+        .endpoint("c", Some("10.93.0.2"))
+        .up();
+    let [a] = named(lab.eps.clone());
+    let [b] = named(second.eps.clone());
+    let [c] = named(third.eps.clone());
     assert!(!ping(&a, "10.92.0.2"));
     assert!(!ping(&b, "10.91.0.2"));
-    assert!(drops(&sb.network_status(&n1), &a, "isolated") >= 3);
+    assert!(drops(&lab.sb.network_status(&lab.net), &a, "isolated") >= 3);
     // Egress is untouched.
     assert_ping(&a, INTERNET_IP);
 
-    let allow = |other: &str| {
-        let table = format!("[[allow]]\nnetwork = \"{other}\"\n");
-        move |cfg: NetConfig| cfg.tables(&table)
-    };
-    up(&sb, &n1, "10.91.0.0/24", &[(&a, "10.91.0.2")], allow(&n2));
+    lab.up_again(allow(&second.net));
     assert!(!ping(&a, "10.92.0.2"), "one side's allow opened the pair");
     // Not even one way: datagrams from the allowing side do not arrive.
     let unreachable_before = snmp_counter(&b, "Udp", "NoPorts");
@@ -64,31 +57,27 @@ fn networks_are_isolated_unless_both_allow_each_other() {
         unreachable_before,
         "datagrams crossed on one side's allow"
     );
-    up(&sb, &n2, "10.92.0.0/24", &[(&b, "10.92.0.2")], allow(&n1));
+    second.up_again(&lab, allow(&lab.net));
     assert_ping(&a, "10.92.0.2");
     assert_ping(&b, "10.91.0.2");
     // Exactly that pair: the third network stays apart.
     assert!(!ping(&a, "10.93.0.2"));
     assert!(!ping(&c, "10.91.0.2"));
-    assert_no_bridge_and_no_rules(sb.host());
+    assert_no_bridge_and_no_rules(lab.sb.host());
 }
 
 #[test]
 fn without_icc_endpoints_cannot_talk_but_egress_and_the_host_still_work() {
-    let sb = Sandbox::new("icc");
-    let _internet = Internet::new(&sb);
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    up(
-        &sb,
-        &net,
-        "10.94.0.0/24",
-        &[(&a, "10.94.0.2"), (&b, "10.94.0.3")],
-        |cfg| cfg.keys("icc = false"),
-    );
+    let lab = Lab::builder("icc", "10.94.0.0/24")
+        .uplink()
+        .keys("icc = false\n")
+        .endpoint("a", Some("10.94.0.2"))
+        .endpoint("b", Some("10.94.0.3"))
+        .up();
+    let [a, _b] = named(lab.eps.clone());
     assert!(!ping(&a, "10.94.0.3"));
-    assert!(drops(&sb.network_status(&net), &a, "icc") >= 3);
+    assert!(drops(&lab.sb.network_status(&lab.net), &a, "icc") >= 3);
     assert_ping(&a, INTERNET_IP);
     assert_ping(&a, "10.94.0.1");
-    assert_ping(sb.host(), "10.94.0.3");
+    assert_ping(lab.sb.host(), "10.94.0.3");
 }

@@ -12,8 +12,9 @@
 )]
 
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
-    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    Lab, NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
+    internet::{ECHO_PORT, INTERNET_IP, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    lab::named,
     payload, tcp_exchange,
 };
 use serde_json::Value;
@@ -52,19 +53,20 @@ fn modes(status: &Value, a: &str, b: &str) -> (String, String, String) {
 
 #[test]
 fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
-    let sb = Sandbox::new("xdp");
-    let internet = Internet::new(&sb);
+    let lab = Lab::builder("xdp", SUBNET)
+        .uplink()
+        .keys("mode = \"xdp\"\n")
+        .endpoint("a", Some(A_IP))
+        .endpoint("b", Some(B_IP))
+        .up();
+    let (sb, net) = (&lab.sb, &lab.net);
+    let [a, b] = named(lab.eps.clone());
     // The far end as a wire (see `Internet`), whatever the test mode.
     in_ns_ok(
-        &internet.ns,
+        &lab.internet.ns,
         &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"],
     );
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    let extra = format!("mode = \"xdp\"\nuplink = \"{UPLINK}\"\n");
-    let path = sb.write_config(&config(&net, &a, &b, &extra));
-    sb.up_file(&path);
-    let status = sb.network_status(&net);
+    let status = sb.network_status(net);
     assert_eq!(status["mode"], "xdp");
     assert_eq!(
         modes(&status, &a, &b),
@@ -95,14 +97,11 @@ fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
     );
 
     // Back to TC: no XDP program of ours left, traffic as before.
-    let tc = sb.write_config(&config(
-        &net,
-        &a,
-        &b,
-        &format!("mode = \"tc\"\nuplink = \"{UPLINK}\"\n"),
-    ));
-    sb.up_file(&tc);
-    let status = sb.network_status(&net);
+    lab.up_again(|mut cfg| {
+        cfg.keys = "mode = \"tc\"\n".to_owned();
+        cfg
+    });
+    let status = sb.network_status(net);
     assert_eq!(
         modes(&status, &a, &b),
         ("tc".into(), "tc".into(), "tc".into()),
