@@ -198,8 +198,16 @@ impl<U: Uplink> LabBuilder<U> {
     /// Builds the sandbox, what is behind the uplink and the config, and
     /// runs `netfwd up`, which must succeed.
     pub fn up(self) -> Lab<U> {
+        self.up_with(|_| ()).0
+    }
+
+    /// As [`LabBuilder::up`], with `prepare` run on the sandbox before
+    /// `netfwd up`: for what the config names that netfwd does not make (a
+    /// LAN interface). Returns what `prepare` made too.
+    pub fn up_with<T>(self, prepare: impl FnOnce(&Sandbox) -> T) -> (Lab<U>, T) {
         let sb = Sandbox::new(&self.tag);
         let internet = U::build(&sb);
+        let prepared = prepare(&sb);
         let cgroup = self.host_cgroup.then(|| Cgroup::new(&self.tag));
         let net = sb.net_name();
         let (mut cfg, eps) = self.network.config(&sb, &net);
@@ -212,7 +220,7 @@ impl<U: Uplink> LabBuilder<U> {
             );
         }
         let config = sb.up(&cfg);
-        Lab {
+        let lab = Lab {
             sb,
             internet,
             net,
@@ -220,7 +228,8 @@ impl<U: Uplink> LabBuilder<U> {
             config,
             cfg,
             cgroup,
-        }
+        };
+        (lab, prepared)
     }
 }
 

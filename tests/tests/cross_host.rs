@@ -10,10 +10,11 @@
 )]
 
 use netfwd_tests::{
-    NetConfig, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
+    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
     internet::{
-        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
+    lab::named,
     payload, scapy_sendp, tool_ok, uplink_drops,
 };
 
@@ -23,90 +24,100 @@ const C_LAN: &str = "192.0.2.13";
 const A_EP: &str = "10.0.1.2";
 const B_EP: &str = "10.0.2.2";
 
+/// Hosts A (with the internet behind its uplink) and B, each with its own
+/// network and endpoint, and the plain host C, on one LAN.
 struct TwoHosts {
-    a: Sandbox,
-    b: Sandbox,
-    internet: Internet,
+    a: Lab<Internet>,
+    b: Lab,
     c: String,
     a_ep: String,
     b_ep: String,
-    nets: [String; 2],
 }
 
-impl TwoHosts {
-    fn new(tag: &str, kind: &str) -> TwoHosts {
-        let a = Sandbox::new(&format!("{tag}a"));
-        let b = Sandbox::new(&format!("{tag}b"));
-        let internet = Internet::new(&a);
-        let switch = a.ns("sw");
-        let c = a.ns("c");
+/// The LAN: a switch namespace (A's sandbox's) with a bridge.
+struct Switch(String);
+
+impl Switch {
+    fn new(sb: &Sandbox) -> Switch {
+        let switch = sb.ns("sw");
         tool_ok("ip", &["netns", "add", &switch]);
-        tool_ok("ip", &["netns", "add", &c]);
         tool_ok(
             "ip",
             &["-n", &switch, "link", "add", "br0", "type", "bridge"],
         );
         tool_ok("ip", &["-n", &switch, "link", "set", "br0", "up"]);
-        for (i, (host, addr)) in [(a.host(), A_LAN), (b.host(), B_LAN), (c.as_str(), C_LAN)]
-            .into_iter()
-            .enumerate()
-        {
-            let port = format!("p{i}");
-            tool_ok(
-                "ip",
-                &[
-                    "-n", host, "link", "add", "lan0", "type", "veth", "peer", "name", &port,
-                    "netns", &switch,
-                ],
-            );
-            tool_ok(
-                "ip",
-                &["-n", &switch, "link", "set", &port, "master", "br0", "up"],
-            );
-            tool_ok(
-                "ip",
-                &[
-                    "-n",
-                    host,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    "lan0",
-                ],
-            );
-            tool_ok("ip", &["-n", host, "link", "set", "lan0", "up"]);
-            tool_ok("ip", &["-n", host, "link", "set", "lo", "up"]);
-        }
+        Switch(switch)
+    }
+
+    /// Plugs namespace `host` into the switch as `lan0` with address `addr`,
+    /// on switch port `port`.
+    fn plug(&self, host: &str, addr: &str, port: &str) {
+        let switch = &self.0;
         tool_ok(
             "ip",
-            &["-n", &c, "route", "add", "10.0.1.0/24", "via", A_LAN],
+            &[
+                "-n", host, "link", "add", "lan0", "type", "veth", "peer", "name", port, "netns",
+                switch,
+            ],
         );
+        tool_ok(
+            "ip",
+            &["-n", switch, "link", "set", port, "master", "br0", "up"],
+        );
+        tool_ok(
+            "ip",
+            &[
+                "-n",
+                host,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "lan0",
+            ],
+        );
+        tool_ok("ip", &["-n", host, "link", "set", "lan0", "up"]);
+        tool_ok("ip", &["-n", host, "link", "set", "lo", "up"]);
+    }
+}
 
-        let a_ep = a.ns("ep");
-        let b_ep = b.ns("ep");
-        let nets = [a.net_name(), b.net_name()];
+impl TwoHosts {
+    fn new(tag: &str, kind: &str) -> TwoHosts {
         // Each host's network on the LAN, with the other's subnet as a peer.
-        let lan_network = |net: &str, subnet: &str, peer: &str, via: &str| {
-            NetConfig::new(net, subnet, None)
-                .kind(kind)
-                .keys("lan = \"lan0\"\n")
-                .tables(&format!("[[peer]]\nsubnet = \"{peer}\"\nvia = \"{via}\"\n"))
-        };
-        a.up(&lan_network(&nets[0], "10.0.1.0/24", "10.0.2.0/24", B_LAN)
-            .uplink(UPLINK)
-            .endpoint(&a_ep, Some(A_EP)));
-        b.up(
-            &lan_network(&nets[1], "10.0.2.0/24", "10.0.1.0/24", A_LAN).endpoint(&b_ep, Some(B_EP))
-        );
+        let peer =
+            |subnet: &str, via: &str| format!("[[peer]]\nsubnet = \"{subnet}\"\nvia = \"{via}\"\n");
+        let (a, (switch, c)) = Lab::builder(&format!("{tag}a"), "10.0.1.0/24")
+            .uplink()
+            .kind(kind)
+            .keys("lan = \"lan0\"\n")
+            .tables(&peer("10.0.2.0/24", B_LAN))
+            .endpoint("ep", Some(A_EP))
+            .up_with(|sb| {
+                let switch = Switch::new(sb);
+                let c = sb.ns("c");
+                tool_ok("ip", &["netns", "add", &c]);
+                switch.plug(sb.host(), A_LAN, "p0");
+                switch.plug(&c, C_LAN, "p2");
+                tool_ok(
+                    "ip",
+                    &["-n", &c, "route", "add", "10.0.1.0/24", "via", A_LAN],
+                );
+                (switch, c)
+            });
+        let (b, ()) = Lab::builder(&format!("{tag}b"), "10.0.2.0/24")
+            .kind(kind)
+            .keys("lan = \"lan0\"\n")
+            .tables(&peer("10.0.1.0/24", A_LAN))
+            .endpoint("ep", Some(B_EP))
+            .up_with(|sb| switch.plug(sb.host(), B_LAN, "p1"));
+        let [a_ep] = named(a.eps.clone());
+        let [b_ep] = named(b.eps.clone());
         TwoHosts {
             a,
             b,
-            internet,
             c,
             a_ep,
             b_ep,
-            nets,
         }
     }
 }
@@ -130,8 +141,8 @@ fn endpoints_on_two_hosts_reach_each_other_by_their_own_addresses() {
         );
         let _on_a = EchoServer::start(&lab.a_ep, A_EP, ECHO_PORT);
         assert_eq!(ip_of(&exchange(&lab.b_ep, A_EP)), B_EP, "{kind}");
-        assert_no_bridge_and_no_rules(lab.a.host());
-        assert_no_bridge_and_no_rules(lab.b.host());
+        assert_no_bridge_and_no_rules(lab.a.sb.host());
+        assert_no_bridge_and_no_rules(lab.b.sb.host());
     }
 }
 
@@ -162,7 +173,7 @@ fn as_endpoints_still_reach_the_internet_through_snat() {
         "ip",
         &[
             "-n",
-            &lab.internet.ns,
+            &lab.a.internet.ns,
             "route",
             "add",
             "10.0.1.0/24",
@@ -170,18 +181,21 @@ fn as_endpoints_still_reach_the_internet_through_snat() {
             UPLINK_IP,
         ],
     );
-    assert!(!netfwd_tests::ping(&lab.internet.ns, A_EP));
+    assert!(!netfwd_tests::ping(&lab.a.internet.ns, A_EP));
 }
 
 #[test]
 fn down_on_each_host_leaves_nothing_and_no_route_to_the_peer() {
     let lab = TwoHosts::new("xd", "bridge");
     assert_ping(&lab.a_ep, B_EP);
-    lab.a.netfwd_ok(&["down", "--name", &lab.nets[0]]);
-    lab.b.netfwd_ok(&["down", "--name", &lab.nets[1]]);
-    assert_nothing_left(lab.a.host(), &lab.nets[0], &[&lab.a_ep]);
-    assert_nothing_left(lab.b.host(), &lab.nets[1], &[&lab.b_ep]);
-    for (host, peer) in [(lab.a.host(), "10.0.2.0/24"), (lab.b.host(), "10.0.1.0/24")] {
+    lab.a.sb.netfwd_ok(&["down", "--name", &lab.a.net]);
+    lab.b.sb.netfwd_ok(&["down", "--name", &lab.b.net]);
+    assert_nothing_left(lab.a.sb.host(), &lab.a.net, &[&lab.a_ep]);
+    assert_nothing_left(lab.b.sb.host(), &lab.b.net, &[&lab.b_ep]);
+    for (host, peer) in [
+        (lab.a.sb.host(), "10.0.2.0/24"),
+        (lab.b.sb.host(), "10.0.1.0/24"),
+    ] {
         let routes = tool_ok("ip", &["-n", host, "route", "show", peer]);
         assert!(
             routes.trim().is_empty(),
@@ -200,10 +214,10 @@ fn a_peers_or_lan_hosts_address_arriving_on_the_uplink_is_not_trusted() {
     let frames = format!(
         "[Ether(dst='{mac}')/IP(src='{B_EP}', dst='{A_EP}')/UDP(sport=5000, dport=7)/b'x',\
          Ether(dst='{mac}')/IP(src='{C_LAN}', dst='{A_EP}')/ICMP()]",
-        mac = lab.a.uplink_mac()
+        mac = lab.a.sb.uplink_mac()
     );
-    let sent = scapy_sendp(&lab.internet.ns, "inet0", &frames, 5);
-    let status = lab.a.network_status(&lab.nets[0]);
+    let sent = scapy_sendp(&lab.a.internet.ns, "inet0", &frames, 5);
+    let status = lab.a.sb.network_status(&lab.a.net);
     let policy = uplink_drops(&status, "policy");
     assert_eq!(policy, sent, "{status:#}");
     assert_ping(&lab.c, A_EP);
