@@ -173,7 +173,9 @@ impl NetworkDatapath {
             unpin_xdp_link(&self.name, ifname)?;
             return Ok(Mode::Tc);
         }
-        match attach(self.programs()?, ifname, running) {
+        let programs = self.programs()?;
+        programs.load_xdp()?;
+        match attach(programs, ifname, running) {
             Ok(_) => Ok(Mode::Xdp),
             Err(e) => {
                 log::warn!(

@@ -152,6 +152,16 @@ impl Programs {
             .with_context(|| format!("attaching {program} to {ifname}"))
     }
 
+    /// Loads the XDP programs into the kernel (if not yet). In XDP mode a
+    /// program the kernel refuses fails the command, as a TC one does; only
+    /// an interface that cannot take it falls back to TC.
+    pub fn load_xdp(&mut self) -> Result<()> {
+        for name in [PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK] {
+            xdp_program(&mut self.ebpf, name)?;
+        }
+        Ok(())
+    }
+
     /// Attaches the endpoint XDP program (native mode) to `ifname`, which
     /// runs XDP program `running` now (from netlink).
     pub fn attach_xdp_from_endpoint(
