@@ -15,12 +15,12 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{PinDir, eth};
+use common::{PinDir, eth, network_config};
 use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NetworkConfig},
+    maps::{EndpointEntry, NETWORK_NO_ICC},
     names::PROG_FROM_ENDPOINT,
 };
 
@@ -53,14 +53,7 @@ impl TwoEndpoints {
             .map_err(|e| format!("{e:#}"))
             .unwrap();
         let mut maps = DatapathMaps::open(&pins.0).unwrap();
-        maps.set_network(NetworkConfig {
-            gateway: GATEWAY.octets(),
-            subnet: [192, 168, 28, 0],
-            prefix_len: 24,
-            flags: 0,
-            _pad: [0; 2],
-        })
-        .unwrap();
+        maps.set_network(network_config(GATEWAY, 0)).unwrap();
         maps.set_endpoint(
             A_IP,
             EndpointEntry {
@@ -286,13 +279,7 @@ fn arp_with_a_foreign_sender_mac_is_dropped() {
 fn without_icc_endpoints_cannot_reach_each_other_but_the_gateway() {
     let mut lab = TwoEndpoints::new("no-icc");
     lab.maps
-        .set_network(NetworkConfig {
-            gateway: GATEWAY.octets(),
-            subnet: [192, 168, 28, 0],
-            prefix_len: 24,
-            flags: netfwd_common::maps::NETWORK_NO_ICC,
-            _pad: [0; 2],
-        })
+        .set_network(network_config(GATEWAY, NETWORK_NO_ICC))
         .unwrap();
     let (action, _) = lab.run(&ipv4_ping(B_MAC, A_IP, B_IP));
     assert_eq!(action, TC_ACT_SHOT);

@@ -11,6 +11,7 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
+use netfwd_common::maps::NetworkConfig;
 
 /// A pin directory of the test's own under the real bpffs, removed on drop.
 pub struct PinDir(pub PathBuf);
@@ -29,6 +30,18 @@ impl PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `NETWORK` entry of the tests' network, 192.168.28.0/24, with
+/// `gateway` and `flags` (`NETWORK_*`).
+pub fn network_config(gateway: Ipv4Addr, flags: u8) -> NetworkConfig {
+    NetworkConfig {
+        gateway: gateway.octets(),
+        subnet: [192, 168, 28, 0],
+        prefix_len: 24,
+        flags,
+        _pad: [0; 2],
     }
 }
 

@@ -10,14 +10,14 @@
 
 use std::{net::Ipv4Addr, process::Command};
 
-use crate::common::{PinDir, eth, ipv4, run, run_xdp};
+use crate::common::{PinDir, eth, ipv4, network_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, NetworkConfig},
+    maps::EndpointEntry,
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_UPLINK},
     nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
 };
@@ -112,14 +112,7 @@ impl NatLab {
         let uplink = if_nametoindex("up0").unwrap();
         let host_a_mac = mac_of("hosta");
         let host_b = if_nametoindex("hostb").unwrap();
-        maps.set_network(NetworkConfig {
-            gateway: GATEWAY.octets(),
-            subnet: [192, 168, 28, 0],
-            prefix_len: 24,
-            flags: 0,
-            _pad: [0; 2],
-        })
-        .unwrap();
+        maps.set_network(network_config(GATEWAY, 0)).unwrap();
         maps.set_endpoint(
             A_IP,
             EndpointEntry {
