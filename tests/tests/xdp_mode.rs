@@ -12,7 +12,7 @@
 )]
 
 use netfwd_tests::{
-    Lab, NetConfig, Sandbox, assert_ping, endpoint, in_ns_ok,
+    Lab, assert_ping, endpoint, in_ns_ok,
     internet::{ECHO_PORT, INTERNET_IP, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
     lab::named,
     payload, tcp_exchange,
@@ -31,15 +31,6 @@ fn xdp_stat(ns: &str, dev: &str, stat: &str) -> u64 {
         .filter(|(name, _)| name.ends_with(stat))
         .map(|(_, v)| v.trim().parse::<u64>().unwrap())
         .sum()
-}
-
-/// Two endpoints, with `extra` lines in `[network]`.
-fn config(net: &str, a: &str, b: &str, extra: &str) -> String {
-    NetConfig::new(net, SUBNET, None)
-        .keys(extra)
-        .endpoint(a, Some(A_IP))
-        .endpoint(b, Some(B_IP))
-        .to_toml()
 }
 
 fn modes(status: &Value, a: &str, b: &str) -> (String, String, String) {
@@ -117,12 +108,15 @@ fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
 
 #[test]
 fn xdp_falls_back_to_tc_where_it_cannot_attach() {
-    let sb = Sandbox::new("xdpfb");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
     // veth takes no XDP program (that is not multi-buffer) at a jumbo MTU.
-    let path = sb.write_config(&config(&net, &a, &b, "mode = \"xdp\"\nmtu = 9000\n"));
-    let out = sb.up_file(&path);
+    let lab = Lab::builder("xdpfb", SUBNET)
+        .keys("mode = \"xdp\"\nmtu = 9000\n")
+        .endpoint("a", Some(A_IP))
+        .endpoint("b", Some(B_IP))
+        .up();
+    let [a, b] = named(lab.eps.clone());
+    // Every `up` tries XDP again and says where it cannot attach.
+    let out = lab.sb.up_file(&lab.config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = stderr
         .lines()
@@ -133,7 +127,7 @@ fn xdp_falls_back_to_tc_where_it_cannot_attach() {
         warnings.iter().all(|l| l.contains("TC only there")),
         "{stderr}"
     );
-    let status = sb.network_status(&net);
+    let status = lab.sb.network_status(&lab.net);
     assert_eq!(endpoint(&status, &a)["mode"], "tc", "{status:#}");
     assert_eq!(endpoint(&status, &b)["mode"], "tc", "{status:#}");
     assert_ping(&a, B_IP);
