@@ -23,7 +23,9 @@ use netfwd::loader::{
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NetworkConfig, REMOTE_ROUTE, REMOTE_TRUSTED},
+    maps::{
+        EndpointEntry, NetworkConfig, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED,
+    },
     names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK},
     nat::{NatConfig, NatEntry, NatTimeouts, PUBLISH_HOST_ONLY, PublishKey, PublishTarget},
 };
@@ -150,6 +152,7 @@ impl NatLab {
             port_min,
             port_max,
             timeouts: NatTimeouts::DEFAULT,
+            max_unreplied: 0,
         })
         .unwrap();
         maps.ensure_counters(host_a).unwrap();
@@ -405,19 +408,23 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
     });
 }
 
-/// The lab's table holds 1024 flows: 32 to each of 32 remote ports, with 32
-/// outside ports. A new flow to another remote port is refused and counted,
+/// The lab's table holds 1024 flows: 16 to each of 64 remote ports, with 16
+/// outside ports (as many as a new flow tries), each answered (an unanswered one would give its room to
+/// a new flow). A new flow to another remote port is refused and counted,
 /// the ones in the table go on both ways; once they have expired, a new flow
 /// to one of their remote ports takes an expired one's place.
 #[test]
 fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
-    with_lab("natfull", (61000, 61031), |lab| {
+    with_lab("natfull", (61000, 61015), |lab| {
         let mut first = 0;
-        for dport in 100..132u16 {
-            for i in 0..32u16 {
-                let sport = 1000 + (dport - 100) * 32 + i;
+        for dport in 100..164u16 {
+            for i in 0..16u16 {
+                let sport = 1000 + (dport - 100) * 16 + i;
                 let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, dport, b"q", true));
                 assert_eq!(action, TC_ACT_REDIRECT, "flow {sport} -> {dport}");
+                let answer = udp(dport, port(&out, SPORT), b"a", true);
+                let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, answer);
+                assert_eq!(action, TC_ACT_REDIRECT, "answer to {sport}");
                 if sport == 1000 {
                     first = port(&out, SPORT);
                 }
@@ -1107,4 +1114,125 @@ fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
         .unwrap();
     let info = aya::maps::MapInfo::from_pin(&nat).unwrap();
     assert_eq!(info.value_size() as usize, size_of::<NatEntry>());
+}
+
+/// What the kernel drops as a martian, the datapath must not deliver: a
+/// datagram to a published port from the gateway's, a sibling endpoint's,
+/// another netfwd network's, the uplink's own or a loopback address.
+#[test]
+fn a_published_port_takes_no_source_that_cannot_be_outside() {
+    with_lab("martian", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(UDP, 5353, A_IP, 53)])
+            .unwrap();
+        let other_network: netfwd::ipnet::Ipv4Net = "10.77.0.0/16".parse().unwrap();
+        lab.maps
+            .set_remotes(&[(other_network, REMOTE_ISOLATED | REMOTE_LOCAL)])
+            .unwrap();
+        let martians = [
+            GATEWAY,
+            B_IP,
+            Ipv4Addr::new(10, 77, 0, 9),
+            UPLINK_IP,
+            Ipv4Addr::new(127, 0, 0, 1),
+        ];
+        for src in martians {
+            let query = udp(33000, 5353, b"q", true);
+            let (action, _) = lab.send_from_outside(src, UPLINK_IP, UDP, query);
+            assert_eq!(action, TC_ACT_SHOT, "from {src}");
+        }
+        let drops = lab.counters(lab.uplink).drops;
+        assert_eq!(
+            drops[DropReason::MartianSource.slot()],
+            martians.len() as u64
+        );
+        assert_eq!(lab.nat_flows(), 0, "no flow for any of them");
+        let query = udp(33000, 5353, b"q", true);
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+        assert_eq!(action, TC_ACT_REDIRECT, "an outside client");
+    });
+}
+
+/// netfwd translates on the uplink only: a destination the host routes out
+/// of another interface would leave with the endpoint's own address.
+#[test]
+fn an_endpoints_packet_routed_out_of_another_interface_is_dropped() {
+    with_lab("not-uplink", (61000, 65535), |lab| {
+        ip("link add other0 type veth peer name other1");
+        ip("link set other0 up");
+        ip("link set other1 up");
+        ip("addr add 192.0.2.2/24 dev other0");
+        ip("neigh replace 192.0.2.9 lladdr 02:00:00:00:00:09 dev other0 nud permanent");
+        let (action, _) = lab.send_from_a(Ipv4Addr::new(192, 0, 2, 9), ICMP, icmp_echo(8, 1, 1));
+        assert_eq!(action, TC_ACT_SHOT);
+        let drops = lab.counters(lab.host_a).drops;
+        assert_eq!(drops[DropReason::NotUplink.slot()], 1);
+        let (action, _) = lab.send_from_a(REMOTE, ICMP, icmp_echo(8, 1, 1));
+        assert_eq!(action, TC_ACT_REDIRECT, "the uplink's way still translates");
+    });
+}
+
+/// 1024 datagrams from as many client ports fill the table (1024 flows)
+/// with flows the endpoint never answered: a new TCP connection of A's and
+/// an answered flow's neighbours still get in, each evicting the oldest
+/// unanswered flow, of any protocol.
+#[test]
+fn a_table_full_of_unanswered_datagrams_makes_room_for_a_new_connection() {
+    with_lab("early-drop-udp", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(UDP, 5353, A_IP, 53)])
+            .unwrap();
+        for sport in 0..1024u16 {
+            let query = udp(10000 + sport, 5353, b"q", true);
+            let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, query);
+            assert_eq!(action, TC_ACT_REDIRECT, "datagram {sport}");
+        }
+        assert_eq!(lab.nat_flows(), 1024, "the table is full");
+        let (action, _) = lab.send_from_a(REMOTE, TCP, tcp_seq(40001, 80, SYN, (1, 0), b""));
+        assert_eq!(action, TC_ACT_REDIRECT, "A's new connection");
+        assert_eq!(lab.state(REMOTE, 80), "syn_sent");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            0
+        );
+        assert!(
+            lab.flow(REMOTE, 10000).is_none(),
+            "the oldest datagram made room"
+        );
+    });
+}
+
+/// One endpoint may hold at most `max_unreplied` unanswered flows: its
+/// flood is refused past that (`unreplied_share`), its neighbour is not,
+/// and an answer gives the share back.
+#[test]
+fn an_endpoints_unanswered_flows_are_held_to_its_share() {
+    with_lab("share", (61000, 65535), |lab| {
+        let config = lab.maps.nat_config().unwrap();
+        lab.maps
+            .set_nat_config(NatConfig {
+                max_unreplied: 8,
+                ..config
+            })
+            .unwrap();
+        for sport in 0..8u16 {
+            let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20000 + sport, 53, b"q", true));
+            assert_eq!(action, TC_ACT_REDIRECT, "flow {sport}");
+        }
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20008, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "past its share");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::UnrepliedShare.slot()],
+            1
+        );
+        // A packet of a flow it holds is no new flow.
+        let (action, out) = lab.send_from_a(REMOTE, UDP, udp(20000, 53, b"again", true));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        // The answer to it gives one back.
+        let answer = udp(53, port(&out, SPORT), b"a", true);
+        let (action, _) = lab.send_from_outside(REMOTE, UPLINK_IP, UDP, answer);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20008, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "within its share again");
+    });
 }

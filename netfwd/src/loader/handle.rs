@@ -12,9 +12,13 @@ use anyhow::{Context as _, Result};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{
-        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED,
+        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE,
+        REMOTE_TRUSTED,
     },
-    nat::{DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget},
+    nat::{
+        DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget,
+        max_unreplied,
+    },
 };
 
 use super::{
@@ -68,8 +72,8 @@ impl Remote {
         match self {
             Remote::Peer => REMOTE_ROUTE | REMOTE_TRUSTED,
             Remote::Lan => REMOTE_TRUSTED,
-            Remote::Allowed => REMOTE_ROUTE,
-            Remote::Isolated => REMOTE_ISOLATED,
+            Remote::Allowed => REMOTE_ROUTE | REMOTE_LOCAL,
+            Remote::Isolated => REMOTE_ISOLATED | REMOTE_LOCAL,
         }
     }
 }
@@ -198,6 +202,7 @@ impl NetworkDatapath {
             port_min: nat.port_min,
             port_max: nat.port_max,
             timeouts: nat.timeouts.into(),
+            max_unreplied: max_unreplied(nat.max_flows, nat.max_unreplied_share),
         })
     }
 
