@@ -50,6 +50,9 @@ fn a_router_advertisement_from_an_endpoint_configures_nothing_on_the_host() {
     let ra = "Ether(dst='33:33:00:00:00:01')/IPv6(src='fe80::bad', dst='ff02::1')\
               /ICMPv6ND_RA(routerlifetime=1800)\
               /ICMPv6NDOptPrefixInfo(prefix='2001:db8:96::', prefixlen=64)";
+    // The endpoint's own stack solicits routers too: count from here.
+    let counted = || drops(&lab.sb.network_status(&lab.net), &a, "router_message");
+    let before = counted();
     scapy_sendp(&a, "eth0", ra, 3);
     // SLAAC and route installation are immediate on receipt; give the
     // stack a moment anyway before looking.
@@ -64,8 +67,10 @@ fn a_router_advertisement_from_an_endpoint_configures_nothing_on_the_host() {
         !addrs.contains("2001:db8:96"),
         "an address appeared: {addrs}"
     );
-    let status = lab.sb.network_status(&lab.net);
-    assert_eq!(drops(&status, &a, "router_message"), 3);
+    assert!(
+        counted() >= before + 3,
+        "the advertisements were not counted"
+    );
 }
 
 /// Every way a packet with an endpoint's source could leave the host
