@@ -304,7 +304,8 @@ impl NetworkDatapath {
         if !self.maps.endpoints()?.contains_key(&ip) {
             return Ok(());
         }
-        self.maps.remove_endpoint(ip)
+        self.maps.remove_endpoint(ip)?;
+        self.maps.forget_senders(|sender| sender == ip)
     }
 
     /// Stops forwarding to the endpoints `keep` refuses.
@@ -312,6 +313,7 @@ impl NetworkDatapath {
         for ip in self.maps.endpoints()?.into_keys() {
             if !keep(ip) {
                 self.maps.remove_endpoint(ip)?;
+                self.maps.forget_senders(|sender| sender == ip)?;
             }
         }
         Ok(())
@@ -369,7 +371,7 @@ impl NetworkDatapath {
         for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
             self.maps.remove(&key)?;
         }
-        Ok(())
+        self.maps.forget_senders(|sender| subnet.contains(sender))
     }
 
     /// One collector pass over the NAT table (see

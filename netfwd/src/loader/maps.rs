@@ -98,6 +98,26 @@ impl DatapathMaps {
         }
     }
 
+    /// Drops the unanswered-flow counts of the endpoints `gone` names (and
+    /// of their published ports): an address given to a new endpoint starts
+    /// with none.
+    pub fn forget_senders(&mut self, gone: impl Fn(Ipv4Addr) -> bool) -> Result<()> {
+        let Some(counts) = &mut self.unreplied_by_sender else {
+            return Ok(());
+        };
+        let senders = counts
+            .keys()
+            .collect::<Result<Vec<FlowSender>, _>>()
+            .context("reading UNREPLIED_BY_SENDER")?;
+        for sender in senders.iter().filter(|s| gone(Ipv4Addr::from(s.addr))) {
+            match counts.remove(sender) {
+                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                Err(e) => return Err(e).context("removing from UNREPLIED_BY_SENDER"),
+            }
+        }
+        Ok(())
+    }
+
     pub fn set_network(&mut self, config: NetworkConfig) -> Result<()> {
         self.network.set(0, config, 0).context("writing NETWORK")
     }
