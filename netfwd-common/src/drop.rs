@@ -45,14 +45,40 @@ pub enum DropReason {
     /// (another endpoint's flow): translated, it would let one endpoint cut
     /// or throttle another's connections.
     IcmpSpoofed = 13,
+    /// An ICMPv6 router advertisement, router solicitation or redirect from
+    /// an endpoint: only the host configures and routes its links (a rogue
+    /// RA would give the host a default route through the endpoint).
+    RouterMessage = 14,
+    /// A VLAN-tagged frame from an endpoint (in-band 802.1Q or 802.1ad, or a
+    /// tag in the skb's metadata): an endpoint has one untagged link.
+    VlanTagged = 15,
+    /// From an endpoint to an address of its network's subnet that no
+    /// endpoint holds (nor the gateway, nor a peer's route): the host has no
+    /// such neighbour and would send it out of its default route untranslated.
+    NoEndpoint = 16,
+    /// From an endpoint to a destination the host routes out of an
+    /// interface other than the uplink, with no netfwd route there: it
+    /// would leave with the endpoint's private address.
+    NotUplink = 17,
+    /// From the uplink with a source that cannot be outside: an address of
+    /// one of the host's netfwd networks (endpoint, gateway, subnet), the
+    /// uplink's own address, loopback, or another address of the host. The
+    /// kernel drops these as martians; the datapath bypasses its check.
+    MartianSource = 18,
+    /// A new NAT flow from an endpoint or to a published port that already
+    /// holds its share (`nat.max_unreplied_share`) of the table in flows no
+    /// reply has answered yet: a flood costs its sender, not its neighbours.
+    UnrepliedShare = 19,
 }
 
-/// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to come.
-pub const DROP_REASON_SLOTS: usize = 16;
+/// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to
+/// come. (16 before reason 16: a pinned `COUNTERS` of the old size is made
+/// anew on the next load.)
+pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -66,6 +92,12 @@ impl DropReason {
         DropReason::NatFull,
         DropReason::TcpNoFlow,
         DropReason::IcmpSpoofed,
+        DropReason::RouterMessage,
+        DropReason::VlanTagged,
+        DropReason::NoEndpoint,
+        DropReason::NotUplink,
+        DropReason::MartianSource,
+        DropReason::UnrepliedShare,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -84,6 +116,12 @@ impl DropReason {
             DropReason::NatFull => "nat_full",
             DropReason::TcpNoFlow => "tcp_no_flow",
             DropReason::IcmpSpoofed => "icmp_spoofed",
+            DropReason::RouterMessage => "router_message",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::NotUplink => "not_uplink",
+            DropReason::MartianSource => "martian_source",
+            DropReason::UnrepliedShare => "unreplied_share",
         }
     }
 

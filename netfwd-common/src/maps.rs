@@ -52,6 +52,9 @@ pub const REMOTE_TRUSTED: u8 = 2;
 /// `REMOTES` flag: another netfwd network of the host, which endpoints may
 /// not reach (dropped, `isolated`).
 pub const REMOTE_ISOLATED: u8 = 4;
+/// `REMOTES` flag: another netfwd network of this host (allowed or
+/// isolated): never a source arriving on the uplink.
+pub const REMOTE_LOCAL: u8 = 8;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -46,13 +46,17 @@ pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
 /// none; 0 trusts no interface.
 pub const MAP_TRUSTED_IFACE: &str = "TRUSTED_IFACE";
 
-/// Maps (per CPU): the last TCP flows each CPU made, and where it is in
-/// them; where early drop looks for an unconfirmed flow to evict.
-pub const MAP_UNCONFIRMED: &str = "UNCONFIRMED";
-pub const MAP_UNCONFIRMED_CURSOR: &str = "UNCONFIRMED_CURSOR";
+/// Maps: the last flows made (every CPU's), and where the datapath is in
+/// them; where early drop looks for an unanswered flow to evict. (Before
+/// they were per CPU, TCP only, as `UNCONFIRMED` and `UNCONFIRMED_CURSOR`.)
+pub const MAP_UNREPLIED: &str = "UNREPLIED";
+pub const MAP_UNREPLIED_CURSOR: &str = "UNREPLIED_CURSOR";
+
+/// Map (LRU hash): `FlowSender` -> its unanswered flows in the table.
+pub const MAP_UNREPLIED_BY_SENDER: &str = "UNREPLIED_BY_SENDER";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 14] = [
+pub const MAPS: [&str; 15] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -65,8 +69,9 @@ pub const MAPS: [&str; 14] = [
     MAP_FRAGMENTS,
     MAP_ENDPOINT_TX,
     MAP_TRUSTED_IFACE,
-    MAP_UNCONFIRMED,
-    MAP_UNCONFIRMED_CURSOR,
+    MAP_UNREPLIED,
+    MAP_UNREPLIED_CURSOR,
+    MAP_UNREPLIED_BY_SENDER,
 ];
 
 /// Capacity of `REMOTES`.

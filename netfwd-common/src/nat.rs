@@ -191,7 +191,12 @@ pub struct NatEntry {
     pub port: [u8; 2],
     /// Ingress entry: `TCP_*` / `SEEN_REPLY` bits; both: `FLOW_REMOTE_STARTED`.
     pub flags: u8,
-    pub _pad: u8,
+    /// Ingress entry: 1 once the flow's responder (the remote side of an
+    /// endpoint's flow, the endpoint of a flow to a published port) has
+    /// sent a packet; until then the flow counts against its sender's
+    /// share (`FlowSender`) and a full table may evict it. (The byte was
+    /// padding before: an older table's flows read as unanswered.)
+    pub answered: u8,
     /// TCP, ingress entry: the sequence number after the endpoint's SYN
     /// (its ISN + 1), which the remote side's first acknowledgment must be.
     pub endpoint_isn_next: u32,
@@ -213,7 +218,7 @@ impl NatEntry {
             addr,
             port,
             flags,
-            _pad: 0,
+            answered: 0,
             endpoint_isn_next: 0,
             endpoint_ack: 0,
             created_ns: now,
@@ -383,6 +388,69 @@ pub struct NatConfig {
     pub port_min: u16,
     pub port_max: u16,
     pub timeouts: NatTimeouts,
+    /// How many unanswered flows one sender (`FlowSender`) may hold:
+    /// `nat.max_unreplied_share` of the table; 0 for no limit.
+    pub max_unreplied: u32,
+}
+
+/// Who a flow counts against while it is unanswered (key of
+/// `UNREPLIED_BY_SENDER`): the endpoint that started it, or the published
+/// endpoint port a client from outside opened it to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FlowSender {
+    /// The endpoint's address.
+    pub addr: [u8; 4],
+    /// A published endpoint port (network byte order); 0 for an endpoint's
+    /// own flows.
+    pub port: [u8; 2],
+    /// With `port`: its protocol.
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+impl FlowSender {
+    /// The flows endpoint `addr` starts (to the uplink, or hairpinned).
+    pub const fn endpoint(addr: [u8; 4]) -> Self {
+        FlowSender {
+            addr,
+            port: [0; 2],
+            proto: 0,
+            _pad: 0,
+        }
+    }
+
+    /// The flows clients open to endpoint port `addr:port` of `proto`
+    /// through its published host ports.
+    pub const fn published(proto: u8, addr: [u8; 4], port: [u8; 2]) -> Self {
+        FlowSender {
+            addr,
+            port,
+            proto,
+            _pad: 0,
+        }
+    }
+
+    /// The sender of the flow whose ingress entry is `ingress`.
+    pub const fn of_flow(proto: u8, ingress: &NatEntry) -> Self {
+        if ingress.flags & FLOW_REMOTE_STARTED != 0 {
+            Self::published(proto, ingress.addr, ingress.port)
+        } else {
+            Self::endpoint(ingress.addr)
+        }
+    }
+}
+
+/// Default `nat.max_unreplied_share`: the percentage of the table one
+/// sender's unanswered flows may fill.
+pub const DEFAULT_MAX_UNREPLIED_SHARE: u8 = 50;
+
+/// The `NatConfig::max_unreplied` of a table of `max_flows` at `share`
+/// percent (at least one flow).
+pub const fn max_unreplied(max_flows: u32, share: u8) -> u32 {
+    let flows = (max_flows as u64 * share as u64 / 100) as u32;
+    if flows == 0 { 1 } else { flows }
 }
 
 /// Default uplink port range: clear of Linux's default
@@ -395,8 +463,11 @@ pub const DEFAULT_PORT_MAX: u16 = 65_535;
 pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
 
 /// How many uplink ports the datapath tries before it gives up on a new
-/// flow (and counts `no_port`).
-pub const PORT_RETRIES: u32 = 32;
+/// flow (and counts `no_port`): consecutive from a random start, so 16
+/// fail only where that remote address and port already hold most of the
+/// range. (32 before the endpoint checks of reasons 14-19: with them the
+/// verifier walks `tc_from_endpoint` past its million instructions.)
+pub const PORT_RETRIES: u32 = 16;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -405,6 +476,7 @@ mod pod {
     unsafe impl aya::Pod for super::NatKey {}
     unsafe impl aya::Pod for super::NatEntry {}
     unsafe impl aya::Pod for super::NatConfig {}
+    unsafe impl aya::Pod for super::FlowSender {}
     unsafe impl aya::Pod for super::PublishKey {}
     unsafe impl aya::Pod for super::PublishTarget {}
     unsafe impl aya::Pod for super::PublishedEndpoint {}

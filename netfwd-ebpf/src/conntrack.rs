@@ -9,12 +9,12 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netfwd_common::nat::{
-    FLOW_REMOTE_STARTED, IPPROTO_TCP, NatEntry, REMOTE_CLOSE_WINDOW, SEEN_REPLY, TCP_CLOSING,
-    TCP_ESTABLISHED, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST, TCP_SEEN_SYN,
-    TCP_SEEN_SYN_ACK,
+    FLOW_REMOTE_STARTED, FlowSender, IPPROTO_TCP, NatEntry, REMOTE_CLOSE_WINDOW, SEEN_REPLY,
+    TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_FIN_EGRESS, TCP_SEEN_FIN_INGRESS, TCP_SEEN_RST,
+    TCP_SEEN_SYN, TCP_SEEN_SYN_ACK,
 };
 
-use crate::l4::Segment;
+use crate::{early_drop, l4::Segment};
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -43,16 +43,33 @@ pub fn reclaimable(entry: &NatEntry, proto: u8, now: u64) -> bool {
 }
 
 /// Whether a live flow may be evicted for a new one when the table is full
-/// (conntrack's early drop): a TCP flow whose handshake has not completed.
+/// (conntrack's early drop): a TCP flow whose handshake has not completed,
+/// or a datagram or echo flow its responder never answered.
 #[inline(always)]
-pub fn unconfirmed(entry: &NatEntry, proto: u8) -> bool {
-    proto == IPPROTO_TCP && entry.flags & TCP_ESTABLISHED == 0
+pub fn evictable(entry: &NatEntry, proto: u8) -> bool {
+    if proto == IPPROTO_TCP {
+        entry.flags & TCP_ESTABLISHED == 0
+    } else {
+        entry.answered == 0
+    }
+}
+
+/// The flow's responder spoke: off its sender's share of unanswered flows.
+#[inline(always)]
+fn answered(entry: &mut NatEntry, proto: u8) {
+    if entry.answered == 0 {
+        entry.answered = 1;
+        early_drop::count_gone(&FlowSender::of_flow(proto, entry));
+    }
 }
 
 /// Records a packet the endpoint sent.
 #[inline(always)]
 pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
+    if entry.flags & FLOW_REMOTE_STARTED != 0 {
+        answered(entry, proto);
+    }
     if proto != IPPROTO_TCP {
         return;
     }
@@ -92,6 +109,9 @@ pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
 pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
     entry.flags |= SEEN_REPLY;
+    if entry.flags & FLOW_REMOTE_STARTED == 0 {
+        answered(entry, proto);
+    }
     if proto != IPPROTO_TCP {
         return;
     }

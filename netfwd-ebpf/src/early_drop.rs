@@ -1,64 +1,134 @@
-//! conntrack's early drop: when the NAT table is full, a TCP flow whose
-//! handshake has not completed gives its room to the new flow, so a flood of
-//! spoofed SYNs cannot lock endpoints out of the NAT for `tcp_syn` (or, as
-//! before, for `tcp_established`). Each CPU remembers the last
-//! `UNCONFIRMED_SLOTS` TCP flows it made in a ring; making room looks at a
-//! few of the oldest there (`EVICTION_TRIES`) and evicts the first still
-//! unconfirmed: bounded work, and only when the table is full.
+//! Unanswered flows: conntrack's early drop, and each sender held to its
+//! share of the table.
+//!
+//! A flow no reply has answered yet (a TCP flow whose handshake has not
+//! completed, a datagram or echo the remote side never answered) is what a
+//! flood is made of. When the NAT table is full, a new flow takes the room
+//! of the oldest such flow among the last `UNREPLIED_SLOTS` made on any CPU
+//! (`make_room`: a few looked at, bounded work). And one sender (an
+//! endpoint, or a published endpoint port) may hold at most
+//! `NatConfig::max_unreplied` unanswered flows (`admit`), so its flood
+//! fills its own share, not its neighbours' room.
 
-use netfwd_common::nat::{IPPROTO_TCP, NatKey};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use netfwd_common::{
+    drop::DropReason,
+    nat::{FlowSender, NatConfig, NatEntry, NatKey},
+};
 
 use crate::{
     conntrack,
-    maps::{NAT, UNCONFIRMED, UNCONFIRMED_CURSOR, UNCONFIRMED_SLOTS},
+    maps::{NAT, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UNREPLIED_SLOTS},
 };
 
 /// How many of the oldest remembered flows one new flow looks at.
 const EVICTION_TRIES: u32 = 8;
 
-/// Remembers the ingress key of a new TCP flow.
+/// Whether `sender` may start another unanswered flow.
 #[inline(always)]
-pub fn remember(key: &NatKey) {
-    if key.proto != IPPROTO_TCP {
-        return;
+pub fn admit(sender: &FlowSender, config: &NatConfig) -> Result<(), DropReason> {
+    if config.max_unreplied == 0 {
+        return Ok(());
     }
-    let Some(cursor) = UNCONFIRMED_CURSOR.get_ptr_mut(0) else {
+    // SAFETY: plain data; a stale copy at worst.
+    let held = unsafe { UNREPLIED_BY_SENDER.get(sender) }.copied();
+    if held.is_some_and(|held| held >= config.max_unreplied) {
+        return Err(DropReason::UnrepliedShare);
+    }
+    Ok(())
+}
+
+/// Records a new flow (its ingress key `key`) of `sender`: counted against
+/// its share, and remembered as a candidate for early drop.
+#[inline(always)]
+pub fn count_new(sender: &FlowSender, key: &NatKey) {
+    match UNREPLIED_BY_SENDER.get_ptr_mut(sender) {
+        Some(held) => add(held, 1),
+        None => {
+            // Another CPU may have made the entry meanwhile: its count stands.
+            let _ = UNREPLIED_BY_SENDER.insert(sender, 1, u64::from(BPF_NOEXIST));
+        }
+    }
+    remember(key);
+}
+
+/// A flow of `sender` was answered, or went unanswered: off its share.
+#[inline(always)]
+pub fn count_gone(sender: &FlowSender) {
+    let Some(held) = UNREPLIED_BY_SENDER.get_ptr_mut(sender) else {
         return;
     };
-    // SAFETY: this CPU's own value; nothing else runs on it meanwhile.
-    let cursor = unsafe { &mut *cursor };
-    if let Some(slot) = UNCONFIRMED.get_ptr_mut(cursor.head % UNCONFIRMED_SLOTS) {
-        // SAFETY: as above.
-        unsafe { *slot = *key };
-    }
-    cursor.head = cursor.head.wrapping_add(1);
-    // Full: the oldest is overwritten, forgotten.
-    if cursor.head.wrapping_sub(cursor.tail) > UNCONFIRMED_SLOTS {
-        cursor.tail = cursor.head.wrapping_sub(UNCONFIRMED_SLOTS);
+    // Never below 0: a count lost to the LRU (or to a race with another
+    // CPU's check) starts again low, not huge.
+    // SAFETY: a live map value; a stale read at worst.
+    if unsafe { *held } > 0 {
+        add(held, u32::MAX);
     }
 }
 
-/// Evicts one unconfirmed flow (both entries), the oldest this CPU
-/// remembers among the next `EVICTION_TRIES`; whether it did. The flows
-/// looked at are forgotten either way: they were confirmed, gone or evicted.
+/// `*counter += n` (wrapping), atomically: every CPU counts into the same
+/// value (BPF's atomic add; its result unused, as the BPF ISA before v3
+/// requires). `core::sync::atomic` offers no read-modify-write on BPF.
+#[inline(always)]
+fn add(counter: *mut u32, n: u32) {
+    // SAFETY: `counter` points into a live map value, aligned for a u32.
+    unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(counter, n) };
+}
+
+/// Off its sender's share, if unanswered: a flow (ingress entry `entry`)
+/// that is about to leave the table.
+#[inline(always)]
+pub fn forget(proto: u8, entry: &NatEntry) {
+    if entry.answered == 0 {
+        count_gone(&FlowSender::of_flow(proto, entry));
+    }
+}
+
+/// Remembers the ingress key of a new flow, in the ring every CPU shares.
+#[inline(always)]
+fn remember(key: &NatKey) {
+    let Some(cursor) = UNREPLIED_CURSOR.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a live map value; a race with another CPU loses a candidate.
+    let cursor = unsafe { &mut *cursor };
+    let head = cursor.head;
+    if let Some(slot) = UNREPLIED.get_ptr_mut(head % UNREPLIED_SLOTS) {
+        // SAFETY: as above.
+        unsafe { *slot = *key };
+    }
+    cursor.head = head.wrapping_add(1);
+    // Full: the oldest is overwritten, forgotten.
+    if cursor.head.wrapping_sub(cursor.tail) > UNREPLIED_SLOTS {
+        cursor.tail = cursor.head.wrapping_sub(UNREPLIED_SLOTS);
+    }
+}
+
+/// Evicts one unanswered flow (both entries), the oldest remembered among
+/// the next `EVICTION_TRIES`; whether it did. The flows looked at are
+/// forgotten either way: they were answered, gone or evicted.
 /// A function of its own (a BPF subprogram): inlined at each insertion, it
 /// would take the programs past the 512-byte stack.
 #[inline(never)]
 pub fn make_room() -> bool {
-    let Some(cursor) = UNCONFIRMED_CURSOR.get_ptr_mut(0) else {
+    let Some(cursor) = UNREPLIED_CURSOR.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: this CPU's own value.
+    // SAFETY: a live map value; a race with another CPU skips a candidate
+    // or looks at one twice, which finds it gone.
     let cursor = unsafe { &mut *cursor };
     for _ in 0..EVICTION_TRIES {
-        if cursor.tail == cursor.head {
+        let tail = cursor.tail;
+        if tail == cursor.head {
             return false;
         }
-        let Some(slot) = UNCONFIRMED.get_ptr_mut(cursor.tail % UNCONFIRMED_SLOTS) else {
+        let Some(slot) = UNREPLIED.get_ptr(tail % UNREPLIED_SLOTS) else {
             return false;
         };
-        cursor.tail = cursor.tail.wrapping_add(1);
-        // SAFETY: this CPU's own value. Used as the map key in place: a copy
+        cursor.tail = tail.wrapping_add(1);
+        // SAFETY: a live map value. Used as the map key in place: a copy
         // would take stack the programs have not got to spare.
         if evict(unsafe { &*slot }) {
             return true;
@@ -67,17 +137,14 @@ pub fn make_room() -> bool {
     false
 }
 
-/// Evicts the flow whose ingress key is `key` if it is unconfirmed.
+/// Evicts the flow whose ingress key is `key` if it is unanswered.
 #[inline(always)]
 fn evict(key: &NatKey) -> bool {
-    if key.proto != IPPROTO_TCP {
-        return false;
-    }
     // SAFETY: a live map value, read in place (a stale read at worst).
     let Some(entry) = NAT.get_ptr(key).map(|entry| unsafe { &*entry }) else {
         return false;
     };
-    if !conntrack::unconfirmed(entry, key.proto) {
+    if !conntrack::evictable(entry, key.proto) {
         return false;
     }
     let egress = key.egress_partner(entry);
@@ -89,5 +156,6 @@ fn evict(key: &NatKey) -> bool {
     {
         let _ = NAT.remove(egress);
     }
+    forget(key.proto, entry);
     NAT.remove(key).is_ok()
 }

@@ -3,9 +3,10 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
-        bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2,
-        bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LOOKUP_SRC, bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1,
+        bpf_fib_lookup__bindgen_ty_2, bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4,
+        bpf_fib_lookup__bindgen_ty_5,
     },
     helpers::{bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
@@ -69,6 +70,41 @@ fn lookup_with_len(
     dst: [u8; 4],
     tot_len: u16,
 ) -> Option<Route> {
+    let (rc, params) = fib_lookup(ctx, ifindex, src, dst, tot_len);
+    let hop = match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => NextHop::Resolved {
+            oif: params.ifindex,
+            smac: params.smac,
+            dmac: params.dmac,
+        },
+        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::Unresolved {
+            oif: params.ifindex,
+        },
+        _ => return None,
+    };
+    // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
+    let src = unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes();
+    Some(Route { hop, src })
+}
+
+/// Whether `addr` is one of the host's own (local, broadcast or multicast
+/// routes: what the kernel calls a martian as a source), as routed from
+/// `ifindex` (an interface with forwarding on, or the lookup fails).
+#[inline(always)]
+pub fn is_host_address(ctx: &TcContext, ifindex: u32, addr: [u8; 4]) -> bool {
+    fib_lookup(ctx, ifindex, [0; 4], addr, 1).0 == BPF_FIB_LKUP_RET_NOT_FWDED
+}
+
+/// `bpf_fib_lookup` of `src -> dst` as if forwarded from `ifindex`: its
+/// return code and the parameters it filled in.
+#[inline(always)]
+fn fib_lookup(
+    ctx: &TcContext,
+    ifindex: u32,
+    src: [u8; 4],
+    dst: [u8; 4],
+    tot_len: u16,
+) -> (u32, FibParams) {
     // Every byte written field by field (the kernel reads them all): a
     // `mem::zeroed()` here becomes a call to `memset`, a BPF subprogram whose
     // register use the verifier and the compiler disagree on.
@@ -97,20 +133,7 @@ fn lookup_with_len(
             BPF_FIB_LOOKUP_SRC,
         )
     };
-    let hop = match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => NextHop::Resolved {
-            oif: params.ifindex,
-            smac: params.smac,
-            dmac: params.dmac,
-        },
-        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::Unresolved {
-            oif: params.ifindex,
-        },
-        _ => return None,
-    };
-    // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
-    let src = unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes();
-    Some(Route { hop, src })
+    (rc as u32, params)
 }
 
 impl NextHop {

@@ -3,6 +3,9 @@
 //! outcome counted per interface.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: per-sender counts shared by every CPU (see `early_drop`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod arp;
 mod conntrack;
@@ -19,14 +22,17 @@ mod maps;
 mod nat;
 mod parse;
 mod route;
+mod router_guard;
 mod sockaddr;
 mod verdict;
+mod vlan;
 mod xdp;
 
 use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier, xdp},
     programs::{SockAddrContext, TcContext, XdpContext},
 };
+use netfwd_common::drop::DropReason;
 use network_types::eth::{EthHdr, EtherType};
 
 use crate::verdict::Verdict;
@@ -44,21 +50,23 @@ pub fn tc_from_endpoint(ctx: TcContext) -> i32 {
     verdict.tc_action()
 }
 
-fn from_endpoint(
-    ctx: &TcContext,
-    ifindex: u32,
-) -> Result<Verdict, netfwd_common::drop::DropReason> {
+fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
     let ether_type = unsafe { (*eth).ether_type };
+    if vlan::in_metadata(ctx) || vlan::is_tag(ether_type) {
+        return Err(DropReason::VlanTagged);
+    }
     // Handlers take their headers afresh: a pull for a deeper header
     // invalidates every packet pointer taken before it.
     if ether_type == EtherType::Arp as u16 {
         arp::answer_from_endpoint(ctx, ifindex)
     } else if ether_type == EtherType::Ipv4 as u16 {
         forward::ipv4_from_endpoint(ctx, ifindex)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        router_guard::ipv6_from_endpoint(ctx)
     } else {
-        // IPv6 and the rest: the host's stack decides (documented in README).
+        // The rest: the host's stack decides (documented in docs/datapath.md).
         Ok(Verdict::ToHost)
     }
 }
@@ -77,10 +85,12 @@ pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     verdict.tc_action()
 }
 
-fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, netfwd_common::drop::DropReason> {
+fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // A tagged frame belongs to a VLAN of the uplink's, not to the
+    // network: the host's, untouched, never translated.
     // SAFETY: `header_mut` checked the header lies inside the packet.
-    if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 {
+    if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 && !vlan::in_metadata(ctx) {
         route::from_uplink(ctx, ifindex)
     } else {
         Ok(Verdict::ToHost)

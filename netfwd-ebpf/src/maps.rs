@@ -3,18 +3,17 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
-    btf_maps::{
-        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
-    },
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
     macros::btf_map,
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, NetworkConfig},
+    maps::{EndpointEntry, EndpointKey, NetworkConfig, REMOTE_LOCAL},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
-        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FragmentKey, FragmentPorts, MAX_FRAGMENTED_DATAGRAMS,
-        NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint,
+        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
+        MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget,
+        PublishedEndpoint,
     },
 };
 
@@ -40,14 +39,17 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 pub static NAT: HashMap<NatKey, NatEntry, { (ENTRIES_PER_FLOW * DEFAULT_MAX_FLOWS) as usize }> =
     HashMap::new();
 
-/// Per CPU, the ingress keys of the last TCP flows it made: where early drop
-/// looks for an unconfirmed flow to evict (see `early_drop`). Pinned like
-/// the rest: programs attached by different loads (`up`, `attach`) must
-/// remember into and evict from the same rings.
+/// The ingress keys of the last flows made, on every CPU: where early drop
+/// looks for an unanswered flow to evict (see `early_drop`). One ring for
+/// all CPUs, so a flood on one CPU makes room for a flow on another; its
+/// cursor is updated without atomics (two CPUs racing lose a candidate at
+/// worst, and every candidate is checked in `NAT` before it is evicted).
+/// Pinned like the rest: programs attached by different loads (`up`,
+/// `attach`) must remember into and evict from the same ring.
 #[btf_map]
-pub static UNCONFIRMED: PerCpuArray<NatKey, { UNCONFIRMED_SLOTS as usize }> = PerCpuArray::new();
+pub static UNREPLIED: Array<NatKey, { UNREPLIED_SLOTS as usize }> = Array::new();
 
-/// This CPU's place in `UNCONFIRMED`: flows are written at `head` and
+/// Where `UNREPLIED` is written and read: flows are written at `head` and
 /// looked at for eviction from `tail`, the oldest (counters, modulo the
 /// slots).
 #[repr(C)]
@@ -57,15 +59,25 @@ pub struct RingCursor {
     pub tail: u32,
 }
 
-/// Per CPU, where `UNCONFIRMED` is written and read.
 #[btf_map]
-pub static UNCONFIRMED_CURSOR: PerCpuArray<RingCursor, 1> = PerCpuArray::new();
+pub static UNREPLIED_CURSOR: Array<RingCursor, 1> = Array::new();
 
-/// Slots of `UNCONFIRMED` per CPU (a power of two). Under a SYN flood of R
-/// per second filling the table, an unconfirmed flow is evicted once about
-/// this many newer ones were made on its CPU: a handshake has this many
-/// times the CPU count, over R, seconds to complete.
-pub const UNCONFIRMED_SLOTS: u32 = 4096;
+/// Slots of `UNREPLIED` (a power of two). Under a flood of R new flows per
+/// second filling the table, an unanswered flow is evicted once about this
+/// many newer ones were made: a flow has this many over R seconds to be
+/// answered.
+pub const UNREPLIED_SLOTS: u32 = 16_384;
+
+/// Each sender's unanswered flows in `NAT` (see `early_drop::count`): LRU,
+/// so a table of forgotten senders never refuses a new one (a sender
+/// evicted from here starts again from 0).
+#[btf_map]
+pub static UNREPLIED_BY_SENDER: LruHashMap<FlowSender, u32, { MAX_SENDERS as usize }> =
+    LruHashMap::new();
+
+/// Senders tracked at once: every endpoint and published port of a full
+/// network, twice over for networks sharing an uplink.
+const MAX_SENDERS: u32 = 2 * (DEFAULT_MAX_ENDPOINTS + MAX_PUBLISHED);
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).
@@ -144,6 +156,13 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
     }
     let mask = u32::MAX << (32 - prefix.min(32));
     u32::from_be_bytes(addr) & mask == u32::from_be_bytes(config.subnet) & mask
+}
+
+/// Whether `addr` belongs to a netfwd network of this host: this one's
+/// subnet or gateway, or another network's subnet.
+#[inline(always)]
+pub fn is_network_address(addr: [u8; 4]) -> bool {
+    in_subnet(addr) || gateway() == Some(addr) || remote_flags(addr) & REMOTE_LOCAL != 0
 }
 
 /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.

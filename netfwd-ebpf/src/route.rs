@@ -43,16 +43,24 @@ pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict,
     {
         return Ok(verdict);
     }
-    if maps::in_subnet(ip.dst_addr) {
-        // The gateway, broadcast, or no endpoint at that address.
-        return Ok(Verdict::ToHost);
-    }
     let remote = maps::remote_flags(ip.dst_addr);
     if remote & REMOTE_ISOLATED != 0 {
         return Err(DropReason::Isolated);
     }
-    if remote & REMOTE_ROUTE != 0 {
+    // Peers and allowed networks are routed; so are the LAN's own hosts,
+    // which may reach endpoints by address and are answered in kind.
+    if remote & (REMOTE_ROUTE | REMOTE_TRUSTED) != 0 {
         return route_out(ctx, ifindex, &ip);
+    }
+    if maps::in_subnet(ip.dst_addr) {
+        // The gateway is the host's; any other address of the subnet is
+        // no endpoint's (they were looked up first), and the host, which
+        // has no such neighbour, would route it out untranslated.
+        return if maps::gateway() == Some(ip.dst_addr) {
+            Ok(Verdict::ToHost)
+        } else {
+            Err(DropReason::NoEndpoint)
+        };
     }
     snat::translate(ctx, ifindex, &ip)
 }

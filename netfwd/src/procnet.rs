@@ -42,6 +42,29 @@ pub fn enable_forwarding(ifname: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes the host take no configuration from what an endpoint sends on
+/// `ifname` (its host-side veth), before the link comes up: no IPv6 router
+/// advertisement (`accept_ra`: a default route through the endpoint), no
+/// address of its prefix (`autoconf`), no ICMP or ICMPv6 redirect
+/// (`accept_redirects`). The datapath drops those messages too
+/// (`router_message`); these hold for what reaches the stack before it
+/// runs. A kernel without IPv6 has nothing to refuse there.
+pub fn refuse_endpoint_router_config(ifname: &str) -> Result<()> {
+    for (family, setting) in [
+        ("ipv6", "accept_ra"),
+        ("ipv6", "autoconf"),
+        ("ipv6", "accept_redirects"),
+        ("ipv4", "accept_redirects"),
+    ] {
+        let path = format!("/proc/sys/net/{family}/conf/{ifname}/{setting}");
+        match fs::write(&path, "0") {
+            Err(e) if family == "ipv6" && e.kind() == std::io::ErrorKind::NotFound => {}
+            result => result.with_context(|| format!("writing {path}"))?,
+        }
+    }
+    Ok(())
+}
+
 /// Whether a socket of this namespace holds `port`: a listening TCP socket,
 /// or a bound UDP one (IPv4 or IPv6, which covers IPv4 too).
 pub fn port_in_use(proto: Proto, port: u16) -> Result<bool> {

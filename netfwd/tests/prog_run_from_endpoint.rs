@@ -246,11 +246,93 @@ fn ipv4_with_impossible_header_length_is_dropped_as_malformed() {
 #[test]
 fn ipv6_goes_to_the_host() {
     let mut lab = TwoEndpoints::new("v6");
+    let (action, _) = lab.run(&icmpv6(&[], 128));
+    assert_eq!(action, TO_HOST, "an echo request");
+}
+
+/// An endpoint's ICMPv6 message of `icmp_type` to all-nodes, behind the
+/// extension headers `ext` (each given as its bytes, next-header first).
+fn icmpv6(ext: &[&[u8]], icmp_type: u8) -> Vec<u8> {
+    const HOPOPTS: u8 = 0;
+    let mut chain = Vec::new();
+    for (i, header) in ext.iter().enumerate() {
+        let mut header = header.to_vec();
+        header[0] = if i + 1 < ext.len() { HOPOPTS } else { 58 };
+        chain.extend(header);
+    }
+    chain.extend_from_slice(&[icmp_type, 0, 0, 0, 0, 0, 0, 0]);
     let mut packet = eth([0x33, 0x33, 0, 0, 0, 1], A_MAC, 0x86dd);
-    packet.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 255]);
-    packet.extend_from_slice(&[0; 32]);
-    let (action, _) = lab.run(&packet);
-    assert_eq!(action, TO_HOST);
+    let next = if ext.is_empty() { 58 } else { HOPOPTS };
+    let len = (chain.len() as u16).to_be_bytes();
+    packet.extend_from_slice(&[0x60, 0, 0, 0, len[0], len[1], next, 255]);
+    packet.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xba, 0xd]);
+    packet.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    packet.extend(chain);
+    packet
+}
+
+/// A router advertisement would give the host a default route through the
+/// endpoint (and an address of its prefix); solicitations and redirects
+/// are no endpoint's to send either, behind extension headers too.
+#[test]
+fn router_advertisements_solicitations_and_redirects_from_an_endpoint_are_dropped() {
+    let mut lab = TwoEndpoints::new("v6-router");
+    let hop_by_hop: &[u8] = &[0, 0, 1, 4, 0, 0, 0, 0];
+    for (ext, icmp_type) in [
+        (vec![], 134),
+        (vec![], 133),
+        (vec![], 137),
+        (vec![hop_by_hop], 134),
+        (vec![hop_by_hop, hop_by_hop, hop_by_hop], 134),
+    ] {
+        let (action, _) = lab.run(&icmpv6(&ext, icmp_type));
+        assert_eq!(action, TC_ACT_SHOT, "type {icmp_type} behind {}", ext.len());
+    }
+    assert_eq!(lab.counters().drops[DropReason::RouterMessage.slot()], 5);
+    // A chain longer than the datapath walks hides what it carries.
+    let long = vec![hop_by_hop; 5];
+    let (action, _) = lab.run(&icmpv6(&long, 134));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(lab.counters().drops[DropReason::Malformed.slot()], 1);
+    // Neighbour discovery itself is the host's.
+    let (action, _) = lab.run(&icmpv6(&[hop_by_hop], 135));
+    assert_eq!(action, TO_HOST, "a neighbour solicitation");
+}
+
+/// An endpoint's link is untagged: a frame with an 802.1Q or 802.1ad tag
+/// (the address inside its own) goes nowhere.
+#[test]
+fn vlan_tagged_frames_from_an_endpoint_are_dropped() {
+    let mut lab = TwoEndpoints::new("vlan");
+    for tpid in [0x8100u16, 0x88a8, 0x9100] {
+        let ping = ipv4_ping(B_MAC, A_IP, Ipv4Addr::new(198, 51, 100, 7));
+        let mut tagged = ping[..12].to_vec();
+        tagged.extend_from_slice(&tpid.to_be_bytes());
+        tagged.extend_from_slice(&[0, 5]);
+        tagged.extend_from_slice(&ping[12..]);
+        let (action, _) = lab.run(&tagged);
+        assert_eq!(action, TC_ACT_SHOT, "TPID {tpid:#x}");
+    }
+    assert_eq!(lab.counters().drops[DropReason::VlanTagged.slot()], 3);
+}
+
+/// The host has no neighbour at an address of the subnet no endpoint
+/// holds: it would route it out of its default route with the endpoint's
+/// private source. Dropped, as is the subnet's broadcast; the gateway is
+/// the host's.
+#[test]
+fn an_address_of_the_subnet_that_no_endpoint_holds_is_dropped() {
+    let mut lab = TwoEndpoints::new("no-endpoint");
+    for unused in [
+        Ipv4Addr::new(192, 168, 28, 77),
+        Ipv4Addr::new(192, 168, 28, 255),
+    ] {
+        let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, unused));
+        assert_eq!(action, TC_ACT_SHOT, "{unused}");
+    }
+    assert_eq!(lab.counters().drops[DropReason::NoEndpoint.slot()], 2);
+    let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, GATEWAY));
+    assert_eq!(action, TO_HOST, "the gateway");
 }
 
 #[test]

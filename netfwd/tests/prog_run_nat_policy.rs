@@ -106,3 +106,22 @@ fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
         assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
     });
 }
+
+/// netfwd translates on the uplink only: a destination the host routes out
+/// of another interface would leave with the endpoint's own address.
+#[test]
+fn an_endpoints_packet_routed_out_of_another_interface_is_dropped() {
+    with_lab("not-uplink", (61000, 65535), |lab| {
+        ip("link add other0 type veth peer name other1");
+        ip("link set other0 up");
+        ip("link set other1 up");
+        ip("addr add 192.0.2.2/24 dev other0");
+        ip("neigh replace 192.0.2.9 lladdr 02:00:00:00:00:09 dev other0 nud permanent");
+        let (action, _) = lab.send_from_a(Ipv4Addr::new(192, 0, 2, 9), ICMP, icmp_echo(8, 1, 1));
+        assert_eq!(action, TC_ACT_SHOT);
+        let drops = lab.counters(lab.host_a).drops;
+        assert_eq!(drops[DropReason::NotUplink.slot()], 1);
+        let (action, _) = lab.send_from_a(REMOTE, ICMP, icmp_echo(8, 1, 1));
+        assert_eq!(action, TC_ACT_REDIRECT, "the uplink's way still translates");
+    });
+}

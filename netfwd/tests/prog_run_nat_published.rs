@@ -10,9 +10,16 @@
 mod common;
 mod nat_lab;
 
+use std::net::Ipv4Addr;
+
 use common::{ICMP, TCP, UDP, checksums_ok, eth, ipv4, run, tcp, tcp_seq, udp};
 use nat_lab::*;
-use netfwd_common::{drop::DropReason, names::PROG_FROM_ENDPOINT, nat::PUBLISH_HOST_ONLY};
+use netfwd_common::{
+    drop::DropReason,
+    maps::{REMOTE_ISOLATED, REMOTE_LOCAL},
+    names::PROG_FROM_ENDPOINT,
+    nat::PUBLISH_HOST_ONLY,
+};
 
 #[test]
 fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() {
@@ -196,5 +203,42 @@ fn an_endpoints_icmp_error_quoting_another_endpoints_flow_is_dropped() {
             lab.counters(lab.host_b).drops[DropReason::IcmpSpoofed.slot()],
             1
         );
+    });
+}
+
+/// What the kernel drops as a martian, the datapath must not deliver: a
+/// datagram to a published port from the gateway's, a sibling endpoint's,
+/// another netfwd network's, the uplink's own or a loopback address.
+#[test]
+fn a_published_port_takes_no_source_that_cannot_be_on_the_internet() {
+    with_lab("martian", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(UDP, 5353, A_IP, 53)])
+            .unwrap();
+        let other_network: netfwd::ipnet::Ipv4Net = "10.77.0.0/16".parse().unwrap();
+        lab.maps
+            .set_remotes(&[(other_network, REMOTE_ISOLATED | REMOTE_LOCAL)])
+            .unwrap();
+        let martians = [
+            GATEWAY,
+            B_IP,
+            Ipv4Addr::new(10, 77, 0, 9),
+            UPLINK_IP,
+            Ipv4Addr::new(127, 0, 0, 1),
+        ];
+        for src in martians {
+            let query = udp(33000, 5353, b"q", true);
+            let (action, _) = lab.send_from_uplink(src, UPLINK_IP, UDP, query);
+            assert_eq!(action, TC_ACT_SHOT, "from {src}");
+        }
+        let drops = lab.counters(lab.uplink).drops;
+        assert_eq!(
+            drops[DropReason::MartianSource.slot()],
+            martians.len() as u64
+        );
+        assert_eq!(lab.nat_flows(), 0, "no flow for any of them");
+        let query = udp(33000, 5353, b"q", true);
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, query);
+        assert_eq!(action, TC_ACT_REDIRECT, "a client on the internet");
     });
 }

@@ -17,7 +17,11 @@ use netfwd::loader::{
     Programs,
     nat_table::{self},
 };
-use netfwd_common::{drop::DropReason, names::PROG_FROM_ENDPOINT, nat::NatEntry};
+use netfwd_common::{
+    drop::DropReason,
+    names::PROG_FROM_ENDPOINT,
+    nat::{NatConfig, NatEntry},
+};
 
 #[test]
 fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
@@ -40,19 +44,23 @@ fn a_full_port_range_drops_new_flows_as_no_port_and_keeps_the_old_ones() {
     });
 }
 
-/// The lab's table holds 1024 flows: 32 to each of 32 remote ports, with 32
-/// uplink ports. A new flow to another remote port is refused and counted,
+/// The lab's table holds 1024 flows: 16 to each of 64 remote ports, with 16
+/// uplink ports (as many as a new flow tries), each answered (an unanswered one would give its room to
+/// a new flow). A new flow to another remote port is refused and counted,
 /// the ones in the table go on both ways; once they have expired, a new flow
 /// to one of their remote ports takes an expired one's place.
 #[test]
 fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
-    with_lab("natfull", (61000, 61031), |lab| {
+    with_lab("natfull", (61000, 61015), |lab| {
         let mut first = 0;
-        for dport in 100..132u16 {
-            for i in 0..32u16 {
-                let sport = 1000 + (dport - 100) * 32 + i;
+        for dport in 100..164u16 {
+            for i in 0..16u16 {
+                let sport = 1000 + (dport - 100) * 16 + i;
                 let (action, out) = lab.send_from_a(REMOTE, UDP, udp(sport, dport, b"q", true));
                 assert_eq!(action, TC_ACT_REDIRECT, "flow {sport} -> {dport}");
+                let answer = udp(dport, port(&out, SPORT), b"a", true);
+                let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, answer);
+                assert_eq!(action, TC_ACT_REDIRECT, "answer to {sport}");
                 if sport == 1000 {
                     first = port(&out, SPORT);
                 }
@@ -79,14 +87,6 @@ fn a_full_table_refuses_new_flows_as_nat_full_and_keeps_the_old_ones() {
     });
 }
 
-/// Runs the calling thread on CPU 0 only: early drop remembers flows per
-/// CPU.
-fn stay_on_one_cpu() {
-    let mut cpus = nix::sched::CpuSet::new();
-    cpus.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
-}
-
 /// A SYN flood from spoofed sources fills the table (1024 flows here) with
 /// unconfirmed flows: new flows, the endpoint's and the flood's, each evict
 /// the oldest of them instead of being refused as `nat_full`, whichever
@@ -94,7 +94,6 @@ fn stay_on_one_cpu() {
 #[test]
 fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
     with_lab("early-drop", (61000, 65535), |lab| {
-        stay_on_one_cpu();
         lab.maps
             .set_published(&[published(TCP, 8080, A_IP, 80)])
             .unwrap();
@@ -181,4 +180,69 @@ fn a_pinned_nat_table_of_an_older_entry_layout_is_recreated() {
         .unwrap();
     let info = aya::maps::MapInfo::from_pin(&nat).unwrap();
     assert_eq!(info.value_size() as usize, size_of::<NatEntry>());
+}
+
+/// 1024 datagrams from as many client ports fill the table (1024 flows)
+/// with flows the endpoint never answered: a new TCP connection of A's and
+/// an answered flow's neighbours still get in, each evicting the oldest
+/// unanswered flow, of any protocol.
+#[test]
+fn a_table_full_of_unanswered_datagrams_makes_room_for_a_new_connection() {
+    with_lab("early-drop-udp", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[published(UDP, 5353, A_IP, 53)])
+            .unwrap();
+        for sport in 0..1024u16 {
+            let query = udp(10000 + sport, 5353, b"q", true);
+            let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, query);
+            assert_eq!(action, TC_ACT_REDIRECT, "datagram {sport}");
+        }
+        assert_eq!(lab.nat_flows(), 1024, "the table is full");
+        let (action, _) = lab.send_from_a(REMOTE, TCP, tcp_seq(40001, 80, SYN, (1, 0), b""));
+        assert_eq!(action, TC_ACT_REDIRECT, "A's new connection");
+        assert_eq!(lab.state(REMOTE, 80), "syn_sent");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            0
+        );
+        assert!(
+            lab.flow(REMOTE, 10000).is_none(),
+            "the oldest datagram made room"
+        );
+    });
+}
+
+/// One endpoint may hold at most `max_unreplied` unanswered flows: its
+/// flood is refused past that (`unreplied_share`), its neighbour is not,
+/// and an answer gives the share back.
+#[test]
+fn an_endpoints_unanswered_flows_are_held_to_its_share() {
+    with_lab("share", (61000, 65535), |lab| {
+        let config = lab.maps.nat_config().unwrap();
+        lab.maps
+            .set_nat_config(NatConfig {
+                max_unreplied: 8,
+                ..config
+            })
+            .unwrap();
+        for sport in 0..8u16 {
+            let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20000 + sport, 53, b"q", true));
+            assert_eq!(action, TC_ACT_REDIRECT, "flow {sport}");
+        }
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20008, 53, b"q", true));
+        assert_eq!(action, TC_ACT_SHOT, "past its share");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::UnrepliedShare.slot()],
+            1
+        );
+        // A packet of a flow it holds is no new flow.
+        let (action, out) = lab.send_from_a(REMOTE, UDP, udp(20000, 53, b"again", true));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        // The answer to it gives one back.
+        let answer = udp(53, port(&out, SPORT), b"a", true);
+        let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, answer);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let (action, _) = lab.send_from_a(REMOTE, UDP, udp(20008, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "within its share again");
+    });
 }

@@ -2,14 +2,17 @@
 //! connection to a published host port becomes a flow to the endpoint behind
 //! it.
 
+use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
-    nat::{FLOW_REMOTE_STARTED, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey},
+    nat::{
+        FLOW_REMOTE_STARTED, FlowSender, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, PublishTarget,
+    },
 };
 
 use super::ports;
 use crate::{
-    conntrack, early_drop,
+    conntrack, early_drop, fib,
     l4::Segment,
     maps::{self, NAT},
 };
@@ -18,11 +21,17 @@ use crate::{
 /// entries are made as for one an endpoint started, the other way round —
 /// replies from the endpoint then leave through the source NAT path with the
 /// published address and port, and the endpoint sees the client's own
-/// address. Only a SYN opens a TCP connection (`tcp_no_flow` otherwise).
-/// Returns the new ingress entry, `None` if the port is not
+/// address. Only a SYN opens a TCP connection (`tcp_no_flow` otherwise),
+/// and only from a source that can be outside (`martian_source`
+/// otherwise). Returns the new ingress entry, `None` if the port is not
 /// published.
 #[inline(always)]
-pub fn publish(key: &NatKey, seg: &Segment, now: u64) -> Result<Option<*mut NatEntry>, DropReason> {
+pub fn publish(
+    ctx: &TcContext,
+    key: &NatKey,
+    seg: &Segment,
+    now: u64,
+) -> Result<Option<*mut NatEntry>, DropReason> {
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
         return Ok(None);
     }
@@ -33,14 +42,39 @@ pub fn publish(key: &NatKey, seg: &Segment, now: u64) -> Result<Option<*mut NatE
     if key.proto == IPPROTO_TCP && seg.tcp_flags & OPENING != conntrack::TCP_SYN {
         return Err(DropReason::TcpNoFlow);
     }
+    if martian(ctx, key.saddr, &target) {
+        return Err(DropReason::MartianSource);
+    }
+    let sender = FlowSender::published(key.proto, target.addr, target.port);
+    let config = maps::nat_config().ok_or(DropReason::NatFull)?;
+    early_drop::admit(&sender, &config)?;
     let mut inbound = NatEntry::new(target.addr, target.port, FLOW_REMOTE_STARTED, now);
     conntrack::seen_ingress(&mut inbound, key.proto, seg, now);
     // Replaces an expired flow of this tuple, if any (checked by the caller).
-    if ports::insert_making_room(key, &inbound, 0).is_err() {
+    // SAFETY: plain data; a stale copy at worst.
+    if let Some(expired) = unsafe { NAT.get(key) } {
+        early_drop::forget(key.proto, expired);
+    }
+    if NAT.insert(key, inbound, 0).is_err()
+        && !(early_drop::make_room() && NAT.insert(key, inbound, 0).is_ok())
+    {
         return Err(DropReason::NatFull);
     }
-    early_drop::remember(key);
+    early_drop::count_new(&sender, key);
     let out = NatEntry::new(key.daddr, key.dport, FLOW_REMOTE_STARTED, now);
     ports::insert_egress(&key.egress_partner(&inbound), &out, key)?;
     Ok(NAT.get_ptr_mut(key))
+}
+
+/// Whether a client at `src` cannot be outside: an address of a netfwd
+/// network of the host (the endpoint would answer a sibling, or the
+/// gateway, from inside the network) or of the host itself. The kernel
+/// drops such a source as a martian; the datapath goes round its check.
+#[inline(always)]
+fn martian(ctx: &TcContext, src: [u8; 4], target: &PublishTarget) -> bool {
+    if maps::is_network_address(src) {
+        return true;
+    }
+    // Routed as from the endpoint's veth, where forwarding is on.
+    maps::endpoint(target.addr).is_some_and(|ep| fib::is_host_address(ctx, ep.host_ifindex, src))
 }

@@ -5,7 +5,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use netfwd_common::{
     drop::DropReason,
-    nat::{NatConfig, NatEntry, NatKey, PORT_RETRIES, Tuple},
+    nat::{FlowSender, NatConfig, NatEntry, NatKey, PORT_RETRIES, Tuple},
 };
 
 use crate::{conntrack, early_drop, l4::Segment, maps::NAT};
@@ -30,26 +30,34 @@ pub fn insert_egress(
     Ok(())
 }
 
-/// Inserts a NAT entry; a full table first gives up an unconfirmed flow
-/// (early drop) for it.
-#[inline(always)]
-pub fn insert_making_room(key: &NatKey, value: &NatEntry, flags: u64) -> Result<(), i32> {
-    match NAT.insert(key, value, flags) {
-        Err(E2BIG) if early_drop::make_room() => NAT.insert(key, value, flags),
-        result => result,
-    }
-}
-
 /// Reserves an uplink port for `flow` by inserting its ingress entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
 /// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
 /// also when the table is full (`nat_full` only when no port tried held
-/// one and no unconfirmed flow could be evicted for the first port tried),
+/// one and no unanswered flow could be evicted for the first port tried),
 /// since that frees the room it takes.
 /// Tries `preferred`, else a random start, then the next ports,
 /// `PORT_RETRIES` in all.
+/// The new flow counts against its endpoint's share of unanswered flows
+/// (`unreplied_share` when that is full).
 #[inline(always)]
 pub fn reserve_port(
+    flow: &Tuple,
+    config: &NatConfig,
+    nat_addr: [u8; 4],
+    preferred: Option<[u8; 2]>,
+    seg: &Segment,
+    now: u64,
+) -> Result<[u8; 2], DropReason> {
+    let sender = FlowSender::endpoint(flow.src);
+    early_drop::admit(&sender, config)?;
+    let port = insert_ingress(flow, config, nat_addr, preferred, seg, now)?;
+    early_drop::count_new(&sender, &flow.ingress_key(nat_addr, port));
+    Ok(port)
+}
+
+#[inline(always)]
+fn insert_ingress(
     flow: &Tuple,
     config: &NatConfig,
     nat_addr: [u8; 4],
@@ -71,10 +79,7 @@ pub fn reserve_port(
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.ingress_key(nat_addr, port);
         match NAT.insert(key, ingress, u64::from(BPF_NOEXIST)) {
-            Ok(()) => {
-                early_drop::remember(&key);
-                return Ok(port);
-            }
+            Ok(()) => return Ok(port),
             // No room (as opposed to `EEXIST`, a port taken): a flow that
             // is over on one of the next ports can still make some.
             Err(E2BIG) => {
@@ -96,20 +101,18 @@ pub fn reserve_port(
         let _ = NAT.remove(key.egress_partner(&old));
         let _ = NAT.remove(key);
         if NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
-            early_drop::remember(&key);
             return Ok(port);
         }
     }
     if !full {
         return Err(DropReason::NoPort);
     }
-    // Full, and no port tried held a flow that is over: an unconfirmed flow
+    // Full, and no port tried held a flow that is over: an unanswered flow
     // gives its room up for the first port tried. After the loop, once: the
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
     let key = flow.ingress_key(nat_addr, port);
     if early_drop::make_room() && NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
-        early_drop::remember(&key);
         return Ok(port);
     }
     Err(DropReason::NatFull)

@@ -41,14 +41,17 @@ pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict,
     else {
         return Ok(Verdict::ToHost);
     };
+    // Out of any other interface the packet would leave with the endpoint's
+    // own address: netfwd translates on the uplink only, and routes
+    // untranslated only where it made a route (peers, allowed networks).
+    if hop.oif() != config.uplink_ifindex {
+        return Err(DropReason::NotUplink);
+    }
     // TTL about to run out: the stack answers with "time exceeded" from the
     // gateway, as a router would (traceroute's first hop). Too big with DF
     // set: the stack answers "fragmentation needed" (path-MTU discovery) and
     // forwards nothing.
-    if hop.oif() != config.uplink_ifindex
-        || ip.ttl <= 1
-        || (ipv4::dont_fragment(ip) && fib::too_big(ctx, hop.oif()))
-    {
+    if ip.ttl <= 1 || (ipv4::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
         return Ok(Verdict::ToHost);
     }
     if usize::from(ip.ihl()) != Ipv4Hdr::LEN {

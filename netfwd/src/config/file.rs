@@ -74,6 +74,7 @@ pub struct NatSection {
     pub port_min: Option<u16>,
     pub port_max: Option<u16>,
     pub max_flows: Option<u32>,
+    pub max_unreplied_share: Option<u8>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
 }

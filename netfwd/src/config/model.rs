@@ -6,7 +6,9 @@ use std::{net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use netfwd_common::nat::{DEFAULT_MAX_FLOWS, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts};
+use netfwd_common::nat::{
+    DEFAULT_MAX_FLOWS, DEFAULT_MAX_UNREPLIED_SHARE, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts,
+};
 
 use crate::{ipnet::Ipv4Net, name::NetworkName};
 
@@ -155,7 +157,15 @@ pub struct NatSettings {
     pub port_min: u16,
     pub port_max: u16,
     pub max_flows: u32,
+    /// The percentage of the table one sender (an endpoint, a published
+    /// endpoint port) may fill with flows nothing has answered yet.
+    #[serde(default = "default_max_unreplied_share")]
+    pub max_unreplied_share: u8,
     pub timeouts: Timeouts,
+}
+
+fn default_max_unreplied_share() -> u8 {
+    DEFAULT_MAX_UNREPLIED_SHARE
 }
 
 impl Default for NatSettings {
@@ -164,6 +174,7 @@ impl Default for NatSettings {
             port_min: DEFAULT_PORT_MIN,
             port_max: DEFAULT_PORT_MAX,
             max_flows: DEFAULT_MAX_FLOWS,
+            max_unreplied_share: DEFAULT_MAX_UNREPLIED_SHARE,
             timeouts: Timeouts::default(),
         }
     }
@@ -261,7 +272,7 @@ mod tests {
         let json = serde_json::to_string(&NatSettings::default()).unwrap();
         assert_eq!(
             json,
-            r#"{"port_min":61000,"port_max":65535,"max_flows":65536,"timeouts":{"tcp_syn":60,"tcp_established":21600,"tcp_closing":30,"udp":60,"icmp":30}}"#
+            r#"{"port_min":61000,"port_max":65535,"max_flows":65536,"max_unreplied_share":50,"timeouts":{"tcp_syn":60,"tcp_established":21600,"tcp_closing":30,"udp":60,"icmp":30}}"#
         );
     }
 }

@@ -166,6 +166,14 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
             "nat.max_flows: {max_flows} is not within 1..={MAX_NAT_FLOWS}"
         ));
     }
+    let max_unreplied_share = section
+        .max_unreplied_share
+        .unwrap_or(defaults.max_unreplied_share);
+    if !(1..=100).contains(&max_unreplied_share) {
+        return Err(input_error!(
+            "nat.max_unreplied_share: {max_unreplied_share} is not a percentage within 1..=100"
+        ));
+    }
     let t = &section.timeouts;
     let d = Timeouts::default();
     let timeout = |field: &str, value: Option<u32>, default: u32| -> Result<u32> {
@@ -180,6 +188,7 @@ fn validate_nat(section: &NatSection) -> Result<NatSettings> {
         port_min,
         port_max,
         max_flows,
+        max_unreplied_share,
         timeouts: Timeouts {
             tcp_syn: timeout("tcp_syn", t.tcp_syn, d.tcp_syn)?,
             tcp_established: timeout("tcp_established", t.tcp_established, d.tcp_established)?,

@@ -8,9 +8,13 @@ use anyhow::{Context as _, Result};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{
-        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED,
+        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE,
+        REMOTE_TRUSTED,
     },
-    nat::{DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget},
+    nat::{
+        DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget,
+        max_unreplied,
+    },
 };
 
 use super::{
@@ -65,8 +69,8 @@ impl Remote {
         match self {
             Remote::Peer => REMOTE_ROUTE | REMOTE_TRUSTED,
             Remote::Lan => REMOTE_TRUSTED,
-            Remote::Allowed => REMOTE_ROUTE,
-            Remote::Isolated => REMOTE_ISOLATED,
+            Remote::Allowed => REMOTE_ROUTE | REMOTE_LOCAL,
+            Remote::Isolated => REMOTE_ISOLATED | REMOTE_LOCAL,
         }
     }
 }
@@ -197,6 +201,7 @@ impl NetworkDatapath {
             port_min: nat.port_min,
             port_max: nat.port_max,
             timeouts: nat.timeouts.into(),
+            max_unreplied: max_unreplied(nat.max_flows, nat.max_unreplied_share),
         })
     }
 
@@ -298,7 +303,8 @@ impl NetworkDatapath {
         if !self.maps.endpoints()?.contains_key(&ip) {
             return Ok(());
         }
-        self.maps.remove_endpoint(ip)
+        self.maps.remove_endpoint(ip)?;
+        self.maps.forget_senders(|sender| sender == ip)
     }
 
     /// Stops forwarding to the endpoints `keep` refuses.
@@ -306,6 +312,7 @@ impl NetworkDatapath {
         for ip in self.maps.endpoints()?.into_keys() {
             if !keep(ip) {
                 self.maps.remove_endpoint(ip)?;
+                self.maps.forget_senders(|sender| sender == ip)?;
             }
         }
         Ok(())
@@ -363,7 +370,7 @@ impl NetworkDatapath {
         for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
             self.maps.remove(&key)?;
         }
-        Ok(())
+        self.maps.forget_senders(|sender| subnet.contains(sender))
     }
 
     /// One collector pass over the NAT table (see

@@ -16,8 +16,9 @@ use netfwd_common::{
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
         MAP_NETWORK, MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES, MAP_TRUSTED_IFACE,
+        MAP_UNREPLIED_BY_SENDER,
     },
-    nat::{NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
+    nat::{FlowSender, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
 };
 
 /// A network's pinned maps, typed, opened without any program: what reading
@@ -34,6 +35,8 @@ pub struct DatapathMaps {
     host_netns: Array<MapData, u64>,
     endpoint_tx: DevMapHash<MapData>,
     trusted_iface: Array<MapData, u32>,
+    /// Absent where an older netfwd made the pins, until the next `up`.
+    unreplied_by_sender: Option<HashMap<MapData, FlowSender, u32>>,
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -67,6 +70,12 @@ impl DatapathMaps {
                 .context("ENDPOINT_TX has an unexpected type")?,
             trusted_iface: Array::try_from(open(pin_dir, MAP_TRUSTED_IFACE)?)
                 .context("TRUSTED_IFACE has an unexpected type")?,
+            unreplied_by_sender: match open(pin_dir, MAP_UNREPLIED_BY_SENDER) {
+                Ok(map) => Some(
+                    HashMap::try_from(map).context("UNREPLIED_BY_SENDER has an unexpected type")?,
+                ),
+                Err(_) => None,
+            },
         })
     }
 
@@ -89,6 +98,26 @@ impl DatapathMaps {
             }
             Err(e) => Err(e).with_context(context),
         }
+    }
+
+    /// Drops the unanswered-flow counts of the endpoints `gone` names (and
+    /// of their published ports): an address given to a new endpoint starts
+    /// with none.
+    pub fn forget_senders(&mut self, gone: impl Fn(Ipv4Addr) -> bool) -> Result<()> {
+        let Some(counts) = &mut self.unreplied_by_sender else {
+            return Ok(());
+        };
+        let senders = counts
+            .keys()
+            .collect::<Result<Vec<FlowSender>, _>>()
+            .context("reading UNREPLIED_BY_SENDER")?;
+        for sender in senders.iter().filter(|s| gone(Ipv4Addr::from(s.addr))) {
+            match counts.remove(sender) {
+                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                Err(e) => return Err(e).context("removing from UNREPLIED_BY_SENDER"),
+            }
+        }
+        Ok(())
     }
 
     pub fn set_network(&mut self, config: NetworkConfig) -> Result<()> {
@@ -298,6 +327,21 @@ impl super::nat_table::NatTable for DatapathMaps {
         match self.nat.remove(key) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(e).context("removing a NAT entry"),
+        }
+    }
+
+    /// Read, then written: an add by the datapath in between is lost, which
+    /// errs towards a smaller count (a sender's share a flow larger).
+    fn count_gone(&mut self, sender: &FlowSender) -> Result<()> {
+        let Some(counts) = &mut self.unreplied_by_sender else {
+            return Ok(());
+        };
+        match counts.get(sender, 0) {
+            Ok(held) if held > 0 => counts
+                .insert(sender, held - 1, 0)
+                .context("writing UNREPLIED_BY_SENDER"),
+            Ok(_) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).context("reading UNREPLIED_BY_SENDER"),
         }
     }
 }

@@ -19,10 +19,14 @@ use aya::{
     programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
-    self, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_CONNECT4,
-    PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    self, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR,
+    PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT,
+    PROG_XDP_FROM_UPLINK,
 };
-use netfwd_common::nat::{ENTRIES_PER_FLOW, NatEntry, NatKey};
+use netfwd_common::{
+    counters::IfaceCounters,
+    nat::{ENTRIES_PER_FLOW, NatConfig, NatEntry, NatKey},
+};
 
 pub use attach::{AttachOutcome, AttachedProgram};
 
@@ -80,9 +84,9 @@ impl Programs {
     /// their own). `NAT` holds the entries of `nat_max_flows` flows; with
     /// `shared_nat` it is the table pinned there, pinned under `dir` too
     /// (where `status`, the collector and bpftool find it), and early drop's
-    /// rings of unconfirmed flows are the table's there too (a SYN flood at
-    /// one network's published port must make room for every network's
-    /// flows).
+    /// ring of new flows and the unanswered flows per sender are the
+    /// table's there too (a flood at one network's published port must make
+    /// room for every network's flows, and counts against one share).
     pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
         for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
@@ -105,11 +109,16 @@ impl Programs {
                 own_nat.clone()
             }
         };
+        for (map, key_size, value_size) in RESIZED_MAPS {
+            drop_pin_of_other_layout(&dir.join(map), key_size, value_size)?;
+        }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_NAT, nat_entries);
         let pin_path = |map: &str| match (map, shared_nat) {
             (MAP_NAT, _) => nat_pin.clone(),
-            (MAP_UNCONFIRMED | MAP_UNCONFIRMED_CURSOR, Some(shared)) => shared.join(map),
+            (MAP_UNREPLIED | MAP_UNREPLIED_CURSOR | MAP_UNREPLIED_BY_SENDER, Some(shared)) => {
+                shared.join(map)
+            }
             _ => dir.join(map),
         };
         let map_paths: Vec<(&str, PathBuf)> =
@@ -127,6 +136,17 @@ impl Programs {
                 .with_context(|| {
                     format!("pinning the shared NAT table at {}", own_nat.display())
                 })?;
+        }
+        // The collector counts the flows it removes off their senders'
+        // shares: in the table's own counts, found beside the table.
+        if let Some(shared) = shared_nat {
+            let own = dir.join(MAP_UNREPLIED_BY_SENDER);
+            remove_file_if_exists(&own)?;
+            let shared = shared.join(MAP_UNREPLIED_BY_SENDER);
+            MapData::from_pin(&shared)
+                .with_context(|| format!("opening {}", shared.display()))?
+                .pin(&own)
+                .with_context(|| format!("pinning {} at {}", shared.display(), own.display()))?;
         }
         Ok(Self {
             ebpf,
@@ -289,6 +309,41 @@ fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
         info.max_entries(),
         layout.1,
         current_layout.1,
+    );
+    remove_file_if_exists(path)
+}
+
+/// Maps whose entries grew in a release: pinned by an older netfwd, they
+/// are made anew (`COUNTERS` got room for more drop reasons, `NAT_CONFIG`
+/// the unanswered-flow share).
+const RESIZED_MAPS: [(&str, usize, usize); 2] = [
+    (
+        names::MAP_COUNTERS,
+        size_of::<u32>(),
+        size_of::<IfaceCounters>(),
+    ),
+    (
+        names::MAP_NAT_CONFIG,
+        size_of::<u32>(),
+        size_of::<NatConfig>(),
+    ),
+];
+
+/// A pinned map is reused as it is: one whose entries have another layout
+/// than the program's goes, and what it held with it (the loader writes
+/// `NAT_CONFIG` afresh; the counters start again).
+fn drop_pin_of_other_layout(path: &Path, key_size: usize, value_size: usize) -> Result<()> {
+    let Ok(info) = MapInfo::from_pin(path) else {
+        return Ok(());
+    };
+    let layout = (info.key_size() as usize, info.value_size() as usize);
+    if layout == (key_size, value_size) {
+        return Ok(());
+    }
+    log::warn!(
+        "{}: recreating it with entries of {value_size} bytes (pinned with {})",
+        path.display(),
+        layout.1
     );
     remove_file_if_exists(path)
 }

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
-    DIR_EGRESS, DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts,
-    SEEN_REPLY, TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
+    DIR_EGRESS, DIR_INGRESS, FlowSender, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey,
+    NatTimeouts, SEEN_REPLY, TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
 };
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
@@ -77,6 +77,8 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
 pub trait NatTable {
     fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>>;
     fn remove(&mut self, key: &NatKey) -> Result<()>;
+    /// One unanswered flow of `sender` fewer (see `UNREPLIED_BY_SENDER`).
+    fn count_gone(&mut self, sender: &FlowSender) -> Result<()>;
 }
 
 /// One collector pass: removes both entries of every expired flow, and
@@ -105,6 +107,9 @@ pub fn collect_expired(
         };
         table.remove(k)?;
         collected += 1;
+        if reply.answered == 0 {
+            table.count_gone(&FlowSender::of_flow(k.proto, &reply))?;
+        }
         let egress = k.egress_partner(&reply);
         if table
             .entry(&egress)?
@@ -221,6 +226,9 @@ mod tests {
         }
         fn remove(&mut self, key: &NatKey) -> Result<()> {
             self.0.remove(key);
+            Ok(())
+        }
+        fn count_gone(&mut self, _sender: &FlowSender) -> Result<()> {
             Ok(())
         }
     }

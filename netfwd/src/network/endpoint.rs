@@ -10,7 +10,7 @@ use crate::{
     config::{Endpoint, Kind, Mode, Network},
     ethtool,
     netlink::{self, Link, Netlink, Route},
-    netns,
+    netns, procnet,
     state::{Attachment, State},
 };
 
@@ -329,6 +329,7 @@ async fn configure_host_side(
     ip: Ipv4Addr,
     link: &Link,
 ) -> Result<()> {
+    procnet::refuse_endpoint_router_config(&net.host_ifname(ip))?;
     host.set_up(link.index).await?;
     host.add_address(link.index, net.gateway, 32).await?;
     host.replace_route(&Route {

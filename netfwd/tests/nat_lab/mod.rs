@@ -137,6 +137,7 @@ impl NatLab {
             port_min,
             port_max,
             timeouts: NatTimeouts::DEFAULT,
+            max_unreplied: 0,
         })
         .unwrap();
         maps.ensure_counters(host_a).unwrap();

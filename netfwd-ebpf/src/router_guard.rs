@@ -1,0 +1,94 @@
+//! IPv6 from endpoints: router messages never reach the host. A router
+//! advertisement from an endpoint would give the host a default route
+//! through it and an address of the endpoint's choosing; a redirect would
+//! reroute the host's traffic. The host-side veth also refuses both by
+//! sysctl (`accept_ra`, `autoconf`, `accept_redirects`); dropping them here
+//! counts them, and holds whatever the sysctls say. Everything else of
+//! IPv6 goes to the host's stack (netfwd networks are IPv4 only).
+
+use aya_ebpf::programs::TcContext;
+use netfwd_common::drop::DropReason;
+use network_types::ip::Ipv6Hdr;
+
+use crate::{l4::IP_OFF, parse, verdict::Verdict};
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_ICMPV6: u8 = 58;
+
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_REDIRECT: u8 = 137;
+
+/// Extension headers walked before the upper layer. A chain longer than
+/// this is refused: past it a router message could hide (RA-Guard evasion,
+/// RFC 7113), and no ordinary packet has one.
+const MAX_EXTENSION_HEADERS: usize = 4;
+
+/// The first 8 bytes of every extension header this walks: the next header
+/// and, but for the fragment header, the length in 8-byte units beyond
+/// the first 8.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ExtensionHeader {
+    next_hdr: u8,
+    len: u8,
+    /// Fragment header: the offset (13 bits) and flags.
+    frag_off: [u8; 2],
+    _rest: [u8; 4],
+}
+
+/// An endpoint's IPv6 packet: dropped if it is a router solicitation,
+/// advertisement or redirect; the host's otherwise.
+#[inline(always)]
+pub fn ipv6_from_endpoint(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    // SAFETY: bounds checked by `header_mut`; copied out at once.
+    let mut next = unsafe { (*parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?).next_hdr };
+    let mut off = IP_OFF + Ipv6Hdr::LEN;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        match next {
+            IPPROTO_ICMPV6 => return icmpv6(ctx, off),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT => {}
+            _ => return Ok(Verdict::ToHost),
+        }
+        let ext = load::<ExtensionHeader>(ctx, off)?;
+        if next == IPPROTO_FRAGMENT {
+            // A later fragment has no upper-layer header to judge; the
+            // kernel drops neighbour discovery that came in fragments
+            // (RFC 6980), so only the first fragment matters.
+            if u16::from_be_bytes(ext.frag_off) & !0x7 != 0 {
+                return Ok(Verdict::ToHost);
+            }
+            off += 8;
+        } else {
+            off += (usize::from(ext.len) + 1) * 8;
+        }
+        next = ext.next_hdr;
+    }
+    match next {
+        IPPROTO_ICMPV6 => icmpv6(ctx, off),
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT => {
+            Err(DropReason::Malformed)
+        }
+        _ => Ok(Verdict::ToHost),
+    }
+}
+
+#[inline(always)]
+fn icmpv6(ctx: &TcContext, off: usize) -> Result<Verdict, DropReason> {
+    let icmp_type = load::<u8>(ctx, off)?;
+    match icmp_type {
+        ND_ROUTER_SOLICIT | ND_ROUTER_ADVERT | ND_REDIRECT => Err(DropReason::RouterMessage),
+        _ => Ok(Verdict::ToHost),
+    }
+}
+
+/// Reads a `T` at an offset found in the packet (the header chain): copied
+/// out by `bpf_skb_load_bytes`, which the verifier needs no packet-pointer
+/// range for.
+#[inline(always)]
+fn load<T>(ctx: &TcContext, off: usize) -> Result<T, DropReason> {
+    ctx.load::<T>(off).map_err(|_| DropReason::Malformed)
+}
