@@ -9,9 +9,10 @@
 )]
 
 use std::{
+    os::unix::fs::MetadataExt as _,
     process::{Child, Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netfwd_tests::{
@@ -228,6 +229,60 @@ fn a_published_port_goes_with_its_attached_endpoint() {
         reached.is_err(),
         "the new endpoint inherited the old one's published port: {reached:?}"
     );
+}
+
+/// A namespace made after an attached one is gone, and given its inode
+/// number by the kernel, is not the attached one: `up` does not plug it in.
+#[test]
+fn a_namespace_with_a_gone_ones_inode_does_not_inherit_its_endpoint() {
+    let (
+        Lab {
+            sb, net, config, ..
+        },
+        _,
+    ) = network(Lab::builder("atino", SUBNET));
+    let attached = sb.ns("gone");
+    tool_ok("ip", &["netns", "add", &attached]);
+    let path = netns_path(&attached);
+    let path_text = path.display().to_string();
+    sb.netfwd_ok(&["attach", "--name", &net, "--netns-path", &path_text]);
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    tool_ok("ip", &["netns", "del", &attached]);
+    // The kernel gives the lowest free inode number to the next namespace
+    // once the gone one is freed (a moment later): made until one has it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut reused = None;
+    for i in 0..128 {
+        let name = sb.ns(&format!("new{i}"));
+        tool_ok("ip", &["netns", "add", &name]);
+        if std::fs::metadata(netns_path(&name)).unwrap().ino() == inode {
+            reused = Some(name);
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let reused = reused.expect("no namespace was given the gone one's inode number");
+    // Mounted where the attached one was, as a runtime reusing a name would.
+    std::fs::File::create(&path).unwrap();
+    tool_ok(
+        "mount",
+        &[
+            "--bind",
+            &netns_path(&reused).display().to_string(),
+            &path_text,
+        ],
+    );
+    sb.up_file(&config);
+    let links = tool_ok("ip", &["-n", &attached, "-o", "link"]);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "the new namespace got an endpoint: {links}"
+    );
+    assert_eq!(endpoints(&sb.network_status(&net)).len(), 1);
 }
 
 fn published(sb: &Sandbox, net: &str) -> usize {

@@ -162,7 +162,7 @@ pub async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
             ),
         ));
     };
-    if !a.present() || Some(lib(netns::id_of(netns_path))?) != a.netns_id {
+    if !a.present() || !a.is_in(netns_path) {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
             format!("container {container_id}: its namespace is not the one attached"),
