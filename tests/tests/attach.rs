@@ -16,7 +16,7 @@ use std::{
 };
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_bad_input, assert_ping, endpoints,
+    Lab, STATE_DIR, Sandbox, assert_bad_input, assert_ping, describe, endpoints,
     internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
     lab::{LabBuilder, Uplink},
     netns_path, tool_ok,
@@ -229,6 +229,39 @@ fn a_published_port_goes_with_its_attached_endpoint() {
         reached.is_err(),
         "the new endpoint inherited the old one's published port: {reached:?}"
     );
+}
+
+/// A detach that cannot write the state down removes nothing: the
+/// endpoint recorded is the endpoint plugged in (the other way round, the
+/// next `up` would plug the container in again).
+#[test]
+fn a_detach_that_cannot_save_the_state_leaves_the_endpoint_as_recorded() {
+    let (Lab { sb, net, .. }, _) = network(Lab::builder("atsave", SUBNET));
+    let other = sb.precreated_ns("other");
+    let path = other.path().display().to_string();
+    let ip = "10.70.0.9";
+    sb.netfwd_ok(&["attach", "--name", &net, "--netns-path", &path, "--ip", ip]);
+    let host_ifname = |status: &serde_json::Value| {
+        endpoints(status)
+            .iter()
+            .find(|e| e["ip"] == ip)
+            .map(|e| e["host_ifname"].as_str().unwrap().to_owned())
+    };
+    let veth = host_ifname(&sb.network_status(&net)).unwrap();
+    // Where the state is written first: a directory there fails the write.
+    let blocker = std::path::Path::new(STATE_DIR).join(format!("{net}.json.tmp"));
+    std::fs::create_dir(&blocker).unwrap();
+    let out = sb.netfwd(&["detach", "--name", &net, "--netns-path", &path]);
+    std::fs::remove_dir(&blocker).unwrap();
+    assert!(!out.status.success(), "{}", describe("detach", &out));
+    let links = tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
+    assert_eq!(
+        host_ifname(&sb.network_status(&net)).is_some(),
+        links.contains(&veth),
+        "the state and the veth disagree: {links}"
+    );
+    sb.netfwd_ok(&["detach", "--name", &net, "--netns-path", &path]);
+    assert!(host_ifname(&sb.network_status(&net)).is_none());
 }
 
 /// A namespace made after an attached one is gone, and given its inode

@@ -180,11 +180,15 @@ pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attach
         return Ok(None);
     };
     let gone = st.attached.remove(index);
-    if st.withdraw_orphan_ports() {
+    let ports_withdrawn = st.withdraw_orphan_ports();
+    // Written down first: a crash before the veth goes leaves one that no
+    // attachment claims, which the next `up` removes as stale; the other
+    // way round, it would plug the container in again.
+    st.save()?;
+    if ports_withdrawn {
         publish::apply(&st)?;
     }
     uninstall(&host, &st.network, &gone).await?;
-    st.save()?;
     Ok(Some(gone))
 }
 
