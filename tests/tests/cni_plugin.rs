@@ -291,6 +291,34 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     assert_eq!(links.lines().count(), 1, "{links}");
 }
 
+/// An ADD for a namespace another container's endpoint is in gets no
+/// endpoint (not the other's, with its address and ports), and its lease is
+/// given back.
+#[test]
+fn an_add_into_a_namespace_another_container_holds_is_refused() {
+    if !in_this_pass(false) {
+        return;
+    }
+    let lab = Lab::new("cnidup");
+    let _internet = Internet::new(&lab.sb);
+    let mut conf = lab.conf("1.0.0");
+    conf["uplink"] = json!(UPLINK);
+    let n1 = lab.sb.precreated_ns("c1");
+    let first = Lab::address(&lab.add("first", &n1, &conf));
+    conf["runtimeConfig"] = json!({ "portMappings": [
+        { "hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "" }
+    ]});
+    let err = assert_cni_error(&lab.call("ADD", "second", Some(&n1), &conf), 7);
+    assert!(
+        err["msg"].as_str().unwrap().contains("container first"),
+        "{err:#}"
+    );
+    assert_eq!(lab.cni.leases(&lab.net), [first]);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(status["published"], json!([]), "{status:#}");
+    assert_eq!(endpoints(&status).len(), 1, "{status:#}");
+}
+
 /// VERSION answers in the caller's version and lists what is spoken.
 #[test]
 fn version_lists_supported_versions() {

@@ -114,6 +114,18 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         None => a.handed_off && a.container_id.as_deref() == container_id,
     };
     if let Some(known) = st.attached.iter().find(same) {
+        // Another container's endpoint is not this one's to take (its
+        // address, its ports).
+        if known.container_id.as_deref() != container_id {
+            let owner = match &known.container_id {
+                Some(id) => format!("container {id}"),
+                None => "netfwd attach".to_owned(),
+            };
+            return Err(input_error!(
+                "{}: attached to network {name} already, by {owner}",
+                target.describe()
+            ));
+        }
         let known = known.clone();
         install(&host, &st.network, &known).await?;
         return Ok(known);
