@@ -319,6 +319,31 @@ fn an_add_into_a_namespace_another_container_holds_is_refused() {
     assert_eq!(endpoints(&status).len(), 1, "{status:#}");
 }
 
+/// GC with a config that is not the network's (another subnet under the
+/// same name) judges none of its endpoints.
+#[test]
+fn gc_with_another_config_of_the_name_removes_nothing() {
+    if !in_this_pass(false) {
+        return;
+    }
+    let lab = Lab::new("cnigcx");
+    let conf = lab.conf("1.1.0");
+    let n1 = lab.sb.precreated_ns("c1");
+    let kept = Lab::address(&lab.add("keep", &n1, &conf));
+    let mut other = lab.cni.conf("1.1.0", &lab.net, "10.91.0.0/24");
+    other["cni.dev/valid-attachments"] = json!([]);
+    let err = assert_cni_error(&lab.call("GC", "", None, &other), 7);
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("another configuration"),
+        "{err:#}"
+    );
+    assert_eq!(lab.cni_endpoints().len(), 1);
+    assert_eq!(lab.cni.leases(&lab.net), [kept]);
+}
+
 /// VERSION answers in the caller's version and lists what is spoken.
 #[test]
 fn version_lists_supported_versions() {
