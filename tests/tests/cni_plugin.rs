@@ -282,6 +282,17 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     );
     // GC and STATUS are 1.1.
     assert_cni_error(&run("GC", &[], &conf.to_string()), 1);
+    // A container ID is what the spec allows, and is printed by `status`.
+    let long = "c".repeat(256);
+    for id in ["\x1b[2Jtaken", "../etc", "-lead", "a b", long.as_str()] {
+        let mut bad_id = good.clone();
+        bad_id[0].1 = id.to_owned();
+        let err = assert_cni_error(&run("ADD", &bad_id, &conf.to_string()), 4);
+        assert!(
+            err["msg"].as_str().unwrap().contains("CNI_CONTAINERID"),
+            "{err:#}"
+        );
+    }
 
     // Nothing of the network was made; the namespace is as it was.
     let out = lab.sb.netfwd(&["status", "--name", &lab.net, "--json"]);
