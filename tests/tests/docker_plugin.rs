@@ -1,5 +1,5 @@
 //! The Docker plugin's socket, without dockerd: what reaches it cannot stop
-//! it from serving.
+//! it from serving, and its calls keep its records straight.
 
 #![expect(
     clippy::unwrap_used,
@@ -16,7 +16,7 @@ use std::{
 
 use netfwd_tests::{STATE_DIR, Sandbox, docker::PluginAlone, in_this_pass, internet::Internet};
 use nix::fcntl::{Flock, FlockArg};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Docker ID `n` (below 16) of this test process: 64 hex digits, the first
 /// six (netfwd's network name is `dk` and them) unique to it.
@@ -139,4 +139,72 @@ fn the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock() {
     let delete = json!({ "NetworkID": network.id }).to_string();
     ok(&plugin, "NetworkDriver.DeleteNetwork", &delete);
     assert!(plugin.is_alive(), "the plugin exited");
+}
+
+/// A second `ProgramExternalConnectivity` for an endpoint replaces the
+/// first's ports, and `RevokeExternalConnectivity` withdraws every port.
+#[test]
+fn a_second_program_replaces_the_ports_and_revoke_withdraws_them_all() {
+    if !in_this_pass(false) {
+        return;
+    }
+    let sb = Sandbox::new("dkprog");
+    let _internet = Internet::new(&sb);
+    let plugin = PluginAlone::new(&sb, 1024);
+    let network = DockerNetwork::new(&sb, 2);
+    let endpoint_id = docker_id(3);
+    let _endpoint_record = Record::of("endpoints", &endpoint_id);
+    let endpoint = json!({ "NetworkID": network.id, "EndpointID": endpoint_id });
+    let with = |extra: Value| {
+        let mut body = endpoint.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    let program = |host_port: u16| {
+        with(json!({ "Options": { "com.docker.network.portmap": [{
+            "Proto": 6, "Port": 80, "HostIP": "", "HostPort": host_port, "HostPortEnd": host_port,
+        }]}}))
+    };
+    ok(
+        &plugin,
+        "NetworkDriver.CreateNetwork",
+        &network.create_body("10.94.0.0/24", "10.94.0.1/24"),
+    );
+    ok(
+        &plugin,
+        "NetworkDriver.CreateEndpoint",
+        &with(json!({ "Interface": { "Address": "10.94.0.2/24" } })),
+    );
+    ok(
+        &plugin,
+        "NetworkDriver.Join",
+        &with(json!({ "SandboxKey": "/var/run/docker/netns/none" })),
+    );
+    let published = || sb.network_status(&network.name)["published"].clone();
+    ok(
+        &plugin,
+        "NetworkDriver.ProgramExternalConnectivity",
+        &program(30071),
+    );
+    ok(
+        &plugin,
+        "NetworkDriver.ProgramExternalConnectivity",
+        &program(30072),
+    );
+    let now = published();
+    assert_eq!(now.as_array().map(Vec::len), Some(1), "{now:#}");
+    assert_eq!(now[0]["host_port"], 30072, "{now:#}");
+    let endpoint = endpoint.to_string();
+    ok(
+        &plugin,
+        "NetworkDriver.RevokeExternalConnectivity",
+        &endpoint,
+    );
+    assert_eq!(published(), json!([]));
+    ok(&plugin, "NetworkDriver.Leave", &endpoint);
+    ok(&plugin, "NetworkDriver.DeleteEndpoint", &endpoint);
+    let delete = json!({ "NetworkID": network.id }).to_string();
+    ok(&plugin, "NetworkDriver.DeleteNetwork", &delete);
 }

@@ -206,6 +206,10 @@ impl Driver {
     async fn program_ports(&self, req: &ExternalConnectivity) -> Result<Value> {
         let (docker, _) = self.network(&req.network_id)?;
         let mut ep = self.endpoint(&req.endpoint_id)?;
+        // A second call replaces the first's ports, which are withdrawn
+        // here: the store keeps one set, all that Revoke withdraws.
+        withdraw_ports(&docker.name, &mut ep).await?;
+        self.store.save_endpoint(&ep)?;
         let bindings: Vec<PortBinding> = match req.options.get(PORTMAP) {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => serde_json::from_value(v.clone())
@@ -241,9 +245,7 @@ impl Driver {
         let Some(mut ep) = self.store.endpoint(&req.endpoint_id)? else {
             return Ok(json!({}));
         };
-        for p in std::mem::take(&mut ep.published) {
-            lib::unpublish(&docker.name, p.proto, p.host_port).await?;
-        }
+        withdraw_ports(&docker.name, &mut ep).await?;
         self.store.save_endpoint(&ep)?;
         Ok(json!({}))
     }
@@ -301,6 +303,14 @@ pub fn answer_at_once(call: &str) -> Option<Response> {
         _ => return None,
     };
     Some(success(&answer))
+}
+
+/// Withdraws the ports the endpoint has published; the caller saves it.
+async fn withdraw_ports(name: &NetworkName, ep: &mut DockerEndpoint) -> Result<()> {
+    for p in std::mem::take(&mut ep.published) {
+        lib::unpublish(name, p.proto, p.host_port).await?;
+    }
+    Ok(())
 }
 
 /// The endpoint's attachment as `detach` finds it: by its endpoint ID and
