@@ -17,8 +17,9 @@ use aya::{
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
-    self, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_CONNECT4,
-    PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_UNCONFIRMED, MAP_UNCONFIRMED_CURSOR, PROG_BIND4,
+    PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT,
+    PROG_XDP_FROM_UPLINK,
 };
 use netfwd_common::nat::{ENTRIES_PER_FLOW, NatEntry, NatKey};
 
@@ -199,9 +200,11 @@ impl Datapath {
                 .load()
                 .with_context(|| format!("loading program {name} into the kernel"))?;
         }
-        socket_hook(&mut ebpf)?
-            .load()
-            .with_context(|| format!("loading program {PROG_CONNECT4} into the kernel"))?;
+        for (name, _) in SOCKET_HOOKS {
+            socket_hook(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading program {name} into the kernel"))?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: dir.to_owned(),
@@ -257,13 +260,16 @@ impl Datapath {
             .with_context(|| format!("attaching {program} to {ifname} (XDP)"))
     }
 
-    /// Attaches the connect4 hook (published ports for the host's own
-    /// connections) to the cgroup at `cgroup`.
-    pub fn attach_connect4(&mut self, cgroup: &Path) -> Result<AttachOutcome> {
-        let pin = self.pin_dir.join(names::LINKS_DIR).join(CONNECT4_LINK);
-        let prog = socket_hook(&mut self.ebpf)?;
-        attach::attach_cgroup(prog, cgroup, &pin)
-            .with_context(|| format!("attaching {PROG_CONNECT4} to {}", cgroup.display()))
+    /// Attaches the socket hooks (published ports for the host's own
+    /// connections, and refused to its binds) to the cgroup at `cgroup`.
+    pub fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<()> {
+        for (name, link) in SOCKET_HOOKS {
+            let pin = self.pin_dir.join(names::LINKS_DIR).join(link);
+            let prog = socket_hook(&mut self.ebpf, name)?;
+            attach::attach_cgroup(prog, cgroup, &pin)
+                .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
+        }
+        Ok(())
     }
 
     /// A program of the datapath by name, e.g. to run it on a crafted packet.
@@ -291,16 +297,22 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
         .with_context(|| format!("program {name} is not an XDP program"))
 }
 
-fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
-    ebpf.program_mut(PROG_CONNECT4)
-        .with_context(|| format!("program {PROG_CONNECT4} missing from the datapath object"))?
+/// The cgroup socket hooks for published ports, with their links' names.
+const SOCKET_HOOKS: [(&str, &str); 2] = [(PROG_CONNECT4, CONNECT4_LINK), (PROG_BIND4, BIND4_LINK)];
+
+fn socket_hook<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the datapath object"))?
         .try_into()
-        .with_context(|| format!("program {PROG_CONNECT4} is not a cgroup sock_addr program"))
+        .with_context(|| format!("program {name} is not a cgroup sock_addr program"))
 }
 
-/// Detaches the connect4 hook (the network publishes nothing any more).
-pub fn unpin_connect4(network: &NetworkName) -> Result<()> {
-    remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
+/// Detaches the socket hooks (the network publishes nothing any more).
+pub fn unpin_socket_hooks(network: &NetworkName) -> Result<()> {
+    for (_, link) in SOCKET_HOOKS {
+        remove_file_if_exists(&links_dir(network).join(link))?;
+    }
+    Ok(())
 }
 
 /// A pinned map is reused as it is, whatever size or kind the program asks
