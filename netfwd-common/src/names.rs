@@ -89,6 +89,11 @@ pub const PROG_XDP_FROM_UPLINK: &str = "xdp_from_uplink";
 pub const PROG_CONNECT4: &str = "connect4_published";
 /// Name of the pinned link of the connect4 hook in `LINKS_DIR`.
 pub const CONNECT4_LINK: &str = "cgroup-connect4";
+/// cgroup bind4 of the host, beside connect4: its own binds to published
+/// ports are refused.
+pub const PROG_BIND4: &str = "bind4_published";
+/// Name of the pinned link of the bind4 hook in `LINKS_DIR`.
+pub const BIND4_LINK: &str = "cgroup-bind4";
 
 /// Default capacity of `ENDPOINTS` and `COUNTERS`.
 pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;

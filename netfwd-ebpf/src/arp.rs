@@ -25,8 +25,10 @@ pub fn answer_from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, Dr
         || arp.hlen != 6
         || arp.plen != 4
     {
-        // Not IPv4 over Ethernet: nothing the host resolves with.
-        return Ok(Verdict::ToHost);
+        // Not IPv4 over Ethernet, the only ARP an endpoint's link carries.
+        // Linux still learns the sender of one with hardware type IEEE 802
+        // (6), past the sender checks below: dropped as impossible here.
+        return Err(DropReason::Malformed);
     }
     let request = arp.oper() == ARP_OP_REQUEST;
     // An unspecified sender is an address probe (RFC 5227): not ours to

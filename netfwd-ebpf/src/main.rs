@@ -136,6 +136,14 @@ pub fn connect4_published(ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// Attached beside `connect4_published`: the host's own `bind()` to a
+/// published port, whose listener `connect4_published` would bypass, fails
+/// with `EADDRINUSE`, as with docker-proxy holding the port.
+#[cgroup_sock_addr(bind4)]
+pub fn bind4_published(ctx: SockAddrContext) -> i32 {
+    sockaddr::bind4(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

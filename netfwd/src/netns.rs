@@ -97,7 +97,7 @@ pub fn is_alive(id: NetnsId, cookie: Option<u64>) -> Result<bool> {
             return Ok(true);
         };
         // One that vanished while we looked is not it; try the next.
-        if let Ok(Ok(found)) = within(&path, self::cookie) {
+        if let Ok(found) = cookie_of(&path) {
             return Ok(found == wanted);
         }
     }
@@ -186,6 +186,11 @@ pub fn cookie() -> Result<u64> {
         return Err(io::Error::last_os_error()).context("getsockopt(SO_NETNS_COOKIE)");
     }
     Ok(cookie)
+}
+
+/// The cookie of the namespace at `path`.
+pub fn cookie_of(path: &Path) -> Result<u64> {
+    within(path, cookie)?
 }
 
 /// Runs `f` with the calling thread in the namespace at `path`, then steps

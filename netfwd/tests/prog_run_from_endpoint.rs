@@ -233,6 +233,24 @@ fn truncated_arp_is_dropped_as_malformed() {
     assert_eq!(lab.counters().drops[DropReason::Malformed.slot()], 1);
 }
 
+/// Linux learns the sender of an ARP request with hardware type IEEE 802
+/// (6) as of Ethernet (1); one that is not IPv4 over Ethernet never passes
+/// the sender checks, so it goes nowhere.
+#[test]
+fn arp_that_is_not_ipv4_over_ethernet_is_dropped_as_malformed() {
+    let mut lab = TwoEndpoints::new("arp-htype");
+    let mut ieee802 = arp_request(A_MAC, B_IP, GATEWAY);
+    ieee802[15] = 6;
+    let mut other_protocol = arp_request(A_MAC, A_IP, GATEWAY);
+    other_protocol[16] = 0x86;
+    other_protocol[17] = 0xdd;
+    for packet in [ieee802, other_protocol] {
+        let (action, _) = lab.run(&packet);
+        assert_eq!(action, TC_ACT_SHOT);
+    }
+    assert_eq!(lab.counters().drops[DropReason::Malformed.slot()], 2);
+}
+
 #[test]
 fn ipv4_with_impossible_header_length_is_dropped_as_malformed() {
     let mut lab = TwoEndpoints::new("v4-ihl");

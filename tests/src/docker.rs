@@ -58,24 +58,15 @@ impl DockerLab {
     }
 
     pub fn socket(&self) -> PathBuf {
-        PathBuf::from(format!("/run/docker/plugins/{}.sock", self.driver))
+        plugin_socket(&self.driver)
     }
 
     /// (Re)starts `netfwd docker-plugin` and waits for its socket.
     pub fn start_plugin(&mut self) {
-        let mut cmd = Command::new(netfwd_bin());
-        cmd.args([
-            "--netns",
-            &self.host,
-            "docker-plugin",
-            "--name",
-            &self.driver,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(self.log("plugin.log"));
+        let mut cmd = plugin_command(&self.host, &self.driver);
+        cmd.stderr(self.log("plugin.log"));
         self.plugin = Some(cmd.spawn().unwrap());
-        self.wait_for("the plugin's socket", || self.socket().exists());
+        wait_for(self.dir(), "the plugin's socket", || self.socket().exists());
     }
 
     /// Stops the plugin (SIGTERM), as a restart would.
@@ -113,24 +104,14 @@ impl DockerLab {
             .stdout(Stdio::null())
             .stderr(self.log("dockerd.log"));
         self.dockerd = Some(cmd.spawn().unwrap());
-        self.wait_for("dockerd", || self.docker(&["info"]).status.success());
+        wait_for(self.dir(), "dockerd", || {
+            self.docker(&["info"]).status.success()
+        });
     }
 
     /// Stops dockerd (SIGTERM).
     pub fn stop_dockerd(&mut self) {
         stop(self.dockerd.take(), Duration::from_secs(30));
-    }
-
-    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} not ready in 60 s; logs in {}",
-                self.dir.path().display()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
     }
 
     fn import_image(&self) {
@@ -260,6 +241,115 @@ impl DockerLab {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// `netfwd --netns <host> docker-plugin --name <driver>`; its stderr is the
+/// caller's to set.
+fn plugin_command(host: &str, driver: &str) -> Command {
+    let mut cmd = Command::new(netfwd_bin());
+    cmd.args(["--netns", host, "docker-plugin", "--name", driver])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn plugin_socket(driver: &str) -> PathBuf {
+    PathBuf::from(format!("/run/docker/plugins/{driver}.sock"))
+}
+
+/// Waits up to 60 s for `ready`; the logs are in `logs`.
+fn wait_for(logs: &Path, what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready in 60 s; logs in {}",
+            logs.display()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The plugin alone, without dockerd, for tests that talk to its socket:
+/// under `prlimit --nofile=<nofile>`, stopped on drop.
+pub struct PluginAlone {
+    driver: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl PluginAlone {
+    pub fn new(sb: &Sandbox, nofile: u32) -> PluginAlone {
+        let driver = format!("nft{}-{}", std::process::id(), next_id());
+        let dir = TempDir::new("plugin");
+        let inner = plugin_command(sb.host(), &driver);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}"))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("plugin.log")).unwrap());
+        let plugin = PluginAlone {
+            child: Some(cmd.spawn().unwrap()),
+            driver,
+            dir,
+        };
+        wait_for(plugin.dir.path(), "the plugin's socket", || {
+            plugin.socket().exists()
+        });
+        plugin
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        plugin_socket(&self.driver)
+    }
+
+    /// Whether the plugin still runs.
+    pub fn is_alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("plugin.log")).unwrap_or_default()
+    }
+
+    /// POSTs `/<call>` with `body`: the answer's status and body, or the
+    /// I/O error, within 30 s.
+    pub fn call(&self, call: &str, body: &str) -> std::io::Result<(u16, String)> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::os::unix::net::UnixStream::connect(self.socket())?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "POST /{call} HTTP/1.1\r\nHost: plugin\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        Ok((status, body))
+    }
+}
+
+impl Drop for PluginAlone {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- plugin.log ---\n{}", self.log());
+        }
+        stop(self.child.take(), Duration::from_secs(10));
     }
 }
 

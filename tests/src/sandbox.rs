@@ -78,8 +78,14 @@ impl Sandbox {
     pub fn net_name(&self) -> String {
         let name = format!("t{}{}", std::process::id() % 10_000, next_id() % 1000);
         assert!(name.len() <= 8, "network name {name} too long");
-        self.networks.borrow_mut().push(name.clone());
+        self.owns_network(&name);
         name
+    }
+
+    /// Network `name`, which a client of netfwd (the Docker plugin) makes
+    /// in this sandbox, is torn down with `netfwd down --name` on drop.
+    pub fn owns_network(&self, name: &str) {
+        self.networks.borrow_mut().push(name.to_owned());
     }
 
     /// Writes `text` to a fresh config file of this sandbox.

@@ -110,3 +110,24 @@ fn an_arp_reply_claiming_another_endpoints_address_is_dropped_and_counted() {
     assert_eq!(drops(&status, &a, "arp_spoofed"), 5, "{status:#}");
     assert_ping(&b, A);
 }
+
+/// An ARP request of hardware type IEEE 802 (6), which Linux takes as
+/// Ethernet's and learns from, claiming B's address: dropped as malformed
+/// before the host sees it, as is any ARP that is not IPv4 over Ethernet.
+#[test]
+fn an_arp_request_of_another_hardware_type_teaches_the_host_nothing() {
+    let (sb, net, a, _b, a_mac) = two_endpoints("arphw");
+    scapy_send(
+        &a,
+        &format!(
+            "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(hwtype=6, op=1, hwsrc='{a_mac}', psrc='{B}', pdst='{GATEWAY}')"
+        ),
+    );
+    let status = sb.network_status(&net);
+    assert_eq!(drops(&status, &a, "malformed"), 5, "{status:#}");
+    let neigh = in_ns_ok(sb.host(), &["ip", "neigh", "show", B]);
+    assert!(
+        !neigh.contains(&a_mac),
+        "the host learnt B's address at A's MAC: {neigh}"
+    );
+}

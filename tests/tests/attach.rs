@@ -9,13 +9,14 @@
 )]
 
 use std::{
+    os::unix::fs::MetadataExt as _,
     process::{Child, Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_bad_input, assert_ping, endpoints,
+    Lab, STATE_DIR, Sandbox, assert_bad_input, assert_ping, describe, endpoints,
     internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
     lab::{LabBuilder, Uplink},
     netns_path, tool_ok,
@@ -228,6 +229,93 @@ fn a_published_port_goes_with_its_attached_endpoint() {
         reached.is_err(),
         "the new endpoint inherited the old one's published port: {reached:?}"
     );
+}
+
+/// A detach that cannot write the state down removes nothing: the
+/// endpoint recorded is the endpoint plugged in (the other way round, the
+/// next `up` would plug the container in again).
+#[test]
+fn a_detach_that_cannot_save_the_state_leaves_the_endpoint_as_recorded() {
+    let (Lab { sb, net, .. }, _) = network(Lab::builder("atsave", SUBNET));
+    let other = sb.precreated_ns("other");
+    let path = other.path().display().to_string();
+    let ip = "10.70.0.9";
+    sb.netfwd_ok(&["attach", "--name", &net, "--netns-path", &path, "--ip", ip]);
+    let host_ifname = |status: &serde_json::Value| {
+        endpoints(status)
+            .iter()
+            .find(|e| e["ip"] == ip)
+            .map(|e| e["host_ifname"].as_str().unwrap().to_owned())
+    };
+    let veth = host_ifname(&sb.network_status(&net)).unwrap();
+    // Where the state is written first: a directory there fails the write.
+    let blocker = std::path::Path::new(STATE_DIR).join(format!("{net}.json.tmp"));
+    std::fs::create_dir(&blocker).unwrap();
+    let out = sb.netfwd(&["detach", "--name", &net, "--netns-path", &path]);
+    std::fs::remove_dir(&blocker).unwrap();
+    assert!(!out.status.success(), "{}", describe("detach", &out));
+    let links = tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
+    assert_eq!(
+        host_ifname(&sb.network_status(&net)).is_some(),
+        links.contains(&veth),
+        "the state and the veth disagree: {links}"
+    );
+    sb.netfwd_ok(&["detach", "--name", &net, "--netns-path", &path]);
+    assert!(host_ifname(&sb.network_status(&net)).is_none());
+}
+
+/// A namespace made after an attached one is gone, and given its inode
+/// number by the kernel, is not the attached one: `up` does not plug it in.
+#[test]
+fn a_namespace_with_a_gone_ones_inode_does_not_inherit_its_endpoint() {
+    let (
+        Lab {
+            sb, net, config, ..
+        },
+        _,
+    ) = network(Lab::builder("atino", SUBNET));
+    let attached = sb.ns("gone");
+    tool_ok("ip", &["netns", "add", &attached]);
+    let path = netns_path(&attached);
+    let path_text = path.display().to_string();
+    sb.netfwd_ok(&["attach", "--name", &net, "--netns-path", &path_text]);
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    tool_ok("ip", &["netns", "del", &attached]);
+    // The kernel gives the lowest free inode number to the next namespace
+    // once the gone one is freed (a moment later): made until one has it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut reused = None;
+    for i in 0..128 {
+        let name = sb.ns(&format!("new{i}"));
+        tool_ok("ip", &["netns", "add", &name]);
+        if std::fs::metadata(netns_path(&name)).unwrap().ino() == inode {
+            reused = Some(name);
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let reused = reused.expect("no namespace was given the gone one's inode number");
+    // Mounted where the attached one was, as a runtime reusing a name would.
+    std::fs::File::create(&path).unwrap();
+    tool_ok(
+        "mount",
+        &[
+            "--bind",
+            &netns_path(&reused).display().to_string(),
+            &path_text,
+        ],
+    );
+    sb.up_file(&config);
+    let links = tool_ok("ip", &["-n", &attached, "-o", "link"]);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "the new namespace got an endpoint: {links}"
+    );
+    assert_eq!(endpoints(&sb.network_status(&net)).len(), 1);
 }
 
 fn published(sb: &Sandbox, net: &str) -> usize {

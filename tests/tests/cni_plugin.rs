@@ -283,6 +283,17 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     );
     // GC and STATUS are 1.1.
     assert_cni_error(&run("GC", &[], &conf.to_string()), 1);
+    // A container ID is what the spec allows, and is printed by `status`.
+    let long = "c".repeat(256);
+    for id in ["\x1b[2Jtaken", "../etc", "-lead", "a b", long.as_str()] {
+        let mut bad_id = good.clone();
+        bad_id[0].1 = id.to_owned();
+        let err = assert_cni_error(&run("ADD", &bad_id, &conf.to_string()), 4);
+        assert!(
+            err["msg"].as_str().unwrap().contains("CNI_CONTAINERID"),
+            "{err:#}"
+        );
+    }
 
     // Nothing of the network was made; the namespace is as it was.
     let out = lab.sb.netfwd(&["status", "--name", &lab.net, "--json"]);
@@ -290,6 +301,59 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
     assert!(lab.cni.leases(&lab.net).is_empty());
     let links = in_ns_ok(n1.name(), &["ip", "-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");
+}
+
+/// An ADD for a namespace another container's endpoint is in gets no
+/// endpoint (not the other's, with its address and ports), and its lease is
+/// given back.
+#[test]
+fn an_add_into_a_namespace_another_container_holds_is_refused() {
+    if !in_this_pass(false) {
+        return;
+    }
+    let lab = PluginHost::new("cnidup");
+    let _internet = Internet::new(&lab.sb);
+    let mut conf = lab.conf("1.0.0");
+    conf["uplink"] = json!(UPLINK);
+    let n1 = lab.sb.precreated_ns("c1");
+    let first = PluginHost::address(&lab.add("first", &n1, &conf));
+    conf["runtimeConfig"] = json!({ "portMappings": [
+        { "hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "" }
+    ]});
+    let err = assert_cni_error(&lab.call("ADD", "second", Some(&n1), &conf), 7);
+    assert!(
+        err["msg"].as_str().unwrap().contains("container first"),
+        "{err:#}"
+    );
+    assert_eq!(lab.cni.leases(&lab.net), [first]);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(status["published"], json!([]), "{status:#}");
+    assert_eq!(endpoints(&status).len(), 1, "{status:#}");
+}
+
+/// GC with a config that is not the network's (another subnet under the
+/// same name) judges none of its endpoints.
+#[test]
+fn gc_with_another_config_of_the_name_removes_nothing() {
+    if !in_this_pass(false) {
+        return;
+    }
+    let lab = PluginHost::new("cnigcx");
+    let conf = lab.conf("1.1.0");
+    let n1 = lab.sb.precreated_ns("c1");
+    let kept = PluginHost::address(&lab.add("keep", &n1, &conf));
+    let mut other = lab.cni.conf("1.1.0", &lab.net, "10.91.0.0/24");
+    other["cni.dev/valid-attachments"] = json!([]);
+    let err = assert_cni_error(&lab.call("GC", "", None, &other), 7);
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("another configuration"),
+        "{err:#}"
+    );
+    assert_eq!(lab.cni_endpoints().len(), 1);
+    assert_eq!(lab.cni.leases(&lab.net), [kept]);
 }
 
 /// VERSION answers in the caller's version and lists what is spoken.

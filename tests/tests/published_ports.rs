@@ -122,6 +122,79 @@ fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
     );
 }
 
+/// Binds a TCP and a UDP socket to `argv[1]` at each address after it;
+/// prints `ok` or the errno's name for each, TCP first.
+const HOST_BINDS: &str = r#"
+import errno, socket, sys
+port, results = int(sys.argv[1]), []
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+    for addr in sys.argv[2:]:
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind((addr, port))
+            results.append("ok")
+        except OSError as e:
+            results.append(errno.errorcode[e.errno])
+        finally:
+            s.close()
+print(" ".join(results))
+"#;
+
+/// A host program cannot bind a published port where the host's own
+/// connections go to the endpoint instead (as docker-proxy holding the port
+/// refuses it): `EADDRINUSE`, for the published protocol only; a host-only
+/// port is taken at 127.0.0.1 alone. The host's connections still reach the
+/// endpoint.
+#[test]
+fn a_host_program_cannot_bind_a_published_port() {
+    let lab = PublishLab::new("pubbind", true);
+    let publish = |proto: &str, host_port: &str, host_ip: &str| {
+        lab.sb.netfwd_ok(&[
+            "publish",
+            "--name",
+            &lab.net,
+            "--proto",
+            proto,
+            "--host-port",
+            host_port,
+            "--endpoint",
+            SERVER_IP,
+            "--port",
+            "80",
+            "--host-ip",
+            host_ip,
+        ]);
+    };
+    publish("tcp", "8090", "0.0.0.0");
+    publish("tcp", "8091", "127.0.0.1");
+    let binds = |port: &str| {
+        lab.cgroup.run_in_host(
+            lab.sb.host(),
+            HOST_BINDS,
+            &[port, "0.0.0.0", UPLINK_IP, "127.0.0.1"],
+        )
+    };
+    let in_use = "EADDRINUSE EADDRINUSE EADDRINUSE";
+    assert_eq!(binds(&HOST_PORT.to_string()), format!("{in_use} {in_use}"));
+    assert_eq!(
+        binds("8090"),
+        format!("{in_use} ok ok ok"),
+        "UDP 8090 is free"
+    );
+    assert_eq!(
+        binds("8091"),
+        "EADDRINUSE ok EADDRINUSE ok ok ok",
+        "host-only: 127.0.0.1 alone"
+    );
+    assert_eq!(binds("8089"), "ok ok ok ok ok ok", "8089 is not published");
+    let seen = lab.cgroup.run_in_host(
+        lab.sb.host(),
+        HOST_CLIENT,
+        &["127.0.0.1", &HOST_PORT.to_string()],
+    );
+    assert_eq!(ip_of(&seen), GATEWAY, "from the host to 127.0.0.1");
+}
+
 #[test]
 fn ports_are_published_and_withdrawn_while_the_network_runs() {
     let lab = PublishLab::new("pubrt", false);

@@ -162,7 +162,7 @@ pub async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
             ),
         ));
     };
-    if !a.present() || Some(lib(netns::id_of(netns_path))?) != a.netns_id {
+    if !a.present() || !a.is_in(netns_path) {
         return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
             format!("container {container_id}: its namespace is not the one attached"),
@@ -198,8 +198,15 @@ pub async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<()> {
     })?;
     let _lock = lib(state::network_lock(&net.name))?;
     if let Some(st) = lib(State::load(&net.name))? {
+        // A network of that name up with another configuration is not the
+        // runtime's: its endpoints are not in the runtime's list to judge.
+        if st.network != net {
+            return Err(changed_config(&net));
+        }
         for a in &st.attached {
-            let Some(id) = &a.container_id else {
+            // Only what a CNI ADD made: `netfwd attach` records no container,
+            // Docker's endpoints are handed off.
+            let Some(id) = a.container_id.as_ref().filter(|_| !a.handed_off) else {
                 continue;
             };
             if valid

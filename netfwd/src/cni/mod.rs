@@ -25,6 +25,9 @@ use crate::netlink::Netlink;
 /// The version answered when the caller's is unknown (VERSION, errors).
 const LATEST_VERSION: &str = "1.1.0";
 
+/// The longest `CNI_CONTAINERID` taken; runtimes use 64 hex digits.
+const MAX_CONTAINER_ID: usize = 255;
+
 /// The plugin's `CNI_*` environment.
 pub struct Env {
     pub command: String,
@@ -47,8 +50,24 @@ impl Env {
         }
     }
 
+    /// `CNI_CONTAINERID`, as the spec allows it: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`
+    /// (libcni's rule), and at most [`MAX_CONTAINER_ID`] characters. It is
+    /// recorded in the state and shown by `status`.
     fn container_id(&self) -> CniResult<&str> {
-        required("CNI_CONTAINERID", self.container_id.as_deref())
+        let id = required("CNI_CONTAINERID", self.container_id.as_deref())?;
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        let valid = id.len() <= MAX_CONTAINER_ID
+            && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && id.bytes().all(allowed);
+        if !valid {
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!(
+                    "CNI_CONTAINERID: {id:?} is not a container ID (a letter or digit, then letters, digits, '_', '.' and '-'; at most {MAX_CONTAINER_ID} characters)"
+                ),
+            ));
+        }
+        Ok(id)
     }
 
     fn ifname(&self) -> CniResult<&str> {

@@ -53,7 +53,8 @@ fn print_human(report: &StatusReport) {
             // A CNI endpoint's namespace is the runtime's; its container is
             // what the operator knows it by.
             let label = match ep.attached.as_ref().and_then(|a| a.container_id.as_ref()) {
-                Some(id) => format!("cni:{}", id.get(..12).unwrap_or(id)),
+                // Escaped: a state file is not the CNI plugin's checked input.
+                Some(id) => format!("cni:{}", id.get(..12).unwrap_or(id).escape_debug()),
                 None => ep.netns.clone(),
             };
             println!(

@@ -31,19 +31,15 @@ use crate::{
 /// Docker's key for `-p` bindings in `ProgramExternalConnectivity`.
 const PORTMAP: &str = "com.docker.network.portmap";
 
+/// The calls that change something, run one at a time by `worker` (each
+/// takes netfwd's file locks, which block its thread).
 pub struct Driver {
     store: Store,
-    /// One call at a time: each takes netfwd's file locks, which block the
-    /// (single) runtime thread, and Docker sends calls concurrently.
-    serial: tokio::sync::Mutex<()>,
 }
 
 impl Driver {
     pub fn new(store: Store) -> Driver {
-        Driver {
-            store,
-            serial: tokio::sync::Mutex::new(()),
-        }
+        Driver { store }
     }
 
     pub fn store(&self) -> &Store {
@@ -52,7 +48,6 @@ impl Driver {
 
     /// What `netfwd daemon` does for a network, between calls.
     pub async fn maintained(&self, name: &NetworkName) -> Result<()> {
-        let _one_at_a_time = self.serial.lock().await;
         let done = lib::maintain(name).await?;
         if done.flows_collected > 0 {
             log::info!(
@@ -70,12 +65,8 @@ impl Driver {
     /// driver does not know, 400 for a bad request and 500 for a failure,
     /// each with `{"Err": …}`, which Docker shows the user.
     pub async fn call(&self, req: &Request) -> Response {
-        let _one_at_a_time = self.serial.lock().await;
         match self.dispatch(&req.call, &req.body).await {
-            Ok(Some(body)) => Response {
-                status: 200,
-                body: body.to_string().into_bytes(),
-            },
+            Ok(Some(body)) => success(&body),
             Ok(None) => failure(404, &format!("{}: not a call of this driver", req.call)),
             Err(e) => {
                 let status = if is_input_error(&e) { 400 } else { 500 };
@@ -87,13 +78,6 @@ impl Driver {
 
     async fn dispatch(&self, call: &str, body: &[u8]) -> Result<Option<Value>> {
         let answer = match call {
-            "Plugin.Activate" => json!(Activated {
-                implements: &["NetworkDriver"]
-            }),
-            "NetworkDriver.GetCapabilities" => json!(Capabilities {
-                scope: "local",
-                connectivity_scope: "local",
-            }),
             "NetworkDriver.CreateNetwork" => self.create_network(&parse(call, body)?).await?,
             "NetworkDriver.DeleteNetwork" => self.delete_network(&parse(call, body)?).await?,
             "NetworkDriver.CreateEndpoint" => self.create_endpoint(&parse(call, body)?).await?,
@@ -107,11 +91,6 @@ impl Driver {
                 self.revoke_ports(&parse(call, body)?).await?
             }
             "NetworkDriver.EndpointOperInfo" => self.oper_info(&parse(call, body)?)?,
-            // Global-scope and discovery calls: nothing for a local driver.
-            "NetworkDriver.AllocateNetwork"
-            | "NetworkDriver.FreeNetwork"
-            | "NetworkDriver.DiscoverNew"
-            | "NetworkDriver.DiscoverDelete" => json!({}),
             _ => return Ok(None),
         };
         Ok(Some(answer))
@@ -227,6 +206,10 @@ impl Driver {
     async fn program_ports(&self, req: &ExternalConnectivity) -> Result<Value> {
         let (docker, _) = self.network(&req.network_id)?;
         let mut ep = self.endpoint(&req.endpoint_id)?;
+        // A second call replaces the first's ports, which are withdrawn
+        // here: the store keeps one set, all that Revoke withdraws.
+        withdraw_ports(&docker.name, &mut ep).await?;
+        self.store.save_endpoint(&ep)?;
         let bindings: Vec<PortBinding> = match req.options.get(PORTMAP) {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => serde_json::from_value(v.clone())
@@ -262,9 +245,7 @@ impl Driver {
         let Some(mut ep) = self.store.endpoint(&req.endpoint_id)? else {
             return Ok(json!({}));
         };
-        for p in std::mem::take(&mut ep.published) {
-            lib::unpublish(&docker.name, p.proto, p.host_port).await?;
-        }
+        withdraw_ports(&docker.name, &mut ep).await?;
         self.store.save_endpoint(&ep)?;
         Ok(json!({}))
     }
@@ -300,6 +281,36 @@ impl Driver {
             .endpoint(id)?
             .ok_or_else(|| input_error!("EndpointID: {id} is not an endpoint of this driver"))
     }
+}
+
+/// The answer to a call that reads and changes nothing, given at once by the
+/// accepting side, however long the driver's current call waits for a lock;
+/// `None` for a call the driver answers.
+pub fn answer_at_once(call: &str) -> Option<Response> {
+    let answer = match call {
+        "Plugin.Activate" => json!(Activated {
+            implements: &["NetworkDriver"]
+        }),
+        "NetworkDriver.GetCapabilities" => json!(Capabilities {
+            scope: "local",
+            connectivity_scope: "local",
+        }),
+        // Global-scope and discovery calls: nothing for a local driver.
+        "NetworkDriver.AllocateNetwork"
+        | "NetworkDriver.FreeNetwork"
+        | "NetworkDriver.DiscoverNew"
+        | "NetworkDriver.DiscoverDelete" => json!({}),
+        _ => return None,
+    };
+    Some(success(&answer))
+}
+
+/// Withdraws the ports the endpoint has published; the caller saves it.
+async fn withdraw_ports(name: &NetworkName, ep: &mut DockerEndpoint) -> Result<()> {
+    for p in std::mem::take(&mut ep.published) {
+        lib::unpublish(name, p.proto, p.host_port).await?;
+    }
+    Ok(())
 }
 
 /// The endpoint's attachment as `detach` finds it: by its endpoint ID and
@@ -379,6 +390,13 @@ fn port_bindings(published: &[Published]) -> Vec<PortBinding> {
 
 fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| input_error!("{call}: {e}"))
+}
+
+fn success(body: &Value) -> Response {
+    Response {
+        status: 200,
+        body: body.to_string().into_bytes(),
+    }
 }
 
 pub(super) fn failure(status: u16, err: &str) -> Response {

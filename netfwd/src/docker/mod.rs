@@ -10,22 +10,24 @@ mod http;
 mod network;
 mod protocol;
 mod store;
+mod worker;
 
 use std::{
     io::ErrorKind,
     os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
-    rc::Rc,
+    sync::Arc,
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::{
     net::{UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
-use self::{driver::Driver, store::Store};
+use self::{store::Store, worker::Worker};
 use crate::input_error;
 
 /// Where Docker looks for plugin sockets.
@@ -34,6 +36,15 @@ pub const PLUGIN_DIR: &str = "/run/docker/plugins";
 /// How often the plugin keeps its networks (expired NAT flows, gone
 /// endpoints), as the daemon does at most.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// Connections held at once; more wait in the listen backlog, costing the
+/// plugin no descriptor. Each is closed after `http::READ_TIMEOUT` at most
+/// if it sends no request, so idle ones cannot hold the socket for long.
+const MAX_CONNECTIONS: usize = 32;
+
+/// The wait before trying `accept()` again after it failed (out of
+/// descriptors, out of memory): the failure passes as connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The socket of plugin `name` (Docker's driver name): 1 to 32 characters
 /// of `a-z`, `0-9`, `-` and `_`, so one file in [`PLUGIN_DIR`].
@@ -52,32 +63,64 @@ pub fn socket_path(name: &str) -> Result<PathBuf> {
 }
 
 /// Serves Docker until SIGTERM or SIGINT, then removes the socket; the
-/// networks stay up, as with `netfwd daemon`.
+/// networks stay up, as with `netfwd daemon`. Nothing but a signal stops it:
+/// a failed `accept()` is retried.
 pub async fn serve(socket: &Path) -> Result<()> {
     let listener = bind(socket)?;
-    let driver = Rc::new(Driver::new(Store::open()?));
+    let (worker, mut worker_stopped) = Worker::start(Store::open()?)?;
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut failed_accepts = 0;
     log::info!("serving Docker on {}", socket.display());
-    let local = tokio::task::LocalSet::new();
-    let served: Result<()> = local
-        .run_until(async {
-            loop {
-                tokio::select! {
-                    _ = terminate.recv() => break Ok(()),
-                    _ = interrupt.recv() => break Ok(()),
-                    _ = tick.tick() => maintain(&driver).await,
-                    accepted = listener.accept() => {
-                        let (stream, _) = accepted.context("accepting a connection")?;
-                        tokio::task::spawn_local(answer(stream, Rc::clone(&driver)));
-                    }
-                }
+    let served = loop {
+        tokio::select! {
+            _ = terminate.recv() => break Ok(()),
+            _ = interrupt.recv() => break Ok(()),
+            _ = &mut worker_stopped => break Err(anyhow!("the driver's thread stopped")),
+            (stream, held) = next_connection(&listener, &connections, &mut failed_accepts) => {
+                tokio::spawn(answer(stream, held, worker.clone()));
             }
-        })
-        .await;
+        }
+    };
     let _ = std::fs::remove_file(socket);
     served
+}
+
+/// The next connection, with its place among [`MAX_CONNECTIONS`]. A failed
+/// `accept()` is logged once for a run of failures, which `failed` counts,
+/// and tried again after [`ACCEPT_BACKOFF`].
+async fn next_connection(
+    listener: &UnixListener,
+    connections: &Arc<Semaphore>,
+    failed: &mut u64,
+) -> (UnixStream, OwnedSemaphorePermit) {
+    loop {
+        // Never closed, so never an error.
+        let Ok(held) = Arc::clone(connections).acquire_owned().await else {
+            return std::future::pending().await;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if *failed > 0 {
+                    log::info!("accepting connections again after {failed} failed attempts");
+                    *failed = 0;
+                }
+                return (stream, held);
+            }
+            Err(e) => {
+                if *failed == 0 {
+                    log::warn!(
+                        "accepting a connection: {e}; trying again every {} ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                }
+                *failed += 1;
+                drop(held);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
 }
 
 /// Binds the socket, replacing a stale one (no plugin answers on it) but
@@ -104,28 +147,28 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// One connection: one request, one answer.
-async fn answer(stream: UnixStream, driver: Rc<Driver>) {
+/// One connection: one request, one answer. `_held` is its place among
+/// the connections, given back when it closes.
+async fn answer(stream: UnixStream, _held: OwnedSemaphorePermit, worker: Worker) {
     let (read, write) = stream.into_split();
-    let response = match tokio::time::timeout(http::READ_TIMEOUT, http::read_request(read)).await {
-        Err(_) => driver::failure(400, "the request did not arrive in time"),
-        Ok(Err(e)) => driver::failure(400, &format!("{e:#}")),
-        Ok(Ok(req)) => driver.call(&req).await,
+    let req = match tokio::time::timeout(http::READ_TIMEOUT, http::read_request(read)).await {
+        Ok(Ok(req)) => req,
+        Ok(Err(e)) => return refuse(write, &format!("{e:#}")).await,
+        Err(_) => return refuse(write, "the request did not arrive in time").await,
+    };
+    let response = match driver::answer_at_once(&req.call) {
+        Some(response) => response,
+        None => worker.call(req).await,
     };
     if let Err(e) = http::write_response(write, &response).await {
         log::warn!("answering Docker: {e:#}");
     }
 }
 
-/// One pass of `network::maintain` over the plugin's networks.
-async fn maintain(driver: &Driver) {
-    let networks = match driver.store().networks() {
-        Ok(networks) => networks,
-        Err(e) => return log::warn!("listing Docker networks: {e:#}"),
-    };
-    for net in networks {
-        if let Err(e) = driver.maintained(&net.name).await {
-            log::warn!("maintaining network {}: {e:#}", net.name);
-        }
+/// Answers what was not a request with why, if the client still listens;
+/// an idle one that gave up does not, which is worth no warning.
+async fn refuse(write: tokio::net::unix::OwnedWriteHalf, why: &str) {
+    if let Err(e) = http::write_response(write, &driver::failure(400, why)).await {
+        log::debug!("refusing a request ({why}): {e:#}");
     }
 }

@@ -20,7 +20,7 @@ use netfwd_common::{
 use super::{
     AttachOutcome, DatapathMaps, Programs,
     nat_table::{self, Flow, NatTable as _},
-    pins::{pin_dir, unpin_connect4, unpin_xdp_link, uplink_nat_dir},
+    pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
 use crate::{
     config::{Mode, NatSettings, Network, Published},
@@ -276,16 +276,16 @@ impl NetworkDatapath {
     }
 
     /// Translates the connections the processes of `cgroup` in this
-    /// namespace make to published ports (the socket hook).
+    /// namespace make to published ports, and refuses their binds to them
+    /// (the socket hooks).
     pub fn translate_host_connections(&mut self, cgroup: &Path) -> Result<()> {
         self.maps.set_host_netns(netns::cookie()?)?;
-        self.programs()?.attach_connect4(cgroup)?;
-        Ok(())
+        self.programs()?.attach_socket_hooks(cgroup)
     }
 
     /// Stops translating the host's own connections (nothing is published).
     pub fn stop_translating_host_connections(&self) -> Result<()> {
-        unpin_connect4(&self.name)
+        unpin_socket_hooks(&self.name)
     }
 
     /// The endpoints the datapath forwards to, with their MAC addresses.

@@ -19,9 +19,9 @@ use aya::{
     programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
 };
 use netfwd_common::names::{
-    self, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR,
-    PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT,
-    PROG_XDP_FROM_UPLINK,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER,
+    MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
+    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -213,13 +213,16 @@ impl Programs {
             .with_context(|| format!("attaching {program} to {ifname} (XDP)"))
     }
 
-    /// Attaches the connect4 hook (published ports for the host's own
-    /// connections) to the cgroup at `cgroup`.
-    pub fn attach_connect4(&mut self, cgroup: &Path) -> Result<AttachOutcome> {
-        let pin = self.pin_dir.join(names::LINKS_DIR).join(CONNECT4_LINK);
-        let prog = socket_hook(&mut self.ebpf)?;
-        attach::attach_cgroup(prog, cgroup, &pin)
-            .with_context(|| format!("attaching {PROG_CONNECT4} to {}", cgroup.display()))
+    /// Attaches the socket hooks (published ports for the host's own
+    /// connections, and refused to its binds) to the cgroup at `cgroup`.
+    pub fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<()> {
+        for (name, link) in SOCKET_HOOKS {
+            let pin = self.pin_dir.join(names::LINKS_DIR).join(link);
+            let prog = socket_hook(&mut self.ebpf, name)?;
+            attach::attach_cgroup(prog, cgroup, &pin)
+                .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
+        }
+        Ok(())
     }
 
     /// A program of the datapath by name, e.g. to run it on a crafted packet.
@@ -260,8 +263,12 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     loaded(ebpf, name, "an XDP program")
 }
 
-fn socket_hook(ebpf: &mut Ebpf) -> Result<&mut CgroupSockAddr> {
-    loaded(ebpf, PROG_CONNECT4, "a cgroup sock_addr program")
+/// The cgroup socket hooks for published ports, with their links' names.
+pub(super) const SOCKET_HOOKS: [(&str, &str); 2] =
+    [(PROG_CONNECT4, CONNECT4_LINK), (PROG_BIND4, BIND4_LINK)];
+
+fn socket_hook<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
+    loaded(ebpf, name, "a cgroup sock_addr program")
 }
 
 /// The program kinds of the datapath, loaded alike (aya gives each its own

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use netfwd_common::names::{self, CONNECT4_LINK};
+use netfwd_common::names;
 
 use super::attach::{self, AttachedProgram};
 use crate::{name::NetworkName, netlink::Link, private_dir};
@@ -136,9 +136,12 @@ pub fn unpin_xdp_link(network: &NetworkName, ifname: &str) -> Result<()> {
     remove_file_if_exists(&xdp_links_dir(network).join(ifname))
 }
 
-/// Detaches the connect4 hook (the network publishes nothing any more).
-pub fn unpin_connect4(network: &NetworkName) -> Result<()> {
-    remove_file_if_exists(&links_dir(network).join(CONNECT4_LINK))
+/// Detaches the socket hooks (the network publishes nothing any more).
+pub fn unpin_socket_hooks(network: &NetworkName) -> Result<()> {
+    for (_, link) in super::SOCKET_HOOKS {
+        remove_file_if_exists(&links_dir(network).join(link))?;
+    }
+    Ok(())
 }
 
 /// Names of the interfaces that have a pinned link (TC or XDP).

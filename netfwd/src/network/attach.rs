@@ -91,7 +91,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         config::validate_ifname("--ifname", ifname)?;
     }
     // Docker makes the namespace after Join; its endpoint is known by ID.
-    let netns_id = if handoff {
+    let netns = if handoff {
         None
     } else {
         if !netns::is_netns_path(&path).unwrap_or(false) {
@@ -107,13 +107,25 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
                 target.describe()
             ));
         }
-        Some(netns_id)
+        Some((netns_id, netns::cookie_of(&path)?))
     };
-    let same = |a: &&Attachment| match netns_id {
-        Some(_) => a.netns_id == netns_id,
+    let same = |a: &&Attachment| match netns {
+        Some(_) => a.is_in(&path),
         None => a.handed_off && a.container_id.as_deref() == container_id,
     };
     if let Some(known) = st.attached.iter().find(same) {
+        // Another container's endpoint is not this one's to take (its
+        // address, its ports).
+        if known.container_id.as_deref() != container_id {
+            let owner = match &known.container_id {
+                Some(id) => format!("container {id}"),
+                None => "netfwd attach".to_owned(),
+            };
+            return Err(input_error!(
+                "{}: attached to network {name} already, by {owner}",
+                target.describe()
+            ));
+        }
         let known = known.clone();
         install(&host, &st.network, &known).await?;
         return Ok(known);
@@ -136,7 +148,8 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         ifname,
         netns_path: path,
         pid,
-        netns_id,
+        netns_id: netns.map(|(id, _)| id),
+        netns_cookie: netns.map(|(_, cookie)| cookie),
         container_id: container_id.map(str::to_owned),
         handed_off: handoff,
         mac,
@@ -169,23 +182,25 @@ pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attach
     let found = match target {
         Target::Ip(ip) => st.attached.iter().position(|a| a.ip == *ip),
         Target::Pid(pid) => st.attached.iter().position(|a| a.pid == Some(*pid)),
-        Target::Path(path) => {
-            let id = netns::id_of(path).ok();
-            st.attached
-                .iter()
-                .position(|a| &a.netns_path == path || (id.is_some() && a.netns_id == id))
-        }
+        Target::Path(path) => st
+            .attached
+            .iter()
+            .position(|a| &a.netns_path == path || a.is_in(path)),
         Target::Container { id, ifname } => st.attached.iter().position(|a| a.is_cni(id, ifname)),
     };
     let Some(index) = found else {
         return Ok(None);
     };
     let gone = st.attached.remove(index);
-    if st.withdraw_orphan_ports() {
+    let ports_withdrawn = st.withdraw_orphan_ports();
+    // Written down first: a crash before the veth goes leaves one that no
+    // attachment claims, which the next `up` removes as stale; the other
+    // way round, it would plug the container in again.
+    st.save()?;
+    if ports_withdrawn {
         publish::apply(&st)?;
     }
     uninstall(&host, &st.network, &gone).await?;
-    st.save()?;
     Ok(Some(gone))
 }
 

@@ -42,6 +42,10 @@ pub struct Attachment {
     /// the namespace only after `Join`, and removes it itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<NetnsId>,
+    /// Its cookie: unlike the inode number in `netns_id`, never given to a
+    /// namespace made later. Absent from attachments of older netfwd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_cookie: Option<u64>,
     /// The CNI runtime's container ID, for endpoints a CNI ADD made (Docker:
     /// the endpoint ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,11 +64,20 @@ impl Attachment {
     /// Whether the namespace is still there (the process still runs); a
     /// Docker endpoint's is Docker's to judge.
     pub fn present(&self) -> bool {
+        self.netns_id.is_none() || self.is_in(&self.netns_path)
+    }
+
+    /// Whether the namespace at `path` is the one attached (never for a
+    /// Docker endpoint's, which netfwd does not know).
+    pub fn is_in(&self, path: &Path) -> bool {
         let Some(netns_id) = self.netns_id else {
-            return true;
+            return false;
         };
-        netns::is_netns_path(&self.netns_path).unwrap_or(false)
-            && netns::id_of(&self.netns_path).is_ok_and(|id| id == netns_id)
+        netns::is_netns_path(path).unwrap_or(false)
+            && netns::id_of(path).is_ok_and(|id| id == netns_id)
+            && self
+                .netns_cookie
+                .is_none_or(|cookie| netns::cookie_of(path).is_ok_and(|found| found == cookie))
     }
 
     /// Whether a CNI ADD made this endpoint for `container_id`'s `ifname`.
