@@ -28,8 +28,15 @@ pub const MAP_PUBLISHED: &str = "PUBLISHED";
 /// Capacity of `PUBLISHED`.
 pub const MAX_PUBLISHED: u32 = 4096;
 
-/// Map: endpoint address/port/protocol -> the host port published for it.
-pub const MAP_PUBLISHED_BY_ENDPOINT: &str = "PUBLISHED_BY_ENDPOINT";
+/// Map (LRU): a hairpinned flow, as its published endpoint's replies name
+/// it -> the host port its client connected to, which its replies come
+/// from. Per flow, since one endpoint port may be published on several
+/// host ports.
+pub const MAP_HAIRPIN_HOST_PORTS: &str = "HAIRPIN_HOST_PORTS";
+/// Capacity of `HAIRPIN_HOST_PORTS`: hairpinned flows at once. Each live
+/// flow's reply refreshes its entry; one evicted by newer flows gets no
+/// replies through.
+pub const MAX_HAIRPIN_FLOWS: u32 = 16_384;
 
 /// Map: the cookie of the network's host namespace (for the socket hook).
 pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
@@ -64,7 +71,7 @@ pub const MAPS: [&str; 15] = [
     MAP_NAT_CONFIG,
     MAP_REMOTES,
     MAP_PUBLISHED,
-    MAP_PUBLISHED_BY_ENDPOINT,
+    MAP_HAIRPIN_HOST_PORTS,
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,
     MAP_ENDPOINT_TX,

@@ -127,19 +127,6 @@ impl PublishTarget {
     }
 }
 
-/// Key of `PUBLISHED_BY_ENDPOINT`: an endpoint address, port and protocol
-/// behind a published host port (value: that host port, network byte
-/// order), for the replies of hairpinned connections.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct PublishedEndpoint {
-    pub addr: [u8; 4],
-    pub port: [u8; 2],
-    pub proto: u8,
-    pub _pad: u8,
-}
-
 /// Key of `FRAGMENTS`: an IPv4 datagram in fragments, as it crosses the NAT
 /// (`dir` as in `NatKey`). Only the first fragment carries the ports; the
 /// others are matched to it by the IP identification.
@@ -479,7 +466,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowSender {}
     unsafe impl aya::Pod for super::PublishKey {}
     unsafe impl aya::Pod for super::PublishTarget {}
-    unsafe impl aya::Pod for super::PublishedEndpoint {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentPorts {}
 }

@@ -9,11 +9,10 @@ use aya_ebpf::{
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig, REMOTE_LOCAL},
-    names::{DEFAULT_MAX_ENDPOINTS, MAX_PUBLISHED, MAX_REMOTES},
+    names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
         MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget,
-        PublishedEndpoint,
     },
 };
 
@@ -108,10 +107,25 @@ pub static FRAGMENTS: LruHashMap<
 pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }> =
     HashMap::new();
 
-/// The other way: which host port an endpoint's port is published as.
+/// Key of `HAIRPIN_HOST_PORTS`: a hairpinned flow as its published
+/// endpoint's replies name it. Smaller than its `NAT` key, which the
+/// verifier budget of `tc_from_endpoint` feels on every reply path.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HairpinReply {
+    /// The published endpoint's address and port.
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    /// The gateway port the client is translated to.
+    pub gateway_port: [u8; 2],
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A hairpinned flow's host port (see `names::MAP_HAIRPIN_HOST_PORTS`).
 #[btf_map]
-pub static PUBLISHED_BY_ENDPOINT: HashMap<PublishedEndpoint, [u8; 2], { MAX_PUBLISHED as usize }> =
-    HashMap::new();
+pub static HAIRPIN_HOST_PORTS: LruHashMap<HairpinReply, [u8; 2], { MAX_HAIRPIN_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// The cookie of the network namespace the network lives in: the socket
 /// hook acts there only. Filled by the loader.
@@ -205,17 +219,12 @@ pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
     unsafe { PUBLISHED.get(key).copied() }
 }
 
-/// The host port `addr:port` of `proto` is published as, if any.
+/// The host port the client of hairpinned flow `flow` connected to, if the
+/// flow is one.
 #[inline(always)]
-pub fn published_as(proto: u8, addr: [u8; 4], port: [u8; 2]) -> Option<[u8; 2]> {
-    let key = PublishedEndpoint {
-        addr,
-        port,
-        proto,
-        _pad: 0,
-    };
+pub fn hairpin_host_port(flow: &HairpinReply) -> Option<[u8; 2]> {
     // SAFETY: plain data; a stale copy at worst.
-    unsafe { PUBLISHED_BY_ENDPOINT.get(key).copied() }
+    unsafe { HAIRPIN_HOST_PORTS.get(flow).copied() }
 }
 
 #[inline(always)]

@@ -44,14 +44,32 @@ fn a_published_port_takes_new_connections_to_its_endpoint_and_replies_go_back() 
     });
 }
 
+/// Endpoint A's SYN from `sport` to its own published `host_port` (through
+/// the hairpin) and the SYN-ACK it answers with, as the datapath puts each
+/// out.
+fn hairpin_round_trip(lab: &mut NatLab, sport: u16, host_port: u16) -> (Vec<u8>, Vec<u8>) {
+    let (action, there) = lab.send_from_a(UPLINK_IP, TCP, tcp(sport, host_port, 0x02, b""));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let mut reply = eth(lab.host_a_mac, A_MAC, 0x0800);
+    reply.extend(ipv4(
+        A_IP,
+        GATEWAY,
+        TCP,
+        tcp(80, port(&there, SPORT), 0x12, b""),
+    ));
+    let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+    let (action, back) = run(prog, &reply, lab.host_a);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    (there, back)
+}
+
 #[test]
 fn an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
     with_lab("hairpin", (61000, 65535), |lab| {
         lab.maps
             .set_published(&[published(TCP, 8080, A_IP, 80)])
             .unwrap();
-        let (action, there) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, 0x02, b""));
-        assert_eq!(action, TC_ACT_REDIRECT);
+        let (there, back) = hairpin_round_trip(lab, 40000, 8080);
         assert_eq!((addr(&there, DST), port(&there, DPORT)), (A_IP, 80));
         assert_eq!(
             addr(&there, SRC),
@@ -60,16 +78,32 @@ fn an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
         );
         assert_eq!(&there[0..6], &A_MAC);
         assert!(checksums_ok(&there[14..]));
-        let gateway_port = port(&there, SPORT);
-
-        let mut reply = eth(lab.host_a_mac, A_MAC, 0x0800);
-        reply.extend(ipv4(A_IP, GATEWAY, TCP, tcp(80, gateway_port, 0x12, b"")));
-        let prog = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
-        let (action, back) = run(prog, &reply, lab.host_a);
-        assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!((addr(&back, SRC), port(&back, SPORT)), (UPLINK_IP, 8080));
         assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, 40000));
         assert!(checksums_ok(&back[14..]));
+    });
+}
+
+/// One endpoint port on two host ports (`-p 8080:80 -p 8081:80`): each
+/// hairpinned connection's replies come from the host port it chose.
+#[test]
+fn each_host_port_of_one_endpoint_port_answers_the_hairpin_from_itself() {
+    with_lab("hairpin2", (61000, 65535), |lab| {
+        lab.maps
+            .set_published(&[
+                published(TCP, 8080, A_IP, 80),
+                published(TCP, 8081, A_IP, 80),
+            ])
+            .unwrap();
+        for (sport, host_port) in [(40000, 8080), (40001, 8081)] {
+            let (_, back) = hairpin_round_trip(lab, sport, host_port);
+            assert_eq!(
+                (addr(&back, SRC), port(&back, SPORT)),
+                (UPLINK_IP, host_port)
+            );
+            assert_eq!((addr(&back, DST), port(&back, DPORT)), (A_IP, sport));
+            assert!(checksums_ok(&back[14..]));
+        }
     });
 }
 

@@ -72,8 +72,34 @@ impl PublishLab {
     /// A TCP exchange with the published port from namespace `ns` to `ip`;
     /// the peer the server saw.
     fn tcp_from(&self, ns: &str, ip: &'static str) -> anyhow::Result<String> {
+        self.tcp_to(ns, ip, HOST_PORT)
+    }
+
+    /// `netfwd publish`: `proto` host port `host_port` at `host_ip` to the
+    /// server's port.
+    fn publish_server(&self, proto: &str, host_port: u16, host_ip: &str) {
+        let (host_port, port) = (host_port.to_string(), PORT.to_string());
+        self.sb.netfwd_ok(&[
+            "publish",
+            "--name",
+            &self.net,
+            "--proto",
+            proto,
+            "--host-port",
+            &host_port,
+            "--endpoint",
+            SERVER_IP,
+            "--port",
+            &port,
+            "--host-ip",
+            host_ip,
+        ]);
+    }
+
+    /// As `tcp_from`, to host port `port`.
+    fn tcp_to(&self, ns: &str, ip: &'static str, port: u16) -> anyhow::Result<String> {
         let data = payload(ns, 10_000);
-        in_netns(ns, move || tcp_echo(ip, HOST_PORT, None, &data))
+        in_netns(ns, move || tcp_echo(ip, port, None, &data))
     }
 }
 
@@ -122,6 +148,34 @@ fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
     );
 }
 
+/// One endpoint port published on two host ports (`-p 8080:80 -p 8081:80`)
+/// answers on each from the internet, by hairpin and from the host: a
+/// hairpinned reply comes from the host port its client chose.
+#[test]
+fn one_endpoint_port_on_two_host_ports_answers_on_each_from_everywhere() {
+    let lab = PublishLab::new("pubtwice", false);
+    for host_port in [8080, 8081] {
+        lab.publish_server("tcp", host_port, "0.0.0.0");
+    }
+    for host_port in [8080, 8081] {
+        let seen = lab.tcp_to(&lab._internet.ns, UPLINK_IP, host_port).unwrap();
+        assert_eq!(ip_of(&seen), INTERNET_IP, "{host_port} from the internet");
+        for client in [&lab.client_ns, &lab.server_ns] {
+            let seen = lab.tcp_to(client, UPLINK_IP, host_port);
+            assert!(
+                seen.as_ref().is_ok_and(|s| ip_of(s) == GATEWAY),
+                "{host_port} by hairpin from {client}: {seen:?}"
+            );
+        }
+        let seen = lab.cgroup.run_in_host(
+            lab.sb.host(),
+            HOST_CLIENT,
+            &["127.0.0.1", &host_port.to_string()],
+        );
+        assert_eq!(ip_of(&seen), GATEWAY, "{host_port} from the host");
+    }
+}
+
 /// Binds a TCP and a UDP socket to `argv[1]` at each address after it;
 /// prints `ok` or the errno's name for each, TCP first.
 const HOST_BINDS: &str = r#"
@@ -148,25 +202,8 @@ print(" ".join(results))
 #[test]
 fn a_host_program_cannot_bind_a_published_port() {
     let lab = PublishLab::new("pubbind", true);
-    let publish = |proto: &str, host_port: &str, host_ip: &str| {
-        lab.sb.netfwd_ok(&[
-            "publish",
-            "--name",
-            &lab.net,
-            "--proto",
-            proto,
-            "--host-port",
-            host_port,
-            "--endpoint",
-            SERVER_IP,
-            "--port",
-            "80",
-            "--host-ip",
-            host_ip,
-        ]);
-    };
-    publish("tcp", "8090", "0.0.0.0");
-    publish("tcp", "8091", "127.0.0.1");
+    lab.publish_server("tcp", 8090, "0.0.0.0");
+    lab.publish_server("tcp", 8091, "127.0.0.1");
     let binds = |port: &str| {
         lab.cgroup.run_in_host(
             lab.sb.host(),

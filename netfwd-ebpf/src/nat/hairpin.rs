@@ -20,7 +20,7 @@ use crate::{
     deliver::{self, ToEndpoint as _},
     ipv4,
     l4::{self, IP_OFF, L4_OFF, Segment},
-    maps::{self, NAT},
+    maps::{self, HAIRPIN_HOST_PORTS, HairpinReply, NAT},
     parse,
     verdict::Verdict,
 };
@@ -103,6 +103,16 @@ fn gateway_port(
     let port = ports::reserve_port(to_server, config, gateway, None, seg, now)?;
     let out = NatEntry::new(gateway, port, 0, now);
     ports::insert_egress(&key, &out, &to_server.ingress_key(gateway, port))?;
+    // The replies come from the host port the client chose: one endpoint
+    // port may be published on several. An LRU map takes every insert.
+    let reply = HairpinReply {
+        addr: to_server.dst,
+        port: to_server.dport,
+        gateway_port: port,
+        proto: to_server.proto,
+        _pad: [0; 3],
+    };
+    let _ = HAIRPIN_HOST_PORTS.insert(reply, client.dport, 0);
     Ok(port)
 }
 
@@ -121,6 +131,17 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
     let Some(entry) = NAT.get_ptr_mut(l4::packet_key(ip, &seg)) else {
         return Ok(None);
     };
+    // Before the flow's state is looked at: the verifier walks what follows
+    // for every state that has, at a cost `tc_from_endpoint` cannot bear.
+    let Some(host_port) = maps::hairpin_host_port(&HairpinReply {
+        addr: ip.src_addr,
+        port: seg.sport,
+        gateway_port: seg.dport,
+        proto: ip.proto,
+        _pad: [0; 3],
+    }) else {
+        return Ok(None);
+    };
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
     let now = conntrack::now_ns();
@@ -128,10 +149,7 @@ pub fn from_published(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Option<Verdict>, 
         return Ok(None);
     }
     conntrack::seen_ingress(entry, ip.proto, &seg, now);
-    let (Some(host_port), Some(client)) = (
-        maps::published_as(ip.proto, ip.src_addr, seg.sport),
-        maps::endpoint(entry.addr),
-    ) else {
+    let Some(client) = maps::endpoint(entry.addr) else {
         return Ok(None);
     };
     translate(

@@ -15,10 +15,9 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
-        MAP_NETWORK, MAP_PUBLISHED, MAP_PUBLISHED_BY_ENDPOINT, MAP_REMOTES, MAP_TRUSTED_IFACE,
-        MAP_UNREPLIED_BY_SENDER,
+        MAP_NETWORK, MAP_PUBLISHED, MAP_REMOTES, MAP_TRUSTED_IFACE, MAP_UNREPLIED_BY_SENDER,
     },
-    nat::{FlowSender, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget, PublishedEndpoint},
+    nat::{FlowSender, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
 };
 
 /// A network's pinned maps, typed, opened without any program: what reading
@@ -31,7 +30,6 @@ pub struct DatapathMaps {
     nat_config: Array<MapData, NatConfig>,
     remotes: LpmTrie<MapData, [u8; 4], u8>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
-    published_by_endpoint: HashMap<MapData, PublishedEndpoint, [u8; 2]>,
     host_netns: Array<MapData, u64>,
     endpoint_tx: DevMapHash<MapData>,
     trusted_iface: Array<MapData, u32>,
@@ -62,8 +60,6 @@ impl DatapathMaps {
                 .context("REMOTES has an unexpected type")?,
             published: HashMap::try_from(open(pin_dir, MAP_PUBLISHED)?)
                 .context("PUBLISHED has an unexpected type")?,
-            published_by_endpoint: HashMap::try_from(open(pin_dir, MAP_PUBLISHED_BY_ENDPOINT)?)
-                .context("PUBLISHED_BY_ENDPOINT has an unexpected type")?,
             host_netns: Array::try_from(open(pin_dir, MAP_HOST_NETNS)?)
                 .context("HOST_NETNS has an unexpected type")?,
             endpoint_tx: DevMapHash::try_from(open(pin_dir, MAP_ENDPOINT_TX)?)
@@ -224,26 +220,9 @@ impl DatapathMaps {
         Ok(())
     }
 
-    /// Makes `PUBLISHED` hold exactly `wanted`, and `PUBLISHED_BY_ENDPOINT`
-    /// the same the other way round.
+    /// Makes `PUBLISHED` hold exactly `wanted`.
     pub fn set_published(&mut self, wanted: &[(PublishKey, PublishTarget)]) -> Result<()> {
-        // Replies of hairpinned connections; a host-only port has none.
-        let by_endpoint: Vec<(PublishedEndpoint, [u8; 2])> = wanted
-            .iter()
-            .filter(|(_, target)| !target.host_only())
-            .map(|(key, target)| {
-                let back = PublishedEndpoint {
-                    addr: target.addr,
-                    port: target.port,
-                    proto: key.proto,
-                    _pad: 0,
-                };
-                (back, key.port)
-            })
-            .collect();
-        replace_all(&mut self.published, wanted).context("writing PUBLISHED")?;
-        replace_all(&mut self.published_by_endpoint, &by_endpoint)
-            .context("writing PUBLISHED_BY_ENDPOINT")
+        replace_all(&mut self.published, wanted).context("writing PUBLISHED")
     }
 
     /// What the kernel charges for `NAT` (its `memlock` in fdinfo) and how
