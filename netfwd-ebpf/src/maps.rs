@@ -173,10 +173,10 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
 }
 
 /// Whether `addr` belongs to a netfwd network of this host: this one's
-/// subnet or gateway, or another network's subnet.
+/// subnet (the gateway is one of its addresses) or another network's.
 #[inline(always)]
 pub fn is_network_address(addr: [u8; 4]) -> bool {
-    in_subnet(addr) || gateway() == Some(addr) || remote_flags(addr) & REMOTE_LOCAL != 0
+    in_subnet(addr) || remote_flags(addr) & REMOTE_LOCAL != 0
 }
 
 /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.

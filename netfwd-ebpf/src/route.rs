@@ -38,9 +38,8 @@ pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict,
     if ipv4::is_broadcast_or_multicast(ip.dst_addr) {
         return Ok(Verdict::ToHost);
     }
-    if maps::gateway() == Some(ip.dst_addr)
-        && let Some(verdict) = hairpin::from_published(ctx, &ip)?
-    {
+    let to_gateway = maps::gateway() == Some(ip.dst_addr);
+    if to_gateway && let Some(verdict) = hairpin::from_published(ctx, &ip)? {
         return Ok(verdict);
     }
     let remote = maps::remote_flags(ip.dst_addr);
@@ -56,7 +55,7 @@ pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict,
         // The gateway is the host's; any other address of the subnet is
         // no endpoint's (they were looked up first), and the host, which
         // has no such neighbour, would route it out untranslated.
-        return if maps::gateway() == Some(ip.dst_addr) {
+        return if to_gateway {
             Ok(Verdict::ToHost)
         } else {
             Err(DropReason::NoEndpoint)

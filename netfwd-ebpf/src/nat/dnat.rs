@@ -6,7 +6,8 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     nat::{
-        FLOW_REMOTE_STARTED, FlowSender, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, PublishTarget,
+        FLOW_REMOTE_STARTED, FlowSender, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey,
+        PublishTarget,
     },
 };
 
@@ -28,6 +29,7 @@ use crate::{
 #[inline(always)]
 pub fn publish(
     ctx: &TcContext,
+    config: &NatConfig,
     key: &NatKey,
     seg: &Segment,
     now: u64,
@@ -46,8 +48,7 @@ pub fn publish(
         return Err(DropReason::MartianSource);
     }
     let sender = FlowSender::published(key.proto, target.addr, target.port);
-    let config = maps::nat_config().ok_or(DropReason::NatFull)?;
-    early_drop::admit(&sender, &config)?;
+    early_drop::admit(&sender, config)?;
     let mut inbound = NatEntry::new(target.addr, target.port, FLOW_REMOTE_STARTED, now);
     conntrack::seen_ingress(&mut inbound, key.proto, seg, now);
     // Replaces an expired flow of this tuple, if any (checked by the caller).

@@ -64,7 +64,7 @@ pub fn translate(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
     // anything else is the host's.
     let entry = match live {
         Some(entry) => entry,
-        None => match dnat::publish(ctx, &key, &seg, now)? {
+        None => match dnat::publish(ctx, &config, &key, &seg, now)? {
             Some(entry) => entry,
             None => return Ok(Verdict::ToHost),
         },

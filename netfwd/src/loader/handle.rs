@@ -309,13 +309,17 @@ impl NetworkDatapath {
 
     /// Stops forwarding to the endpoints `keep` refuses.
     pub fn retain_endpoints(&mut self, keep: impl Fn(Ipv4Addr) -> bool) -> Result<()> {
+        let mut gone = Vec::new();
         for ip in self.maps.endpoints()?.into_keys() {
             if !keep(ip) {
                 self.maps.remove_endpoint(ip)?;
-                self.maps.forget_senders(|sender| sender == ip)?;
+                gone.push(ip);
             }
         }
-        Ok(())
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.maps.forget_senders(|sender| gone.contains(&sender))
     }
 
     /// Counters of every interface, summed over CPUs.

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 
 use crate::ipnet::Ipv4Net;
 use aya::maps::{
-    Array, DevMapHash, HashMap, Map, MapData, PerCpuHashMap,
+    Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuHashMap,
     lpm_trie::{Key, LpmTrie},
 };
 use netfwd_common::{
@@ -35,6 +35,15 @@ pub struct DatapathMaps {
     trusted_iface: Array<MapData, u32>,
     /// Absent where an older netfwd made the pins, until the next `up`.
     unreplied_by_sender: Option<HashMap<MapData, FlowSender, u32>>,
+}
+
+/// A removal's result, with a key that was not there (removed meanwhile,
+/// or never made) as success.
+fn already_gone_is_fine(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        result => result,
+    }
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -66,11 +75,13 @@ impl DatapathMaps {
                 .context("ENDPOINT_TX has an unexpected type")?,
             trusted_iface: Array::try_from(open(pin_dir, MAP_TRUSTED_IFACE)?)
                 .context("TRUSTED_IFACE has an unexpected type")?,
-            unreplied_by_sender: match open(pin_dir, MAP_UNREPLIED_BY_SENDER) {
-                Ok(map) => Some(
-                    HashMap::try_from(map).context("UNREPLIED_BY_SENDER has an unexpected type")?,
-                ),
-                Err(_) => None,
+            unreplied_by_sender: if pin_dir.join(MAP_UNREPLIED_BY_SENDER).exists() {
+                Some(
+                    HashMap::try_from(open(pin_dir, MAP_UNREPLIED_BY_SENDER)?)
+                        .context("UNREPLIED_BY_SENDER has an unexpected type")?,
+                )
+            } else {
+                None
             },
         })
     }
@@ -108,10 +119,8 @@ impl DatapathMaps {
             .collect::<Result<Vec<FlowSender>, _>>()
             .context("reading UNREPLIED_BY_SENDER")?;
         for sender in senders.iter().filter(|s| gone(Ipv4Addr::from(s.addr))) {
-            match counts.remove(sender) {
-                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
-                Err(e) => return Err(e).context("removing from UNREPLIED_BY_SENDER"),
-            }
+            already_gone_is_fine(counts.remove(sender))
+                .context("removing from UNREPLIED_BY_SENDER")?;
         }
         Ok(())
     }
@@ -162,10 +171,8 @@ impl DatapathMaps {
     }
 
     pub fn remove_counters(&mut self, ifindex: u32) -> Result<()> {
-        match self.counters.remove(&ifindex) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing COUNTERS[{ifindex}]")),
-        }
+        already_gone_is_fine(self.counters.remove(&ifindex))
+            .with_context(|| format!("removing COUNTERS[{ifindex}]"))
     }
 
     /// Counters of every interface, summed over CPUs.
@@ -303,10 +310,7 @@ impl super::nat_table::NatTable for DatapathMaps {
 
     /// Already gone is fine.
     fn remove(&mut self, key: &NatKey) -> Result<()> {
-        match self.nat.remove(key) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(e).context("removing a NAT entry"),
-        }
+        already_gone_is_fine(self.nat.remove(key)).context("removing a NAT entry")
     }
 
     /// Read, then written: an add by the datapath in between is lost, which
