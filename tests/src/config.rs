@@ -11,15 +11,6 @@ pub fn test_mode() -> &'static str {
     }
 }
 
-/// Whether a test runs in this pass. The XDP pass runs every test of the
-/// datapath, but only a smoke subset (`smoke`) of those that drive a client
-/// (the CNI plugin, podman, Docker): their endpoints are the attach path's,
-/// which the XDP pass covers whole, and their own logic (versions, bad
-/// calls, concurrency, restarts) does not depend on the mode.
-pub fn in_this_pass(smoke: bool) -> bool {
-    smoke || test_mode() != "xdp"
-}
-
 /// `[network]` of `text` with the test mode set, unless the text sets one.
 pub(crate) fn with_test_mode(text: &str) -> String {
     if test_mode() == "tc" || text.contains("\nmode =") {

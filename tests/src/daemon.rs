@@ -1,41 +1,25 @@
 //! `netfwd daemon` run in a sandbox.
 
 use std::{
+    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
-
-use serde_json::Value;
 
 use crate::{process::netfwd_bin, sandbox::Sandbox};
 
 pub struct Daemon(Option<std::process::Child>);
 
-/// Whether `status --json` (its output) shows networks whose endpoints,
-/// uplink and LAN interface all have their program attached.
-fn all_attached(status: &Output) -> bool {
-    let Ok(status) = serde_json::from_slice::<Value>(&status.stdout) else {
-        return false;
-    };
-    let attached = |i: &Value| i["program"].is_object();
-    status["networks"].as_array().is_some_and(|networks| {
-        !networks.is_empty()
-            && networks.iter().all(|n| {
-                n["endpoints"]
-                    .as_array()
-                    .is_some_and(|eps| eps.iter().all(attached))
-                    && [&n["uplink"], &n["lan"]]
-                        .into_iter()
-                        .all(|i| i.is_null() || attached(i))
-            })
-    })
-}
+/// What the daemon logs once its first maintenance pass is done.
+const READY_LINE: &str = "ready: first maintenance pass done";
 
 impl Daemon {
     /// Starts `netfwd --netns <host> daemon -c <config> <args…>` and waits
-    /// for it to bring the network up.
+    /// for its ready line: the network up and one maintenance pass done.
+    /// Its log goes on to the test's stderr.
     pub fn start(sb: &Sandbox, config: &Path, args: &[&str]) -> Daemon {
         let mut cmd = Command::new(netfwd_bin());
         cmd.arg("--netns")
@@ -44,19 +28,29 @@ impl Daemon {
             .arg("-c")
             .arg(config)
             .args(args)
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut daemon = Daemon(Some(cmd.spawn().unwrap()));
-        // Up, with its programs attached, before traffic is asked of it.
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let log = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(log).lines().map_while(Result::ok) {
+                eprintln!("daemon: {line}");
+                if line.contains(READY_LINE) {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let mut daemon = Daemon(Some(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !all_attached(&sb.netfwd(&["status", "--json"])) {
+        while ready_rx.recv_timeout(Duration::from_millis(100)).is_err() {
             assert!(daemon.running(), "the daemon exited while starting");
             assert!(
                 Instant::now() < deadline,
-                "the daemon brought no network up in 20 s"
+                "the daemon was not ready in 20 s"
             );
-            thread::sleep(Duration::from_millis(100));
         }
         daemon
     }

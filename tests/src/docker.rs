@@ -353,19 +353,6 @@ impl Drop for PluginAlone {
     }
 }
 
-/// `get()`'s stdout once it is `want` (a server starts after `docker run`
-/// returns), for at most 30 s; what it printed last otherwise.
-pub fn until_answer(want: &str, get: impl Fn() -> Output) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = String::from_utf8_lossy(&get().stdout).trim().to_owned();
-        if got == want || Instant::now() >= deadline {
-            return got;
-        }
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
 impl Drop for DockerLab {
     fn drop(&mut self) {
         // A failed test shows the ends of the logs, which go with the lab.

@@ -12,7 +12,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -278,32 +278,104 @@ pub fn ip_of(peer: &str) -> &str {
     peer.rsplit_once(':').map_or(peer, |(ip, _)| ip)
 }
 
-/// A long-lived TCP stream from `ns` to the internet's echo server: a
-/// 1000-byte chunk every 50 ms for `secs`, each echo checked. Returns the
-/// chunks that went through.
-pub fn chunked_stream(ns: &str, secs: u64) -> JoinHandle<Result<u32>> {
-    let ns = ns.to_owned();
-    thread::spawn(move || {
-        enter_netns(&ns)?;
-        let mut s = TcpStream::connect_timeout(
-            &SocketAddr::from((INTERNET_IP.parse::<Ipv4Addr>()?, ECHO_PORT)),
-            IO_TIMEOUT,
-        )?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        let mut greeting = [0u8; 64];
-        let _ = retry_eintr(|| s.read(&mut greeting))?;
-        let start = std::time::Instant::now();
-        let mut n = 0u32;
-        while start.elapsed() < Duration::from_secs(secs) {
-            let chunk = crate::payload(&n.to_string(), 1000);
-            let at = || format!("chunk {n}, {:.1} s in", start.elapsed().as_secs_f64());
-            s.write_all(&chunk).with_context(at)?;
-            let mut back = vec![0u8; chunk.len()];
-            s.read_exact(&mut back).with_context(at)?;
-            ensure!(back == chunk, "chunk {n} came back different");
-            n += 1;
-            thread::sleep(Duration::from_millis(50));
+/// A long-lived TCP stream from a namespace to the internet's echo server:
+/// a 1000-byte chunk every 50 ms, each echo checked, until the stream is
+/// stopped or dropped. Tests ask it for progress after each disruption
+/// ([`EchoStream::advances`]), never for a number of chunks in a wall-clock
+/// time, which a loaded machine does not keep.
+pub struct EchoStream {
+    echoed: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<u32>>>,
+}
+
+/// How long a stream may go without an echo before a test calls it broken:
+/// longer than TCP's retransmissions across a short outage.
+const STALL: Duration = Duration::from_secs(15);
+
+impl EchoStream {
+    /// Connects from `ns` and returns once the first chunk came back.
+    pub fn start(ns: &str) -> EchoStream {
+        let ns = ns.to_owned();
+        let echoed = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (echoed.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            enter_netns(&ns)?;
+            let mut s = TcpStream::connect_timeout(
+                &SocketAddr::from((INTERNET_IP.parse::<Ipv4Addr>()?, ECHO_PORT)),
+                IO_TIMEOUT,
+            )?;
+            s.set_read_timeout(Some(STALL))?;
+            s.set_write_timeout(Some(STALL))?;
+            let mut greeting = [0u8; 64];
+            let _ = retry_eintr(|| s.read(&mut greeting))?;
+            let start = Instant::now();
+            let mut n = 0u32;
+            while !stopped.load(Ordering::Relaxed) {
+                let chunk = crate::payload(&n.to_string(), 1000);
+                let at = || format!("chunk {n}, {:.1} s in", start.elapsed().as_secs_f64());
+                s.write_all(&chunk).with_context(at)?;
+                let mut back = vec![0u8; chunk.len()];
+                retry_eintr(|| s.read_exact(&mut back)).with_context(at)?;
+                ensure!(back == chunk, "chunk {n} came back different");
+                n += 1;
+                count.store(n, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(50));
+            }
+            Ok(n)
+        });
+        let mut stream = EchoStream {
+            echoed,
+            stop,
+            thread: Some(thread),
+        };
+        stream.advances();
+        stream
+    }
+
+    /// Waits until a chunk more than now has come back: the stream lived
+    /// through whatever happened before the call. Panics with the stream's
+    /// error, or if it stalls.
+    pub fn advances(&mut self) {
+        let since = self.echoed();
+        let deadline = Instant::now() + STALL;
+        while self.echoed() <= since {
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                panic!("the stream ended after {since} chunks: {:?}", self.join());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stream stalled after {since} chunks"
+            );
+            thread::sleep(Duration::from_millis(20));
         }
-        Ok(n)
-    })
+    }
+
+    /// Chunks echoed so far.
+    pub fn echoed(&self) -> u32 {
+        self.echoed.load(Ordering::Relaxed)
+    }
+
+    /// Stops it: the chunks echoed, or the error that ended it.
+    pub fn stop(mut self) -> Result<u32> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<u32> {
+        self.thread
+            .take()
+            .ok_or_else(|| anyhow!("the stream was joined already"))?
+            .join()
+            .map_err(|_| anyhow!("the stream's thread panicked"))?
+    }
+}
+
+/// Tells the stream to end and leaves it: a stream whose namespace went
+/// ends at its next read's time-out, which nobody needs to wait for.
+impl Drop for EchoStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

@@ -311,18 +311,24 @@ impl<U> Lab<U> {
     }
 
     /// A counter (or drop reason) of the interfaces with `role`, summed.
+    /// A name no interface of that role has, or no such interface, panics:
+    /// a misspelt counter must not read as zero.
     pub fn counter(&self, role: &str, field: &str) -> u64 {
         let stats = self.stats();
-        stats["interfaces"]
+        let interfaces: Vec<&Value> = stats["interfaces"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|i| i["role"] == role)
+            .collect();
+        assert!(!interfaces.is_empty(), "no {role} interface: {stats:#}");
+        interfaces
+            .iter()
             .map(|i| {
                 i[field]
                     .as_u64()
                     .or_else(|| i["drops"][field].as_u64())
-                    .unwrap_or(0)
+                    .unwrap_or_else(|| panic!("no counter {field} on a {role}: {i:#}"))
             })
             .sum()
     }

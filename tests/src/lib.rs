@@ -41,7 +41,7 @@ pub mod scapy;
 pub mod traffic;
 pub mod world;
 
-pub use config::{EndpointConfig, NetConfig, in_this_pass, test_mode};
+pub use config::{EndpointConfig, NetConfig, test_mode};
 pub use daemon::Daemon;
 pub use guards::{FileGuard, TempDir};
 pub use host::*;

@@ -175,3 +175,26 @@ pub fn in_ns_ok<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> String {
     assert_ok(&shown, &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `get()`'s stdout once it is `want` (a server starts after `docker run` or
+/// `podman run -d` returns), for at most 30 s; what it printed last otherwise.
+pub fn until_answer(want: &str, get: impl Fn() -> Output) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = String::from_utf8_lossy(&get().stdout).trim().to_owned();
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits until `done()` holds, for at most `limit`; panics naming `what`
+/// otherwise. Tests poll with this instead of sleeping a guess.
+pub fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}

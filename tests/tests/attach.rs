@@ -127,6 +127,12 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
         .unwrap();
     assert_eq!(ep["attached"]["pid"].as_u64(), Some(u64::from(p.0.id())));
     assert_eq!(ep["present"], true);
+    let host_if = ep["host_ifname"].as_str().unwrap().to_owned();
+    let host_links = || tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
+    assert!(
+        host_links().contains(&host_if),
+        "{host_if} is not in the host"
+    );
 
     // Attaching again changes nothing.
     sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid()]);
@@ -137,7 +143,7 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
             .iter()
             .any(|e| e["ip"] == ip.as_str())
     );
-    assert!(!tool_ok("ip", &["-n", sb.host(), "-o", "link"]).contains(&format!("nf{net}-3")));
+    assert!(!host_links().contains(&host_if), "{host_if} was left");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use netfwd_tests::{
     Netns, Sandbox, assert_no_bridge_and_no_rules, assert_ping,
     cgroup::Cgroup,
     cni::{CniDirs, stdout_json},
-    describe, endpoints, in_ns_ok, in_this_pass,
+    describe, endpoints, in_ns_ok,
     internet::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
     network_links, payload,
 };
@@ -178,9 +178,6 @@ fn add_check_del_in_every_version() {
 /// all reach each other; twenty DELs at once leave nothing.
 #[test]
 fn twenty_concurrent_adds_get_distinct_addresses() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cnipar");
     let conf = lab.conf("1.0.0");
     let namespaces: Vec<Netns> = (0..20)
@@ -230,9 +227,6 @@ fn twenty_concurrent_adds_get_distinct_addresses() {
 /// exit, and no network made.
 #[test]
 fn bad_calls_get_spec_errors_and_change_nothing() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cnierr");
     let n1 = lab.sb.precreated_ns("c1");
     let conf = lab.conf("1.0.0");
@@ -308,9 +302,6 @@ fn bad_calls_get_spec_errors_and_change_nothing() {
 /// given back.
 #[test]
 fn an_add_into_a_namespace_another_container_holds_is_refused() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cnidup");
     let _internet = Internet::new(&lab.sb);
     let mut conf = lab.conf("1.0.0");
@@ -335,9 +326,6 @@ fn an_add_into_a_namespace_another_container_holds_is_refused() {
 /// same name) judges none of its endpoints.
 #[test]
 fn gc_with_another_config_of_the_name_removes_nothing() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cnigcx");
     let conf = lab.conf("1.1.0");
     let n1 = lab.sb.precreated_ns("c1");
@@ -359,9 +347,6 @@ fn gc_with_another_config_of_the_name_removes_nothing() {
 /// VERSION answers in the caller's version and lists what is spoken.
 #[test]
 fn version_lists_supported_versions() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cniver");
     for (stdin, expected) in [
         (r#"{"cniVersion":"0.4.0"}"#, "0.4.0"),
@@ -380,9 +365,6 @@ fn version_lists_supported_versions() {
 /// no longer lists and keeps the others; STATUS reports a missing uplink.
 #[test]
 fn check_gc_and_status() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cnigc");
     let conf = lab.conf("1.1.0");
     let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
@@ -421,9 +403,6 @@ fn check_gc_and_status() {
 /// Without `ipam`, netfwd hands out the lowest free addresses itself.
 #[test]
 fn without_ipam_netfwd_allocates() {
-    if !in_this_pass(false) {
-        return;
-    }
     let lab = PluginHost::new("cninoipam");
     let mut conf = lab.conf("1.0.0");
     conf.as_object_mut().unwrap().remove("ipam");

@@ -5,9 +5,10 @@
 
 use netfwd_tests::{
     Sandbox, assert_no_bridge_and_no_rules, assert_nothing_of_network,
-    docker::{DockerLab, until_answer},
-    endpoints, in_ns, in_this_pass,
+    docker::DockerLab,
+    endpoints, in_ns,
     internet::{INTERNET_IP, Internet, UPLINK_IP},
+    until_answer,
 };
 
 /// netfwd's name for Docker network `id` (the plugin's rule: `dk` and the
@@ -78,11 +79,6 @@ fn endpoint_ips(sb: &Sandbox, net: &str) -> Vec<String> {
 
 #[test]
 fn published_ports_are_reached_from_outside_from_containers_and_from_the_host() {
-    // (XDP mode: Docker's endpoints are reached through TC, and the
-    // uplink's XDP path is published_ports.rs's.)
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkpub");
     let internet = Internet::new(&sb);
     let lab = DockerLab::new(&sb);
@@ -203,23 +199,37 @@ fn published_ports_are_reached_from_outside_from_containers_and_from_the_host() 
     );
 
     lab.docker_ok(&["rm", "-f", "nfweb"]);
-    assert!(
-        !ok(&from_internet(&at(8080))),
-        "the port went with its container"
-    );
+    // The ports went with their container (not merely its server): only
+    // -P's port is left.
+    let left = published_once_settled(&sb, &net, 1);
+    assert_eq!(left[0]["host_port"], auto_port, "{left:#?}");
+    assert!(!ok(&from_internet(&at(8080))), "8080 still answers");
     assert!(!ok(&from_host(&local(8081))), "the host-only port too");
-    let left = sb.network_status(&net)["published"]
-        .as_array()
-        .unwrap()
-        .len();
-    assert_eq!(left, 1, "only -P's port is left");
+}
+
+/// Network `net`'s published ports once `want` are left: dockerd releases
+/// a removed container's endpoint after `docker rm` returns.
+fn published_once_settled(sb: &Sandbox, net: &str, want: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = sb.network_status(net);
+        let Some(published) = status["published"].as_array().cloned() else {
+            panic!("no published ports in {status:#}");
+        };
+        if published.len() == want {
+            return published;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} ports published, {want} expected: {status:#}",
+            published.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]
 fn two_networks_are_isolated_and_an_internal_one_has_no_way_out() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkiso");
     let _internet = Internet::new(&sb);
     let lab = DockerLab::new(&sb);
@@ -227,7 +237,17 @@ fn two_networks_are_isolated_and_an_internal_one_has_no_way_out() {
     lab.network("two", "10.80.0.0/24", &["--internal"]);
     lab.run("nfone", &["--network", "one"]);
     lab.run("nftwo", &["--network", "two"]);
+    lab.run("nftwo2", &["--network", "two"]);
     let two = lab.ip_of("nftwo", "two");
+    // The controls: what each may reach, it reaches.
+    assert!(
+        ok(&lab.exec("nfone", &["ping", "-c1", "-W2", INTERNET_IP])),
+        "one -> the internet"
+    );
+    assert!(
+        ok(&lab.exec("nftwo2", &["ping", "-c1", "-W2", &two])),
+        "two -> two"
+    );
     assert!(
         !ok(&lab.exec("nfone", &["ping", "-c1", "-W1", &two])),
         "one -> two"
@@ -240,9 +260,6 @@ fn two_networks_are_isolated_and_an_internal_one_has_no_way_out() {
 
 #[test]
 fn what_netfwd_cannot_honour_is_refused_naming_it() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkbad");
     let _internet = Internet::new(&sb);
     let lab = DockerLab::new(&sb);
@@ -289,9 +306,6 @@ fn what_netfwd_cannot_honour_is_refused_naming_it() {
 
 #[test]
 fn a_running_container_joins_and_leaves_a_second_network_and_a_mac_address_is_kept() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkconn");
     let _internet = Internet::new(&sb);
     let lab = DockerLab::new(&sb);
@@ -360,9 +374,6 @@ fn a_running_container_joins_and_leaves_a_second_network_and_a_mac_address_is_ke
 
 #[test]
 fn containers_keep_their_traffic_across_restarts_of_the_plugin_and_of_dockerd() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkrst");
     let internet = Internet::new(&sb);
     let mut lab = DockerLab::new(&sb);
@@ -396,6 +407,7 @@ fn containers_keep_their_traffic_across_restarts_of_the_plugin_and_of_dockerd() 
     all_reached(&lab, "after dockerd's restart");
 
     lab.docker_ok(&["rm", "-f", "nfsrv", "nfcli", "nfnew"]);
+    published_once_settled(&sb, &net, 0);
     assert!(!ok(&from_internet()), "the port went with its container");
     lab.network_rm(&["keep"]);
     assert_nothing_of_network(sb.host(), &net, &[]);
@@ -403,9 +415,6 @@ fn containers_keep_their_traffic_across_restarts_of_the_plugin_and_of_dockerd() 
 
 #[test]
 fn twenty_docker_runs_at_once_give_twenty_working_containers() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkmany");
     let _internet = Internet::new(&sb);
     let lab = DockerLab::new(&sb);

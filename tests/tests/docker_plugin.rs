@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netfwd_tests::{STATE_DIR, Sandbox, docker::PluginAlone, in_this_pass, internet::Internet};
+use netfwd_tests::{STATE_DIR, Sandbox, docker::PluginAlone, internet::Internet};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 
@@ -84,9 +84,6 @@ fn ok(plugin: &PluginAlone, call: &str, body: &str) {
 
 #[test]
 fn the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkfd");
     let _internet = Internet::new(&sb);
     let mut plugin = PluginAlone::new(&sb, 64);
@@ -145,9 +142,6 @@ fn the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock() {
 /// first's ports, and `RevokeExternalConnectivity` withdraws every port.
 #[test]
 fn a_second_program_replaces_the_ports_and_revoke_withdraws_them_all() {
-    if !in_this_pass(false) {
-        return;
-    }
     let sb = Sandbox::new("dkprog");
     let _internet = Internet::new(&sb);
     let plugin = PluginAlone::new(&sb, 1024);

@@ -10,8 +10,10 @@
     reason = "a test reports a broken expectation by panicking"
 )]
 
+use std::time::Duration;
+
 use netfwd_tests::{
-    Lab, assert_ping, drops, endpoint, in_ns_ok,
+    Lab, assert_ping, drops, endpoint, eventually, in_ns_ok,
     internet::{ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
     lab, payload, scapy_sendp, snmp_counter, tool_ok,
 };
@@ -144,8 +146,17 @@ fn an_endpoints_packet_leaves_the_host_only_translated() {
     scapy_sendp(&a, "eth0", &udp("10.96.0.255"), 2);
     scapy_sendp(&a, "eth0", &udp("198.51.100.9"), 2);
     scapy_sendp(&a, "eth0", &udp("192.0.2.77"), 2);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(seen_inet(), inet_before, "something reached the internet");
+    // The positive control, sent last on the same path: once it arrived,
+    // whatever went before it had its chance.
+    scapy_sendp(&a, "eth0", &udp(INTERNET_IP), 2);
+    eventually("the positive control", Duration::from_secs(10), || {
+        seen_inet() >= inet_before + 2
+    });
+    assert_eq!(
+        seen_inet(),
+        inet_before + 2,
+        "something reached the internet"
+    );
     assert_eq!(
         seen_other(),
         other_before,
@@ -155,10 +166,6 @@ fn an_endpoints_packet_leaves_the_host_only_translated() {
     assert_eq!(drops(&status, &a, "vlan_tagged"), 2);
     assert_eq!(drops(&status, &a, "no_endpoint"), 4);
     assert_eq!(drops(&status, &a, "not_uplink"), 4);
-
-    scapy_sendp(&a, "eth0", &udp(INTERNET_IP), 2);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(seen_inet(), inet_before + 2, "the positive control");
 }
 
 /// From the internet, datagrams to a published port with the gateway's or
@@ -184,15 +191,17 @@ fn internal_sources_from_the_internet_never_reach_a_published_port() {
             format!("Ether()/IP(src='{src}', dst='{UPLINK_IP}')/UDP(sport=5000, dport=30053)/'x'");
         scapy_sendp(inet, "inet0", &frame, 2);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(received(), before, "a martian reached the server");
-    assert_eq!(lab.counter("uplink", "martian_source"), 8);
+    // A real client's datagram last: once it arrived, the martians before
+    // it had their chance.
     let frame = format!(
         "Ether()/IP(src='{INTERNET_IP}', dst='{UPLINK_IP}')/UDP(sport=5000, dport=30053)/'x'"
     );
     scapy_sendp(inet, "inet0", &frame, 1);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(received(), before + 1, "a real client");
+    eventually("a real client's datagram", Duration::from_secs(10), || {
+        received() > before
+    });
+    assert_eq!(received(), before + 1, "a martian reached the server");
+    assert_eq!(lab.counter("uplink", "martian_source"), 8);
 }
 
 /// With a 256-flow table, 600 unanswered datagrams from the internet to a

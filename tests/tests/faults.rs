@@ -2,16 +2,17 @@
 //! while traffic flows, the uplink going down and up or changing its
 //! address, a full NAT table, and two `up` of one network at once.
 
-use std::{thread, time::Duration};
+use std::{
+    net::UdpSocket,
+    thread,
+    time::{Duration, Instant},
+};
 
 use netfwd_tests::{
     Daemon, Lab, NetConfig, Sandbox, assert_nothing_left, assert_ping, describe, drops, endpoint,
     endpoints, in_ns_ok,
-    internet::{
-        ECHO_PORT, INTERNET_IP, Internet, UPLINK, chunked_stream, in_netns, tcp_echo,
-        udp_echo_within,
-    },
-    netfwd_bin, tool_ok,
+    internet::{ECHO_PORT, EchoStream, INTERNET_IP, Internet, UPLINK, in_netns, tcp_echo},
+    netfwd_bin, retry_eintr, tool_ok,
 };
 use serde_json::Value;
 
@@ -34,9 +35,9 @@ fn uplinked(tag: &str, n: usize, nat: &str) -> Lab<Internet> {
 fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
     let lab = uplinked("kill9", 1, "");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
-    let stream = chunked_stream(&lab.eps[0], 4);
-    thread::sleep(Duration::from_secs(1));
+    let mut stream = EchoStream::start(&lab.eps[0]);
     daemon.kill9();
+    stream.advances();
     let to_echo = |flows: &[Value]| {
         flows
             .iter()
@@ -48,15 +49,15 @@ fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
             .count()
     };
     assert_eq!(to_echo(&lab.nat_flows()), 1, "{:#?}", lab.nat_flows());
+    // Ready means its first pass, which judged every flow, is done.
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
-    thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         to_echo(&lab.nat_flows()),
         1,
         "the restarted daemon scrubbed the live flow"
     );
-    let chunks = stream.join().unwrap().unwrap();
-    assert!(chunks > 30, "only {chunks} chunks went through");
+    stream.advances();
+    stream.stop().unwrap();
     daemon.stop();
 }
 
@@ -65,8 +66,11 @@ fn a_kill_9_of_the_daemon_mid_transfer_loses_no_flow() {
 #[test]
 fn down_while_traffic_flows_leaves_nothing_and_up_right_after_works() {
     let lab = uplinked("download", 3, "");
-    let streams: Vec<_> = lab.eps.iter().map(|ep| chunked_stream(ep, 4)).collect();
-    thread::sleep(Duration::from_secs(1));
+    let mut streams: Vec<EchoStream> = lab.eps.iter().map(|ep| EchoStream::start(ep)).collect();
+    // Every stream flowing the moment `down` starts.
+    for s in &mut streams {
+        s.advances();
+    }
     lab.sb.netfwd_ok(&["down", "--name", &lab.net]);
     let eps: Vec<&str> = lab.eps.iter().map(String::as_str).collect();
     assert_nothing_left(lab.sb.host(), &lab.net, &eps);
@@ -75,10 +79,8 @@ fn down_while_traffic_flows_leaves_nothing_and_up_right_after_works() {
         !links.contains("prog/xdp"),
         "XDP left on the uplink:\n{links}"
     );
-    for s in streams {
-        // Their namespaces are gone: an error, never a hang.
-        let _ = s.join().unwrap();
-    }
+    // Their namespaces are gone; dropped, they end at their next time-out.
+    drop(streams);
     lab.sb.up_file(&lab.config);
     for ep in &lab.eps {
         assert_ping(ep, INTERNET_IP);
@@ -108,14 +110,14 @@ fn the_uplink_going_down_and_up_or_changing_its_address() {
             ],
         )
     };
-    let stream = chunked_stream(&ep, 4);
-    thread::sleep(Duration::from_secs(1));
+    let mut stream = EchoStream::start(&ep);
     tool_ok("ip", &["-n", &host, "link", "set", UPLINK, "down"]);
+    // An outage TCP retransmits across.
     thread::sleep(Duration::from_millis(500));
     tool_ok("ip", &["-n", &host, "link", "set", UPLINK, "up"]);
     default_route();
-    let chunks = stream.join().unwrap().unwrap();
-    assert!(chunks > 20, "only {chunks} chunks went through");
+    stream.advances();
+    stream.stop().unwrap();
 
     tool_ok(
         "ip",
@@ -133,51 +135,86 @@ fn the_uplink_going_down_and_up_or_changing_its_address() {
     assert!(peer.starts_with("203.0.113.3:"), "the server saw {peer}");
 }
 
+/// UDP flows from `ns` to the echo server, one per source port in
+/// `ports`; the count that was answered. One at a time, each answered
+/// before the next is asked (an unanswered flow is what early drop may
+/// evict), and each given a generous wait; once one goes unanswered the
+/// table is full, and the rest are asked at once and awaited together, so
+/// refused flows cost one wait, not one each.
+fn udp_flows_answered(ns: &str, ports: std::ops::Range<u16>) -> u64 {
+    const WAIT: Duration = Duration::from_secs(2);
+    in_netns(ns, move || {
+        let ask = |sport: u16| -> anyhow::Result<UdpSocket> {
+            let socket = UdpSocket::bind(("0.0.0.0", sport))?;
+            socket.send_to(b"fill", (INTERNET_IP, ECHO_PORT))?;
+            Ok(socket)
+        };
+        let answered = |socket: &UdpSocket, deadline: Instant| -> anyhow::Result<bool> {
+            let left = deadline.saturating_duration_since(Instant::now());
+            socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            Ok(retry_eintr(|| socket.recv(&mut [0u8; 1500])).is_ok())
+        };
+        let mut ports = ports.into_iter();
+        let mut count = 0;
+        for sport in ports.by_ref() {
+            if !answered(&ask(sport)?, Instant::now() + WAIT)? {
+                break;
+            }
+            count += 1;
+        }
+        let rest: Vec<UdpSocket> = ports.map(ask).collect::<anyhow::Result<_>>()?;
+        let deadline = Instant::now() + WAIT;
+        for socket in &rest {
+            if answered(socket, deadline)? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    })
+    .unwrap_or_else(|e| panic!("UDP flows from {ns}: {e:#}"))
+}
+
 /// A NAT table far smaller than the flows asked of it: once full, new flows
 /// are refused and counted (`nat_full`, as conntrack refuses when its table
 /// is full), the flows in it keep working, status shows it full; when they
-/// expire the collector makes room again.
+/// expire their room comes back.
 #[test]
 fn a_full_nat_table_refuses_new_flows_and_keeps_the_ones_in_it() {
     const MAX_FLOWS: u64 = 64;
+    // Long enough that no flow expires while the table is filled.
+    const UDP_TIMEOUT: u64 = 10;
     let lab = uplinked(
         "natfull",
         2,
-        &format!("[nat]\nmax_flows = {MAX_FLOWS}\n[nat.timeouts]\nudp = 5\n"),
+        &format!("[nat]\nmax_flows = {MAX_FLOWS}\n[nat.timeouts]\nudp = {UDP_TIMEOUT}\n"),
     );
-    let stream = chunked_stream(&lab.eps[0], 4);
-    thread::sleep(Duration::from_millis(300));
-    let other = lab.eps[1].clone();
-    // A refused flow gets no answer: a short wait for it keeps the first
-    // round well inside the UDP timeout, so no flow expires during it.
-    let udp_flows = |ports: std::ops::Range<u16>| {
-        in_netns(&other, move || {
-            Ok(ports
-                .filter(|&sport| {
-                    let wait = Duration::from_millis(200);
-                    udp_echo_within(INTERNET_IP, ECHO_PORT, sport, b"fill", wait).is_ok()
-                })
-                .count() as u64)
-        })
-        .unwrap()
-    };
+    let mut stream = EchoStream::start(&lab.eps[0]);
+    let other = &lab.eps[1];
     let asked = MAX_FLOWS + 6;
-    let answered = udp_flows(40000..40000 + asked as u16);
+    let answered = udp_flows_answered(other, 40000..40000 + asked as u16);
     let status = lab.sb.network_status(&lab.net);
     let nat = &status["nat"];
     assert_eq!(nat["max_flows"].as_u64(), Some(MAX_FLOWS));
     assert_eq!(nat["flows"].as_u64(), Some(MAX_FLOWS), "{nat:#}");
     // The stream holds one flow; the first UDP flows got the rest.
     assert_eq!(answered, MAX_FLOWS - 1, "{nat:#}");
-    let refused = drops(&status, &lab.eps[1], "nat_full");
+    let refused = drops(&status, other, "nat_full");
     assert_eq!(refused, asked - answered);
-    let chunks = stream.join().unwrap().unwrap();
-    assert!(chunks > 30, "the flow in use broke after {chunks} chunks");
+    stream.advances();
+    stream.stop().unwrap();
 
-    // The UDP flows expire; the daemon's collector frees their room.
+    // The UDP flows expire, and their room comes back: new flows get in
+    // within a deadline past the timeout.
     let _daemon = Daemon::start(&lab.sb, &lab.config, &["--gc-interval", "1"]);
-    thread::sleep(Duration::from_secs(7));
-    assert_eq!(udp_flows(50000..50010), 10);
+    let deadline = Instant::now() + Duration::from_secs(UDP_TIMEOUT + 20);
+    while udp_flows_answered(other, 50000..50010) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no room came back: {:#}",
+            lab.sb.network_status(&lab.net)["nat"]
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Two `up` of one network at once: the lock serialises them, both succeed,

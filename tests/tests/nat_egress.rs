@@ -15,8 +15,8 @@ use netfwd_tests::{
     Daemon, Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
     describe, in_ns_ok,
     internet::{
-        ECHO_PORT, INTERNET_IP, Internet, UPLINK, UPLINK_IP, chunked_stream, in_netns, ip_of,
-        tcp_echo, udp_echo,
+        ECHO_PORT, EchoStream, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
+        udp_echo,
     },
     nsenter_net, payload, ping, scapy_sendp, tool_ok,
 };
@@ -286,15 +286,14 @@ fn host_connections_run_alongside_natted_ones_and_all_complete() {
 fn a_tcp_stream_runs_across_a_daemon_restart_and_an_up_rerun_without_a_reset() {
     let lab = nat_lab("natrst", "");
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
-    let ep = lab.eps[0].clone();
-    let stream = chunked_stream(&ep, 4);
-    thread::sleep(Duration::from_secs(1));
+    let mut stream = EchoStream::start(&lab.eps[0]);
     daemon.stop();
+    stream.advances();
     daemon = Daemon::start(&lab.sb, &lab.config, &[]);
-    thread::sleep(Duration::from_millis(500));
+    stream.advances();
     lab.sb.up_file(&lab.config);
-    let chunks = stream.join().unwrap().unwrap();
-    assert!(chunks > 30, "only {chunks} chunks went through");
+    stream.advances();
+    stream.stop().unwrap();
     daemon.stop();
 }
 
@@ -427,7 +426,7 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
     let capture = capture.with_extension("pcap");
     let mut tcpdump = nsenter_net(&lab.internet.ns)
         .args(["--"])
-        .args(["timeout", "10", "tcpdump", "-i", "inet0", "-n", "-U", "-w"])
+        .args(["tcpdump", "-i", "inet0", "-n", "-U", "-w"])
         .arg(&capture)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -435,10 +434,13 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
         .unwrap();
     // tcpdump makes the file once it captures.
     let started = Instant::now();
-    while !capture.exists() && started.elapsed() < Duration::from_secs(5) {
+    while !capture.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "tcpdump never started capturing"
+        );
         thread::sleep(Duration::from_millis(50));
     }
-    thread::sleep(Duration::from_millis(300));
 
     // DF clear: fragmented on the way out, translated first.
     let ping = |df: &str| {
@@ -471,6 +473,12 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
         describe("ping -M do", &df)
     );
 
+    // Every packet is written as it comes (-U): stop it once they came.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tcpdump.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     tcpdump.wait().unwrap();
     let read = |filter: &str| {
         let mut args = vec!["-r", capture.to_str().unwrap(), "-n"];
@@ -497,8 +505,7 @@ fn a_datagram_too_big_for_the_uplink_leaves_translated_in_fragments_never_untran
 #[test]
 fn a_blind_rst_spray_neither_closes_a_flow_nor_frees_its_port() {
     let lab = nat_lab("rstspray", "");
-    let stream = chunked_stream(&lab.eps[0], 6);
-    thread::sleep(Duration::from_millis(500));
+    let mut stream = EchoStream::start(&lab.eps[0]);
     let stream_flow = || {
         let flows = lab.sb.nat_flows(&lab.net);
         flows
@@ -517,6 +524,6 @@ fn a_blind_rst_spray_neither_closes_a_flow_nor_frees_its_port() {
     let after = stream_flow();
     assert_eq!(after["state"], "established", "{after:#}");
     assert_eq!(after["outside"], before["outside"]);
-    let chunks = stream.join().unwrap().unwrap();
-    assert!(chunks > 50, "the stream broke after {chunks} chunks");
+    stream.advances();
+    stream.stop().unwrap();
 }

@@ -47,12 +47,20 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
         .thread_unblock()
         .context("releasing SIGTERM and SIGINT")?;
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    let mut ready = false;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = tick.tick() => match network::maintain(&net.name).await {
                 Ok(done) => {
+                    // The line that says the daemon does all it is for:
+                    // supervisors and tests wait for it, not for `up`'s
+                    // result, which a previous `up` may have made already.
+                    if !ready {
+                        log::info!("ready: first maintenance pass done, next every {secs} s");
+                        ready = true;
+                    }
                     if done.flows_collected > 0 {
                         log::info!("collected {} expired NAT flows", done.flows_collected);
                     }

@@ -124,7 +124,11 @@ fn names_locked_file(path: &Path, lock: &Flock<File>) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::mpsc, thread, time::Duration};
+    use std::{
+        sync::mpsc,
+        thread,
+        time::{Duration, Instant},
+    };
 
     use super::*;
     use crate::private_dir::scratch;
@@ -135,25 +139,44 @@ mod tests {
         Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
     }
 
+    /// Waits until some thread is blocked on a lock of the file at `path`:
+    /// the kernel lists a waiter in /proc/locks with `->`, by inode.
+    fn wait_for_a_blocked_waiter(path: &Path) {
+        let inode = format!(":{}", fs::metadata(path).unwrap().ino());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let locks = fs::read_to_string("/proc/locks").unwrap();
+            let blocked = locks.lines().any(|l| {
+                l.contains("->") && l.split_whitespace().any(|field| field.ends_with(&inode))
+            });
+            if blocked {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no waiter blocked:\n{locks}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_waiter_whose_lock_file_was_unlinked_locks_the_new_one() {
         let dir = scratch("lock-unlinked");
         let path = dir.join("net.lock");
         let first = lock_file(&path).unwrap();
         let (got, took) = mpsc::channel();
+        let (looked, done_looking) = mpsc::channel::<()>();
         let waiter = {
             let path = path.clone();
             thread::spawn(move || {
                 let lock = lock_file(&path).unwrap();
                 got.send(()).unwrap();
                 // Hold it until the main thread has looked.
-                thread::sleep(Duration::from_millis(500));
+                let _ = done_looking.recv();
                 drop(lock);
             })
         };
         // The waiter has opened the file and blocks on it; the holder unlinks
         // it (as `down` once did) and lets go.
-        thread::sleep(Duration::from_millis(200));
+        wait_for_a_blocked_waiter(&path);
         fs::remove_file(&path).unwrap();
         drop(first);
         took.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -161,6 +184,7 @@ mod tests {
         // opening the path must find it locked.
         assert!(path.exists(), "the waiter holds an unlinked file");
         assert!(held(&path), "two holders of one network's lock");
+        looked.send(()).unwrap();
         waiter.join().unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
