@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{process::netfwd_bin, sandbox::Sandbox};
+use crate::{
+    process::{NETFWD_TIMEOUT, netfwd_bin},
+    sandbox::Sandbox,
+};
 
 pub struct Daemon(Option<std::process::Child>);
 
@@ -44,12 +47,14 @@ impl Daemon {
             }
         });
         let mut daemon = Daemon(Some(child));
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // As long as any netfwd command is given: its `up` verifies
+        // programs, which a loaded machine makes slow.
+        let deadline = Instant::now() + NETFWD_TIMEOUT;
         while ready_rx.recv_timeout(Duration::from_millis(100)).is_err() {
             assert!(daemon.running(), "the daemon exited while starting");
             assert!(
                 Instant::now() < deadline,
-                "the daemon was not ready in 20 s"
+                "the daemon was not ready in {NETFWD_TIMEOUT:?}"
             );
         }
         daemon

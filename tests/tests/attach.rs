@@ -16,7 +16,7 @@ use std::{
 };
 
 use netfwd_tests::{
-    Lab, STATE_DIR, Sandbox, assert_bad_input, assert_ping, describe, endpoints,
+    Lab, STATE_DIR, Sandbox, assert_bad_input, assert_ping, describe, endpoints, eventually,
     internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
     lab::{LabBuilder, Uplink},
     netns_path, tool_ok,
@@ -170,15 +170,15 @@ fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
     let p = Unshared::start();
     sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid()]);
     drop(p);
-    thread::sleep(Duration::from_millis(300));
     let gone = |status: &serde_json::Value| {
         endpoints(status)
             .iter()
             .any(|e| e["attached"]["pid"].is_u64() && e["present"] == false)
     };
-    assert!(
-        gone(&sb.network_status(&net)),
-        "the exited process's endpoint shows as present"
+    eventually(
+        "the exited process's endpoint shows as gone",
+        Duration::from_secs(10),
+        || gone(&sb.network_status(&net)),
     );
     sb.up_file(&config);
     let status = sb.network_status(&net);
@@ -219,7 +219,15 @@ fn a_published_port_goes_with_its_attached_endpoint() {
     ]);
     assert_eq!(published(&sb, &net), 1);
     drop(p);
-    thread::sleep(Duration::from_millis(300));
+    eventually(
+        "the exited process's endpoint shows as gone",
+        Duration::from_secs(10),
+        || {
+            endpoints(&sb.network_status(&net))
+                .iter()
+                .any(|e| e["present"] == false)
+        },
+    );
     sb.up_file(&config);
     assert_eq!(published(&sb, &net), 0, "up kept the exited process's port");
 
