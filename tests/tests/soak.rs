@@ -30,6 +30,10 @@ use netfwd_tests::{
 
 const SUBNET: &str = "10.99.0.0/24";
 const ENDPOINTS: usize = 4;
+/// The longest NAT timeout the soak's flows meet, and its collector's pace:
+/// together, how long the table takes to level off.
+const UDP_TIMEOUT_SECS: u64 = 10;
+const GC_INTERVAL_SECS: u64 = 2;
 /// Pause between one worker's operations: keeps TIME_WAIT and NAT ports far
 /// from their limits, so any failure is the datapath's.
 const PACE: Duration = Duration::from_millis(10);
@@ -136,11 +140,14 @@ fn soak() {
     let cfg = eps.iter().enumerate().fold(
         NetConfig::new(&net, SUBNET, None)
             .uplink(UPLINK)
-            .tables("[nat.timeouts]\nudp = 10\ntcp_closing = 5\n"),
+            .tables(&format!(
+                "[nat.timeouts]\nudp = {UDP_TIMEOUT_SECS}\ntcp_closing = 5\n"
+            )),
         |cfg, (i, ep)| cfg.endpoint(ep, Some(&ip_of(i))),
     );
     let config = sb.write_config(&cfg.to_toml());
-    let mut daemon = Daemon::start(&sb, &config, &["--gc-interval", "2"]);
+    let gc_interval = GC_INTERVAL_SECS.to_string();
+    let mut daemon = Daemon::start(&sb, &config, &["--gc-interval", &gc_interval]);
     let pid = daemon.pid().unwrap();
     let _servers: Vec<EchoServer> = eps
         .iter()
@@ -205,14 +212,19 @@ fn soak() {
         tally.first_error.lock().unwrap()
     );
     // The table levels off as expired flows make way for the flows made:
-    // the last sample at most 1.5 times the highest of the first half.
-    let flows: Vec<u64> = samples.iter().map(|s| s.1).collect();
-    assert!(flows.len() >= 2, "too few samples: {flows:?}");
+    // past the ramp (the longest timeout and a collection), the last
+    // sample is at most 1.5 times the highest of the first half.
+    let ramp = UDP_TIMEOUT_SECS + GC_INTERVAL_SECS;
+    let flows: Vec<u64> = samples.iter().filter(|s| s.0 > ramp).map(|s| s.1).collect();
+    assert!(
+        flows.len() >= 2,
+        "too short a soak to see a plateau past the {ramp}-s ramp: {samples:?}"
+    );
     let first_half_peak = flows[..flows.len() / 2].iter().max().copied().unwrap_or(0);
     let last = flows[flows.len() - 1];
     assert!(
         last * 2 <= first_half_peak * 3,
-        "the NAT table kept growing: {flows:?}"
+        "the NAT table kept growing: {samples:?}"
     );
     let rss: Vec<u64> = samples.iter().map(|s| s.3).collect();
     assert!(
