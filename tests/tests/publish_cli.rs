@@ -123,7 +123,7 @@ impl PublishCli {
 
     /// A TCP connection from the sandbox host (in the host cgroup) to
     /// `ip:port`: the peer the server saw, or `error <kind>`.
-    fn from_host(&self, ip: &str, port: u16) -> String {
+    fn host_connect(&self, ip: &str, port: u16) -> String {
         self.cgroup()
             .run_in_host(self.lab.sb.host(), HOST_CLIENT, &[ip, &port.to_string()])
     }
@@ -139,10 +139,6 @@ fn reported_port(line: &str) -> u16 {
         .split_whitespace()
         .nth(3)
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    ip_of_port(addr)
-}
-
-fn ip_of_port(addr: &str) -> u16 {
     addr.rsplit_once(':')
         .and_then(|(_, port)| port.parse().ok())
         .unwrap_or_else(|| panic!("no port in {addr:?}"))
@@ -185,16 +181,16 @@ fn host_ip_127_0_0_1_is_the_hosts_own_connections_to_127_0_0_1_only(p: &PublishC
         json!({"proto": "tcp", "host_port": 8091, "endpoint": SERVER_IP, "port": PORT,
                "host_ip": "127.0.0.1"})
     );
-    assert_eq!(ip_of(&p.from_host("127.0.0.1", 8091)), GATEWAY);
+    assert_eq!(ip_of(&p.host_connect("127.0.0.1", 8091)), GATEWAY);
     assert_eq!(
-        p.from_host(UPLINK_IP, 8091),
+        p.host_connect(UPLINK_IP, 8091),
         "error ConnectionRefusedError",
         "the host at the uplink's address"
     );
     let outside = p.tcp(p.internet(), UPLINK_IP, 8091);
     assert!(outside.is_err(), "8091 from the internet: {outside:?}");
     // The config's port, at every address, answers both.
-    assert_eq!(ip_of(&p.from_host(UPLINK_IP, CONFIG_PORT)), GATEWAY);
+    assert_eq!(ip_of(&p.host_connect(UPLINK_IP, CONFIG_PORT)), GATEWAY);
     let seen = p.tcp(p.internet(), UPLINK_IP, CONFIG_PORT).unwrap();
     assert_eq!(ip_of(&seen), INTERNET_IP);
 }
