@@ -9,15 +9,16 @@
     reason = "a test reports a broken expectation by panicking"
 )]
 
-use std::time::Duration;
+use std::{process::Command, thread, time::Duration};
 
 use netfwd_tests::{
-    Lab,
+    Lab, NETFWD_TIMEOUT, assert_ok,
     cgroup::Cgroup,
+    host_client::host_connect,
     internet::{
         EchoServer, INTERNET_IP, Internet, UPLINK_IP, in_netns, ip_of, tcp_echo, udp_echo_within,
     },
-    lab, payload,
+    lab, netfwd_bin, payload, run_with_timeout,
 };
 use serde_json::{Value, json};
 
@@ -31,24 +32,6 @@ const PORT: u16 = 80;
 const CONFIG_PORT: u16 = 8080;
 /// How long a UDP exchange expected to fail waits for its reply.
 const UDP_MISS: Duration = Duration::from_millis(500);
-
-/// A TCP client in the sandbox host, in the lab's host cgroup: prints the
-/// peer the server saw, or `error <kind>` (never fails itself).
-const HOST_CLIENT: &str = r#"
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-    s.settimeout(3)
-    peer = b""
-    while not peer.endswith(b"\n"):
-        d = s.recv(1)
-        if not d:
-            raise ConnectionError("closed")
-        peer += d
-    print(peer.decode().strip())
-except OSError as e:
-    print("error", type(e).__name__)
-"#;
 
 /// A network with a server endpoint (a TCP and UDP echo server on
 /// [`PORT`]) and a client endpoint, behind the internet, the config
@@ -124,8 +107,7 @@ impl PublishCli {
     /// A TCP connection from the sandbox host (in the host cgroup) to
     /// `ip:port`: the peer the server saw, or `error <kind>`.
     fn host_connect(&self, ip: &str, port: u16) -> String {
-        self.cgroup()
-            .run_in_host(self.lab.sb.host(), HOST_CLIENT, &[ip, &port.to_string()])
+        host_connect(self.cgroup(), self.lab.sb.host(), ip, port)
     }
 
     fn internet(&self) -> &str {
@@ -273,4 +255,38 @@ fn a_config_port_comes_back_at_the_next_up() {
     assert_eq!(ports, [u64::from(CONFIG_PORT)], "the run-time port went");
     let udp = p.udp(p.internet(), UPLINK_IP, 8092, UDP_MISS);
     assert!(udp.is_err(), "the run-time port after down and up: {udp:?}");
+}
+
+/// The host's own connections to a published port are translated all
+/// through a second `up` with the same config: `up` once took the socket
+/// hooks' pinned links for a stale interface's and unpinned them, and the
+/// host was refused until `up` attached them again at its end.
+#[test]
+fn the_hosts_connections_to_a_published_port_go_through_during_a_second_up() {
+    let p = PublishCli::new("pubreup");
+    let mut cmd = Command::new(netfwd_bin());
+    cmd.arg("--netns")
+        .arg(p.lab.sb.host())
+        .arg("up")
+        .arg("-c")
+        .arg(&p.lab.config);
+    let up = thread::spawn(move || run_with_timeout(&mut cmd, NETFWD_TIMEOUT));
+    let mut seen = Vec::new();
+    while !up.is_finished() {
+        seen.push(p.host_connect("127.0.0.1", CONFIG_PORT));
+    }
+    assert_ok("up again", &up.join().unwrap());
+    assert!(
+        seen.len() >= 3,
+        "only {} connections while up ran",
+        seen.len()
+    );
+    let failed: Vec<&String> = seen.iter().filter(|s| s.starts_with("error")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} host connections failed during up: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert_eq!(ip_of(&seen[seen.len() - 1]), GATEWAY);
 }
