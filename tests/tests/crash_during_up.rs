@@ -123,10 +123,8 @@ fn down_leaves_nothing_after_up_is_killed_at_each_step() {
         let eps: Vec<String> = (0..ENDPOINTS)
             .map(|e| sb.ns(&format!("s{i}e{e}")))
             .collect();
-        let mut cfg = NetConfig::new(&net, SUBNET, None).uplink(UPLINK);
-        for ep in &eps {
-            cfg = cfg.endpoint(ep, None);
-        }
+        let uplinked = NetConfig::new(&net, SUBNET, None).uplink(UPLINK);
+        let cfg = eps.iter().fold(uplinked, |cfg, ep| cfg.endpoint(ep, None));
         let config = sb.write_config(&cfg.to_toml());
         kill_up_at(&sb, &config, &net, &eps[0], step);
         let out = sb.netfwd(&["down", "--name", &net]);
