@@ -20,7 +20,8 @@ use std::{
 };
 
 use netfwd_tests::{
-    Lab, NetConfig, STATE_DIR, Sandbox, TempDir, assert_nothing_left, assert_ping, endpoints,
+    Lab, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, TempDir, assert_nothing_left, assert_ping,
+    endpoints,
     host_client::host_connect,
     internet::{
         EchoServer, INTERNET_IP, INTERNET_IP as ROUTER, UPLINK, UPLINK_IP, in_netns, ip_of,
@@ -39,8 +40,9 @@ const HOST_PORT: u16 = 8080;
 /// The uplink's address after the change (a documentation range, as the
 /// first).
 const NEW_UPLINK_IP: &str = "203.0.113.9";
-/// How long the daemon (one pass a second) may take to notice a change.
-const NOTICE: Duration = Duration::from_secs(10);
+/// How long the daemon (one pass a second, each behind the lock every
+/// network's change takes) may take to notice a change.
+const NOTICE: Duration = Duration::from_secs(30);
 
 /// Calls `attempt` until it gives `Some`, for up to `limit`.
 fn poll<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
@@ -97,10 +99,11 @@ impl LoggedDaemon {
         daemon
     }
 
-    /// Waits (up to 30 s) for a line of its log containing `text`.
+    /// Waits (up to [`NETFWD_TIMEOUT`]) for a line of its log containing
+    /// `text`.
     fn wait_for(&mut self, text: &str) {
         let what = format!("the daemon's log line {text:?}");
-        poll(&what, Duration::from_secs(30), || {
+        poll(&what, NETFWD_TIMEOUT, || {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             log.contains(text).then_some(())
         });
@@ -113,7 +116,7 @@ impl LoggedDaemon {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
-    /// Sends SIGTERM and waits up to 30 s for it to exit.
+    /// Sends SIGTERM and waits up to [`NETFWD_TIMEOUT`] for it to exit.
     fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         nix::sys::signal::kill(
@@ -121,7 +124,7 @@ impl LoggedDaemon {
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        poll("the daemon's exit", Duration::from_secs(30), || {
+        poll("the daemon's exit", NETFWD_TIMEOUT, || {
             child.try_wait().unwrap()
         })
     }
@@ -314,7 +317,7 @@ fn a_sigterm_during_start_up_exits_0_with_the_network_up_or_never_begun() {
         let config = sb.write_config(&cfg.to_toml());
         let mut daemon = LoggedDaemon::spawn(&sb, &config);
         if case == "mid-up" {
-            poll("the first namespace", Duration::from_secs(30), || {
+            poll("the first namespace", NETFWD_TIMEOUT, || {
                 netns_path(&eps[0]).exists().then_some(())
             });
             assert!(daemon.running(), "the daemon exited");

@@ -8,6 +8,11 @@
 //! containers' packets leave with their own address). A network with none
 //! of them is the control for each.
 
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
 use netfwd_tests::{
     Sandbox,
     docker::DockerLab,
@@ -23,21 +28,47 @@ fn netfwd_name(id: &str) -> String {
     format!("dk{}", &id[..6])
 }
 
-/// One ping from container `name` to `ip`, answered?
-fn ping(lab: &DockerLab, name: &str, ip: &str) -> bool {
-    lab.exec(name, &["ping", "-c1", "-W1", ip]).status.success()
+/// How long a check expected to succeed is tried again (a loaded machine
+/// may lose the first try); one expected to fail is tried once.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// `attempt` until it gives `Some`, for up to [`RETRY_FOR`]; its last
+/// `None` then.
+fn retried<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + RETRY_FOR;
+    loop {
+        let done = attempt();
+        if done.is_some() || Instant::now() >= deadline {
+            return done;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
-/// The address the internet's echo server saw container `name` come from
-/// (empty if there was no answer).
+/// One ping from container `name` to `ip` (2 s for the reply), answered?
+fn ping_once(lab: &DockerLab, name: &str, ip: &str) -> bool {
+    lab.exec(name, &["ping", "-c1", "-W2", ip]).status.success()
+}
+
+/// Whether container `name` gets a reply from `ip` within [`RETRY_FOR`].
+fn reaches(lab: &DockerLab, name: &str, ip: &str) -> bool {
+    retried(|| ping_once(lab, name, ip).then_some(())).is_some()
+}
+
+/// The address the internet's echo server saw container `name` come from,
+/// asked until it answers (for up to [`RETRY_FOR`]; empty if it never
+/// did).
 fn seen_by_internet(lab: &DockerLab, name: &str) -> String {
-    let out = lab.exec(
-        name,
-        &["sh", "-c", &format!("echo hi | nc -w2 {INTERNET_IP} 7")],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let peer = text.lines().next().unwrap_or_default();
-    peer.rsplit_once(':').map_or(peer, |(ip, _)| ip).to_owned()
+    retried(|| {
+        let out = lab.exec(
+            name,
+            &["sh", "-c", &format!("echo hi | nc -w2 {INTERNET_IP} 7")],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let peer = text.lines().next()?;
+        Some(peer.rsplit_once(':').map_or(peer, |(ip, _)| ip).to_owned())
+    })
+    .unwrap_or_default()
 }
 
 /// Container `name`'s interfaces other than `lo`, as `name mtu` each.
@@ -120,11 +151,14 @@ fn icc_mtu_iface_prefix_and_ip_masquerade_options_do_what_docker_md_says() {
 
     // enable_icc=false: not each other, but the gateway and the internet.
     let iso2 = lab.ip_of("iso2", "isolated");
-    assert!(!ping(&lab, "iso1", &iso2), "iso1 -> iso2 with icc off");
-    assert!(ping(&lab, "iso1", "10.88.0.1"), "iso1 -> its gateway");
+    assert!(reaches(&lab, "iso1", "10.88.0.1"), "iso1 -> its gateway");
+    assert!(!ping_once(&lab, "iso1", &iso2), "iso1 -> iso2 with icc off");
     assert_eq!(seen_by_internet(&lab, "iso1"), UPLINK_IP);
     let plain2 = lab.ip_of("plain2", "plain");
-    assert!(ping(&lab, "plain1", &plain2), "plain1 -> plain2 (icc on)");
+    assert!(
+        reaches(&lab, "plain1", &plain2),
+        "plain1 -> plain2 (icc on)"
+    );
 
     // mtu and container_iface_prefix.
     assert_eq!(container_links(&lab, "iso1"), ["foo0 1400"]);
@@ -135,7 +169,10 @@ fn icc_mtu_iface_prefix_and_ip_masquerade_options_do_what_docker_md_says() {
     // enable_ip_masquerade=false: no uplink, no NAT.
     let status = sb.network_status(&netfwd_name(&unmasqueraded));
     assert_eq!(status["uplink"], Value::Null, "{status:#}");
-    assert!(ping(&lab, "unmasq1", "10.91.0.1"), "unmasq1 -> its gateway");
+    assert!(
+        reaches(&lab, "unmasq1", "10.91.0.1"),
+        "unmasq1 -> its gateway"
+    );
     tool_ok(
         "ip",
         &[

@@ -14,10 +14,11 @@ const GATEWAY: &str = "10.82.0.1";
 const A_IP: &str = "10.82.0.2";
 const B_IP: &str = "10.82.0.3";
 
-/// One `ping -R` (the record-route option) from `ns` to `ip`: the replies
-/// received and the route recorded, one address a line.
-fn ping_record_route(ns: &str, ip: &str) -> (u64, Vec<String>) {
-    let out = in_ns(ns, &["ping", "-n", "-R", "-c", "1", "-W", "1", ip]);
+/// One `ping -R` (the record-route option) from `ns` to `ip`, waiting
+/// `wait` seconds for the reply: the replies received and the route
+/// recorded, one address a line.
+fn ping_record_route(ns: &str, ip: &str, wait: &str) -> (u64, Vec<String>) {
+    let out = in_ns(ns, &["ping", "-n", "-R", "-c", "1", "-W", wait, ip]);
     let text = String::from_utf8_lossy(&out.stdout);
     let received = text
         .lines()
@@ -59,7 +60,7 @@ fn ip_options_are_forwarded_between_endpoints_and_dropped_on_the_nat_path() {
 
     let before = status();
     assert_eq!(
-        ping_record_route(&a, B_IP),
+        ping_record_route(&a, B_IP, "5"),
         (1, vec![A_IP.into(), B_IP.into(), B_IP.into(), A_IP.into()]),
         "endpoint to endpoint"
     );
@@ -72,7 +73,7 @@ fn ip_options_are_forwarded_between_endpoints_and_dropped_on_the_nat_path() {
         );
     }
     assert_eq!(
-        ping_record_route(&a, GATEWAY),
+        ping_record_route(&a, GATEWAY, "5"),
         (
             1,
             vec![A_IP.into(), GATEWAY.into(), GATEWAY.into(), A_IP.into()]
@@ -81,7 +82,7 @@ fn ip_options_are_forwarded_between_endpoints_and_dropped_on_the_nat_path() {
     );
 
     let before = drops(&status(), &a, "unsupported");
-    let (received, _) = ping_record_route(&a, INTERNET_IP);
+    let (received, _) = ping_record_route(&a, INTERNET_IP, "1");
     assert_eq!(received, 0, "an option through the NAT");
     assert_eq!(drops(&status(), &a, "unsupported") - before, 1);
     let (plain, _) = ping_counts(&a, INTERNET_IP);

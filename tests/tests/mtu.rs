@@ -31,7 +31,7 @@ fn ping_sized(ns: &str, ip: &str, size: u64) -> bool {
     let out = in_ns(
         ns,
         &[
-            "ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", &payload, ip,
+            "ping", "-n", "-c", "1", "-W", "5", "-M", "do", "-s", &payload, ip,
         ],
     );
     if !out.status.success() {
