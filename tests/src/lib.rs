@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod docker;
 pub mod guards;
 pub mod host;
+pub mod host_client;
 pub mod internet;
 pub mod json;
 pub mod lab;

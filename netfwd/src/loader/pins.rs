@@ -144,7 +144,11 @@ pub fn unpin_socket_hooks(network: &NetworkName) -> Result<()> {
     Ok(())
 }
 
-/// Names of the interfaces that have a pinned link (TC or XDP).
+/// Names of the interfaces that have a pinned link (TC or XDP). The socket
+/// hooks' links, beside them in `links/`, are no interface's: `up` would
+/// otherwise take them for a stale interface's and unpin them, leaving the
+/// host's connections to published ports untranslated until it attached
+/// them again.
 pub fn pinned_links(network: &NetworkName) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for dir in [links_dir(network), xdp_links_dir(network)] {
@@ -159,7 +163,8 @@ pub fn pinned_links(network: &NetworkName) -> Result<Vec<String>> {
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
-            if !names.contains(&name) {
+            let socket_hook = super::SOCKET_HOOKS.iter().any(|(_, link)| *link == name);
+            if !socket_hook && !names.contains(&name) {
                 names.push(name);
             }
         }
