@@ -3,10 +3,9 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::Path,
-    process::{Command, Stdio},
-    sync::mpsc,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     thread,
-    time::{Duration, Instant},
 };
 
 use crate::{
@@ -14,7 +13,12 @@ use crate::{
     sandbox::Sandbox,
 };
 
-pub struct Daemon(Option<std::process::Child>);
+/// A `netfwd daemon` child, its log kept to wait for its lines (and shown
+/// on the test's stderr); killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
 
 /// What the daemon logs once its first maintenance pass is done.
 const READY_LINE: &str = "ready: first maintenance pass done";
@@ -22,10 +26,16 @@ const READY_LINE: &str = "ready: first maintenance pass done";
 impl Daemon {
     /// Starts `netfwd --netns <host> daemon -c <config> <args…>` and waits
     /// for its ready line: the network up and one maintenance pass done.
-    /// Its log goes on to the test's stderr.
     pub fn start(sb: &Sandbox, config: &Path, args: &[&str]) -> Daemon {
-        let mut cmd = Command::new(netfwd_bin());
-        cmd.arg("--netns")
+        let mut daemon = Daemon::spawn(sb, config, args);
+        daemon.wait_for(READY_LINE);
+        daemon
+    }
+
+    /// Starts it and returns at once.
+    pub fn spawn(sb: &Sandbox, config: &Path, args: &[&str]) -> Daemon {
+        let mut child = Command::new(netfwd_bin())
+            .arg("--netns")
             .arg(sb.host())
             .arg("daemon")
             .arg("-c")
@@ -34,70 +44,77 @@ impl Daemon {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let log = child.stderr.take().unwrap();
-        let (ready_tx, ready_rx) = mpsc::channel();
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = log.clone();
         thread::spawn(move || {
-            for line in BufReader::new(log).lines().map_while(Result::ok) {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("daemon: {line}");
-                if line.contains(READY_LINE) {
-                    let _ = ready_tx.send(());
-                }
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
             }
         });
-        let mut daemon = Daemon(Some(child));
-        // As long as any netfwd command is given: its `up` verifies
-        // programs, which a loaded machine makes slow.
-        let deadline = Instant::now() + NETFWD_TIMEOUT;
-        while ready_rx.recv_timeout(Duration::from_millis(100)).is_err() {
-            assert!(daemon.running(), "the daemon exited while starting");
-            assert!(
-                Instant::now() < deadline,
-                "the daemon was not ready in {NETFWD_TIMEOUT:?}"
-            );
+        Daemon {
+            child: Some(child),
+            log,
         }
-        daemon
+    }
+
+    /// Waits for a line of its log containing `text`, as long as any netfwd
+    /// command is given (its start-up `up` verifies programs, which a
+    /// loaded machine makes slow); panics if it exits first.
+    pub fn wait_for(&mut self, text: &str) {
+        let what = format!("the daemon's log line {text:?}");
+        crate::poll(&what, NETFWD_TIMEOUT, || {
+            if self.log.lock().unwrap().contains(text) {
+                return Some(());
+            }
+            assert!(self.running(), "the daemon exited while {what} was awaited");
+            None
+        });
     }
 
     /// Still running (not exited on its own)?
     pub fn running(&mut self) -> bool {
-        self.0
+        self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The daemon's process ID, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.0.as_ref().map(std::process::Child::id)
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to clean anything up.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// SIGTERM, then a clean exit within 5 s, or a panic.
+    /// SIGTERM; how it exited, within netfwd's time limit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon was stopped already");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        crate::poll("the daemon's exit", NETFWD_TIMEOUT, || {
+            child.try_wait().unwrap()
+        })
+    }
+
+    /// SIGTERM, and a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    assert!(status.success(), "daemon exited with {status}");
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            panic!("the daemon did not stop on SIGTERM");
-        }
+        let status = self.terminate();
+        assert!(status.success(), "daemon exited with {status}");
     }
 }
 

@@ -189,12 +189,21 @@ pub fn until_answer(want: &str, get: impl Fn() -> Output) -> String {
     }
 }
 
-/// Waits until `done()` holds, for at most `limit`; panics naming `what`
-/// otherwise. Tests poll with this instead of sleeping a guess.
-pub fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+/// Calls `attempt` until it gives `Some`, for at most `limit`; panics
+/// naming `what` otherwise. Tests poll with this instead of sleeping a
+/// guess.
+pub fn poll<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
-    while !done() {
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// [`poll`] for a condition.
+pub fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    poll(what, limit, || done().then_some(()));
 }

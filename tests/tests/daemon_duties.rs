@@ -13,21 +13,20 @@
 
 use std::{
     os::unix::process::ExitStatusExt as _,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use netfwd_tests::{
-    Lab, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, TempDir, assert_nothing_left, assert_ping,
+    Daemon, Lab, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
     endpoints,
     host_client::host_connect,
     internet::{
         EchoServer, INTERNET_IP, INTERNET_IP as ROUTER, UPLINK, UPLINK_IP, in_netns, ip_of,
         tcp_echo,
     },
-    lab, netfwd_bin, netns_path, payload, tool_ok,
+    lab, netns_path, payload, poll, tool_ok,
 };
 use serde_json::Value;
 
@@ -43,18 +42,8 @@ const NEW_UPLINK_IP: &str = "203.0.113.9";
 /// How long the daemon (one pass a second, each behind the lock every
 /// network's change takes) may take to notice a change.
 const NOTICE: Duration = Duration::from_secs(30);
-
-/// Calls `attempt` until it gives `Some`, for up to `limit`.
-fn poll<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(done) = attempt() {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
+/// The daemon's arguments: a pass every second.
+const GC_EVERY_SECOND: &[&str] = &["--gc-interval", "1"];
 
 /// A TCP exchange from namespace `ns` to `ip:port`: the peer the server
 /// saw.
@@ -63,81 +52,6 @@ fn tcp(ns: &str, ip: &'static str, port: u16) -> anyhow::Result<String> {
     in_netns(ns, move || tcp_echo(ip, port, None, &data))
 }
 
-/// `netfwd daemon -c <config> --gc-interval 1` in a sandbox's host, its log
-/// kept in a file to wait for its lines; killed on drop.
-struct LoggedDaemon {
-    child: Option<Child>,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl LoggedDaemon {
-    fn spawn(sb: &Sandbox, config: &Path) -> LoggedDaemon {
-        let dir = TempDir::new("daemonlog");
-        let log = dir.path().join("daemon.log");
-        let child = Command::new(netfwd_bin())
-            .arg("--netns")
-            .arg(sb.host())
-            .args(["daemon", "--gc-interval", "1", "-c"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        LoggedDaemon {
-            child: Some(child),
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// [`LoggedDaemon::spawn`], then waits until its start-up `up` is done.
-    fn started(sb: &Sandbox, config: &Path) -> LoggedDaemon {
-        let mut daemon = LoggedDaemon::spawn(sb, config);
-        daemon.wait_for(" is up: ");
-        daemon
-    }
-
-    /// Waits (up to [`NETFWD_TIMEOUT`]) for a line of its log containing
-    /// `text`.
-    fn wait_for(&mut self, text: &str) {
-        let what = format!("the daemon's log line {text:?}");
-        poll(&what, NETFWD_TIMEOUT, || {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            log.contains(text).then_some(())
-        });
-        assert!(self.running(), "the daemon exited");
-    }
-
-    fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    /// Sends SIGTERM and waits up to [`NETFWD_TIMEOUT`] for it to exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        poll("the daemon's exit", NETFWD_TIMEOUT, || {
-            child.try_wait().unwrap()
-        })
-    }
-}
-
-impl Drop for LoggedDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Moves the sandbox host's uplink from address `old` to `new` (a /24
 /// each), its default route with it.
@@ -191,7 +105,7 @@ fn the_daemon_follows_a_changed_uplink_address_for_hairpin_and_host_access() {
     );
     change_address(host, NEW_UPLINK_IP, UPLINK_IP);
 
-    let mut daemon = LoggedDaemon::started(&lab.sb, &lab.config);
+    let mut daemon = Daemon::start(&lab.sb, &lab.config, GC_EVERY_SECOND);
     change_address(host, UPLINK_IP, NEW_UPLINK_IP);
     daemon.wait_for(&format!("uplink address is now {NEW_UPLINK_IP}"));
     let seen = tcp(&client_ns, NEW_UPLINK_IP, HOST_PORT).unwrap();
@@ -258,7 +172,7 @@ fn the_daemon_forgets_an_attached_endpoint_whose_process_exited() {
         .up();
     let [a] = lab::named(lab.eps.clone());
     let (sb, net) = (&lab.sb, lab.net.as_str());
-    let mut daemon = LoggedDaemon::started(sb, &lab.config);
+    let mut daemon = Daemon::start(sb, &lab.config, GC_EVERY_SECOND);
     let mut process = OwnNetns::start();
     let attached_ip = "10.83.0.9";
     sb.netfwd_ok(&[
@@ -315,7 +229,7 @@ fn a_sigterm_during_start_up_exits_0_with_the_network_up_or_never_begun() {
                 cfg.endpoint(ep, None)
             });
         let config = sb.write_config(&cfg.to_toml());
-        let mut daemon = LoggedDaemon::spawn(&sb, &config);
+        let mut daemon = Daemon::spawn(&sb, &config, GC_EVERY_SECOND);
         if case == "mid-up" {
             poll("the first namespace", NETFWD_TIMEOUT, || {
                 netns_path(&eps[0]).exists().then_some(())
