@@ -45,11 +45,16 @@ enum Command {
         test_args: Vec<String>,
     },
     /// Set up, build, and measure netfwd against Linux bridge + iptables
-    /// and against the bare-veth limit, in sandbox namespaces.
+    /// and against the bare-veth limit, then its control plane against the
+    /// CNI bridge and portmap plugins, in sandbox namespaces.
     Bench {
-        /// A smoke run: fewer, shorter repetitions (under 3 minutes).
+        /// A smoke run: fewer, shorter repetitions (under 3 minutes; the
+        /// control plane alone, about a minute).
         #[arg(long)]
         quick: bool,
+        /// Only the control plane's rows (CNI ADD/DEL, `up`, attach).
+        #[arg(long)]
+        control_plane: bool,
     },
     /// Set up, build, and soak netfwd: mixed TCP/UDP/ICMP between every
     /// endpoint and to the internet, every payload checked, NAT table and
@@ -103,10 +108,13 @@ fn exec(cli: Cli) -> Result<()> {
             build()?;
             test(&test_args)
         }
-        Command::Bench { quick } => {
+        Command::Bench {
+            quick,
+            control_plane,
+        } => {
             setup::exec()?;
             build()?;
-            bench::exec(&netfwd_bin(), quick)
+            bench::exec(&netfwd_bin(), quick, control_plane)
         }
         Command::Soak { minutes, mode } => {
             setup::exec()?;
