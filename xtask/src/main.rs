@@ -55,6 +55,11 @@ enum Command {
         /// Only the control plane's rows (CNI ADD/DEL, `up`, attach).
         #[arg(long)]
         control_plane: bool,
+        /// The netfwd binary to measure, with its netfwd-cni beside it
+        /// (another build, e.g. main's, against the same baselines);
+        /// default: this workspace's release build.
+        #[arg(long)]
+        netfwd: Option<PathBuf>,
     },
     /// Set up, build, and soak netfwd: mixed TCP/UDP/ICMP between every
     /// endpoint and to the internet, every payload checked, NAT table and
@@ -111,10 +116,11 @@ fn exec(cli: Cli) -> Result<()> {
         Command::Bench {
             quick,
             control_plane,
+            netfwd,
         } => {
             setup::exec()?;
             build()?;
-            bench::exec(&netfwd_bin(), quick, control_plane)
+            bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, control_plane)
         }
         Command::Soak { minutes, mode } => {
             setup::exec()?;

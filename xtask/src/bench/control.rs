@@ -12,6 +12,7 @@
 use std::{
     fmt::Write as _,
     io::{Read as _, Write as _},
+    os::unix::fs::DirBuilderExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Mutex,
@@ -79,7 +80,7 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     }
     // After every namespace it must see is made: their mounts are copied
     // into it.
-    lab.private = Some(PrivateState::new()?);
+    lab.private = Some(PrivateState::new(&dir.join("netfwd-state"))?);
     // First ADDs make the networks (netfwd loads and verifies its
     // programs, bridge makes its bridge): a warm-up, not a sample.
     for side in Side::BOTH {
@@ -505,26 +506,34 @@ impl Drop for Lab {
 }
 
 /// A mount namespace, held by a sleeping process, where netfwd finds a
-/// state directory and a bpffs of its own and every namespace made before
+/// state directory (`state`, on the disk as /run is here: its writes cost
+/// what they cost) and a bpffs of its own, and every namespace made before
 /// it (their mounts copied); it goes, with all netfwd pinned there, when
 /// the process is killed on drop.
 struct PrivateState {
     holder: std::process::Child,
 }
 
-/// Run inside `unshare --mount --propagation private`.
+/// Run inside `unshare --mount --propagation private`, the state directory
+/// as `$1`.
 const PRIVATE_STATE_SETUP: &str = "set -e
 mkdir -p /run/netfwd
-mount -t tmpfs -o mode=0700 tmpfs /run/netfwd
+mount --bind \"$1\" /run/netfwd
 mount -t bpf bpf /sys/fs/bpf
 echo ready
 exec sleep infinity";
 
 impl PrivateState {
-    fn new() -> Result<PrivateState> {
+    fn new(state: &Path) -> Result<PrivateState> {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(state)
+            .with_context(|| format!("creating {}", state.display()))?;
         let mut holder = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(PRIVATE_STATE_SETUP)
+            .arg("sh")
+            .arg(state)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
