@@ -30,9 +30,12 @@ const SYSTEM_PLUGINS: &str = "/usr/lib/cni";
 const CALL_LIMIT_SECS: &str = "120";
 const NETFWD_SUBNET: &str = "10.201.0.0/16";
 const BRIDGE_SUBNET: &str = "10.202.0.0/16";
-/// The sandbox uplink's address (a documentation range), and the far end's.
+/// The sandbox host's uplink, its address (a documentation range), and
+/// the far end's.
+pub(super) const UPLINK: &str = "up0";
 const UPLINK_ADDR: &str = "198.51.100.2/24";
 const FAR_END_ADDR: &str = "198.51.100.1/24";
+const FAR_END: &str = "198.51.100.1";
 const HOST_PORT_BASE: u16 = 20000;
 /// ADDs at once, as a runtime starting a pod of many containers.
 const PARALLEL: usize = 20;
@@ -186,22 +189,7 @@ impl Lab {
             let far = format!("{}-{}f", lab.prefix, side.tag());
             lab.netns(&host)?;
             lab.netns(&far)?;
-            in_ns(&host, &["ip", "link", "set", "lo", "up"])?;
-            in_ns(
-                &host,
-                &[
-                    "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
-                ],
-            )?;
-            in_ns(&host, &["ip", "link", "set", "eth0", "netns", &far])?;
-            in_ns(&host, &["ip", "addr", "add", UPLINK_ADDR, "dev", "up0"])?;
-            in_ns(&host, &["ip", "link", "set", "up0", "up"])?;
-            in_ns(&far, &["ip", "addr", "add", FAR_END_ADDR, "dev", "eth0"])?;
-            in_ns(&far, &["ip", "link", "set", "eth0", "up"])?;
-            in_ns(
-                &host,
-                &["ip", "route", "add", "default", "via", "198.51.100.1"],
-            )?;
+            uplink_to(&host, &far)?;
         }
         Ok(lab)
     }
@@ -247,7 +235,7 @@ impl Lab {
             "name": self.net,
             "type": "netfwd",
             "subnet": NETFWD_SUBNET,
-            "uplink": "up0",
+            "uplink": UPLINK,
             "ipam": self.ipam(Side::Netfwd, NETFWD_SUBNET),
             "capabilities": { "portMappings": true },
             "runtimeConfig": Self::mapping(i),
@@ -510,7 +498,7 @@ impl Drop for Lab {
 /// what they cost) and a bpffs of its own, and every namespace made before
 /// it (their mounts copied); it goes, with all netfwd pinned there, when
 /// the process is killed on drop.
-struct PrivateState {
+pub(super) struct PrivateState {
     holder: std::process::Child,
 }
 
@@ -524,7 +512,7 @@ echo ready
 exec sleep infinity";
 
 impl PrivateState {
-    fn new(state: &Path) -> Result<PrivateState> {
+    pub(super) fn new(state: &Path) -> Result<PrivateState> {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(state)
@@ -551,7 +539,7 @@ impl PrivateState {
         Ok(private)
     }
 
-    fn mount_ns(&self) -> String {
+    pub(super) fn mount_ns(&self) -> String {
         format!("/proc/{}/ns/mnt", self.holder.id())
     }
 }
@@ -561,6 +549,24 @@ impl Drop for PrivateState {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
+}
+
+/// Sandbox host `host`'s `lo`, and its uplink to namespace `far`, its
+/// default route.
+pub(super) fn uplink_to(host: &str, far: &str) -> Result<()> {
+    in_ns(host, &["ip", "link", "set", "lo", "up"])?;
+    in_ns(
+        host,
+        &[
+            "ip", "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0",
+        ],
+    )?;
+    in_ns(host, &["ip", "link", "set", "eth0", "netns", far])?;
+    in_ns(host, &["ip", "addr", "add", UPLINK_ADDR, "dev", UPLINK])?;
+    in_ns(host, &["ip", "link", "set", UPLINK, "up"])?;
+    in_ns(far, &["ip", "addr", "add", FAR_END_ADDR, "dev", "eth0"])?;
+    in_ns(far, &["ip", "link", "set", "eth0", "up"])?;
+    in_ns(host, &["ip", "route", "add", "default", "via", FAR_END])
 }
 
 fn in_ns(ns: &str, args: &[&str]) -> Result<()> {

@@ -2,10 +2,11 @@
 //! bridge with iptables) and against the limit (a bare veth pair; plain
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
-//! setup alike; then the control plane's rows (`control`). Results go to
+//! setup alike; then the control plane's rows (`control`, `docker`). Results go to
 //! `bench-results/<time>/` and the tables to stdout.
 
 mod control;
+mod docker;
 mod report;
 mod setups;
 mod workloads;
@@ -37,8 +38,15 @@ pub fn exec(netfwd: &Path, quick: bool, control_plane_only: bool) -> Result<()> 
         md
     };
     let control = control::exec(netfwd, quick, &dir);
+    // Docker's row is one of many: its failure is reported in its place.
+    let docker = control.is_ok().then(|| docker::exec(netfwd, quick, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     md.push_str(&control?);
+    match docker {
+        Some(Ok(row)) => md.push_str(&row),
+        Some(Err(e)) => md.push_str(&format!("\n`docker run` row: failed ({e:#}).\n")),
+        None => {}
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}\nresults: {}", out.display());
