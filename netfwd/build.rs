@@ -1,7 +1,9 @@
 //! Builds the eBPF object (netfwd-ebpf) with its pinned nightly and
 //! bpf-linker, and leaves it in OUT_DIR for `include_bytes_aligned!`; then
 //! describes the build for `netfwd --version` (`NETFWD_COMMIT`,
-//! `NETFWD_DATAPATH`, `NETFWD_TOOLCHAINS`).
+//! `NETFWD_DATAPATH`, `NETFWD_TOOLCHAINS`) and names the object for the
+//! loader (`NETFWD_DATAPATH_HASH`: programs pinned from another object are
+//! not reused).
 
 use std::{fs, path::Path, process::Command};
 
@@ -32,9 +34,10 @@ fn main() -> anyhow::Result<()> {
         "cargo:rustc-env=NETFWD_COMMIT={}",
         commit(Path::new(&manifest_dir))
     );
+    let hash = fnv1a(&object);
+    println!("cargo:rustc-env=NETFWD_DATAPATH_HASH={hash:016x}");
     println!(
-        "cargo:rustc-env=NETFWD_DATAPATH={:016x} ({} bytes)",
-        fnv1a(&object),
+        "cargo:rustc-env=NETFWD_DATAPATH={hash:016x} ({} bytes)",
         object.len()
     );
     println!(

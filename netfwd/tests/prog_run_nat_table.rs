@@ -159,6 +159,30 @@ fn an_expired_hairpin_flow_is_collected_whole() {
     });
 }
 
+/// A later load opens the program an earlier one loaded and pinned (the
+/// verifier runs once); once a map it uses is made anew (a resized NAT
+/// table), the next load loads it again, bound to the new map.
+#[test]
+fn a_load_opens_the_pinned_program_until_a_map_it_uses_is_made_anew() {
+    let pins = PinDir::new("prog-pin");
+    let loaded = |max_flows: u32| {
+        let mut programs = Programs::load_at(&pins.0, max_flows, None).unwrap();
+        let info = programs
+            .program(PROG_FROM_ENDPOINT)
+            .unwrap()
+            .info()
+            .unwrap();
+        (info.id(), info.map_ids().unwrap().unwrap_or_default())
+    };
+    let (first, _) = loaded(1024);
+    let (again, _) = loaded(1024);
+    assert_eq!(again, first, "the second load verified the program again");
+    let (resized, maps) = loaded(2048);
+    assert_ne!(resized, first, "still bound to the old NAT table");
+    let nat = aya::maps::MapInfo::from_pin(pins.0.join("NAT")).unwrap();
+    assert!(maps.contains(&nat.id()), "{maps:?} lacks NAT {}", nat.id());
+}
+
 /// A NAT table pinned by a netfwd whose entries had another layout (24
 /// bytes, before TCP sequence numbers) is recreated on load, not reused:
 /// the programs would read past its values.

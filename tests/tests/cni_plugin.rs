@@ -222,6 +222,30 @@ fn twenty_concurrent_adds_get_distinct_addresses() {
     assert!(network_links(lab.sb.host(), &lab.net).is_empty());
 }
 
+/// The first ADD loads the datapath; every later one attaches the program
+/// it loaded, opened from its pin rather than loaded (and verified) again:
+/// one program ID on every endpoint, even after a DEL.
+#[test]
+fn later_adds_attach_the_program_the_first_loaded() {
+    let lab = PluginHost::new("cnipin");
+    let conf = lab.conf("1.0.0");
+    let namespaces: Vec<Netns> = (0..3)
+        .map(|i| lab.sb.precreated_ns(&format!("r{i}")))
+        .collect();
+    for (i, ns) in namespaces.iter().enumerate() {
+        lab.add(&format!("ctr{i}"), ns, &conf);
+    }
+    lab.ok("DEL", "ctr1", Some(&namespaces[1]), &conf);
+    lab.add("ctr1", &namespaces[1], &conf);
+    let eps = lab.cni_endpoints();
+    let ids: Vec<u64> = eps
+        .iter()
+        .map(|e| e["program"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{eps:#?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "program IDs {ids:?}");
+}
+
 /// Malformed config, unknown version, missing namespace or variables, an
 /// unknown command, an invalid network: the spec's error JSON, non-zero
 /// exit, and no network made.

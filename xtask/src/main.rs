@@ -46,11 +46,21 @@ enum Command {
         test_args: Vec<String>,
     },
     /// Set up, build, and measure netfwd against Linux bridge + iptables
-    /// and against the bare-veth limit, in sandbox namespaces.
+    /// and against the bare-veth limit, then its control plane against the
+    /// CNI bridge and portmap plugins, in sandbox namespaces.
     Bench {
-        /// A smoke run: fewer, shorter repetitions (under 3 minutes).
+        /// A smoke run: fewer, shorter repetitions (under 3 minutes; the
+        /// control plane alone, about a minute).
         #[arg(long)]
         quick: bool,
+        /// Only the control plane's rows (CNI ADD/DEL, `up`, attach).
+        #[arg(long)]
+        control_plane: bool,
+        /// The netfwd binary to measure, with its netfwd-cni beside it
+        /// (another build, e.g. main's, against the same baselines);
+        /// default: this workspace's release build.
+        #[arg(long)]
+        netfwd: Option<PathBuf>,
     },
     /// Set up, build, and soak netfwd: mixed TCP/UDP/ICMP between every
     /// endpoint and to the internet, every payload checked, NAT table and
@@ -104,10 +114,14 @@ fn exec(cli: Cli) -> Result<()> {
             build()?;
             test(&test_args)
         }
-        Command::Bench { quick } => {
+        Command::Bench {
+            quick,
+            control_plane,
+            netfwd,
+        } => {
             setup::exec()?;
             build()?;
-            bench::exec(&netfwd_bin(), quick)
+            bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, control_plane)
         }
         Command::Soak { minutes, mode } => {
             setup::exec()?;

@@ -138,7 +138,13 @@ fn exec(
             )
         })?;
     if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin).cni(code::IO_FAILURE)?;
+        // A plugin may answer before reading all of its stdin (an error of
+        // its own, such as a version it does not speak): its exit status
+        // and output say how it went, not the pipe it closed.
+        match input.write_all(stdin) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.cni(code::IO_FAILURE)?,
+        }
     }
     let out = child.wait_with_output().cni(code::IO_FAILURE)?;
     if out.status.success() {

@@ -10,14 +10,21 @@ mod maps;
 pub mod nat_table;
 mod pins;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, MapInfo, MapType},
-    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
+    programs::{
+        CgroupSockAddr, CgroupSockAddrAttachType, Program, ProgramError, ProgramInfo,
+        SchedClassifier, Xdp,
+    },
 };
+use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
     self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER,
     MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
@@ -34,25 +41,37 @@ use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
 pub use handle::{EndpointVeth, NetworkDatapath, Remote};
 pub use maps::{DatapathMaps, sum_counters};
+use pins::{
+    PROGRAMS_DIR, drop_programs_of_other_builds, pin_dir, program_pin, remove_file_if_exists,
+};
 pub use pins::{
     attached, pinned_links, pins_shown, prune_uplink_nat, remove_pins, unpin_link,
     uplink_nat_shown, xdp_attached,
 };
-use pins::{pin_dir, remove_file_if_exists};
 
 /// The compiled datapath, built by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfwd"));
 
-/// The programs of one network's datapath, from the compiled object, bound
-/// to the network's pinned maps (created on first load, reused on every
-/// later one so state survives reloads). A program is loaded into the
-/// kernel (and verified) the first time it is asked for, so a command that
-/// attaches one program (`attach`: an endpoint's; `publish`: the socket
-/// hook) does not verify all five. Compare [`NetworkDatapath`]: a network's
-/// datapath as the rest of netfwd sees it; [`DatapathMaps`]: its maps alone.
+/// The programs of one network's datapath, bound to the network's pinned
+/// maps (created on first load, reused on every later one so state
+/// survives reloads). A program is verified once per network and build of
+/// the datapath: the first time it is asked for, it is loaded into the
+/// kernel from the compiled object and pinned (`pins::program_pin`); every
+/// later command opens that pin, and reads the object (and the kernel's
+/// BTF) only when a map or a program is missing. The verifier takes a
+/// second for `tc_from_endpoint`, which every `attach` and CNI ADD paid.
+/// Compare [`NetworkDatapath`]: a network's datapath as the rest of netfwd
+/// sees it; [`DatapathMaps`]: its maps alone.
 pub struct Programs {
-    ebpf: Ebpf,
     pin_dir: PathBuf,
+    nat_entries: u32,
+    map_pins: Vec<(&'static str, PathBuf)>,
+    /// The compiled object bound to the pinned maps, once it was needed.
+    object: Option<Ebpf>,
+    /// The programs opened from their pins so far.
+    opened: BTreeMap<&'static str, Program>,
+    /// The pinned maps' IDs by their kernel names, read on first need.
+    map_ids: Option<BTreeMap<String, u32>>,
 }
 
 impl Programs {
@@ -67,8 +86,8 @@ impl Programs {
     ) -> Result<Self> {
         ensure_bpffs()?;
         let root = Path::new(names::PIN_ROOT);
-        for links in [names::LINKS_DIR, names::XDP_LINKS_DIR] {
-            private_dir::ensure(root, &[network.as_str(), links])?;
+        for below in [names::LINKS_DIR, names::XDP_LINKS_DIR, PROGRAMS_DIR] {
+            private_dir::ensure(root, &[network.as_str(), below])?;
         }
         if let Some(shared) = shared_nat {
             let name = shared
@@ -80,19 +99,21 @@ impl Programs {
         Self::load_at(&pin_dir(network), nat_max_flows, shared_nat)
     }
 
-    /// Loads with maps and links pinned under `dir` (tests use a directory of
-    /// their own). `NAT` holds the entries of `nat_max_flows` flows; with
-    /// `shared_nat` it is the table pinned there, pinned under `dir` too
-    /// (where `status`, the collector and bpftool find it), and early drop's
-    /// ring of new flows and the unanswered flows per sender are the
-    /// table's there too (a flood at one network's published port must make
-    /// room for every network's flows, and counts against one share).
+    /// Loads with maps, programs and links pinned under `dir` (tests use a
+    /// directory of their own). `NAT` holds the entries of `nat_max_flows`
+    /// flows; with `shared_nat` it is the table pinned there, pinned under
+    /// `dir` too (where `status`, the collector and bpftool find it), and
+    /// early drop's ring of new flows and the unanswered flows per sender
+    /// are the table's there too (a flood at one network's published port
+    /// must make room for every network's flows, and counts against one
+    /// share).
     pub fn load_at(dir: &Path, nat_max_flows: u32, shared_nat: Option<&Path>) -> Result<Self> {
         ensure_bpffs()?;
-        for links in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
-            std::fs::create_dir_all(&links)
-                .with_context(|| format!("creating pin directory {}", links.display()))?;
+        for below in [names::LINKS_DIR, names::XDP_LINKS_DIR].map(|d| dir.join(d)) {
+            std::fs::create_dir_all(&below)
+                .with_context(|| format!("creating pin directory {}", below.display()))?;
         }
+        drop_programs_of_other_builds(dir)?;
         let nat_entries = nat_max_flows.saturating_mul(ENTRIES_PER_FLOW);
         let own_nat = dir.join(MAP_NAT);
         let nat_pin = match shared_nat {
@@ -112,8 +133,6 @@ impl Programs {
         for (map, key_size, value_size) in RESIZED_MAPS {
             drop_pin_of_other_layout(&dir.join(map), key_size, value_size)?;
         }
-        let mut loader = EbpfLoader::new();
-        loader.map_max_entries(MAP_NAT, nat_entries);
         let pin_path = |map: &str| match (map, shared_nat) {
             (MAP_NAT, _) => nat_pin.clone(),
             (MAP_UNREPLIED | MAP_UNREPLIED_CURSOR | MAP_UNREPLIED_BY_SENDER, Some(shared)) => {
@@ -121,14 +140,19 @@ impl Programs {
             }
             _ => dir.join(map),
         };
-        let map_paths: Vec<(&str, PathBuf)> =
-            names::MAPS.iter().map(|m| (*m, pin_path(m))).collect();
-        for (map, path) in &map_paths {
-            loader.map_pin_path(map, path.as_path());
+        let mut programs = Self {
+            pin_dir: dir.to_owned(),
+            nat_entries,
+            map_pins: names::MAPS.iter().map(|m| (*m, pin_path(m))).collect(),
+            object: None,
+            opened: BTreeMap::new(),
+            map_ids: None,
+        };
+        // A missing map is made (and pinned) by loading the object, before
+        // any pinned program is judged against the pinned maps.
+        if programs.map_pins.iter().any(|(_, path)| !path.exists()) {
+            programs.object()?;
         }
-        let ebpf = loader.load(DATAPATH_OBJECT).with_context(|| {
-            format!("loading the datapath with maps pinned in {}", dir.display())
-        })?;
         if nat_pin != own_nat && !own_nat.exists() {
             MapData::from_pin(&nat_pin)
                 .with_context(|| format!("opening {}", nat_pin.display()))?
@@ -148,10 +172,29 @@ impl Programs {
                 .pin(&own)
                 .with_context(|| format!("pinning {} at {}", shared.display(), own.display()))?;
         }
-        Ok(Self {
-            ebpf,
-            pin_dir: dir.to_owned(),
-        })
+        Ok(programs)
+    }
+
+    /// The compiled object, its maps bound to the pins (made where missing),
+    /// read on first use.
+    fn object(&mut self) -> Result<&mut Ebpf> {
+        let ebpf = match self.object.take() {
+            Some(ebpf) => ebpf,
+            None => {
+                let mut loader = EbpfLoader::new();
+                loader.map_max_entries(MAP_NAT, self.nat_entries);
+                for (map, path) in &self.map_pins {
+                    loader.map_pin_path(map, path.as_path());
+                }
+                loader.load(DATAPATH_OBJECT).with_context(|| {
+                    format!(
+                        "loading the datapath with maps pinned in {}",
+                        self.pin_dir.display()
+                    )
+                })?
+            }
+        };
+        Ok(self.object.insert(ebpf))
     }
 
     /// Attaches the endpoint program to the ingress of `ifname`, keeping a
@@ -165,19 +208,19 @@ impl Programs {
         self.attach(PROG_FROM_UPLINK, ifname)
     }
 
-    fn attach(&mut self, program: &str, ifname: &str) -> Result<AttachOutcome> {
+    fn attach(&mut self, program: &'static str, ifname: &str) -> Result<AttachOutcome> {
         let pin = self.pin_dir.join(names::LINKS_DIR).join(ifname);
-        let prog = classifier(&mut self.ebpf, program)?;
+        let prog = self.program(program)?;
         attach::attach_ingress(prog, ifname, &pin)
             .with_context(|| format!("attaching {program} to {ifname}"))
     }
 
-    /// Loads the XDP programs into the kernel (if not yet). In XDP mode a
-    /// program the kernel refuses fails the command, as a TC one does; only
-    /// an interface that cannot take it falls back to TC.
+    /// Opens or loads the XDP programs (if not yet). In XDP mode a program
+    /// the kernel refuses fails the command, as a TC one does; only an
+    /// interface that cannot take it falls back to TC.
     pub fn load_xdp(&mut self) -> Result<()> {
         for name in [PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK] {
-            xdp_program(&mut self.ebpf, name)?;
+            self.xdp(name)?;
         }
         Ok(())
     }
@@ -203,12 +246,12 @@ impl Programs {
 
     fn attach_xdp(
         &mut self,
-        program: &str,
+        program: &'static str,
         ifname: &str,
         running: Option<u32>,
     ) -> Result<AttachOutcome> {
         let pin = self.pin_dir.join(names::XDP_LINKS_DIR).join(ifname);
-        let prog = xdp_program(&mut self.ebpf, program)?;
+        let prog = self.xdp(program)?;
         attach::attach_xdp(prog, ifname, running, &pin)
             .with_context(|| format!("attaching {program} to {ifname} (XDP)"))
     }
@@ -218,80 +261,180 @@ impl Programs {
     pub fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<()> {
         for (name, link) in SOCKET_HOOKS {
             let pin = self.pin_dir.join(names::LINKS_DIR).join(link);
-            let prog = socket_hook(&mut self.ebpf, name)?;
+            let prog = self.opened_as::<CgroupSockAddr>(name)?;
             attach::attach_cgroup(prog, cgroup, &pin)
                 .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
         }
         Ok(())
     }
 
-    /// A program of the datapath by name, e.g. to run it on a crafted packet.
-    pub fn program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
-        classifier(&mut self.ebpf, name)
+    /// A TC program of the datapath by name, e.g. to run it on a crafted
+    /// packet.
+    pub fn program(&mut self, name: &'static str) -> Result<&mut SchedClassifier> {
+        self.opened_as(name)
     }
 
     /// An XDP program of the datapath by name, as [`Programs::program`].
-    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp> {
-        xdp_program(&mut self.ebpf, name)
+    pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp> {
+        self.opened_as(name)
     }
-}
 
-/// Program `name` of the datapath as `P`, loaded into the kernel on first
-/// use.
-fn loaded<'a, P>(ebpf: &'a mut Ebpf, name: &str, kind: &str) -> Result<&'a mut P>
-where
-    P: LoadableProgram,
-    &'a mut P: TryFrom<&'a mut Program>,
-{
-    let prog: &mut P = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing from the datapath object"))?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("program {name} is not {kind}"))?;
-    if !prog.is_loaded() {
-        prog.load_into_kernel()
+    /// Program `name` as `P`, opened from its pin, or loaded into the
+    /// kernel and pinned when no current pin is there.
+    fn opened_as<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P>
+    where
+        &'a mut P: TryFrom<&'a mut Program>,
+    {
+        let kind = program_kind(name)?;
+        if !self.opened.contains_key(name) {
+            let program = match self.open_pinned(name, kind)? {
+                Some(program) => program,
+                None => {
+                    self.load_and_pin(name)?;
+                    self.open_pinned(name, kind)?.with_context(|| {
+                        format!("program {name} is not bound to the pinned maps once pinned")
+                    })?
+                }
+            };
+            self.opened.insert(name, program);
+        }
+        self.opened
+            .get_mut(name)
+            .with_context(|| format!("program {name} was not opened"))?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("program {name} is not {}", kind.describe()))
+    }
+
+    /// Program `name` from its pin, if it is pinned by this build and bound
+    /// to the maps pinned now; a pin of a program bound to a map since made
+    /// anew (a resized `NAT`) goes.
+    fn open_pinned(&mut self, name: &str, kind: ProgramKind) -> Result<Option<Program>> {
+        let path = program_pin(&self.pin_dir, name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let program = kind
+            .open(&path)
+            .with_context(|| format!("opening program pin {}", path.display()))?;
+        let info = program
+            .info()
+            .with_context(|| format!("reading the info of program {name}"))?;
+        if self.bound_to_pinned_maps(&info)? {
+            return Ok(Some(program));
+        }
+        remove_file_if_exists(&path)?;
+        Ok(None)
+    }
+
+    /// Whether every map of a loaded program that has a pinned namesake is
+    /// that pinned map.
+    fn bound_to_pinned_maps(&mut self, info: &ProgramInfo) -> Result<bool> {
+        let pinned = self.pinned_map_ids()?;
+        let used = info
+            .map_ids()
+            .context("reading a program's maps")?
+            .unwrap_or_default();
+        for id in used {
+            let map = MapInfo::from_id(id).with_context(|| format!("reading map {id}"))?;
+            if let Some(name) = map.name_as_str()
+                && pinned.get(name).is_some_and(|pinned| *pinned != id)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn pinned_map_ids(&mut self) -> Result<&BTreeMap<String, u32>> {
+        let ids = match self.map_ids.take() {
+            Some(ids) => ids,
+            None => {
+                let mut ids = BTreeMap::new();
+                for (_, path) in &self.map_pins {
+                    let info = MapInfo::from_pin(path)
+                        .with_context(|| format!("reading map pin {}", path.display()))?;
+                    if let Some(name) = info.name_as_str() {
+                        ids.insert(name.to_owned(), info.id());
+                    }
+                }
+                ids
+            }
+        };
+        Ok(self.map_ids.insert(ids))
+    }
+
+    /// Loads program `name` from the object into the kernel (the verifier's
+    /// work) and pins it, in place of a pin of a program no longer current.
+    fn load_and_pin(&mut self, name: &str) -> Result<()> {
+        let path = program_pin(&self.pin_dir, name);
+        let program = self
+            .object()?
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the datapath object"))?;
+        if program.fd().is_err() {
+            match program {
+                Program::SchedClassifier(p) => p.load(),
+                Program::Xdp(p) => p.load(),
+                Program::CgroupSockAddr(p) => p.load(),
+                other => anyhow::bail!(
+                    "program {name} is of unexpected type {:?}",
+                    other.prog_type()
+                ),
+            }
             .with_context(|| format!("loading program {name} into the kernel"))?;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating pin directory {}", parent.display()))?;
+        }
+        remove_file_if_exists(&path)?;
+        program
+            .pin(&path)
+            .with_context(|| format!("pinning program {name} at {}", path.display()))
     }
-    Ok(prog)
 }
 
-fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
-    loaded(ebpf, name, "a TC classifier")
+/// What opening a program's pin needs to know of it.
+#[derive(Clone, Copy)]
+enum ProgramKind {
+    Classifier,
+    Xdp,
+    SockAddr(CgroupSockAddrAttachType),
 }
 
-fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    loaded(ebpf, name, "an XDP program")
+impl ProgramKind {
+    fn open(self, path: &Path) -> Result<Program, ProgramError> {
+        Ok(match self {
+            ProgramKind::Classifier => Program::SchedClassifier(SchedClassifier::from_pin(path)?),
+            ProgramKind::Xdp => Program::Xdp(Xdp::from_pin(path, XdpAttachType::Interface)?),
+            ProgramKind::SockAddr(attach) => {
+                Program::CgroupSockAddr(CgroupSockAddr::from_pin(path, attach)?)
+            }
+        })
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ProgramKind::Classifier => "a TC classifier",
+            ProgramKind::Xdp => "an XDP program",
+            ProgramKind::SockAddr(_) => "a cgroup sock_addr program",
+        }
+    }
+}
+
+fn program_kind(name: &str) -> Result<ProgramKind> {
+    Ok(match name {
+        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK => ProgramKind::Classifier,
+        PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
+        PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
+        PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
+        other => anyhow::bail!("no program {other} in the datapath"),
+    })
 }
 
 /// The cgroup socket hooks for published ports, with their links' names.
 pub(super) const SOCKET_HOOKS: [(&str, &str); 2] =
     [(PROG_CONNECT4, CONNECT4_LINK), (PROG_BIND4, BIND4_LINK)];
-
-fn socket_hook<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
-    loaded(ebpf, name, "a cgroup sock_addr program")
-}
-
-/// The program kinds of the datapath, loaded alike (aya gives each its own
-/// `load`).
-trait LoadableProgram {
-    fn is_loaded(&self) -> bool;
-    fn load_into_kernel(&mut self) -> Result<(), ProgramError>;
-}
-
-macro_rules! loadable_program {
-    ($($kind:ty),*) => {$(
-        impl LoadableProgram for $kind {
-            fn is_loaded(&self) -> bool {
-                self.fd().is_ok()
-            }
-
-            fn load_into_kernel(&mut self) -> Result<(), ProgramError> {
-                self.load()
-            }
-        }
-    )*};
-}
-loadable_program!(SchedClassifier, Xdp, CgroupSockAddr);
 
 /// A pinned map is reused as it is, whatever size or kind the program asks
 /// for: when the configured size, the kind or the entry layout changed, the

@@ -1,7 +1,8 @@
 //! Where a network's datapath is pinned under `/sys/fs/bpf/netfwd/`, and
 //! taking pins away: its maps and links in `<network>/` (TCX links in
-//! `links/`, XDP links in `xdp-links/`), the shared NAT table of each uplink
-//! in `uplink-<netns cookie>-<uplink>/`.
+//! `links/`, XDP links in `xdp-links/`, its verified programs in
+//! `programs/<datapath hash>/`), the shared NAT table of each uplink in
+//! `uplink-<netns cookie>-<uplink>/`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,39 @@ use crate::{name::NetworkName, netlink::Link, private_dir};
 /// Where a network's maps and links are pinned.
 pub(super) fn pin_dir(network: &NetworkName) -> PathBuf {
     Path::new(names::PIN_ROOT).join(network.as_str())
+}
+
+/// Where the network's loaded programs are pinned, one directory per build
+/// of the datapath: a pin of another build's program is never taken for
+/// this build's.
+pub(super) const PROGRAMS_DIR: &str = "programs";
+
+/// The hash of the compiled datapath (build.rs).
+const DATAPATH_HASH: &str = env!("NETFWD_DATAPATH_HASH");
+
+/// Where program `name` of this build is pinned, in pin directory `dir`.
+pub(super) fn program_pin(dir: &Path, name: &str) -> PathBuf {
+    dir.join(PROGRAMS_DIR).join(DATAPATH_HASH).join(name)
+}
+
+/// Unpins the programs of other builds in pin directory `dir` (an upgrade
+/// replaces them in every link it attaches; those still attached stay
+/// loaded by their links).
+pub(super) fn drop_programs_of_other_builds(dir: &Path) -> Result<()> {
+    let programs = dir.join(PROGRAMS_DIR);
+    let entries = match std::fs::read_dir(&programs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", programs.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", programs.display()))?;
+        if entry.file_name() != DATAPATH_HASH {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn links_dir(network: &NetworkName) -> PathBuf {

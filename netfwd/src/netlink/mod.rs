@@ -6,15 +6,17 @@ mod link;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd as _, BorrowedFd},
     path::Path,
 };
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
 use rtnetlink::{
-    Handle, RouteMessageBuilder,
+    Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
         address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
+        link::{InfoData, InfoVeth},
         route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
 };
@@ -25,6 +27,15 @@ use crate::netns;
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
 const ENODEV: i32 = nix::errno::Errno::ENODEV as i32;
 const ESRCH: i32 = nix::errno::Errno::ESRCH as i32;
+
+/// The far end of a veth pair being made: its name, the namespace it is
+/// made in (default: the handle's) and its MAC address (default: the
+/// kernel's random one).
+pub struct VethPeer<'a> {
+    pub name: &'a str,
+    pub netns: Option<BorrowedFd<'a>>,
+    pub mac: Option<[u8; 6]>,
+}
 
 /// A route in the main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,43 +123,26 @@ impl Netlink {
         msgs.into_iter().map(Link::try_from).collect()
     }
 
-    pub async fn create_veth(&self, name: &str, peer: &str, mtu: Option<u32>) -> Result<()> {
-        let mut builder = rtnetlink::LinkVeth::new(name, peer);
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
+    /// Creates veth pair `name`/`peer.name` with `mtu` on both ends, the
+    /// peer made straight in its namespace: moving a link between
+    /// namespaces waits for the kernel's RCU (about 20 ms a move here).
+    pub async fn create_veth(&self, name: &str, peer: &VethPeer<'_>, mtu: u32) -> Result<()> {
+        let mut peer_link = LinkUnspec::new_with_name(peer.name).mtu(mtu);
+        if let Some(mac) = peer.mac {
+            peer_link = peer_link.address(mac.to_vec());
         }
+        if let Some(netns) = peer.netns {
+            peer_link = peer_link.setns_by_fd(netns.as_raw_fd());
+        }
+        let builder = LinkVeth::new(name, peer.name)
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_link.build())));
         self.handle
             .link()
             .add(builder.build())
             .execute()
             .await
-            .with_context(|| format!("creating veth pair {name}/{peer}"))?;
-        // The peer takes the MTU only if told separately.
-        if let Some(mtu) = mtu {
-            let peer_link = self
-                .link_by_name(peer)
-                .await?
-                .with_context(|| format!("veth peer {peer} missing after creation"))?;
-            self.set(link::by_index(peer_link.index).mtu(mtu))
-                .await
-                .with_context(|| format!("setting mtu {mtu} on {peer}"))?;
-        }
-        Ok(())
-    }
-
-    /// Moves link `index` into the namespace open at `netns`.
-    pub async fn set_netns(&self, index: u32, netns: std::os::fd::BorrowedFd<'_>) -> Result<()> {
-        use std::os::fd::AsRawFd as _;
-        self.set(link::by_index(index).setns_by_fd(netns.as_raw_fd()))
-            .await
-    }
-
-    pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
-        self.set(link::by_index(index).name(name.to_owned())).await
-    }
-
-    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
-        self.set(link::by_index(index).address(mac.to_vec())).await
+            .with_context(|| format!("creating veth pair {name}/{}", peer.name))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     config::{Endpoint, Kind, Mode, Network},
     ethtool,
-    netlink::{self, Link, Netlink, Route},
+    netlink::{self, Link, Netlink, Route, VethPeer},
     netns, procnet,
     state::{Attachment, State},
 };
@@ -227,38 +227,39 @@ async fn existing_pair(
     Ok(paired.then_some((host_link, eth0)))
 }
 
-/// A new veth pair in the host, after the leftovers of a half-made one (a
-/// crash, or a namespace deleted under us), its inner end with the MAC
-/// address asked for (else the kernel's random one). Returns the inner end.
+/// Removes the host's links of these names: the leftovers of a half-made
+/// pair (a crash, or a namespace deleted under us).
+async fn remove_leftovers(host: &Netlink, names: [&str; 2]) -> Result<()> {
+    for name in names {
+        if let Some(link) = host.link_by_name(name).await? {
+            host.delete_link(link.index).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A new veth pair in the host, after the leftovers of a half-made one,
+/// its inner end with the MAC address asked for (else the kernel's random
+/// one).
 async fn make_pair_in_host(
     host: &Netlink,
     net: &Network,
     host_ifname: &str,
     (peer_ifname, peer_mac): (&str, Option<[u8; 6]>),
-) -> Result<Link> {
-    for name in [host_ifname, peer_ifname] {
-        if let Some(link) = host.link_by_name(name).await? {
-            host.delete_link(link.index).await?;
-        }
-    }
-    host.create_veth(host_ifname, peer_ifname, Some(net.mtu))
+) -> Result<()> {
+    remove_leftovers(host, [host_ifname, peer_ifname]).await?;
+    let peer = VethPeer {
+        name: peer_ifname,
+        netns: None,
+        mac: peer_mac,
+    };
+    host.create_veth(host_ifname, &peer, net.mtu)
         .await
-        .with_context(|| format!("creating veth {host_ifname}"))?;
-    let peer = host
-        .link_by_name(peer_ifname)
-        .await?
-        .with_context(|| format!("veth peer {peer_ifname} missing after creation"))?;
-    if let Some(mac) = peer_mac {
-        host.set_mac(peer.index, mac).await.with_context(|| {
-            format!(
-                "setting {peer_ifname}'s MAC address to {}",
-                netlink::format_mac(mac)
-            )
-        })?;
-    }
-    Ok(peer)
+        .with_context(|| format!("creating veth {host_ifname}"))
 }
 
+/// A new veth pair whose inner end is made in the endpoint's namespace
+/// under its own name, after the leftovers of a half-made one.
 async fn create_pair(
     host: &Netlink,
     inner: &Netlink,
@@ -266,26 +267,28 @@ async fn create_pair(
     at: &Placement<'_>,
 ) -> Result<()> {
     let host_ifname = net.host_ifname(at.ip);
-    let tmp_ifname = net.peer_tmp_ifname(at.ip);
-    let ns = at.ns_path.display();
     if let Some(stale) = inner.link_by_name(at.ifname).await? {
         // Preflight refused namespaces with a foreign interface of that
         // name; this is our own inner end whose host side is gone.
         inner.delete_link(stale.index).await?;
     }
-    let peer = make_pair_in_host(host, net, &host_ifname, (&tmp_ifname, at.mac)).await?;
+    // A pair an older netfwd left half-moved has its inner end here.
+    remove_leftovers(host, [&host_ifname, &net.peer_tmp_ifname(at.ip)]).await?;
     let ns_file = netns::open(at.ns_path)?;
-    host.set_netns(peer.index, ns_file.as_fd())
+    let peer = VethPeer {
+        name: at.ifname,
+        netns: Some(ns_file.as_fd()),
+        mac: at.mac,
+    };
+    host.create_veth(&host_ifname, &peer, net.mtu)
         .await
-        .with_context(|| format!("moving {tmp_ifname} into {ns}"))?;
-    let moved = inner
-        .link_by_name(&tmp_ifname)
-        .await?
-        .with_context(|| format!("{tmp_ifname} missing in {ns} after the move"))?;
-    inner
-        .rename(moved.index, at.ifname)
-        .await
-        .with_context(|| format!("renaming {tmp_ifname} to {}", at.ifname))
+        .with_context(|| {
+            format!(
+                "creating veth {host_ifname} with {} in {}",
+                at.ifname,
+                at.ns_path.display()
+            )
+        })
 }
 
 async fn configure_inside(

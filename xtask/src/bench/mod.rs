@@ -2,9 +2,11 @@
 //! bridge with iptables) and against the limit (a bare veth pair; plain
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
-//! setup alike. Results go to `bench-results/<time>/` and the table to
-//! stdout.
+//! setup alike; then the control plane's rows (`control`, `docker`). Results go to
+//! `bench-results/<time>/` and the tables to stdout.
 
+mod control;
+mod docker;
 mod report;
 mod setups;
 mod workloads;
@@ -20,7 +22,43 @@ use self::{
 };
 use crate::cmd::{command, output, workspace_root};
 
-pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
+/// The whole bench, or with `control_plane_only` its control-plane rows
+/// alone.
+pub fn exec(netfwd: &Path, quick: bool, control_plane_only: bool) -> Result<()> {
+    let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
+    let out = workspace_root().join("bench-results").join(stamp.trim());
+    let mut md = if control_plane_only {
+        machine()?
+    } else {
+        let (md, json, svg) = data_plane(netfwd, quick, &dir)?;
+        report::write(&out, &md, &json, &svg)?;
+        md
+    };
+    let control = control::exec(netfwd, quick, &dir);
+    // Docker's row is one of many: its failure is reported in its place.
+    let docker = control.is_ok().then(|| docker::exec(netfwd, quick, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    md.push_str(&control?);
+    match docker {
+        Some(Ok(row)) => md.push_str(&row),
+        Some(Err(e)) => md.push_str(&format!("\n`docker run` row: failed ({e:#}).\n")),
+        None => {}
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("results.md"), &md)?;
+    println!("{md}\nresults: {}", out.display());
+    Ok(())
+}
+
+/// The data path's rows: the table, every sample as JSON and the chart.
+fn data_plane(
+    netfwd: &Path,
+    quick: bool,
+    dir: &Path,
+) -> Result<(String, serde_json::Value, String)> {
     let (reps, secs, scale) = if quick {
         (1, 1, &workloads::SCALE_QUICK[..])
     } else {
@@ -28,12 +66,10 @@ pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
     };
     let all = Workload::all(scale);
     let id = std::process::id();
-    let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
-    std::fs::create_dir_all(&dir)?;
     let mut built: Vec<Setup> = Kind::ALL
         .iter()
         .map(|k| {
-            Setup::build(*k, id, netfwd, &dir).with_context(|| format!("building {}", k.name()))
+            Setup::build(*k, id, netfwd, dir).with_context(|| format!("building {}", k.name()))
         })
         .collect::<Result<_>>()?;
     let mut samples = Samples::new();
@@ -76,17 +112,12 @@ pub fn exec(netfwd: &Path, quick: bool) -> Result<()> {
         }
     }
     drop(built);
-    let _ = std::fs::remove_dir_all(&dir);
 
     let machine = machine()?;
     let md = report::markdown(&samples, &all, reps, secs, &machine) + &memory;
     let json = report::json(&samples, &all, reps, secs, &machine);
     let svg = report::svg(&samples, &all);
-    let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
-    let out = workspace_root().join("bench-results").join(stamp.trim());
-    report::write(&out, &md, &json, &svg)?;
-    println!("{md}\nresults: {}", out.display());
-    Ok(())
+    Ok((md, json, svg))
 }
 
 /// `reps` rounds of every workload on every setup, interleaved
