@@ -52,7 +52,6 @@ fn tcp(ns: &str, ip: &'static str, port: u16) -> anyhow::Result<String> {
     in_netns(ns, move || tcp_echo(ip, port, None, &data))
 }
 
-
 /// Moves the sandbox host's uplink from address `old` to `new` (a /24
 /// each), its default route with it.
 fn change_address(host: &str, old: &str, new: &str) {
