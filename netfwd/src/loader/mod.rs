@@ -16,12 +16,14 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, MapInfo, MapType},
-    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
+    programs::{
+        CgroupSockAddr, Program, ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp,
+    },
 };
 use netfwd_common::names::{
-    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER,
-    MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
-    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_UNREPLIED,
+    MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT,
+    PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -116,9 +118,14 @@ impl Programs {
         loader.map_max_entries(MAP_NAT, nat_entries);
         let pin_path = |map: &str| match (map, shared_nat) {
             (MAP_NAT, _) => nat_pin.clone(),
-            (MAP_UNREPLIED | MAP_UNREPLIED_CURSOR | MAP_UNREPLIED_BY_SENDER, Some(shared)) => {
-                shared.join(map)
-            }
+            (
+                MAP_UNREPLIED
+                | MAP_UNREPLIED_CURSOR
+                | MAP_UNREPLIED_BY_SENDER
+                | MAP_NAT_SWEEP
+                | MAP_NAT_EXPIRED,
+                Some(shared),
+            ) => shared.join(map),
             _ => dir.join(map),
         };
         let map_paths: Vec<(&str, PathBuf)> =
@@ -137,16 +144,21 @@ impl Programs {
                     format!("pinning the shared NAT table at {}", own_nat.display())
                 })?;
         }
-        // The collector counts the flows it removes off their senders'
-        // shares: in the table's own counts, found beside the table.
+        // The table's own counts (which `down` forgets a network's
+        // endpoints from) and its sweep's record (which `status` and the
+        // daemon report) are found beside it, in the network's directory.
         if let Some(shared) = shared_nat {
-            let own = dir.join(MAP_UNREPLIED_BY_SENDER);
-            remove_file_if_exists(&own)?;
-            let shared = shared.join(MAP_UNREPLIED_BY_SENDER);
-            MapData::from_pin(&shared)
-                .with_context(|| format!("opening {}", shared.display()))?
-                .pin(&own)
-                .with_context(|| format!("pinning {} at {}", shared.display(), own.display()))?;
+            for map in [MAP_UNREPLIED_BY_SENDER, MAP_NAT_SWEEP] {
+                let own = dir.join(map);
+                remove_file_if_exists(&own)?;
+                let shared = shared.join(map);
+                MapData::from_pin(&shared)
+                    .with_context(|| format!("opening {}", shared.display()))?
+                    .pin(&own)
+                    .with_context(|| {
+                        format!("pinning {} at {}", shared.display(), own.display())
+                    })?;
+            }
         }
         Ok(Self {
             ebpf,
@@ -222,6 +234,22 @@ impl Programs {
             attach::attach_cgroup(prog, cgroup, &pin)
                 .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
         }
+        Ok(())
+    }
+
+    /// Arms the NAT table's expiry sweep, which then runs on a timer in the
+    /// kernel, kept by the table's pins (see `PROG_NAT_SWEEP_ARM`): the arming
+    /// program is run once and let go.
+    pub fn arm_nat_sweep(&mut self) -> Result<()> {
+        let prog = classifier(&mut self.ebpf, PROG_NAT_SWEEP_ARM)?;
+        // A classifier's test run wants at least an Ethernet header.
+        let frame = [0u8; 64];
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            repeat: 1,
+            ..Default::default()
+        })
+        .with_context(|| format!("running {PROG_NAT_SWEEP_ARM}"))?;
         Ok(())
     }
 
