@@ -481,13 +481,15 @@ pub struct NatSweep {
     pub timeouts: NatTimeouts,
     /// Candidates in `NAT_EXPIRED` still to be checked and removed.
     pub pending: u32,
-    /// 1 when the last walk stopped at `MAX_EXPIRED_PER_WALK` candidates:
-    /// the next walk follows the removals at once.
+    /// 1 when the last walk stopped with `NAT_EXPIRED` full (a table
+    /// loaded from an older pin of another size): the next walk follows
+    /// the removals at once.
     pub cut_short: u32,
     pub _pad: u32,
     /// Nanoseconds between walks (half the shortest timeout, 1–5 s).
     pub interval_ns: u64,
-    /// Walks over the whole table finished.
+    /// Walks over the whole table finished (every `LONE_EGRESS_EVERY`th
+    /// one also looks for lone egress entries).
     pub walks: u64,
     /// Flows removed (both entries), and lone egress entries removed.
     pub flows_removed: u64,
@@ -497,12 +499,14 @@ pub struct NatSweep {
     pub last_walk_entries: u64,
     pub last_walk_ns: u64,
     pub last_removal_ns: u64,
+    /// Nanoseconds spent in walks and removals, in all: the sweep's cost.
+    pub busy_ns: u64,
 }
 
-/// Capacity of `NAT_EXPIRED`, the keys one walk marks for removal: a walk
-/// that finds more stops there, and the next one, right after the removals,
-/// goes on.
-pub const MAX_EXPIRED_PER_WALK: u32 = 65_536;
+/// How often a walk of the sweep also looks for egress entries whose
+/// ingress entry is gone (one lookup per egress entry, as dear as the walk
+/// itself; such entries are rare: an eviction or takeover that missed).
+pub const LONE_EGRESS_EVERY: u64 = 8;
 
 impl NatSweep {
     /// The pause between walks for `timeouts`: half the shortest timeout,

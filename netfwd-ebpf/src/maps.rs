@@ -12,8 +12,7 @@ use netfwd_common::{
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
-        MAX_EXPIRED_PER_WALK, MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep,
-        PublishKey, PublishTarget,
+        MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
     },
 };
 
@@ -85,9 +84,10 @@ const MAX_SENDERS: u32 = 2 * (DEFAULT_MAX_ENDPOINTS + MAX_PUBLISHED);
 pub static NAT_SWEEP: Array<NatSweep, 1> = Array::new();
 
 /// The keys the sweep's last walk found expired, to be checked again and
-/// removed (see `nat::sweep`).
+/// removed (see `nat::sweep`): room for every flow of the table (sized by
+/// the loader with `NAT`), so one walk marks all that expired.
 #[btf_map]
-pub static NAT_EXPIRED: Array<NatKey, { MAX_EXPIRED_PER_WALK as usize }> = Array::new();
+pub static NAT_EXPIRED: Array<NatKey, { DEFAULT_MAX_FLOWS as usize }> = Array::new();
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).

@@ -5,17 +5,18 @@
 //! lives as long as the table) drives the sweep in steps:
 //!
 //! 1. a **walk** (`bpf_for_each_map_elem` over `NAT`) marks the ingress keys
-//!    of expired flows, and egress entries whose ingress entry is gone, in
-//!    `NAT_EXPIRED` (at most `MAX_EXPIRED_PER_WALK`), and changes nothing;
+//!    of expired flows, and (every `LONE_EGRESS_EVERY`th walk) egress
+//!    entries whose ingress entry is gone, in `NAT_EXPIRED` (room for the
+//!    whole table), and changes nothing;
 //! 2. a **removal** step (`bpf_loop` over the marks) takes each flow's
 //!    entry as it is *now*, removes it only if it is still expired, with
 //!    its egress entry (while that still points at it) and its place in its
 //!    sender's share of unanswered flows.
 //!
 //! Then the timer waits `NatSweep::interval_ns`, or 1 ms when there are
-//! marks to remove or the walk stopped at its limit. A hash map has no
+//! marks to remove (or the walk found `NAT_EXPIRED` full). A hash map has no
 //! cursor a BPF program can resume at, so a walk visits the whole table at
-//! once; the removals are the bounded part. Walking and removing apart also
+//! once, and its removals follow in a step of their own. Walking and removing apart also
 //! keeps the walk off a bucket chain that a removal hands to another flow.
 //!
 //! The race between the expiry check and the removal: the datapath
@@ -40,7 +41,7 @@ use aya_ebpf::{
     },
 };
 use netfwd_common::nat::{
-    DIR_INGRESS, MAX_EXPIRED_PER_WALK, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts,
+    DIR_INGRESS, LONE_EGRESS_EVERY, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts,
 };
 
 use crate::{
@@ -136,9 +137,14 @@ struct Step {
     timeouts: NatTimeouts,
     /// A walk: the entries it marked; the removals: the flows removed.
     done: u32,
-    /// The removals: the lone egress entries removed.
+    /// A walk: 1 if it looks for lone egress entries, 2 once `NAT_EXPIRED`
+    /// was full; the removals: the lone egress entries removed.
     lone: u32,
 }
+
+/// `Step::lone` of a walk.
+const LOOK_FOR_LONE: u32 = 1;
+const MARKS_FULL: u32 = 2;
 
 impl Step {
     #[inline(always)]
@@ -155,6 +161,9 @@ impl Step {
 #[inline(always)]
 fn walk(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     let mut walk = Step::new(timeouts);
+    if sweep.walks.is_multiple_of(LONE_EGRESS_EVERY) {
+        walk.lone = LOOK_FOR_LONE;
+    }
     // SAFETY: helper call; `visit` takes `Step` as its context.
     let visited = unsafe {
         bpf_for_each_map_elem(
@@ -165,15 +174,16 @@ fn walk(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
         )
     };
     sweep.pending = walk.done;
-    sweep.cut_short = u32::from(walk.done >= MAX_EXPIRED_PER_WALK);
+    sweep.cut_short = u32::from(walk.lone & MARKS_FULL != 0);
     sweep.walks += 1;
     sweep.last_walk_entries = visited as u64;
     sweep.last_walk_ns = now_ns().saturating_sub(walk.now);
+    sweep.busy_ns += sweep.last_walk_ns;
 }
 
-/// One entry of the walk: marked if its flow expired, or if it is an egress
-/// entry older than any timeout whose ingress entry is gone. 1 stops the
-/// walk (the marks are full).
+/// One entry of the walk: marked if its flow expired, or (when the walk
+/// looks for them) if it is an egress entry older than any timeout whose
+/// ingress entry is gone. 1 stops the walk (the marks are full).
 extern "C" fn visit(
     _map: *mut c_void,
     key: *const NatKey,
@@ -185,18 +195,19 @@ extern "C" fn visit(
     let marked = if key.dir == DIR_INGRESS {
         walk.timeouts.expired(key.proto, entry, walk.now)
     } else {
-        lone_egress(key, entry, &walk.timeouts, walk.now)
+        walk.lone & LOOK_FOR_LONE != 0 && lone_egress(key, entry, &walk.timeouts, walk.now)
     };
     if !marked {
         return 0;
     }
     let Some(slot) = NAT_EXPIRED.get_ptr_mut(walk.done) else {
+        walk.lone |= MARKS_FULL;
         return 1;
     };
     // SAFETY: a live map value.
     unsafe { *slot = *key };
     walk.done += 1;
-    i64::from(walk.done >= MAX_EXPIRED_PER_WALK)
+    0
 }
 
 /// An egress entry whose ingress entry is gone (an eviction or a takeover
@@ -215,7 +226,7 @@ fn remove_marked(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     // SAFETY: helper call; `remove_one` takes `Step` as its context.
     unsafe {
         bpf_loop(
-            sweep.pending.min(MAX_EXPIRED_PER_WALK),
+            sweep.pending,
             remove_one as *mut c_void,
             (&raw mut removal).cast(),
             0,
@@ -223,6 +234,7 @@ fn remove_marked(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     };
     sweep.pending = 0;
     sweep.last_removal_ns = now_ns().saturating_sub(removal.now);
+    sweep.busy_ns += sweep.last_removal_ns;
     sweep.flows_removed += u64::from(removal.done);
     sweep.lone_removed += u64::from(removal.lone);
 }

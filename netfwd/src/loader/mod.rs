@@ -116,6 +116,9 @@ impl Programs {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_NAT, nat_entries);
+        // The sweep's marks have room for every flow: one walk marks all
+        // that expired.
+        loader.map_max_entries(MAP_NAT_EXPIRED, nat_max_flows);
         let pin_path = |map: &str| match (map, shared_nat) {
             (MAP_NAT, _) => nat_pin.clone(),
             (
@@ -128,6 +131,7 @@ impl Programs {
             ) => shared.join(map),
             _ => dir.join(map),
         };
+        drop_pin_of_other_capacity(&pin_path(MAP_NAT_EXPIRED), nat_max_flows)?;
         let map_paths: Vec<(&str, PathBuf)> =
             names::MAPS.iter().map(|m| (*m, pin_path(m))).collect();
         for (map, path) in &map_paths {
@@ -145,10 +149,11 @@ impl Programs {
                 })?;
         }
         // The table's own counts (which `down` forgets a network's
-        // endpoints from) and its sweep's record (which `status` and the
-        // daemon report) are found beside it, in the network's directory.
+        // endpoints from) and its sweep's record and marks (which the
+        // daemon and the bench report) are found beside it, in the
+        // network's directory.
         if let Some(shared) = shared_nat {
-            for map in [MAP_UNREPLIED_BY_SENDER, MAP_NAT_SWEEP] {
+            for map in [MAP_UNREPLIED_BY_SENDER, MAP_NAT_SWEEP, MAP_NAT_EXPIRED] {
                 let own = dir.join(map);
                 remove_file_if_exists(&own)?;
                 let shared = shared.join(map);
@@ -381,6 +386,16 @@ fn drop_pin_of_other_layout(path: &Path, key_size: usize, value_size: usize) -> 
         layout.1
     );
     remove_file_if_exists(path)
+}
+
+/// A pinned map is reused as it is: one of another capacity than
+/// `max_entries` goes, and what it held with it (the sweep's marks, sized
+/// with the table).
+fn drop_pin_of_other_capacity(path: &Path, max_entries: u32) -> Result<()> {
+    match MapInfo::from_pin(path) {
+        Ok(info) if info.max_entries() != max_entries => remove_file_if_exists(path),
+        _ => Ok(()),
+    }
 }
 
 /// A network's own pin of `NAT` that is not the shared table at `shared`
