@@ -114,7 +114,7 @@ pub const BIND4_LINK: &str = "cgroup-bind4";
 /// sweep, which then runs in the kernel on its own timer.
 pub const PROG_NAT_SWEEP_ARM: &str = "nat_sweep_arm";
 /// Run with `BPF_PROG_TEST_RUN`: one step of the sweep at once (a walk, or
-/// the removals it found), for `netfwd nat sweep`, the tests and the bench.
+/// the removals it found), for the tests (`prog_run_nat_sweep.rs`).
 pub const PROG_NAT_SWEEP_STEP: &str = "nat_sweep_step";
 
 /// Default capacity of `ENDPOINTS` and `COUNTERS`.

@@ -154,7 +154,7 @@ pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
 }
 
 /// Attached nowhere: run with `BPF_PROG_TEST_RUN`, one step of the expiry
-/// sweep at once (`netfwd nat sweep`, the tests, the bench).
+/// sweep at once, for the tests.
 #[classifier]
 pub fn nat_sweep_step(_ctx: TcContext) -> i32 {
     nat::sweep::step_now();

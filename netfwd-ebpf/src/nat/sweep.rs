@@ -85,8 +85,8 @@ pub fn arm() {
 }
 
 /// One step now (a walk, or the removals of the last walk's marks), outside
-/// the timer, by the timeouts of this program's `NAT_CONFIG`: the tests and
-/// the bench, armed or not.
+/// the timer, by the timeouts of this program's `NAT_CONFIG`: the tests,
+/// armed or not.
 #[inline(always)]
 pub fn step_now() {
     let (Some(config), Some(sweep)) = (nat_config(), NAT_SWEEP.get_ptr_mut(0)) else {
