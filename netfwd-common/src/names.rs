@@ -62,8 +62,13 @@ pub const MAP_UNREPLIED_CURSOR: &str = "UNREPLIED_CURSOR";
 /// Map (LRU hash): `FlowSender` -> its unanswered flows in the table.
 pub const MAP_UNREPLIED_BY_SENDER: &str = "UNREPLIED_BY_SENDER";
 
+/// Maps (one per NAT table, pinned beside it): the timer and record of the
+/// table's expiry sweep (`NatSweep`), and the keys a walk found expired.
+pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
+pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 15] = [
+pub const MAPS: [&str; 17] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -79,6 +84,8 @@ pub const MAPS: [&str; 15] = [
     MAP_UNREPLIED,
     MAP_UNREPLIED_CURSOR,
     MAP_UNREPLIED_BY_SENDER,
+    MAP_NAT_SWEEP,
+    MAP_NAT_EXPIRED,
 ];
 
 /// Capacity of `REMOTES`.
@@ -101,6 +108,14 @@ pub const CONNECT4_LINK: &str = "cgroup-connect4";
 pub const PROG_BIND4: &str = "bind4_published";
 /// Name of the pinned link of the bind4 hook in `LINKS_DIR`.
 pub const BIND4_LINK: &str = "cgroup-bind4";
+
+/// Run once with `BPF_PROG_TEST_RUN` when a network with NAT comes up:
+/// arms (or re-arms, with this program's code) the NAT table's expiry
+/// sweep, which then runs in the kernel on its own timer.
+pub const PROG_NAT_SWEEP_ARM: &str = "nat_sweep_arm";
+/// Run with `BPF_PROG_TEST_RUN`: one step of the sweep at once (a walk, or
+/// the removals it found), for the tests (`prog_run_nat_sweep.rs`).
+pub const PROG_NAT_SWEEP_STEP: &str = "nat_sweep_step";
 
 /// Default capacity of `ENDPOINTS` and `COUNTERS`.
 pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;

@@ -456,6 +456,74 @@ pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
 /// verifier walks `tc_from_endpoint` past its million instructions.)
 pub const PORT_RETRIES: u32 = 16;
 
+/// The kernel's `struct bpf_timer`, under its own name: the kernel finds
+/// the timer in a map value by this BTF type name (and its size and
+/// alignment), and arms it only through the `bpf_timer_*` helpers.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct bpf_timer {
+    pub opaque: [u64; 2],
+}
+
+/// The single value of `NAT_SWEEP`: the timer that drives the expiry sweep
+/// of an uplink's NAT table in the kernel (see `netfwd-ebpf/src/nat/sweep.rs`),
+/// and what the sweep has done, for `status` and the daemon to report. The
+/// timer and the fields after it are the sweep's; userspace reads them and
+/// writes none (an update from userspace leaves the timer alone anyway).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NatSweep {
+    pub timer: bpf_timer,
+    /// The timeouts the sweep expires flows by, copied from the arming
+    /// network's `NAT_CONFIG` (networks on one uplink agree on them).
+    pub timeouts: NatTimeouts,
+    /// Candidates in `NAT_EXPIRED` still to be checked and removed.
+    pub pending: u32,
+    /// 1 when the last walk stopped with `NAT_EXPIRED` full (a table
+    /// loaded from an older pin of another size): the next walk follows
+    /// the removals at once.
+    pub cut_short: u32,
+    pub _pad: u32,
+    /// Nanoseconds between walks (half the shortest timeout, 1–5 s).
+    pub interval_ns: u64,
+    /// Walks over the whole table finished (every `LONE_EGRESS_EVERY`th
+    /// one also looks for lone egress entries).
+    pub walks: u64,
+    /// Flows removed (both entries), and lone egress entries removed.
+    pub flows_removed: u64,
+    pub lone_removed: u64,
+    /// The last walk: entries it visited and nanoseconds it took; and
+    /// the nanoseconds the last removals took.
+    pub last_walk_entries: u64,
+    pub last_walk_ns: u64,
+    pub last_removal_ns: u64,
+    /// Nanoseconds spent in walks and removals, in all: the sweep's cost.
+    pub busy_ns: u64,
+}
+
+/// How often a walk of the sweep also looks for egress entries whose
+/// ingress entry is gone (one lookup per egress entry, as dear as the walk
+/// itself; such entries are rare: an eviction or takeover that missed).
+pub const LONE_EGRESS_EVERY: u64 = 8;
+
+impl NatSweep {
+    /// The pause between walks for `timeouts`: half the shortest timeout,
+    /// at least 1 s and at most 5 s, so an expired flow's room comes back
+    /// within 5 s (plus a walk) of its timeout.
+    pub const fn interval_ns(timeouts: &NatTimeouts) -> u64 {
+        let half = timeouts.shortest() as u64 * NS_PER_SEC / 2;
+        if half < NS_PER_SEC {
+            NS_PER_SEC
+        } else if half > 5 * NS_PER_SEC {
+            5 * NS_PER_SEC
+        } else {
+            half
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all): repr(C), integers and byte arrays only, no padding (the
@@ -468,6 +536,7 @@ mod pod {
     unsafe impl aya::Pod for super::PublishTarget {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentPorts {}
+    unsafe impl aya::Pod for super::NatSweep {}
 }
 
 #[cfg(test)]

@@ -144,6 +144,23 @@ pub fn bind4_published(ctx: SockAddrContext) -> i32 {
     sockaddr::bind4(&ctx)
 }
 
+/// Attached nowhere: run once with `BPF_PROG_TEST_RUN` when a network with
+/// NAT comes up, it arms the expiry sweep of the network's NAT table, which
+/// then runs on a timer in the kernel with no netfwd process (`nat::sweep`).
+#[classifier]
+pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
+    nat::sweep::arm();
+    0
+}
+
+/// Attached nowhere: run with `BPF_PROG_TEST_RUN`, one step of the expiry
+/// sweep at once, for the tests.
+#[classifier]
+pub fn nat_sweep_step(_ctx: TcContext) -> i32 {
+    nat::sweep::step_now();
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -12,7 +12,7 @@ use netfwd_common::{
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
-        MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget,
+        MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
     },
 };
 
@@ -77,6 +77,17 @@ pub static UNREPLIED_BY_SENDER: LruHashMap<FlowSender, u32, { MAX_SENDERS as usi
 /// Senders tracked at once: every endpoint and published port of a full
 /// network, twice over for networks sharing an uplink.
 const MAX_SENDERS: u32 = 2 * (DEFAULT_MAX_ENDPOINTS + MAX_PUBLISHED);
+
+/// The NAT table's expiry sweep: its timer and record (see `nat::sweep`).
+/// Pinned beside the table, which it lives as long as.
+#[btf_map]
+pub static NAT_SWEEP: Array<NatSweep, 1> = Array::new();
+
+/// The keys the sweep's last walk found expired, to be checked again and
+/// removed (see `nat::sweep`): room for every flow of the table (sized by
+/// the loader with `NAT`), so one walk marks all that expired.
+#[btf_map]
+pub static NAT_EXPIRED: Array<NatKey, { DEFAULT_MAX_FLOWS as usize }> = Array::new();
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).

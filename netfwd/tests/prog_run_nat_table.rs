@@ -1,6 +1,6 @@
 //! The NAT table's limits and lifetime: a full port range, a full table, a
-//! table full of unconfirmed flows, collection, and a table pinned with an
-//! older layout. Each test runs in a namespace of its own (see `nat_lab`).
+//! table full of unconfirmed flows, and a table pinned with an older
+//! layout (expiry: `prog_run_nat_sweep.rs`). Each test runs in a namespace of its own (see `nat_lab`).
 #![expect(
     clippy::unwrap_used,
     reason = "tests: a failed unwrap is a failed test"
@@ -11,12 +11,9 @@ mod nat_lab;
 
 use std::{net::Ipv4Addr, process::Command};
 
-use common::{PinDir, TCP, UDP, eth, ipv4, run, tcp, tcp_seq, udp};
+use common::{PinDir, TCP, UDP, eth, ipv4, run, tcp_seq, udp};
 use nat_lab::*;
-use netfwd::loader::{
-    Programs,
-    nat_table::{self},
-};
+use netfwd::loader::Programs;
 use netfwd_common::{
     drop::DropReason,
     names::PROG_FROM_ENDPOINT,
@@ -133,29 +130,6 @@ fn a_table_full_of_unconfirmed_flows_makes_room_for_new_ones() {
             assert_eq!(lab.state(spoofed(i), 40000), "none", "the oldest made room");
         }
         assert_eq!(lab.state(spoofed(3), 40000), "syn_sent");
-    });
-}
-
-/// A hairpinned flow's egress entry was keyed by the client's tuple, which
-/// neither the collector nor a port takeover could derive from the reply
-/// entry: it stayed in the table for good.
-#[test]
-fn an_expired_hairpin_flow_is_collected_whole() {
-    with_lab("hairpin-gc", (61000, 65535), |lab| {
-        lab.maps
-            .set_published(&[published(TCP, 8080, A_IP, 80)])
-            .unwrap();
-        let (action, _) = lab.send_from_a(UPLINK_IP, TCP, tcp(40000, 8080, SYN, b""));
-        assert_eq!(action, TC_ACT_REDIRECT);
-        let snapshot = lab.maps.nat_entries().unwrap();
-        assert_eq!(snapshot.len(), 2);
-        let timeouts = lab.maps.nat_config().unwrap().timeouts;
-        let a_day_later = nat_table::now_ns().unwrap() + 86_400 * 1_000_000_000;
-        let collected =
-            nat_table::collect_expired(&snapshot, &timeouts, a_day_later, &mut lab.maps).unwrap();
-        assert_eq!(collected, 1);
-        let left = lab.maps.nat_entries().unwrap();
-        assert!(left.is_empty(), "left behind: {left:?}");
     });
 }
 

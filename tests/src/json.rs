@@ -29,12 +29,29 @@ pub fn endpoint<'a>(network: &'a Value, netns: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no endpoint in {netns} in {network:#}"))
 }
 
+/// The endpoint of `network` with address `ip` (an attached one's
+/// namespace has no name of ours).
+pub fn endpoint_with_ip<'a>(network: &'a Value, ip: &str) -> &'a Value {
+    endpoints(network)
+        .iter()
+        .find(|e| e["ip"] == ip)
+        .unwrap_or_else(|| panic!("no endpoint {ip} in {network:#}"))
+}
+
 /// Packets the endpoint in `netns` had dropped under `reason`.
 pub fn drops(network: &Value, netns: &str, reason: &str) -> u64 {
-    let ep = endpoint(network, netns);
+    endpoint_drops(endpoint(network, netns), reason)
+}
+
+/// Packets the endpoint with address `ip` had dropped under `reason`.
+pub fn drops_of_ip(network: &Value, ip: &str, reason: &str) -> u64 {
+    endpoint_drops(endpoint_with_ip(network, ip), reason)
+}
+
+fn endpoint_drops(ep: &Value, reason: &str) -> u64 {
     ep["counters"]["drops"][drop_reason(reason)]
         .as_u64()
-        .unwrap_or_else(|| panic!("no drop reason {reason} for {netns}: {ep:#}"))
+        .unwrap_or_else(|| panic!("no drop reason {reason}: {ep:#}"))
 }
 
 /// Packets the uplink of a network's status had dropped under `reason`.

@@ -8,14 +8,21 @@
     reason = "a test reports a broken expectation by panicking"
 )]
 
-use std::{process::Output, thread};
+use std::{
+    process::Output,
+    thread,
+    time::{Duration, Instant},
+};
 
 use netfwd_tests::{
     Netns, Sandbox, assert_no_bridge_and_no_rules, assert_ping,
     cgroup::Cgroup,
     cni::{CniDirs, stdout_json},
-    describe, endpoints, in_ns_ok,
-    internet::{EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo},
+    describe, drops_of_ip, endpoints, in_ns_ok,
+    internet::{
+        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
+        udp_echo_within,
+    },
     network_links, payload,
 };
 use serde_json::{Value, json};
@@ -477,4 +484,96 @@ fn snat_and_port_mappings() {
         in_netns(&inet, || tcp_echo(UPLINK_IP, 8080, None, b"x")).is_err(),
         "port 8080 still answers after DEL"
     );
+}
+
+/// A network the CNI plugin made has no netfwd process keeping it (the
+/// plugin exits after each call), and none runs here: its NAT table, filled
+/// with answered flows close to their UDP timeout, refuses a new flow
+/// (`nat_full`); once they expire, the kernel's sweep gives their room back
+/// (within 10 s of the timeout) and a new flow gets through.
+#[test]
+fn a_cni_network_gets_room_back_from_expired_flows_with_no_netfwd_running() {
+    let lab = PluginHost::new("cnisweep");
+    let _internet = Internet::new(&lab.sb);
+    let mut conf = lab.conf("1.0.0");
+    conf["uplink"] = json!(UPLINK);
+    let n1 = lab.sb.precreated_ns("c1");
+    let ip: std::net::Ipv4Addr = PluginHost::address(&lab.add("c1", &n1, &conf))
+        .parse()
+        .unwrap();
+    let echo = |sport: u16| {
+        in_netns(n1.name(), move || {
+            let wait = Duration::from_millis(300);
+            udp_echo_within(INTERNET_IP, ECHO_PORT, sport, b"room?", wait)
+        })
+        .is_ok()
+    };
+    assert!(echo(40000), "the network works");
+
+    // The CNI network keeps the default timeouts (udp 60 s): the table is
+    // filled with flows last seen 55 s ago, answered (so early drop may not
+    // evict them), which expire 5 s from now.
+    let expire_in = Duration::from_secs(5);
+    let filled = Instant::now();
+    fill_nat_table(&lab.net, ip, 55);
+    assert!(!echo(40001), "a full table refuses a new flow");
+    let status = lab.sb.network_status(&lab.net);
+    let refused = drops_of_ip(&status, &ip.to_string(), "nat_full");
+    assert!(refused >= 1, "{status:#}");
+
+    let deadline = filled + expire_in + Duration::from_secs(10);
+    let mut sport = 41000;
+    while !echo(sport) {
+        assert!(
+            Instant::now() < deadline,
+            "no room came back within 10 s of the timeout"
+        );
+        thread::sleep(Duration::from_millis(250));
+        sport += 1;
+    }
+    assert!(
+        filled.elapsed() >= expire_in - Duration::from_secs(1),
+        "room came back before the flows expired"
+    );
+    let flows = lab.sb.network_status(&lab.net)["nat"]["flows"]
+        .as_u64()
+        .unwrap();
+    assert!(flows < 100, "the expired flows are gone: {flows} left");
+}
+
+/// Fills network `net`'s NAT table (pinned) with answered UDP flows of
+/// endpoint `ip`, last seen `ago_secs` seconds ago, to documentation
+/// addresses (192.0.2.0/24).
+fn fill_nat_table(net: &str, ip: std::net::Ipv4Addr, ago_secs: u64) {
+    use aya::maps::{HashMap, Map, MapData, MapInfo};
+    use netfwd_common::{
+        names::{MAP_NAT, PIN_ROOT},
+        nat::{IPPROTO_UDP, NatEntry, NatKey, SEEN_REPLY, Tuple},
+    };
+    let pin = std::path::Path::new(PIN_ROOT).join(net).join(MAP_NAT);
+    let capacity = MapInfo::from_pin(&pin).unwrap().max_entries() / 2;
+    let map = Map::from_map_data(MapData::from_pin(&pin).unwrap()).unwrap();
+    let mut nat: HashMap<MapData, NatKey, NatEntry> = HashMap::try_from(map).unwrap();
+    let held = nat.keys().count() as u32 / 2;
+    let seen = netfwd::loader::nat_table::now_ns().unwrap() - ago_secs * 1_000_000_000;
+    let uplink: std::net::Ipv4Addr = UPLINK_IP.parse().unwrap();
+    const PORTS: u32 = 4096;
+    for i in 0..capacity - held {
+        let flow = Tuple {
+            proto: IPPROTO_UDP,
+            src: ip.octets(),
+            dst: [192, 0, 2, (i / PORTS / 64) as u8 + 1],
+            sport: ((1024 + i % PORTS) as u16).to_be_bytes(),
+            dport: ((1 + i / PORTS % 64) as u16).to_be_bytes(),
+        };
+        let port = ((61000 + i % PORTS) as u16).to_be_bytes();
+        let out = NatEntry::new(uplink.octets(), port, 0, seen);
+        let inside = NatEntry {
+            answered: 1,
+            ..NatEntry::new(ip.octets(), flow.sport, SEEN_REPLY, seen)
+        };
+        nat.insert(flow.ingress_key(uplink.octets(), port), inside, 0)
+            .unwrap();
+        nat.insert(flow.egress_key(), out, 0).unwrap();
+    }
 }

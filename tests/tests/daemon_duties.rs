@@ -1,4 +1,4 @@
-//! What `netfwd daemon` does besides collecting NAT flows
+//! What `netfwd daemon` does besides reporting the NAT flows the kernel expired
 //! (docs/operations.md, "The daemon"): it follows a changed uplink address
 //! for the hairpin and the host's own connections to published ports, it
 //! forgets an attached endpoint whose process exited (and its published

@@ -11,8 +11,9 @@
 //! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
 //! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published
 //! port), `icmp_error` (errors about flows, both ways), `ports` (uplink port
-//! reservation) and `rewrite` (header rewrites). The keys, entries and
-//! expiry rule are `netfwd_common::nat`'s, shared with the collector.
+//! reservation), `rewrite` (header rewrites) and `sweep` (expired flows
+//! removed, on a timer in the kernel). The keys, entries and expiry rule
+//! are `netfwd_common::nat`'s, shared with userspace.
 
 mod dnat;
 pub mod hairpin;
@@ -21,3 +22,4 @@ mod ports;
 pub mod rev_snat;
 pub mod rewrite;
 pub mod snat;
+pub mod sweep;

@@ -110,9 +110,10 @@ pub enum Command {
         #[command(flatten)]
         port: HostPort,
     },
-    /// Bring the network up and keep it: collect expired NAT flows, follow
-    /// the uplink's address, forget exited attached endpoints. Stops on
-    /// SIGTERM/SIGINT, leaving the network up.
+    /// Bring the network up and keep it: follow the uplink's address,
+    /// forget exited attached endpoints, report the expired NAT flows the
+    /// kernel removed (NAT expiry needs no daemon). Stops on SIGTERM/SIGINT,
+    /// leaving the network up.
     Daemon {
         /// The network's config file (TOML; see docs/config.md).
         #[arg(short, long, value_name = "FILE")]

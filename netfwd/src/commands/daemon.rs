@@ -25,7 +25,7 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
         .thread_block()
         .context("holding SIGTERM and SIGINT")?;
     let net = config::load(config_path)?;
-    // Often enough that the shortest timeout is honoured within half of it.
+    // As often as the kernel's sweep walks the NAT table (`NatSweep::interval_ns`).
     let shortest = u64::from(net.nat.timeouts.shortest());
     let secs = gc_interval.unwrap_or((shortest / 2).clamp(1, MAX_INTERVAL_SECS));
     if secs == 0 {
@@ -48,6 +48,8 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
         .context("releasing SIGTERM and SIGINT")?;
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     let mut ready = false;
+    // The kernel expires NAT flows; the daemon tells how many, as they go.
+    let mut flows_expired_before = None;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
@@ -61,9 +63,12 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
                         log::info!("ready: first maintenance pass done, next every {secs} s");
                         ready = true;
                     }
-                    if done.flows_collected > 0 {
-                        log::info!("collected {} expired NAT flows", done.flows_collected);
+                    if let (Some(before), Some(now)) = (flows_expired_before, done.flows_expired)
+                        && now > before
+                    {
+                        log::info!("the kernel removed {} expired NAT flows", now - before);
                     }
+                    flows_expired_before = done.flows_expired.or(flows_expired_before);
                     if let Some(addr) = done.uplink_addr {
                         log::info!("uplink address is now {addr}");
                     }

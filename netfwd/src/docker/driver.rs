@@ -49,12 +49,6 @@ impl Driver {
     /// What `netfwd daemon` does for a network, between calls.
     pub async fn maintained(&self, name: &NetworkName) -> Result<()> {
         let done = lib::maintain(name).await?;
-        if done.flows_collected > 0 {
-            log::info!(
-                "{name}: collected {} expired NAT flows",
-                done.flows_collected
-            );
-        }
         for ip in done.endpoints_gone {
             log::info!("{name}: endpoint {ip}'s container is gone; removed it");
         }

@@ -12,14 +12,14 @@ use netfwd_common::{
         REMOTE_TRUSTED,
     },
     nat::{
-        DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, PUBLISH_HOST_ONLY, PublishKey, PublishTarget,
-        max_unreplied,
+        DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
+        PublishTarget, max_unreplied,
     },
 };
 
 use super::{
     AttachOutcome, DatapathMaps, Programs,
-    nat_table::{self, Flow, NatTable as _},
+    nat_table::{self, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
 use crate::{
@@ -192,7 +192,8 @@ impl NetworkDatapath {
     }
 
     /// Sets source NAT to `nat`, masquerading behind `uplink` (its ifindex
-    /// and address); `None`: NAT off.
+    /// and address), and (re)arms the NAT table's expiry sweep in the
+    /// kernel with these timeouts and this release's code; `None`: NAT off.
     pub fn set_nat(&mut self, nat: &NatSettings, uplink: Option<(u32, Ipv4Addr)>) -> Result<()> {
         let (uplink_ifindex, uplink_addr) = uplink.map_or((0, [0; 4]), |(i, a)| (i, a.octets()));
         self.maps.set_nat_config(NatConfig {
@@ -202,7 +203,11 @@ impl NetworkDatapath {
             port_max: nat.port_max,
             timeouts: nat.timeouts.into(),
             max_unreplied: max_unreplied(nat.max_flows, nat.max_unreplied_share),
-        })
+        })?;
+        if uplink.is_some() {
+            self.programs()?.arm_nat_sweep()?;
+        }
+        Ok(())
     }
 
     /// Records the uplink's address as it is now (it changed under a
@@ -372,17 +377,14 @@ impl NetworkDatapath {
     /// flows in a shared table stay).
     pub fn forget_flows(&mut self, subnet: &Ipv4Net) -> Result<()> {
         for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
-            self.maps.remove(&key)?;
+            self.maps.remove_nat_entry(&key)?;
         }
         self.maps.forget_senders(|sender| subnet.contains(sender))
     }
 
-    /// One collector pass over the NAT table (see
-    /// [`nat_table::collect_expired`]); returns the flows removed.
-    pub fn collect_expired_flows(&mut self) -> Result<usize> {
-        let config = self.maps.nat_config()?;
-        let now = nat_table::now_ns()?;
-        let snapshot = self.maps.nat_entries()?;
-        nat_table::collect_expired(&snapshot, &config.timeouts, now, &mut self.maps)
+    /// What the NAT table's expiry sweep (in the kernel) has done, if the
+    /// network has one.
+    pub fn nat_sweep(&self) -> Result<Option<NatSweep>> {
+        self.maps.nat_sweep()
     }
 }

@@ -15,9 +15,10 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
-        MAP_NETWORK, MAP_PUBLISHED, MAP_REMOTES, MAP_TRUSTED_IFACE, MAP_UNREPLIED_BY_SENDER,
+        MAP_NAT_SWEEP, MAP_NETWORK, MAP_PUBLISHED, MAP_REMOTES, MAP_TRUSTED_IFACE,
+        MAP_UNREPLIED_BY_SENDER,
     },
-    nat::{FlowSender, NatConfig, NatEntry, NatKey, PublishKey, PublishTarget},
+    nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
 };
 
 /// A network's pinned maps, typed, opened without any program: what reading
@@ -35,6 +36,9 @@ pub struct DatapathMaps {
     trusted_iface: Array<MapData, u32>,
     /// Absent where an older netfwd made the pins, until the next `up`.
     unreplied_by_sender: Option<HashMap<MapData, FlowSender, u32>>,
+    /// Read only: a write from userspace would cancel the sweep's timer
+    /// (the kernel frees a replaced value's timer). Absent as above.
+    nat_sweep: Option<Array<MapData, NatSweep>>,
 }
 
 /// A removal's result, with a key that was not there (removed meanwhile,
@@ -50,6 +54,16 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
     Map::from_map_data(data).with_context(|| format!("reading map {}", path.display()))
+}
+
+/// A map pinned by every current release but not by older ones: `None`
+/// when its pin is absent (an unopenable pin is an error).
+fn open_if_pinned(dir: &Path, name: &str) -> Result<Option<Map>> {
+    if dir.join(name).exists() {
+        open(dir, name).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 impl DatapathMaps {
@@ -75,14 +89,14 @@ impl DatapathMaps {
                 .context("ENDPOINT_TX has an unexpected type")?,
             trusted_iface: Array::try_from(open(pin_dir, MAP_TRUSTED_IFACE)?)
                 .context("TRUSTED_IFACE has an unexpected type")?,
-            unreplied_by_sender: if pin_dir.join(MAP_UNREPLIED_BY_SENDER).exists() {
-                Some(
-                    HashMap::try_from(open(pin_dir, MAP_UNREPLIED_BY_SENDER)?)
-                        .context("UNREPLIED_BY_SENDER has an unexpected type")?,
-                )
-            } else {
-                None
-            },
+            unreplied_by_sender: open_if_pinned(pin_dir, MAP_UNREPLIED_BY_SENDER)?
+                .map(HashMap::try_from)
+                .transpose()
+                .context("UNREPLIED_BY_SENDER has an unexpected type")?,
+            nat_sweep: open_if_pinned(pin_dir, MAP_NAT_SWEEP)?
+                .map(Array::try_from)
+                .transpose()
+                .context("NAT_SWEEP has an unexpected type")?,
         })
     }
 
@@ -196,6 +210,20 @@ impl DatapathMaps {
             .context("writing NAT_CONFIG")
     }
 
+    /// Removes one `NAT` entry; already gone is fine.
+    pub fn remove_nat_entry(&mut self, key: &NatKey) -> Result<()> {
+        already_gone_is_fine(self.nat.remove(key)).context("removing a NAT entry")
+    }
+
+    /// What the NAT table's expiry sweep has done, if it has a record here
+    /// (a network with an uplink, made by this release).
+    pub fn nat_sweep(&self) -> Result<Option<NatSweep>> {
+        self.nat_sweep
+            .as_ref()
+            .map(|sweep| sweep.get(&0, 0).context("reading NAT_SWEEP"))
+            .transpose()
+    }
+
     /// Every entry of `NAT` (both directions of every flow), read in
     /// batches while the datapath keeps changing it.
     pub fn nat_entries(&self) -> Result<Vec<(NatKey, NatEntry)>> {
@@ -297,34 +325,4 @@ where
         map.insert(key, value, 0)?;
     }
     Ok(())
-}
-
-impl super::nat_table::NatTable for DatapathMaps {
-    fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
-        match self.nat.get(key, 0) {
-            Ok(entry) => Ok(Some(entry)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("reading a NAT entry"),
-        }
-    }
-
-    /// Already gone is fine.
-    fn remove(&mut self, key: &NatKey) -> Result<()> {
-        already_gone_is_fine(self.nat.remove(key)).context("removing a NAT entry")
-    }
-
-    /// Read, then written: an add by the datapath in between is lost, which
-    /// errs towards a smaller count (a sender's share a flow larger).
-    fn count_gone(&mut self, sender: &FlowSender) -> Result<()> {
-        let Some(counts) = &mut self.unreplied_by_sender else {
-            return Ok(());
-        };
-        match counts.get(sender, 0) {
-            Ok(held) if held > 0 => counts
-                .insert(sender, held - 1, 0)
-                .context("writing UNREPLIED_BY_SENDER"),
-            Ok(_) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e).context("reading UNREPLIED_BY_SENDER"),
-        }
-    }
 }

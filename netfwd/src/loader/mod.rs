@@ -21,14 +21,14 @@ use aya::{
     maps::{MapData, MapInfo, MapType},
     programs::{
         CgroupSockAddr, CgroupSockAddrAttachType, Program, ProgramError, ProgramInfo,
-        SchedClassifier, Xdp,
+        SchedClassifier, TestRun as _, TestRunOptions, Xdp,
     },
 };
 use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
-    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER,
-    MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
-    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_UNREPLIED,
+    MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT,
+    PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -65,6 +65,8 @@ static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub struct Programs {
     pin_dir: PathBuf,
     nat_entries: u32,
+    /// Flows the table holds: the size of the sweep's marks too.
+    nat_max_flows: u32,
     map_pins: Vec<(&'static str, PathBuf)>,
     /// The compiled object bound to the pinned maps, once it was needed.
     object: Option<Ebpf>,
@@ -135,14 +137,21 @@ impl Programs {
         }
         let pin_path = |map: &str| match (map, shared_nat) {
             (MAP_NAT, _) => nat_pin.clone(),
-            (MAP_UNREPLIED | MAP_UNREPLIED_CURSOR | MAP_UNREPLIED_BY_SENDER, Some(shared)) => {
-                shared.join(map)
-            }
+            (
+                MAP_UNREPLIED
+                | MAP_UNREPLIED_CURSOR
+                | MAP_UNREPLIED_BY_SENDER
+                | MAP_NAT_SWEEP
+                | MAP_NAT_EXPIRED,
+                Some(shared),
+            ) => shared.join(map),
             _ => dir.join(map),
         };
+        drop_pin_of_other_capacity(&pin_path(MAP_NAT_EXPIRED), nat_max_flows)?;
         let mut programs = Self {
             pin_dir: dir.to_owned(),
             nat_entries,
+            nat_max_flows,
             map_pins: names::MAPS.iter().map(|m| (*m, pin_path(m))).collect(),
             object: None,
             opened: BTreeMap::new(),
@@ -161,16 +170,22 @@ impl Programs {
                     format!("pinning the shared NAT table at {}", own_nat.display())
                 })?;
         }
-        // The collector counts the flows it removes off their senders'
-        // shares: in the table's own counts, found beside the table.
+        // The table's own counts (which `down` forgets a network's
+        // endpoints from) and its sweep's record and marks (which the
+        // daemon and the bench report) are found beside it, in the
+        // network's directory.
         if let Some(shared) = shared_nat {
-            let own = dir.join(MAP_UNREPLIED_BY_SENDER);
-            remove_file_if_exists(&own)?;
-            let shared = shared.join(MAP_UNREPLIED_BY_SENDER);
-            MapData::from_pin(&shared)
-                .with_context(|| format!("opening {}", shared.display()))?
-                .pin(&own)
-                .with_context(|| format!("pinning {} at {}", shared.display(), own.display()))?;
+            for map in [MAP_UNREPLIED_BY_SENDER, MAP_NAT_SWEEP, MAP_NAT_EXPIRED] {
+                let own = dir.join(map);
+                remove_file_if_exists(&own)?;
+                let shared = shared.join(map);
+                MapData::from_pin(&shared)
+                    .with_context(|| format!("opening {}", shared.display()))?
+                    .pin(&own)
+                    .with_context(|| {
+                        format!("pinning {} at {}", shared.display(), own.display())
+                    })?;
+            }
         }
         Ok(programs)
     }
@@ -183,6 +198,9 @@ impl Programs {
             None => {
                 let mut loader = EbpfLoader::new();
                 loader.map_max_entries(MAP_NAT, self.nat_entries);
+                // The sweep's marks have room for every flow: one walk
+                // marks all that expired.
+                loader.map_max_entries(MAP_NAT_EXPIRED, self.nat_max_flows);
                 for (map, path) in &self.map_pins {
                     loader.map_pin_path(map, path.as_path());
                 }
@@ -265,6 +283,22 @@ impl Programs {
             attach::attach_cgroup(prog, cgroup, &pin)
                 .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
         }
+        Ok(())
+    }
+
+    /// Arms the NAT table's expiry sweep, which then runs on a timer in the
+    /// kernel, kept by the table's pins (see `PROG_NAT_SWEEP_ARM`): the arming
+    /// program is run once and let go.
+    pub fn arm_nat_sweep(&mut self) -> Result<()> {
+        let prog = self.program(PROG_NAT_SWEEP_ARM)?;
+        // A classifier's test run wants at least an Ethernet header.
+        let frame = [0u8; 64];
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            repeat: 1,
+            ..Default::default()
+        })
+        .with_context(|| format!("running {PROG_NAT_SWEEP_ARM}"))?;
         Ok(())
     }
 
@@ -424,7 +458,7 @@ impl ProgramKind {
 
 fn program_kind(name: &str) -> Result<ProgramKind> {
     Ok(match name {
-        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK => ProgramKind::Classifier,
+        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM => ProgramKind::Classifier,
         PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
         PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
         PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
@@ -496,6 +530,16 @@ fn drop_pin_of_other_layout(path: &Path, key_size: usize, value_size: usize) -> 
         layout.1
     );
     remove_file_if_exists(path)
+}
+
+/// A pinned map is reused as it is: one of another capacity than
+/// `max_entries` goes, and what it held with it (the sweep's marks, sized
+/// with the table).
+fn drop_pin_of_other_capacity(path: &Path, max_entries: u32) -> Result<()> {
+    match MapInfo::from_pin(path) {
+        Ok(info) if info.max_entries() != max_entries => remove_file_if_exists(path),
+        _ => Ok(()),
+    }
 }
 
 /// A network's own pin of `NAT` that is not the shared table at `shared`

@@ -1,13 +1,14 @@
 //! The NAT table as flows: both entries of each, joined; their state and
 //! lifetime by the datapath's own rules (`NatTimeouts::for_flow`). Shared by
-//! `netfwd nat list`, `status` and the daemon's collector.
+//! `netfwd nat list` and `status`. Expired flows are removed in the kernel
+//! (`netfwd-ebpf/src/nat/sweep.rs`), not here.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
-    DIR_EGRESS, DIR_INGRESS, FlowSender, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey,
-    NatTimeouts, SEEN_REPLY, TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
+    DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts, SEEN_REPLY,
+    TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
 };
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
@@ -73,70 +74,6 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
         .collect()
 }
 
-/// The NAT map as the collector reads and changes it, one entry at a time.
-pub trait NatTable {
-    fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>>;
-    fn remove(&mut self, key: &NatKey) -> Result<()>;
-    /// One unanswered flow of `sender` fewer (see `UNREPLIED_BY_SENDER`).
-    fn count_gone(&mut self, sender: &FlowSender) -> Result<()>;
-}
-
-/// One collector pass: removes both entries of every expired flow, and
-/// egress entries whose ingress entry is gone (evicted, or collected before)
-/// once they are older than the shortest timeout; returns the flows removed.
-/// `snapshot` only names candidates: it was read while the datapath kept
-/// changing the table (an iteration racing deletions can miss keys, values
-/// go stale), and the datapath hands an expired flow's port to a new flow
-/// in place. So each verdict is taken on the entry as it is now, right
-/// before its removal, and an egress entry goes with an ingress entry only
-/// while it still points at it.
-pub fn collect_expired(
-    snapshot: &[(NatKey, NatEntry)],
-    timeouts: &NatTimeouts,
-    now: u64,
-    table: &mut impl NatTable,
-) -> Result<usize> {
-    let is_expired = |k: &NatKey, v: &NatEntry| timeouts.expired(k.proto, v, now);
-    let mut collected = 0;
-    for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_INGRESS) {
-        if !is_expired(k, v) {
-            continue;
-        }
-        let Some(reply) = table.entry(k)?.filter(|fresh| is_expired(k, fresh)) else {
-            continue;
-        };
-        table.remove(k)?;
-        collected += 1;
-        if reply.answered == 0 {
-            table.count_gone(&FlowSender::of_flow(k.proto, &reply))?;
-        }
-        let egress = k.egress_partner(&reply);
-        if table
-            .entry(&egress)?
-            .is_some_and(|out| egress.ingress_partner(&out) == *k)
-        {
-            table.remove(&egress)?;
-        }
-    }
-    let shortest = u64::from(timeouts.shortest()) * 1_000_000_000;
-    let seen: std::collections::HashSet<NatKey> = snapshot.iter().map(|(k, _)| *k).collect();
-    let orphan = |k: &NatKey, v: &NatEntry| {
-        now.saturating_sub(v.created_ns) > shortest && !seen.contains(&k.ingress_partner(v))
-    };
-    for (k, v) in snapshot.iter().filter(|(k, _)| k.dir == DIR_EGRESS) {
-        if !orphan(k, v) {
-            continue;
-        }
-        if let Some(out) = table.entry(k)?
-            && orphan(k, &out)
-            && table.entry(&k.ingress_partner(&out))?.is_none()
-        {
-            table.remove(k)?;
-        }
-    }
-    Ok(collected)
-}
-
 fn endpoint(addr: [u8; 4], port: [u8; 2]) -> String {
     SocketAddrV4::new(Ipv4Addr::from(addr), u16::from_be_bytes(port)).to_string()
 }
@@ -166,6 +103,7 @@ fn state_name(proto: u8, flags: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netfwd_common::nat::DIR_EGRESS;
 
     const SEC: u64 = 1_000_000_000;
 
@@ -214,118 +152,6 @@ mod tests {
                 expires_in_secs: 30,
             }]
         );
-    }
-
-    /// The map, for the collector.
-    #[derive(Default)]
-    struct Table(std::collections::HashMap<NatKey, NatEntry>);
-
-    impl NatTable for Table {
-        fn entry(&self, key: &NatKey) -> Result<Option<NatEntry>> {
-            Ok(self.0.get(key).copied())
-        }
-        fn remove(&mut self, key: &NatKey) -> Result<()> {
-            self.0.remove(key);
-            Ok(())
-        }
-        fn count_gone(&mut self, _sender: &FlowSender) -> Result<()> {
-            Ok(())
-        }
-    }
-
-    fn table_of(entries: &[(NatKey, NatEntry)]) -> Table {
-        Table(entries.iter().copied().collect())
-    }
-
-    /// (egress, reply) of a flow.
-    fn split(entries: [(NatKey, NatEntry); 2]) -> ((NatKey, NatEntry), (NatKey, NatEntry)) {
-        if entries[0].0.dir == DIR_EGRESS {
-            (entries[0], entries[1])
-        } else {
-            (entries[1], entries[0])
-        }
-    }
-
-    /// A snapshot taken while the datapath changes the table can miss a
-    /// live flow's ingress entry, or hold a value refreshed since: the table
-    /// itself decides.
-    #[test]
-    fn what_the_snapshot_got_wrong_the_table_corrects() {
-        let entries = udp_flow(10 * SEC);
-        let timeouts = NatTimeouts::DEFAULT;
-        let (egress, reply) = split(entries);
-        let mut table = table_of(&entries);
-        let collected = collect_expired(&[egress], &timeouts, 100 * SEC, &mut table).unwrap();
-        assert_eq!((collected, table.0.len()), (0, 2));
-        table.0.insert(
-            reply.0,
-            NatEntry {
-                last_seen_ns: 90 * SEC,
-                ..reply.1
-            },
-        );
-        let collected = collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap();
-        assert_eq!((collected, table.0.len()), (0, 2));
-    }
-
-    #[test]
-    fn an_idle_flow_goes_whole_and_a_live_one_stays() {
-        let entries = udp_flow(10 * SEC);
-        let timeouts = NatTimeouts::DEFAULT;
-        let mut table = table_of(&entries);
-        assert_eq!(
-            collect_expired(&entries, &timeouts, 69 * SEC, &mut table).unwrap(),
-            0
-        );
-        assert_eq!(table.0.len(), 2);
-        assert_eq!(
-            collect_expired(&entries, &timeouts, 71 * SEC, &mut table).unwrap(),
-            1
-        );
-        assert!(table.0.is_empty());
-    }
-
-    /// The datapath gave the expired flow's uplink port to a new flow of
-    /// another endpoint after the snapshot was read: the new flow stays, and
-    /// so does an egress entry that has moved to another port meanwhile.
-    #[test]
-    fn a_port_handed_on_in_place_is_not_collected() {
-        let entries = udp_flow(10 * SEC);
-        let timeouts = NatTimeouts::DEFAULT;
-        let (egress, reply) = split(entries);
-        let mut table = table_of(&entries);
-        let newcomer = NatEntry {
-            addr: [10, 0, 0, 3],
-            last_seen_ns: 99 * SEC,
-            ..reply.1
-        };
-        table.0.insert(reply.0, newcomer);
-        collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap();
-        assert_eq!(table.0.get(&reply.0), Some(&newcomer));
-
-        let mut table = table_of(&entries);
-        let moved = NatEntry {
-            port: 61001u16.to_be_bytes(),
-            ..egress.1
-        };
-        table.0.insert(egress.0, moved);
-        assert_eq!(
-            collect_expired(&entries, &timeouts, 100 * SEC, &mut table).unwrap(),
-            1
-        );
-        assert_eq!(table.0.get(&egress.0), Some(&moved));
-        assert_eq!(table.0.len(), 1);
-    }
-
-    #[test]
-    fn an_egress_entry_without_its_reply_entry_goes_once_old() {
-        let [egress, _] = udp_flow(0);
-        let timeouts = NatTimeouts::DEFAULT;
-        let mut table = table_of(&[egress]);
-        collect_expired(&[egress], &timeouts, SEC, &mut table).unwrap();
-        assert_eq!(table.0.len(), 1);
-        collect_expired(&[egress], &timeouts, 31 * SEC, &mut table).unwrap();
-        assert!(table.0.is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What keeps a running network tidy, one pass at a time (the daemon runs
-//! it periodically): expired NAT flows collected so their ports come back,
-//! the uplink's current address recorded for hairpin and host access, and
-//! attached endpoints whose process has exited forgotten.
+//! it periodically): the uplink's current address recorded for hairpin and
+//! host access, and attached endpoints whose process has exited forgotten.
+//! Expired NAT flows are not its business: the kernel removes them (the
+//! NAT table's sweep, `netfwd-ebpf/src/nat/sweep.rs`); a pass only reads
+//! how many it has.
 
 use anyhow::Result;
 
@@ -16,7 +18,9 @@ use crate::{
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct Maintained {
-    pub flows_collected: usize,
+    /// Expired flows the kernel's sweep has removed from the network's NAT
+    /// table since it was armed, if the network has NAT.
+    pub flows_expired: Option<u64>,
     pub uplink_addr: Option<std::net::Ipv4Addr>,
     pub endpoints_gone: Vec<std::net::Ipv4Addr>,
 }
@@ -27,7 +31,7 @@ pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
     let mut st = State::load_own(name)?;
     let mut datapath = NetworkDatapath::open(name)?;
     let mut done = Maintained {
-        flows_collected: datapath.collect_expired_flows()?,
+        flows_expired: datapath.nat_sweep()?.map(|sweep| sweep.flows_removed),
         ..Maintained::default()
     };
 

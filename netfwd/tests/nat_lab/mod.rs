@@ -18,8 +18,14 @@ use netfwd::loader::{
 use netfwd_common::{
     counters::IfaceCounters,
     maps::EndpointEntry,
-    names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK, PROG_XDP_FROM_UPLINK},
-    nat::{NatConfig, NatTimeouts, PublishKey, PublishTarget},
+    names::{
+        MAP_NAT, MAP_UNREPLIED_BY_SENDER, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
+        PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_UPLINK,
+    },
+    nat::{
+        DIR_INGRESS, FlowSender, NatConfig, NatEntry, NatKey, NatTimeouts, PublishKey,
+        PublishTarget,
+    },
 };
 use nix::{net::if_::if_nametoindex, sched::CloneFlags};
 
@@ -211,6 +217,60 @@ impl NatLab {
 
     pub fn state(&self, remote: Ipv4Addr, port: u16) -> &'static str {
         self.flow(remote, port).map_or("none", |f| f.state)
+    }
+
+    /// One step of the NAT table's expiry sweep (a walk, or the removal of
+    /// what the last walk marked), as the sweep's timer runs it.
+    pub fn sweep_step(&mut self) {
+        let prog = self.datapath.program(PROG_NAT_SWEEP_STEP).unwrap();
+        run(prog, &[0u8; 64], 0);
+    }
+
+    /// Makes every entry of the NAT table look `secs` older, as if no
+    /// packet had come for that long.
+    pub fn age_flows(&self, secs: u64) {
+        let mut nat = self.raw_map::<NatKey, NatEntry>(MAP_NAT);
+        let ago = secs * 1_000_000_000;
+        for (key, mut entry) in self.maps.nat_entries().unwrap() {
+            entry.created_ns = entry.created_ns.saturating_sub(ago);
+            entry.last_seen_ns = entry.last_seen_ns.saturating_sub(ago);
+            nat.insert(key, entry, 0).unwrap();
+        }
+    }
+
+    /// Refreshes every flow in place as a packet would (`last_seen_ns` now),
+    /// without running the datapath.
+    pub fn refresh_flows(&self) {
+        let mut nat = self.raw_map::<NatKey, NatEntry>(MAP_NAT);
+        let now = nat_table::now_ns().unwrap();
+        for (key, mut entry) in self.maps.nat_entries().unwrap() {
+            if key.dir == DIR_INGRESS {
+                entry.last_seen_ns = now;
+                nat.insert(key, entry, 0).unwrap();
+            }
+        }
+    }
+
+    /// Removes one entry from the NAT table behind the datapath's back.
+    pub fn remove_entry(&self, key: &NatKey) {
+        self.raw_map::<NatKey, NatEntry>(MAP_NAT)
+            .remove(key)
+            .unwrap();
+    }
+
+    /// The unanswered flows `sender` holds, as the datapath counts them.
+    pub fn unreplied(&self, sender: &FlowSender) -> u32 {
+        self.raw_map::<FlowSender, u32>(MAP_UNREPLIED_BY_SENDER)
+            .get(sender, 0)
+            .unwrap_or(0)
+    }
+
+    fn raw_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+    ) -> aya::maps::HashMap<aya::maps::MapData, K, V> {
+        let data = aya::maps::MapData::from_pin(self.pins.0.join(name)).unwrap();
+        aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(data).unwrap()).unwrap()
     }
 
     pub fn counters(&self, ifindex: u32) -> IfaceCounters {

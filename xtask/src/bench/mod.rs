@@ -7,11 +7,12 @@
 
 mod control;
 mod docker;
+mod expiry;
 mod report;
 mod setups;
 mod workloads;
 
-use std::path::Path;
+use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, Result};
 
@@ -103,15 +104,28 @@ fn data_plane(
     let mut memory =
         String::from("\nNAT state for about 100,000 flows (UDP, one datagram each):\n\n");
     for setup in &built {
-        if let Some((flows, bytes)) = workloads::nat_table_memory(setup, netfwd)? {
-            memory.push_str(&format!(
-                "- {}: {flows} flows held, {:.1} MiB\n",
+        if let Some(held) = workloads::nat_table_memory(setup, netfwd)? {
+            let _ = write!(
+                memory,
+                "- {}: {} flows held, {:.1} MiB, {:.0} bytes per held flow",
                 setup.kind.name(),
-                bytes as f64 / (1 << 20) as f64
-            ));
+                held.flows,
+                held.bytes as f64 / (1 << 20) as f64,
+                held.bytes as f64 / held.flows.max(1) as f64,
+            );
+            memory.push_str(&match held.preallocated_flows {
+                Some(capacity) => format!(
+                    " (preallocated for {capacity} flows: {:.0} bytes per flow of room, \
+                     charged whether held or not)\n",
+                    held.bytes as f64 / capacity.max(1) as f64
+                ),
+                None => " (allocated per flow)\n".to_owned(),
+            });
         }
     }
     drop(built);
+    eprintln!("bench: NAT expiry at a million flows");
+    memory.push_str(&expiry::exec(netfwd, dir, reps, secs)?);
 
     let machine = machine()?;
     let md = report::markdown(&samples, &all, reps, secs, &machine) + &memory;

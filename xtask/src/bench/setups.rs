@@ -80,8 +80,8 @@ pub struct Setup {
     cgroup: Option<PathBuf>,
     /// Idle endpoints added by `grow`.
     extras: Vec<String>,
-    /// `netfwd daemon`: a NAT network runs with its collector (the table is
-    /// not LRU), as the baseline has conntrack's own.
+    /// `netfwd daemon`, as deployed: it follows the uplink's address and
+    /// reports (NAT expiry is the kernel's, as the baseline's conntrack).
     daemon: Option<std::process::Child>,
 }
 
@@ -333,6 +333,25 @@ impl Setup {
         );
         cmd.stdout(std::process::Stdio::null());
         Some(cmd)
+    }
+
+    /// Replaces the network's `[nat]` section with `nat` (TOML: `[nat]`
+    /// and its `[nat.timeouts]`) and runs `up` again.
+    pub fn set_nat(&mut self, nat: &str) -> Result<()> {
+        let (path, text) = self.config.as_mut().context("no netfwd config")?;
+        let start = text.find("[nat]\n").context("no [nat] in the config")?;
+        let end = text[start..]
+            .find("[[publish]]")
+            .map_or(text.len(), |end| start + end);
+        text.replace_range(start..end, nat);
+        std::fs::write(&*path, &*text)?;
+        self.netfwd_up()
+    }
+
+    /// Where the network's pinned map `map` is; `None` without netfwd.
+    pub fn pinned_map(&self, map: &str) -> Option<PathBuf> {
+        let (_, name) = self.netfwd.as_ref()?;
+        Some(Path::new("/sys/fs/bpf/netfwd").join(name).join(map))
     }
 
     /// Adds idle endpoints until the network has `n` (the limit, a bare

@@ -521,12 +521,18 @@ const FILL_DPORTS: u16 = 23;
 /// NAT (or conntrack) must hold. Nothing listens; the ICMP errors coming
 /// back are the host's or the endpoint's to drop.
 fn fill_nat_table(p: &Path) -> Result<()> {
+    open_udp_flows(p, FILL_DPORTS)
+}
+
+/// `FILL_SPORTS` × `dports` UDP flows from the NAT path's client, one
+/// datagram each.
+fn open_udp_flows(p: &Path, dports: u16) -> Result<()> {
     let (ns, ip) = (p.client_ns.to_owned(), p.connect.ip());
     thread::spawn(move || -> Result<()> {
         enter(&ns)?;
         for sport in 0..FILL_SPORTS {
             let socket = std::net::UdpSocket::bind(("0.0.0.0", 40000 + sport))?;
-            for dport in 0..FILL_DPORTS {
+            for dport in 0..dports {
                 socket.send_to(b"x", (ip, 10000 + dport))?;
             }
         }
@@ -536,11 +542,35 @@ fn fill_nat_table(p: &Path) -> Result<()> {
     .map_err(|_| anyhow!("filler panicked"))?
 }
 
-/// What holding the 100k flows costs in memory: (flows held, bytes), after
-/// filling the table anew. The baseline's conntrack entries are counted with
-/// the kernel's object size; netfwd's table is what the kernel charges for
-/// the preallocated hash map. `None` for the limit, which holds nothing.
-pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Option<(u64, u64)>> {
+/// Opens about `flows` UDP flows on `setup`'s NAT path (a multiple of
+/// `FILL_SPORTS`, at most `flows`); returns how many it asked for.
+pub fn open_nat_flows(setup: &Setup, flows: u32) -> Result<u32> {
+    let dports = (flows / u32::from(FILL_SPORTS)) as u16;
+    open_udp_flows(&path(Workload::NatTcpRr, setup)?, dports)?;
+    Ok(u32::from(dports) * u32::from(FILL_SPORTS))
+}
+
+/// Request/response on `setup`'s NAT path for `secs` (transactions/s).
+pub fn nat_rr(setup: &Setup, secs: u64) -> Result<f64> {
+    sockperf_rr(&path(Workload::NatTcpRr, setup)?, secs)
+}
+
+/// What holding the 100k flows costs in memory.
+pub struct HeldFlows {
+    pub flows: u64,
+    pub bytes: u64,
+    /// The flows a preallocated table has room for (netfwd's), whose
+    /// memory is charged whether held or not; `None` where memory goes
+    /// per flow (conntrack's slab).
+    pub preallocated_flows: Option<u64>,
+}
+
+/// What holding the 100k flows costs in memory, after filling the table
+/// anew. The baseline's conntrack entries are counted with the kernel's
+/// object size (`/proc/slabinfo`); netfwd's is what the kernel charges for
+/// the preallocated hash map and the sweep's marks sized with it (their
+/// `memlock`, as `bpftool map show` prints it). `None` for the limit, which holds nothing.
+pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Option<HeldFlows>> {
     let p = path(Workload::NatRrFullTable, setup)?;
     let host = format!("--net=/run/netns/{}", setup.host);
     match setup.kind {
@@ -564,7 +594,11 @@ pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Optio
                 .and_then(|l| l.split_whitespace().nth(3))
                 .and_then(|v| v.parse().ok())
                 .context("no nf_conntrack in /proc/slabinfo")?;
-            Ok(Some((count, count * objsize)))
+            Ok(Some(HeldFlows {
+                flows: count,
+                bytes: count * objsize,
+                preallocated_flows: None,
+            }))
         }
         Kind::NetfwdTc | Kind::NetfwdXdp => {
             fill_nat_table(&p)?;
@@ -576,12 +610,36 @@ pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Optio
             let v: serde_json::Value = serde_json::from_str(&status)?;
             let nat = &v["networks"][0]["nat"];
             let flows = nat["flows"].as_u64().context("no NAT flows in status")?;
+            // The table, and the sweep's marks sized with it.
+            let marks = setup
+                .pinned_map("NAT_EXPIRED")
+                .context("netfwd without pins")?;
             let bytes = nat["memory_bytes"]
                 .as_u64()
-                .context("no NAT memory in status")?;
-            Ok(Some((flows, bytes)))
+                .context("no NAT memory in status")?
+                + pinned_map_info(&marks)?["bytes_memlock"]
+                    .as_u64()
+                    .context("no bytes_memlock for NAT_EXPIRED")?;
+            let capacity = nat["max_flows"]
+                .as_u64()
+                .context("no NAT capacity in status")?;
+            Ok(Some(HeldFlows {
+                flows,
+                bytes,
+                preallocated_flows: Some(capacity),
+            }))
         }
     }
+}
+
+/// `bpftool map show` of the map pinned at `pin`, as JSON.
+pub fn pinned_map_info(pin: &std::path::Path) -> Result<serde_json::Value> {
+    let pin = pin.display().to_string();
+    let info = output(&mut command(
+        "bpftool",
+        &["-j", "map", "show", "pinned", &pin],
+    ))?;
+    serde_json::from_str(&info).context("bpftool's JSON")
 }
 
 fn enter(ns: &str) -> Result<()> {
@@ -592,7 +650,7 @@ fn enter(ns: &str) -> Result<()> {
 
 /// CPU time the whole machine spent between start and stop (all cores,
 /// excluding idle and iowait).
-struct CpuMeter(u64);
+pub struct CpuMeter(u64);
 
 fn busy_jiffies() -> Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
@@ -610,11 +668,11 @@ fn busy_jiffies() -> Result<u64> {
 }
 
 impl CpuMeter {
-    fn start() -> Result<CpuMeter> {
+    pub fn start() -> Result<CpuMeter> {
         Ok(CpuMeter(busy_jiffies()?))
     }
 
-    fn stop(self) -> Result<f64> {
+    pub fn stop(self) -> Result<f64> {
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
         Ok((busy_jiffies()? - self.0) as f64 / ticks)
     }
