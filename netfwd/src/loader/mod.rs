@@ -28,7 +28,8 @@ use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
     self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_UNREPLIED,
     MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT,
-    PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+    PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM, PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_ENDPOINT,
+    PROG_XDP_FROM_UPLINK,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -458,7 +459,9 @@ impl ProgramKind {
 
 fn program_kind(name: &str) -> Result<ProgramKind> {
     Ok(match name {
-        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM => ProgramKind::Classifier,
+        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM | PROG_NAT_SWEEP_STEP => {
+            ProgramKind::Classifier
+        }
         PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
         PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
         PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
