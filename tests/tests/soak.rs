@@ -30,8 +30,9 @@ use netfwd_tests::{
 
 const SUBNET: &str = "10.99.0.0/24";
 const ENDPOINTS: usize = 4;
-/// The longest NAT timeout the soak's flows meet.
-const UDP_TIMEOUT_SECS: u64 = 10;
+/// The longest NAT timeout the soak's flows meet: UDP's and ICMP's, set
+/// below their defaults so that the table levels off early in the soak.
+const LONGEST_TIMEOUT_SECS: u64 = 10;
 /// The daemon's pace (it reports what the kernel's sweep removed).
 const GC_INTERVAL_SECS: u64 = 2;
 /// The longest pause between two of the kernel's sweeps of the table.
@@ -143,7 +144,8 @@ fn soak() {
         NetConfig::new(&net, SUBNET, None)
             .uplink(UPLINK)
             .tables(&format!(
-                "[nat.timeouts]\nudp = {UDP_TIMEOUT_SECS}\ntcp_closing = 5\n"
+                "[nat.timeouts]\nudp = {LONGEST_TIMEOUT_SECS}\nicmp = {LONGEST_TIMEOUT_SECS}\n\
+                 tcp_closing = 5\n"
             )),
         |cfg, (i, ep)| cfg.endpoint(ep, Some(&ip_of(i))),
     );
@@ -216,7 +218,7 @@ fn soak() {
     // The table levels off as expired flows make way for the flows made:
     // past the ramp (the longest timeout and a sweep), the last sample is
     // at most 1.5 times the highest of the first half.
-    let ramp = UDP_TIMEOUT_SECS + SWEEP_PAUSE_SECS;
+    let ramp = LONGEST_TIMEOUT_SECS + SWEEP_PAUSE_SECS;
     let flows: Vec<u64> = samples.iter().filter(|s| s.0 > ramp).map(|s| s.1).collect();
     assert!(
         flows.len() >= 2,
