@@ -48,7 +48,7 @@ pub use guards::{FileGuard, TempDir};
 pub use host::*;
 pub use json::*;
 pub use lab::Lab;
-pub use netns::{Netns, enter_netns, netns_exists, netns_list, netns_path};
+pub use netns::{Netns, Unshared, enter_netns, netns_exists, netns_list, netns_path};
 pub use process::*;
 pub use sandbox::Sandbox;
 pub use scapy::*;

@@ -84,3 +84,51 @@ pub fn enter_netns(ns: &str) -> Result<()> {
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     setns(&file, CloneFlags::CLONE_NEWNET).with_context(|| format!("setns into {}", path.display()))
 }
+
+/// A `sleep` in a network namespace of its own (`unshare --net`), as a
+/// container's process; killed and reaped on drop, its namespace with it.
+pub struct Unshared(std::process::Child);
+
+impl Unshared {
+    /// Starts it and returns once its namespace is its own.
+    pub fn start() -> Unshared {
+        // Guarded at once: dropping it kills and reaps the process.
+        let p = Unshared(
+            std::process::Command::new("unshare")
+                .args(["--net", "sleep", "120"])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        crate::poll(
+            "unshare --net taking effect",
+            std::time::Duration::from_secs(5),
+            || {
+                std::fs::read_link(p.netns_path())
+                    .is_ok_and(|ns| ns != own)
+                    .then_some(())
+            },
+        );
+        p
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn pid(&self) -> String {
+        self.id().to_string()
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/proc/{}/ns/net", self.id())
+    }
+}
+
+impl Drop for Unshared {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,20 +3,16 @@
 //! the other endpoints and the internet, and is detached leaving its
 //! namespace as it was. Bad targets are refused and change nothing.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test reports a broken expectation by panicking"
-)]
-
 use std::{
     os::unix::fs::MetadataExt as _,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use netfwd_tests::{
-    Lab, STATE_DIR, Sandbox, assert_bad_input, assert_ping, describe, endpoints, eventually,
+    Lab, STATE_DIR, Sandbox, Unshared, assert_bad_input, assert_ping, describe, endpoints,
+    eventually,
     internet::{EchoServer, INTERNET_IP, UPLINK_IP, in_netns, tcp_echo},
     lab::{LabBuilder, Uplink},
     netns_path, tool_ok,
@@ -25,54 +21,14 @@ use netfwd_tests::{
 const SUBNET: &str = "10.70.0.0/24";
 const PEER_IP: &str = "10.70.0.2";
 
-/// A `sleep` in a network namespace of its own; killed on drop.
-struct Unshared(Child);
-
-impl Unshared {
-    fn start() -> Unshared {
-        // Guarded at once: dropping it kills and reaps the process.
-        let p = Unshared(
-            Command::new("unshare")
-                .args(["--net", "sleep", "60"])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        // Until the namespace is its own.
-        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-        for _ in 0..100 {
-            if std::fs::read_link(p.netns_path()).is_ok_and(|ns| ns != own) {
-                return p;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        panic!("unshare --net did not take effect");
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-
-    fn netns_path(&self) -> String {
-        format!("/proc/{}/ns/net", self.0.id())
-    }
-
-    /// What is in its namespace, to compare before and after.
-    fn snapshot(&self) -> String {
-        let net = format!("--net={}", self.netns_path());
-        ["link", "addr", "route"]
-            .iter()
-            .map(|what| tool_ok("nsenter", &[net.as_str(), "ip", "-o", what]))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Unshared {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// What is in `p`'s namespace, to compare before and after.
+fn snapshot(p: &Unshared) -> String {
+    let net = format!("--net={}", p.netns_path());
+    ["link", "addr", "route"]
+        .iter()
+        .map(|what| tool_ok("nsenter", &[net.as_str(), "ip", "-o", what]))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A network with one config endpoint (and the uplink, if `lab` has one);
@@ -112,7 +68,7 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
         peer,
     ) = network(Lab::builder("atpid", SUBNET).uplink());
     let p = Unshared::start();
-    let before = p.snapshot();
+    let before = snapshot(&p);
 
     let out = sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid(), "--json"]);
     let attached: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -125,7 +81,7 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
         .iter()
         .find(|e| e["ip"] == ip.as_str())
         .unwrap();
-    assert_eq!(ep["attached"]["pid"].as_u64(), Some(u64::from(p.0.id())));
+    assert_eq!(ep["attached"]["pid"].as_u64(), Some(u64::from(p.id())));
     assert_eq!(ep["present"], true);
     let host_if = ep["host_ifname"].as_str().unwrap().to_owned();
     let host_links = || tool_ok("ip", &["-n", sb.host(), "-o", "link"]);
@@ -137,7 +93,7 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
     // Attaching again changes nothing.
     sb.netfwd_ok(&["attach", "--name", &net, "--pid", &p.pid()]);
     sb.netfwd_ok(&["detach", "--name", &net, "--pid", &p.pid()]);
-    assert_eq!(p.snapshot(), before, "the process's namespace changed");
+    assert_eq!(snapshot(&p), before, "the process's namespace changed");
     assert!(
         !endpoints(&sb.network_status(&net))
             .iter()

@@ -6,21 +6,11 @@
 //! done: it exits 0 and the network is up and working, or, when the signal
 //! came before `up` began, nothing of it exists.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test reports a broken expectation by panicking"
-)]
-
-use std::{
-    os::unix::process::ExitStatusExt as _,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{os::unix::process::ExitStatusExt as _, path::Path, time::Duration};
 
 use netfwd_tests::{
-    Daemon, Lab, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
-    endpoints,
+    Daemon, Lab, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, Unshared, assert_nothing_left,
+    assert_ping, endpoints,
     host_client::host_connect,
     internet::{
         EchoServer, INTERNET_IP, INTERNET_IP as ROUTER, UPLINK, UPLINK_IP, in_netns, ip_of,
@@ -119,46 +109,6 @@ fn the_daemon_follows_a_changed_uplink_address_for_hairpin_and_host_access() {
     assert!(daemon.terminate().success());
 }
 
-/// A `sleep` in a network namespace of its own (`unshare --net`); killed
-/// and reaped on drop.
-struct OwnNetns(Option<Child>);
-
-impl OwnNetns {
-    fn start() -> OwnNetns {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "120"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let process = OwnNetns(Some(child));
-        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
-        poll("unshare's own namespace", Duration::from_secs(5), || {
-            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-            (theirs != ours).then_some(())
-        });
-        process
-    }
-
-    fn pid(&self) -> String {
-        self.0.as_ref().unwrap().id().to_string()
-    }
-
-    /// SIGKILL and reap: the process, and with it its namespace, is gone.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNetns {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// An endpoint attached by PID, with a port published to it, is in
 /// `status` and answers a ping while its process runs; once the process is
 /// killed the daemon removes the endpoint and withdraws its port within a
@@ -172,7 +122,7 @@ fn the_daemon_forgets_an_attached_endpoint_whose_process_exited() {
     let [a] = lab::named(lab.eps.clone());
     let (sb, net) = (&lab.sb, lab.net.as_str());
     let mut daemon = Daemon::start(sb, &lab.config, GC_EVERY_SECOND);
-    let mut process = OwnNetns::start();
+    let process = Unshared::start();
     let attached_ip = "10.83.0.9";
     sb.netfwd_ok(&[
         "attach",
@@ -198,7 +148,8 @@ fn the_daemon_forgets_an_attached_endpoint_whose_process_exited() {
     assert_eq!(status["published"].as_array().unwrap().len(), 1);
     assert_ping(&a, attached_ip);
 
-    process.kill();
+    // The process, and with it its namespace, is gone.
+    drop(process);
     let status = poll("the exited endpoint forgotten", NOTICE, || {
         let status = sb.network_status(net);
         (ips(&status) == [SERVER_IP]).then_some(status)
