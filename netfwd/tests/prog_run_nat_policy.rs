@@ -89,7 +89,7 @@ fn a_reply_for_another_networks_endpoint_passes_on_untouched() {
 #[test]
 fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
     with_lab("trust-iface", (61000, 65535), |lab| {
-        let peers = netfwd::ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap();
+        let peers = ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap();
         lab.maps
             .set_remotes(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
             .unwrap();

@@ -249,7 +249,7 @@ fn a_published_port_takes_no_source_that_cannot_be_on_the_internet() {
         lab.maps
             .set_published(&[published(UDP, 5353, A_IP, 53)])
             .unwrap();
-        let other_network: netfwd::ipnet::Ipv4Net = "10.77.0.0/16".parse().unwrap();
+        let other_network: ipnet::Ipv4Net = "10.77.0.0/16".parse().unwrap();
         lab.maps
             .set_remotes(&[(other_network, REMOTE_ISOLATED | REMOTE_LOCAL)])
             .unwrap();

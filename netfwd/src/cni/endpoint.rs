@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
 use super::{
@@ -297,9 +298,9 @@ async fn endpoint_problems(net: &Network, a: &Attachment) -> anyhow::Result<Vec<
     let Some(link) = inner.link_by_name(&a.ifname).await? else {
         return Ok(vec![format!("no interface {}", a.ifname)]);
     };
-    let want = (a.ip, net.subnet.prefix_len());
+    let want = Ipv4Net::new(a.ip, net.subnet.prefix_len())?;
     if !inner.ipv4_addresses(link.index).await?.contains(&want) {
-        problems.push(format!("{} lacks {}/{}", a.ifname, want.0, want.1));
+        problems.push(format!("{} lacks {want}", a.ifname));
     }
     if inner.default_gateway().await? != Some(net.gateway) {
         problems.push(format!("no default route via {}", net.gateway));

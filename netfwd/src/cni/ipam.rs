@@ -9,6 +9,7 @@ use std::{
     process::{Command, Stdio},
 };
 
+use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,7 +17,7 @@ use super::{
     conf::SUPPORTED_VERSIONS,
     error::{CniError, CniResult, OrCni as _, code},
 };
-use crate::ipnet::Ipv4Net;
+use crate::subnet::Subnet as _;
 
 /// What an IPAM ADD gave: the first IPv4 address, and DNS if it set any.
 #[derive(Debug)]
@@ -204,10 +205,8 @@ pub fn lease(plugin: &str, cni_path: &str, stdin: &[u8], subnet: Ipv4Net) -> Cni
 
 /// "a.b.c.d/len" of an interface: host bits set, unlike a subnet's.
 fn interface_address(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (addr, len) = s.split_once('/')?;
-    let len: u8 = len.parse().ok()?;
-    (len <= 32).then_some(())?;
-    Some((addr.parse().ok()?, len))
+    let net: Ipv4Net = s.parse().ok()?;
+    Some((net.addr(), net.prefix_len()))
 }
 
 fn find_plugin(plugin: &str, cni_path: &str) -> CniResult<PathBuf> {

@@ -38,7 +38,7 @@ impl Network {
         format!(
             "{}{:x}",
             prefix(end, &self.name),
-            self.subnet.host_offset(ip)
+            u32::from(ip) & u32::from(self.subnet.hostmask())
         )
     }
 }

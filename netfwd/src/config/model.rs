@@ -10,7 +10,9 @@ use netfwd_common::nat::{
     DEFAULT_MAX_FLOWS, DEFAULT_MAX_UNREPLIED_SHARE, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts,
 };
 
-use crate::{ipnet::Ipv4Net, name::NetworkName};
+use ipnet::Ipv4Net;
+
+use crate::name::NetworkName;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,13 @@ use super::{
     ifname::validate_ifname,
     model::{Endpoint, NatSettings, Network, Peer, Published, Timeouts, host_ip},
 };
-use crate::{input_error, ipnet::Ipv4Net, name::NetworkName};
+use ipnet::Ipv4Net;
+
+use crate::{
+    input_error,
+    name::NetworkName,
+    subnet::{self, Subnet as _},
+};
 
 /// Widest subnet: host-side veths are named by the endpoint's host offset in
 /// four hex digits.
@@ -52,10 +58,7 @@ fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
 pub fn validate(file: &ConfigFile) -> Result<Network> {
     let net = &file.network;
     let name = NetworkName::parse("network.name", &net.name)?;
-    let subnet: Ipv4Net = net
-        .subnet
-        .parse()
-        .map_err(|e| input_error!("network.subnet: {e}"))?;
+    let subnet = subnet::parse(&net.subnet).map_err(|e| input_error!("network.subnet: {e}"))?;
     if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&subnet.prefix_len()) {
         return Err(input_error!(
             "network.subnet: prefix length must be {MIN_PREFIX_LEN} to {MAX_PREFIX_LEN}, got {}",
@@ -122,10 +125,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
 fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
     let mut valid: Vec<Peer> = Vec::with_capacity(peers.len());
     for (i, p) in peers.iter().enumerate() {
-        let subnet: Ipv4Net = p
-            .subnet
-            .parse()
-            .map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
+        let subnet = subnet::parse(&p.subnet).map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
         if subnet.overlaps(&own) {
             return Err(input_error!(
                 "peer[{i}].subnet: {subnet} overlaps the network's own subnet {own}"
@@ -138,7 +138,7 @@ fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
             ));
         }
         let via = parse_ip(&format!("peer[{i}].via"), &p.via)?;
-        if own.contains(via) || subnet.contains(via) {
+        if own.contains(&via) || subnet.contains(&via) {
             return Err(input_error!(
                 "peer[{i}].via: {via} must be the other host's address on the LAN, not an endpoint address"
             ));

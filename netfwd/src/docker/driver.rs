@@ -6,6 +6,7 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
+use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -26,6 +27,7 @@ use crate::{
     netlink::{Netlink, parse_unicast_mac},
     network::{self as lib, AttachRequest, PortRequest, Rollback, Target},
     state::{self, State},
+    subnet::Subnet as _,
 };
 
 /// Docker's key for `-p` bindings in `ProgramExternalConnectivity`.
@@ -320,13 +322,11 @@ fn joined(net: &Network, ep: &DockerEndpoint) -> Target {
 /// with its prefix length.
 fn endpoint_ip(address: &str, net: &Network) -> Result<Ipv4Addr> {
     let field = "Interface.Address";
-    let (ip, len) = address
-        .split_once('/')
-        .ok_or_else(|| input_error!("{field}: {address:?} is not ADDRESS/PREFIX"))?;
-    let ip: Ipv4Addr = ip
+    let iface: Ipv4Net = address
         .parse()
-        .map_err(|_| input_error!("{field}: {address:?} is not an IPv4 address"))?;
-    if len.parse::<u8>().ok() != Some(net.subnet.prefix_len()) || !net.subnet.is_host(ip) {
+        .map_err(|_| input_error!("{field}: {address:?} is not an IPv4 ADDRESS/PREFIX"))?;
+    let ip = iface.addr();
+    if iface.prefix_len() != net.subnet.prefix_len() || !net.subnet.is_host(ip) {
         return Err(input_error!(
             "{field}: {address} is not a host address of {}",
             net.subnet

@@ -22,9 +22,10 @@ use super::{
     nat_table::{self, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
+use ipnet::Ipv4Net;
+
 use crate::{
     config::{Mode, NatSettings, Network, Published},
-    ipnet::Ipv4Net,
     name::NetworkName,
     netlink::Link,
     netns,
@@ -379,7 +380,7 @@ impl NetworkDatapath {
         for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
             self.maps.remove_nat_entry(&key)?;
         }
-        self.maps.forget_senders(|sender| subnet.contains(sender))
+        self.maps.forget_senders(|sender| subnet.contains(&sender))
     }
 
     /// What the NAT table's expiry sweep (in the kernel) has done, if the

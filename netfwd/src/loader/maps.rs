@@ -5,11 +5,11 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use crate::ipnet::Ipv4Net;
 use aya::maps::{
     Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuHashMap,
     lpm_trie::{Key, LpmTrie},
 };
+use ipnet::Ipv4Net;
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, NetworkConfig},
@@ -232,7 +232,7 @@ impl DatapathMaps {
 
     /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).
     pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, u8)]) -> Result<()> {
-        let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.addr().octets());
+        let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.network().octets());
         let present: Vec<Key<[u8; 4]>> = self
             .remotes
             .keys()

@@ -13,7 +13,7 @@ use netfwd_common::nat::{
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
 
-use crate::ipnet::Ipv4Net;
+use ipnet::Ipv4Net;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn now_ns() -> Result<u64> {
@@ -48,7 +48,7 @@ pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(Nat
             } else {
                 k.saddr
             };
-            subnet.contains(Ipv4Addr::from(inside))
+            subnet.contains(&Ipv4Addr::from(inside))
         })
         .collect()
 }

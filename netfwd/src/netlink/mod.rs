@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
+use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
@@ -37,15 +38,14 @@ pub struct VethPeer<'a> {
     pub mac: Option<[u8; 6]>,
 }
 
-/// A route in the main table.
+/// A route in the main table, of either family (its addresses of one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub dst: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Option<Ipv4Addr>,
+    pub dst: IpNet,
+    pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
     /// Preferred source address.
-    pub src: Option<Ipv4Addr>,
+    pub src: Option<IpAddr>,
     /// Directly reachable on `oif` (`scope link`), as opposed to global.
     pub scope_link: bool,
     /// The gateway is on `oif` even though no address of `oif` covers it.
@@ -170,24 +170,39 @@ impl Netlink {
         }
     }
 
-    /// Adds `addr/prefix_len` to link `index`; already there is fine.
-    pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
+    /// Adds interface address `addr` (address and prefix length, of either
+    /// family) to link `index`; already there is fine.
+    pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
         match self
             .handle
             .address()
-            .add(index, addr.into(), prefix_len)
+            .add(index, addr.addr(), addr.prefix_len())
             .execute()
             .await
         {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix_len} to link {index}")),
+            Err(e) => Err(e).with_context(|| format!("adding {addr} to link {index}")),
         }
     }
 
-    /// The IPv4 addresses of link `index` with their prefix lengths, primary
-    /// ones first, in the kernel's order.
-    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+    /// The IPv4 addresses of link `index` (address and prefix length),
+    /// primary ones first, in the kernel's order.
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        Ok(self
+            .addresses(index)
+            .await?
+            .into_iter()
+            .filter_map(|a| match a {
+                IpNet::V4(v4) => Some(v4),
+                IpNet::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The addresses of link `index`, of both families, primary ones first,
+    /// in the kernel's order.
+    async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -197,35 +212,38 @@ impl Netlink {
             .try_collect()
             .await
             .with_context(|| format!("listing addresses of link {index}"))?;
-        let mut addrs: Vec<(bool, Ipv4Addr, u8)> = msgs
+        let mut addrs: Vec<(bool, IpNet)> = msgs
             .iter()
             .filter(|m| m.header.index == index)
             .flat_map(|m| {
                 let secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
                 let prefix_len = m.header.prefix_len;
+                // IPv4's local address is the interface's own (`Address` is
+                // the peer's on point-to-point links); IPv6 carries only
+                // `Address`.
                 m.attributes.iter().filter_map(move |a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((secondary, *ip, prefix_len)),
+                    AddressAttribute::Local(ip @ IpAddr::V4(_))
+                    | AddressAttribute::Address(ip @ IpAddr::V6(_)) => {
+                        IpNet::new(*ip, prefix_len).ok().map(|net| (secondary, net))
+                    }
                     _ => None,
                 })
             })
             .collect();
         // Stable: keeps the kernel's order within primaries and secondaries.
-        addrs.sort_by_key(|(secondary, _, _)| *secondary);
-        Ok(addrs
-            .into_iter()
-            .map(|(_, ip, prefix_len)| (ip, prefix_len))
-            .collect())
+        addrs.sort_by_key(|(secondary, _)| *secondary);
+        Ok(addrs.into_iter().map(|(_, net)| net).collect())
     }
 
     /// Adds the route or replaces the one with the same destination.
     pub async fn replace_route(&self, route: &Route) -> Result<()> {
         self.handle
             .route()
-            .add(route_message(route))
+            .add(route_message(route)?)
             .replace()
             .execute()
             .await
-            .with_context(|| format!("setting route {}/{}", route.dst, route.prefix_len))
+            .with_context(|| format!("setting route {}", route.dst))
     }
 }
 
@@ -279,30 +297,32 @@ impl Netlink {
         match self
             .handle
             .route()
-            .del(route_message(route))
+            .del(route_message(route)?)
             .execute()
             .await
         {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(ESRCH) => Ok(()),
-            Err(e) => {
-                Err(e).with_context(|| format!("deleting route {}/{}", route.dst, route.prefix_len))
-            }
+            Err(e) => Err(e).with_context(|| format!("deleting route {}", route.dst)),
         }
     }
 }
 
-fn route_message(route: &Route) -> RouteMessage {
-    let mut b =
-        RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(route.dst, route.prefix_len);
+/// The route as netlink's message; a gateway or source of the other family
+/// than the destination is refused here, not by the kernel.
+fn route_message(route: &Route) -> Result<RouteMessage> {
+    let invalid = || format!("route {}", route.dst);
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(route.dst.network(), route.dst.prefix_len())
+        .with_context(invalid)?;
     if let Some(gw) = route.gateway {
-        b = b.gateway(gw);
+        b = b.gateway(gw).with_context(invalid)?;
     }
     if let Some(oif) = route.oif {
         b = b.output_interface(oif);
     }
     if let Some(src) = route.src {
-        b = b.pref_source(src);
+        b = b.pref_source(src).with_context(invalid)?;
     }
     if route.scope_link {
         b = b.scope(RouteScope::Link);
@@ -310,7 +330,7 @@ fn route_message(route: &Route) -> RouteMessage {
     if route.onlink {
         b = b.onlink();
     }
-    b.build()
+    Ok(b.build())
 }
 
 /// The positive errno of a netlink error reply, if it is one.

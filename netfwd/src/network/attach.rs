@@ -18,6 +18,7 @@ use crate::{
     netlink::Netlink,
     netns,
     state::{self, Attachment, State},
+    subnet::Subnet as _,
 };
 
 /// Which namespace to attach or detach.

@@ -5,6 +5,7 @@
 use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
 
 use anyhow::{Context as _, Result};
+use ipnet::Ipv4Net;
 
 use crate::{
     config::{Endpoint, Kind, Mode, Network},
@@ -308,13 +309,14 @@ async fn configure_inside(
         Kind::Bridge => (net.subnet.prefix_len(), false),
         Kind::Routed => (32, true),
     };
-    inner.add_address(eth0.index, at.ip, prefix_len).await?;
+    inner
+        .add_address(eth0.index, Ipv4Net::new(at.ip, prefix_len)?.into())
+        .await?;
     inner.set_up(eth0.index).await?;
     inner
         .replace_route(&Route {
-            dst: Ipv4Addr::UNSPECIFIED,
-            prefix_len: 0,
-            gateway: Some(net.gateway),
+            dst: Ipv4Net::default().into(),
+            gateway: Some(net.gateway.into()),
             oif: Some(eth0.index),
             src: None,
             scope_link: false,
@@ -334,13 +336,13 @@ async fn configure_host_side(
 ) -> Result<()> {
     procnet::refuse_endpoint_router_config(&net.host_ifname(ip))?;
     host.set_up(link.index).await?;
-    host.add_address(link.index, net.gateway, 32).await?;
+    host.add_address(link.index, Ipv4Net::from(net.gateway).into())
+        .await?;
     host.replace_route(&Route {
-        dst: ip,
-        prefix_len: 32,
+        dst: Ipv4Net::from(ip).into(),
         gateway: None,
         oif: Some(link.index),
-        src: Some(net.gateway),
+        src: Some(net.gateway.into()),
         scope_link: true,
         onlink: false,
     })

@@ -224,9 +224,8 @@ async fn setup_lan(
 
 fn peer_route(peer: &Peer) -> Route {
     Route {
-        dst: peer.subnet.addr(),
-        prefix_len: peer.subnet.prefix_len(),
-        gateway: Some(peer.via),
+        dst: peer.subnet.into(),
+        gateway: Some(peer.via.into()),
         oif: None,
         src: None,
         scope_link: false,

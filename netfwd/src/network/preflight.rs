@@ -13,6 +13,7 @@ use crate::{
     netns::{self, Here},
     procnet,
     state::State,
+    subnet::Subnet as _,
 };
 
 pub async fn check(net: &Network, previous: Option<&State>, here: &Here) -> Result<()> {
@@ -138,7 +139,7 @@ pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<
     host.ipv4_addresses(index)
         .await?
         .first()
-        .map(|(addr, _)| *addr)
+        .map(|a| a.addr())
         .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))
 }
 

@@ -7,11 +7,12 @@
 //! receiver's programs see only what its endpoints send), so routing on one
 //! side's word alone would let one-way traffic in.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
+
+use ipnet::Ipv4Net;
 
 use crate::{
     config::Network,
-    ipnet::Ipv4Net,
     loader::{NetworkDatapath, Remote},
     netlink::Netlink,
     netns::Here,
@@ -53,10 +54,8 @@ async fn prefixes(
         && net.uplink.as_ref() != Some(lan)
         && let Some(link) = host.link_by_name(lan).await?
     {
-        for (addr, prefix_len) in host.ipv4_addresses(link.index).await? {
-            let connected =
-                Ipv4Net::containing(addr, prefix_len).map_err(|e| anyhow!("{lan}: {e}"))?;
-            wanted.push((connected, Remote::Lan));
+        for addr in host.ipv4_addresses(link.index).await? {
+            wanted.push((addr.trunc(), Remote::Lan));
         }
     }
     for other in all.iter().filter(|o| o.name != net.name) {

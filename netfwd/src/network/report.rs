@@ -313,7 +313,7 @@ async fn host_interface_status(
             host.ipv4_addresses(l.index)
                 .await?
                 .first()
-                .map(|(a, _)| a.to_string()),
+                .map(|a| a.addr().to_string()),
             loader::attached(network, ifname)?.map(ProgramStatus::from),
         ),
         None => (None, None),

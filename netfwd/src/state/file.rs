@@ -10,9 +10,10 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{Attachment, State};
+use ipnet::Ipv4Net;
+
 use crate::{
     config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published},
-    ipnet::Ipv4Net,
     name::NetworkName,
     netns::NetnsId,
 };
