@@ -6,10 +6,9 @@ use std::{fs::File, io, path::Path};
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramInfo, SchedClassifier, TcAttachType,
-        Xdp, XdpMode,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, ProgramInfo, SchedClassifier,
+        TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
-        loaded_programs,
         tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
     },
@@ -33,10 +32,10 @@ pub fn attach_ingress(
     ifname: &str,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
+    let wanted = loaded_id(prog.info())?;
     if let Some(link) = open_pinned(pin)? {
         match attached_program(ifname, &link)? {
-            Some(attached) if runs(attached.id, &wanted) => return Ok(AttachOutcome::Unchanged),
+            Some(attached) if attached.id == wanted => return Ok(AttachOutcome::Unchanged),
             Some(_) => {
                 let link = SchedClassifierLink::try_from(link).context("pinned link is not TCX")?;
                 let id = prog.attach_to_link(link).context("replacing the program")?;
@@ -73,11 +72,11 @@ pub fn attach_xdp(
     running: Option<u32>,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
+    let wanted = loaded_id(prog.info())?;
     if let Some(link) = open_pinned(pin)? {
         let linked = link.info().context("reading link info")?.program_id();
         if running == Some(linked) {
-            if runs(linked, &wanted) {
+            if linked == wanted {
                 return Ok(AttachOutcome::Unchanged);
             }
             let link = XdpLink::try_from(link).context("pinned link is not XDP")?;
@@ -97,37 +96,14 @@ pub fn attach_xdp(
     Ok(AttachOutcome::Attached)
 }
 
-/// What makes two loaded programs the same datapath: their code (the tag)
-/// and the maps it uses. The tag alone misses a map that was recreated (a
-/// resized NAT table): a program still bound to the old, unpinned map must
-/// be replaced.
-#[derive(PartialEq, Eq)]
-struct Identity {
-    tag: u64,
-    map_ids: Vec<u32>,
-}
-
-impl Identity {
-    fn of(info: &ProgramInfo) -> Result<Self> {
-        let mut map_ids = info
-            .map_ids()
-            .context("reading the program's maps")?
-            .unwrap_or_default();
-        map_ids.sort_unstable();
-        Ok(Self {
-            tag: info.tag(),
-            map_ids,
-        })
-    }
-}
-
-/// Whether loaded program `id` is the program `wanted` describes.
-fn runs(id: u32, wanted: &Identity) -> bool {
-    loaded_programs()
-        .filter_map(Result::ok)
-        .find(|p| p.id() == id)
-        .and_then(|p| Identity::of(&p).ok())
-        .is_some_and(|found| &found == wanted)
+/// The kernel's ID of our loaded program. A link runs the datapath we want
+/// only if it runs this very program: the loader reuses a program only
+/// while it is bound to the pinned maps (a program still bound to an old,
+/// unpinned map, such as a NAT table since resized, has another ID), so a
+/// link to any other program is swapped. Comparing IDs costs no walk over
+/// every program loaded on the host, which `up` would pay per endpoint.
+fn loaded_id(info: Result<ProgramInfo, ProgramError>) -> Result<u32> {
+    Ok(info.context("reading the program's info")?.id())
 }
 
 /// Whether the pinned XDP link's program is the one the interface runs.
@@ -143,11 +119,11 @@ pub fn attach_cgroup(
     cgroup: &Path,
     pin: &Path,
 ) -> Result<AttachOutcome> {
-    let wanted = Identity::of(&prog.info().context("reading the program's info")?)?;
+    let wanted = loaded_id(prog.info())?;
     let mut outcome = AttachOutcome::Attached;
     if let Some(link) = open_pinned(pin)? {
         let prog_id = link.info().context("reading link info")?.program_id();
-        if runs(prog_id, &wanted) {
+        if prog_id == wanted {
             return Ok(AttachOutcome::Unchanged);
         }
         // cgroup links cannot swap programs in place; a connect() in the gap
