@@ -51,8 +51,9 @@ fn summary(samples: &[Sample]) -> Summary {
     }
 }
 
-fn summaries(samples: &Samples, all: &[Workload], w: Workload) -> Vec<Summary> {
-    Kind::ALL
+/// Workload `w`'s summary on each of `kinds`.
+fn summaries(samples: &Samples, all: &[Workload], w: Workload, kinds: &[Kind]) -> Vec<Summary> {
+    kinds
         .iter()
         .map(|k| summary(samples.get(&key(all, w, *k)).map_or(&[][..], Vec::as_slice)))
         .collect()
@@ -71,8 +72,9 @@ pub fn markdown(
          |---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for &w in all {
-        let [base, tc, xdp, limit] = <[Summary; 4]>::try_from(summaries(samples, all, w))
-            .unwrap_or_else(|_| unreachable!("four setups"));
+        let [base, tc, xdp, limit] =
+            <[Summary; 4]>::try_from(summaries(samples, all, w, &Kind::COMPARED))
+                .unwrap_or_else(|_| unreachable!("four setups"));
         let cell = |x: &Summary| format!("{:.3} ({:.3}–{:.3})", x.median, x.min, x.max);
         let _ = writeln!(
             s,
@@ -93,6 +95,118 @@ pub fn markdown(
             limit.cost,
             w.cost_unit(),
         );
+    }
+    s
+}
+
+/// The spread this run saw: each cell's max ÷ min, their median and the
+/// widest, so the reader knows how far one ratio can be trusted.
+pub fn spread(samples: &Samples, all: &[Workload]) -> String {
+    let mut cells: Vec<(f64, String)> = samples
+        .iter()
+        .filter(|(_, list)| list.len() > 1)
+        .map(|((w, k), list)| {
+            let sum = summary(list);
+            (
+                sum.max / sum.min,
+                format!("{} on {}", all[*w].name(), Kind::ALL[*k].name()),
+            )
+        })
+        .collect();
+    let mut ratios: Vec<f64> = cells.iter().map(|(r, _)| *r).collect();
+    let typical = median(&mut ratios);
+    cells.sort_by(|a, b| a.0.total_cmp(&b.0));
+    match cells.last() {
+        Some((widest, cell)) => format!(
+            "\nSpread (max ÷ min of a cell's samples): {typical:.2}× in the median cell, \
+             {widest:.2}× at the widest ({cell}).\n"
+        ),
+        None => "\nSpread: one sample a cell, none to show.\n".to_owned(),
+    }
+}
+
+/// The east-west rows against the baseline without the published ports'
+/// rules too, so that the headline ratio is not the rules' cost alone.
+pub fn without_port_rules(samples: &Samples, all: &[Workload]) -> String {
+    let kinds = [Kind::Baseline, Kind::BaselineNoPorts, Kind::NetfwdTc];
+    let mut s = format!(
+        "\nEast-west rows against the baseline with and without its 1,000 published-port \
+         rules (medians):\n\n| workload | {} | {} | {} | tc ÷ no port rules |\n|---|---|---|---|---|\n",
+        kinds[0].name(),
+        kinds[1].name(),
+        kinds[2].name()
+    );
+    for &w in all.iter().filter(|w| w.east_west()) {
+        let sums = summaries(samples, all, w, &kinds);
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.3} | {:.3} | **{:.2}×** |",
+            w.name(),
+            sums[0].median,
+            sums[1].median,
+            sums[2].median,
+            sums[2].median / sums[1].median
+        );
+    }
+    s
+}
+
+/// A sample this far above the one below it splits a cell in two modes.
+const MODE_GAP: f64 = 1.5;
+/// Samples a mode needs to be one (fewer is an outlier, not a mode).
+const MODE_SAMPLES: usize = 2;
+
+/// The connection-rate cells whose samples fall in two modes (on two
+/// vCPUs they do: a median would flip between them from run to run), each
+/// mode's median and share of the samples. Empty when none does.
+pub fn bimodal(samples: &Samples, all: &[Workload]) -> String {
+    let mut s = String::new();
+    for ((w, k), list) in samples {
+        if all[*w].unit() != "connections/s" {
+            continue;
+        }
+        let mut values: Vec<f64> = list.iter().map(|x| x.value).collect();
+        values.sort_by(f64::total_cmp);
+        let split = values
+            .windows(2)
+            .enumerate()
+            .map(|(i, pair)| (i + 1, pair[1] / pair[0]))
+            .filter(|&(at, gap)| {
+                gap > MODE_GAP && at >= MODE_SAMPLES && values.len() - at >= MODE_SAMPLES
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(at, _)| at);
+        if let Some(split) = split {
+            let (low, high) = values.split_at_mut(split);
+            let _ = writeln!(
+                s,
+                "- {} on {}: {:.3} in {} of {} samples, {:.3} in {}",
+                all[*w].name(),
+                Kind::ALL[*k].name(),
+                median(low),
+                low.len(),
+                list.len(),
+                median(high),
+                high.len(),
+            );
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!("\nCells in two modes (each mode's median, and how many samples fell in it):\n\n{s}")
+}
+
+/// The samples taken again, and why (none is a clean run).
+pub fn notes(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return "\nNo sample was taken again: every workload succeeded, read more than zero \
+                and stayed within the limit's spread.\n"
+            .to_owned();
+    }
+    let mut s = String::from("\nSamples taken again:\n\n");
+    for n in notes {
+        let _ = writeln!(s, "- {n}");
     }
     s
 }
@@ -127,7 +241,7 @@ pub fn svg(samples: &Samples, all: &[Workload]) -> String {
     const LEFT: f64 = 330.0;
     const WIDTH: f64 = 420.0;
     let colours = ["#c0504d", "#4f81bd", "#8064a2", "#9bbb59"];
-    let limit_at = Kind::ALL
+    let limit_at = Kind::COMPARED
         .iter()
         .position(|k| *k == Kind::Limit)
         .unwrap_or(0);
@@ -136,7 +250,7 @@ pub fn svg(samples: &Samples, all: &[Workload]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <text x=\"10\" y=\"20\" font-size=\"14\">Median as a share of the limit (bare veth / plain routing)</text>\n"
     );
-    for (i, k) in Kind::ALL.iter().enumerate() {
+    for (i, k) in Kind::COMPARED.iter().enumerate() {
         let _ = writeln!(
             s,
             "<rect x=\"{}\" y=\"30\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"40\">{}</text>",
@@ -148,7 +262,7 @@ pub fn svg(samples: &Samples, all: &[Workload]) -> String {
     }
     for (row, w) in all.iter().enumerate() {
         let y = 60.0 + row as f64 * ROW;
-        let sums = summaries(samples, all, *w);
+        let sums = summaries(samples, all, *w, &Kind::COMPARED);
         let limit = sums[limit_at].median;
         let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{}</text>", y + 28.0, w.name());
         for (i, sum) in sums.iter().enumerate() {

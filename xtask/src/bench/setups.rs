@@ -36,6 +36,8 @@ pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.90.2";
 pub const PUBLISHED: u16 = 1000;
 pub const HOST_PORT_BASE: u16 = 20000;
 pub const TARGET_PORT_BASE: u16 = 30000;
+/// Present while br_netfilter is loaded.
+pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -43,10 +45,22 @@ pub enum Kind {
     NetfwdTc,
     NetfwdXdp,
     Limit,
+    /// The baseline without the published ports' rules: where
+    /// br_netfilter sends bridged frames through FORWARD, its rule walk is
+    /// the east-west rows' cost, which this setup shows apart.
+    BaselineNoPorts,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Baseline, Kind::NetfwdTc, Kind::NetfwdXdp, Kind::Limit];
+    pub const ALL: [Kind; 5] = [
+        Kind::Baseline,
+        Kind::NetfwdTc,
+        Kind::NetfwdXdp,
+        Kind::Limit,
+        Kind::BaselineNoPorts,
+    ];
+    /// The main table's and the chart's columns.
+    pub const COMPARED: [Kind; 4] = [Kind::Baseline, Kind::NetfwdTc, Kind::NetfwdXdp, Kind::Limit];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +68,7 @@ impl Kind {
             Kind::NetfwdTc => "netfwd tc",
             Kind::NetfwdXdp => "netfwd xdp",
             Kind::Limit => "limit",
+            Kind::BaselineNoPorts => "bridge+iptables, no port rules",
         }
     }
 
@@ -63,6 +78,7 @@ impl Kind {
             Kind::NetfwdTc => "tc",
             Kind::NetfwdXdp => "xdp",
             Kind::Limit => "lim",
+            Kind::BaselineNoPorts => "bnp",
         }
     }
 }
@@ -127,17 +143,10 @@ impl Setup {
         }
         setup.uplink()?;
         match kind {
-            Kind::Baseline => setup.bridge_and_iptables()?,
+            Kind::Baseline => setup.bridge_and_iptables(PUBLISHED)?,
+            Kind::BaselineNoPorts => setup.bridge_and_iptables(0)?,
             Kind::NetfwdTc => setup.netfwd(id, "tc", netfwd, dir)?,
-            Kind::NetfwdXdp => {
-                // The internet's end as a wire: full checksums, and NAPI to
-                // take XDP frames (see netfwd-ebpf's `xdp`).
-                in_ns(
-                    &setup.internet,
-                    &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"],
-                )?;
-                setup.netfwd(id, "xdp", netfwd, dir)?
-            }
+            Kind::NetfwdXdp => setup.netfwd(id, "xdp", netfwd, dir)?,
             Kind::Limit => setup.bare()?,
         }
         Ok(setup)
@@ -168,7 +177,11 @@ impl Setup {
             "dev",
             "inet0",
         ])?;
-        ip(&["-n", i, "link", "set", "inet0", "up"])
+        ip(&["-n", i, "link", "set", "inet0", "up"])?;
+        // The internet's end as a wire, on every setup alike: full
+        // checksums, and NAPI to take XDP frames (which netfwd's XDP setup
+        // needs, see netfwd-ebpf's `xdp`).
+        in_ns(i, &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"])
     }
 
     /// Two endpoint namespaces on veths into the host, named `hc`/`hs` there.
@@ -206,9 +219,9 @@ impl Setup {
     }
 
     /// The seeds' manual setup, with the rules Docker writes for a bridge
-    /// network with published ports (a DNAT and a FORWARD accept per port,
+    /// network with `published` ports (a DNAT and a FORWARD accept per port,
     /// walked in order).
-    fn bridge_and_iptables(&self) -> Result<()> {
+    fn bridge_and_iptables(&self, published: u16) -> Result<()> {
         let h = self.host.as_str();
         self.endpoints_on_host_veths()?;
         ip(&["-n", h, "link", "add", "br0", "type", "bridge"])?;
@@ -227,12 +240,21 @@ impl Setup {
         }
         self.default_routes()?;
         in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        // Bridged frames pass iptables only with br_netfilter (which dockerd
+        // loads): where it is loaded, on as Docker has it; `machine` records
+        // which held.
+        if Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
+            in_ns(
+                h,
+                &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+            )?;
+        }
         let mut rules = String::from(
             "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
              -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n",
         );
         let _ = writeln!(rules, "-A POSTROUTING -s {SUBNET} ! -o br0 -j MASQUERADE");
-        for i in 0..PUBLISHED {
+        for i in 0..published {
             let _ = writeln!(
                 rules,
                 "-A DOCKER ! -i br0 -p tcp --dport {} -j DNAT --to-destination {SERVER_IP}:{}",
@@ -247,7 +269,7 @@ impl Setup {
              -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
              -A FORWARD -i br0 -o br0 -j ACCEPT\n",
         );
-        for i in 0..PUBLISHED {
+        for i in 0..published {
             let _ = writeln!(
                 rules,
                 "-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {} -j ACCEPT",
@@ -348,10 +370,37 @@ impl Setup {
         self.netfwd_up()
     }
 
+    /// Fails if the setup's `netfwd daemon` has died (a setup without one
+    /// passes): a sample taken meanwhile measured a network nobody tends.
+    pub fn daemon_alive(&self) -> Result<()> {
+        let Some(daemon) = &self.daemon else {
+            return Ok(());
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.id()))
+            .context("netfwd daemon is gone")?;
+        // The state follows the command's closing parenthesis.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        anyhow::ensure!(
+            !matches!(state, Some('Z' | 'X') | None),
+            "netfwd daemon has exited"
+        );
+        Ok(())
+    }
+
+    /// The netfwd network's name; `None` without netfwd.
+    pub fn network(&self) -> Option<&str> {
+        self.netfwd.as_ref().map(|(_, name)| name.as_str())
+    }
+
     /// Where the network's pinned map `map` is; `None` without netfwd.
     pub fn pinned_map(&self, map: &str) -> Option<PathBuf> {
-        let (_, name) = self.netfwd.as_ref()?;
-        Some(Path::new("/sys/fs/bpf/netfwd").join(name).join(map))
+        Some(
+            Path::new("/sys/fs/bpf/netfwd")
+                .join(self.network()?)
+                .join(map),
+        )
     }
 
     /// Adds idle endpoints until the network has `n` (the limit, a bare
@@ -375,7 +424,7 @@ impl Setup {
             .collect();
         match self.kind {
             Kind::Limit => return Ok(()),
-            Kind::Baseline => {
+            Kind::Baseline | Kind::BaselineNoPorts => {
                 for (ns, addr) in &new {
                     self.extras.push(ns.clone());
                     self.bridge_port(ns, addr, &format!("x{}", self.extras.len()))?;

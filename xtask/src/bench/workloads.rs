@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
     HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
@@ -84,11 +84,6 @@ impl Workload {
         [Workload::ScaleRr(n), Workload::ScalePps(n)]
     }
 
-    /// The base workloads the scaled ones repeat, in the same order.
-    pub fn scaled_base() -> [Workload; 2] {
-        [Workload::TcpRr, Workload::Udp64Raw]
-    }
-
     pub fn name(self) -> String {
         match self {
             Workload::ScaleRr(n) => {
@@ -115,6 +110,26 @@ impl Workload {
             Workload::ScaleRr(_) | Workload::ScalePps(_) => unreachable!("named above"),
         }
         .to_owned()
+    }
+
+    /// Endpoint to endpoint, on the host: no NAT, no uplink.
+    pub fn east_west(self) -> bool {
+        matches!(
+            self,
+            Workload::TcpStream1
+                | Workload::TcpStream4
+                | Workload::TcpRr
+                | Workload::Udp64
+                | Workload::Udp64Raw
+                | Workload::ScaleRr(_)
+                | Workload::ScalePps(_)
+        )
+    }
+
+    /// Whether setup `kind` takes part: the baseline without port rules is
+    /// there for the east-west rows alone (it publishes nothing).
+    pub fn runs_on(self, kind: Kind) -> bool {
+        kind != Kind::BaselineNoPorts || self.east_west()
     }
 
     pub fn unit(self) -> &'static str {
@@ -375,22 +390,13 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
     text.push_str(&rest.join(", "));
     let conf = std::env::temp_dir().join(format!("netfwd-bench-{}.trafgen", std::process::id()));
     std::fs::write(&conf, format!("{{ {text} }}\n"))?;
-    let rx = |ns: &str| -> Result<u64> {
-        let out = output(&mut command(
-            "nsenter",
-            &in_ns(ns, &["ip", "-s", "-j", "link", "show", "eth0"]),
-        ))?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        v[0]["stats64"]["rx"]["packets"]
-            .as_u64()
-            .context("no rx packets for eth0")
-    };
-    let before = rx(p.server_ns)?;
+    let sent_before = eth0_packets(p.client_ns, "tx")?;
+    let before = eth0_packets(p.server_ns, "rx")?;
     let start = Instant::now();
     let conf_arg = conf.display().to_string();
     let secs_arg = secs.to_string();
     // trafgen runs until stopped: SIGINT after `secs`.
-    let _ = command(
+    let status = command(
         "timeout",
         &[
             "-s",
@@ -409,13 +415,36 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())
-    .status()?;
+    .status();
+    let _ = std::fs::remove_file(&conf);
+    // Stopped by `timeout` (124) is the run; any other end is trafgen's own
+    // failure, which would read as a rate of nothing.
+    let status = status.context("starting trafgen")?;
+    ensure!(status.code() == Some(124), "trafgen ended early ({status})");
     let elapsed = start.elapsed().as_secs_f64();
     // Frames still in flight land within a moment.
     thread::sleep(Duration::from_millis(100));
-    let received = rx(p.server_ns)? - before;
-    let _ = std::fs::remove_file(&conf);
+    let sent = eth0_packets(p.client_ns, "tx")? - sent_before;
+    let received = eth0_packets(p.server_ns, "rx")? - before;
+    // A blast beyond what the receiver takes loses frames at its queue by
+    // design; none at all arriving is a broken path.
+    ensure!(
+        sent > 0 && received > 0,
+        "trafgen sent {sent} frames and the server received {received}"
+    );
     Ok(received as f64 / elapsed / 1000.0)
+}
+
+/// Packets `eth0` of namespace `ns` has counted, `dir` "rx" or "tx".
+fn eth0_packets(ns: &str, dir: &str) -> Result<u64> {
+    let out = output(&mut command(
+        "nsenter",
+        &in_ns(ns, &["ip", "-s", "-j", "link", "show", "eth0"]),
+    ))?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v[0]["stats64"][dir]["packets"]
+        .as_u64()
+        .with_context(|| format!("no {dir} packets for eth0 in {ns}"))
 }
 
 /// The client's address on `eth0`.
@@ -569,12 +598,15 @@ pub struct HeldFlows {
 /// anew. The baseline's conntrack entries are counted with the kernel's
 /// object size (`/proc/slabinfo`); netfwd's is what the kernel charges for
 /// the preallocated hash map and the sweep's marks sized with it (their
-/// `memlock`, as `bpftool map show` prints it). `None` for the limit, which holds nothing.
+/// `memlock`, as `bpftool map show` prints it). `None` where nothing new
+/// is held.
 pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Option<HeldFlows>> {
     let p = path(Workload::NatRrFullTable, setup)?;
     let host = format!("--net=/run/netns/{}", setup.host);
     match setup.kind {
-        Kind::Limit => Ok(None),
+        // The limit holds nothing; the baseline without port rules holds
+        // what the baseline does.
+        Kind::Limit | Kind::BaselineNoPorts => Ok(None),
         Kind::Baseline => {
             fill_nat_table(&p)?;
             let count: u64 = output(&mut command(
@@ -608,7 +640,12 @@ pub fn nat_table_memory(setup: &Setup, netfwd: &std::path::Path) -> Result<Optio
                 &["--netns", netns, "status", "--json"],
             ))?;
             let v: serde_json::Value = serde_json::from_str(&status)?;
-            let nat = &v["networks"][0]["nat"];
+            // By name: `status` lists the orphans of any namespace too.
+            let name = setup.network().context("netfwd without a network")?;
+            let nat = &v["networks"]
+                .as_array()
+                .and_then(|nets| nets.iter().find(|n| n["name"] == name))
+                .with_context(|| format!("no network {name} in status"))?["nat"];
             let flows = nat["flows"].as_u64().context("no NAT flows in status")?;
             // The table, and the sweep's marks sized with it.
             let marks = setup
