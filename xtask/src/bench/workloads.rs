@@ -197,18 +197,10 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         Workload::NatConnRate => PORT + 2,
         _ => PORT,
     };
+    if w.east_west() {
+        return same(&setup.client, &setup.server, SERVER_IP, port);
+    }
     match w {
-        Workload::TcpStream1
-        | Workload::TcpStream4
-        | Workload::TcpRr
-        | Workload::Udp64
-        | Workload::Udp64Raw
-        | Workload::ScaleRr(_)
-        | Workload::ScalePps(_) => same(&setup.client, &setup.server, SERVER_IP, port),
-        Workload::NatTcpStream
-        | Workload::NatTcpRr
-        | Workload::NatConnRate
-        | Workload::NatRrFullTable => same(&setup.client, &setup.internet, INTERNET_IP, port),
         Workload::Published10 | Workload::Published100 | Workload::Published1000 => {
             let index = match w {
                 Workload::Published10 => 9,
@@ -232,6 +224,8 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
                 listen: format!("{SERVER_IP}:{target}").parse()?,
             })
         }
+        // The rest leave through the uplink, translated.
+        _ => same(&setup.client, &setup.internet, INTERNET_IP, port),
     }
 }
 
