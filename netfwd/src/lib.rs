@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod ethtool;
+pub mod http;
 pub mod loader;
 pub mod name;
 pub mod netlink;

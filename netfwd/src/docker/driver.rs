@@ -11,17 +11,18 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    http::{Request, Response},
     network::{self, DockerNetwork},
     protocol::{
         Activated, Capabilities, CreateEndpoint, CreateNetwork, EndpointCall, ExternalConnectivity,
-        Failure, InterfaceName, Join, Joined, NetworkCall, OperInfo, PortBinding,
+        Failure, InterfaceName, Join, Joined, MEDIA_TYPE, NetworkCall, OperInfo, PluginCall,
+        PortBinding,
     },
     store::{DockerEndpoint, Store},
 };
 use crate::{
     config::{self, Network, Proto, Published},
     error::is_input_error,
+    http::Response,
     input_error,
     name::NetworkName,
     netlink::{Netlink, parse_unicast_mac},
@@ -60,7 +61,7 @@ impl Driver {
     /// The answer to one call: 200 with its result, 404 for a call this
     /// driver does not know, 400 for a bad request and 500 for a failure,
     /// each with `{"Err": …}`, which Docker shows the user.
-    pub async fn call(&self, req: &Request) -> Response {
+    pub async fn call(&self, req: &PluginCall) -> Response {
         match self.dispatch(&req.call, &req.body).await {
             Ok(Some(body)) => success(&body),
             Ok(None) => failure(404, &format!("{}: not a call of this driver", req.call)),
@@ -389,6 +390,7 @@ fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T> {
 fn success(body: &Value) -> Response {
     Response {
         status: 200,
+        content_type: MEDIA_TYPE,
         body: body.to_string().into_bytes(),
     }
 }
@@ -396,6 +398,7 @@ fn success(body: &Value) -> Response {
 pub(super) fn failure(status: u16, err: &str) -> Response {
     Response {
         status,
+        content_type: MEDIA_TYPE,
         body: json!(Failure {
             err: err.to_owned()
         })

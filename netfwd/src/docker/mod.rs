@@ -6,7 +6,6 @@
 //! daemon` does for its networks (`network::maintain`).
 
 mod driver;
-mod http;
 mod network;
 mod protocol;
 mod store;
@@ -27,8 +26,8 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 
-use self::{store::Store, worker::Worker};
-use crate::input_error;
+use self::{protocol::PluginCall, store::Store, worker::Worker};
+use crate::{http, input_error};
 
 /// Where Docker looks for plugin sockets.
 pub const PLUGIN_DIR: &str = "/run/docker/plugins";
@@ -150,25 +149,21 @@ fn bind(socket: &Path) -> Result<UnixListener> {
 /// One connection: one request, one answer. `_held` is its place among
 /// the connections, given back when it closes.
 async fn answer(stream: UnixStream, _held: OwnedSemaphorePermit, worker: Worker) {
-    let (read, write) = stream.into_split();
-    let req = match tokio::time::timeout(http::READ_TIMEOUT, http::read_request(read)).await {
-        Ok(Ok(req)) => req,
-        Ok(Err(e)) => return refuse(write, &format!("{e:#}")).await,
-        Err(_) => return refuse(write, "the request did not arrive in time").await,
-    };
-    let response = match driver::answer_at_once(&req.call) {
-        Some(response) => response,
-        None => worker.call(req).await,
-    };
-    if let Err(e) = http::write_response(write, &response).await {
-        log::warn!("answering Docker: {e:#}");
-    }
-}
-
-/// Answers what was not a request with why, if the client still listens;
-/// an idle one that gave up does not, which is worth no warning.
-async fn refuse(write: tokio::net::unix::OwnedWriteHalf, why: &str) {
-    if let Err(e) = http::write_response(write, &driver::failure(400, why)).await {
-        log::debug!("refusing a request ({why}): {e:#}");
+    let served = http::serve_connection(stream, move |req| {
+        let worker = worker.clone();
+        async move {
+            let call = match req.and_then(PluginCall::of) {
+                Ok(call) => call,
+                Err(why) => return driver::failure(400, &why),
+            };
+            match driver::answer_at_once(&call.call) {
+                Some(response) => response,
+                None => worker.call(call).await,
+            }
+        }
+    });
+    // A client that gave up, or sent no HTTP, is worth no warning.
+    if let Err(e) = served.await {
+        log::debug!("serving Docker: {e}");
     }
 }

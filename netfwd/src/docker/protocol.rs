@@ -9,6 +9,39 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The media type of every answer.
+pub const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1+json";
+
+/// What Docker asked: the call (the path without its `/`) and its JSON body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PluginCall {
+    pub call: String,
+    pub body: Vec<u8>,
+}
+
+impl PluginCall {
+    /// The call an HTTP request makes: a POST to `/<Call>`, the call 1 to 64
+    /// letters, digits and dots; anything else is refused with why.
+    pub fn of(req: crate::http::Request) -> Result<PluginCall, String> {
+        if req.method != hyper::Method::POST {
+            return Err(format!("method {}: only POST is served", req.method));
+        }
+        let call = req
+            .path
+            .strip_prefix('/')
+            .filter(|c| {
+                !c.is_empty()
+                    && c.len() <= 64
+                    && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+            })
+            .ok_or_else(|| format!("path {:?}: not a plugin call", req.path))?;
+        Ok(PluginCall {
+            call: call.to_owned(),
+            body: req.body,
+        })
+    }
+}
+
 /// Options Docker passes through: `com.docker.network.generic` holds the
 /// user's `-o key=value` pairs; other keys are Docker's own labels.
 pub type Options = BTreeMap<String, Value>;
@@ -169,4 +202,38 @@ pub struct PortBinding {
 #[serde(rename_all = "PascalCase")]
 pub struct Failure {
     pub err: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Request;
+
+    fn request(method: hyper::Method, path: &str) -> Request {
+        Request {
+            method,
+            path: path.to_owned(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_plugin_call_is_a_post_to_its_name() {
+        assert_eq!(
+            PluginCall::of(request(hyper::Method::POST, "/NetworkDriver.Join")),
+            Ok(PluginCall {
+                call: "NetworkDriver.Join".into(),
+                body: b"{}".to_vec()
+            })
+        );
+        for (method, path, says) in [
+            (hyper::Method::GET, "/Plugin.Activate", "only POST"),
+            (hyper::Method::POST, "/../etc", "not a plugin call"),
+            (hyper::Method::POST, "/", "not a plugin call"),
+            (hyper::Method::POST, "/a/b", "not a plugin call"),
+        ] {
+            let err = PluginCall::of(request(method, path)).unwrap_err();
+            assert!(err.contains(says), "{path}: {err}");
+        }
+    }
 }

@@ -10,14 +10,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     MAINTAIN_EVERY,
     driver::{self, Driver},
-    http::{Request, Response},
+    protocol::PluginCall,
     store::Store,
 };
+use crate::http::Response;
 
 /// Calls waiting for the driver; the connection cap bounds them anyway.
 const QUEUE: usize = 64;
 
-type Call = (Request, oneshot::Sender<Response>);
+type Call = (PluginCall, oneshot::Sender<Response>);
 
 /// The accepting side's handle on the driver's thread.
 #[derive(Clone)]
@@ -47,7 +48,7 @@ impl Worker {
     }
 
     /// The driver's answer to `req`, once the calls before it are done.
-    pub async fn call(&self, req: Request) -> Response {
+    pub async fn call(&self, req: PluginCall) -> Response {
         let (answer, answered) = oneshot::channel();
         let stopped = driver::failure(
             500,
