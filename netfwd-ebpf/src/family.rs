@@ -5,7 +5,7 @@
 //! verifier sees plain code for each family, as if written out by hand.
 //! Only what is genuinely per family stays apart, behind this trait: the
 //! fragment fields and the ICMP errors the NAT translates. (ARP is IPv4's
-//! own and never reaches these bodies.) IPv4 is `ipv4::V4`.
+//! own and never reaches these bodies.) IPv4 is `v4::V4`.
 
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
