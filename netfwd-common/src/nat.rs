@@ -102,12 +102,12 @@ pub struct PublishKey {
     pub _pad: u8,
 }
 
-/// Value of `PUBLISHED`: the endpoint address and port behind it.
+/// Value of `PUBLISHED`: the endpoint address and port behind it, generic
+/// over the family's address as `NatKey` is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct PublishTarget {
-    pub addr: [u8; 4],
+pub struct PublishTarget<A = [u8; 4]> {
+    pub addr: A,
     /// Network byte order.
     pub port: [u8; 2],
     /// `PUBLISH_*` flags. (The byte was padding before: an older pinned
@@ -121,7 +121,7 @@ pub struct PublishTarget {
 /// the uplink and the hairpin do not take it.
 pub const PUBLISH_HOST_ONLY: u8 = 1;
 
-impl PublishTarget {
+impl<A> PublishTarget<A> {
     pub fn host_only(&self) -> bool {
         self.flags & PUBLISH_HOST_ONLY != 0
     }
@@ -153,13 +153,15 @@ pub struct FragmentPorts {
 /// Capacity of `FRAGMENTS` (LRU: datagrams in flight in fragments).
 pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 8192;
 
-/// Key of `NAT`. Addresses and ports as on the wire (network byte order).
+/// Key of `NAT`, generic over the family's address (`[u8; 4]`: IPv4, the
+/// only family with a table today). Addresses and ports as on the wire
+/// (network byte order). The address is the key's only per-family part:
+/// each family has a table of its own, so an IPv4 key stays 16 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct NatKey {
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+pub struct NatKey<A = [u8; 4]> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: [u8; 2],
     pub dport: [u8; 2],
     pub proto: u8,
@@ -167,14 +169,13 @@ pub struct NatKey {
     pub _pad: [u8; 2],
 }
 
-/// Value of `NAT`.
+/// Value of `NAT`, generic over the family's address as `NatKey` is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct NatEntry {
+pub struct NatEntry<A = [u8; 4]> {
     /// Egress entry: the uplink address and port; ingress entry: the inside
     /// (endpoint) address and port.
-    pub addr: [u8; 4],
+    pub addr: A,
     pub port: [u8; 2],
     /// Ingress entry: `TCP_*` / `SEEN_REPLY` bits; both: `FLOW_REMOTE_STARTED`.
     pub flags: u8,
@@ -198,9 +199,9 @@ pub struct NatEntry {
     pub last_seen_ns: u64,
 }
 
-impl NatEntry {
+impl<A: Copy> NatEntry<A> {
     /// A new entry for `addr:port`, made at `now`.
-    pub const fn new(addr: [u8; 4], port: [u8; 2], flags: u8, now: u64) -> Self {
+    pub const fn new(addr: A, port: [u8; 2], flags: u8, now: u64) -> Self {
         NatEntry {
             addr,
             port,
@@ -214,9 +215,10 @@ impl NatEntry {
     }
 }
 
-/// A flow as its endpoint sends it (the egress direction), generic over the
-/// address (`[u8; 4]` for IPv4, the only family today). Ports in network
-/// byte order; for ICMP echo `sport` is the identifier and `dport` 0.
+/// A flow as its endpoint sends it (the egress direction), or a packet's
+/// own tuple as it arrives ([`Tuple::arriving_key`]), generic over the
+/// address (`[u8; 4]` for IPv4). Ports in network byte order; for ICMP echo
+/// the identifier is the endpoint's port and the remote's is 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuple<A = [u8; 4]> {
     pub proto: u8,
@@ -226,9 +228,9 @@ pub struct Tuple<A = [u8; 4]> {
     pub dport: [u8; 2],
 }
 
-impl Tuple {
+impl<A: Copy> Tuple<A> {
     /// The key of the flow's egress entry.
-    pub const fn egress_key(&self) -> NatKey {
+    pub const fn egress_key(&self) -> NatKey<A> {
         NatKey {
             saddr: self.src,
             daddr: self.dst,
@@ -242,17 +244,32 @@ impl Tuple {
 
     /// The key of the flow's ingress entry once it is translated to
     /// `addr:port` (what its egress entry will hold).
-    pub const fn ingress_key(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
+    pub const fn ingress_key(&self, addr: A, port: [u8; 2]) -> NatKey<A> {
         self.egress_key().ingress_partner_at(addr, port)
+    }
+
+    /// The key of an ingress entry as a packet arriving with this tuple
+    /// (remote -> uplink address, or a published endpoint's reply to the
+    /// gateway) looks it up: its own addresses and ports, unswapped.
+    pub const fn arriving_key(&self) -> NatKey<A> {
+        NatKey {
+            saddr: self.src,
+            daddr: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            dir: DIR_INGRESS,
+            _pad: [0; 2],
+        }
     }
 }
 
-impl NatKey {
+impl<A: Copy> NatKey<A> {
     /// The egress key of the flow whose ingress entry is `self` -> `inside`.
     /// The one derivation of a flow's other entry, used by the datapath
     /// (taking over a port, early drop) and the daemon's collector alike: a
     /// key derived differently on each side is how entries leak.
-    pub const fn egress_partner(&self, inside: &NatEntry) -> NatKey {
+    pub const fn egress_partner(&self, inside: &NatEntry<A>) -> NatKey<A> {
         NatKey {
             saddr: inside.addr,
             daddr: self.saddr,
@@ -265,14 +282,14 @@ impl NatKey {
     }
 
     /// The ingress key of the flow whose egress entry is `self` -> `translated`.
-    pub const fn ingress_partner(&self, translated: &NatEntry) -> NatKey {
+    pub const fn ingress_partner(&self, translated: &NatEntry<A>) -> NatKey<A> {
         self.ingress_partner_at(translated.addr, translated.port)
     }
 
     /// The ingress key of the flow whose egress entry is `self`, translated
     /// to `addr:port`: before that entry exists (reserving a port) or
     /// without reading it.
-    pub const fn ingress_partner_at(&self, addr: [u8; 4], port: [u8; 2]) -> NatKey {
+    pub const fn ingress_partner_at(&self, addr: A, port: [u8; 2]) -> NatKey<A> {
         NatKey {
             saddr: self.daddr,
             daddr: addr,
@@ -281,6 +298,21 @@ impl NatKey {
             proto: self.proto,
             dir: DIR_INGRESS,
             _pad: [0; 2],
+        }
+    }
+
+    /// Whether this is the key of an ingress entry (remote -> uplink).
+    pub const fn is_ingress(&self) -> bool {
+        self.dir == DIR_INGRESS
+    }
+
+    /// The endpoint address of the flow this entry (`self` -> `entry`)
+    /// belongs to: an ingress entry's value, an egress key's source.
+    pub const fn inside_addr(&self, entry: &NatEntry<A>) -> A {
+        if self.is_ingress() {
+            entry.addr
+        } else {
+            self.saddr
         }
     }
 }
@@ -329,14 +361,14 @@ impl NatTimeouts {
     /// than its timeout at `now` (`bpf_ktime_get_ns`). The one expiry rule:
     /// the datapath takes an expired flow's port over, the collector frees
     /// its entries, and both must agree on which flows those are.
-    pub const fn expired(&self, proto: u8, entry: &NatEntry, now: u64) -> bool {
+    pub const fn expired<A>(&self, proto: u8, entry: &NatEntry<A>, now: u64) -> bool {
         let timeout_ns = self.for_flow(proto, entry.flags) as u64 * NS_PER_SEC;
         now.saturating_sub(entry.last_seen_ns) > timeout_ns
     }
 
     /// Whole seconds left until the flow whose ingress entry is `entry`
     /// expires, at `now` (0 once it has): what `nat list` shows.
-    pub const fn expires_in_secs(&self, proto: u8, entry: &NatEntry, now: u64) -> u64 {
+    pub const fn expires_in_secs<A>(&self, proto: u8, entry: &NatEntry<A>, now: u64) -> u64 {
         let idle_secs = now.saturating_sub(entry.last_seen_ns) / NS_PER_SEC;
         (self.for_flow(proto, entry.flags) as u64).saturating_sub(idle_secs)
     }
@@ -382,13 +414,13 @@ pub struct NatConfig {
 
 /// Who a flow counts against while it is unanswered (key of
 /// `UNREPLIED_BY_SENDER`): the endpoint that started it, or the published
-/// endpoint port a client from outside opened it to.
+/// endpoint port a client from outside opened it to. Generic over the
+/// family's address as `NatKey` is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct FlowSender {
+pub struct FlowSender<A = [u8; 4]> {
     /// The endpoint's address.
-    pub addr: [u8; 4],
+    pub addr: A,
     /// A published endpoint port (network byte order); 0 for an endpoint's
     /// own flows.
     pub port: [u8; 2],
@@ -397,9 +429,9 @@ pub struct FlowSender {
     pub _pad: u8,
 }
 
-impl FlowSender {
+impl<A: Copy> FlowSender<A> {
     /// The flows endpoint `addr` starts (to the uplink, or hairpinned).
-    pub const fn endpoint(addr: [u8; 4]) -> Self {
+    pub const fn endpoint(addr: A) -> Self {
         FlowSender {
             addr,
             port: [0; 2],
@@ -410,7 +442,7 @@ impl FlowSender {
 
     /// The flows clients open to endpoint port `addr:port` of `proto`
     /// through its published host ports.
-    pub const fn published(proto: u8, addr: [u8; 4], port: [u8; 2]) -> Self {
+    pub const fn published(proto: u8, addr: A, port: [u8; 2]) -> Self {
         FlowSender {
             addr,
             port,
@@ -420,7 +452,7 @@ impl FlowSender {
     }
 
     /// The sender of the flow whose ingress entry is `ingress`.
-    pub const fn of_flow(proto: u8, ingress: &NatEntry) -> Self {
+    pub const fn of_flow(proto: u8, ingress: &NatEntry<A>) -> Self {
         if ingress.flags & FLOW_REMOTE_STARTED != 0 {
             Self::published(proto, ingress.addr, ingress.port)
         } else {
@@ -524,16 +556,38 @@ impl NatSweep {
     }
 }
 
+/// The IPv4 instantiations of the generic map types have no padding (the
+/// sum of their fields' sizes), which their `Pod` impls rely on: a derive
+/// cannot check a generic struct.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<NatKey>() == 4 + 4 + 2 + 2 + 1 + 1 + 2);
+    assert!(size_of::<NatEntry>() == 4 + 2 + 1 + 1 + 4 + 4 + 8 + 8);
+    assert!(size_of::<FlowSender>() == 4 + 2 + 1 + 1);
+    assert!(size_of::<PublishTarget>() == 4 + 2 + 1 + 1);
+};
+
 #[cfg(feature = "user")]
 mod pod {
+    use super::{FlowSender, NatEntry, NatKey, PublishTarget};
+
     // SAFETY (all): repr(C), integers and byte arrays only, no padding (the
-    // bytemuck::Pod derives check it); every bit pattern is valid.
-    unsafe impl aya::Pod for super::NatKey {}
-    unsafe impl aya::Pod for super::NatEntry {}
+    // bytemuck::Pod derives check it, and the assertions above for the
+    // generic ones); every bit pattern is valid.
+    unsafe impl aya::Pod for NatKey {}
+    unsafe impl aya::Pod for NatEntry {}
+    unsafe impl aya::Pod for FlowSender {}
+    unsafe impl bytemuck::Zeroable for NatKey {}
+    unsafe impl bytemuck::Pod for NatKey {}
+    unsafe impl bytemuck::Zeroable for NatEntry {}
+    unsafe impl bytemuck::Pod for NatEntry {}
+    unsafe impl bytemuck::Zeroable for FlowSender {}
+    unsafe impl bytemuck::Pod for FlowSender {}
+    unsafe impl aya::Pod for PublishTarget {}
+    unsafe impl bytemuck::Zeroable for PublishTarget {}
+    unsafe impl bytemuck::Pod for PublishTarget {}
     unsafe impl aya::Pod for super::NatConfig {}
-    unsafe impl aya::Pod for super::FlowSender {}
     unsafe impl aya::Pod for super::PublishKey {}
-    unsafe impl aya::Pod for super::PublishTarget {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentPorts {}
     unsafe impl aya::Pod for super::NatSweep {}
@@ -565,6 +619,26 @@ mod tests {
             (ingress.saddr, ingress.sport, ingress.daddr, ingress.dport),
             (TUPLE.dst, TUPLE.dport, translated.addr, translated.port)
         );
+    }
+
+    #[test]
+    fn a_reply_arrives_with_its_flows_ingress_key_and_each_key_names_the_endpoint() {
+        let translated = NatEntry::new([10, 0, 0, 1], [0xee, 0x48], 0, 5);
+        let inside = NatEntry::new(TUPLE.src, TUPLE.sport, 0, 5);
+        let reply = Tuple {
+            proto: TUPLE.proto,
+            src: TUPLE.dst,
+            dst: translated.addr,
+            sport: TUPLE.dport,
+            dport: translated.port,
+        };
+        let ingress = TUPLE.ingress_key(translated.addr, translated.port);
+        assert_eq!(reply.arriving_key(), ingress);
+        assert!(ingress.is_ingress());
+        assert_eq!(ingress.inside_addr(&inside), TUPLE.src);
+        let egress = TUPLE.egress_key();
+        assert!(!egress.is_ingress());
+        assert_eq!(egress.inside_addr(&translated), TUPLE.src);
     }
 
     #[test]

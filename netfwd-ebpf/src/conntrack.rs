@@ -14,7 +14,7 @@ use netfwd_common::nat::{
     TCP_SEEN_SYN, TCP_SEEN_SYN_ACK,
 };
 
-use crate::{early_drop, l4::Segment};
+use crate::{early_drop, family::Family, l4::Segment};
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -34,7 +34,7 @@ pub fn now_ns() -> u64 {
 /// per remote address and port would run dry under short connections that
 /// wait out `tcp_closing`; Linux conntrack reopens such tuples too.
 #[inline(always)]
-pub fn reclaimable(entry: &NatEntry, proto: u8, now: u64) -> bool {
+pub fn reclaimable<A>(entry: &NatEntry<A>, proto: u8, now: u64) -> bool {
     const BOTH_FINS: u8 = TCP_SEEN_FIN_EGRESS | TCP_SEEN_FIN_INGRESS;
     proto == IPPROTO_TCP
         && (entry.flags & TCP_SEEN_RST != 0
@@ -42,33 +42,21 @@ pub fn reclaimable(entry: &NatEntry, proto: u8, now: u64) -> bool {
                 && now.saturating_sub(entry.last_seen_ns) > 1_000_000_000))
 }
 
-/// Whether a live flow may be evicted for a new one when the table is full
-/// (conntrack's early drop): a TCP flow whose handshake has not completed,
-/// or a datagram or echo flow its responder never answered.
-#[inline(always)]
-pub fn evictable(entry: &NatEntry, proto: u8) -> bool {
-    if proto == IPPROTO_TCP {
-        entry.flags & TCP_ESTABLISHED == 0
-    } else {
-        entry.answered == 0
-    }
-}
-
 /// The flow's responder spoke: off its sender's share of unanswered flows.
 #[inline(always)]
-fn answered(entry: &mut NatEntry, proto: u8) {
+fn answered<F: Family>(entry: &mut NatEntry<F::Addr>, proto: u8) {
     if entry.answered == 0 {
         entry.answered = 1;
-        early_drop::count_gone(&FlowSender::of_flow(proto, entry));
+        early_drop::count_gone::<F>(&FlowSender::of_flow(proto, entry));
     }
 }
 
 /// Records a packet the endpoint sent.
 #[inline(always)]
-pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
+pub fn seen_egress<F: Family>(entry: &mut NatEntry<F::Addr>, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
     if entry.flags & FLOW_REMOTE_STARTED != 0 {
-        answered(entry, proto);
+        answered::<F>(entry, proto);
     }
     if proto != IPPROTO_TCP {
         return;
@@ -106,11 +94,11 @@ pub fn seen_egress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
 /// Records a packet from the remote side (delivered whatever this says: the
 /// endpoint's stack is the judge of its own connection).
 #[inline(always)]
-pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
+pub fn seen_ingress<F: Family>(entry: &mut NatEntry<F::Addr>, proto: u8, seg: &Segment, now: u64) {
     entry.last_seen_ns = now;
     entry.flags |= SEEN_REPLY;
     if entry.flags & FLOW_REMOTE_STARTED == 0 {
-        answered(entry, proto);
+        answered::<F>(entry, proto);
     }
     if proto != IPPROTO_TCP {
         return;
@@ -155,7 +143,7 @@ pub fn seen_ingress(entry: &mut NatEntry, proto: u8, seg: &Segment, now: u64) {
 /// number must lie within `REMOTE_CLOSE_WINDOW` past the endpoint's last
 /// acknowledgment.
 #[inline(always)]
-fn plausible_close(entry: &NatEntry, seg: &Segment) -> bool {
+fn plausible_close<A>(entry: &NatEntry<A>, seg: &Segment) -> bool {
     if entry.flags & (FLOW_REMOTE_STARTED | TCP_SEEN_SYN | TCP_SEEN_SYN_ACK) == TCP_SEEN_SYN {
         return seg.tcp_flags & TCP_ACK != 0 && seg.ack == entry.endpoint_isn_next;
     }

@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use netfwd_common::maps::EndpointEntry;
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
-use crate::{fib::NextHop, ipv4, maps::ENDPOINT_TX, verdict::Verdict};
+use crate::{family::Family, hop::NextHop, maps::ENDPOINT_TX, verdict::Verdict};
 
 /// How a program's context hands a frame to an endpoint.
 pub trait ToEndpoint {
@@ -77,19 +77,19 @@ pub fn set_hop_macs(eth: &mut EthHdr, hop: &NextHop) {
 /// An endpoint's frame for endpoint `peer`, its policy checked: sent to the
 /// peer's MAC it goes as it is, as a bridge would; sent to the gateway's MAC
 /// (routed networks, or a route via the gateway) it is a hop through the
-/// host, as its routing would make it, and the stack's when no TTL is left.
+/// host, as its routing would make it, and the stack's when no hop is left.
 #[inline(always)]
-pub fn to_peer(
+pub fn to_peer<F: Family>(
     ctx: &impl ToEndpoint,
     eth: &mut EthHdr,
-    ip: &mut Ipv4Hdr,
+    ip: &mut F::Hdr,
     peer: &EndpointEntry,
 ) -> Verdict {
     if eth.dst_addr != peer.mac {
-        if ip.ttl <= 1 {
+        if F::hop_limit(ip) <= 1 {
             return Verdict::ToHost;
         }
-        ipv4::dec_ttl(ip);
+        F::dec_hop_limit(ip);
         set_endpoint_macs(eth, peer);
     }
     Verdict::Redirected(ctx.redirect_to(peer))

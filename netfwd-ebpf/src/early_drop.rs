@@ -15,25 +15,25 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::bindings::BPF_NOEXIST;
 use netfwd_common::{
     drop::DropReason,
-    nat::{FlowSender, NatConfig, NatEntry, NatKey},
+    nat::{FlowSender, IPPROTO_TCP, NatConfig, NatEntry, NatKey, TCP_ESTABLISHED},
 };
 
-use crate::{
-    conntrack,
-    maps::{NAT, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UNREPLIED_SLOTS},
-};
+use crate::{family::Family, maps::UNREPLIED_SLOTS};
 
 /// How many of the oldest remembered flows one new flow looks at.
 const EVICTION_TRIES: u32 = 8;
 
 /// Whether `sender` may start another unanswered flow.
 #[inline(always)]
-pub fn admit(sender: &FlowSender, config: &NatConfig) -> Result<(), DropReason> {
+pub fn admit<F: Family>(
+    sender: &FlowSender<F::Addr>,
+    config: &NatConfig,
+) -> Result<(), DropReason> {
     if config.max_unreplied == 0 {
         return Ok(());
     }
     // SAFETY: plain data; a stale copy at worst.
-    let held = unsafe { UNREPLIED_BY_SENDER.get(sender) }.copied();
+    let held = unsafe { F::unreplied_by_sender().get(sender) }.copied();
     if held.is_some_and(|held| held >= config.max_unreplied) {
         return Err(DropReason::UnrepliedShare);
     }
@@ -43,21 +43,22 @@ pub fn admit(sender: &FlowSender, config: &NatConfig) -> Result<(), DropReason> 
 /// Records a new flow (its ingress key `key`) of `sender`: counted against
 /// its share, and remembered as a candidate for early drop.
 #[inline(always)]
-pub fn count_new(sender: &FlowSender, key: &NatKey) {
-    match UNREPLIED_BY_SENDER.get_ptr_mut(sender) {
+pub fn count_new<F: Family>(sender: &FlowSender<F::Addr>, key: &NatKey<F::Addr>) {
+    let senders = F::unreplied_by_sender();
+    match senders.get_ptr_mut(sender) {
         Some(held) => add(held, 1),
         None => {
             // Another CPU may have made the entry meanwhile: its count stands.
-            let _ = UNREPLIED_BY_SENDER.insert(sender, 1, u64::from(BPF_NOEXIST));
+            let _ = senders.insert(sender, 1, u64::from(BPF_NOEXIST));
         }
     }
-    remember(key);
+    remember::<F>(key);
 }
 
 /// A flow of `sender` was answered, or went unanswered: off its share.
 #[inline(always)]
-pub fn count_gone(sender: &FlowSender) {
-    let Some(held) = UNREPLIED_BY_SENDER.get_ptr_mut(sender) else {
+pub fn count_gone<F: Family>(sender: &FlowSender<F::Addr>) {
+    let Some(held) = F::unreplied_by_sender().get_ptr_mut(sender) else {
         return;
     };
     // Never below 0: a count lost to the LRU (or to a race with another
@@ -80,22 +81,22 @@ fn add(counter: *mut u32, n: u32) {
 /// Off its sender's share, if unanswered: a flow (ingress entry `entry`)
 /// that is about to leave the table.
 #[inline(always)]
-pub fn forget(proto: u8, entry: &NatEntry) {
+pub fn forget<F: Family>(proto: u8, entry: &NatEntry<F::Addr>) {
     if entry.answered == 0 {
-        count_gone(&FlowSender::of_flow(proto, entry));
+        count_gone::<F>(&FlowSender::of_flow(proto, entry));
     }
 }
 
 /// Remembers the ingress key of a new flow, in the ring every CPU shares.
 #[inline(always)]
-fn remember(key: &NatKey) {
-    let Some(cursor) = UNREPLIED_CURSOR.get_ptr_mut(0) else {
+fn remember<F: Family>(key: &NatKey<F::Addr>) {
+    let Some(cursor) = F::unreplied_cursor().get_ptr_mut(0) else {
         return;
     };
     // SAFETY: a live map value; a race with another CPU loses a candidate.
     let cursor = unsafe { &mut *cursor };
     let head = cursor.head;
-    if let Some(slot) = UNREPLIED.get_ptr_mut(head % UNREPLIED_SLOTS) {
+    if let Some(slot) = F::unreplied().get_ptr_mut(head % UNREPLIED_SLOTS) {
         // SAFETY: as above.
         unsafe { *slot = *key };
     }
@@ -112,8 +113,8 @@ fn remember(key: &NatKey) {
 /// A function of its own (a BPF subprogram): inlined at each insertion, it
 /// would take the programs past the 512-byte stack.
 #[inline(never)]
-pub fn make_room() -> bool {
-    let Some(cursor) = UNREPLIED_CURSOR.get_ptr_mut(0) else {
+pub fn make_room<F: Family>() -> bool {
+    let Some(cursor) = F::unreplied_cursor().get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: a live map value; a race with another CPU skips a candidate
@@ -124,38 +125,51 @@ pub fn make_room() -> bool {
         if tail == cursor.head {
             return false;
         }
-        let Some(slot) = UNREPLIED.get_ptr(tail % UNREPLIED_SLOTS) else {
+        let Some(slot) = F::unreplied().get_ptr(tail % UNREPLIED_SLOTS) else {
             return false;
         };
         cursor.tail = tail.wrapping_add(1);
         // SAFETY: a live map value. Used as the map key in place: a copy
         // would take stack the programs have not got to spare.
-        if evict(unsafe { &*slot }) {
+        if evict::<F>(unsafe { &*slot }) {
             return true;
         }
     }
     false
 }
 
+/// Whether a live flow may be evicted for a new one when the table is full
+/// (conntrack's early drop): a TCP flow whose handshake has not completed,
+/// or a datagram or echo flow its responder never answered.
+#[inline(always)]
+fn evictable<A>(entry: &NatEntry<A>, proto: u8) -> bool {
+    if proto == IPPROTO_TCP {
+        entry.flags & TCP_ESTABLISHED == 0
+    } else {
+        entry.answered == 0
+    }
+}
+
 /// Evicts the flow whose ingress key is `key` if it is unanswered.
 #[inline(always)]
-fn evict(key: &NatKey) -> bool {
+fn evict<F: Family>(key: &NatKey<F::Addr>) -> bool {
+    let nat = F::nat();
     // SAFETY: a live map value, read in place (a stale read at worst).
-    let Some(entry) = NAT.get_ptr(key).map(|entry| unsafe { &*entry }) else {
+    let Some(entry) = nat.get_ptr(key).map(|entry| unsafe { &*entry }) else {
         return false;
     };
-    if !conntrack::evictable(entry, key.proto) {
+    if !evictable(entry, key.proto) {
         return false;
     }
     let egress = key.egress_partner(entry);
     // Its egress entry goes with it while it points back at it.
     // SAFETY: as above.
-    if NAT
+    if nat
         .get_ptr(egress)
         .is_some_and(|out| unsafe { (*out).addr == key.daddr && (*out).port == key.dport })
     {
-        let _ = NAT.remove(egress);
+        let _ = nat.remove(egress);
     }
-    forget(key.proto, entry);
-    NAT.remove(key).is_ok()
+    forget::<F>(key.proto, entry);
+    nat.remove(key).is_ok()
 }

@@ -1,31 +1,21 @@
 //! Where the headers of a packet the datapath translates lie, and what it
-//! reads from the transport header. Only IPv4 without options is
-//! translated, so every offset is fixed: these are their only definitions,
-//! used by TC and XDP alike.
+//! reads from the transport header. Only headers the family calls plain
+//! (IPv4 without options) are translated, so every offset is fixed: these
+//! are their only definitions, used by TC and XDP alike.
 
 use netfwd_common::{
     drop::DropReason,
-    nat::{DIR_INGRESS, Direction, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatKey},
+    nat::{Direction, IPPROTO_TCP, IPPROTO_UDP, Tuple},
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
-use crate::parse;
+use crate::{family::Family, parse};
 
 pub const IP_OFF: usize = EthHdr::LEN;
-pub const L4_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
-/// The checksum fields.
-pub const TCP_CHECK_OFF: usize = L4_OFF + 16;
-pub const UDP_CHECK_OFF: usize = L4_OFF + 6;
-pub const ICMP_CHECK_OFF: usize = L4_OFF + 2;
-/// An ICMP error quotes the offending packet's IP header and 8 bytes after it.
-pub const INNER_IP_OFF: usize = L4_OFF + ICMP_HDR_LEN;
-pub const INNER_L4_OFF: usize = INNER_IP_OFF + Ipv4Hdr::LEN;
-const ICMP_HDR_LEN: usize = 8;
-
-pub const ICMP_ECHO_REPLY: u8 = 0;
-pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_ECHO: u8 = 8;
-pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// The checksum fields, from the transport header.
+const TCP_CHECK: usize = 16;
+const UDP_CHECK: usize = 6;
+const ICMP_CHECK: usize = 2;
 
 /// Transport facts of a packet NAT can translate. TCP's sequence and
 /// acknowledgment numbers (host byte order) feed the flow's state; 0
@@ -50,13 +40,25 @@ impl Segment {
             ack: 0,
         }
     }
+
+    /// The packet's own tuple (header `ip`, this segment).
+    #[inline(always)]
+    pub fn tuple<F: Family>(&self, ip: &F::Hdr) -> Tuple<F::Addr> {
+        Tuple {
+            proto: F::proto(ip),
+            src: F::saddr(ip),
+            dst: F::daddr(ip),
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
 }
 
 /// Reads the ports (or echo identifier) of a TCP, UDP or ICMP echo packet;
 /// `None` for anything else. Pulls the headers into the linear area, so
 /// packet pointers must be taken afresh after it.
 #[inline(always)]
-pub fn segment(
+pub fn segment<F: Family>(
     ctx: &impl parse::Packet,
     proto: u8,
     dir: Direction,
@@ -64,7 +66,7 @@ pub fn segment(
     match proto {
         IPPROTO_TCP => {
             // SAFETY (all three reads): bounds checked by `header_mut`.
-            let tcp = unsafe { *parse::header_mut::<[u8; 14]>(ctx, L4_OFF)? };
+            let tcp = unsafe { *parse::header_mut::<[u8; 14]>(ctx, F::L4_OFF)? };
             Ok(Some(Segment {
                 sport: [tcp[0], tcp[1]],
                 dport: [tcp[2], tcp[3]],
@@ -74,15 +76,15 @@ pub fn segment(
             }))
         }
         IPPROTO_UDP => {
-            let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
+            let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, F::L4_OFF)? };
             Ok(Some(Segment::ports([udp[0], udp[1]], [udp[2], udp[3]])))
         }
-        IPPROTO_ICMP => {
-            let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, L4_OFF)? };
+        _ if proto == F::ICMP => {
+            let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, F::L4_OFF)? };
             let id = [icmp[4], icmp[5]];
-            Ok(match (dir, icmp[0]) {
-                (Direction::Egress, ICMP_ECHO) => Some(Segment::ports(id, [0; 2])),
-                (Direction::Ingress, ICMP_ECHO_REPLY) => Some(Segment::ports([0; 2], id)),
+            Ok(match dir {
+                Direction::Egress if icmp[0] == F::ECHO_REQUEST => Some(Segment::ports(id, [0; 2])),
+                Direction::Ingress if icmp[0] == F::ECHO_REPLY => Some(Segment::ports([0; 2], id)),
                 _ => None,
             })
         }
@@ -90,37 +92,33 @@ pub fn segment(
     }
 }
 
-/// The ingress-direction key of a packet's own tuple: how replies (and a
-/// published endpoint's answers to the hairpin) are looked up.
-#[inline(always)]
-pub fn packet_key(ip: &Ipv4Hdr, seg: &Segment) -> NatKey {
-    NatKey {
-        saddr: ip.src_addr,
-        daddr: ip.dst_addr,
-        sport: seg.sport,
-        dport: seg.dport,
-        proto: ip.proto,
-        dir: DIR_INGRESS,
-        _pad: [0; 2],
-    }
-}
-
 /// Offset of the port the translation rewrites: the source port going out,
 /// the destination port coming in; the identifier for ICMP echo.
 #[inline(always)]
-pub fn port_offset(proto: u8, dir: Direction) -> usize {
-    match (proto, dir) {
-        (IPPROTO_ICMP, _) => L4_OFF + 4,
-        (_, Direction::Egress) => L4_OFF,
-        (_, Direction::Ingress) => L4_OFF + 2,
+pub fn port_offset<F: Family>(proto: u8, dir: Direction) -> usize {
+    if proto == F::ICMP {
+        return F::L4_OFF + 4;
+    }
+    match dir {
+        Direction::Egress => F::L4_OFF,
+        Direction::Ingress => F::L4_OFF + 2,
     }
 }
 
-/// Whether the packet is IPv4 without options and a whole datagram: the
-/// kind whose headers lie where this module says.
+/// Offset of the transport checksum: TCP's, UDP's, else ICMP's.
 #[inline(always)]
-pub fn translatable(ip: &Ipv4Hdr) -> bool {
-    // More-fragments flag or a fragment offset: not a whole datagram.
-    let fragment = (ip.frags[0] & 0x3f) != 0 || ip.frags[1] != 0;
-    usize::from(ip.ihl()) == Ipv4Hdr::LEN && !fragment
+pub fn check_offset<F: Family>(proto: u8) -> usize {
+    F::L4_OFF
+        + match proto {
+            IPPROTO_TCP => TCP_CHECK,
+            IPPROTO_UDP => UDP_CHECK,
+            _ => ICMP_CHECK,
+        }
+}
+
+/// Whether the packet is plain and a whole datagram: the kind whose headers
+/// lie where this module says.
+#[inline(always)]
+pub fn translatable<F: Family>(ip: &F::Hdr) -> bool {
+    F::plain(ip) && F::piece(ip) == crate::family::Piece::Whole
 }

@@ -1,6 +1,8 @@
 //! netfwd's datapath. Entry points only dispatch; the work is in the modules,
-//! read top to bottom: parse -> ARP responder / forward -> redirect, with every
-//! outcome counted per interface.
+//! read top to bottom: parse -> ARP responder / forward -> route or NAT ->
+//! deliver, with every outcome counted per interface. Forwarding, routing
+//! and the NAT are written once over an address `Family` (`family`) and
+//! taken here for IPv4 (`v4::V4`).
 #![no_std]
 #![no_main]
 // `atomic_xadd`: per-sender counts shared by every CPU (see `early_drop`).
@@ -13,10 +15,10 @@ mod counters;
 mod csum;
 mod deliver;
 mod early_drop;
+mod family;
 mod fib;
 mod forward;
-mod frag;
-mod ipv4;
+mod hop;
 mod l4;
 mod maps;
 mod nat;
@@ -24,6 +26,7 @@ mod parse;
 mod route;
 mod router_guard;
 mod sockaddr;
+mod v4;
 mod verdict;
 mod vlan;
 mod xdp;
@@ -35,7 +38,7 @@ use aya_ebpf::{
 use netfwd_common::drop::DropReason;
 use network_types::eth::{EthHdr, EtherType};
 
-use crate::verdict::Verdict;
+use crate::{v4::V4, verdict::Verdict};
 
 /// Attached (TCX) to the ingress of every host-side veth: sees each frame an
 /// endpoint sends. Endpoint-to-endpoint traffic is redirected straight into the
@@ -62,7 +65,7 @@ fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     if ether_type == EtherType::Arp as u16 {
         arp::answer_from_endpoint(ctx, ifindex)
     } else if ether_type == EtherType::Ipv4 as u16 {
-        forward::ipv4_from_endpoint(ctx, ifindex)
+        forward::from_endpoint::<V4>(ctx, ifindex)
     } else if ether_type == EtherType::Ipv6 as u16 {
         router_guard::ipv6_from_endpoint(ctx)
     } else {
@@ -91,7 +94,7 @@ fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // network: the host's, untouched, never translated.
     // SAFETY: `header_mut` checked the header lies inside the packet.
     if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 && !vlan::in_metadata(ctx) {
-        route::from_uplink(ctx, ifindex)
+        route::from_uplink::<V4>(ctx, ifindex)
     } else {
         Ok(Verdict::ToHost)
     }
@@ -113,7 +116,7 @@ pub fn xdp_from_endpoint(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let verdict = xdp::from_uplink(&ctx).unwrap_or_else(Verdict::Drop);
+    let verdict = xdp::from_uplink(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
     xdp_finish(&ctx, ifindex, &verdict)
 }
 

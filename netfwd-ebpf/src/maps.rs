@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, NetworkConfig, REMOTE_LOCAL},
+    maps::{EndpointEntry, EndpointKey, NetworkConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
@@ -35,8 +35,11 @@ pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHa
 /// loader. Not LRU: a full table refuses new flows instead of evicting live
 /// ones.
 #[btf_map]
-pub static NAT: HashMap<NatKey, NatEntry, { (ENTRIES_PER_FLOW * DEFAULT_MAX_FLOWS) as usize }> =
-    HashMap::new();
+pub static NAT: NatMap<[u8; 4]> = HashMap::new();
+
+/// A family's NAT table (see `NAT`).
+pub type NatMap<A> =
+    HashMap<NatKey<A>, NatEntry<A>, { (ENTRIES_PER_FLOW * DEFAULT_MAX_FLOWS) as usize }>;
 
 /// The ingress keys of the last flows made, on every CPU: where early drop
 /// looks for an unanswered flow to evict (see `early_drop`). One ring for
@@ -46,7 +49,10 @@ pub static NAT: HashMap<NatKey, NatEntry, { (ENTRIES_PER_FLOW * DEFAULT_MAX_FLOW
 /// Pinned like the rest: programs attached by different loads (`up`,
 /// `attach`) must remember into and evict from the same ring.
 #[btf_map]
-pub static UNREPLIED: Array<NatKey, { UNREPLIED_SLOTS as usize }> = Array::new();
+pub static UNREPLIED: UnrepliedRing<[u8; 4]> = Array::new();
+
+/// A family's ring of new flows (see `UNREPLIED`).
+pub type UnrepliedRing<A> = Array<NatKey<A>, { UNREPLIED_SLOTS as usize }>;
 
 /// Where `UNREPLIED` is written and read: flows are written at `head` and
 /// looked at for eviction from `tail`, the oldest (counters, modulo the
@@ -59,7 +65,9 @@ pub struct RingCursor {
 }
 
 #[btf_map]
-pub static UNREPLIED_CURSOR: Array<RingCursor, 1> = Array::new();
+pub static UNREPLIED_CURSOR: RingCursorMap = Array::new();
+
+pub type RingCursorMap = Array<RingCursor, 1>;
 
 /// Slots of `UNREPLIED` (a power of two). Under a flood of R new flows per
 /// second filling the table, an unanswered flow is evicted once about this
@@ -71,8 +79,10 @@ pub const UNREPLIED_SLOTS: u32 = 16_384;
 /// so a table of forgotten senders never refuses a new one (a sender
 /// evicted from here starts again from 0).
 #[btf_map]
-pub static UNREPLIED_BY_SENDER: LruHashMap<FlowSender, u32, { MAX_SENDERS as usize }> =
-    LruHashMap::new();
+pub static UNREPLIED_BY_SENDER: SenderMap<[u8; 4]> = LruHashMap::new();
+
+/// A family's unanswered flows by sender (see `UNREPLIED_BY_SENDER`).
+pub type SenderMap<A> = LruHashMap<FlowSender<A>, u32, { MAX_SENDERS as usize }>;
 
 /// Senders tracked at once: every endpoint and published port of a full
 /// network, twice over for networks sharing an uplink.
@@ -123,9 +133,9 @@ pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usiz
 /// verifier budget of `tc_from_endpoint` feels on every reply path.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct HairpinReply {
+pub struct HairpinReply<A> {
     /// The published endpoint's address and port.
-    pub addr: [u8; 4],
+    pub addr: A,
     pub port: [u8; 2],
     /// The gateway port the client is translated to.
     pub gateway_port: [u8; 2],
@@ -135,8 +145,10 @@ pub struct HairpinReply {
 
 /// A hairpinned flow's host port (see `names::MAP_HAIRPIN_HOST_PORTS`).
 #[btf_map]
-pub static HAIRPIN_HOST_PORTS: LruHashMap<HairpinReply, [u8; 2], { MAX_HAIRPIN_FLOWS as usize }> =
-    LruHashMap::new();
+pub static HAIRPIN_HOST_PORTS: HairpinMap<[u8; 4]> = LruHashMap::new();
+
+/// A family's hairpinned flows (see `HAIRPIN_HOST_PORTS`).
+pub type HairpinMap<A> = LruHashMap<HairpinReply<A>, [u8; 2], { MAX_HAIRPIN_FLOWS as usize }>;
 
 /// The cookie of the network namespace the network lives in: the socket
 /// hook acts there only. Filled by the loader.
@@ -183,13 +195,6 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
     u32::from_be_bytes(addr) & mask == u32::from_be_bytes(config.subnet) & mask
 }
 
-/// Whether `addr` belongs to a netfwd network of this host: this one's
-/// subnet (the gateway is one of its addresses) or another network's.
-#[inline(always)]
-pub fn is_network_address(addr: [u8; 4]) -> bool {
-    in_subnet(addr) || remote_flags(addr) & REMOTE_LOCAL != 0
-}
-
 /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.
 #[inline(always)]
 pub fn remote_flags(addr: [u8; 4]) -> u8 {
@@ -228,14 +233,6 @@ pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
     };
     // SAFETY: plain data; a stale copy at worst.
     unsafe { PUBLISHED.get(key).copied() }
-}
-
-/// The host port the client of hairpinned flow `flow` connected to, if the
-/// flow is one.
-#[inline(always)]
-pub fn hairpin_host_port(flow: &HairpinReply) -> Option<[u8; 2]> {
-    // SAFETY: plain data; a stale copy at worst.
-    unsafe { HAIRPIN_HOST_PORTS.get(flow).copied() }
 }
 
 #[inline(always)]

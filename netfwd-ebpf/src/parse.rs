@@ -1,6 +1,11 @@
 //! Bounds-checked access to packet headers: the only way headers are read.
 
-use aya_ebpf::programs::{TcContext, XdpContext};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    programs::{TcContext, XdpContext},
+};
 use netfwd_common::drop::DropReason;
 
 /// What headers are read from: an skb (TC) or an XDP frame.
@@ -9,9 +14,17 @@ pub trait Packet {
     fn end(&self) -> usize;
     /// Makes the first `len` bytes linear where that can be needed.
     fn pull(&self, len: u32);
+    /// The program's context, as helpers that take either (the FIB lookup,
+    /// the MTU check) want it.
+    fn helper_ctx(&self) -> *mut c_void;
 }
 
 impl Packet for TcContext {
+    #[inline(always)]
+    fn helper_ctx(&self) -> *mut c_void {
+        self.as_ptr()
+    }
+
     #[inline(always)]
     fn start(&self) -> usize {
         self.data()
@@ -31,6 +44,11 @@ impl Packet for TcContext {
 }
 
 impl Packet for XdpContext {
+    #[inline(always)]
+    fn helper_ctx(&self) -> *mut c_void {
+        self.as_ptr()
+    }
+
     #[inline(always)]
     fn start(&self) -> usize {
         self.data()

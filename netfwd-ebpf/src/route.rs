@@ -1,19 +1,22 @@
 //! Routing without NAT: endpoint traffic to another host's endpoints (a
 //! `[[peer]]` subnet) leaves straight out of the device the routing table
 //! names, and traffic from the LAN for an endpoint goes straight in — each a
-//! hop, with the TTL decremented. What neither applies to is source-NATed
-//! out of the uplink, or reverse-NATed in.
+//! hop, with the hop limit decremented. What neither applies to is
+//! source-NATed out of the uplink, or reverse-NATed in. `classify_from_uplink`
+//! is the gate a packet arriving on the uplink or LAN passes, in TC and XDP
+//! alike.
 
 use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED},
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
 use crate::{
     deliver::{self, ToEndpoint as _},
-    fib, ipv4,
+    family::Family,
+    fib,
     l4::IP_OFF,
     maps,
     nat::{hairpin, rev_snat, snat},
@@ -21,37 +24,41 @@ use crate::{
     verdict::Verdict,
 };
 
-/// An endpoint's IPv4 packet (its source checked) for an address that is no
+/// An endpoint's packet (its source checked) for an address that is no
 /// endpoint of the network.
 #[inline(always)]
-pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+pub fn from_endpoint_to_remote<F: Family>(
+    ctx: &TcContext,
+    ifindex: u32,
+) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out before any pull.
-    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
+    let ip = unsafe { *parse::header_mut::<F::Hdr>(ctx, IP_OFF)? };
     // Routed or translated from here on: as a router, never forward a
     // corrupt header.
-    if !ipv4::header_checksum_ok(&ip) {
+    if !F::header_ok(&ip) {
         return Err(DropReason::Malformed);
     }
+    let dst = F::daddr(&ip);
     // Broadcast and multicast are no one's to route or translate (a FIB
     // lookup would happily send them down the default route): the host's
     // stack takes them, and does not forward them.
-    if ipv4::is_broadcast_or_multicast(ip.dst_addr) {
+    if F::is_broadcast_or_multicast(dst) {
         return Ok(Verdict::ToHost);
     }
-    let to_gateway = maps::gateway() == Some(ip.dst_addr);
-    if to_gateway && let Some(verdict) = hairpin::from_published(ctx, &ip)? {
+    let to_gateway = F::gateway() == Some(dst);
+    if to_gateway && let Some(verdict) = hairpin::from_published::<F>(ctx, &ip)? {
         return Ok(verdict);
     }
-    let remote = maps::remote_flags(ip.dst_addr);
+    let remote = F::remote_flags(dst);
     if remote & REMOTE_ISOLATED != 0 {
         return Err(DropReason::Isolated);
     }
     // Peers and allowed networks are routed; so are the LAN's own hosts,
     // which may reach endpoints by address and are answered in kind.
     if remote & (REMOTE_ROUTE | REMOTE_TRUSTED) != 0 {
-        return route_out(ctx, ifindex, &ip);
+        return route_out::<F>(ctx, ifindex, &ip);
     }
-    if maps::in_subnet(ip.dst_addr) {
+    if F::in_subnet(dst) {
         // The gateway is the host's; any other address of the subnet is
         // no endpoint's (they were looked up first), and the host, which
         // has no such neighbour, would route it out untranslated.
@@ -61,73 +68,92 @@ pub fn from_endpoint_to_remote(ctx: &TcContext, ifindex: u32) -> Result<Verdict,
             Err(DropReason::NoEndpoint)
         };
     }
-    snat::translate(ctx, ifindex, &ip)
+    snat::translate::<F>(ctx, ifindex, &ip)
 }
 
 /// To a peer host's endpoints: out of wherever the routing table says, with
 /// the endpoint's own address.
 #[inline(always)]
-fn route_out(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
-    let Some(route) = fib::lookup(ctx, ifindex, ip.src_addr, ip.dst_addr) else {
+fn route_out<F: Family>(ctx: &TcContext, ifindex: u32, ip: &F::Hdr) -> Result<Verdict, DropReason> {
+    let Some(route) = fib::lookup::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
         return Ok(Verdict::ToHost);
     };
-    let hopped = hop(ctx, ip, |eth| deliver::set_hop_macs(eth, &route.hop))?;
+    let hopped = hop::<F>(ctx, ip, |eth| deliver::set_hop_macs(eth, &route.hop))?;
     if !hopped {
         return Ok(Verdict::ToHost);
     }
     Ok(Verdict::Routed(route.hop.redirect()))
 }
 
-/// A packet arriving on the uplink or the LAN (`ifindex`). To an endpoint:
-/// delivered if its source is trusted (a peer host's endpoints, the LAN's
-/// own hosts) and it came in on the trusted interface, where those are;
-/// dropped otherwise (the FORWARD policy: from the uplink's side, only replies get in,
-/// and those are addressed to the uplink). Else: a reply of a NATed flow, or
-/// the host's.
+/// The gate for a packet (`ip`) arriving on the uplink or the LAN
+/// (`ifindex`). To an endpoint: let in if its source is trusted (a peer
+/// host's endpoints, the LAN's own hosts) and it came in on the trusted
+/// interface, where those are: `Some(endpoint)`, a routed hop in; dropped
+/// otherwise (the FORWARD policy: from the uplink's side, only replies get
+/// in, and those are addressed to the uplink). `None` for no endpoint: a
+/// reply of a NATed flow, or the host's.
 #[inline(always)]
-pub fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
-    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
-    let ip = unsafe { *parse::header_mut::<Ipv4Hdr>(ctx, IP_OFF)? };
-    if !ipv4::header_checksum_ok(&ip) {
-        return Err(DropReason::Malformed);
-    }
-    match maps::endpoint(ip.dst_addr) {
+pub fn classify_from_uplink<F: Family>(
+    ifindex: u32,
+    ip: &F::Hdr,
+) -> Result<Option<EndpointEntry>, DropReason> {
+    match F::endpoint(F::daddr(ip)) {
         Some(ep)
             if maps::trusted_iface(ifindex)
-                && maps::remote_flags(ip.src_addr) & REMOTE_TRUSTED != 0 =>
+                && F::remote_flags(F::saddr(ip)) & REMOTE_TRUSTED != 0 =>
         {
-            route_in(ctx, &ip, &ep)
+            Ok(Some(ep))
         }
         Some(_) => Err(DropReason::Policy),
-        None => rev_snat::translate(ctx, &ip),
+        None => Ok(None),
+    }
+}
+
+/// TC's front on the uplink and the LAN (`ifindex`): a trusted packet for
+/// an endpoint routed in, a reply of a NATed flow translated back, the
+/// host's passed on.
+#[inline(always)]
+pub fn from_uplink<F: Family>(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    // SAFETY: bounds checked by `header_mut`; copied out before any pull.
+    let ip = unsafe { *parse::header_mut::<F::Hdr>(ctx, IP_OFF)? };
+    if !F::header_ok(&ip) {
+        return Err(DropReason::Malformed);
+    }
+    match classify_from_uplink::<F>(ifindex, &ip)? {
+        Some(ep) => route_in::<F>(ctx, &ip, &ep),
+        None => rev_snat::translate::<F>(ctx, &ip),
     }
 }
 
 #[inline(always)]
-fn route_in(ctx: &TcContext, ip: &Ipv4Hdr, ep: &EndpointEntry) -> Result<Verdict, DropReason> {
-    if !hop(ctx, ip, |eth| deliver::set_endpoint_macs(eth, ep))? {
+fn route_in<F: Family>(
+    ctx: &TcContext,
+    ip: &F::Hdr,
+    ep: &EndpointEntry,
+) -> Result<Verdict, DropReason> {
+    if !hop::<F>(ctx, ip, |eth| deliver::set_endpoint_macs(eth, ep))? {
         return Ok(Verdict::ToHost);
     }
     Ok(Verdict::Routed(ctx.redirect_to(ep)))
 }
 
-/// One routed hop: the TTL decremented and the frame re-addressed by
-/// `set_macs`. `false` when no TTL is left: the stack's, which answers
+/// One routed hop: the hop limit decremented and the frame re-addressed by
+/// `set_macs`. `false` when no hop is left: the stack's, which answers
 /// "time exceeded".
 #[inline(always)]
-fn hop(
+fn hop<F: Family>(
     ctx: &TcContext,
-    ip: &Ipv4Hdr,
+    ip: &F::Hdr,
     set_macs: impl FnOnce(&mut EthHdr),
 ) -> Result<bool, DropReason> {
-    if ip.ttl <= 1 {
+    if F::hop_limit(ip) <= 1 {
         return Ok(false);
     }
     let eth = parse::header_at::<EthHdr>(ctx, 0)?;
-    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    let ipp = parse::header_at::<F::Hdr>(ctx, IP_OFF)?;
     // SAFETY: bounds checked by `header_at`; no helper runs in between.
     unsafe {
-        ipv4::dec_ttl(&mut *ipp);
+        F::dec_hop_limit(&mut *ipp);
         set_macs(&mut *eth);
     }
     Ok(true)

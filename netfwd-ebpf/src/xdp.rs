@@ -1,11 +1,14 @@
 //! The XDP fast path (`mode = "xdp"`). On a host-side veth: an endpoint's
-//! IPv4 packet to another endpoint of the network, its source checked, goes
-//! straight to that endpoint's veth. On the uplink: a reply of a live NAT
-//! flow is translated back and goes straight to its endpoint's veth.
+//! packet to another endpoint of the network, through the gate TC uses
+//! (`forward::classify`), goes straight to that endpoint's veth. On the
+//! uplink: a packet the uplink's gate (`route::classify_from_uplink`) sends
+//! to the NAT, of a live flow (`rev_snat::live_flow`), is translated back
+//! and goes straight to its endpoint's veth (`rev_snat::to_endpoint`).
 //! Everything else (ARP, a flow's first packet, ICMP errors, fragments,
-//! options, whatever policy drops) passes to the stack unchanged, where the
-//! TC program behind it decides exactly as in TC mode: XDP changes where a
-//! packet is handled, never what happens to it.
+//! options, whatever the gates drop) passes to the stack unchanged, where
+//! the TC program behind it decides exactly as in TC mode: XDP changes
+//! where a packet is handled, never what happens to it, and holds no
+//! decision of its own.
 //!
 //! An XDP redirect hands over a bare frame: no checksum offload state comes
 //! with it, and the receiving veth must run NAPI. The loader sees to both
@@ -13,98 +16,91 @@
 //! `ENDPOINT_TX` only the veths it did that for.
 
 use aya_ebpf::programs::XdpContext;
-use netfwd_common::{drop::DropReason, maps::NETWORK_NO_ICC, nat::Direction};
-use network_types::{
-    eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
-};
+use netfwd_common::{drop::DropReason, nat::Direction};
+use network_types::eth::EthHdr;
 
 use crate::{
     conntrack,
     deliver::{self, ToEndpoint as _},
-    frag::Piece,
-    ipv4,
+    family::{Family, Piece},
+    forward::{self, Class},
     l4::{self, IP_OFF},
-    maps::{self, NAT},
+    maps,
     nat::rev_snat,
-    parse,
+    parse, route,
+    v4::V4,
     verdict::Verdict,
 };
 
 /// An endpoint's frame on its host-side veth.
 #[inline(always)]
 pub fn from_endpoint(ctx: &XdpContext, ifindex: u32) -> Verdict {
-    let Some((eth, ip)) = plain_ipv4(ctx) else {
+    let Some((eth, ip)) = plain::<V4>(ctx) else {
         return Verdict::ToHost;
     };
-    // SAFETY: bounds checked by `plain_ipv4`; no helper moves packet data.
+    // SAFETY: bounds checked by `plain`; no helper moves packet data.
     let (eth, ip) = unsafe { (&mut *eth, &mut *ip) };
-    // Spoofed sources are TC's to drop and count.
-    match maps::endpoint(ip.src_addr) {
-        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => {}
-        _ => return Verdict::ToHost,
+    // Drops are TC's to make and count.
+    match forward::classify::<V4>(ifindex, eth, ip) {
+        Ok(Class::Peer(peer)) if ctx.can_send_to(&peer) => {
+            deliver::to_peer::<V4>(ctx, eth, ip, &peer)
+        }
+        _ => Verdict::ToHost,
     }
-    let Some(peer) = maps::endpoint(ip.dst_addr) else {
-        return Verdict::ToHost;
-    };
-    if peer.host_ifindex == ifindex
-        || maps::network_flags() & NETWORK_NO_ICC != 0
-        || !ctx.can_send_to(&peer)
-    {
-        return Verdict::ToHost;
-    }
-    deliver::to_peer(ctx, eth, ip, &peer)
 }
 
-/// A frame on the uplink: a reply of a live flow takes the body TC's
-/// reverse NAT takes (`rev_snat::to_endpoint`).
+/// A frame on the uplink (`ifindex`): a reply of a live flow takes the body
+/// TC's reverse NAT takes.
 #[inline(always)]
-pub fn from_uplink(ctx: &XdpContext) -> Result<Verdict, DropReason> {
-    let Some((_, ip)) = plain_ipv4(ctx) else {
+pub fn from_uplink(ctx: &XdpContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    let Some((_, ip)) = plain::<V4>(ctx) else {
         return Ok(Verdict::ToHost);
     };
-    // SAFETY: bounds checked by `plain_ipv4`.
+    // SAFETY: bounds checked by `plain`.
     let header = unsafe { *ip };
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    // To an endpoint's own address: LAN delivery or a policy drop, TC's.
-    if maps::endpoint(header.dst_addr).is_some() {
+    // For an endpoint: a routed hop in or a policy drop, TC's.
+    if !matches!(
+        route::classify_from_uplink::<V4>(ifindex, &header),
+        Ok(None)
+    ) {
         return Ok(Verdict::ToHost);
     }
-    let Some(seg) = l4::segment(ctx, header.proto, Direction::Ingress)? else {
+    let proto = V4::proto(&header);
+    let Some(seg) = l4::segment::<V4>(ctx, proto, Direction::Ingress)? else {
         return Ok(Verdict::ToHost);
     };
-    let key = l4::packet_key(&header, &seg);
+    let key = seg.tuple::<V4>(&header).arriving_key();
     let now = conntrack::now_ns();
-    let Some(entry) = NAT.get_ptr_mut(key) else {
+    // No live flow (a new one, or an expired flow that may be a new
+    // connection to a published port): TC's.
+    let Some(entry) = rev_snat::live_flow::<V4>(&config, &key, now) else {
         return Ok(Verdict::ToHost);
     };
+    // No hop left: a drop, TC's to make and count.
+    if V4::hop_limit(&header) <= 1 {
+        return Ok(Verdict::ToHost);
+    }
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
-    // An expired flow may be a new connection to a published port: TC's.
-    if config.timeouts.expired(header.proto, entry, now) {
-        return Ok(Verdict::ToHost);
-    }
-    // No TTL left: a drop, TC's to make and count.
-    if header.ttl <= 1 {
-        return Ok(Verdict::ToHost);
-    }
-    rev_snat::to_endpoint(ctx, &header, entry, &seg, Piece::Whole, now)
+    rev_snat::to_endpoint::<V4, _>(ctx, &header, entry, &seg, Piece::Whole, now)
 }
 
-/// The frame's Ethernet and IPv4 headers if it is IPv4 without options and
-/// whole (not a fragment): the only kind the fast path takes.
+/// The frame's Ethernet and network headers if they are the family's,
+/// plain and whole (not a fragment), with a good header: the only kind the
+/// fast path takes.
 #[inline(always)]
-fn plain_ipv4(ctx: &XdpContext) -> Option<(*mut EthHdr, *mut Ipv4Hdr)> {
+fn plain<F: Family>(ctx: &XdpContext) -> Option<(*mut EthHdr, *mut F::Hdr)> {
     let eth = parse::header_at::<EthHdr>(ctx, 0).ok()?;
-    let ip = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF).ok()?;
+    let ip = parse::header_at::<F::Hdr>(ctx, IP_OFF).ok()?;
     // SAFETY: bounds checked by `header_at`.
     let plain = unsafe {
-        (*eth).ether_type == EtherType::Ipv4 as u16
-            && (*ip).version() == 4
-            && l4::translatable(&*ip)
-            && ipv4::header_checksum_ok(&*ip)
+        (*eth).ether_type == F::ETHER_TYPE
+            && F::valid(&*ip)
+            && l4::translatable::<F>(&*ip)
+            && F::header_ok(&*ip)
     };
     plain.then_some((eth, ip))
 }

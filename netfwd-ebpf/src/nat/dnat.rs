@@ -2,9 +2,9 @@
 //! connection to a published host port becomes a flow to the endpoint behind
 //! it.
 
-use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
+    maps::REMOTE_LOCAL,
     nat::{
         FLOW_REMOTE_STARTED, FlowSender, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatEntry, NatKey,
         PublishTarget,
@@ -12,11 +12,7 @@ use netfwd_common::{
 };
 
 use super::ports;
-use crate::{
-    conntrack, early_drop, fib,
-    l4::Segment,
-    maps::{self, NAT},
-};
+use crate::{conntrack, early_drop, family::Family, fib, l4::Segment, parse::Packet};
 
 /// A new connection to a published port (Docker's `-p`): the flow's two
 /// entries are made as for one an endpoint started, the other way round —
@@ -27,55 +23,57 @@ use crate::{
 /// otherwise). Returns the new ingress entry, `None` if the port is not
 /// published.
 #[inline(always)]
-pub fn publish(
-    ctx: &TcContext,
+pub fn publish<F: Family>(
+    ctx: &impl Packet,
     config: &NatConfig,
-    key: &NatKey,
+    key: &NatKey<F::Addr>,
     seg: &Segment,
     now: u64,
-) -> Result<Option<*mut NatEntry>, DropReason> {
+) -> Result<Option<*mut NatEntry<F::Addr>>, DropReason> {
     if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
         return Ok(None);
     }
-    let Some(target) = maps::published_outside(key.proto, key.dport) else {
+    let Some(target) = F::published_outside(key.proto, key.dport) else {
         return Ok(None);
     };
     const OPENING: u8 = conntrack::TCP_SYN | conntrack::TCP_ACK | conntrack::TCP_RST;
     if key.proto == IPPROTO_TCP && seg.tcp_flags & OPENING != conntrack::TCP_SYN {
         return Err(DropReason::TcpNoFlow);
     }
-    if martian(ctx, key.saddr, &target) {
+    if martian::<F>(ctx, key.saddr, &target) {
         return Err(DropReason::MartianSource);
     }
     let sender = FlowSender::published(key.proto, target.addr, target.port);
-    early_drop::admit(&sender, config)?;
+    early_drop::admit::<F>(&sender, config)?;
     let mut inbound = NatEntry::new(target.addr, target.port, FLOW_REMOTE_STARTED, now);
-    conntrack::seen_ingress(&mut inbound, key.proto, seg, now);
+    conntrack::seen_ingress::<F>(&mut inbound, key.proto, seg, now);
+    let nat = F::nat();
     // Replaces an expired flow of this tuple, if any (checked by the caller).
     // SAFETY: plain data; a stale copy at worst.
-    if let Some(expired) = unsafe { NAT.get(key) } {
-        early_drop::forget(key.proto, expired);
+    if let Some(expired) = unsafe { nat.get(key) } {
+        early_drop::forget::<F>(key.proto, expired);
     }
-    if NAT.insert(key, inbound, 0).is_err()
-        && !(early_drop::make_room() && NAT.insert(key, inbound, 0).is_ok())
+    if nat.insert(key, inbound, 0).is_err()
+        && !(early_drop::make_room::<F>() && nat.insert(key, inbound, 0).is_ok())
     {
         return Err(DropReason::NatFull);
     }
-    early_drop::count_new(&sender, key);
+    early_drop::count_new::<F>(&sender, key);
     let out = NatEntry::new(key.daddr, key.dport, FLOW_REMOTE_STARTED, now);
-    ports::insert_egress(&key.egress_partner(&inbound), &out, key)?;
-    Ok(NAT.get_ptr_mut(key))
+    ports::insert_egress::<F>(&key.egress_partner(&inbound), &out, key)?;
+    Ok(nat.get_ptr_mut(key))
 }
 
 /// Whether a client at `src` cannot be outside: an address of a netfwd
-/// network of the host (the endpoint would answer a sibling, or the
-/// gateway, from inside the network) or of the host itself. The kernel
-/// drops such a source as a martian; the datapath goes round its check.
+/// network of the host (this one's subnet, the gateway included, or
+/// another network's: the endpoint would answer a sibling, or the gateway,
+/// from inside the network) or of the host itself. The kernel drops such a
+/// source as a martian; the datapath goes round its check.
 #[inline(always)]
-fn martian(ctx: &TcContext, src: [u8; 4], target: &PublishTarget) -> bool {
-    if maps::is_network_address(src) {
+fn martian<F: Family>(ctx: &impl Packet, src: F::Addr, target: &PublishTarget<F::Addr>) -> bool {
+    if F::in_subnet(src) || F::remote_flags(src) & REMOTE_LOCAL != 0 {
         return true;
     }
     // Routed as from the endpoint's veth, where forwarding is on.
-    maps::endpoint(target.addr).is_some_and(|ep| fib::is_host_address(ctx, ep.host_ifindex, src))
+    F::endpoint(target.addr).is_some_and(|ep| fib::is_host_address::<F>(ctx, ep.host_ifindex, src))
 }

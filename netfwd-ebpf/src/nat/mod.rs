@@ -5,19 +5,20 @@
 //! one; the packet leaves with the uplink's address and that port, straight
 //! out of the uplink. Ingress (uplink): the reply's tuple finds the inside
 //! address and port, and the packet goes straight into the endpoint. Only
-//! IPv4 without options and unfragmented packets are translated (ports are in
-//! the first fragment only); see `netfwd_common::nat` for the table.
+//! plain headers (IPv4 without options) are translated, fragments through
+//! their first one's ports; see `netfwd_common::nat` for the table. Every
+//! module but `sweep` (a program of its own over IPv4's table) is written
+//! once over `Family`; ICMP errors are the family's (`v4::icmp_error`).
 //!
 //! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
 //! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published
-//! port), `icmp_error` (errors about flows, both ways), `ports` (uplink port
+//! port), `ports` (uplink port
 //! reservation), `rewrite` (header rewrites) and `sweep` (expired flows
 //! removed, on a timer in the kernel). The keys, entries and expiry rule
 //! are `netfwd_common::nat`'s, shared with userspace.
 
 mod dnat;
 pub mod hairpin;
-mod icmp_error;
 mod ports;
 pub mod rev_snat;
 pub mod rewrite;

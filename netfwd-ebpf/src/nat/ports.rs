@@ -8,7 +8,7 @@ use netfwd_common::{
     nat::{FlowSender, NatConfig, NatEntry, NatKey, PORT_RETRIES, Tuple},
 };
 
-use crate::{conntrack, early_drop, l4::Segment, maps::NAT};
+use crate::{conntrack, early_drop, family::Family, l4::Segment};
 
 /// `bpf_map_update_elem`'s error for a full hash map.
 const E2BIG: i32 = -7;
@@ -16,15 +16,16 @@ const E2BIG: i32 = -7;
 /// Inserts the egress entry of a flow whose ingress entry `ingress_key` was just
 /// made, and takes that back if the table is full.
 #[inline(always)]
-pub fn insert_egress(
-    egress_key: &NatKey,
-    out: &NatEntry,
-    ingress_key: &NatKey,
+pub fn insert_egress<F: Family>(
+    egress_key: &NatKey<F::Addr>,
+    out: &NatEntry<F::Addr>,
+    ingress_key: &NatKey<F::Addr>,
 ) -> Result<(), DropReason> {
+    let nat = F::nat();
     // No early drop here: a ingress entry just went in, so the table had room
     // a moment ago; on this narrow miss the flow is refused.
-    if NAT.insert(egress_key, out, 0).is_err() {
-        let _ = NAT.remove(ingress_key);
+    if nat.insert(egress_key, out, 0).is_err() {
+        let _ = nat.remove(ingress_key);
         return Err(DropReason::NatFull);
     }
     Ok(())
@@ -41,26 +42,26 @@ pub fn insert_egress(
 /// The new flow counts against its endpoint's share of unanswered flows
 /// (`unreplied_share` when that is full).
 #[inline(always)]
-pub fn reserve_port(
-    flow: &Tuple,
+pub fn reserve_port<F: Family>(
+    flow: &Tuple<F::Addr>,
     config: &NatConfig,
-    nat_addr: [u8; 4],
+    nat_addr: F::Addr,
     preferred: Option<[u8; 2]>,
     seg: &Segment,
     now: u64,
 ) -> Result<[u8; 2], DropReason> {
     let sender = FlowSender::endpoint(flow.src);
-    early_drop::admit(&sender, config)?;
-    let port = insert_ingress(flow, config, nat_addr, preferred, seg, now)?;
-    early_drop::count_new(&sender, &flow.ingress_key(nat_addr, port));
+    early_drop::admit::<F>(&sender, config)?;
+    let port = insert_ingress::<F>(flow, config, nat_addr, preferred, seg, now)?;
+    early_drop::count_new::<F>(&sender, &flow.ingress_key(nat_addr, port));
     Ok(port)
 }
 
 #[inline(always)]
-fn insert_ingress(
-    flow: &Tuple,
+fn insert_ingress<F: Family>(
+    flow: &Tuple<F::Addr>,
     config: &NatConfig,
-    nat_addr: [u8; 4],
+    nat_addr: F::Addr,
     preferred: Option<[u8; 2]>,
     seg: &Segment,
     now: u64,
@@ -73,12 +74,13 @@ fn insert_ingress(
         None => unsafe { bpf_get_prandom_u32() },
     };
     let mut ingress = NatEntry::new(flow.src, flow.sport, 0, now);
-    conntrack::seen_egress(&mut ingress, flow.proto, seg, now);
+    conntrack::seen_egress::<F>(&mut ingress, flow.proto, seg, now);
+    let nat = F::nat();
     let mut full = false;
     for i in 0..PORT_RETRIES {
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.ingress_key(nat_addr, port);
-        match NAT.insert(key, ingress, u64::from(BPF_NOEXIST)) {
+        match nat.insert(key, ingress, u64::from(BPF_NOEXIST)) {
             Ok(()) => return Ok(port),
             // No room (as opposed to `EEXIST`, a port taken): a flow that
             // is over on one of the next ports can still make some.
@@ -89,7 +91,7 @@ fn insert_ingress(
             Err(_) => {}
         }
         // SAFETY: plain data; a stale copy at worst.
-        let Some(old) = (unsafe { NAT.get(key) }).copied() else {
+        let Some(old) = (unsafe { nat.get(key) }).copied() else {
             continue;
         };
         if !config.timeouts.expired(flow.proto, &old, now)
@@ -98,9 +100,9 @@ fn insert_ingress(
             continue;
         }
         // The old flow is over: drop both of its entries and take the port.
-        let _ = NAT.remove(key.egress_partner(&old));
-        let _ = NAT.remove(key);
-        if NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+        let _ = nat.remove(key.egress_partner(&old));
+        let _ = nat.remove(key);
+        if nat.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
             return Ok(port);
         }
     }
@@ -112,7 +114,7 @@ fn insert_ingress(
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
     let key = flow.ingress_key(nat_addr, port);
-    if early_drop::make_room() && NAT.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+    if early_drop::make_room::<F>() && nat.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
         return Ok(port);
     }
     Err(DropReason::NatFull)

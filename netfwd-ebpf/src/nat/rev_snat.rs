@@ -1,26 +1,25 @@
 //! Reverse source NAT, ingress: a reply arriving on the uplink finds the
-//! inside address and port of its flow, and goes straight into the
-//! endpoint; so do ICMP errors about the flow (`icmp_error`) and a new
-//! connection to a published port (`dnat`).
+//! inside address and port of its flow (`live_flow`, which TC and XDP both
+//! ask), and goes straight into the endpoint; so do ICMP errors about the
+//! flow (`icmp_error`) and a new connection to a published port (`dnat`).
 
 use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
-    nat::{Direction, IPPROTO_ICMP, NatEntry},
+    nat::{Direction, NatConfig, NatEntry, NatKey},
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
 use super::{
-    dnat, icmp_error,
+    dnat,
     rewrite::{L4Rewrite, rewrite_ip},
 };
 use crate::{
     conntrack,
     deliver::{self, ToEndpoint},
-    frag::{self, Piece},
-    l4::{self, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, IP_OFF, L4_OFF, Segment},
-    maps::{self, NAT},
-    parse,
+    family::{Family, Piece},
+    l4::{self, IP_OFF, Segment},
+    maps, parse,
     verdict::Verdict,
 };
 
@@ -28,49 +27,57 @@ use crate::{
 /// replies of NATed flows and ICMP errors about them go straight to their
 /// endpoint; the rest is the host's.
 #[inline(always)]
-pub fn translate(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
+pub fn translate<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
+    if !F::plain(ip) {
         return Ok(Verdict::ToHost);
     }
-    let piece = frag::piece(ip);
-    if piece == Piece::Whole && ip.proto == IPPROTO_ICMP {
-        // SAFETY: bounds checked by `header_mut`.
-        let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
-        if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
-            return icmp_error::rev_snat(ctx, &config);
-        }
+    let piece = F::piece(ip);
+    if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
+        return F::rev_snat_icmp_error(ctx, &config);
     }
+    let proto = F::proto(ip);
     let seg = match piece {
-        Piece::Later => match frag::recall(ip, Direction::Ingress) {
+        Piece::Later => match F::recall_ports(ip, Direction::Ingress) {
             Some(p) => Segment::ports(p.sport, p.dport),
             None => return Ok(Verdict::ToHost),
         },
-        _ => match l4::segment(ctx, ip.proto, Direction::Ingress)? {
+        _ => match l4::segment::<F>(ctx, proto, Direction::Ingress)? {
             Some(seg) => seg,
             None => return Ok(Verdict::ToHost),
         },
     };
-    let key = l4::packet_key(ip, &seg);
+    let key = seg.tuple::<F>(ip).arriving_key();
     let now = conntrack::now_ns();
-    let live = NAT.get_ptr_mut(key).filter(|entry| {
-        // SAFETY: a live map value, read in place.
-        !config.timeouts.expired(ip.proto, unsafe { &**entry }, now)
-    });
     // No live flow: a new connection to a published port starts one (over
     // an expired flow of the same tuple — clients reuse their ports);
     // anything else is the host's.
-    let entry = match live {
+    let entry = match live_flow::<F>(&config, &key, now) {
         Some(entry) => entry,
-        None => match dnat::publish(ctx, &config, &key, &seg, now)? {
+        None => match dnat::publish::<F>(ctx, &config, &key, &seg, now)? {
             Some(entry) => entry,
             None => return Ok(Verdict::ToHost),
         },
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
-    to_endpoint(ctx, ip, unsafe { &mut *entry }, &seg, piece, now)
+    to_endpoint::<F, _>(ctx, ip, unsafe { &mut *entry }, &seg, piece, now)
+}
+
+/// The ingress entry of the live (unexpired) flow a packet arriving from
+/// the uplink with key `key` (its own tuple, `Tuple::arriving_key`)
+/// belongs to, if any: the one lookup TC and XDP both make.
+#[inline(always)]
+pub fn live_flow<F: Family>(
+    config: &NatConfig,
+    key: &NatKey<F::Addr>,
+    now: u64,
+) -> Option<*mut NatEntry<F::Addr>> {
+    F::nat().get_ptr_mut(key).filter(|entry| {
+        // SAFETY: a live map value, read in place.
+        !config.timeouts.expired(key.proto, unsafe { &**entry }, now)
+    })
 }
 
 /// A packet of a live flow arriving from the uplink (`ip` its header,
@@ -78,10 +85,10 @@ pub fn translate(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
 /// endpoint. One body for TC and XDP; in XDP, what cannot be handed over
 /// from there passes on untouched, to TC.
 #[inline(always)]
-pub fn to_endpoint<C: parse::Packet + ToEndpoint + L4Rewrite>(
+pub fn to_endpoint<F: Family, C: parse::Packet + ToEndpoint + L4Rewrite>(
     ctx: &C,
-    ip: &Ipv4Hdr,
-    entry: &mut NatEntry,
+    ip: &F::Hdr,
+    entry: &mut NatEntry<F::Addr>,
     seg: &Segment,
     piece: Piece,
     now: u64,
@@ -90,35 +97,36 @@ pub fn to_endpoint<C: parse::Packet + ToEndpoint + L4Rewrite>(
     // The table is the uplink's, shared by its networks: a flow of another
     // network's endpoint is that network's program's (the next one) to track
     // and deliver.
-    let Some(ep) = maps::endpoint(inside_addr) else {
+    let Some(ep) = F::endpoint(inside_addr) else {
         return Ok(Verdict::ToHost);
     };
     if !ctx.can_send_to(&ep) {
         return Ok(Verdict::ToHost);
     }
-    conntrack::seen_ingress(entry, ip.proto, seg, now);
-    if ip.ttl <= 1 {
+    let proto = F::proto(ip);
+    conntrack::seen_ingress::<F>(entry, proto, seg, now);
+    if F::hop_limit(ip) <= 1 {
         return Err(DropReason::TtlExceeded);
     }
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
     let eth = parse::header_at::<EthHdr>(ctx, 0)?;
-    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    let ipp = parse::header_at::<F::Hdr>(ctx, IP_OFF)?;
     // SAFETY: bounds checked by `header_at`; no helper that moves packet
     // data runs until the last pointer use below.
     unsafe {
-        rewrite_ip(&mut *ipp, Direction::Ingress, inside_addr);
+        rewrite_ip::<F>(&mut *ipp, Direction::Ingress, inside_addr);
         deliver::set_endpoint_macs(&mut *eth, &ep);
     }
     if piece == Piece::First {
-        frag::remember(ip, Direction::Ingress, seg.sport, seg.dport);
+        F::remember_ports(ip, Direction::Ingress, seg.sport, seg.dport);
     }
     if piece != Piece::Later {
-        ctx.rewrite_l4(
-            ip.proto,
+        ctx.rewrite_l4::<F>(
+            proto,
             Direction::Ingress,
-            (ip.dst_addr, inside_addr),
+            (F::daddr(ip), inside_addr),
             (seg.dport, inside_port),
         )?;
     }

@@ -5,39 +5,42 @@
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    nat::{Direction, FLOW_REMOTE_STARTED, IPPROTO_ICMP, NatConfig, NatEntry, Tuple},
+    nat::{Direction, FLOW_REMOTE_STARTED, NatConfig, NatEntry, Tuple},
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
 use super::{
-    hairpin, icmp_error, ports,
+    hairpin, ports,
     rewrite::{L4Rewrite as _, rewrite_ip},
 };
 use crate::{
-    conntrack, deliver, fib,
-    frag::{self, Piece},
-    ipv4,
-    l4::{self, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, IP_OFF, L4_OFF, Segment},
-    maps::{self, NAT},
-    parse,
+    conntrack, deliver,
+    family::{Family, Piece},
+    fib,
+    l4::{self, IP_OFF, Segment},
+    maps, parse,
     verdict::Verdict,
 };
 
-/// An endpoint's IPv4 packet to a remote host (`ip` is its header, the
+/// An endpoint's packet to a remote host (`ip` is its header, the
 /// source checked). Translated and sent out of the uplink when that is where
 /// the route goes; otherwise the host's stack routes it.
 #[inline(always)]
-pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict, DropReason> {
+pub fn translate<F: Family>(
+    ctx: &TcContext,
+    ifindex: u32,
+    ip: &F::Hdr,
+) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    if let Some(verdict) = hairpin::to_published(ctx, ip, &config)? {
+    if let Some(verdict) = hairpin::to_published::<F>(ctx, ip, &config)? {
         return Ok(verdict);
     }
     // Any size: a datagram too big for the uplink is translated all the
     // same (below), never left to the host to forward untranslated.
     let Some(fib::Route { hop, src: nat_addr }) =
-        fib::lookup_any_size(ctx, ifindex, ip.src_addr, ip.dst_addr)
+        fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip))
     else {
         return Ok(Verdict::ToHost);
     };
@@ -51,51 +54,42 @@ pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict,
     // gateway, as a router would (traceroute's first hop). Too big with DF
     // set: the stack answers "fragmentation needed" (path-MTU discovery) and
     // forwards nothing.
-    if ip.ttl <= 1 || (ipv4::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
+    if F::hop_limit(ip) <= 1 || (F::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
         return Ok(Verdict::ToHost);
     }
-    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
+    if !F::plain(ip) {
         return Err(DropReason::Unsupported);
     }
-    let piece = frag::piece(ip);
-    if piece == Piece::Whole && ip.proto == IPPROTO_ICMP {
-        // SAFETY: bounds checked by `header_mut`.
-        let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, L4_OFF)? };
-        if icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED {
-            return icmp_error::snat(ctx, ip, &hop);
-        }
+    let piece = F::piece(ip);
+    if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
+        return F::snat_icmp_error(ctx, ip, &hop);
     }
+    let proto = F::proto(ip);
     let seg = match piece {
-        Piece::Later => frag::recall(ip, Direction::Egress)
+        Piece::Later => F::recall_ports(ip, Direction::Egress)
             .map(|p| Segment::ports(p.sport, p.dport))
             .ok_or(DropReason::Unsupported)?,
-        _ => l4::segment(ctx, ip.proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
+        _ => l4::segment::<F>(ctx, proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
     };
-    let flow = Tuple {
-        proto: ip.proto,
-        src: ip.src_addr,
-        dst: ip.dst_addr,
-        sport: seg.sport,
-        dport: seg.dport,
-    };
-    let (addr, port) = egress_mapping(&flow, &config, nat_addr, &seg)?;
+    let flow = seg.tuple::<F>(ip);
+    let (addr, port) = egress_mapping::<F>(&flow, &config, nat_addr, &seg)?;
     if piece == Piece::First {
-        frag::remember(ip, Direction::Egress, seg.sport, seg.dport);
+        F::remember_ports(ip, Direction::Egress, seg.sport, seg.dport);
     }
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
     let eth = parse::header_at::<EthHdr>(ctx, 0)?;
-    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+    let ipp = parse::header_at::<F::Hdr>(ctx, IP_OFF)?;
     // SAFETY: bounds checked by `header_at`; no helper that moves packet
     // data runs until the last pointer use below.
     unsafe {
-        rewrite_ip(&mut *ipp, Direction::Egress, addr);
+        rewrite_ip::<F>(&mut *ipp, Direction::Egress, addr);
         deliver::set_hop_macs(&mut *eth, &hop);
     }
     // A later fragment has no transport header: its addresses are all.
     if piece != Piece::Later {
-        ctx.rewrite_l4(
+        ctx.rewrite_l4::<F>(
             flow.proto,
             Direction::Egress,
             (flow.src, addr),
@@ -103,21 +97,21 @@ pub fn translate(ctx: &TcContext, ifindex: u32, ip: &Ipv4Hdr) -> Result<Verdict,
         )?;
     }
     if fib::too_big(ctx, hop.oif()) {
-        return to_stack_for_fragmenting(ctx);
+        return to_stack_for_fragmenting::<F>(ctx);
     }
     Ok(Verdict::Translated(hop.redirect()))
 }
 
 /// A translated datagram too big for the uplink, DF clear: the stack
 /// fragments it on its way out, as it does MASQUERADE's packets, and takes
-/// the hop (its TTL back as it came). It accepts a packet with the host's
+/// the hop (its hop limit back as it came). It accepts a packet with the host's
 /// own source from this veth because `up` sets accept_local there; the
 /// endpoint program admits no other.
 #[inline(always)]
-fn to_stack_for_fragmenting(ctx: &TcContext) -> Result<Verdict, DropReason> {
-    let ipp = parse::header_at::<Ipv4Hdr>(ctx, IP_OFF)?;
+fn to_stack_for_fragmenting<F: Family>(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    let ipp = parse::header_at::<F::Hdr>(ctx, IP_OFF)?;
     // SAFETY: bounds checked by `header_at`.
-    unsafe { ipv4::inc_ttl(&mut *ipp) };
+    unsafe { F::inc_hop_limit(&mut *ipp) };
     Ok(Verdict::Translated(TC_ACT_UNSPEC))
 }
 
@@ -126,35 +120,36 @@ fn to_stack_for_fragmenting(ctx: &TcContext) -> Result<Verdict, DropReason> {
 /// address the uplink no longer routes with is replaced, as a masquerade
 /// forgets flows when its interface's address changes.
 #[inline(always)]
-fn egress_mapping(
-    flow: &Tuple,
+fn egress_mapping<F: Family>(
+    flow: &Tuple<F::Addr>,
     config: &NatConfig,
-    nat_addr: [u8; 4],
+    nat_addr: F::Addr,
     seg: &Segment,
-) -> Result<([u8; 4], [u8; 2]), DropReason> {
+) -> Result<(F::Addr, [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
+    let nat = F::nat();
     let egress_key = flow.egress_key();
     let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
-    if let Some(out) = unsafe { NAT.get(egress_key) }.copied()
+    if let Some(out) = unsafe { nat.get(egress_key) }.copied()
         && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
     {
-        if let Some(ingress) = NAT.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
+        if let Some(ingress) = nat.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
             let ingress = unsafe { &mut *ingress };
             if ingress.addr == flow.src
                 && ingress.port == flow.sport
                 && !config.timeouts.expired(flow.proto, ingress, now)
             {
-                conntrack::seen_egress(ingress, flow.proto, seg, now);
+                conntrack::seen_egress::<F>(ingress, flow.proto, seg, now);
                 return Ok((out.addr, out.port));
             }
         }
         // Expired, evicted or taken over: keep the port if it is still free.
         preferred = Some(out.port);
     }
-    let port = ports::reserve_port(flow, config, nat_addr, preferred, seg, now)?;
+    let port = ports::reserve_port::<F>(flow, config, nat_addr, preferred, seg, now)?;
     let out = NatEntry::new(nat_addr, port, 0, now);
-    ports::insert_egress(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
+    ports::insert_egress::<F>(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
     Ok((nat_addr, port))
 }

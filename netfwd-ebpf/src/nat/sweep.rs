@@ -40,14 +40,13 @@ use aya_ebpf::{
         bpf_for_each_map_elem, bpf_loop, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
     },
 };
-use netfwd_common::nat::{
-    DIR_INGRESS, LONE_EGRESS_EVERY, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts,
-};
+use netfwd_common::nat::{LONE_EGRESS_EVERY, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts};
 
 use crate::{
     conntrack::now_ns,
     early_drop,
     maps::{NAT, NAT_EXPIRED, NAT_SWEEP, nat_config},
+    v4::V4,
 };
 
 /// `bpf_timer_init`'s clock.
@@ -192,7 +191,7 @@ extern "C" fn visit(
 ) -> i64 {
     // SAFETY: the kernel passes the entry's key and value, and our context.
     let (key, entry, walk) = unsafe { (&*key, &*entry, &mut *walk) };
-    let marked = if key.dir == DIR_INGRESS {
+    let marked = if key.is_ingress() {
         walk.timeouts.expired(key.proto, entry, walk.now)
     } else {
         walk.lone & LOOK_FOR_LONE != 0 && lone_egress(key, entry, &walk.timeouts, walk.now)
@@ -248,7 +247,7 @@ extern "C" fn remove_one(index: u32, removal: *mut Step) -> i64 {
     let Some(key) = NAT_EXPIRED.get(index).copied() else {
         return 1;
     };
-    if key.dir == DIR_INGRESS {
+    if key.is_ingress() {
         if remove_flow(&key, &removal.timeouts, removal.now) {
             removal.done += 1;
         }
@@ -275,7 +274,7 @@ fn remove_flow(key: &NatKey, timeouts: &NatTimeouts, now: u64) -> bool {
     if unsafe { (*live).last_seen_ns } != seen.last_seen_ns || NAT.remove(key).is_err() {
         return false;
     }
-    early_drop::forget(key.proto, &seen);
+    early_drop::forget::<V4>(key.proto, &seen);
     // Its egress entry goes with it while it points back at it (a new flow
     // of the endpoint's tuple may have another port already).
     // SAFETY: plain lookup; a stale copy at worst.

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
-    DIR_INGRESS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts, SEEN_REPLY,
-    TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts, SEEN_REPLY, TCP_CLOSING,
+    TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
 };
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
@@ -42,14 +42,7 @@ pub struct Flow {
 pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(NatKey, NatEntry)> {
     entries
         .into_iter()
-        .filter(|(k, v)| {
-            let inside = if k.dir == DIR_INGRESS {
-                v.addr
-            } else {
-                k.saddr
-            };
-            subnet.contains(&Ipv4Addr::from(inside))
-        })
+        .filter(|(k, v)| subnet.contains(&Ipv4Addr::from(k.inside_addr(v))))
         .collect()
 }
 
@@ -58,7 +51,7 @@ pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(Nat
 pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -> Vec<Flow> {
     entries
         .iter()
-        .filter(|(k, _)| k.dir == DIR_INGRESS)
+        .filter(|(k, _)| k.is_ingress())
         .map(|(k, v)| {
             let expires_in_secs = timeouts.expires_in_secs(k.proto, v, now);
             Flow {
@@ -103,20 +96,19 @@ fn state_name(proto: u8, flags: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netfwd_common::nat::DIR_EGRESS;
+    use netfwd_common::nat::Tuple;
 
     const SEC: u64 = 1_000_000_000;
 
     fn udp_flow(last_seen: u64) -> [(NatKey, NatEntry); 2] {
-        let egress = NatKey {
-            saddr: [10, 0, 0, 2],
-            daddr: [203, 0, 113, 1],
+        let egress = Tuple {
+            proto: IPPROTO_UDP,
+            src: [10, 0, 0, 2],
+            dst: [203, 0, 113, 1],
             sport: 5000u16.to_be_bytes(),
             dport: 53u16.to_be_bytes(),
-            proto: IPPROTO_UDP,
-            dir: DIR_EGRESS,
-            _pad: [0; 2],
-        };
+        }
+        .egress_key();
         let out = NatEntry {
             addr: [203, 0, 113, 2],
             port: 61000u16.to_be_bytes(),

@@ -1,27 +1,33 @@
 //! ICMP errors about NATed flows, both ways: "destination unreachable"
 //! (with "fragmentation needed", which path-MTU discovery lives on) and
 //! "time exceeded" (traceroute). The outer header is translated as the
-//! flow's packets are, and the packet the error quotes as well.
+//! flow's packets are, and the packet the error quotes as well. IPv4's
+//! ICMP (`V4`'s part of `Family`): its errors quote an IPv4 header.
 
 use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
-    nat::{
-        DIR_INGRESS, Direction, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig, NatKey, Tuple,
-    },
+    nat::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatConfig, Tuple},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use super::rewrite::rewrite_ip;
+use super::header::{self, ICMP_ECHO};
 use crate::{
     conntrack, csum,
     deliver::{self, ToEndpoint as _},
-    fib, ipv4,
-    l4::{ICMP_CHECK_OFF, ICMP_ECHO, INNER_IP_OFF, INNER_L4_OFF, IP_OFF},
+    family::Field,
+    hop::NextHop,
+    l4::IP_OFF,
     maps::{self, NAT},
     parse,
     verdict::Verdict,
 };
+
+const ICMP_CHECK_OFF: usize = header::L4_OFF + 2;
+/// An ICMP error quotes the offending packet's IP header and 8 bytes after it.
+const INNER_IP_OFF: usize = header::L4_OFF + ICMP_HDR_LEN;
+const INNER_L4_OFF: usize = INNER_IP_OFF + Ipv4Hdr::LEN;
+const ICMP_HDR_LEN: usize = 8;
 
 /// An endpoint's own "destination unreachable" or "time exceeded" about a
 /// packet that reached it through the NAT (a reply, or a connection to a
@@ -31,7 +37,7 @@ use crate::{
 /// a packet sent to another endpoint (`icmp_spoofed`): an endpoint speaks
 /// for its own flows only.
 #[inline(always)]
-pub fn snat(ctx: &TcContext, ip: &Ipv4Hdr, hop: &fib::NextHop) -> Result<Verdict, DropReason> {
+pub fn snat(ctx: &TcContext, ip: &Ipv4Hdr, hop: &NextHop) -> Result<Verdict, DropReason> {
     // Deepest first: the pull for it keeps the shallower headers linear too.
     // SAFETY (both reads): bounds checked by `header_mut` / `header_at`.
     let inner_l4 = unsafe { *parse::header_mut::<[u8; 8]>(ctx, INNER_L4_OFF)? };
@@ -68,9 +74,9 @@ pub fn snat(ctx: &TcContext, ip: &Ipv4Hdr, hop: &fib::NextHop) -> Result<Verdict
     // SAFETY: bounds checked by `header_at`; no helper runs in between.
     unsafe {
         let (outer, quoted, check) = (&mut *ipp, &mut *inner_ipp, &mut *icmp_check);
-        rewrite_ip(outer, Direction::Egress, out.addr);
+        translate_outer(outer, Field::Src, out.addr);
         let port = &mut *inner_port;
-        rewrite_quoted(check, quoted, ipv4::Field::Dst, out.addr, port, out.port);
+        rewrite_quoted(check, quoted, Field::Dst, out.addr, port, out.port);
         deliver::set_hop_macs(&mut *eth, hop);
     }
     Ok(Verdict::Translated(hop.redirect()))
@@ -100,15 +106,15 @@ pub fn rev_snat(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReas
         _ => return Ok(Verdict::ToHost),
     };
     let nat_port = [inner_l4[port_at], inner_l4[port_at + 1]];
-    let key = NatKey {
-        saddr: inner.dst_addr,
-        daddr: inner.src_addr,
+    // A reply to the quoted packet would arrive with this tuple.
+    let key = Tuple {
+        proto: inner.proto,
+        src: inner.dst_addr,
+        dst: inner.src_addr,
         sport: remote_port,
         dport: nat_port,
-        proto: inner.proto,
-        dir: DIR_INGRESS,
-        _pad: [0; 2],
-    };
+    }
+    .arriving_key();
     // SAFETY: plain data; a stale copy at worst.
     let Some(entry) = (unsafe { NAT.get(key) }).copied() else {
         return Ok(Verdict::ToHost);
@@ -136,19 +142,20 @@ pub fn rev_snat(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReas
         if outer.ttl <= 1 {
             return Err(DropReason::TtlExceeded);
         }
-        rewrite_ip(outer, Direction::Ingress, entry.addr);
+        translate_outer(outer, Field::Dst, entry.addr);
         let port = &mut *inner_port;
-        rewrite_quoted(
-            check,
-            quoted,
-            ipv4::Field::Src,
-            entry.addr,
-            port,
-            entry.port,
-        );
+        rewrite_quoted(check, quoted, Field::Src, entry.addr, port, entry.port);
         deliver::set_endpoint_macs(&mut *eth, &ep);
     }
     Ok(Verdict::Translated(ctx.redirect_to(&ep)))
+}
+
+/// The error's own header translated as its flow's packets are: `field`
+/// to `addr`, a hop off.
+#[inline(always)]
+fn translate_outer(outer: &mut Ipv4Hdr, field: Field, addr: [u8; 4]) {
+    header::set_addr(outer, field, addr);
+    header::dec_ttl(outer);
 }
 
 /// An ICMP error's quoted packet re-addressed: `field` of its IP header to
@@ -158,16 +165,16 @@ pub fn rev_snat(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReas
 fn rewrite_quoted(
     check: &mut [u8; 2],
     quoted: &mut Ipv4Hdr,
-    field: ipv4::Field,
+    field: Field,
     addr: [u8; 4],
     quoted_port: &mut [u8; 2],
     port: [u8; 2],
 ) {
     let (old_addr, old_check) = match field {
-        ipv4::Field::Src => (quoted.src_addr, quoted.check),
-        ipv4::Field::Dst => (quoted.dst_addr, quoted.check),
+        Field::Src => (quoted.src_addr, quoted.check),
+        Field::Dst => (quoted.dst_addr, quoted.check),
     };
-    ipv4::set_addr(quoted, field, addr);
+    header::set_addr(quoted, field, addr);
     csum::replace(check, old_addr, addr);
     csum::replace(check, old_check, quoted.check);
     csum::replace(check, *quoted_port, port);

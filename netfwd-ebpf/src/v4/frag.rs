@@ -1,4 +1,4 @@
-//! IPv4 fragments through the NAT. Only a datagram's first fragment carries
+//! IPv4 fragments through the NAT (`V4`'s part of `Family`). Only a datagram's first fragment carries
 //! its ports; it is translated like a whole packet and leaves its ports
 //! behind, keyed by addresses, protocol and IP identification, so the
 //! fragments after it find the same mapping (their addresses are
@@ -9,17 +9,7 @@
 use netfwd_common::nat::{Direction, FragmentKey, FragmentPorts};
 use network_types::ip::Ipv4Hdr;
 
-use crate::maps::FRAGMENTS;
-
-/// Where a packet stands in its datagram.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Piece {
-    Whole,
-    /// Offset 0, more to come: has the transport header.
-    First,
-    /// Any other: no transport header.
-    Later,
-}
+use crate::{family::Piece, maps::FRAGMENTS};
 
 #[inline(always)]
 pub fn piece(ip: &Ipv4Hdr) -> Piece {

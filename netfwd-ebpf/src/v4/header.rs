@@ -1,16 +1,19 @@
-//! In-place IPv4 header changes, each with its checksum update.
+//! IPv4 headers: in-place changes, each with its header checksum update,
+//! and the facts the datapath reads from them.
 
 use network_types::ip::Ipv4Hdr;
 
-use crate::csum;
+use crate::{csum, family::Field, l4::IP_OFF};
 
-/// Which address of the header a translation rewrites.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Src,
-    Dst,
-}
+/// Where the transport header of an option-less IPv4 packet starts.
+pub const L4_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
 
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// Rewrites an address of an IPv4 header, with the header checksum.
 #[inline(always)]
 pub fn set_addr(ip: &mut Ipv4Hdr, field: Field, addr: [u8; 4]) {
     let field = match field {
@@ -37,12 +40,18 @@ pub fn inc_ttl(ip: &mut Ipv4Hdr) {
     csum::replace(&mut ip.check, old, [ip.ttl, ip.proto]);
 }
 
+/// No options (`ihl()` is in bytes).
+#[inline(always)]
+pub fn plain(ip: &Ipv4Hdr) -> bool {
+    usize::from(ip.ihl()) == Ipv4Hdr::LEN
+}
+
 /// Whether the header checksum of an option-less header is right, as a
 /// router checks before it forwards (a header with options is left to the
 /// host's stack, which checks it).
 #[inline(always)]
 pub fn header_checksum_ok(ip: &Ipv4Hdr) -> bool {
-    if usize::from(ip.ihl()) != Ipv4Hdr::LEN {
+    if !plain(ip) {
         return true;
     }
     // SAFETY: `Ipv4Hdr` is 20 bytes of plain data with alignment 1.

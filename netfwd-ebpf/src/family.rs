@@ -1,0 +1,135 @@
+//! What forwarding, routing and the NAT need of an address family: its
+//! address and header, the checksum its pseudo-header feeds, its hop limit,
+//! its FIB lookup and its maps. Those bodies are written once, generic over
+//! a `Family`, and monomorphised (every call `#[inline(always)]`), so the
+//! verifier sees plain code for each family, as if written out by hand.
+//! Only what is genuinely per family stays apart, behind this trait: the
+//! fragment fields and the ICMP errors the NAT translates. (ARP is IPv4's
+//! own and never reaches these bodies.) IPv4 is `v4::V4`.
+
+use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
+use netfwd_common::{
+    drop::DropReason,
+    maps::EndpointEntry,
+    nat::{Direction, FragmentPorts, NatConfig, PublishTarget},
+};
+
+use crate::{
+    csum::L4Csum,
+    hop::NextHop,
+    maps::{HairpinMap, NatMap, RingCursorMap, SenderMap, UnrepliedRing},
+    verdict::Verdict,
+};
+
+/// Which address of a header a translation rewrites.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Src,
+    Dst,
+}
+
+/// Where a packet stands in its datagram.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    Whole,
+    /// Offset 0, more to come: has the transport header.
+    First,
+    /// Any other: no transport header.
+    Later,
+}
+
+pub trait Family: 'static {
+    /// An address as on the wire.
+    type Addr: Copy + PartialEq;
+    /// The fixed part of the network header.
+    type Hdr: Copy;
+
+    /// The frame's EtherType for the family.
+    const ETHER_TYPE: u16;
+    /// The address that names none (a lookup's "any" source).
+    const UNSPECIFIED: Self::Addr;
+    /// Where the transport header of a translatable packet starts.
+    const L4_OFF: usize;
+    /// ICMP echo: the family's ICMP protocol and its request and reply.
+    const ICMP: u8;
+    const ECHO_REQUEST: u8;
+    const ECHO_REPLY: u8;
+
+    // The header.
+    fn saddr(ip: &Self::Hdr) -> Self::Addr;
+    fn daddr(ip: &Self::Hdr) -> Self::Addr;
+    /// The transport protocol.
+    fn proto(ip: &Self::Hdr) -> u8;
+    fn hop_limit(ip: &Self::Hdr) -> u8;
+    /// Rewrites an address, with whatever header checksum covers it.
+    fn set_addr(ip: &mut Self::Hdr, field: Field, addr: Self::Addr);
+    /// One hop, as the router the host is: the caller has checked that
+    /// more than one is left.
+    fn dec_hop_limit(ip: &mut Self::Hdr);
+    /// Undoes `dec_hop_limit`: a hop the stack takes after all.
+    fn inc_hop_limit(ip: &mut Self::Hdr);
+    /// Whether the header is the family's (its version) and no shorter
+    /// than its fixed part.
+    fn valid(ip: &Self::Hdr) -> bool;
+    /// Whether a router may forward the header as it is (its checksum).
+    fn header_ok(ip: &Self::Hdr) -> bool;
+    /// Whether the transport header lies right after the fixed header.
+    fn plain(ip: &Self::Hdr) -> bool;
+    fn is_broadcast_or_multicast(addr: Self::Addr) -> bool;
+    /// Whether the sender forbids fragmenting the datagram on the way.
+    fn dont_fragment(ip: &Self::Hdr) -> bool;
+
+    // Fragments through the NAT (see `frag`).
+    fn piece(ip: &Self::Hdr) -> Piece;
+    /// The first fragment's ports, for the rest of its datagram.
+    fn remember_ports(ip: &Self::Hdr, dir: Direction, sport: [u8; 2], dport: [u8; 2]);
+    /// The ports of a later fragment's datagram, if its first one passed.
+    fn recall_ports(ip: &Self::Hdr, dir: Direction) -> Option<FragmentPorts>;
+
+    // ICMP errors about NATed flows (see `nat::icmp_error`).
+    /// Whether the whole packet is an ICMP error the NAT translates along
+    /// with the packet it quotes.
+    fn is_icmp_error(ctx: &TcContext, ip: &Self::Hdr) -> Result<bool, DropReason>;
+    /// An endpoint's error about a flow that came in through the NAT.
+    fn snat_icmp_error(
+        ctx: &TcContext,
+        ip: &Self::Hdr,
+        hop: &NextHop,
+    ) -> Result<Verdict, DropReason>;
+    /// A remote's error about a flow that left through the NAT.
+    fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReason>;
+
+    // Checksums.
+    /// An address of the pseudo-header changed: `check` updated in place.
+    fn csum_addr(check: &mut [u8; 2], old: Self::Addr, new: Self::Addr);
+    /// The same through the kernel's helper (CHECKSUM_PARTIAL aware).
+    fn l4_csum_addr(
+        ctx: &TcContext,
+        l4: L4Csum,
+        old: Self::Addr,
+        new: Self::Addr,
+    ) -> Result<(), DropReason>;
+
+    // The FIB.
+    /// `bpf_fib_lookup`'s parameters for `src -> dst` from `ifindex`.
+    fn fib_params(ifindex: u32, src: Self::Addr, dst: Self::Addr, tot_len: u16) -> FibParams;
+    /// The source address a lookup with `BPF_FIB_LOOKUP_SRC` filled in.
+    fn fib_src(params: &FibParams) -> Self::Addr;
+
+    // The family's maps and what the datapath reads from them.
+    fn nat() -> &'static NatMap<Self::Addr>;
+    fn unreplied() -> &'static UnrepliedRing<Self::Addr>;
+    fn unreplied_cursor() -> &'static RingCursorMap;
+    fn unreplied_by_sender() -> &'static SenderMap<Self::Addr>;
+    fn hairpin_host_ports() -> &'static HairpinMap<Self::Addr>;
+    fn endpoint(addr: Self::Addr) -> Option<EndpointEntry>;
+    fn gateway() -> Option<Self::Addr>;
+    fn in_subnet(addr: Self::Addr) -> bool;
+    /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.
+    fn remote_flags(addr: Self::Addr) -> u8;
+    /// The endpoint behind host port `port` of `proto` for a connection
+    /// from the uplink or an endpoint (a host-only port is none of theirs).
+    fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget<Self::Addr>>;
+    /// The uplink's address (the hairpin's destination).
+    fn uplink_addr(config: &NatConfig) -> Self::Addr;
+}

@@ -1,0 +1,255 @@
+//! IPv4 as a `Family`: its header, checksums, FIB parameters and maps for
+//! the bodies written once over `Family`, and what is IPv4's own behind
+//! the trait: `header` (in-place header changes), `frag` (fragments by
+//! their IP identification) and `icmp_error` (ICMP errors through the NAT).
+
+mod frag;
+mod header;
+mod icmp_error;
+
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2,
+        bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
+    },
+    programs::TcContext,
+};
+use netfwd_common::{
+    drop::DropReason,
+    maps::EndpointEntry,
+    nat::{Direction, FragmentPorts, IPPROTO_ICMP, NatConfig, PublishTarget},
+};
+use network_types::{eth::EtherType, ip::Ipv4Hdr};
+
+use crate::{
+    csum::{self, L4Csum},
+    family::{Family, Field, Piece},
+    hop::NextHop,
+    maps::{
+        self, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NatMap, RingCursorMap, SenderMap, UNREPLIED,
+        UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UnrepliedRing,
+    },
+    parse,
+    verdict::Verdict,
+};
+
+use header::{ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED};
+
+/// `bpf_fib_lookup`'s family.
+const AF_INET: u8 = 2;
+
+/// IPv4: only headers without options are translated or routed here.
+pub enum V4 {}
+
+impl Family for V4 {
+    type Addr = [u8; 4];
+    type Hdr = Ipv4Hdr;
+
+    const ETHER_TYPE: u16 = EtherType::Ipv4 as u16;
+    const UNSPECIFIED: [u8; 4] = [0; 4];
+    const L4_OFF: usize = header::L4_OFF;
+    const ICMP: u8 = IPPROTO_ICMP;
+    const ECHO_REQUEST: u8 = ICMP_ECHO;
+    const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
+
+    #[inline(always)]
+    fn saddr(ip: &Ipv4Hdr) -> [u8; 4] {
+        ip.src_addr
+    }
+
+    #[inline(always)]
+    fn daddr(ip: &Ipv4Hdr) -> [u8; 4] {
+        ip.dst_addr
+    }
+
+    #[inline(always)]
+    fn proto(ip: &Ipv4Hdr) -> u8 {
+        ip.proto
+    }
+
+    #[inline(always)]
+    fn hop_limit(ip: &Ipv4Hdr) -> u8 {
+        ip.ttl
+    }
+
+    #[inline(always)]
+    fn set_addr(ip: &mut Ipv4Hdr, field: Field, addr: [u8; 4]) {
+        header::set_addr(ip, field, addr);
+    }
+
+    #[inline(always)]
+    fn dec_hop_limit(ip: &mut Ipv4Hdr) {
+        header::dec_ttl(ip);
+    }
+
+    #[inline(always)]
+    fn inc_hop_limit(ip: &mut Ipv4Hdr) {
+        header::inc_ttl(ip);
+    }
+
+    /// `ihl()` is in bytes.
+    #[inline(always)]
+    fn valid(ip: &Ipv4Hdr) -> bool {
+        ip.version() == 4 && usize::from(ip.ihl()) >= Ipv4Hdr::LEN
+    }
+
+    #[inline(always)]
+    fn header_ok(ip: &Ipv4Hdr) -> bool {
+        header::header_checksum_ok(ip)
+    }
+
+    #[inline(always)]
+    fn plain(ip: &Ipv4Hdr) -> bool {
+        header::plain(ip)
+    }
+
+    #[inline(always)]
+    fn is_broadcast_or_multicast(addr: [u8; 4]) -> bool {
+        header::is_broadcast_or_multicast(addr)
+    }
+
+    #[inline(always)]
+    fn dont_fragment(ip: &Ipv4Hdr) -> bool {
+        header::dont_fragment(ip)
+    }
+
+    #[inline(always)]
+    fn piece(ip: &Ipv4Hdr) -> Piece {
+        frag::piece(ip)
+    }
+
+    #[inline(always)]
+    fn remember_ports(ip: &Ipv4Hdr, dir: Direction, sport: [u8; 2], dport: [u8; 2]) {
+        frag::remember(ip, dir, sport, dport);
+    }
+
+    #[inline(always)]
+    fn recall_ports(ip: &Ipv4Hdr, dir: Direction) -> Option<FragmentPorts> {
+        frag::recall(ip, dir)
+    }
+
+    /// "Destination unreachable" and "time exceeded".
+    #[inline(always)]
+    fn is_icmp_error(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<bool, DropReason> {
+        if ip.proto != IPPROTO_ICMP {
+            return Ok(false);
+        }
+        // SAFETY: bounds checked by `header_mut`.
+        let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, Self::L4_OFF)? };
+        Ok(icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED)
+    }
+
+    #[inline(always)]
+    fn snat_icmp_error(
+        ctx: &TcContext,
+        ip: &Ipv4Hdr,
+        hop: &NextHop,
+    ) -> Result<Verdict, DropReason> {
+        icmp_error::snat(ctx, ip, hop)
+    }
+
+    #[inline(always)]
+    fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReason> {
+        icmp_error::rev_snat(ctx, config)
+    }
+
+    #[inline(always)]
+    fn csum_addr(check: &mut [u8; 2], old: [u8; 4], new: [u8; 4]) {
+        csum::replace(check, old, new);
+    }
+
+    #[inline(always)]
+    fn l4_csum_addr(
+        ctx: &TcContext,
+        l4: L4Csum,
+        old: [u8; 4],
+        new: [u8; 4],
+    ) -> Result<(), DropReason> {
+        l4.addr(ctx, old, new)
+    }
+
+    #[inline(always)]
+    fn fib_params(ifindex: u32, src: [u8; 4], dst: [u8; 4], tot_len: u16) -> FibParams {
+        // Every byte written field by field (the kernel reads them all): a
+        // `mem::zeroed()` here becomes a call to `memset`, a BPF subprogram
+        // whose register use the verifier and the compiler disagree on.
+        let mut params = FibParams {
+            family: AF_INET,
+            l4_protocol: 0,
+            sport: 0,
+            dport: 0,
+            __bindgen_anon_1: bpf_fib_lookup__bindgen_ty_1 { tot_len },
+            ifindex,
+            __bindgen_anon_2: bpf_fib_lookup__bindgen_ty_2 { rt_metric: 0 },
+            __bindgen_anon_3: bpf_fib_lookup__bindgen_ty_3 { ipv6_src: [0; 4] },
+            __bindgen_anon_4: bpf_fib_lookup__bindgen_ty_4 { ipv6_dst: [0; 4] },
+            __bindgen_anon_5: bpf_fib_lookup__bindgen_ty_5 { tbid: 0 },
+            smac: [0; 6],
+            dmac: [0; 6],
+        };
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+        params
+    }
+
+    #[inline(always)]
+    fn fib_src(params: &FibParams) -> [u8; 4] {
+        // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
+        unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes()
+    }
+
+    #[inline(always)]
+    fn nat() -> &'static NatMap<[u8; 4]> {
+        &NAT
+    }
+
+    #[inline(always)]
+    fn unreplied() -> &'static UnrepliedRing<[u8; 4]> {
+        &UNREPLIED
+    }
+
+    #[inline(always)]
+    fn unreplied_cursor() -> &'static RingCursorMap {
+        &UNREPLIED_CURSOR
+    }
+
+    #[inline(always)]
+    fn unreplied_by_sender() -> &'static SenderMap<[u8; 4]> {
+        &UNREPLIED_BY_SENDER
+    }
+
+    #[inline(always)]
+    fn hairpin_host_ports() -> &'static HairpinMap<[u8; 4]> {
+        &HAIRPIN_HOST_PORTS
+    }
+
+    #[inline(always)]
+    fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
+        maps::endpoint(addr)
+    }
+
+    #[inline(always)]
+    fn gateway() -> Option<[u8; 4]> {
+        maps::gateway()
+    }
+
+    #[inline(always)]
+    fn in_subnet(addr: [u8; 4]) -> bool {
+        maps::in_subnet(addr)
+    }
+
+    #[inline(always)]
+    fn remote_flags(addr: [u8; 4]) -> u8 {
+        maps::remote_flags(addr)
+    }
+
+    #[inline(always)]
+    fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
+        maps::published_outside(proto, port)
+    }
+
+    #[inline(always)]
+    fn uplink_addr(config: &NatConfig) -> [u8; 4] {
+        config.uplink_addr
+    }
+}
