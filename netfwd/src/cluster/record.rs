@@ -1,0 +1,73 @@
+//! What the cluster keeps in etcd, per network `N`:
+//!
+//! - `/netfwd/N/subnets/10.200.1.0-24` → [`SubnetRecord`] (JSON), on the
+//!   holder's lease (`lease_ttl`): the subnet is routed while it lives;
+//! - `/netfwd/N/reserved/10.200.1.0-24` → the holder's node name, on a
+//!   second lease of `(1 + GRACE_TTLS) × lease_ttl`: nobody else claims the
+//!   subnet until it ends, so a host that comes back gets its own again.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{config::Backend, ipnet::Ipv4Net, name::NetworkName};
+
+/// How many lease TTLs a gone host's subnet stays reserved for it after
+/// its routes are withdrawn.
+pub const GRACE_TTLS: u64 = 2;
+
+/// A member's subnet record: how its endpoints are reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    pub node: String,
+    /// The host's address on its LAN: the next hop (`direct`) or the
+    /// tunnel's far end (`vxlan`).
+    pub lan_addr: Ipv4Addr,
+    pub backend: Backend,
+}
+
+pub fn subnets_prefix(network: &NetworkName) -> String {
+    format!("/netfwd/{network}/subnets/")
+}
+
+pub fn reserved_prefix(network: &NetworkName) -> String {
+    format!("/netfwd/{network}/reserved/")
+}
+
+/// `10.200.1.0/24` as a key's last part: `10.200.1.0-24`.
+pub fn key_part(subnet: Ipv4Net) -> String {
+    format!("{}-{}", subnet.addr(), subnet.prefix_len())
+}
+
+/// The subnet a key under `prefix` names.
+pub fn subnet_of(prefix: &str, key: &[u8]) -> Result<Ipv4Net> {
+    let key = std::str::from_utf8(key).context("a key that is not UTF-8")?;
+    let part = key
+        .strip_prefix(prefix)
+        .with_context(|| format!("{key}: not under {prefix}"))?;
+    let (addr, len) = part
+        .split_once('-')
+        .with_context(|| format!("{key}: not ADDR-LEN"))?;
+    format!("{addr}/{len}")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_names_its_subnet_both_ways() {
+        let net = NetworkName::parse("n", "c").unwrap();
+        let subnet: Ipv4Net = "10.200.1.0/24".parse().unwrap();
+        let key = format!("{}{}", subnets_prefix(&net), key_part(subnet));
+        assert_eq!(key, "/netfwd/c/subnets/10.200.1.0-24");
+        assert_eq!(
+            subnet_of(&subnets_prefix(&net), key.as_bytes()).unwrap(),
+            subnet
+        );
+        assert!(subnet_of(&subnets_prefix(&net), b"/netfwd/c/subnets/10.200.1.1-24").is_err());
+    }
+}
