@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use etcd_client::Client;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{
     etcd,
@@ -30,18 +30,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest wait for one renewal of the leases.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A member that has its subnet; its task follows the others.
+/// A member that has its subnet; its thread follows the others until the
+/// agent is dropped.
 pub struct Agent {
     pub subnet: Ipv4Net,
     /// The members as last read; `None` until etcd has been read once.
     pub members: watch::Receiver<Option<Members>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Dropped with the agent: its thread stops.
+    _stop: oneshot::Sender<()>,
 }
 
 /// The member's network on the subnet it holds, with the other members'
@@ -94,20 +90,68 @@ impl Agent {
 }
 
 /// Claims this host's subnet (`recorded`, the state's, first) and starts
-/// following the members. With etcd unreachable it retries, unless the host
-/// has a recorded subnet: then it goes on with that one, and claims it when
-/// etcd is back.
+/// following the members, on a thread and runtime of the agent's own: the
+/// daemon's thread blocks for seconds at a time (loading programs, waiting
+/// for the state lock), and a keep-alive must never wait for it. With etcd
+/// unreachable it retries, unless the host has a recorded subnet: then it
+/// goes on with that one, and claims it when etcd is back.
 async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) -> Result<Agent> {
     let me = SubnetRecord {
         node: member.cluster.node.clone(),
         lan_addr,
         backend: member.cluster.backend,
     };
+    let (claimed_tx, claimed) = oneshot::channel();
+    let (tx, members) = watch::channel(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let member = member.clone();
+    std::thread::Builder::new()
+        .name("cluster-agent".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = claimed_tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = agent(member, me, recorded, claimed_tx, tx) => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .context("starting the cluster agent's thread")?;
+    let subnet = claimed
+        .await
+        .context("the cluster agent stopped before it claimed a subnet")??;
+    Ok(Agent {
+        subnet,
+        members,
+        _stop: stop,
+    })
+}
+
+/// The agent's thread: claim, say which subnet, then follow for ever.
+async fn agent(
+    member: Member,
+    me: SubnetRecord,
+    recorded: Option<Ipv4Net>,
+    claimed_tx: oneshot::Sender<Result<Ipv4Net>>,
+    tx: watch::Sender<Option<Members>>,
+) {
     let mut backoff = Backoff::new();
     let (client, claim) = loop {
-        match claim_once(member, &me, recorded).await {
+        match claim_once(&member, &me, recorded).await {
             Ok((client, claim)) => break (Some(client), Some(claim)),
-            Err(e) if crate::error::is_input_error(&e) => return Err(e),
+            Err(e) if crate::error::is_input_error(&e) => {
+                let _ = claimed_tx.send(Err(e));
+                return;
+            }
             Err(e) => {
                 backoff.failed(&e);
                 if recorded.is_some() {
@@ -117,31 +161,26 @@ async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) ->
             }
         }
     };
-    let subnet = match (&claim, recorded) {
-        (Some(claim), _) => claim.subnet,
-        (None, Some(recorded)) => recorded,
-        (None, None) => bail!("no subnet claimed and none recorded"),
+    let Some(subnet) = claim.as_ref().map(|c| c.subnet).or(recorded) else {
+        return;
     };
     log::info!(
         "cluster: node {} holds {subnet} of {}",
         me.node,
         member.cluster.pool
     );
-    let (tx, members) = watch::channel(None);
+    if claimed_tx.send(Ok(subnet)).is_err() {
+        return;
+    }
     let follower = Follower {
-        member: member.clone(),
+        member,
         me,
         subnet,
         claim,
         backoff,
         tx,
     };
-    let task = tokio::spawn(follower.run(client));
-    Ok(Agent {
-        subnet,
-        members,
-        task,
-    })
+    follower.run(client).await;
 }
 
 async fn claim_once(
@@ -150,7 +189,7 @@ async fn claim_once(
     recorded: Option<Ipv4Net>,
 ) -> Result<(Client, Claim)> {
     let mut client = etcd::connect(&member.cluster).await?;
-    let claim = lease::claim(&mut client, &member.cluster, &member.name, me, recorded).await?;
+    let claim = lease::claim(&mut client, &member.cluster, me, recorded).await?;
     Ok((client, claim))
 }
 
@@ -226,14 +265,7 @@ impl Follower {
         };
         let cluster = &self.member.cluster;
         if self.claim.is_none() {
-            let claim = lease::claim(
-                &mut client,
-                cluster,
-                &self.member.name,
-                &self.me,
-                Some(self.subnet),
-            )
-            .await?;
+            let claim = lease::claim(&mut client, cluster, &self.me, Some(self.subnet)).await?;
             if claim.subnet != self.subnet {
                 claim.release(&mut client).await;
                 bail!(
@@ -245,8 +277,8 @@ impl Follower {
         }
         let claim = self.claim.as_ref().context("no claim")?;
         let mut keep_alive = claim.keep_alive(&mut client, cluster).await?;
-        let mut members = read_members(&mut client, &self.member.name).await?;
-        let mut stream = members.watch(&mut client, &self.member.name).await?;
+        let mut members = read_members(&mut client, cluster.pool).await?;
+        let mut stream = members.watch(&mut client, cluster.pool).await?;
         self.backoff.recovered();
         self.tx.send_replace(Some(members.clone()));
         let mut renew = tokio::time::interval(keep_alive.interval);
@@ -263,7 +295,7 @@ impl Follower {
                         Err(_) => bail!("renewing the leases: no answer in {RENEW_TIMEOUT:?}"),
                     }
                 }
-                changed = members.follow(&mut stream, &self.member.name) => {
+                changed = members.follow(&mut stream, self.member.cluster.pool) => {
                     if changed? {
                         self.tx.send_replace(Some(members.clone()));
                     }

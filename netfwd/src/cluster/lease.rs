@@ -12,7 +12,7 @@ use etcd_client::{
 };
 
 use super::record::{self, GRACE_TTLS, SubnetRecord};
-use crate::{config::Cluster, ipnet::Ipv4Net, name::NetworkName};
+use crate::{config::Cluster, ipnet::Ipv4Net};
 
 /// A subnet held, with the two leases that hold it.
 pub struct Claim {
@@ -26,7 +26,6 @@ pub struct Claim {
 pub async fn claim(
     client: &mut Client,
     cluster: &Cluster,
-    network: &NetworkName,
     me: &SubnetRecord,
     recorded: Option<Ipv4Net>,
 ) -> Result<Claim> {
@@ -42,7 +41,7 @@ pub async fn claim(
         .context("granting the reservation's lease")?
         .id();
     let value = serde_json::to_string(me)?;
-    let reserved_prefix = record::reserved_prefix(network);
+    let reserved_prefix = record::reserved_prefix(cluster.pool);
     let reservations = client
         .get(
             reserved_prefix.as_str(),
@@ -64,7 +63,7 @@ pub async fn claim(
         let part = record::key_part(subnet);
         [
             TxnOp::put(
-                format!("{}{part}", record::subnets_prefix(network)),
+                format!("{}{part}", record::subnets_prefix(cluster.pool)),
                 value.clone(),
                 Some(PutOptions::new().with_lease(record_lease)),
             ),
@@ -79,7 +78,7 @@ pub async fn claim(
     let record_key = |subnet| {
         format!(
             "{}{}",
-            record::subnets_prefix(network),
+            record::subnets_prefix(cluster.pool),
             record::key_part(subnet)
         )
     };

@@ -8,7 +8,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
 use serde::Serialize;
 
 use super::record::{self, SubnetRecord};
-use crate::{config::Peer, ipnet::Ipv4Net, name::NetworkName};
+use crate::{config::Peer, ipnet::Ipv4Net};
 
 /// Every live subnet record, and the etcd revision they are as of.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -17,9 +17,9 @@ pub struct Members {
     pub revision: i64,
 }
 
-/// Reads every record of `network`.
-pub async fn read_members(client: &mut Client, network: &NetworkName) -> Result<Members> {
-    let prefix = record::subnets_prefix(network);
+/// Reads every record of `pool`.
+pub async fn read_members(client: &mut Client, pool: Ipv4Net) -> Result<Members> {
+    let prefix = record::subnets_prefix(pool);
     let got = client
         .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
         .await
@@ -62,10 +62,10 @@ impl Members {
     }
 
     /// Starts following the records from just past the revision read.
-    pub async fn watch(&self, client: &mut Client, network: &NetworkName) -> Result<WatchStream> {
+    pub async fn watch(&self, client: &mut Client, pool: Ipv4Net) -> Result<WatchStream> {
         client
             .watch(
-                record::subnets_prefix(network),
+                record::subnets_prefix(pool),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
@@ -77,12 +77,8 @@ impl Members {
     }
 
     /// Applies the watch's next message; false if it changed nothing.
-    pub async fn follow(
-        &mut self,
-        stream: &mut WatchStream,
-        network: &NetworkName,
-    ) -> Result<bool> {
-        let prefix = record::subnets_prefix(network);
+    pub async fn follow(&mut self, stream: &mut WatchStream, pool: Ipv4Net) -> Result<bool> {
+        let prefix = record::subnets_prefix(pool);
         let message = stream
             .message()
             .await

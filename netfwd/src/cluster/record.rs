@@ -1,8 +1,10 @@
-//! What the cluster keeps in etcd, per network `N`:
+//! What the cluster keeps in etcd, per pool (`P`, such as `10.200.0.0-16`:
+//! the pool is the address space the members share, whatever each host
+//! names its network):
 //!
-//! - `/netfwd/N/subnets/10.200.1.0-24` → [`SubnetRecord`] (JSON), on the
+//! - `/netfwd/P/subnets/10.200.1.0-24` → [`SubnetRecord`] (JSON), on the
 //!   holder's lease (`lease_ttl`): the subnet is routed while it lives;
-//! - `/netfwd/N/reserved/10.200.1.0-24` → the holder's node name, on a
+//! - `/netfwd/P/reserved/10.200.1.0-24` → the holder's node name, on a
 //!   second lease of `(1 + GRACE_TTLS) × lease_ttl`: nobody else claims the
 //!   subnet until it ends, so a host that comes back gets its own again.
 
@@ -11,7 +13,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Backend, ipnet::Ipv4Net, name::NetworkName};
+use crate::{config::Backend, ipnet::Ipv4Net};
 
 /// How many lease TTLs a gone host's subnet stays reserved for it after
 /// its routes are withdrawn.
@@ -27,12 +29,12 @@ pub struct SubnetRecord {
     pub backend: Backend,
 }
 
-pub fn subnets_prefix(network: &NetworkName) -> String {
-    format!("/netfwd/{network}/subnets/")
+pub fn subnets_prefix(pool: Ipv4Net) -> String {
+    format!("/netfwd/{}/subnets/", key_part(pool))
 }
 
-pub fn reserved_prefix(network: &NetworkName) -> String {
-    format!("/netfwd/{network}/reserved/")
+pub fn reserved_prefix(pool: Ipv4Net) -> String {
+    format!("/netfwd/{}/reserved/", key_part(pool))
 }
 
 /// `10.200.1.0/24` as a key's last part: `10.200.1.0-24`.
@@ -60,14 +62,15 @@ mod tests {
 
     #[test]
     fn a_key_names_its_subnet_both_ways() {
-        let net = NetworkName::parse("n", "c").unwrap();
+        let pool: Ipv4Net = "10.200.0.0/16".parse().unwrap();
         let subnet: Ipv4Net = "10.200.1.0/24".parse().unwrap();
-        let key = format!("{}{}", subnets_prefix(&net), key_part(subnet));
-        assert_eq!(key, "/netfwd/c/subnets/10.200.1.0-24");
+        let key = format!("{}{}", subnets_prefix(pool), key_part(subnet));
+        assert_eq!(key, "/netfwd/10.200.0.0-16/subnets/10.200.1.0-24");
         assert_eq!(
-            subnet_of(&subnets_prefix(&net), key.as_bytes()).unwrap(),
+            subnet_of(&subnets_prefix(pool), key.as_bytes()).unwrap(),
             subnet
         );
-        assert!(subnet_of(&subnets_prefix(&net), b"/netfwd/c/subnets/10.200.1.1-24").is_err());
+        let host_bits = b"/netfwd/10.200.0.0-16/subnets/10.200.1.1-24";
+        assert!(subnet_of(&subnets_prefix(pool), host_bits).is_err());
     }
 }
