@@ -9,12 +9,12 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use etcd_client::Client;
+use etcd_client::{Client, WatchStream};
 use tokio::sync::{oneshot, watch};
 
 use super::{
     etcd,
-    lease::{self, Claim},
+    lease::{self, Claim, KeepAlive},
     members::{Members, read_members},
     record::SubnetRecord,
 };
@@ -29,6 +29,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest wait for one renewal of the leases.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for a session's start: connected, claimed, read, watching.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A member that has its subnet; its thread follows the others until the
 /// agent is dropped.
@@ -146,7 +148,7 @@ async fn agent(
 ) {
     let mut backoff = Backoff::new();
     let (client, claim) = loop {
-        match claim_once(&member, &me, recorded).await {
+        match claim_once(&member, &me, recorded, backoff.endpoint).await {
             Ok((client, claim)) => break (Some(client), Some(claim)),
             Err(e) if crate::error::is_input_error(&e) => {
                 let _ = claimed_tx.send(Err(e));
@@ -187,16 +189,20 @@ async fn claim_once(
     member: &Member,
     me: &SubnetRecord,
     recorded: Option<Ipv4Net>,
+    endpoint: usize,
 ) -> Result<(Client, Claim)> {
-    let mut client = etcd::connect(&member.cluster).await?;
+    let mut client = etcd::connect(&member.cluster, endpoint).await?;
     let claim = lease::claim(&mut client, &member.cluster, me, recorded).await?;
     Ok((client, claim))
 }
 
-/// Back-off between attempts, and the one log line per outage.
+/// Back-off between attempts, the one log line per outage, and which etcd
+/// endpoint to try: the next one after each failure (a member cut off or
+/// without quorum is left for another), the same one while it works.
 struct Backoff {
     next: Duration,
     said: bool,
+    endpoint: usize,
 }
 
 impl Backoff {
@@ -204,10 +210,12 @@ impl Backoff {
         Backoff {
             next: MIN_BACKOFF,
             said: false,
+            endpoint: 0,
         }
     }
 
     fn failed(&mut self, e: &anyhow::Error) {
+        self.endpoint = self.endpoint.wrapping_add(1);
         if !self.said {
             log::warn!(
                 "cluster: etcd: {e:#}; keeping the last-known routes and retrying (said once)"
@@ -225,7 +233,10 @@ impl Backoff {
         if self.said {
             log::info!("cluster: etcd is back: reading the members again");
         }
-        *self = Backoff::new();
+        *self = Backoff {
+            endpoint: self.endpoint,
+            ..Backoff::new()
+        };
     }
 }
 
@@ -241,6 +252,43 @@ struct Follower {
 }
 
 impl Follower {
+    /// Connects, claims the subnet again if its lease ended, and reads the
+    /// members whole; then the renewals and the watch can start.
+    async fn start_session(
+        &mut self,
+        client: Option<Client>,
+    ) -> Result<(KeepAlive, Members, WatchStream)> {
+        let mut client = match client {
+            Some(client) => client,
+            None => etcd::connect(&self.member.cluster, self.backoff.endpoint).await?,
+        };
+        let cluster = &self.member.cluster;
+        if self.claim.is_none() {
+            let claim = lease::claim(&mut client, cluster, &self.me, Some(self.subnet)).await?;
+            if claim.subnet != self.subnet {
+                claim.release(&mut client).await;
+                bail!(
+                    "{} is now another host's: its endpoints are unreachable from the cluster",
+                    self.subnet
+                );
+            }
+            self.claim = Some(claim);
+        }
+        let claim = self.claim.as_ref().context("no claim")?;
+        let keep_alive = match claim.keep_alive(&mut client, cluster).await {
+            Ok(keep_alive) => keep_alive,
+            Err(e) => {
+                if lease::ended(&e) {
+                    self.claim = None;
+                }
+                return Err(e);
+            }
+        };
+        let members = read_members(&mut client, cluster.pool).await?;
+        let stream = members.watch(&mut client, cluster.pool).await?;
+        Ok((keep_alive, members, stream))
+    }
+
     async fn run(mut self, mut client: Option<Client>) {
         loop {
             let e = self.session(client.take()).await;
@@ -259,26 +307,13 @@ impl Follower {
     }
 
     async fn follow(&mut self, client: Option<Client>) -> Result<std::convert::Infallible> {
-        let mut client = match client {
-            Some(client) => client,
-            None => etcd::connect(&self.member.cluster).await?,
-        };
-        let cluster = &self.member.cluster;
-        if self.claim.is_none() {
-            let claim = lease::claim(&mut client, cluster, &self.me, Some(self.subnet)).await?;
-            if claim.subnet != self.subnet {
-                claim.release(&mut client).await;
-                bail!(
-                    "{} is now another host's: its endpoints are unreachable from the cluster",
-                    self.subnet
-                );
-            }
-            self.claim = Some(claim);
-        }
-        let claim = self.claim.as_ref().context("no claim")?;
-        let mut keep_alive = claim.keep_alive(&mut client, cluster).await?;
-        let mut members = read_members(&mut client, cluster.pool).await?;
-        let mut stream = members.watch(&mut client, cluster.pool).await?;
+        // Each step has its request timeout, but a stream's first answer
+        // does not: the whole start is bounded.
+        let (mut keep_alive, mut members, mut stream) =
+            match tokio::time::timeout(START_TIMEOUT, self.start_session(client)).await {
+                Ok(started) => started?,
+                Err(_) => bail!("no answer in {START_TIMEOUT:?}"),
+            };
         self.backoff.recovered();
         self.tx.send_replace(Some(members.clone()));
         let mut renew = tokio::time::interval(keep_alive.interval);

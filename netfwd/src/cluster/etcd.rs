@@ -1,6 +1,8 @@
-//! Connecting to etcd as `[cluster]` says: its URLs, TLS if given, and
-//! short timeouts, so an unreachable etcd is noticed in seconds and the
-//! agent falls back to retrying instead of hanging.
+//! Connecting to etcd as `[cluster]` says: one of its URLs at a time (the
+//! agent moves to the next when one fails, so a member cut off from the
+//! others is left behind at once), TLS if given, and short timeouts, so an
+//! unreachable etcd is noticed in seconds and the agent falls back to
+//! retrying instead of hanging.
 
 use std::time::Duration;
 
@@ -13,12 +15,15 @@ use crate::config::Cluster;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn connect(cluster: &Cluster) -> Result<Client> {
+/// Connects to `cluster.etcd[endpoint % len]`.
+pub async fn connect(cluster: &Cluster, endpoint: usize) -> Result<Client> {
+    let url = &cluster.etcd[endpoint % cluster.etcd.len()];
     let mut options = ConnectOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
         .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
+        // Above etcd's `--grpc-keepalive-min-time` (5 s), which answers
+        // pings more frequent than that by closing the connection.
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
         // A member cut off from the majority answers nothing rather than
         // stale reads.
         .with_require_leader(true);
@@ -32,7 +37,7 @@ pub async fn connect(cluster: &Cluster) -> Result<Client> {
         }
         options = options.with_tls(config);
     }
-    Client::connect(&cluster.etcd, Some(options))
+    Client::connect([url], Some(options))
         .await
-        .with_context(|| format!("connecting to etcd at {}", cluster.etcd.join(", ")))
+        .with_context(|| format!("connecting to etcd at {url}"))
 }

@@ -129,6 +129,17 @@ pub async fn claim(
     )
 }
 
+/// Whether `e`, from starting the keep-alives, says a lease has ended (its
+/// subnet must be claimed again), rather than that etcd is away.
+pub fn ended(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<etcd_client::Error>(),
+            Some(etcd_client::Error::LeaseKeepAliveError(_))
+        )
+    })
+}
+
 /// Keeps a claim's leases alive.
 pub struct KeepAlive {
     keepers: Vec<(LeaseKeeper, LeaseKeepAliveStream)>,
