@@ -14,6 +14,8 @@ use crate::{config::Peer, ipnet::Ipv4Net};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Members {
     pub subnets: HashMap<Ipv4Net, SubnetRecord>,
+    /// The etcd lease each record lives on.
+    pub leases: HashMap<Ipv4Net, i64>,
     pub revision: i64,
 }
 
@@ -32,6 +34,7 @@ pub async fn read_members(client: &mut Client, pool: Ipv4Net) -> Result<Members>
         match parse(&prefix, kv.key(), kv.value()) {
             Ok((subnet, rec)) => {
                 members.subnets.insert(subnet, rec);
+                members.leases.insert(subnet, kv.lease());
             }
             Err(e) => log::warn!("ignoring a subnet record: {e:#}"),
         }
@@ -95,12 +98,14 @@ impl Members {
                 EventType::Put => match parse(&prefix, kv.key(), kv.value()) {
                     Ok((subnet, rec)) => {
                         self.subnets.insert(subnet, rec);
+                        self.leases.insert(subnet, kv.lease());
                     }
                     Err(e) => log::warn!("ignoring a subnet record: {e:#}"),
                 },
                 EventType::Delete => {
                     if let Ok(subnet) = record::subnet_of(&prefix, kv.key()) {
                         self.subnets.remove(&subnet);
+                        self.leases.remove(&subnet);
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! leases a subnet of the pool for its endpoints (`lease`), writes there how
 //! it is reached (`record`), and routes the other hosts' subnets as it
 //! watches them come and go (`members`). `agent` is the daemon's side of it;
-//! `etcd` connects. No lock of netfwd's is taken here: the daemon applies
+//! `etcd` connects; `status` is what `netfwd cluster status` shows. No lock of netfwd's is taken here: the daemon applies
 //! what the agent learns (`network::set_peers`). See docs/cluster.md.
 
 mod agent;
@@ -10,8 +10,10 @@ mod etcd;
 mod lease;
 mod members;
 mod record;
+mod status;
 
 pub use agent::{Agent, start};
 pub use etcd::connect;
 pub use members::{Members, read_members};
 pub use record::{GRACE_TTLS, SubnetRecord};
+pub use status::{ClusterStatus, HostStatus, status};
