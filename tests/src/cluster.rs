@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use serde_json::Value;
+
 use crate::{daemon::Daemon, process::tool_ok, sandbox::Sandbox, switch::Switch};
 
 /// What every host of a test's cluster shares.
@@ -81,6 +83,15 @@ impl ClusterHost {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// `netfwd cluster status --json`, parsed.
+    pub fn cluster_status(&self) -> Value {
+        let config = self.config.to_str().unwrap();
+        let out = self
+            .sb
+            .netfwd_ok(&["cluster", "status", "-c", config, "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// The host's kernel route to `subnet`, if any (`ip route show`).
