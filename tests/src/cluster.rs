@@ -65,6 +65,11 @@ impl ClusterHost {
         self.daemon().wait_until_ready();
     }
 
+    /// Starts its daemon again (the last one stopped) and waits for it.
+    pub fn restart_daemon(&mut self) {
+        self.daemon = Some(Daemon::start(&self.sb, &self.config, &[]));
+    }
+
     pub fn daemon(&mut self) -> &mut Daemon {
         self.daemon.as_mut().expect("the daemon was stopped")
     }

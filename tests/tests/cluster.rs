@@ -176,10 +176,16 @@ fn a_cluster_leases_routes_withdraws_and_rides_out_etcd_faults() {
     assert_eq!(records(&etcd, 0, spec.pool).len(), 3);
 
     // A daemon stopped: its own endpoint still reaches the others on the
-    // last-known routes.
+    // last-known routes. Started again, it gets its own subnet back (the
+    // state's, re-claimed first) and routes as before.
+    let subnet = hosts[2].subnet();
     hosts[2].daemon().stop();
     let (a_ip, c_ep) = (hosts[0].ep_ip(), hosts[2].ep.clone());
     assert_ping(&c_ep, &a_ip);
+    hosts[2].restart_daemon();
+    assert_eq!(hosts[2].subnet(), subnet);
+    hosts[2].daemon().wait_for(&format!("holds {subnet}"));
+    assert_ring_reaches(&hosts);
 }
 
 fn etcd_stopped_and_started(etcd: &mut Etcd, hosts: &mut [ClusterHost], pool: &str) {
