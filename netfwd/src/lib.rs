@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod cluster;
 pub mod cni;
 pub mod commands;
 pub mod config;

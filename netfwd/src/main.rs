@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::Parser as _;
 use netfwd::{
-    cli::{Cli, Command, NatCommand},
+    cli::{Cli, ClusterCommand, Command, NatCommand},
     commands, error, netns,
     network::Target,
 };
@@ -112,6 +112,9 @@ fn run(cli: Cli) -> Result<()> {
             } => commands::daemon::exec(&config, gc_interval).await,
             Command::DockerPlugin { name } => commands::docker_plugin::exec(&name).await,
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
+            Command::Cluster {
+                command: ClusterCommand::Status { config, json },
+            } => commands::cluster::exec_status(&config, json).await,
             Command::Nat {
                 command: NatCommand::List { name, json },
             } => commands::nat::exec_list(name.as_ref(), json).await,

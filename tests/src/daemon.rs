@@ -28,8 +28,24 @@ impl Daemon {
     /// for its ready line: the network up and one maintenance pass done.
     pub fn start(sb: &Sandbox, config: &Path, args: &[&str]) -> Daemon {
         let mut daemon = Daemon::spawn(sb, config, args);
-        daemon.wait_for(READY_LINE);
+        daemon.wait_until_ready();
         daemon
+    }
+
+    /// Waits for its ready line.
+    pub fn wait_until_ready(&mut self) {
+        self.wait_for(READY_LINE);
+    }
+
+    /// The lines of its log so far that contain `text`.
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Starts it and returns at once.
@@ -50,9 +66,10 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let kept = log.clone();
+        let host = sb.host().to_owned();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("daemon: {line}");
+                eprintln!("daemon {host}: {line}");
                 let mut kept = kept.lock().unwrap();
                 kept.push_str(&line);
                 kept.push('\n');

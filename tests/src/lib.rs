@@ -25,10 +25,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod cgroup;
+pub mod cluster;
 pub mod cni;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod etcd;
 pub mod guards;
 pub mod host;
 pub mod host_client;
@@ -39,6 +41,7 @@ pub mod netns;
 pub mod process;
 pub mod sandbox;
 pub mod scapy;
+pub mod switch;
 pub mod traffic;
 pub mod world;
 

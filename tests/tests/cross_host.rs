@@ -10,12 +10,14 @@
 )]
 
 use netfwd_tests::{
-    Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
+    Lab, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
     internet::{
         ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK_IP, in_netns, ip_of, tcp_echo,
     },
     lab::named,
-    payload, scapy_sendp, tool_ok, uplink_drops,
+    payload, scapy_sendp,
+    switch::Switch,
+    tool_ok, uplink_drops,
 };
 
 const A_LAN: &str = "192.0.2.11";
@@ -30,55 +32,10 @@ struct TwoHosts {
     a: Lab<Internet>,
     b: Lab,
     c: String,
+    /// The LAN, kept for the labs' lifetime.
+    _switch: Switch,
     a_ep: String,
     b_ep: String,
-}
-
-/// The LAN: a switch namespace (A's sandbox's) with a bridge.
-struct Switch(String);
-
-impl Switch {
-    fn new(sb: &Sandbox) -> Switch {
-        let switch = sb.ns("sw");
-        tool_ok("ip", &["netns", "add", &switch]);
-        tool_ok(
-            "ip",
-            &["-n", &switch, "link", "add", "br0", "type", "bridge"],
-        );
-        tool_ok("ip", &["-n", &switch, "link", "set", "br0", "up"]);
-        Switch(switch)
-    }
-
-    /// Plugs namespace `host` into the switch as `lan0` with address `addr`,
-    /// on switch port `port`.
-    fn plug(&self, host: &str, addr: &str, port: &str) {
-        let switch = &self.0;
-        tool_ok(
-            "ip",
-            &[
-                "-n", host, "link", "add", "lan0", "type", "veth", "peer", "name", port, "netns",
-                switch,
-            ],
-        );
-        tool_ok(
-            "ip",
-            &["-n", switch, "link", "set", port, "master", "br0", "up"],
-        );
-        tool_ok(
-            "ip",
-            &[
-                "-n",
-                host,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "lan0",
-            ],
-        );
-        tool_ok("ip", &["-n", host, "link", "set", "lan0", "up"]);
-        tool_ok("ip", &["-n", host, "link", "set", "lo", "up"]);
-    }
 }
 
 impl TwoHosts {
@@ -93,7 +50,7 @@ impl TwoHosts {
             .tables(&peer("10.0.2.0/24", B_LAN))
             .endpoint("ep", Some(A_EP))
             .up_with(|sb| {
-                let switch = Switch::new(sb);
+                let switch = Switch::new(&sb.ns("sw"));
                 let c = sb.ns("c");
                 tool_ok("ip", &["netns", "add", &c]);
                 switch.plug(sb.host(), A_LAN, "p0");
@@ -116,6 +73,7 @@ impl TwoHosts {
             a,
             b,
             c,
+            _switch: switch,
             a_ep,
             b_ep,
         }

@@ -40,6 +40,12 @@ const PACKAGES: &[&str] = &[
     // The Docker driver's tests: a real dockerd, started only inside their
     // sandboxes (see `NoServiceStarts`).
     "docker.io",
+    // The cluster: etcd for the tests' three members, protoc and the
+    // well-known protos to build the etcd-client crate.
+    "etcd-server",
+    "etcd-client",
+    "protobuf-compiler",
+    "libprotobuf-dev",
     // Debugging and benchmarks.
     "tcpdump",
     "ethtool",

@@ -140,6 +140,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A cluster member's view: the hosts sharing its pool through etcd,
+    /// and the routes to them in force here.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// The NAT table.
     Nat {
         #[command(subcommand)]
@@ -169,6 +175,20 @@ pub struct HostPort {
     /// The host port (0 with `publish`: a free one of 30000-32767).
     #[arg(long)]
     pub host_port: u16,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Hosts, subnets, backends, the seconds left on each lease, and the
+    /// routes this host has in force (kept while etcd is away).
+    Status {
+        /// The member's config file (with `[cluster]`).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

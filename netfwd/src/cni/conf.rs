@@ -135,7 +135,7 @@ impl NetConf {
         let file = ConfigFile {
             network: NetworkSection {
                 name: self.name.clone(),
-                subnet,
+                subnet: Some(subnet),
                 gateway: self.gateway.clone(),
                 mtu: self.mtu,
                 uplink,
@@ -150,6 +150,7 @@ impl NetConf {
             peers: Vec::new(),
             allows: Vec::new(),
             publishes: Vec::new(),
+            cluster: None,
         };
         config::validate(&file).map_err(|e| CniError::new(code::INVALID_CONFIG, e.to_string()))
     }

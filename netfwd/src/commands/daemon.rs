@@ -1,5 +1,7 @@
 //! `netfwd daemon -c FILE [--gc-interval SECS]`: brings the network up, then
 //! keeps it (see `network::maintain`), logging one line per thing it does.
+//! With `[cluster]` it is the cluster agent too: it leases the subnet
+//! first, and routes the other members as they come and go (`cluster`).
 //! SIGTERM or SIGINT stops it and leaves the network up: programs and maps
 //! are pinned, so traffic never depends on the daemon, and a restarted
 //! daemon adopts the state as it finds it.
@@ -10,12 +12,33 @@ use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{config, network};
+use crate::{
+    cluster::{self, Agent},
+    config::{self, Config, Member, Peer},
+    network,
+};
+
+/// The cluster's next word on the peers; never, for a network of its own.
+async fn changed_peers(member: &mut Option<(Member, Agent)>) -> Result<Vec<Peer>> {
+    match member {
+        Some((member, agent)) => agent.changed_peers(member).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Longest pause between two passes.
 const MAX_INTERVAL_SECS: u64 = 5;
 
 pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
+    // A cluster member claims its subnet first (retrying while etcd is
+    // away; nothing is made meanwhile, so the default SIGTERM is right).
+    let (net, mut member) = match config::load_config(config_path)? {
+        Config::Network(net) => (net, None),
+        Config::Member(member) => {
+            let (net, agent) = cluster::start(&member).await?;
+            (net, Some((member, agent)))
+        }
+    };
     // A SIGTERM or SIGINT while `up` runs waits for it to finish, then stops
     // the daemon cleanly: neither kills it half-way (the default action) nor
     // interrupts the syscalls `up` makes (a handled signal made a program
@@ -24,7 +47,6 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
     stop_signals
         .thread_block()
         .context("holding SIGTERM and SIGINT")?;
-    let net = config::load(config_path)?;
     // As often as the kernel's sweep walks the NAT table (`NatSweep::interval_ns`).
     let shortest = u64::from(net.nat.timeouts.shortest());
     let secs = gc_interval.unwrap_or((shortest / 2).clamp(1, MAX_INTERVAL_SECS));
@@ -54,6 +76,20 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            peers = changed_peers(&mut member) => match peers {
+                Ok(peers) => {
+                    let count = peers.len();
+                    match network::set_peers(&net.name, peers).await {
+                        Ok(true) => log::info!("cluster: now routing {count} peer subnets"),
+                        Ok(false) => {}
+                        Err(e) => log::warn!("cluster: routing the members: {e:#}"),
+                    }
+                }
+                Err(e) => {
+                    log::warn!("cluster: {e:#}");
+                    member = None;
+                }
+            },
             _ = tick.tick() => match network::maintain(&net.name).await {
                 Ok(done) => {
                     // The line that says the daemon does all it is for:

@@ -1,6 +1,7 @@
 //! One file per subcommand; each has an `exec`.
 
 pub mod attach;
+pub mod cluster;
 pub mod daemon;
 pub mod docker_plugin;
 pub mod down;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Kind, Mode, Proto};
+use super::model::{Backend, Kind, Mode, Proto};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +21,29 @@ pub struct ConfigFile {
     pub allows: Vec<AllowSection>,
     #[serde(default, rename = "publish")]
     pub publishes: Vec<PublishSection>,
+    pub cluster: Option<ClusterSection>,
+}
+
+/// The network's subnet leased from a pool shared through etcd, and the
+/// other members' subnets routed (see docs/cluster.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// etcd's client URLs (`http://…:2379`, or `https://…` with `ca`).
+    pub etcd: Vec<String>,
+    /// PEM files for TLS to etcd: the CA that signed etcd's certificate,
+    /// and a client certificate and key if etcd asks for one.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Where every member's subnet comes from, such as "10.200.0.0/16".
+    pub pool: String,
+    pub subnet_len: Option<u8>,
+    /// This host's name in the cluster (default: the hostname).
+    pub node: Option<String>,
+    pub backend: Option<Backend>,
+    /// Seconds a member's lease outlives its last keep-alive.
+    pub lease_ttl: Option<u64>,
 }
 
 /// A host port forwarded to an endpoint (Docker's `-p host_port:port`).
@@ -57,7 +80,8 @@ pub struct PeerSection {
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     pub name: String,
-    pub subnet: String,
+    /// Absent with `[cluster]`, which leases it.
+    pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
     pub uplink: Option<String>,

@@ -9,15 +9,16 @@ mod model;
 mod validate;
 
 pub use file::{
-    AllowSection, ConfigFile, EndpointSection, NatSection, NetworkSection, PeerSection,
-    PublishSection, TimeoutsSection,
+    AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, NetworkSection,
+    PeerSection, PublishSection, TimeoutsSection,
 };
 pub use ifname::{ifname_prefixes, validate_ifname};
 pub use model::{
-    Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Timeouts, every_address,
-    host_ip,
+    Backend, Cluster, ClusterTls, Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto,
+    Published, Timeouts, every_address, host_ip,
 };
 pub use validate::{
-    DEFAULT_MTU, MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_PREFIX_LEN, load, parse, validate,
-    validate_netns_name,
+    Config, DEFAULT_LEASE_TTL_SECS, DEFAULT_MTU, DEFAULT_SUBNET_LEN, MAX_LEASE_TTL_SECS,
+    MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_LEASE_TTL_SECS, MIN_PREFIX_LEN, Member, load, load_config,
+    parse, parse_config, validate, validate_netns_name,
 };

@@ -146,6 +146,61 @@ fn yes() -> bool {
     true
 }
 
+/// How a cluster member's endpoints reach the other members'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The other member's LAN address is the next hop: hosts on one L2
+    /// segment (flannel's host-gw).
+    #[default]
+    Direct,
+    /// Encapsulated in VXLAN to the other member's LAN address, for hosts
+    /// on different segments.
+    Vxlan,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Direct => "direct",
+            Backend::Vxlan => "vxlan",
+        })
+    }
+}
+
+/// A validated `[cluster]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub etcd: Vec<String>,
+    pub tls: Option<ClusterTls>,
+    pub pool: Ipv4Net,
+    pub subnet_len: u8,
+    pub node: String,
+    pub backend: Backend,
+    pub lease_ttl_secs: u64,
+}
+
+impl Cluster {
+    /// The pool's subnets of `subnet_len`, lowest first.
+    pub fn subnets(&self) -> impl Iterator<Item = Ipv4Net> + use<> {
+        // Validated: `subnet_len` is within 32 and no shorter than the pool's
+        // prefix, so there is no error to drop here.
+        self.pool.subnets(self.subnet_len).into_iter().flatten()
+    }
+
+    /// Whether `subnet` is one of the pool's subnets.
+    pub fn holds(&self, subnet: Ipv4Net) -> bool {
+        subnet.prefix_len() == self.subnet_len && self.pool.contains(&subnet)
+    }
+}
+
+/// TLS to etcd: the CA, and the client's own certificate if it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterTls {
+    pub ca: PathBuf,
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub subnet: Ipv4Net,

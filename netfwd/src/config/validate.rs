@@ -7,9 +7,15 @@ use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 use anyhow::{Context as _, Result};
 
 use super::{
-    file::{AllowSection, ConfigFile, EndpointSection, NatSection, PeerSection, PublishSection},
+    file::{
+        AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, PeerSection,
+        PublishSection,
+    },
     ifname::validate_ifname,
-    model::{Endpoint, NatSettings, Network, Peer, Published, Timeouts, host_ip},
+    model::{
+        Backend, Cluster, ClusterTls, Endpoint, NatSettings, Network, Peer, Published, Timeouts,
+        host_ip,
+    },
 };
 use ipnet::Ipv4Net;
 
@@ -29,18 +35,133 @@ pub const DEFAULT_MTU: u32 = 1500;
 /// Most NAT flows a network may hold (two map entries each).
 pub const MAX_NAT_FLOWS: u32 = 1 << 22;
 
-/// Reads and validates a config file.
+/// Shortest `cluster.lease_ttl`: etcd's own floor for a lease is about
+/// this (one and a half election timeouts at its defaults).
+pub const MIN_LEASE_TTL_SECS: u64 = 2;
+/// Longest `cluster.lease_ttl`: the issue's bound on how long a gone host's
+/// routes may stay.
+pub const MAX_LEASE_TTL_SECS: u64 = 60;
+/// Default `cluster.lease_ttl`.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 20;
+/// Default `cluster.subnet_len`.
+pub const DEFAULT_SUBNET_LEN: u8 = 24;
+
+/// A config file, validated: a network of its own, or a cluster member's,
+/// whose subnet the cluster leases.
+#[derive(Clone, Debug)]
+pub enum Config {
+    Network(Network),
+    Member(Member),
+}
+
+impl Config {
+    pub fn name(&self) -> &NetworkName {
+        match self {
+            Config::Network(net) => &net.name,
+            Config::Member(member) => &member.name,
+        }
+    }
+}
+
+/// A cluster member's network: everything validated (against a trial subnet
+/// of the pool) but its subnet, which the cluster leases.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: NetworkName,
+    pub cluster: Cluster,
+    file: Box<ConfigFile>,
+}
+
+impl Member {
+    /// The interface the other members are reached on (checked present).
+    pub fn lan(&self) -> &str {
+        self.file.network.lan.as_deref().unwrap_or_default()
+    }
+
+    /// The network on `subnet`, a subnet of the pool leased to this host.
+    pub fn network(&self, subnet: Ipv4Net) -> Result<Network> {
+        network_on(&self.file, subnet, true)
+    }
+}
+
+/// Reads and validates a config file that writes its subnet (`up`'s).
 pub fn load(path: &Path) -> Result<Network> {
+    match load_config(path)? {
+        Config::Network(net) => Ok(net),
+        Config::Member(_) => Err(input_error!(
+            "{}: cluster: the subnet is leased from the cluster: `netfwd daemon -c FILE` brings the network up",
+            path.display()
+        )),
+    }
+}
+
+/// Reads and validates a config file, with or without `[cluster]`.
+pub fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))
         .map_err(|e| input_error!("{e:#}"))?;
-    parse(&text).map_err(|e| input_error!("{}: {e:#}", path.display()))
+    parse_config(&text).map_err(|e| input_error!("{}: {e:#}", path.display()))
 }
 
-/// Parses and validates config text.
+/// Parses and validates config text that writes its subnet.
 pub fn parse(text: &str) -> Result<Network> {
+    match parse_config(text)? {
+        Config::Network(net) => Ok(net),
+        Config::Member(_) => Err(input_error!(
+            "cluster: the subnet is leased from the cluster, not brought up by hand"
+        )),
+    }
+}
+
+/// Parses and validates config text, with or without `[cluster]`.
+pub fn parse_config(text: &str) -> Result<Config> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-    validate(&file)
+    let Some(section) = &file.cluster else {
+        return validate(&file).map(Config::Network);
+    };
+    let cluster = validate_cluster(section)?;
+    for (field, written) in [
+        ("network.subnet", file.network.subnet.is_some()),
+        ("network.gateway", file.network.gateway.is_some()),
+    ] {
+        if written {
+            return Err(input_error!(
+                "{field}: leased from cluster.pool with [cluster]; leave it out"
+            ));
+        }
+    }
+    if let Some(i) = file.endpoints.iter().position(|e| e.ip.is_some()) {
+        return Err(input_error!(
+            "endpoint[{i}].ip: addresses come from the subnet the cluster leases; leave it out"
+        ));
+    }
+    if file.network.lan.is_none() {
+        return Err(input_error!(
+            "network.lan: a cluster member needs the interface the other members are reached on"
+        ));
+    }
+    if let Some(i) = file
+        .peers
+        .iter()
+        .position(|p| subnet::parse(&p.subnet).is_ok_and(|s| s.overlaps(&cluster.pool)))
+    {
+        return Err(input_error!(
+            "peer[{i}].subnet: overlaps cluster.pool {}, whose subnets the cluster routes",
+            cluster.pool
+        ));
+    }
+    // Everything else is checked now, on the pool's first subnet: the leased
+    // one differs only in its addresses.
+    let trial = cluster
+        .subnets()
+        .next()
+        .ok_or_else(|| input_error!("cluster.pool: {} has no subnet", cluster.pool))?;
+    let net = network_on(&file, trial, true)?;
+    Ok(Config::Member(Member {
+        name: net.name,
+        cluster,
+        file: Box::new(file),
+    }))
 }
 
 /// A TOML error on one line: "line 3: unknown field `nmae`, expected ...".
@@ -55,13 +176,34 @@ fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
     }
 }
 
+/// Validates a config without `[cluster]`.
 pub fn validate(file: &ConfigFile) -> Result<Network> {
+    if file.cluster.is_some() {
+        return Err(input_error!("cluster: not taken here"));
+    }
+    let subnet: Ipv4Net = file
+        .network
+        .subnet
+        .as_deref()
+        .ok_or_else(|| input_error!("network.subnet: missing (or lease it with [cluster])"))
+        .and_then(|s| subnet::parse(s).map_err(|e| input_error!("network.subnet: {e}")))?;
+    network_on(file, subnet, false)
+}
+
+/// The network `file` describes on `subnet` (written, or leased when
+/// `leased`: then the peers must not overlap the pool either, checked by the
+/// caller).
+fn network_on(file: &ConfigFile, subnet: Ipv4Net, leased: bool) -> Result<Network> {
     let net = &file.network;
     let name = NetworkName::parse("network.name", &net.name)?;
-    let subnet = subnet::parse(&net.subnet).map_err(|e| input_error!("network.subnet: {e}"))?;
+    let subnet_field = if leased {
+        "cluster.subnet_len"
+    } else {
+        "network.subnet"
+    };
     if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&subnet.prefix_len()) {
         return Err(input_error!(
-            "network.subnet: prefix length must be {MIN_PREFIX_LEN} to {MAX_PREFIX_LEN}, got {}",
+            "{subnet_field}: prefix length must be {MIN_PREFIX_LEN} to {MAX_PREFIX_LEN}, got {}",
             subnet.prefix_len()
         ));
     }
@@ -76,7 +218,7 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
             gw
         }
         None => subnet.hosts().next().ok_or_else(|| {
-            input_error!("network.subnet: {subnet} has no host address for a gateway")
+            input_error!("{subnet_field}: {subnet} has no host address for a gateway")
         })?,
     };
     let mtu = net.mtu.unwrap_or(DEFAULT_MTU);
@@ -119,6 +261,100 @@ pub fn validate(file: &ConfigFile) -> Result<Network> {
         published: validate_publishes(&file.publishes, &endpoints_by_netns, nat)?,
         host_cgroup: net.host_cgroup.clone(),
         mode: net.mode.unwrap_or_default(),
+    })
+}
+
+fn validate_cluster(section: &ClusterSection) -> Result<Cluster> {
+    if section.etcd.is_empty() {
+        return Err(input_error!("cluster.etcd: give etcd's client URLs"));
+    }
+    let tls = match (&section.ca, &section.cert, &section.key) {
+        (None, None, None) => None,
+        (Some(ca), None, None) => Some(ClusterTls {
+            ca: ca.clone(),
+            identity: None,
+        }),
+        (Some(ca), Some(cert), Some(key)) => Some(ClusterTls {
+            ca: ca.clone(),
+            identity: Some((cert.clone(), key.clone())),
+        }),
+        (None, _, _) => {
+            return Err(input_error!(
+                "cluster.ca: a client certificate needs the CA that signed etcd's"
+            ));
+        }
+        (Some(_), _, _) => {
+            return Err(input_error!(
+                "cluster.cert: give both cert and key, or neither"
+            ));
+        }
+    };
+    let scheme = if tls.is_some() { "https://" } else { "http://" };
+    for (i, url) in section.etcd.iter().enumerate() {
+        let Some(rest) = url.strip_prefix(scheme) else {
+            return Err(input_error!(
+                "cluster.etcd[{i}]: {url:?} must start with {scheme} ({})",
+                if tls.is_some() {
+                    "TLS is on: cluster.ca is given"
+                } else {
+                    "TLS is off: give cluster.ca to turn it on"
+                }
+            ));
+        };
+        let port_ok = rest.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok || rest.contains('/') {
+            return Err(input_error!(
+                "cluster.etcd[{i}]: {url:?} is not {scheme}HOST:PORT"
+            ));
+        }
+    }
+    let pool = subnet::parse(&section.pool).map_err(|e| input_error!("cluster.pool: {e}"))?;
+    let subnet_len = section.subnet_len.unwrap_or(DEFAULT_SUBNET_LEN);
+    if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&subnet_len) || subnet_len < pool.prefix_len() {
+        return Err(input_error!(
+            "cluster.subnet_len: {subnet_len} must be within {}..={MAX_PREFIX_LEN} (the pool's prefix length, at least {MIN_PREFIX_LEN})",
+            pool.prefix_len().max(MIN_PREFIX_LEN)
+        ));
+    }
+    let node = match &section.node {
+        Some(node) => node.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the hostname for cluster.node")?
+            .trim()
+            .to_owned(),
+    };
+    let node_ok = !node.is_empty()
+        && node.len() <= 64
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !node_ok {
+        return Err(input_error!(
+            "cluster.node: {node:?} must be 1 to 64 letters, digits, '.', '-' or '_'"
+        ));
+    }
+    let lease_ttl_secs = section.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL_SECS);
+    if !(MIN_LEASE_TTL_SECS..=MAX_LEASE_TTL_SECS).contains(&lease_ttl_secs) {
+        return Err(input_error!(
+            "cluster.lease_ttl: {lease_ttl_secs} is not within {MIN_LEASE_TTL_SECS}..={MAX_LEASE_TTL_SECS} seconds"
+        ));
+    }
+    let backend = section.backend.unwrap_or_default();
+    if backend == Backend::Vxlan {
+        return Err(input_error!(
+            "cluster.backend: \"vxlan\" is not built yet; \"direct\" needs the members on one LAN"
+        ));
+    }
+    Ok(Cluster {
+        etcd: section.etcd.clone(),
+        tls,
+        pool,
+        subnet_len,
+        node,
+        backend,
+        lease_ttl_secs,
     })
 }
 
@@ -497,5 +733,125 @@ mod tests {
         .unwrap();
         assert_eq!(net.kind, Kind::Routed);
         assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 0, 2, 12));
+    }
+
+    const MEMBER: &str = r#"
+        [network]
+        name = "c"
+        lan = "lan0"
+        [[endpoint]]
+        netns = "a"
+        [cluster]
+        etcd = ["http://192.0.2.21:2379"]
+        pool = "10.200.0.0/16"
+        node = "h1"
+    "#;
+
+    #[test]
+    fn a_member_leases_its_subnet_and_gets_its_addresses_from_it() {
+        let Config::Member(member) = parse_config(MEMBER).unwrap() else {
+            panic!("not a member");
+        };
+        assert_eq!(member.cluster.subnet_len, DEFAULT_SUBNET_LEN);
+        assert_eq!(member.cluster.lease_ttl_secs, DEFAULT_LEASE_TTL_SECS);
+        let second = member.cluster.subnets().nth(1).unwrap();
+        assert_eq!(second.to_string(), "10.200.1.0/24");
+        assert_eq!(member.cluster.subnets().count(), 256);
+        let net = member.network(second).unwrap();
+        assert_eq!(net.gateway, Ipv4Addr::new(10, 200, 1, 1));
+        assert_eq!(net.endpoints[0].ip, Ipv4Addr::new(10, 200, 1, 2));
+        assert!(err_of(MEMBER).contains("leased from the cluster"));
+    }
+
+    #[test]
+    fn bad_cluster_input_names_the_field() {
+        let with = |network: &str, cluster: &str| {
+            format!(
+                "[network]\nname = \"c\"\nlan = \"lan0\"\n{network}[cluster]\nnode = \"h\"\n{cluster}"
+            )
+        };
+        let ok = "etcd = [\"http://192.0.2.21:2379\"]\npool = \"10.200.0.0/16\"\n";
+        let cases = [
+            (with("subnet = \"10.0.0.0/24\"\n", ok), "network.subnet"),
+            (with("gateway = \"10.200.0.1\"\n", ok), "network.gateway"),
+            (
+                format!(
+                    "{}[[endpoint]]\nnetns = \"a\"\nip = \"10.200.0.5\"\n",
+                    with("", ok)
+                ),
+                "endpoint[0].ip",
+            ),
+            (
+                with("", "etcd = []\npool = \"10.200.0.0/16\"\n"),
+                "cluster.etcd",
+            ),
+            (
+                with(
+                    "",
+                    "etcd = [\"192.0.2.21:2379\"]\npool = \"10.200.0.0/16\"\n",
+                ),
+                "cluster.etcd[0]",
+            ),
+            (
+                with(
+                    "",
+                    "etcd = [\"http://192.0.2.21:2379\"]\npool = \"10.200.0.0/16\"\nca = \"/ca.pem\"\n",
+                ),
+                "cluster.etcd[0]",
+            ),
+            (
+                with(
+                    "",
+                    "etcd = [\"https://e:2379\"]\npool = \"10.200.0.0/16\"\nca = \"/ca\"\ncert = \"/c\"\n",
+                ),
+                "cluster.cert",
+            ),
+            (
+                with("", "etcd = [\"http://e:2379\"]\npool = \"10.200.0.1/16\"\n"),
+                "cluster.pool",
+            ),
+            (
+                with("", &format!("{ok}subnet_len = 12\n")),
+                "cluster.subnet_len",
+            ),
+            (
+                with("", &format!("{ok}subnet_len = 31\n")),
+                "cluster.subnet_len",
+            ),
+            (
+                with("", &format!("{ok}lease_ttl = 1\n")),
+                "cluster.lease_ttl",
+            ),
+            (
+                with("", &format!("{ok}lease_ttl = 61\n")),
+                "cluster.lease_ttl",
+            ),
+            (with("", &format!("{ok}backend = \"gre\"\n")), "line"),
+            (
+                with("", &format!("{ok}backend = \"vxlan\"\n")),
+                "cluster.backend",
+            ),
+            (
+                format!("[network]\nname = \"c\"\n[cluster]\n{ok}"),
+                "network.lan",
+            ),
+            (
+                format!("[network]\nname = \"c\"\nlan = \"l\"\n[cluster]\nnode = \"a b\"\n{ok}"),
+                "cluster.node",
+            ),
+            (
+                format!(
+                    "{}[[peer]]\nsubnet = \"10.200.9.0/24\"\nvia = \"192.0.2.9\"\n",
+                    with("", ok)
+                ),
+                "peer[0].subnet",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse_config(&text).unwrap_err();
+            assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{err:#}");
+            let msg = format!("{err:#}");
+            assert!(msg.contains(field), "{field} not in: {msg}");
+        }
     }
 }

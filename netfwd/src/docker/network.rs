@@ -119,7 +119,7 @@ pub fn from_request(
     let options = generic_options(&req.options)?;
     let mut section = NetworkSection {
         name: name.to_string(),
-        subnet: pool.pool.clone(),
+        subnet: Some(pool.pool.clone()),
         gateway,
         mtu: None,
         uplink: None,
@@ -201,6 +201,7 @@ pub fn from_request(
         peers: Vec::new(),
         allows: Vec::new(),
         publishes: Vec::new(),
+        cluster: None,
     };
     let net = config::validate(&file)?;
     Ok((

@@ -11,14 +11,14 @@ use serde::Serialize;
 use super::{
     endpoint,
     install::{apply_published, install_endpoint},
-    preflight, remotes,
+    peers, preflight, remotes,
     rollback::Rollback,
 };
 use crate::{
     config::{self, Mode, Network, Peer},
     loader::{self, AttachOutcome, NetworkDatapath},
     name::NetworkName,
-    netlink::{Link, Netlink, Route},
+    netlink::{Link, Netlink},
     netns,
     state::{self, Attachment, State},
 };
@@ -195,9 +195,6 @@ async fn setup_lan(
     old_peers: &[Peer],
     datapath: &mut NetworkDatapath,
 ) -> Result<()> {
-    for gone in old_peers.iter().filter(|p| !net.peers.contains(p)) {
-        host.delete_route(&peer_route(gone)).await?;
-    }
     if let Some(lan) = &net.lan
         && net.uplink.as_ref() != Some(lan)
     {
@@ -214,23 +211,7 @@ async fn setup_lan(
         None => 0,
     };
     datapath.trust_remotes_on(trusted)?;
-    for peer in &net.peers {
-        host.replace_route(&peer_route(peer))
-            .await
-            .with_context(|| format!("routing {} via {}", peer.subnet, peer.via))?;
-    }
-    Ok(())
-}
-
-fn peer_route(peer: &Peer) -> Route {
-    Route {
-        dst: peer.subnet.into(),
-        gateway: Some(peer.via.into()),
-        oif: None,
-        src: None,
-        scope_link: false,
-        onlink: false,
-    }
+    peers::route(host, old_peers, &net.peers).await
 }
 
 /// Removes what an earlier `up` made for endpoints that are no longer in the
@@ -403,7 +384,7 @@ async fn teardown(
     let mut failures = Vec::new();
     if let Some(host) = host {
         for peer in peers {
-            if let Err(e) = host.delete_route(&peer_route(peer)).await {
+            if let Err(e) = host.delete_route(&peers::peer_route(peer)).await {
                 failures.push(TeardownFailure::PeerRoute(e));
             }
         }

@@ -9,6 +9,7 @@ mod endpoint;
 mod install;
 mod lifecycle;
 mod maintain;
+mod peers;
 mod preflight;
 mod publish;
 mod remotes;
@@ -20,5 +21,6 @@ pub use lifecycle::{
     EndpointReport, TeardownFailure, TeardownFailures, UpReport, UplinkReport, down, up,
 };
 pub use maintain::{Maintained, maintain};
+pub use peers::set_peers;
 pub use publish::{AUTO_HOST_PORTS, PortRequest, publish, unpublish};
 pub use rollback::Rollback;

@@ -1,0 +1,342 @@
+//! The cluster agent in the daemon: it claims the host's subnet, keeps the
+//! lease alive and follows the other members, in a task of its own that
+//! only talks to etcd. What it learns goes out on a channel; the daemon
+//! programs it (`network::set_peers`), so the datapath always holds the
+//! last-known routes. etcd unreachable or without quorum: the agent retries
+//! with back-off, says so once, and on its return reads the members whole
+//! before watching again.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+use etcd_client::{Client, WatchStream};
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    etcd,
+    lease::{self, Claim, KeepAlive},
+    members::{Members, read_members},
+    record::SubnetRecord,
+};
+use ipnet::Ipv4Net;
+
+use crate::{
+    config::{Member, Network, Peer},
+    netlink::Netlink,
+    state::State,
+};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest wait for one renewal of the leases.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for a session's start: connected, claimed, read, watching.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A member that has its subnet; its thread follows the others until the
+/// agent is dropped.
+pub struct Agent {
+    pub subnet: Ipv4Net,
+    /// The members as last read; `None` until etcd has been read once.
+    pub members: watch::Receiver<Option<Members>>,
+    /// Dropped with the agent: its thread stops.
+    _stop: oneshot::Sender<()>,
+}
+
+/// The member's network on the subnet it holds, with the other members'
+/// subnets it last knew of as peers (the datapath keeps them until etcd says
+/// otherwise), and its agent.
+pub async fn start(member: &Member) -> Result<(Network, Agent)> {
+    let host = Netlink::current()?;
+    let lan = member.lan();
+    let link = host
+        .link_by_name(lan)
+        .await?
+        .with_context(|| format!("network.lan: no interface {lan}"))?;
+    let lan_addr = host
+        .ipv4_addresses(link.index)
+        .await?
+        .first()
+        .map(|a| a.addr())
+        .with_context(|| format!("network.lan: {lan} has no IPv4 address to be reached at"))?;
+    let recorded = State::load(&member.name)?
+        .map(|st| st.network)
+        .filter(|net| member.cluster.holds(net.subnet));
+    let agent = join(member, lan_addr, recorded.as_ref().map(|net| net.subnet)).await?;
+    let mut net = member.network(agent.subnet)?;
+    if let Some(recorded) = recorded.filter(|r| r.subnet == agent.subnet) {
+        net.peers.extend(
+            recorded
+                .peers
+                .into_iter()
+                .filter(|p| member.cluster.pool.contains(&p.subnet)),
+        );
+    }
+    Ok((net, agent))
+}
+
+impl Agent {
+    /// Waits for the members to change, then says what the peers of `net`
+    /// should be: its own `[[peer]]`s and every other member's subnet.
+    pub async fn changed_peers(&mut self, member: &Member) -> Result<Vec<Peer>> {
+        self.members
+            .changed()
+            .await
+            .context("the cluster agent stopped")?;
+        let members = self.members.borrow_and_update().clone();
+        let mut peers = member.network(self.subnet)?.peers;
+        if let Some(members) = members {
+            peers.extend(members.peers(&member.cluster.node));
+        }
+        Ok(peers)
+    }
+}
+
+/// Claims this host's subnet (`recorded`, the state's, first) and starts
+/// following the members, on a thread and runtime of the agent's own: the
+/// daemon's thread blocks for seconds at a time (loading programs, waiting
+/// for the state lock), and a keep-alive must never wait for it. With etcd
+/// unreachable it retries, unless the host has a recorded subnet: then it
+/// goes on with that one, and claims it when etcd is back.
+async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) -> Result<Agent> {
+    let me = SubnetRecord {
+        node: member.cluster.node.clone(),
+        lan_addr,
+        backend: member.cluster.backend,
+    };
+    let (claimed_tx, claimed) = oneshot::channel();
+    let (tx, members) = watch::channel(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let member = member.clone();
+    std::thread::Builder::new()
+        .name("cluster-agent".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = claimed_tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = agent(member, me, recorded, claimed_tx, tx) => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .context("starting the cluster agent's thread")?;
+    let subnet = claimed
+        .await
+        .context("the cluster agent stopped before it claimed a subnet")??;
+    Ok(Agent {
+        subnet,
+        members,
+        _stop: stop,
+    })
+}
+
+/// The agent's thread: claim, say which subnet, then follow for ever.
+async fn agent(
+    member: Member,
+    me: SubnetRecord,
+    recorded: Option<Ipv4Net>,
+    claimed_tx: oneshot::Sender<Result<Ipv4Net>>,
+    tx: watch::Sender<Option<Members>>,
+) {
+    let mut backoff = Backoff::new();
+    let (client, claim) = loop {
+        match claim_once(&member, &me, recorded, backoff.endpoint).await {
+            Ok((client, claim)) => break (Some(client), Some(claim)),
+            Err(e) if crate::error::is_input_error(&e) => {
+                let _ = claimed_tx.send(Err(e));
+                return;
+            }
+            Err(e) => {
+                backoff.failed(&e);
+                if recorded.is_some() {
+                    break (None, None);
+                }
+                backoff.wait().await;
+            }
+        }
+    };
+    let Some(subnet) = claim.as_ref().map(|c| c.subnet).or(recorded) else {
+        return;
+    };
+    log::info!(
+        "cluster: node {} holds {subnet} of {}",
+        me.node,
+        member.cluster.pool
+    );
+    if claimed_tx.send(Ok(subnet)).is_err() {
+        return;
+    }
+    let follower = Follower {
+        member,
+        me,
+        subnet,
+        claim,
+        backoff,
+        tx,
+    };
+    follower.run(client).await;
+}
+
+async fn claim_once(
+    member: &Member,
+    me: &SubnetRecord,
+    recorded: Option<Ipv4Net>,
+    endpoint: usize,
+) -> Result<(Client, Claim)> {
+    let mut client = etcd::connect(&member.cluster, endpoint).await?;
+    let claim = lease::claim(&mut client, &member.cluster, me, recorded).await?;
+    Ok((client, claim))
+}
+
+/// Back-off between attempts, the one log line per outage, and which etcd
+/// endpoint to try: the next one after each failure (a member cut off or
+/// without quorum is left for another), the same one while it works.
+struct Backoff {
+    next: Duration,
+    said: bool,
+    endpoint: usize,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: MIN_BACKOFF,
+            said: false,
+            endpoint: 0,
+        }
+    }
+
+    fn failed(&mut self, e: &anyhow::Error) {
+        self.endpoint = self.endpoint.wrapping_add(1);
+        if !self.said {
+            log::warn!(
+                "cluster: etcd: {e:#}; keeping the last-known routes and retrying (said once)"
+            );
+            self.said = true;
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+    }
+
+    fn recovered(&mut self) {
+        if self.said {
+            log::info!("cluster: etcd is back: reading the members again");
+        }
+        *self = Backoff {
+            endpoint: self.endpoint,
+            ..Backoff::new()
+        };
+    }
+}
+
+struct Follower {
+    member: Member,
+    me: SubnetRecord,
+    subnet: Ipv4Net,
+    /// The leases held; `None` when they must be claimed again (never
+    /// claimed, or ended while etcd was away).
+    claim: Option<Claim>,
+    backoff: Backoff,
+    tx: watch::Sender<Option<Members>>,
+}
+
+impl Follower {
+    /// Connects, claims the subnet again if its lease ended, and reads the
+    /// members whole; then the renewals and the watch can start.
+    async fn start_session(
+        &mut self,
+        client: Option<Client>,
+    ) -> Result<(KeepAlive, Members, WatchStream)> {
+        let mut client = match client {
+            Some(client) => client,
+            None => etcd::connect(&self.member.cluster, self.backoff.endpoint).await?,
+        };
+        let cluster = &self.member.cluster;
+        if self.claim.is_none() {
+            let claim = lease::claim(&mut client, cluster, &self.me, Some(self.subnet)).await?;
+            if claim.subnet != self.subnet {
+                claim.release(&mut client).await;
+                bail!(
+                    "{} is now another host's: its endpoints are unreachable from the cluster",
+                    self.subnet
+                );
+            }
+            self.claim = Some(claim);
+        }
+        let claim = self.claim.as_ref().context("no claim")?;
+        let keep_alive = match claim.keep_alive(&mut client, cluster).await {
+            Ok(keep_alive) => keep_alive,
+            Err(e) => {
+                if lease::ended(&e) {
+                    self.claim = None;
+                }
+                return Err(e);
+            }
+        };
+        let members = read_members(&mut client, cluster.pool).await?;
+        let stream = members.watch(&mut client, cluster.pool).await?;
+        Ok((keep_alive, members, stream))
+    }
+
+    async fn run(mut self, mut client: Option<Client>) {
+        loop {
+            let e = self.session(client.take()).await;
+            self.backoff.failed(&e);
+            self.backoff.wait().await;
+        }
+    }
+
+    /// Connects, holds the subnet and follows the members until something
+    /// fails; returns why.
+    async fn session(&mut self, client: Option<Client>) -> anyhow::Error {
+        match self.follow(client).await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn follow(&mut self, client: Option<Client>) -> Result<std::convert::Infallible> {
+        // Each step has its request timeout, but a stream's first answer
+        // does not: the whole start is bounded.
+        let (mut keep_alive, mut members, mut stream) =
+            match tokio::time::timeout(START_TIMEOUT, self.start_session(client)).await {
+                Ok(started) => started?,
+                Err(_) => bail!("no answer in {START_TIMEOUT:?}"),
+            };
+        self.backoff.recovered();
+        self.tx.send_replace(Some(members.clone()));
+        let mut renew = tokio::time::interval(keep_alive.interval);
+        loop {
+            tokio::select! {
+                _ = renew.tick() => {
+                    match tokio::time::timeout(RENEW_TIMEOUT, keep_alive.renew()).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            self.claim = None;
+                            bail!("the subnet's lease ended while etcd was away");
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => bail!("renewing the leases: no answer in {RENEW_TIMEOUT:?}"),
+                    }
+                }
+                changed = members.follow(&mut stream, self.member.cluster.pool) => {
+                    if changed? {
+                        self.tx.send_replace(Some(members.clone()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The members of a network as etcd has them: every live subnet record,
+//! read whole and then followed through a watch from the revision read.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, bail};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use serde::Serialize;
+
+use super::record::{self, SubnetRecord};
+use ipnet::Ipv4Net;
+
+use crate::config::Peer;
+
+/// Every live subnet record, and the etcd revision they are as of.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Members {
+    pub subnets: HashMap<Ipv4Net, SubnetRecord>,
+    /// The etcd lease each record lives on.
+    pub leases: HashMap<Ipv4Net, i64>,
+    pub revision: i64,
+}
+
+/// Reads every record of `pool`.
+pub async fn read_members(client: &mut Client, pool: Ipv4Net) -> Result<Members> {
+    let prefix = record::subnets_prefix(pool);
+    let got = client
+        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .await
+        .context("reading the subnet records")?;
+    let mut members = Members {
+        revision: got.header().map_or(0, |h| h.revision()),
+        ..Members::default()
+    };
+    for kv in got.kvs() {
+        match parse(&prefix, kv.key(), kv.value()) {
+            Ok((subnet, rec)) => {
+                members.subnets.insert(subnet, rec);
+                members.leases.insert(subnet, kv.lease());
+            }
+            Err(e) => log::warn!("ignoring a subnet record: {e:#}"),
+        }
+    }
+    Ok(members)
+}
+
+fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Result<(Ipv4Net, SubnetRecord)> {
+    let subnet = record::subnet_of(prefix, key)?;
+    let rec = serde_json::from_slice(value).with_context(|| format!("{subnet}'s record"))?;
+    Ok((subnet, rec))
+}
+
+impl Members {
+    /// The other members' subnets as peers: their LAN address the next hop.
+    pub fn peers(&self, own_node: &str) -> Vec<Peer> {
+        let mut peers = self
+            .subnets
+            .iter()
+            .filter(|(_, rec)| rec.node != own_node)
+            .map(|(subnet, rec)| Peer {
+                subnet: *subnet,
+                via: rec.lan_addr,
+            })
+            .collect::<Vec<_>>();
+        peers.sort_by_key(|p| p.subnet.addr());
+        peers
+    }
+
+    /// Starts following the records from just past the revision read.
+    pub async fn watch(&self, client: &mut Client, pool: Ipv4Net) -> Result<WatchStream> {
+        client
+            .watch(
+                record::subnets_prefix(pool),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(self.revision + 1),
+                ),
+            )
+            .await
+            .context("watching the subnet records")
+    }
+
+    /// Applies the watch's next message; false if it changed nothing.
+    pub async fn follow(&mut self, stream: &mut WatchStream, pool: Ipv4Net) -> Result<bool> {
+        let prefix = record::subnets_prefix(pool);
+        let message = stream
+            .message()
+            .await
+            .context("watching the subnet records")?
+            .context("etcd ended the watch")?;
+        if message.canceled() {
+            bail!("etcd cancelled the watch: {}", message.cancel_reason());
+        }
+        let before = self.subnets.clone();
+        for event in message.events() {
+            let Some(kv) = event.kv() else { continue };
+            self.revision = self.revision.max(kv.mod_revision());
+            match event.event_type() {
+                EventType::Put => match parse(&prefix, kv.key(), kv.value()) {
+                    Ok((subnet, rec)) => {
+                        self.subnets.insert(subnet, rec);
+                        self.leases.insert(subnet, kv.lease());
+                    }
+                    Err(e) => log::warn!("ignoring a subnet record: {e:#}"),
+                },
+                EventType::Delete => {
+                    if let Ok(subnet) = record::subnet_of(&prefix, kv.key()) {
+                        self.subnets.remove(&subnet);
+                        self.leases.remove(&subnet);
+                    }
+                }
+            }
+        }
+        Ok(before != self.subnets)
+    }
+}
