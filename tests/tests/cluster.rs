@@ -225,10 +225,12 @@ fn etcd_stopped_and_started(etcd: &mut Etcd, hosts: &mut [ClusterHost], pool: &s
             WITHDRAW_LIMIT,
             || daemon.lines_with(BACK).len() > backs,
         );
+        // Once, not per attempt (the outage saw several): at most one line
+        // more, none if it merged with an outage still open when etcd
+        // stopped (the healed leader's election).
         let said = daemon.lines_with(OUTAGE);
-        assert_eq!(
-            said.len(),
-            outages + 1,
+        assert!(
+            !said.is_empty() && said.len() <= outages + 1,
             "{node}: the outage is logged once: {said:#?}"
         );
     }

@@ -38,7 +38,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Agent {
     pub subnet: Ipv4Net,
     /// The members as last read; `None` until etcd has been read once.
-    pub members: watch::Receiver<Option<Members>>,
+    members: watch::Receiver<Option<Members>>,
     /// Dropped with the agent: its thread stops.
     _stop: oneshot::Sender<()>,
 }

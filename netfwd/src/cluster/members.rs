@@ -115,3 +115,40 @@ impl Members {
         Ok(before != self.subnets)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Backend;
+
+    #[test]
+    fn the_other_members_are_peers_through_their_lan_address_lowest_first() {
+        let record = |node: &str, last: u8| SubnetRecord {
+            node: node.to_owned(),
+            lan_addr: std::net::Ipv4Addr::new(192, 0, 2, last),
+            backend: Backend::Direct,
+        };
+        let mut members = Members::default();
+        for (subnet, node, last) in [
+            ("10.200.2.0/24", "c", 13),
+            ("10.200.0.0/24", "a", 11),
+            ("10.200.1.0/24", "b", 12),
+        ] {
+            members
+                .subnets
+                .insert(subnet.parse().unwrap(), record(node, last));
+        }
+        let peers = members.peers("b");
+        let shown: Vec<String> = peers
+            .iter()
+            .map(|p| format!("{} via {}", p.subnet, p.via))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "10.200.0.0/24 via 192.0.2.11",
+                "10.200.2.0/24 via 192.0.2.13"
+            ]
+        );
+    }
+}
