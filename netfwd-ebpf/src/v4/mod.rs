@@ -26,8 +26,9 @@ use crate::{
     family::{Family, Field, Piece},
     hop::NextHop,
     maps::{
-        self, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NatMap, RingCursorMap, SenderMap, UNREPLIED,
-        UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UnrepliedRing,
+        self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
+        RingCursorMap, SenderMap, SweepMap, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR,
+        UnrepliedRing,
     },
     parse,
     verdict::Verdict,
@@ -201,6 +202,16 @@ impl Family for V4 {
     #[inline(always)]
     fn nat() -> &'static NatMap<[u8; 4]> {
         &NAT
+    }
+
+    #[inline(always)]
+    fn nat_sweep() -> &'static SweepMap {
+        &NAT_SWEEP
+    }
+
+    #[inline(always)]
+    fn nat_expired() -> &'static ExpiredMarks<[u8; 4]> {
+        &NAT_EXPIRED
     }
 
     #[inline(always)]
