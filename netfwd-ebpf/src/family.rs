@@ -54,6 +54,9 @@ pub trait Family: 'static {
     const ICMP: u8;
     const ECHO_REQUEST: u8;
     const ECHO_REPLY: u8;
+    /// Whether the family's ICMP checksum covers a pseudo-header (ICMPv6
+    /// does, IPv4's ICMP not): then a translated address changes it too.
+    const ICMP_PSEUDO_HDR: bool;
 
     // The header.
     fn saddr(ip: &Self::Hdr) -> Self::Addr;

@@ -52,6 +52,7 @@ impl Family for V4 {
     const ICMP: u8 = IPPROTO_ICMP;
     const ECHO_REQUEST: u8 = ICMP_ECHO;
     const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
+    const ICMP_PSEUDO_HDR: bool = false;
 
     #[inline(always)]
     fn saddr(ip: &Ipv4Hdr) -> [u8; 4] {
