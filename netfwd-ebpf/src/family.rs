@@ -17,7 +17,7 @@ use netfwd_common::{
 use crate::{
     csum::L4Csum,
     hop::NextHop,
-    maps::{HairpinMap, NatMap, RingCursorMap, SenderMap, UnrepliedRing},
+    maps::{ExpiredMarks, HairpinMap, NatMap, RingCursorMap, SenderMap, SweepMap, UnrepliedRing},
     verdict::Verdict,
 };
 
@@ -54,6 +54,9 @@ pub trait Family: 'static {
     const ICMP: u8;
     const ECHO_REQUEST: u8;
     const ECHO_REPLY: u8;
+    /// Whether the family's ICMP checksum covers a pseudo-header (ICMPv6
+    /// does, IPv4's ICMP not): then a translated address changes it too.
+    const ICMP_PSEUDO_HDR: bool;
 
     // The header.
     fn saddr(ip: &Self::Hdr) -> Self::Addr;
@@ -118,6 +121,9 @@ pub trait Family: 'static {
 
     // The family's maps and what the datapath reads from them.
     fn nat() -> &'static NatMap<Self::Addr>;
+    /// The table's expiry sweep: its timer and record, and its marks.
+    fn nat_sweep() -> &'static SweepMap;
+    fn nat_expired() -> &'static ExpiredMarks<Self::Addr>;
     fn unreplied() -> &'static UnrepliedRing<Self::Addr>;
     fn unreplied_cursor() -> &'static RingCursorMap;
     fn unreplied_by_sender() -> &'static SenderMap<Self::Addr>;

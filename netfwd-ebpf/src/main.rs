@@ -152,7 +152,7 @@ pub fn bind4_published(ctx: SockAddrContext) -> i32 {
 /// then runs on a timer in the kernel with no netfwd process (`nat::sweep`).
 #[classifier]
 pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
-    nat::sweep::arm();
+    nat::sweep::arm::<V4>();
     0
 }
 
@@ -160,7 +160,7 @@ pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
 /// sweep at once, for the tests.
 #[classifier]
 pub fn nat_sweep_step(_ctx: TcContext) -> i32 {
-    nat::sweep::step_now();
+    nat::sweep::step_now::<V4>();
     0
 }
 

@@ -91,13 +91,18 @@ const MAX_SENDERS: u32 = 2 * (DEFAULT_MAX_ENDPOINTS + MAX_PUBLISHED);
 /// The NAT table's expiry sweep: its timer and record (see `nat::sweep`).
 /// Pinned beside the table, which it lives as long as.
 #[btf_map]
-pub static NAT_SWEEP: Array<NatSweep, 1> = Array::new();
+pub static NAT_SWEEP: SweepMap = Array::new();
+
+pub type SweepMap = Array<NatSweep, 1>;
 
 /// The keys the sweep's last walk found expired, to be checked again and
 /// removed (see `nat::sweep`): room for every flow of the table (sized by
 /// the loader with `NAT`), so one walk marks all that expired.
 #[btf_map]
-pub static NAT_EXPIRED: Array<NatKey, { DEFAULT_MAX_FLOWS as usize }> = Array::new();
+pub static NAT_EXPIRED: ExpiredMarks<[u8; 4]> = Array::new();
+
+/// A family's marks of its sweep (see `NAT_EXPIRED`).
+pub type ExpiredMarks<A> = Array<NatKey<A>, { DEFAULT_MAX_FLOWS as usize }>;
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).

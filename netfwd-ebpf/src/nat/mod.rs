@@ -7,8 +7,8 @@
 //! address and port, and the packet goes straight into the endpoint. Only
 //! plain headers (IPv4 without options) are translated, fragments through
 //! their first one's ports; see `netfwd_common::nat` for the table. Every
-//! module but `sweep` (a program of its own over IPv4's table) is written
-//! once over `Family`; ICMP errors are the family's (`v4::icmp_error`).
+//! module is written once over `Family` (the sweep too, a family's table
+//! each); ICMP errors are the family's (`v4::icmp_error`).
 //!
 //! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
 //! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published

@@ -63,6 +63,9 @@ impl L4Rewrite for TcContext {
                 let check = parse::header_at::<[u8; 2]>(self, l4::check_offset::<F>(proto))?;
                 // SAFETY: bounds checked by `header_at`.
                 unsafe {
+                    if F::ICMP_PSEUDO_HDR {
+                        F::csum_addr(&mut *check, old_addr, new_addr);
+                    }
                     csum::replace(&mut *check, old_port, new_port);
                     *port = new_port;
                 }
@@ -91,8 +94,8 @@ impl L4Rewrite for XdpContext {
             let udp = proto == IPPROTO_UDP;
             // A UDP datagram without a checksum stays without one.
             if !(udp && *check == [0; 2]) {
-                // TCP and UDP sum a pseudo-header, ICMP not.
-                if proto == IPPROTO_TCP || udp {
+                // TCP and UDP sum a pseudo-header; ICMP as its family says.
+                if proto == IPPROTO_TCP || udp || F::ICMP_PSEUDO_HDR {
                     F::csum_addr(check, old_addr, new_addr);
                 }
                 csum::replace(check, old_port, new_port);

@@ -42,12 +42,7 @@ use aya_ebpf::{
 };
 use netfwd_common::nat::{LONE_EGRESS_EVERY, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts};
 
-use crate::{
-    conntrack::now_ns,
-    early_drop,
-    maps::{NAT, NAT_EXPIRED, NAT_SWEEP, nat_config},
-    v4::V4,
-};
+use crate::{conntrack::now_ns, early_drop, family::Family, maps::nat_config};
 
 /// `bpf_timer_init`'s clock.
 const CLOCK_MONOTONIC: u64 = 1;
@@ -61,11 +56,11 @@ const STEP_GAP_NS: u64 = 1_000_000;
 /// timer's callback this program's (an older program's timer, after an
 /// upgrade, is taken over), first step in 1 ms. Nothing without NAT.
 #[inline(always)]
-pub fn arm() {
+pub fn arm<F: Family>() {
     let Some(config) = nat_config() else {
         return;
     };
-    let Some(sweep) = NAT_SWEEP.get_ptr_mut(0) else {
+    let Some(sweep) = F::nat_sweep().get_ptr_mut(0) else {
         return;
     };
     // SAFETY: a live map value; the timer's own fields are the kernel's.
@@ -77,8 +72,8 @@ pub fn arm() {
     // with EBUSY on a timer armed before, which stays armed and gets this
     // program's callback.
     unsafe {
-        let _ = bpf_timer_init(timer, map_ptr(&NAT_SWEEP), CLOCK_MONOTONIC);
-        let _ = bpf_timer_set_callback(timer, on_timer as *mut c_void);
+        let _ = bpf_timer_init(timer, map_ptr(F::nat_sweep()), CLOCK_MONOTONIC);
+        let _ = bpf_timer_set_callback(timer, on_timer::<F> as *mut c_void);
         let _ = bpf_timer_start(timer, STEP_GAP_NS, 0);
     }
 }
@@ -87,22 +82,22 @@ pub fn arm() {
 /// the timer, by the timeouts of this program's `NAT_CONFIG`: the tests,
 /// armed or not.
 #[inline(always)]
-pub fn step_now() {
-    let (Some(config), Some(sweep)) = (nat_config(), NAT_SWEEP.get_ptr_mut(0)) else {
+pub fn step_now<F: Family>() {
+    let (Some(config), Some(sweep)) = (nat_config(), F::nat_sweep().get_ptr_mut(0)) else {
         return;
     };
     // SAFETY: a live map value. A step racing the timer's step on another
     // CPU is safe: every mark is checked against the table before anything
     // is removed.
-    step(unsafe { &mut *sweep }, &config.timeouts);
+    step::<F>(unsafe { &mut *sweep }, &config.timeouts);
 }
 
 /// The timer's callback: a step, and the timer set for the next.
-extern "C" fn on_timer(_map: *mut c_void, _key: *mut u32, sweep: *mut NatSweep) -> i32 {
+extern "C" fn on_timer<F: Family>(_map: *mut c_void, _key: *mut u32, sweep: *mut NatSweep) -> i32 {
     // SAFETY: the kernel passes the map value holding the timer.
     let sweep = unsafe { &mut *sweep };
     let timeouts = sweep.timeouts;
-    let pause = step(sweep, &timeouts);
+    let pause = step::<F>(sweep, &timeouts);
     // SAFETY: the value's own timer, initialised (it called us).
     unsafe { bpf_timer_start(timer_of(sweep), pause, 0) };
     0
@@ -111,16 +106,16 @@ extern "C" fn on_timer(_map: *mut c_void, _key: *mut u32, sweep: *mut NatSweep) 
 /// A walk when no marks wait, else their removal; returns the pause before
 /// the next step.
 #[inline(never)]
-fn step(sweep: &mut NatSweep, timeouts: &NatTimeouts) -> u64 {
+fn step<F: Family>(sweep: &mut NatSweep, timeouts: &NatTimeouts) -> u64 {
     if sweep.pending == 0 {
-        walk(sweep, timeouts);
+        walk::<F>(sweep, timeouts);
         return if sweep.pending == 0 {
             sweep.interval_ns
         } else {
             STEP_GAP_NS
         };
     }
-    remove_marked(sweep, timeouts);
+    remove_marked::<F>(sweep, timeouts);
     if sweep.cut_short != 0 {
         STEP_GAP_NS
     } else {
@@ -158,7 +153,7 @@ impl Step {
 }
 
 #[inline(always)]
-fn walk(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
+fn walk<F: Family>(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     let mut walk = Step::new(timeouts);
     if sweep.walks.is_multiple_of(LONE_EGRESS_EVERY) {
         walk.lone = LOOK_FOR_LONE;
@@ -166,8 +161,8 @@ fn walk(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     // SAFETY: helper call; `visit` takes `Step` as its context.
     let visited = unsafe {
         bpf_for_each_map_elem(
-            map_ptr(&NAT),
-            visit as *mut c_void,
+            map_ptr(F::nat()),
+            visit::<F> as *mut c_void,
             (&raw mut walk).cast(),
             0,
         )
@@ -183,10 +178,10 @@ fn walk(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
 /// One entry of the walk: marked if its flow expired, or (when the walk
 /// looks for them) if it is an egress entry older than any timeout whose
 /// ingress entry is gone. 1 stops the walk (the marks are full).
-extern "C" fn visit(
+extern "C" fn visit<F: Family>(
     _map: *mut c_void,
-    key: *const NatKey,
-    entry: *const NatEntry,
+    key: *const NatKey<F::Addr>,
+    entry: *const NatEntry<F::Addr>,
     walk: *mut Step,
 ) -> i64 {
     // SAFETY: the kernel passes the entry's key and value, and our context.
@@ -194,12 +189,12 @@ extern "C" fn visit(
     let marked = if key.is_ingress() {
         walk.timeouts.expired(key.proto, entry, walk.now)
     } else {
-        walk.lone & LOOK_FOR_LONE != 0 && lone_egress(key, entry, &walk.timeouts, walk.now)
+        walk.lone & LOOK_FOR_LONE != 0 && lone_egress::<F>(key, entry, &walk.timeouts, walk.now)
     };
     if !marked {
         return 0;
     }
-    let Some(slot) = NAT_EXPIRED.get_ptr_mut(walk.done) else {
+    let Some(slot) = F::nat_expired().get_ptr_mut(walk.done) else {
         walk.lone |= MARKS_FULL;
         return 1;
     };
@@ -213,20 +208,25 @@ extern "C" fn visit(
 /// that missed it), once older than the shortest timeout: a flow being made
 /// has its ingress entry first, so a young one may just be on its way.
 #[inline(always)]
-fn lone_egress(key: &NatKey, entry: &NatEntry, timeouts: &NatTimeouts, now: u64) -> bool {
+fn lone_egress<F: Family>(
+    key: &NatKey<F::Addr>,
+    entry: &NatEntry<F::Addr>,
+    timeouts: &NatTimeouts,
+    now: u64,
+) -> bool {
     now.saturating_sub(entry.created_ns) > u64::from(timeouts.shortest()) * NS_PER_SEC
         // SAFETY: plain lookup; only whether it exists is read.
-        && unsafe { NAT.get(key.ingress_partner(entry)) }.is_none()
+        && unsafe { F::nat().get(key.ingress_partner(entry)) }.is_none()
 }
 
 #[inline(always)]
-fn remove_marked(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
+fn remove_marked<F: Family>(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
     let mut removal = Step::new(timeouts);
     // SAFETY: helper call; `remove_one` takes `Step` as its context.
     unsafe {
         bpf_loop(
             sweep.pending,
-            remove_one as *mut c_void,
+            remove_one::<F> as *mut c_void,
             (&raw mut removal).cast(),
             0,
         )
@@ -240,18 +240,18 @@ fn remove_marked(sweep: &mut NatSweep, timeouts: &NatTimeouts) {
 
 /// Mark `index`: its flow or lone egress entry removed if it still is
 /// what the walk found.
-extern "C" fn remove_one(index: u32, removal: *mut Step) -> i64 {
+extern "C" fn remove_one<F: Family>(index: u32, removal: *mut Step) -> i64 {
     // SAFETY: our context.
     let removal = unsafe { &mut *removal };
     // A copy: a walk on another CPU may write the slot meanwhile.
-    let Some(key) = NAT_EXPIRED.get(index).copied() else {
+    let Some(key) = F::nat_expired().get(index).copied() else {
         return 1;
     };
     if key.is_ingress() {
-        if remove_flow(&key, &removal.timeouts, removal.now) {
+        if remove_flow::<F>(&key, &removal.timeouts, removal.now) {
             removal.done += 1;
         }
-    } else if remove_lone_egress(&key, &removal.timeouts, removal.now) {
+    } else if remove_lone_egress::<F>(&key, &removal.timeouts, removal.now) {
         removal.lone += 1;
     }
     0
@@ -260,8 +260,9 @@ extern "C" fn remove_one(index: u32, removal: *mut Step) -> i64 {
 /// Removes the flow whose ingress key is `key` if it is expired now (see
 /// the module's comment on the race); whether it did.
 #[inline(always)]
-fn remove_flow(key: &NatKey, timeouts: &NatTimeouts, now: u64) -> bool {
-    let Some(live) = NAT.get_ptr(key) else {
+fn remove_flow<F: Family>(key: &NatKey<F::Addr>, timeouts: &NatTimeouts, now: u64) -> bool {
+    let nat = F::nat();
+    let Some(live) = nat.get_ptr(key) else {
         return false;
     };
     // SAFETY: a live map value; read again below, as late as can be.
@@ -271,26 +272,27 @@ fn remove_flow(key: &NatKey, timeouts: &NatTimeouts, now: u64) -> bool {
     }
     let egress = key.egress_partner(&seen);
     // SAFETY: as above.
-    if unsafe { (*live).last_seen_ns } != seen.last_seen_ns || NAT.remove(key).is_err() {
+    if unsafe { (*live).last_seen_ns } != seen.last_seen_ns || nat.remove(key).is_err() {
         return false;
     }
-    early_drop::forget::<V4>(key.proto, &seen);
+    early_drop::forget::<F>(key.proto, &seen);
     // Its egress entry goes with it while it points back at it (a new flow
     // of the endpoint's tuple may have another port already).
     // SAFETY: plain lookup; a stale copy at worst.
-    if unsafe { NAT.get(egress) }.is_some_and(|out| egress.ingress_partner(out) == *key) {
-        let _ = NAT.remove(egress);
+    if unsafe { nat.get(egress) }.is_some_and(|out| egress.ingress_partner(out) == *key) {
+        let _ = nat.remove(egress);
     }
     true
 }
 
 #[inline(always)]
-fn remove_lone_egress(key: &NatKey, timeouts: &NatTimeouts, now: u64) -> bool {
+fn remove_lone_egress<F: Family>(key: &NatKey<F::Addr>, timeouts: &NatTimeouts, now: u64) -> bool {
+    let nat = F::nat();
     // SAFETY: plain lookup; a stale copy at worst.
-    let Some(entry) = (unsafe { NAT.get(key) }).copied() else {
+    let Some(entry) = (unsafe { nat.get(key) }).copied() else {
         return false;
     };
-    lone_egress(key, &entry, timeouts, now) && NAT.remove(key).is_ok()
+    lone_egress::<F>(key, &entry, timeouts, now) && nat.remove(key).is_ok()
 }
 
 #[inline(always)]

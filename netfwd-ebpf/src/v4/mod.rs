@@ -26,8 +26,9 @@ use crate::{
     family::{Family, Field, Piece},
     hop::NextHop,
     maps::{
-        self, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NatMap, RingCursorMap, SenderMap, UNREPLIED,
-        UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UnrepliedRing,
+        self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
+        RingCursorMap, SenderMap, SweepMap, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR,
+        UnrepliedRing,
     },
     parse,
     verdict::Verdict,
@@ -51,6 +52,7 @@ impl Family for V4 {
     const ICMP: u8 = IPPROTO_ICMP;
     const ECHO_REQUEST: u8 = ICMP_ECHO;
     const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
+    const ICMP_PSEUDO_HDR: bool = false;
 
     #[inline(always)]
     fn saddr(ip: &Ipv4Hdr) -> [u8; 4] {
@@ -201,6 +203,16 @@ impl Family for V4 {
     #[inline(always)]
     fn nat() -> &'static NatMap<[u8; 4]> {
         &NAT
+    }
+
+    #[inline(always)]
+    fn nat_sweep() -> &'static SweepMap {
+        &NAT_SWEEP
+    }
+
+    #[inline(always)]
+    fn nat_expired() -> &'static ExpiredMarks<[u8; 4]> {
+        &NAT_EXPIRED
     }
 
     #[inline(always)]
