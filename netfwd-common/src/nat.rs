@@ -231,15 +231,7 @@ pub struct Tuple<A = [u8; 4]> {
 impl<A: Copy> Tuple<A> {
     /// The key of the flow's egress entry.
     pub const fn egress_key(&self) -> NatKey<A> {
-        NatKey {
-            saddr: self.src,
-            daddr: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            proto: self.proto,
-            dir: DIR_EGRESS,
-            _pad: [0; 2],
-        }
+        self.key(DIR_EGRESS)
     }
 
     /// The key of the flow's ingress entry once it is translated to
@@ -252,13 +244,18 @@ impl<A: Copy> Tuple<A> {
     /// (remote -> uplink address, or a published endpoint's reply to the
     /// gateway) looks it up: its own addresses and ports, unswapped.
     pub const fn arriving_key(&self) -> NatKey<A> {
+        self.key(DIR_INGRESS)
+    }
+
+    /// The tuple as it is, as a key of direction `dir`.
+    const fn key(&self, dir: u8) -> NatKey<A> {
         NatKey {
             saddr: self.src,
             daddr: self.dst,
             sport: self.sport,
             dport: self.dport,
             proto: self.proto,
-            dir: DIR_INGRESS,
+            dir,
             _pad: [0; 2],
         }
     }
