@@ -1,13 +1,16 @@
 //! `netfwd daemon --metrics ADDR` (docs/operations.md, "Metrics"): the
 //! scrape parses with a Prometheus text-format parser, and its values agree
-//! with `stats --json` and `status --json` taken right after.
+//! with `stats --json` and `status --json` taken right after; one spoofed
+//! packet is one `ip_spoofed` drop in both.
 
-use netfwd_tests::{Daemon, Lab, assert_ping, in_ns_ok, internet::INTERNET_IP, lab};
+use netfwd_tests::{Daemon, Lab, assert_ping, in_ns_ok, internet::INTERNET_IP, lab, scapy_sendp};
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::Value;
 
 const SUBNET: &str = "10.86.0.0/24";
 const ENDPOINT_IP: &str = "10.86.0.2";
+/// In the subnet, but not the endpoint's.
+const SPOOFED_IP: &str = "10.86.0.9";
 /// In the sandbox's host namespace, so no other test's port.
 const METRICS_ADDR: &str = "127.0.0.1:9464";
 /// Packets that may pass between the scrape and `stats` (the ARP and
@@ -62,6 +65,12 @@ fn the_metrics_parse_and_agree_with_stats_and_status() {
     let [a] = lab::named(lab.eps.clone());
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &["--metrics", METRICS_ADDR]);
     assert_ping(&a, INTERNET_IP);
+    let endpoint = &lab.sb.network_status(&lab.net)["endpoints"][0];
+    let (mac, host_mac) = (&endpoint["mac"], &endpoint["host_mac"]);
+    let spoofed = format!(
+        "Ether(src={mac}, dst={host_mac})/IP(src='{SPOOFED_IP}', dst='{INTERNET_IP}')/ICMP()"
+    );
+    assert_eq!(scapy_sendp(&a, "eth0", &spoofed, 1), 1);
 
     let url = format!("http://{METRICS_ADDR}/metrics");
     let text = in_ns_ok(lab.sb.host(), &["curl", "-sfS", "--max-time", "10", &url]);
