@@ -5,7 +5,7 @@
 //! only: no lock taken, nothing changed. Names follow Cilium's; no label
 //! carries an address.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::atomic::AtomicU64};
 
 use anyhow::{Context as _, Result};
 use prometheus_client::{
@@ -129,9 +129,10 @@ struct Metrics {
     drop_packets: Family<Dropped, Counter>,
     nat_flows: Family<NatFlows, Gauge>,
     nat_max_flows: Family<UplinkLabel, Gauge>,
-    map_pressure: Family<MapLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    map_pressure: Family<MapLabel, Gauge<f64, AtomicU64>>,
     nat_gc_runs: Counter,
     nat_gc_entries: Family<GcOutcome, Counter>,
+    nat_gc_duration: Gauge<f64, AtomicU64>,
     endpoints: Family<NetworkLabel, Gauge>,
     published_ports: Family<NetworkLabel, Gauge>,
 }
@@ -177,20 +178,17 @@ impl Metrics {
             self.nat_max_flows
                 .get_or_create(&UplinkLabel { uplink })
                 .set(i64::from(nat.max_flows));
-            if nat.max_flows > 0 {
-                #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-                let fill = nat.flows as f64 / f64::from(nat.max_flows);
-                self.map_pressure
-                    .get_or_create(&MapLabel { map: "nat" })
-                    .set(fill);
-            }
         }
-        if let Some(sweep) = NetworkDatapath::open(&net.name)
-            .ok()
-            .map(|d| d.nat_sweep())
-            .transpose()?
-            .flatten()
-        {
+        // A network whose pins are gone has no datapath facts (as in `status`).
+        let Ok(datapath) = NetworkDatapath::open(&net.name) else {
+            return Ok(());
+        };
+        if net.nat.is_some() {
+            self.map_pressure
+                .get_or_create(&MapLabel { map: "nat" })
+                .set(datapath.nat_fill()?);
+        }
+        if let Some(sweep) = datapath.nat_sweep()? {
             self.nat_gc_runs.inc_by(sweep.walks);
             for (outcome, removed) in [
                 ("expired_flow", sweep.flows_removed),
@@ -200,6 +198,9 @@ impl Metrics {
                     .get_or_create(&GcOutcome { outcome })
                     .inc_by(removed);
             }
+            #[expect(clippy::cast_precision_loss, reason = "seconds")]
+            let last_walk = sweep.last_walk_ns as f64 / 1e9;
+            self.nat_gc_duration.set(last_walk);
         }
         Ok(())
     }
@@ -256,7 +257,7 @@ impl Metrics {
         );
         registry.register(
             "bpf_map_pressure",
-            "How full a map is, 0 to 1 (nat: the network's flows over the table's room)",
+            "How full a map is, 0 to 1 (nat: the uplink's NAT table, every network's entries)",
             self.map_pressure,
         );
         registry.register(
@@ -268,6 +269,11 @@ impl Metrics {
             "nat_gc_entries",
             "What the kernel's expiry sweep removed",
             self.nat_gc_entries,
+        );
+        registry.register(
+            "nat_gc_duration_seconds",
+            "How long the sweep's last walk of the NAT table took",
+            self.nat_gc_duration,
         );
         registry.register("endpoints", "The network's endpoints", self.endpoints);
         registry.register(

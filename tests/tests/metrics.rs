@@ -132,11 +132,9 @@ fn the_metrics_parse_and_agree_with_stats_and_status() {
             .iter()
             .any(|s| s.metric == "netfwd_bpf_map_pressure" && s.labels.get("map") == Some("nat"))
     );
-    assert!(
-        samples
-            .iter()
-            .any(|s| s.metric == "netfwd_nat_gc_runs_total")
-    );
+    for name in ["netfwd_nat_gc_runs_total", "netfwd_nat_gc_duration_seconds"] {
+        assert!(samples.iter().any(|s| s.metric == name), "{name}: {text}");
+    }
     assert_eq!(
         value(samples, "netfwd_endpoints", &[("network", net)]),
         status["endpoints"].as_array().unwrap().len() as u64
