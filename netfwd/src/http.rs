@@ -2,9 +2,10 @@
 //! (and any later endpoint) serves each connection through
 //! [`serve_connection`], with the same small, fixed limits, since anything
 //! that can reach a socket can send anything: one request a connection, a
-//! head and a body of bounded size, each read within a deadline.
+//! head and a body of bounded size, each read within a deadline, and at
+//! most [`MAX_CONNECTIONS`] at once ([`Accepting`]).
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, io, sync::Arc, time::Duration};
 
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{
@@ -15,7 +16,10 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 /// The read buffer, which the request line and headers must fit (hyper
 /// answers 431 past it); hyper's least is 8 KiB.
@@ -25,6 +29,72 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The head, and then the body, must each have arrived by then; a client
 /// that is slower is dropped, so idle ones cannot hold a connection long.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections held at once by one listener; more wait in the listen
+/// backlog, costing no descriptor. Each is closed after [`READ_TIMEOUT`] at
+/// most if it sends no request, so idle ones cannot hold a listener long.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// The wait before trying `accept()` again after it failed (out of
+/// descriptors, out of memory): the failure passes as connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A listener's accept loop: its places among [`MAX_CONNECTIONS`], and the
+/// run of failed `accept()`s it is in.
+pub struct Accepting {
+    connections: Arc<Semaphore>,
+    failed: u64,
+}
+
+impl Default for Accepting {
+    fn default() -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            failed: 0,
+        }
+    }
+}
+
+impl Accepting {
+    /// The next connection `accept` gives, with its place among
+    /// [`MAX_CONNECTIONS`] (given back when dropped). A failed `accept()` is
+    /// logged once for a run of failures and tried again after
+    /// [`ACCEPT_BACKOFF`], so this never fails.
+    pub async fn next<T, F>(&mut self, mut accept: impl FnMut() -> F) -> (T, OwnedSemaphorePermit)
+    where
+        F: Future<Output = io::Result<T>>,
+    {
+        loop {
+            // Never closed, so never an error.
+            let Ok(held) = Arc::clone(&self.connections).acquire_owned().await else {
+                return std::future::pending().await;
+            };
+            match accept().await {
+                Ok(stream) => {
+                    if self.failed > 0 {
+                        log::info!(
+                            "accepting connections again after {} failed attempts",
+                            self.failed
+                        );
+                        self.failed = 0;
+                    }
+                    return (stream, held);
+                }
+                Err(e) => {
+                    if self.failed == 0 {
+                        log::warn!(
+                            "accepting a connection: {e}; trying again every {} ms",
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    }
+                    self.failed += 1;
+                    drop(held);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
 
 /// A request that kept within the limits.
 #[derive(Debug, PartialEq, Eq)]

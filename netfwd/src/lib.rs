@@ -13,6 +13,7 @@ pub mod error;
 pub mod ethtool;
 pub mod http;
 pub mod loader;
+pub mod metrics;
 pub mod name;
 pub mod netlink;
 pub mod netns;

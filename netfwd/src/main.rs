@@ -109,7 +109,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Daemon {
                 config,
                 gc_interval,
-            } => commands::daemon::exec(&config, gc_interval).await,
+                metrics,
+            } => commands::daemon::exec(&config, gc_interval, metrics).await,
             Command::DockerPlugin { name } => commands::docker_plugin::exec(&name).await,
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
             Command::Cluster {

@@ -122,6 +122,12 @@ pub enum Command {
         /// timeout, at most 5).
         #[arg(long, value_name = "SECS")]
         gc_interval: Option<u64>,
+        /// Serve Prometheus metrics on http://ADDR/metrics (e.g.
+        /// 127.0.0.1:9464), in the daemon's network namespace; default off.
+        /// An address other than loopback lets anyone who reaches it read
+        /// the network's counters.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Serve Docker Engine as a network driver (`docker network create -d
     /// NAME`) on /run/docker/plugins/NAME.sock, until SIGTERM/SIGINT; the

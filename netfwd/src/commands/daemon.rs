@@ -6,7 +6,7 @@
 //! are pinned, so traffic never depends on the daemon, and a restarted
 //! daemon adopts the state as it finds it.
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, Signal};
@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cluster::{self, Agent},
     config::{self, Config, Member, Peer},
-    network,
+    metrics, network,
 };
 
 /// The cluster's next word on the peers; never, for a network of its own.
@@ -29,7 +29,11 @@ async fn changed_peers(member: &mut Option<(Member, Agent)>) -> Result<Vec<Peer>
 /// Longest pause between two passes.
 const MAX_INTERVAL_SECS: u64 = 5;
 
-pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
+pub async fn exec(
+    config_path: &Path,
+    gc_interval: Option<u64>,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<()> {
     // A cluster member claims its subnet first (retrying while etcd is
     // away; nothing is made meanwhile, so the default SIGTERM is right).
     let (net, mut member) = match config::load_config(config_path)? {
@@ -55,6 +59,11 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
             "--gc-interval: must be at least 1 second"
         ));
     }
+    // Bound before `up`, so a taken address changes nothing.
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let report = network::up(&net).await?;
     log::info!(
         "network {} is up: {} endpoints, uplink {}",
@@ -68,6 +77,13 @@ pub async fn exec(config_path: &Path, gc_interval: Option<u64>) -> Result<()> {
     stop_signals
         .thread_unblock()
         .context("releasing SIGTERM and SIGINT")?;
+    if let Some(listener) = metrics_listener {
+        log::info!(
+            "serving metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        tokio::spawn(metrics::serve(listener, net.name.clone()));
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     let mut ready = false;
     // The kernel expires NAT flows; the daemon tells how many, as they go.

@@ -15,7 +15,6 @@ use std::{
     io::ErrorKind,
     os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
@@ -23,7 +22,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::{
     net::{UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::OwnedSemaphorePermit,
 };
 
 use self::{protocol::PluginCall, store::Store, worker::Worker};
@@ -35,15 +34,6 @@ pub const PLUGIN_DIR: &str = "/run/docker/plugins";
 /// How often the plugin keeps its networks (expired NAT flows, gone
 /// endpoints), as the daemon does at most.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
-
-/// Connections held at once; more wait in the listen backlog, costing the
-/// plugin no descriptor. Each is closed after `http::READ_TIMEOUT` at most
-/// if it sends no request, so idle ones cannot hold the socket for long.
-const MAX_CONNECTIONS: usize = 32;
-
-/// The wait before trying `accept()` again after it failed (out of
-/// descriptors, out of memory): the failure passes as connections close.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The socket of plugin `name` (Docker's driver name): 1 to 32 characters
 /// of `a-z`, `0-9`, `-` and `_`, so one file in [`PLUGIN_DIR`].
@@ -69,57 +59,20 @@ pub async fn serve(socket: &Path) -> Result<()> {
     let (worker, mut worker_stopped) = Worker::start(Store::open()?)?;
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut failed_accepts = 0;
+    let mut accepting = http::Accepting::default();
     log::info!("serving Docker on {}", socket.display());
     let served = loop {
         tokio::select! {
             _ = terminate.recv() => break Ok(()),
             _ = interrupt.recv() => break Ok(()),
             _ = &mut worker_stopped => break Err(anyhow!("the driver's thread stopped")),
-            (stream, held) = next_connection(&listener, &connections, &mut failed_accepts) => {
+            ((stream, _), held) = accepting.next(|| listener.accept()) => {
                 tokio::spawn(answer(stream, held, worker.clone()));
             }
         }
     };
     let _ = std::fs::remove_file(socket);
     served
-}
-
-/// The next connection, with its place among [`MAX_CONNECTIONS`]. A failed
-/// `accept()` is logged once for a run of failures, which `failed` counts,
-/// and tried again after [`ACCEPT_BACKOFF`].
-async fn next_connection(
-    listener: &UnixListener,
-    connections: &Arc<Semaphore>,
-    failed: &mut u64,
-) -> (UnixStream, OwnedSemaphorePermit) {
-    loop {
-        // Never closed, so never an error.
-        let Ok(held) = Arc::clone(connections).acquire_owned().await else {
-            return std::future::pending().await;
-        };
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                if *failed > 0 {
-                    log::info!("accepting connections again after {failed} failed attempts");
-                    *failed = 0;
-                }
-                return (stream, held);
-            }
-            Err(e) => {
-                if *failed == 0 {
-                    log::warn!(
-                        "accepting a connection: {e}; trying again every {} ms",
-                        ACCEPT_BACKOFF.as_millis()
-                    );
-                }
-                *failed += 1;
-                drop(held);
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
 }
 
 /// Binds the socket, replacing a stale one (no plugin answers on it) but

@@ -374,6 +374,18 @@ impl NetworkDatapath {
         Ok((memory, max_entries / ENTRIES_PER_FLOW))
     }
 
+    /// How full the NAT table is, 0 to 1: its entries, every network's on
+    /// a shared uplink counted, over its room.
+    pub fn nat_fill(&self) -> Result<f64> {
+        let (_, max_entries) = self.maps.nat_memory()?;
+        if max_entries == 0 {
+            return Ok(0.0);
+        }
+        #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+        let used = self.maps.nat_entries()?.len() as f64;
+        Ok(used / f64::from(max_entries))
+    }
+
     /// Removes the NAT flows of `subnet`'s endpoints (the other networks'
     /// flows in a shared table stay).
     pub fn forget_flows(&mut self, subnet: &Ipv4Net) -> Result<()> {
