@@ -237,11 +237,10 @@ impl Rounds<'_> {
             let Some(limit) = self.samples.get(&report::key(self.all, w, Kind::Limit)) else {
                 continue;
             };
-            let mut values: Vec<f64> = limit.iter().map(|s| s.value).collect();
-            let median = report::median(&mut values);
-            let spread = (values.last().copied().unwrap_or(median)
-                - values.first().copied().unwrap_or(median))
-                / median;
+            let report::Summary {
+                median, min, max, ..
+            } = report::summary(limit);
+            let spread = (max - min) / median;
             let ceiling = median * (1.0 + spread);
             for &setup in built.iter().filter(|s| s.kind != Kind::Limit) {
                 let key = report::key(self.all, w, setup.kind);

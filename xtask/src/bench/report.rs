@@ -23,10 +23,10 @@ pub fn key(all: &[Workload], w: Workload, k: Kind) -> (usize, usize) {
     )
 }
 
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
     cost: f64,
 }
 
@@ -40,7 +40,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn summary(samples: &[Sample]) -> Summary {
+pub fn summary(samples: &[Sample]) -> Summary {
     let mut values: Vec<f64> = samples.iter().map(|s| s.value).collect();
     let mut costs: Vec<f64> = samples.iter().map(|s| s.cost).collect();
     Summary {
