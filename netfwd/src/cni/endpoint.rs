@@ -305,7 +305,7 @@ async fn endpoint_problems(net: &Network, a: &Attachment) -> anyhow::Result<Vec<
     if inner.default_gateway().await? != Some(net.gateway) {
         problems.push(format!("no default route via {}", net.gateway));
     }
-    let host_ifname = net.host_ifname(a.ip);
+    let host_ifname = net.host_ifname(a.slot);
     let host = Netlink::current()?;
     if host.link_by_name(&host_ifname).await?.is_none() {
         problems.push(format!("no host interface {host_ifname}"));
@@ -329,7 +329,7 @@ async fn result(
     a: &Attachment,
     dns: Option<Value>,
 ) -> CniResult<Value> {
-    let host_ifname = net.host_ifname(a.ip);
+    let host_ifname = net.host_ifname(a.slot);
     let host_mac = lib(lib(Netlink::current())?.link_by_name(&host_ifname).await)?
         .map(|l| format_mac(l.mac))
         .unwrap_or_default();

@@ -72,5 +72,5 @@ pub async fn exec_detach(name: &NetworkName, target: &Target) -> Result<()> {
 fn host_ifname(name: &NetworkName, a: &Attachment) -> Result<String> {
     let st = crate::state::State::load(name)?
         .ok_or_else(|| anyhow::anyhow!("network {name} vanished"))?;
-    Ok(st.network.host_ifname(a.ip))
+    Ok(st.network.host_ifname(a.slot))
 }

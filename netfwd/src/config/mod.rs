@@ -12,7 +12,7 @@ pub use file::{
     AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, NetworkSection,
     PeerSection, PublishSection, TimeoutsSection,
 };
-pub use ifname::{ifname_prefixes, validate_ifname};
+pub use ifname::{Slot, ifname_prefixes, validate_ifname};
 pub use model::{
     Backend, Cluster, ClusterTls, Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto,
     Published, Timeouts, every_address, host_ip,

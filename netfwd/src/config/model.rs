@@ -12,6 +12,7 @@ use netfwd_common::nat::{
 
 use ipnet::Ipv4Net;
 
+use super::Slot;
 use crate::name::NetworkName;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
@@ -298,6 +299,9 @@ pub struct Endpoint {
     /// ip-netns name: /run/netns/<netns>.
     pub netns: String,
     pub ip: Ipv4Addr,
+    /// Its veth's: in a parsed config, those of a fresh network (in the
+    /// order listed); `up` keeps those the state recorded.
+    pub slot: Slot,
 }
 
 #[cfg(test)]

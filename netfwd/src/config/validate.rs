@@ -11,7 +11,7 @@ use super::{
         AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, PeerSection,
         PublishSection,
     },
-    ifname::validate_ifname,
+    ifname::{Slot, validate_ifname},
     model::{
         Backend, Cluster, ClusterTls, Endpoint, NatSettings, Network, Peer, Published, Timeouts,
         host_ip,
@@ -531,6 +531,7 @@ fn validate_endpoints(
             Ok(Endpoint {
                 netns: ep.netns.clone(),
                 ip,
+                slot: Slot::nth(i)?,
             })
         })
         .collect()
@@ -609,7 +610,8 @@ mod tests {
         let net = parse(SEED001).unwrap();
         let ips: Vec<String> = net.endpoints.iter().map(|e| e.ip.to_string()).collect();
         assert_eq!(ips, ["192.168.28.1", "192.168.28.2", "192.168.28.3"]);
-        assert_eq!(net.host_ifname(net.endpoints[2].ip), "nfdemo-3");
+        // Named in order, not by address.
+        assert_eq!(net.host_ifname(net.endpoints[2].slot), "nfdemo-2");
         assert_eq!(net.mtu, DEFAULT_MTU);
     }
 
@@ -617,10 +619,6 @@ mod tests {
     fn gateway_defaults_to_first_host() {
         let net = parse("[network]\nname = \"a\"\nsubnet = \"172.18.0.0/16\"\n").unwrap();
         assert_eq!(net.gateway, Ipv4Addr::new(172, 18, 0, 1));
-        assert_eq!(
-            net.host_ifname(Ipv4Addr::new(172, 18, 255, 254)),
-            "nfa-fffe"
-        );
     }
 
     #[test]

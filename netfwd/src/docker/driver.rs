@@ -160,8 +160,8 @@ impl Driver {
         if let Some(ep) = self.store.endpoint(&req.endpoint_id)? {
             // Leave may never have come (a failed Join): the veth, which
             // Docker moves back to the host under its first name, goes here.
-            let (docker, net) = self.network(&req.network_id)?;
-            lib::detach(&docker.name, &joined(&net, &ep)).await?;
+            let (docker, _) = self.network(&req.network_id)?;
+            lib::detach(&docker.name, &joined(&ep)).await?;
         }
         self.store.remove_endpoint(&req.endpoint_id)?;
         Ok(json!({}))
@@ -194,9 +194,9 @@ impl Driver {
     }
 
     async fn leave(&self, req: &EndpointCall) -> Result<Value> {
-        let (docker, net) = self.network(&req.network_id)?;
+        let (docker, _) = self.network(&req.network_id)?;
         let ep = self.endpoint(&req.endpoint_id)?;
-        lib::detach(&docker.name, &joined(&net, &ep)).await?;
+        lib::detach(&docker.name, &joined(&ep)).await?;
         Ok(json!({}))
     }
 
@@ -310,12 +310,10 @@ async fn withdraw_ports(name: &NetworkName, ep: &mut DockerEndpoint) -> Result<(
     Ok(())
 }
 
-/// The endpoint's attachment as `detach` finds it: by its endpoint ID and
-/// the name its veth's inner end had when netfwd handed it to Docker.
-fn joined(net: &Network, ep: &DockerEndpoint) -> Target {
-    Target::Container {
+/// The endpoint's attachment as `detach` finds it: by its endpoint ID.
+fn joined(ep: &DockerEndpoint) -> Target {
+    Target::Joined {
         id: ep.endpoint_id.clone(),
-        ifname: net.peer_tmp_ifname(ep.ip),
     }
 }
 

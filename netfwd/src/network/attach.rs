@@ -34,6 +34,10 @@ pub enum Target {
         id: String,
         ifname: String,
     },
+    /// Detach only: the endpoint handed to Docker for its endpoint `id`.
+    Joined {
+        id: String,
+    },
 }
 
 impl Target {
@@ -41,7 +45,7 @@ impl Target {
         match self {
             Target::Pid(pid) => Some((PathBuf::from(format!("/proc/{pid}/ns/net")), Some(*pid))),
             Target::Path(path) => Some((path.clone(), None)),
-            Target::Ip(_) | Target::Container { .. } => None,
+            Target::Ip(_) | Target::Container { .. } | Target::Joined { .. } => None,
         }
     }
 
@@ -51,6 +55,7 @@ impl Target {
             Target::Path(path) => format!("--netns-path: {}", path.display()),
             Target::Ip(ip) => format!("--ip: {ip}"),
             Target::Container { id, ifname } => format!("container {id} ({ifname})"),
+            Target::Joined { id } => format!("Docker endpoint {id}"),
         }
     }
 }
@@ -132,8 +137,9 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         return Ok(known);
     }
     let ip = choose_ip(&st, ip)?;
+    let slot = st.unused_slot()?;
     let ifname = if handoff {
-        st.network.peer_tmp_ifname(ip)
+        st.network.peer_tmp_ifname(slot)
     } else {
         let inner = Netlink::in_netns(&path)?;
         if inner.link_by_name(ifname).await?.is_some() {
@@ -146,6 +152,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     };
     let attachment = Attachment {
         ip,
+        slot,
         ifname,
         netns_path: path,
         pid,
@@ -188,6 +195,10 @@ pub async fn detach(name: &NetworkName, target: &Target) -> Result<Option<Attach
             .iter()
             .position(|a| &a.netns_path == path || a.is_in(path)),
         Target::Container { id, ifname } => st.attached.iter().position(|a| a.is_cni(id, ifname)),
+        Target::Joined { id } => st
+            .attached
+            .iter()
+            .position(|a| a.handed_off && a.container_id.as_deref() == Some(id)),
     };
     let Some(index) = found else {
         return Ok(None);
@@ -239,7 +250,7 @@ pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()
 /// Removes the attached endpoint's veth (its inner end, address and routes
 /// go with it) and datapath entries.
 pub async fn uninstall(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
-    let host_ifname = net.host_ifname(a.ip);
+    let host_ifname = net.host_ifname(a.slot);
     loader::unpin_link(&net.name, &host_ifname)?;
     // The pins may be gone already (a `down` raced us, or never made).
     let mut datapath = NetworkDatapath::open(&net.name).ok();

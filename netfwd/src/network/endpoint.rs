@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
 use crate::{
-    config::{Endpoint, Kind, Mode, Network},
+    config::{Endpoint, Kind, Mode, Network, Slot},
     ethtool,
     netlink::{self, Link, Netlink, Route, VethPeer},
     netns, procnet,
@@ -25,6 +25,8 @@ pub struct Placement<'a> {
     pub ns_path: &'a Path,
     pub ifname: &'a str,
     pub ip: Ipv4Addr,
+    /// Its veth's.
+    pub slot: Slot,
     /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
     /// expect), never in a process's own.
     pub lo_up: bool,
@@ -44,6 +46,7 @@ impl<'a> Placement<'a> {
             ns_path: &a.netns_path,
             ifname: &a.ifname,
             ip: a.ip,
+            slot: a.slot,
             lo_up: false,
             handoff: a.handed_off,
             mac: a.mac,
@@ -53,6 +56,7 @@ impl<'a> Placement<'a> {
 
 /// What the datapath needs to know of a set-up endpoint.
 pub struct EndpointFacts {
+    pub host_ifname: String,
     pub host_ifindex: u32,
     pub host_mac: [u8; 6],
     pub mac: [u8; 6],
@@ -79,6 +83,7 @@ pub async fn ensure_named(
         ns_path: &ns_path,
         ifname: ENDPOINT_IFNAME,
         ip: ep.ip,
+        slot: ep.slot,
         lo_up: true,
         handoff: false,
         mac: None,
@@ -92,7 +97,7 @@ pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result
         return ensure_handed_off(host, net, at).await;
     }
     let inner = Netlink::in_netns(at.ns_path)?;
-    let host_ifname = net.host_ifname(at.ip);
+    let host_ifname = net.host_ifname(at.slot);
 
     let created = match existing_pair(host, &inner, &host_ifname, at.ifname).await? {
         Some(_) => false,
@@ -118,6 +123,7 @@ pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result
 impl EndpointFacts {
     fn of(host_link: &Link, inside: &Link, created: bool, xdp_ready: bool) -> Self {
         EndpointFacts {
+            host_ifname: host_link.name.clone(),
             host_ifindex: host_link.index,
             host_mac: host_link.mac,
             mac: inside.mac,
@@ -138,7 +144,7 @@ async fn ensure_handed_off(
     net: &Network,
     at: &Placement<'_>,
 ) -> Result<EndpointFacts> {
-    let host_ifname = net.host_ifname(at.ip);
+    let host_ifname = net.host_ifname(at.slot);
     let (pair, created) = match handed_off_pair(host, at, &host_ifname).await? {
         Some(pair) => (pair, false),
         None => {
@@ -267,14 +273,14 @@ async fn create_pair(
     net: &Network,
     at: &Placement<'_>,
 ) -> Result<()> {
-    let host_ifname = net.host_ifname(at.ip);
+    let host_ifname = net.host_ifname(at.slot);
     if let Some(stale) = inner.link_by_name(at.ifname).await? {
         // Preflight refused namespaces with a foreign interface of that
         // name; this is our own inner end whose host side is gone.
         inner.delete_link(stale.index).await?;
     }
     // A pair an older netfwd left half-moved has its inner end here.
-    remove_leftovers(host, [&host_ifname, &net.peer_tmp_ifname(at.ip)]).await?;
+    remove_leftovers(host, [&host_ifname, &net.peer_tmp_ifname(at.slot)]).await?;
     let ns_file = netns::open(at.ns_path)?;
     let peer = VethPeer {
         name: at.ifname,
@@ -334,7 +340,7 @@ async fn configure_host_side(
     ip: Ipv4Addr,
     link: &Link,
 ) -> Result<()> {
-    procnet::refuse_endpoint_router_config(&net.host_ifname(ip))?;
+    procnet::refuse_endpoint_router_config(&link.name)?;
     host.set_up(link.index).await?;
     host.add_address(link.index, Ipv4Net::from(net.gateway).into())
         .await?;

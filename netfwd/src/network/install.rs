@@ -22,10 +22,10 @@ pub fn install_endpoint(
     ip: Ipv4Addr,
     facts: &EndpointFacts,
 ) -> Result<(AttachOutcome, Mode)> {
-    let host_ifname = net.host_ifname(ip);
+    let host_ifname = &facts.host_ifname;
     let program = datapath.install_endpoint(&EndpointVeth {
         ip,
-        host_ifname: &host_ifname,
+        host_ifname,
         host_ifindex: facts.host_ifindex,
         mac: facts.mac,
         host_mac: facts.host_mac,
@@ -33,11 +33,11 @@ pub fn install_endpoint(
     // With forwarding on, packets the program does not catch would be routed
     // out with their private source: only once the program runs.
     if net.uplink.is_some() || net.lan.is_some() {
-        procnet::enable_forwarding(&host_ifname)?;
+        procnet::enable_forwarding(host_ifname)?;
     }
     let mode = datapath.set_endpoint_mode(
         net.mode,
-        &host_ifname,
+        host_ifname,
         facts.host_ifindex,
         facts.xdp_ready,
         facts.host_xdp_prog_id,

@@ -58,6 +58,10 @@ pub async fn up(net: &Network) -> Result<UpReport> {
     let here = netns::Here::current()?;
     let _lock = state::lock()?;
     let previous = State::load(&net.name)?;
+    let net = &match &previous {
+        Some(previous) => previous.with_slots_kept(net)?,
+        None => net.clone(),
+    };
     preflight::check(net, previous.as_ref(), &here).await?;
 
     let fresh = previous.is_none();
@@ -125,7 +129,7 @@ async fn apply(
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
             ip: ep.ip.to_string(),
-            host_ifname: net.host_ifname(ep.ip),
+            host_ifname: net.host_ifname(ep.slot),
             created: facts.created,
             program,
             mode,
@@ -232,8 +236,13 @@ async fn remove_stale(
         .map(|e| e.ip)
         .chain(st.attached.iter().map(|a| a.ip))
         .collect();
-    let wanted_ifnames: HashSet<String> =
-        wanted_ips.iter().map(|ip| net.host_ifname(*ip)).collect();
+    let wanted_ifnames: HashSet<String> = net
+        .endpoints
+        .iter()
+        .map(|e| e.slot)
+        .chain(st.attached.iter().map(|a| a.slot))
+        .map(|slot| net.host_ifname(slot))
+        .collect();
     let mut wanted_pins = wanted_ifnames.clone();
     wanted_pins.extend(net.uplink.iter().cloned());
     wanted_pins.extend(net.lan.iter().cloned());

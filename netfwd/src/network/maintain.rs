@@ -48,7 +48,7 @@ pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
         // A Docker endpoint's veth dies with its container's namespace
         // (Docker, restarted, forgets running containers without a word).
         let here = if a.handed_off {
-            host.link_by_name(&st.network.host_ifname(a.ip))
+            host.link_by_name(&st.network.host_ifname(a.slot))
                 .await?
                 .is_some()
         } else {

@@ -195,6 +195,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
             (
                 ep.netns.clone(),
                 ep.ip,
+                ep.slot,
                 None,
                 netns::exists(&ep.netns).unwrap_or(false),
             )
@@ -205,11 +206,11 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
                 netns_path: a.netns_path.display().to_string(),
                 container_id: a.container_id.clone(),
             };
-            (how.netns_path.clone(), a.ip, Some(how), a.present())
+            (how.netns_path.clone(), a.ip, a.slot, Some(how), a.present())
         }));
     let mut endpoints = Vec::new();
-    for (netns, ip, attached, present) in listed {
-        let host_ifname = net.host_ifname(ip);
+    for (netns, ip, slot, attached, present) in listed {
+        let host_ifname = net.host_ifname(slot);
         let link = match host {
             Some(host) => host.link_by_name(&host_ifname).await?,
             None => None,

@@ -1,32 +1,35 @@
 //! The state file's own format, apart from the config model: the model may
 //! change shape in any release, while a later netfwd must still read the
 //! state today's wrote (to take down what it made). Each format has a
-//! version; files of netfwd before versions were written are version 1,
-//! which is what this one writes.
+//! version; files of netfwd before versions were written are version 1.
+//! Version 2, which this one writes, records each endpoint's slot (its
+//! veth's name), which version 1 derived from the IPv4 address: read, a
+//! version-1 file gets the slots its veths were named by.
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{Attachment, State};
 use ipnet::Ipv4Net;
 
 use crate::{
-    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published},
+    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Slot},
     name::NetworkName,
     netns::NetnsId,
 };
 
 /// The version this netfwd writes, and the newest it reads.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
-/// A state file, version 1.
+/// A state file, version 2.
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     #[serde(default = "version_1")]
     version: u32,
-    network: NetworkV1,
+    network: NetworkRecord,
     host_netns: NetnsId,
     #[serde(default)]
     host_netns_cookie: Option<u64>,
@@ -34,7 +37,7 @@ struct StateFile {
     #[serde(default)]
     attached: Vec<Attachment>,
     #[serde(default)]
-    published: Vec<PublishedV1>,
+    published: Vec<PublishedRecord>,
 }
 
 /// Files from before versions were written lack the field.
@@ -50,28 +53,28 @@ struct Versioned {
 }
 
 #[derive(Serialize, Deserialize)]
-struct NetworkV1 {
+struct NetworkRecord {
     name: NetworkName,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     mtu: u32,
-    endpoints: Vec<EndpointV1>,
+    endpoints: Vec<EndpointRecord>,
     #[serde(default)]
     uplink: Option<String>,
     #[serde(default)]
-    nat: NatV1,
+    nat: NatRecord,
     #[serde(default)]
     kind: Kind,
     #[serde(default)]
     lan: Option<String>,
     #[serde(default)]
-    peers: Vec<PeerV1>,
+    peers: Vec<PeerRecord>,
     #[serde(default = "yes")]
     icc: bool,
     #[serde(default)]
     allow: Vec<NetworkName>,
     #[serde(default)]
-    published: Vec<PublishedV1>,
+    published: Vec<PublishedRecord>,
     #[serde(default)]
     host_cgroup: Option<PathBuf>,
     #[serde(default)]
@@ -83,19 +86,20 @@ fn yes() -> bool {
 }
 
 #[derive(Serialize, Deserialize)]
-struct EndpointV1 {
+struct EndpointRecord {
     netns: String,
     ip: Ipv4Addr,
+    slot: Slot,
 }
 
 #[derive(Serialize, Deserialize)]
-struct PeerV1 {
+struct PeerRecord {
     subnet: Ipv4Net,
     via: Ipv4Addr,
 }
 
 #[derive(Serialize, Deserialize)]
-struct PublishedV1 {
+struct PublishedRecord {
     proto: Proto,
     host_port: u16,
     ip: Ipv4Addr,
@@ -112,15 +116,15 @@ struct PublishedV1 {
 /// The NAT settings; in the model their timeouts are the datapath's own
 /// struct, here plain fields.
 #[derive(Serialize, Deserialize)]
-struct NatV1 {
+struct NatRecord {
     port_min: u16,
     port_max: u16,
     max_flows: u32,
-    timeouts: TimeoutsV1,
+    timeouts: TimeoutsRecord,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TimeoutsV1 {
+struct TimeoutsRecord {
     tcp_syn: u32,
     tcp_established: u32,
     tcp_closing: u32,
@@ -128,20 +132,20 @@ struct TimeoutsV1 {
     icmp: u32,
 }
 
-impl Default for NatV1 {
+impl Default for NatRecord {
     fn default() -> Self {
-        NatV1::from(&NatSettings::default())
+        NatRecord::from(&NatSettings::default())
     }
 }
 
-impl From<&NatSettings> for NatV1 {
+impl From<&NatSettings> for NatRecord {
     fn from(n: &NatSettings) -> Self {
         let t = &n.timeouts;
-        NatV1 {
+        NatRecord {
             port_min: n.port_min,
             port_max: n.port_max,
             max_flows: n.max_flows,
-            timeouts: TimeoutsV1 {
+            timeouts: TimeoutsRecord {
                 tcp_syn: t.tcp_syn,
                 tcp_established: t.tcp_established,
                 tcp_closing: t.tcp_closing,
@@ -152,8 +156,8 @@ impl From<&NatSettings> for NatV1 {
     }
 }
 
-impl From<NatV1> for NatSettings {
-    fn from(n: NatV1) -> Self {
+impl From<NatRecord> for NatSettings {
+    fn from(n: NatRecord) -> Self {
         let mut settings = NatSettings {
             port_min: n.port_min,
             port_max: n.port_max,
@@ -170,9 +174,9 @@ impl From<NatV1> for NatSettings {
     }
 }
 
-impl From<&Published> for PublishedV1 {
+impl From<&Published> for PublishedRecord {
     fn from(p: &Published) -> Self {
-        PublishedV1 {
+        PublishedRecord {
             proto: p.proto,
             host_port: p.host_port,
             ip: p.ip,
@@ -182,8 +186,8 @@ impl From<&Published> for PublishedV1 {
     }
 }
 
-impl From<PublishedV1> for Published {
-    fn from(p: PublishedV1) -> Self {
+impl From<PublishedRecord> for Published {
+    fn from(p: PublishedRecord) -> Self {
         Published {
             proto: p.proto,
             host_port: p.host_port,
@@ -194,9 +198,9 @@ impl From<PublishedV1> for Published {
     }
 }
 
-impl From<&Network> for NetworkV1 {
+impl From<&Network> for NetworkRecord {
     fn from(n: &Network) -> Self {
-        NetworkV1 {
+        NetworkRecord {
             name: n.name.clone(),
             subnet: n.subnet,
             gateway: n.gateway,
@@ -204,34 +208,35 @@ impl From<&Network> for NetworkV1 {
             endpoints: n
                 .endpoints
                 .iter()
-                .map(|e| EndpointV1 {
+                .map(|e| EndpointRecord {
                     netns: e.netns.clone(),
                     ip: e.ip,
+                    slot: e.slot,
                 })
                 .collect(),
             uplink: n.uplink.clone(),
-            nat: NatV1::from(&n.nat),
+            nat: NatRecord::from(&n.nat),
             kind: n.kind,
             lan: n.lan.clone(),
             peers: n
                 .peers
                 .iter()
-                .map(|p| PeerV1 {
+                .map(|p| PeerRecord {
                     subnet: p.subnet,
                     via: p.via,
                 })
                 .collect(),
             icc: n.icc,
             allow: n.allow.clone(),
-            published: n.published.iter().map(PublishedV1::from).collect(),
+            published: n.published.iter().map(PublishedRecord::from).collect(),
             host_cgroup: n.host_cgroup.clone(),
             mode: n.mode,
         }
     }
 }
 
-impl From<NetworkV1> for Network {
-    fn from(n: NetworkV1) -> Self {
+impl From<NetworkRecord> for Network {
+    fn from(n: NetworkRecord) -> Self {
         Network {
             name: n.name,
             subnet: n.subnet,
@@ -243,6 +248,7 @@ impl From<NetworkV1> for Network {
                 .map(|e| Endpoint {
                     netns: e.netns,
                     ip: e.ip,
+                    slot: e.slot,
                 })
                 .collect(),
             uplink: n.uplink,
@@ -270,23 +276,27 @@ impl From<NetworkV1> for Network {
 pub(super) fn write(st: &State) -> Result<String> {
     let file = StateFile {
         version: VERSION,
-        network: NetworkV1::from(&st.network),
+        network: NetworkRecord::from(&st.network),
         host_netns: st.host_netns,
         host_netns_cookie: st.host_netns_cookie,
         created_netns: st.created_netns.clone(),
         attached: st.attached.clone(),
-        published: st.published.iter().map(PublishedV1::from).collect(),
+        published: st.published.iter().map(PublishedRecord::from).collect(),
     };
     Ok(serde_json::to_string_pretty(&file)?)
 }
 
 /// A state of any version this netfwd reads.
 pub(super) fn read(text: &str) -> Result<State> {
-    let Versioned { version } = serde_json::from_str(text)?;
+    let mut value: Value = serde_json::from_str(text)?;
+    let Versioned { version } = serde_json::from_value(value.clone())?;
     if version > VERSION {
         bail!("state version {version} is of a later netfwd (this one reads up to {VERSION})");
     }
-    let file: StateFile = serde_json::from_str(text)?;
+    if version == 1 {
+        slots_of_v1(&mut value).context("reading a version-1 state")?;
+    }
+    let file: StateFile = serde_json::from_value(value)?;
     Ok(State {
         network: file.network.into(),
         host_netns: file.host_netns,
@@ -295,6 +305,30 @@ pub(super) fn read(text: &str) -> Result<State> {
         attached: file.attached,
         published: file.published.into_iter().map(Published::from).collect(),
     })
+}
+
+/// Version 1 named each endpoint's veths by its address's host part: that is
+/// the slot of each endpoint and attachment.
+fn slots_of_v1(file: &mut Value) -> Result<()> {
+    let subnet: Ipv4Net = serde_json::from_value(file["network"]["subnet"].clone())?;
+    let listed = file
+        .get_mut("network")
+        .and_then(|network| network.get_mut("endpoints"));
+    slot_each_by_address(listed, subnet)?;
+    slot_each_by_address(file.get_mut("attached"), subnet)
+}
+
+fn slot_each_by_address(endpoints: Option<&mut Value>, subnet: Ipv4Net) -> Result<()> {
+    let endpoints = endpoints
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for endpoint in endpoints.filter_map(Value::as_object_mut) {
+        let ip = serde_json::from_value(endpoint.get("ip").cloned().unwrap_or_default())?;
+        let slot = Slot::of_v1_address(subnet, ip)?;
+        endpoint.insert("slot".to_owned(), serde_json::to_value(slot)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -378,17 +412,50 @@ mod tests {
         assert_eq!(st.created_netns, ["nfa"]);
         assert_eq!(st.attached[0].container_id.as_deref(), Some("c0ffee"));
         assert_eq!(st.published[0].proto, Proto::Udp);
+        // Its veths keep the names they were made with: the host parts.
+        assert_eq!(net.host_ifname(net.endpoints[0].slot), "nfdemo-2");
+        assert_eq!(net.host_ifname(st.attached[0].slot), "nfdemo-3");
     }
 
-    /// Version 1 is today's format with its version written: what this
-    /// netfwd writes, a netfwd before versions reads (it ignores the field).
+    /// Version 2 is the unversioned format with its version and each
+    /// endpoint's slot written.
     #[test]
-    fn version_1_is_the_unversioned_format_with_its_version() {
+    fn version_2_is_the_unversioned_format_with_slots() {
         let written: serde_json::Value =
             serde_json::from_str(&write(&read(UNVERSIONED).unwrap()).unwrap()).unwrap();
         let mut expected: serde_json::Value = serde_json::from_str(UNVERSIONED).unwrap();
-        expected["version"] = 1.into();
+        expected["version"] = 2.into();
+        expected["network"]["endpoints"][0]["slot"] = 2.into();
+        expected["attached"][0]["slot"] = 3.into();
         assert_eq!(written, expected);
+    }
+
+    /// A slot read from version 2 is the one recorded, whatever the address.
+    #[test]
+    fn a_version_2_slot_is_kept() {
+        let v2 = UNVERSIONED
+            .replacen('{', r#"{"version": 2,"#, 1)
+            .replace(
+                r#"{ "netns": "nfa", "ip": "10.88.0.2" }"#,
+                r#"{ "netns": "nfa", "ip": "10.88.0.2", "slot": 7 }"#,
+            )
+            .replace(r#""ip": "10.88.0.3","#, r#""ip": "10.88.0.3", "slot": 0,"#);
+        let st = read(&v2).unwrap();
+        assert_eq!(
+            st.network.host_ifname(st.network.endpoints[0].slot),
+            "nfdemo-7"
+        );
+        assert_eq!(st.network.host_ifname(st.attached[0].slot), "nfdemo-0");
+        let v2_without_slot = UNVERSIONED.replacen('{', r#"{"version": 2,"#, 1);
+        assert!(read(&v2_without_slot).is_err());
+    }
+
+    /// A version-1 file whose addresses are not its subnet's (hand-edited,
+    /// or damaged) is refused, not misnamed.
+    #[test]
+    fn a_version_1_address_outside_its_subnet_is_refused() {
+        let damaged = UNVERSIONED.replace(r#""subnet": "10.88.0.0/24""#, r#""subnet": 7"#);
+        assert!(read(&damaged).is_err());
     }
 
     /// The oldest states lack what later netfwd added (cookie, attached
@@ -408,7 +475,7 @@ mod tests {
 
     #[test]
     fn a_state_of_a_later_version_is_refused() {
-        let later = UNVERSIONED.replacen('{', r#"{"version": 2,"#, 1);
+        let later = UNVERSIONED.replacen('{', r#"{"version": 3,"#, 1);
         let err = read(&later).unwrap_err();
         assert!(err.to_string().contains("later netfwd"), "{err}");
     }

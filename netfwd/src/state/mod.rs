@@ -7,6 +7,7 @@ mod file;
 mod lock;
 
 use std::{
+    collections::HashSet,
     fs::{self, OpenOptions},
     io::{self, Write as _},
     net::Ipv4Addr,
@@ -18,7 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{self, Network, Published},
+    config::{self, Endpoint, Network, Published, Slot},
     name::NetworkName,
     netns::{self, Here, NetnsId},
     private_dir,
@@ -32,6 +33,8 @@ pub const STATE_DIR: &str = "/run/netfwd";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
+    /// Its veth's.
+    pub slot: Slot,
     /// The interface's name inside the namespace.
     pub ifname: String,
     /// As given: `/proc/PID/ns/net` or a namespace file.
@@ -106,6 +109,53 @@ pub struct State {
 }
 
 impl State {
+    /// Config `net` with the slots this state gave its endpoints: an
+    /// endpoint recorded (same namespace, same address) keeps its veth; a
+    /// new one takes the lowest slot no recorded endpoint holds, so that a
+    /// veth of one going (or changing address) is removed, never reused.
+    pub fn with_slots_kept(&self, net: &Network) -> Result<Network> {
+        let recorded = |ep: &Endpoint| {
+            self.network
+                .endpoints
+                .iter()
+                .find(|old| old.netns == ep.netns && old.ip == ep.ip)
+                .map(|old| old.slot)
+        };
+        let kept: Vec<Option<Slot>> = net.endpoints.iter().map(recorded).collect();
+        let taken: HashSet<Slot> = self
+            .network
+            .endpoints
+            .iter()
+            .map(|e| e.slot)
+            .chain(self.attached.iter().map(|a| a.slot))
+            .collect();
+        let mut unused = Slot::unused(&taken);
+        let mut net = net.clone();
+        for (ep, kept) in net.endpoints.iter_mut().zip(kept) {
+            ep.slot = match kept {
+                Some(slot) => slot,
+                None => unused
+                    .next()
+                    .context("the network has as many endpoints as it can name")?,
+            };
+        }
+        Ok(net)
+    }
+
+    /// The slot for a new endpoint: the lowest nobody holds.
+    pub fn unused_slot(&self) -> Result<Slot> {
+        let taken: HashSet<Slot> = self
+            .network
+            .endpoints
+            .iter()
+            .map(|e| e.slot)
+            .chain(self.attached.iter().map(|a| a.slot))
+            .collect();
+        Slot::unused(&taken)
+            .next()
+            .context("the network has as many endpoints as it can name")
+    }
+
     /// Withdraws the run-time published ports whose endpoint is no longer
     /// in the network (detached, its process gone, or dropped from the
     /// config), as Docker withdraws a container's ports with the container:
@@ -289,5 +339,72 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
             Err(e).with_context(|| format!("removing {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(config: &str) -> State {
+        State {
+            network: config::parse(config).unwrap(),
+            host_netns: NetnsId { dev: 0, ino: 0 },
+            host_netns_cookie: None,
+            created_netns: Vec::new(),
+            attached: Vec::new(),
+            published: Vec::new(),
+        }
+    }
+
+    const NETWORK: &str = "[network]\nname = \"demo\"\nsubnet = \"10.88.0.0/24\"\n";
+
+    /// An endpoint kept keeps its veth; a new one, or one whose address
+    /// changed, takes the lowest slot no recorded endpoint holds.
+    #[test]
+    fn up_keeps_recorded_slots_and_fills_gaps() {
+        let mut st = state(&format!(
+            "{NETWORK}[[endpoint]]\nnetns = \"a\"\n[[endpoint]]\nnetns = \"b\"\n\
+             [[endpoint]]\nnetns = \"c\"\nip = \"10.88.0.9\"\n"
+        ));
+        let slots = |net: &Network| -> Vec<String> {
+            net.endpoints
+                .iter()
+                .map(|e| net.host_ifname(e.slot))
+                .collect()
+        };
+        assert_eq!(slots(&st.network), ["nfdemo-0", "nfdemo-1", "nfdemo-2"]);
+        st.attached.push(Attachment {
+            ip: "10.88.0.20".parse().unwrap(),
+            slot: st.unused_slot().unwrap(),
+            ifname: "eth0".into(),
+            netns_path: "/proc/1/ns/net".into(),
+            pid: Some(1),
+            netns_id: None,
+            netns_cookie: None,
+            container_id: None,
+            handed_off: false,
+            mac: None,
+        });
+        assert_eq!(st.network.host_ifname(st.attached[0].slot), "nfdemo-3");
+
+        // `a` goes, `c` moves to another address, `d` is new.
+        let config = config::parse(&format!(
+            "{NETWORK}[[endpoint]]\nnetns = \"d\"\n[[endpoint]]\nnetns = \"b\"\nip = \"10.88.0.3\"\n\
+             [[endpoint]]\nnetns = \"c\"\nip = \"10.88.0.10\"\n"
+        ))
+        .unwrap();
+        assert_eq!(st.network.endpoints[1].ip.to_string(), "10.88.0.3");
+        let net = st.with_slots_kept(&config).unwrap();
+        assert_eq!(slots(&net), ["nfdemo-4", "nfdemo-1", "nfdemo-5"]);
+        // Once applied, the slots of those gone are free again.
+        let applied = State {
+            network: net,
+            ..st.clone()
+        };
+        assert_eq!(
+            applied.unused_slot().unwrap(),
+            config::Slot::nth(0).unwrap()
+        );
     }
 }
