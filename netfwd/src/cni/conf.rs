@@ -137,6 +137,8 @@ impl NetConf {
                 name: self.name.clone(),
                 subnet: Some(subnet),
                 gateway: self.gateway.clone(),
+                subnet6: None,
+                gateway6: None,
                 mtu: self.mtu,
                 uplink,
                 kind: None,

@@ -27,6 +27,9 @@ fn print_human(report: &StatusReport) {
             "network {}  subnet {}  gateway {}  mtu {}  mode {}  pins {}",
             net.name, net.subnet, net.gateway, net.mtu, net.mode, net.pin_dir
         );
+        if let (Some(subnet6), Some(gateway6)) = (&net.subnet6, &net.gateway6) {
+            println!("  ipv6: subnet {subnet6}  gateway {gateway6}");
+        }
         if net.orphaned {
             println!(
                 "  orphaned: its host network namespace is gone; `netfwd down --name {}` removes what is left",

@@ -83,6 +83,11 @@ pub struct NetworkSection {
     /// Absent with `[cluster]`, which leases it.
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    /// The IPv6 prefix of a dual-stack network, and its gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     pub mtu: Option<u32>,
     pub uplink: Option<String>,
     pub kind: Option<Kind>,
@@ -119,4 +124,6 @@ pub struct TimeoutsSection {
 pub struct EndpointSection {
     pub netns: String,
     pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
 }

@@ -1,10 +1,12 @@
 //! The TOML config, in four parts: the file format the user writes (`file`),
 //! the validated network netfwd runs on (`model`), the pure validation from
 //! one to the other, which runs before anything is changed and names the
-//! field in every error (`validate`), and interface naming (`ifname`).
+//! field in every error (`validate`, and `ipv6` for a dual-stack network's
+//! IPv6), and interface naming (`ifname`).
 
 mod file;
 mod ifname;
+mod ipv6;
 mod model;
 mod validate;
 
@@ -14,8 +16,8 @@ pub use file::{
 };
 pub use ifname::{Slot, ifname_prefixes, validate_ifname};
 pub use model::{
-    Backend, Cluster, ClusterTls, Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto,
-    Published, Timeouts, every_address, host_ip,
+    Backend, Cluster, ClusterTls, Endpoint, Ipv6Network, Kind, Mode, NatSettings, Network, Peer,
+    Proto, Published, Timeouts, every_address, host_ip,
 };
 pub use validate::{
     Config, DEFAULT_LEASE_TTL_SECS, DEFAULT_MTU, DEFAULT_SUBNET_LEN, MAX_LEASE_TTL_SECS,

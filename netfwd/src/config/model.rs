@@ -2,7 +2,10 @@
 //! and every address decided. It holds netfwd's own types only; the datapath's
 //! map types are made from it in one place (`convert_timeouts!`).
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +13,7 @@ use netfwd_common::nat::{
     DEFAULT_MAX_FLOWS, DEFAULT_MAX_UNREPLIED_SHARE, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts,
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::Slot;
 use crate::name::NetworkName;
@@ -72,6 +75,9 @@ pub struct Network {
     pub name: NetworkName,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// Dual-stack: the IPv6 prefix beside the (mandatory) IPv4 subnet.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Network>,
     pub mtu: u32,
     pub endpoints: Vec<Endpoint>,
     /// Host interface endpoints are masqueraded behind; no NAT without it.
@@ -102,6 +108,14 @@ pub struct Network {
     pub host_cgroup: Option<PathBuf>,
     #[serde(default)]
     pub mode: Mode,
+}
+
+/// A dual-stack network's IPv6: its prefix, and the gateway's address in it
+/// (held by the host, like the IPv4 gateway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Network {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
 }
 
 /// A validated published port: host port -> endpoint address and port.
@@ -299,6 +313,8 @@ pub struct Endpoint {
     /// ip-netns name: /run/netns/<netns>.
     pub netns: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address: in a dual-stack network, one of `Ipv6Network::subnet`.
+    pub ip6: Option<Ipv6Addr>,
     /// Its veth's: in a parsed config, those of a fresh network (in the
     /// order listed); `up` keeps those the state recorded.
     pub slot: Slot,

@@ -12,6 +12,7 @@ use super::{
         PublishSection,
     },
     ifname::{Slot, validate_ifname},
+    ipv6,
     model::{
         Backend, Cluster, ClusterTls, Endpoint, NatSettings, Network, Peer, Published, Timeouts,
         host_ip,
@@ -130,6 +131,11 @@ pub fn parse_config(text: &str) -> Result<Config> {
             ));
         }
     }
+    if file.network.subnet6.is_some() {
+        return Err(input_error!(
+            "network.subnet6: a cluster leases IPv4 subnets only (IPv6 across hosts is not built yet)"
+        ));
+    }
     if let Some(i) = file.endpoints.iter().position(|e| e.ip.is_some()) {
         return Err(input_error!(
             "endpoint[{i}].ip: addresses come from the subnet the cluster leases; leave it out"
@@ -143,7 +149,7 @@ pub fn parse_config(text: &str) -> Result<Config> {
     if let Some(i) = file
         .peers
         .iter()
-        .position(|p| subnet::parse(&p.subnet).is_ok_and(|s| s.overlaps(&cluster.pool)))
+        .position(|p| subnet::parse::<Ipv4Net>(&p.subnet).is_ok_and(|s| s.overlaps(&cluster.pool)))
     {
         return Err(input_error!(
             "peer[{i}].subnet: overlaps cluster.pool {}, whose subnets the cluster routes",
@@ -225,7 +231,11 @@ fn network_on(file: &ConfigFile, subnet: Ipv4Net, leased: bool) -> Result<Networ
     if !(576..=65535).contains(&mtu) {
         return Err(input_error!("network.mtu: {mtu} is not within 576..=65535"));
     }
-    let endpoints = validate_endpoints(&file.endpoints, subnet, gateway)?;
+    let (ipv6, ip6s) = ipv6::validate(net, &file.endpoints)?;
+    let mut endpoints = validate_endpoints(&file.endpoints, subnet, gateway)?;
+    for (endpoint, ip6) in endpoints.iter_mut().zip(ip6s) {
+        endpoint.ip6 = ip6;
+    }
     if let Some(uplink) = &net.uplink {
         validate_ifname("network.uplink", uplink)?;
     }
@@ -249,6 +259,7 @@ fn network_on(file: &ConfigFile, subnet: Ipv4Net, leased: bool) -> Result<Networ
         name,
         subnet,
         gateway,
+        ipv6,
         mtu,
         endpoints,
         uplink: net.uplink.clone(),
@@ -310,7 +321,8 @@ fn validate_cluster(section: &ClusterSection) -> Result<Cluster> {
             ));
         }
     }
-    let pool = subnet::parse(&section.pool).map_err(|e| input_error!("cluster.pool: {e}"))?;
+    let pool: Ipv4Net =
+        subnet::parse(&section.pool).map_err(|e| input_error!("cluster.pool: {e}"))?;
     let subnet_len = section.subnet_len.unwrap_or(DEFAULT_SUBNET_LEN);
     if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&subnet_len) || subnet_len < pool.prefix_len() {
         return Err(input_error!(
@@ -361,7 +373,8 @@ fn validate_cluster(section: &ClusterSection) -> Result<Cluster> {
 fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
     let mut valid: Vec<Peer> = Vec::with_capacity(peers.len());
     for (i, p) in peers.iter().enumerate() {
-        let subnet = subnet::parse(&p.subnet).map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
+        let subnet: Ipv4Net =
+            subnet::parse(&p.subnet).map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
         if subnet.overlaps(&own) {
             return Err(input_error!(
                 "peer[{i}].subnet: {subnet} overlaps the network's own subnet {own}"
@@ -531,6 +544,7 @@ fn validate_endpoints(
             Ok(Endpoint {
                 netns: ep.netns.clone(),
                 ip,
+                ip6: None,
                 slot: Slot::nth(i)?,
             })
         })

@@ -121,6 +121,8 @@ pub fn from_request(
         name: name.to_string(),
         subnet: Some(pool.pool.clone()),
         gateway,
+        subnet6: None,
+        gateway6: None,
         mtu: None,
         uplink: None,
         kind: None,

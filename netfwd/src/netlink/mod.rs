@@ -16,7 +16,7 @@ use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
-        address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
+        address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
         link::{InfoData, InfoVeth},
         route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
@@ -172,14 +172,21 @@ impl Netlink {
 
     /// Adds interface address `addr` (address and prefix length, of either
     /// family) to link `index`; already there is fine.
+    /// An IPv6 address is usable at once: netfwd gives every address of its
+    /// links, so no duplicate address detection holds it tentative.
     pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
-        match self
+        let mut request = self
             .handle
             .address()
-            .add(index, addr.addr(), addr.prefix_len())
-            .execute()
-            .await
-        {
+            .add(index, addr.addr(), addr.prefix_len());
+        if addr.addr().is_ipv6() {
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("adding {addr} to link {index}")),

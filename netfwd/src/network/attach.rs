@@ -152,6 +152,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     };
     let attachment = Attachment {
         ip,
+        ip6: None,
         slot,
         ifname,
         netns_path: path,

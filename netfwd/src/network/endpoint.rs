@@ -2,13 +2,17 @@
 //! address and default route, and the host side (gateway address, host route).
 //! Every step checks what is there first, so a second run changes nothing.
 
-use std::{net::Ipv4Addr, os::fd::AsFd as _, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd as _,
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
-    config::{Endpoint, Kind, Mode, Network, Slot},
+    config::{Endpoint, Ipv6Network, Kind, Mode, Network, Slot},
     ethtool,
     netlink::{self, Link, Netlink, Route, VethPeer},
     netns, procnet,
@@ -25,6 +29,7 @@ pub struct Placement<'a> {
     pub ns_path: &'a Path,
     pub ifname: &'a str,
     pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
     /// Its veth's.
     pub slot: Slot,
     /// Bring `lo` up: in namespaces netfwd names (as `ip netns` users
@@ -46,6 +51,7 @@ impl<'a> Placement<'a> {
             ns_path: &a.netns_path,
             ifname: &a.ifname,
             ip: a.ip,
+            ip6: a.ip6,
             slot: a.slot,
             lo_up: false,
             handoff: a.handed_off,
@@ -83,6 +89,7 @@ pub async fn ensure_named(
         ns_path: &ns_path,
         ifname: ENDPOINT_IFNAME,
         ip: ep.ip,
+        ip6: ep.ip6,
         slot: ep.slot,
         lo_up: true,
         handoff: false,
@@ -113,7 +120,7 @@ pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result
     configure_inside(&inner, net, at, &inside)
         .await
         .with_context(|| format!("configuring {} in {}", at.ifname, at.ns_path.display()))?;
-    configure_host_side(host, net, at.ip, &host_link)
+    configure_host_side(host, net, at, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     let xdp_ready = net.mode == Mode::Xdp && prepare_for_xdp(at);
@@ -156,7 +163,7 @@ async fn ensure_handed_off(
         }
     };
     let (host_link, inside) = pair;
-    configure_host_side(host, net, at.ip, &host_link)
+    configure_host_side(host, net, at, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     Ok(EndpointFacts::of(&host_link, &inside, created, false))
@@ -328,6 +335,34 @@ async fn configure_inside(
             scope_link: false,
             onlink,
         })
+        .await?;
+    if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
+        configure_inside_ipv6(inner, v6, ip6, eth0.index).await?;
+    }
+    Ok(())
+}
+
+/// An endpoint's IPv6: its address alone (a /128), and its network's prefix
+/// through the gateway, reached on-link. Every packet to another endpoint
+/// goes to the gateway's MAC, the host-side veth's, where the datapath
+/// takes it: no neighbour discovery between endpoints is needed. No default
+/// route: IPv6 beyond the network is not forwarded yet (no NAT66).
+async fn configure_inside_ipv6(
+    inner: &Netlink,
+    v6: Ipv6Network,
+    ip6: Ipv6Addr,
+    eth0: u32,
+) -> Result<()> {
+    inner.add_address(eth0, Ipv6Net::from(ip6).into()).await?;
+    inner
+        .replace_route(&Route {
+            dst: v6.subnet.into(),
+            gateway: Some(v6.gateway.into()),
+            oif: Some(eth0),
+            src: None,
+            scope_link: false,
+            onlink: true,
+        })
         .await
 }
 
@@ -337,20 +372,26 @@ async fn configure_inside(
 async fn configure_host_side(
     host: &Netlink,
     net: &Network,
-    ip: Ipv4Addr,
+    at: &Placement<'_>,
     link: &Link,
 ) -> Result<()> {
     procnet::refuse_endpoint_router_config(&link.name)?;
     host.set_up(link.index).await?;
-    host.add_address(link.index, Ipv4Net::from(net.gateway).into())
+    let mut addresses = vec![(IpNet::from(Ipv4Net::from(net.gateway)), IpAddr::from(at.ip))];
+    if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
+        addresses.push((Ipv6Net::from(v6.gateway).into(), ip6.into()));
+    }
+    for (gateway, endpoint) in addresses {
+        host.add_address(link.index, gateway).await?;
+        host.replace_route(&Route {
+            dst: IpNet::from(endpoint),
+            gateway: None,
+            oif: Some(link.index),
+            src: Some(gateway.addr()),
+            scope_link: true,
+            onlink: false,
+        })
         .await?;
-    host.replace_route(&Route {
-        dst: Ipv4Net::from(ip).into(),
-        gateway: None,
-        oif: Some(link.index),
-        src: Some(net.gateway.into()),
-        scope_link: true,
-        onlink: false,
-    })
-    .await
+    }
+    Ok(())
 }

@@ -28,6 +28,11 @@ pub struct NetworkStatus {
     pub name: NetworkName,
     pub subnet: String,
     pub gateway: String,
+    /// A dual-stack network's IPv6 prefix and gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     pub mtu: u32,
     /// As configured; each interface shows what it runs.
     pub mode: Mode,
@@ -83,6 +88,8 @@ pub struct PublishedStatus {
 pub struct EndpointStatus {
     pub netns: String,
     pub ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
     /// MAC of the endpoint's eth0, as the datapath knows it.
     pub mac: Option<String>,
     pub host_ifname: String,
@@ -194,7 +201,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         .map(|ep| {
             (
                 ep.netns.clone(),
-                ep.ip,
+                (ep.ip, ep.ip6),
                 ep.slot,
                 None,
                 netns::exists(&ep.netns).unwrap_or(false),
@@ -206,10 +213,16 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
                 netns_path: a.netns_path.display().to_string(),
                 container_id: a.container_id.clone(),
             };
-            (how.netns_path.clone(), a.ip, a.slot, Some(how), a.present())
+            (
+                how.netns_path.clone(),
+                (a.ip, a.ip6),
+                a.slot,
+                Some(how),
+                a.present(),
+            )
         }));
     let mut endpoints = Vec::new();
-    for (netns, ip, slot, attached, present) in listed {
+    for (netns, (ip, ip6), slot, attached, present) in listed {
         let host_ifname = net.host_ifname(slot);
         let link = match host {
             Some(host) => host.link_by_name(&host_ifname).await?,
@@ -224,6 +237,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         endpoints.push(EndpointStatus {
             netns,
             ip: ip.to_string(),
+            ip6: ip6.map(|ip6| ip6.to_string()),
             mac: macs.get(&ip).map(|mac| format_mac(*mac)),
             host_ifname,
             host_ifindex,
@@ -280,6 +294,8 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         name: net.name.clone(),
         subnet: net.subnet.to_string(),
         gateway: net.gateway.to_string(),
+        subnet6: net.ipv6.map(|v6| v6.subnet.to_string()),
+        gateway6: net.ipv6.map(|v6| v6.gateway.to_string()),
         mtu: net.mtu,
         mode: net.mode,
         orphaned: host.is_none(),

@@ -6,17 +6,22 @@
 //! veth's name), which version 1 derived from the IPv4 address: read, a
 //! version-1 file gets the slots its veths were named by.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Attachment, State};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::{
-    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Slot},
+    config::{
+        Endpoint, Ipv6Network, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Slot,
+    },
     name::NetworkName,
     netns::NetnsId,
 };
@@ -57,6 +62,9 @@ struct NetworkRecord {
     name: NetworkName,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
+    /// Added within version 2: absent, the network is IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ipv6: Option<Ipv6Record>,
     mtu: u32,
     endpoints: Vec<EndpointRecord>,
     #[serde(default)]
@@ -89,7 +97,15 @@ fn yes() -> bool {
 struct EndpointRecord {
     netns: String,
     ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip6: Option<Ipv6Addr>,
     slot: Slot,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ipv6Record {
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -204,6 +220,10 @@ impl From<&Network> for NetworkRecord {
             name: n.name.clone(),
             subnet: n.subnet,
             gateway: n.gateway,
+            ipv6: n.ipv6.map(|v6| Ipv6Record {
+                subnet: v6.subnet,
+                gateway: v6.gateway,
+            }),
             mtu: n.mtu,
             endpoints: n
                 .endpoints
@@ -211,6 +231,7 @@ impl From<&Network> for NetworkRecord {
                 .map(|e| EndpointRecord {
                     netns: e.netns.clone(),
                     ip: e.ip,
+                    ip6: e.ip6,
                     slot: e.slot,
                 })
                 .collect(),
@@ -241,6 +262,10 @@ impl From<NetworkRecord> for Network {
             name: n.name,
             subnet: n.subnet,
             gateway: n.gateway,
+            ipv6: n.ipv6.map(|v6| Ipv6Network {
+                subnet: v6.subnet,
+                gateway: v6.gateway,
+            }),
             mtu: n.mtu,
             endpoints: n
                 .endpoints
@@ -248,6 +273,7 @@ impl From<NetworkRecord> for Network {
                 .map(|e| Endpoint {
                     netns: e.netns,
                     ip: e.ip,
+                    ip6: e.ip6,
                     slot: e.slot,
                 })
                 .collect(),

@@ -10,7 +10,7 @@ use std::{
     collections::HashSet,
     fs::{self, OpenOptions},
     io::{self, Write as _},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
@@ -33,6 +33,9 @@ pub const STATE_DIR: &str = "/run/netfwd";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
+    /// In a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// Its veth's.
     pub slot: Slot,
     /// The interface's name inside the namespace.
@@ -376,6 +379,7 @@ mod tests {
         assert_eq!(slots(&st.network), ["nfdemo-0", "nfdemo-1", "nfdemo-2"]);
         st.attached.push(Attachment {
             ip: "10.88.0.20".parse().unwrap(),
+            ip6: None,
             slot: st.unused_slot().unwrap(),
             ifname: "eth0".into(),
             netns_path: "/proc/1/ns/net".into(),
