@@ -17,7 +17,9 @@ pub enum DropReason {
     /// endpoint started (the FORWARD policy).
     Policy = 4,
     /// Out of the uplink with an IP protocol (or ICMP type) the NAT does not
-    /// translate, or a fragment (ports only in the first one).
+    /// translate, or a fragment (ports only in the first one); or IPv6
+    /// beyond a dual-stack network's prefix, which is neither translated
+    /// nor routed yet.
     Unsupported = 5,
     /// An IPv4 packet from an endpoint whose source is not the address of the
     /// endpoint behind the interface it came in on.

@@ -52,15 +52,40 @@ pub const REMOTE_TRUSTED: u8 = 2;
 /// `REMOTES` flag: another netfwd network of the host, which endpoints may
 /// not reach (dropped, `isolated`).
 pub const REMOTE_ISOLATED: u8 = 4;
+/// Key of `ENDPOINTS6`: an endpoint's IPv6 address, as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct EndpointKey6 {
+    pub addr: [u8; 16],
+}
+
+/// The single value of `NETWORK6`: a dual-stack network's IPv6. All zero
+/// (`prefix_len` 0) in an IPv4-only network, whose endpoints' IPv6 is the
+/// host's stack's, as before.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Network6Config {
+    /// The IPv6 gateway, owned by the host.
+    pub gateway: [u8; 16],
+    /// The prefix and its length.
+    pub subnet: [u8; 16],
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+}
+
 /// `REMOTES` flag: another netfwd network of this host (allowed or
 /// isolated): never a source arriving on the uplink.
 pub const REMOTE_LOCAL: u8 = 8;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all three): repr(C), byte arrays and integers only, no padding
+    // SAFETY (all): repr(C), byte arrays and integers only, no padding
     // (checked by the bytemuck::Pod derives above); every bit pattern is valid.
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::EndpointEntry {}
     unsafe impl aya::Pod for super::NetworkConfig {}
+    unsafe impl aya::Pod for super::EndpointKey6 {}
+    unsafe impl aya::Pod for super::Network6Config {}
 }

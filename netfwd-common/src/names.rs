@@ -11,6 +11,10 @@ pub const XDP_LINKS_DIR: &str = "xdp-links";
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// Map: the one `NetworkConfig` of the network.
 pub const MAP_NETWORK: &str = "NETWORK";
+/// Map: endpoint IPv6 address (`EndpointKey6`) -> `EndpointEntry`.
+pub const MAP_ENDPOINTS6: &str = "ENDPOINTS6";
+/// Map: the one `Network6Config` of the network.
+pub const MAP_NETWORK6: &str = "NETWORK6";
 /// Map: host-side ifindex -> per-CPU `IfaceCounters`.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
@@ -68,9 +72,11 @@ pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
 pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 17] = [
+pub const MAPS: [&str; 19] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
+    MAP_ENDPOINTS6,
+    MAP_NETWORK6,
     MAP_COUNTERS,
     MAP_NAT,
     MAP_NAT_CONFIG,

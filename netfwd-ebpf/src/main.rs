@@ -27,6 +27,7 @@ mod route;
 mod router_guard;
 mod sockaddr;
 mod v4;
+mod v6;
 mod verdict;
 mod vlan;
 mod xdp;
@@ -67,7 +68,10 @@ fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     } else if ether_type == EtherType::Ipv4 as u16 {
         forward::from_endpoint::<V4>(ctx, ifindex)
     } else if ether_type == EtherType::Ipv6 as u16 {
-        router_guard::ipv6_from_endpoint(ctx)
+        match router_guard::ipv6_from_endpoint(ctx)? {
+            Verdict::ToHost => v6::from_endpoint(ctx, ifindex),
+            verdict => Ok(verdict),
+        }
     } else {
         // The rest: the host's stack decides (documented in docs/datapath.md).
         Ok(Verdict::ToHost)

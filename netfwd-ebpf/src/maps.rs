@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, NetworkConfig},
+    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
@@ -25,6 +25,15 @@ pub static ENDPOINTS: HashMap<EndpointKey, EndpointEntry, MAX_ENDPOINTS> = HashM
 /// The network's gateway and subnet. Filled by the loader.
 #[btf_map]
 pub static NETWORK: Array<NetworkConfig, 1> = Array::new();
+
+/// Endpoint IPv6 address -> where it is (dual-stack networks). Filled by
+/// the loader.
+#[btf_map]
+pub static ENDPOINTS6: HashMap<EndpointKey6, EndpointEntry, MAX_ENDPOINTS> = HashMap::new();
+
+/// The network's IPv6 gateway and prefix; zero in an IPv4-only network.
+#[btf_map]
+pub static NETWORK6: Array<Network6Config, 1> = Array::new();
 
 /// Host-side ifindex -> counters. Entries are created by the loader when it
 /// attaches, so the datapath never inserts.
@@ -170,6 +179,18 @@ pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
     // SAFETY: entries are plain data; a concurrent update from userspace can at
     // worst give a stale copy, which is what a read under RCU means anyway.
     unsafe { ENDPOINTS.get(EndpointKey { addr }).copied() }
+}
+
+#[inline(always)]
+pub fn endpoint6(addr: [u8; 16]) -> Option<EndpointEntry> {
+    // SAFETY: as `endpoint`'s.
+    unsafe { ENDPOINTS6.get(EndpointKey6 { addr }).copied() }
+}
+
+/// A dual-stack network's IPv6; `None` in an IPv4-only network.
+#[inline(always)]
+pub fn network6() -> Option<&'static Network6Config> {
+    NETWORK6.get(0).filter(|config| config.prefix_len != 0)
 }
 
 #[inline(always)]

@@ -4,7 +4,8 @@
 //! reroute the host's traffic. The host-side veth also refuses both by
 //! sysctl (`accept_ra`, `autoconf`, `accept_redirects`); dropping them here
 //! counts them, and holds whatever the sysctls say. Everything else of
-//! IPv6 goes to the host's stack (netfwd networks are IPv4 only).
+//! IPv6 goes on to `v6` (a dual-stack network's) or, in an IPv4-only
+//! network, to the host's stack.
 
 use aya_ebpf::programs::TcContext;
 use netfwd_common::drop::DropReason;

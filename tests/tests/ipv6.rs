@@ -1,18 +1,20 @@
 //! Dual-stack networks: `subnet6` beside the IPv4 subnet. Endpoints get their
 //! IPv6 addresses from netfwd (the lowest free, usable at once: no duplicate
-//! address detection) and reach the IPv6 gateway; nothing of IPv6 leaves
-//! the network yet (no NAT66).
+//! address detection), reach the IPv6 gateway, and each other through the
+//! datapath; a forged source is dropped, and nothing of IPv6 leaves the
+//! network yet (no NAT66): it is dropped, counted, never forwarded with the
+//! endpoint's own address.
 //!
 //! Run as root, one test at a time: `cargo xtask test`.
 
-use netfwd_tests::{Lab, assert_ping, endpoint, in_ns_ok, lab};
+use netfwd_tests::{Lab, assert_ping, drops, endpoint, in_ns_ok, lab, scapy_sendp};
 
 const SUBNET: &str = "10.86.0.0/24";
 const SUBNET6: &str = "2001:db8:86::/64";
 const GATEWAY6: &str = "2001:db8:86::1";
 
 #[test]
-fn dual_stack_endpoints_are_addressed_and_reach_the_gateway() {
+fn dual_stack_endpoints_reach_the_gateway_and_each_other_and_nothing_else() {
     let lab = Lab::builder("v6dual", SUBNET)
         .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
         .endpoint("a", None)
@@ -37,4 +39,53 @@ fn dual_stack_endpoints_are_addressed_and_reach_the_gateway() {
         assert!(!line.contains("tentative"), "{line}");
     }
     assert_ping(&ns[0], GATEWAY6);
+
+    // Endpoint to endpoint, redirected by the datapath (the host forwards
+    // no IPv6: its forwarding is off in the sandbox, as by default).
+    let redirected = |status: &serde_json::Value| {
+        endpoint(status, &ns[0])["counters"]["redirected"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = redirected(&status);
+    assert_ping(&ns[0], "2001:db8:86::3");
+    assert_ping(&ns[2], "2001:db8:86::2");
+    let status = lab.sb.network_status(&lab.net);
+    assert!(redirected(&status) >= before + 3, "{status:#}");
+
+    // A forged source, and a destination beyond the network: dropped.
+    let a = endpoint(&status, &ns[0]);
+    let (mac, host_mac) = (a["mac"].as_str().unwrap(), a["host_mac"].as_str().unwrap());
+    let (spoofed, unsupported) = (
+        drops(&status, &ns[0], "ip_spoofed"),
+        drops(&status, &ns[0], "unsupported"),
+    );
+    let frame = |src: &str, dst: &str| {
+        format!(
+            "Ether(src='{mac}', dst='{host_mac}')/IPv6(src='{src}', dst='{dst}')/ICMPv6EchoRequest()"
+        )
+    };
+    scapy_sendp(
+        &ns[0],
+        "eth0",
+        &frame("2001:db8:86::99", "2001:db8:86::3"),
+        2,
+    );
+    scapy_sendp(
+        &ns[0],
+        "eth0",
+        &frame("2001:db8:86::2", "2001:db8:99::1"),
+        2,
+    );
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        drops(&status, &ns[0], "ip_spoofed"),
+        spoofed + 2,
+        "{status:#}"
+    );
+    assert_eq!(
+        drops(&status, &ns[0], "unsupported"),
+        unsupported + 2,
+        "{status:#}"
+    );
 }

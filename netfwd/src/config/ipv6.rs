@@ -193,7 +193,11 @@ mod tests {
             ),
             ("subnet6 = \"fe80::/64\"\n", "", "within fe80::/10"),
             ("subnet6 = \"ff02::/64\"\n", "", "within ff00::/8"),
-            ("subnet6 = \"::ffff:0:0/96\"\n", "", "which no network may use"),
+            (
+                "subnet6 = \"::ffff:0:0/96\"\n",
+                "",
+                "which no network may use",
+            ),
             (
                 "subnet6 = \"2001:db8::/64\"\ngateway6 = \"2001:db8:1::1\"\n",
                 "",

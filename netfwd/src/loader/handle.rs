@@ -2,14 +2,18 @@
 //! verbs in netfwd's own terms. The map structs, their flags, the two
 //! entries of a NAT flow and the pin paths stay behind it.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{
-        EndpointEntry, NETWORK_NO_ICC, NetworkConfig, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE,
-        REMOTE_TRUSTED,
+        EndpointEntry, NETWORK_NO_ICC, Network6Config, NetworkConfig, REMOTE_ISOLATED,
+        REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED,
     },
     nat::{
         DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
@@ -43,6 +47,7 @@ pub struct NetworkDatapath {
 /// An endpoint's veth as the datapath forwards to it.
 pub struct EndpointVeth<'a> {
     pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
     pub host_ifname: &'a str,
     pub host_ifindex: u32,
     /// The endpoint's own interface.
@@ -122,7 +127,16 @@ impl NetworkDatapath {
             prefix_len: net.subnet.prefix_len(),
             flags: if net.icc { 0 } else { NETWORK_NO_ICC },
             _pad: [0; 2],
-        })
+        })?;
+        self.maps.set_network6(
+            net.ipv6
+                .map_or_else(Network6Config::default, |v6| Network6Config {
+                    gateway: v6.gateway.octets(),
+                    subnet: v6.subnet.addr().octets(),
+                    prefix_len: v6.subnet.prefix_len(),
+                    _pad: [0; 3],
+                }),
+        )
     }
 
     /// Enters a set-up endpoint: its counters, its program, then its
@@ -132,14 +146,15 @@ impl NetworkDatapath {
     pub fn install_endpoint(&mut self, veth: &EndpointVeth<'_>) -> Result<AttachOutcome> {
         self.maps.ensure_counters(veth.host_ifindex)?;
         let program = self.programs()?.attach_from_endpoint(veth.host_ifname)?;
-        self.maps.set_endpoint(
-            veth.ip,
-            EndpointEntry {
-                host_ifindex: veth.host_ifindex,
-                mac: veth.mac,
-                host_mac: veth.host_mac,
-            },
-        )?;
+        let entry = EndpointEntry {
+            host_ifindex: veth.host_ifindex,
+            mac: veth.mac,
+            host_mac: veth.host_mac,
+        };
+        self.maps.set_endpoint(veth.ip, entry)?;
+        if let Some(ip6) = veth.ip6 {
+            self.maps.set_endpoint6(ip6, entry)?;
+        }
         Ok(program)
     }
 
@@ -304,13 +319,26 @@ impl NetworkDatapath {
             .collect())
     }
 
-    /// Stops forwarding to endpoint `ip`; Ok if it was not there.
-    pub fn forget_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
+    /// Stops forwarding to endpoint `ip` (and `ip6`); Ok if it was not there.
+    pub fn forget_endpoint(&mut self, ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> Result<()> {
+        if let Some(ip6) = ip6 {
+            self.maps.remove_endpoint6(ip6)?;
+        }
         if !self.maps.endpoints()?.contains_key(&ip) {
             return Ok(());
         }
         self.maps.remove_endpoint(ip)?;
         self.maps.forget_senders(|sender| sender == ip)
+    }
+
+    /// Stops forwarding to the IPv6 addresses `keep` refuses.
+    pub fn retain_endpoints6(&mut self, keep: impl Fn(Ipv6Addr) -> bool) -> Result<()> {
+        for ip6 in self.maps.endpoints6()?.into_keys() {
+            if !keep(ip6) {
+                self.maps.remove_endpoint6(ip6)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stops forwarding to the endpoints `keep` refuses.

@@ -1,7 +1,11 @@
 //! Typed access to a network's pinned maps, the same for `up` (which writes
 //! them) and `status` (which reads them) and usable while no netfwd runs.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
 
@@ -12,11 +16,11 @@ use aya::maps::{
 use ipnet::Ipv4Net;
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, NetworkConfig},
+    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig},
     names::{
-        MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_NAT, MAP_NAT_CONFIG,
-        MAP_NAT_SWEEP, MAP_NETWORK, MAP_PUBLISHED, MAP_REMOTES, MAP_TRUSTED_IFACE,
-        MAP_UNREPLIED_BY_SENDER,
+        MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
+        MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED, MAP_REMOTES,
+        MAP_TRUSTED_IFACE, MAP_UNREPLIED_BY_SENDER,
     },
     nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
 };
@@ -26,6 +30,9 @@ use netfwd_common::{
 pub struct DatapathMaps {
     endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
     network: Array<MapData, NetworkConfig>,
+    /// Absent where an older netfwd made the pins, until the next `up`.
+    endpoints6: Option<HashMap<MapData, EndpointKey6, EndpointEntry>>,
+    network6: Option<Array<MapData, Network6Config>>,
     counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
     nat: HashMap<MapData, NatKey, NatEntry>,
     nat_config: Array<MapData, NatConfig>,
@@ -73,6 +80,14 @@ impl DatapathMaps {
                 .context("ENDPOINTS has an unexpected type")?,
             network: Array::try_from(open(pin_dir, MAP_NETWORK)?)
                 .context("NETWORK has an unexpected type")?,
+            endpoints6: open_if_pinned(pin_dir, MAP_ENDPOINTS6)?
+                .map(HashMap::try_from)
+                .transpose()
+                .context("ENDPOINTS6 has an unexpected type")?,
+            network6: open_if_pinned(pin_dir, MAP_NETWORK6)?
+                .map(Array::try_from)
+                .transpose()
+                .context("NETWORK6 has an unexpected type")?,
             counters: PerCpuHashMap::try_from(open(pin_dir, MAP_COUNTERS)?)
                 .context("COUNTERS has an unexpected type")?,
             nat: HashMap::try_from(open(pin_dir, MAP_NAT)?)
@@ -141,6 +156,46 @@ impl DatapathMaps {
 
     pub fn set_network(&mut self, config: NetworkConfig) -> Result<()> {
         self.network.set(0, config, 0).context("writing NETWORK")
+    }
+
+    /// A dual-stack network's IPv6 (all zero: IPv4 only).
+    pub fn set_network6(&mut self, config: Network6Config) -> Result<()> {
+        let network6 = self
+            .network6
+            .as_mut()
+            .context("NETWORK6 is not pinned (pins of an older netfwd: run `up`)")?;
+        network6.set(0, config, 0).context("writing NETWORK6")
+    }
+
+    /// The endpoints' IPv6 addresses the datapath forwards to.
+    pub fn endpoints6(&self) -> Result<BTreeMap<Ipv6Addr, EndpointEntry>> {
+        let Some(endpoints6) = &self.endpoints6 else {
+            return Ok(BTreeMap::new());
+        };
+        endpoints6
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (Ipv6Addr::from(k.addr), v))
+                    .context("reading ENDPOINTS6")
+            })
+            .collect()
+    }
+
+    pub fn set_endpoint6(&mut self, ip6: Ipv6Addr, entry: EndpointEntry) -> Result<()> {
+        self.endpoints6
+            .as_mut()
+            .context("ENDPOINTS6 is not pinned (pins of an older netfwd: run `up`)")?
+            .insert(EndpointKey6 { addr: ip6.octets() }, entry, 0)
+            .with_context(|| format!("writing ENDPOINTS6[{ip6}]"))
+    }
+
+    /// Ok if it was not there.
+    pub fn remove_endpoint6(&mut self, ip6: Ipv6Addr) -> Result<()> {
+        let Some(endpoints6) = &mut self.endpoints6 else {
+            return Ok(());
+        };
+        already_gone_is_fine(endpoints6.remove(&EndpointKey6 { addr: ip6.octets() }))
+            .with_context(|| format!("removing ENDPOINTS6[{ip6}]"))
     }
 
     pub fn endpoints(&self) -> Result<BTreeMap<Ipv4Addr, EndpointEntry>> {

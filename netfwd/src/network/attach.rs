@@ -244,7 +244,7 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
     let mut datapath = NetworkDatapath::load(net)?;
     let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
-    install_endpoint(net, &mut datapath, a.ip, &facts)?;
+    install_endpoint(net, &mut datapath, (a.ip, a.ip6), &facts)?;
     Ok(())
 }
 
@@ -262,7 +262,7 @@ pub async fn uninstall(host: &Netlink, net: &Network, a: &Attachment) -> Result<
         }
     }
     match &mut datapath {
-        Some(datapath) => datapath.forget_endpoint(a.ip),
+        Some(datapath) => datapath.forget_endpoint(a.ip, a.ip6),
         None => Ok(()),
     }
 }

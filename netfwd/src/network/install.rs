@@ -1,7 +1,7 @@
 //! The datapath steps shared by `up`, `attach` and `publish`: an endpoint
 //! entered into its network's datapath, and the published ports applied.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 
@@ -19,12 +19,13 @@ use crate::{
 pub fn install_endpoint(
     net: &Network,
     datapath: &mut NetworkDatapath,
-    ip: Ipv4Addr,
+    (ip, ip6): (Ipv4Addr, Option<Ipv6Addr>),
     facts: &EndpointFacts,
 ) -> Result<(AttachOutcome, Mode)> {
     let host_ifname = &facts.host_ifname;
     let program = datapath.install_endpoint(&EndpointVeth {
         ip,
+        ip6,
         host_ifname,
         host_ifindex: facts.host_ifindex,
         mac: facts.mac,

@@ -125,7 +125,7 @@ async fn apply(
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     for ep in &net.endpoints {
         let facts = endpoint::ensure_named(host, net, ep, st).await?;
-        let (program, mode) = install_endpoint(net, &mut datapath, ep.ip, &facts)?;
+        let (program, mode) = install_endpoint(net, &mut datapath, (ep.ip, ep.ip6), &facts)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
             ip: ep.ip.to_string(),
@@ -137,7 +137,7 @@ async fn apply(
     }
     for a in &st.attached {
         let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
-        install_endpoint(net, &mut datapath, a.ip, &facts)?;
+        install_endpoint(net, &mut datapath, (a.ip, a.ip6), &facts)?;
     }
     let uplink = match &net.uplink {
         Some(ifname) => Some(setup_uplink(host, net, ifname, &mut datapath).await?),
@@ -265,6 +265,13 @@ async fn remove_stale(
         }
     }
     datapath.retain_endpoints(|ip| wanted_ips.contains(&ip))?;
+    let wanted_ip6s: HashSet<_> = net
+        .endpoints
+        .iter()
+        .filter_map(|e| e.ip6)
+        .chain(st.attached.iter().filter_map(|a| a.ip6))
+        .collect();
+    datapath.retain_endpoints6(|ip6| wanted_ip6s.contains(&ip6))?;
     for external in net.uplink.iter().chain(&net.lan) {
         if let Some(link) = host.link_by_name(external).await? {
             live_ifindexes.insert(link.index);

@@ -1,0 +1,136 @@
+//! IPv6 inside a dual-stack network: an endpoint's packet for another
+//! endpoint goes straight into its namespace, as IPv4's does; for the
+//! gateway or the link (neighbour discovery, multicast listeners) it is the
+//! host's. Nothing else of IPv6 leaves the network yet: beyond its prefix
+//! there is no NAT66 or route, and the host would forward it with the
+//! endpoint's own address. (Router messages were refused before this, by
+//! `router_guard`.)
+
+use aya_ebpf::programs::TcContext;
+use netfwd_common::{
+    drop::DropReason,
+    maps::{EndpointEntry, NETWORK_NO_ICC, Network6Config},
+};
+use network_types::{eth::EthHdr, ip::Ipv6Hdr};
+
+use crate::{
+    deliver::{self, ToEndpoint as _},
+    l4::IP_OFF,
+    maps, parse,
+    verdict::Verdict,
+};
+
+/// An endpoint's IPv6 packet, on its host-side veth `ifindex`. A call of its
+/// own (a BPF subprogram): its stack frame is not added to IPv4's, which
+/// fills most of the caller's 512 bytes.
+#[inline(never)]
+pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
+    // An IPv4-only network leaves its endpoints' IPv6 to the host's stack.
+    let Some(network) = maps::network6() else {
+        return Ok(Verdict::ToHost);
+    };
+    let ip = parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?;
+    let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // SAFETY: bounds checked by `header_mut`.
+    let (ip, eth) = unsafe { (&mut *ip, &mut *eth) };
+    if ip.version() != 6 {
+        return Err(DropReason::Malformed);
+    }
+    // Read in place: copied, the compiler spills every byte.
+    let (src, dst) = (&ip.src_addr, &ip.dst_addr);
+    // Neighbour discovery and multicast listener reports speak from the
+    // link-local or unspecified address, to the link: the host's to answer.
+    if is_link_local(src) || halves(src) == [0; 2] {
+        return if is_link_local(dst) || is_multicast(dst) {
+            Ok(Verdict::ToHost)
+        } else {
+            Err(DropReason::IpSpoofed)
+        };
+    }
+    match maps::endpoint6(*src) {
+        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => {}
+        Some(me) if me.host_ifindex == ifindex => return Err(DropReason::MacSpoofed),
+        _ => return Err(DropReason::IpSpoofed),
+    }
+    if is_link_local(dst) || is_multicast(dst) || halves(dst) == halves(&network.gateway) {
+        return Ok(Verdict::ToHost);
+    }
+    match maps::endpoint6(*dst) {
+        Some(peer) if peer.host_ifindex == ifindex => Ok(Verdict::ToHost),
+        Some(peer) => to_peer(ctx, eth, ip, &peer),
+        None if in_prefix(network, dst) => Err(DropReason::NoEndpoint),
+        None => Err(DropReason::Unsupported),
+    }
+}
+
+/// Endpoint to endpoint, where `icc` allows: a hop through the gateway
+/// (every endpoint routes its prefix there), so the hop limit goes down by
+/// one, and the stack answers a packet with none left.
+#[inline(always)]
+fn to_peer(
+    ctx: &TcContext,
+    eth: &mut EthHdr,
+    ip: &mut Ipv6Hdr,
+    peer: &EndpointEntry,
+) -> Result<Verdict, DropReason> {
+    if maps::network_flags() & NETWORK_NO_ICC != 0 {
+        return Err(DropReason::Icc);
+    }
+    if ip.hop_limit <= 1 {
+        return Ok(Verdict::ToHost);
+    }
+    // No header checksum in IPv6: the hop limit changes alone.
+    ip.hop_limit -= 1;
+    deliver::set_endpoint_macs(eth, peer);
+    Ok(Verdict::Redirected(ctx.redirect_to(peer)))
+}
+
+/// fe80::/10.
+#[inline(always)]
+fn is_link_local(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xfe && addr[1] & 0xc0 == 0x80
+}
+
+/// ff00::/8.
+#[inline(always)]
+fn is_multicast(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xff
+}
+
+/// An address as two big-endian halves, compared and masked in registers
+/// (byte by byte, the compiler spills it all to the stack).
+#[inline(always)]
+fn halves(addr: &[u8; 16]) -> [u64; 2] {
+    let [
+        a0,
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6,
+        a7,
+        b0,
+        b1,
+        b2,
+        b3,
+        b4,
+        b5,
+        b6,
+        b7,
+    ] = *addr;
+    [
+        u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+    ]
+}
+
+/// Whether `addr` is inside the network's IPv6 prefix.
+#[inline(always)]
+fn in_prefix(network: &Network6Config, addr: &[u8; 16]) -> bool {
+    let len = u32::from(network.prefix_len.min(128));
+    let high = u64::MAX.checked_shl(64 - len.min(64)).unwrap_or(0);
+    let low = u64::MAX.checked_shl(128 - len.max(64)).unwrap_or(0);
+    let ([a, b], [p, q]) = (halves(addr), halves(&network.subnet));
+    (a ^ p) & high == 0 && (b ^ q) & low == 0
+}
