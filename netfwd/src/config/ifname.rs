@@ -34,6 +34,13 @@ impl Network {
         self.endpoint_ifname(PEER_TMP_END, ip)
     }
 
+    /// The network's VXLAN device (`backend = "vxlan"`): `nf<network>-vx`,
+    /// under the network's own prefix (so `down` and a failed `up` remove
+    /// it with the veths), and no endpoint's: its host offsets are hex.
+    pub fn vxlan_ifname(&self) -> String {
+        format!("{}vx", prefix(HOST_END, &self.name))
+    }
+
     fn endpoint_ifname(&self, end: &str, ip: Ipv4Addr) -> String {
         format!(
             "{}{:x}",
@@ -71,5 +78,6 @@ mod tests {
         let net = parse("[network]\nname = \"abcdefgh\"\nsubnet = \"10.0.0.0/16\"\n").unwrap();
         assert!(net.host_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
         assert!(net.peer_tmp_ifname(Ipv4Addr::new(10, 0, 255, 254)).len() <= 15);
+        assert!(net.vxlan_ifname().len() <= 15);
     }
 }

@@ -13,7 +13,7 @@ use super::{Attachment, State};
 use ipnet::Ipv4Net;
 
 use crate::{
-    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published},
+    config::{Endpoint, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Vxlan},
     name::NetworkName,
     netns::NetnsId,
 };
@@ -76,6 +76,15 @@ struct NetworkV1 {
     host_cgroup: Option<PathBuf>,
     #[serde(default)]
     mode: Mode,
+    /// Added within version 1 (`backend = "vxlan"`); written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vxlan: Option<VxlanV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VxlanV1 {
+    vni: u32,
+    port: u16,
 }
 
 fn yes() -> bool {
@@ -92,6 +101,10 @@ struct EndpointV1 {
 struct PeerV1 {
     subnet: Ipv4Net,
     via: Ipv4Addr,
+    /// Added within version 1: through the VXLAN tunnel; written only when
+    /// true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tunnel: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -219,6 +232,7 @@ impl From<&Network> for NetworkV1 {
                 .map(|p| PeerV1 {
                     subnet: p.subnet,
                     via: p.via,
+                    tunnel: p.tunnel,
                 })
                 .collect(),
             icc: n.icc,
@@ -226,6 +240,10 @@ impl From<&Network> for NetworkV1 {
             published: n.published.iter().map(PublishedV1::from).collect(),
             host_cgroup: n.host_cgroup.clone(),
             mode: n.mode,
+            vxlan: n.vxlan.map(|v| VxlanV1 {
+                vni: v.vni,
+                port: v.port,
+            }),
         }
     }
 }
@@ -255,6 +273,7 @@ impl From<NetworkV1> for Network {
                 .map(|p| Peer {
                     subnet: p.subnet,
                     via: p.via,
+                    tunnel: p.tunnel,
                 })
                 .collect(),
             icc: n.icc,
@@ -262,6 +281,10 @@ impl From<NetworkV1> for Network {
             published: n.published.into_iter().map(Published::from).collect(),
             host_cgroup: n.host_cgroup,
             mode: n.mode,
+            vxlan: n.vxlan.map(|v| Vxlan {
+                vni: v.vni,
+                port: v.port,
+            }),
         }
     }
 }
