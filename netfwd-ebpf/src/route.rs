@@ -148,7 +148,16 @@ pub fn from_uplink<F: Family>(ctx: &TcContext, ifindex: u32) -> Result<Verdict, 
         return Err(DropReason::Malformed);
     }
     match classify_from_uplink::<F>(ifindex, &ip)? {
-        Some(ep) => route_in::<F>(ctx, &ip, &ep),
+        Some(ep) => {
+            // Out of the tunnel: the key it came with names its sender
+            // (what XDP, which never runs on the tunnel, cannot read).
+            if let Some(tunnel) = maps::tunnel().filter(|t| t.ifindex == ifindex)
+                && !tunnel::sent_by_its_member::<F>(ctx, tunnel, F::saddr(&ip))
+            {
+                return Err(DropReason::IpSpoofed);
+            }
+            route_in::<F>(ctx, &ip, &ep)
+        }
         None => rev_snat::translate::<F>(ctx, &ip),
     }
 }

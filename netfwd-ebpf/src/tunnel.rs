@@ -2,11 +2,13 @@
 //! it: the packet gets a tunnel key (the far end, the VNI) and is
 //! redirected to the network's one collect-metadata VXLAN device, which
 //! encapsulates it. No device or FDB entry per peer: the key says where it
-//! goes. Only TC can set a key; XDP passes such packets on to TC.
+//! goes. Only TC can set a key; XDP passes such packets on to TC. What
+//! comes out of the tunnel is checked against its key in turn: the
+//! cluster's VNI, sent by the member its source address belongs to.
 
 use aya_ebpf::{
     bindings::bpf_tunnel_key,
-    helpers::{bpf_redirect, bpf_skb_set_tunnel_key},
+    helpers::{bpf_redirect, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::TcContext,
 };
 use netfwd_common::{drop::DropReason, maps::TunnelConfig};
@@ -43,4 +45,28 @@ pub fn send(ctx: &TcContext, tunnel: TunnelConfig, far_end: [u8; 4]) -> Result<i
     }
     // SAFETY: plain helper call.
     Ok(unsafe { bpf_redirect(tunnel.ifindex, 0) } as i32)
+}
+
+/// Whether a packet the tunnel `tunnel` brought in, from `saddr`, came with
+/// the cluster's VNI from the member `saddr` is behind: a member sends
+/// with its own endpoints' addresses only.
+#[inline(always)]
+pub fn sent_by_its_member<F: Family>(
+    ctx: &TcContext,
+    tunnel: TunnelConfig,
+    saddr: F::Addr,
+) -> bool {
+    let Some(far_end) = F::tunnel_far_end(saddr) else {
+        return false;
+    };
+    // SAFETY: a plain C struct, all zeroes valid.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    // SAFETY: `key` lives across the call, its size is the struct's.
+    let got = unsafe {
+        bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0)
+    };
+    // SAFETY: an IPv4 key (no BPF_F_TUNINFO_IPV6): the union's IPv4 side.
+    got == 0
+        && key.tunnel_id == tunnel.vni
+        && unsafe { key.__bindgen_anon_1.remote_ipv4 } == u32::from_be_bytes(far_end)
 }
