@@ -10,9 +10,9 @@ use netfwd_tests::{
     assert_ping,
     cluster::{ClusterHost, ClusterSpec},
     etcd::Etcd,
-    eventually,
+    eventually, host_interface_drops,
     internet::{ECHO_PORT, EchoServer, in_netns, ip_of, tcp_echo},
-    payload, ping, poll,
+    payload, ping, poll, scapy_sendp,
     switch::{Router, Switch},
     tool_ok,
 };
@@ -225,8 +225,19 @@ fn vxlan_members_reach_each_other_across_a_router(switch: &Switch, etcd: &Etcd) 
         backend: "vxlan",
         router: Some(&router),
     };
-    let hosts = start_hosts(&spec, "v", 0, 3);
+    let mut hosts = start_hosts(&spec, "v", 0, 3);
     assert_subnets_distinct(&hosts);
+    // One VXLAN device, the LAN's MTU less the encapsulation, and endpoints
+    // that fit in it.
+    let device = format!("nf{}-vx", hosts[0].net);
+    let shown = tool_ok(
+        "ip",
+        &["-n", hosts[0].sb.host(), "-d", "link", "show", &device],
+    );
+    for want in ["mtu 1450", "external", "dstport 4789"] {
+        assert!(shown.contains(want), "{want} not in: {shown}");
+    }
+    assert_eq!(hosts[0].sb.network_status(&hosts[0].net)["mtu"], 1450);
     assert_all_pairs_reach_each_other(&hosts);
     for from in &hosts {
         for to in hosts.iter().filter(|h| h.node != from.node) {
@@ -240,6 +251,41 @@ fn vxlan_members_reach_each_other_across_a_router(switch: &Switch, etcd: &Etcd) 
     let routes = status["routes"].as_array().expect("routes listed");
     assert_eq!(routes.len(), 2, "{status:#}");
     assert!(routes.iter().all(|r| r["tunnel"] == true), "{status:#}");
+
+    // Out of the tunnel, a member sends with its own endpoints' addresses
+    // and the cluster's VNI only: v1 forging v2's endpoint, or sending
+    // with another VNI, is dropped as spoofed. (Plain VXLAN flags: scapy's
+    // default is VXLAN-GPE's, which the kernel counts as a bad header.)
+    let (v0, v1, v2) = (&hosts[0], &hosts[1], &hosts[2]);
+    let spoofed = || host_interface_drops(&v0.sb.network_status(&v0.net), "tunnel", "ip_spoofed");
+    let before = spoofed();
+    let forged = |vni: u32, src: &str| {
+        format!(
+            "Ether()/IP(src='{}', dst='{}')/UDP(sport=40000, dport=4789)/VXLAN(flags=0x08, vni={vni})/\
+             Ether(src='02:00:00:00:00:01', dst='02:00:00:00:00:02')/\
+             IP(src='{src}', dst='{}')/ICMP()",
+            v1.lan_addr,
+            v0.lan_addr,
+            v0.ep_ip()
+        )
+    };
+    let frames = format!("[{}, {}]", forged(1, &v2.ep_ip()), forged(2, &v1.ep_ip()));
+    assert_eq!(scapy_sendp(v1.sb.host(), "lan0", &frames, 5), 10);
+    eventually(
+        "the forged packets dropped as spoofed",
+        WITHDRAW_LIMIT,
+        || spoofed() >= before + 10,
+    );
+
+    // `down` leaves no device behind.
+    let host = &mut hosts[0];
+    host.daemon().stop();
+    host.sb.netfwd_ok(&["down", "--name", &host.net]);
+    let left = tool_ok(
+        "ip",
+        &["-n", host.sb.host(), "link", "show", "type", "vxlan"],
+    );
+    assert!(left.trim().is_empty(), "left behind: {left}");
 }
 
 fn etcd_stopped_and_started(etcd: &mut Etcd, hosts: &mut [ClusterHost], pool: &str) {
