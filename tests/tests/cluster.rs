@@ -225,6 +225,7 @@ fn vxlan_members_reach_each_other_across_a_router(switch: &Switch, etcd: &Etcd) 
         backend: "vxlan",
         router: Some(&router),
     };
+    let started_at = Instant::now();
     let mut hosts = start_hosts(&spec, "v", 0, 3);
     assert_subnets_distinct(&hosts);
     // One VXLAN device, the LAN's MTU less the encapsulation, and endpoints
@@ -239,6 +240,10 @@ fn vxlan_members_reach_each_other_across_a_router(switch: &Switch, etcd: &Etcd) 
     }
     assert_eq!(hosts[0].sb.network_status(&hosts[0].net)["mtu"], 1450);
     assert_all_pairs_reach_each_other(&hosts);
+    eprintln!(
+        "vxlan: three hosts started, every pair reaching each other after {:?}",
+        started_at.elapsed()
+    );
     for from in &hosts {
         for to in hosts.iter().filter(|h| h.node != from.node) {
             assert_seen_by_own_address(from, to);
