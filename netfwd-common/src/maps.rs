@@ -78,6 +78,23 @@ pub struct Network6Config {
 /// `REMOTES` flag: another netfwd network of this host (allowed or
 /// isolated): never a source arriving on the uplink.
 pub const REMOTE_LOCAL: u8 = 8;
+/// `REMOTES` flag: another cluster member's endpoints behind the VXLAN
+/// tunnel (`TUNNEL_PEERS` names its far end): reached encapsulated, and
+/// trusted as a source only when it arrives decapsulated on the tunnel
+/// device (`TUNNEL`), never on the LAN.
+pub const REMOTE_TUNNEL: u8 = 16;
+
+/// The single value of `TUNNEL`: the network's VXLAN device (collect
+/// metadata), which the datapath sets each packet's tunnel key for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct TunnelConfig {
+    /// ifindex of the VXLAN device; 0: the network has no tunnel.
+    pub ifindex: u32,
+    /// The VXLAN network identifier every member uses.
+    pub vni: u32,
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -88,4 +105,5 @@ mod pod {
     unsafe impl aya::Pod for super::NetworkConfig {}
     unsafe impl aya::Pod for super::EndpointKey6 {}
     unsafe impl aya::Pod for super::Network6Config {}
+    unsafe impl aya::Pod for super::TunnelConfig {}
 }

@@ -57,6 +57,13 @@ pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
 /// none; 0 trusts no interface.
 pub const MAP_TRUSTED_IFACE: &str = "TRUSTED_IFACE";
 
+/// Map: the one `TunnelConfig` of the network (its VXLAN device and VNI;
+/// `backend = "vxlan"`).
+pub const MAP_TUNNEL: &str = "TUNNEL";
+/// Map: cluster members' subnets reached through the tunnel (LPM trie of
+/// IPv4 prefix -> the member's LAN address, the tunnel's far end).
+pub const MAP_TUNNEL_PEERS: &str = "TUNNEL_PEERS";
+
 /// Maps: the last flows made (every CPU's), and where the datapath is in
 /// them; where early drop looks for an unanswered flow to evict. (Before
 /// they were per CPU, TCP only, as `UNCONFIRMED` and `UNCONFIRMED_CURSOR`.)
@@ -72,7 +79,7 @@ pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
 pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 19] = [
+pub const MAPS: [&str; 21] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -92,6 +99,8 @@ pub const MAPS: [&str; 19] = [
     MAP_UNREPLIED_BY_SENDER,
     MAP_NAT_SWEEP,
     MAP_NAT_EXPIRED,
+    MAP_TUNNEL,
+    MAP_TUNNEL_PEERS,
 ];
 
 /// Capacity of `REMOTES`.

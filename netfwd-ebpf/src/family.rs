@@ -133,6 +133,9 @@ pub trait Family: 'static {
     fn in_subnet(addr: Self::Addr) -> bool;
     /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.
     fn remote_flags(addr: Self::Addr) -> u8;
+    /// The VXLAN tunnel's far end (an IPv4 LAN address) for `addr`, behind
+    /// another cluster member (`REMOTE_TUNNEL`).
+    fn tunnel_far_end(addr: Self::Addr) -> Option<[u8; 4]>;
     /// The endpoint behind host port `port` of `proto` for a connection
     /// from the uplink or an endpoint (a host-only port is none of theirs).
     fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget<Self::Addr>>;

@@ -26,6 +26,7 @@ mod parse;
 mod route;
 mod router_guard;
 mod sockaddr;
+mod tunnel;
 mod v4;
 mod v6;
 mod verdict;

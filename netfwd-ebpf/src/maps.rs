@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig},
+    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
@@ -128,6 +128,16 @@ pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::ne
 #[btf_map]
 pub static TRUSTED_IFACE: Array<u32, 1> = Array::new();
 
+/// The network's VXLAN device and VNI (`backend = "vxlan"`). Filled by the
+/// loader.
+#[btf_map]
+pub static TUNNEL: Array<TunnelConfig, 1> = Array::new();
+
+/// Cluster members' subnets behind the tunnel -> the member's LAN address
+/// (`names::MAP_TUNNEL_PEERS`). Filled by the loader.
+#[btf_map]
+pub static TUNNEL_PEERS: LpmTrie<[u8; 4], [u8; 4], { MAX_REMOTES as usize }> = LpmTrie::new();
+
 /// Datagrams crossing the NAT in fragments: the ports of each one's first
 /// fragment, for the others.
 #[btf_map]
@@ -233,6 +243,24 @@ pub fn trusted_iface(ifindex: u32) -> bool {
     TRUSTED_IFACE
         .get(0)
         .is_some_and(|trusted| *trusted != 0 && *trusted == ifindex)
+}
+
+/// The network's tunnel, if it has one.
+#[inline(always)]
+pub fn tunnel() -> Option<TunnelConfig> {
+    TUNNEL.get(0).copied().filter(|tunnel| tunnel.ifindex != 0)
+}
+
+/// Whether `ifindex` is the network's tunnel device.
+#[inline(always)]
+pub fn tunnel_iface(ifindex: u32) -> bool {
+    tunnel().is_some_and(|tunnel| tunnel.ifindex == ifindex)
+}
+
+/// The tunnel's far end for `addr` (a member's LAN address).
+#[inline(always)]
+pub fn tunnel_far_end(addr: [u8; 4]) -> Option<[u8; 4]> {
+    TUNNEL_PEERS.get(&Key::new(32, addr)).copied()
 }
 
 /// The network's `NETWORK_*` flags.

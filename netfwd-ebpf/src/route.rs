@@ -2,14 +2,16 @@
 //! `[[peer]]` subnet) leaves straight out of the device the routing table
 //! names, and traffic from the LAN for an endpoint goes straight in — each a
 //! hop, with the hop limit decremented. What neither applies to is
-//! source-NATed out of the uplink, or reverse-NATed in. `classify_from_uplink`
-//! is the gate a packet arriving on the uplink or LAN passes, in TC and XDP
-//! alike.
+//! source-NATed out of the uplink, or reverse-NATed in. Another cluster
+//! member's endpoints behind the VXLAN tunnel are a hop into the tunnel
+//! (`tunnel`), and what the tunnel brings in is for endpoints alone.
+//! `classify_from_uplink` is the gate a packet arriving on the uplink, LAN
+//! or tunnel passes, in TC and XDP alike.
 
 use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
-    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED},
+    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL},
 };
 use network_types::eth::EthHdr;
 
@@ -20,7 +22,7 @@ use crate::{
     l4::IP_OFF,
     maps,
     nat::{hairpin, rev_snat, snat},
-    parse,
+    parse, tunnel,
     verdict::Verdict,
 };
 
@@ -52,6 +54,9 @@ pub fn from_endpoint_to_remote<F: Family>(
     let remote = F::remote_flags(dst);
     if remote & REMOTE_ISOLATED != 0 {
         return Err(DropReason::Isolated);
+    }
+    if remote & REMOTE_TUNNEL != 0 {
+        return route_into_tunnel::<F>(ctx, &ip);
     }
     // Peers and allowed networks are routed; so are the LAN's own hosts,
     // which may reach endpoints by address and are answered in kind.
@@ -85,27 +90,50 @@ fn route_out<F: Family>(ctx: &TcContext, ifindex: u32, ip: &F::Hdr) -> Result<Ve
     Ok(Verdict::Routed(route.hop.redirect()))
 }
 
-/// The gate for a packet (`ip`) arriving on the uplink or the LAN
-/// (`ifindex`). To an endpoint: let in if its source is trusted (a peer
-/// host's endpoints, the LAN's own hosts) and it came in on the trusted
-/// interface, where those are: `Some(endpoint)`, a routed hop in; dropped
-/// otherwise (the FORWARD policy: from the uplink's side, only replies get
-/// in, and those are addressed to the uplink). `None` for no endpoint: a
-/// reply of a NATed flow, or the host's.
+/// To another cluster member's endpoints: a hop into the VXLAN tunnel,
+/// with the endpoint's own address. The frame's MACs stay: the far end's
+/// datapath sets the endpoint's own on delivery.
+#[inline(always)]
+fn route_into_tunnel<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, DropReason> {
+    // A member whose far end is gone meanwhile (the routes changing under
+    // the packet): the host has no route there that would not leak it.
+    let (tunnel, far_end) = tunnel::far_end::<F>(F::daddr(ip)).ok_or(DropReason::Policy)?;
+    if !hop::<F>(ctx, ip, |_| {})? {
+        return Ok(Verdict::ToHost);
+    }
+    Ok(Verdict::Routed(tunnel::send(ctx, tunnel, far_end)?))
+}
+
+/// The gate for a packet (`ip`) arriving on the uplink, the LAN or the
+/// tunnel (`ifindex`). To an endpoint: let in if its source is trusted and
+/// it came in where that source's packets come in: `Some(endpoint)`, a
+/// routed hop in; dropped otherwise (the FORWARD policy: from the uplink's
+/// side, only replies get in, and those are addressed to the uplink).
+/// `None` for no endpoint: a reply of a NATed flow, or the host's. What the
+/// tunnel brings in is never NATed: for no endpoint, it is dropped.
 #[inline(always)]
 pub fn classify_from_uplink<F: Family>(
     ifindex: u32,
     ip: &F::Hdr,
 ) -> Result<Option<EndpointEntry>, DropReason> {
     match F::endpoint(F::daddr(ip)) {
-        Some(ep)
-            if maps::trusted_iface(ifindex)
-                && F::remote_flags(F::saddr(ip)) & REMOTE_TRUSTED != 0 =>
-        {
-            Ok(Some(ep))
-        }
+        Some(ep) if trusted_source::<F>(ifindex, F::saddr(ip)) => Ok(Some(ep)),
         Some(_) => Err(DropReason::Policy),
+        None if maps::tunnel_iface(ifindex) => Err(DropReason::Policy),
         None => Ok(None),
+    }
+}
+
+/// Whether `saddr` may reach endpoints arriving on `ifindex`: another
+/// member's endpoints through the tunnel only, the peer hosts' endpoints
+/// and the LAN's own hosts on the trusted interface only.
+#[inline(always)]
+fn trusted_source<F: Family>(ifindex: u32, saddr: F::Addr) -> bool {
+    let flags = F::remote_flags(saddr);
+    if flags & REMOTE_TUNNEL != 0 {
+        maps::tunnel_iface(ifindex)
+    } else {
+        flags & REMOTE_TRUSTED != 0 && maps::trusted_iface(ifindex)
     }
 }
 
@@ -120,7 +148,16 @@ pub fn from_uplink<F: Family>(ctx: &TcContext, ifindex: u32) -> Result<Verdict, 
         return Err(DropReason::Malformed);
     }
     match classify_from_uplink::<F>(ifindex, &ip)? {
-        Some(ep) => route_in::<F>(ctx, &ip, &ep),
+        Some(ep) => {
+            // Out of the tunnel: the key it came with names its sender
+            // (what XDP, which never runs on the tunnel, cannot read).
+            if let Some(tunnel) = maps::tunnel().filter(|t| t.ifindex == ifindex)
+                && !tunnel::sent_by_its_member::<F>(ctx, tunnel, F::saddr(&ip))
+            {
+                return Err(DropReason::IpSpoofed);
+            }
+            route_in::<F>(ctx, &ip, &ep)
+        }
         None => rev_snat::translate::<F>(ctx, &ip),
     }
 }

@@ -77,7 +77,7 @@ async fn answer(stream: TcpStream, network: NetworkName) {
 }
 
 /// Packets and bytes one way through a network. `egress`: from its
-/// endpoints; `ingress`: from its uplink and LAN.
+/// endpoints; `ingress`: from its uplink, LAN and tunnel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Traffic {
     network: String,
@@ -154,7 +154,7 @@ impl Metrics {
         for counters in egress {
             self.add_traffic(&network, "egress", counters);
         }
-        let ingress = [&net.uplink, &net.lan]
+        let ingress = [&net.uplink, &net.lan, &net.tunnel]
             .into_iter()
             .filter_map(|i| i.as_ref()?.counters.as_ref());
         for counters in ingress {

@@ -1,12 +1,18 @@
-//! A host of a netfwd cluster: a sandbox plugged into the test's LAN, with
-//! one endpoint on a network whose subnet the cluster leases, and its
-//! `netfwd daemon` (the cluster agent).
+//! A host of a netfwd cluster: a sandbox plugged into the test's LAN (or
+//! behind its router, on a subnet of its own), with one endpoint on a
+//! network whose subnet the cluster leases, and its `netfwd daemon` (the
+//! cluster agent).
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::{daemon::Daemon, process::tool_ok, sandbox::Sandbox, switch::Switch};
+use crate::{
+    daemon::Daemon,
+    process::tool_ok,
+    sandbox::Sandbox,
+    switch::{Router, Switch},
+};
 
 /// What every host of a test's cluster shares.
 pub struct ClusterSpec<'a> {
@@ -16,6 +22,11 @@ pub struct ClusterSpec<'a> {
     pub pool: &'a str,
     pub subnet_len: u8,
     pub lease_ttl: u64,
+    /// `[cluster] backend`.
+    pub backend: &'a str,
+    /// Hosts behind this router, each on a subnet of its own; on the
+    /// switch if `None`.
+    pub router: Option<&'a Router>,
 }
 
 /// Dropped in field order: the daemon is killed before the sandbox goes
@@ -31,19 +42,30 @@ pub struct ClusterHost {
 }
 
 impl ClusterHost {
-    /// Host `node` at `lan_addr` on the LAN (switch port `port`), its
-    /// daemon started but not yet waited for.
-    pub fn spawn(spec: &ClusterSpec, node: &str, lan_addr: &str, port: &str) -> ClusterHost {
+    /// Host `node`, the `i`th on the LAN (192.0.2.1i, switch port `p<i>`)
+    /// or behind the router, its daemon started but not yet waited for.
+    pub fn spawn(spec: &ClusterSpec, node: &str, i: usize) -> ClusterHost {
         let sb = Sandbox::new(node);
-        spec.switch.plug(sb.host(), lan_addr, port);
+        let lan_addr = match spec.router {
+            Some(router) => {
+                router.plug(sb.host(), i);
+                Router::host_addr(i)
+            }
+            None => {
+                let addr = format!("192.0.2.{}", 11 + i);
+                spec.switch.plug(sb.host(), &addr, &format!("p{i}"));
+                addr
+            }
+        };
         let net = sb.net_name();
         let ep = sb.ns("ep");
         let config = sb.write_config(&format!(
             "[network]\nname = \"{net}\"\nlan = \"lan0\"\n\
              [[endpoint]]\nnetns = \"{ep}\"\n\
              [cluster]\netcd = {etcd}\npool = \"{pool}\"\nsubnet_len = {len}\n\
-             node = \"{node}\"\nlease_ttl = {ttl}\n",
+             node = \"{node}\"\nlease_ttl = {ttl}\nbackend = \"{backend}\"\n",
             etcd = spec.etcd,
+            backend = spec.backend,
             pool = spec.pool,
             len = spec.subnet_len,
             ttl = spec.lease_ttl,
@@ -55,7 +77,7 @@ impl ClusterHost {
             net,
             node: node.to_owned(),
             ep,
-            lan_addr: lan_addr.to_owned(),
+            lan_addr,
             config,
         }
     }

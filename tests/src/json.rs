@@ -56,9 +56,15 @@ fn endpoint_drops(ep: &Value, reason: &str) -> u64 {
 
 /// Packets the uplink of a network's status had dropped under `reason`.
 pub fn uplink_drops(network: &Value, reason: &str) -> u64 {
-    network["uplink"]["counters"]["drops"][drop_reason(reason)]
+    host_interface_drops(network, "uplink", reason)
+}
+
+/// Packets a host interface of a network's status (`uplink`, `lan`,
+/// `tunnel`) had dropped under `reason`.
+pub fn host_interface_drops(network: &Value, iface: &str, reason: &str) -> u64 {
+    network[iface]["counters"]["drops"][drop_reason(reason)]
         .as_u64()
-        .unwrap_or_else(|| panic!("no drop reason {reason} for the uplink: {network:#}"))
+        .unwrap_or_else(|| panic!("no drop reason {reason} for the {iface}: {network:#}"))
 }
 
 /// Counter `field` of the endpoint in `netns`.

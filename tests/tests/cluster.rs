@@ -1,6 +1,7 @@
 //! Hosts sharing one network through etcd (`[cluster]`): three etcd members
 //! and the netfwd hosts on one LAN (a switch namespace), each host leasing
-//! a subnet of the pool and routing the others' (the `direct` backend). One
+//! a subnet of the pool and routing the others' (the `direct` backend);
+//! then hosts on subnets of their own behind a router, through VXLAN. One
 //! lab for every check: etcd and four hosts cost seconds to build.
 
 use std::time::{Duration, Instant};
@@ -9,10 +10,10 @@ use netfwd_tests::{
     assert_ping,
     cluster::{ClusterHost, ClusterSpec},
     etcd::Etcd,
-    eventually,
+    eventually, host_interface_drops,
     internet::{ECHO_PORT, EchoServer, in_netns, ip_of, tcp_echo},
-    payload, ping, poll,
-    switch::Switch,
+    payload, ping, poll, scapy_sendp,
+    switch::{Router, Switch},
     tool_ok,
 };
 
@@ -23,14 +24,11 @@ const LEASE_TTL: u64 = 3;
 /// waits for the machine-wide state lock while other tests hold it.
 const WITHDRAW_LIMIT: Duration = Duration::from_secs(LEASE_TTL + 27);
 
-fn lan_addr(i: usize) -> String {
-    format!("192.0.2.{}", 11 + i)
-}
-
-/// Starts hosts `first..first + count` at once, then waits for each.
-fn start_hosts(spec: &ClusterSpec, first: usize, count: usize) -> Vec<ClusterHost> {
+/// Starts hosts `first..first + count` (nodes `<prefix><i>`) at once, then
+/// waits for each.
+fn start_hosts(spec: &ClusterSpec, prefix: &str, first: usize, count: usize) -> Vec<ClusterHost> {
     let mut hosts: Vec<ClusterHost> = (first..first + count)
-        .map(|i| ClusterHost::spawn(spec, &format!("h{i}"), &lan_addr(i), &format!("p{i}")))
+        .map(|i| ClusterHost::spawn(spec, &format!("{prefix}{i}"), i))
         .collect();
     for host in &mut hosts {
         host.wait_ready();
@@ -93,19 +91,14 @@ fn a_cluster_leases_routes_withdraws_and_rides_out_etcd_faults() {
         pool: "10.200.0.0/22",
         subnet_len: 24,
         lease_ttl: LEASE_TTL,
+        backend: "direct",
+        router: None,
     };
-    let mut hosts = start_hosts(&spec, 0, 3);
+    let mut hosts = start_hosts(&spec, "h", 0, 3);
     assert_subnets_distinct(&hosts);
     assert_all_pairs_reach_each_other(&hosts);
     // By their own addresses: no NAT between the hosts.
-    {
-        let (a, b) = (&hosts[0], &hosts[1]);
-        let b_ip = b.ep_ip();
-        let _server = EchoServer::start(&b.ep, &b_ip, ECHO_PORT);
-        let data = payload("cluster", 3000);
-        let seen = in_netns(&a.ep, move || tcp_echo(&b_ip, ECHO_PORT, None, &data)).unwrap();
-        assert_eq!(ip_of(&seen), a.ep_ip(), "B saw a translated source");
-    }
+    assert_seen_by_own_address(&hosts[0], &hosts[1]);
 
     // The etcd leader cut off: a fourth host joins through the majority,
     // and the others route to it with no file of theirs changed.
@@ -116,7 +109,7 @@ fn a_cluster_leases_routes_withdraws_and_rides_out_etcd_faults() {
         .map(|h| std::fs::read_to_string(&h.config).unwrap())
         .collect();
     let joined_at = Instant::now();
-    hosts.extend(start_hosts(&spec, 3, 1));
+    hosts.extend(start_hosts(&spec, "h", 3, 1));
     let fourth_subnet = hosts[3].subnet();
     let fourth_lan = hosts[3].lan_addr.clone();
     for h in &hosts[..3] {
@@ -186,6 +179,118 @@ fn a_cluster_leases_routes_withdraws_and_rides_out_etcd_faults() {
     assert_eq!(hosts[2].subnet(), subnet);
     hosts[2].daemon().wait_for(&format!("holds {subnet}"));
     assert_ring_reaches(&hosts);
+    drop(hosts);
+
+    vxlan_members_reach_each_other_across_a_router(&switch, &etcd);
+}
+
+/// `to`'s endpoint sees `from`'s by its own address over TCP: nothing
+/// between the hosts translated it.
+fn assert_seen_by_own_address(from: &ClusterHost, to: &ClusterHost) {
+    let to_ip = to.ep_ip();
+    let _server = EchoServer::start(&to.ep, &to_ip, ECHO_PORT);
+    let data = payload("cluster", 3000);
+    let seen = in_netns(&from.ep, move || tcp_echo(&to_ip, ECHO_PORT, None, &data))
+        .expect("entering the endpoint's namespace");
+    assert_eq!(
+        ip_of(&seen),
+        from.ep_ip(),
+        "{} saw {}'s endpoint translated",
+        to.node,
+        from.node
+    );
+}
+
+/// The VXLAN backend, on the same etcd: three hosts on subnets of their
+/// own behind a router, no L2 segment between them, reach each other's
+/// endpoints through the tunnel by their own addresses (TCP past the
+/// tunnel's MTU in each direction), with no kernel route to another
+/// member's subnet.
+fn vxlan_members_reach_each_other_across_a_router(switch: &Switch, etcd: &Etcd) {
+    let router = Router::new(
+        &format!("nft{}-clrt", std::process::id()),
+        switch,
+        "192.0.2.1",
+        "rt",
+    );
+    for i in 0..3 {
+        router.route_back_from(etcd.netns(i));
+    }
+    let spec = ClusterSpec {
+        etcd: etcd.toml_urls(),
+        switch,
+        pool: "10.201.0.0/22",
+        subnet_len: 24,
+        lease_ttl: LEASE_TTL,
+        backend: "vxlan",
+        router: Some(&router),
+    };
+    let started_at = Instant::now();
+    let mut hosts = start_hosts(&spec, "v", 0, 3);
+    assert_subnets_distinct(&hosts);
+    // One VXLAN device, the LAN's MTU less the encapsulation, and endpoints
+    // that fit in it.
+    let device = format!("nf{}-vx", hosts[0].net);
+    let shown = tool_ok(
+        "ip",
+        &["-n", hosts[0].sb.host(), "-d", "link", "show", &device],
+    );
+    for want in ["mtu 1450", "external", "dstport 4789"] {
+        assert!(shown.contains(want), "{want} not in: {shown}");
+    }
+    assert_eq!(hosts[0].sb.network_status(&hosts[0].net)["mtu"], 1450);
+    assert_all_pairs_reach_each_other(&hosts);
+    eprintln!(
+        "vxlan: three hosts started, every pair reaching each other after {:?}",
+        started_at.elapsed()
+    );
+    for from in &hosts {
+        for to in hosts.iter().filter(|h| h.node != from.node) {
+            assert_seen_by_own_address(from, to);
+            assert!(from.route_to(&to.subnet()).is_empty());
+        }
+    }
+    let status = hosts[0].cluster_status();
+    assert_eq!(status["backend"], "vxlan", "{status:#}");
+    assert!(status["tunnel"]["device"].is_string(), "{status:#}");
+    let routes = status["routes"].as_array().expect("routes listed");
+    assert_eq!(routes.len(), 2, "{status:#}");
+    assert!(routes.iter().all(|r| r["tunnel"] == true), "{status:#}");
+
+    // Out of the tunnel, a member sends with its own endpoints' addresses
+    // and the cluster's VNI only: v1 forging v2's endpoint, or sending
+    // with another VNI, is dropped as spoofed. (Plain VXLAN flags: scapy's
+    // default is VXLAN-GPE's, which the kernel counts as a bad header.)
+    let (v0, v1, v2) = (&hosts[0], &hosts[1], &hosts[2]);
+    let spoofed = || host_interface_drops(&v0.sb.network_status(&v0.net), "tunnel", "ip_spoofed");
+    let before = spoofed();
+    let forged = |vni: u32, src: &str| {
+        format!(
+            "Ether()/IP(src='{}', dst='{}')/UDP(sport=40000, dport=4789)/VXLAN(flags=0x08, vni={vni})/\
+             Ether(src='02:00:00:00:00:01', dst='02:00:00:00:00:02')/\
+             IP(src='{src}', dst='{}')/ICMP()",
+            v1.lan_addr,
+            v0.lan_addr,
+            v0.ep_ip()
+        )
+    };
+    let frames = format!("[{}, {}]", forged(1, &v2.ep_ip()), forged(2, &v1.ep_ip()));
+    assert_eq!(scapy_sendp(v1.sb.host(), "lan0", &frames, 5), 10);
+    eventually(
+        "the forged packets dropped as spoofed",
+        WITHDRAW_LIMIT,
+        || spoofed() >= before + 10,
+    );
+
+    // `down` leaves no device behind.
+    let host = &mut hosts[0];
+    host.daemon().stop();
+    host.sb.netfwd_ok(&["down", "--name", &host.net]);
+    let left = tool_ok(
+        "ip",
+        &["-n", host.sb.host(), "link", "show", "type", "vxlan"],
+    );
+    assert!(left.trim().is_empty(), "left behind: {left}");
 }
 
 fn etcd_stopped_and_started(etcd: &mut Etcd, hosts: &mut [ClusterHost], pool: &str) {

@@ -256,6 +256,11 @@ impl Family for V4 {
     }
 
     #[inline(always)]
+    fn tunnel_far_end(addr: [u8; 4]) -> Option<[u8; 4]> {
+        maps::tunnel_far_end(addr)
+    }
+
+    #[inline(always)]
     fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
         maps::published_outside(proto, port)
     }

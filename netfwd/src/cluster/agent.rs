@@ -86,7 +86,16 @@ impl Agent {
         let members = self.members.borrow_and_update().clone();
         let mut peers = member.network(self.subnet)?.peers;
         if let Some(members) = members {
-            peers.extend(members.peers(&member.cluster.node));
+            let cluster = &member.cluster;
+            let (theirs, refused) = members.peers(&cluster.node, cluster.backend);
+            peers.extend(theirs);
+            if !refused.is_empty() {
+                log::warn!(
+                    "cluster: not routing {} (another backend than ours, {}): every member of a pool must use one",
+                    refused.join(", "),
+                    cluster.backend
+                );
+            }
         }
         Ok(peers)
     }

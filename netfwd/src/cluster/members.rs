@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::record::{self, SubnetRecord};
 use ipnet::Ipv4Net;
 
-use crate::config::Peer;
+use crate::config::{Backend, Peer};
 
 /// Every live subnet record, and the etcd revision they are as of.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -51,19 +51,32 @@ fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Result<(Ipv4Net, SubnetRecor
 }
 
 impl Members {
-    /// The other members' subnets as peers: their LAN address the next hop.
-    pub fn peers(&self, own_node: &str) -> Vec<Peer> {
-        let mut peers = self
+    /// The other members' subnets as peers, for a member of `backend`:
+    /// their LAN address the next hop (`direct`) or the tunnel's far end
+    /// (`vxlan`). Members of another backend are not routed (a direct
+    /// member has no tunnel, and a vxlan member's LAN may be no next hop):
+    /// they come second, by node name.
+    pub fn peers(&self, own_node: &str, backend: Backend) -> (Vec<Peer>, Vec<&str>) {
+        let (ours, others): (Vec<_>, Vec<_>) = self
             .subnets
             .iter()
             .filter(|(_, rec)| rec.node != own_node)
+            .partition(|(_, rec)| rec.backend == backend);
+        let mut peers = ours
+            .into_iter()
             .map(|(subnet, rec)| Peer {
                 subnet: *subnet,
                 via: rec.lan_addr,
+                tunnel: backend == Backend::Vxlan,
             })
             .collect::<Vec<_>>();
         peers.sort_by_key(|p| p.subnet.addr());
-        peers
+        let mut refused: Vec<&str> = others
+            .into_iter()
+            .map(|(_, rec)| rec.node.as_str())
+            .collect();
+        refused.sort_unstable();
+        (peers, refused)
     }
 
     /// Starts following the records from just past the revision read.
@@ -119,26 +132,28 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Backend;
 
     #[test]
     fn the_other_members_are_peers_through_their_lan_address_lowest_first() {
-        let record = |node: &str, last: u8| SubnetRecord {
+        let record = |node: &str, last: u8, backend| SubnetRecord {
             node: node.to_owned(),
             lan_addr: std::net::Ipv4Addr::new(192, 0, 2, last),
-            backend: Backend::Direct,
+            backend,
         };
         let mut members = Members::default();
-        for (subnet, node, last) in [
-            ("10.200.2.0/24", "c", 13),
-            ("10.200.0.0/24", "a", 11),
-            ("10.200.1.0/24", "b", 12),
+        for (subnet, node, last, backend) in [
+            ("10.200.2.0/24", "c", 13, Backend::Direct),
+            ("10.200.0.0/24", "a", 11, Backend::Direct),
+            ("10.200.1.0/24", "b", 12, Backend::Direct),
+            ("10.200.3.0/24", "d", 14, Backend::Vxlan),
         ] {
             members
                 .subnets
-                .insert(subnet.parse().unwrap(), record(node, last));
+                .insert(subnet.parse().unwrap(), record(node, last, backend));
         }
-        let peers = members.peers("b");
+        let (peers, refused) = members.peers("b", Backend::Direct);
+        assert_eq!(refused, ["d"]);
+        assert!(peers.iter().all(|p| !p.tunnel));
         let shown: Vec<String> = peers
             .iter()
             .map(|p| format!("{} via {}", p.subnet, p.via))
@@ -149,6 +164,18 @@ mod tests {
                 "10.200.0.0/24 via 192.0.2.11",
                 "10.200.2.0/24 via 192.0.2.13"
             ]
+        );
+        let (peers, refused) = members.peers("d", Backend::Vxlan);
+        assert!(peers.is_empty());
+        assert_eq!(refused, ["a", "b", "c"]);
+        let (peers, _) = members.peers("a", Backend::Vxlan);
+        assert_eq!(
+            peers,
+            [Peer {
+                subnet: "10.200.3.0/24".parse().unwrap(),
+                via: std::net::Ipv4Addr::new(192, 0, 2, 14),
+                tunnel: true,
+            }]
         );
     }
 }

@@ -30,6 +30,15 @@ pub struct ClusterStatus {
     pub etcd_error: Option<String>,
     /// The other members' subnets this host routes now.
     pub routes: Vec<Peer>,
+    /// The VXLAN device (`backend = "vxlan"`), once the network is up.
+    pub tunnel: Option<TunnelStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TunnelStatus {
+    pub device: String,
+    pub vni: u32,
+    pub port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +63,13 @@ pub async fn status(member: &Member) -> Result<ClusterStatus> {
                 .collect()
         })
         .unwrap_or_default();
+    let tunnel = recorded.as_ref().and_then(|net| {
+        net.vxlan.map(|v| TunnelStatus {
+            device: net.vxlan_ifname(),
+            vni: v.vni,
+            port: v.port,
+        })
+    });
     let (hosts, etcd_error) = match hosts(member).await {
         Ok(hosts) => (hosts, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
@@ -68,6 +84,7 @@ pub async fn status(member: &Member) -> Result<ClusterStatus> {
         hosts,
         etcd_error,
         routes,
+        tunnel,
     })
 }
 

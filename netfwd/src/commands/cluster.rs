@@ -38,6 +38,12 @@ fn print_human(s: &ClusterStatus) {
         s.subnet
             .map_or_else(|| "none".to_owned(), |n| n.to_string())
     );
+    if let Some(tunnel) = &s.tunnel {
+        println!(
+            "  tunnel {}  vni {}  udp port {}",
+            tunnel.device, tunnel.vni, tunnel.port
+        );
+    }
     match &s.etcd_error {
         Some(e) => println!("  etcd unreachable: {e}"),
         None => {
@@ -62,6 +68,11 @@ fn print_human(s: &ClusterStatus) {
     }
     println!("  routes in force ({}):", s.routes.len());
     for r in &s.routes {
-        println!("    {} via {}", r.subnet, r.via);
+        let how = if r.tunnel {
+            "through the tunnel to"
+        } else {
+            "via"
+        };
+        println!("    {} {how} {}", r.subnet, r.via);
     }
 }

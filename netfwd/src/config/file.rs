@@ -44,6 +44,10 @@ pub struct ClusterSection {
     pub backend: Option<Backend>,
     /// Seconds a member's lease outlives its last keep-alive.
     pub lease_ttl: Option<u64>,
+    /// `backend = "vxlan"` only: the VXLAN network identifier (default 1)
+    /// and UDP port (default 4789) every member uses.
+    pub vni: Option<u32>,
+    pub vxlan_port: Option<u16>,
 }
 
 /// A host port forwarded to an endpoint (Docker's `-p host_port:port`).

@@ -73,6 +73,13 @@ impl Network {
     pub fn peer_tmp_ifname(&self, slot: Slot) -> String {
         format!("{}{slot}", prefix(PEER_TMP_END, &self.name))
     }
+
+    /// The network's VXLAN device (`backend = "vxlan"`): `nf<network>-vx`,
+    /// under the network's own prefix (so `down` and a failed `up` remove
+    /// it with the veths), and no endpoint's: slots are written in hex.
+    pub fn vxlan_ifname(&self) -> String {
+        format!("{}vx", prefix(HOST_END, &self.name))
+    }
 }
 
 /// Prefixes of every veth end network `name` names in the host namespace (and
@@ -104,6 +111,7 @@ mod tests {
         let net = parse("[network]\nname = \"abcdefgh\"\nsubnet = \"10.0.0.0/16\"\n").unwrap();
         assert!(net.host_ifname(Slot(u16::MAX)).len() <= 15);
         assert!(net.peer_tmp_ifname(Slot(u16::MAX)).len() <= 15);
+        assert!(net.vxlan_ifname().len() <= 15);
     }
 
     #[test]

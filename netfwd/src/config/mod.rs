@@ -17,7 +17,7 @@ pub use file::{
 pub use ifname::{Slot, ifname_prefixes, validate_ifname};
 pub use model::{
     Backend, Cluster, ClusterTls, Endpoint, Ipv6Network, Kind, Mode, NatSettings, Network, Peer,
-    Proto, Published, Timeouts, every_address, host_ip,
+    Proto, Published, Timeouts, VXLAN_OVERHEAD, Vxlan, every_address, host_ip,
 };
 pub use validate::{
     Config, DEFAULT_LEASE_TTL_SECS, DEFAULT_MTU, DEFAULT_SUBNET_LEN, MAX_LEASE_TTL_SECS,

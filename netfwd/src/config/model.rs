@@ -108,6 +108,9 @@ pub struct Network {
     pub host_cgroup: Option<PathBuf>,
     #[serde(default)]
     pub mode: Mode,
+    /// The VXLAN tunnel to other cluster members (`backend = "vxlan"`).
+    #[serde(default)]
+    pub vxlan: Option<Vxlan>,
 }
 
 /// A dual-stack network's IPv6: its prefix, and the gateway's address in it
@@ -117,6 +120,23 @@ pub struct Ipv6Network {
     pub subnet: Ipv6Net,
     pub gateway: Ipv6Addr,
 }
+
+/// A cluster member's VXLAN tunnel: one collect-metadata device per network
+/// (`Network::vxlan_ifname`), over the LAN, the datapath setting each
+/// packet's tunnel key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vxlan {
+    /// The VXLAN network identifier every member of the cluster uses.
+    pub vni: u32,
+    /// The UDP port every member listens on and sends to.
+    pub port: u16,
+}
+
+/// What VXLAN adds to an endpoint's packet over IPv4: outer IPv4 (20), UDP
+/// (8), VXLAN (8) and the inner Ethernet header (14). The tunnel device's
+/// MTU is the LAN's less this, and a vxlan member's endpoints default to
+/// 1500 less this.
+pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// A validated published port: host port -> endpoint address and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +213,8 @@ pub struct Cluster {
     pub node: String,
     pub backend: Backend,
     pub lease_ttl_secs: u64,
+    /// The tunnel's settings, with `backend = "vxlan"` only.
+    pub vxlan: Option<Vxlan>,
 }
 
 impl Cluster {
@@ -221,6 +243,10 @@ pub struct Peer {
     pub subnet: Ipv4Net,
     /// The other host's address on the LAN link.
     pub via: Ipv4Addr,
+    /// Reached through the network's VXLAN tunnel, `via` its far end (a
+    /// vxlan cluster member), rather than routed with `via` the next hop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tunnel: bool,
 }
 
 /// Source NAT settings (used when the network has an uplink).

@@ -15,7 +15,7 @@ use super::{
     ipv6,
     model::{
         Backend, Cluster, ClusterTls, Endpoint, NatSettings, Network, Peer, Published, Timeouts,
-        host_ip,
+        VXLAN_OVERHEAD, Vxlan, host_ip,
     },
 };
 use ipnet::Ipv4Net;
@@ -42,6 +42,12 @@ pub const MIN_LEASE_TTL_SECS: u64 = 2;
 /// Longest `cluster.lease_ttl`: the bound on how long a gone host's
 /// routes may stay.
 pub const MAX_LEASE_TTL_SECS: u64 = 60;
+/// Default `cluster.vni`.
+pub const DEFAULT_VNI: u32 = 1;
+/// Largest VNI: VXLAN's identifier has 24 bits.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Default `cluster.vxlan_port`: IANA's VXLAN port.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 /// Default `cluster.lease_ttl`.
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 20;
 /// Default `cluster.subnet_len`.
@@ -80,8 +86,15 @@ impl Member {
     }
 
     /// The network on `subnet`, a subnet of the pool leased to this host.
+    /// With the VXLAN backend its endpoints' MTU defaults to what fits in
+    /// the tunnel over a 1500-byte LAN.
     pub fn network(&self, subnet: Ipv4Net) -> Result<Network> {
-        network_on(&self.file, subnet, true)
+        let mut net = network_on(&self.file, subnet, true)?;
+        net.vxlan = self.cluster.vxlan;
+        if net.vxlan.is_some() && self.file.network.mtu.is_none() {
+            net.mtu = DEFAULT_MTU - VXLAN_OVERHEAD;
+        }
+        Ok(net)
     }
 }
 
@@ -272,6 +285,7 @@ fn network_on(file: &ConfigFile, subnet: Ipv4Net, leased: bool) -> Result<Networ
         published: validate_publishes(&file.publishes, &endpoints_by_netns, nat)?,
         host_cgroup: net.host_cgroup.clone(),
         mode: net.mode.unwrap_or_default(),
+        vxlan: None,
     })
 }
 
@@ -354,11 +368,22 @@ fn validate_cluster(section: &ClusterSection) -> Result<Cluster> {
         ));
     }
     let backend = section.backend.unwrap_or_default();
-    if backend == Backend::Vxlan {
-        return Err(input_error!(
-            "cluster.backend: \"vxlan\" is not built yet; \"direct\" needs the members on one LAN"
-        ));
-    }
+    let vxlan = match backend {
+        Backend::Vxlan => Some(validate_vxlan(section)?),
+        Backend::Direct => {
+            for (field, written) in [
+                ("cluster.vni", section.vni.is_some()),
+                ("cluster.vxlan_port", section.vxlan_port.is_some()),
+            ] {
+                if written {
+                    return Err(input_error!(
+                        "{field}: only with backend = \"vxlan\" (\"direct\" has no tunnel)"
+                    ));
+                }
+            }
+            None
+        }
+    };
     Ok(Cluster {
         etcd: section.etcd.clone(),
         tls,
@@ -367,7 +392,22 @@ fn validate_cluster(section: &ClusterSection) -> Result<Cluster> {
         node,
         backend,
         lease_ttl_secs,
+        vxlan,
     })
+}
+
+fn validate_vxlan(section: &ClusterSection) -> Result<Vxlan> {
+    let vni = section.vni.unwrap_or(DEFAULT_VNI);
+    if !(1..=MAX_VNI).contains(&vni) {
+        return Err(input_error!(
+            "cluster.vni: {vni} is not within 1..={MAX_VNI} (24 bits)"
+        ));
+    }
+    let port = section.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT);
+    if port == 0 {
+        return Err(input_error!("cluster.vxlan_port: 0 is no UDP port"));
+    }
+    Ok(Vxlan { vni, port })
 }
 
 fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
@@ -392,7 +432,11 @@ fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
                 "peer[{i}].via: {via} must be the other host's address on the LAN, not an endpoint address"
             ));
         }
-        valid.push(Peer { subnet, via });
+        valid.push(Peer {
+            subnet,
+            via,
+            tunnel: false,
+        });
     }
     Ok(valid)
 }
@@ -776,6 +820,50 @@ mod tests {
     }
 
     #[test]
+    fn a_vxlan_member_tunnels_with_defaults_and_fits_its_endpoints_in_the_tunnel() {
+        let vxlan = MEMBER.replace("node = \"h1\"", "node = \"h1\"\nbackend = \"vxlan\"");
+        let Config::Member(member) = parse_config(&vxlan).unwrap() else {
+            panic!("not a member");
+        };
+        let expected = Vxlan {
+            vni: DEFAULT_VNI,
+            port: DEFAULT_VXLAN_PORT,
+        };
+        assert_eq!(member.cluster.vxlan, Some(expected));
+        let subnet = member.cluster.subnets().next().unwrap();
+        let net = member.network(subnet).unwrap();
+        assert_eq!(net.vxlan, Some(expected));
+        assert_eq!(net.mtu, DEFAULT_MTU - VXLAN_OVERHEAD);
+
+        let chosen = vxlan
+            .replace("lan = \"lan0\"", "lan = \"lan0\"\nmtu = 1400")
+            .replace(
+                "backend = \"vxlan\"",
+                "backend = \"vxlan\"\nvni = 16777215\nvxlan_port = 8472",
+            );
+        let Config::Member(member) = parse_config(&chosen).unwrap() else {
+            panic!("not a member");
+        };
+        let net = member.network(subnet).unwrap();
+        assert_eq!(
+            net.vxlan,
+            Some(Vxlan {
+                vni: MAX_VNI,
+                port: 8472
+            })
+        );
+        assert_eq!(net.mtu, 1400);
+
+        // The direct backend has no tunnel, and keeps the MTU.
+        let Config::Member(direct) = parse_config(MEMBER).unwrap() else {
+            panic!("not a member");
+        };
+        assert_eq!(direct.cluster.vxlan, None);
+        let net = direct.network(subnet).unwrap();
+        assert_eq!((net.vxlan, net.mtu), (None, DEFAULT_MTU));
+    }
+
+    #[test]
     fn bad_cluster_input_names_the_field() {
         let with = |network: &str, cluster: &str| {
             format!(
@@ -839,9 +927,29 @@ mod tests {
                 "cluster.lease_ttl",
             ),
             (with("", &format!("{ok}backend = \"gre\"\n")), "line"),
+            (with("", &format!("{ok}vni = 5\n")), "cluster.vni"),
             (
-                with("", &format!("{ok}backend = \"vxlan\"\n")),
-                "cluster.backend",
+                with("", &format!("{ok}vxlan_port = 4789\n")),
+                "cluster.vxlan_port",
+            ),
+            (
+                with("", &format!("{ok}backend = \"vxlan\"\nvni = 0\n")),
+                "cluster.vni",
+            ),
+            (
+                with("", &format!("{ok}backend = \"vxlan\"\nvni = 16777216\n")),
+                "cluster.vni",
+            ),
+            (
+                with("", &format!("{ok}backend = \"vxlan\"\nvxlan_port = 0\n")),
+                "cluster.vxlan_port",
+            ),
+            (
+                with(
+                    "",
+                    &format!("{ok}backend = \"vxlan\"\nvxlan_port = 65536\n"),
+                ),
+                "line",
             ),
             (
                 format!("[network]\nname = \"c\"\n[cluster]\n{ok}"),

@@ -13,7 +13,7 @@ use netfwd_common::{
     counters::IfaceCounters,
     maps::{
         EndpointEntry, NETWORK_NO_ICC, Network6Config, NetworkConfig, REMOTE_ISOLATED,
-        REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED,
+        REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL, TunnelConfig,
     },
     nat::{
         DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
@@ -68,6 +68,10 @@ pub enum Remote {
     Allowed,
     /// Another network of this namespace: isolated from this one.
     Isolated,
+    /// Another cluster member's subnet behind the VXLAN tunnel, whose far
+    /// end is the member's LAN address: reached encapsulated, its sources
+    /// trusted from the tunnel only.
+    Tunneled(Ipv4Addr),
 }
 
 impl Remote {
@@ -77,6 +81,7 @@ impl Remote {
             Remote::Lan => REMOTE_TRUSTED,
             Remote::Allowed => REMOTE_ROUTE | REMOTE_LOCAL,
             Remote::Isolated => REMOTE_ISOLATED | REMOTE_LOCAL,
+            Remote::Tunneled(_) => REMOTE_TUNNEL,
         }
     }
 }
@@ -267,10 +272,38 @@ impl NetworkDatapath {
         self.maps.set_trusted_iface(ifindex)
     }
 
-    /// Makes the datapath's remote prefixes exactly `wanted`.
+    /// Makes the datapath's remote prefixes exactly `wanted`. The tunnel's
+    /// far ends are written first, so a prefix being added is never
+    /// flagged tunneled without one (one being withdrawn is dropped, as
+    /// `policy`, in the moment between).
     pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, Remote)]) -> Result<()> {
+        let far_ends: Vec<(Ipv4Net, Ipv4Addr)> = wanted
+            .iter()
+            .filter_map(|(n, r)| match r {
+                Remote::Tunneled(far_end) => Some((*n, *far_end)),
+                _ => None,
+            })
+            .collect();
         let flags: Vec<(Ipv4Net, u8)> = wanted.iter().map(|(n, r)| (*n, r.flags())).collect();
+        self.maps.set_tunnel_peers(&far_ends)?;
         self.maps.set_remotes(&flags)
+    }
+
+    /// Attaches the uplink program to the network's VXLAN device `link`
+    /// (TC only: what it brings in is delivered to endpoints, never NATed)
+    /// and points the datapath's encapsulation at it with `vni`.
+    pub fn attach_tunnel(&mut self, link: &Link, vni: u32) -> Result<()> {
+        self.maps.ensure_counters(link.index)?;
+        self.programs()?.attach_from_uplink(&link.name)?;
+        self.maps.set_tunnel(Some(TunnelConfig {
+            ifindex: link.index,
+            vni,
+        }))
+    }
+
+    /// The network has no tunnel (any more).
+    pub fn no_tunnel(&mut self) -> Result<()> {
+        self.maps.set_tunnel(None)
     }
 
     /// Makes the datapath's published ports exactly `published`.

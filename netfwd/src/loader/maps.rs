@@ -16,11 +16,11 @@ use aya::maps::{
 use ipnet::Ipv4Net;
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig},
+    maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
         MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED, MAP_REMOTES,
-        MAP_TRUSTED_IFACE, MAP_UNREPLIED_BY_SENDER,
+        MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS, MAP_UNREPLIED_BY_SENDER,
     },
     nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
 };
@@ -46,6 +46,9 @@ pub struct DatapathMaps {
     /// Read only: a write from userspace would cancel the sweep's timer
     /// (the kernel frees a replaced value's timer). Absent as above.
     nat_sweep: Option<Array<MapData, NatSweep>>,
+    /// The VXLAN device and the members behind it; absent as above.
+    tunnel: Option<Array<MapData, TunnelConfig>>,
+    tunnel_peers: Option<LpmTrie<MapData, [u8; 4], [u8; 4]>>,
 }
 
 /// A removal's result, with a key that was not there (removed meanwhile,
@@ -112,6 +115,14 @@ impl DatapathMaps {
                 .map(Array::try_from)
                 .transpose()
                 .context("NAT_SWEEP has an unexpected type")?,
+            tunnel: open_if_pinned(pin_dir, MAP_TUNNEL)?
+                .map(Array::try_from)
+                .transpose()
+                .context("TUNNEL has an unexpected type")?,
+            tunnel_peers: open_if_pinned(pin_dir, MAP_TUNNEL_PEERS)?
+                .map(LpmTrie::try_from)
+                .transpose()
+                .context("TUNNEL_PEERS has an unexpected type")?,
         })
     }
 
@@ -287,27 +298,31 @@ impl DatapathMaps {
 
     /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).
     pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, u8)]) -> Result<()> {
-        let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.network().octets());
-        let present: Vec<Key<[u8; 4]>> = self
-            .remotes
-            .keys()
-            .collect::<Result<_, _>>()
-            .context("reading REMOTES")?;
-        for old in present {
-            let still = wanted.iter().any(|(net, _)| {
-                let k = key(net);
-                k.prefix_len() == old.prefix_len() && k.data() == old.data()
-            });
-            if !still {
-                self.remotes.remove(&old).context("removing from REMOTES")?;
-            }
+        replace_prefixes(&mut self.remotes, wanted).context("writing REMOTES")
+    }
+
+    /// Makes `TUNNEL_PEERS` hold exactly `wanted` (prefix -> the tunnel's
+    /// far end).
+    pub fn set_tunnel_peers(&mut self, wanted: &[(Ipv4Net, Ipv4Addr)]) -> Result<()> {
+        let wanted: Vec<(Ipv4Net, [u8; 4])> =
+            wanted.iter().map(|(n, a)| (*n, a.octets())).collect();
+        match &mut self.tunnel_peers {
+            Some(map) => replace_prefixes(map, &wanted).context("writing TUNNEL_PEERS"),
+            None if wanted.is_empty() => Ok(()),
+            None => anyhow::bail!("TUNNEL_PEERS is not pinned: bring the network up again"),
         }
-        for (net, flags) in wanted {
-            self.remotes
-                .insert(&key(net), flags, 0)
-                .with_context(|| format!("writing REMOTES[{net}]"))?;
+    }
+
+    /// Points the datapath at the network's VXLAN device (`None`: it has
+    /// none).
+    pub fn set_tunnel(&mut self, tunnel: Option<TunnelConfig>) -> Result<()> {
+        match &mut self.tunnel {
+            Some(map) => map
+                .set(0, tunnel.unwrap_or_default(), 0)
+                .context("writing TUNNEL"),
+            None if tunnel.is_none() => Ok(()),
+            None => anyhow::bail!("TUNNEL is not pinned: bring the network up again"),
         }
-        Ok(())
     }
 
     /// Makes `PUBLISHED` hold exactly `wanted`.
@@ -364,6 +379,29 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a IfaceCounters>) -> Ifa
 }
 
 /// Makes a hash map hold exactly `wanted`.
+/// Makes LPM trie `map` hold exactly `wanted` (prefix -> value).
+fn replace_prefixes<V: aya::Pod>(
+    map: &mut LpmTrie<MapData, [u8; 4], V>,
+    wanted: &[(Ipv4Net, V)],
+) -> Result<()> {
+    let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.network().octets());
+    let present: Vec<Key<[u8; 4]>> = map.keys().collect::<Result<_, _>>()?;
+    for old in present {
+        let still = wanted.iter().any(|(net, _)| {
+            let k = key(net);
+            k.prefix_len() == old.prefix_len() && k.data() == old.data()
+        });
+        if !still {
+            map.remove(&old)?;
+        }
+    }
+    for (net, value) in wanted {
+        map.insert(&key(net), value, 0)
+            .with_context(|| format!("writing {net}"))?;
+    }
+    Ok(())
+}
+
 fn replace_all<K, V>(map: &mut HashMap<MapData, K, V>, wanted: &[(K, V)]) -> Result<()>
 where
     K: aya::Pod + PartialEq,

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{
-    Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
     packet_route::{
         address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
         link::{InfoData, InfoVeth},
@@ -36,6 +36,18 @@ pub struct VethPeer<'a> {
     pub name: &'a str,
     pub netns: Option<BorrowedFd<'a>>,
     pub mac: Option<[u8; 6]>,
+}
+
+/// A collect-metadata (`external`) VXLAN device being made: whoever sends
+/// through it sets each packet's tunnel key (far end, VNI), so it needs
+/// no FDB and no device per far end.
+pub struct VxlanDevice<'a> {
+    pub name: &'a str,
+    /// The UDP port it listens on and sends to.
+    pub port: u16,
+    /// The address it is reached at (the LAN's).
+    pub local: Ipv4Addr,
+    pub mtu: u32,
 }
 
 /// A route in the main table, of either family (its addresses of one).
@@ -143,6 +155,24 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("creating veth pair {name}/{}", peer.name))
+    }
+
+    /// Creates VXLAN device `dev` (down). Its own VNI is 0, as an external
+    /// device's must be: it takes packets of every VNI, and sends each
+    /// with the one its tunnel key names.
+    pub async fn create_vxlan(&self, dev: &VxlanDevice<'_>) -> Result<()> {
+        let builder = LinkVxlan::new(dev.name, 0)
+            .collect_metadata(true)
+            .learning(false)
+            .port(dev.port)
+            .local(dev.local)
+            .mtu(dev.mtu);
+        self.handle
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .with_context(|| format!("creating VXLAN device {}", dev.name))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {

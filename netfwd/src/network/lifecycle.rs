@@ -13,6 +13,7 @@ use super::{
     install::{apply_published, install_endpoint},
     peers, preflight, remotes,
     rollback::Rollback,
+    tunnel,
 };
 use crate::{
     config::{self, Mode, Network, Peer},
@@ -148,6 +149,7 @@ async fn apply(
     };
     apply_published(net, &st.all_published(), &mut datapath)?;
     setup_lan(host, net, old_peers, &mut datapath).await?;
+    tunnel::setup(host, net, &mut datapath).await?;
     remotes::refresh_all(host, here, Some(net)).await?;
     st.save()?;
     Ok(UpReport {
@@ -236,13 +238,16 @@ async fn remove_stale(
         .map(|e| e.ip)
         .chain(st.attached.iter().map(|a| a.ip))
         .collect();
-    let wanted_ifnames: HashSet<String> = net
+    let mut wanted_ifnames: HashSet<String> = net
         .endpoints
         .iter()
         .map(|e| e.slot)
         .chain(st.attached.iter().map(|a| a.slot))
         .map(|slot| net.host_ifname(slot))
         .collect();
+    if net.vxlan.is_some() {
+        wanted_ifnames.insert(net.vxlan_ifname());
+    }
     let mut wanted_pins = wanted_ifnames.clone();
     wanted_pins.extend(net.uplink.iter().cloned());
     wanted_pins.extend(net.lan.iter().cloned());
@@ -399,7 +404,7 @@ async fn teardown(
 ) -> Result<(), TeardownFailures> {
     let mut failures = Vec::new();
     if let Some(host) = host {
-        for peer in peers {
+        for peer in peers::routed(peers) {
             if let Err(e) = host.delete_route(&peers::peer_route(peer)).await {
                 failures.push(TeardownFailure::PeerRoute(e));
             }

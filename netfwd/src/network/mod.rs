@@ -15,6 +15,7 @@ mod publish;
 mod remotes;
 pub mod report;
 mod rollback;
+mod tunnel;
 
 pub use attach::{AttachRequest, Target, attach, detach};
 pub use lifecycle::{

@@ -1,7 +1,9 @@
 //! Peer subnets and their kernel routes (`SUBNET via HOST`), which the
 //! datapath's `bpf_fib_lookup` follows: set by `up` from `[[peer]]`, and
 //! changed in place while the network runs by the cluster agent
-//! (`set_peers`).
+//! (`set_peers`). A peer through the VXLAN tunnel has no kernel route: the
+//! datapath sends its packets into the tunnel by itself, and the host's own
+//! would leave through the device with no tunnel key (and be dropped).
 
 use anyhow::{Context as _, Result};
 
@@ -16,15 +18,20 @@ use crate::{
 
 /// Routes `wanted`, and withdraws the routes of `old` peers not in it.
 pub(super) async fn route(host: &Netlink, old: &[Peer], wanted: &[Peer]) -> Result<()> {
-    for gone in old.iter().filter(|p| !wanted.contains(p)) {
+    for gone in routed(old).filter(|p| !wanted.contains(p)) {
         host.delete_route(&peer_route(gone)).await?;
     }
-    for peer in wanted {
+    for peer in routed(wanted) {
         host.replace_route(&peer_route(peer))
             .await
             .with_context(|| format!("routing {} via {}", peer.subnet, peer.via))?;
     }
     Ok(())
+}
+
+/// The peers with a kernel route (not through the tunnel).
+pub(super) fn routed(peers: &[Peer]) -> impl Iterator<Item = &Peer> {
+    peers.iter().filter(|p| !p.tunnel)
 }
 
 pub(super) fn peer_route(peer: &Peer) -> Route {

@@ -1,5 +1,6 @@
 //! What each network's datapath routes to, trusts or refuses beyond its own
-//! endpoints (the `REMOTES` map): peer hosts' subnets (routed, trusted), the
+//! endpoints (the `REMOTES` map): peer hosts' subnets (routed, trusted; or,
+//! behind the VXLAN tunnel, encapsulated and trusted from the tunnel), the
 //! LAN's own subnet (trusted), and the other netfwd networks of this
 //! namespace — isolated from each other, as Docker's networks are, unless
 //! each names the other in an `[[allow]]` (then routed both ways). One side's
@@ -45,8 +46,18 @@ async fn prefixes(
     net: &Network,
     all: &[Network],
 ) -> Result<Vec<(Ipv4Net, Remote)>> {
-    let mut wanted: Vec<(Ipv4Net, Remote)> =
-        net.peers.iter().map(|p| (p.subnet, Remote::Peer)).collect();
+    let mut wanted: Vec<(Ipv4Net, Remote)> = net
+        .peers
+        .iter()
+        .map(|p| {
+            let remote = if p.tunnel {
+                Remote::Tunneled(p.via)
+            } else {
+                Remote::Peer
+            };
+            (p.subnet, remote)
+        })
+        .collect();
     // On a LAN of its own, the hosts of the link may reach endpoints by
     // address; on a shared uplink only the peers may (the rest of that subnet
     // is the world beyond the uplink).

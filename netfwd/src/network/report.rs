@@ -44,12 +44,14 @@ pub struct NetworkStatus {
     pub endpoints: Vec<EndpointStatus>,
     pub uplink: Option<HostInterfaceStatus>,
     pub lan: Option<HostInterfaceStatus>,
+    /// The VXLAN device (`backend = "vxlan"`).
+    pub tunnel: Option<HostInterfaceStatus>,
     pub nat: Option<NatStatus>,
     pub published: Vec<PublishedStatus>,
 }
 
-/// A host interface a network reaches past its endpoints by: the uplink
-/// or the LAN interface.
+/// A host interface a network reaches past its endpoints by: the uplink,
+/// the LAN interface or the VXLAN device.
 #[derive(Serialize)]
 pub struct HostInterfaceStatus {
     pub ifname: String,
@@ -263,6 +265,12 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         }
         _ => None,
     };
+    let tunnel = match (host, &net.vxlan) {
+        (Some(host), Some(_)) => {
+            Some(host_interface_status(host, &net.name, &net.vxlan_ifname(), &counters).await?)
+        }
+        _ => None,
+    };
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
             let (memory_bytes, max_flows) = m.nat_capacity()?;
@@ -304,6 +312,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         endpoints,
         uplink,
         lan,
+        tunnel,
         nat,
         published,
     })
@@ -378,7 +387,8 @@ pub struct InterfaceStats {
 }
 
 /// The counters of every interface of each network (the endpoints'
-/// host-side veths, the uplink, the LAN), as `status` finds them.
+/// host-side veths, the uplink, the LAN, the tunnel), as `status` finds
+/// them.
 pub async fn stats(name: Option<&NetworkName>) -> Result<StatsReport> {
     let status = status(name).await?;
     let networks = status
@@ -389,9 +399,13 @@ pub async fn stats(name: Option<&NetworkName>) -> Result<StatsReport> {
                 .endpoints
                 .into_iter()
                 .map(|e| ("endpoint", e.host_ifname, e.host_ifindex, e.counters));
-            let host_interfaces = [("uplink", net.uplink), ("lan", net.lan)]
-                .into_iter()
-                .filter_map(|(role, x)| x.map(|x| (role, x.ifname, x.ifindex, x.counters)));
+            let host_interfaces = [
+                ("uplink", net.uplink),
+                ("lan", net.lan),
+                ("tunnel", net.tunnel),
+            ]
+            .into_iter()
+            .filter_map(|(role, x)| x.map(|x| (role, x.ifname, x.ifindex, x.counters)));
             let interfaces = endpoints
                 .chain(host_interfaces)
                 .filter_map(|(role, ifname, ifindex, counters)| {

@@ -21,6 +21,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::{
     config::{
         Endpoint, Ipv6Network, Kind, Mode, NatSettings, Network, Peer, Proto, Published, Slot,
+        Vxlan,
     },
     name::NetworkName,
     netns::NetnsId,
@@ -87,6 +88,15 @@ struct NetworkRecord {
     host_cgroup: Option<PathBuf>,
     #[serde(default)]
     mode: Mode,
+    /// Added within version 1 (`backend = "vxlan"`); written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vxlan: Option<VxlanV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VxlanV1 {
+    vni: u32,
+    port: u16,
 }
 
 fn yes() -> bool {
@@ -112,6 +122,10 @@ struct Ipv6Record {
 struct PeerRecord {
     subnet: Ipv4Net,
     via: Ipv4Addr,
+    /// Added within version 1: through the VXLAN tunnel; written only when
+    /// true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tunnel: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -245,6 +259,7 @@ impl From<&Network> for NetworkRecord {
                 .map(|p| PeerRecord {
                     subnet: p.subnet,
                     via: p.via,
+                    tunnel: p.tunnel,
                 })
                 .collect(),
             icc: n.icc,
@@ -252,6 +267,10 @@ impl From<&Network> for NetworkRecord {
             published: n.published.iter().map(PublishedRecord::from).collect(),
             host_cgroup: n.host_cgroup.clone(),
             mode: n.mode,
+            vxlan: n.vxlan.map(|v| VxlanV1 {
+                vni: v.vni,
+                port: v.port,
+            }),
         }
     }
 }
@@ -287,6 +306,7 @@ impl From<NetworkRecord> for Network {
                 .map(|p| Peer {
                     subnet: p.subnet,
                     via: p.via,
+                    tunnel: p.tunnel,
                 })
                 .collect(),
             icc: n.icc,
@@ -294,6 +314,10 @@ impl From<NetworkRecord> for Network {
             published: n.published.into_iter().map(Published::from).collect(),
             host_cgroup: n.host_cgroup,
             mode: n.mode,
+            vxlan: n.vxlan.map(|v| Vxlan {
+                vni: v.vni,
+                port: v.port,
+            }),
         }
     }
 }
