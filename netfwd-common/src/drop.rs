@@ -71,6 +71,10 @@ pub enum DropReason {
     /// holds its share (`nat.max_unreplied_share`) of the table in flows no
     /// reply has answered yet: a flood costs its sender, not its neighbours.
     UnrepliedShare = 19,
+    /// An IPv6 neighbour advertisement from an endpoint for an address of
+    /// its network that is not its own, or from or naming a MAC not its
+    /// own: the IPv6 twin of `arp_spoofed`.
+    NdSpoofed = 20,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to
@@ -80,7 +84,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -100,6 +104,7 @@ impl DropReason {
         DropReason::NotUplink,
         DropReason::MartianSource,
         DropReason::UnrepliedShare,
+        DropReason::NdSpoofed,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -124,6 +129,7 @@ impl DropReason {
             DropReason::NotUplink => "not_uplink",
             DropReason::MartianSource => "martian_source",
             DropReason::UnrepliedShare => "unreplied_share",
+            DropReason::NdSpoofed => "nd_spoofed",
         }
     }
 

@@ -191,10 +191,18 @@ pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
     unsafe { ENDPOINTS.get(EndpointKey { addr }).copied() }
 }
 
+/// The endpoint holding `addr`, which may lie in the packet: the key is
+/// read where it is, not copied to the (scarce) stack.
 #[inline(always)]
-pub fn endpoint6(addr: [u8; 16]) -> Option<EndpointEntry> {
-    // SAFETY: as `endpoint`'s.
-    unsafe { ENDPOINTS6.get(EndpointKey6 { addr }).copied() }
+pub fn endpoint6(addr: &[u8; 16]) -> Option<&'static EndpointEntry> {
+    // SAFETY: `EndpointKey6` is `repr(C)` around exactly a `[u8; 16]`, so
+    // the cast keeps layout and alignment (1). The entry is plain data; a
+    // concurrent update from userspace can at worst be read half-old, as
+    // under RCU, and the reference is used within this program run only.
+    unsafe {
+        let key = &*(addr as *const [u8; 16]).cast::<EndpointKey6>();
+        ENDPOINTS6.get(key)
+    }
 }
 
 /// A dual-stack network's IPv6; `None` in an IPv4-only network.

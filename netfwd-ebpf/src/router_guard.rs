@@ -11,16 +11,17 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::drop::DropReason;
 use network_types::ip::Ipv6Hdr;
 
-use crate::{l4::IP_OFF, parse, verdict::Verdict};
+use crate::{l4::IP_OFF, maps, parse, verdict::Verdict};
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_DSTOPTS: u8 = 60;
-const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
+pub const ND_NEIGHBOUR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
 
 /// Extension headers walked before the upper layer. A chain longer than
@@ -42,7 +43,8 @@ struct ExtensionHeader {
 }
 
 /// An endpoint's IPv6 packet: dropped if it is a router solicitation,
-/// advertisement or redirect; the host's otherwise.
+/// advertisement or redirect (or, in a dual-stack network, a neighbour
+/// advertisement behind extension headers); the host's otherwise.
 #[inline(always)]
 pub fn ipv6_from_endpoint(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out at once.
@@ -82,6 +84,12 @@ fn icmpv6(ctx: &TcContext, off: usize) -> Result<Verdict, DropReason> {
     let icmp_type = load::<u8>(ctx, off)?;
     match icmp_type {
         ND_ROUTER_SOLICIT | ND_ROUTER_ADVERT | ND_REDIRECT => Err(DropReason::RouterMessage),
+        // Checked by `v6` where it stands right after the fixed header, as
+        // every stack sends it; behind extension headers it would evade
+        // that check.
+        ND_NEIGHBOUR_ADVERT if off != IP_OFF + Ipv6Hdr::LEN && maps::network6().is_some() => {
+            Err(DropReason::NdSpoofed)
+        }
         _ => Ok(Verdict::ToHost),
     }
 }

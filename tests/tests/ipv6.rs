@@ -1,13 +1,14 @@
 //! Dual-stack networks: `subnet6` beside the IPv4 subnet. Endpoints get their
 //! IPv6 addresses from netfwd (the lowest free, usable at once: no duplicate
 //! address detection), reach the IPv6 gateway, and each other through the
-//! datapath; a forged source is dropped, and nothing of IPv6 leaves the
-//! network yet (no NAT66): it is dropped, counted, never forwarded with the
-//! endpoint's own address.
+//! datapath; a forged source or neighbour advertisement is dropped, a router
+//! advertisement changes nothing of the host's or another endpoint's, and
+//! nothing of IPv6 leaves the network yet (no NAT66): it is dropped,
+//! counted, never forwarded with the endpoint's own address.
 //!
 //! Run as root, one test at a time: `cargo xtask test`.
 
-use netfwd_tests::{Lab, assert_ping, drops, endpoint, in_ns_ok, lab, scapy_sendp};
+use netfwd_tests::{Lab, assert_ping, drops, endpoint, in_ns_ok, lab, scapy_sendp, tool_ok};
 
 const SUBNET: &str = "10.86.0.0/24";
 const SUBNET6: &str = "2001:db8:86::/64";
@@ -86,6 +87,63 @@ fn dual_stack_endpoints_reach_the_gateway_and_each_other_and_nothing_else() {
     assert_eq!(
         drops(&status, &ns[0], "unsupported"),
         unsupported + 2,
+        "{status:#}"
+    );
+
+    // Neighbour advertisements: for another endpoint's address, or naming
+    // another MAC, dropped; for its own address with its own MAC, passed.
+    let nd_spoofed = drops(&status, &ns[0], "nd_spoofed");
+    let advert = |target: &str, named: &str| {
+        format!(
+            "Ether(src='{mac}', dst='{host_mac}')/IPv6(src='fe80::a', dst='ff02::1')\
+             /ICMPv6ND_NA(tgt='{target}', R=0, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr='{named}')"
+        )
+    };
+    scapy_sendp(&ns[0], "eth0", &advert("2001:db8:86::3", mac), 1);
+    scapy_sendp(
+        &ns[0],
+        "eth0",
+        &advert("2001:db8:86::2", "02:00:00:00:66:66"),
+        1,
+    );
+    scapy_sendp(&ns[0], "eth0", &advert("2001:db8:86::2", mac), 1);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(
+        drops(&status, &ns[0], "nd_spoofed"),
+        nd_spoofed + 2,
+        "{status:#}"
+    );
+
+    // A router advertisement from an endpoint: dropped, counted, and no
+    // route or address changes on the host or on another endpoint.
+    let host = lab.sb.host();
+    let routes = |ns: &str| tool_ok("ip", &["-n", ns, "-6", "route", "show"]);
+    let addrs = |ns: &str| tool_ok("ip", &["-n", ns, "-6", "addr", "show", "scope", "global"]);
+    let (host_routes, host_addrs) = (routes(host), addrs(host));
+    let (b_routes, b_addrs) = (routes(&ns[1]), addrs(&ns[1]));
+    let router_messages = drops(&status, &ns[0], "router_message");
+    let ra = format!(
+        "Ether(src='{mac}', dst='33:33:00:00:00:01')/IPv6(src='fe80::bad', dst='ff02::1')\
+         /ICMPv6ND_RA(routerlifetime=1800)\
+         /ICMPv6NDOptPrefixInfo(prefix='2001:db8:96::', prefixlen=64)"
+    );
+    scapy_sendp(&ns[0], "eth0", &ra, 3);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(routes(host), host_routes, "the host's routes changed");
+    assert_eq!(addrs(host), host_addrs, "the host's addresses changed");
+    assert_eq!(
+        routes(&ns[1]),
+        b_routes,
+        "another endpoint's routes changed"
+    );
+    assert_eq!(
+        addrs(&ns[1]),
+        b_addrs,
+        "another endpoint's addresses changed"
+    );
+    let status = lab.sb.network_status(&lab.net);
+    assert!(
+        drops(&status, &ns[0], "router_message") >= router_messages + 3,
         "{status:#}"
     );
 }

@@ -16,7 +16,7 @@ use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 use crate::{
     deliver::{self, ToEndpoint as _},
     l4::IP_OFF,
-    maps, parse,
+    maps, parse, router_guard,
     verdict::Verdict,
 };
 
@@ -29,6 +29,13 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
     let Some(network) = maps::network6() else {
         return Ok(Verdict::ToHost);
     };
+    // SAFETY: bounds checked by `header_mut`; copied out at once.
+    if unsafe { (*parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?).next_hdr }
+        == router_guard::IPPROTO_ICMPV6
+    {
+        check_neighbour_advert(ctx, ifindex)?;
+    }
+    // Taken afresh: the check's deeper headers may have been pulled.
     let ip = parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?;
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: bounds checked by `header_mut`.
@@ -47,7 +54,7 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
             Err(DropReason::IpSpoofed)
         };
     }
-    match maps::endpoint6(*src) {
+    match maps::endpoint6(src) {
         Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => {}
         Some(me) if me.host_ifindex == ifindex => return Err(DropReason::MacSpoofed),
         _ => return Err(DropReason::IpSpoofed),
@@ -55,11 +62,61 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
     if is_link_local(dst) || is_multicast(dst) || halves(dst) == halves(&network.gateway) {
         return Ok(Verdict::ToHost);
     }
-    match maps::endpoint6(*dst) {
+    match maps::endpoint6(dst) {
         Some(peer) if peer.host_ifindex == ifindex => Ok(Verdict::ToHost),
-        Some(peer) => to_peer(ctx, eth, ip, &peer),
+        Some(peer) => to_peer(ctx, eth, ip, peer),
         None if in_prefix(network, dst) => Err(DropReason::NoEndpoint),
         None => Err(DropReason::Unsupported),
+    }
+}
+
+/// A neighbour advertisement (RFC 4861 4.4) with the option that names the
+/// MAC of its target, as every stack sends it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct NeighbourAdvert {
+    icmp: [u8; 8],
+    target: [u8; 16],
+    option_type: u8,
+    option_len: u8,
+    option_mac: [u8; 6],
+}
+
+/// Option type: target link-layer address.
+const ND_OPT_TARGET_LL_ADDR: u8 = 2;
+/// Where the ICMPv6 header of a packet without extension headers is.
+const ICMP6_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
+
+/// An endpoint's neighbour advertisement, if the packet is one: for any
+/// address but a link-local one it must be the endpoint's own, from its own
+/// MAC and naming it, as ARP replies must be (`arp_spoofed`); else
+/// `nd_spoofed`. A link-local target is the business of the endpoint's own
+/// link alone. (Behind extension headers, `router_guard` dropped it.)
+#[inline(always)]
+fn check_neighbour_advert(ctx: &TcContext, ifindex: u32) -> Result<(), DropReason> {
+    // SAFETY: bounds checked by `header_mut`; copied out at once.
+    let src_mac = unsafe { (*parse::header_mut::<EthHdr>(ctx, 0)?).src_addr };
+    let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, ICMP6_OFF)? };
+    if icmp_type != router_guard::ND_NEIGHBOUR_ADVERT {
+        return Ok(());
+    }
+    let advert =
+        parse::header_mut::<NeighbourAdvert>(ctx, ICMP6_OFF).map_err(|_| DropReason::NdSpoofed)?;
+    // SAFETY: bounds checked by `header_mut`; no pull follows.
+    let advert = unsafe { &*advert };
+    if is_link_local(&advert.target) {
+        return Ok(());
+    }
+    match maps::endpoint6(&advert.target) {
+        Some(me)
+            if me.host_ifindex == ifindex
+                && me.mac == src_mac
+                && advert.option_type == ND_OPT_TARGET_LL_ADDR
+                && advert.option_mac == me.mac =>
+        {
+            Ok(())
+        }
+        _ => Err(DropReason::NdSpoofed),
     }
 }
 
