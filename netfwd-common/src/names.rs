@@ -67,8 +67,14 @@ pub const MAP_UNREPLIED_BY_SENDER: &str = "UNREPLIED_BY_SENDER";
 pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
 pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 
+/// Maps of `netfwd monitor` (see `crate::monitor`): its switch, each
+/// CPU's rate limit and lost counts, and the ring buffer of events.
+pub const MAP_MONITOR: &str = "MONITOR";
+pub const MAP_MONITOR_BUDGET: &str = "MONITOR_BUDGET";
+pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 17] = [
+pub const MAPS: [&str; 20] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_COUNTERS,
@@ -86,6 +92,9 @@ pub const MAPS: [&str; 17] = [
     MAP_UNREPLIED_BY_SENDER,
     MAP_NAT_SWEEP,
     MAP_NAT_EXPIRED,
+    MAP_MONITOR,
+    MAP_MONITOR_BUDGET,
+    MAP_MONITOR_EVENTS,
 ];
 
 /// Capacity of `REMOTES`.
