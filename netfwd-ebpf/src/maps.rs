@@ -178,6 +178,11 @@ pub static MONITOR: Array<MonitorConfig, 1> = Array::new();
 #[btf_map]
 pub static MONITOR_BUDGET: PerCpuArray<MonitorBudget, 1> = PerCpuArray::new();
 
+/// Each CPU's event being made where the stack has no room for it (see
+/// `monitor::nat_event`). Not pinned: scratch space of the program's own.
+#[btf_map]
+pub static MONITOR_SCRATCH: PerCpuArray<MonitorEvent, 1> = PerCpuArray::new();
+
 /// The events `netfwd monitor` reads.
 #[btf_map]
 pub static MONITOR_EVENTS: RingBuf<MonitorEvent, { RING_BYTES as usize }> = RingBuf::new();

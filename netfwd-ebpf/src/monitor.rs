@@ -7,13 +7,16 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::ring_buf::RingBufEntry};
 use netfwd_common::monitor::{
-    EVENT_BURST, EVENT_DROP, EVENT_TRACE, FAMILY_IPV4, MonitorEvent, NS_PER_EVENT,
-    VERDICT_ARP_REPLIED, VERDICT_DROPPED, VERDICT_REDIRECTED, VERDICT_ROUTED, VERDICT_TO_HOST,
-    VERDICT_TRANSLATED, WANT_DROP, WANT_TRACE,
+    EVENT_BURST, EVENT_DROP, EVENT_NAT_CREATED, EVENT_NAT_EXPIRED, EVENT_TRACE, FAMILY_IPV4,
+    FAMILY_IPV6, HOOK_SWEEP, HOOK_TC, MonitorEvent, NS_PER_EVENT, VERDICT_ARP_REPLIED,
+    VERDICT_DROPPED, VERDICT_REDIRECTED, VERDICT_ROUTED, VERDICT_TO_HOST, VERDICT_TRANSLATED,
+    WANT_DROP, WANT_NAT, WANT_TRACE,
 };
 
+use netfwd_common::nat::{NatEntry, NatKey};
+
 use crate::{
-    maps::{MONITOR, MONITOR_BUDGET, MONITOR_EVENTS},
+    maps::{MONITOR, MONITOR_BUDGET, MONITOR_EVENTS, MONITOR_SCRATCH},
     parse::Packet,
     verdict::Verdict,
 };
@@ -41,9 +44,15 @@ struct Seen {
 /// other verdict as a trace.
 #[inline(always)]
 pub fn packet<C: Packet>(ctx: &C, point: Point, ifindex: u32, len: u32, verdict: &Verdict) {
-    let Some(config) = MONITOR.get(0) else {
+    let kinds = MONITOR.get(0).map_or(0, |config| config.kinds);
+    // All a packet pays while nobody listens.
+    if kinds == 0 {
         return;
-    };
+    }
+    if kinds & WANT_NAT != 0 {
+        // A flow this packet made (see `nat_created`).
+        write_scratch();
+    }
     let (want, verdict, reason) = match verdict {
         Verdict::Drop(reason) => (WANT_DROP, VERDICT_DROPPED, *reason as u8),
         Verdict::Redirected(_) => (WANT_TRACE, VERDICT_REDIRECTED, 0),
@@ -52,7 +61,7 @@ pub fn packet<C: Packet>(ctx: &C, point: Point, ifindex: u32, len: u32, verdict:
         Verdict::Translated(_) => (WANT_TRACE, VERDICT_TRANSLATED, 0),
         Verdict::ToHost => (WANT_TRACE, VERDICT_TO_HOST, 0),
     };
-    if config.kinds & want == 0 {
+    if kinds & want == 0 {
         return;
     }
     let seen = Seen {
@@ -98,6 +107,112 @@ fn write_packet<C: Packet>(ctx: &C, seen: &Seen) {
     entry.submit(0);
 }
 
+/// A NAT flow made: its egress key and entry (the endpoint's tuple and the
+/// uplink address and port it is translated to), if a monitor wants NAT
+/// events. Only kept in `MONITOR_SCRATCH` here, and written when the
+/// packet is accounted (`packet`): a call on the NAT's path would grow
+/// `tc_from_endpoint`'s frame past the 512 bytes it shares with its calls.
+#[inline(always)]
+pub fn nat_created<A: Copy>(egress_key: &NatKey<A>, out: &NatEntry<A>) {
+    if wants(WANT_NAT) {
+        let src = (&egress_key.saddr, egress_key.sport);
+        let dst = (&egress_key.daddr, egress_key.dport);
+        let nat = (&out.addr, out.port);
+        keep_nat_event(EVENT_NAT_CREATED, egress_key.proto, src, dst, nat);
+    }
+}
+
+/// A NAT flow removed by the sweep: its ingress key and entry (the
+/// remote's tuple to the uplink address and port, and the endpoint's
+/// address and port), if a monitor wants NAT events.
+#[inline(always)]
+pub fn nat_expired<A: Copy>(ingress_key: &NatKey<A>, entry: &NatEntry<A>) {
+    if wants(WANT_NAT) {
+        let src = (&entry.addr, entry.port);
+        let dst = (&ingress_key.saddr, ingress_key.sport);
+        let nat = (&ingress_key.daddr, ingress_key.dport);
+        keep_nat_event(EVENT_NAT_EXPIRED, ingress_key.proto, src, dst, nat);
+        write_scratch();
+    }
+}
+
+/// Whether a monitor has events of `want` (`WANT_*`) on.
+#[inline(always)]
+fn wants(want: u32) -> bool {
+    MONITOR
+        .get(0)
+        .is_some_and(|config| config.kinds & want != 0)
+}
+
+/// A NAT event as its endpoint's tuple (source translated to `nat`),
+/// kept in this CPU's `MONITOR_SCRATCH` until `write_scratch`: on the
+/// stack, or as arguments, it would grow the NAT paths' frames past the
+/// 512 bytes they share with their calls.
+#[inline(always)]
+fn keep_nat_event<A: Copy>(
+    kind: u8,
+    proto: u8,
+    src: (&A, [u8; 2]),
+    dst: (&A, [u8; 2]),
+    nat: (&A, [u8; 2]),
+) {
+    let Some(event) = MONITOR_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU value, this program's alone while it runs; an
+    // address is copied as the bytes it is (4 or 16), into fields of 16.
+    unsafe {
+        let event = &mut *event;
+        event.kind = kind;
+        event.proto = proto;
+        let len = size_of::<A>().min(16);
+        event.family = if len == 4 { FAMILY_IPV4 } else { FAMILY_IPV6 };
+        for (to, (from, _)) in [
+            (&mut event.src, src),
+            (&mut event.dst, dst),
+            (&mut event.nat_addr, nat),
+        ] {
+            *to = [0; 16];
+            core::ptr::copy_nonoverlapping((from as *const A).cast::<u8>(), to.as_mut_ptr(), len);
+        }
+        event.src_port = src.1;
+        event.dst_port = dst.1;
+        event.nat_port = nat.1;
+    }
+}
+
+/// Writes this CPU's `MONITOR_SCRATCH` event, if one is kept, to the ring,
+/// stamped now.
+#[inline(never)]
+fn write_scratch() {
+    let Some(kept) = MONITOR_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: as in `keep_nat_event`.
+    let event = unsafe { &mut *kept };
+    // Taken: written once at most, whatever happens below.
+    let kind = core::mem::replace(&mut event.kind, 0);
+    if kind == 0 {
+        return;
+    }
+    let Some(now) = budget() else {
+        return;
+    };
+    event.kind = kind;
+    event.time_ns = now;
+    event.hook = if kind == EVENT_NAT_EXPIRED {
+        HOOK_SWEEP
+    } else {
+        HOOK_TC
+    };
+    let kept: &MonitorEvent = event;
+    let written = MONITOR_EVENTS.output(kept, 0);
+    event.kind = 0;
+    if written.is_err() {
+        count_lost();
+    }
+}
+
 /// The current time if a monitor still listens and this CPU has budget
 /// left (a spent budget counts the event as suppressed).
 #[inline(always)]
@@ -126,13 +241,18 @@ fn budget() -> Option<u64> {
 #[inline(always)]
 fn reserve() -> Option<RingBufEntry<MonitorEvent>> {
     let entry = MONITOR_EVENTS.reserve(0);
-    if entry.is_none()
-        && let Some(budget) = MONITOR_BUDGET.get_ptr_mut(0)
-    {
+    if entry.is_none() {
+        count_lost();
+    }
+    entry
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(budget) = MONITOR_BUDGET.get_ptr_mut(0) {
         // SAFETY: as in `budget`.
         unsafe { (*budget).lost += 1 };
     }
-    entry
 }
 
 /// The IPv4 addresses, protocol, ports (an ICMP echo's identifier as the

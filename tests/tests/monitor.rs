@@ -1,11 +1,14 @@
 //! `netfwd monitor` (docs/operations.md, "Monitor"), on one lab: nothing is
 //! written while no monitor listens; one spoofed packet is one `ip_spoofed`
-//! event with its tuple; a flood is rate-limited, and what was suppressed is
-//! counted and shown.
+//! event with its tuple; a new NAT flow and its removal by the kernel's
+//! sweep are both heard; a flood is rate-limited, and what was suppressed
+//! is counted and shown.
 
 use std::time::Duration;
 
-use netfwd_tests::{Lab, Monitor, internet::INTERNET_IP, lab, scapy_sendp, scapy_sendp_on};
+use netfwd_tests::{
+    Lab, Monitor, assert_ping, internet::INTERNET_IP, lab, scapy_sendp, scapy_sendp_on,
+};
 use serde_json::Value;
 
 const SUBNET: &str = "10.62.0.0/24";
@@ -25,10 +28,11 @@ fn is_spoofed_to(line: &Value, port: u16) -> bool {
 }
 
 #[test]
-fn drops_are_heard_only_while_a_monitor_listens_and_a_flood_is_rate_limited() {
+fn drops_and_nat_flows_are_heard_only_while_a_monitor_listens_and_a_flood_is_rate_limited() {
     let lab = Lab::builder("monitor", SUBNET)
         .uplink()
         .endpoint("a", Some(ENDPOINT_IP))
+        .tables("[nat.timeouts]\nicmp = 2\n")
         .up();
     let [a] = lab::named(lab.eps.clone());
     let endpoint = &lab.sb.network_status(&lab.net)["endpoints"][0];
@@ -43,7 +47,7 @@ fn drops_are_heard_only_while_a_monitor_listens_and_a_flood_is_rate_limited() {
 
     // Nobody listens: the drop is counted, and no event is written.
     assert_eq!(scapy_sendp(&a, "eth0", &spoofed(UNHEARD_PORT), 1), 1);
-    let mut monitor = Monitor::start(&lab.sb, &["--type", "drop"]);
+    let mut monitor = Monitor::start(&lab.sb, &["--type", "drop", "--type", "nat"]);
 
     // One spoofed packet, one event, with its tuple.
     assert_eq!(scapy_sendp(&a, "eth0", &spoofed(HEARD_PORT), 1), 1);
@@ -78,6 +82,25 @@ fn drops_are_heard_only_while_a_monitor_listens_and_a_flood_is_rate_limited() {
         monitor.lines(|l| is_spoofed_to(l, UNHEARD_PORT)).is_empty(),
         "no event from before the monitor listened"
     );
+
+    // A new flow (the ping's), and its removal once it expired.
+    assert_ping(&a, INTERNET_IP);
+    let is_ping_flow = |l: &Value, event: &str| {
+        l["event"] == event
+            && l["IP"]["source"] == ENDPOINT_IP
+            && l["IP"]["destination"] == INTERNET_IP
+            && l["l4"].get("ICMPv4").is_some()
+    };
+    let made = monitor.wait_for("the ping's NAT flow", 1, EVENT_WAIT, |l| {
+        is_ping_flow(l, "nat_created")
+    });
+    let gone = monitor.wait_for("the ping's NAT flow removed", 1, EVENT_WAIT, |l| {
+        is_ping_flow(l, "nat_expired")
+    });
+    assert_eq!(made[0]["nat"], gone[0]["nat"], "{made:?} {gone:?}");
+    assert_eq!(made[0]["l4"], gone[0]["l4"], "{made:?} {gone:?}");
+    let uplink = lab.sb.network_status(&lab.net)["uplink"]["addr"].clone();
+    assert_eq!(made[0]["nat"]["source"], uplink, "{made:?}");
 
     // A flood from one CPU: a burst and a second's worth written, the rest
     // suppressed, counted and shown when the monitor stops.
