@@ -317,3 +317,55 @@ impl Flow {
         line
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netfwd_common::monitor::{
+        DIRECTION_EGRESS, EVENT_DROP, FAMILY_IPV4, HOOK_TC, MonitorEvent, VERDICT_DROPPED,
+    };
+
+    use super::{Clock, decode};
+
+    fn spoofed_syn() -> MonitorEvent {
+        let mut event = MonitorEvent {
+            time_ns: 1,
+            kind: EVENT_DROP,
+            verdict: VERDICT_DROPPED,
+            reason: netfwd_common::drop::DropReason::IpSpoofed as u8,
+            hook: HOOK_TC,
+            direction: DIRECTION_EGRESS,
+            family: FAMILY_IPV4,
+            proto: 6,
+            tcp_flags: 0x02,
+            ifindex: 7,
+            len: 74,
+            src_port: 4242u16.to_be_bytes(),
+            dst_port: 80u16.to_be_bytes(),
+            ..MonitorEvent::default()
+        };
+        event.src[..4].copy_from_slice(&[10, 0, 0, 9]);
+        event.dst[..4].copy_from_slice(&[203, 0, 113, 1]);
+        event
+    }
+
+    #[test]
+    fn a_drop_reads_as_one_line_and_as_hubble_json() {
+        let clock = Clock::now().expect("the clocks");
+        let flow = decode(&spoofed_syn(), "net1", &clock, |i| format!("veth{i}"));
+        let line = flow.line();
+        assert!(
+            line.ends_with(
+                " net1 veth7 tc egress DROP ip_spoofed tcp 10.0.0.9:4242 -> 203.0.113.1:80 len 74 flags SYN"
+            ),
+            "{line}"
+        );
+        let json = serde_json::to_value(&flow).expect("serialisable");
+        assert_eq!(json["verdict"], "DROPPED");
+        assert_eq!(json["drop_reason_desc"], "ip_spoofed");
+        assert_eq!(json["IP"]["source"], "10.0.0.9");
+        assert_eq!(json["l4"]["TCP"]["destination_port"], 80);
+        assert_eq!(json["l4"]["TCP"]["flags"]["SYN"], true);
+        assert_eq!(json["traffic_direction"], "EGRESS");
+        assert_eq!(json["interface"]["name"], "veth7");
+    }
+}
