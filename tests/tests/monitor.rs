@@ -2,7 +2,7 @@
 //! written while no monitor listens; one spoofed packet is one `ip_spoofed`
 //! event with its tuple; a new NAT flow and its removal by the kernel's
 //! sweep are both heard; a flood is rate-limited, and what was suppressed
-//! is counted and shown.
+//! is counted and shown; traces, asked for, show a ping translated both ways.
 
 use std::time::Duration;
 
@@ -134,5 +134,24 @@ fn drops_and_nat_flows_are_heard_only_while_a_monitor_listens_and_a_flood_is_rat
         heard - 1 + last["num_events_lost"].as_u64().unwrap(),
         u64::from(FLOOD),
         "every packet heard or counted missed: {last}"
+    );
+
+    // Traces, opt-in: the ping translated out and back.
+    let tracer = Monitor::start(&lab.sb, &["--type", "trace"]);
+    assert_ping(&a, INTERNET_IP);
+    let translated = |l: &Value, direction: &str| {
+        l["event"] == "trace" && l["verdict"] == "TRANSLATED" && l["traffic_direction"] == direction
+    };
+    let out = tracer.wait_for("the ping translated out", 1, EVENT_WAIT, |l| {
+        translated(l, "EGRESS")
+    });
+    assert_eq!(out[0]["IP"]["destination"], INTERNET_IP, "{out:?}");
+    let back = tracer.wait_for("its reply translated back", 1, EVENT_WAIT, |l| {
+        translated(l, "INGRESS")
+    });
+    assert_eq!(back[0]["IP"]["destination"], ENDPOINT_IP, "{back:?}");
+    assert!(
+        tracer.lines(|l| l["event"] == "drop").is_empty(),
+        "drops not asked for"
     );
 }
