@@ -8,7 +8,9 @@ pub mod event;
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Context as _, Result};
-use netfwd_common::monitor::{MonitorEvent, WANT_DROP, WANT_NAT, WANT_TRACE};
+use netfwd_common::monitor::{
+    FAMILY_IPV4, FAMILY_IPV6, MonitorEvent, WANT_DROP, WANT_NAT, WANT_TRACE,
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::mpsc,
@@ -147,16 +149,7 @@ impl Session {
     }
 
     fn wanted(&self, event: &MonitorEvent) -> bool {
-        let Some(endpoint) = self.endpoint else {
-            return true;
-        };
-        let IpAddr::V4(v4) = endpoint else {
-            return false;
-        };
-        let octets = v4.octets();
-        [&event.src, &event.dst]
-            .into_iter()
-            .any(|addr| addr[..4] == octets)
+        self.endpoint.is_none_or(|ip| involves(event, ip))
     }
 
     /// Keeps the events on (call every `REFRESH_NS`).
@@ -179,6 +172,19 @@ impl Session {
     }
 }
 
+/// Whether `event` is from or to `ip`.
+fn involves(event: &MonitorEvent, ip: IpAddr) -> bool {
+    let (family, bytes) = match ip {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            (FAMILY_IPV4, bytes)
+        }
+        IpAddr::V6(v6) => (FAMILY_IPV6, v6.octets()),
+    };
+    event.family == family && (event.src == bytes || event.dst == bytes)
+}
+
 /// Reads one network's ring into the channel until the session is gone.
 async fn read(
     mut ring: AsyncFd<MonitorRing>,
@@ -195,5 +201,29 @@ async fn read(
             }
         }
         guard.clear_ready();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use netfwd_common::monitor::{FAMILY_IPV4, MonitorEvent};
+
+    use super::involves;
+
+    #[test]
+    fn an_event_involves_its_source_and_destination_only() {
+        let mut event = MonitorEvent {
+            family: FAMILY_IPV4,
+            ..MonitorEvent::default()
+        };
+        event.src[..4].copy_from_slice(&[10, 0, 0, 2]);
+        event.dst[..4].copy_from_slice(&[203, 0, 113, 1]);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert!(involves(&event, ip("10.0.0.2")));
+        assert!(involves(&event, ip("203.0.113.1")));
+        assert!(!involves(&event, ip("10.0.0.3")));
+        assert!(!involves(&event, ip("::a00:2")));
     }
 }
