@@ -8,5 +8,6 @@
 pub mod counters;
 pub mod drop;
 pub mod maps;
+pub mod monitor;
 pub mod names;
 pub mod nat;

@@ -78,8 +78,14 @@ pub const MAP_UNREPLIED_BY_SENDER: &str = "UNREPLIED_BY_SENDER";
 pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
 pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 
+/// Maps of `netfwd monitor` (see `crate::monitor`): its switch, each
+/// CPU's rate limit and lost counts, and the ring buffer of events.
+pub const MAP_MONITOR: &str = "MONITOR";
+pub const MAP_MONITOR_BUDGET: &str = "MONITOR_BUDGET";
+pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
+
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 21] = [
+pub const MAPS: [&str; 24] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -101,6 +107,9 @@ pub const MAPS: [&str; 21] = [
     MAP_NAT_EXPIRED,
     MAP_TUNNEL,
     MAP_TUNNEL_PEERS,
+    MAP_MONITOR,
+    MAP_MONITOR_BUDGET,
+    MAP_MONITOR_EVENTS,
 ];
 
 /// Capacity of `REMOTES`.

@@ -1,9 +1,17 @@
-//! Per-interface counters, per CPU: no atomics on the fast path.
+//! Per-interface counters, per CPU: no atomics on the fast path. Every
+//! verdict of TC and XDP is accounted here, where `netfwd monitor`'s packet
+//! events are written from too.
 
-use crate::{maps::COUNTERS, verdict::Verdict};
+use crate::{
+    maps::COUNTERS,
+    monitor::{self, Point},
+    parse::Packet,
+    verdict::Verdict,
+};
 
 #[inline(always)]
-pub fn account(ifindex: u32, len: u32, verdict: &Verdict) {
+pub fn account<C: Packet>(ctx: &C, point: Point, ifindex: u32, len: u32, verdict: &Verdict) {
+    monitor::packet(ctx, point, ifindex, len, verdict);
     let Some(counters) = COUNTERS.get_ptr_mut(ifindex) else {
         return;
     };

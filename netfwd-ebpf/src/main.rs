@@ -21,6 +21,7 @@ mod forward;
 mod hop;
 mod l4;
 mod maps;
+mod monitor;
 mod nat;
 mod parse;
 mod route;
@@ -37,10 +38,13 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier, xdp},
     programs::{SockAddrContext, TcContext, XdpContext},
 };
-use netfwd_common::drop::DropReason;
+use netfwd_common::{
+    drop::DropReason,
+    monitor::{DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_TC, HOOK_XDP},
+};
 use network_types::eth::{EthHdr, EtherType};
 
-use crate::{v4::V4, verdict::Verdict};
+use crate::{monitor::Point, v4::V4, verdict::Verdict};
 
 /// Attached (TCX) to the ingress of every host-side veth: sees each frame an
 /// endpoint sends. Endpoint-to-endpoint traffic is redirected straight into the
@@ -51,7 +55,11 @@ pub fn tc_from_endpoint(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let verdict = from_endpoint(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
-    counters::account(ifindex, ctx.len(), &verdict);
+    let point = Point {
+        hook: HOOK_TC,
+        direction: DIRECTION_EGRESS,
+    };
+    counters::account(&ctx, point, ifindex, ctx.len(), &verdict);
     verdict.tc_action()
 }
 
@@ -89,7 +97,11 @@ pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let verdict = from_uplink(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
-    counters::account(ifindex, ctx.len(), &verdict);
+    let point = Point {
+        hook: HOOK_TC,
+        direction: DIRECTION_INGRESS,
+    };
+    counters::account(&ctx, point, ifindex, ctx.len(), &verdict);
     verdict.tc_action()
 }
 
@@ -112,7 +124,7 @@ fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
 pub fn xdp_from_endpoint(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let verdict = xdp::from_endpoint(&ctx, ifindex);
-    xdp_finish(&ctx, ifindex, &verdict)
+    xdp_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
 }
 
 /// XDP on the uplink (`mode = "xdp"`), in front of `tc_from_uplink`:
@@ -122,15 +134,19 @@ pub fn xdp_from_endpoint(ctx: XdpContext) -> u32 {
 pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let verdict = xdp::from_uplink(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
-    xdp_finish(&ctx, ifindex, &verdict)
+    xdp_finish(&ctx, DIRECTION_INGRESS, ifindex, &verdict)
 }
 
 /// Counts what XDP finished; what it passes on, TC counts.
 #[inline(always)]
-fn xdp_finish(ctx: &XdpContext, ifindex: u32, verdict: &Verdict) -> u32 {
+fn xdp_finish(ctx: &XdpContext, direction: u8, ifindex: u32, verdict: &Verdict) -> u32 {
     if !matches!(verdict, Verdict::ToHost) {
         let len = (ctx.data_end() - ctx.data()) as u32;
-        counters::account(ifindex, len, verdict);
+        let point = Point {
+            hook: HOOK_XDP,
+            direction,
+        };
+        counters::account(ctx, point, ifindex, len, verdict);
     }
     verdict.xdp_action()
 }

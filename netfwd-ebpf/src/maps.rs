@@ -3,12 +3,16 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuHashMap, lpm_trie::Key},
+    btf_maps::{
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+        lpm_trie::Key,
+    },
     macros::btf_map,
 };
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
+    monitor::{MonitorBudget, MonitorConfig, MonitorEvent, RING_BYTES},
     names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
@@ -183,6 +187,24 @@ pub static HOST_NETNS: Array<u64, 1> = Array::new();
 /// endpoint end can take an XDP frame (the loader turned on its NAPI).
 #[btf_map]
 pub static ENDPOINT_TX: DevMapHash<MAX_ENDPOINTS> = DevMapHash::new();
+
+/// Whether a monitor listens, to which kinds of event, and until when
+/// (see `monitor`). Written by `netfwd monitor`.
+#[btf_map]
+pub static MONITOR: Array<MonitorConfig, 1> = Array::new();
+
+/// Each CPU's event budget and its suppressed and lost events.
+#[btf_map]
+pub static MONITOR_BUDGET: PerCpuArray<MonitorBudget, 1> = PerCpuArray::new();
+
+/// Each CPU's event being made where the stack has no room for it (see
+/// `monitor::nat_event`). Not pinned: scratch space of the program's own.
+#[btf_map]
+pub static MONITOR_SCRATCH: PerCpuArray<MonitorEvent, 1> = PerCpuArray::new();
+
+/// The events `netfwd monitor` reads.
+#[btf_map]
+pub static MONITOR_EVENTS: RingBuf<MonitorEvent, { RING_BYTES as usize }> = RingBuf::new();
 
 #[inline(always)]
 pub fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {

@@ -14,6 +14,7 @@ pub mod ethtool;
 pub mod http;
 pub mod loader;
 pub mod metrics;
+pub mod monitor;
 pub mod name;
 pub mod netlink;
 pub mod netns;

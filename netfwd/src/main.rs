@@ -113,6 +113,12 @@ fn run(cli: Cli) -> Result<()> {
             } => commands::daemon::exec(&config, gc_interval, metrics).await,
             Command::DockerPlugin { name } => commands::docker_plugin::exec(&name).await,
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
+            Command::Monitor {
+                name,
+                kinds,
+                endpoint,
+                json,
+            } => commands::monitor::exec(name.as_ref(), &kinds, endpoint, json).await,
             Command::Cluster {
                 command: ClusterCommand::Status { config, json },
             } => commands::cluster::exec_status(&config, json).await,

@@ -5,7 +5,7 @@
 //! only: no lock taken, nothing changed. Names follow Cilium's; no label
 //! carries an address.
 
-use std::{net::SocketAddr, sync::atomic::AtomicU64};
+use std::{net::SocketAddr, path::Path, sync::atomic::AtomicU64};
 
 use anyhow::{Context as _, Result};
 use prometheus_client::{
@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::{
     http::{self, Accepting},
-    loader::NetworkDatapath,
+    loader::{NetworkDatapath, monitor},
     name::NetworkName,
     network::report::{self, CountersStatus, NetworkStatus},
 };
@@ -114,6 +114,12 @@ struct MapLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MissedLabel {
+    /// `rate_limit` (suppressed) or `ring_full` (lost).
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GcOutcome {
     outcome: &'static str,
 }
@@ -135,6 +141,7 @@ struct Metrics {
     nat_gc_duration: Gauge<f64, AtomicU64>,
     endpoints: Family<NetworkLabel, Gauge>,
     published_ports: Family<NetworkLabel, Gauge>,
+    monitor_events_lost: Family<MissedLabel, Counter>,
 }
 
 /// `network`'s metrics now, in Prometheus's text format.
@@ -178,6 +185,15 @@ impl Metrics {
             self.nat_max_flows
                 .get_or_create(&UplinkLabel { uplink })
                 .set(i64::from(nat.max_flows));
+        }
+        let missed = monitor::missed_events(Path::new(&net.pin_dir))?;
+        for (reason, events) in [
+            ("rate_limit", missed.suppressed),
+            ("ring_full", missed.lost),
+        ] {
+            self.monitor_events_lost
+                .get_or_create(&MissedLabel { reason })
+                .inc_by(events);
         }
         // A network whose pins are gone has no datapath facts (as in `status`).
         let Ok(datapath) = NetworkDatapath::open(&net.name) else {
@@ -280,6 +296,11 @@ impl Metrics {
             "published_ports",
             "The network's published host ports",
             self.published_ports,
+        );
+        registry.register(
+            "monitor_events_lost",
+            "Datapath events `netfwd monitor` did not get: over the per-CPU rate limit, or with its ring buffer full",
+            self.monitor_events_lost,
         );
         let mut text = String::new();
         encode(&mut text, &registry).context("encoding the metrics")?;

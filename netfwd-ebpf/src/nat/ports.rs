@@ -8,7 +8,7 @@ use netfwd_common::{
     nat::{FlowSender, NatConfig, NatEntry, NatKey, PORT_RETRIES, Tuple},
 };
 
-use crate::{conntrack, early_drop, family::Family, l4::Segment};
+use crate::{conntrack, early_drop, family::Family, l4::Segment, monitor};
 
 /// `bpf_map_update_elem`'s error for a full hash map.
 const E2BIG: i32 = -7;
@@ -28,6 +28,7 @@ pub fn insert_egress<F: Family>(
         let _ = nat.remove(ingress_key);
         return Err(DropReason::NatFull);
     }
+    monitor::nat_created(egress_key, out);
     Ok(())
 }
 

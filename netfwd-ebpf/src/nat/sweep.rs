@@ -42,7 +42,7 @@ use aya_ebpf::{
 };
 use netfwd_common::nat::{LONE_EGRESS_EVERY, NS_PER_SEC, NatEntry, NatKey, NatSweep, NatTimeouts};
 
-use crate::{conntrack::now_ns, early_drop, family::Family, maps::nat_config};
+use crate::{conntrack::now_ns, early_drop, family::Family, maps::nat_config, monitor};
 
 /// `bpf_timer_init`'s clock.
 const CLOCK_MONOTONIC: u64 = 1;
@@ -276,6 +276,7 @@ fn remove_flow<F: Family>(key: &NatKey<F::Addr>, timeouts: &NatTimeouts, now: u6
         return false;
     }
     early_drop::forget::<F>(key.proto, &seen);
+    monitor::nat_expired(key, &seen);
     // Its egress entry goes with it while it points back at it (a new flow
     // of the endpoint's tuple may have another port already).
     // SAFETY: plain lookup; a stale copy at worst.

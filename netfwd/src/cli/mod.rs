@@ -146,6 +146,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live datapath events: drops with their reason, NAT flows made and
+    /// removed, and (opt-in) every other verdict; until Ctrl-C or SIGTERM.
+    /// Rate-limited per CPU; what was suppressed or lost is counted and
+    /// shown.
+    Monitor {
+        /// Only this network (default: every network of this namespace).
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: Option<NetworkName>,
+        /// Which events (repeatable; default: drop and nat).
+        #[arg(long = "type", value_name = "TYPE", value_enum)]
+        kinds: Vec<crate::monitor::EventKind>,
+        /// Only packets from or to this address.
+        #[arg(long, value_name = "IP")]
+        endpoint: Option<std::net::IpAddr>,
+        /// One JSON object a line, with Hubble's field names where they fit.
+        #[arg(long)]
+        json: bool,
+    },
     /// A cluster member's view: the hosts sharing its pool through etcd,
     /// and the routes to them in force here.
     Cluster {

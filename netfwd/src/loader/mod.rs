@@ -7,6 +7,7 @@ mod batch;
 mod bpffs;
 mod handle;
 mod maps;
+pub mod monitor;
 pub mod nat_table;
 mod pins;
 
