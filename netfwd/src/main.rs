@@ -100,11 +100,12 @@ fn run(cli: Cli) -> Result<()> {
                 name,
                 target,
                 ip,
+                ip6,
                 ifname,
                 json,
             } => {
                 let target = attach_target(target.pid, target.netns_path, None)?;
-                commands::attach::exec_attach(&name, &target, ip, &ifname, json).await
+                commands::attach::exec_attach(&name, &target, (ip, ip6), &ifname, json).await
             }
             Command::Daemon {
                 config,

@@ -146,4 +146,32 @@ fn dual_stack_endpoints_reach_the_gateway_and_each_other_and_nothing_else() {
         drops(&status, &ns[0], "router_message") >= router_messages + 3,
         "{status:#}"
     );
+    // An attached namespace gets the lowest free IPv6 address too, and is
+    // reached by it; an address outside the prefix is refused.
+    let other = lab.sb.precreated_ns("d");
+    let path = other.path().display().to_string();
+    let out = lab.sb.netfwd(&[
+        "attach",
+        "--name",
+        &lab.net,
+        "--netns-path",
+        &path,
+        "--ip6",
+        "2001:db8:99::5",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = lab.sb.netfwd_ok(&[
+        "attach",
+        "--name",
+        &lab.net,
+        "--netns-path",
+        &path,
+        "--json",
+    ]);
+    let attached: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(attached["ip6"], "2001:db8:86::5", "{attached:#}");
+    assert_ping(other.name(), "2001:db8:86::2");
+    assert_ping(&ns[0], "2001:db8:86::5");
+    lab.sb
+        .netfwd_ok(&["detach", "--name", &lab.net, "--netns-path", &path]);
 }

@@ -4,7 +4,10 @@
 
 pub mod dist;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +78,10 @@ pub enum Command {
         /// Address to give it (default: the lowest free one).
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// IPv6 address to give it, in a dual-stack network (default: the
+        /// lowest free one of network.subnet6).
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
         /// Interface name inside the namespace.
         #[arg(long, default_value = "eth0")]
         ifname: String,

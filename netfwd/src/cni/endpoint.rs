@@ -98,6 +98,7 @@ async fn add_endpoint(
     let req = AttachRequest {
         target: &target,
         ip: lease.as_ref().map(|l| l.ip),
+        ip6: None,
         ifname,
         container_id: Some(container_id),
         handoff: false,

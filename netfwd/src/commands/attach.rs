@@ -1,7 +1,7 @@
 //! `netfwd attach` / `netfwd detach`: plug a running process's namespace (or
 //! any namespace file) into a network as an endpoint, and take it out again.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -16,6 +16,8 @@ use crate::{
 struct AttachReport<'a> {
     network: &'a NetworkName,
     ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip6: Option<String>,
     ifname: &'a str,
     host_ifname: String,
     netns_path: String,
@@ -25,13 +27,14 @@ struct AttachReport<'a> {
 pub async fn exec_attach(
     name: &NetworkName,
     target: &Target,
-    ip: Option<Ipv4Addr>,
+    (ip, ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
     ifname: &str,
     json: bool,
 ) -> Result<()> {
     let req = AttachRequest {
         target,
         ip,
+        ip6,
         ifname,
         container_id: None,
         handoff: false,
@@ -41,6 +44,7 @@ pub async fn exec_attach(
     let report = AttachReport {
         network: name,
         ip: a.ip.to_string(),
+        ip6: a.ip6.map(|ip6| ip6.to_string()),
         ifname: &a.ifname,
         host_ifname: host_ifname(name, &a)?,
         netns_path: a.netns_path.display().to_string(),

@@ -70,7 +70,7 @@ pub fn validate(
             }
             gw
         }
-        None => first_host(subnet, &HashSet::new())?,
+        None => lowest_free_ip6(subnet, &HashSet::new())?,
     };
     let mut taken = HashSet::from([gateway]);
     let mut fixed = Vec::with_capacity(endpoints.len());
@@ -101,7 +101,7 @@ pub fn validate(
         let ip = match ip {
             Some(ip) => ip,
             None => {
-                let ip = first_host(subnet, &taken)?;
+                let ip = lowest_free_ip6(subnet, &taken)?;
                 taken.insert(ip);
                 ip
             }
@@ -112,7 +112,7 @@ pub fn validate(
 }
 
 /// The lowest host address of `subnet` not in `taken`.
-pub fn first_host(subnet: Ipv6Net, taken: &HashSet<Ipv6Addr>) -> Result<Ipv6Addr> {
+pub fn lowest_free_ip6(subnet: Ipv6Net, taken: &HashSet<Ipv6Addr>) -> Result<Ipv6Addr> {
     subnet
         .hosts()
         .find(|ip| subnet.is_host(*ip) && !taken.contains(ip))

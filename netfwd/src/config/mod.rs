@@ -15,6 +15,7 @@ pub use file::{
     PeerSection, PublishSection, TimeoutsSection,
 };
 pub use ifname::{Slot, ifname_prefixes, validate_ifname};
+pub use ipv6::lowest_free_ip6;
 pub use model::{
     Backend, Cluster, ClusterTls, Endpoint, Ipv6Network, Kind, Mode, NatSettings, Network, Peer,
     Proto, Published, Timeouts, VXLAN_OVERHEAD, Vxlan, every_address, host_ip,

@@ -176,6 +176,7 @@ impl Driver {
             &AttachRequest {
                 target: &target,
                 ip: Some(ep.ip),
+                ip6: None,
                 ifname: "",
                 container_id: Some(&req.endpoint_id),
                 handoff: true,

@@ -5,7 +5,11 @@
 //! and `detach` removes exactly what `attach` added — the namespace, its `lo`
 //! and anything else of the process's own are left as they were.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use anyhow::Result;
 
@@ -65,6 +69,8 @@ pub struct AttachRequest<'a> {
     pub target: &'a Target,
     /// Default: the lowest free address.
     pub ip: Option<Ipv4Addr>,
+    /// A dual-stack network's: default, the lowest free one.
+    pub ip6: Option<Ipv6Addr>,
     pub ifname: &'a str,
     pub container_id: Option<&'a str>,
     /// Docker's `Join`: the veth's inner end is left in the host under a
@@ -82,6 +88,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     let AttachRequest {
         target,
         ip,
+        ip6,
         ifname,
         container_id,
         handoff,
@@ -137,6 +144,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         return Ok(known);
     }
     let ip = choose_ip(&st, ip)?;
+    let ip6 = choose_ip6(&st, ip6)?;
     let slot = st.unused_slot()?;
     let ifname = if handoff {
         st.network.peer_tmp_ifname(slot)
@@ -152,7 +160,7 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
     };
     let attachment = Attachment {
         ip,
-        ip6: None,
+        ip6,
         slot,
         ifname,
         netns_path: path,
@@ -237,6 +245,33 @@ fn choose_ip(st: &State, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
             .hosts()
             .find(|ip| !taken(*ip))
             .ok_or_else(|| input_error!("--ip: subnet {} has no free address", net.subnet)),
+    }
+}
+
+/// A dual-stack network's address for a new endpoint: `wanted`, checked,
+/// or the lowest free one; none in an IPv4-only network.
+fn choose_ip6(st: &State, wanted: Option<Ipv6Addr>) -> Result<Option<Ipv6Addr>> {
+    let Some(v6) = st.network.ipv6 else {
+        return match wanted {
+            Some(_) => Err(input_error!(
+                "--ip6: network {} has no IPv6 (network.subnet6)",
+                st.network.name
+            )),
+            None => Ok(None),
+        };
+    };
+    let taken: HashSet<Ipv6Addr> = std::iter::once(v6.gateway)
+        .chain(st.network.endpoints.iter().filter_map(|e| e.ip6))
+        .chain(st.attached.iter().filter_map(|a| a.ip6))
+        .collect();
+    match wanted {
+        Some(ip6) if !v6.subnet.is_host(ip6) => Err(input_error!(
+            "--ip6: {ip6} is not a host address of {}",
+            v6.subnet
+        )),
+        Some(ip6) if taken.contains(&ip6) => Err(input_error!("--ip6: {ip6} is in use")),
+        Some(ip6) => Ok(Some(ip6)),
+        None => config::lowest_free_ip6(v6.subnet, &taken).map(Some),
     }
 }
 
