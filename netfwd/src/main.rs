@@ -112,7 +112,9 @@ fn run(cli: Cli) -> Result<()> {
                 gc_interval,
                 metrics,
             } => commands::daemon::exec(&config, gc_interval, metrics).await,
-            Command::DockerPlugin { name } => commands::docker_plugin::exec(&name).await,
+            Command::DockerPlugin { name, metrics } => {
+                commands::docker_plugin::exec(&name, metrics).await
+            }
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
             Command::Monitor {
                 name,

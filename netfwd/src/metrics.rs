@@ -1,5 +1,6 @@
-//! `netfwd daemon --metrics ADDR`: the network's counters in Prometheus's
-//! text format on `GET /metrics`, served by [`http`]. Each scrape builds a
+//! `netfwd daemon --metrics ADDR` and `netfwd docker-plugin --metrics ADDR`:
+//! the networks' counters in Prometheus's text format on `GET /metrics`,
+//! served by [`http`]. Each scrape builds a
 //! fresh registry from what `status` and `stats` report (so the values
 //! agree with `stats --json`), reading the state and the pinned maps
 //! only: no lock taken, nothing changed. Names follow Cilium's; no label
@@ -16,6 +17,7 @@ use prometheus_client::{
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::{
+    docker,
     http::{self, Accepting},
     loader::{NetworkDatapath, monitor},
     name::NetworkName,
@@ -32,23 +34,49 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("--metrics: binding {addr}"))
 }
 
-/// Serves `network`'s metrics on `listener` for ever.
-pub async fn serve(listener: TcpListener, network: NetworkName) {
+/// Which networks a scrape reports.
+#[derive(Clone)]
+pub enum Scope {
+    /// The daemon's one network.
+    Network(NetworkName),
+    /// The Docker plugin's networks in its namespace, listed afresh at each
+    /// scrape: Docker makes and removes them while the plugin runs.
+    Docker,
+}
+
+impl Scope {
+    async fn networks(&self) -> Result<Vec<NetworkStatus>> {
+        match self {
+            Scope::Network(name) => Ok(report::status(Some(name)).await?.networks),
+            Scope::Docker => {
+                let ours = docker::network_names()?;
+                let here = report::status(None).await?.networks;
+                Ok(here
+                    .into_iter()
+                    .filter(|net| !net.orphaned && ours.contains(&net.name))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Serves the metrics of `scope`'s networks on `listener` for ever.
+pub async fn serve(listener: TcpListener, scope: Scope) {
     let mut accepting = Accepting::default();
     loop {
         let ((stream, _), held) = accepting.next(|| listener.accept()).await;
-        let network = network.clone();
+        let scope = scope.clone();
         tokio::spawn(async move {
-            answer(stream, network).await;
+            answer(stream, scope).await;
             drop(held);
         });
     }
 }
 
 /// One connection: `GET /metrics` gets the metrics, anything else 404 or 405.
-async fn answer(stream: TcpStream, network: NetworkName) {
+async fn answer(stream: TcpStream, scope: Scope) {
     let served = http::serve_connection(stream, move |req| {
-        let network = network.clone();
+        let scope = scope.clone();
         async move {
             let (status, body) = match req {
                 Err(why) => (400, why),
@@ -56,7 +84,7 @@ async fn answer(stream: TcpStream, network: NetworkName) {
                 Ok(req) if req.method != hyper::Method::GET => {
                     (405, "/metrics takes GET".to_owned())
                 }
-                Ok(_) => match scrape(&network).await {
+                Ok(_) => match scrape(&scope).await {
                     Ok(text) => (200, text),
                     Err(e) => {
                         log::warn!("metrics: {e:#}");
@@ -144,11 +172,10 @@ struct Metrics {
     monitor_events_lost: Family<MissedLabel, Counter>,
 }
 
-/// `network`'s metrics now, in Prometheus's text format.
-pub async fn scrape(network: &NetworkName) -> Result<String> {
-    let status = report::status(Some(network)).await?;
+/// The metrics of `scope`'s networks now, in Prometheus's text format.
+async fn scrape(scope: &Scope) -> Result<String> {
     let mut metrics = Metrics::default();
-    for net in &status.networks {
+    for net in &scope.networks().await? {
         metrics.add(net)?;
     }
     metrics.encode()

@@ -281,9 +281,15 @@ pub struct PluginAlone {
 
 impl PluginAlone {
     pub fn new(sb: &Sandbox, nofile: u32) -> PluginAlone {
+        PluginAlone::with_args(sb, nofile, &[])
+    }
+
+    /// As [`PluginAlone::new`], with more arguments to `docker-plugin`.
+    pub fn with_args(sb: &Sandbox, nofile: u32, extra: &[&str]) -> PluginAlone {
         let driver = format!("nft{}-{}", std::process::id(), next_id());
         let dir = TempDir::new("plugin");
-        let inner = plugin_command(sb.host(), &driver);
+        let mut inner = plugin_command(sb.host(), &driver);
+        inner.args(extra);
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}"))
             .arg(inner.get_program())

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netfwd_tests::{STATE_DIR, Sandbox, docker::PluginAlone, internet::Internet};
+use netfwd_tests::{STATE_DIR, Sandbox, docker::PluginAlone, in_ns_ok, internet::Internet};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 
@@ -86,16 +86,18 @@ fn ok(plugin: &PluginAlone, call: &str, body: &str) {
 fn the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock() {
     let sb = Sandbox::new("dkfd");
     let _internet = Internet::new(&sb);
-    let mut plugin = PluginAlone::new(&sb, 64);
+    // Room for a network's maps and programs (about 40 descriptors while
+    // it is made), not for the idle connections.
+    let mut plugin = PluginAlone::new(&sb, 128);
 
     // More idle connections than the plugin has descriptors.
-    let idle: Vec<UnixStream> = (0..100)
+    let idle: Vec<UnixStream> = (0..200)
         .map(|_| UnixStream::connect(plugin.socket()).unwrap())
         .collect();
     thread::sleep(Duration::from_secs(2));
     assert!(
         plugin.is_alive(),
-        "the plugin exited with 100 idle connections"
+        "the plugin exited with 200 idle connections"
     );
     drop(idle);
     let (status, body) = plugin.call("Plugin.Activate", "{}").unwrap();
@@ -144,7 +146,9 @@ fn the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock() {
 fn a_second_program_replaces_the_ports_and_revoke_withdraws_them_all() {
     let sb = Sandbox::new("dkprog");
     let _internet = Internet::new(&sb);
-    let plugin = PluginAlone::new(&sb, 1024);
+    // In the sandbox's own namespace: no port of the machine's is taken.
+    let metrics = "127.0.0.1:9465";
+    let plugin = PluginAlone::with_args(&sb, 1024, &["--metrics", metrics]);
     let network = DockerNetwork::new(&sb, 2);
     let endpoint_id = docker_id(3);
     let _endpoint_record = Record::of("endpoints", &endpoint_id);
@@ -190,6 +194,15 @@ fn a_second_program_replaces_the_ports_and_revoke_withdraws_them_all() {
     let now = published();
     assert_eq!(now.as_array().map(Vec::len), Some(1), "{now:#}");
     assert_eq!(now[0]["host_port"], 30072, "{now:#}");
+    // The plugin serves its networks' metrics, as the daemon does its own.
+    let url = format!("http://{metrics}/metrics");
+    let text = in_ns_ok(sb.host(), &["curl", "-sfS", "--max-time", "10", &url]);
+    for line in [
+        format!("netfwd_endpoints{{network=\"{}\"}} 1", network.name),
+        format!("netfwd_published_ports{{network=\"{}\"}} 1", network.name),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
     let endpoint = endpoint.to_string();
     ok(
         &plugin,

@@ -143,6 +143,12 @@ pub enum Command {
         /// The driver's name, as `docker network create -d` takes it.
         #[arg(long, default_value = "netfwd")]
         name: String,
+        /// Serve Prometheus metrics of the driver's networks on
+        /// http://ADDR/metrics (e.g. 127.0.0.1:9465), as `daemon --metrics`
+        /// does; default off. An address other than loopback lets anyone who
+        /// reaches it read the networks' counters.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Per-interface datapath counters, drops by reason.
     Stats {

@@ -82,7 +82,10 @@ pub async fn exec(
             "serving metrics on http://{}/metrics",
             listener.local_addr()?
         );
-        tokio::spawn(metrics::serve(listener, net.name.clone()));
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics::Scope::Network(net.name.clone()),
+        ));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     let mut ready = false;

@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use self::{protocol::PluginCall, store::Store, worker::Worker};
-use crate::{http, input_error};
+use crate::{http, input_error, name::NetworkName};
 
 /// Where Docker looks for plugin sockets.
 pub const PLUGIN_DIR: &str = "/run/docker/plugins";
@@ -54,6 +54,16 @@ pub fn socket_path(name: &str) -> Result<PathBuf> {
 /// Serves Docker until SIGTERM or SIGINT, then removes the socket; the
 /// networks stay up, as with `netfwd daemon`. Nothing but a signal stops it:
 /// a failed `accept()` is retried.
+/// The netfwd names of the networks the plugin made (and Docker has not
+/// removed), as its records say.
+pub fn network_names() -> Result<Vec<NetworkName>> {
+    Ok(Store::open()?
+        .networks()?
+        .into_iter()
+        .map(|net| net.name)
+        .collect())
+}
+
 pub async fn serve(socket: &Path) -> Result<()> {
     let listener = bind(socket)?;
     let (worker, mut worker_stopped) = Worker::start(Store::open()?)?;
