@@ -77,6 +77,9 @@ fn print_human(report: &StatusReport) {
                 c.map_or(0, |c| c.arp_replies),
                 c.map_or(0, |c| c.dropped),
             );
+            if let Some(ip6) = &ep.ip6 {
+                println!("  {:<16} {ip6}", "");
+            }
         }
     }
 }
