@@ -183,7 +183,7 @@ impl Lab {
         let peer = format!("http://{ETCD_IP}:2380");
         let client = format!("http://{ETCD_IP}:2379");
         let log = std::fs::File::create(self.dir.join("etcd.log"))?;
-        let child = command(
+        let mut child = command(
             "nsenter",
             &[
                 &format!("--net=/run/netns/{etcd}"),
@@ -205,13 +205,8 @@ impl Lab {
                 "--initial-cluster-state",
                 "new",
             ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting etcd")?;
-        self.etcd = Some(child);
+        );
+        self.etcd = Some(spawn_logged(&mut child, log, "etcd")?);
         let endpoint = format!("--endpoints={client}");
         wait("etcd healthy", || {
             Ok(succeeds(&mut command(
@@ -350,7 +345,7 @@ impl Lab {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("daemon-{i}.log")))?;
-        let child = command(
+        let mut daemon = command(
             &self.netfwd.display().to_string(),
             &[
                 "--netns",
@@ -359,14 +354,9 @@ impl Lab {
                 "-c",
                 &config.display().to_string(),
             ],
-        )
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting netfwd daemon")?;
-        host.daemon = Some(child);
+        );
+        daemon.env("RUST_LOG", "info");
+        host.daemon = Some(spawn_logged(&mut daemon, log, "netfwd daemon")?);
         Ok(())
     }
 
@@ -637,6 +627,15 @@ fn wait<T>(what: &str, mut ready: impl FnMut() -> Result<Option<T>>) -> Result<T
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts `cmd` with its stderr to `log`, nothing on stdin or stdout.
+fn spawn_logged(cmd: &mut std::process::Command, log: std::fs::File, what: &str) -> Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {what}"))
 }
 
 /// `tool args…`, quiet, failing with its stderr.
