@@ -54,8 +54,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Only the control plane's rows (CNI ADD/DEL, `up`, attach).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         control_plane: bool,
+        /// Only the cluster's rows (cross-host traffic against plain
+        /// routing and the kernel's VXLAN, convergence), about two minutes
+        /// with --quick.
+        #[arg(long)]
+        cluster: bool,
         /// The netfwd binary to measure, with its netfwd-cni beside it
         /// (another build, e.g. main's, against the same baselines);
         /// default: this workspace's release build.
@@ -117,11 +122,17 @@ fn exec(cli: Cli) -> Result<()> {
         Command::Bench {
             quick,
             control_plane,
+            cluster,
             netfwd,
         } => {
             setup::exec()?;
             build()?;
-            bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, control_plane)
+            let sections = match (control_plane, cluster) {
+                (true, _) => bench::Sections::ControlPlane,
+                (_, true) => bench::Sections::Cluster,
+                _ => bench::Sections::All,
+            };
+            bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, sections)
         }
         Command::Soak { minutes, mode } => {
             setup::exec()?;

@@ -2,9 +2,11 @@
 //! bridge with iptables) and against the limit (a bare veth pair; plain
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
-//! setup alike; then the control plane's rows (`control`, `docker`). Results go to
+//! setup alike; then the control plane's rows (`control`, `docker`) and the
+//! cluster's (`cluster`). Results go to
 //! `bench-results/<time>/` and the tables to stdout.
 
+mod cluster;
 mod control;
 mod docker;
 mod expiry;
@@ -25,15 +27,27 @@ use self::{
 };
 use crate::cmd::{command, output, workspace_root};
 
-/// The whole bench, or with `control_plane_only` its control-plane rows
-/// alone.
-pub fn exec(netfwd: &Path, quick: bool, control_plane_only: bool) -> Result<()> {
+/// What a run measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sections {
+    All,
+    ControlPlane,
+    Cluster,
+}
+
+/// The sections `sections` names.
+pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
     std::fs::create_dir_all(&dir)?;
     let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
     let out = workspace_root().join("bench-results").join(stamp.trim());
-    let mut md = if control_plane_only {
+    if sections == Sections::Cluster {
+        let md = machine()? + &cluster::exec(netfwd, quick, &dir)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return publish(&out, &md);
+    }
+    let mut md = if sections == Sections::ControlPlane {
         machine()?
     } else {
         let (md, json, svg) = data_plane(netfwd, quick, &dir)?;
@@ -43,6 +57,9 @@ pub fn exec(netfwd: &Path, quick: bool, control_plane_only: bool) -> Result<()> 
     let control = control::exec(netfwd, quick, &dir);
     // Docker's row is one of many: its failure is reported in its place.
     let docker = control.is_ok().then(|| docker::exec(netfwd, quick, &dir));
+    // So are the cluster's rows, after the rest.
+    let cluster =
+        (sections == Sections::All && control.is_ok()).then(|| cluster::exec(netfwd, quick, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     md.push_str(&control?);
     match docker {
@@ -50,8 +67,18 @@ pub fn exec(netfwd: &Path, quick: bool, control_plane_only: bool) -> Result<()> 
         Some(Err(e)) => md.push_str(&format!("\n`docker run` row: failed ({e:#}).\n")),
         None => {}
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("results.md"), &md)?;
+    match cluster {
+        Some(Ok(rows)) => md.push_str(&rows),
+        Some(Err(e)) => md.push_str(&format!("\nCluster rows: failed ({e:#}).\n")),
+        None => {}
+    }
+    publish(&out, &md)
+}
+
+/// Writes `md` to `out/results.md` and prints it.
+fn publish(out: &Path, md: &str) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("results.md"), md)?;
     println!("{md}\nresults: {}", out.display());
     Ok(())
 }

@@ -110,11 +110,11 @@ fn conntrack_max() -> u32 {
         .unwrap_or(262_144)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub fn ip(args: &[&str]) -> Result<()> {
     run(command("ip", args).stdout(std::process::Stdio::null()))
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     let mut full = vec![format!("--net=/run/netns/{ns}")];
     full.extend(args.iter().map(|s| s.to_string()));
     run(command("nsenter", &full).stdout(std::process::Stdio::null()))

@@ -172,11 +172,11 @@ const PORT: u16 = 5201;
 /// Who talks to whom in a workload: the client's namespace and the address
 /// it connects to; the server's namespace and the address it listens on
 /// (they differ where a NAT sits between).
-struct Path<'a> {
-    client_ns: &'a str,
-    connect: SocketAddr,
-    server_ns: &'a str,
-    listen: SocketAddr,
+pub struct Path<'a> {
+    pub client_ns: &'a str,
+    pub connect: SocketAddr,
+    pub server_ns: &'a str,
+    pub listen: SocketAddr,
 }
 
 fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
@@ -313,7 +313,7 @@ fn json_number(text: &str, path: &[&str]) -> Result<f64> {
         .ok_or_else(|| anyhow!("no {} in iperf3's output", path.join(".")))
 }
 
-fn iperf_tcp(p: &Path, streams: u32, secs: u64) -> Result<f64> {
+pub fn iperf_tcp(p: &Path, streams: u32, secs: u64) -> Result<f64> {
     let (ip, port) = (p.connect.ip().to_string(), p.connect.port().to_string());
     let _server = Server::start(p.server_ns, &["iperf3", "-s", "-1", "-p", &port])?;
     let (t, n) = (secs.to_string(), streams.to_string());
@@ -457,7 +457,7 @@ fn client_address(ns: &str) -> Result<Vec<u8>> {
 
 /// sockperf's TCP ping-pong; transactions per second from its average
 /// one-way latency.
-fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
+pub fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
     let (listen_ip, listen_port) = (p.listen.ip().to_string(), p.listen.port().to_string());
     let _server = Server::start(
         p.server_ns,
