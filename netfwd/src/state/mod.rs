@@ -125,13 +125,7 @@ impl State {
                 .map(|old| old.slot)
         };
         let kept: Vec<Option<Slot>> = net.endpoints.iter().map(recorded).collect();
-        let taken: HashSet<Slot> = self
-            .network
-            .endpoints
-            .iter()
-            .map(|e| e.slot)
-            .chain(self.attached.iter().map(|a| a.slot))
-            .collect();
+        let taken = self.slots_held();
         let mut unused = Slot::unused(&taken);
         let mut net = net.clone();
         for (ep, kept) in net.endpoints.iter_mut().zip(kept) {
@@ -147,16 +141,19 @@ impl State {
 
     /// The slot for a new endpoint: the lowest nobody holds.
     pub fn unused_slot(&self) -> Result<Slot> {
-        let taken: HashSet<Slot> = self
-            .network
+        Slot::unused(&self.slots_held())
+            .next()
+            .context("the network has as many endpoints as it can name")
+    }
+
+    /// The slots of every recorded endpoint, the config's and the attached.
+    fn slots_held(&self) -> HashSet<Slot> {
+        self.network
             .endpoints
             .iter()
             .map(|e| e.slot)
             .chain(self.attached.iter().map(|a| a.slot))
-            .collect();
-        Slot::unused(&taken)
-            .next()
-            .context("the network has as many endpoints as it can name")
+            .collect()
     }
 
     /// Withdraws the run-time published ports whose endpoint is no longer
