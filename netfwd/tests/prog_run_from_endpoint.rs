@@ -15,7 +15,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{PinDir, eth, network_config};
+use common::{LO, PinDir, eth, network_config};
 use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
@@ -29,7 +29,6 @@ const TO_HOST: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 
-const LO: u32 = 1;
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
@@ -49,30 +48,17 @@ struct TwoEndpoints {
 impl TwoEndpoints {
     fn new(tag: &str) -> Self {
         let pins = PinDir::new(tag);
-        let datapath = Programs::load_at(&pins.0, 1024, None)
-            .map_err(|e| format!("{e:#}"))
-            .unwrap();
-        let mut maps = DatapathMaps::open(&pins.0).unwrap();
-        maps.set_network(network_config(GATEWAY, 0)).unwrap();
-        maps.set_endpoint(
-            A_IP,
-            EndpointEntry {
-                host_ifindex: LO,
-                mac: A_MAC,
-                host_mac: A_HOST_MAC,
-            },
-        )
-        .unwrap();
-        maps.set_endpoint(
-            B_IP,
-            EndpointEntry {
-                host_ifindex: B_IFINDEX,
-                mac: B_MAC,
-                host_mac: B_HOST_MAC,
-            },
-        )
-        .unwrap();
-        maps.ensure_counters(LO).unwrap();
+        let a = EndpointEntry {
+            host_ifindex: LO,
+            mac: A_MAC,
+            host_mac: A_HOST_MAC,
+        };
+        let b = EndpointEntry {
+            host_ifindex: B_IFINDEX,
+            mac: B_MAC,
+            host_mac: B_HOST_MAC,
+        };
+        let (datapath, maps) = common::loaded(&pins, GATEWAY, &[(A_IP, a), (B_IP, b)]);
         Self {
             datapath,
             maps,

@@ -13,11 +13,8 @@ mod common;
 use std::{net::Ipv4Addr, time::Duration};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
-use common::{PinDir, eth, ipv4, network_config, udp};
-use netfwd::loader::{
-    DatapathMaps, Programs,
-    monitor::{MonitorRing, MonitorSwitch},
-};
+use common::{LO, PinDir, eth, ipv4, udp};
+use netfwd::loader::monitor::{MonitorRing, MonitorSwitch};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
@@ -25,7 +22,6 @@ use netfwd_common::{
     names::PROG_FROM_ENDPOINT,
 };
 
-const LO: u32 = 1;
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
 const SPOOFED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 99);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
@@ -59,21 +55,12 @@ fn drain(ring: &mut MonitorRing) -> Vec<netfwd_common::monitor::MonitorEvent> {
 #[test]
 fn drops_are_written_only_while_switched_on_and_a_burst_is_suppressed_and_counted() {
     let pins = PinDir::new("monitor");
-    let mut datapath = Programs::load_at(&pins.0, 1024, None)
-        .map_err(|e| format!("{e:#}"))
-        .unwrap();
-    let mut maps = DatapathMaps::open(&pins.0).unwrap();
-    maps.set_network(network_config(GATEWAY, 0)).unwrap();
-    maps.set_endpoint(
-        A_IP,
-        EndpointEntry {
-            host_ifindex: LO,
-            mac: A_MAC,
-            host_mac: A_HOST_MAC,
-        },
-    )
-    .unwrap();
-    maps.ensure_counters(LO).unwrap();
+    let a = EndpointEntry {
+        host_ifindex: LO,
+        mac: A_MAC,
+        host_mac: A_HOST_MAC,
+    };
+    let (mut datapath, _maps) = common::loaded(&pins, GATEWAY, &[(A_IP, a)]);
     let mut ring = MonitorRing::open(&pins.0).unwrap();
     let mut switch = MonitorSwitch::open(&pins.0).unwrap();
     let mut spoofed = eth(A_HOST_MAC, A_MAC, 0x0800);

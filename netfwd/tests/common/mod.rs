@@ -11,7 +11,11 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
-use netfwd_common::maps::NetworkConfig;
+use netfwd::loader::{DatapathMaps, Programs};
+use netfwd_common::maps::{EndpointEntry, NetworkConfig};
+
+/// The ifindex of `lo`, where a test run's packet arrives.
+pub const LO: u32 = 1;
 
 /// A pin directory of the test's own under the real bpffs, removed on drop.
 pub struct PinDir(pub PathBuf);
@@ -43,6 +47,25 @@ pub fn network_config(gateway: Ipv4Addr, flags: u8) -> NetworkConfig {
         flags,
         _pad: [0; 2],
     }
+}
+
+/// The datapath loaded at `pins` (room for 1024 NAT flows) and its maps:
+/// the network with `gateway`, `endpoints` entered, and counters for `lo`.
+pub fn loaded(
+    pins: &PinDir,
+    gateway: Ipv4Addr,
+    endpoints: &[(Ipv4Addr, EndpointEntry)],
+) -> (Programs, DatapathMaps) {
+    let datapath = Programs::load_at(&pins.0, 1024, None)
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    let mut maps = DatapathMaps::open(&pins.0).unwrap();
+    maps.set_network(network_config(gateway, 0)).unwrap();
+    for (ip, entry) in endpoints {
+        maps.set_endpoint(*ip, *entry).unwrap();
+    }
+    maps.ensure_counters(LO).unwrap();
+    (datapath, maps)
 }
 
 /// Runs `prog` once on `packet` as if it arrived on `ifindex` (0: no
