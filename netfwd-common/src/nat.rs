@@ -54,6 +54,7 @@ pub const ENTRIES_PER_FLOW: u32 = 2;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// `NatEntry::flags` bits of an ingress entry: what the flow has seen. A
 /// TCP flow is established only once both sides have spoken in order: the

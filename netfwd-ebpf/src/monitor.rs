@@ -13,7 +13,9 @@ use netfwd_common::monitor::{
     WANT_DROP, WANT_NAT, WANT_TRACE,
 };
 
-use netfwd_common::nat::{NatEntry, NatKey};
+use netfwd_common::nat::{
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey,
+};
 
 use crate::{
     maps::{MONITOR, MONITOR_BUDGET, MONITOR_EVENTS, MONITOR_SCRATCH},
@@ -255,49 +257,88 @@ fn count_lost() {
     }
 }
 
-/// The IPv4 addresses, protocol, ports (an ICMP echo's identifier as the
+/// The addresses, protocol, ports (an ICMP echo's identifier as the
 /// source port) and TCP flags, as far as the linear data holds them;
-/// absent fields stay 0 (an ARP frame, a truncated header).
+/// absent fields stay 0 (an ARP frame, a truncated header, an IPv6 packet
+/// with extension headers before its transport header).
 #[inline(always)]
 fn read_tuple<C: Packet>(ctx: &C, event: &mut MonitorEvent) {
     const ETH_LEN: usize = 14;
-    const IPV4_MIN: usize = 20;
     let start = ctx.start();
     let end = ctx.end();
-    if start + ETH_LEN + IPV4_MIN > end {
+    if start + ETH_LEN > end {
         return;
     }
     // SAFETY: bounds checked just above.
-    let (ether_type, ip) = unsafe {
-        (
-            *((start + 12) as *const [u8; 2]),
-            &*((start + ETH_LEN) as *const [u8; IPV4_MIN]),
-        )
+    let ether_type = unsafe { *((start + 12) as *const [u8; 2]) };
+    let l4 = match ether_type {
+        [0x08, 0x00] => read_ipv4(start + ETH_LEN, end, event),
+        [0x86, 0xdd] => read_ipv6(start + ETH_LEN, end, event),
+        _ => None,
     };
-    if ether_type != [0x08, 0x00] || ip[0] >> 4 != 4 {
-        return;
+    if let Some(l4) = l4 {
+        read_ports(l4, end, event);
+    }
+}
+
+/// An IPv4 header's part of the tuple; where its transport header starts.
+#[inline(always)]
+fn read_ipv4(ip: usize, end: usize, event: &mut MonitorEvent) -> Option<usize> {
+    const IPV4_MIN: usize = 20;
+    if ip + IPV4_MIN > end {
+        return None;
+    }
+    // SAFETY: bounds checked just above.
+    let hdr = unsafe { &*(ip as *const [u8; IPV4_MIN]) };
+    if hdr[0] >> 4 != 4 {
+        return None;
     }
     event.family = FAMILY_IPV4;
-    event.proto = ip[9];
-    event.src[..4].copy_from_slice(&ip[12..16]);
-    event.dst[..4].copy_from_slice(&ip[16..20]);
-    // Ports (or an echo's identifier) in the first 8 bytes of the
-    // transport header; TCP's flags in its 14th.
-    let l4 = start + ETH_LEN + usize::from(ip[0] & 0x0f) * 4;
+    event.proto = hdr[9];
+    event.src[..4].copy_from_slice(&hdr[12..16]);
+    event.dst[..4].copy_from_slice(&hdr[16..20]);
+    Some(ip + usize::from(hdr[0] & 0x0f) * 4)
+}
+
+/// An IPv6 header's part of the tuple; where its transport header starts
+/// (right after it: with extension headers, the first of them is named
+/// the protocol and no ports are read).
+#[inline(always)]
+fn read_ipv6(ip: usize, end: usize, event: &mut MonitorEvent) -> Option<usize> {
+    const IPV6_LEN: usize = 40;
+    if ip + IPV6_LEN > end {
+        return None;
+    }
+    // SAFETY: bounds checked just above.
+    let hdr = unsafe { &*(ip as *const [u8; IPV6_LEN]) };
+    if hdr[0] >> 4 != 6 {
+        return None;
+    }
+    event.family = FAMILY_IPV6;
+    event.proto = hdr[6];
+    event.src.copy_from_slice(&hdr[8..24]);
+    event.dst.copy_from_slice(&hdr[24..40]);
+    Some(ip + IPV6_LEN)
+}
+
+/// Ports (or an echo's identifier) in the first 8 bytes of the transport
+/// header at `l4`; TCP's flags in its 14th.
+#[inline(always)]
+fn read_ports(l4: usize, end: usize, event: &mut MonitorEvent) {
     if l4 + 8 > end {
         return;
     }
     // SAFETY: bounds checked just above.
     let head = unsafe { &*(l4 as *const [u8; 8]) };
     match event.proto {
-        6 | 17 => {
+        IPPROTO_TCP | IPPROTO_UDP => {
             event.src_port = [head[0], head[1]];
             event.dst_port = [head[2], head[3]];
         }
-        1 => event.src_port = [head[4], head[5]],
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => event.src_port = [head[4], head[5]],
         _ => {}
     }
-    if event.proto == 6 && l4 + 14 <= end {
+    if event.proto == IPPROTO_TCP && l4 + 14 <= end {
         // SAFETY: bounds checked just above.
         event.tcp_flags = unsafe { *((l4 + 13) as *const u8) };
     }

@@ -8,7 +8,7 @@
 //! network, to the host's stack.
 
 use aya_ebpf::programs::TcContext;
-use netfwd_common::drop::DropReason;
+use netfwd_common::{drop::DropReason, nat::IPPROTO_ICMPV6};
 use network_types::ip::Ipv6Hdr;
 
 use crate::{l4::IP_OFF, maps, parse, verdict::Verdict};
@@ -17,7 +17,6 @@ const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_DSTOPTS: u8 = 60;
-pub const IPPROTO_ICMPV6: u8 = 58;
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;

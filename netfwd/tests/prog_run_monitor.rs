@@ -10,7 +10,10 @@
 
 mod common;
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 use common::{LO, PinDir, eth, ipv4, udp};
@@ -18,13 +21,16 @@ use netfwd::loader::monitor::{MonitorRing, MonitorSwitch};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    monitor::{EVENT_BURST, EVENT_DROP, WANT_DROP},
+    monitor::{EVENT_BURST, EVENT_DROP, FAMILY_IPV6, WANT_DROP},
     names::PROG_FROM_ENDPOINT,
+    nat::IPPROTO_ICMPV6,
 };
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
 const SPOOFED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 99);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
+const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xa1);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
 const A_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
 const TC_ACT_SHOT: u32 = 2;
@@ -46,6 +52,21 @@ fn run(prog: &SchedClassifier, packet: &[u8], repeat: u32) -> (u32, f64) {
         .unwrap();
     // The kernel reports the mean duration of the runs.
     (result.return_value, result.duration.as_nanos() as f64)
+}
+
+/// A router advertisement (no options) from `ROUTER_LL` to all nodes.
+fn ipv6_router_advert() -> Vec<u8> {
+    let mut icmp = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08];
+    icmp.extend([0; 8]);
+    let mut frame = eth([0x33, 0x33, 0, 0, 0, 1], A_MAC, 0x86dd);
+    frame.extend([0x60, 0, 0, 0]);
+    frame.extend((icmp.len() as u16).to_be_bytes());
+    frame.extend([IPPROTO_ICMPV6, 255]);
+    frame.extend(ROUTER_LL.octets());
+    frame.extend(ALL_NODES.octets());
+    // The checksum is left 0: the guard drops the message unread.
+    frame.extend(icmp);
+    frame
 }
 
 fn drain(ring: &mut MonitorRing) -> Vec<netfwd_common::monitor::MonitorEvent> {
@@ -86,6 +107,19 @@ fn drops_are_written_only_while_switched_on_and_a_burst_is_suppressed_and_counte
     assert_eq!(u16::from_be_bytes(event.src_port), 4242);
     assert_eq!(u16::from_be_bytes(event.dst_port), 53);
     assert_eq!(event.proto, 17);
+
+    // An IPv6 drop carries its addresses and protocol: a router
+    // advertisement from the endpoint (`router_guard`).
+    let advert = ipv6_router_advert();
+    assert_eq!(run(prog, &advert, 1).0, TC_ACT_SHOT);
+    let events = drain(&mut ring);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.reason, DropReason::RouterMessage as u8);
+    assert_eq!(event.family, FAMILY_IPV6);
+    assert_eq!(event.proto, IPPROTO_ICMPV6);
+    assert_eq!(event.src, ROUTER_LL.octets());
+    assert_eq!(event.dst, ALL_NODES.octets());
 
     // A burst on one CPU: its budget written, the rest suppressed.
     run(prog, &spoofed, BURST_RUNS);

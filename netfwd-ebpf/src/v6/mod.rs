@@ -10,6 +10,7 @@ use aya_ebpf::programs::TcContext;
 use netfwd_common::{
     drop::DropReason,
     maps::{EndpointEntry, NETWORK_NO_ICC, Network6Config},
+    nat::IPPROTO_ICMPV6,
 };
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
@@ -30,9 +31,7 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
         return Ok(Verdict::ToHost);
     };
     // SAFETY: bounds checked by `header_mut`; copied out at once.
-    if unsafe { (*parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?).next_hdr }
-        == router_guard::IPPROTO_ICMPV6
-    {
+    if unsafe { (*parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?).next_hdr } == IPPROTO_ICMPV6 {
         check_neighbour_advert(ctx, ifindex)?;
     }
     // Taken afresh: the check's deeper headers may have been pulled.

@@ -1,7 +1,7 @@
 //! A datapath event (`MonitorEvent`) as `netfwd monitor` shows it: JSON
 //! with Hubble's field names where they fit, or one line of text.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use netfwd_common::{
@@ -12,7 +12,7 @@ use netfwd_common::{
         VERDICT_ARP_REPLIED, VERDICT_DROPPED, VERDICT_REDIRECTED, VERDICT_ROUTED, VERDICT_TO_HOST,
         VERDICT_TRANSLATED,
     },
-    nat::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    nat::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 use serde::Serialize;
 
@@ -71,6 +71,11 @@ pub enum L4 {
     },
     #[serde(rename = "ICMPv4")]
     Icmp {
+        /// An echo's identifier.
+        identifier: u16,
+    },
+    #[serde(rename = "ICMPv6")]
+    Icmp6 {
         /// An echo's identifier.
         identifier: u16,
     },
@@ -264,6 +269,9 @@ fn l4(event: &MonitorEvent) -> Option<L4> {
         IPPROTO_ICMP => Some(L4::Icmp {
             identifier: source_port,
         }),
+        IPPROTO_ICMPV6 => Some(L4::Icmp6 {
+            identifier: source_port,
+        }),
         _ => None,
     }
 }
@@ -297,16 +305,19 @@ impl Flow {
                 destination_port,
             }) => ("udp", *source_port, *destination_port, Vec::new()),
             Some(L4::Icmp { identifier }) => ("icmp", *identifier, 0, Vec::new()),
+            Some(L4::Icmp6 { identifier }) => ("icmp6", *identifier, 0, Vec::new()),
             None => ("ip", 0, 0, Vec::new()),
         };
         if let Some(ip) = &self.ip {
+            // `[2001:db8::2]:80` for IPv6, as a socket address reads.
             line += &format!(
-                " {proto} {}:{sport} -> {}:{dport}",
-                ip.source, ip.destination
+                " {proto} {} -> {}",
+                SocketAddr::new(ip.source, sport),
+                SocketAddr::new(ip.destination, dport)
             );
         }
         if let Some(nat) = &self.nat {
-            line += &format!(" as {}:{}", nat.source, nat.source_port);
+            line += &format!(" as {}", SocketAddr::new(nat.source, nat.source_port));
         }
         if let Some(len) = self.length {
             line += &format!(" len {len}");
@@ -320,8 +331,11 @@ impl Flow {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use netfwd_common::monitor::{
-        DIRECTION_EGRESS, EVENT_DROP, FAMILY_IPV4, HOOK_TC, MonitorEvent, VERDICT_DROPPED,
+        DIRECTION_EGRESS, EVENT_DROP, FAMILY_IPV4, FAMILY_IPV6, HOOK_TC, MonitorEvent,
+        VERDICT_DROPPED,
     };
 
     use super::{Clock, decode};
@@ -367,5 +381,35 @@ mod tests {
         assert_eq!(json["l4"]["TCP"]["flags"]["SYN"], true);
         assert_eq!(json["traffic_direction"], "EGRESS");
         assert_eq!(json["interface"]["name"], "veth7");
+    }
+
+    #[test]
+    fn an_ipv6_echo_reads_with_bracketed_addresses_and_as_icmpv6() {
+        let clock = Clock::now().expect("the clocks");
+        let mut event = MonitorEvent {
+            family: FAMILY_IPV6,
+            proto: 58,
+            tcp_flags: 0,
+            src_port: 77u16.to_be_bytes(),
+            dst_port: [0; 2],
+            ..spoofed_syn()
+        };
+        event.src = "2001:db8::9"
+            .parse::<Ipv6Addr>()
+            .expect("an address")
+            .octets();
+        event.dst = "2001:db8:1::1"
+            .parse::<Ipv6Addr>()
+            .expect("an address")
+            .octets();
+        let flow = decode(&event, "net1", &clock, |i| format!("veth{i}"));
+        let line = flow.line();
+        assert!(
+            line.ends_with(" icmp6 [2001:db8::9]:77 -> [2001:db8:1::1]:0 len 74"),
+            "{line}"
+        );
+        let json = serde_json::to_value(&flow).expect("serialisable");
+        assert_eq!(json["IP"]["ipVersion"], "IPv6");
+        assert_eq!(json["l4"]["ICMPv6"]["identifier"], 77);
     }
 }
