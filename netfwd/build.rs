@@ -21,7 +21,12 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package {
             name: "netfwd-ebpf",
             root_dir,
-            ..Default::default()
+            no_default_features: true,
+            features: if std::env::var_os("CARGO_FEATURE_DATAPATH_MONITOR").is_some() {
+                &["monitor"]
+            } else {
+                &[]
+            },
         }],
         aya_build::Toolchain::Custom(&toolchain),
     )?;

@@ -46,6 +46,9 @@ struct Seen {
 /// other verdict as a trace.
 #[inline(always)]
 pub fn packet<C: Packet>(ctx: &C, point: Point, ifindex: u32, len: u32, verdict: &Verdict) {
+    if !COMPILED_IN {
+        return;
+    }
     let kinds = MONITOR.get(0).map_or(0, |config| config.kinds);
     // All a packet pays while nobody listens.
     if kinds == 0 {
@@ -138,12 +141,18 @@ pub fn nat_expired<A: Copy>(ingress_key: &NatKey<A>, entry: &NatEntry<A>) {
     }
 }
 
+/// Whether events are compiled in (the `monitor` feature, on by default):
+/// off, the datapath is built as if the monitor did not exist, which
+/// `cargo xtask bench --monitor` compares the switched-off monitor with.
+const COMPILED_IN: bool = cfg!(feature = "monitor");
+
 /// Whether a monitor has events of `want` (`WANT_*`) on.
 #[inline(always)]
 fn wants(want: u32) -> bool {
-    MONITOR
-        .get(0)
-        .is_some_and(|config| config.kinds & want != 0)
+    COMPILED_IN
+        && MONITOR
+            .get(0)
+            .is_some_and(|config| config.kinds & want != 0)
 }
 
 /// A NAT event as its endpoint's tuple (source translated to `nat`),

@@ -61,6 +61,10 @@ enum Command {
         /// with --quick.
         #[arg(long)]
         cluster: bool,
+        /// Only the monitor's rows (the datapath with `netfwd monitor` off,
+        /// with drop events on, and built without it), a few minutes.
+        #[arg(long, conflicts_with_all = ["control_plane", "cluster"])]
+        monitor: bool,
         /// The netfwd binary to measure, with its netfwd-cni beside it
         /// (another build, e.g. main's, against the same baselines);
         /// default: this workspace's release build.
@@ -123,13 +127,15 @@ fn exec(cli: Cli) -> Result<()> {
             quick,
             control_plane,
             cluster,
+            monitor,
             netfwd,
         } => {
             setup::exec()?;
             build()?;
-            let sections = match (control_plane, cluster) {
-                (true, _) => bench::Sections::ControlPlane,
-                (_, true) => bench::Sections::Cluster,
+            let sections = match (control_plane, cluster, monitor) {
+                (true, _, _) => bench::Sections::ControlPlane,
+                (_, true, _) => bench::Sections::Cluster,
+                (_, _, true) => bench::Sections::Monitor,
                 _ => bench::Sections::All,
             };
             bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, sections)

@@ -2,14 +2,15 @@
 //! bridge with iptables) and against the limit (a bare veth pair; plain
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
-//! setup alike; then the control plane's rows (`control`, `docker`) and the
-//! cluster's (`cluster`). Results go to
+//! setup alike; then what the monitor costs (`monitor`), the control
+//! plane's rows (`control`, `docker`) and the cluster's (`cluster`). Results go to
 //! `bench-results/<time>/` and the tables to stdout.
 
 mod cluster;
 mod control;
 mod docker;
 mod expiry;
+mod monitor;
 mod path_cost;
 mod progstats;
 mod report;
@@ -33,6 +34,7 @@ pub enum Sections {
     All,
     ControlPlane,
     Cluster,
+    Monitor,
 }
 
 /// The sections `sections` names.
@@ -42,17 +44,26 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let stamp = output(&mut command("date", &["-u", "+%Y%m%dT%H%M%SZ"]))?;
     let out = workspace_root().join("bench-results").join(stamp.trim());
-    if sections == Sections::Cluster {
-        let md = machine()? + &cluster::exec(netfwd, quick, &dir)?;
+    let alone = match sections {
+        Sections::Cluster => Some(cluster::exec(netfwd, quick, &dir)),
+        Sections::Monitor => Some(monitor::exec(netfwd, quick, &dir)),
+        _ => None,
+    };
+    if let Some(rows) = alone {
         let _ = std::fs::remove_dir_all(&dir);
-        return publish(&out, &md);
+        return publish(&out, &(machine()? + &rows?));
     }
     let mut md = if sections == Sections::ControlPlane {
         machine()?
     } else {
         let (md, json, svg) = data_plane(netfwd, quick, &dir)?;
         report::write(&out, &md, &json, &svg)?;
-        md
+        // The monitor's rows are one section of many: a failure is
+        // reported in their place.
+        match monitor::exec(netfwd, quick, &dir) {
+            Ok(rows) => md + &rows,
+            Err(e) => md + &format!("\nMonitor rows: failed ({e:#}).\n"),
+        }
     };
     let control = control::exec(netfwd, quick, &dir);
     // Docker's row is one of many: its failure is reported in its place.

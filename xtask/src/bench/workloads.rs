@@ -351,6 +351,47 @@ fn iperf_udp64(p: &Path, secs: u64) -> Result<f64> {
 /// received. The frames go to the server's MAC: the next hop on a bridge,
 /// netfwd and the bare veth alike.
 fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
+    let client_ip = client_address(p.client_ns)?;
+    let Blast {
+        sent,
+        received,
+        elapsed,
+    } = trafgen(p, &client_ip, secs)?;
+    // A blast beyond what the receiver takes loses frames at its queue by
+    // design; none at all arriving is a broken path.
+    ensure!(
+        sent > 0 && received > 0,
+        "trafgen sent {sent} frames and the server received {received}"
+    );
+    Ok(received as f64 / elapsed / 1000.0)
+}
+
+/// trafgen's 64-byte UDP from the client to the server (as
+/// `Workload::Udp64Raw`) with a source address no endpoint holds, for
+/// `secs`: every frame a drop (`ip_spoofed`) in netfwd's endpoint program.
+pub fn spoofed_flood(setup: &Setup, secs: u64) -> Result<()> {
+    let p = path(Workload::Udp64Raw, setup)?;
+    let mut forged = client_address(p.client_ns)?;
+    // The client's address + 100 in its last octet: no endpoint of the
+    // bench's network (which has a handful) holds it.
+    if let Some(last) = forged.last_mut() {
+        *last = last.wrapping_add(100);
+    }
+    let Blast { sent, .. } = trafgen(&p, &forged, secs)?;
+    ensure!(sent > 0, "trafgen sent no frame");
+    Ok(())
+}
+
+/// What one trafgen run did.
+struct Blast {
+    sent: u64,
+    received: u64,
+    elapsed: f64,
+}
+
+/// 64-byte UDP frames from `source` to the server, written by trafgen to
+/// the client's `eth0` for `secs`: frames sent and received, and the time.
+fn trafgen(p: &Path, source: &[u8], secs: u64) -> Result<Blast> {
     let mac = |ns: &str| -> Result<Vec<u8>> {
         let out = output(&mut command(
             "nsenter",
@@ -366,7 +407,6 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
         std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
         std::net::IpAddr::V6(_) => Vec::new(),
     };
-    let client_ip = client_address(p.client_ns)?;
     let mut frame: Vec<String> = Vec::new();
     let mut bytes = |b: &[u8]| frame.extend(b.iter().map(|x| format!("{x:#04x}")));
     bytes(&mac(p.server_ns)?);
@@ -377,7 +417,7 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
     text.push_str(", csumip(14, 33), ");
     let mut rest: Vec<String> = Vec::new();
     let mut more = |b: &[u8]| rest.extend(b.iter().map(|x| format!("{x:#04x}")));
-    more(&client_ip);
+    more(source);
     more(&octets(p.connect.ip()));
     more(&[0x13, 0x88, 0x00, 0x09, 0x00, 26, 0x00, 0x00]);
     more(&[0u8; 18]);
@@ -418,15 +458,11 @@ fn trafgen_udp64(p: &Path, secs: u64) -> Result<f64> {
     let elapsed = start.elapsed().as_secs_f64();
     // Frames still in flight land within a moment.
     thread::sleep(Duration::from_millis(100));
-    let sent = eth0_packets(p.client_ns, "tx")? - sent_before;
-    let received = eth0_packets(p.server_ns, "rx")? - before;
-    // A blast beyond what the receiver takes loses frames at its queue by
-    // design; none at all arriving is a broken path.
-    ensure!(
-        sent > 0 && received > 0,
-        "trafgen sent {sent} frames and the server received {received}"
-    );
-    Ok(received as f64 / elapsed / 1000.0)
+    Ok(Blast {
+        sent: eth0_packets(p.client_ns, "tx")? - sent_before,
+        received: eth0_packets(p.server_ns, "rx")? - before,
+        elapsed,
+    })
 }
 
 /// Packets `eth0` of namespace `ns` has counted, `dir` "rx" or "tx".
