@@ -56,6 +56,14 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
+/// An IPv6 address as the datapath holds it (the `A` of its generic
+/// types): its 16 bytes in network order, aligned to 8 so that it moves and
+/// compares as two words. (A bare `[u8; 16]` the compiler takes apart byte
+/// by byte, and a program's stack fills with the spilled bytes.)
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ipv6Bytes(pub [u8; 16]);
+
 /// `NatEntry::flags` bits of an ingress entry: what the flow has seen. A
 /// TCP flow is established only once both sides have spoken in order: the
 /// originator's SYN, the other side's SYN-ACK acknowledging it, then the

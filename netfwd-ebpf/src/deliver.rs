@@ -10,7 +10,7 @@ use aya_ebpf::{
 use netfwd_common::maps::EndpointEntry;
 use network_types::eth::EthHdr;
 
-use crate::{family::Family, hop::NextHop, maps::ENDPOINT_TX, verdict::Verdict};
+use crate::{family::Layer3, hop::NextHop, maps::ENDPOINT_TX, verdict::Verdict};
 
 /// How a program's context hands a frame to an endpoint.
 pub trait ToEndpoint {
@@ -79,7 +79,7 @@ pub fn set_hop_macs(eth: &mut EthHdr, hop: &NextHop) {
 /// (routed networks, or a route via the gateway) it is a hop through the
 /// host, as its routing would make it, and the stack's when no hop is left.
 #[inline(always)]
-pub fn to_peer<F: Family>(
+pub fn to_peer<F: Layer3>(
     ctx: &impl ToEndpoint,
     eth: &mut EthHdr,
     ip: &mut F::Hdr,

@@ -38,12 +38,30 @@ pub enum Piece {
     Later,
 }
 
-pub trait Family: 'static {
+/// What the one gate an endpoint's packet passes (`forward::classify`) and
+/// the delivery to its peer (`deliver::to_peer`) need of a family: the
+/// header's addresses and hop limit, and the network's endpoints. IPv6
+/// (`v6::V6`) is this much a family so far; routing and the NAT need the
+/// whole `Family`.
+pub trait Layer3: 'static {
     /// An address as on the wire.
     type Addr: Copy + PartialEq;
     /// The fixed part of the network header.
     type Hdr: Copy;
 
+    fn saddr(ip: &Self::Hdr) -> Self::Addr;
+    fn daddr(ip: &Self::Hdr) -> Self::Addr;
+    fn hop_limit(ip: &Self::Hdr) -> u8;
+    /// One hop, as the router the host is: the caller has checked that
+    /// more than one is left.
+    fn dec_hop_limit(ip: &mut Self::Hdr);
+    /// Whether the header is the family's (its version) and no shorter
+    /// than its fixed part.
+    fn valid(ip: &Self::Hdr) -> bool;
+    fn endpoint(addr: Self::Addr) -> Option<EndpointEntry>;
+}
+
+pub trait Family: Layer3 {
     /// The frame's EtherType for the family.
     const ETHER_TYPE: u16;
     /// The address that names none (a lookup's "any" source).
@@ -59,21 +77,12 @@ pub trait Family: 'static {
     const ICMP_PSEUDO_HDR: bool;
 
     // The header.
-    fn saddr(ip: &Self::Hdr) -> Self::Addr;
-    fn daddr(ip: &Self::Hdr) -> Self::Addr;
     /// The transport protocol.
     fn proto(ip: &Self::Hdr) -> u8;
-    fn hop_limit(ip: &Self::Hdr) -> u8;
     /// Rewrites an address, with whatever header checksum covers it.
     fn set_addr(ip: &mut Self::Hdr, field: Field, addr: Self::Addr);
-    /// One hop, as the router the host is: the caller has checked that
-    /// more than one is left.
-    fn dec_hop_limit(ip: &mut Self::Hdr);
     /// Undoes `dec_hop_limit`: a hop the stack takes after all.
     fn inc_hop_limit(ip: &mut Self::Hdr);
-    /// Whether the header is the family's (its version) and no shorter
-    /// than its fixed part.
-    fn valid(ip: &Self::Hdr) -> bool;
     /// Whether a router may forward the header as it is (its checksum).
     fn header_ok(ip: &Self::Hdr) -> bool;
     /// Whether the transport header lies right after the fixed header.
@@ -128,7 +137,6 @@ pub trait Family: 'static {
     fn unreplied_cursor() -> &'static RingCursorMap;
     fn unreplied_by_sender() -> &'static SenderMap<Self::Addr>;
     fn hairpin_host_ports() -> &'static HairpinMap<Self::Addr>;
-    fn endpoint(addr: Self::Addr) -> Option<EndpointEntry>;
     fn gateway() -> Option<Self::Addr>;
     fn in_subnet(addr: Self::Addr) -> bool;
     /// The `REMOTE_*` flags of the longest prefix holding `addr`; 0 if none.

@@ -11,7 +11,13 @@ use netfwd_common::{
 };
 use network_types::eth::EthHdr;
 
-use crate::{deliver, family::Family, l4::IP_OFF, maps, parse, route, verdict::Verdict};
+use crate::{
+    deliver,
+    family::{Family, Layer3},
+    l4::IP_OFF,
+    maps, parse, route,
+    verdict::Verdict,
+};
 
 /// Where an endpoint's packet, its source checked, is bound.
 pub enum Class {
@@ -27,7 +33,7 @@ pub enum Class {
 /// host-side veth `ifindex`: nothing leaves an endpoint but with its own
 /// addresses, and endpoints reach each other only where `icc` allows.
 #[inline(always)]
-pub fn classify<F: Family>(ifindex: u32, eth: &EthHdr, ip: &F::Hdr) -> Result<Class, DropReason> {
+pub fn classify<F: Layer3>(ifindex: u32, eth: &EthHdr, ip: &F::Hdr) -> Result<Class, DropReason> {
     if !F::valid(ip) {
         return Err(DropReason::Malformed);
     }

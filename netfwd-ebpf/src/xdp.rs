@@ -22,7 +22,7 @@ use network_types::eth::EthHdr;
 use crate::{
     conntrack,
     deliver::{self, ToEndpoint as _},
-    family::{Family, Piece},
+    family::{Family, Layer3 as _, Piece},
     forward::{self, Class},
     l4::{self, IP_OFF},
     maps,

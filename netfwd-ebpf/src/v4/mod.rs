@@ -23,7 +23,7 @@ use network_types::{eth::EtherType, ip::Ipv4Hdr};
 
 use crate::{
     csum::{self, L4Csum},
-    family::{Family, Field, Piece},
+    family::{Family, Field, Layer3, Piece},
     hop::NextHop,
     maps::{
         self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
@@ -42,17 +42,9 @@ const AF_INET: u8 = 2;
 /// IPv4: only headers without options are translated or routed here.
 pub enum V4 {}
 
-impl Family for V4 {
+impl Layer3 for V4 {
     type Addr = [u8; 4];
     type Hdr = Ipv4Hdr;
-
-    const ETHER_TYPE: u16 = EtherType::Ipv4 as u16;
-    const UNSPECIFIED: [u8; 4] = [0; 4];
-    const L4_OFF: usize = header::L4_OFF;
-    const ICMP: u8 = IPPROTO_ICMP;
-    const ECHO_REQUEST: u8 = ICMP_ECHO;
-    const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
-    const ICMP_PSEUDO_HDR: bool = false;
 
     #[inline(always)]
     fn saddr(ip: &Ipv4Hdr) -> [u8; 4] {
@@ -65,13 +57,39 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn proto(ip: &Ipv4Hdr) -> u8 {
-        ip.proto
+    fn hop_limit(ip: &Ipv4Hdr) -> u8 {
+        ip.ttl
     }
 
     #[inline(always)]
-    fn hop_limit(ip: &Ipv4Hdr) -> u8 {
-        ip.ttl
+    fn dec_hop_limit(ip: &mut Ipv4Hdr) {
+        header::dec_ttl(ip);
+    }
+
+    /// `ihl()` is in bytes.
+    #[inline(always)]
+    fn valid(ip: &Ipv4Hdr) -> bool {
+        ip.version() == 4 && usize::from(ip.ihl()) >= Ipv4Hdr::LEN
+    }
+
+    #[inline(always)]
+    fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
+        maps::endpoint(addr)
+    }
+}
+
+impl Family for V4 {
+    const ETHER_TYPE: u16 = EtherType::Ipv4 as u16;
+    const UNSPECIFIED: [u8; 4] = [0; 4];
+    const L4_OFF: usize = header::L4_OFF;
+    const ICMP: u8 = IPPROTO_ICMP;
+    const ECHO_REQUEST: u8 = ICMP_ECHO;
+    const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
+    const ICMP_PSEUDO_HDR: bool = false;
+
+    #[inline(always)]
+    fn proto(ip: &Ipv4Hdr) -> u8 {
+        ip.proto
     }
 
     #[inline(always)]
@@ -80,19 +98,8 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn dec_hop_limit(ip: &mut Ipv4Hdr) {
-        header::dec_ttl(ip);
-    }
-
-    #[inline(always)]
     fn inc_hop_limit(ip: &mut Ipv4Hdr) {
         header::inc_ttl(ip);
-    }
-
-    /// `ihl()` is in bytes.
-    #[inline(always)]
-    fn valid(ip: &Ipv4Hdr) -> bool {
-        ip.version() == 4 && usize::from(ip.ihl()) >= Ipv4Hdr::LEN
     }
 
     #[inline(always)]
@@ -233,11 +240,6 @@ impl Family for V4 {
     #[inline(always)]
     fn hairpin_host_ports() -> &'static HairpinMap<[u8; 4]> {
         &HAIRPIN_HOST_PORTS
-    }
-
-    #[inline(always)]
-    fn endpoint(addr: [u8; 4]) -> Option<EndpointEntry> {
-        maps::endpoint(addr)
     }
 
     #[inline(always)]

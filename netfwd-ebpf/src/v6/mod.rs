@@ -1,25 +1,26 @@
-//! IPv6 inside a dual-stack network: an endpoint's packet for another
-//! endpoint goes straight into its namespace, as IPv4's does; for the
-//! gateway or the link (neighbour discovery, multicast listeners) it is the
-//! host's. Nothing else of IPv6 leaves the network yet: beyond its prefix
-//! there is no NAT66 or route, and the host would forward it with the
-//! endpoint's own address. (Router messages were refused before this, by
-//! `router_guard`.)
+//! IPv6 inside a dual-stack network: an endpoint's packet passes the gate
+//! IPv4's does (`forward::classify`, as `V6`) and goes straight into its
+//! peer's namespace; for the gateway or the link (neighbour discovery,
+//! multicast listeners) it is the host's. Nothing else of IPv6 leaves the
+//! network yet: beyond its prefix there is no NAT66 or route, and the host
+//! would forward it with the endpoint's own address. What is IPv6's own
+//! here: neighbour advertisements checked, link-local sources. (Router
+//! messages were refused before this, by `router_guard`.)
+
+mod family;
 
 use aya_ebpf::programs::TcContext;
-use netfwd_common::{
-    drop::DropReason,
-    maps::{EndpointEntry, NETWORK_NO_ICC, Network6Config},
-    nat::IPPROTO_ICMPV6,
-};
+use netfwd_common::{drop::DropReason, maps::Network6Config, nat::IPPROTO_ICMPV6};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
-    deliver::{self, ToEndpoint as _},
+    deliver,
+    forward::{self, Class},
     l4::IP_OFF,
     maps, parse, router_guard,
     verdict::Verdict,
 };
+use family::V6;
 
 /// An endpoint's IPv6 packet, on its host-side veth `ifindex`. A call of its
 /// own (a BPF subprogram): its stack frame is not added to IPv4's, which
@@ -42,30 +43,35 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
     if ip.version() != 6 {
         return Err(DropReason::Malformed);
     }
-    // Read in place: copied, the compiler spills every byte.
-    let (src, dst) = (&ip.src_addr, &ip.dst_addr);
     // Neighbour discovery and multicast listener reports speak from the
     // link-local or unspecified address, to the link: the host's to answer.
-    if is_link_local(src) || halves(src) == [0; 2] {
-        return if is_link_local(dst) || is_multicast(dst) {
+    // (Read in place: copied, the compiler spills every byte.)
+    if is_link_local(&ip.src_addr) || halves(&ip.src_addr) == [0; 2] {
+        return if is_link_local(&ip.dst_addr) || is_multicast(&ip.dst_addr) {
             Ok(Verdict::ToHost)
         } else {
             Err(DropReason::IpSpoofed)
         };
     }
-    match maps::endpoint6(src) {
-        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => {}
-        Some(me) if me.host_ifindex == ifindex => return Err(DropReason::MacSpoofed),
-        _ => return Err(DropReason::IpSpoofed),
+    match forward::classify::<V6>(ifindex, eth, ip)? {
+        Class::Peer(peer) => Ok(deliver::to_peer::<V6>(ctx, eth, ip, &peer)),
+        Class::Itself => Ok(Verdict::ToHost),
+        Class::Remote => beyond_the_peers(network, &ip.dst_addr),
     }
+}
+
+/// An endpoint's packet (its source checked) for no endpoint: the link's
+/// and the gateway's are the host's; any other address of the prefix is no
+/// endpoint's; beyond the prefix there is no NAT66 or route yet, and the
+/// host would forward it with the endpoint's own address.
+#[inline(always)]
+fn beyond_the_peers(network: &Network6Config, dst: &[u8; 16]) -> Result<Verdict, DropReason> {
     if is_link_local(dst) || is_multicast(dst) || halves(dst) == halves(&network.gateway) {
-        return Ok(Verdict::ToHost);
-    }
-    match maps::endpoint6(dst) {
-        Some(peer) if peer.host_ifindex == ifindex => Ok(Verdict::ToHost),
-        Some(peer) => to_peer(ctx, eth, ip, peer),
-        None if in_prefix(network, dst) => Err(DropReason::NoEndpoint),
-        None => Err(DropReason::Unsupported),
+        Ok(Verdict::ToHost)
+    } else if in_prefix(network, dst) {
+        Err(DropReason::NoEndpoint)
+    } else {
+        Err(DropReason::Unsupported)
     }
 }
 
@@ -117,28 +123,6 @@ fn check_neighbour_advert(ctx: &TcContext, ifindex: u32) -> Result<(), DropReaso
         }
         _ => Err(DropReason::NdSpoofed),
     }
-}
-
-/// Endpoint to endpoint, where `icc` allows: a hop through the gateway
-/// (every endpoint routes its prefix there), so the hop limit goes down by
-/// one, and the stack answers a packet with none left.
-#[inline(always)]
-fn to_peer(
-    ctx: &TcContext,
-    eth: &mut EthHdr,
-    ip: &mut Ipv6Hdr,
-    peer: &EndpointEntry,
-) -> Result<Verdict, DropReason> {
-    if maps::network_flags() & NETWORK_NO_ICC != 0 {
-        return Err(DropReason::Icc);
-    }
-    if ip.hop_limit <= 1 {
-        return Ok(Verdict::ToHost);
-    }
-    // No header checksum in IPv6: the hop limit changes alone.
-    ip.hop_limit -= 1;
-    deliver::set_endpoint_macs(eth, peer);
-    Ok(Verdict::Redirected(ctx.redirect_to(peer)))
 }
 
 /// fe80::/10.
