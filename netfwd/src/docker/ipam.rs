@@ -35,7 +35,7 @@ use crate::{
     config::{self, Cluster, ClusterFile, Peer},
     input_error,
     name::NetworkName,
-    netns::{Here, NetnsId},
+    netns::{self, Here, NetnsId},
     network as lib,
     subnet::{self, Subnet as _},
 };
@@ -348,14 +348,20 @@ impl Ipam {
     }
 }
 
-/// The pools the store records for a plugin in this namespace.
+/// The pools the store records for a plugin in this namespace. Records of
+/// a namespace that is gone (a plugin's that never gave its pools back) are
+/// removed on the way: their leases ended with it.
 fn own_pools(store: &Store) -> Result<Vec<PoolRecord>> {
     let here = Here::current()?;
-    Ok(store
-        .pools()?
-        .into_iter()
-        .filter(|p| here.is(p.host_netns, Some(p.host_netns_cookie)))
-        .collect())
+    let mut own = Vec::new();
+    for pool in store.pools()? {
+        if here.is(pool.host_netns, Some(pool.host_netns_cookie)) {
+            own.push(pool);
+        } else if !netns::is_alive(pool.host_netns, Some(pool.host_netns_cookie))? {
+            store.remove_pool(pool.subnet)?;
+        }
+    }
+    Ok(own)
 }
 
 /// A pool ID as this IPAM gives them: its subnet.
