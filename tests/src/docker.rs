@@ -165,6 +165,29 @@ impl DockerLab {
         self.docker_ok(&args)
     }
 
+    /// `docker network create -d <driver> --ipam-driver <driver> --ipam-opt
+    /// cluster=<file> <extra> <name>` (with `-o mode=xdp` in the XDP pass):
+    /// its output, failed or not.
+    pub fn cluster_network(&self, name: &str, file: &str, extra: &[&str]) -> Output {
+        let cluster = format!("cluster={file}");
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            &self.driver,
+            "--ipam-driver",
+            &self.driver,
+            "--ipam-opt",
+            &cluster,
+        ];
+        if crate::test_mode() == "xdp" {
+            args.extend_from_slice(&["-o", "mode=xdp"]);
+        }
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker(&args)
+    }
+
     /// `docker network rm <names>`. dockerd marks a removed container
     /// stopped before it has released its endpoints (`handleContainerExit`
     /// releases them after `SetStopped`), so right after a `docker rm -f`

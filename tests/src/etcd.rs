@@ -1,4 +1,4 @@
-//! A three-member etcd cluster for the cluster tests: one member per
+//! An etcd cluster for the cluster tests (three members, or one): one member per
 //! namespace, each plugged into a test's [`Switch`] at 192.0.2.2X, with its
 //! data directory under a [`TempDir`]; every member killed and every
 //! directory and namespace removed on drop.
@@ -39,8 +39,18 @@ pub struct Etcd {
 impl Etcd {
     /// Three members on `switch` (ports `e0`..`e2`), with quorum.
     pub fn start(switch: &Switch, tag: &str) -> Etcd {
+        Etcd::with_members(switch, tag, 3)
+    }
+
+    /// One member (`e0`, 192.0.2.21), for a test of the clients, not of
+    /// etcd's quorum.
+    pub fn single(switch: &Switch, tag: &str) -> Etcd {
+        Etcd::with_members(switch, tag, 1)
+    }
+
+    fn with_members(switch: &Switch, tag: &str, count: usize) -> Etcd {
         let token = format!("nft{}-{tag}{}", std::process::id(), next_id());
-        let members = (0..3)
+        let members = (0..count)
             .map(|i| {
                 let ns = Netns::create(&format!("{token}-etcd{i}"));
                 let ip = format!("192.0.2.2{}", i + 1);
@@ -203,7 +213,7 @@ impl Etcd {
     /// Waits until every member is back in the cluster.
     pub fn wait_for_all(&self) {
         eventually("every etcd member healthy", QUORUM_TIMEOUT, || {
-            (0..3).all(|i| {
+            (0..self.members.len()).all(|i| {
                 self.etcdctl(i, &["endpoint", "health", "-w", "json"])
                     .is_some()
             })

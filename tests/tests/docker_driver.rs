@@ -3,12 +3,22 @@
 //! datapath. Containers are busybox, imported; nothing comes from a
 //! registry.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test reports a broken expectation by panicking"
+)]
+
+use std::time::Duration;
+
 use netfwd_tests::{
-    Sandbox, assert_no_bridge_and_no_rules, assert_nothing_of_network,
+    Sandbox, TempDir, assert_no_bridge_and_no_rules, assert_nothing_of_network,
     docker::DockerLab,
-    endpoints, in_ns,
+    endpoints,
+    etcd::Etcd,
+    eventually, in_ns,
     internet::{INTERNET_IP, Internet, UPLINK_IP},
-    until_answer,
+    switch::Switch,
+    tool_ok, until_answer,
 };
 
 /// netfwd's name for Docker network `id` (the plugin's rule: `dk` and the
@@ -458,4 +468,142 @@ fn twenty_docker_runs_at_once_give_twenty_working_containers() {
     }
     lab.network_rm(&["many"]);
     assert_nothing_of_network(sb.host(), &net, &[]);
+}
+
+/// A host of a Docker cluster test: its dockerd and plugin, the internet
+/// behind its uplink, on the test's LAN at 192.0.2.1i; dropped in field
+/// order (the lab, which removes its networks and so gives their subnets
+/// back, before the sandbox).
+struct DockerHost {
+    lab: DockerLab,
+    _internet: Internet,
+    sb: Sandbox,
+    /// Its cluster file.
+    file: String,
+}
+
+impl DockerHost {
+    fn new(switch: &Switch, etcd: &Etcd, files: &TempDir, i: usize) -> DockerHost {
+        let sb = Sandbox::new(&format!("dkc{i}"));
+        switch.plug(sb.host(), &format!("192.0.2.{}", 11 + i), &format!("p{i}"));
+        let internet = Internet::new(&sb);
+        let lab = DockerLab::new(&sb);
+        let file = files.path().join(format!("cluster{i}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[network]\nlan = \"lan0\"\n[cluster]\netcd = {}\npool = \"{CLUSTER_POOL}\"\n\
+                 node = \"dkc{i}\"\nlease_ttl = 3\n",
+                etcd.toml_urls()
+            ),
+        )
+        .unwrap();
+        DockerHost {
+            lab,
+            _internet: internet,
+            sb,
+            file: file.to_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The host's kernel route to `subnet`, if any.
+    fn route_to(&self, subnet: &str) -> String {
+        tool_ok("ip", &["-n", self.sb.host(), "route", "show", subnet])
+            .trim()
+            .to_owned()
+    }
+}
+
+const CLUSTER_POOL: &str = "10.201.0.0/16";
+
+/// The /24 of the pool that `ip` is in.
+fn subnet_of(ip: &str) -> String {
+    let (net, _) = ip.rsplit_once('.').unwrap();
+    format!("{net}.0/24")
+}
+
+/// Docker networks on two hosts, their subnets leased from one cluster by
+/// the plugin's IPAM (`--ipam-driver --ipam-opt cluster=FILE`): the
+/// containers reach each other by address; a restarted plugin holds its
+/// subnet again; `docker network rm` gives it back and the other host
+/// withdraws its route. One etcd member: the clients are tested, not etcd.
+#[test]
+fn cluster_networks_on_two_hosts_lease_subnets_and_reach_each_other() {
+    let switch = Switch::new(&format!("nft{}-dksw", std::process::id()));
+    let etcd = Etcd::single(&switch, "dk");
+    let files = TempDir::new("dkcluster");
+    let mut hosts: Vec<DockerHost> = (0..2)
+        .map(|i| DockerHost::new(&switch, &etcd, &files, i))
+        .collect();
+
+    // Bad input is refused, naming it, and leaves no network behind.
+    for (file, extra, says) in [
+        (
+            "/nonexistent/cluster.toml",
+            &[][..],
+            "/nonexistent/cluster.toml",
+        ),
+        ("cluster.toml", &[][..], "not an absolute path"),
+        (
+            hosts[0].file.as_str(),
+            &["--subnet", "10.201.9.0/24"][..],
+            "--subnet",
+        ),
+    ] {
+        let out = hosts[0].lab.cluster_network("bad", file, extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{file} {extra:?}: {err}"
+        );
+    }
+
+    for host in &hosts {
+        let out = host.lab.cluster_network("cn", &host.file, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        host.lab.run("nfc", &["--network", "cn"]);
+    }
+    let ips: Vec<String> = hosts.iter().map(|h| h.lab.ip_of("nfc", "cn")).collect();
+    let subnets: Vec<String> = ips.iter().map(|ip| subnet_of(ip)).collect();
+    assert!(ips.iter().all(|ip| ip.starts_with("10.201.")), "{ips:?}");
+    assert_ne!(subnets[0], subnets[1], "one subnet leased twice");
+    let reaches = |from: &DockerHost, ip: &str| {
+        eventually(
+            &format!("{} reaching {ip}", from.sb.host()),
+            Duration::from_secs(20),
+            || ok(&from.lab.exec("nfc", &["ping", "-c1", "-W2", ip])),
+        );
+    };
+    reaches(&hosts[0], &ips[1]);
+    reaches(&hosts[1], &ips[0]);
+
+    // A restarted plugin holds the same subnet and follows the members.
+    let records = || etcd.keys(0, "/netfwd/10.201.0.0-16/subnets/");
+    let key = |subnet: &str| format!("/netfwd/10.201.0.0-16/subnets/{}", subnet.replace('/', "-"));
+    hosts[0].lab.stop_plugin();
+    hosts[0].lab.start_plugin();
+    assert!(
+        records()
+            .iter()
+            .any(|(k, v)| *k == key(&subnets[0]) && v.contains("dkc0")),
+        "{:?}",
+        records()
+    );
+    reaches(&hosts[0], &ips[1]);
+
+    // `network rm` on the second host: its subnet is given back at once,
+    // and the first withdraws its route.
+    assert!(hosts[0].route_to(&subnets[1]).contains("192.0.2.12"));
+    hosts[1].lab.docker_ok(&["rm", "-f", "nfc"]);
+    hosts[1].lab.network_rm(&["cn"]);
+    eventually("the record given back", Duration::from_secs(10), || {
+        !records().iter().any(|(k, _)| *k == key(&subnets[1]))
+    });
+    eventually("the route withdrawn", Duration::from_secs(10), || {
+        hosts[0].route_to(&subnets[1]).is_empty()
+    });
 }

@@ -6,7 +6,7 @@
 //! with back-off, says so once, and on its return reads the members whole
 //! before watching again.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use etcd_client::{Client, WatchStream};
@@ -21,7 +21,7 @@ use super::{
 use ipnet::Ipv4Net;
 
 use crate::{
-    config::{Member, Network, Peer},
+    config::{Cluster, Member, Network, Peer},
     netlink::Netlink,
     state::State,
 };
@@ -40,29 +40,24 @@ pub struct Agent {
     /// The members as last read; `None` until etcd has been read once.
     members: watch::Receiver<Option<Members>>,
     /// Dropped with the agent: its thread stops.
-    _stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<()>,
+    /// Completes when the thread has stopped.
+    stopped: oneshot::Receiver<()>,
 }
 
 /// The member's network on the subnet it holds, with the other members'
 /// subnets it last knew of as peers (the datapath keeps them until etcd says
 /// otherwise), and its agent.
 pub async fn start(member: &Member) -> Result<(Network, Agent)> {
-    let host = Netlink::current()?;
-    let lan = member.lan();
-    let link = host
-        .link_by_name(lan)
-        .await?
-        .with_context(|| format!("network.lan: no interface {lan}"))?;
-    let lan_addr = host
-        .ipv4_addresses(link.index)
-        .await?
-        .first()
-        .map(|a| a.addr())
-        .with_context(|| format!("network.lan: {lan} has no IPv4 address to be reached at"))?;
     let recorded = State::load(&member.name)?
         .map(|st| st.network)
         .filter(|net| member.cluster.holds(net.subnet));
-    let agent = join(member, lan_addr, recorded.as_ref().map(|net| net.subnet)).await?;
+    let agent = join(
+        &member.cluster,
+        member.lan(),
+        recorded.as_ref().map(|net| net.subnet),
+    )
+    .await?;
     let mut net = member.network(agent.subnet)?;
     if let Some(recorded) = recorded.filter(|r| r.subnet == agent.subnet) {
         net.peers.extend(
@@ -83,21 +78,63 @@ impl Agent {
             .changed()
             .await
             .context("the cluster agent stopped")?;
-        let members = self.members.borrow_and_update().clone();
         let mut peers = member.network(self.subnet)?.peers;
-        if let Some(members) = members {
-            let cluster = &member.cluster;
-            let (theirs, refused) = members.peers(&cluster.node, cluster.backend);
-            peers.extend(theirs);
-            if !refused.is_empty() {
-                log::warn!(
-                    "cluster: not routing {} (another backend than ours, {}): every member of a pool must use one",
-                    refused.join(", "),
-                    cluster.backend
-                );
+        peers.extend(self.cluster_peers(&member.cluster));
+        Ok(peers)
+    }
+
+    /// Whether the members changed since [`Agent::cluster_peers`] last read
+    /// them.
+    pub fn changed(&self) -> bool {
+        self.members.has_changed().unwrap_or(false)
+    }
+
+    /// The other members' subnets as peers, as last read (none before etcd
+    /// has been read once).
+    pub fn cluster_peers(&mut self, cluster: &Cluster) -> Vec<Peer> {
+        let Some(members) = self.members.borrow_and_update().clone() else {
+            return Vec::new();
+        };
+        let (peers, refused) = members.peers(&cluster.node, cluster.backend);
+        if !refused.is_empty() {
+            log::warn!(
+                "cluster: not routing {} (another backend than ours, {}): every member of a pool must use one",
+                refused.join(", "),
+                cluster.backend
+            );
+        }
+        peers
+    }
+
+    /// Stops following and gives the subnet back at once (its record and
+    /// reservation gone), for a network that is removed rather than
+    /// restarted. With etcd away, its leases end by themselves.
+    pub async fn release(self, cluster: &Cluster) -> Result<()> {
+        let Agent {
+            subnet,
+            stop,
+            stopped,
+            ..
+        } = self;
+        drop(stop);
+        // Nothing of the thread's renews or claims the subnet after this.
+        let _ = stopped.await;
+        let mut failure = None;
+        for endpoint in 0..cluster.etcd.len() {
+            let given_back = async {
+                let mut client = etcd::connect(cluster, endpoint).await?;
+                lease::give_back(&mut client, cluster, subnet).await
+            };
+            match given_back.await {
+                Ok(()) => {
+                    log::info!("cluster: node {} gave back {subnet}", cluster.node);
+                    return Ok(());
+                }
+                Err(e) => failure = Some(e),
             }
         }
-        Ok(peers)
+        Err(failure.unwrap_or_else(|| anyhow::anyhow!("no etcd endpoint")))
+            .with_context(|| format!("giving back {subnet} (its leases end by themselves)"))
     }
 }
 
@@ -106,20 +143,35 @@ impl Agent {
 /// daemon's thread blocks for seconds at a time (loading programs, waiting
 /// for the state lock), and a keep-alive must never wait for it. With etcd
 /// unreachable it retries, unless the host has a recorded subnet: then it
-/// goes on with that one, and claims it when etcd is back.
-async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) -> Result<Agent> {
+/// goes on with that one, and claims it when etcd is back. `lan` is the
+/// interface whose address the other members reach this host at.
+pub async fn join(cluster: &Cluster, lan: &str, recorded: Option<Ipv4Net>) -> Result<Agent> {
+    let host = Netlink::current()?;
+    let link = host
+        .link_by_name(lan)
+        .await?
+        .with_context(|| format!("network.lan: no interface {lan}"))?;
+    let lan_addr = host
+        .ipv4_addresses(link.index)
+        .await?
+        .first()
+        .map(|a| a.addr())
+        .with_context(|| format!("network.lan: {lan} has no IPv4 address to be reached at"))?;
     let me = SubnetRecord {
-        node: member.cluster.node.clone(),
+        node: cluster.node.clone(),
         lan_addr,
-        backend: member.cluster.backend,
+        backend: cluster.backend,
     };
     let (claimed_tx, claimed) = oneshot::channel();
     let (tx, members) = watch::channel(None);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let member = member.clone();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let (stopped_tx, stopped) = oneshot::channel::<()>();
+    let cluster = cluster.clone();
     std::thread::Builder::new()
         .name("cluster-agent".to_owned())
         .spawn(move || {
+            // Dropped when the thread ends, however it ends.
+            let _stopped = stopped_tx;
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -132,8 +184,8 @@ async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) ->
             };
             runtime.block_on(async move {
                 tokio::select! {
-                    () = agent(member, me, recorded, claimed_tx, tx) => {}
-                    _ = stopped => {}
+                    () = agent(cluster, me, recorded, claimed_tx, tx) => {}
+                    _ = stop_rx => {}
                 }
             });
         })
@@ -144,13 +196,14 @@ async fn join(member: &Member, lan_addr: Ipv4Addr, recorded: Option<Ipv4Net>) ->
     Ok(Agent {
         subnet,
         members,
-        _stop: stop,
+        stop,
+        stopped,
     })
 }
 
 /// The agent's thread: claim, say which subnet, then follow for ever.
 async fn agent(
-    member: Member,
+    cluster: Cluster,
     me: SubnetRecord,
     recorded: Option<Ipv4Net>,
     claimed_tx: oneshot::Sender<Result<Ipv4Net>>,
@@ -158,7 +211,7 @@ async fn agent(
 ) {
     let mut backoff = Backoff::new();
     let (client, claim) = loop {
-        match claim_once(&member, &me, recorded, backoff.endpoint).await {
+        match claim_once(&cluster, &me, recorded, backoff.endpoint).await {
             Ok((client, claim)) => break (Some(client), Some(claim)),
             Err(e) if crate::error::is_input_error(&e) => {
                 let _ = claimed_tx.send(Err(e));
@@ -179,13 +232,13 @@ async fn agent(
     log::info!(
         "cluster: node {} holds {subnet} of {}",
         me.node,
-        member.cluster.pool
+        cluster.pool
     );
     if claimed_tx.send(Ok(subnet)).is_err() {
         return;
     }
     let follower = Follower {
-        member,
+        cluster,
         me,
         subnet,
         claim,
@@ -196,13 +249,13 @@ async fn agent(
 }
 
 async fn claim_once(
-    member: &Member,
+    cluster: &Cluster,
     me: &SubnetRecord,
     recorded: Option<Ipv4Net>,
     endpoint: usize,
 ) -> Result<(Client, Claim)> {
-    let mut client = etcd::connect(&member.cluster, endpoint).await?;
-    let claim = lease::claim(&mut client, &member.cluster, me, recorded).await?;
+    let mut client = etcd::connect(cluster, endpoint).await?;
+    let claim = lease::claim(&mut client, cluster, me, recorded).await?;
     Ok((client, claim))
 }
 
@@ -251,7 +304,7 @@ impl Backoff {
 }
 
 struct Follower {
-    member: Member,
+    cluster: Cluster,
     me: SubnetRecord,
     subnet: Ipv4Net,
     /// The leases held; `None` when they must be claimed again (never
@@ -270,9 +323,9 @@ impl Follower {
     ) -> Result<(KeepAlive, Members, WatchStream)> {
         let mut client = match client {
             Some(client) => client,
-            None => etcd::connect(&self.member.cluster, self.backoff.endpoint).await?,
+            None => etcd::connect(&self.cluster, self.backoff.endpoint).await?,
         };
-        let cluster = &self.member.cluster;
+        let cluster = &self.cluster;
         if self.claim.is_none() {
             let claim = lease::claim(&mut client, cluster, &self.me, Some(self.subnet)).await?;
             if claim.subnet != self.subnet {
@@ -340,7 +393,7 @@ impl Follower {
                         Err(_) => bail!("renewing the leases: no answer in {RENEW_TIMEOUT:?}"),
                     }
                 }
-                changed = members.follow(&mut stream, self.member.cluster.pool) => {
+                changed = members.follow(&mut stream, self.cluster.pool) => {
                     if changed? {
                         self.tx.send_replace(Some(members.clone()));
                     }

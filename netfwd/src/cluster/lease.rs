@@ -131,6 +131,52 @@ pub async fn claim(
     )
 }
 
+/// Gives `subnet` back at once, if this node holds it: the leases of its
+/// record and its reservation revoked, and the keys with them (the other
+/// members withdraw its routes as the record goes).
+pub async fn give_back(client: &mut Client, cluster: &Cluster, subnet: Ipv4Net) -> Result<()> {
+    let part = record::key_part(subnet);
+    let mut leases = Vec::with_capacity(2);
+    let reserved = client
+        .get(
+            format!("{}{part}", record::reserved_prefix(cluster.pool)),
+            None,
+        )
+        .await
+        .context("reading the subnet's reservation")?;
+    leases.extend(
+        reserved
+            .kvs()
+            .iter()
+            .filter(|kv| kv.value() == cluster.node.as_bytes())
+            .map(|kv| kv.lease()),
+    );
+    let records = client
+        .get(
+            format!("{}{part}", record::subnets_prefix(cluster.pool)),
+            None,
+        )
+        .await
+        .context("reading the subnet's record")?;
+    leases.extend(
+        records
+            .kvs()
+            .iter()
+            .filter(|kv| {
+                serde_json::from_slice::<SubnetRecord>(kv.value())
+                    .is_ok_and(|rec| rec.node == cluster.node)
+            })
+            .map(|kv| kv.lease()),
+    );
+    for lease in leases.into_iter().filter(|&lease| lease != 0) {
+        client
+            .lease_revoke(lease)
+            .await
+            .with_context(|| format!("revoking lease {lease:x}"))?;
+    }
+    Ok(())
+}
+
 /// Whether `e`, from starting the keep-alives, says a lease has ended (its
 /// subnet must be claimed again), rather than that etcd is away.
 pub fn ended(e: &anyhow::Error) -> bool {

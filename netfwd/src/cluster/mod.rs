@@ -13,5 +13,5 @@ mod members;
 mod record;
 mod status;
 
-pub use agent::{Agent, start};
+pub use agent::{Agent, join, start};
 pub use status::{ClusterStatus, HostStatus, status};

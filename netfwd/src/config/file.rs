@@ -24,6 +24,23 @@ pub struct ConfigFile {
     pub cluster: Option<ClusterSection>,
 }
 
+/// A Docker network's cluster file (`--ipam-opt cluster=FILE`): a config's
+/// `[cluster]` table, and of its `[network]` only the LAN, which Docker's
+/// options do not give. Everything else of the network comes from Docker.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub network: ClusterFileNetwork,
+    pub cluster: ClusterSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFileNetwork {
+    /// The interface the other members are reached on.
+    pub lan: String,
+}
+
 /// The network's subnet leased from a pool shared through etcd, and the
 /// other members' subnets routed (see docs/cluster.md).
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -11,8 +11,8 @@ mod model;
 mod validate;
 
 pub use file::{
-    AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, NetworkSection,
-    PeerSection, PublishSection, TimeoutsSection,
+    AllowSection, ClusterFile, ClusterFileNetwork, ClusterSection, ConfigFile, EndpointSection,
+    NatSection, NetworkSection, PeerSection, PublishSection, TimeoutsSection,
 };
 pub use ifname::{Slot, ifname_prefixes, validate_ifname};
 pub use ipv6::lowest_free_ip6;
@@ -23,5 +23,6 @@ pub use model::{
 pub use validate::{
     Config, DEFAULT_LEASE_TTL_SECS, DEFAULT_MTU, DEFAULT_SUBNET_LEN, MAX_LEASE_TTL_SECS,
     MAX_NAT_FLOWS, MAX_PREFIX_LEN, MIN_LEASE_TTL_SECS, MIN_PREFIX_LEN, Member, load, load_config,
-    parse, parse_config, validate, validate_netns_name,
+    parse, parse_cluster_file, parse_config, validate, validate_cluster_file, validate_config,
+    validate_netns_name,
 };

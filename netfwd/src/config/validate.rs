@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 
 use super::{
     file::{
-        AllowSection, ClusterSection, ConfigFile, EndpointSection, NatSection, PeerSection,
-        PublishSection,
+        AllowSection, ClusterFile, ClusterSection, ConfigFile, EndpointSection, NatSection,
+        PeerSection, PublishSection,
     },
     ifname::{Slot, validate_ifname},
     ipv6,
@@ -130,6 +130,26 @@ pub fn parse(text: &str) -> Result<Network> {
 /// Parses and validates config text, with or without `[cluster]`.
 pub fn parse_config(text: &str) -> Result<Config> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    validate_config(file)
+}
+
+/// Parses and validates a Docker network's cluster file: its cluster, and
+/// the table as written (which `validate_config` takes again, in the
+/// network Docker asks for).
+pub fn parse_cluster_file(text: &str) -> Result<(ClusterFile, Cluster)> {
+    let file: ClusterFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    let cluster = validate_cluster_file(&file)?;
+    Ok((file, cluster))
+}
+
+/// Validates a Docker network's cluster file as parsed.
+pub fn validate_cluster_file(file: &ClusterFile) -> Result<Cluster> {
+    validate_ifname("network.lan", &file.network.lan)?;
+    validate_cluster(&file.cluster)
+}
+
+/// Validates a config, with or without `[cluster]`.
+pub fn validate_config(file: ConfigFile) -> Result<Config> {
     let Some(section) = &file.cluster else {
         return validate(&file).map(Config::Network);
     };
@@ -972,6 +992,32 @@ mod tests {
             assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{err:#}");
             let msg = format!("{err:#}");
             assert!(msg.contains(field), "{field} not in: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_docker_cluster_file_is_the_cluster_table_and_the_lan() {
+        let ok = "[cluster]\netcd = [\"http://192.0.2.21:2379\"]\npool = \"10.200.0.0/16\"\nnode = \"h\"\n";
+        let (file, cluster) =
+            parse_cluster_file(&format!("[network]\nlan = \"lan0\"\n{ok}")).unwrap();
+        assert_eq!(file.network.lan, "lan0");
+        assert_eq!(cluster.subnet_len, DEFAULT_SUBNET_LEN);
+        for (text, says) in [
+            (ok.to_owned(), "network"),
+            (
+                format!("[network]\nlan = \"lan0\"\nsubnet = \"10.0.0.0/24\"\n{ok}"),
+                "unknown field `subnet`",
+            ),
+            (format!("[network]\nlan = \"a/b\"\n{ok}"), "network.lan"),
+            (
+                "[network]\nlan = \"lan0\"\n[cluster]\netcd = []\npool = \"10.200.0.0/16\"\n"
+                    .to_owned(),
+                "cluster.etcd",
+            ),
+        ] {
+            let err = parse_cluster_file(&text).unwrap_err();
+            assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{err:#}");
+            assert!(format!("{err:#}").contains(says), "{says} not in: {err:#}");
         }
     }
 }

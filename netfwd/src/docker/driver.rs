@@ -11,11 +11,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
+    ipam::Ipam,
     network::{self, DockerNetwork},
     protocol::{
-        Activated, Capabilities, CreateEndpoint, CreateNetwork, EndpointCall, ExternalConnectivity,
-        Failure, InterfaceName, Join, Joined, MEDIA_TYPE, NetworkCall, OperInfo, PluginCall,
-        PortBinding,
+        Activated, AddressSpaces, Capabilities, CreateEndpoint, CreateNetwork, EndpointCall,
+        ExternalConnectivity, Failure, InterfaceName, IpamCapabilities, Join, Joined, MEDIA_TYPE,
+        NetworkCall, OperInfo, PluginCall, PortBinding,
     },
     store::{DockerEndpoint, Store},
 };
@@ -38,11 +39,21 @@ const PORTMAP: &str = "com.docker.network.portmap";
 /// takes netfwd's file locks, which block its thread).
 pub struct Driver {
     store: Store,
+    /// The cluster pools leased for Docker's IPAM calls.
+    ipam: Ipam,
 }
 
 impl Driver {
-    pub fn new(store: Store) -> Driver {
-        Driver { store }
+    /// The driver, with the cluster pools it recorded held again.
+    pub async fn new(store: Store) -> Driver {
+        let ipam = Ipam::restore(&store).await;
+        Driver { store, ipam }
+    }
+
+    /// Routes what the cluster members changed to, on the networks made on
+    /// cluster pools.
+    pub async fn follow_clusters(&mut self) {
+        self.ipam.follow().await;
     }
 
     pub fn store(&self) -> &Store {
@@ -61,7 +72,7 @@ impl Driver {
     /// The answer to one call: 200 with its result, 404 for a call this
     /// driver does not know, 400 for a bad request and 500 for a failure,
     /// each with `{"Err": …}`, which Docker shows the user.
-    pub async fn call(&self, req: &PluginCall) -> Response {
+    pub async fn call(&mut self, req: &PluginCall) -> Response {
         match self.dispatch(&req.call, &req.body).await {
             Ok(Some(body)) => success(&body),
             Ok(None) => failure(404, &format!("{}: not a call of this driver", req.call)),
@@ -73,8 +84,13 @@ impl Driver {
         }
     }
 
-    async fn dispatch(&self, call: &str, body: &[u8]) -> Result<Option<Value>> {
+    async fn dispatch(&mut self, call: &str, body: &[u8]) -> Result<Option<Value>> {
+        let store = &self.store;
         let answer = match call {
+            "IpamDriver.RequestPool" => self.ipam.request_pool(store, &parse(call, body)?).await?,
+            "IpamDriver.ReleasePool" => self.ipam.release_pool(store, &parse(call, body)?).await?,
+            "IpamDriver.RequestAddress" => self.ipam.request_address(store, &parse(call, body)?)?,
+            "IpamDriver.ReleaseAddress" => self.ipam.release_address(store, &parse(call, body)?)?,
             "NetworkDriver.CreateNetwork" => self.create_network(&parse(call, body)?).await?,
             "NetworkDriver.DeleteNetwork" => self.delete_network(&parse(call, body)?).await?,
             "NetworkDriver.CreateEndpoint" => self.create_endpoint(&parse(call, body)?).await?,
@@ -93,10 +109,17 @@ impl Driver {
         Ok(Some(answer))
     }
 
-    async fn create_network(&self, req: &CreateNetwork) -> Result<Value> {
+    async fn create_network(&mut self, req: &CreateNetwork) -> Result<Value> {
         let host = Netlink::current()?;
         let default_uplink = host.default_route_ifname().await?;
-        let (docker, net) = network::from_request(req, default_uplink.as_deref())?;
+        // A pool this plugin's IPAM leased: the network is the cluster's.
+        let leased = req
+            .ipv4_data
+            .first()
+            .and_then(|pool| crate::subnet::parse::<Ipv4Net>(&pool.pool).ok())
+            .filter(|subnet| self.ipam.cluster_file(*subnet).is_some());
+        let cluster = leased.and_then(|subnet| self.ipam.cluster_file(subnet));
+        let (docker, mut net) = network::from_request(req, default_uplink.as_deref(), cluster)?;
         if self.store.network(&req.network_id)?.is_some() {
             return Ok(json!({}));
         }
@@ -107,6 +130,9 @@ impl Driver {
                 net.name
             ));
         }
+        if let Some(subnet) = leased {
+            net.peers.extend(self.ipam.peers(subnet));
+        }
         lib::up(&net).await?;
         let mut rollback = Rollback::new();
         let name = net.name.clone();
@@ -115,12 +141,16 @@ impl Driver {
             move || async move { lib::down(&name).await },
         );
         self.store.save_network(&docker)?;
+        if let Some(subnet) = leased {
+            self.ipam.bind(&self.store, subnet, &net.name)?;
+        }
         rollback.commit();
         Ok(json!({}))
     }
 
-    async fn delete_network(&self, req: &NetworkCall) -> Result<Value> {
+    async fn delete_network(&mut self, req: &NetworkCall) -> Result<Value> {
         if let Some(docker) = self.store.network(&req.network_id)? {
+            self.ipam.unbind(&self.store, &docker.name)?;
             lib::down(&docker.name).await?;
             self.store.remove_network(&req.network_id)?;
         }
@@ -287,7 +317,15 @@ impl Driver {
 pub fn answer_at_once(call: &str) -> Option<Response> {
     let answer = match call {
         "Plugin.Activate" => json!(Activated {
-            implements: &["NetworkDriver"]
+            implements: &["NetworkDriver", "IpamDriver"]
+        }),
+        "IpamDriver.GetCapabilities" => json!(IpamCapabilities {
+            requires_mac_address: false,
+            requires_request_replay: false,
+        }),
+        "IpamDriver.GetDefaultAddressSpaces" => json!(AddressSpaces {
+            local_default_address_space: "netfwd",
+            global_default_address_space: "netfwd-global",
         }),
         "NetworkDriver.GetCapabilities" => json!(Capabilities {
             scope: "local",

@@ -6,6 +6,7 @@
 //! daemon` does for its networks (`network::maintain`).
 
 mod driver;
+mod ipam;
 mod network;
 mod protocol;
 mod store;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::protocol::{CreateNetwork, Options};
 use crate::{
-    config::{self, ConfigFile, Mode, Network, NetworkSection},
+    config::{self, ClusterFile, Config, ConfigFile, Mode, Network, NetworkSection},
     input_error,
     name::NetworkName,
 };
@@ -94,10 +94,13 @@ pub fn check_id(field: &str, id: &str) -> Result<()> {
 }
 
 /// The network `req` asks for, validated; `default_uplink` is the interface
-/// of the host's default route, for a network that names none.
+/// of the host's default route, for a network that names none. `cluster` is
+/// the cluster file of a pool netfwd's IPAM leased: the network is then a
+/// member's, validated as a config with that `[cluster]` is.
 pub fn from_request(
     req: &CreateNetwork,
     default_uplink: Option<&str>,
+    cluster: Option<&ClusterFile>,
 ) -> Result<(DockerNetwork, Network)> {
     let name = network_name(&req.network_id)?;
     if flag(&req.options, ENABLE_IPV6)? {
@@ -126,7 +129,7 @@ pub fn from_request(
         mtu: None,
         uplink: None,
         kind: None,
-        lan: None,
+        lan: cluster.map(|c| c.network.lan.clone()),
         icc: None,
         host_cgroup: None,
         mode: None,
@@ -162,6 +165,11 @@ pub fn from_request(
                 config::validate_ifname(&field, &format!("{value}0"))?;
                 iface_prefix = value.clone();
             }
+            "cluster" => {
+                return Err(input_error!(
+                    "{field}: Docker asks its IPAM for the subnet before the driver sees -o: give the cluster to netfwd's IPAM, --ipam-driver NAME --ipam-opt cluster=FILE"
+                ));
+            }
             _ => {
                 if let Some((_, why)) = REFUSED.iter().find(|(docker, _)| docker == key) {
                     return Err(input_error!("{field}: not supported: {why}"));
@@ -196,6 +204,17 @@ pub fn from_request(
         }
         _ => {}
     }
+    let leased = match cluster {
+        Some(_) => {
+            Some(crate::subnet::parse(&pool.pool).map_err(|e| input_error!("IPv4Data.Pool: {e}"))?)
+        }
+        None => None,
+    };
+    if leased.is_some() {
+        // The member's own: the subnet leased, the gateway its first address.
+        section.subnet = None;
+        section.gateway = None;
+    }
     let file = ConfigFile {
         network: section,
         endpoints: Vec::new(),
@@ -203,9 +222,15 @@ pub fn from_request(
         peers: Vec::new(),
         allows: Vec::new(),
         publishes: Vec::new(),
-        cluster: None,
+        cluster: cluster.map(|c| c.cluster.clone()),
     };
-    let net = config::validate(&file)?;
+    let net = match (config::validate_config(file)?, leased) {
+        (Config::Network(net), None) => net,
+        (Config::Member(member), Some(subnet)) if member.cluster.holds(subnet) => {
+            member.network(subnet)?
+        }
+        _ => bail!("IPv4Data.Pool: {} is not the cluster's", pool.pool),
+    };
     Ok((
         DockerNetwork {
             network_id: req.network_id.clone(),
@@ -281,7 +306,7 @@ mod tests {
     fn error(options: Value) -> String {
         format!(
             "{:#}",
-            from_request(&request(options), Some("eth0")).unwrap_err()
+            from_request(&request(options), Some("eth0"), None).unwrap_err()
         )
     }
 
@@ -293,6 +318,7 @@ mod tests {
                 "com.docker.network.generic": {"com.docker.network.bridge.enable_icc": "false", "mtu": "1400"}
             })),
             Some("eth0"),
+            None,
         )
         .unwrap();
         assert_eq!(docker.name.as_str(), "dk1eff0d");
@@ -313,6 +339,7 @@ mod tests {
                 "com.docker.network.generic": {"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}
             })),
             Some("eth0"),
+            None,
         )
         .unwrap();
         assert_eq!(docker.host_binding, Ipv4Addr::LOCALHOST);
@@ -327,6 +354,7 @@ mod tests {
         let (docker, net) = from_request(
             &request(serde_json::json!({"com.docker.network.internal": true})),
             Some("eth0"),
+            None,
         )
         .unwrap();
         assert!(docker.internal);
@@ -367,8 +395,29 @@ mod tests {
         }
         let mut bad_id = request(serde_json::json!({}));
         bad_id.network_id = "../../etc".into();
-        assert!(format!("{:#}", from_request(&bad_id, None).unwrap_err()).contains("NetworkID"));
-        let no_route = from_request(&request(serde_json::json!({})), None).unwrap_err();
+        assert!(
+            format!("{:#}", from_request(&bad_id, None, None).unwrap_err()).contains("NetworkID")
+        );
+        let no_route = from_request(&request(serde_json::json!({})), None, None).unwrap_err();
         assert!(format!("{no_route:#}").contains("-o uplink=IFACE"));
+    }
+
+    #[test]
+    fn a_pool_leased_from_a_cluster_is_a_members_network() {
+        let (file, _) = config::parse_cluster_file(
+            "[network]\nlan = \"lan0\"\n[cluster]\netcd = [\"http://192.0.2.21:2379\"]\n\
+             pool = \"10.77.0.0/16\"\nnode = \"h\"\nbackend = \"vxlan\"\n",
+        )
+        .unwrap();
+        let (_, net) =
+            from_request(&request(serde_json::json!({})), Some("eth0"), Some(&file)).unwrap();
+        assert_eq!(net.subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(net.gateway, Ipv4Addr::new(10, 77, 0, 1));
+        assert_eq!(net.lan.as_deref(), Some("lan0"));
+        assert!(net.vxlan.is_some());
+        assert_eq!(net.mtu, config::DEFAULT_MTU - config::VXLAN_OVERHEAD);
+        let err =
+            error(serde_json::json!({"com.docker.network.generic": {"cluster": "/etc/c.toml"}}));
+        assert!(err.contains("--ipam-opt cluster=FILE"), "{err}");
     }
 }

@@ -197,6 +197,86 @@ pub struct PortBinding {
     pub host_port_end: u16,
 }
 
+/// `IpamDriver.GetCapabilities`'s answer.
+#[derive(Serialize)]
+pub struct IpamCapabilities {
+    #[serde(rename = "RequiresMACAddress")]
+    pub requires_mac_address: bool,
+    #[serde(rename = "RequiresRequestReplay")]
+    pub requires_request_replay: bool,
+}
+
+/// `IpamDriver.GetDefaultAddressSpaces`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddressSpaces {
+    pub local_default_address_space: &'static str,
+    pub global_default_address_space: &'static str,
+}
+
+/// `IpamDriver.RequestPool`: `--subnet` (`Pool`), `--ip-range`
+/// (`SubPool`) and `--ipam-opt key=value` (`Options`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestPool {
+    #[serde(default)]
+    pub pool: String,
+    #[serde(default)]
+    pub sub_pool: String,
+    #[serde(default)]
+    pub options: Option<BTreeMap<String, String>>,
+    #[serde(rename = "V6", default)]
+    pub v6: bool,
+}
+
+/// `RequestPool`'s answer: `Data` may name the gateway
+/// (`com.docker.network.gateway`, with its prefix length).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoolGranted {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    pub pool: String,
+    pub data: BTreeMap<String, String>,
+}
+
+/// `IpamDriver.ReleasePool`.
+#[derive(Debug, Deserialize)]
+pub struct ReleasePool {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+}
+
+/// `IpamDriver.RequestAddress`: `Address` is the one asked for (`--ip`,
+/// `--gateway`), or empty.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestAddress {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// `RequestAddress`'s answer: the address with the pool's prefix length.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddressGranted {
+    pub address: String,
+    pub data: BTreeMap<String, String>,
+}
+
+/// `IpamDriver.ReleaseAddress`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleaseAddress {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    pub address: String,
+}
+
 /// The answer to a call that failed: Docker shows `Err` to the user.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

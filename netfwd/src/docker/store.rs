@@ -2,7 +2,7 @@
 //! networks and endpoints by their IDs, so a restarted plugin answers for
 //! everything Docker made through it (Docker never repeats `CreateNetwork`).
 //! Under `/run/netfwd/docker/`, owner-only; every file name is a checked
-//! Docker ID.
+//! Docker ID, or a pool's subnet.
 
 use std::{
     fs,
@@ -14,12 +14,16 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::network::{DockerNetwork, check_id};
+use super::{
+    ipam::PoolRecord,
+    network::{DockerNetwork, check_id},
+};
 use crate::{
     config::Published,
     private_dir,
     state::{self, STATE_DIR},
 };
+use ipnet::Ipv4Net;
 
 /// A Docker endpoint: made by `CreateEndpoint`, plugged in by `Join`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +45,7 @@ pub struct Store {
 
 impl Store {
     pub fn open() -> Result<Store> {
-        for kind in ["networks", "endpoints"] {
+        for kind in ["networks", "endpoints", "pools"] {
             private_dir::ensure(Path::new(STATE_DIR), &["docker", kind])?;
         }
         Ok(Store {
@@ -68,6 +72,25 @@ impl Store {
 
     pub fn remove_network(&self, id: &str) -> Result<()> {
         state::remove_if_present(&self.path("networks", id)?)
+    }
+
+    /// A cluster pool's file, named by its subnet (`10.200.1.0-24.json`).
+    fn pool_path(&self, subnet: Ipv4Net) -> PathBuf {
+        self.dir
+            .join("pools")
+            .join(format!("{}-{}.json", subnet.addr(), subnet.prefix_len()))
+    }
+
+    pub fn pools(&self) -> Result<Vec<PoolRecord>> {
+        read_all(&self.dir.join("pools"))
+    }
+
+    pub fn save_pool(&self, pool: &PoolRecord) -> Result<()> {
+        write(&self.pool_path(pool.subnet), pool)
+    }
+
+    pub fn remove_pool(&self, subnet: Ipv4Net) -> Result<()> {
+        state::remove_if_present(&self.pool_path(subnet))
     }
 
     pub fn endpoint(&self, id: &str) -> Result<Option<DockerEndpoint>> {

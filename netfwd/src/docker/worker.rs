@@ -4,6 +4,8 @@
 //! of its own, that never stops the socket from accepting and answering
 //! what needs no lock.
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result};
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +19,10 @@ use crate::http::Response;
 
 /// Calls waiting for the driver; the connection cap bounds them anyway.
 const QUEUE: usize = 64;
+/// How often the cluster agents' news is looked at. They run on threads of
+/// their own; their routes are set here, between calls, because setting
+/// them takes the locks a call may hold.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 type Call = (PluginCall, oneshot::Sender<Response>);
 
@@ -66,9 +72,10 @@ fn run(store: Store, mut queue: mpsc::Receiver<Call>) -> Result<()> {
         .enable_all()
         .build()
         .context("building the driver's runtime")?;
-    let driver = Driver::new(store);
     runtime.block_on(async {
+        let mut driver = Driver::new(store).await;
         let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+        let mut follow = tokio::time::interval(FOLLOW_EVERY);
         loop {
             tokio::select! {
                 call = queue.recv() => {
@@ -77,6 +84,7 @@ fn run(store: Store, mut queue: mpsc::Receiver<Call>) -> Result<()> {
                     let _ = answer.send(driver.call(&req).await);
                 }
                 _ = tick.tick() => maintain(&driver).await,
+                _ = follow.tick() => driver.follow_clusters().await,
             }
         }
     });
