@@ -76,7 +76,7 @@ impl CniDirs {
         };
         let mut ips: Vec<String> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
             .collect();
         ips.sort();
         ips

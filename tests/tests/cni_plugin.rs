@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 
 const SUBNET: &str = "10.90.0.0/24";
 const GATEWAY: &str = "10.90.0.1";
+const SUBNET6: &str = "fd00:90::/64";
+const GATEWAY6: &str = "fd00:90::1";
 
 /// One sandbox host that calls the plugin, its CNI directories and a
 /// network name.
@@ -179,6 +181,50 @@ fn add_check_del_in_every_version() {
         }
         assert_no_bridge_and_no_rules(lab.sb.host());
     }
+}
+
+/// A dual-stack host-local (a range set of each family, as podman writes
+/// for `--ipv6`): each ADD gets an address of each, the result lists both
+/// (0.4.0's `version` "4" and "6") and the IPv6 prefix's route, the
+/// containers reach each other over IPv6, CHECK sees both addresses, DEL
+/// gives both leases back.
+#[test]
+fn dual_stack_add_check_del() {
+    let lab = PluginHost::new("cni6");
+    let mut conf = lab.conf("0.4.0");
+    conf["ipam"]["ranges"] = json!([[{ "subnet": SUBNET }], [{ "subnet": SUBNET6 }]]);
+    let (n1, n2) = (lab.sb.precreated_ns("c1"), lab.sb.precreated_ns("c2"));
+    let r1 = lab.add("ctr-one", &n1, &conf);
+    let r2 = lab.add("ctr-two", &n2, &conf);
+
+    let ips = r1["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2, "{r1:#}");
+    assert_eq!(ips[0]["version"], "4", "{r1:#}");
+    assert_eq!(ips[1]["version"], "6", "{r1:#}");
+    assert_eq!(ips[1]["gateway"], GATEWAY6, "{r1:#}");
+    assert!(
+        r1["routes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "dst": SUBNET6, "gw": GATEWAY6 })),
+        "{r1:#}"
+    );
+    let address6 = |r: &Value| {
+        let cidr = r["ips"][1]["address"].as_str().unwrap();
+        cidr.split('/').next().unwrap().to_owned()
+    };
+    let (a6, b6) = (address6(&r1), address6(&r2));
+    assert_ne!(a6, b6);
+    assert!(a6.starts_with("fd00:90::"), "{a6}");
+    assert_ping(n1.name(), &b6);
+    assert_ping(n2.name(), &a6);
+    lab.ok("CHECK", "ctr-one", Some(&n1), &conf);
+
+    lab.ok("DEL", "ctr-one", Some(&n1), &conf);
+    lab.ok("DEL", "ctr-two", Some(&n2), &conf);
+    assert!(lab.cni_endpoints().is_empty());
+    assert!(lab.cni.leases(&lab.net).is_empty());
+    assert!(network_links(lab.sb.host(), &lab.net).is_empty());
 }
 
 /// A runtime starting twenty containers at once: twenty distinct addresses,

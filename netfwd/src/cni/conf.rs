@@ -21,6 +21,10 @@ pub struct NetConf {
     pub name: String,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    /// A dual-stack network's IPv6 prefix (default: host-local's IPv6
+    /// range, if it has one) and gateway.
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
     /// The host interface endpoints are masqueraded behind.
     pub uplink: Option<String>,
     /// Masquerade on the uplink (default true when there is an uplink).
@@ -125,7 +129,7 @@ impl NetConf {
         };
         let subnet = match &self.subnet {
             Some(subnet) => subnet.clone(),
-            None => self.ipam_subnet().ok_or_else(|| {
+            None => self.ipam_subnet(Family::V4).ok_or_else(|| {
                 CniError::new(
                     code::INVALID_CONFIG,
                     "subnet: missing (and no ipam subnet or ranges to take it from)",
@@ -137,8 +141,11 @@ impl NetConf {
                 name: self.name.clone(),
                 subnet: Some(subnet),
                 gateway: self.gateway.clone(),
-                subnet6: None,
-                gateway6: None,
+                subnet6: self
+                    .subnet6
+                    .clone()
+                    .or_else(|| self.ipam_subnet(Family::V6)),
+                gateway6: self.gateway6.clone(),
                 mtu: self.mtu,
                 uplink,
                 kind: None,
@@ -157,14 +164,27 @@ impl NetConf {
         config::validate(&file).map_err(|e| CniError::new(code::INVALID_CONFIG, e.to_string()))
     }
 
-    /// host-local's `subnet`, or the first of its `ranges`.
-    fn ipam_subnet(&self) -> Option<String> {
+    /// host-local's `subnet`, or the first of its `ranges` of `family` (a
+    /// dual-stack host-local has a range set of each).
+    fn ipam_subnet(&self, family: Family) -> Option<String> {
         let ipam = self.ipam.as_ref()?;
-        ipam.get("subnet")
-            .or_else(|| ipam.pointer("/ranges/0/0/subnet"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+        let of_family = |subnet: &&str| subnet.contains(':') == (family == Family::V6);
+        let single = ipam.get("subnet").and_then(Value::as_str).filter(of_family);
+        let ranges = ipam.get("ranges").and_then(Value::as_array);
+        let first_of_sets = ranges
+            .into_iter()
+            .flatten()
+            .filter_map(|set| set.pointer("/0/subnet")?.as_str())
+            .find(of_family);
+        single.or(first_of_sets).map(str::to_owned)
     }
+}
+
+/// An address family of a subnet the IPAM config names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
 }
 
 /// Ok if the plugin speaks `version`.
@@ -207,8 +227,24 @@ mod tests {
         .unwrap();
         let net = c.network().unwrap();
         assert_eq!(net.subnet.to_string(), "10.77.0.0/24");
+        assert!(net.ipv6.is_none());
         assert_eq!(net.gateway.to_string(), "10.77.0.1");
         assert_eq!(c.ipam_type().unwrap(), Some("host-local"));
+    }
+
+    #[test]
+    fn both_subnets_come_from_a_dual_stack_host_local_in_either_order() {
+        let c = conf(
+            r#"{"cniVersion":"1.0.0","name":"cninet","type":"netfwd",
+                "ipam":{"type":"host-local","ranges":[[{"subnet":"fd00:77::/64"}],
+                                                      [{"subnet":"10.77.0.0/24"}]]}}"#,
+        )
+        .unwrap();
+        let net = c.network().unwrap();
+        assert_eq!(net.subnet.to_string(), "10.77.0.0/24");
+        let ipv6 = net.ipv6.expect("dual-stack");
+        assert_eq!(ipv6.subnet.to_string(), "fd00:77::/64");
+        assert_eq!(ipv6.gateway.to_string(), "fd00:77::1");
     }
 
     #[test]

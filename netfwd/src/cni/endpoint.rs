@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::{Value, json};
 
 use super::{
@@ -83,7 +83,7 @@ async fn add_endpoint(
     }
     let ipam_type = conf.ipam_type()?;
     let lease = match ipam_type {
-        Some(plugin) => Some(ipam::lease(plugin, &env.path, stdin, net.subnet)?),
+        Some(plugin) => Some(ipam::lease(plugin, &env.path, stdin, net)?),
         None => None,
     };
     if let Some(plugin) = ipam_type {
@@ -98,7 +98,7 @@ async fn add_endpoint(
     let req = AttachRequest {
         target: &target,
         ip: lease.as_ref().map(|l| l.ip),
-        ip6: None,
+        ip6: lease.as_ref().and_then(|l| l.ip6),
         ifname,
         container_id: Some(container_id),
         handoff: false,
@@ -303,6 +303,14 @@ async fn endpoint_problems(net: &Network, a: &Attachment) -> anyhow::Result<Vec<
     if !inner.ipv4_addresses(link.index).await?.contains(&want) {
         problems.push(format!("{} lacks {want}", a.ifname));
     }
+    // A dual-stack endpoint holds its IPv6 address alone (its prefix is
+    // routed via the gateway).
+    if let Some(ip6) = a.ip6 {
+        let want6 = IpNet::V6(Ipv6Net::new(ip6, 128)?);
+        if !inner.addresses(link.index).await?.contains(&want6) {
+            problems.push(format!("{} lacks {want6}", a.ifname));
+        }
+    }
     if inner.default_gateway().await? != Some(net.gateway) {
         problems.push(format!("no default route via {}", net.gateway));
     }
@@ -338,13 +346,30 @@ async fn result(
     let mac = lib(inner.link_by_name(&a.ifname).await)?
         .map(|l| format_mac(l.mac))
         .unwrap_or_default();
-    let mut ip = json!({
+    let mut ips = vec![json!({
         "address": format!("{}/{}", a.ip, net.subnet.prefix_len()),
         "gateway": net.gateway.to_string(),
         "interface": 1,
-    });
+    })];
+    let mut routes = vec![json!({ "dst": "0.0.0.0/0", "gw": net.gateway.to_string() })];
+    if let (Some(v6), Some(ip6)) = (&net.ipv6, a.ip6) {
+        ips.push(json!({
+            "address": format!("{ip6}/{}", v6.subnet.prefix_len()),
+            "gateway": v6.gateway.to_string(),
+            "interface": 1,
+        }));
+        // The prefix only: no IPv6 leaves the network yet (no NAT66).
+        routes.push(json!({ "dst": v6.subnet.to_string(), "gw": v6.gateway.to_string() }));
+    }
     if !conf.version_at_least(1, 0) {
-        ip["version"] = json!("4");
+        for ip in &mut ips {
+            let family = if ip["address"].as_str().is_some_and(|a| a.contains(':')) {
+                "6"
+            } else {
+                "4"
+            };
+            ip["version"] = json!(family);
+        }
     }
     Ok(json!({
         "cniVersion": conf.cni_version,
@@ -352,8 +377,8 @@ async fn result(
             { "name": host_ifname, "mac": host_mac },
             { "name": a.ifname, "mac": mac, "sandbox": a.netns_path.display().to_string() },
         ],
-        "ips": [ip],
-        "routes": [{ "dst": "0.0.0.0/0", "gw": net.gateway.to_string() }],
+        "ips": ips,
+        "routes": routes,
         "dns": dns.or_else(|| conf.dns.clone()).unwrap_or_else(|| json!({})),
     }))
 }

@@ -4,12 +4,12 @@
 
 use std::{
     io::Write as _,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,13 +17,14 @@ use super::{
     conf::SUPPORTED_VERSIONS,
     error::{CniError, CniResult, OrCni as _, code},
 };
-use crate::subnet::Subnet as _;
+use crate::{config::Network, subnet::Subnet as _};
 
 /// What an IPAM ADD gave: the first IPv4 address, and DNS if it set any.
 #[derive(Debug)]
 pub struct Lease {
     pub ip: Ipv4Addr,
-    pub prefix_len: u8,
+    /// In a dual-stack network: the IPv6 address leased beside.
+    pub ip6: Option<Ipv6Addr>,
     pub dns: Option<Value>,
 }
 
@@ -166,8 +167,10 @@ fn exec(
     }
 }
 
-/// ADD: the address the IPAM plugin leased, which must lie in `subnet`.
-pub fn lease(plugin: &str, cni_path: &str, stdin: &[u8], subnet: Ipv4Net) -> CniResult<Lease> {
+/// ADD: the addresses the IPAM plugin leased, which must be host addresses
+/// of `net`'s subnet and, in a dual-stack network, of its IPv6 prefix; on
+/// any other answer the lease is given back.
+pub fn lease(plugin: &str, cni_path: &str, stdin: &[u8], net: &Network) -> CniResult<Lease> {
     let out = delegate(plugin, "ADD", cni_path, stdin)?;
     let result: IpamResult = serde_json::from_slice(&out).map_err(|e| {
         CniError::new(
@@ -175,38 +178,54 @@ pub fn lease(plugin: &str, cni_path: &str, stdin: &[u8], subnet: Ipv4Net) -> Cni
             format!("IPAM plugin {plugin}'s result: {e}"),
         )
     })?;
-    let lease = result
-        .ips
-        .iter()
-        .find_map(|ip| interface_address(&ip.address))
-        .map(|(ip, prefix_len)| Lease {
-            ip,
-            prefix_len,
-            dns: result.dns.clone(),
-        });
-    match lease {
-        Some(l) if subnet.is_host(l.ip) && l.prefix_len == subnet.prefix_len() => Ok(l),
-        other => {
-            // Give back whatever it leased before failing.
-            let _ = delegate(plugin, "DEL", cni_path, stdin);
-            Err(CniError::new(
-                code::INVALID_CONFIG,
-                match other {
-                    Some(l) => format!(
-                        "ipam: {plugin} leased {}/{}, which is not a host address of subnet {subnet}",
-                        l.ip, l.prefix_len
-                    ),
-                    None => format!("ipam: {plugin} leased no IPv4 address"),
-                },
-            ))
-        }
-    }
+    checked_lease(plugin, &result, net).inspect_err(|_| {
+        // Give back whatever it leased before failing.
+        let _ = delegate(plugin, "DEL", cni_path, stdin);
+    })
 }
 
-/// "a.b.c.d/len" of an interface: host bits set, unlike a subnet's.
-fn interface_address(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let net: Ipv4Net = s.parse().ok()?;
-    Some((net.addr(), net.prefix_len()))
+fn checked_lease(plugin: &str, result: &IpamResult, net: &Network) -> CniResult<Lease> {
+    let invalid = |msg: String| CniError::new(code::INVALID_CONFIG, msg);
+    let ip = leased::<Ipv4Net>(result)
+        .ok_or_else(|| invalid(format!("ipam: {plugin} leased no IPv4 address")))?;
+    if !net.subnet.is_host(ip.addr()) || ip.prefix_len() != net.subnet.prefix_len() {
+        return Err(invalid(format!(
+            "ipam: {plugin} leased {ip}, which is not a host address of subnet {}",
+            net.subnet
+        )));
+    }
+    let ip6 = match (&net.ipv6, leased::<Ipv6Net>(result)) {
+        (None, _) => None,
+        (Some(v6), Some(ip6))
+            if v6.subnet.is_host(ip6.addr()) && ip6.prefix_len() == v6.subnet.prefix_len() =>
+        {
+            Some(ip6.addr())
+        }
+        (Some(v6), Some(ip6)) => {
+            return Err(invalid(format!(
+                "ipam: {plugin} leased {ip6}, which is not a host address of subnet6 {}",
+                v6.subnet
+            )));
+        }
+        (Some(v6), None) => {
+            return Err(invalid(format!(
+                "ipam: {plugin} leased no IPv6 address, and the network has subnet6 {}: \
+                 give the IPAM plugin a range of it",
+                v6.subnet
+            )));
+        }
+    };
+    Ok(Lease {
+        ip: ip.addr(),
+        ip6,
+        dns: result.dns.clone(),
+    })
+}
+
+/// The first leased interface address of a family ("a.b.c.d/len", host
+/// bits set, unlike a subnet's).
+fn leased<N: std::str::FromStr>(result: &IpamResult) -> Option<N> {
+    result.ips.iter().find_map(|ip| ip.address.parse().ok())
 }
 
 fn find_plugin(plugin: &str, cni_path: &str) -> CniResult<PathBuf> {

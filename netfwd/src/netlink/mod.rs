@@ -239,7 +239,7 @@ impl Netlink {
 
     /// The addresses of link `index`, of both families, primary ones first,
     /// in the kernel's order.
-    async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
