@@ -5,10 +5,11 @@
 //! advertisement changes nothing of the host's or another endpoint's, and
 //! nothing of IPv6 leaves the network yet (no NAT66): it is dropped,
 //! counted, never forwarded with the endpoint's own address.
+//! `icc = false` stops endpoint-to-endpoint IPv6 as it does IPv4.
 //!
 //! Run as root, one test at a time: `cargo xtask test`.
 
-use netfwd_tests::{Lab, assert_ping, drops, endpoint, in_ns_ok, lab, scapy_sendp, tool_ok};
+use netfwd_tests::{Lab, assert_ping, drops, endpoint, in_ns_ok, lab, ping, scapy_sendp, tool_ok};
 
 const SUBNET: &str = "10.86.0.0/24";
 const SUBNET6: &str = "2001:db8:86::/64";
@@ -174,4 +175,22 @@ fn dual_stack_endpoints_reach_the_gateway_and_each_other_and_nothing_else() {
     assert_ping(&ns[0], "2001:db8:86::5");
     lab.sb
         .netfwd_ok(&["detach", "--name", &lab.net, "--netns-path", &path]);
+}
+
+/// `icc = false` holds for IPv6 as for IPv4 (one gate decides both): the
+/// endpoints cannot talk, each still reaches the gateway, and the host
+/// reaches each.
+#[test]
+fn without_icc_ipv6_endpoints_cannot_talk_but_the_gateway_and_host_still_work() {
+    let lab = Lab::builder("v6icc", "10.87.0.0/24")
+        .keys("subnet6 = \"2001:db8:87::/64\"\nicc = false\n")
+        .endpoint("a", None)
+        .endpoint("b", None)
+        .up();
+    let [a, _b] = lab::named(lab.eps.clone());
+    let icc = drops(&lab.sb.network_status(&lab.net), &a, "icc");
+    assert!(!ping(&a, "2001:db8:87::3"));
+    assert!(drops(&lab.sb.network_status(&lab.net), &a, "icc") >= icc + 3);
+    assert_ping(&a, "2001:db8:87::1");
+    assert_ping(lab.sb.host(), "2001:db8:87::3");
 }
