@@ -4,7 +4,8 @@
 //! host side is the sandbox). Containers reach each other and the internet
 //! namespace through SNAT, `-p 8080:80` answers on the uplink, twenty
 //! containers started at once get twenty addresses, and `podman rm` leaves
-//! no veth, entry or lease.
+//! no veth, entry or lease. A dual-stack network gives each container an
+//! address of each family, reachable over both.
 
 use std::{
     io::{Read as _, Write as _},
@@ -52,11 +53,17 @@ impl PodmanHost {
 
     /// podman with the netfwd network (uplink, port mappings) configured.
     fn podman(&self) -> Podman<'_> {
+        self.podman_with(|_| {})
+    }
+
+    /// podman with the netfwd network configured, then changed by `edit`.
+    fn podman_with(&self, edit: impl FnOnce(&mut serde_json::Value)) -> Podman<'_> {
         let podman = Podman::new(&self.cni, self.sb.host());
         let mut plugin = self.cni.conf("0.4.0", &self.net, SUBNET);
         plugin["uplink"] = json!(UPLINK);
         plugin["hostCgroup"] = json!(self.cgroup.0);
         plugin["capabilities"] = json!({ "portMappings": true });
+        edit(&mut plugin);
         podman.add_network(&self.net, &plugin);
         podman
     }
@@ -180,5 +187,45 @@ fn twenty_containers_started_at_once() {
     assert_eq!(lab.cni.leases(&lab.net).len(), N);
 
     podman.podman_ok(&["rm", "-a", "-f", "-t", "0"]);
+    lab.assert_empty();
+}
+
+/// Dual-stack under podman: host-local hands out one address of each
+/// family, podman reports both, and the containers reach each other and the
+/// gateway over IPv6 too.
+#[test]
+fn dual_stack_containers_reach_each_other_over_both_families() {
+    const SUBNET6: &str = "2001:db8:91::/64";
+    let lab = PodmanHost::new("pod6");
+    let podman = lab.podman_with(|plugin| {
+        plugin["ipam"]["ranges"] = json!([[{ "subnet": SUBNET }], [{ "subnet": SUBNET6 }]]);
+    });
+    podman.run("one", &lab.net, &[], &["sleep", "300"]);
+    podman.run("two", &lab.net, &[], &["sleep", "300"]);
+    let ip6_of = |name: &str| {
+        podman.podman_ok(&[
+            "inspect",
+            name,
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+        ])
+    };
+    let (one6, two6) = (ip6_of("one"), ip6_of("two"));
+    assert!(one6.starts_with("2001:db8:91::"), "{one6:?}");
+    assert_ne!(one6, two6);
+    exec_ok(
+        &podman,
+        "one",
+        &["ping", "-c", "1", "-W", "2", &podman.ip_of("two")],
+    );
+    exec_ok(&podman, "one", &["ping", "-6", "-c", "1", "-W", "2", &two6]);
+    exec_ok(&podman, "two", &["ping", "-6", "-c", "1", "-W", "2", &one6]);
+    exec_ok(
+        &podman,
+        "two",
+        &["ping", "-6", "-c", "1", "-W", "2", "2001:db8:91::1"],
+    );
+
+    podman.podman_ok(&["rm", "-f", "-t", "0", "one", "two"]);
     lab.assert_empty();
 }
