@@ -25,9 +25,14 @@ pub fn parse<N: Subnet>(s: &str) -> Result<N, String> {
 }
 
 pub trait Subnet: FromStr + Display + PartialEq + Sized {
-    type Addr;
+    type Addr: Copy;
     /// How one is written, for errors.
     const FORM: &str;
+
+    /// The address it is written with (an interface's, for `a.b.c.d/len`).
+    fn addr(&self) -> Self::Addr;
+
+    fn prefix_len(&self) -> u8;
 
     /// Inside, and none of the addresses no host may hold (IPv4's network
     /// and broadcast addresses, IPv6's subnet-router anycast): an address
@@ -45,6 +50,14 @@ impl Subnet for Ipv4Net {
     type Addr = Ipv4Addr;
     const FORM: &str = "a.b.c.d/len (len at most 32)";
 
+    fn addr(&self) -> Ipv4Addr {
+        Ipv4Net::addr(self)
+    }
+
+    fn prefix_len(&self) -> u8 {
+        Ipv4Net::prefix_len(self)
+    }
+
     fn is_host(&self, ip: Ipv4Addr) -> bool {
         self.contains(&ip) && ip != self.network() && ip != self.broadcast()
     }
@@ -61,6 +74,14 @@ impl Subnet for Ipv4Net {
 impl Subnet for Ipv6Net {
     type Addr = Ipv6Addr;
     const FORM: &str = "an IPv6 prefix such as 2001:db8:1::/64 (len at most 128)";
+
+    fn addr(&self) -> Ipv6Addr {
+        Ipv6Net::addr(self)
+    }
+
+    fn prefix_len(&self) -> u8 {
+        Ipv6Net::prefix_len(self)
+    }
 
     fn is_host(&self, ip: Ipv6Addr) -> bool {
         self.contains(&ip) && ip != self.network()

@@ -607,3 +607,49 @@ fn cluster_networks_on_two_hosts_lease_subnets_and_reach_each_other() {
         hosts[0].route_to(&subnets[1]).is_empty()
     });
 }
+
+/// `--ipv6`: Docker's IPAM gives each container an address of each family;
+/// over IPv6 too the containers reach each other (by address and by name)
+/// and the gateway, and netfwd knows both addresses of each.
+#[test]
+fn an_ipv6_network_gives_containers_both_families_and_they_reach_each_other() {
+    const SUBNET6: &str = "2001:db8:82::/64";
+    let sb = Sandbox::new("dkv6");
+    let _internet = Internet::new(&sb);
+    let lab = DockerLab::new(&sb);
+    let id = lab.network("six", "10.82.0.0/24", &["--ipv6", "--subnet", SUBNET6]);
+    lab.run("nfs1", &["--network", "six"]);
+    lab.run("nfs2", &["--network", "six"]);
+    let ip6_of = |name: &str| {
+        lab.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+            name,
+        ])
+    };
+    let (one6, two6) = (ip6_of("nfs1"), ip6_of("nfs2"));
+    assert!(one6.starts_with("2001:db8:82::"), "{one6:?}");
+    assert_ne!(one6, two6);
+    let ping6 = |from: &str, to: &str| ok(&lab.exec(from, &["ping", "-6", "-c1", "-W2", to]));
+    assert!(ping6("nfs1", &two6), "one -> two over IPv6");
+    assert!(ping6("nfs2", &one6), "two -> one over IPv6");
+    assert!(ping6("nfs1", "2001:db8:82::1"), "one -> the IPv6 gateway");
+    assert!(
+        ok(&lab.exec("nfs1", &["ping", "-c1", "-W2", &lab.ip_of("nfs2", "six")])),
+        "one -> two over IPv4"
+    );
+    let net = netfwd_name(&id);
+    let mut known: Vec<String> = endpoints(&sb.network_status(&net))
+        .iter()
+        .map(|e| e["ip6"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    known.sort();
+    let mut given = vec![one6, two6];
+    given.sort();
+    assert_eq!(known, given);
+
+    lab.docker_ok(&["rm", "-f", "nfs1", "nfs2"]);
+    lab.network_rm(&["six"]);
+    assert_nothing_of_network(sb.host(), &net, &[]);
+}

@@ -3,7 +3,10 @@
 //! of `netfwd attach` and CNI ADD, split only where Docker moves the veth
 //! into the container itself), `-p` is `network::publish`.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use anyhow::{Context as _, Result, anyhow};
 use ipnet::Ipv4Net;
@@ -29,7 +32,7 @@ use crate::{
     netlink::{Netlink, parse_unicast_mac},
     network::{self as lib, AttachRequest, PortRequest, Rollback, Target},
     state::{self, State},
-    subnet::Subnet as _,
+    subnet::Subnet,
 };
 
 /// Docker's key for `-p` bindings in `ProgramExternalConnectivity`.
@@ -161,11 +164,6 @@ impl Driver {
         network::check_id("EndpointID", &req.endpoint_id)?;
         let (_, net) = self.network(&req.network_id)?;
         let iface = req.interface.as_ref().context("Interface: missing")?;
-        if !iface.address_ipv6.is_empty() {
-            return Err(input_error!(
-                "Interface.AddressIPv6: netfwd networks are IPv4 only for now"
-            ));
-        }
         // --mac-address: the veth's inner end is made with it at Join.
         let mac = match iface.mac_address.as_str() {
             "" => None,
@@ -173,11 +171,13 @@ impl Driver {
                 input_error!("Interface.MacAddress: {text:?} is not a unicast MAC address")
             })?),
         };
-        let ip = endpoint_ip(&iface.address, &net)?;
+        let ip = endpoint_addr("Interface.Address", &iface.address, &net.subnet)?;
+        let ip6 = endpoint_ip6(&iface.address_ipv6, &net)?;
         self.store.save_endpoint(&DockerEndpoint {
             endpoint_id: req.endpoint_id.clone(),
             network_id: req.network_id.clone(),
             ip,
+            ip6,
             mac,
             published: Vec::new(),
         })?;
@@ -206,7 +206,7 @@ impl Driver {
             &AttachRequest {
                 target: &target,
                 ip: Some(ep.ip),
-                ip6: None,
+                ip6: ep.ip6,
                 ifname: "",
                 container_id: Some(&req.endpoint_id),
                 handoff: true,
@@ -220,6 +220,8 @@ impl Driver {
                 dst_prefix: docker.iface_prefix.clone(),
             },
             gateway: network::join_gateway(&docker, &net),
+            gateway_ipv6: network::join_gateway6(&docker, &net),
+            static_routes: network::join_routes(&net),
             disable_gateway_service: docker.internal,
         }))
     }
@@ -356,21 +358,32 @@ fn joined(ep: &DockerEndpoint) -> Target {
     }
 }
 
-/// `Interface.Address` (`10.77.0.2/24`): an address of the network's subnet
-/// with its prefix length.
-fn endpoint_ip(address: &str, net: &Network) -> Result<Ipv4Addr> {
-    let field = "Interface.Address";
-    let iface: Ipv4Net = address
+/// Docker's `ADDRESS/PREFIX` of an endpoint (`10.77.0.2/24`): a host
+/// address of `subnet`, with its prefix length.
+fn endpoint_addr<N: Subnet>(field: &str, address: &str, subnet: &N) -> Result<N::Addr> {
+    let iface: N = address
         .parse()
-        .map_err(|_| input_error!("{field}: {address:?} is not an IPv4 ADDRESS/PREFIX"))?;
+        .map_err(|_| input_error!("{field}: {address:?} is not an ADDRESS/PREFIX of {subnet}"))?;
     let ip = iface.addr();
-    if iface.prefix_len() != net.subnet.prefix_len() || !net.subnet.is_host(ip) {
+    if iface.prefix_len() != subnet.prefix_len() || !subnet.is_host(ip) {
         return Err(input_error!(
-            "{field}: {address} is not a host address of {}",
-            net.subnet
+            "{field}: {address} is not a host address of {subnet}"
         ));
     }
     Ok(ip)
+}
+
+/// The endpoint's IPv6 address in a dual-stack network (Docker gives one
+/// with `--ipv6`), none in an IPv4-only one.
+fn endpoint_ip6(address: &str, net: &Network) -> Result<Option<Ipv6Addr>> {
+    let field = "Interface.AddressIPv6";
+    match (address, &net.ipv6) {
+        ("", _) => Ok(None),
+        (_, Some(v6)) => endpoint_addr(field, address, &v6.subnet).map(Some),
+        (_, None) => Err(input_error!(
+            "{field}: {address} given, but the network has no IPv6 prefix"
+        )),
+    }
 }
 
 /// One `-p` binding as a port to publish to `endpoint`: a host port of 0

@@ -5,10 +5,11 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result, bail};
+use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::protocol::{CreateNetwork, Options};
+use super::protocol::{CreateNetwork, IpamData, Options, StaticRoute};
 use crate::{
     config::{self, ClusterFile, Config, ConfigFile, Mode, Network, NetworkSection},
     input_error,
@@ -19,6 +20,10 @@ use crate::{
 const INTERNAL: &str = "com.docker.network.internal";
 /// Docker's label for `--ipv6`.
 const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// Docker's route types: through a gateway (`types.NEXTHOP`), on the link
+/// (`types.CONNECTED`).
+const NEXT_HOP: u8 = 0;
+const CONNECTED: u8 = 1;
 /// Where Docker puts the user's `-o key=value` options.
 const GENERIC: &str = "com.docker.network.generic";
 /// The interface name prefix inside containers (`eth` by default).
@@ -103,11 +108,6 @@ pub fn from_request(
     cluster: Option<&ClusterFile>,
 ) -> Result<(DockerNetwork, Network)> {
     let name = network_name(&req.network_id)?;
-    if flag(&req.options, ENABLE_IPV6)? {
-        return Err(input_error!(
-            "--ipv6: netfwd networks are IPv4 only for now"
-        ));
-    }
     let internal = flag(&req.options, INTERNAL)?;
     let [pool] = req.ipv4_data.as_slice() else {
         return Err(input_error!(
@@ -115,17 +115,17 @@ pub fn from_request(
             req.ipv4_data.len()
         ));
     };
-    let gateway = pool
-        .gateway
-        .as_deref()
-        .map(|g| g.split_once('/').map_or(g, |(addr, _)| addr).to_owned());
+    let (subnet6, gateway6) = match ipv6_pool(req)? {
+        Some(pool) => (Some(pool.pool.clone()), gateway_address(pool)),
+        None => (None, None),
+    };
     let options = generic_options(&req.options)?;
     let mut section = NetworkSection {
         name: name.to_string(),
         subnet: Some(pool.pool.clone()),
-        gateway,
-        subnet6: None,
-        gateway6: None,
+        gateway: gateway_address(pool),
+        subnet6,
+        gateway6,
         mtu: None,
         uplink: None,
         kind: None,
@@ -243,6 +243,31 @@ pub fn from_request(
     ))
 }
 
+/// `--ipv6`'s pool: a dual-stack network has exactly one.
+fn ipv6_pool(req: &CreateNetwork) -> Result<Option<&IpamData>> {
+    if !flag(&req.options, ENABLE_IPV6)? {
+        return Ok(None);
+    }
+    match req.ipv6_data.as_slice() {
+        [pool] => Ok(Some(pool)),
+        pools => Err(input_error!(
+            "IPv6Data: a netfwd network has exactly one IPv6 prefix, got {}",
+            pools.len()
+        )),
+    }
+}
+
+/// A pool's gateway without the prefix length Docker writes it with.
+fn gateway_address(pool: &IpamData) -> Option<String> {
+    let gateway = pool.gateway.as_deref()?;
+    Some(
+        gateway
+            .split_once('/')
+            .map_or(gateway, |(addr, _)| addr)
+            .to_owned(),
+    )
+}
+
 /// A boolean label of Docker's; absent is false.
 fn flag(options: &Options, key: &str) -> Result<bool> {
     match options.get(key) {
@@ -285,6 +310,40 @@ pub fn join_gateway(docker: &DockerNetwork, net: &Network) -> String {
     } else {
         Ipv4Addr::to_string(&net.gateway)
     }
+}
+
+/// The IPv6 gateway's address for `Join`: empty for an internal or an
+/// IPv4-only network.
+pub fn join_gateway6(docker: &DockerNetwork, net: &Network) -> String {
+    match &net.ipv6 {
+        Some(v6) if !docker.internal => v6.gateway.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The container's routes to the rest of a dual-stack network's prefix,
+/// through the IPv6 gateway. Docker addresses the container on-link (with
+/// the pool's length), and the datapath answers no neighbour solicitation
+/// for other endpoints yet: the two halves of the prefix, more specific than
+/// the on-link route, send it all to the gateway, whose solicitations the
+/// host answers, and the datapath redirects it to the peer. The gateway
+/// itself stays on-link (first: a half holds it).
+pub fn join_routes(net: &Network) -> Vec<StaticRoute> {
+    let Some(v6) = &net.ipv6 else {
+        return Vec::new();
+    };
+    let gateway = StaticRoute {
+        destination: Ipv6Net::from(v6.gateway).to_string(),
+        route_type: CONNECTED,
+        next_hop: String::new(),
+    };
+    let halves = v6.subnet.subnets(v6.subnet.prefix_len().saturating_add(1));
+    let through_gateway = halves.into_iter().flatten().map(|half| StaticRoute {
+        destination: half.to_string(),
+        route_type: NEXT_HOP,
+        next_hop: v6.gateway.to_string(),
+    });
+    std::iter::once(gateway).chain(through_gateway).collect()
 }
 
 #[cfg(test)]
@@ -367,7 +426,7 @@ mod tests {
         for (options, says) in [
             (
                 serde_json::json!({"com.docker.network.enable_ipv6": true}),
-                "--ipv6",
+                "IPv6Data: a netfwd network has exactly one IPv6 prefix, got 0",
             ),
             (
                 serde_json::json!({"com.docker.network.generic": {"foo": "bar"}}),

@@ -81,6 +81,9 @@ pub struct CreateNetwork {
     pub options: Options,
     #[serde(rename = "IPv4Data", default)]
     pub ipv4_data: Vec<IpamData>,
+    /// Given with `--ipv6` only.
+    #[serde(rename = "IPv6Data", default)]
+    pub ipv6_data: Vec<IpamData>,
 }
 
 /// `DeleteNetwork`, `FreeNetwork`, and every call naming only a network.
@@ -159,9 +162,26 @@ pub struct Joined {
     /// Empty for an `--internal` network: no default route.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub gateway: String,
+    /// Empty unless the network is dual-stack (and not `--internal`).
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
+    /// Routes Docker adds in the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<StaticRoute>,
     /// An internal network has no gateway, so Docker must not give the
     /// container one of its own either.
     pub disable_gateway_service: bool,
+}
+
+/// A route of `Joined`: `destination` through `next_hop`, or on the link.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StaticRoute {
+    pub destination: String,
+    pub route_type: u8,
+    /// Empty for a route on the link.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub next_hop: String,
 }
 
 /// `ProgramExternalConnectivity`: `-p` and `--expose` of one endpoint.

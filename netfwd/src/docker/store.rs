@@ -7,7 +7,7 @@
 use std::{
     fs,
     io::ErrorKind,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -31,6 +31,9 @@ pub struct DockerEndpoint {
     pub endpoint_id: String,
     pub network_id: String,
     pub ip: Ipv4Addr,
+    /// Its address in a dual-stack (`--ipv6`) network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// `--mac-address`, for `Join`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<[u8; 6]>,
