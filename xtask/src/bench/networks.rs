@@ -5,10 +5,11 @@
 //! attaches its own uplink program, so a reply for one network may pass
 //! the others' programs first (TCX next): what that costs is the point.
 //!
-//! Every endpoint (one per network, or the one network's four) talks to the
-//! internet namespace at once: TCP request/response (sockperf) per endpoint
-//! and summed, one iperf3 TCP stream each, summed; then, with the kernel's
-//! run-time stats on, ns per program run. The two setups take turns in a
+//! The endpoints (one per network, or the one network's four) talk to the
+//! internet namespace: TCP request/response (sockperf) from all at once,
+//! summed, and from each alone (its chain position shows); one iperf3 TCP
+//! stream each at once, summed; then, with the kernel's run-time stats on,
+//! ns per program run. The two setups take turns in a
 //! new random order for each workload of each round, and each figure is
 //! the ratio of a round's pair (this machine's noise hits both alike).
 //! Each round ends with a misdelivery check: UDP flows from the same source
@@ -18,6 +19,7 @@
 use std::{
     fmt::Write as _,
     net::{SocketAddr, UdpSocket},
+    ops::Range,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{
@@ -111,7 +113,7 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     // One unrecorded second of each workload: ARP, caches and first flows.
     for site in &sites {
         for traffic in [Traffic::Rr, Traffic::Stream] {
-            if let Err(e) = site.measure(traffic, 1) {
+            if let Err(e) = site.measure(traffic, 0..ENDPOINTS, 1) {
                 eprintln!("bench: networks warm-up on {}: {e:#}", site.shape.name);
             }
         }
@@ -122,28 +124,31 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     for round in 0..rounds {
         eprintln!("bench: networks, round {} of {rounds}", round + 1);
         let mut this: [Vec<f64>; 2] = Default::default();
-        for traffic in [Traffic::Rr, Traffic::Stream] {
+        for (traffic, from) in workloads() {
             for site in shuffled(&sites) {
-                let per_endpoint = site.sample(traffic, secs, &mut notes)?;
-                let out = &mut this[site.index];
-                out.push(per_endpoint.iter().sum());
-                if traffic == Traffic::Rr {
-                    out.extend(per_endpoint);
-                }
+                let per_endpoint = site.sample(traffic, from.clone(), secs, &mut notes)?;
+                this[site.index].push(per_endpoint.iter().sum());
             }
         }
         {
             // On only while costs are read: it costs every run two clock
             // reads, more on the four networks' longer uplink chain.
             let _stats = StatsOn::enable()?;
-            for site in shuffled(&sites) {
-                let costs = site.costs(secs)?;
-                this[site.index].extend([
-                    costs.endpoint_per_run,
-                    costs.uplink_per_run,
-                    costs.uplink_per_packet,
-                    costs.uplink_runs_per_packet,
-                ]);
+            for from in cost_workloads() {
+                for site in shuffled(&sites) {
+                    let costs = site.costs(from.clone(), secs)?;
+                    let out = &mut this[site.index];
+                    if from.len() == ENDPOINTS {
+                        out.extend([
+                            costs.endpoint_per_run,
+                            costs.uplink_per_run,
+                            costs.uplink_per_packet,
+                            costs.uplink_runs_per_packet,
+                        ]);
+                    } else {
+                        out.push(costs.uplink_per_packet);
+                    }
+                }
             }
         }
         for site in shuffled(&sites) {
@@ -167,41 +172,81 @@ enum Traffic {
     Stream,
 }
 
-/// The rows of the table: name and unit, in the order a round's figures
-/// are pushed.
+/// A round's workloads, in the order of `rows()`: what runs, from which
+/// endpoints at once. Alone, endpoint `k` of the four networks is in the
+/// `k`th network brought up, whose uplink program is `k`th in the TCX
+/// chain (each attaches last): its replies pass `k` uplink programs.
+fn workloads() -> Vec<(Traffic, Range<usize>)> {
+    let mut all = vec![(Traffic::Rr, 0..ENDPOINTS)];
+    all.extend((0..ENDPOINTS).map(|k| (Traffic::Rr, k..k + 1)));
+    all.push((Traffic::Stream, 0..ENDPOINTS));
+    all
+}
+
+/// The rows of the table, name and unit: the workloads', then the
+/// programs' costs, in the order a round's figures are pushed.
 fn rows() -> Vec<(String, &'static str)> {
-    let mut rows = vec![("TCP request/response, summed".to_owned(), "transactions/s")];
-    rows.extend((0..ENDPOINTS).map(|i| {
-        (
-            format!(
-                "TCP request/response, endpoint {} (four: network {} of 4)",
-                i + 1,
-                i + 1
+    let mut rows: Vec<(String, &'static str)> = workloads()
+        .into_iter()
+        .map(|(traffic, from)| match traffic {
+            Traffic::Rr if from.len() == ENDPOINTS => (
+                "TCP request/response, every endpoint at once, summed".to_owned(),
+                "transactions/s",
             ),
-            "transactions/s",
-        )
-    }));
-    rows.extend([
-        ("TCP stream, one per endpoint, summed".to_owned(), "Gbit/s"),
-        (
-            "`tc_from_endpoint` (during request/response)".to_owned(),
-            "ns per run",
-        ),
-        (
-            "`tc_from_uplink` (during request/response)".to_owned(),
-            "ns per run",
-        ),
-        (
-            "`tc_from_uplink`, every network's program a reply passes".to_owned(),
-            "ns per uplink packet",
-        ),
-        (
-            "uplink programs a reply passes (four: about 2.5 if the networks' traffic is even)"
-                .to_owned(),
-            "runs per uplink packet",
-        ),
-    ]);
+            Traffic::Rr => (
+                format!(
+                    "TCP request/response, endpoint {k} alone (four: its replies pass {k} of \
+                     the 4 uplink programs)",
+                    k = from.start + 1
+                ),
+                "transactions/s",
+            ),
+            Traffic::Stream => (
+                "TCP stream, one per endpoint at once, summed".to_owned(),
+                "Gbit/s",
+            ),
+        })
+        .collect();
+    for from in cost_workloads() {
+        if from.len() == ENDPOINTS {
+            rows.extend([
+                (
+                    "`tc_from_endpoint` (request/response, every endpoint at once)".to_owned(),
+                    "ns per run",
+                ),
+                ("`tc_from_uplink` (the same)".to_owned(), "ns per run"),
+                (
+                    "`tc_from_uplink`, every program a reply passes (the same)".to_owned(),
+                    "ns per uplink packet",
+                ),
+                (
+                    "uplink programs a reply passes (four: about 2.5 if the networks' \
+                     traffic is even)"
+                        .to_owned(),
+                    "runs per uplink packet",
+                ),
+            ]);
+        } else {
+            rows.push((
+                format!(
+                    "`tc_from_uplink`, every program a reply passes, endpoint {} alone",
+                    from.start + 1
+                ),
+                "ns per uplink packet",
+            ));
+        }
+    }
     rows
+}
+
+/// The endpoints whose request/response the programs' costs are read
+/// over: all at once, then each alone (its replies' place in the chain).
+fn cost_workloads() -> Vec<Range<usize>> {
+    workloads()
+        .into_iter()
+        .filter(|(traffic, _)| *traffic == Traffic::Rr)
+        .map(|(_, from)| from)
+        .collect()
 }
 
 impl Site {
@@ -306,15 +351,13 @@ impl Site {
         Ok(tables.remove(0))
     }
 
-    /// One sample of `traffic` from every endpoint at once: each
+    /// One sample of `traffic` from endpoints `from` at once: each
     /// endpoint's figure (transactions/s or Gbit/s).
-    fn measure(&self, traffic: Traffic, secs: u64) -> Result<Vec<f64>> {
+    fn measure(&self, traffic: Traffic, from: Range<usize>, secs: u64) -> Result<Vec<f64>> {
         thread::scope(|s| {
-            let runs: Vec<_> = self
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, ep)| {
+            let runs: Vec<_> = from
+                .map(|i| {
+                    let ep = &self.endpoints[i];
                     s.spawn(move || -> Result<f64> {
                         let base = match traffic {
                             Traffic::Rr => SOCKPERF_PORT_BASE,
@@ -344,10 +387,16 @@ impl Site {
 
     /// `measure`, taken again (up to `RETRIES` times) when a client fails
     /// or an endpoint reads zero; `notes` says which.
-    fn sample(&self, traffic: Traffic, secs: u64, notes: &mut Vec<String>) -> Result<Vec<f64>> {
+    fn sample(
+        &self,
+        traffic: Traffic,
+        from: Range<usize>,
+        secs: u64,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<f64>> {
         let mut why = anyhow!("not run");
         for _ in 0..=RETRIES {
-            match self.measure(traffic, secs) {
+            match self.measure(traffic, from.clone(), secs) {
                 Ok(v) if v.iter().all(|x| x.is_finite() && *x > 0.0) => return Ok(v),
                 Ok(v) => why = anyhow!("an endpoint read zero: {v:?}"),
                 Err(e) => why = e,
@@ -357,16 +406,19 @@ impl Site {
         Err(why.context(format!("{}: failed {} times", self.shape.name, RETRIES + 1)))
     }
 
-    /// ns per program run over one request/response sample (the kernel's
-    /// run-time stats, which must be on); fails unless every network's
-    /// endpoint and uplink programs ran (the NAT path was taken).
-    fn costs(&self, secs: u64) -> Result<Costs> {
+    /// ns per program run over one request/response sample from endpoints
+    /// `from` (the kernel's run-time stats, which must be on); fails unless
+    /// the endpoint and uplink programs of each of their networks ran (the
+    /// NAT path was taken).
+    fn costs(&self, from: Range<usize>, secs: u64) -> Result<Costs> {
         let before = self.snapshots()?;
-        self.measure(Traffic::Rr, secs)?;
+        self.measure(Traffic::Rr, from.clone(), secs)?;
         let after = self.snapshots()?;
         let ran: Vec<Vec<ProgramCost>> =
             after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
-        for (name, costs) in self.networks.iter().zip(&ran) {
+        for i in from {
+            let net = i % self.networks.len();
+            let (name, costs) = (&self.networks[net], &ran[net]);
             for program in ["tc_from_endpoint", "tc_from_uplink"] {
                 ensure!(
                     costs.iter().any(|c| c.program == program),
@@ -587,11 +639,11 @@ fn report(
     let mut md = format!(
         "\nMany networks on one uplink: four netfwd networks (TC) masqueraded behind one uplink \
          against one network, {ENDPOINTS} endpoints on each (one per network, or all in the \
-         one), every endpoint talking to the internet namespace at once. The four share one \
+         one), talking to the internet namespace all at once or one alone. The four share one \
          NAT table (`{table}`) and put four uplink programs in the uplink's TCX chain. \
          {rounds} paired rounds of {secs} s each (the two setups in a new random order for \
          each workload of each round; the programs' costs from the kernel's run-time stats, \
-         on only for that workload); ratio of each round's pair, median (min–max), each \
+         on only while they are read, over request/response samples of their own); ratio of each round's pair, median (min–max), each \
          setup's median beside it.\n\n\
          | measure | unit | four networks | one network | four ÷ one |\n|---|---|---|---|---|\n"
     );
