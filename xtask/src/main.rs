@@ -65,6 +65,11 @@ enum Command {
         /// with drop events on, and built without it), a few minutes.
         #[arg(long, conflicts_with_all = ["control_plane", "cluster"])]
         monitor: bool,
+        /// Only the many-networks rows (four networks on one uplink
+        /// against one: request/response, streams, program costs,
+        /// misdelivery), about a minute with --quick.
+        #[arg(long, conflicts_with_all = ["control_plane", "cluster", "monitor"])]
+        networks: bool,
         /// The netfwd binary to measure, with its netfwd-cni beside it
         /// (another build, e.g. main's, against the same baselines);
         /// default: this workspace's release build.
@@ -128,14 +133,16 @@ fn exec(cli: Cli) -> Result<()> {
             control_plane,
             cluster,
             monitor,
+            networks,
             netfwd,
         } => {
             setup::exec()?;
             build()?;
-            let sections = match (control_plane, cluster, monitor) {
-                (true, _, _) => bench::Sections::ControlPlane,
-                (_, true, _) => bench::Sections::Cluster,
-                (_, _, true) => bench::Sections::Monitor,
+            let sections = match (control_plane, cluster, monitor, networks) {
+                (true, ..) => bench::Sections::ControlPlane,
+                (_, true, ..) => bench::Sections::Cluster,
+                (_, _, true, _) => bench::Sections::Monitor,
+                (.., true) => bench::Sections::Networks,
                 _ => bench::Sections::All,
             };
             bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, sections)

@@ -2,8 +2,9 @@
 //! bridge with iptables) and against the limit (a bare veth pair; plain
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
-//! setup alike; then what the monitor costs (`monitor`), the control
-//! plane's rows (`control`, `docker`) and the cluster's (`cluster`). Results go to
+//! setup alike; then what the monitor costs (`monitor`), four networks on
+//! one uplink against one (`networks`), the control plane's rows
+//! (`control`, `docker`) and the cluster's (`cluster`). Results go to
 //! `bench-results/<time>/` and the tables to stdout.
 
 mod cluster;
@@ -11,6 +12,7 @@ mod control;
 mod docker;
 mod expiry;
 mod monitor;
+mod networks;
 mod path_cost;
 mod progstats;
 mod report;
@@ -35,6 +37,7 @@ pub enum Sections {
     ControlPlane,
     Cluster,
     Monitor,
+    Networks,
 }
 
 /// The sections `sections` names.
@@ -47,6 +50,7 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
     let alone = match sections {
         Sections::Cluster => Some(cluster::exec(netfwd, quick, &dir)),
         Sections::Monitor => Some(monitor::exec(netfwd, quick, &dir)),
+        Sections::Networks => Some(networks::exec(netfwd, quick, &dir)),
         _ => None,
     };
     if let Some(rows) = alone {
@@ -58,11 +62,15 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
     } else {
         let (md, json, svg) = data_plane(netfwd, quick, &dir)?;
         report::write(&out, &md, &json, &svg)?;
-        // The monitor's rows are one section of many: a failure is
-        // reported in their place.
-        match monitor::exec(netfwd, quick, &dir) {
+        // The monitor's rows and the networks' are sections of many: a
+        // failure is reported in their place.
+        let md = match monitor::exec(netfwd, quick, &dir) {
             Ok(rows) => md + &rows,
             Err(e) => md + &format!("\nMonitor rows: failed ({e:#}).\n"),
+        };
+        match networks::exec(netfwd, quick, &dir) {
+            Ok(rows) => md + &rows,
+            Err(e) => md + &format!("\nMany-networks rows: failed ({e:#}).\n"),
         }
     };
     let control = control::exec(netfwd, quick, &dir);

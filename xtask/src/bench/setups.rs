@@ -120,6 +120,39 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     run(command("nsenter", &full).stdout(std::process::Stdio::null()))
 }
 
+/// The uplink `up0` of host namespace `h` at `UPLINK_IP`, its peer `inet0`
+/// in namespace `i` at `INTERNET_IP`, the host's default route through it.
+pub fn uplink(h: &str, i: &str) -> Result<()> {
+    ip(&[
+        "-n", h, "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", i,
+    ])?;
+    ip(&[
+        "-n",
+        h,
+        "addr",
+        "add",
+        &format!("{UPLINK_IP}/24"),
+        "dev",
+        "up0",
+    ])?;
+    ip(&["-n", h, "link", "set", "up0", "up"])?;
+    ip(&["-n", h, "route", "add", "default", "via", INTERNET_IP])?;
+    ip(&[
+        "-n",
+        i,
+        "addr",
+        "add",
+        &format!("{INTERNET_IP}/24"),
+        "dev",
+        "inet0",
+    ])?;
+    ip(&["-n", i, "link", "set", "inet0", "up"])?;
+    // The internet's end as a wire, on every setup alike: full
+    // checksums, and NAPI to take XDP frames (which netfwd's XDP setup
+    // needs, see netfwd-ebpf's `xdp`).
+    in_ns(i, &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"])
+}
+
 impl Setup {
     pub fn build(kind: Kind, id: u32, netfwd: &Path, dir: &Path) -> Result<Setup> {
         let prefix = format!("nfb{id}{}", kind.tag());
@@ -141,7 +174,7 @@ impl Setup {
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        setup.uplink()?;
+        uplink(&setup.host, &setup.internet)?;
         match kind {
             Kind::Baseline => setup.bridge_and_iptables(PUBLISHED)?,
             Kind::BaselineNoPorts => setup.bridge_and_iptables(0)?,
@@ -150,38 +183,6 @@ impl Setup {
             Kind::Limit => setup.bare()?,
         }
         Ok(setup)
-    }
-
-    fn uplink(&self) -> Result<()> {
-        let (h, i) = (self.host.as_str(), self.internet.as_str());
-        ip(&[
-            "-n", h, "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", i,
-        ])?;
-        ip(&[
-            "-n",
-            h,
-            "addr",
-            "add",
-            &format!("{UPLINK_IP}/24"),
-            "dev",
-            "up0",
-        ])?;
-        ip(&["-n", h, "link", "set", "up0", "up"])?;
-        ip(&["-n", h, "route", "add", "default", "via", INTERNET_IP])?;
-        ip(&[
-            "-n",
-            i,
-            "addr",
-            "add",
-            &format!("{INTERNET_IP}/24"),
-            "dev",
-            "inet0",
-        ])?;
-        ip(&["-n", i, "link", "set", "inet0", "up"])?;
-        // The internet's end as a wire, on every setup alike: full
-        // checksums, and NAPI to take XDP frames (which netfwd's XDP setup
-        // needs, see netfwd-ebpf's `xdp`).
-        in_ns(i, &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"])
     }
 
     /// Two endpoint namespaces on veths into the host, named `hc`/`hs` there.
@@ -517,7 +518,7 @@ fn extra_addresses() -> impl Iterator<Item = String> {
 }
 
 /// An empty cgroup v2 directory of the bench's own.
-fn cgroup_dir(id: u32, tag: &str) -> Result<PathBuf> {
+pub fn cgroup_dir(id: u32, tag: &str) -> Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let root = mountinfo
         .lines()

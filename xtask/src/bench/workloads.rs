@@ -709,7 +709,8 @@ pub fn pinned_map_info(pin: &std::path::Path) -> Result<serde_json::Value> {
     serde_json::from_str(&info).context("bpftool's JSON")
 }
 
-fn enter(ns: &str) -> Result<()> {
+/// Moves the calling thread into network namespace `ns`.
+pub fn enter(ns: &str) -> Result<()> {
     let file = std::fs::File::open(format!("/run/netns/{ns}"))?;
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("entering {ns}"))
