@@ -157,10 +157,10 @@ struct GcOutcome {
 struct Metrics {
     /// Packets seen less those dropped.
     forward_packets: Family<Traffic, Counter>,
-    /// Bytes seen, dropped ones included: the datapath counts no bytes
-    /// per drop yet.
+    /// Bytes seen less those dropped.
     forward_bytes: Family<Traffic, Counter>,
     drop_packets: Family<Dropped, Counter>,
+    drop_bytes: Family<Dropped, Counter>,
     nat_flows: Family<NatFlows, Gauge>,
     nat_max_flows: Family<UplinkLabel, Gauge>,
     map_pressure: Family<MapLabel, Gauge<f64, AtomicU64>>,
@@ -258,15 +258,16 @@ impl Metrics {
             .inc_by(counters.rx_packets.saturating_sub(counters.dropped));
         self.forward_bytes
             .get_or_create(&traffic)
-            .inc_by(counters.rx_bytes);
+            .inc_by(counters.rx_bytes.saturating_sub(counters.dropped_bytes));
         for (&reason, &packets) in &counters.drops {
-            self.drop_packets
-                .get_or_create(&Dropped {
-                    network: network.to_owned(),
-                    reason,
-                    direction,
-                })
-                .inc_by(packets);
+            let dropped = Dropped {
+                network: network.to_owned(),
+                reason,
+                direction,
+            };
+            let bytes = counters.drop_bytes.get(reason).copied().unwrap_or(0);
+            self.drop_packets.get_or_create(&dropped).inc_by(packets);
+            self.drop_bytes.get_or_create(&dropped).inc_by(bytes);
         }
     }
 
@@ -280,13 +281,18 @@ impl Metrics {
         );
         registry.register(
             "forward_bytes",
-            "Bytes the datapath saw, dropped packets' included",
+            "Bytes the datapath passed on (seen less dropped)",
             self.forward_bytes,
         );
         registry.register(
             "drop_packets",
             "Packets the datapath dropped, by reason",
             self.drop_packets,
+        );
+        registry.register(
+            "drop_bytes",
+            "Bytes the datapath dropped, by reason",
+            self.drop_bytes,
         );
         registry.register(
             "nat_flows",

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use netfwd_common::{counters::IfaceCounters, drop::DropReason};
+use netfwd_common::{
+    counters::IfaceCounters,
+    drop::{DROP_REASON_SLOTS, DropReason},
+};
 use serde::Serialize;
 
 use crate::{
@@ -130,7 +133,11 @@ pub struct CountersStatus {
     pub arp_replies: u64,
     pub translated: u64,
     pub dropped: u64,
+    pub dropped_bytes: u64,
+    /// Packets dropped, by reason.
     pub drops: BTreeMap<&'static str, u64>,
+    /// Bytes dropped, by reason.
+    pub drop_bytes: BTreeMap<&'static str, u64>,
 }
 
 impl From<&IfaceCounters> for CountersStatus {
@@ -143,12 +150,19 @@ impl From<&IfaceCounters> for CountersStatus {
             arp_replies: c.arp_replies,
             translated: c.translated,
             dropped: c.dropped(),
-            drops: DropReason::ALL
-                .iter()
-                .map(|r| (r.name(), c.drops[r.slot()]))
-                .collect(),
+            dropped_bytes: c.dropped_bytes(),
+            drops: by_reason(&c.drops),
+            drop_bytes: by_reason(&c.drop_bytes),
         }
     }
+}
+
+/// A per-reason counter array by reason name.
+fn by_reason(slots: &[u64; DROP_REASON_SLOTS]) -> BTreeMap<&'static str, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.name(), slots[r.slot()]))
+        .collect()
 }
 
 /// The networks of this namespace, and the orphans of any.
