@@ -6,7 +6,7 @@
 //! only: no lock taken, nothing changed. Names follow Cilium's; no label
 //! carries an address.
 
-use std::{net::SocketAddr, path::Path, sync::atomic::AtomicU64};
+use std::{collections::BTreeSet, net::SocketAddr, path::Path, sync::atomic::AtomicU64};
 
 use anyhow::{Context as _, Result};
 use prometheus_client::{
@@ -125,10 +125,13 @@ struct NetworkLabel {
     network: String,
 }
 
+/// An uplink's NAT flows of one kind: labelled by the uplink, whose table
+/// the networks on it share, so that no flow is counted twice.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NatFlows {
-    network: String,
     uplink: String,
+    proto: &'static str,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +165,9 @@ struct Metrics {
     drop_packets: Family<Dropped, Counter>,
     drop_bytes: Family<Dropped, Counter>,
     nat_flows: Family<NatFlows, Gauge>,
+    /// The uplinks whose table `nat_flows` holds: each from the first of
+    /// its networks (the others read the same table).
+    nat_uplinks: BTreeSet<String>,
     nat_max_flows: Family<UplinkLabel, Gauge>,
     map_pressure: Family<MapLabel, Gauge<f64, AtomicU64>>,
     nat_gc_runs: Counter,
@@ -203,12 +209,17 @@ impl Metrics {
             .set(gauge_value(net.published.len()));
         if let (Some(nat), Some(uplink)) = (&net.nat, &net.uplink) {
             let uplink = uplink.ifname.clone();
-            self.nat_flows
-                .get_or_create(&NatFlows {
-                    network: labels.network.clone(),
-                    uplink: uplink.clone(),
-                })
-                .set(gauge_value(nat.flows));
+            if self.nat_uplinks.insert(uplink.clone()) {
+                for kind in &nat.by_kind {
+                    self.nat_flows
+                        .get_or_create(&NatFlows {
+                            uplink: uplink.clone(),
+                            proto: kind.proto,
+                            state: kind.state,
+                        })
+                        .set(gauge_value(kind.flows));
+                }
+            }
             self.nat_max_flows
                 .get_or_create(&UplinkLabel { uplink })
                 .set(i64::from(nat.max_flows));
@@ -296,7 +307,7 @@ impl Metrics {
         );
         registry.register(
             "nat_flows",
-            "The network's NAT flows in its uplink's table",
+            "The flows in the uplink's NAT table (every network's on it), by protocol and state",
             self.nat_flows,
         );
         registry.register(

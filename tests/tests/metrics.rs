@@ -1,7 +1,8 @@
 //! `netfwd daemon --metrics ADDR` (docs/operations.md, "Metrics"): the
 //! scrape parses with a Prometheus text-format parser, and its values agree
 //! with `stats --json` and `status --json` taken right after; one spoofed
-//! packet is one `ip_spoofed` drop of its length in both.
+//! packet is one `ip_spoofed` drop of its length in both, and the ping's
+//! NAT flow is one `icmp` `replied` flow of the uplink in both.
 
 use netfwd_tests::{Daemon, Lab, assert_ping, in_ns_ok, internet::INTERNET_IP, lab, scapy_sendp};
 use prometheus_parse::{Sample, Scrape, Value as Metric};
@@ -147,16 +148,45 @@ fn the_metrics_parse_and_agree_with_stats_and_status() {
 
     let nat = &status["nat"];
     let uplink = status["uplink"]["ifname"].as_str().unwrap();
+    // The table is the lab's network's alone: its flows are the network's.
+    let by_kind = nat["by_kind"].as_array().unwrap();
+    let kinds_total: u64 = by_kind.iter().map(|k| k["flows"].as_u64().unwrap()).sum();
+    assert_eq!(kinds_total, nat["flows"].as_u64().unwrap(), "{nat:#}");
+    for kind in by_kind {
+        let (proto, state) = (
+            kind["proto"].as_str().unwrap(),
+            kind["state"].as_str().unwrap(),
+        );
+        assert_eq!(
+            value(
+                samples,
+                "netfwd_nat_flows",
+                &[("uplink", uplink), ("proto", proto), ("state", state)]
+            ),
+            kind["flows"].as_u64().unwrap(),
+            "{proto} {state}: {text}"
+        );
+    }
     assert_eq!(
+        value(samples, "netfwd_nat_flows", &[("uplink", uplink)]),
+        kinds_total,
+        "no kind but status's: {text}"
+    );
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.metric == "netfwd_nat_flows")
+            .all(|s| s.labels.get("network").is_none()),
+        "labelled by uplink, not network: {text}"
+    );
+    assert!(
         value(
             samples,
             "netfwd_nat_flows",
-            &[("network", net), ("uplink", uplink)]
-        ),
-        nat["flows"].as_u64().unwrap(),
-        "{text}"
+            &[("uplink", uplink), ("proto", "icmp"), ("state", "replied")]
+        ) >= 1,
+        "the ping's flow: {text}"
     );
-    assert!(nat["flows"].as_u64().unwrap() >= 1, "the ping's flow");
     assert_eq!(
         value(samples, "netfwd_nat_max_flows", &[("uplink", uplink)]),
         nat["max_flows"].as_u64().unwrap()

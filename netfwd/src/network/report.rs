@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{
     config::{Mode, Network, Proto},
-    loader::{self, AttachedProgram, NetworkDatapath},
+    loader::{self, AttachedProgram, NetworkDatapath, nat_table::FlowKind},
     name::NetworkName,
     netlink::{Link, Netlink, format_mac},
     netns,
@@ -69,7 +69,11 @@ pub struct HostInterfaceStatus {
 
 #[derive(Serialize)]
 pub struct NatStatus {
+    /// The network's flows.
     pub flows: usize,
+    /// Every flow of the uplink's table (each network's on it), by
+    /// protocol and state.
+    pub by_kind: Vec<FlowKind>,
     pub max_flows: u32,
     pub port_min: u16,
     pub port_max: u16,
@@ -288,8 +292,10 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
             let (memory_bytes, max_flows) = m.nat_capacity()?;
+            let census = m.flow_census(&net.subnet)?;
             Some(NatStatus {
-                flows: m.flow_count(&net.subnet)?,
+                flows: census.subnet_flows,
+                by_kind: census.by_kind,
                 max_flows,
                 port_min: net.nat.port_min,
                 port_max: net.nat.port_max,
