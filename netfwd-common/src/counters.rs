@@ -23,6 +23,9 @@ pub struct IfaceCounters {
     pub translated: u64,
     /// Packets dropped, indexed by [`crate::drop::DropReason`].
     pub drops: [u64; DROP_REASON_SLOTS],
+    /// Bytes of the packets dropped (as `rx_bytes` counts them), indexed
+    /// as `drops`. Last, so the fields before it keep their offsets.
+    pub drop_bytes: [u64; DROP_REASON_SLOTS],
 }
 
 impl IfaceCounters {
@@ -37,11 +40,19 @@ impl IfaceCounters {
         for (sum, n) in self.drops.iter_mut().zip(other.drops.iter()) {
             *sum += n;
         }
+        for (sum, n) in self.drop_bytes.iter_mut().zip(other.drop_bytes.iter()) {
+            *sum += n;
+        }
     }
 
     /// Packets dropped for any reason.
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum()
+    }
+
+    /// Bytes dropped for any reason.
+    pub fn dropped_bytes(&self) -> u64 {
+        self.drop_bytes.iter().sum()
     }
 }
 

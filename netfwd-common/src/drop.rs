@@ -77,8 +77,8 @@ pub enum DropReason {
     NdSpoofed = 20,
 }
 
-/// Slots in [`crate::counters::IfaceCounters::drops`]; room for reasons to
-/// come. (16 before reason 16: a pinned `COUNTERS` of the old size is made
+/// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
+/// room for reasons to come. (16 before reason 16: a pinned `COUNTERS` of the old size is made
 /// anew on the next load.)
 pub const DROP_REASON_SLOTS: usize = 32;
 

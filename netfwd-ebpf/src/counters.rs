@@ -25,8 +25,15 @@ pub fn account<C: Packet>(ctx: &C, point: Point, ifindex: u32, len: u32, verdict
         Verdict::Translated(_) => counters.translated += 1,
         Verdict::ToHost => counters.to_host += 1,
         Verdict::Drop(reason) => {
-            if let Some(slot) = counters.drops.get_mut(reason.slot()) {
-                *slot += 1;
+            // The same slot of two arrays of one length: the compiler
+            // checks the bound once, and a drop costs one add more.
+            let slot = reason.slot();
+            if let (Some(packets), Some(bytes)) = (
+                counters.drops.get_mut(slot),
+                counters.drop_bytes.get_mut(slot),
+            ) {
+                *packets += 1;
+                *bytes += u64::from(len);
             }
         }
     }

@@ -6,7 +6,7 @@
 //! only: no lock taken, nothing changed. Names follow Cilium's; no label
 //! carries an address.
 
-use std::{net::SocketAddr, path::Path, sync::atomic::AtomicU64};
+use std::{collections::BTreeSet, net::SocketAddr, path::Path, sync::atomic::AtomicU64};
 
 use anyhow::{Context as _, Result};
 use prometheus_client::{
@@ -125,10 +125,13 @@ struct NetworkLabel {
     network: String,
 }
 
+/// An uplink's NAT flows of one kind: labelled by the uplink, whose table
+/// the networks on it share, so that no flow is counted twice.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NatFlows {
-    network: String,
     uplink: String,
+    proto: &'static str,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,11 +160,14 @@ struct GcOutcome {
 struct Metrics {
     /// Packets seen less those dropped.
     forward_packets: Family<Traffic, Counter>,
-    /// Bytes seen, dropped ones included: the datapath counts no bytes
-    /// per drop yet.
+    /// Bytes seen less those dropped.
     forward_bytes: Family<Traffic, Counter>,
     drop_packets: Family<Dropped, Counter>,
+    drop_bytes: Family<Dropped, Counter>,
     nat_flows: Family<NatFlows, Gauge>,
+    /// The uplinks whose table `nat_flows` holds: each from the first of
+    /// its networks (the others read the same table).
+    nat_uplinks: BTreeSet<String>,
     nat_max_flows: Family<UplinkLabel, Gauge>,
     map_pressure: Family<MapLabel, Gauge<f64, AtomicU64>>,
     nat_gc_runs: Counter,
@@ -203,12 +209,17 @@ impl Metrics {
             .set(gauge_value(net.published.len()));
         if let (Some(nat), Some(uplink)) = (&net.nat, &net.uplink) {
             let uplink = uplink.ifname.clone();
-            self.nat_flows
-                .get_or_create(&NatFlows {
-                    network: labels.network.clone(),
-                    uplink: uplink.clone(),
-                })
-                .set(gauge_value(nat.flows));
+            if self.nat_uplinks.insert(uplink.clone()) {
+                for kind in &nat.by_kind {
+                    self.nat_flows
+                        .get_or_create(&NatFlows {
+                            uplink: uplink.clone(),
+                            proto: kind.proto,
+                            state: kind.state,
+                        })
+                        .set(gauge_value(kind.flows));
+                }
+            }
             self.nat_max_flows
                 .get_or_create(&UplinkLabel { uplink })
                 .set(i64::from(nat.max_flows));
@@ -258,15 +269,16 @@ impl Metrics {
             .inc_by(counters.rx_packets.saturating_sub(counters.dropped));
         self.forward_bytes
             .get_or_create(&traffic)
-            .inc_by(counters.rx_bytes);
+            .inc_by(counters.rx_bytes.saturating_sub(counters.dropped_bytes));
         for (&reason, &packets) in &counters.drops {
-            self.drop_packets
-                .get_or_create(&Dropped {
-                    network: network.to_owned(),
-                    reason,
-                    direction,
-                })
-                .inc_by(packets);
+            let dropped = Dropped {
+                network: network.to_owned(),
+                reason,
+                direction,
+            };
+            let bytes = counters.drop_bytes.get(reason).copied().unwrap_or(0);
+            self.drop_packets.get_or_create(&dropped).inc_by(packets);
+            self.drop_bytes.get_or_create(&dropped).inc_by(bytes);
         }
     }
 
@@ -280,7 +292,7 @@ impl Metrics {
         );
         registry.register(
             "forward_bytes",
-            "Bytes the datapath saw, dropped packets' included",
+            "Bytes the datapath passed on (seen less dropped)",
             self.forward_bytes,
         );
         registry.register(
@@ -289,8 +301,13 @@ impl Metrics {
             self.drop_packets,
         );
         registry.register(
+            "drop_bytes",
+            "Bytes the datapath dropped, by reason",
+            self.drop_bytes,
+        );
+        registry.register(
             "nat_flows",
-            "The network's NAT flows in its uplink's table",
+            "The flows in the uplink's NAT table (every network's on it), by protocol and state",
             self.nat_flows,
         );
         registry.register(

@@ -342,7 +342,9 @@ fn an_address_of_the_subnet_that_no_endpoint_holds_is_dropped() {
 #[test]
 fn ipv4_with_another_endpoints_source_or_a_foreign_mac_is_dropped() {
     let mut lab = TwoEndpoints::new("v4-spoof");
-    let (action, _) = lab.run(&ipv4_ping(B_MAC, B_IP, GATEWAY));
+    let mut spoofed_ip = ipv4_ping(B_MAC, B_IP, GATEWAY);
+    spoofed_ip.extend_from_slice(&[0; 100]);
+    let (action, _) = lab.run(&spoofed_ip);
     assert_eq!(action, TC_ACT_SHOT, "B's address from A's interface");
     let mut foreign_mac = ipv4_ping(B_MAC, A_IP, B_IP);
     foreign_mac[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xee]);
@@ -351,6 +353,17 @@ fn ipv4_with_another_endpoints_source_or_a_foreign_mac_is_dropped() {
     let c = lab.counters();
     assert_eq!(c.drops[DropReason::IpSpoofed.slot()], 1);
     assert_eq!(c.drops[DropReason::MacSpoofed.slot()], 1);
+    // Each reason's bytes are its own packet's (the first padded past
+    // its IP length, as the skb carries it).
+    assert_eq!(
+        c.drop_bytes[DropReason::IpSpoofed.slot()],
+        spoofed_ip.len() as u64
+    );
+    assert_eq!(
+        c.drop_bytes[DropReason::MacSpoofed.slot()],
+        foreign_mac.len() as u64
+    );
+    assert_eq!(c.dropped_bytes(), c.rx_bytes, "every byte seen was dropped");
 }
 
 #[test]

@@ -43,8 +43,9 @@ fn print_human(report: &StatsReport) {
             );
             for reason in DropReason::ALL {
                 let n = c.drops.get(reason.name()).copied().unwrap_or(0);
+                let bytes = c.drop_bytes.get(reason.name()).copied().unwrap_or(0);
                 if n > 0 {
-                    println!("      dropped {n} ({})", reason.name());
+                    println!("      dropped {n} ({}, {bytes} bytes)", reason.name());
                 }
             }
         }

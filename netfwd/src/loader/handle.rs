@@ -16,14 +16,14 @@ use netfwd_common::{
         REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL, TunnelConfig,
     },
     nat::{
-        DIR_INGRESS, ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
-        PublishTarget, max_unreplied,
+        ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey, PublishTarget,
+        max_unreplied,
     },
 };
 
 use super::{
     AttachOutcome, DatapathMaps, Programs,
-    nat_table::{self, Flow},
+    nat_table::{self, Census, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
 use ipnet::Ipv4Net;
@@ -420,12 +420,10 @@ impl NetworkDatapath {
         ))
     }
 
-    /// How many NAT flows `subnet`'s endpoints have.
-    pub fn flow_count(&self, subnet: &Ipv4Net) -> Result<usize> {
-        Ok(nat_table::of_subnet(self.maps.nat_entries()?, subnet)
-            .iter()
-            .filter(|(k, _)| k.dir == DIR_INGRESS)
-            .count())
+    /// How many NAT flows `subnet`'s endpoints have, and the whole
+    /// table's flows by kind: one read of the table for both.
+    pub fn flow_census(&self, subnet: &Ipv4Net) -> Result<Census> {
+        Ok(nat_table::census(&self.maps.nat_entries()?, subnet))
     }
 
     /// What the kernel charges for the NAT table, and how many flows it

@@ -502,8 +502,8 @@ fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
 }
 
 /// Maps whose entries grew in a release: pinned by an older netfwd, they
-/// are made anew (`COUNTERS` got room for more drop reasons, `NAT_CONFIG`
-/// the unanswered-flow share).
+/// are made anew (`COUNTERS` got room for more drop reasons, then the
+/// dropped bytes; `NAT_CONFIG` the unanswered-flow share).
 const RESIZED_MAPS: [(&str, usize, usize); 2] = [
     (
         names::MAP_COUNTERS,

@@ -3,7 +3,10 @@
 //! `netfwd nat list` and `status`. Expired flows are removed in the kernel
 //! (`netfwd-ebpf/src/nat/sweep.rs`), not here.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
@@ -36,14 +39,67 @@ pub struct Flow {
     pub expires_in_secs: u64,
 }
 
+/// How many flows of one protocol in one state a table holds.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct FlowKind {
+    /// `tcp`, `udp`, `icmp` or `other`, as `nat list` names them.
+    pub proto: &'static str,
+    /// As `nat list` names it: `syn_sent`, `syn_recv`, `established`,
+    /// `closing` for TCP; `unreplied`, `replied` for the rest.
+    pub state: &'static str,
+    pub flows: usize,
+}
+
+/// A table's flows counted in one pass, without a `Flow` apiece: those of
+/// one subnet's endpoints, and all of them by kind (a few counters,
+/// whatever the table's size).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Census {
+    pub subnet_flows: usize,
+    /// Every flow of the table, each network's on a shared uplink, by
+    /// protocol and state, in that order.
+    pub by_kind: Vec<FlowKind>,
+}
+
+/// Counts `entries`' flows (by their ingress entries) for [`Census`].
+pub fn census(entries: &[(NatKey, NatEntry)], subnet: &Ipv4Net) -> Census {
+    let mut subnet_flows = 0;
+    let mut kinds = BTreeMap::new();
+    for (k, v) in entries.iter().filter(|(k, _)| k.is_ingress()) {
+        if in_subnet(k, v, subnet) {
+            subnet_flows += 1;
+        }
+        *kinds
+            .entry((protocol_name(k.proto), state_name(k.proto, v.flags)))
+            .or_insert(0) += 1;
+    }
+    Census {
+        subnet_flows,
+        by_kind: kinds
+            .into_iter()
+            .map(|((proto, state), flows)| FlowKind {
+                proto,
+                state,
+                flows,
+            })
+            .collect(),
+    }
+}
+
 /// The entries of the flows of `subnet`'s endpoints, in a table that all
-/// networks on an uplink share: an ingress entry by the endpoint it leads to,
-/// an egress entry by its inside source.
+/// networks on an uplink share.
 pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(NatKey, NatEntry)> {
     entries
         .into_iter()
-        .filter(|(k, v)| subnet.contains(&Ipv4Addr::from(k.inside_addr(v))))
+        .filter(|(k, v)| in_subnet(k, v, subnet))
         .collect()
+}
+
+/// Whether entry `k` -> `v` belongs to a flow of `subnet`'s endpoints: an
+/// ingress entry by the endpoint it leads to, an egress entry by its inside
+/// source.
+fn in_subnet(k: &NatKey, v: &NatEntry, subnet: &Ipv4Net) -> bool {
+    subnet.contains(&Ipv4Addr::from(k.inside_addr(v)))
 }
 
 /// The flows of a table, from their reply-direction entries (which hold the
@@ -144,6 +200,30 @@ mod tests {
                 expires_in_secs: 30,
             }]
         );
+    }
+
+    #[test]
+    fn the_census_counts_a_subnets_flows_and_every_flow_by_kind() {
+        let mut entries = udp_flow(0).to_vec();
+        let mut other = udp_flow(0);
+        for (k, v) in &mut other {
+            // Another network's endpoint on the same uplink, unanswered.
+            if k.is_ingress() {
+                v.addr = [10, 1, 0, 2];
+                v.flags = 0;
+            } else {
+                k.saddr = [10, 1, 0, 2];
+            }
+        }
+        entries.extend(other);
+        let census = census(&entries, &"10.0.0.0/24".parse().unwrap());
+        assert_eq!(census.subnet_flows, 1);
+        let kind = |state, flows| FlowKind {
+            proto: "udp",
+            state,
+            flows,
+        };
+        assert_eq!(census.by_kind, [kind("replied", 1), kind("unreplied", 1)]);
     }
 
     #[test]

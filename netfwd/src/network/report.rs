@@ -6,12 +6,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use netfwd_common::{counters::IfaceCounters, drop::DropReason};
+use netfwd_common::{
+    counters::IfaceCounters,
+    drop::{DROP_REASON_SLOTS, DropReason},
+};
 use serde::Serialize;
 
 use crate::{
     config::{Mode, Network, Proto},
-    loader::{self, AttachedProgram, NetworkDatapath},
+    loader::{self, AttachedProgram, NetworkDatapath, nat_table::FlowKind},
     name::NetworkName,
     netlink::{Link, Netlink, format_mac},
     netns,
@@ -66,7 +69,11 @@ pub struct HostInterfaceStatus {
 
 #[derive(Serialize)]
 pub struct NatStatus {
+    /// The network's flows.
     pub flows: usize,
+    /// Every flow of the uplink's table (each network's on it), by
+    /// protocol and state.
+    pub by_kind: Vec<FlowKind>,
     pub max_flows: u32,
     pub port_min: u16,
     pub port_max: u16,
@@ -130,7 +137,11 @@ pub struct CountersStatus {
     pub arp_replies: u64,
     pub translated: u64,
     pub dropped: u64,
+    pub dropped_bytes: u64,
+    /// Packets dropped, by reason.
     pub drops: BTreeMap<&'static str, u64>,
+    /// Bytes dropped, by reason.
+    pub drop_bytes: BTreeMap<&'static str, u64>,
 }
 
 impl From<&IfaceCounters> for CountersStatus {
@@ -143,12 +154,19 @@ impl From<&IfaceCounters> for CountersStatus {
             arp_replies: c.arp_replies,
             translated: c.translated,
             dropped: c.dropped(),
-            drops: DropReason::ALL
-                .iter()
-                .map(|r| (r.name(), c.drops[r.slot()]))
-                .collect(),
+            dropped_bytes: c.dropped_bytes(),
+            drops: by_reason(&c.drops),
+            drop_bytes: by_reason(&c.drop_bytes),
         }
     }
+}
+
+/// A per-reason counter array by reason name.
+fn by_reason(slots: &[u64; DROP_REASON_SLOTS]) -> BTreeMap<&'static str, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.name(), slots[r.slot()]))
+        .collect()
 }
 
 /// The networks of this namespace, and the orphans of any.
@@ -274,8 +292,10 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
             let (memory_bytes, max_flows) = m.nat_capacity()?;
+            let census = m.flow_census(&net.subnet)?;
             Some(NatStatus {
-                flows: m.flow_count(&net.subnet)?,
+                flows: census.subnet_flows,
+                by_kind: census.by_kind,
                 max_flows,
                 port_min: net.nat.port_min,
                 port_max: net.nat.port_max,
