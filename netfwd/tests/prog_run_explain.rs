@@ -59,17 +59,21 @@ fn the_copy_answers_with_the_pinned_maps_contents_and_changes_none_of_them() {
     // A spoofed source: dropped, and said why.
     let mut spoofed = eth(A_HOST_MAC, A_MAC, 0x0800);
     spoofed.extend(ipv4(SPOOFED_IP, GATEWAY, 17, udp(4242, 53, b"x", true)));
-    let run = copy.run_from_endpoint(&spoofed, LO).unwrap();
-    assert_eq!(run.action, TC_ACT_SHOT);
-    assert_eq!(run.events.len(), 1, "{:?}", run.events);
-    assert_eq!(run.events[0].kind, EVENT_DROP);
-    assert_eq!(run.events[0].reason, DropReason::IpSpoofed as u8);
+    // With XDP in front, the same: XDP leaves drops to TC.
+    for xdp in [false, true] {
+        let run = copy.run_from_endpoint(&spoofed, LO, xdp).unwrap();
+        assert!(!run.xdp, "XDP finished a spoofed packet");
+        assert_eq!(run.action, TC_ACT_SHOT);
+        assert_eq!(run.events.len(), 1, "{:?}", run.events);
+        assert_eq!(run.events[0].kind, EVENT_DROP);
+        assert_eq!(run.events[0].reason, DropReason::IpSpoofed as u8);
+    }
 
     // The endpoint's own address (entered in the pinned `ENDPOINTS` only)
     // to the gateway: the host's, a trace event.
     let mut to_gateway = eth(A_HOST_MAC, A_MAC, 0x0800);
     to_gateway.extend(ipv4(A_IP, GATEWAY, 17, udp(4242, 53, b"x", true)));
-    let run = copy.run_from_endpoint(&to_gateway, LO).unwrap();
+    let run = copy.run_from_endpoint(&to_gateway, LO, false).unwrap();
     let trace = run.events.iter().find(|e| e.kind == EVENT_TRACE);
     assert_eq!(
         trace.map(|e| e.verdict),

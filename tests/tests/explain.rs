@@ -14,7 +14,7 @@ use netfwd_common::names::{MAP_NAT_EXPIRED, MAP_NAT_SWEEP};
 use netfwd_tests::{
     BPF_PIN_ROOT, Lab, Sandbox, assert_ping, drops, eventually, in_ns_ok,
     internet::{ECHO_PORT, EchoServer, INTERNET_IP, UPLINK_IP, in_netns, ip_of, tcp_echo},
-    lab, ping, scapy_sendp,
+    lab, ping, scapy_sendp, test_mode,
 };
 use serde_json::Value;
 
@@ -105,6 +105,11 @@ fn explain(sb: &Sandbox, net: &str, args: &[&str]) -> (i32, Value) {
     (code, answer)
 }
 
+/// Where the packets XDP finishes in XDP mode are seen.
+fn fast_path() -> &'static str {
+    if test_mode() == "xdp" { "XDP" } else { "TC" }
+}
+
 fn hop(answer: &Value, n: usize) -> &Value {
     &answer["hops"][n]
 }
@@ -137,6 +142,9 @@ fn explain_answers_as_traffic_goes_on_a_nat_network() {
     assert_eq!(hop(&answer, 0)["to"]["name"], b.as_str(), "{answer:#}");
     assert_eq!(hop(&answer, 1)["leg"], "reply", "{answer:#}");
     assert_eq!(hop(&answer, 1)["to"]["name"], a.as_str(), "{answer:#}");
+    // In XDP mode, XDP finishes both, as it does the real packets.
+    let point = hop(&answer, 0)["trace_observation_point"].clone();
+    assert_eq!(point, fast_path(), "{answer:#}");
 
     // Seed 001: the gateway is the host's, through its own stack.
     let (code, answer) = explain(sb, net, &["--from", A, "--to", GATEWAY]);
@@ -159,6 +167,9 @@ fn explain_answers_as_traffic_goes_on_a_nat_network() {
     let restored = format!("{A}:{SOURCE_PORT}");
     assert_eq!(back["translated"]["destination"], restored, "{answer:#}");
     assert_eq!(back["to"]["name"], a.as_str(), "{answer:#}");
+    assert_eq!(back["trace_observation_point"], fast_path(), "{answer:#}");
+    // A flow's first packet is TC's in either mode.
+    assert_eq!(out["trace_observation_point"], "TC", "{answer:#}");
 
     // An isolated pair: the other network of the host.
     let (code, answer) = explain(sb, net, &["--from", &a, "--to", C]);

@@ -179,7 +179,7 @@ pub enum Command {
     },
     /// What the datapath would do with a packet, without sending it.
     ///
-    /// The packet and its answer run through a copy of the network's TC
+    /// The packet and its answer run through a copy of the network's
     /// programs and maps (no live map changes), and each hop's verdict is
     /// printed: redirected where, translated to what, or dropped and why
     /// (the reasons `monitor` prints). Exits 3 when a hop drops it, 0 when

@@ -34,20 +34,18 @@ fn print_human(answer: &Answer) {
     for (n, hop) in answer.hops.iter().enumerate() {
         println!("  {} {}", n + 1, line(hop));
     }
-    if let Some(note) = &answer.note {
-        println!("  note: {note}");
-    }
     println!("{}", answer.verdict.to_lowercase());
 }
 
-/// One hop: `request from endpoint a (nfx-1): tcp … -> …  TRANSLATED to
-/// … -> …, out of uplink up0`.
+/// One hop: `request from endpoint a (nfx-1): tcp … -> …  TRANSLATED (tc)
+/// to … -> …, out of uplink up0`.
 fn line(hop: &Hop) -> String {
     let mut line = format!("{:<7} from {}: {}  ", hop.leg, place(&hop.from), hop.packet);
     match hop.drop_reason_desc {
         Some(reason) => line += &format!("DROPPED {reason}"),
         None => line += hop.verdict,
     }
+    line += &format!(" ({})", hop.trace_observation_point.to_lowercase());
     if let Some(translated) = &hop.translated {
         line += &format!(" to {translated}");
     }

@@ -1,11 +1,12 @@
 //! `netfwd explain`: what the datapath would do with a packet, asked
 //! without sending one. The packet is built (`packet`) and run through a
-//! private copy of the network's TC programs and maps
+//! private copy of the network's programs and maps
 //! (`loader::DatapathCopy`): first where its sender hands it over (an
 //! endpoint's host-side veth, or the uplink or LAN for an address outside),
-//! then its answer, where the first hop delivered it. Each hop's verdict is
-//! the event the copy's monitor wrote, named as `netfwd monitor` names it;
-//! the live maps are only read.
+//! then its answer, where the first hop delivered it; through XDP first
+//! where the interface runs it, as on the wire. Each hop's verdict is the
+//! event the copy's monitor wrote, named as `netfwd monitor` names it; the
+//! live maps are only read.
 
 pub mod packet;
 
@@ -67,11 +68,6 @@ impl std::str::FromStr for Destination {
 pub struct Answer {
     pub network: NetworkName,
     pub mode: Mode,
-    /// The programs run: the TC ones (`TC`), whatever the mode.
-    pub observation_point: &'static str,
-    /// Why the answer may differ from the network's own path, if it may.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
     pub packet: Tuple,
     pub hops: Vec<Hop>,
     /// `PASSED` when no hop drops the packet or its answer, else `DROPPED`.
@@ -96,6 +92,8 @@ pub struct Hop {
     /// As `netfwd monitor` names it: `REDIRECTED`, `FORWARDED` (routed),
     /// `TRANSLATED`, `TO_HOST`, `DROPPED`.
     pub verdict: &'static str,
+    /// `XDP` or `TC`: the program that decided.
+    pub trace_observation_point: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_reason_desc: Option<&'static str>,
     /// The packet as it leaves, when the datapath changed an address or a
@@ -123,6 +121,9 @@ pub struct Place {
     ifindex: u32,
     #[serde(skip)]
     macs: Macs,
+    /// Whether XDP runs on the interface, in front of TC.
+    #[serde(skip)]
+    xdp: bool,
 }
 
 /// The MACs a frame handed over at a place carries: to the datapath's
@@ -142,10 +143,11 @@ const SOURCE_PORT: u16 = 40_000;
 /// The MAC of a sender on the uplink or LAN (locally administered).
 const OUTSIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-/// TC's actions (`TC_ACT_*`), for a run with no event (a datapath built
-/// without the monitor's events).
+/// TC's and XDP's actions (`TC_ACT_*`, `XDP_*`), for a run with no event
+/// (a datapath built without the monitor's events).
 const TC_ACT_UNSPEC: i32 = -1;
 const TC_ACT_SHOT: i32 = 2;
+const XDP_DROP: i32 = 1;
 
 /// Answers `question` (in the network's namespace).
 pub async fn explain(question: &Question<'_>) -> Result<Answer> {
@@ -192,8 +194,6 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
     let mut answer = Answer {
         network: net.name.clone(),
         mode: net.mode,
-        observation_point: "TC",
-        note: xdp_note(&net),
         packet,
         hops,
         verdict: PASSED,
@@ -202,22 +202,6 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
         answer.verdict = DROPPED;
     }
     Ok(answer)
-}
-
-/// Where XDP runs in front of TC, a word that the TC programs were run:
-/// XDP passes the same gates and hands TC what it does not finish.
-fn xdp_note(net: &NetworkStatus) -> Option<String> {
-    let uplink = net
-        .uplink
-        .iter()
-        .chain(&net.lan)
-        .any(|i| i.mode == Mode::Xdp);
-    let endpoints = net.endpoints.iter().any(|e| e.mode == Mode::Xdp);
-    (uplink || endpoints).then(|| {
-        "XDP runs in front of TC here; explain runs the TC programs, whose gates XDP shares \
-         (a verdict XDP finishes is the same, seen at `xdp` in `netfwd monitor`)"
-            .to_owned()
-    })
 }
 
 /// Who sends the packet asked about.
@@ -271,6 +255,7 @@ impl Places {
                         host: entry.host_mac,
                         sender: entry.mac,
                     },
+                    xdp: ep.mode == Mode::Xdp,
                 },
             ));
         }
@@ -314,9 +299,9 @@ impl Places {
     fn run(&self, copy: &mut DatapathCopy, leg: Leg, at: Place, packet: Tuple) -> Result<Hop> {
         let frame = packet.frame(leg, at.macs.host, at.macs.sender);
         let run = if at.kind == ENDPOINT {
-            copy.run_from_endpoint(&frame, at.ifindex)?
+            copy.run_from_endpoint(&frame, at.ifindex, at.xdp)?
         } else {
-            copy.run_from_uplink(&frame, at.ifindex)?
+            copy.run_from_uplink(&frame, at.ifindex, at.xdp)?
         };
         let (verdict, reason) = verdict_of(&run);
         let out = Tuple::read(&run.frame).unwrap_or(packet);
@@ -329,6 +314,7 @@ impl Places {
             from: at,
             packet,
             verdict,
+            trace_observation_point: if run.xdp { "XDP" } else { "TC" },
             drop_reason_desc: reason,
             translated: (out != packet).then_some(out),
             to,
@@ -345,6 +331,7 @@ impl Places {
             interface: None,
             ifindex: 0,
             macs: Macs::default(),
+            xdp: false,
         };
         if verdict == "TO_HOST" {
             return host;
@@ -376,6 +363,7 @@ async fn host_interface(
     let Some(HostInterfaceStatus {
         ifname,
         ifindex: Some(ifindex),
+        mode,
         ..
     }) = status
     else {
@@ -391,6 +379,7 @@ async fn host_interface(
             host: mac,
             sender: OUTSIDE_MAC,
         },
+        xdp: *mode == Mode::Xdp,
     }))
 }
 
@@ -405,8 +394,10 @@ fn verdict_of(run: &ProgramRun) -> (&'static str, Option<&'static str>) {
     match event {
         Some(e) if e.verdict == VERDICT_DROPPED => (DROPPED, Some(reason_name(e.reason))),
         Some(e) => (verdict_name(e.verdict), None),
-        None if run.action == TC_ACT_SHOT => (DROPPED, Some("unknown")),
-        None if run.action == TC_ACT_UNSPEC => ("TO_HOST", None),
+        None if run.action == if run.xdp { XDP_DROP } else { TC_ACT_SHOT } => {
+            (DROPPED, Some("unknown"))
+        }
+        None if !run.xdp && run.action == TC_ACT_UNSPEC => ("TO_HOST", None),
         None => ("REDIRECTED", None),
     }
 }
