@@ -76,7 +76,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn passed(&self) -> bool {
-        self.hops.iter().all(|hop| hop.verdict != DROPPED)
+        self.verdict == PASSED
     }
 }
 
@@ -163,7 +163,7 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
             )
         })?;
     let places = Places::of(&net).await?;
-    let from = places.sender(question.from)?;
+    let (sender_addr, from) = places.sender(question.from)?;
     let proto = match (question.proto, question.to.port) {
         (Some(Proto::Icmp), Some(_)) => {
             return Err(input_error!("--to: an ICMP echo has no port"));
@@ -175,47 +175,27 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
         (None, Some(_)) => Proto::Tcp,
         (None, None) => Proto::Icmp,
     };
-    let sender_addr = match &from {
-        Sender::Endpoint(ip, _) | Sender::Outside(ip, _) => *ip,
-    };
     let packet = Tuple {
         proto,
         source: SocketAddrV4::new(sender_addr, SOURCE_PORT),
         destination: SocketAddrV4::new(question.to.addr, question.to.port.unwrap_or(0)),
     };
     let mut copy = DatapathCopy::of(&net.name)?;
-    let first = places.run(&mut copy, Leg::Request, from.place(), packet)?;
+    let first = places.run(&mut copy, Leg::Request, from, packet)?;
     let reply_from = first.to.clone().filter(|to| to.kind != HOST);
     let mut hops = vec![first];
     if let Some(at) = reply_from {
         let sent = hops[0].translated.unwrap_or(hops[0].packet);
         hops.push(places.run(&mut copy, Leg::Reply, at, sent.reversed())?);
     }
-    let mut answer = Answer {
+    let dropped = hops.iter().any(|hop| hop.verdict == DROPPED);
+    Ok(Answer {
         network: net.name.clone(),
         mode: net.mode,
         packet,
         hops,
-        verdict: PASSED,
-    };
-    if !answer.passed() {
-        answer.verdict = DROPPED;
-    }
-    Ok(answer)
-}
-
-/// Who sends the packet asked about.
-enum Sender {
-    Endpoint(Ipv4Addr, Place),
-    Outside(Ipv4Addr, Place),
-}
-
-impl Sender {
-    fn place(&self) -> Place {
-        match self {
-            Sender::Endpoint(_, place) | Sender::Outside(_, place) => place.clone(),
-        }
-    }
+        verdict: if dropped { DROPPED } else { PASSED },
+    })
 }
 
 const ENDPOINT: &str = "endpoint";
@@ -271,14 +251,15 @@ impl Places {
     }
 
     /// `--from`: an endpoint by its namespace or address, or an address
-    /// outside, which comes in on the uplink (the LAN without one).
-    fn sender(&self, from: &str) -> Result<Sender> {
+    /// outside, which comes in on the uplink (the LAN without one); its
+    /// address and where it hands the packet over.
+    fn sender(&self, from: &str) -> Result<(Ipv4Addr, Place)> {
         let endpoint = self
             .endpoints
             .iter()
             .find(|(ip, place)| place.name.as_deref() == Some(from) || ip.to_string() == from);
         if let Some((ip, place)) = endpoint {
-            return Ok(Sender::Endpoint(*ip, place.clone()));
+            return Ok((*ip, place.clone()));
         }
         let Ok(ip) = from.parse::<Ipv4Addr>() else {
             return Err(input_error!(
@@ -287,7 +268,7 @@ impl Places {
             ));
         };
         match self.uplink.as_ref().or(self.lan.as_ref()) {
-            Some(place) => Ok(Sender::Outside(ip, place.clone())),
+            Some(place) => Ok((ip, place.clone())),
             None => Err(input_error!(
                 "--from: {ip} is no endpoint of network {}, which has no uplink or LAN for it to come in on",
                 self.network
