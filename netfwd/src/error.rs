@@ -1,5 +1,6 @@
 //! Errors that reach the user. Bad input (config, CLI arguments, a name that
 //! clashes with what exists) exits 2; anything that failed while acting exits 1.
+//! `explain` exits 3 when the datapath drops the packet asked about.
 
 use std::fmt;
 
@@ -25,6 +26,8 @@ macro_rules! input_error {
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// `netfwd explain`: a hop drops the packet (or its answer).
+pub const EXIT_DROPPED: u8 = 3;
 
 /// Whether any error in `err`'s chain is an [`InputError`].
 pub fn is_input_error(err: &anyhow::Error) -> bool {

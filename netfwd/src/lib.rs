@@ -11,6 +11,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod ethtool;
+pub mod explain;
 pub mod http;
 pub mod loader;
 pub mod metrics;

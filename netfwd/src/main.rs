@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser as _;
 use netfwd::{
     cli::{Cli, ClusterCommand, Command, NatCommand},
-    commands, error, netns,
+    commands, error, explain, netns,
     network::Target,
 };
 use nix::sys::signal;
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("netfwd: error: {err:#}");
             ExitCode::from(error::exit_code(&err))
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     // Before the runtime exists: setns() moves only the calling thread, and the
     // single-threaded runtime keeps all work on it.
     if let Some(target) = &cli.netns {
@@ -90,7 +90,7 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        match cli.command {
+        let done = match cli.command {
             Command::Up { config, json } => commands::up::exec(&config, json).await,
             Command::Down { config, name } => {
                 commands::down::exec(config.as_deref(), name.as_ref()).await
@@ -116,6 +116,22 @@ fn run(cli: Cli) -> Result<()> {
                 commands::docker_plugin::exec(&name, metrics).await
             }
             Command::Stats { name, json } => commands::stats::exec(name.as_ref(), json).await,
+            // The one command whose exit code is an answer (3: dropped).
+            Command::Explain {
+                name,
+                from,
+                to,
+                proto,
+                json,
+            } => {
+                let question = explain::Question {
+                    network: &name,
+                    from: &from,
+                    to,
+                    proto,
+                };
+                return commands::explain::exec(&question, json).await;
+            }
             Command::Monitor {
                 name,
                 kinds,
@@ -150,6 +166,7 @@ fn run(cli: Cli) -> Result<()> {
                 let target = attach_target(target.pid, target.netns_path, target.ip)?;
                 commands::attach::exec_detach(&name, &target).await
             }
-        }
+        };
+        done.map(|()| ExitCode::SUCCESS)
     })
 }

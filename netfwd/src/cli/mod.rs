@@ -177,6 +177,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the datapath would do with a packet, without sending it.
+    ///
+    /// The packet and its answer run through a copy of the network's
+    /// programs and maps (no live map changes), and each hop's verdict is
+    /// printed: redirected where, translated to what, or dropped and why
+    /// (the reasons `monitor` prints). Exits 3 when a hop drops it, 0 when
+    /// it gets through. Run it in the network's namespace (`--netns`).
+    Explain {
+        /// The network.
+        #[arg(long, value_name = "NET", value_parser = network_name)]
+        name: NetworkName,
+        /// The sender: an endpoint (its netns name or address), or an
+        /// address outside, which comes in on the uplink (the LAN without
+        /// one).
+        #[arg(long, value_name = "ENDPOINT|ADDR")]
+        from: String,
+        /// The destination: an IPv4 address, with a port for TCP and UDP.
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        to: crate::explain::Destination,
+        /// The packet: a TCP SYN, a UDP datagram or an ICMP echo request
+        /// (default: tcp with a port, icmp without).
+        #[arg(long, value_enum)]
+        proto: Option<crate::explain::packet::Proto>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A cluster member's view: the hosts sharing its pool through etcd,
     /// and the routes to them in force here.
     Cluster {

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod docker_plugin;
 pub mod down;
+pub mod explain;
 pub mod monitor;
 pub mod nat;
 pub mod publish;

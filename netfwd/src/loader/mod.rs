@@ -5,11 +5,13 @@
 mod attach;
 mod batch;
 mod bpffs;
+mod explain;
 mod handle;
 mod maps;
 pub mod monitor;
 pub mod nat_table;
 mod pins;
+pub mod raw_map;
 
 use std::{
     collections::BTreeMap,
@@ -41,6 +43,7 @@ pub use attach::{AttachOutcome, AttachedProgram};
 
 use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
+pub use explain::{DatapathCopy, ProgramRun};
 pub use handle::{EndpointVeth, NetworkDatapath, Remote};
 pub use maps::{DatapathMaps, sum_counters};
 use pins::{

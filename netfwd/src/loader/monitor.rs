@@ -35,11 +35,18 @@ pub struct MonitorSwitch {
 
 impl MonitorSwitch {
     pub fn open(pin_dir: &Path) -> Result<Self> {
+        Self::new(
+            open(pin_dir, MAP_MONITOR)?,
+            open(pin_dir, MAP_MONITOR_BUDGET)?,
+        )
+    }
+
+    /// The switch of the datapath holding `switch` (`MONITOR`) and `budget`
+    /// (`MONITOR_BUDGET`): a network's pinned ones, or `explain`'s copy's.
+    pub fn new(switch: Map, budget: Map) -> Result<Self> {
         Ok(Self {
-            switch: Array::try_from(open(pin_dir, MAP_MONITOR)?)
-                .context("map MONITOR: unexpected type")?,
-            budget: PerCpuArray::try_from(open(pin_dir, MAP_MONITOR_BUDGET)?)
-                .context("map MONITOR_BUDGET: unexpected type")?,
+            switch: Array::try_from(switch).context("map MONITOR: unexpected type")?,
+            budget: PerCpuArray::try_from(budget).context("map MONITOR_BUDGET: unexpected type")?,
             kinds: 0,
         })
     }
@@ -128,9 +135,13 @@ pub struct MonitorRing {
 
 impl MonitorRing {
     pub fn open(pin_dir: &Path) -> Result<Self> {
+        Self::new(open(pin_dir, MAP_MONITOR_EVENTS)?)
+    }
+
+    /// The ring `ring` (`MONITOR_EVENTS`), as [`MonitorSwitch::new`].
+    pub fn new(ring: Map) -> Result<Self> {
         Ok(Self {
-            ring: RingBuf::try_from(open(pin_dir, MAP_MONITOR_EVENTS)?)
-                .context("map MONITOR_EVENTS: unexpected type")?,
+            ring: RingBuf::try_from(ring).context("map MONITOR_EVENTS: unexpected type")?,
         })
     }
 

@@ -222,7 +222,7 @@ pub fn decode(
     }
 }
 
-fn verdict_name(verdict: u8) -> &'static str {
+pub(crate) fn verdict_name(verdict: u8) -> &'static str {
     match verdict {
         VERDICT_DROPPED => "DROPPED",
         VERDICT_REDIRECTED => "REDIRECTED",
@@ -236,7 +236,7 @@ fn verdict_name(verdict: u8) -> &'static str {
 
 /// A drop reason's stable name; `unknown` for a number this build does not
 /// know (a newer datapath's).
-fn reason_name(reason: u8) -> &'static str {
+pub(crate) fn reason_name(reason: u8) -> &'static str {
     DropReason::ALL
         .into_iter()
         .find(|r| *r as u8 == reason)
