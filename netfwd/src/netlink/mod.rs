@@ -377,3 +377,70 @@ fn errno(err: &rtnetlink::Error) -> Option<i32> {
         _ => None,
     }
 }
+
+/// How many sockets delete links at once (see [`delete_links`]): at 1,000
+/// veths, 8 took `down` from 32.6 s to 15.8 s, 32 to 12.1 s; what is left
+/// is the part of each deletion under rtnl (TCX's own RCU wait).
+const PARALLEL_DELETIONS: usize = 32;
+
+/// Deletes `links` of the calling thread's namespace, from several sockets
+/// at once, each on a thread of its own (made in that namespace). A
+/// deletion waits for RCU after it drops rtnl, about 35 ms a veth with its
+/// programs: one after another, `down` of 1,000 endpoints took half a
+/// minute; the waits of different sockets overlap. Returns the failures,
+/// each with its link's name.
+pub fn delete_links(links: &[Link]) -> Vec<(String, anyhow::Error)> {
+    let per_socket = links.len().div_ceil(PARALLEL_DELETIONS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = links
+            .chunks(per_socket)
+            .map(|part| (part, scope.spawn(move || delete_on_own_socket(part))))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|(part, worker)| {
+                worker.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|l| {
+                            (
+                                l.name.clone(),
+                                anyhow::anyhow!("the deleting thread panicked"),
+                            )
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// `links` deleted one after another through a socket of this thread's.
+fn delete_on_own_socket(links: &[Link]) -> Vec<(String, anyhow::Error)> {
+    let all_failed = |e: anyhow::Error| {
+        links
+            .iter()
+            .map(|l| (l.name.clone(), anyhow::anyhow!("{e:#}")))
+            .collect()
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting a runtime for link deletions")
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return all_failed(e),
+    };
+    runtime.block_on(async {
+        let netlink = match Netlink::current() {
+            Ok(netlink) => netlink,
+            Err(e) => return all_failed(e),
+        };
+        let mut failures = Vec::new();
+        for link in links {
+            if let Err(e) = netlink.delete_link(link.index).await {
+                failures.push((link.name.clone(), e));
+            }
+        }
+        failures
+    })
+}

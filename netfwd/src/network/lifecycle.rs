@@ -19,7 +19,7 @@ use crate::{
     config::{self, Mode, Network, Peer},
     loader::{self, AttachOutcome, NetworkDatapath},
     name::NetworkName,
-    netlink::{Link, Netlink},
+    netlink::{self, Link, Netlink},
     netns,
     state::{self, Attachment, State},
 };
@@ -414,17 +414,14 @@ async fn teardown(
         failures.push(TeardownFailure::Pins(e));
     }
     if let Some(host) = host {
+        // `host` is this thread's namespace's (both callers make it so),
+        // where `delete_links` deletes.
         match our_links(host, name).await {
-            Ok(links) => {
-                for link in links {
-                    if let Err(error) = host.delete_link(link.index).await {
-                        failures.push(TeardownFailure::DeletingLink {
-                            ifname: link.name,
-                            error,
-                        });
-                    }
-                }
-            }
+            Ok(links) => failures.extend(
+                netlink::delete_links(&links)
+                    .into_iter()
+                    .map(|(ifname, error)| TeardownFailure::DeletingLink { ifname, error }),
+            ),
             Err(e) => failures.push(TeardownFailure::ListingLinks(e)),
         }
     }
