@@ -199,8 +199,9 @@ impl fmt::Display for Tuple {
     }
 }
 
-/// The Internet checksum of `data`, with `sum` carried in.
-fn checksum(data: &[u8], mut sum: u32) -> u16 {
+/// The Internet checksum of `data`, with `sum` carried in (also the
+/// datapath tests' packet builder's).
+pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
     for chunk in data.chunks(2) {
         let word = u16::from_be_bytes([chunk[0], chunk.get(1).copied().unwrap_or(0)]);
         sum += u32::from(word);
@@ -212,7 +213,7 @@ fn checksum(data: &[u8], mut sum: u32) -> u16 {
 }
 
 /// The sum of the IPv4 pseudo-header of a transport header of `len` bytes.
-fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+pub fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
     let word = |b: [u8; 2]| u32::from(u16::from_be_bytes(b));
     let [a, b, c, d] = src.octets();
     let [e, f, g, h] = dst.octets();

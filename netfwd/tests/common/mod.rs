@@ -119,28 +119,10 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
     p
 }
 
-/// The Internet checksum of `data` (with `sum` carried in).
-pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
-    for chunk in data.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
-    let mut p = Vec::with_capacity(12);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&[0, proto]);
-    p.extend_from_slice(&(len as u16).to_be_bytes());
-    p.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum()
-}
+/// The Internet checksum of `data` (with `sum` carried in): explain's
+/// packet builder's, which these tests check the datapath with too.
+pub use netfwd::explain::packet::checksum;
+use netfwd::explain::packet::pseudo_sum;
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
