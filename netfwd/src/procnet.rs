@@ -6,7 +6,9 @@ use std::fs;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::config::Proto;
+use rtnetlink::packet_route::link::{Inet6DevConf, InetDevConf};
+
+use crate::{config::Proto, netlink::Settings};
 
 /// `net.ipv4.ip_local_port_range`: the ports host sockets pick by themselves.
 pub fn ip_local_port_range() -> Result<(u16, u16)> {
@@ -19,7 +21,7 @@ pub fn ip_local_port_range() -> Result<(u16, u16)> {
     }
 }
 
-/// Makes the host route what an endpoint sends on `ifname` (its host-side
+/// Makes the host route what an endpoint sends on `link` (its host-side
 /// veth), with settings of that interface only:
 /// - `forwarding` (not the global `ip_forward`): `bpf_fib_lookup` answers
 ///   "forwarding disabled" without it, and the stack forwards what the
@@ -30,14 +32,21 @@ pub fn ip_local_port_range() -> Result<(u16, u16)> {
 /// - `rp_filter` 0: the same packet fails a strict reverse-path check. The
 ///   endpoint program admits only the endpoint's own address and the
 ///   translations it made itself, so neither setting lets a spoofed packet in.
-pub fn enable_forwarding(ifname: &str) -> Result<()> {
-    for (setting, value) in [
-        ("forwarding", "1"),
-        ("accept_local", "1"),
-        ("rp_filter", "0"),
+///
+/// `settings` are the link's as last read (netlink reports them with the
+/// link): a setting they show in place is not touched.
+pub fn enable_forwarding(ifname: &str, settings: &Settings) -> Result<()> {
+    let ipv4 = |get: fn(&InetDevConf) -> i32| settings.ipv4.as_ref().map(get);
+    for (setting, value, reported) in [
+        ("forwarding", 1, ipv4(|c| c.forwarding)),
+        ("accept_local", 1, ipv4(|c| c.accept_local)),
+        ("rp_filter", 0, ipv4(|c| c.rp_filter)),
     ] {
+        if reported == Some(value) {
+            continue;
+        }
         let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{setting}");
-        fs::write(&path, value).with_context(|| format!("writing {path}"))?;
+        fs::write(&path, value.to_string()).with_context(|| format!("writing {path}"))?;
     }
     Ok(())
 }
@@ -48,14 +57,23 @@ pub fn enable_forwarding(ifname: &str) -> Result<()> {
 /// address of its prefix (`autoconf`), no ICMP or ICMPv6 redirect
 /// (`accept_redirects`). The datapath drops those messages too
 /// (`router_message`); these hold for what reaches the stack before it
-/// runs. A kernel without IPv6 has nothing to refuse there.
-pub fn refuse_endpoint_router_config(ifname: &str) -> Result<()> {
-    for (family, setting) in [
-        ("ipv6", "accept_ra"),
-        ("ipv6", "autoconf"),
-        ("ipv6", "accept_redirects"),
-        ("ipv4", "accept_redirects"),
+/// runs. A kernel without IPv6 has nothing to refuse there. `settings` as
+/// for [`enable_forwarding`].
+pub fn refuse_endpoint_router_config(ifname: &str, settings: &Settings) -> Result<()> {
+    let ipv6 = |get: fn(&Inet6DevConf) -> i32| settings.ipv6.as_ref().map(get);
+    for (family, setting, reported) in [
+        ("ipv6", "accept_ra", ipv6(|c| c.accept_ra)),
+        ("ipv6", "autoconf", ipv6(|c| c.autoconf)),
+        ("ipv6", "accept_redirects", ipv6(|c| c.accept_redirects)),
+        (
+            "ipv4",
+            "accept_redirects",
+            settings.ipv4.as_ref().map(|c| c.accept_redirects),
+        ),
     ] {
+        if reported == Some(0) {
+            continue;
+        }
         let path = format!("/proc/sys/net/{family}/conf/{ifname}/{setting}");
         match fs::write(&path, "0") {
             Err(e) if family == "ipv6" && e.kind() == std::io::ErrorKind::NotFound => {}

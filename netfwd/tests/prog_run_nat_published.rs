@@ -219,7 +219,7 @@ fn an_endpoints_icmp_error_about_a_published_flow_leaves_as_the_nat() {
 #[test]
 fn an_endpoints_icmp_error_quoting_another_endpoints_flow_is_dropped() {
     with_lab("icmp-foreign", (61000, 65535), |lab| {
-        netfwd::procnet::enable_forwarding("hostb").unwrap();
+        netfwd::procnet::enable_forwarding("hostb", &netfwd::netlink::Settings::default()).unwrap();
         lab.maps.ensure_counters(lab.host_b).unwrap();
         let (key, target) = published(UDP, 5353, A_IP, 53);
         lab.maps.set_published(&[(key, target)]).unwrap();

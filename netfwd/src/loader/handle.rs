@@ -150,7 +150,9 @@ impl NetworkDatapath {
     /// Without its entry the program drops them as spoofed, which is safe.
     pub fn install_endpoint(&mut self, veth: &EndpointVeth<'_>) -> Result<AttachOutcome> {
         self.maps.ensure_counters(veth.host_ifindex)?;
-        let program = self.programs()?.attach_from_endpoint(veth.host_ifname)?;
+        let program = self
+            .programs()?
+            .attach_from_endpoint(veth.host_ifname, veth.host_ifindex)?;
         let entry = EndpointEntry {
             host_ifindex: veth.host_ifindex,
             mac: veth.mac,
@@ -249,7 +251,9 @@ impl NetworkDatapath {
     /// program's outcome and the mode the uplink runs in.
     pub fn attach_uplink(&mut self, link: &Link, mode: Mode) -> Result<(AttachOutcome, Mode)> {
         self.maps.ensure_counters(link.index)?;
-        let program = self.programs()?.attach_from_uplink(&link.name)?;
+        let program = self
+            .programs()?
+            .attach_from_uplink(&link.name, link.index)?;
         let mode = self.xdp_in_front(
             mode,
             &link.name,
@@ -262,7 +266,8 @@ impl NetworkDatapath {
     /// Attaches the uplink program to a LAN interface of its own (TC only).
     pub fn attach_lan(&mut self, link: &Link) -> Result<()> {
         self.maps.ensure_counters(link.index)?;
-        self.programs()?.attach_from_uplink(&link.name)?;
+        self.programs()?
+            .attach_from_uplink(&link.name, link.index)?;
         Ok(())
     }
 
@@ -294,7 +299,8 @@ impl NetworkDatapath {
     /// and points the datapath's encapsulation at it with `vni`.
     pub fn attach_tunnel(&mut self, link: &Link, vni: u32) -> Result<()> {
         self.maps.ensure_counters(link.index)?;
-        self.programs()?.attach_from_uplink(&link.name)?;
+        self.programs()?
+            .attach_from_uplink(&link.name, link.index)?;
         self.maps.set_tunnel(Some(TunnelConfig {
             ifindex: link.index,
             vni,

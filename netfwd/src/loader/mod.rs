@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod nat_table;
 mod pins;
 pub mod raw_map;
+mod tcx;
 
 use std::{
     collections::BTreeMap,
@@ -222,19 +223,24 @@ impl Programs {
 
     /// Attaches the endpoint program to the ingress of `ifname`, keeping a
     /// current attachment as it is and replacing an outdated one atomically.
-    pub fn attach_from_endpoint(&mut self, ifname: &str) -> Result<AttachOutcome> {
-        self.attach(PROG_FROM_ENDPOINT, ifname)
+    pub fn attach_from_endpoint(&mut self, ifname: &str, ifindex: u32) -> Result<AttachOutcome> {
+        self.attach(PROG_FROM_ENDPOINT, ifname, ifindex)
     }
 
     /// Attaches the uplink program (reverse NAT) to the ingress of `ifname`.
-    pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<AttachOutcome> {
-        self.attach(PROG_FROM_UPLINK, ifname)
+    pub fn attach_from_uplink(&mut self, ifname: &str, ifindex: u32) -> Result<AttachOutcome> {
+        self.attach(PROG_FROM_UPLINK, ifname, ifindex)
     }
 
-    fn attach(&mut self, program: &'static str, ifname: &str) -> Result<AttachOutcome> {
+    fn attach(
+        &mut self,
+        program: &'static str,
+        ifname: &str,
+        ifindex: u32,
+    ) -> Result<AttachOutcome> {
         let pin = self.pin_dir.join(names::LINKS_DIR).join(ifname);
         let prog = self.program(program)?;
-        attach::attach_ingress(prog, ifname, &pin)
+        attach::attach_ingress(prog, (ifname, ifindex), &pin)
             .with_context(|| format!("attaching {program} to {ifname}"))
     }
 

@@ -3,7 +3,10 @@
 use anyhow::{Result, bail};
 use rtnetlink::{
     LinkMessageBuilder, LinkUnspec,
-    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp},
+    packet_route::link::{
+        AfSpecInet, AfSpecInet6, AfSpecUnspec, Inet6DevConf, InetDevConf, InfoKind, LinkAttribute,
+        LinkFlags, LinkInfo, LinkMessage, LinkXdp,
+    },
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +22,19 @@ pub struct Link {
     /// The XDP program running on it, if any.
     pub xdp_prog_id: Option<u32>,
     pub mtu: u32,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    pub settings: Settings,
+}
+
+/// A link's per-interface settings, as its message reports them: what
+/// `/proc/sys/net/{ipv4,ipv6}/conf/<link>/` shows, in the dump that lists
+/// the link (`None`: that family reports none, as IPv6 on a kernel
+/// without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settings {
+    pub ipv4: Option<InetDevConf>,
+    pub ipv6: Option<Inet6DevConf>,
 }
 
 /// A MAC address as `ip link` writes it.
@@ -53,6 +69,8 @@ impl TryFrom<LinkMessage> for Link {
         let mut peer_index = None;
         let mut xdp_prog_id = None;
         let mut mtu = 0;
+        let up = msg.header.flags.contains(LinkFlags::Up);
+        let mut settings = Settings::default();
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n),
@@ -64,6 +82,25 @@ impl TryFrom<LinkMessage> for Link {
                         LinkXdp::ProgId(id) if *id != 0 => Some(*id),
                         _ => None,
                     })
+                }
+                LinkAttribute::AfSpecUnspec(families) => {
+                    for family in families {
+                        match family {
+                            AfSpecUnspec::Inet(v4) => {
+                                settings.ipv4 = v4.into_iter().find_map(|a| match a {
+                                    AfSpecInet::DevConf(conf) => Some(conf),
+                                    _ => None,
+                                });
+                            }
+                            AfSpecUnspec::Inet6(v6) => {
+                                settings.ipv6 = v6.into_iter().find_map(|a| match a {
+                                    AfSpecInet6::DevConf(conf) => Some(conf),
+                                    _ => None,
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
                 }
                 LinkAttribute::LinkInfo(infos) => {
                     kind = infos.into_iter().find_map(|i| match i {
@@ -88,6 +125,8 @@ impl TryFrom<LinkMessage> for Link {
             peer_index,
             xdp_prog_id,
             mtu,
+            up,
+            settings,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! whoever mounted that sysfs.
 
 mod link;
+mod snapshot;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -14,15 +15,19 @@ use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{
-    Handle, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    Handle, LinkGetRequest, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
     packet_route::{
+        AddressFamily,
         address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
-        link::{InfoData, InfoVeth},
+        link::{InfoData, InfoVeth, LinkExtentMask},
         route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
 };
 
-pub use self::link::{Link, format_mac, parse_unicast_mac};
+pub use self::{
+    link::{Link, Settings, format_mac, parse_unicast_mac},
+    snapshot::Snapshot,
+};
 use crate::netns;
 
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
@@ -108,10 +113,7 @@ impl Netlink {
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        let found = self
-            .handle
-            .link()
-            .get()
+        let found = without_stats(self.handle.link().get())
             .match_name(name.to_owned())
             .execute()
             .try_next()
@@ -124,10 +126,7 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
-        let msgs: Vec<_> = self
-            .handle
-            .link()
-            .get()
+        let msgs: Vec<_> = without_stats(self.handle.link().get())
             .execute()
             .try_collect()
             .await
@@ -252,24 +251,41 @@ impl Netlink {
         let mut addrs: Vec<(bool, IpNet)> = msgs
             .iter()
             .filter(|m| m.header.index == index)
-            .flat_map(|m| {
-                let secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
-                let prefix_len = m.header.prefix_len;
-                // IPv4's local address is the interface's own (`Address` is
-                // the peer's on point-to-point links); IPv6 carries only
-                // `Address`.
-                m.attributes.iter().filter_map(move |a| match a {
-                    AddressAttribute::Local(ip @ IpAddr::V4(_))
-                    | AddressAttribute::Address(ip @ IpAddr::V6(_)) => {
-                        IpNet::new(*ip, prefix_len).ok().map(|net| (secondary, net))
-                    }
-                    _ => None,
-                })
-            })
+            .flat_map(addresses_of)
             .collect();
         // Stable: keeps the kernel's order within primaries and secondaries.
         addrs.sort_by_key(|(secondary, _)| *secondary);
         Ok(addrs.into_iter().map(|(_, net)| net).collect())
+    }
+
+    /// Brings `link` up unless it is up already.
+    pub async fn ensure_up(&self, link: &Link) -> Result<()> {
+        if link.up {
+            return Ok(());
+        }
+        self.set_up(link.index).await
+    }
+
+    /// Adds `addr` to link `index` unless `known` (this namespace, read
+    /// since the link was made) shows it there; `None` knows nothing.
+    pub async fn ensure_address(
+        &self,
+        known: Option<&Snapshot>,
+        index: u32,
+        addr: IpNet,
+    ) -> Result<()> {
+        if known.is_some_and(|k| k.has_address(index, addr)) {
+            return Ok(());
+        }
+        self.add_address(index, addr).await
+    }
+
+    /// Writes `route` unless `known` shows it there, as `ensure_address`.
+    pub async fn ensure_route(&self, known: Option<&Snapshot>, route: &Route) -> Result<()> {
+        if known.is_some_and(|k| k.has_route(route)) {
+            return Ok(());
+        }
+        self.replace_route(route).await
     }
 
     /// Adds the route or replaces the one with the same destination.
@@ -368,6 +384,29 @@ fn route_message(route: &Route) -> Result<RouteMessage> {
         b = b.onlink();
     }
     Ok(b.build())
+}
+
+/// A link request that leaves out the counters (netfwd reads none of them):
+/// filling a veth's is most of the kernel's work for a dump of the host's
+/// links.
+fn without_stats(request: LinkGetRequest) -> LinkGetRequest {
+    request.set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+}
+
+/// The addresses an address message carries, each with whether it is a
+/// secondary one.
+fn addresses_of(m: &AddressMessage) -> impl Iterator<Item = (bool, IpNet)> + '_ {
+    let secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
+    let prefix_len = m.header.prefix_len;
+    // IPv4's local address is the interface's own (`Address` is the peer's
+    // on point-to-point links); IPv6 carries only `Address`.
+    m.attributes.iter().filter_map(move |a| match a {
+        AddressAttribute::Local(ip @ IpAddr::V4(_))
+        | AddressAttribute::Address(ip @ IpAddr::V6(_)) => {
+            IpNet::new(*ip, prefix_len).ok().map(|net| (secondary, net))
+        }
+        _ => None,
+    })
 }
 
 /// The positive errno of a netlink error reply, if it is one.

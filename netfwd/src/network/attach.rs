@@ -278,7 +278,7 @@ fn choose_ip6(st: &State, wanted: Option<Ipv6Addr>) -> Result<Option<Ipv6Addr>> 
 /// Makes the attached endpoint and its datapath entries (again).
 pub async fn install(host: &Netlink, net: &Network, a: &Attachment) -> Result<()> {
     let mut datapath = NetworkDatapath::load(net)?;
-    let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
+    let facts = endpoint::ensure((host, None), net, &endpoint::Placement::attached(a)).await?;
     install_endpoint(net, &mut datapath, (a.ip, a.ip6), &facts)?;
     Ok(())
 }

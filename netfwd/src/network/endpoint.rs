@@ -14,7 +14,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::{
     config::{Endpoint, Ipv6Network, Kind, Mode, Network, Slot},
     ethtool,
-    netlink::{self, Link, Netlink, Route, VethPeer},
+    netlink::{self, Link, Netlink, Route, Settings, Snapshot, VethPeer},
     netns, procnet,
     state::{Attachment, State},
 };
@@ -65,6 +65,8 @@ pub struct EndpointFacts {
     pub host_ifname: String,
     pub host_ifindex: u32,
     pub host_mac: [u8; 6],
+    /// The host-side veth's settings, as read before this call wrote any.
+    pub host_settings: Settings,
     pub mac: [u8; 6],
     /// The veth pair was (re)made by this call.
     pub created: bool,
@@ -78,7 +80,7 @@ pub struct EndpointFacts {
 /// A config endpoint: its named namespace (created if missing), then the
 /// endpoint in it.
 pub async fn ensure_named(
-    host: &Netlink,
+    (host, host_known): (&Netlink, Option<&Snapshot>),
     net: &Network,
     ep: &Endpoint,
     st: &mut State,
@@ -95,36 +97,53 @@ pub async fn ensure_named(
         handoff: false,
         mac: None,
     };
-    ensure(host, net, &at).await
+    ensure((host, host_known), net, &at).await
 }
 
-/// The veth pair, addresses and routes of one endpoint.
-pub async fn ensure(host: &Netlink, net: &Network, at: &Placement<'_>) -> Result<EndpointFacts> {
+/// The veth pair, addresses and routes of one endpoint. `host_known`, the
+/// host namespace read at the start of an `up` (`None`: ask the kernel),
+/// and one read of the endpoint's namespace decide what is written: an
+/// endpoint found complete costs no write.
+pub async fn ensure(
+    (host, host_known): (&Netlink, Option<&Snapshot>),
+    net: &Network,
+    at: &Placement<'_>,
+) -> Result<EndpointFacts> {
     if at.handoff {
-        return ensure_handed_off(host, net, at).await;
+        return ensure_handed_off((host, host_known), net, at).await;
     }
     let inner = Netlink::in_netns(at.ns_path)?;
     let host_ifname = net.host_ifname(at.slot);
-
-    let created = match existing_pair(host, &inner, &host_ifname, at.ifname).await? {
-        Some(_) => false,
-        None => {
-            create_pair(host, &inner, net, at).await?;
-            true
-        }
+    let ipv6 = net.ipv6.is_some();
+    let inside = Snapshot::read(&inner, ipv6).await?;
+    let host_link = match host_known {
+        Some(known) => known.link(&host_ifname).cloned(),
+        None => host.link_by_name(&host_ifname).await?,
     };
-    let (host_link, inside) = existing_pair(host, &inner, &host_ifname, at.ifname)
-        .await?
-        .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
+    let (host_link, eth0, inside, host_known, created) =
+        match paired(host_link, inside.link(at.ifname).cloned()) {
+            Some((host_link, eth0)) => (host_link, eth0, inside, host_known, false),
+            None => {
+                create_pair(host, &inner, net, at).await?;
+                // What was read before knows nothing of the new pair.
+                let inside = Snapshot::read(&inner, ipv6).await?;
+                let (host_link, eth0) = paired(
+                    host.link_by_name(&host_ifname).await?,
+                    inside.link(at.ifname).cloned(),
+                )
+                .with_context(|| format!("veth {host_ifname} vanished while being set up"))?;
+                (host_link, eth0, inside, None, true)
+            }
+        };
 
-    configure_inside(&inner, net, at, &inside)
+    configure_inside(&inner, &inside, net, at, &eth0)
         .await
         .with_context(|| format!("configuring {} in {}", at.ifname, at.ns_path.display()))?;
-    configure_host_side(host, net, at, &host_link)
+    configure_host_side((host, host_known), net, at, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     let xdp_ready = net.mode == Mode::Xdp && prepare_for_xdp(at);
-    Ok(EndpointFacts::of(&host_link, &inside, created, xdp_ready))
+    Ok(EndpointFacts::of(&host_link, &eth0, created, xdp_ready))
 }
 
 impl EndpointFacts {
@@ -133,6 +152,7 @@ impl EndpointFacts {
             host_ifname: host_link.name.clone(),
             host_ifindex: host_link.index,
             host_mac: host_link.mac,
+            host_settings: host_link.settings,
             mac: inside.mac,
             created,
             host_xdp_prog_id: host_link.xdp_prog_id,
@@ -147,7 +167,7 @@ impl EndpointFacts {
 /// the endpoint through TC; XDP is not prepared inside a namespace whose
 /// interface Docker names.
 async fn ensure_handed_off(
-    host: &Netlink,
+    (host, host_known): (&Netlink, Option<&Snapshot>),
     net: &Network,
     at: &Placement<'_>,
 ) -> Result<EndpointFacts> {
@@ -163,7 +183,8 @@ async fn ensure_handed_off(
         }
     };
     let (host_link, inside) = pair;
-    configure_host_side(host, net, at, &host_link)
+    let host_known = if created { None } else { host_known };
+    configure_host_side((host, host_known), net, at, &host_link)
         .await
         .with_context(|| format!("configuring {host_ifname}"))?;
     Ok(EndpointFacts::of(&host_link, &inside, created, false))
@@ -222,23 +243,13 @@ async fn ensure_netns(name: &str, st: &mut State) -> Result<()> {
 
 /// The host-side veth and the endpoint's interface, if both exist and are
 /// the two ends of one pair.
-async fn existing_pair(
-    host: &Netlink,
-    inner: &Netlink,
-    host_ifname: &str,
-    ifname: &str,
-) -> Result<Option<(Link, Link)>> {
-    let (Some(host_link), Some(eth0)) = (
-        host.link_by_name(host_ifname).await?,
-        inner.link_by_name(ifname).await?,
-    ) else {
-        return Ok(None);
-    };
+fn paired(host_link: Option<Link>, eth0: Option<Link>) -> Option<(Link, Link)> {
+    let (host_link, eth0) = (host_link?, eth0?);
     let paired = host_link.kind.as_deref() == Some("veth")
         && eth0.kind.as_deref() == Some("veth")
         && host_link.peer_index == Some(eth0.index)
         && eth0.peer_index == Some(host_link.index);
-    Ok(paired.then_some((host_link, eth0)))
+    paired.then_some((host_link, eth0))
 }
 
 /// Removes the host's links of these names: the leftovers of a half-made
@@ -305,16 +316,19 @@ async fn create_pair(
         })
 }
 
+/// The endpoint's side, written where `known` (the namespace, read since
+/// the pair was made) differs.
 async fn configure_inside(
     inner: &Netlink,
+    known: &Snapshot,
     net: &Network,
     at: &Placement<'_>,
     eth0: &Link,
 ) -> Result<()> {
     if at.lo_up
-        && let Some(lo) = inner.link_by_name("lo").await?
+        && let Some(lo) = known.link("lo")
     {
-        inner.set_up(lo.index).await?;
+        inner.ensure_up(lo).await?;
     }
     // Routed endpoints own just their address: everything, other endpoints
     // included, goes through the gateway, reached on-link.
@@ -323,21 +337,28 @@ async fn configure_inside(
         Kind::Routed => (32, true),
     };
     inner
-        .add_address(eth0.index, Ipv4Net::new(at.ip, prefix_len)?.into())
+        .ensure_address(
+            Some(known),
+            eth0.index,
+            Ipv4Net::new(at.ip, prefix_len)?.into(),
+        )
         .await?;
-    inner.set_up(eth0.index).await?;
+    inner.ensure_up(eth0).await?;
     inner
-        .replace_route(&Route {
-            dst: Ipv4Net::default().into(),
-            gateway: Some(net.gateway.into()),
-            oif: Some(eth0.index),
-            src: None,
-            scope_link: false,
-            onlink,
-        })
+        .ensure_route(
+            Some(known),
+            &Route {
+                dst: Ipv4Net::default().into(),
+                gateway: Some(net.gateway.into()),
+                oif: Some(eth0.index),
+                src: None,
+                scope_link: false,
+                onlink,
+            },
+        )
         .await?;
     if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
-        configure_inside_ipv6(inner, v6, ip6, eth0.index).await?;
+        configure_inside_ipv6(inner, known, (v6, ip6), eth0.index).await?;
     }
     Ok(())
 }
@@ -349,20 +370,25 @@ async fn configure_inside(
 /// route: IPv6 beyond the network is not forwarded yet (no NAT66).
 async fn configure_inside_ipv6(
     inner: &Netlink,
-    v6: Ipv6Network,
-    ip6: Ipv6Addr,
+    known: &Snapshot,
+    (v6, ip6): (Ipv6Network, Ipv6Addr),
     eth0: u32,
 ) -> Result<()> {
-    inner.add_address(eth0, Ipv6Net::from(ip6).into()).await?;
     inner
-        .replace_route(&Route {
-            dst: v6.subnet.into(),
-            gateway: Some(v6.gateway.into()),
-            oif: Some(eth0),
-            src: None,
-            scope_link: false,
-            onlink: true,
-        })
+        .ensure_address(Some(known), eth0, Ipv6Net::from(ip6).into())
+        .await?;
+    inner
+        .ensure_route(
+            Some(known),
+            &Route {
+                dst: v6.subnet.into(),
+                gateway: Some(v6.gateway.into()),
+                oif: Some(eth0),
+                src: None,
+                scope_link: false,
+                onlink: true,
+            },
+        )
         .await
 }
 
@@ -370,27 +396,30 @@ async fn configure_inside_ipv6(
 /// exists as long as any endpoint does) and reaches each endpoint by a host
 /// route: host<->endpoint traffic takes the ordinary stack.
 async fn configure_host_side(
-    host: &Netlink,
+    (host, known): (&Netlink, Option<&Snapshot>),
     net: &Network,
     at: &Placement<'_>,
     link: &Link,
 ) -> Result<()> {
-    procnet::refuse_endpoint_router_config(&link.name)?;
-    host.set_up(link.index).await?;
+    procnet::refuse_endpoint_router_config(&link.name, &link.settings)?;
+    host.ensure_up(link).await?;
     let mut addresses = vec![(IpNet::from(Ipv4Net::from(net.gateway)), IpAddr::from(at.ip))];
     if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
         addresses.push((Ipv6Net::from(v6.gateway).into(), ip6.into()));
     }
     for (gateway, endpoint) in addresses {
-        host.add_address(link.index, gateway).await?;
-        host.replace_route(&Route {
-            dst: IpNet::from(endpoint),
-            gateway: None,
-            oif: Some(link.index),
-            src: Some(gateway.addr()),
-            scope_link: true,
-            onlink: false,
-        })
+        host.ensure_address(known, link.index, gateway).await?;
+        host.ensure_route(
+            known,
+            &Route {
+                dst: IpNet::from(endpoint),
+                gateway: None,
+                oif: Some(link.index),
+                src: Some(gateway.addr()),
+                scope_link: true,
+                onlink: false,
+            },
+        )
         .await?;
     }
     Ok(())

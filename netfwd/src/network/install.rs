@@ -34,7 +34,7 @@ pub fn install_endpoint(
     // With forwarding on, packets the program does not catch would be routed
     // out with their private source: only once the program runs.
     if net.uplink.is_some() || net.lan.is_some() {
-        procnet::enable_forwarding(host_ifname)?;
+        procnet::enable_forwarding(host_ifname, &facts.host_settings)?;
     }
     let mode = datapath.set_endpoint_mode(
         net.mode,

@@ -19,7 +19,7 @@ use crate::{
     config::{self, Mode, Network, Peer},
     loader::{self, AttachOutcome, NetworkDatapath},
     name::NetworkName,
-    netlink::{self, Link, Netlink},
+    netlink::{self, Link, Netlink, Snapshot},
     netns,
     state::{self, Attachment, State},
 };
@@ -121,11 +121,15 @@ async fn apply(
 ) -> Result<UpReport> {
     let mut datapath = NetworkDatapath::load(net)?;
     datapath.set_network(net)?;
-    let removed = remove_stale(host, net, st, &mut datapath).await?;
+    // Read once: each endpoint is checked against it and written only
+    // where it differs. The stale links it holds are deleted next, and
+    // never looked up (no endpoint wants them).
+    let known = Snapshot::read(host, net.ipv6.is_some()).await?;
+    let removed = remove_stale((host, &known), net, st, &mut datapath).await?;
 
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     for ep in &net.endpoints {
-        let facts = endpoint::ensure_named(host, net, ep, st).await?;
+        let facts = endpoint::ensure_named((host, Some(&known)), net, ep, st).await?;
         let (program, mode) = install_endpoint(net, &mut datapath, (ep.ip, ep.ip6), &facts)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
@@ -137,7 +141,8 @@ async fn apply(
         });
     }
     for a in &st.attached {
-        let facts = endpoint::ensure(host, net, &endpoint::Placement::attached(a)).await?;
+        let facts =
+            endpoint::ensure((host, Some(&known)), net, &endpoint::Placement::attached(a)).await?;
         install_endpoint(net, &mut datapath, (a.ip, a.ip6), &facts)?;
     }
     let uplink = match &net.uplink {
@@ -223,7 +228,7 @@ async fn setup_lan(
 /// Removes what an earlier `up` made for endpoints that are no longer in the
 /// config. Returns the host-side interfaces it removed.
 async fn remove_stale(
-    host: &Netlink,
+    (host, known): (&Netlink, &Snapshot),
     net: &Network,
     st: &mut State,
     datapath: &mut NetworkDatapath,
@@ -255,7 +260,7 @@ async fn remove_stale(
 
     let mut removed = Vec::new();
     let mut live_ifindexes = HashSet::new();
-    for link in our_links(host, &net.name).await? {
+    for link in ours(known.links().cloned(), &net.name) {
         if wanted_ifnames.contains(&link.name) {
             live_ifindexes.insert(link.index);
             continue;
@@ -278,7 +283,7 @@ async fn remove_stale(
         .collect();
     datapath.retain_endpoints6(|ip6| wanted_ip6s.contains(&ip6))?;
     for external in net.uplink.iter().chain(&net.lan) {
-        if let Some(link) = host.link_by_name(external).await? {
+        if let Some(link) = known.link(external) {
             live_ifindexes.insert(link.index);
         }
     }
@@ -296,13 +301,15 @@ async fn remove_stale(
 
 /// Every link in the host namespace named by this network.
 async fn our_links(host: &Netlink, network: &NetworkName) -> Result<Vec<Link>> {
+    Ok(ours(host.links().await?.into_iter(), network))
+}
+
+/// The links of `links` named by this network.
+fn ours(links: impl Iterator<Item = Link>, network: &NetworkName) -> Vec<Link> {
     let prefixes = config::ifname_prefixes(network);
-    Ok(host
-        .links()
-        .await?
-        .into_iter()
+    links
         .filter(|l| prefixes.iter().any(|p| l.name.starts_with(p.as_str())))
-        .collect())
+        .collect()
 }
 
 /// Removes everything netfwd made for the network `name` in this namespace:

@@ -107,7 +107,7 @@ impl NatLab {
         ip("addr add 203.0.113.2/24 dev up0");
         ip("neigh replace 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
         ip("route add default via 203.0.113.1");
-        netfwd::procnet::enable_forwarding("hosta").unwrap();
+        netfwd::procnet::enable_forwarding("hosta", &netfwd::netlink::Settings::default()).unwrap();
 
         let pins = PinDir::new(tag);
         let datapath = Programs::load_at(&pins.0, 1024, None)
