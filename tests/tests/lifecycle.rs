@@ -12,12 +12,15 @@
     reason = "a test reports a broken expectation by panicking"
 )]
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use netfwd_tests::{
     BPF_PIN_ROOT, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
-    describe, endpoint, endpoints, has_link, link_names, netfwd_bin, netns_exists, netns_path,
-    network_links, run_with_timeout, tcx_attachments, tool_ok, without_counters,
+    describe, endpoint, endpoints, has_link, in_ns_ok, link_names, netfwd_bin, netns_exists,
+    netns_path, network_links, run_with_timeout, tcx_attachments, tool_ok, without_counters,
 };
 use serde_json::Value;
 
@@ -34,16 +37,41 @@ fn created_netns(status: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A network of two endpoints, up and carrying traffic.
+struct TwoEndpoints {
+    sb: Sandbox,
+    net: String,
+    a: String,
+    b: String,
+    /// Its config file.
+    path: PathBuf,
+}
+
+impl TwoEndpoints {
+    fn up(tag: &str) -> TwoEndpoints {
+        let sb = Sandbox::new(tag);
+        let net = sb.net_name();
+        let (a, b) = (sb.ns("a"), sb.ns("b"));
+        let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+            .endpoint(&a, Some(IPS[0]))
+            .endpoint(&b, Some(IPS[1]));
+        let path = sb.up(&cfg);
+        assert_ping(&a, IPS[1]);
+        TwoEndpoints {
+            sb,
+            net,
+            a,
+            b,
+            path,
+        }
+    }
+}
+
 #[test]
 fn second_up_exits_0_and_changes_nothing() {
-    let sb = Sandbox::new("lcup2");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
-        .endpoint(&a, Some(IPS[0]))
-        .endpoint(&b, Some(IPS[1]));
-    let path = sb.up(&cfg);
-    assert_ping(&a, IPS[1]);
+    let TwoEndpoints {
+        sb, net, b, path, ..
+    } = TwoEndpoints::up("lcup2");
     let first = sb.network_status(&net);
     let links_first = link_names(sb.host());
     let tcx_first = tcx_attachments(sb.host());
@@ -69,16 +97,60 @@ fn second_up_exits_0_and_changes_nothing() {
     assert_ping(&b, IPS[0]);
 }
 
+/// A no-op `up` only reads; what was removed or changed under the network
+/// is still found and written again.
+#[test]
+fn up_repairs_what_was_removed_or_changed_under_it() {
+    let TwoEndpoints {
+        sb,
+        net,
+        a,
+        b,
+        path,
+    } = TwoEndpoints::up("lcfix");
+    let status = sb.network_status(&net);
+    let veth_b = endpoint(&status, &b)["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tcx_first = tcx_attachments(sb.host());
+    let redirects = format!("/proc/sys/net/ipv4/conf/{veth_b}/accept_redirects");
+
+    tool_ok("ip", &["-n", &a, "addr", "flush", "dev", "eth0"]);
+    tool_ok("ip", &["-n", &b, "route", "del", "default"]);
+    tool_ok("ip", &["-n", &b, "link", "set", "lo", "down"]);
+    // The gateway address goes, and the host route through it with it.
+    tool_ok("ip", &["-n", sb.host(), "addr", "flush", "dev", &veth_b]);
+    in_ns_ok(sb.host(), &["sh", "-c", &format!("echo 1 > {redirects}")]);
+    // Unpinned, the link and its program go.
+    let pin = Path::new(BPF_PIN_ROOT)
+        .join(&net)
+        .join("links")
+        .join(&veth_b);
+    std::fs::remove_file(&pin).unwrap();
+    assert_ne!(tcx_first, tcx_attachments(sb.host()), "still attached");
+
+    sb.up_file(&path);
+
+    assert_eq!(tcx_first, tcx_attachments(sb.host()), "not attached again");
+    assert!(pin.exists(), "{} not pinned again", pin.display());
+    assert_eq!(in_ns_ok(sb.host(), &["cat", &redirects]).trim(), "0");
+    let lo = tool_ok("ip", &["-n", &b, "-br", "link", "show", "lo"]);
+    assert!(lo.contains("UP"), "lo of {b} left down: {lo}");
+    assert_ping(&a, IPS[1]);
+    assert_ping(&b, IPS[0]);
+    assert_ping(&b, GATEWAY);
+}
+
 #[test]
 fn down_leaves_nothing_and_a_second_down_exits_0() {
-    let sb = Sandbox::new("lcdown");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
-        .endpoint(&a, Some(IPS[0]))
-        .endpoint(&b, Some(IPS[1]));
-    let path = sb.up(&cfg);
-    assert_ping(&a, IPS[1]);
+    let TwoEndpoints {
+        sb,
+        net,
+        a,
+        b,
+        path,
+    } = TwoEndpoints::up("lcdown");
     assert!(
         !tcx_attachments(sb.host()).is_empty(),
         "no TCX attachment after up"
@@ -94,13 +166,13 @@ fn down_leaves_nothing_and_a_second_down_exits_0() {
 
 #[test]
 fn up_after_down_builds_a_working_network_again() {
-    let sb = Sandbox::new("lcredo");
-    let net = sb.net_name();
-    let (a, b) = (sb.ns("a"), sb.ns("b"));
-    let cfg = NetConfig::new(&net, SUBNET, Some(GATEWAY))
-        .endpoint(&a, Some(IPS[0]))
-        .endpoint(&b, Some(IPS[1]));
-    let path = sb.up(&cfg);
+    let TwoEndpoints {
+        sb,
+        net,
+        a,
+        b,
+        path,
+    } = TwoEndpoints::up("lcredo");
     sb.netfwd_ok(&["down", "--name", &net]);
     assert_nothing_left(sb.host(), &net, &[&a, &b]);
 
