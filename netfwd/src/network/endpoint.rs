@@ -78,17 +78,29 @@ pub struct EndpointFacts {
 }
 
 /// A config endpoint: its named namespace (created if missing), then the
-/// endpoint in it.
+/// endpoint in it. `inside_done`: its interface, when
+/// [`configure_insides`] found the pair and set the namespace's side.
 pub async fn ensure_named(
     (host, host_known): (&Netlink, Option<&Snapshot>),
     net: &Network,
-    ep: &Endpoint,
+    (ep, inside_done): (&Endpoint, Option<Link>),
     st: &mut State,
 ) -> Result<EndpointFacts> {
     ensure_netns(&ep.netns, st).await?;
     let ns_path = netns::path(&ep.netns);
-    let at = Placement {
-        ns_path: &ns_path,
+    let at = named_placement(ep, &ns_path);
+    if let Some(known) = host_known
+        && let Some((host_link, eth0)) =
+            paired(known.link(&net.host_ifname(ep.slot)).cloned(), inside_done)
+    {
+        return finish((host, Some(known)), net, &at, (&host_link, &eth0), false).await;
+    }
+    ensure((host, host_known), net, &at).await
+}
+
+fn named_placement<'a>(ep: &Endpoint, ns_path: &'a Path) -> Placement<'a> {
+    Placement {
+        ns_path,
         ifname: ENDPOINT_IFNAME,
         ip: ep.ip,
         ip6: ep.ip6,
@@ -96,8 +108,86 @@ pub async fn ensure_named(
         lo_up: true,
         handoff: false,
         mac: None,
+    }
+}
+
+/// How many threads [`configure_insides`] reads namespaces from.
+const INSIDE_THREADS: usize = 2;
+
+/// The namespace side of every config endpoint whose pair is complete (its
+/// host veth in `host_known`, paired with the namespace's interface), read
+/// and written where it differs, from a few threads at once: one namespace's
+/// reads wait for nothing of another's, and at 1000 endpoints they were
+/// most of a no-op `up`. Returns each endpoint's interface where that was
+/// done, else `None`: a namespace or pair still to make, or a failure,
+/// which [`ensure_named`] then meets on its own and reports.
+pub fn configure_insides(
+    host_known: &Snapshot,
+    net: &Network,
+    endpoints: &[Endpoint],
+) -> Vec<Option<Link>> {
+    let per_thread = endpoints.len().div_ceil(INSIDE_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = endpoints
+            .chunks(per_thread)
+            .map(|part| {
+                let worker = scope.spawn(move || configure_insides_here(host_known, net, part));
+                (part.len(), worker)
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|(len, worker)| worker.join().unwrap_or_else(|_| vec![None; len]))
+            .collect()
+    })
+}
+
+/// [`configure_insides`] of `endpoints`, one after another, on this thread.
+fn configure_insides_here(
+    host_known: &Snapshot,
+    net: &Network,
+    endpoints: &[Endpoint],
+) -> Vec<Option<Link>> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return vec![None; endpoints.len()];
     };
-    ensure((host, host_known), net, &at).await
+    runtime.block_on(async {
+        let mut done = Vec::with_capacity(endpoints.len());
+        for ep in endpoints {
+            done.push(
+                configure_inside_of(host_known, net, ep)
+                    .await
+                    .ok()
+                    .flatten(),
+            );
+        }
+        done
+    })
+}
+
+async fn configure_inside_of(
+    host_known: &Snapshot,
+    net: &Network,
+    ep: &Endpoint,
+) -> Result<Option<Link>> {
+    if !netns::exists(&ep.netns)? {
+        return Ok(None);
+    }
+    let ns_path = netns::path(&ep.netns);
+    let at = named_placement(ep, &ns_path);
+    let inner = Netlink::in_netns(&ns_path)?;
+    let inside = Snapshot::read(&inner, net.ipv6.is_some()).await?;
+    let Some((_, eth0)) = paired(
+        host_known.link(&net.host_ifname(ep.slot)).cloned(),
+        inside.link(at.ifname).cloned(),
+    ) else {
+        return Ok(None);
+    };
+    configure_inside(&inner, &inside, net, &at, &eth0).await?;
+    Ok(Some(eth0))
 }
 
 /// The veth pair, addresses and routes of one endpoint. `host_known`, the
@@ -139,11 +229,23 @@ pub async fn ensure(
     configure_inside(&inner, &inside, net, at, &eth0)
         .await
         .with_context(|| format!("configuring {} in {}", at.ifname, at.ns_path.display()))?;
-    configure_host_side((host, host_known), net, at, &host_link)
+    finish((host, host_known), net, at, (&host_link, &eth0), created).await
+}
+
+/// The host side of an endpoint whose namespace side is set, and XDP's
+/// needs in it.
+async fn finish(
+    (host, host_known): (&Netlink, Option<&Snapshot>),
+    net: &Network,
+    at: &Placement<'_>,
+    (host_link, eth0): (&Link, &Link),
+    created: bool,
+) -> Result<EndpointFacts> {
+    configure_host_side((host, host_known), net, at, host_link)
         .await
-        .with_context(|| format!("configuring {host_ifname}"))?;
+        .with_context(|| format!("configuring {}", host_link.name))?;
     let xdp_ready = net.mode == Mode::Xdp && prepare_for_xdp(at);
-    Ok(EndpointFacts::of(&host_link, &eth0, created, xdp_ready))
+    Ok(EndpointFacts::of(host_link, eth0, created, xdp_ready))
 }
 
 impl EndpointFacts {

@@ -128,8 +128,9 @@ async fn apply(
     let removed = remove_stale((host, &known), net, st, &mut datapath).await?;
 
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
-    for ep in &net.endpoints {
-        let facts = endpoint::ensure_named((host, Some(&known)), net, ep, st).await?;
+    let insides = endpoint::configure_insides(&known, net, &net.endpoints);
+    for (ep, inside) in net.endpoints.iter().zip(insides) {
+        let facts = endpoint::ensure_named((host, Some(&known)), net, (ep, inside), st).await?;
         let (program, mode) = install_endpoint(net, &mut datapath, (ep.ip, ep.ip6), &facts)?;
         endpoints.push(EndpointReport {
             netns: ep.netns.clone(),
