@@ -120,6 +120,10 @@ async fn apply(
     st: &mut State,
 ) -> Result<UpReport> {
     let mut datapath = NetworkDatapath::load(net)?;
+    datapath.room()?.check(
+        net.endpoints.len() + st.attached.len(),
+        st.all_published().len(),
+    )?;
     datapath.set_network(net)?;
     let removed = remove_stale(host, net, st, &mut datapath).await?;
 
