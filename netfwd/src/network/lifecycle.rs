@@ -127,6 +127,7 @@ async fn apply(
     datapath.set_network(net)?;
     let removed = remove_stale(host, net, st, &mut datapath).await?;
 
+    endpoint::record_missing_netns(net.endpoints.iter().map(|e| e.netns.as_str()), st)?;
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     for ep in &net.endpoints {
         let facts = endpoint::ensure_named(host, net, ep, st).await?;
