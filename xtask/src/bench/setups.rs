@@ -40,6 +40,10 @@ pub const PUBLISHED: u16 = 1000;
 pub const PUBLISHED_SCALE: u16 = 10_000;
 pub const HOST_PORT_BASE: u16 = 20000;
 pub const TARGET_PORT_BASE: u16 = 30000;
+/// A Linux bridge's ports at most (`BR_MAX_PORTS`; the next is refused
+/// with EXFULL): the baseline, like a Docker bridge network, holds no more
+/// endpoints.
+pub const BRIDGE_MAX_PORTS: u32 = 1024;
 /// Present while br_netfilter is loaded.
 pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
@@ -647,10 +651,13 @@ impl Drop for Setup {
         for ns in [&self.client, &self.server, &self.internet, &self.host] {
             let _ = succeeds(&mut command("ip", &["netns", "del", ns]));
         }
-        // Thousands at scale: in one process, going on past failures.
+        // Thousands at scale: in one process. netfwd's `down` removed its own.
         let _ = ip_batch(
             &["-force"],
-            self.extras.iter().map(|ns| format!("netns del {ns}")),
+            self.extras
+                .iter()
+                .filter(|ns| Path::new("/run/netns").join(ns).exists())
+                .map(|ns| format!("netns del {ns}")),
         );
         if let Some(dir) = &self.cgroup {
             let _ = std::fs::remove_dir(dir);

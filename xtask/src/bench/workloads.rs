@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
-    HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
+    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
     TARGET_PORT_BASE, UPLINK_IP,
 };
 use crate::cmd::{command, output};
@@ -141,9 +141,14 @@ impl Workload {
     }
 
     /// Whether setup `kind` takes part: the baseline without port rules is
-    /// there for the east-west rows alone (it publishes nothing).
+    /// there for the east-west rows alone (it publishes nothing), and no
+    /// baseline has more endpoints than a bridge has ports.
     pub fn runs_on(self, kind: Kind) -> bool {
-        kind != Kind::BaselineNoPorts || self.east_west()
+        let baseline = matches!(kind, Kind::Baseline | Kind::BaselineNoPorts);
+        match self {
+            Workload::ScaleRr(n) | Workload::ScalePps(n) if n > BRIDGE_MAX_PORTS => !baseline,
+            _ => kind != Kind::BaselineNoPorts || self.east_west(),
+        }
     }
 
     pub fn unit(self) -> &'static str {
