@@ -530,6 +530,9 @@ pub fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
             "sockperf",
             "sr",
             "--tcp",
+            // A connection-rate row's server before it on the same port
+            // leaves its closed connections in TIME_WAIT.
+            "--uc-reuseaddr",
             "-i",
             &listen_ip,
             "-p",
