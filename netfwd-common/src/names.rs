@@ -29,8 +29,10 @@ pub const MAP_REMOTES: &str = "REMOTES";
 
 /// Map: published host port -> the endpoint behind it.
 pub const MAP_PUBLISHED: &str = "PUBLISHED";
-/// Capacity of `PUBLISHED`.
-pub const MAX_PUBLISHED: u32 = 4096;
+/// Room in `PUBLISHED`: host ports published on one network (both
+/// protocols). A cap, not a cost: the map allocates an entry when one is
+/// published.
+pub const MAX_PUBLISHED: u32 = 16384;
 
 /// Map (LRU): a hairpinned flow, as its published endpoint's replies name
 /// it -> the host port its client connected to, which its replies come
@@ -141,5 +143,12 @@ pub const PROG_NAT_SWEEP_ARM: &str = "nat_sweep_arm";
 /// the removals it found), for the tests (`prog_run_nat_sweep.rs`).
 pub const PROG_NAT_SWEEP_STEP: &str = "nat_sweep_step";
 
-/// Default capacity of `ENDPOINTS` and `COUNTERS`.
-pub const DEFAULT_MAX_ENDPOINTS: u32 = 4096;
+/// Room in `ENDPOINTS`, `ENDPOINTS6`, `COUNTERS` and `ENDPOINT_TX`: the
+/// endpoints of one network, from the config and attached alike. A cap,
+/// not a cost: those maps allocate an entry when an endpoint is added
+/// (`COUNTERS`, per CPU, would otherwise hold 560 bytes a CPU for every
+/// endpoint a network could have).
+pub const MAX_ENDPOINTS: u32 = 16384;
+/// Room in `COUNTERS` beyond the endpoints': the uplink, the LAN and the
+/// tunnel device, with room to spare.
+pub const NON_ENDPOINT_IFACES: u32 = 8;

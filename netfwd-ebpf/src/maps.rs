@@ -3,6 +3,7 @@
 //! /sys/fs/bpf/netfwd/<network>/ and sized by it at load time.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     btf_maps::{
         Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
         lpm_trie::Key,
@@ -13,18 +14,24 @@ use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     monitor::{MonitorBudget, MonitorConfig, MonitorEvent, RING_BYTES},
-    names::{DEFAULT_MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES},
+    names::{MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES, NON_ENDPOINT_IFACES},
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
         MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
     },
 };
 
-const MAX_ENDPOINTS: usize = DEFAULT_MAX_ENDPOINTS as usize;
+/// Room for a network's endpoints (see `names::MAX_ENDPOINTS`).
+const ENDPOINT_ROOM: usize = MAX_ENDPOINTS as usize;
+
+/// Maps only the loader writes are not preallocated: their room is a cap,
+/// and an entry costs memory once an endpoint or port has it.
+const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
 
 /// Endpoint IPv4 address -> where it is. Filled by the loader.
 #[btf_map]
-pub static ENDPOINTS: HashMap<EndpointKey, EndpointEntry, MAX_ENDPOINTS> = HashMap::new();
+pub static ENDPOINTS: HashMap<EndpointKey, EndpointEntry, ENDPOINT_ROOM, NO_PREALLOC> =
+    HashMap::new();
 
 /// The network's gateway and subnet. Filled by the loader.
 #[btf_map]
@@ -33,7 +40,8 @@ pub static NETWORK: Array<NetworkConfig, 1> = Array::new();
 /// Endpoint IPv6 address -> where it is (dual-stack networks). Filled by
 /// the loader.
 #[btf_map]
-pub static ENDPOINTS6: HashMap<EndpointKey6, EndpointEntry, MAX_ENDPOINTS> = HashMap::new();
+pub static ENDPOINTS6: HashMap<EndpointKey6, EndpointEntry, ENDPOINT_ROOM, NO_PREALLOC> =
+    HashMap::new();
 
 /// The network's IPv6 gateway and prefix; zero in an IPv4-only network.
 #[btf_map]
@@ -42,7 +50,12 @@ pub static NETWORK6: Array<Network6Config, 1> = Array::new();
 /// Host-side ifindex -> counters. Entries are created by the loader when it
 /// attaches, so the datapath never inserts.
 #[btf_map]
-pub static COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_ENDPOINTS> = PerCpuHashMap::new();
+pub static COUNTERS: PerCpuHashMap<
+    u32,
+    IfaceCounters,
+    { ENDPOINT_ROOM + NON_ENDPOINT_IFACES as usize },
+    NO_PREALLOC,
+> = PerCpuHashMap::new();
 
 /// Both entries of every NAT flow (see `netfwd_common::nat`); sized by the
 /// loader. Not LRU: a full table refuses new flows instead of evicting live
@@ -99,7 +112,7 @@ pub type SenderMap<A> = LruHashMap<FlowSender<A>, u32, { MAX_SENDERS as usize }>
 
 /// Senders tracked at once: every endpoint and published port of a full
 /// network, twice over for networks sharing an uplink.
-const MAX_SENDERS: u32 = 2 * (DEFAULT_MAX_ENDPOINTS + MAX_PUBLISHED);
+const MAX_SENDERS: u32 = 2 * (MAX_ENDPOINTS + MAX_PUBLISHED);
 
 /// The NAT table's expiry sweep: its timer and record (see `nat::sweep`).
 /// Pinned beside the table, which it lives as long as.
@@ -153,7 +166,7 @@ pub static FRAGMENTS: LruHashMap<
 
 /// Published host ports (Docker's `-p`). Filled by the loader.
 #[btf_map]
-pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }> =
+pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }, NO_PREALLOC> =
     HashMap::new();
 
 /// Key of `HAIRPIN_HOST_PORTS`: a hairpinned flow as its published
@@ -186,7 +199,7 @@ pub static HOST_NETNS: Array<u64, 1> = Array::new();
 /// Host-side veths XDP may redirect to (ifindex -> itself): only those whose
 /// endpoint end can take an XDP frame (the loader turned on its NAPI).
 #[btf_map]
-pub static ENDPOINT_TX: DevMapHash<MAX_ENDPOINTS> = DevMapHash::new();
+pub static ENDPOINT_TX: DevMapHash<ENDPOINT_ROOM> = DevMapHash::new();
 
 /// Whether a monitor listens, to which kinds of event, and until when
 /// (see `monitor`). Written by `netfwd monitor`.

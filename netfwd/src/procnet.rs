@@ -2,7 +2,7 @@
 //! sysctls (/proc/sys/net) and the host's sockets (/proc/thread-self/net),
 //! both as the calling thread's namespace sees them.
 
-use std::fs;
+use std::{collections::HashSet, fs};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -83,13 +83,14 @@ pub fn refuse_endpoint_router_config(ifname: &str, settings: &Settings) -> Resul
     Ok(())
 }
 
-/// Whether a socket of this namespace holds `port`: a listening TCP socket,
-/// or a bound UDP one (IPv4 or IPv6, which covers IPv4 too).
-pub fn port_in_use(proto: Proto, port: u16) -> Result<bool> {
+/// The ports of `proto` that host sockets hold: TCP's listening ones, and
+/// every bound UDP one (IPv4 and IPv6 sockets alike).
+pub fn ports_in_use(proto: Proto) -> Result<HashSet<u16>> {
     let (files, listening_only): (&[&str], bool) = match proto {
         Proto::Tcp => (&["tcp", "tcp6"], true),
         Proto::Udp => (&["udp", "udp6"], false),
     };
+    let mut ports = HashSet::new();
     for file in files {
         let path = format!("/proc/thread-self/net/{file}");
         let text = match fs::read_to_string(&path) {
@@ -100,18 +101,15 @@ pub fn port_in_use(proto: Proto, port: u16) -> Result<bool> {
         };
         // "sl local_address rem_address st ...": local is ADDR:PORT in hex,
         // st 0A is LISTEN.
-        let in_use = text.lines().skip(1).any(|line| {
+        ports.extend(text.lines().skip(1).filter_map(|line| {
             let mut fields = line.split_whitespace().skip(1);
             let local_port = fields
                 .next()
                 .and_then(|local| local.rsplit_once(':'))
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
             let state = fields.nth(1);
-            local_port == Some(port) && (!listening_only || state == Some("0A"))
-        });
-        if in_use {
-            return Ok(true);
-        }
+            local_port.filter(|_| !listening_only || state == Some("0A"))
+        }));
     }
-    Ok(false)
+    Ok(ports)
 }

@@ -70,6 +70,15 @@ enum Command {
         /// misdelivery), about a minute with --quick.
         #[arg(long, conflicts_with_all = ["control_plane", "cluster", "monitor"])]
         networks: bool,
+        /// Only the scale rows (10 against 10,000 endpoints, 1,000 against
+        /// 10,000 published ports; netfwd tc, the baseline and the limit),
+        /// about half an hour.
+        #[arg(long, conflicts_with_all = ["control_plane", "cluster", "monitor", "networks"])]
+        scale: bool,
+        /// Only the main table, its chart and the NAT expiry rows (what
+        /// the README shows), without the sections after it.
+        #[arg(long, conflicts_with_all = ["control_plane", "cluster", "monitor", "networks", "scale"])]
+        data_plane: bool,
         /// The netfwd binary to measure, with its netfwd-cni beside it
         /// (another build, e.g. main's, against the same baselines);
         /// default: this workspace's release build.
@@ -134,17 +143,23 @@ fn exec(cli: Cli) -> Result<()> {
             cluster,
             monitor,
             networks,
+            scale,
+            data_plane,
             netfwd,
         } => {
             setup::exec()?;
             build()?;
-            let sections = match (control_plane, cluster, monitor, networks) {
-                (true, ..) => bench::Sections::ControlPlane,
-                (_, true, ..) => bench::Sections::Cluster,
-                (_, _, true, _) => bench::Sections::Monitor,
-                (.., true) => bench::Sections::Networks,
-                _ => bench::Sections::All,
-            };
+            let sections = [
+                (control_plane, bench::Sections::ControlPlane),
+                (cluster, bench::Sections::Cluster),
+                (monitor, bench::Sections::Monitor),
+                (networks, bench::Sections::Networks),
+                (scale, bench::Sections::Scale),
+                (data_plane, bench::Sections::DataPlane),
+            ]
+            .into_iter()
+            .find_map(|(chosen, section)| chosen.then_some(section))
+            .unwrap_or(bench::Sections::All);
             bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, sections)
         }
         Command::Soak { minutes, mode } => {

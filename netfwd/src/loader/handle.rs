@@ -22,7 +22,7 @@ use netfwd_common::{
 };
 
 use super::{
-    AttachOutcome, DatapathMaps, Programs,
+    AttachOutcome, DatapathMaps, Programs, Room,
     nat_table::{self, Census, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
@@ -430,6 +430,11 @@ impl NetworkDatapath {
     /// table's flows by kind: one read of the table for both.
     pub fn flow_census(&self, subnet: &Ipv4Net) -> Result<Census> {
         Ok(nat_table::census(&self.maps.nat_entries()?, subnet))
+    }
+
+    /// How many endpoints and published ports the network has room for.
+    pub fn room(&self) -> Result<Room> {
+        self.maps.room()
     }
 
     /// What the kernel charges for the NAT table, and how many flows it

@@ -21,12 +21,41 @@ use netfwd_common::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
         MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED, MAP_REMOTES,
         MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS, MAP_UNREPLIED_BY_SENDER,
+        NON_ENDPOINT_IFACES,
     },
     nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
 };
 
 /// A network's pinned maps, typed, opened without any program: what reading
 /// the datapath or changing its tables takes.
+/// What a network's maps hold at most (see [`DatapathMaps::room`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub endpoints: u32,
+    pub published: u32,
+}
+
+impl Room {
+    /// Refuses a network of `endpoints` endpoints and `published` ports
+    /// that would not fit, before any of it is written: a map that fills
+    /// half-way would leave a half-built network.
+    pub fn check(self, endpoints: usize, published: usize) -> Result<()> {
+        if endpoints > self.endpoints as usize {
+            return Err(crate::input_error!(
+                "endpoint: {endpoints} endpoints (configured and attached) are more than the network's room for {}",
+                self.endpoints
+            ));
+        }
+        if published > self.published as usize {
+            return Err(crate::input_error!(
+                "publish: {published} published ports are more than the network's room for {}",
+                self.published
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub struct DatapathMaps {
     endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
     network: Array<MapData, NetworkConfig>,
@@ -330,6 +359,25 @@ impl DatapathMaps {
         replace_all(&mut self.published, wanted).context("writing PUBLISHED")
     }
 
+    /// How many endpoints and published ports the pinned maps have room
+    /// for: this build's `MAX_ENDPOINTS` and `MAX_PUBLISHED`, or less in a
+    /// network an older build made (its maps keep their size until `down`).
+    pub fn room(&self) -> Result<Room> {
+        use aya::maps::IterableMap as _;
+        let max_entries = |map: &MapData, name: &str| -> Result<u32> {
+            Ok(map
+                .info()
+                .with_context(|| format!("reading {name}'s info"))?
+                .max_entries())
+        };
+        let counted = max_entries(self.counters.map(), MAP_COUNTERS)?;
+        Ok(Room {
+            endpoints: max_entries(self.endpoints.map(), MAP_ENDPOINTS)?
+                .min(counted.saturating_sub(NON_ENDPOINT_IFACES)),
+            published: max_entries(self.published.map(), MAP_PUBLISHED)?,
+        })
+    }
+
     /// What the kernel charges for `NAT` (its `memlock` in fdinfo) and how
     /// many entries it holds at most.
     pub fn nat_memory(&self) -> Result<(u64, u32)> {
@@ -418,4 +466,26 @@ where
         map.insert(key, value, 0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Room;
+    use crate::error::is_input_error;
+
+    #[test]
+    fn a_network_that_fits_its_room_passes_and_one_more_is_bad_input() {
+        let room = Room {
+            endpoints: 16384,
+            published: 16384,
+        };
+        room.check(16384, 16384).unwrap();
+        let endpoints = room.check(16385, 0).unwrap_err();
+        assert!(is_input_error(&endpoints));
+        assert!(
+            endpoints.to_string().contains("room for 16384"),
+            "{endpoints}"
+        );
+        assert!(is_input_error(&room.check(0, 16385).unwrap_err()));
+    }
 }

@@ -46,7 +46,7 @@ use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
 pub use explain::{DatapathCopy, ProgramRun};
 pub use handle::{EndpointVeth, NetworkDatapath, Remote};
-pub use maps::{DatapathMaps, sum_counters};
+pub use maps::{DatapathMaps, Room, sum_counters};
 use pins::{
     PROGRAMS_DIR, drop_programs_of_other_builds, pin_dir, program_pin, remove_file_if_exists,
 };

@@ -171,6 +171,10 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         handed_off: handoff,
         mac,
     };
+    NetworkDatapath::open(name)?.room()?.check(
+        st.network.endpoints.len() + st.attached.len() + 1,
+        st.all_published().len(),
+    )?;
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
     st.save()?;

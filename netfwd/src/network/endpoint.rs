@@ -3,6 +3,7 @@
 //! Every step checks what is there first, so a second run changes nothing.
 
 use std::{
+    collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsFd as _,
     path::Path,
@@ -326,6 +327,29 @@ fn prepare_for_xdp(at: &Placement<'_>) -> bool {
             false
         }
     }
+}
+
+/// Records as netfwd's the namespaces of `names` that do not exist yet, in
+/// one save before any is made (as `ensure_netns` records one): a save an
+/// endpoint, each rewriting a state of every endpoint, made the first `up`
+/// of a large network quadratic.
+pub fn record_missing_netns<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    st: &mut State,
+) -> Result<()> {
+    let mut recorded: HashSet<String> = st.created_netns.iter().cloned().collect();
+    let mut missing = false;
+    for name in names {
+        if !recorded.contains(name) && !netns::exists(name)? {
+            recorded.insert(name.to_owned());
+            st.created_netns.push(name.to_owned());
+            missing = true;
+        }
+    }
+    if missing {
+        st.save()?;
+    }
+    Ok(())
 }
 
 /// Creates the namespace if missing, recording it first so a crash between

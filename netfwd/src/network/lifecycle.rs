@@ -120,6 +120,10 @@ async fn apply(
     st: &mut State,
 ) -> Result<UpReport> {
     let mut datapath = NetworkDatapath::load(net)?;
+    datapath.room()?.check(
+        net.endpoints.len() + st.attached.len(),
+        st.all_published().len(),
+    )?;
     datapath.set_network(net)?;
     // Read once: each endpoint is checked against it and written only
     // where it differs. The stale links it holds are deleted next, and
@@ -127,6 +131,7 @@ async fn apply(
     let known = Snapshot::read(host, net.ipv6.is_some()).await?;
     let removed = remove_stale((host, &known), net, st, &mut datapath).await?;
 
+    endpoint::record_missing_netns(net.endpoints.iter().map(|e| e.netns.as_str()), st)?;
     let mut endpoints = Vec::with_capacity(net.endpoints.len());
     let insides = endpoint::configure_insides(&known, net, &net.endpoints);
     for (ep, inside) in net.endpoints.iter().zip(insides) {

@@ -1,7 +1,10 @@
 //! Checks of a validated config against what exists on the machine, all made
 //! before anything is changed. Failures are bad input (exit 2).
 
-use std::net::Ipv4Addr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use anyhow::Result;
 
@@ -9,6 +12,7 @@ use super::endpoint::ENDPOINT_IFNAME;
 use crate::{
     config::{Network, Proto},
     input_error,
+    name::NetworkName,
     netlink::Netlink,
     netns::{self, Here},
     procnet,
@@ -64,14 +68,16 @@ pub async fn check(net: &Network, previous: Option<&State>, here: &Here) -> Resu
     if let Some(lan) = &net.lan {
         check_external("network.lan", net, lan).await?;
     }
-    for (i, p) in net.published.iter().enumerate() {
-        check_host_port(
-            &format!("publish[{i}].host_port"),
-            net,
-            p.proto,
-            p.host_port,
-            here,
-        )?;
+    if !net.published.is_empty() {
+        let host_ports = HostPorts::read(net, here)?;
+        for (i, p) in net.published.iter().enumerate() {
+            host_ports.check(
+                &format!("publish[{i}].host_port"),
+                net,
+                p.proto,
+                p.host_port,
+            )?;
+        }
     }
     for (i, ep) in net.endpoints.iter().enumerate() {
         let ours =
@@ -152,27 +158,53 @@ pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<
 ///   their source ports there, and their replies would be taken for
 ///   connections to the published port,
 /// - not bound by a socket of the host.
-pub fn check_host_port(
-    field: &str,
-    net: &Network,
-    proto: Proto,
-    host_port: u16,
-    here: &Here,
-) -> Result<()> {
-    let in_nat_range = |n: &Network| (n.nat.port_min..=n.nat.port_max).contains(&host_port);
-    if in_nat_range(net) {
-        return Err(input_error!(
-            "{field}: {host_port} is inside the NAT port range {}-{}",
-            net.nat.port_min,
-            net.nat.port_max
-        ));
+pub struct HostPorts {
+    /// Other networks in this namespace on the same uplink.
+    neighbours: Vec<Network>,
+    /// Their published ports, and whose each is.
+    taken: HashMap<(Proto, u16), NetworkName>,
+    local_port_range: (u16, u16),
+    bound_tcp: HashSet<u16>,
+    bound_udp: HashSet<u16>,
+}
+
+impl HostPorts {
+    /// What the ports of `net` must stay clear of, read once for all of
+    /// them: a network of 10,000 published ports would otherwise read every
+    /// state file and socket table 10,000 times.
+    pub fn read(net: &Network, here: &Here) -> Result<Self> {
+        let neighbours: Vec<State> = State::all()?
+            .into_iter()
+            .filter(|o| {
+                o.network.name != net.name && o.lives_in(here) && o.network.uplink == net.uplink
+            })
+            .collect();
+        Ok(Self {
+            taken: neighbours
+                .iter()
+                .flat_map(|o| {
+                    o.all_published()
+                        .into_iter()
+                        .map(|p| ((p.proto, p.host_port), o.network.name.clone()))
+                })
+                .collect(),
+            neighbours: neighbours.into_iter().map(|o| o.network).collect(),
+            local_port_range: procnet::ip_local_port_range()?,
+            bound_tcp: procnet::ports_in_use(Proto::Tcp)?,
+            bound_udp: procnet::ports_in_use(Proto::Udp)?,
+        })
     }
-    for other in State::all()? {
-        let o = &other.network;
-        if o.name == net.name || !other.lives_in(here) || o.uplink != net.uplink {
-            continue;
+
+    pub fn check(&self, field: &str, net: &Network, proto: Proto, host_port: u16) -> Result<()> {
+        let in_nat_range = |n: &Network| (n.nat.port_min..=n.nat.port_max).contains(&host_port);
+        if in_nat_range(net) {
+            return Err(input_error!(
+                "{field}: {host_port} is inside the NAT port range {}-{}",
+                net.nat.port_min,
+                net.nat.port_max
+            ));
         }
-        if in_nat_range(o) {
+        if let Some(o) = self.neighbours.iter().find(|o| in_nat_range(o)) {
             return Err(input_error!(
                 "{field}: {host_port} is inside the NAT port range {}-{} of network {} on the same uplink",
                 o.nat.port_min,
@@ -180,29 +212,28 @@ pub fn check_host_port(
                 o.name
             ));
         }
-        if other
-            .all_published()
-            .iter()
-            .any(|p| p.proto == proto && p.host_port == host_port)
-        {
+        if let Some(owner) = self.taken.get(&(proto, host_port)) {
             return Err(input_error!(
-                "{field}: {host_port} is published already by network {} on the same uplink",
-                o.name
+                "{field}: {host_port} is published already by network {owner} on the same uplink"
             ));
         }
+        let (low, high) = self.local_port_range;
+        if (low..=high).contains(&host_port) {
+            return Err(input_error!(
+                "{field}: {host_port} is inside net.ipv4.ip_local_port_range {low}-{high}, where the host's own connections take their ports"
+            ));
+        }
+        let bound = match proto {
+            Proto::Tcp => &self.bound_tcp,
+            Proto::Udp => &self.bound_udp,
+        };
+        if bound.contains(&host_port) {
+            return Err(input_error!(
+                "{field}: {host_port} is bound by a socket of the host"
+            ));
+        }
+        Ok(())
     }
-    let (low, high) = procnet::ip_local_port_range()?;
-    if (low..=high).contains(&host_port) {
-        return Err(input_error!(
-            "{field}: {host_port} is inside net.ipv4.ip_local_port_range {low}-{high}, where the host's own connections take their ports"
-        ));
-    }
-    if procnet::port_in_use(proto, host_port)? {
-        return Err(input_error!(
-            "{field}: {host_port} is bound by a socket of the host"
-        ));
-    }
-    Ok(())
 }
 
 /// Networks on one uplink share its NAT table (one port allocation for the

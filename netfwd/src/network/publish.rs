@@ -2,11 +2,11 @@
 //! touching anything else of the network. Connections already made keep
 //! their NAT entries; only new ones see the change.
 
-use std::{net::Ipv4Addr, ops::RangeInclusive};
+use std::{collections::HashSet, net::Ipv4Addr, ops::RangeInclusive};
 
 use anyhow::Result;
 
-use super::{install::apply_published, preflight};
+use super::{install::apply_published, preflight::HostPorts};
 use crate::{
     config::{Proto, Published},
     error::is_input_error,
@@ -92,18 +92,19 @@ fn free_host_port(st: &State, proto: Proto, wanted: &RangeInclusive<u16>) -> Res
             "--host-port: {wanted:?}: ports are 1 to 65535"
         ));
     }
-    let published = st.all_published();
-    let here = Here::current()?;
+    let published: HashSet<(Proto, u16)> = st
+        .all_published()
+        .iter()
+        .map(|p| (p.proto, p.host_port))
+        .collect();
+    let host_ports = HostPorts::read(&st.network, &Here::current()?)?;
     let check = |host_port: u16| -> Result<()> {
-        if published
-            .iter()
-            .any(|p| p.proto == proto && p.host_port == host_port)
-        {
+        if published.contains(&(proto, host_port)) {
             return Err(input_error!(
                 "--host-port: {host_port} is published already"
             ));
         }
-        preflight::check_host_port("--host-port", &st.network, proto, host_port, &here)
+        host_ports.check("--host-port", &st.network, proto, host_port)
     };
     if wanted.start() == wanted.end() {
         let host_port = *wanted.start();
@@ -142,5 +143,7 @@ pub async fn unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Resu
 pub(super) fn apply(st: &State) -> Result<()> {
     let net = &st.network;
     let mut datapath = NetworkDatapath::load(net)?;
-    apply_published(net, &st.all_published(), &mut datapath)
+    let published = st.all_published();
+    datapath.room()?.check(0, published.len())?;
+    apply_published(net, &published, &mut datapath)
 }

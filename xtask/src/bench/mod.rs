@@ -3,8 +3,9 @@
 //! routing for the NAT path), built side by side in sandbox namespaces and
 //! measured in the same run, interleaved (A B C A B C …) so drift hits every
 //! setup alike; then what the monitor costs (`monitor`), four networks on
-//! one uplink against one (`networks`), the control plane's rows
-//! (`control`, `docker`) and the cluster's (`cluster`). Results go to
+//! one uplink against one (`networks`), 10,000 endpoints and published
+//! ports (`scale`), the control plane's rows (`control`, `docker`) and the
+//! cluster's (`cluster`). Results go to
 //! `bench-results/<time>/` and the tables to stdout.
 
 mod cluster;
@@ -16,6 +17,7 @@ mod networks;
 mod path_cost;
 mod progstats;
 mod report;
+mod scale;
 mod setups;
 mod workloads;
 
@@ -38,6 +40,8 @@ pub enum Sections {
     Cluster,
     Monitor,
     Networks,
+    Scale,
+    DataPlane,
 }
 
 /// The sections `sections` names.
@@ -51,6 +55,7 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
         Sections::Cluster => Some(cluster::exec(netfwd, quick, &dir)),
         Sections::Monitor => Some(monitor::exec(netfwd, quick, &dir)),
         Sections::Networks => Some(networks::exec(netfwd, quick, &dir)),
+        Sections::Scale => Some(scale::exec(netfwd, quick, &dir)),
         _ => None,
     };
     if let Some(rows) = alone {
@@ -64,13 +69,21 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
         report::write(&out, &md, &json, &svg)?;
         // The monitor's rows and the networks' are sections of many: a
         // failure is reported in their place.
+        if sections == Sections::DataPlane {
+            let _ = std::fs::remove_dir_all(&dir);
+            return publish(&out, &md);
+        }
         let md = match monitor::exec(netfwd, quick, &dir) {
             Ok(rows) => md + &rows,
             Err(e) => md + &format!("\nMonitor rows: failed ({e:#}).\n"),
         };
-        match networks::exec(netfwd, quick, &dir) {
+        let md = match networks::exec(netfwd, quick, &dir) {
             Ok(rows) => md + &rows,
             Err(e) => md + &format!("\nMany-networks rows: failed ({e:#}).\n"),
+        };
+        match scale::exec(netfwd, quick, &dir) {
+            Ok(rows) => md + &rows,
+            Err(e) => md + &format!("\nScale rows: failed ({e:#}).\n"),
         }
     };
     let control = control::exec(netfwd, quick, &dir);
@@ -134,7 +147,7 @@ fn data_plane(
         notes: &mut notes,
     };
     rounds.run(&Workload::BASE, &every)?;
-    let costs = path_cost::exec(&Workload::BASE, &every, secs)?;
+    let costs = path_cost::HEADER.to_owned() + &path_cost::exec(&Workload::BASE, &every, secs)?;
     drop(every);
     for &n in scale {
         for setup in &mut built {

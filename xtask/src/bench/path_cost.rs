@@ -14,16 +14,17 @@ use super::{
 };
 use crate::cmd::{command, output};
 
+/// The cost table's title and head, above the rows of every `exec`.
+pub const HEADER: &str = "\nThe datapath's cost per packet: nanoseconds per program run, from the \
+     kernel's run-time stats (`kernel.bpf_stats_enabled`, on only for this pass), with the runs \
+     counted over the row's workload.\n\n\
+     | workload | setup | program: ns per run (runs) |\n|---|---|---|\n";
+
 /// Runs every workload once on every setup; fails if one took another
-/// path than its row says. Returns the cost table (Markdown).
+/// path than its row says. Returns the cost table's rows (Markdown).
 pub fn exec(ws: &[Workload], setups: &[&Setup], secs: u64) -> Result<String> {
     let _stats = StatsOn::enable()?;
-    let mut md = String::from(
-        "\nThe datapath's cost per packet: nanoseconds per program run, from the kernel's \
-         run-time stats (`kernel.bpf_stats_enabled`, on only for this pass), with the runs \
-         counted over the row's workload.\n\n\
-         | workload | setup | program: ns per run (runs) |\n|---|---|---|\n",
-    );
+    let mut md = String::new();
     for &w in ws {
         for &setup in setups.iter().filter(|s| w.runs_on(s.kind)) {
             let costs = one(w, setup, secs)

@@ -23,19 +23,27 @@ use crate::cmd::{command, run, succeeds};
 pub const CLIENT_IP: &str = "192.168.77.2";
 pub const SERVER_IP: &str = "192.168.77.3";
 const GATEWAY: &str = "192.168.77.1";
-/// Room for the 1000-endpoint scale runs.
-const SUBNET: &str = "192.168.76.0/22";
-const PREFIX: &str = "/22";
+/// Room for the 10,000-endpoint scale runs.
+const SUBNET: &str = "192.168.64.0/18";
+const PREFIX: &str = "/18";
 pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
-/// Where the limit's client is reached from the internet, routed.
-pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.90.2";
+/// Where the limit's client is reached from the internet, routed (outside
+/// `SUBNET`).
+pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.190.2";
 /// Published ports: host port `HOST_PORT_BASE + i` goes to the server's
 /// `TARGET_PORT_BASE + i`, for `i < PUBLISHED` — enough for iptables' rule
 /// walk to show against a hash lookup.
 pub const PUBLISHED: u16 = 1000;
+/// How far the published-port scale rows grow the baseline's rules and
+/// netfwd's `[[publish]]` entries (`grow_published`).
+pub const PUBLISHED_SCALE: u16 = 10_000;
 pub const HOST_PORT_BASE: u16 = 20000;
 pub const TARGET_PORT_BASE: u16 = 30000;
+/// A Linux bridge's ports at most (`BR_MAX_PORTS`; the next is refused
+/// with EXFULL): the baseline, like a Docker bridge network, holds no more
+/// endpoints.
+pub const BRIDGE_MAX_PORTS: u32 = 1024;
 /// Present while br_netfilter is loaded.
 pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
@@ -112,6 +120,25 @@ fn conntrack_max() -> u32 {
 
 pub fn ip(args: &[&str]) -> Result<()> {
     run(command("ip", args).stdout(std::process::Stdio::null()))
+}
+
+/// `ip` commands, one a line, in one process, after the options
+/// `global` (`-n NS` for a namespace; none for `netns` commands).
+fn ip_batch(global: &[&str], lines: impl IntoIterator<Item = String>) -> Result<()> {
+    let script: String = lines.into_iter().map(|l| l + "\n").collect();
+    let mut args = global.to_vec();
+    args.extend(["-batch", "-"]);
+    let mut child = command("ip", &args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting ip -batch")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "ip {args:?} failed ({status})");
+    Ok(())
 }
 
 pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
@@ -255,14 +282,7 @@ impl Setup {
              -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n",
         );
         let _ = writeln!(rules, "-A POSTROUTING -s {SUBNET} ! -o br0 -j MASQUERADE");
-        for i in 0..published {
-            let _ = writeln!(
-                rules,
-                "-A DOCKER ! -i br0 -p tcp --dport {} -j DNAT --to-destination {SERVER_IP}:{}",
-                HOST_PORT_BASE + i,
-                TARGET_PORT_BASE + i
-            );
-        }
+        rules.push_str(&dnat_rules(0..published));
         rules.push_str(
             "COMMIT\n*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
              -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
@@ -270,25 +290,35 @@ impl Setup {
              -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
              -A FORWARD -i br0 -o br0 -j ACCEPT\n",
         );
-        for i in 0..published {
-            let _ = writeln!(
-                rules,
-                "-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {} -j ACCEPT",
-                TARGET_PORT_BASE + i
-            );
-        }
+        rules.push_str(&accept_rules(0..published));
         rules.push_str("COMMIT\n");
-        let mut restore = command(
-            "nsenter",
-            &[&format!("--net=/run/netns/{h}"), "iptables-restore"],
-        );
-        let mut child = restore.stdin(std::process::Stdio::piped()).spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(rules.as_bytes())?;
+        iptables_restore(h, &rules, false)
+    }
+
+    /// Publishes ports up to `n` in all, after those there are: the
+    /// baseline's rules appended to Docker's chains (so the last port is
+    /// the last rule its walk meets), netfwd's `[[publish]]` entries. The
+    /// setups without published ports stay as they are.
+    pub fn grow_published(&mut self, n: u16) -> Result<()> {
+        match self.kind {
+            Kind::Limit | Kind::BaselineNoPorts => Ok(()),
+            Kind::Baseline => {
+                let more = PUBLISHED..n;
+                let rules = format!(
+                    "*nat\n{}COMMIT\n*filter\n{}COMMIT\n",
+                    dnat_rules(more.clone()),
+                    accept_rules(more)
+                );
+                iptables_restore(&self.host, &rules, true)
+            }
+            Kind::NetfwdTc | Kind::NetfwdXdp => {
+                let server = self.server.clone();
+                let (path, text) = self.config.as_mut().context("no netfwd config")?;
+                text.push_str(&publish_entries(PUBLISHED..n, &server));
+                std::fs::write(&*path, &*text)?;
+                self.netfwd_up()
+            }
         }
-        let status = child.wait()?;
-        anyhow::ensure!(status.success(), "iptables-restore failed ({status})");
-        Ok(())
     }
 
     fn netfwd(&mut self, id: u32, mode: &str, netfwd: &Path, dir: &Path) -> Result<()> {
@@ -308,15 +338,7 @@ impl Setup {
         // The same room as the baseline's conntrack: both tables hold the
         // 100k-flow workload beside every other workload's flows.
         let _ = writeln!(text, "[nat]\nmax_flows = {}", conntrack_max());
-        for i in 0..PUBLISHED {
-            let _ = write!(
-                text,
-                "[[publish]]\nproto = \"tcp\"\nhost_port = {}\nendpoint = \"{}\"\nport = {}\n",
-                HOST_PORT_BASE + i,
-                self.server,
-                TARGET_PORT_BASE + i
-            );
-        }
+        text.push_str(&publish_entries(0..PUBLISHED, &self.server));
         std::fs::write(&config, &text)?;
         self.netfwd = Some((netfwd.to_owned(), name));
         self.config = Some((config, text));
@@ -425,12 +447,7 @@ impl Setup {
             .collect();
         match self.kind {
             Kind::Limit => return Ok(()),
-            Kind::Baseline | Kind::BaselineNoPorts => {
-                for (ns, addr) in &new {
-                    self.extras.push(ns.clone());
-                    self.bridge_port(ns, addr, &format!("x{}", self.extras.len()))?;
-                }
-            }
+            Kind::Baseline | Kind::BaselineNoPorts => self.bridge_ports(&new)?,
             Kind::NetfwdTc | Kind::NetfwdXdp => {
                 if let Some((path, text)) = &mut self.config {
                     for (ns, addr) in &new {
@@ -445,10 +462,37 @@ impl Setup {
         Ok(())
     }
 
-    /// One more endpoint on the baseline's bridge.
-    fn bridge_port(&self, ns: &str, addr: &str, hostif: &str) -> Result<()> {
-        self.host_veth(ns, addr, hostif)?;
-        ip(&["-n", &self.host, "link", "set", hostif, "master", "br0"])
+    /// More endpoints on the baseline's bridge, as `host_veth` makes one
+    /// but in batches of `ip` commands (seven processes an endpoint took
+    /// 25 minutes for 10,000): the namespaces, then the veths on the
+    /// bridge, then one batch in each namespace.
+    fn bridge_ports(&mut self, new: &[(String, String)]) -> Result<()> {
+        let first = self.extras.len();
+        ip_batch(&[], new.iter().map(|(ns, _)| format!("netns add {ns}")))?;
+        // Made: removed on drop from here on, whatever fails next.
+        self.extras.extend(new.iter().map(|(ns, _)| ns.clone()));
+        ip_batch(
+            &["-n", &self.host],
+            new.iter().enumerate().flat_map(|(i, (ns, _))| {
+                let hostif = format!("x{}", first + i + 1);
+                [
+                    format!("link add {hostif} type veth peer name eth0 netns {ns}"),
+                    format!("link set {hostif} master br0"),
+                    format!("link set {hostif} up"),
+                ]
+            }),
+        )?;
+        for (ns, addr) in new {
+            ip_batch(
+                &["-n", ns],
+                [
+                    "link set lo up".to_owned(),
+                    format!("addr add {addr}{PREFIX} dev eth0"),
+                    "link set eth0 up".to_owned(),
+                ],
+            )?;
+        }
+        Ok(())
     }
 
     /// The limit: the two endpoints on one veth pair; the client routed to
@@ -490,17 +534,17 @@ impl Setup {
         ip(&[
             "-n", h, "link", "add", "hc", "type", "veth", "peer", "name", "eth1", "netns", c,
         ])?;
-        ip(&["-n", c, "addr", "add", "192.168.90.2/24", "dev", "eth1"])?;
+        ip(&["-n", c, "addr", "add", "192.168.190.2/24", "dev", "eth1"])?;
         ip(&["-n", c, "link", "set", "eth1", "up"])?;
-        ip(&["-n", h, "addr", "add", "192.168.90.1/24", "dev", "hc"])?;
+        ip(&["-n", h, "addr", "add", "192.168.190.1/24", "dev", "hc"])?;
         ip(&["-n", h, "link", "set", "hc", "up"])?;
-        ip(&["-n", c, "route", "add", "default", "via", "192.168.90.1"])?;
+        ip(&["-n", c, "route", "add", "default", "via", "192.168.190.1"])?;
         ip(&[
             "-n",
             &self.internet,
             "route",
             "add",
-            "192.168.90.0/24",
+            "192.168.190.0/24",
             "via",
             UPLINK_IP,
         ])?;
@@ -508,11 +552,69 @@ impl Setup {
     }
 }
 
+/// Docker's DNAT rule of each published port `i` of `ports`.
+fn dnat_rules(ports: std::ops::Range<u16>) -> String {
+    ports.fold(String::new(), |mut rules, i| {
+        let _ = writeln!(
+            rules,
+            "-A DOCKER ! -i br0 -p tcp --dport {} -j DNAT --to-destination {SERVER_IP}:{}",
+            HOST_PORT_BASE + i,
+            TARGET_PORT_BASE + i
+        );
+        rules
+    })
+}
+
+/// Docker's FORWARD accept of each published port `i` of `ports`.
+fn accept_rules(ports: std::ops::Range<u16>) -> String {
+    ports.fold(String::new(), |mut rules, i| {
+        let _ = writeln!(
+            rules,
+            "-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {} -j ACCEPT",
+            TARGET_PORT_BASE + i
+        );
+        rules
+    })
+}
+
+/// netfwd's `[[publish]]` of each published port `i` of `ports`, to the
+/// endpoint in namespace `server`.
+fn publish_entries(ports: std::ops::Range<u16>, server: &str) -> String {
+    ports.fold(String::new(), |mut text, i| {
+        let _ = write!(
+            text,
+            "[[publish]]\nproto = \"tcp\"\nhost_port = {}\nendpoint = \"{server}\"\nport = {}\n",
+            HOST_PORT_BASE + i,
+            TARGET_PORT_BASE + i
+        );
+        text
+    })
+}
+
+/// `rules` into the iptables of namespace `ns`, added to what is there with
+/// `noflush`.
+fn iptables_restore(ns: &str, rules: &str, noflush: bool) -> Result<()> {
+    let ns = format!("--net=/run/netns/{ns}");
+    let mut args = vec![ns.as_str(), "iptables-restore"];
+    if noflush {
+        args.push("--noflush");
+    }
+    let mut child = command("nsenter", &args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(rules.as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "iptables-restore failed ({status})");
+    Ok(())
+}
+
 /// Addresses for idle endpoints: the subnet's hosts but the gateway and the
 /// two that talk.
 fn extra_addresses() -> impl Iterator<Item = String> {
-    let base = u32::from(std::net::Ipv4Addr::new(192, 168, 76, 0));
-    (1..1023u32)
+    let base = u32::from(std::net::Ipv4Addr::new(192, 168, 64, 0));
+    (1..(1u32 << 14) - 1)
         .map(move |i| std::net::Ipv4Addr::from(base + i).to_string())
         .filter(|ip| ![GATEWAY, CLIENT_IP, SERVER_IP].contains(&ip.as_str()))
 }
@@ -546,12 +648,17 @@ impl Drop for Setup {
                 &["--netns", &self.host, "down", "--name", name],
             ));
         }
-        for ns in [&self.client, &self.server, &self.internet, &self.host]
-            .into_iter()
-            .chain(&self.extras)
-        {
+        for ns in [&self.client, &self.server, &self.internet, &self.host] {
             let _ = succeeds(&mut command("ip", &["netns", "del", ns]));
         }
+        // Thousands at scale: in one process. netfwd's `down` removed its own.
+        let _ = ip_batch(
+            &["-force"],
+            self.extras
+                .iter()
+                .filter(|ns| Path::new("/run/netns").join(ns).exists())
+                .map(|ns| format!("netns del {ns}")),
+        );
         if let Some(dir) = &self.cgroup {
             let _ = std::fs::remove_dir(dir);
         }

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
-    HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
+    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
     TARGET_PORT_BASE, UPLINK_IP,
 };
 use crate::cmd::{command, output};
@@ -47,6 +47,11 @@ pub enum Workload {
     /// with this many endpoints on the network (how cost grows with work).
     ScaleRr(u32),
     ScalePps(u32),
+    /// Request/response and new connections from the internet to the last
+    /// of this many published ports (the baseline's rules walked to their
+    /// end on a connection's first packet).
+    ScalePublishedRr(u16),
+    ScalePublishedConn(u16),
 }
 
 /// The endpoint counts of the scale runs.
@@ -92,6 +97,12 @@ impl Workload {
             Workload::ScalePps(n) => {
                 return format!("endpoint↔endpoint 64-byte UDP (trafgen), {n} endpoints");
             }
+            Workload::ScalePublishedRr(n) => {
+                return format!("internet→published port {n} of {n}, TCP request/response");
+            }
+            Workload::ScalePublishedConn(n) => {
+                return format!("internet→published port {n} of {n}, new connections");
+            }
             _ => {}
         }
         match self {
@@ -107,7 +118,10 @@ impl Workload {
             Workload::Published100 => "internet→published port 100 of 1000, new connections",
             Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
             Workload::Udp64Raw => "endpoint↔endpoint 64-byte UDP (trafgen)",
-            Workload::ScaleRr(_) | Workload::ScalePps(_) => unreachable!("named above"),
+            Workload::ScaleRr(_)
+            | Workload::ScalePps(_)
+            | Workload::ScalePublishedRr(_)
+            | Workload::ScalePublishedConn(_) => unreachable!("named above"),
         }
         .to_owned()
     }
@@ -127,9 +141,14 @@ impl Workload {
     }
 
     /// Whether setup `kind` takes part: the baseline without port rules is
-    /// there for the east-west rows alone (it publishes nothing).
+    /// there for the east-west rows alone (it publishes nothing), and no
+    /// baseline has more endpoints than a bridge has ports.
     pub fn runs_on(self, kind: Kind) -> bool {
-        kind != Kind::BaselineNoPorts || self.east_west()
+        let baseline = matches!(kind, Kind::Baseline | Kind::BaselineNoPorts);
+        match self {
+            Workload::ScaleRr(n) | Workload::ScalePps(n) if n > BRIDGE_MAX_PORTS => !baseline,
+            _ => kind != Kind::BaselineNoPorts || self.east_west(),
+        }
     }
 
     pub fn unit(self) -> &'static str {
@@ -138,12 +157,14 @@ impl Workload {
             Workload::TcpRr
             | Workload::NatTcpRr
             | Workload::NatRrFullTable
-            | Workload::ScaleRr(_) => "transactions/s",
+            | Workload::ScaleRr(_)
+            | Workload::ScalePublishedRr(_) => "transactions/s",
             Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => "kpps received",
             Workload::NatConnRate
             | Workload::Published10
             | Workload::Published100
-            | Workload::Published1000 => "connections/s",
+            | Workload::Published1000
+            | Workload::ScalePublishedConn(_) => "connections/s",
         }
     }
 
@@ -201,10 +222,15 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         return same(&setup.client, &setup.server, SERVER_IP, port);
     }
     match w {
-        Workload::Published10 | Workload::Published100 | Workload::Published1000 => {
+        Workload::Published10
+        | Workload::Published100
+        | Workload::Published1000
+        | Workload::ScalePublishedRr(_)
+        | Workload::ScalePublishedConn(_) => {
             let index = match w {
                 Workload::Published10 => 9,
                 Workload::Published100 => 99,
+                Workload::ScalePublishedRr(n) | Workload::ScalePublishedConn(n) => n - 1,
                 _ => PUBLISHED - 1,
             };
             let target = TARGET_PORT_BASE + index;
@@ -236,7 +262,10 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
         Workload::TcpStream1 | Workload::NatTcpStream => iperf_tcp(&p, 1, secs)?,
         Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
         Workload::Udp64 => iperf_udp64(&p, secs)?,
-        Workload::TcpRr | Workload::NatTcpRr | Workload::ScaleRr(_) => sockperf_rr(&p, secs)?,
+        Workload::TcpRr
+        | Workload::NatTcpRr
+        | Workload::ScaleRr(_)
+        | Workload::ScalePublishedRr(_) => sockperf_rr(&p, secs)?,
         Workload::Udp64Raw | Workload::ScalePps(_) => trafgen_udp64(&p, secs)?,
         Workload::NatRrFullTable => {
             fill_nat_table(&p)?;
@@ -501,6 +530,9 @@ pub fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
             "sockperf",
             "sr",
             "--tcp",
+            // A connection-rate row's server before it on the same port
+            // leaves its closed connections in TIME_WAIT.
+            "--uc-reuseaddr",
             "-i",
             &listen_ip,
             "-p",
