@@ -123,8 +123,15 @@ pub trait Family: Layer3 {
     ) -> Result<(), DropReason>;
 
     // The FIB.
-    /// `bpf_fib_lookup`'s parameters for `src -> dst` from `ifindex`.
-    fn fib_params(ifindex: u32, src: Self::Addr, dst: Self::Addr, tot_len: u16) -> FibParams;
+    /// Fills `bpf_fib_lookup`'s parameters (`params`, zeroed) in for
+    /// `src -> dst` from `ifindex`.
+    fn fill_fib_params(
+        params: &mut FibParams,
+        ifindex: u32,
+        src: Self::Addr,
+        dst: Self::Addr,
+        tot_len: u16,
+    );
     /// The source address a lookup with `BPF_FIB_LOOKUP_SRC` filled in.
     fn fib_src(params: &FibParams) -> Self::Addr;
 

@@ -2,6 +2,8 @@
 //! next hop, `hop`), and whether it fits. One body for either family (its
 //! parameters are the family's) and either context.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS,
@@ -67,8 +69,10 @@ fn lookup_with_len<F: Family>(
     dst: F::Addr,
     tot_len: u16,
 ) -> Option<Route<F::Addr>> {
-    let mut params = F::fib_params(ifindex, src, dst, tot_len);
-    let hop = match fib_lookup(ctx, &mut params) {
+    let mut params = MaybeUninit::uninit();
+    let params = zeroed(&mut params);
+    F::fill_fib_params(params, ifindex, src, dst, tot_len);
+    let hop = match fib_lookup(ctx, params) {
         BPF_FIB_LKUP_RET_SUCCESS => NextHop::Resolved {
             oif: params.ifindex,
             smac: params.smac,
@@ -81,8 +85,26 @@ fn lookup_with_len<F: Family>(
     };
     Some(Route {
         hop,
-        src: F::fib_src(&params),
+        src: F::fib_src(params),
     })
+}
+
+/// `params` all zero (the kernel reads every byte), a word at a time, in
+/// place. Zero fields written as such, `mem::zeroed()`, or zeroes moved in
+/// from elsewhere all become calls to `memset`, a BPF subprogram that
+/// stores a byte at a time (51 bytes here: some 270 instructions a
+/// lookup); volatile stores, which the compiler may not merge into one, are
+/// 16.
+#[inline(always)]
+fn zeroed(params: &mut MaybeUninit<FibParams>) -> &mut FibParams {
+    const WORDS: usize = core::mem::size_of::<FibParams>() / 4;
+    let words = params.as_mut_ptr().cast::<u32>();
+    for i in 0..WORDS {
+        // SAFETY: `FibParams` is `WORDS` u32s long and aligned for a u32.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: every byte written above; all-zero is a valid FibParams.
+    unsafe { params.assume_init_mut() }
 }
 
 /// Whether `addr` is one of the host's own (local, broadcast or multicast
@@ -90,8 +112,10 @@ fn lookup_with_len<F: Family>(
 /// `ifindex` (an interface with forwarding on, or the lookup fails).
 #[inline(always)]
 pub fn is_host_address<F: Family>(ctx: &impl Packet, ifindex: u32, addr: F::Addr) -> bool {
-    let mut params = F::fib_params(ifindex, F::UNSPECIFIED, addr, 1);
-    fib_lookup(ctx, &mut params) == BPF_FIB_LKUP_RET_NOT_FWDED
+    let mut params = MaybeUninit::uninit();
+    let params = zeroed(&mut params);
+    F::fill_fib_params(params, ifindex, F::UNSPECIFIED, addr, 1);
+    fib_lookup(ctx, params) == BPF_FIB_LKUP_RET_NOT_FWDED
 }
 
 /// `bpf_fib_lookup` with `params`, which it fills in: its return code.

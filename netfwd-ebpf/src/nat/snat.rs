@@ -53,7 +53,8 @@ pub fn translate<F: Family>(
     // TTL about to run out: the stack answers with "time exceeded" from the
     // gateway, as a router would (traceroute's first hop). Too big with DF
     // set: the stack answers "fragmentation needed" (path-MTU discovery) and
-    // forwards nothing.
+    // forwards nothing. One MTU check a packet: one with DF is checked
+    // here, any other after its translation (which changes no length).
     if F::hop_limit(ip) <= 1 || (F::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
         return Ok(Verdict::ToHost);
     }
@@ -96,10 +97,21 @@ pub fn translate<F: Family>(
             (flow.sport, port),
         )?;
     }
-    if fib::too_big(ctx, hop.oif()) {
+    if may_fragment::<F>(ctx)? && fib::too_big(ctx, hop.oif()) {
         return to_stack_for_fragmenting::<F>(ctx);
     }
     Ok(Verdict::Translated(hop.redirect()))
+}
+
+/// Whether the translated packet has DF clear. Read from the packet, not
+/// from the header checked above: from that copy the compiler knows the
+/// answer and makes two copies of the whole translation, one for each,
+/// which takes `tc_from_endpoint` past the verifier's 1M instructions.
+#[inline(always)]
+fn may_fragment<F: Family>(ctx: &TcContext) -> Result<bool, DropReason> {
+    let ipp = parse::header_at::<F::Hdr>(ctx, IP_OFF)?;
+    // SAFETY: bounds checked by `header_at`.
+    Ok(!F::dont_fragment(unsafe { &*ipp }))
 }
 
 /// A translated datagram too big for the uplink, DF clear: the stack

@@ -7,13 +7,7 @@ mod frag;
 mod header;
 mod icmp_error;
 
-use aya_ebpf::{
-    bindings::{
-        bpf_fib_lookup as FibParams, bpf_fib_lookup__bindgen_ty_1, bpf_fib_lookup__bindgen_ty_2,
-        bpf_fib_lookup__bindgen_ty_3, bpf_fib_lookup__bindgen_ty_4, bpf_fib_lookup__bindgen_ty_5,
-    },
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
@@ -178,27 +172,18 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn fib_params(ifindex: u32, src: [u8; 4], dst: [u8; 4], tot_len: u16) -> FibParams {
-        // Every byte written field by field (the kernel reads them all): a
-        // `mem::zeroed()` here becomes a call to `memset`, a BPF subprogram
-        // whose register use the verifier and the compiler disagree on.
-        let mut params = FibParams {
-            family: AF_INET,
-            l4_protocol: 0,
-            sport: 0,
-            dport: 0,
-            __bindgen_anon_1: bpf_fib_lookup__bindgen_ty_1 { tot_len },
-            ifindex,
-            __bindgen_anon_2: bpf_fib_lookup__bindgen_ty_2 { rt_metric: 0 },
-            __bindgen_anon_3: bpf_fib_lookup__bindgen_ty_3 { ipv6_src: [0; 4] },
-            __bindgen_anon_4: bpf_fib_lookup__bindgen_ty_4 { ipv6_dst: [0; 4] },
-            __bindgen_anon_5: bpf_fib_lookup__bindgen_ty_5 { tbid: 0 },
-            smac: [0; 6],
-            dmac: [0; 6],
-        };
+    fn fill_fib_params(
+        params: &mut FibParams,
+        ifindex: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+        tot_len: u16,
+    ) {
+        params.family = AF_INET;
+        params.__bindgen_anon_1.tot_len = tot_len;
+        params.ifindex = ifindex;
         params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
         params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
-        params
     }
 
     #[inline(always)]

@@ -8,7 +8,7 @@
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 use netfwd::loader::{DatapathMaps, Programs};
@@ -71,6 +71,20 @@ pub fn loaded(
 /// Runs `prog` once on `packet` as if it arrived on `ifindex` (0: no
 /// device); returns the TC action and the packet after it.
 pub fn run(prog: &SchedClassifier, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let (action, out, _) = run_repeated(prog, packet, ifindex, 1);
+    (action, out)
+}
+
+/// Runs `prog` `repeat` times on `packet` as [`run`] does; also returns the
+/// kernel's mean duration of a run. The kernel runs the same skb every
+/// time: a program that rewrites the packet sees its own output from the
+/// second run on.
+pub fn run_repeated(
+    prog: &SchedClassifier,
+    packet: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> (u32, Vec<u8>, Duration) {
     let mut out = vec![0u8; packet.len() + 64];
     // struct __sk_buff: ifindex is the 11th u32 (offset 40); the kernel
     // accepts it in a test run's context and sets the skb's device from it.
@@ -81,12 +95,12 @@ pub fn run(prog: &SchedClassifier, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>
             data_in: Some(packet),
             data_out: Some(&mut out),
             ctx_in: (ifindex != 0).then_some(&ctx[..]),
-            repeat: 1,
+            repeat,
             ..Default::default()
         })
         .unwrap();
     out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
+    (result.return_value, out, result.duration)
 }
 
 /// Runs XDP program `prog` once on `packet` as if it arrived on `ifindex`
