@@ -17,8 +17,8 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
-    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED, SERVER_IP, Setup,
-    TARGET_PORT_BASE, UPLINK_IP,
+    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED,
+    SERVER_IP, Setup, TARGET_PORT_BASE, UPLINK_IP,
 };
 use crate::cmd::{command, output};
 
