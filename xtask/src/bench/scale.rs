@@ -1,7 +1,7 @@
 //! `cargo xtask bench --scale`: request/response and packet rates between
 //! the same two endpoints with 10 and then 10,000 endpoints on the network,
-//! then request/response and new connections from the internet to the
-//! last of 1,000 and then of 10,000 published ports; netfwd's default
+//! then request/response from the internet to the last of 1,000 and then
+//! of 10,000 published ports; netfwd's default
 //! mode beside the baseline and the limit, interleaved as the main rows
 //! are. Each row is read against its own setup's smaller figure: the cost
 //! of the size alone.
@@ -27,7 +27,7 @@ const FEW: u32 = 10;
 const MANY: u32 = 10_000;
 
 /// Each row, and the row of the smaller size it is read against.
-const ROWS: [(Workload, Option<Workload>); 7] = [
+const ROWS: [(Workload, Option<Workload>); 6] = [
     (Workload::ScaleRr(FEW), None),
     (Workload::ScalePps(FEW), None),
     (Workload::ScaleRr(MANY), Some(Workload::ScaleRr(FEW))),
@@ -36,10 +36,6 @@ const ROWS: [(Workload, Option<Workload>); 7] = [
     (
         Workload::ScalePublishedRr(PUBLISHED_SCALE),
         Some(Workload::ScalePublishedRr(PUBLISHED)),
-    ),
-    (
-        Workload::ScalePublishedConn(PUBLISHED_SCALE),
-        Some(Workload::Published1000),
     ),
 ];
 
@@ -52,8 +48,7 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
             Setup::build(*k, id, netfwd, dir).with_context(|| format!("building {}", k.name()))
         })
         .collect::<Result<_>>()?;
-    let mut all: Vec<Workload> = ROWS.iter().map(|(w, _)| *w).collect();
-    all.push(Workload::Published1000);
+    let all: Vec<Workload> = ROWS.iter().map(|(w, _)| *w).collect();
     let mut samples = Samples::new();
     let mut notes = Vec::new();
     let mut rounds = Rounds {
@@ -97,10 +92,7 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     }
     eprintln!("bench: {PUBLISHED_SCALE} published ports on each setup");
     let every: Vec<&Setup> = built.iter().collect();
-    let published = [
-        Workload::ScalePublishedRr(PUBLISHED_SCALE),
-        Workload::ScalePublishedConn(PUBLISHED_SCALE),
-    ];
+    let published = [Workload::ScalePublishedRr(PUBLISHED_SCALE)];
     rounds.run(&published, &every)?;
     costs += &path_cost::exec(&published, &every, secs)?;
     drop(every);
@@ -129,20 +121,24 @@ fn table(samples: &Samples, all: &[Workload], reps: usize, secs: u64) -> String 
             true => "–".to_owned(),
             false => format!("{:.3} ({:.3}–{:.3})", x.median, x.min, x.max),
         };
+        let ratio = |x: f64| match x.is_nan() {
+            true => "–".to_owned(),
+            false => format!("{x:.2}×"),
+        };
         let against = |k: Kind, now: f64| match smaller {
-            Some(s) => format!("{:.2}×", now / median(s, k).median),
+            Some(s) => ratio(now / median(s, k).median),
             None => "–".to_owned(),
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | **{:.2}×** | **{:.2}×** | {} | {} |",
+            "| {} | {} | {} | {} | {} | **{}** | **{}** | {} | {} |",
             w.name(),
             w.unit(),
             cell(&base),
             cell(&tc),
             cell(&limit),
-            tc.median / base.median,
-            tc.median / limit.median,
+            ratio(tc.median / base.median),
+            ratio(tc.median / limit.median),
             against(Kind::NetfwdTc, tc.median),
             against(Kind::Baseline, base.median),
         );

@@ -47,11 +47,10 @@ pub enum Workload {
     /// with this many endpoints on the network (how cost grows with work).
     ScaleRr(u32),
     ScalePps(u32),
-    /// Request/response and new connections from the internet to the last
-    /// of this many published ports (the baseline's rules walked to their
-    /// end on a connection's first packet).
+    /// Request/response from the internet to the last of this many
+    /// published ports (the baseline's rules walked to their end on the
+    /// connection's first packet).
     ScalePublishedRr(u16),
-    ScalePublishedConn(u16),
 }
 
 /// The endpoint counts of the scale runs.
@@ -100,9 +99,6 @@ impl Workload {
             Workload::ScalePublishedRr(n) => {
                 return format!("internet→published port {n} of {n}, TCP request/response");
             }
-            Workload::ScalePublishedConn(n) => {
-                return format!("internet→published port {n} of {n}, new connections");
-            }
             _ => {}
         }
         match self {
@@ -118,10 +114,9 @@ impl Workload {
             Workload::Published100 => "internet→published port 100 of 1000, new connections",
             Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
             Workload::Udp64Raw => "endpoint↔endpoint 64-byte UDP (trafgen)",
-            Workload::ScaleRr(_)
-            | Workload::ScalePps(_)
-            | Workload::ScalePublishedRr(_)
-            | Workload::ScalePublishedConn(_) => unreachable!("named above"),
+            Workload::ScaleRr(_) | Workload::ScalePps(_) | Workload::ScalePublishedRr(_) => {
+                unreachable!("named above")
+            }
         }
         .to_owned()
     }
@@ -163,8 +158,7 @@ impl Workload {
             Workload::NatConnRate
             | Workload::Published10
             | Workload::Published100
-            | Workload::Published1000
-            | Workload::ScalePublishedConn(_) => "connections/s",
+            | Workload::Published1000 => "connections/s",
         }
     }
 
@@ -225,12 +219,11 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         Workload::Published10
         | Workload::Published100
         | Workload::Published1000
-        | Workload::ScalePublishedRr(_)
-        | Workload::ScalePublishedConn(_) => {
+        | Workload::ScalePublishedRr(_) => {
             let index = match w {
                 Workload::Published10 => 9,
                 Workload::Published100 => 99,
-                Workload::ScalePublishedRr(n) | Workload::ScalePublishedConn(n) => n - 1,
+                Workload::ScalePublishedRr(n) => n - 1,
                 _ => PUBLISHED - 1,
             };
             let target = TARGET_PORT_BASE + index;
