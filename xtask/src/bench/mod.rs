@@ -128,13 +128,7 @@ fn data_plane(
         (5, 2, &workloads::SCALE_FULL[..])
     };
     let all = Workload::all(scale);
-    let id = std::process::id();
-    let mut built: Vec<Setup> = Kind::ALL
-        .iter()
-        .map(|k| {
-            Setup::build(*k, id, netfwd, dir).with_context(|| format!("building {}", k.name()))
-        })
-        .collect::<Result<_>>()?;
+    let mut built = build_all(&Kind::ALL, netfwd, dir)?;
     let mut samples = Samples::new();
     let mut notes = Vec::new();
     let every: Vec<&Setup> = built.iter().collect();
@@ -150,12 +144,7 @@ fn data_plane(
     let costs = path_cost::HEADER.to_owned() + &path_cost::exec(&Workload::BASE, &every, secs)?;
     drop(every);
     for &n in scale {
-        for setup in &mut built {
-            setup
-                .grow(n)
-                .with_context(|| format!("growing {} to {n} endpoints", setup.kind.name()))?;
-        }
-        eprintln!("bench: {n} endpoints on each setup");
+        grow_each(&mut built, n)?;
         // The limit is a bare veth pair whatever the count, measured in the
         // same rounds as the rest all the same.
         let every: Vec<&Setup> = built.iter().collect();
@@ -202,6 +191,30 @@ fn data_plane(
     let json = report::json(&samples, &all, reps, secs, &machine);
     let svg = report::svg(&samples, &all);
     Ok((md, json, svg))
+}
+
+/// A setup of each of `kinds`, side by side.
+fn build_all(kinds: &[Kind], netfwd: &Path, dir: &Path) -> Result<Vec<Setup>> {
+    let id = std::process::id();
+    kinds
+        .iter()
+        .map(|k| {
+            Setup::build(*k, id, netfwd, dir).with_context(|| format!("building {}", k.name()))
+        })
+        .collect()
+}
+
+/// Grows each setup that runs the rows of `n` endpoints to `n` (a
+/// baseline has no more than a bridge's ports).
+fn grow_each(built: &mut [Setup], n: u32) -> Result<()> {
+    let scaled = Workload::scaled(n);
+    for setup in built.iter_mut().filter(|s| scaled[0].runs_on(s.kind)) {
+        setup
+            .grow(n)
+            .with_context(|| format!("growing {} to {n} endpoints", setup.kind.name()))?;
+    }
+    eprintln!("bench: {n} endpoints on each setup");
+    Ok(())
 }
 
 /// A sample is taken again, up to this many times, when its workload

@@ -11,7 +11,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 
 use super::{
-    Rounds, path_cost,
+    Rounds, build_all, grow_each, path_cost,
     report::{self, Samples},
     setups::{BRIDGE_MAX_PORTS, Kind, PUBLISHED, PUBLISHED_SCALE, Setup},
     warm_up,
@@ -41,13 +41,7 @@ const ROWS: [(Workload, Option<Workload>); 6] = [
 
 pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     let (reps, secs) = if quick { (3, 1) } else { (5, 2) };
-    let id = std::process::id();
-    let mut built: Vec<Setup> = KINDS
-        .iter()
-        .map(|k| {
-            Setup::build(*k, id, netfwd, dir).with_context(|| format!("building {}", k.name()))
-        })
-        .collect::<Result<_>>()?;
+    let mut built = build_all(&KINDS, netfwd, dir)?;
     let all: Vec<Workload> = ROWS.iter().map(|(w, _)| *w).collect();
     let mut samples = Samples::new();
     let mut notes = Vec::new();
@@ -60,13 +54,8 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
     };
     let mut costs = String::new();
     for n in [FEW, MANY] {
+        grow_each(&mut built, n)?;
         let scaled = Workload::scaled(n);
-        for setup in built.iter_mut().filter(|s| scaled[0].runs_on(s.kind)) {
-            setup
-                .grow(n)
-                .with_context(|| format!("growing {} to {n} endpoints", setup.kind.name()))?;
-        }
-        eprintln!("bench: {n} endpoints on each setup");
         let every: Vec<&Setup> = built.iter().collect();
         if n == FEW {
             warm_up(&scaled, &every);
@@ -76,10 +65,9 @@ pub fn exec(netfwd: &Path, quick: bool, dir: &Path) -> Result<String> {
             costs += &path_cost::exec(&scaled, &every, secs)?;
         }
     }
-    let at_first = [
-        Workload::ScalePublishedRr(PUBLISHED),
-        Workload::Published1000,
-    ];
+    // New connections are the main table's rows: here one port would be
+    // connected to again within TIME_WAIT of its last run.
+    let at_first = [Workload::ScalePublishedRr(PUBLISHED)];
     {
         let every: Vec<&Setup> = built.iter().collect();
         warm_up(&at_first, &every);

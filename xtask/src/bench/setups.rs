@@ -552,42 +552,37 @@ impl Setup {
     }
 }
 
-/// Docker's DNAT rule of each published port `i` of `ports`.
+/// Published port `i`'s host port and the server's port behind it, for
+/// each `i` of `ports`, written by `line` one after another.
+fn per_port(ports: std::ops::Range<u16>, line: impl Fn(u16, u16) -> String) -> String {
+    ports
+        .map(|i| line(HOST_PORT_BASE + i, TARGET_PORT_BASE + i))
+        .collect()
+}
+
+/// Docker's DNAT rule of each published port of `ports`.
 fn dnat_rules(ports: std::ops::Range<u16>) -> String {
-    ports.fold(String::new(), |mut rules, i| {
-        let _ = writeln!(
-            rules,
-            "-A DOCKER ! -i br0 -p tcp --dport {} -j DNAT --to-destination {SERVER_IP}:{}",
-            HOST_PORT_BASE + i,
-            TARGET_PORT_BASE + i
-        );
-        rules
+    per_port(ports, |host, target| {
+        format!(
+            "-A DOCKER ! -i br0 -p tcp --dport {host} -j DNAT --to-destination {SERVER_IP}:{target}\n"
+        )
     })
 }
 
-/// Docker's FORWARD accept of each published port `i` of `ports`.
+/// Docker's FORWARD accept of each published port of `ports`.
 fn accept_rules(ports: std::ops::Range<u16>) -> String {
-    ports.fold(String::new(), |mut rules, i| {
-        let _ = writeln!(
-            rules,
-            "-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {} -j ACCEPT",
-            TARGET_PORT_BASE + i
-        );
-        rules
+    per_port(ports, |_, target| {
+        format!("-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {target} -j ACCEPT\n")
     })
 }
 
-/// netfwd's `[[publish]]` of each published port `i` of `ports`, to the
+/// netfwd's `[[publish]]` of each published port of `ports`, to the
 /// endpoint in namespace `server`.
 fn publish_entries(ports: std::ops::Range<u16>, server: &str) -> String {
-    ports.fold(String::new(), |mut text, i| {
-        let _ = write!(
-            text,
-            "[[publish]]\nproto = \"tcp\"\nhost_port = {}\nendpoint = \"{server}\"\nport = {}\n",
-            HOST_PORT_BASE + i,
-            TARGET_PORT_BASE + i
-        );
-        text
+    per_port(ports, |host, target| {
+        format!(
+            "[[publish]]\nproto = \"tcp\"\nhost_port = {host}\nendpoint = \"{server}\"\nport = {target}\n"
+        )
     })
 }
 
