@@ -26,8 +26,6 @@ use netfwd_common::{
     nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
 };
 
-/// A network's pinned maps, typed, opened without any program: what reading
-/// the datapath or changing its tables takes.
 /// What a network's maps hold at most (see [`DatapathMaps::room`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Room {
@@ -56,6 +54,8 @@ impl Room {
     }
 }
 
+/// A network's pinned maps, typed, opened without any program: what reading
+/// the datapath or changing its tables takes.
 pub struct DatapathMaps {
     endpoints: HashMap<MapData, EndpointKey, EndpointEntry>,
     network: Array<MapData, NetworkConfig>,

@@ -13,7 +13,12 @@ use std::{
 
 use anyhow::Result;
 
-use super::{endpoint, install::install_endpoint, publish, rollback::Rollback};
+use super::{
+    endpoint,
+    install::{check_room, install_endpoint},
+    publish,
+    rollback::Rollback,
+};
 use crate::{
     config::{self, Network},
     input_error,
@@ -171,12 +176,9 @@ pub async fn attach(name: &NetworkName, req: &AttachRequest<'_>) -> Result<Attac
         handed_off: handoff,
         mac,
     };
-    NetworkDatapath::open(name)?.room()?.check(
-        st.network.endpoints.len() + st.attached.len() + 1,
-        st.all_published().len(),
-    )?;
     // Written down first: a crash half-way leaves something `down` finds.
     st.attached.push(attachment.clone());
+    check_room(&NetworkDatapath::open(name)?, &st)?;
     st.save()?;
     let mut rollback = Rollback::new();
     let (net, gone) = (st.network.clone(), attachment.clone());

@@ -11,7 +11,18 @@ use crate::{
     config::{Mode, Network, Published},
     loader::{AttachOutcome, EndpointVeth, NetworkDatapath},
     procnet,
+    state::State,
 };
+
+/// Refuses a network whose endpoints (configured and attached) or
+/// published ports, as `st` records them, would not fit its maps, before
+/// any of them is written.
+pub fn check_room(datapath: &NetworkDatapath, st: &State) -> Result<()> {
+    datapath.room()?.check(
+        st.network.endpoints.len() + st.attached.len(),
+        st.all_published().len(),
+    )
+}
 
 /// Enters a set-up endpoint into the datapath: its counters, its program,
 /// its forwarding entry, then forwarding and its mode; returns the TC

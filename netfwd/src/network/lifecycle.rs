@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     endpoint,
-    install::{apply_published, install_endpoint},
+    install::{apply_published, check_room, install_endpoint},
     peers, preflight, remotes,
     rollback::Rollback,
     tunnel,
@@ -120,10 +120,8 @@ async fn apply(
     st: &mut State,
 ) -> Result<UpReport> {
     let mut datapath = NetworkDatapath::load(net)?;
-    datapath.room()?.check(
-        net.endpoints.len() + st.attached.len(),
-        st.all_published().len(),
-    )?;
+    // `st` holds `net` since `record`.
+    check_room(&datapath, st)?;
     datapath.set_network(net)?;
     // Read once: each endpoint is checked against it and written only
     // where it differs. The stale links it holds are deleted next, and

@@ -6,7 +6,10 @@ use std::{collections::HashSet, net::Ipv4Addr, ops::RangeInclusive};
 
 use anyhow::Result;
 
-use super::{install::apply_published, preflight::HostPorts};
+use super::{
+    install::{apply_published, check_room},
+    preflight::HostPorts,
+};
 use crate::{
     config::{Proto, Published},
     error::is_input_error,
@@ -143,7 +146,6 @@ pub async fn unpublish(name: &NetworkName, proto: Proto, host_port: u16) -> Resu
 pub(super) fn apply(st: &State) -> Result<()> {
     let net = &st.network;
     let mut datapath = NetworkDatapath::load(net)?;
-    let published = st.all_published();
-    datapath.room()?.check(0, published.len())?;
-    apply_published(net, &published, &mut datapath)
+    check_room(&datapath, st)?;
+    apply_published(net, &st.all_published(), &mut datapath)
 }
