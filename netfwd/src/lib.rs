@@ -24,3 +24,4 @@ pub mod private_dir;
 pub mod procnet;
 pub mod state;
 pub mod subnet;
+pub mod threads;

@@ -28,7 +28,7 @@ pub use self::{
     link::{Link, Settings, format_mac, parse_unicast_mac},
     snapshot::Snapshot,
 };
-use crate::netns;
+use crate::{netns, threads};
 
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
 const ENODEV: i32 = nix::errno::Errno::ENODEV as i32;
@@ -429,57 +429,18 @@ const PARALLEL_DELETIONS: usize = 32;
 /// minute; the waits of different sockets overlap. Returns the failures,
 /// each with its link's name.
 pub fn delete_links(links: &[Link]) -> Vec<(String, anyhow::Error)> {
-    let per_socket = links.len().div_ceil(PARALLEL_DELETIONS).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = links
-            .chunks(per_socket)
-            .map(|part| (part, scope.spawn(move || delete_on_own_socket(part))))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|(part, worker)| {
-                worker.join().unwrap_or_else(|_| {
-                    part.iter()
-                        .map(|l| {
-                            (
-                                l.name.clone(),
-                                anyhow::anyhow!("the deleting thread panicked"),
-                            )
-                        })
-                        .collect()
-                })
-            })
-            .collect()
-    })
-}
-
-/// `links` deleted one after another through a socket of this thread's.
-fn delete_on_own_socket(links: &[Link]) -> Vec<(String, anyhow::Error)> {
-    let all_failed = |e: anyhow::Error| {
-        links
-            .iter()
-            .map(|l| (l.name.clone(), anyhow::anyhow!("{e:#}")))
-            .collect()
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting a runtime for link deletions")
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return all_failed(e),
-    };
-    runtime.block_on(async {
-        let netlink = match Netlink::current() {
-            Ok(netlink) => netlink,
-            Err(e) => return all_failed(e),
-        };
-        let mut failures = Vec::new();
-        for link in links {
-            if let Err(e) = netlink.delete_link(link.index).await {
-                failures.push((link.name.clone(), e));
-            }
+    let delete = async |part: &[Link]| {
+        let netlink = Netlink::current()?;
+        let mut failures = Vec::with_capacity(part.len());
+        for link in part {
+            let failed = netlink.delete_link(link.index).await.err();
+            failures.push(failed.map(|e| (link.name.clone(), e)));
         }
-        failures
-    })
+        Ok(failures)
+    };
+    let lost = |link: &Link, e: &anyhow::Error| Some((link.name.clone(), anyhow::anyhow!("{e:#}")));
+    threads::on_threads(links, PARALLEL_DELETIONS, delete, lost)
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -18,6 +18,7 @@ use crate::{
     netlink::{self, Link, Netlink, Route, Settings, Snapshot, VethPeer},
     netns, procnet,
     state::{Attachment, State},
+    threads,
 };
 
 /// The name every endpoint's interface has inside its namespace, unless an
@@ -127,46 +128,15 @@ pub fn configure_insides(
     net: &Network,
     endpoints: &[Endpoint],
 ) -> Vec<Option<Link>> {
-    let per_thread = endpoints.len().div_ceil(INSIDE_THREADS).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = endpoints
-            .chunks(per_thread)
-            .map(|part| {
-                let worker = scope.spawn(move || configure_insides_here(host_known, net, part));
-                (part.len(), worker)
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|(len, worker)| worker.join().unwrap_or_else(|_| vec![None; len]))
-            .collect()
-    })
-}
-
-/// [`configure_insides`] of `endpoints`, one after another, on this thread.
-fn configure_insides_here(
-    host_known: &Snapshot,
-    net: &Network,
-    endpoints: &[Endpoint],
-) -> Vec<Option<Link>> {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-    else {
-        return vec![None; endpoints.len()];
-    };
-    runtime.block_on(async {
-        let mut done = Vec::with_capacity(endpoints.len());
-        for ep in endpoints {
-            done.push(
-                configure_inside_of(host_known, net, ep)
-                    .await
-                    .ok()
-                    .flatten(),
-            );
+    let configure = async |part: &[Endpoint]| {
+        let mut done = Vec::with_capacity(part.len());
+        for ep in part {
+            let inside = configure_inside_of(host_known, net, ep).await;
+            done.push(inside.ok().flatten());
         }
-        done
-    })
+        Ok(done)
+    };
+    threads::on_threads(endpoints, INSIDE_THREADS, configure, |_, _| None)
 }
 
 async fn configure_inside_of(
