@@ -75,6 +75,10 @@ pub enum DropReason {
     /// its network that is not its own, or from or naming a MAC not its
     /// own: the IPv6 twin of `arp_spoofed`.
     NdSpoofed = 20,
+    /// A packet whose next program (IPv6's, reached by a tail call) was
+    /// missing from the datapath's jump table (`CALLS`): a load cut short
+    /// between filling the maps and the table; the next `netfwd up` fills it.
+    MissedTailCall = 21,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
@@ -84,7 +88,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -105,6 +109,7 @@ impl DropReason {
         DropReason::MartianSource,
         DropReason::UnrepliedShare,
         DropReason::NdSpoofed,
+        DropReason::MissedTailCall,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -130,6 +135,7 @@ impl DropReason {
             DropReason::MartianSource => "martian_source",
             DropReason::UnrepliedShare => "unreplied_share",
             DropReason::NdSpoofed => "nd_spoofed",
+            DropReason::MissedTailCall => "missed_tail_call",
         }
     }
 

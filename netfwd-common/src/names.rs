@@ -85,9 +85,12 @@ pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 pub const MAP_MONITOR: &str = "MONITOR";
 pub const MAP_MONITOR_BUDGET: &str = "MONITOR_BUDGET";
 pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
+/// The datapath's jump table: tail-call slot -> program (`TAIL_CALLS`),
+/// filled by the loader whenever it opens a program that jumps.
+pub const MAP_CALLS: &str = "CALLS";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 24] = [
+pub const MAPS: [&str; 25] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -112,6 +115,7 @@ pub const MAPS: [&str; 24] = [
     MAP_MONITOR,
     MAP_MONITOR_BUDGET,
     MAP_MONITOR_EVENTS,
+    MAP_CALLS,
 ];
 
 /// Capacity of `REMOTES`.
@@ -119,6 +123,15 @@ pub const MAX_REMOTES: u32 = 1024;
 
 /// TC ingress of each host-side veth: traffic sent by an endpoint.
 pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
+/// Reached from `PROG_FROM_ENDPOINT` by a tail call: an endpoint's IPv6,
+/// on a stack of its own.
+pub const PROG_FROM_ENDPOINT6: &str = "tc_from_endpoint6";
+/// Slot of `PROG_FROM_ENDPOINT6` in `MAP_CALLS`.
+pub const CALL_FROM_ENDPOINT6: u32 = 0;
+/// Room in `MAP_CALLS`.
+pub const CALLS_ROOM: u32 = 4;
+/// Every slot of `MAP_CALLS` with the program it jumps to.
+pub const TAIL_CALLS: [(u32, &str); 1] = [(CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6)];
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
 /// XDP on each host-side veth (`mode = "xdp"`): endpoint-to-endpoint frames.

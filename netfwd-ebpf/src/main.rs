@@ -27,6 +27,7 @@ mod parse;
 mod route;
 mod router_guard;
 mod sockaddr;
+mod tail;
 mod tunnel;
 mod v4;
 mod v6;
@@ -41,6 +42,7 @@ use aya_ebpf::{
 use netfwd_common::{
     drop::DropReason,
     monitor::{DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_TC, HOOK_XDP},
+    names::CALL_FROM_ENDPOINT6,
 };
 use network_types::eth::{EthHdr, EtherType};
 
@@ -55,14 +57,11 @@ pub fn tc_from_endpoint(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let verdict = from_endpoint(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
-    let point = Point {
-        hook: HOOK_TC,
-        direction: DIRECTION_EGRESS,
-    };
-    counters::account(&ctx, point, ifindex, ctx.len(), &verdict);
-    verdict.tc_action()
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
 }
 
+/// Inlined: the jump to IPv6's program must be made from the entry point.
+#[inline(always)]
 fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: `header_mut` checked the header lies inside the packet.
@@ -77,14 +76,36 @@ fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     } else if ether_type == EtherType::Ipv4 as u16 {
         forward::from_endpoint::<V4>(ctx, ifindex)
     } else if ether_type == EtherType::Ipv6 as u16 {
-        match router_guard::ipv6_from_endpoint(ctx)? {
-            Verdict::ToHost => v6::from_endpoint(ctx, ifindex),
-            verdict => Ok(verdict),
-        }
+        Err(tail::jump(ctx, CALL_FROM_ENDPOINT6))
     } else {
         // The rest: the host's stack decides (documented in docs/datapath.md).
         Ok(Verdict::ToHost)
     }
+}
+
+/// Reached from `tc_from_endpoint` (a tail call) for every untagged IPv6
+/// frame an endpoint sends, and counted here.
+#[classifier]
+pub fn tc_from_endpoint6(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = match router_guard::ipv6_from_endpoint(&ctx) {
+        Ok(Verdict::ToHost) => v6::from_endpoint(&ctx, ifindex),
+        other => other,
+    }
+    .unwrap_or_else(Verdict::Drop);
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
+}
+
+/// Counts what a TC program decided and gives its action.
+#[inline(always)]
+fn tc_finish(ctx: &TcContext, direction: u8, ifindex: u32, verdict: &Verdict) -> i32 {
+    let point = Point {
+        hook: HOOK_TC,
+        direction,
+    };
+    counters::account(ctx, point, ifindex, ctx.len(), verdict);
+    verdict.tc_action()
 }
 
 /// Attached (TCX) to the ingress of the network's uplink and LAN: replies of
@@ -97,12 +118,7 @@ pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let verdict = from_uplink(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
-    let point = Point {
-        hook: HOOK_TC,
-        direction: DIRECTION_INGRESS,
-    };
-    counters::account(&ctx, point, ifindex, ctx.len(), &verdict);
-    verdict.tc_action()
+    tc_finish(&ctx, DIRECTION_INGRESS, ifindex, &verdict)
 }
 
 fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {

@@ -5,8 +5,8 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     btf_maps::{
-        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
-        lpm_trie::Key,
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray,
+        RingBuf, lpm_trie::Key,
     },
     macros::btf_map,
 };
@@ -14,7 +14,10 @@ use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     monitor::{MonitorBudget, MonitorConfig, MonitorEvent, RING_BYTES},
-    names::{MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES, NON_ENDPOINT_IFACES},
+    names::{
+        CALLS_ROOM, MAX_ENDPOINTS, MAX_HAIRPIN_FLOWS, MAX_PUBLISHED, MAX_REMOTES,
+        NON_ENDPOINT_IFACES,
+    },
     nat::{
         DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
         MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
@@ -336,3 +339,8 @@ pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
 pub fn host_netns_cookie() -> Option<u64> {
     HOST_NETNS.get(0).copied().filter(|cookie| *cookie != 0)
 }
+
+/// The jump table (`names::TAIL_CALLS`): the programs a tail call reaches,
+/// each on a stack of its own. Filled by the loader.
+#[btf_map]
+pub static CALLS: ProgramArray<{ CALLS_ROOM as usize }> = ProgramArray::new();

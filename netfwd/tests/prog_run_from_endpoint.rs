@@ -16,12 +16,13 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{LO, PinDir, eth, network_config};
+use aya::maps::{Map, MapData, ProgramArray};
 use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
     maps::{EndpointEntry, NETWORK_NO_ICC},
-    names::PROG_FROM_ENDPOINT,
+    names::{CALL_FROM_ENDPOINT6, MAP_CALLS, PROG_FROM_ENDPOINT},
 };
 
 /// TC_ACT_UNSPEC (TCX_NEXT): left to the next program, else the host stack.
@@ -42,7 +43,7 @@ const B_IFINDEX: u32 = 4242;
 struct TwoEndpoints {
     datapath: Programs,
     maps: DatapathMaps,
-    _pins: PinDir,
+    pins: PinDir,
 }
 
 impl TwoEndpoints {
@@ -62,7 +63,7 @@ impl TwoEndpoints {
         Self {
             datapath,
             maps,
-            _pins: pins,
+            pins,
         }
     }
 
@@ -252,6 +253,23 @@ fn ipv6_goes_to_the_host() {
     let mut lab = TwoEndpoints::new("v6");
     let (action, _) = lab.run(&icmpv6(&[], 128));
     assert_eq!(action, TO_HOST, "an echo request");
+}
+
+/// IPv6 runs in a program of its own, reached through the jump table: with
+/// the table's slot empty (a load cut short) the frame is dropped and
+/// counted, never passed on unchecked.
+#[test]
+fn ipv6_whose_program_is_missing_from_the_jump_table_is_dropped_and_counted() {
+    let mut lab = TwoEndpoints::new("v6-missed");
+    // Opening the entry program fills the table.
+    assert_eq!(lab.run(&icmpv6(&[], 128)).0, TO_HOST);
+    let calls = MapData::from_pin(lab.pins.0.join(MAP_CALLS)).unwrap();
+    ProgramArray::try_from(Map::ProgramArray(calls))
+        .unwrap()
+        .clear_index(&CALL_FROM_ENDPOINT6)
+        .unwrap();
+    assert_eq!(lab.run(&icmpv6(&[], 128)).0, TC_ACT_SHOT);
+    assert_eq!(lab.counters().drops[DropReason::MissedTailCall.slot()], 1);
 }
 
 /// An endpoint's ICMPv6 message of `icmp_type` to all-nodes, behind the

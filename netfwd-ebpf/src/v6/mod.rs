@@ -22,10 +22,9 @@ use crate::{
 };
 use family::V6;
 
-/// An endpoint's IPv6 packet, on its host-side veth `ifindex`. A call of its
-/// own (a BPF subprogram): its stack frame is not added to IPv4's, which
-/// fills most of the caller's 512 bytes.
-#[inline(never)]
+/// An endpoint's IPv6 packet, on its host-side veth `ifindex`: the body of
+/// `tc_from_endpoint6`, which has a stack of its own.
+#[inline(always)]
 pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     // An IPv4-only network leaves its endpoints' IPv6 to the host's stack.
     let Some(network) = maps::network6() else {

@@ -14,14 +14,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader, TestRunResult,
-    maps::{Map, MapData},
+    maps::{Map, MapData, ProgramArray},
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use netfwd_common::{
     monitor::{MonitorEvent, WANT_DROP, WANT_NAT, WANT_TRACE},
     names::{
-        MAP_MONITOR, MAP_MONITOR_BUDGET, MAP_MONITOR_EVENTS, MAPS, PROG_FROM_ENDPOINT,
-        PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+        MAP_CALLS, MAP_MONITOR, MAP_MONITOR_BUDGET, MAP_MONITOR_EVENTS, MAPS, PROG_FROM_ENDPOINT,
+        PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
     },
 };
 
@@ -35,8 +35,13 @@ use crate::name::NetworkName;
 
 /// The maps the copy does not take from the network: its monitor's own
 /// (its switch, rate limit and ring), which the live ones' state would
-/// only disturb.
-const OWN_MAPS: [&str; 3] = [MAP_MONITOR, MAP_MONITOR_BUDGET, MAP_MONITOR_EVENTS];
+/// only disturb, and its jump table, which holds the copy's programs.
+const OWN_MAPS: [&str; 4] = [
+    MAP_MONITOR,
+    MAP_MONITOR_BUDGET,
+    MAP_MONITOR_EVENTS,
+    MAP_CALLS,
+];
 
 /// `struct __sk_buff`'s size, and where its `ifindex` is: a test run's
 /// context may set the device the packet arrives on.
@@ -61,6 +66,8 @@ pub struct DatapathCopy {
     /// The copied maps, held open: a program loaded after they were taken
     /// out of the object (XDP's) refers to them by these descriptors.
     _maps: Vec<RawMap>,
+    /// Held: the kernel empties a jump table with no descriptor left.
+    _calls: ProgramArray<MapData>,
     switch: MonitorSwitch,
     ring: MonitorRing,
 }
@@ -100,11 +107,14 @@ impl DatapathCopy {
         let mut object = loader
             .load(DATAPATH_OBJECT)
             .context("loading a copy of the datapath")?;
-        for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
+        for name in [PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK] {
             classifier(&mut object, name)?
                 .load()
                 .with_context(|| format!("loading the copy of program {name}"))?;
         }
+        let calls = super::fill_calls(take_map(&mut object, MAP_CALLS)?, |name| {
+            Ok(classifier(&mut object, name)?.fd()?.try_clone()?)
+        })?;
         let mut maps = Vec::new();
         for (name, from) in &live {
             let to = RawMap::new(map_data(name, take_map(&mut object, name)?)?)?;
@@ -128,6 +138,7 @@ impl DatapathCopy {
         Ok(Self {
             object,
             _maps: maps,
+            _calls: calls,
             switch,
             ring,
         })

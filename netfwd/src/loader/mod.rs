@@ -22,18 +22,18 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, MapInfo, MapType},
+    maps::{Map, MapData, MapInfo, MapType, ProgramArray},
     programs::{
-        CgroupSockAddr, CgroupSockAddrAttachType, Program, ProgramError, ProgramInfo,
+        CgroupSockAddr, CgroupSockAddrAttachType, Program, ProgramError, ProgramFd, ProgramInfo,
         SchedClassifier, TestRun as _, TestRunOptions, Xdp,
     },
 };
 use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
-    self, BIND4_LINK, CONNECT4_LINK, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_UNREPLIED,
-    MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4, PROG_FROM_ENDPOINT,
-    PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM, PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_ENDPOINT,
-    PROG_XDP_FROM_UPLINK,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_CALLS, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP,
+    MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4,
+    PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM,
+    PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK, TAIL_CALLS,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -342,12 +342,31 @@ impl Programs {
                 }
             };
             self.opened.insert(name, program);
+            if name == PROG_FROM_ENDPOINT {
+                self.fill_calls()?;
+            }
         }
         self.opened
             .get_mut(name)
             .with_context(|| format!("program {name} was not opened"))?
             .try_into()
             .map_err(|_| anyhow::anyhow!("program {name} is not {}", kind.describe()))
+    }
+
+    /// Points every slot of the pinned jump table at its program (opened or
+    /// loaded as any other), whenever the program that jumps is opened: a
+    /// reload of the programs, or a table made anew, is never left empty.
+    fn fill_calls(&mut self) -> Result<()> {
+        let path = self
+            .map_pins
+            .iter()
+            .find(|(map, _)| *map == MAP_CALLS)
+            .map(|(_, path)| path.clone())
+            .context("no pin path for the jump table")?;
+        let calls = MapData::from_pin(&path)
+            .with_context(|| format!("opening the jump table {}", path.display()))?;
+        let calls = Map::ProgramArray(calls);
+        fill_calls(calls, |name| Ok(self.program(name)?.fd()?.try_clone()?)).map(drop)
     }
 
     /// Program `name` from its pin, if it is pinned by this build and bound
@@ -469,14 +488,30 @@ impl ProgramKind {
 
 fn program_kind(name: &str) -> Result<ProgramKind> {
     Ok(match name {
-        PROG_FROM_ENDPOINT | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM | PROG_NAT_SWEEP_STEP => {
-            ProgramKind::Classifier
-        }
+        PROG_FROM_ENDPOINT | PROG_FROM_ENDPOINT6 | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM
+        | PROG_NAT_SWEEP_STEP => ProgramKind::Classifier,
         PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
         PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
         PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
         other => anyhow::bail!("no program {other} in the datapath"),
     })
+}
+
+/// Sets every slot of the jump table `calls` (`MAP_CALLS`) to its
+/// `program`'s descriptor.
+/// The kernel empties a jump table when its last descriptor and pin are
+/// gone: an unpinned one must be held while its programs run.
+fn fill_calls(
+    calls: Map,
+    mut program: impl FnMut(&'static str) -> Result<ProgramFd>,
+) -> Result<ProgramArray<MapData>> {
+    let mut calls = ProgramArray::try_from(calls).context("the jump table is no program array")?;
+    for (slot, name) in TAIL_CALLS {
+        calls
+            .set(slot, &program(name)?, 0)
+            .with_context(|| format!("setting slot {slot} of the jump table"))?;
+    }
+    Ok(calls)
 }
 
 /// The cgroup socket hooks for published ports, with their links' names.
