@@ -16,7 +16,8 @@ pub struct IfaceCounters {
     pub redirected: u64,
     /// Packets handed to the host's stack unchanged.
     pub to_host: u64,
-    /// ARP requests answered by the datapath.
+    /// ARP requests and IPv6 neighbour solicitations answered by the
+    /// datapath.
     pub arp_replies: u64,
     /// Packets address-translated: source NAT on an endpoint's interface,
     /// reverse NAT on the uplink.

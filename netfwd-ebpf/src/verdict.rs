@@ -7,7 +7,8 @@ use netfwd_common::drop::DropReason;
 pub enum Verdict {
     /// Sent to another endpoint; carries the redirect helper's TC action.
     Redirected(i32),
-    /// An ARP request answered in place and sent back out of the interface.
+    /// An ARP request or an IPv6 neighbour solicitation answered in place
+    /// and sent back out of the interface (counted as `arp_replies`).
     ArpReplied(i32),
     /// Routed (a hop without NAT: through the gateway, to or from a peer
     /// host); carries the redirect helper's TC action.

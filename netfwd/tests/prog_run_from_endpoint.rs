@@ -13,15 +13,15 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use common::{LO, PinDir, eth, network_config};
 use aya::maps::{Map, MapData, ProgramArray};
+use common::{LO, PinDir, checksum, eth, network_config};
 use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NETWORK_NO_ICC},
+    maps::{EndpointEntry, NETWORK_NO_ICC, Network6Config},
     names::{CALL_FROM_ENDPOINT6, MAP_CALLS, PROG_FROM_ENDPOINT},
 };
 
@@ -38,6 +38,9 @@ const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb1];
 const A_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
 const B_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb0];
 const B_IFINDEX: u32 = 4242;
+const A_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 1);
+const B_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 2);
+const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 5);
 
 /// A loaded datapath with endpoints A (on lo) and B, removed on drop.
 struct TwoEndpoints {
@@ -74,6 +77,23 @@ impl TwoEndpoints {
             packet,
             0,
         )
+    }
+
+    /// Makes the network dual-stack: A and B get their IPv6 addresses.
+    fn with_ipv6(mut self) -> Self {
+        self.maps
+            .set_network6(Network6Config {
+                gateway: GATEWAY6.octets(),
+                subnet: Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0).octets(),
+                prefix_len: 64,
+                _pad: [0; 3],
+            })
+            .unwrap();
+        for (ip6, ip4) in [(A_IP6, A_IP), (B_IP6, B_IP)] {
+            let entry = self.maps.endpoints().unwrap()[&ip4];
+            self.maps.set_endpoint6(ip6, entry).unwrap();
+        }
+        self
     }
 
     fn counters(&self) -> IfaceCounters {
@@ -403,4 +423,111 @@ fn without_icc_endpoints_cannot_reach_each_other_but_the_gateway() {
     assert_eq!(lab.counters().drops[DropReason::Icc.slot()], 1);
     let (action, _) = lab.run(&ipv4_ping(A_HOST_MAC, A_IP, GATEWAY));
     assert_eq!(action, TO_HOST);
+}
+
+/// A neighbour solicitation (RFC 4861 4.3) from `src` with MAC `mac` for
+/// `target`, to its solicited-node group, with the source MAC option.
+fn neighbour_solicitation(src: Ipv6Addr, mac: [u8; 6], target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
+    ]);
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    icmp.extend_from_slice(&[1, 1]);
+    icmp.extend_from_slice(&mac);
+    let sum = checksum(
+        &[icmpv6_pseudo(src, group, icmp.len()), icmp.clone()].concat(),
+        0,
+    );
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut packet = eth([0x33, 0x33, 0xff, t[13], t[14], t[15]], mac, 0x86dd);
+    packet.extend_from_slice(&[0x60, 0, 0, 0, 0, icmp.len() as u8, 58, 255]);
+    packet.extend_from_slice(&src.octets());
+    packet.extend_from_slice(&group.octets());
+    packet.extend(icmp);
+    packet
+}
+
+/// The IPv6 pseudo-header of an ICMPv6 message of `len` bytes.
+fn icmpv6_pseudo(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> Vec<u8> {
+    let mut pseudo = [src.octets(), dst.octets()].concat();
+    pseudo.extend_from_slice(&(len as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo
+}
+
+/// Checks `out` is the advertisement (RFC 4861 4.4) for `target` at `mac`
+/// with `flags`, from the target to `asker` at `asker_mac`, its checksum
+/// right.
+fn assert_advert(out: &[u8], asker: (Ipv6Addr, [u8; 6]), target: (Ipv6Addr, [u8; 6]), flags: u8) {
+    let (ip, icmp) = (&out[14..54], &out[54..]);
+    assert_eq!(out[0..6], asker.1, "to the asker's MAC");
+    assert_eq!(out[6..12], target.1, "from the target's MAC");
+    assert_eq!(
+        ip[7], 255,
+        "a hop limit of 255, as neighbour discovery needs"
+    );
+    assert_eq!(ip[8..24], target.0.octets(), "from the target");
+    assert_eq!(ip[24..40], asker.0.octets(), "to the asker");
+    assert_eq!(icmp[0], 136, "an advertisement");
+    assert_eq!(icmp[4], flags, "its flags");
+    assert_eq!(icmp[8..24], target.0.octets(), "for the target");
+    assert_eq!(icmp[24..26], [2, 1], "with the target's link-layer address");
+    assert_eq!(icmp[26..32], target.1);
+    let pseudo = icmpv6_pseudo(target.0, asker.0, icmp.len());
+    assert_eq!(
+        checksum(&[pseudo, icmp.to_vec()].concat(), 0),
+        0,
+        "checksum"
+    );
+}
+
+/// An endpoint's solicitations are answered in place, as its ARP requests
+/// are: for another endpoint with that endpoint's MAC, for the gateway
+/// with the host-side veth's (a router's answer); sent back out of the
+/// interface they came in on.
+#[test]
+fn neighbour_solicitations_for_the_gateway_and_other_endpoints_are_answered() {
+    let mut lab = TwoEndpoints::new("v6-ns").with_ipv6();
+    let (action, out) = lab.run(&neighbour_solicitation(A_IP6, A_MAC, B_IP6));
+    assert_eq!(action, TC_ACT_REDIRECT, "for B");
+    assert_advert(&out, (A_IP6, A_MAC), (B_IP6, B_MAC), 0x60);
+    let (action, out) = lab.run(&neighbour_solicitation(A_IP6, A_MAC, GATEWAY6));
+    assert_eq!(action, TC_ACT_REDIRECT, "for the gateway");
+    assert_advert(&out, (A_IP6, A_MAC), (GATEWAY6, A_HOST_MAC), 0xe0);
+    assert_eq!(lab.counters().arp_replies, 2);
+}
+
+/// What the datapath does not answer the host does, or the checks drop:
+/// an address no endpoint holds, a solicitation from a MAC or address not
+/// the endpoint's (the gate then drops the forged source), or in an
+/// IPv4-only network.
+#[test]
+fn neighbour_solicitations_not_the_datapaths_to_answer_go_on() {
+    let mut lab = TwoEndpoints::new("v6-ns-not").with_ipv6();
+    let nobody = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 9);
+    for (packet, wanted, why) in [
+        (
+            neighbour_solicitation(A_IP6, A_MAC, nobody),
+            TO_HOST,
+            "for nobody",
+        ),
+        (
+            neighbour_solicitation(A_IP6, B_MAC, B_IP6),
+            TC_ACT_SHOT,
+            "from B's MAC",
+        ),
+        (
+            neighbour_solicitation(B_IP6, A_MAC, B_IP6),
+            TC_ACT_SHOT,
+            "from B's address",
+        ),
+    ] {
+        assert_eq!(lab.run(&packet).0, wanted, "{why}");
+    }
+    assert_eq!(lab.counters().arp_replies, 0);
+    let mut v4_only = TwoEndpoints::new("v6-ns-v4");
+    let (action, _) = v4_only.run(&neighbour_solicitation(A_IP6, A_MAC, B_IP6));
+    assert_eq!(action, TO_HOST, "an IPv4-only network's IPv6 is the host's");
 }

@@ -194,3 +194,54 @@ fn without_icc_ipv6_endpoints_cannot_talk_but_the_gateway_and_host_still_work() 
     assert_ping(&a, "2001:db8:87::1");
     assert_ping(lab.sb.host(), "2001:db8:87::3");
 }
+
+/// An endpoint asks for the gateway, and (holding the prefix on-link, as
+/// Docker's containers do) for its peers, by neighbour solicitation: the
+/// datapath answers as it answers ARP, with the host-side veth's MAC for
+/// the gateway and the peer's own MAC for a peer, and the traffic flows.
+#[test]
+fn neighbour_solicitations_for_the_gateway_and_peers_are_answered_in_the_datapath() {
+    let lab = Lab::builder("v6nd", "10.88.0.0/24")
+        .keys("subnet6 = \"2001:db8:88::/64\"\n")
+        .endpoint("a", None)
+        .endpoint("b", None)
+        .up();
+    let [a, b] = lab::named(lab.eps.clone());
+    tool_ok(
+        "ip",
+        &[
+            "-n",
+            &a,
+            "-6",
+            "route",
+            "replace",
+            "2001:db8:88::/64",
+            "dev",
+            "eth0",
+        ],
+    );
+    let status = lab.sb.network_status(&lab.net);
+    let answered = |status: &serde_json::Value| {
+        endpoint(status, &a)["counters"]["arp_replies"]
+            .as_u64()
+            .unwrap()
+    };
+    let neighbour = |ip: &str| tool_ok("ip", &["-n", &a, "-6", "neigh", "show", ip]);
+    let before = answered(&status);
+    assert_ping(&a, "2001:db8:88::3");
+    let b_mac = endpoint(&status, &b)["mac"].as_str().unwrap();
+    assert!(
+        neighbour("2001:db8:88::3").contains(b_mac),
+        "b at its own MAC"
+    );
+    assert_ping(&a, "2001:db8:88::1");
+    let host_mac = endpoint(&status, &a)["host_mac"].as_str().unwrap();
+    assert!(
+        neighbour("2001:db8:88::1").contains(host_mac),
+        "the gateway at a's veth"
+    );
+    assert!(
+        answered(&lab.sb.network_status(&lab.net)) >= before + 2,
+        "both answered in the datapath"
+    );
+}

@@ -4,17 +4,18 @@
 //! multicast listeners) it is the host's. Nothing else of IPv6 leaves the
 //! network yet: beyond its prefix there is no NAT66 or route, and the host
 //! would forward it with the endpoint's own address. What is IPv6's own
-//! here: neighbour advertisements checked, link-local sources. (Router
-//! messages were refused before this, by `router_guard`.)
+//! here: neighbour solicitations for the gateway and other endpoints
+//! answered (as ARP is), neighbour advertisements checked, link-local
+//! sources. (Router messages were refused before this, by `router_guard`.)
 
 mod family;
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
 use netfwd_common::{drop::DropReason, maps::Network6Config, nat::IPPROTO_ICMPV6};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
-    deliver,
+    csum, deliver,
     forward::{self, Class},
     l4::IP_OFF,
     maps, parse, router_guard,
@@ -32,7 +33,16 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
     };
     // SAFETY: bounds checked by `header_mut`; copied out at once.
     if unsafe { (*parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?).next_hdr } == IPPROTO_ICMPV6 {
-        check_neighbour_advert(ctx, ifindex)?;
+        // SAFETY: bounds checked by `header_mut`; copied out at once.
+        match unsafe { *parse::header_mut::<u8>(ctx, ICMP6_OFF)? } {
+            router_guard::ND_NEIGHBOUR_ADVERT => check_neighbour_advert(ctx, ifindex)?,
+            ND_NEIGHBOUR_SOLICIT => {
+                if let Some(answered) = answer_solicitation(ctx, ifindex, network)? {
+                    return Ok(answered);
+                }
+            }
+            _ => {}
+        }
     }
     // Taken afresh: the check's deeper headers may have been pulled.
     let ip = parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?;
@@ -74,20 +84,31 @@ fn beyond_the_peers(network: &Network6Config, dst: &[u8; 16]) -> Result<Verdict,
     }
 }
 
-/// A neighbour advertisement (RFC 4861 4.4) with the option that names the
-/// MAC of its target, as every stack sends it.
+/// A neighbour solicitation or advertisement (RFC 4861 4.3, 4.4) with the
+/// one option every stack sends with it: the MAC of the sender (a
+/// solicitation's source) or of the target (an advertisement's).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct NeighbourAdvert {
-    icmp: [u8; 8],
+struct NeighbourMessage {
+    kind: u8,
+    code: u8,
+    check: [u8; 2],
+    /// An advertisement's router, solicited and override bits; zero in a
+    /// solicitation.
+    flags: [u8; 4],
     target: [u8; 16],
     option_type: u8,
     option_len: u8,
     option_mac: [u8; 6],
 }
 
-/// Option type: target link-layer address.
+const ND_NEIGHBOUR_SOLICIT: u8 = 135;
+/// Option types: source and target link-layer address.
+const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
 const ND_OPT_TARGET_LL_ADDR: u8 = 2;
+/// An advertisement's flags: solicited, override; and router with them.
+const ND_ADVERT_SOLICITED_OVERRIDE: [u8; 4] = [0x60, 0, 0, 0];
+const ND_ADVERT_ROUTER_SOLICITED_OVERRIDE: [u8; 4] = [0xe0, 0, 0, 0];
 /// Where the ICMPv6 header of a packet without extension headers is.
 const ICMP6_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
 
@@ -100,12 +121,8 @@ const ICMP6_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
 fn check_neighbour_advert(ctx: &TcContext, ifindex: u32) -> Result<(), DropReason> {
     // SAFETY: bounds checked by `header_mut`; copied out at once.
     let src_mac = unsafe { (*parse::header_mut::<EthHdr>(ctx, 0)?).src_addr };
-    let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, ICMP6_OFF)? };
-    if icmp_type != router_guard::ND_NEIGHBOUR_ADVERT {
-        return Ok(());
-    }
     let advert =
-        parse::header_mut::<NeighbourAdvert>(ctx, ICMP6_OFF).map_err(|_| DropReason::NdSpoofed)?;
+        parse::header_mut::<NeighbourMessage>(ctx, ICMP6_OFF).map_err(|_| DropReason::NdSpoofed)?;
     // SAFETY: bounds checked by `header_mut`; no pull follows.
     let advert = unsafe { &*advert };
     if is_link_local(&advert.target) {
@@ -122,6 +139,99 @@ fn check_neighbour_advert(ctx: &TcContext, ifindex: u32) -> Result<(), DropReaso
         }
         _ => Err(DropReason::NdSpoofed),
     }
+}
+
+/// An endpoint's solicitation for the gateway or another endpoint,
+/// answered in place as ARP is: the gateway's MAC is the endpoint's
+/// host-side veth's (and the answer says it is a router, as the host's
+/// own would), another endpoint's is its own (so their frames need no
+/// rewriting), and the answer goes back out of the interface it came in
+/// on. Only one from the endpoint's own address and MAC, with the option
+/// naming it, as every stack sends it: any other (an address probe from
+/// `::`, a link-local source, a forgery) is left to the checks and the
+/// host.
+#[inline(never)]
+fn answer_solicitation(
+    ctx: &TcContext,
+    ifindex: u32,
+    network: &Network6Config,
+) -> Result<Option<Verdict>, DropReason> {
+    let Ok(solicit) = parse::header_mut::<NeighbourMessage>(ctx, ICMP6_OFF) else {
+        return Ok(None);
+    };
+    let ip = parse::header_mut::<Ipv6Hdr>(ctx, IP_OFF)?;
+    let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
+    // SAFETY: bounds checked by `header_mut`; TC programs may write packet data.
+    let (solicit, ip, eth) = unsafe { (&mut *solicit, &mut *ip, &mut *eth) };
+    let whole = ip.payload_len() as usize == core::mem::size_of::<NeighbourMessage>();
+    if !whole || solicit.option_type != ND_OPT_SOURCE_LL_ADDR || solicit.option_len != 1 {
+        return Ok(None);
+    }
+    let asker = match maps::endpoint6(&ip.src_addr) {
+        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => me,
+        _ => return Ok(None),
+    };
+    if solicit.option_mac != asker.mac {
+        return Ok(None);
+    }
+    let (answer, flags) = if halves(&solicit.target) == halves(&network.gateway) {
+        (asker.host_mac, ND_ADVERT_ROUTER_SOLICITED_OVERRIDE)
+    } else {
+        match maps::endpoint6(&solicit.target) {
+            Some(peer) if peer.host_ifindex != ifindex => (peer.mac, ND_ADVERT_SOLICITED_OVERRIDE),
+            _ => return Ok(None),
+        }
+    };
+
+    // The checksum's pseudo-header had the asker and the solicited-node
+    // group; it has the target and the asker: the group became the target.
+    // RFC 1624, every changed word at once, summed in registers (copied
+    // out, the addresses spill): ~HC + the old words' complements + the new.
+    let old = word_sum(&ip.dst_addr)
+        + words(&[solicit.kind, solicit.code])
+        + words(&solicit.flags)
+        + words(&[solicit.option_type, solicit.option_len])
+        + words(&solicit.option_mac);
+    let new = word_sum(&solicit.target)
+        + words(&[router_guard::ND_NEIGHBOUR_ADVERT, 0])
+        + words(&flags)
+        + words(&[ND_OPT_TARGET_LL_ADDR, 1])
+        + words(&answer);
+    const CHANGED_WORDS: u32 = 8 + 1 + 2 + 1 + 3;
+    let sum = u32::from(!u16::from_be_bytes(solicit.check)) + CHANGED_WORDS * 0xffff - old + new;
+    solicit.check = (!csum::fold(sum)).to_be_bytes();
+    solicit.kind = router_guard::ND_NEIGHBOUR_ADVERT;
+    solicit.code = 0;
+    solicit.flags = flags;
+    solicit.option_type = ND_OPT_TARGET_LL_ADDR;
+    solicit.option_mac = answer;
+    ip.dst_addr = ip.src_addr;
+    ip.src_addr = solicit.target;
+    eth.dst_addr = eth.src_addr;
+    eth.src_addr = answer;
+    // SAFETY: plain helper call; egress of the same device reaches the endpoint.
+    let action = unsafe { bpf_redirect(ifindex, 0) } as i32;
+    Ok(Some(Verdict::ArpReplied(action)))
+}
+
+/// The sum of an address's eight 16-bit words.
+#[inline(always)]
+fn word_sum(addr: &[u8; 16]) -> u32 {
+    let [a, b] = halves(addr);
+    let sum = |h: u64| (h >> 48) + ((h >> 32) & 0xffff) + ((h >> 16) & 0xffff) + (h & 0xffff);
+    (sum(a) + sum(b)) as u32
+}
+
+/// The sum of a short field's 16-bit words (`N` even).
+#[inline(always)]
+fn words<const N: usize>(field: &[u8; N]) -> u32 {
+    let mut sum = 0;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u32::from(u16::from_be_bytes([field[i], field[i + 1]]));
+        i += 2;
+    }
+    sum
 }
 
 /// fe80::/10.

@@ -323,11 +323,13 @@ pub fn join_gateway6(docker: &DockerNetwork, net: &Network) -> String {
 
 /// The container's routes to the rest of a dual-stack network's prefix,
 /// through the IPv6 gateway. Docker addresses the container on-link (with
-/// the pool's length), and the datapath answers no neighbour solicitation
-/// for other endpoints yet: the two halves of the prefix, more specific than
-/// the on-link route, send it all to the gateway, whose solicitations the
-/// host answers, and the datapath redirects it to the peer. The gateway
-/// itself stays on-link (first: a half holds it).
+/// the pool's length); the datapath answers a solicitation for another
+/// endpoint only from the asker's own address, and one from its link-local
+/// address (a link-local sender's, a probe's) would reach the host, which
+/// holds no peer's address: the two halves of the prefix, more specific
+/// than the on-link route, send it all to the gateway, whose solicitations
+/// are answered whatever their source, and the datapath redirects it to
+/// the peer. The gateway itself stays on-link (first: a half holds it).
 pub fn join_routes(net: &Network) -> Vec<StaticRoute> {
     let Some(v6) = &net.ipv6 else {
         return Vec::new();
