@@ -26,6 +26,13 @@ const GATEWAY: &str = "192.168.77.1";
 /// Room for the 10,000-endpoint scale runs.
 const SUBNET: &str = "192.168.64.0/18";
 const PREFIX: &str = "/18";
+/// The network's IPv6 side (dual-stack, as Docker's `--ipv6`), for the
+/// east-west IPv6 rows; no DAD, so an address is usable at once.
+pub const CLIENT_IP6: &str = "fd00:77::2";
+pub const SERVER_IP6: &str = "fd00:77::3";
+const GATEWAY6: &str = "fd00:77::1";
+const SUBNET6: &str = "fd00:77::/64";
+const PREFIX6: &str = "/64";
 pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
 /// Where the limit's client is reached from the internet, routed (outside
@@ -214,12 +221,13 @@ impl Setup {
 
     /// Two endpoint namespaces on veths into the host, named `hc`/`hs` there.
     fn endpoints_on_host_veths(&self) -> Result<()> {
-        self.host_veth(&self.client, CLIENT_IP, "hc")?;
-        self.host_veth(&self.server, SERVER_IP, "hs")
+        self.host_veth(&self.client, [CLIENT_IP, CLIENT_IP6], "hc")?;
+        self.host_veth(&self.server, [SERVER_IP, SERVER_IP6], "hs")
     }
 
-    /// Namespace `ns` with `eth0` at `addr`, its peer `hostif` in the host.
-    fn host_veth(&self, ns: &str, addr: &str, hostif: &str) -> Result<()> {
+    /// Namespace `ns` with `eth0` at `addr` and `addr6`, its peer `hostif`
+    /// in the host.
+    fn host_veth(&self, ns: &str, [addr, addr6]: [&str; 2], hostif: &str) -> Result<()> {
         ip(&["netns", "add", ns])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         ip(&[
@@ -235,6 +243,7 @@ impl Setup {
             "dev",
             "eth0",
         ])?;
+        address6(ns, "eth0", &format!("{addr6}{PREFIX6}"))?;
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &self.host, "link", "set", hostif, "up"])
     }
@@ -262,20 +271,23 @@ impl Setup {
             "dev",
             "br0",
         ])?;
+        address6(h, "br0", &format!("{GATEWAY6}{PREFIX6}"))?;
         ip(&["-n", h, "link", "set", "br0", "up"])?;
         for hostif in ["hc", "hs"] {
             ip(&["-n", h, "link", "set", hostif, "master", "br0"])?;
         }
         self.default_routes()?;
         in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        in_ns(h, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
         // Bridged frames pass iptables only with br_netfilter (which dockerd
-        // loads): where it is loaded, on as Docker has it; `machine` records
-        // which held.
+        // loads): where it is loaded, on as Docker has it (ip6tables too,
+        // as Docker 27 has it for IPv6 networks); `machine` records which
+        // held.
         if Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
-            in_ns(
-                h,
-                &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
-            )?;
+            for family in ["iptables", "ip6tables"] {
+                let key = format!("net.bridge.bridge-nf-call-{family}=1");
+                in_ns(h, &["sysctl", "-qw", &key])?;
+            }
         }
         let mut rules = String::from(
             "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
@@ -283,16 +295,17 @@ impl Setup {
         );
         let _ = writeln!(rules, "-A POSTROUTING -s {SUBNET} ! -o br0 -j MASQUERADE");
         rules.push_str(&dnat_rules(0..published));
-        rules.push_str(
-            "COMMIT\n*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
-             -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
-             -A FORWARD -o br0 -j DOCKER\n\
-             -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
-             -A FORWARD -i br0 -o br0 -j ACCEPT\n",
-        );
+        rules.push_str("COMMIT\n");
+        rules.push_str(FORWARD_CHAINS);
         rules.push_str(&accept_rules(0..published));
         rules.push_str("COMMIT\n");
-        iptables_restore(h, &rules, false)
+        iptables_restore(h, &rules, false)?;
+        // Docker 27's ip6tables for an IPv6 network: its masquerade and
+        // FORWARD chains (no published IPv6 ports here).
+        let rules6 = format!(
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s {SUBNET6} ! -o br0 -j MASQUERADE\nCOMMIT\n{FORWARD_CHAINS}COMMIT\n"
+        );
+        restore("ip6tables-restore", h, &rules6, false)
     }
 
     /// Publishes ports up to `n` in all, after those there are: the
@@ -329,8 +342,10 @@ impl Setup {
         let cgroup = cgroup_dir(id, mode)?;
         self.cgroup = Some(cgroup.clone());
         let mut text = format!(
-            "[network]\nname = \"{name}\"\nmode = \"{mode}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\nuplink = \"up0\"\nhost_cgroup = \"{}\"\n\
-             [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\n[[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\n",
+            "[network]\nname = \"{name}\"\nmode = \"{mode}\"\nsubnet = \"{SUBNET}\"\ngateway = \"{GATEWAY}\"\n\
+             subnet6 = \"{SUBNET6}\"\ngateway6 = \"{GATEWAY6}\"\nuplink = \"up0\"\nhost_cgroup = \"{}\"\n\
+             [[endpoint]]\nnetns = \"{}\"\nip = \"{CLIENT_IP}\"\nip6 = \"{CLIENT_IP6}\"\n\
+             [[endpoint]]\nnetns = \"{}\"\nip = \"{SERVER_IP}\"\nip6 = \"{SERVER_IP6}\"\n",
             cgroup.display(),
             self.client,
             self.server
@@ -528,6 +543,8 @@ impl Setup {
             "dev",
             "eth0",
         ])?;
+        address6(c, "eth0", &format!("{CLIENT_IP6}{PREFIX6}"))?;
+        address6(s, "eth0", &format!("{SERVER_IP6}{PREFIX6}"))?;
         ip(&["-n", c, "link", "set", "eth0", "up"])?;
         ip(&["-n", s, "link", "set", "eth0", "up"])?;
         // The client's path out: a second veth to the host, routed.
@@ -589,8 +606,14 @@ fn publish_entries(ports: std::ops::Range<u16>, server: &str) -> String {
 /// `rules` into the iptables of namespace `ns`, added to what is there with
 /// `noflush`.
 fn iptables_restore(ns: &str, rules: &str, noflush: bool) -> Result<()> {
+    restore("iptables-restore", ns, rules, noflush)
+}
+
+/// Feeds `rules` to `tool` (`iptables-restore`, `ip6tables-restore`) in
+/// `ns`.
+fn restore(tool: &str, ns: &str, rules: &str, noflush: bool) -> Result<()> {
     let ns = format!("--net=/run/netns/{ns}");
-    let mut args = vec![ns.as_str(), "iptables-restore"];
+    let mut args = vec![ns.as_str(), tool];
     if noflush {
         args.push("--noflush");
     }
@@ -601,8 +624,23 @@ fn iptables_restore(ns: &str, rules: &str, noflush: bool) -> Result<()> {
         stdin.write_all(rules.as_bytes())?;
     }
     let status = child.wait()?;
-    anyhow::ensure!(status.success(), "iptables-restore failed ({status})");
+    anyhow::ensure!(status.success(), "{tool} failed ({status})");
     Ok(())
+}
+
+/// Docker's FORWARD chains for a bridge network, the same for both
+/// families (an open `*filter` table; the caller commits it after any
+/// rules of its own).
+const FORWARD_CHAINS: &str = "*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+     -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+     -A FORWARD -o br0 -j DOCKER\n\
+     -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
+     -A FORWARD -i br0 -o br0 -j ACCEPT\n";
+
+/// IPv6 address `addr` (with its prefix) on `dev` in `ns`, usable at once
+/// (no duplicate address detection).
+fn address6(ns: &str, dev: &str, addr: &str) -> Result<()> {
+    ip(&["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"])
 }
 
 /// Addresses for idle endpoints: the subnet's hosts but the gateway and the

@@ -1,9 +1,11 @@
 //! The workloads, each one measurement of one setup: throughput and packet
-//! rates from iperf3, request/response from sockperf's TCP ping-pong, new
+//! rates from iperf3, request/response from sockperf's TCP ping-pong (over
+//! IPv6, a ping-pong of our own: sockperf 3.7 has no IPv6), new
 //! connections per second from a small client of our own, and the CPU the
 //! whole machine spent meanwhile (from /proc/stat).
 
 use std::{
+    io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Child, Stdio},
     sync::{
@@ -18,7 +20,7 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
     BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED,
-    SERVER_IP, Setup, TARGET_PORT_BASE, UPLINK_IP,
+    SERVER_IP, SERVER_IP6, Setup, TARGET_PORT_BASE, UPLINK_IP,
 };
 use crate::cmd::{command, output};
 
@@ -43,6 +45,12 @@ pub enum Workload {
     /// 64-byte UDP frames from a raw generator (trafgen, AF_PACKET): the
     /// datapath's packet rate, no socket sender's syscalls in the way.
     Udp64Raw,
+    /// The east-west rows over IPv6 (the same endpoints, dual-stack).
+    /// sockperf 3.7 speaks no IPv6: request/response is a ping-pong of our
+    /// own (`ping_pong`), run on every setup alike.
+    TcpStream1V6,
+    TcpRrV6,
+    Udp64V6,
     /// Request/response and raw packet rates between the same two endpoints
     /// with this many endpoints on the network (how cost grows with work).
     ScaleRr(u32),
@@ -59,12 +67,15 @@ pub const SCALE_QUICK: [u32; 1] = [10];
 
 impl Workload {
     /// Run on the setups as built.
-    pub const BASE: [Workload; 12] = [
+    pub const BASE: [Workload; 15] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
         Workload::Udp64,
         Workload::Udp64Raw,
+        Workload::TcpStream1V6,
+        Workload::TcpRrV6,
+        Workload::Udp64V6,
         Workload::NatTcpStream,
         Workload::NatTcpRr,
         Workload::NatConnRate,
@@ -114,6 +125,9 @@ impl Workload {
             Workload::Published100 => "internet→published port 100 of 1000, new connections",
             Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
             Workload::Udp64Raw => "endpoint↔endpoint 64-byte UDP (trafgen)",
+            Workload::TcpStream1V6 => "endpoint↔endpoint IPv6 TCP, 1 stream",
+            Workload::TcpRrV6 => "endpoint↔endpoint IPv6 TCP request/response (ping-pong)",
+            Workload::Udp64V6 => "endpoint↔endpoint IPv6 64-byte UDP",
             Workload::ScaleRr(_) | Workload::ScalePps(_) | Workload::ScalePublishedRr(_) => {
                 unreachable!("named above")
             }
@@ -130,8 +144,19 @@ impl Workload {
                 | Workload::TcpRr
                 | Workload::Udp64
                 | Workload::Udp64Raw
+                | Workload::TcpStream1V6
+                | Workload::TcpRrV6
+                | Workload::Udp64V6
                 | Workload::ScaleRr(_)
                 | Workload::ScalePps(_)
+        )
+    }
+
+    /// Over the endpoints' IPv6 addresses.
+    fn ipv6(self) -> bool {
+        matches!(
+            self,
+            Workload::TcpStream1V6 | Workload::TcpRrV6 | Workload::Udp64V6
         )
     }
 
@@ -148,13 +173,19 @@ impl Workload {
 
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => "Gbit/s",
+            Workload::TcpStream1
+            | Workload::TcpStream4
+            | Workload::NatTcpStream
+            | Workload::TcpStream1V6 => "Gbit/s",
             Workload::TcpRr
+            | Workload::TcpRrV6
             | Workload::NatTcpRr
             | Workload::NatRrFullTable
             | Workload::ScaleRr(_)
             | Workload::ScalePublishedRr(_) => "transactions/s",
-            Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => "kpps received",
+            Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
+                "kpps received"
+            }
             Workload::NatConnRate
             | Workload::Published10
             | Workload::Published100
@@ -165,10 +196,13 @@ impl Workload {
     /// The CPU cost unit this workload is normalised by.
     pub fn cost_unit(self) -> &'static str {
         match self {
-            Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
-                "CPU-s per 10 Gbit"
+            Workload::TcpStream1
+            | Workload::TcpStream4
+            | Workload::NatTcpStream
+            | Workload::TcpStream1V6 => "CPU-s per 10 Gbit",
+            Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
+                "CPU-s per Mpkt"
             }
-            Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => "CPU-s per Mpkt",
             _ => "CPU-µs per transaction",
         }
     }
@@ -196,7 +230,7 @@ pub struct Path<'a> {
 
 fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
     let same = |ns_c, ns_s, ip: &str, port: u16| -> Result<Path<'_>> {
-        let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+        let addr = SocketAddr::new(ip.parse()?, port);
         Ok(Path {
             client_ns: ns_c,
             connect: addr,
@@ -206,12 +240,17 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
     };
     // One port per kind of server: the last run's may linger a moment.
     let port = match w {
-        Workload::TcpRr | Workload::NatTcpRr | Workload::NatRrFullTable | Workload::ScaleRr(_) => {
-            PORT + 1
-        }
+        Workload::TcpRr
+        | Workload::TcpRrV6
+        | Workload::NatTcpRr
+        | Workload::NatRrFullTable
+        | Workload::ScaleRr(_) => PORT + 1,
         Workload::NatConnRate => PORT + 2,
         _ => PORT,
     };
+    if w.ipv6() {
+        return same(&setup.client, &setup.server, SERVER_IP6, port);
+    }
     if w.east_west() {
         return same(&setup.client, &setup.server, SERVER_IP, port);
     }
@@ -252,9 +291,12 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
     let p = path(w, setup)?;
     let cpu = CpuMeter::start()?;
     let value = match w {
-        Workload::TcpStream1 | Workload::NatTcpStream => iperf_tcp(&p, 1, secs)?,
+        Workload::TcpStream1 | Workload::NatTcpStream | Workload::TcpStream1V6 => {
+            iperf_tcp(&p, 1, secs)?
+        }
         Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
-        Workload::Udp64 => iperf_udp64(&p, secs)?,
+        Workload::Udp64 | Workload::Udp64V6 => iperf_udp64(&p, secs)?,
+        Workload::TcpRrV6 => ping_pong(&p, secs)?,
         Workload::TcpRr
         | Workload::NatTcpRr
         | Workload::ScaleRr(_)
@@ -268,10 +310,11 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
     };
     let cpu_secs = cpu.stop()?;
     let work = match w {
-        Workload::TcpStream1 | Workload::TcpStream4 | Workload::NatTcpStream => {
-            value * secs as f64 / 10.0
-        }
-        Workload::Udp64 | Workload::Udp64Raw | Workload::ScalePps(_) => {
+        Workload::TcpStream1
+        | Workload::TcpStream4
+        | Workload::NatTcpStream
+        | Workload::TcpStream1V6 => value * secs as f64 / 10.0,
+        Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
             value * 1000.0 * secs as f64 / 1e6
         }
         _ => value * secs as f64 / 1e6,
@@ -546,6 +589,61 @@ pub fn sockperf_rr(p: &Path, secs: u64) -> Result<f64> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow!("no avg-latency in sockperf's output: {out}"))?;
     Ok(1e6 / (2.0 * latency_us))
+}
+
+/// One byte each way over one TCP connection (no Nagle), as sockperf's
+/// ping-pong does, for `secs`: round trips per second.
+fn ping_pong(p: &Path, secs: u64) -> Result<f64> {
+    let (connect, listen) = (p.connect, p.listen);
+    let ns = p.server_ns.to_owned();
+    let server = thread::spawn(move || -> Result<()> {
+        enter(&ns)?;
+        let listener = TcpListener::bind(listen)?;
+        // A client that never comes must not hold the bench.
+        listener.set_nonblocking(true)?;
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let mut peer = loop {
+            match listener.accept() {
+                Ok((peer, _)) => break peer,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < give_up =>
+                {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        peer.set_nonblocking(false)?;
+        peer.set_read_timeout(Some(Duration::from_secs(secs + 5)))?;
+        peer.set_nodelay(true)?;
+        let mut byte = [0u8];
+        // Until the client closes: a read of nothing.
+        while peer.read(&mut byte)? == 1 {
+            peer.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    thread::sleep(Duration::from_millis(200));
+    let ns = p.client_ns.to_owned();
+    let count = thread::spawn(move || -> Result<u64> {
+        enter(&ns)?;
+        let mut s = TcpStream::connect_timeout(&connect, Duration::from_secs(2))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut byte = [0u8];
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            s.write_all(&byte)?;
+            s.read_exact(&mut byte)?;
+            n += 1;
+        }
+        Ok(n)
+    })
+    .join()
+    .map_err(|_| anyhow!("client panicked"))?;
+    server.join().map_err(|_| anyhow!("server panicked"))??;
+    Ok(count? as f64 / secs as f64)
 }
 
 /// Short TCP connections for `secs`: connect, close with a reset (no
