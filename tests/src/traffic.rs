@@ -2,7 +2,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     process::Output,
     sync::mpsc,
     thread,
@@ -97,7 +97,7 @@ pub fn tcp_exchange(
     port: u16,
     payload: &[u8],
 ) -> Result<()> {
-    let ip: Ipv4Addr = to_ip.parse().with_context(|| format!("address {to_ip}"))?;
+    let ip: IpAddr = to_ip.parse().with_context(|| format!("address {to_ip}"))?;
     let addr = SocketAddr::from((ip, port));
     let expected_len = payload.len();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();

@@ -102,6 +102,42 @@ fn a_process_attached_by_pid_talks_to_endpoints_and_the_internet_and_detaches_cl
     assert!(!host_links().contains(&host_if), "{host_if} was left");
 }
 
+/// Attach in a dual-stack network: the process's namespace gets the IPv6
+/// address asked for (`--ip6`; the lowest free without it), talks to the
+/// peer over IPv6 both ways, and detach leaves it as it was.
+#[test]
+fn in_a_dual_stack_network_an_attached_process_talks_ipv6_and_detaches_cleanly() {
+    let (Lab { sb, net, .. }, peer) =
+        network(Lab::builder("atv6", SUBNET).keys("subnet6 = \"2001:db8:70::/64\"\n"));
+    // The peer holds the lowest free address after the gateway's.
+    let peer_ip6 = "2001:db8:70::2";
+    let p = Unshared::start();
+    let before = snapshot(&p);
+    let ip6 = "2001:db8:70::9";
+    let out = sb.netfwd_ok(&[
+        "attach",
+        "--name",
+        &net,
+        "--pid",
+        &p.pid(),
+        "--ip6",
+        ip6,
+        "--json",
+    ]);
+    let attached: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(attached["ip6"], ip6, "{attached:#}");
+    assert!(ping_from(&p.netns_path(), peer_ip6));
+    assert_ping(&peer, ip6);
+    sb.netfwd_ok(&["detach", "--name", &net, "--pid", &p.pid()]);
+    assert_eq!(snapshot(&p), before, "the process's namespace changed");
+
+    let q = Unshared::start();
+    let out = sb.netfwd_ok(&["attach", "--name", &net, "--pid", &q.pid(), "--json"]);
+    let attached: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(attached["ip6"], "2001:db8:70::3", "{attached:#}");
+    assert!(ping_from(&q.netns_path(), peer_ip6));
+}
+
 #[test]
 fn a_namespace_file_can_be_attached_and_an_exited_process_is_forgotten() {
     let (

@@ -14,6 +14,11 @@ const SUBNET: &str = "172.18.0.0/16";
 const GATEWAY: &str = "172.18.0.1";
 const IP_A: &str = "172.18.0.2";
 const IP_B: &str = "172.18.0.3";
+/// The same network dual-stack (`subnet6`): its IPv6 twin.
+const SUBNET6: &str = "2001:db8:18::/64";
+const GATEWAY6: &str = "2001:db8:18::1";
+const IP6_A: &str = "2001:db8:18::2";
+const IP6_B: &str = "2001:db8:18::3";
 
 struct Seed000 {
     sb: Sandbox,
@@ -131,4 +136,46 @@ fn redirected_counters_grow_by_at_least_the_echo_requests_and_replies_between_en
         "redirected grew by {} (from {before} to {after}), expected at least {sent}",
         after.saturating_sub(before)
     );
+}
+
+/// The seed dual-stack, its IPv6 side checked as the IPv4 one is above, on
+/// one lab: each endpoint's address; ping and TCP both ways, every echo
+/// redirected by the datapath; the gateway and the host reached; and still
+/// no bridge and no rule.
+#[test]
+fn over_ipv6_endpoints_reach_each_other_the_gateway_and_the_host() {
+    let Lab { sb, net, eps, .. } = Lab::builder("s0v6", SUBNET)
+        .gateway(GATEWAY)
+        .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
+        .endpoint("netns_A", Some(IP_A))
+        .endpoint("netns_B", Some(IP_B))
+        .up();
+    let [a, b] = lab::named(eps);
+    let status = sb.network_status(&net);
+    assert_eq!(status["gateway6"], GATEWAY6, "{status:#}");
+    for (ns, ip6) in [(&a, IP6_A), (&b, IP6_B)] {
+        assert_eq!(endpoint(&status, ns)["ip6"], ip6, "{status:#}");
+    }
+    let before = sum_counters(&status, "redirected");
+    let mut received = 0;
+    for (from, to) in [(&a, IP6_B), (&b, IP6_A)] {
+        let (counts, out) = ping_counts(from, to);
+        assert_eq!(
+            counts.received,
+            PING_COUNT,
+            "{}",
+            netfwd_tests::describe(&format!("ping {from}->{to}"), &out)
+        );
+        received += counts.received;
+    }
+    let after = sum_counters(&sb.network_status(&net), "redirected");
+    assert!(after >= before + 2 * received, "from {before} to {after}");
+    tcp_exchange(&a, &b, IP6_B, 18011, &payload("a-to-b", 3000)).unwrap();
+    tcp_exchange(&b, &a, IP6_A, 18012, &payload("b-to-a", 70_000)).unwrap();
+    for ns in [&a, &b] {
+        assert_ping(ns, GATEWAY6);
+    }
+    assert_ping(sb.host(), IP6_A);
+    assert_ping(sb.host(), IP6_B);
+    assert_no_bridge_and_no_rules(sb.host());
 }

@@ -15,6 +15,11 @@ const GATEWAY: &str = "192.168.28.5";
 /// The addresses ns1 (given), ns2 and ns3 (allocated) end up with: .5 is the
 /// gateway and .1 is taken, so the lowest free ones are .2 and .3.
 const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
+/// The same network dual-stack (`subnet6`, `gateway6`): its IPv6 twin,
+/// whose addresses are all allocated, the lowest free first.
+const SUBNET6: &str = "2001:db8:28::/64";
+const GATEWAY6: &str = "2001:db8:28::5";
+const IPS6: [&str; 3] = ["2001:db8:28::1", "2001:db8:28::2", "2001:db8:28::3"];
 /// Another address of the sandbox host, outside the network (TEST-NET-2).
 const HOST_OTHER: &str = "198.51.100.1";
 
@@ -100,4 +105,42 @@ fn network_uses_no_bridge_and_no_firewall_rule() {
     let s = seed001("s1nobr");
     assert_ping(&s.ns[0], IPS[2]);
     assert_no_bridge_and_no_rules(s.sb.host());
+}
+
+/// The seed dual-stack, its IPv6 side checked as the IPv4 one is above, on
+/// one lab: addresses allocated in order around the gateway; every
+/// endpoint pings and exchanges TCP with every other; the gateway and the
+/// host reached; no bridge and no rule. (The host's addresses beyond the
+/// prefix are not: IPv6 leaves the network only with NAT66 or routing.)
+#[test]
+fn over_ipv6_every_endpoint_reaches_every_other_the_gateway_and_the_host() {
+    let Lab { sb, net, eps, .. } = Lab::builder("s1v6", SUBNET)
+        .gateway(GATEWAY)
+        .keys(&format!(
+            "subnet6 = \"{SUBNET6}\"\ngateway6 = \"{GATEWAY6}\"\n"
+        ))
+        .endpoint("ns1", Some(IPS[0]))
+        .endpoint("ns2", None)
+        .endpoint("ns3", None)
+        .up();
+    let ns: [String; 3] = lab::named(eps);
+    let status = sb.network_status(&net);
+    assert_eq!(status["gateway6"], GATEWAY6, "{status:#}");
+    for (netns, ip6) in ns.iter().zip(IPS6) {
+        assert_eq!(endpoint(&status, netns)["ip6"], ip6, "{status:#}");
+    }
+    let mut port = 18200;
+    for (i, from) in ns.iter().enumerate() {
+        for (j, to) in ns.iter().enumerate() {
+            if i != j {
+                assert_ping(from, IPS6[j]);
+                port += 1;
+                let data = payload(&format!("{i}->{j}"), 20_000);
+                tcp_exchange(from, to, IPS6[j], port, &data).unwrap();
+            }
+        }
+        assert_ping(from, GATEWAY6);
+        assert_ping(sb.host(), IPS6[i]);
+    }
+    assert_no_bridge_and_no_rules(sb.host());
 }
