@@ -531,3 +531,59 @@ fn neighbour_solicitations_not_the_datapaths_to_answer_go_on() {
     let (action, _) = v4_only.run(&neighbour_solicitation(A_IP6, A_MAC, B_IP6));
     assert_eq!(action, TO_HOST, "an IPv4-only network's IPv6 is the host's");
 }
+
+/// A frame of IPv6 as an endpoint could forge it, in a dual-stack network.
+fn ipv6_frame(version: u8, next: u8, src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
+    let mut packet = eth(A_HOST_MAC, A_MAC, 0x86dd);
+    let len = (payload.len() as u16).to_be_bytes();
+    packet.extend_from_slice(&[version << 4, 0, 0, 0, len[0], len[1], next, 64]);
+    packet.extend_from_slice(&src.octets());
+    packet.extend_from_slice(&dst.octets());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+/// Hostile IPv6 from an endpoint: each frame is a counted drop by its
+/// reason (or the host's, where it would be anyway), never redirected and
+/// never a crash of the program's run.
+#[test]
+fn hostile_ipv6_frames_are_counted_drops() {
+    let mut lab = TwoEndpoints::new("v6-hostile").with_ipv6();
+    const UDP: u8 = 17;
+    const HOPOPTS: u8 = 0;
+    const ICMPV6: u8 = 58;
+    // (A frame shorter than the fixed header the kernel refuses to test-run.)
+    let cases: [(&str, Vec<u8>, DropReason); 4] = [
+        (
+            "version 4 in an IPv6 frame",
+            ipv6_frame(4, UDP, A_IP6, B_IP6, &[0; 8]),
+            DropReason::Malformed,
+        ),
+        (
+            "an extension header past the frame's end",
+            ipv6_frame(6, HOPOPTS, A_IP6, B_IP6, &[]),
+            DropReason::Malformed,
+        ),
+        (
+            "a neighbour advertisement cut short",
+            ipv6_frame(6, ICMPV6, A_IP6, B_IP6, &[136, 0, 0, 0, 0, 0, 0, 0]),
+            DropReason::NdSpoofed,
+        ),
+        (
+            "B's source from A",
+            ipv6_frame(6, UDP, B_IP6, GATEWAY6, &[0; 8]),
+            DropReason::IpSpoofed,
+        ),
+    ];
+    for (why, frame, reason) in &cases {
+        let before = lab.counters().drops[reason.slot()];
+        assert_eq!(lab.run(frame).0, TC_ACT_SHOT, "{why}");
+        assert_eq!(lab.counters().drops[reason.slot()], before + 1, "{why}");
+    }
+    // A solicitation cut short is no question the datapath answers: the
+    // host's, as any other neighbour discovery.
+    let short = ipv6_frame(6, ICMPV6, A_IP6, GATEWAY6, &[135, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(lab.run(&short).0, TO_HOST, "a solicitation cut short");
+    assert_eq!(lab.counters().arp_replies, 0);
+    assert_eq!(lab.counters().redirected, 0);
+}
