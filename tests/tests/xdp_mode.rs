@@ -22,6 +22,9 @@ use serde_json::Value;
 const SUBNET: &str = "10.61.0.0/24";
 const A_IP: &str = "10.61.0.2";
 const B_IP: &str = "10.61.0.3";
+/// The network is dual-stack: IPv6 between endpoints takes XDP too.
+const SUBNET6_KEY: &str = "subnet6 = \"2001:db8:61::/64\"\n";
+const B_IP6: &str = "2001:db8:61::3";
 
 /// A per-queue counter of `ethtool -S dev` in `ns`, summed over queues.
 fn xdp_stat(ns: &str, dev: &str, stat: &str) -> u64 {
@@ -46,7 +49,7 @@ fn modes(status: &Value, a: &str, b: &str) -> (String, String, String) {
 fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
     let lab = Lab::builder("xdp", SUBNET)
         .uplink()
-        .keys("mode = \"xdp\"\n")
+        .keys(&format!("mode = \"xdp\"\n{SUBNET6_KEY}"))
         .endpoint("a", Some(A_IP))
         .endpoint("b", Some(B_IP))
         .up();
@@ -77,6 +80,12 @@ fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
         xdp_stat(&host, &a_veth, "xdp_redirect") > before + 500,
         "the endpoint's frames did not take the XDP redirect"
     );
+    let before = xdp_stat(&host, &a_veth, "xdp_redirect");
+    tcp_exchange(&a, &b, B_IP6, 5002, &payload("xdp-ipv6", 1 << 20)).unwrap();
+    assert!(
+        xdp_stat(&host, &a_veth, "xdp_redirect") > before + 500,
+        "the endpoint's IPv6 frames did not take the XDP redirect"
+    );
 
     let before = xdp_stat(&host, UPLINK, "xdp_redirect");
     let data = payload("xdp-nat", 1 << 20);
@@ -89,7 +98,7 @@ fn xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc() {
 
     // Back to TC: no XDP program of ours left, traffic as before.
     lab.up_again(|mut cfg| {
-        cfg.keys = "mode = \"tc\"\n".to_owned();
+        cfg.keys = format!("mode = \"tc\"\n{SUBNET6_KEY}");
         cfg
     });
     let status = sb.network_status(net);

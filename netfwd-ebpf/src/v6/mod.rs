@@ -21,7 +21,7 @@ use crate::{
     maps, parse, router_guard,
     verdict::Verdict,
 };
-use family::V6;
+pub use family::V6;
 
 /// An endpoint's IPv6 packet, on its host-side veth `ifindex`: the body of
 /// `tc_from_endpoint6`, which has a stack of its own.
