@@ -142,8 +142,8 @@ fn written_out_prefixes(net: &str) -> [String; 2] {
 }
 
 /// Asserts that nothing of network `net` is left: none of `namespaces`
-/// exists, no `nf<net>-*` link in `host`, no pin dir, no state file, and no
-/// TCX attachment in `host`.
+/// exists, no `nf<net>-*` link in `host`, no pin dir, no state file (nor
+/// its temp file), and no TCX attachment in `host`.
 pub fn assert_nothing_left(host: &str, net: &str, namespaces: &[&str]) {
     assert_nothing_of_network(host, net, namespaces);
     let tcx = tcx_attachments(host);
@@ -170,8 +170,11 @@ pub fn assert_nothing_of_network(host: &str, net: &str, namespaces: &[&str]) {
     assert!(links.is_empty(), "links of {net} left in {host}: {links:?}");
     let pins = Path::new(BPF_PIN_ROOT).join(net);
     assert!(!pins.exists(), "{} left", pins.display());
-    let state = Path::new(STATE_DIR).join(format!("{net}.json"));
-    assert!(!state.exists(), "{} left", state.display());
+    // The temp file of a save cut short (`up` killed while writing) too.
+    for file in [format!("{net}.json"), format!("{net}.json.tmp")] {
+        let state = Path::new(STATE_DIR).join(file);
+        assert!(!state.exists(), "{} left", state.display());
+    }
 }
 
 /// Asserts that a netfwd run failed on bad input: exit code 2 and exactly one

@@ -309,7 +309,10 @@ impl State {
         if private_dir::existing(Path::new(STATE_DIR), &[])?.is_none() {
             return Ok(());
         }
-        remove_if_present(&path(name))?;
+        let state = path(name);
+        // A save a crash cut short leaves its temp file: gone with the rest.
+        remove_if_present(&temp_path(&state))?;
+        remove_if_present(&state)?;
         lock::remove_network_lock(name)
     }
 }
@@ -319,7 +322,7 @@ impl State {
 /// file is made afresh (`O_EXCL`): whatever was left at its name, a symbolic
 /// link included, is unlinked, never written through.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    let tmp = temp_path(path);
     remove_if_present(&tmp)?;
     let mut file = OpenOptions::new()
         .write(true)
@@ -331,6 +334,11 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Where [`write_atomically`] writes `path`'s next contents first.
+fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
 }
 
 pub fn remove_if_present(path: &Path) -> Result<()> {
