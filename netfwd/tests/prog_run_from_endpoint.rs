@@ -500,14 +500,18 @@ fn neighbour_solicitations_for_the_gateway_and_other_endpoints_are_answered() {
 }
 
 /// What the datapath does not answer the host does, or the checks drop:
-/// an address no endpoint holds, a solicitation from a MAC or address not
+/// an address no endpoint holds, a hop limit that is not neighbour
+/// discovery's (RFC 4861 7.1.1), a solicitation from a MAC or address not
 /// the endpoint's (the gate then drops the forged source), or in an
 /// IPv4-only network.
 #[test]
 fn neighbour_solicitations_not_the_datapaths_to_answer_go_on() {
     let mut lab = TwoEndpoints::new("v6-ns-not").with_ipv6();
     let nobody = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 9);
+    let mut routed = neighbour_solicitation(A_IP6, A_MAC, B_IP6);
+    routed[14 + 7] = 64;
     for (packet, wanted, why) in [
+        (routed, TO_HOST, "with a hop limit below 255"),
         (
             neighbour_solicitation(A_IP6, A_MAC, nobody),
             TO_HOST,

@@ -103,6 +103,9 @@ struct NeighbourMessage {
 }
 
 const ND_NEIGHBOUR_SOLICIT: u8 = 135;
+/// Neighbour discovery's hop limit: sent at 255, so a message that crossed
+/// a router is told apart.
+const ND_HOP_LIMIT: u8 = 255;
 /// Option types: source and target link-layer address.
 const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
 const ND_OPT_TARGET_LL_ADDR: u8 = 2;
@@ -164,7 +167,14 @@ fn answer_solicitation(
     // SAFETY: bounds checked by `header_mut`; TC programs may write packet data.
     let (solicit, ip, eth) = unsafe { (&mut *solicit, &mut *ip, &mut *eth) };
     let whole = ip.payload_len() as usize == core::mem::size_of::<NeighbourMessage>();
-    if !whole || solicit.option_type != ND_OPT_SOURCE_LL_ADDR || solicit.option_len != 1 {
+    // RFC 4861 7.1.1: hop limit 255 and code 0, or it is no solicitation
+    // (and the answer keeps the hop limit, which must be 255 too).
+    if !whole
+        || ip.hop_limit != ND_HOP_LIMIT
+        || solicit.code != 0
+        || solicit.option_type != ND_OPT_SOURCE_LL_ADDR
+        || solicit.option_len != 1
+    {
         return Ok(None);
     }
     let asker = match maps::endpoint6(&ip.src_addr) {

@@ -342,8 +342,12 @@ impl Programs {
                 }
             };
             self.opened.insert(name, program);
-            if name == PROG_FROM_ENDPOINT {
-                self.fill_calls()?;
+            // Not kept open with its table unfilled: the next ask tries again.
+            if name == PROG_FROM_ENDPOINT
+                && let Err(e) = self.fill_calls()
+            {
+                self.opened.remove(name);
+                return Err(e);
             }
         }
         self.opened
