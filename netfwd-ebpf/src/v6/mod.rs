@@ -193,23 +193,22 @@ fn answer_solicitation(
         }
     };
 
-    // The checksum's pseudo-header had the asker and the solicited-node
-    // group; it has the target and the asker: the group became the target.
-    // RFC 1624, every changed word at once, summed in registers (copied
-    // out, the addresses spill): ~HC + the old words' complements + the new.
-    let old = word_sum(&ip.dst_addr)
-        + words(&[solicit.kind, solicit.code])
-        + words(&solicit.flags)
-        + words(&[solicit.option_type, solicit.option_len])
-        + words(&solicit.option_mac);
-    let new = word_sum(&solicit.target)
-        + words(&[router_guard::ND_NEIGHBOUR_ADVERT, 0])
-        + words(&flags)
-        + words(&[ND_OPT_TARGET_LL_ADDR, 1])
-        + words(&answer);
-    const CHANGED_WORDS: u32 = 8 + 1 + 2 + 1 + 3;
-    let sum = u32::from(!u16::from_be_bytes(solicit.check)) + CHANGED_WORDS * 0xffff - old + new;
-    solicit.check = (!csum::fold(sum)).to_be_bytes();
+    // RFC 1624, field by field. The checksum's pseudo-header had the asker
+    // and the solicited-node group; it has the target and the asker: the
+    // group became the target.
+    csum::replace(&mut solicit.check, ip.dst_addr, solicit.target);
+    csum::replace(
+        &mut solicit.check,
+        [solicit.kind, solicit.code],
+        [router_guard::ND_NEIGHBOUR_ADVERT, 0],
+    );
+    csum::replace(&mut solicit.check, solicit.flags, flags);
+    csum::replace(
+        &mut solicit.check,
+        [solicit.option_type, solicit.option_len],
+        [ND_OPT_TARGET_LL_ADDR, 1],
+    );
+    csum::replace(&mut solicit.check, solicit.option_mac, answer);
     solicit.kind = router_guard::ND_NEIGHBOUR_ADVERT;
     solicit.code = 0;
     solicit.flags = flags;
@@ -222,26 +221,6 @@ fn answer_solicitation(
     // SAFETY: plain helper call; egress of the same device reaches the endpoint.
     let action = unsafe { bpf_redirect(ifindex, 0) } as i32;
     Ok(Some(Verdict::ArpReplied(action)))
-}
-
-/// The sum of an address's eight 16-bit words.
-#[inline(always)]
-fn word_sum(addr: &[u8; 16]) -> u32 {
-    let [a, b] = halves(addr);
-    let sum = |h: u64| (h >> 48) + ((h >> 32) & 0xffff) + ((h >> 16) & 0xffff) + (h & 0xffff);
-    (sum(a) + sum(b)) as u32
-}
-
-/// The sum of a short field's 16-bit words (`N` even).
-#[inline(always)]
-fn words<const N: usize>(field: &[u8; N]) -> u32 {
-    let mut sum = 0;
-    let mut i = 0;
-    while i + 1 < N {
-        sum += u32::from(u16::from_be_bytes([field[i], field[i + 1]]));
-        i += 2;
-    }
-    sum
 }
 
 /// fe80::/10.
