@@ -80,6 +80,18 @@ pub const MAP_UNREPLIED_BY_SENDER: &str = "UNREPLIED_BY_SENDER";
 pub const MAP_NAT_SWEEP: &str = "NAT_SWEEP";
 pub const MAP_NAT_EXPIRED: &str = "NAT_EXPIRED";
 
+/// Maps of IPv6's NAT table (NAT66) and what goes with it, as the IPv4
+/// maps of the same names without the 6 (a table of each family keeps an
+/// IPv4 key at 16 bytes). Named so that the kernel's 15 characters of a
+/// map's name tell each apart from its IPv4 twin.
+pub const MAP_NAT6: &str = "NAT6";
+pub const MAP_UNREPLIED6: &str = "UNREPLIED6";
+pub const MAP_UNREPLIED6_CURSOR: &str = "UNREPLIED6_CURSOR";
+pub const MAP_UNREPLIED6_BY_SENDER: &str = "UNREPLIED6_BY_SENDER";
+pub const MAP_NAT6_SWEEP: &str = "NAT6_SWEEP";
+pub const MAP_NAT6_EXPIRED: &str = "NAT6_EXPIRED";
+pub const MAP_HAIRPIN6_HOST_PORTS: &str = "HAIRPIN6_HOST_PORTS";
+
 /// Maps of `netfwd monitor` (see `crate::monitor`): its switch, each
 /// CPU's rate limit and lost counts, and the ring buffer of events.
 pub const MAP_MONITOR: &str = "MONITOR";
@@ -90,7 +102,7 @@ pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
 pub const MAP_CALLS: &str = "CALLS";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 25] = [
+pub const MAPS: [&str; 32] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -110,6 +122,13 @@ pub const MAPS: [&str; 25] = [
     MAP_UNREPLIED_BY_SENDER,
     MAP_NAT_SWEEP,
     MAP_NAT_EXPIRED,
+    MAP_NAT6,
+    MAP_UNREPLIED6,
+    MAP_UNREPLIED6_CURSOR,
+    MAP_UNREPLIED6_BY_SENDER,
+    MAP_NAT6_SWEEP,
+    MAP_NAT6_EXPIRED,
+    MAP_HAIRPIN6_HOST_PORTS,
     MAP_TUNNEL,
     MAP_TUNNEL_PEERS,
     MAP_MONITOR,
@@ -128,10 +147,24 @@ pub const PROG_FROM_ENDPOINT: &str = "tc_from_endpoint";
 pub const PROG_FROM_ENDPOINT6: &str = "tc_from_endpoint6";
 /// Slot of `PROG_FROM_ENDPOINT6` in `MAP_CALLS`.
 pub const CALL_FROM_ENDPOINT6: u32 = 0;
+/// Reached from `PROG_FROM_UPLINK` by a tail call: IPv6 arriving on the
+/// uplink of a dual-stack network (NAT66 replies), on a stack of its own.
+pub const PROG_FROM_UPLINK6: &str = "tc_from_uplink6";
+/// Slot of `PROG_FROM_UPLINK6` in `MAP_CALLS`.
+pub const CALL_FROM_UPLINK6: u32 = 1;
+/// Reached from `PROG_FROM_ENDPOINT6` by a tail call: an endpoint's IPv6
+/// to beyond the network (routed, or NAT66), on a stack of its own.
+pub const PROG_TO_REMOTE6: &str = "tc_to_remote6";
+/// Slot of `PROG_TO_REMOTE6` in `MAP_CALLS`.
+pub const CALL_TO_REMOTE6: u32 = 2;
 /// Room in `MAP_CALLS`.
 pub const CALLS_ROOM: u32 = 4;
 /// Every slot of `MAP_CALLS` with the program it jumps to.
-pub const TAIL_CALLS: [(u32, &str); 1] = [(CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6)];
+pub const TAIL_CALLS: [(u32, &str); 3] = [
+    (CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6),
+    (CALL_FROM_UPLINK6, PROG_FROM_UPLINK6),
+    (CALL_TO_REMOTE6, PROG_TO_REMOTE6),
+];
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
 /// XDP on each host-side veth (`mode = "xdp"`): endpoint-to-endpoint frames.

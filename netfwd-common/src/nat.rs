@@ -57,10 +57,12 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// An IPv6 address as the datapath holds it (the `A` of its generic
-/// types): its 16 bytes in network order, aligned to 8 so that it moves and
-/// compares as two words. (A bare `[u8; 16]` the compiler takes apart byte
-/// by byte, and a program's stack fills with the spilled bytes.)
-#[repr(C, align(8))]
+/// types): its 16 bytes in network order, aligned to 4 so that it moves and
+/// compares a word at a time, and `bpf_csum_diff` takes it. (A bare
+/// `[u8; 16]` the compiler takes apart byte by byte, and a program's stack
+/// fills with the spilled bytes.) Not 8: the map keys holding it
+/// (`NatKey`, `FlowSender`) would get padding, whose bytes a hash compares.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Ipv6Bytes(pub [u8; 16]);
 
@@ -571,17 +573,27 @@ const _: () = {
     assert!(size_of::<NatEntry>() == 4 + 2 + 1 + 1 + 4 + 4 + 8 + 8);
     assert!(size_of::<FlowSender>() == 4 + 2 + 1 + 1);
     assert!(size_of::<PublishTarget>() == 4 + 2 + 1 + 1);
+    // IPv6's keys too: a hash compares every byte of a key. (Its
+    // `NatEntry`, a value, has 4 bytes of padding before `created_ns`.)
+    assert!(size_of::<NatKey<Ipv6Bytes>>() == 16 + 16 + 2 + 2 + 1 + 1 + 2);
+    assert!(size_of::<FlowSender<Ipv6Bytes>>() == 16 + 2 + 1 + 1);
 };
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{FlowSender, NatEntry, NatKey, PublishTarget};
+    use super::{FlowSender, Ipv6Bytes, NatEntry, NatKey, PublishTarget};
 
     // SAFETY (all): repr(C), integers and byte arrays only, no padding (the
     // bytemuck::Pod derives check it, and the assertions above for the
     // generic ones); every bit pattern is valid.
     unsafe impl aya::Pod for NatKey {}
     unsafe impl aya::Pod for NatEntry {}
+    unsafe impl aya::Pod for NatKey<Ipv6Bytes> {}
+    unsafe impl aya::Pod for FlowSender<Ipv6Bytes> {}
+    // SAFETY: as above, but for the 4 bytes of padding before `created_ns`:
+    // netfwd only reads these entries (the kernel writes every byte of a
+    // value it hands out) and removes them by key, never writes one.
+    unsafe impl aya::Pod for NatEntry<Ipv6Bytes> {}
     unsafe impl aya::Pod for FlowSender {}
     unsafe impl bytemuck::Zeroable for NatKey {}
     unsafe impl bytemuck::Pod for NatKey {}

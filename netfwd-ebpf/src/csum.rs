@@ -6,9 +6,10 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    helpers::bpf_csum_diff,
     programs::TcContext,
 };
-use netfwd_common::drop::DropReason;
+use netfwd_common::{drop::DropReason, nat::Ipv6Bytes};
 
 #[inline(always)]
 pub fn fold(mut sum: u32) -> u16 {
@@ -64,6 +65,30 @@ impl L4Csum {
             self.flags(true) | 4,
         )
         .map_err(|_| DropReason::Malformed)
+    }
+
+    /// An IPv6 address of the pseudo-header changed: the difference of its
+    /// 16 bytes summed once (`bpf_csum_diff`) and folded in as one.
+    #[inline(always)]
+    pub fn addr6(
+        self,
+        ctx: &TcContext,
+        old: &Ipv6Bytes,
+        new: &Ipv6Bytes,
+    ) -> Result<(), DropReason> {
+        let (old, new) = (
+            old.0.as_ptr().cast_mut().cast(),
+            new.0.as_ptr().cast_mut().cast(),
+        );
+        // SAFETY: both are 16 readable bytes, 4-byte aligned (`Ipv6Bytes`),
+        // which the helper only reads.
+        let diff = unsafe { bpf_csum_diff(old, 16, new, 16, 0) };
+        if diff < 0 {
+            return Err(DropReason::Malformed);
+        }
+        // Size 0: `to` is a sum of differences already.
+        ctx.l4_csum_replace(self.offset, 0, diff as u64, self.flags(true))
+            .map_err(|_| DropReason::Malformed)
     }
 
     /// A port changed.

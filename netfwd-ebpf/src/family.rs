@@ -4,7 +4,7 @@
 //! a `Family`, and monomorphised (every call `#[inline(always)]`), so the
 //! verifier sees plain code for each family, as if written out by hand.
 //! Only what is genuinely per family stays apart, behind this trait: the
-//! fragment fields and the ICMP errors the NAT translates. (ARP is IPv4's
+//! fragment fields and which ICMP errors the NAT translates. (ARP is IPv4's
 //! own and never reaches these bodies.) IPv4 is `v4::V4`.
 
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
@@ -16,9 +16,7 @@ use netfwd_common::{
 
 use crate::{
     csum::L4Csum,
-    hop::NextHop,
     maps::{ExpiredMarks, HairpinMap, NatMap, RingCursorMap, SenderMap, SweepMap, UnrepliedRing},
-    verdict::Verdict,
 };
 
 /// Which address of a header a translation rewrites.
@@ -75,6 +73,13 @@ pub trait Family: Layer3 {
     /// Whether the family's ICMP checksum covers a pseudo-header (ICMPv6
     /// does, IPv4's ICMP not): then a translated address changes it too.
     const ICMP_PSEUDO_HDR: bool;
+    /// Whether a full table evicts an unanswered flow for a new one (early
+    /// drop, `early_drop::make_room`, a BPF subprogram). IPv6's: not yet.
+    /// The eviction's frame (its 40-byte keys) beside the NAT's own is more
+    /// than the 512 bytes of stack a program's calls share; its table,
+    /// when full, refuses new flows (`nat_full`), and each sender's share
+    /// of unanswered flows holds as IPv4's does.
+    const EARLY_DROP: bool;
 
     // The header.
     /// The transport protocol.
@@ -85,6 +90,8 @@ pub trait Family: Layer3 {
     fn inc_hop_limit(ip: &mut Self::Hdr);
     /// Whether a router may forward the header as it is (its checksum).
     fn header_ok(ip: &Self::Hdr) -> bool;
+    /// The header's own checksum; zero for a family without one.
+    fn header_check(ip: &Self::Hdr) -> [u8; 2];
     /// Whether the transport header lies right after the fixed header.
     fn plain(ip: &Self::Hdr) -> bool;
     fn is_broadcast_or_multicast(addr: Self::Addr) -> bool;
@@ -102,14 +109,6 @@ pub trait Family: Layer3 {
     /// Whether the whole packet is an ICMP error the NAT translates along
     /// with the packet it quotes.
     fn is_icmp_error(ctx: &TcContext, ip: &Self::Hdr) -> Result<bool, DropReason>;
-    /// An endpoint's error about a flow that came in through the NAT.
-    fn snat_icmp_error(
-        ctx: &TcContext,
-        ip: &Self::Hdr,
-        hop: &NextHop,
-    ) -> Result<Verdict, DropReason>;
-    /// A remote's error about a flow that left through the NAT.
-    fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReason>;
 
     // Checksums.
     /// An address of the pseudo-header changed: `check` updated in place.

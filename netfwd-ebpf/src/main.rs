@@ -42,11 +42,11 @@ use aya_ebpf::{
 use netfwd_common::{
     drop::DropReason,
     monitor::{DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_TC, HOOK_XDP},
-    names::CALL_FROM_ENDPOINT6,
+    names::{CALL_FROM_ENDPOINT6, CALL_FROM_UPLINK6},
 };
 use network_types::eth::{EthHdr, EtherType};
 
-use crate::{monitor::Point, v4::V4, verdict::Verdict};
+use crate::{monitor::Point, v4::V4, v6::V6, verdict::Verdict};
 
 /// Attached (TCX) to the ingress of every host-side veth: sees each frame an
 /// endpoint sends. Endpoint-to-endpoint traffic is redirected straight into the
@@ -97,6 +97,17 @@ pub fn tc_from_endpoint6(ctx: TcContext) -> i32 {
     tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
 }
 
+/// Reached from `tc_from_endpoint6` (a tail call) for an endpoint's IPv6
+/// packet, its source checked, to beyond the network: routed, or
+/// masqueraded out of the uplink (NAT66), on a stack of its own.
+#[classifier]
+pub fn tc_to_remote6(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = route::from_endpoint_to_remote::<V6>(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
+}
+
 /// Counts what a TC program decided and gives its action.
 #[inline(always)]
 fn tc_finish(ctx: &TcContext, direction: u8, ifindex: u32, verdict: &Verdict) -> i32 {
@@ -121,16 +132,34 @@ pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     tc_finish(&ctx, DIRECTION_INGRESS, ifindex, &verdict)
 }
 
+/// Inlined: the jump to IPv6's program must be made from the entry point.
+#[inline(always)]
 fn from_uplink(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReason> {
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // A tagged frame belongs to a VLAN of the uplink's, not to the
     // network: the host's, untouched, never translated.
+    if vlan::in_metadata(ctx) {
+        return Ok(Verdict::ToHost);
+    }
     // SAFETY: `header_mut` checked the header lies inside the packet.
-    if unsafe { (*eth).ether_type } == EtherType::Ipv4 as u16 && !vlan::in_metadata(ctx) {
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == EtherType::Ipv4 as u16 {
         route::from_uplink::<V4>(ctx, ifindex)
+    } else if ether_type == EtherType::Ipv6 as u16 && maps::network6().is_some() {
+        Err(tail::jump(ctx, CALL_FROM_UPLINK6))
     } else {
         Ok(Verdict::ToHost)
     }
+}
+
+/// Reached from `tc_from_uplink` (a tail call) for every untagged IPv6
+/// frame arriving on the uplink of a dual-stack network, and counted here.
+#[classifier]
+pub fn tc_from_uplink6(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = route::from_uplink::<V6>(&ctx, ifindex).unwrap_or_else(Verdict::Drop);
+    tc_finish(&ctx, DIRECTION_INGRESS, ifindex, &verdict)
 }
 
 /// XDP on every host-side veth (`mode = "xdp"`), in front of
@@ -190,6 +219,7 @@ pub fn bind4_published(ctx: SockAddrContext) -> i32 {
 #[classifier]
 pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
     nat::sweep::arm::<V4>();
+    nat::sweep::arm::<V6>();
     0
 }
 
@@ -198,6 +228,7 @@ pub fn nat_sweep_arm(_ctx: TcContext) -> i32 {
 #[classifier]
 pub fn nat_sweep_step(_ctx: TcContext) -> i32 {
     nat::sweep::step_now::<V4>();
+    nat::sweep::step_now::<V6>();
     0
 }
 

@@ -19,7 +19,7 @@ use netfwd_common::{
         NON_ENDPOINT_IFACES,
     },
     nat::{
-        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts,
+        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts, Ipv6Bytes,
         MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
     },
 };
@@ -132,6 +132,33 @@ pub static NAT_EXPIRED: ExpiredMarks<[u8; 4]> = Array::new();
 
 /// A family's marks of its sweep (see `NAT_EXPIRED`).
 pub type ExpiredMarks<A> = Array<NatKey<A>, { DEFAULT_MAX_FLOWS as usize }>;
+
+/// IPv6's NAT table (NAT66) and what goes with it, as IPv4's `NAT`,
+/// `UNREPLIED`, `UNREPLIED_CURSOR`, `UNREPLIED_BY_SENDER`, `NAT_SWEEP`,
+/// `NAT_EXPIRED` and `HAIRPIN_HOST_PORTS`: a table of each family keeps an
+/// IPv4 key at 16 bytes. Sized, pinned and shared per uplink alike. (Named
+/// so that the kernel's 15 characters of a map's name tell each apart from
+/// its IPv4 twin.)
+#[btf_map]
+pub static NAT6: NatMap<Ipv6Bytes> = HashMap::new();
+
+#[btf_map]
+pub static UNREPLIED6: UnrepliedRing<Ipv6Bytes> = Array::new();
+
+#[btf_map]
+pub static UNREPLIED6_CURSOR: RingCursorMap = Array::new();
+
+#[btf_map]
+pub static UNREPLIED6_BY_SENDER: SenderMap<Ipv6Bytes> = LruHashMap::new();
+
+#[btf_map]
+pub static NAT6_SWEEP: SweepMap = Array::new();
+
+#[btf_map]
+pub static NAT6_EXPIRED: ExpiredMarks<Ipv6Bytes> = Array::new();
+
+#[btf_map]
+pub static HAIRPIN6_HOST_PORTS: HairpinMap<Ipv6Bytes> = LruHashMap::new();
 
 /// The uplink, its address, the port range and timeouts. Filled by the loader
 /// (and the daemon when the uplink's address changes).
@@ -256,11 +283,10 @@ pub fn gateway() -> Option<[u8; 4]> {
 
 /// The NAT settings, if the network has an uplink.
 #[inline(always)]
-pub fn nat_config() -> Option<NatConfig> {
+pub fn nat_config() -> Option<&'static NatConfig> {
     NAT_CONFIG
         .get(0)
         .filter(|config| config.uplink_ifindex != 0)
-        .copied()
 }
 
 /// Whether `addr` is inside the network's subnet.

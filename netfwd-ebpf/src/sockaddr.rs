@@ -77,7 +77,7 @@ fn in_scope(ctx: &SockAddrContext, sa: &bpf_sock_addr) -> Option<NatConfig> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
     }
-    maps::nat_config()
+    maps::nat_config().copied()
 }
 
 /// The address and port (network byte order) a socket address names.

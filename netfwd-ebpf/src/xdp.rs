@@ -98,7 +98,7 @@ pub fn from_uplink(ctx: &XdpContext, ifindex: u32) -> Result<Verdict, DropReason
     let now = conntrack::now_ns();
     // No live flow (a new one, or an expired flow that may be a new
     // connection to a published port): TC's.
-    let Some(entry) = rev_snat::live_flow::<V4>(&config, &key, now) else {
+    let Some(entry) = rev_snat::live_flow::<V4>(config, &key, now) else {
         return Ok(Verdict::ToHost);
     };
     // No hop left: a drop, TC's to make and count.

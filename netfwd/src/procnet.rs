@@ -51,6 +51,36 @@ pub fn enable_forwarding(ifname: &str, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// [`enable_forwarding`] for IPv6, in a dual-stack network (whose datapath
+/// checks the endpoints' IPv6 sources; an IPv4-only network's endpoints'
+/// IPv6 is never forwarded):
+/// - `forwarding`: `bpf_fib_lookup` answers "forwarding disabled" for IPv6
+///   without it on the interface a packet comes in on;
+/// - `force_forwarding` (kernel 6.17): the stack forwards IPv6 only with the
+///   global `forwarding` on, which turns off router advertisements on every
+///   interface of the host, or with this on the interface it came in on.
+///   What the datapath leaves to the stack is a packet that needs its
+///   answer: "packet too big" (path-MTU discovery through the NAT), "time
+///   exceeded". An older kernel has no such setting: there, the stack
+///   forwards those only with the global setting on.
+///
+/// `settings` as for [`enable_forwarding`]; `force_forwarding`, which
+/// netlink does not report, is read first and written only if it is off.
+pub fn enable_forwarding6(ifname: &str, settings: &Settings) -> Result<()> {
+    let conf = format!("/proc/sys/net/ipv6/conf/{ifname}");
+    if settings.ipv6.as_ref().map(|c| c.forwarding) != Some(1) {
+        let path = format!("{conf}/forwarding");
+        fs::write(&path, "1").with_context(|| format!("writing {path}"))?;
+    }
+    let path = format!("{conf}/force_forwarding");
+    match fs::read_to_string(&path) {
+        Ok(value) if value.trim() == "1" => Ok(()),
+        Ok(_) => fs::write(&path, "1").with_context(|| format!("writing {path}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {path}")),
+    }
+}
+
 /// Makes the host take no configuration from what an endpoint sends on
 /// `ifname` (its host-side veth), before the link comes up: no IPv6 router
 /// advertisement (`accept_ra`: a default route through the endpoint), no

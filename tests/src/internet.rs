@@ -4,12 +4,13 @@
 //!
 //! ```text
 //!  sandbox host ── up0 203.0.113.2/24 ──── inet0 203.0.113.1/24 ── internet ns
-//!                  (default route via .1)                          echo server :7
+//!                  2001:db8:f::2/64          2001:db8:f::1/64       echo server :7
+//!                  (default routes via ::1 and .1)                  (both families)
 //! ```
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -28,6 +29,10 @@ pub const UPLINK: &str = "up0";
 pub const UPLINK_IP: &str = "203.0.113.2";
 /// The internet namespace's address: the echo server and the host's gateway.
 pub const INTERNET_IP: &str = "203.0.113.1";
+/// The sandbox host's IPv6 address on the uplink.
+pub const UPLINK_IP6: &str = "2001:db8:f::2";
+/// The internet namespace's IPv6 address, as `INTERNET_IP`.
+pub const INTERNET_IP6: &str = "2001:db8:f::1";
 /// The echo server's port (TCP and UDP).
 pub const ECHO_PORT: u16 = 7;
 
@@ -37,7 +42,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// namespace goes with the sandbox).
 pub struct Internet {
     pub ns: String,
-    _server: EchoServer,
+    _servers: [EchoServer; 2],
 }
 
 impl Internet {
@@ -74,15 +79,39 @@ impl Internet {
             ],
         );
         tool_ok("ip", &["-n", &ns, "link", "set", "inet0", "up"]);
+        // IPv6 beside it, usable at once (no duplicate address detection).
+        for (netns, addr, dev) in [
+            (host, UPLINK_IP6, UPLINK),
+            (ns.as_str(), INTERNET_IP6, "inet0"),
+        ] {
+            let addr = format!("{addr}/64");
+            tool_ok(
+                "ip",
+                &["-n", netns, "addr", "add", &addr, "dev", dev, "nodad"],
+            );
+        }
+        tool_ok(
+            "ip",
+            &[
+                "-n",
+                host,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                INTERNET_IP6,
+            ],
+        );
         if crate::test_mode() == "xdp" {
             // The far end as a wire: full checksums (an XDP frame carries no
             // offload state), and NAPI to take XDP frames back.
             crate::in_ns_ok(&ns, &["ethtool", "-K", "inet0", "tx", "off", "gro", "on"]);
         }
-        let server = EchoServer::start(&ns, INTERNET_IP, ECHO_PORT);
+        let servers = [INTERNET_IP, INTERNET_IP6].map(|ip| EchoServer::start(&ns, ip, ECHO_PORT));
         Internet {
             ns,
-            _server: server,
+            _servers: servers,
         }
     }
 }
@@ -117,7 +146,7 @@ impl Drop for EchoServer {
 
 fn serve_echo(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let ns = ns.to_owned();
-    let addr = SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), port));
+    let addr = SocketAddr::from((ip.parse::<IpAddr>().unwrap(), port));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
         enter_netns(&ns).unwrap_or_else(|e| panic!("{e:#}"));
@@ -155,7 +184,11 @@ fn serve_echo(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
 
 /// A non-blocking listener with room for a burst of connections.
 fn listen(addr: SocketAddr) -> Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -196,13 +229,14 @@ pub fn in_netns<T: Send + 'static>(
 /// the client's namespace): sends `payload` (from source port `sport` if
 /// given), reads the echo; returns the source address the server saw.
 pub fn tcp_echo(server: &str, port: u16, sport: Option<u16>, payload: &[u8]) -> Result<String> {
-    let addr = SocketAddr::from((server.parse::<Ipv4Addr>()?, port));
+    let addr = SocketAddr::from((server.parse::<IpAddr>()?, port));
     let mut stream = match sport {
         None => TcpStream::connect_timeout(&addr, IO_TIMEOUT)?,
         Some(sport) => {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            let domain = socket2::Domain::for_address(addr);
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from(([0, 0, 0, 0], sport)).into())?;
+            socket.bind(&unspecified_like(&addr, sport).into())?;
             socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
             socket.into()
         }
@@ -259,9 +293,10 @@ pub fn udp_echo_within(
     payload: &[u8],
     timeout: Duration,
 ) -> Result<String> {
-    let socket = UdpSocket::bind(("0.0.0.0", sport))?;
+    let server = SocketAddr::from((server.parse::<IpAddr>()?, port));
+    let socket = UdpSocket::bind(unspecified_like(&server, sport))?;
     socket.set_read_timeout(Some(timeout))?;
-    socket.send_to(payload, (server, port))?;
+    socket.send_to(payload, server)?;
     let mut buf = [0u8; 65536];
     let (n, _) = retry_eintr(|| socket.recv_from(&mut buf))?;
     let reply = &buf[..n];
@@ -273,9 +308,21 @@ pub fn udp_echo_within(
     Ok(String::from_utf8_lossy(&reply[..split]).into_owned())
 }
 
-/// The IP part of `"ip:port"`.
+/// The unspecified address of `addr`'s family, at `port`: what a client of
+/// `addr` binds to for a port of its choosing.
+fn unspecified_like(addr: &SocketAddr, port: u16) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0; 4], port)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], port)),
+    }
+}
+
+/// The IP part of `"ip:port"` or `"[ip6]:port"`.
 pub fn ip_of(peer: &str) -> &str {
-    peer.rsplit_once(':').map_or(peer, |(ip, _)| ip)
+    let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+    ip.strip_prefix('[')
+        .and_then(|ip| ip.strip_suffix(']'))
+        .unwrap_or(ip)
 }
 
 /// A long-lived TCP stream from a namespace to the internet's echo server:
@@ -303,7 +350,7 @@ impl EchoStream {
         let thread = thread::spawn(move || {
             enter_netns(&ns)?;
             let mut s = TcpStream::connect_timeout(
-                &SocketAddr::from((INTERNET_IP.parse::<Ipv4Addr>()?, ECHO_PORT)),
+                &SocketAddr::from((INTERNET_IP.parse::<IpAddr>()?, ECHO_PORT)),
                 IO_TIMEOUT,
             )?;
             s.set_read_timeout(Some(STALL))?;

@@ -15,8 +15,8 @@ use netfwd_tests::{
     Daemon, Lab, Sandbox, assert_no_bridge_and_no_rules, assert_nothing_left, assert_ping,
     describe, in_ns_ok,
     internet::{
-        ECHO_PORT, EchoStream, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
-        udp_echo,
+        ECHO_PORT, EchoStream, INTERNET_IP, INTERNET_IP6, Internet, UPLINK, UPLINK_IP, UPLINK_IP6,
+        in_netns, ip_of, tcp_echo, udp_echo,
     },
     nsenter_net, payload, ping, scapy_sendp, tool_ok,
 };
@@ -25,6 +25,7 @@ use serde_json::Value;
 const SUBNET: &str = "192.168.28.0/24";
 const GATEWAY: &str = "192.168.28.5";
 const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
+const SUBNET6: &str = "fd00:28::/64";
 
 /// A network of three endpoints masqueraded behind the uplink, with
 /// `tables` (`[nat]`, …) in its config.
@@ -34,6 +35,18 @@ fn nat_lab(tag: &str, tables: &str) -> Lab<Internet> {
         lab = lab.endpoint(t, Some(ip));
     }
     lab.tables(tables).up()
+}
+
+/// [`nat_lab`], dual-stack: IPv6 masqueraded too (NAT66).
+fn nat_lab6(tag: &str) -> Lab<Internet> {
+    let mut lab = Lab::builder(tag, SUBNET)
+        .gateway(GATEWAY)
+        .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
+        .uplink();
+    for (t, ip) in ["a", "b", "c"].into_iter().zip(IPS) {
+        lab = lab.endpoint(t, Some(ip));
+    }
+    lab.up()
 }
 
 /// This file's name for the lab's NAT flows.
@@ -50,26 +63,55 @@ impl Flows for Lab<Internet> {
 #[test]
 fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
     let lab = nat_lab("natall", "");
-    for (i, ep) in lab.eps.iter().enumerate() {
-        assert_ping(ep, INTERNET_IP);
-        let data = payload(ep, 3000);
-        let seen = in_netns(ep, move || tcp_echo(INTERNET_IP, ECHO_PORT, None, &data)).unwrap();
-        assert_eq!(ip_of(&seen), UPLINK_IP, "TCP from {ep} seen as {seen}");
-        let sport = 40000 + i as u16;
-        let seen = in_netns(ep, move || udp_echo(INTERNET_IP, ECHO_PORT, sport, b"udp")).unwrap();
-        assert_eq!(ip_of(&seen), UPLINK_IP, "UDP from {ep} seen as {seen}");
-    }
-    // The BPF NAT did it: translated both ways, and nothing else could have.
-    assert!(lab.counter("endpoint", "translated") >= 3 * 3);
-    assert!(lab.counter("uplink", "translated") >= 3 * 3);
-    assert_no_bridge_and_no_rules(lab.sb.host());
-    let flows = lab.flows();
-    assert!(flows.len() >= 9, "{flows:#?}");
-    assert!(
-        flows
-            .iter()
-            .all(|f| ip_of(f["outside"].as_str().unwrap()) == UPLINK_IP)
+    reach_the_internet_as_the_uplink(&lab, INTERNET_IP, UPLINK_IP);
+}
+
+/// The IPv6 twin (NAT66, as Docker's ip6tables MASQUERADE), in a
+/// dual-stack network: its own table, its ICMPv6 echo by identifier.
+#[test]
+fn over_ipv6_every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
+    let lab = nat_lab6("nat6all");
+    reach_the_internet_as_the_uplink(&lab, INTERNET_IP6, UPLINK_IP6);
+    let icmp = lab
+        .flows()
+        .into_iter()
+        .filter(|f| f["protocol"] == "icmpv6")
+        .count();
+    assert!(icmp >= 3, "{:#?}", lab.flows());
+}
+
+/// Every endpoint of `lab` pings `internet_ip`, and its TCP and UDP echo
+/// server sees them as `uplink_ip`: translated both ways by the BPF NAT
+/// (nothing else could have), each flow in `nat list`.
+fn reach_the_internet_as_the_uplink(
+    lab: &Lab<Internet>,
+    internet_ip: &'static str,
+    uplink_ip: &str,
+) {
+    let (endpoint_before, uplink_before) = (
+        lab.counter("endpoint", "translated"),
+        lab.counter("uplink", "translated"),
     );
+    for (i, ep) in lab.eps.iter().enumerate() {
+        assert_ping(ep, internet_ip);
+        let data = payload(ep, 3000);
+        let seen = in_netns(ep, move || tcp_echo(internet_ip, ECHO_PORT, None, &data));
+        let seen = seen.expect("the TCP echo");
+        assert_eq!(ip_of(&seen), uplink_ip, "TCP from {ep} seen as {seen}");
+        let sport = 40000 + i as u16;
+        let seen = in_netns(ep, move || udp_echo(internet_ip, ECHO_PORT, sport, b"udp"));
+        let seen = seen.expect("the UDP echo");
+        assert_eq!(ip_of(&seen), uplink_ip, "UDP from {ep} seen as {seen}");
+    }
+    assert!(lab.counter("endpoint", "translated") >= endpoint_before + 3 * 3);
+    assert!(lab.counter("uplink", "translated") >= uplink_before + 3 * 3);
+    assert_no_bridge_and_no_rules(lab.sb.host());
+    let flows: Vec<Value> = lab
+        .flows()
+        .into_iter()
+        .filter(|f| f["outside"].as_str().is_some_and(|o| ip_of(o) == uplink_ip))
+        .collect();
+    assert!(flows.len() >= 9, "{:#?}", lab.flows());
 }
 
 #[test]
@@ -139,12 +181,56 @@ fn three_hundred_concurrent_tcp_connections_from_three_endpoints_complete_intact
 #[test]
 fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery() {
     let lab = nat_lab("natpmtu", "");
-    // Beyond the internet namespace, a 1280-byte link between two routers
-    // (internet and `far`), then the server on 1500 again: both ends keep a
-    // 1500 MTU (MSS 1460), so only ICMP "fragmentation needed" from the
-    // routers, the endpoint's translated back through the NAT, can shrink
-    // the segments. (A narrow MTU on one end of a veth alone would drop the
-    // other side's full-size frames silently: a black hole, not a test.)
+    transfer_through_a_narrower_hop(&lab, &NARROW_HOP, UPLINK_IP);
+}
+
+/// The IPv6 twin: routers never fragment IPv6, so without ICMPv6 "packet
+/// too big" translated back through the NAT, the transfer stalls.
+#[test]
+fn over_ipv6_a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery() {
+    let lab = nat_lab6("nat6pmtu");
+    transfer_through_a_narrower_hop(&lab, &NARROW_HOP6, UPLINK_IP6);
+}
+
+/// The addresses of a family's world beyond the internet namespace, for
+/// [`transfer_through_a_narrower_hop`]: the narrow link's two ends, the
+/// server's link's two ends, the server's prefix, and what makes a
+/// namespace forward.
+struct NarrowHop {
+    inet: &'static str,
+    far: &'static str,
+    far_to_server: &'static str,
+    server: &'static str,
+    server_prefix: &'static str,
+    forwarding: &'static str,
+}
+
+const NARROW_HOP: NarrowHop = NarrowHop {
+    inet: "198.51.100.1/24",
+    far: "198.51.100.2/24",
+    far_to_server: "198.51.101.1/24",
+    server: "198.51.101.2/24",
+    server_prefix: "198.51.101.0/24",
+    forwarding: "net.ipv4.ip_forward=1",
+};
+
+const NARROW_HOP6: NarrowHop = NarrowHop {
+    inet: "2001:db8:a::1/64",
+    far: "2001:db8:a::2/64",
+    far_to_server: "2001:db8:b::1/64",
+    server: "2001:db8:b::2/64",
+    server_prefix: "2001:db8:b::/64",
+    forwarding: "net.ipv6.conf.all.forwarding=1",
+};
+
+/// Beyond the internet namespace, a 1280-byte link between two routers
+/// (internet and `far`), then the server on 1500 again: both ends keep a
+/// 1500 MTU, so only ICMP "fragmentation needed" (ICMPv6 "packet too big")
+/// from the routers, the endpoint's translated back through the NAT, can
+/// shrink the segments. (A narrow MTU on one end of a veth alone would drop
+/// the other side's full-size frames silently: a black hole, not a test.)
+/// Two megabytes from the lab's first endpoint, seen as `uplink_ip`.
+fn transfer_through_a_narrower_hop(lab: &Lab<Internet>, hop: &NarrowHop, uplink_ip: &str) {
     let (far, srv) = (lab.sb.ns("far"), lab.sb.ns("srv"));
     let inet = lab.internet.ns.clone();
     for ns in [&far, &srv] {
@@ -156,37 +242,52 @@ fn a_large_tcp_transfer_completes_through_a_narrower_hop_by_path_mtu_discovery()
         all.extend(args.split_whitespace());
         tool_ok("ip", &all);
     };
+    // Usable at once: no duplicate address detection (IPv6's).
+    let addr = |ns: &str, addr: &str, dev: &str| {
+        let nodad = if addr.contains(':') { "nodad" } else { "" };
+        ip(ns, &format!("addr add {addr} dev {dev} {nodad}"));
+    };
+    let gateway = |addr: &str| addr.split_once('/').map_or(addr, |(ip, _)| ip).to_owned();
     ip(
         &inet,
         &format!("link add f0 mtu 1280 type veth peer name eth0 netns {far}"),
     );
     ip(&far, "link set eth0 mtu 1280");
-    ip(&inet, "addr add 198.51.100.1/24 dev f0");
+    addr(&inet, hop.inet, "f0");
     ip(&inet, "link set f0 up");
-    ip(&inet, "route add 198.51.101.0/24 via 198.51.100.2");
-    ip(&far, "addr add 198.51.100.2/24 dev eth0");
+    ip(
+        &inet,
+        &format!("route add {} via {}", hop.server_prefix, gateway(hop.far)),
+    );
+    addr(&far, hop.far, "eth0");
     ip(&far, "link set eth0 up");
     ip(
         &far,
         &format!("link add eth1 type veth peer name eth0 netns {srv}"),
     );
-    ip(&far, "addr add 198.51.101.1/24 dev eth1");
+    addr(&far, hop.far_to_server, "eth1");
     ip(&far, "link set eth1 up");
-    ip(&far, "route add default via 198.51.100.1");
-    ip(&srv, "addr add 198.51.101.2/24 dev eth0");
+    ip(
+        &far,
+        &format!("route add default via {}", gateway(hop.inet)),
+    );
+    addr(&srv, hop.server, "eth0");
     ip(&srv, "link set eth0 up");
-    ip(&srv, "route add default via 198.51.101.1");
+    ip(
+        &srv,
+        &format!("route add default via {}", gateway(hop.far_to_server)),
+    );
     for ns in [&inet, &far] {
-        in_ns_ok(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        in_ns_ok(ns, &["sysctl", "-qw", hop.forwarding]);
     }
-    let server = netfwd_tests::internet::EchoServer::start(&srv, "198.51.101.2", 9);
+    let server_ip = gateway(hop.server);
+    let server = netfwd_tests::internet::EchoServer::start(&srv, &server_ip, 9);
     let data = payload("pmtu", 2_000_000);
-    let result = in_netns(&lab.eps[0], move || {
-        tcp_echo("198.51.101.2", 9, None, &data)
-    });
+    let to = server_ip.clone();
+    let result = in_netns(&lab.eps[0], move || tcp_echo(&to, 9, None, &data));
     drop(server);
-    assert_eq!(ip_of(&result.unwrap()), UPLINK_IP);
-    let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", "198.51.101.2"]);
+    assert_eq!(ip_of(&result.expect("the transfer")), uplink_ip);
+    let route = tool_ok("ip", &["-n", &lab.eps[0], "route", "get", &server_ip]);
     assert!(route.contains("mtu 1280"), "no learnt path MTU: {route}");
 }
 

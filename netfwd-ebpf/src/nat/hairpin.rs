@@ -157,7 +157,7 @@ pub fn from_published<F: Family>(
     translate::<F>(
         ctx,
         ip,
-        [F::uplink_addr(&config), entry.addr],
+        [F::uplink_addr(config), entry.addr],
         [host_port, entry.port],
         &client,
     )

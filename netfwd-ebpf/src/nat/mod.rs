@@ -8,7 +8,8 @@
 //! plain headers (IPv4 without options) are translated, fragments through
 //! their first one's ports; see `netfwd_common::nat` for the table. Every
 //! module is written once over `Family` (the sweep too, a family's table
-//! each); ICMP errors are the family's (`v4::icmp_error`).
+//! each), ICMP errors too (`icmp_error`), which errors those are the
+//! family's.
 //!
 //! One concern a module, as Cilium's `bpf/lib`: `snat` (egress), `rev_snat`
 //! (ingress), `dnat` (published ports), `hairpin` (an endpoint to a published
@@ -19,6 +20,7 @@
 
 mod dnat;
 pub mod hairpin;
+mod icmp_error;
 mod ports;
 pub mod rev_snat;
 pub mod rewrite;

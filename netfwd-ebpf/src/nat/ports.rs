@@ -115,7 +115,10 @@ fn insert_ingress<F: Family>(
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
     let key = flow.ingress_key(nat_addr, port);
-    if early_drop::make_room::<F>() && nat.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+    if F::EARLY_DROP
+        && early_drop::make_room::<F>()
+        && nat.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok()
+    {
         return Ok(port);
     }
     Err(DropReason::NatFull)

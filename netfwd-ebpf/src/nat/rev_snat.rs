@@ -11,7 +11,7 @@ use netfwd_common::{
 use network_types::eth::EthHdr;
 
 use super::{
-    dnat,
+    dnat, icmp_error,
     rewrite::{L4Rewrite, rewrite_ip},
 };
 use crate::{
@@ -36,7 +36,7 @@ pub fn translate<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, Dro
     }
     let piece = F::piece(ip);
     if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
-        return F::rev_snat_icmp_error(ctx, &config);
+        return icmp_error::rev_snat::<F>(ctx, config);
     }
     let proto = F::proto(ip);
     let seg = match piece {
@@ -54,9 +54,9 @@ pub fn translate<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, Dro
     // No live flow: a new connection to a published port starts one (over
     // an expired flow of the same tuple — clients reuse their ports);
     // anything else is the host's.
-    let entry = match live_flow::<F>(&config, &key, now) {
+    let entry = match live_flow::<F>(config, &key, now) {
         Some(entry) => entry,
-        None => match dnat::publish::<F>(ctx, &config, &key, &seg, now)? {
+        None => match dnat::publish::<F>(ctx, config, &key, &seg, now)? {
             Some(entry) => entry,
             None => return Ok(Verdict::ToHost),
         },

@@ -10,7 +10,7 @@ use netfwd_common::{
 use network_types::eth::EthHdr;
 
 use super::{
-    hairpin, ports,
+    hairpin, icmp_error, ports,
     rewrite::{L4Rewrite as _, rewrite_ip},
 };
 use crate::{
@@ -34,7 +34,7 @@ pub fn translate<F: Family>(
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    if let Some(verdict) = hairpin::to_published::<F>(ctx, ip, &config)? {
+    if let Some(verdict) = hairpin::to_published::<F>(ctx, ip, config)? {
         return Ok(verdict);
     }
     // Any size: a datagram too big for the uplink is translated all the
@@ -63,7 +63,7 @@ pub fn translate<F: Family>(
     }
     let piece = F::piece(ip);
     if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
-        return F::snat_icmp_error(ctx, ip, &hop);
+        return icmp_error::snat::<F>(ctx, ip, &hop);
     }
     let proto = F::proto(ip);
     let seg = match piece {
@@ -73,7 +73,7 @@ pub fn translate<F: Family>(
         _ => l4::segment::<F>(ctx, proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
     };
     let flow = seg.tuple::<F>(ip);
-    let (addr, port) = egress_mapping::<F>(&flow, &config, nat_addr, &seg)?;
+    let (addr, port) = egress_mapping::<F>(&flow, config, nat_addr, &seg)?;
     if piece == Piece::First {
         F::remember_ports(ip, Direction::Egress, seg.sport, seg.dport);
     }

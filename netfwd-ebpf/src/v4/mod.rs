@@ -1,11 +1,10 @@
 //! IPv4 as a `Family`: its header, checksums, FIB parameters and maps for
 //! the bodies written once over `Family`, and what is IPv4's own behind
 //! the trait: `header` (in-place header changes), `frag` (fragments by
-//! their IP identification) and `icmp_error` (ICMP errors through the NAT).
+//! their IP identification) and which ICMP errors the NAT translates.
 
 mod frag;
 mod header;
-mod icmp_error;
 
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
@@ -18,14 +17,12 @@ use network_types::{eth::EtherType, ip::Ipv4Hdr};
 use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3, Piece},
-    hop::NextHop,
     maps::{
         self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
         RingCursorMap, SenderMap, SweepMap, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR,
         UnrepliedRing,
     },
     parse,
-    verdict::Verdict,
 };
 
 use header::{ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED};
@@ -80,6 +77,7 @@ impl Family for V4 {
     const ECHO_REQUEST: u8 = ICMP_ECHO;
     const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
     const ICMP_PSEUDO_HDR: bool = false;
+    const EARLY_DROP: bool = true;
 
     #[inline(always)]
     fn proto(ip: &Ipv4Hdr) -> u8 {
@@ -99,6 +97,11 @@ impl Family for V4 {
     #[inline(always)]
     fn header_ok(ip: &Ipv4Hdr) -> bool {
         header::header_checksum_ok(ip)
+    }
+
+    #[inline(always)]
+    fn header_check(ip: &Ipv4Hdr) -> [u8; 2] {
+        ip.check
     }
 
     #[inline(always)]
@@ -140,20 +143,6 @@ impl Family for V4 {
         // SAFETY: bounds checked by `header_mut`.
         let icmp_type = unsafe { *parse::header_mut::<u8>(ctx, Self::L4_OFF)? };
         Ok(icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED)
-    }
-
-    #[inline(always)]
-    fn snat_icmp_error(
-        ctx: &TcContext,
-        ip: &Ipv4Hdr,
-        hop: &NextHop,
-    ) -> Result<Verdict, DropReason> {
-        icmp_error::snat(ctx, ip, hop)
-    }
-
-    #[inline(always)]
-    fn rev_snat_icmp_error(ctx: &TcContext, config: &NatConfig) -> Result<Verdict, DropReason> {
-        icmp_error::rev_snat(ctx, config)
     }
 
     #[inline(always)]

@@ -1,24 +1,26 @@
 //! IPv6 inside a dual-stack network: an endpoint's packet passes the gate
 //! IPv4's does (`forward::classify`, as `V6`) and goes straight into its
 //! peer's namespace; for the gateway or the link (neighbour discovery,
-//! multicast listeners) it is the host's. Nothing else of IPv6 leaves the
-//! network yet: beyond its prefix there is no NAT66 or route, and the host
-//! would forward it with the endpoint's own address. What is IPv6's own
-//! here: neighbour solicitations for the gateway and other endpoints
-//! answered (as ARP is), neighbour advertisements checked, link-local
-//! sources. (Router messages were refused before this, by `router_guard`.)
+//! multicast listeners) it is the host's; beyond the prefix it takes
+//! IPv4's road (`route`), masqueraded out of the uplink (NAT66) by the same
+//! bodies (`tc_to_remote6`). What is IPv6's own here: neighbour solicitations for the gateway
+//! and other endpoints answered (as ARP is), neighbour advertisements
+//! checked, link-local sources. (Router messages were refused before this,
+//! by `router_guard`.)
 
 mod family;
 
 use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
-use netfwd_common::{drop::DropReason, maps::Network6Config, nat::IPPROTO_ICMPV6};
+use netfwd_common::{
+    drop::DropReason, maps::Network6Config, names::CALL_TO_REMOTE6, nat::IPPROTO_ICMPV6,
+};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
     csum, deliver,
     forward::{self, Class},
     l4::IP_OFF,
-    maps, parse, router_guard,
+    maps, parse, router_guard, tail,
     verdict::Verdict,
 };
 pub use family::V6;
@@ -65,22 +67,11 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
     match forward::classify::<V6>(ifindex, eth, ip)? {
         Class::Peer(peer) => Ok(deliver::to_peer::<V6>(ctx, eth, ip, &peer)),
         Class::Itself => Ok(Verdict::ToHost),
-        Class::Remote => beyond_the_peers(network, &ip.dst_addr),
-    }
-}
-
-/// An endpoint's packet (its source checked) for no endpoint: the link's
-/// and the gateway's are the host's; any other address of the prefix is no
-/// endpoint's; beyond the prefix there is no NAT66 or route yet, and the
-/// host would forward it with the endpoint's own address.
-#[inline(always)]
-fn beyond_the_peers(network: &Network6Config, dst: &[u8; 16]) -> Result<Verdict, DropReason> {
-    if is_link_local(dst) || is_multicast(dst) || halves(dst) == halves(&network.gateway) {
-        Ok(Verdict::ToHost)
-    } else if in_prefix(network, dst) {
-        Err(DropReason::NoEndpoint)
-    } else {
-        Err(DropReason::Unsupported)
+        // The link's own (link-local) is the host's; the rest is routed or
+        // translated as IPv4's is, by a program with a stack of its own
+        // (`tc_to_remote6`): IPv6's keys and headers are too big for both.
+        Class::Remote if is_link_local(&ip.dst_addr) => Ok(Verdict::ToHost),
+        Class::Remote => Err(tail::jump(ctx, CALL_TO_REMOTE6)),
     }
 }
 
@@ -231,7 +222,7 @@ fn is_link_local(addr: &[u8; 16]) -> bool {
 
 /// ff00::/8.
 #[inline(always)]
-fn is_multicast(addr: &[u8; 16]) -> bool {
+pub(crate) fn is_multicast(addr: &[u8; 16]) -> bool {
     addr[0] == 0xff
 }
 
@@ -265,7 +256,7 @@ fn halves(addr: &[u8; 16]) -> [u64; 2] {
 
 /// Whether `addr` is inside the network's IPv6 prefix.
 #[inline(always)]
-fn in_prefix(network: &Network6Config, addr: &[u8; 16]) -> bool {
+pub(crate) fn in_prefix(network: &Network6Config, addr: &[u8; 16]) -> bool {
     let len = u32::from(network.prefix_len.min(128));
     let high = u64::MAX.checked_shl(64 - len.min(64)).unwrap_or(0);
     let low = u64::MAX.checked_shl(128 - len.max(64)).unwrap_or(0);

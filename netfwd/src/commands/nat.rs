@@ -33,7 +33,7 @@ pub async fn exec_list(name: Option<&NetworkName>, json: bool) -> Result<()> {
         .filter(|s| s.lives_in(&here) && name.is_none_or(|n| s.network.name == *n))
     {
         let flows = match NetworkDatapath::open(&st.network.name) {
-            Ok(datapath) => datapath.flows(&st.network.subnet, &st.network.nat, now)?,
+            Ok(datapath) => datapath.flows(st.network.flow_subnets(), &st.network.nat, now)?,
             Err(_) => Vec::new(),
         };
         networks.push(NetworkFlows {

@@ -13,7 +13,7 @@ use netfwd_common::nat::{
     DEFAULT_MAX_FLOWS, DEFAULT_MAX_UNREPLIED_SHARE, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN, NatTimeouts,
 };
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::Slot;
 use crate::name::NetworkName;
@@ -154,6 +154,14 @@ pub struct Published {
 /// default where a file predates `host_ip`).
 pub fn every_address() -> Ipv4Addr {
     Ipv4Addr::UNSPECIFIED
+}
+
+impl Network {
+    /// The subnets its NAT flows are told apart by: IPv4's, and the IPv6
+    /// prefix of a dual-stack network.
+    pub fn flow_subnets(&self) -> (IpNet, Option<IpNet>) {
+        (self.subnet.into(), self.ipv6.map(|v6| v6.subnet.into()))
+    }
 }
 
 impl Published {

@@ -21,7 +21,7 @@ use netfwd_common::{
     monitor::{MonitorEvent, WANT_DROP, WANT_NAT, WANT_TRACE},
     names::{
         MAP_CALLS, MAP_MONITOR, MAP_MONITOR_BUDGET, MAP_MONITOR_EVENTS, MAPS, PROG_FROM_ENDPOINT,
-        PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK,
+        PROG_FROM_UPLINK, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK, TAIL_CALLS,
     },
 };
 
@@ -107,7 +107,11 @@ impl DatapathCopy {
         let mut object = loader
             .load(DATAPATH_OBJECT)
             .context("loading a copy of the datapath")?;
-        for name in [PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK] {
+        let jumped_to = TAIL_CALLS.map(|(_, name)| name);
+        for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK]
+            .into_iter()
+            .chain(jumped_to)
+        {
             classifier(&mut object, name)?
                 .load()
                 .with_context(|| format!("loading the copy of program {name}"))?;

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -26,7 +26,7 @@ use super::{
     nat_table::{self, Census, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     config::{Mode, NatSettings, Network, Published},
@@ -34,6 +34,10 @@ use crate::{
     netlink::Link,
     netns,
 };
+
+/// A network's subnets as NAT flows are told apart by: its IPv4 one, and
+/// its IPv6 prefix in a dual-stack network.
+pub type Subnets = (IpNet, Option<IpNet>);
 
 /// A network's datapath as the rest of netfwd sees it, with verbs in
 /// netfwd's terms: its [`Programs`] (when loaded) and its [`DatapathMaps`].
@@ -367,17 +371,23 @@ impl NetworkDatapath {
             return Ok(());
         }
         self.maps.remove_endpoint(ip)?;
-        self.maps.forget_senders(|sender| sender == ip)
+        self.maps
+            .forget_senders(|sender| sender == ip || ip6.is_some_and(|ip6| sender == ip6))
     }
 
     /// Stops forwarding to the IPv6 addresses `keep` refuses.
     pub fn retain_endpoints6(&mut self, keep: impl Fn(Ipv6Addr) -> bool) -> Result<()> {
+        let mut gone = Vec::new();
         for ip6 in self.maps.endpoints6()?.into_keys() {
             if !keep(ip6) {
                 self.maps.remove_endpoint6(ip6)?;
+                gone.push(IpAddr::from(ip6));
             }
         }
-        Ok(())
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.maps.forget_senders(|sender| gone.contains(&sender))
     }
 
     /// Stops forwarding to the endpoints `keep` refuses.
@@ -386,7 +396,7 @@ impl NetworkDatapath {
         for ip in self.maps.endpoints()?.into_keys() {
             if !keep(ip) {
                 self.maps.remove_endpoint(ip)?;
-                gone.push(ip);
+                gone.push(IpAddr::from(ip));
             }
         }
         if gone.is_empty() {
@@ -415,21 +425,37 @@ impl NetworkDatapath {
         Ok(())
     }
 
-    /// The NAT flows of `subnet`'s endpoints (the table may be shared by
-    /// other networks on the uplink), their lifetimes by `nat`'s timeouts,
-    /// as of `now` (see [`nat_table::now_ns`]).
-    pub fn flows(&self, subnet: &Ipv4Net, nat: &NatSettings, now: u64) -> Result<Vec<Flow>> {
-        Ok(nat_table::flows(
-            &nat_table::of_subnet(self.maps.nat_entries()?, subnet),
-            &nat.timeouts.into(),
+    /// The NAT flows of `subnets`' endpoints (IPv4's, and IPv6's in a
+    /// dual-stack network; the tables may be shared by other networks on
+    /// the uplink), their lifetimes by `nat`'s timeouts, as of `now` (see
+    /// [`nat_table::now_ns`]).
+    pub fn flows(&self, subnets: Subnets, nat: &NatSettings, now: u64) -> Result<Vec<Flow>> {
+        let timeouts = nat.timeouts.into();
+        let (subnet, subnet6) = subnets;
+        let mut flows = nat_table::flows(
+            &nat_table::of_subnet(self.maps.nat_entries()?, &subnet),
+            &timeouts,
             now,
-        ))
+        );
+        if let Some(subnet6) = subnet6 {
+            flows.extend(nat_table::flows(
+                &nat_table::of_subnet(self.maps.nat6_entries()?, &subnet6),
+                &timeouts,
+                now,
+            ));
+        }
+        Ok(flows)
     }
 
-    /// How many NAT flows `subnet`'s endpoints have, and the whole
-    /// table's flows by kind: one read of the table for both.
-    pub fn flow_census(&self, subnet: &Ipv4Net) -> Result<Census> {
-        Ok(nat_table::census(&self.maps.nat_entries()?, subnet))
+    /// How many NAT flows `subnets`' endpoints have, and both tables'
+    /// flows by kind: one read of each table for both.
+    pub fn flow_census(&self, (subnet, subnet6): Subnets) -> Result<Census> {
+        Ok(Census::of(
+            &self.maps.nat_entries()?,
+            &self.maps.nat6_entries()?,
+            &subnet,
+            subnet6.as_ref(),
+        ))
     }
 
     /// How many endpoints and published ports the network has room for.
@@ -456,13 +482,20 @@ impl NetworkDatapath {
         Ok(used / f64::from(max_entries))
     }
 
-    /// Removes the NAT flows of `subnet`'s endpoints (the other networks'
+    /// Removes the NAT flows of `subnets`' endpoints (the other networks'
     /// flows in a shared table stay).
-    pub fn forget_flows(&mut self, subnet: &Ipv4Net) -> Result<()> {
-        for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, subnet) {
+    pub fn forget_flows(&mut self, (subnet, subnet6): Subnets) -> Result<()> {
+        for (key, _) in nat_table::of_subnet(self.maps.nat_entries()?, &subnet) {
             self.maps.remove_nat_entry(&key)?;
         }
-        self.maps.forget_senders(|sender| subnet.contains(&sender))
+        if let Some(subnet6) = subnet6 {
+            for (key, _) in nat_table::of_subnet(self.maps.nat6_entries()?, &subnet6) {
+                self.maps.remove_nat6_entry(&key)?;
+            }
+        }
+        self.maps.forget_senders(|sender| {
+            subnet.contains(&sender) || subnet6.is_some_and(|s| s.contains(&sender))
+        })
     }
 
     /// What the NAT table's expiry sweep (in the kernel) has done, if the

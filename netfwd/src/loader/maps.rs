@@ -3,15 +3,18 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
 use anyhow::{Context as _, Result};
 
-use aya::maps::{
-    Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuHashMap,
-    lpm_trie::{Key, LpmTrie},
+use aya::{
+    Pod,
+    maps::{
+        Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuHashMap,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use ipnet::Ipv4Net;
 use netfwd_common::{
@@ -19,12 +22,16 @@ use netfwd_common::{
     maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
-        MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED, MAP_REMOTES,
-        MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS, MAP_UNREPLIED_BY_SENDER,
-        NON_ENDPOINT_IFACES,
+        MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NAT6, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED,
+        MAP_REMOTES, MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS, MAP_UNREPLIED_BY_SENDER,
+        MAP_UNREPLIED6_BY_SENDER, NON_ENDPOINT_IFACES,
     },
-    nat::{FlowSender, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget},
+    nat::{
+        FlowSender, Ipv6Bytes, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
+    },
 };
+
+use super::nat_table::TableAddr;
 
 /// What a network's maps hold at most (see [`DatapathMaps::room`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +71,8 @@ pub struct DatapathMaps {
     network6: Option<Array<MapData, Network6Config>>,
     counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
     nat: HashMap<MapData, NatKey, NatEntry>,
+    /// IPv6's table (NAT66); absent where an older netfwd made the pins.
+    nat6: Option<HashMap<MapData, NatKey<Ipv6Bytes>, NatEntry<Ipv6Bytes>>>,
     nat_config: Array<MapData, NatConfig>,
     remotes: LpmTrie<MapData, [u8; 4], u8>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
@@ -72,12 +81,29 @@ pub struct DatapathMaps {
     trusted_iface: Array<MapData, u32>,
     /// Absent where an older netfwd made the pins, until the next `up`.
     unreplied_by_sender: Option<HashMap<MapData, FlowSender, u32>>,
+    unreplied6_by_sender: Option<HashMap<MapData, FlowSender<Ipv6Bytes>, u32>>,
     /// Read only: a write from userspace would cancel the sweep's timer
     /// (the kernel frees a replaced value's timer). Absent as above.
     nat_sweep: Option<Array<MapData, NatSweep>>,
     /// The VXLAN device and the members behind it; absent as above.
     tunnel: Option<Array<MapData, TunnelConfig>>,
     tunnel_peers: Option<LpmTrie<MapData, [u8; 4], [u8; 4]>>,
+}
+
+/// Removes the senders `gone` names from a family's counts of unanswered
+/// flows.
+fn forget_senders_of<A: TableAddr>(
+    counts: &mut HashMap<MapData, FlowSender<A>, u32>,
+    gone: &impl Fn(IpAddr) -> bool,
+) -> Result<(), MapError>
+where
+    FlowSender<A>: Pod,
+{
+    let senders = counts.keys().collect::<Result<Vec<_>, _>>()?;
+    for sender in senders.iter().filter(|s| gone(s.addr.ip())) {
+        already_gone_is_fine(counts.remove(sender))?;
+    }
+    Ok(())
 }
 
 /// A removal's result, with a key that was not there (removed meanwhile,
@@ -124,6 +150,10 @@ impl DatapathMaps {
                 .context("COUNTERS has an unexpected type")?,
             nat: HashMap::try_from(open(pin_dir, MAP_NAT)?)
                 .context("NAT has an unexpected type")?,
+            nat6: open_if_pinned(pin_dir, MAP_NAT6)?
+                .map(HashMap::try_from)
+                .transpose()
+                .context("NAT6 has an unexpected type")?,
             nat_config: Array::try_from(open(pin_dir, MAP_NAT_CONFIG)?)
                 .context("NAT_CONFIG has an unexpected type")?,
             remotes: LpmTrie::try_from(open(pin_dir, MAP_REMOTES)?)
@@ -140,6 +170,10 @@ impl DatapathMaps {
                 .map(HashMap::try_from)
                 .transpose()
                 .context("UNREPLIED_BY_SENDER has an unexpected type")?,
+            unreplied6_by_sender: open_if_pinned(pin_dir, MAP_UNREPLIED6_BY_SENDER)?
+                .map(HashMap::try_from)
+                .transpose()
+                .context("UNREPLIED6_BY_SENDER has an unexpected type")?,
             nat_sweep: open_if_pinned(pin_dir, MAP_NAT_SWEEP)?
                 .map(Array::try_from)
                 .transpose()
@@ -179,17 +213,12 @@ impl DatapathMaps {
     /// Drops the unanswered-flow counts of the endpoints `gone` names (and
     /// of their published ports): an address given to a new endpoint starts
     /// with none.
-    pub fn forget_senders(&mut self, gone: impl Fn(Ipv4Addr) -> bool) -> Result<()> {
-        let Some(counts) = &mut self.unreplied_by_sender else {
-            return Ok(());
-        };
-        let senders = counts
-            .keys()
-            .collect::<Result<Vec<FlowSender>, _>>()
-            .context("reading UNREPLIED_BY_SENDER")?;
-        for sender in senders.iter().filter(|s| gone(Ipv4Addr::from(s.addr))) {
-            already_gone_is_fine(counts.remove(sender))
-                .context("removing from UNREPLIED_BY_SENDER")?;
+    pub fn forget_senders(&mut self, gone: impl Fn(IpAddr) -> bool) -> Result<()> {
+        if let Some(counts) = &mut self.unreplied_by_sender {
+            forget_senders_of(counts, &gone).context("forgetting in UNREPLIED_BY_SENDER")?;
+        }
+        if let Some(counts) = &mut self.unreplied6_by_sender {
+            forget_senders_of(counts, &gone).context("forgetting in UNREPLIED6_BY_SENDER")?;
         }
         Ok(())
     }
@@ -323,6 +352,22 @@ impl DatapathMaps {
     /// batches while the datapath keeps changing it.
     pub fn nat_entries(&self) -> Result<Vec<(NatKey, NatEntry)>> {
         super::batch::entries(&self.nat).context("reading NAT")
+    }
+
+    /// Every entry of `NAT6`, as [`DatapathMaps::nat_entries`].
+    pub fn nat6_entries(&self) -> Result<Vec<(NatKey<Ipv6Bytes>, NatEntry<Ipv6Bytes>)>> {
+        match &self.nat6 {
+            Some(nat6) => super::batch::entries(nat6).context("reading NAT6"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes one `NAT6` entry; already gone is fine.
+    pub fn remove_nat6_entry(&mut self, key: &NatKey<Ipv6Bytes>) -> Result<()> {
+        match &mut self.nat6 {
+            Some(nat6) => already_gone_is_fine(nat6.remove(key)).context("removing a NAT6 entry"),
+            None => Ok(()),
+        }
     }
 
     /// Makes `REMOTES` hold exactly `wanted` (prefix -> `REMOTE_*` flags).

@@ -30,14 +30,16 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
-    self, BIND4_LINK, CONNECT4_LINK, MAP_CALLS, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP,
-    MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, PROG_BIND4, PROG_CONNECT4,
-    PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_NAT_SWEEP_ARM,
-    PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK, TAIL_CALLS,
+    self, BIND4_LINK, CONNECT4_LINK, MAP_CALLS, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_NAT6,
+    MAP_NAT6_EXPIRED, MAP_NAT6_SWEEP, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR,
+    MAP_UNREPLIED6, MAP_UNREPLIED6_BY_SENDER, MAP_UNREPLIED6_CURSOR, PROG_BIND4, PROG_CONNECT4,
+    PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_FROM_UPLINK6,
+    PROG_NAT_SWEEP_ARM, PROG_NAT_SWEEP_STEP, PROG_TO_REMOTE6, PROG_XDP_FROM_ENDPOINT,
+    PROG_XDP_FROM_UPLINK, TAIL_CALLS,
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    nat::{ENTRIES_PER_FLOW, NatConfig, NatEntry, NatKey},
+    nat::{ENTRIES_PER_FLOW, Ipv6Bytes, NatConfig, NatEntry, NatKey},
 };
 
 pub use attach::{AttachOutcome, AttachedProgram};
@@ -45,7 +47,7 @@ pub use attach::{AttachOutcome, AttachedProgram};
 use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
 pub use explain::{DatapathCopy, ProgramRun};
-pub use handle::{EndpointVeth, NetworkDatapath, Remote};
+pub use handle::{EndpointVeth, NetworkDatapath, Remote, Subnets};
 pub use maps::{DatapathMaps, Room, sum_counters};
 use pins::{
     PROGRAMS_DIR, drop_programs_of_other_builds, pin_dir, program_pin, remove_file_if_exists,
@@ -123,37 +125,43 @@ impl Programs {
         }
         drop_programs_of_other_builds(dir)?;
         let nat_entries = nat_max_flows.saturating_mul(ENTRIES_PER_FLOW);
-        let own_nat = dir.join(MAP_NAT);
-        let nat_pin = match shared_nat {
-            Some(shared) => {
-                std::fs::create_dir_all(shared)
-                    .with_context(|| format!("creating pin directory {}", shared.display()))?;
-                let shared = shared.join(MAP_NAT);
-                drop_outdated_nat_pin(&shared, nat_entries)?;
-                drop_other_nat_pin(&own_nat, &shared)?;
-                shared
-            }
-            None => {
-                drop_outdated_nat_pin(&own_nat, nat_entries)?;
-                own_nat.clone()
-            }
-        };
+        // Each family's table: its own pin, or the uplink's shared one.
+        let mut table_pins = Vec::new();
+        for table in &NAT_TABLES {
+            let own = dir.join(table.table);
+            let pin = match shared_nat {
+                Some(shared) => {
+                    std::fs::create_dir_all(shared)
+                        .with_context(|| format!("creating pin directory {}", shared.display()))?;
+                    let shared = shared.join(table.table);
+                    drop_outdated_nat_pin(&shared, nat_entries, table.layout)?;
+                    drop_other_nat_pin(&own, &shared)?;
+                    shared
+                }
+                None => {
+                    drop_outdated_nat_pin(&own, nat_entries, table.layout)?;
+                    own.clone()
+                }
+            };
+            table_pins.push((table.table, own, pin));
+        }
         for (map, key_size, value_size) in RESIZED_MAPS {
             drop_pin_of_other_layout(&dir.join(map), key_size, value_size)?;
         }
-        let pin_path = |map: &str| match (map, shared_nat) {
-            (MAP_NAT, _) => nat_pin.clone(),
-            (
-                MAP_UNREPLIED
-                | MAP_UNREPLIED_CURSOR
-                | MAP_UNREPLIED_BY_SENDER
-                | MAP_NAT_SWEEP
-                | MAP_NAT_EXPIRED,
-                Some(shared),
-            ) => shared.join(map),
-            _ => dir.join(map),
+        let pin_path = |map: &str| {
+            if let Some((_, _, pin)) = table_pins.iter().find(|(table, _, _)| *table == map) {
+                return pin.clone();
+            }
+            match shared_nat {
+                Some(shared) if NAT_TABLES.iter().any(|t| t.shared().contains(&map)) => {
+                    shared.join(map)
+                }
+                _ => dir.join(map),
+            }
         };
-        drop_pin_of_other_capacity(&pin_path(MAP_NAT_EXPIRED), nat_max_flows)?;
+        for table in &NAT_TABLES {
+            drop_pin_of_other_capacity(&pin_path(table.expired), nat_max_flows)?;
+        }
         let mut programs = Self {
             pin_dir: dir.to_owned(),
             nat_entries,
@@ -168,20 +176,25 @@ impl Programs {
         if programs.map_pins.iter().any(|(_, path)| !path.exists()) {
             programs.object()?;
         }
-        if nat_pin != own_nat && !own_nat.exists() {
-            MapData::from_pin(&nat_pin)
-                .with_context(|| format!("opening {}", nat_pin.display()))?
-                .pin(&own_nat)
-                .with_context(|| {
-                    format!("pinning the shared NAT table at {}", own_nat.display())
-                })?;
+        for (table, own, pin) in &table_pins {
+            if pin != own && !own.exists() {
+                MapData::from_pin(pin)
+                    .with_context(|| format!("opening {}", pin.display()))?
+                    .pin(own)
+                    .with_context(|| {
+                        format!("pinning the shared {table} table at {}", own.display())
+                    })?;
+            }
         }
         // The table's own counts (which `down` forgets a network's
         // endpoints from) and its sweep's record and marks (which the
         // daemon and the bench report) are found beside it, in the
         // network's directory.
         if let Some(shared) = shared_nat {
-            for map in [MAP_UNREPLIED_BY_SENDER, MAP_NAT_SWEEP, MAP_NAT_EXPIRED] {
+            for map in NAT_TABLES
+                .iter()
+                .flat_map(|t| [t.by_sender, t.sweep, t.expired])
+            {
                 let own = dir.join(map);
                 remove_file_if_exists(&own)?;
                 let shared = shared.join(map);
@@ -203,10 +216,12 @@ impl Programs {
             Some(ebpf) => ebpf,
             None => {
                 let mut loader = EbpfLoader::new();
-                loader.map_max_entries(MAP_NAT, self.nat_entries);
-                // The sweep's marks have room for every flow: one walk
-                // marks all that expired.
-                loader.map_max_entries(MAP_NAT_EXPIRED, self.nat_max_flows);
+                for table in &NAT_TABLES {
+                    loader.map_max_entries(table.table, self.nat_entries);
+                    // The sweep's marks have room for every flow: one walk
+                    // marks all that expired.
+                    loader.map_max_entries(table.expired, self.nat_max_flows);
+                }
                 for (map, path) in &self.map_pins {
                     loader.map_pin_path(map, path.as_path());
                 }
@@ -343,7 +358,7 @@ impl Programs {
             };
             self.opened.insert(name, program);
             // Not kept open with its table unfilled: the next ask tries again.
-            if name == PROG_FROM_ENDPOINT
+            if JUMPERS.contains(&name)
                 && let Err(e) = self.fill_calls()
             {
                 self.opened.remove(name);
@@ -358,7 +373,7 @@ impl Programs {
     }
 
     /// Points every slot of the pinned jump table at its program (opened or
-    /// loaded as any other), whenever the program that jumps is opened: a
+    /// loaded as any other), whenever a program that jumps is opened: a
     /// reload of the programs, or a table made anew, is never left empty.
     fn fill_calls(&mut self) -> Result<()> {
         let path = self
@@ -492,14 +507,17 @@ impl ProgramKind {
 
 fn program_kind(name: &str) -> Result<ProgramKind> {
     Ok(match name {
-        PROG_FROM_ENDPOINT | PROG_FROM_ENDPOINT6 | PROG_FROM_UPLINK | PROG_NAT_SWEEP_ARM
-        | PROG_NAT_SWEEP_STEP => ProgramKind::Classifier,
+        PROG_FROM_ENDPOINT | PROG_FROM_ENDPOINT6 | PROG_TO_REMOTE6 | PROG_FROM_UPLINK
+        | PROG_FROM_UPLINK6 | PROG_NAT_SWEEP_ARM | PROG_NAT_SWEEP_STEP => ProgramKind::Classifier,
         PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
         PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
         PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
         other => anyhow::bail!("no program {other} in the datapath"),
     })
 }
+
+/// The programs that jump through `MAP_CALLS`.
+const JUMPERS: [&str; 2] = [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK];
 
 /// Sets every slot of the jump table `calls` (`MAP_CALLS`) to its
 /// `program`'s descriptor.
@@ -522,10 +540,66 @@ fn fill_calls(
 pub(super) const SOCKET_HOOKS: [(&str, &str); 2] =
     [(PROG_CONNECT4, CONNECT4_LINK), (PROG_BIND4, BIND4_LINK)];
 
+/// A family's NAT table and the maps that go with it: shared per uplink
+/// with it (`shared`), and those of them also pinned in each network's
+/// directory (`by_sender`, `sweep`, `expired`).
+struct NatTableMaps {
+    table: &'static str,
+    unreplied: &'static str,
+    cursor: &'static str,
+    by_sender: &'static str,
+    sweep: &'static str,
+    expired: &'static str,
+    /// Its key's and entry's sizes.
+    layout: (usize, usize),
+}
+
+impl NatTableMaps {
+    /// The maps shared per uplink beside the table.
+    fn shared(&self) -> [&'static str; 5] {
+        [
+            self.unreplied,
+            self.cursor,
+            self.by_sender,
+            self.sweep,
+            self.expired,
+        ]
+    }
+}
+
+/// IPv4's NAT table and IPv6's.
+const NAT_TABLES: [NatTableMaps; 2] = [
+    NatTableMaps {
+        table: MAP_NAT,
+        unreplied: MAP_UNREPLIED,
+        cursor: MAP_UNREPLIED_CURSOR,
+        by_sender: MAP_UNREPLIED_BY_SENDER,
+        sweep: MAP_NAT_SWEEP,
+        expired: MAP_NAT_EXPIRED,
+        layout: (size_of::<NatKey>(), size_of::<NatEntry>()),
+    },
+    NatTableMaps {
+        table: MAP_NAT6,
+        unreplied: MAP_UNREPLIED6,
+        cursor: MAP_UNREPLIED6_CURSOR,
+        by_sender: MAP_UNREPLIED6_BY_SENDER,
+        sweep: MAP_NAT6_SWEEP,
+        expired: MAP_NAT6_EXPIRED,
+        layout: (
+            size_of::<NatKey<Ipv6Bytes>>(),
+            size_of::<NatEntry<Ipv6Bytes>>(),
+        ),
+    },
+];
+
 /// A pinned map is reused as it is, whatever size or kind the program asks
 /// for: when the configured size, the kind or the entry layout changed, the
 /// old `NAT` goes (and its flows with it).
-fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
+fn drop_outdated_nat_pin(
+    path: &Path,
+    max_entries: u32,
+    current_layout: (usize, usize),
+) -> Result<()> {
     let Ok(info) = MapInfo::from_pin(path) else {
         return Ok(());
     };
@@ -533,7 +607,6 @@ fn drop_outdated_nat_pin(path: &Path, max_entries: u32) -> Result<()> {
     // of an older layout (before TCP state had sequence numbers).
     let kind = info.map_type().ok();
     let layout = (info.key_size() as usize, info.value_size() as usize);
-    let current_layout = (size_of::<NatKey>(), size_of::<NatEntry>());
     if info.max_entries() == max_entries && kind == Some(MapType::Hash) && layout == current_layout
     {
         return Ok(());

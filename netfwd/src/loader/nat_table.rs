@@ -5,18 +5,35 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use anyhow::{Context as _, Result};
 use netfwd_common::nat::{
-    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NatEntry, NatKey, NatTimeouts, SEEN_REPLY, TCP_CLOSING,
-    TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes, NatEntry, NatKey,
+    NatTimeouts, SEEN_REPLY, TCP_CLOSING, TCP_ESTABLISHED, TCP_SEEN_SYN_ACK,
 };
 use nix::time::{ClockId, clock_gettime};
 use serde::Serialize;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
+
+/// An address as a family's NAT table holds it.
+pub trait TableAddr: Copy {
+    fn ip(self) -> IpAddr;
+}
+
+impl TableAddr for [u8; 4] {
+    fn ip(self) -> IpAddr {
+        Ipv4Addr::from(self).into()
+    }
+}
+
+impl TableAddr for Ipv6Bytes {
+    fn ip(self) -> IpAddr {
+        Ipv6Addr::from(self.0).into()
+    }
+}
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn now_ns() -> Result<u64> {
@@ -61,10 +78,14 @@ pub struct Census {
     pub by_kind: Vec<FlowKind>,
 }
 
-/// Counts `entries`' flows (by their ingress entries) for [`Census`].
-pub fn census(entries: &[(NatKey, NatEntry)], subnet: &Ipv4Net) -> Census {
+/// Counts `entries`' flows (by their ingress entries) for [`Census`]:
+/// `subnet`'s, returned, and all of them into `kinds`.
+pub fn census<A: TableAddr>(
+    entries: &[(NatKey<A>, NatEntry<A>)],
+    subnet: &IpNet,
+    kinds: &mut BTreeMap<(&'static str, &'static str), usize>,
+) -> usize {
     let mut subnet_flows = 0;
-    let mut kinds = BTreeMap::new();
     for (k, v) in entries.iter().filter(|(k, _)| k.is_ingress()) {
         if in_subnet(k, v, subnet) {
             subnet_flows += 1;
@@ -73,22 +94,42 @@ pub fn census(entries: &[(NatKey, NatEntry)], subnet: &Ipv4Net) -> Census {
             .entry((protocol_name(k.proto), state_name(k.proto, v.flags)))
             .or_insert(0) += 1;
     }
-    Census {
-        subnet_flows,
-        by_kind: kinds
-            .into_iter()
-            .map(|((proto, state), flows)| FlowKind {
-                proto,
-                state,
-                flows,
-            })
-            .collect(),
+    subnet_flows
+}
+
+impl Census {
+    /// The census of both families' tables: `subnet`'s flows in the one,
+    /// `subnet6`'s in the other (none without it), every flow by kind.
+    pub fn of(
+        nat: &[(NatKey, NatEntry)],
+        nat6: &[(NatKey<Ipv6Bytes>, NatEntry<Ipv6Bytes>)],
+        subnet: &IpNet,
+        subnet6: Option<&IpNet>,
+    ) -> Census {
+        let mut kinds = BTreeMap::new();
+        let mut subnet_flows = census(nat, subnet, &mut kinds);
+        let flows6 = subnet6.map(|subnet6| census(nat6, subnet6, &mut kinds));
+        subnet_flows += flows6.unwrap_or_default();
+        Census {
+            subnet_flows,
+            by_kind: kinds
+                .into_iter()
+                .map(|((proto, state), flows)| FlowKind {
+                    proto,
+                    state,
+                    flows,
+                })
+                .collect(),
+        }
     }
 }
 
 /// The entries of the flows of `subnet`'s endpoints, in a table that all
 /// networks on an uplink share.
-pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(NatKey, NatEntry)> {
+pub fn of_subnet<A: TableAddr>(
+    entries: Vec<(NatKey<A>, NatEntry<A>)>,
+    subnet: &IpNet,
+) -> Vec<(NatKey<A>, NatEntry<A>)> {
     entries
         .into_iter()
         .filter(|(k, v)| in_subnet(k, v, subnet))
@@ -98,13 +139,17 @@ pub fn of_subnet(entries: Vec<(NatKey, NatEntry)>, subnet: &Ipv4Net) -> Vec<(Nat
 /// Whether entry `k` -> `v` belongs to a flow of `subnet`'s endpoints: an
 /// ingress entry by the endpoint it leads to, an egress entry by its inside
 /// source.
-fn in_subnet(k: &NatKey, v: &NatEntry, subnet: &Ipv4Net) -> bool {
-    subnet.contains(&Ipv4Addr::from(k.inside_addr(v)))
+fn in_subnet<A: TableAddr>(k: &NatKey<A>, v: &NatEntry<A>, subnet: &IpNet) -> bool {
+    subnet.contains(&k.inside_addr(v).ip())
 }
 
 /// The flows of a table, from their reply-direction entries (which hold the
 /// state); the order is the table's.
-pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -> Vec<Flow> {
+pub fn flows<A: TableAddr>(
+    entries: &[(NatKey<A>, NatEntry<A>)],
+    timeouts: &NatTimeouts,
+    now: u64,
+) -> Vec<Flow> {
     entries
         .iter()
         .filter(|(k, _)| k.is_ingress())
@@ -123,8 +168,8 @@ pub fn flows(entries: &[(NatKey, NatEntry)], timeouts: &NatTimeouts, now: u64) -
         .collect()
 }
 
-fn endpoint(addr: [u8; 4], port: [u8; 2]) -> String {
-    SocketAddrV4::new(Ipv4Addr::from(addr), u16::from_be_bytes(port)).to_string()
+fn endpoint<A: TableAddr>(addr: A, port: [u8; 2]) -> String {
+    SocketAddr::new(addr.ip(), u16::from_be_bytes(port)).to_string()
 }
 
 fn protocol_name(proto: u8) -> &'static str {
@@ -132,6 +177,7 @@ fn protocol_name(proto: u8) -> &'static str {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
         IPPROTO_ICMP => "icmp",
+        IPPROTO_ICMPV6 => "icmpv6",
         _ => "other",
     }
 }
@@ -216,7 +262,7 @@ mod tests {
             }
         }
         entries.extend(other);
-        let census = census(&entries, &"10.0.0.0/24".parse().unwrap());
+        let census = Census::of(&entries, &[], &"10.0.0.0/24".parse().unwrap(), None);
         assert_eq!(census.subnet_flows, 1);
         let kind = |state, flows| FlowKind {
             proto: "udp",

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
-    config::{Endpoint, Ipv6Network, Kind, Mode, Network, Slot},
+    config::{Endpoint, Kind, Mode, Network, Slot},
     ethtool,
     netlink::{self, Link, Netlink, Route, Settings, Snapshot, VethPeer},
     netns, procnet,
@@ -454,20 +454,28 @@ async fn configure_inside(
         )
         .await?;
     if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
-        configure_inside_ipv6(inner, known, (v6, ip6), eth0.index).await?;
+        // Beyond the prefix, IPv6 goes as far as the NAT takes it (NAT66
+        // out of the uplink); without an uplink, the prefix is all there
+        // is (a default route would turn "network unreachable", which
+        // clients fall back to IPv4 on at once, into silence).
+        let reach = match net.uplink {
+            Some(_) => Ipv6Net::default(),
+            None => v6.subnet,
+        };
+        configure_inside_ipv6(inner, known, (reach, v6.gateway, ip6), eth0.index).await?;
     }
     Ok(())
 }
 
-/// An endpoint's IPv6: its address alone (a /128), and its network's prefix
-/// through the gateway, reached on-link. Every packet to another endpoint
-/// goes to the gateway's MAC, the host-side veth's, where the datapath
-/// takes it: no neighbour discovery between endpoints is needed. No default
-/// route: IPv6 beyond the network is not forwarded yet (no NAT66).
+/// An endpoint's IPv6: its address alone (a /128), and `reach` (its
+/// network's prefix, or everything) through the gateway, reached on-link.
+/// Every packet to another endpoint goes to the gateway's MAC, the
+/// host-side veth's, where the datapath takes it: no neighbour discovery
+/// between endpoints is needed.
 async fn configure_inside_ipv6(
     inner: &Netlink,
     known: &Snapshot,
-    (v6, ip6): (Ipv6Network, Ipv6Addr),
+    (reach, gateway, ip6): (Ipv6Net, Ipv6Addr, Ipv6Addr),
     eth0: u32,
 ) -> Result<()> {
     inner
@@ -477,8 +485,8 @@ async fn configure_inside_ipv6(
         .ensure_route(
             Some(known),
             &Route {
-                dst: v6.subnet.into(),
-                gateway: Some(v6.gateway.into()),
+                dst: reach.into(),
+                gateway: Some(gateway.into()),
                 oif: Some(eth0),
                 src: None,
                 scope_link: false,

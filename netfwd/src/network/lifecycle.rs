@@ -456,7 +456,7 @@ fn forget_flows(net: &Network) -> Result<()> {
     let Ok(mut datapath) = NetworkDatapath::open(&net.name) else {
         return Ok(());
     };
-    datapath.forget_flows(&net.subnet)
+    datapath.forget_flows(net.flow_subnets())
 }
 
 /// Unpins the shared NAT tables of uplinks no recorded network uses any more.

@@ -292,7 +292,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
     let nat = match (&maps, &net.uplink) {
         (Some(m), Some(uplink)) => {
             let (memory_bytes, max_flows) = m.nat_capacity()?;
-            let census = m.flow_census(&net.subnet)?;
+            let census = m.flow_census(net.flow_subnets())?;
             Some(NatStatus {
                 flows: census.subnet_flows,
                 by_kind: census.by_kind,
