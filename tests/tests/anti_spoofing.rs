@@ -71,7 +71,7 @@ struct Claim {
 fn arp(op: u8, mac: &str, ip: &str, named: &str) -> String {
     format!(
         "Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op={op}, hwsrc='{named}', psrc='{ip}', pdst='{}')",
-        &V4.gateway()
+        V4.gateway()
     )
 }
 
@@ -119,7 +119,7 @@ const V6: Family = Family {
             format!(
                 "Ether(src='{mac}', dst='33:33:ff:00:00:01')/IPv6(src='{ip}', dst='ff02::1:ff00:1')\
                  /ICMPv6ND_NS(tgt='{}')/ICMPv6NDOptSrcLLAddr(lladdr='{named}')",
-                &V6.gateway()
+                V6.gateway()
             )
         },
         of_another_address: "ip_spoofed",
@@ -333,8 +333,8 @@ fn an_arp_request_of_another_hardware_type_teaches_the_host_nothing() {
         a,
         &format!(
             "Ether(src='{a_mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(hwtype=6, op=1, hwsrc='{a_mac}', psrc='{}', pdst='{}')",
-            &V4.b(),
-            &V4.gateway()
+            V4.b(),
+            V4.gateway()
         ),
     );
     let status = lab.status();
