@@ -210,18 +210,33 @@ pub fn stay_on_cpu0() {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
 }
 
-/// Counter `field` of group `group` (`Ip`, `Icmp`, `Udp`, …) of `ns`'s
-/// /proc/net/snmp.
+/// Counter `field` of group `group` of `ns`: `Ip`, `Icmp`, `Udp`, … from
+/// /proc/net/snmp; IPv6's `Ip6`, `Icmp6`, `Udp6`, … from /proc/net/snmp6,
+/// which writes each counter on a line of its own (`Icmp6InEchos 3`).
 pub fn snmp_counter(ns: &str, group: &str, field: &str) -> u64 {
-    let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
-    let prefix = format!("{group}:");
-    let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
-    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
-    let at = names
-        .split_whitespace()
-        .position(|n| n == field)
-        .unwrap_or_else(|| panic!("no {group} {field} in /proc/net/snmp"));
-    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    let value = if group.ends_with('6') {
+        let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp6"]);
+        let name = format!("{group}{field}");
+        snmp.lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| (words.next() == Some(&name)).then(|| words.next()))
+            .flatten()
+            .map(str::to_owned)
+    } else {
+        let snmp = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
+        let prefix = format!("{group}:");
+        let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+        let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+        names
+            .split_whitespace()
+            .position(|n| n == field)
+            .and_then(|at| values.split_whitespace().nth(at))
+            .map(str::to_owned)
+    };
+    value
+        .unwrap_or_else(|| panic!("no {group} {field} in {ns}'s /proc/net/snmp(6)"))
+        .parse()
+        .unwrap()
 }
 
 /// A counter of `/proc/net/snmp6` (one `name value` a line) in namespace `ns`.

@@ -241,6 +241,12 @@ pub struct NetworkBuilder<'a> {
 }
 
 impl NetworkBuilder<'_> {
+    /// More `[network]` lines (`subnet6 = …`, …).
+    pub fn keys(mut self, lines: &str) -> Self {
+        self.network.cfg.keys.push_str(lines);
+        self
+    }
+
     /// An endpoint in a new namespace named after `tag`, with address `ip`
     /// if given (the next free one otherwise).
     pub fn endpoint(mut self, tag: &str, ip: Option<&str>) -> Self {

@@ -23,14 +23,14 @@ const B: &str = "10.96.0.3";
 const GATEWAY: &str = "10.96.0.1";
 
 /// A network with endpoints A and B behind an uplink to the internet, with
-/// `tables` in its config.
-fn two_endpoints(tag: &str, tables: &str) -> (Lab<Internet>, String, String) {
+/// `keys` in its `[network]`.
+fn two_endpoints(tag: &str, keys: &str) -> (Lab<Internet>, String, String) {
     let lab = Lab::builder(tag, "10.96.0.0/24")
         .uplink()
         .gateway(GATEWAY)
+        .keys(keys)
         .endpoint("a", Some(A))
         .endpoint("b", Some(B))
-        .tables(tables)
         .up();
     let [a, b] = lab::named(lab.eps.clone());
     (lab, a, b)
@@ -43,35 +43,93 @@ fn mac_of(lab: &Lab<Internet>, ns: &str, field: &str) -> String {
         .to_owned()
 }
 
+/// What a router advertisement would change in namespace `ns` if it were
+/// taken: the IPv6 routes (every table) and addresses, the neighbours
+/// marked as routers, and what an advertisement sets on an interface (hop
+/// limit, MTU, neighbour timers) beside the switches that let it.
+fn router_config(ns: &str) -> String {
+    // Link-local addresses of links just up are still being checked for
+    // duplicates; their routes come when that ends.
+    eventually(
+        "duplicate address detection",
+        Duration::from_secs(5),
+        || {
+            in_ns_ok(ns, &["ip", "-6", "addr", "show", "tentative"])
+                .trim()
+                .is_empty()
+        },
+    );
+    let routes = in_ns_ok(ns, &["ip", "-6", "route", "show", "table", "all"]);
+    let addrs = in_ns_ok(ns, &["ip", "-6", "-o", "addr", "show"]);
+    // A neighbour's state moves on its own; whether it is a router does not.
+    let neighbours = in_ns_ok(ns, &["ip", "-6", "neigh", "show"]);
+    let routers: Vec<&str> = neighbours
+        .lines()
+        .filter(|l| l.contains(" router"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let settings = in_ns_ok(
+        ns,
+        &[
+            "sh",
+            "-c",
+            "cd /proc/sys/net/ipv6 && grep -H . conf/*/hop_limit conf/*/mtu conf/*/accept_ra \
+             conf/*/autoconf neigh/*/base_reachable_time_ms neigh/*/retrans_time_ms",
+        ],
+    );
+    format!("{routes}\n{addrs}\nrouters {routers:?}\n{settings}")
+}
+
 /// One RA from inside an endpoint gave the host a default IPv6 route
-/// through it and a SLAAC address; now neither, and it is counted.
-#[test]
-fn a_router_advertisement_from_an_endpoint_configures_nothing_on_the_host() {
-    let (lab, a, _b) = two_endpoints("rogue-ra", "");
+/// through it and a SLAAC address; now it changes nothing of the host's
+/// or of the other endpoint's (which it never reaches: nothing is flooded),
+/// and it is counted. `keys` make the network dual-stack, or not.
+fn a_router_advertisement_from_an_endpoint_changes_nothing(tag: &str, keys: &str) {
+    let (lab, a, b) = two_endpoints(tag, keys);
     let host = lab.sb.host();
-    let ra = "Ether(dst='33:33:00:00:00:01')/IPv6(src='fe80::bad', dst='ff02::1')\
-              /ICMPv6ND_RA(routerlifetime=1800)\
-              /ICMPv6NDOptPrefixInfo(prefix='2001:db8:96::', prefixlen=64)";
-    // The endpoint's own stack solicits routers too: count from here.
+    let a_mac = mac_of(&lab, &a, "mac");
+    // A sends only the advertisements: its own router solicitations would
+    // be counted with them.
+    in_ns_ok(
+        &a,
+        &["sysctl", "-qw", "net.ipv6.conf.eth0.router_solicitations=0"],
+    );
+    // Its prefix is the dual-stack network's own: taken, it would put A's
+    // peers on-link.
+    let ra = format!(
+        "Ether(src='{a_mac}', dst='33:33:00:00:00:01')/IPv6(src='fe80::bad', dst='ff02::1')\
+         /ICMPv6ND_RA(chlim=7, routerlifetime=1800, reachabletime=12345, retranstimer=2345)\
+         /ICMPv6NDOptSrcLLAddr(lladdr='{a_mac}')/ICMPv6NDOptMTU(mtu=1280)\
+         /ICMPv6NDOptPrefixInfo(prefix='2001:db8:96::', prefixlen=64)"
+    );
+    let (host_before, b_before) = (router_config(host), router_config(&b));
     let counted = || drops(&lab.sb.network_status(&lab.net), &a, "router_message");
     let before = counted();
-    scapy_sendp(&a, "eth0", ra, 3);
+    let sent = scapy_sendp(&a, "eth0", &ra, 3);
     // SLAAC and route installation are immediate on receipt; give the
     // stack a moment anyway before looking.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let routes = tool_ok("ip", &["-n", host, "-6", "route", "show", "default"]);
-    assert!(
-        routes.trim().is_empty(),
-        "a default route appeared: {routes}"
-    );
-    let addrs = tool_ok("ip", &["-n", host, "-6", "addr", "show", "scope", "global"]);
-    assert!(
-        !addrs.contains("2001:db8:96"),
-        "an address appeared: {addrs}"
-    );
-    assert!(
-        counted() >= before + 3,
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(router_config(host), host_before, "the host changed");
+    assert_eq!(router_config(&b), b_before, "the other endpoint changed");
+    assert_eq!(
+        counted(),
+        before + sent,
         "the advertisements were not counted"
+    );
+}
+
+#[test]
+fn a_router_advertisement_from_an_endpoint_configures_nothing_on_the_host() {
+    a_router_advertisement_from_an_endpoint_changes_nothing("rogue-ra", "");
+}
+
+/// The same in a dual-stack network, where the endpoints' IPv6 is the
+/// datapath's (`v6`) and not only the host's.
+#[test]
+fn a_router_advertisement_in_a_dual_stack_network_changes_no_endpoint_and_nothing_of_the_hosts() {
+    a_router_advertisement_from_an_endpoint_changes_nothing(
+        "rogue-ra6",
+        "subnet6 = \"2001:db8:96::/64\"\n",
     );
 }
 
