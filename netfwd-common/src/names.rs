@@ -27,6 +27,11 @@ pub const MAP_NAT_CONFIG: &str = "NAT_CONFIG";
 /// trie of IPv4 prefix -> `REMOTE_*` flags).
 pub const MAP_REMOTES: &str = "REMOTES";
 
+/// Map: IPv6 prefixes of the other netfwd networks (LPM trie of IPv6
+/// prefix -> `REMOTE_*` flags): isolated, or allowed and routed. (Peers,
+/// the LAN and the tunnel are IPv4's.)
+pub const MAP_REMOTES6: &str = "REMOTES6";
+
 /// Map: published host port -> the endpoint behind it.
 pub const MAP_PUBLISHED: &str = "PUBLISHED";
 /// Room in `PUBLISHED`: host ports published on one network (both
@@ -102,7 +107,7 @@ pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
 pub const MAP_CALLS: &str = "CALLS";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 32] = [
+pub const MAPS: [&str; 33] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -111,6 +116,7 @@ pub const MAPS: [&str; 32] = [
     MAP_NAT,
     MAP_NAT_CONFIG,
     MAP_REMOTES,
+    MAP_REMOTES6,
     MAP_PUBLISHED,
     MAP_HAIRPIN_HOST_PORTS,
     MAP_HOST_NETNS,

@@ -73,14 +73,8 @@ fn lookup_with_len<F: Family>(
     let params = zeroed(&mut params);
     F::fill_fib_params(params, ifindex, src, dst, tot_len);
     let hop = match fib_lookup(ctx, params) {
-        BPF_FIB_LKUP_RET_SUCCESS => NextHop::Resolved {
-            oif: params.ifindex,
-            smac: params.smac,
-            dmac: params.dmac,
-        },
-        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::Unresolved {
-            oif: params.ifindex,
-        },
+        BPF_FIB_LKUP_RET_SUCCESS => NextHop::resolved(params.ifindex, params.smac, params.dmac),
+        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::unresolved(params.ifindex),
         _ => return None,
     };
     Some(Route {

@@ -3,30 +3,46 @@
 
 use aya_ebpf::helpers::{bpf_redirect, bpf_redirect_neigh};
 
-pub enum NextHop {
-    /// Out of `oif` to a next hop whose MAC is known.
-    Resolved {
-        oif: u32,
-        smac: [u8; 6],
-        dmac: [u8; 6],
-    },
-    /// Out of `oif`, next hop not in the neighbour table yet.
-    Unresolved { oif: u32 },
+/// Where a packet leaves: out of `oif`, to a next hop whose MAC is known
+/// (`resolved`), or not in the neighbour table yet. A struct, every byte
+/// set either way: as an enum, the MACs of an unresolved hop were bytes the
+/// compiler left unset, and it spilled them across a helper call, a read
+/// of an unset register that the verifier refuses.
+pub struct NextHop {
+    oif: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    resolved: bool,
 }
 
 impl NextHop {
-    pub fn oif(&self) -> u32 {
-        match *self {
-            NextHop::Resolved { oif, .. } | NextHop::Unresolved { oif } => oif,
+    #[inline(always)]
+    pub fn resolved(oif: u32, smac: [u8; 6], dmac: [u8; 6]) -> Self {
+        NextHop {
+            oif,
+            smac,
+            dmac,
+            resolved: true,
         }
+    }
+
+    #[inline(always)]
+    pub fn unresolved(oif: u32) -> Self {
+        NextHop {
+            oif,
+            smac: [0; 6],
+            dmac: [0; 6],
+            resolved: false,
+        }
+    }
+
+    pub fn oif(&self) -> u32 {
+        self.oif
     }
 
     /// The MACs the frame leaves with; `None` when the kernel resolves them.
     pub fn macs(&self) -> Option<([u8; 6], [u8; 6])> {
-        match *self {
-            NextHop::Resolved { smac, dmac, .. } => Some((smac, dmac)),
-            NextHop::Unresolved { .. } => None,
-        }
+        self.resolved.then_some((self.smac, self.dmac))
     }
 
     /// Sends the packet out: straight out of the device when the next hop's
@@ -35,13 +51,12 @@ impl NextHop {
     /// the neighbour. Returns the TC action.
     #[inline(always)]
     pub fn redirect(&self) -> i32 {
-        match *self {
+        if self.resolved {
             // SAFETY: plain helper call.
-            NextHop::Resolved { oif, .. } => (unsafe { bpf_redirect(oif, 0) }) as i32,
+            (unsafe { bpf_redirect(self.oif, 0) }) as i32
+        } else {
             // SAFETY: a null parameter block is allowed and means "look it up".
-            NextHop::Unresolved { oif } => {
-                (unsafe { bpf_redirect_neigh(oif, core::ptr::null_mut(), 0, 0) }) as i32
-            }
+            (unsafe { bpf_redirect_neigh(self.oif, core::ptr::null_mut(), 0, 0) }) as i32
         }
     }
 }

@@ -170,6 +170,11 @@ pub static NAT_CONFIG: Array<NatConfig, 1> = Array::new();
 #[btf_map]
 pub static REMOTES: LpmTrie<[u8; 4], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
 
+/// The other networks' IPv6 prefixes (see `names::MAP_REMOTES6`). Filled
+/// by the loader.
+#[btf_map]
+pub static REMOTES6: LpmTrie<[u8; 16], u8, { MAX_REMOTES as usize }> = LpmTrie::new();
+
 /// The ifindex trusted sources arrive on (see `names::MAP_TRUSTED_IFACE`).
 /// Filled by the loader.
 #[btf_map]
@@ -307,6 +312,13 @@ pub fn in_subnet(addr: [u8; 4]) -> bool {
 #[inline(always)]
 pub fn remote_flags(addr: [u8; 4]) -> u8 {
     REMOTES.get(&Key::new(32, addr)).copied().unwrap_or(0)
+}
+
+/// The `REMOTE_*` flags of the longest IPv6 prefix holding `addr`; 0 if
+/// none.
+#[inline(always)]
+pub fn remote_flags6(addr: &[u8; 16]) -> u8 {
+    REMOTES6.get(&Key::new(128, *addr)).copied().unwrap_or(0)
 }
 
 /// Whether packets arriving on `ifindex` may come from trusted prefixes.

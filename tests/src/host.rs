@@ -239,18 +239,6 @@ pub fn snmp_counter(ns: &str, group: &str, field: &str) -> u64 {
         .unwrap()
 }
 
-/// A counter of `/proc/net/snmp6` (one `name value` a line) in namespace `ns`.
-pub fn snmp6_counter(ns: &str, field: &str) -> u64 {
-    let snmp6 = in_ns_ok(ns, &["cat", "/proc/net/snmp6"]);
-    snmp6
-        .lines()
-        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            [name, value] if name == field => value.parse().ok(),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/net/snmp6"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

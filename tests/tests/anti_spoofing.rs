@@ -316,7 +316,6 @@ fn a_neighbour_advertisement_claiming_another_endpoints_address_is_dropped_and_c
 /// The solicitation's source link-layer option is what the host learns
 /// from, as from an ARP request's sender MAC.
 #[test]
-#[ignore = "datapath defect: a neighbour solicitation from the endpoint's own address and MAC whose source link-layer option names another MAC goes to the host uncounted, and the host's neighbour entry for the endpoint's address takes that MAC"]
 fn a_neighbour_solicitation_claiming_another_endpoints_address_is_dropped_and_counted() {
     a_claim_teaches_the_host_nothing(&V6, &V6.solicitation, "ndsolicit");
 }

@@ -11,7 +11,7 @@
 //! Run as root, one test at a time: `cargo xtask test`.
 
 use netfwd_tests::{
-    Lab, assert_ping, drops, endpoint, in_ns_ok, lab, ping, scapy_sendp, snmp6_counter, tool_ok,
+    Lab, assert_ping, drops, endpoint, in_ns_ok, lab, ping, scapy_sendp, snmp_counter, tool_ok,
 };
 
 const SUBNET: &str = "10.86.0.0/24";
@@ -93,7 +93,7 @@ fn dual_stack_endpoints_reach_the_gateway_and_each_other_and_nothing_else() {
     );
     assert!(to_host(&status) >= passed + 2, "{status:#}");
     assert_eq!(
-        snmp6_counter(lab.sb.host(), "Ip6OutForwDatagrams"),
+        snmp_counter(lab.sb.host(), "Ip6", "OutForwDatagrams"),
         0,
         "the host forwarded an endpoint's IPv6"
     );

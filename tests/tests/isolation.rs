@@ -6,7 +6,9 @@
 
 use netfwd_tests::{
     Lab, NetConfig, PING_COUNT, assert_no_bridge_and_no_rules, assert_ping, drops, in_ns_ok,
-    internet::INTERNET_IP, lab::named, ping, snmp_counter,
+    internet::{INTERNET_IP, INTERNET_IP6},
+    lab::named,
+    ping, snmp_counter,
 };
 
 /// Whether datagrams from `ns` to a closed port of `ip` (of either family)
@@ -51,79 +53,54 @@ fn allow(other: &str) -> impl FnOnce(NetConfig) -> NetConfig {
     move |cfg| cfg.tables(&table)
 }
 
+/// Three dual-stack networks: each pair is isolated over both families
+/// until both sides allow the other (then routed, each family by its own
+/// table: `REMOTES`, `REMOTES6`).
 #[test]
 fn networks_are_isolated_unless_both_allow_each_other() {
     let lab = Lab::builder("iso", "10.91.0.0/24")
+        .keys("subnet6 = \"2001:db8:91::/64\"\n")
         .uplink()
         .endpoint("a", Some("10.91.0.2"))
         .up();
     let second = lab
         .network("10.92.0.0/24")
+        .keys("subnet6 = \"2001:db8:92::/64\"\n")
         .endpoint("b", Some("10.92.0.2"))
         .up();
     let third = lab
         .network("10.93.0.0/24")
+        .keys("subnet6 = \"2001:db8:93::/64\"\n")
         .endpoint("c", Some("10.93.0.2"))
         .up();
     let [a] = named(lab.eps.clone());
     let [b] = named(second.eps.clone());
     let [c] = named(third.eps.clone());
+    let (a6, b6, c6) = ("2001:db8:91::2", "2001:db8:92::2", "2001:db8:93::2");
     assert_isolated(&lab, [&a, &b], ["10.91.0.2", "10.92.0.2"], "isolated");
+    assert_isolated(&lab, [&a, &b], [a6, b6], "isolated");
     // Egress is untouched.
     assert_ping(&a, INTERNET_IP);
+    assert_ping(&a, INTERNET_IP6);
 
     lab.up_again(allow(&second.net));
-    assert!(!ping(&a, "10.92.0.2"), "one side's allow opened the pair");
-    // Not even one way: datagrams from the allowing side do not arrive.
-    assert!(
-        !datagrams_arrive(&a, &b, "10.92.0.2"),
-        "datagrams crossed on one side's allow"
-    );
-    second.up_again(&lab, allow(&lab.net));
-    assert_ping(&a, "10.92.0.2");
-    assert_ping(&b, "10.91.0.2");
-    // Exactly that pair: the third network stays apart.
-    assert!(!ping(&a, "10.93.0.2"));
-    assert!(!ping(&c, "10.91.0.2"));
-    assert_no_bridge_and_no_rules(lab.sb.host());
-}
-
-/// The IPv6 twin, its isolated half: two dual-stack networks' endpoints
-/// cannot reach each other over IPv6 either. The datapath drops it as
-/// `unsupported`: IPv6 beyond a network's own prefix is not routed at all
-/// yet, so `[[allow]]` cannot open it (its half of the twin waits for
-/// IPv6 routing).
-#[test]
-fn dual_stack_networks_are_isolated_over_ipv6() {
-    let lab = Lab::builder("iso6", "10.91.0.0/24")
-        .keys("subnet6 = \"2001:db8:91::/64\"\n")
-        .endpoint("a", None)
-        .up();
-    let second = lab
-        .network("10.92.0.0/24")
-        .keys("subnet6 = \"2001:db8:92::/64\"\n")
-        .endpoint("b", None)
-        .up();
-    let [a] = named(lab.eps.clone());
-    let [b] = named(second.eps.clone());
-    // netfwd routes an endpoint's IPv6 no further than its prefix, but root
-    // in the endpoint can: each sends all of it to its gateway.
-    for (ns, gateway) in [(&a, "2001:db8:91::1"), (&b, "2001:db8:92::1")] {
-        in_ns_ok(
-            ns,
-            &[
-                "ip", "-6", "route", "add", "default", "via", gateway, "dev", "eth0", "onlink",
-            ],
+    for b_ip in ["10.92.0.2", b6] {
+        assert!(!ping(&a, b_ip), "one side's allow opened the pair");
+        // Not even one way: datagrams from the allowing side do not arrive.
+        assert!(
+            !datagrams_arrive(&a, &b, b_ip),
+            "datagrams crossed on one side's allow"
         );
     }
-    assert_isolated(
-        &lab,
-        [&a, &b],
-        ["2001:db8:91::2", "2001:db8:92::2"],
-        "unsupported",
-    );
-    assert_ping(&a, "2001:db8:91::1");
-    assert_ping(&b, "2001:db8:92::1");
+    second.up_again(&lab, allow(&lab.net));
+    for (a_ip, b_ip, c_ip) in [("10.91.0.2", "10.92.0.2", "10.93.0.2"), (a6, b6, c6)] {
+        assert_ping(&a, b_ip);
+        assert_ping(&b, a_ip);
+        // Exactly that pair: the third network stays apart.
+        assert!(!ping(&a, c_ip));
+        assert!(!ping(&c, a_ip));
+    }
+    assert_no_bridge_and_no_rules(lab.sb.host());
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    maps::EndpointEntry,
+    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
     nat::{
         Direction, FragmentPorts, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes, NatConfig,
         PublishTarget,
@@ -253,12 +253,12 @@ impl Family for V6 {
         maps::network6().is_some_and(|network| in_prefix(network, &addr.0))
     }
 
-    /// No IPv6 prefix is routed, trusted or isolated by a map (peers, the
-    /// LAN, other networks are IPv4's): another network's endpoints are
-    /// behind another veth, which the NAT never leaves by (`not_uplink`).
+    /// Other networks' prefixes only, allowed (routed) or isolated: peers,
+    /// the LAN and the tunnel are IPv4's, and their flags are never
+    /// IPv6's (masked, so their paths are compiled out of IPv6's programs).
     #[inline(always)]
-    fn remote_flags(_addr: Ipv6Bytes) -> u8 {
-        0
+    fn remote_flags(addr: Ipv6Bytes) -> u8 {
+        maps::remote_flags6(&addr.0) & (REMOTE_ROUTE | REMOTE_ISOLATED | REMOTE_LOCAL)
     }
 
     /// No IPv6 crosses the tunnel (`remote_flags` is never `REMOTE_TUNNEL`).

@@ -141,9 +141,9 @@ fn check_neighbour_advert(ctx: &TcContext, ifindex: u32) -> Result<(), DropReaso
 /// own would), another endpoint's is its own (so their frames need no
 /// rewriting), and the answer goes back out of the interface it came in
 /// on. Only one from the endpoint's own address and MAC, with the option
-/// naming it, as every stack sends it: any other (an address probe from
-/// `::`, a link-local source, a forgery) is left to the checks and the
-/// host.
+/// naming it, as every stack sends it: one naming another MAC is
+/// `nd_spoofed`; any other (an address probe from `::`, a link-local
+/// source, a forged source) is left to the checks and the host.
 #[inline(never)]
 fn answer_solicitation(
     ctx: &TcContext,
@@ -157,6 +157,16 @@ fn answer_solicitation(
     let eth = parse::header_mut::<EthHdr>(ctx, 0)?;
     // SAFETY: bounds checked by `header_mut`; TC programs may write packet data.
     let (solicit, ip, eth) = unsafe { (&mut *solicit, &mut *ip, &mut *eth) };
+    let asker = match maps::endpoint6(&ip.src_addr) {
+        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => me,
+        _ => return Ok(None),
+    };
+    // The option tells whoever answers the asker's MAC: another MAC there
+    // would have the host (or a peer) send the endpoint's traffic to it,
+    // as a forged ARP request would (`nd_spoofed`, as an advertisement's).
+    if solicit.option_type == ND_OPT_SOURCE_LL_ADDR && solicit.option_mac != asker.mac {
+        return Err(DropReason::NdSpoofed);
+    }
     let whole = ip.payload_len() as usize == core::mem::size_of::<NeighbourMessage>();
     // RFC 4861 7.1.1: hop limit 255 and code 0, or it is no solicitation
     // (and the answer keeps the hop limit, which must be 255 too).
@@ -166,13 +176,6 @@ fn answer_solicitation(
         || solicit.option_type != ND_OPT_SOURCE_LL_ADDR
         || solicit.option_len != 1
     {
-        return Ok(None);
-    }
-    let asker = match maps::endpoint6(&ip.src_addr) {
-        Some(me) if me.host_ifindex == ifindex && me.mac == eth.src_addr => me,
-        _ => return Ok(None),
-    };
-    if solicit.option_mac != asker.mac {
         return Ok(None);
     }
     let (answer, flags) = if halves(&solicit.target) == halves(&network.gateway) {

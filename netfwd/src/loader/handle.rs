@@ -26,7 +26,7 @@ use super::{
     nat_table::{self, Census, Flow},
     pins::{pin_dir, unpin_socket_hooks, unpin_xdp_link, uplink_nat_dir},
 };
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
     config::{Mode, NatSettings, Network, Published},
@@ -285,7 +285,11 @@ impl NetworkDatapath {
     /// far ends are written first, so a prefix being added is never
     /// flagged tunneled without one (one being withdrawn is dropped, as
     /// `policy`, in the moment between).
-    pub fn set_remotes(&mut self, wanted: &[(Ipv4Net, Remote)]) -> Result<()> {
+    pub fn set_remotes(
+        &mut self,
+        wanted: &[(Ipv4Net, Remote)],
+        wanted6: &[(Ipv6Net, Remote)],
+    ) -> Result<()> {
         let far_ends: Vec<(Ipv4Net, Ipv4Addr)> = wanted
             .iter()
             .filter_map(|(n, r)| match r {
@@ -295,7 +299,9 @@ impl NetworkDatapath {
             .collect();
         let flags: Vec<(Ipv4Net, u8)> = wanted.iter().map(|(n, r)| (*n, r.flags())).collect();
         self.maps.set_tunnel_peers(&far_ends)?;
-        self.maps.set_remotes(&flags)
+        self.maps.set_remotes(&flags)?;
+        let flags6: Vec<(Ipv6Net, u8)> = wanted6.iter().map(|(n, r)| (*n, r.flags())).collect();
+        self.maps.set_remotes6(&flags6)
     }
 
     /// Attaches the uplink program to the network's VXLAN device `link`

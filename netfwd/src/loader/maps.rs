@@ -16,15 +16,15 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{EndpointEntry, EndpointKey, EndpointKey6, Network6Config, NetworkConfig, TunnelConfig},
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
         MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NAT6, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED,
-        MAP_REMOTES, MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS, MAP_UNREPLIED_BY_SENDER,
-        MAP_UNREPLIED6_BY_SENDER, NON_ENDPOINT_IFACES,
+        MAP_REMOTES, MAP_REMOTES6, MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS,
+        MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED6_BY_SENDER, NON_ENDPOINT_IFACES,
     },
     nat::{
         FlowSender, Ipv6Bytes, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
@@ -75,6 +75,8 @@ pub struct DatapathMaps {
     nat6: Option<HashMap<MapData, NatKey<Ipv6Bytes>, NatEntry<Ipv6Bytes>>>,
     nat_config: Array<MapData, NatConfig>,
     remotes: LpmTrie<MapData, [u8; 4], u8>,
+    /// Absent where an older netfwd made the pins, until the next `up`.
+    remotes6: Option<LpmTrie<MapData, [u8; 16], u8>>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
     host_netns: Array<MapData, u64>,
     endpoint_tx: DevMapHash<MapData>,
@@ -158,6 +160,10 @@ impl DatapathMaps {
                 .context("NAT_CONFIG has an unexpected type")?,
             remotes: LpmTrie::try_from(open(pin_dir, MAP_REMOTES)?)
                 .context("REMOTES has an unexpected type")?,
+            remotes6: open_if_pinned(pin_dir, MAP_REMOTES6)?
+                .map(LpmTrie::try_from)
+                .transpose()
+                .context("REMOTES6 has an unexpected type")?,
             published: HashMap::try_from(open(pin_dir, MAP_PUBLISHED)?)
                 .context("PUBLISHED has an unexpected type")?,
             host_netns: Array::try_from(open(pin_dir, MAP_HOST_NETNS)?)
@@ -375,6 +381,15 @@ impl DatapathMaps {
         replace_prefixes(&mut self.remotes, wanted).context("writing REMOTES")
     }
 
+    /// Makes `REMOTES6` hold exactly `wanted`.
+    pub fn set_remotes6(&mut self, wanted: &[(Ipv6Net, u8)]) -> Result<()> {
+        match &mut self.remotes6 {
+            Some(map) => replace_prefixes(map, wanted).context("writing REMOTES6"),
+            None if wanted.is_empty() => Ok(()),
+            None => anyhow::bail!("REMOTES6 is not pinned: bring the network up again"),
+        }
+    }
+
     /// Makes `TUNNEL_PEERS` hold exactly `wanted` (prefix -> the tunnel's
     /// far end).
     pub fn set_tunnel_peers(&mut self, wanted: &[(Ipv4Net, Ipv4Addr)]) -> Result<()> {
@@ -473,15 +488,14 @@ pub fn sum_counters<'a>(per_cpu: impl Iterator<Item = &'a IfaceCounters>) -> Ifa
 
 /// Makes a hash map hold exactly `wanted`.
 /// Makes LPM trie `map` hold exactly `wanted` (prefix -> value).
-fn replace_prefixes<V: aya::Pod>(
-    map: &mut LpmTrie<MapData, [u8; 4], V>,
-    wanted: &[(Ipv4Net, V)],
+fn replace_prefixes<N: Prefix, V: aya::Pod>(
+    map: &mut LpmTrie<MapData, N::Bytes, V>,
+    wanted: &[(N, V)],
 ) -> Result<()> {
-    let key = |net: &Ipv4Net| Key::new(u32::from(net.prefix_len()), net.network().octets());
-    let present: Vec<Key<[u8; 4]>> = map.keys().collect::<Result<_, _>>()?;
+    let present: Vec<Key<N::Bytes>> = map.keys().collect::<Result<_, _>>()?;
     for old in present {
         let still = wanted.iter().any(|(net, _)| {
-            let k = key(net);
+            let k = net.key();
             k.prefix_len() == old.prefix_len() && k.data() == old.data()
         });
         if !still {
@@ -489,10 +503,30 @@ fn replace_prefixes<V: aya::Pod>(
         }
     }
     for (net, value) in wanted {
-        map.insert(&key(net), value, 0)
+        map.insert(&net.key(), value, 0)
             .with_context(|| format!("writing {net}"))?;
     }
     Ok(())
+}
+
+/// A prefix as an LPM trie's key.
+trait Prefix: std::fmt::Display {
+    type Bytes: aya::Pod + PartialEq;
+    fn key(&self) -> Key<Self::Bytes>;
+}
+
+impl Prefix for Ipv4Net {
+    type Bytes = [u8; 4];
+    fn key(&self) -> Key<[u8; 4]> {
+        Key::new(u32::from(self.prefix_len()), self.network().octets())
+    }
+}
+
+impl Prefix for Ipv6Net {
+    type Bytes = [u8; 16];
+    fn key(&self) -> Key<[u8; 16]> {
+        Key::new(u32::from(self.prefix_len()), self.network().octets())
+    }
 }
 
 fn replace_all<K, V>(map: &mut HashMap<MapData, K, V>, wanted: &[(K, V)]) -> Result<()>

@@ -6,11 +6,13 @@
 //! each names the other in an `[[allow]]` (then routed both ways). One side's
 //! allow opens nothing: a packet is judged only by its sender's network (the
 //! receiver's programs see only what its endpoints send), so routing on one
-//! side's word alone would let one-way traffic in.
+//! side's word alone would let one-way traffic in. Networks are kept apart
+//! (or let through) over IPv6 too, by their `subnet6` (`REMOTES6`); peers,
+//! the LAN and the tunnel are IPv4's.
 
 use anyhow::Result;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::{
     config::Network,
@@ -36,7 +38,10 @@ pub async fn refresh_all(host: &Netlink, here: &Here, current: Option<&Network>)
             continue;
         };
         let wanted = prefixes(host, net, &networks).await?;
-        datapath.set_remotes(&wanted)?;
+        let wanted6: Vec<(Ipv6Net, Remote)> = other_networks(net, &networks)
+            .filter_map(|(other, remote)| Some((other.ipv6?.subnet, remote)))
+            .collect();
+        datapath.set_remotes(&wanted, &wanted6)?;
     }
     Ok(())
 }
@@ -69,7 +74,17 @@ async fn prefixes(
             wanted.push((addr.trunc(), Remote::Lan));
         }
     }
-    for other in all.iter().filter(|o| o.name != net.name) {
+    wanted.extend(other_networks(net, all).map(|(other, remote)| (other.subnet, remote)));
+    Ok(wanted)
+}
+
+/// The other networks of `all`, each allowed if both sides allow the
+/// other, isolated from `net` otherwise.
+fn other_networks<'a>(
+    net: &'a Network,
+    all: &'a [Network],
+) -> impl Iterator<Item = (&'a Network, Remote)> {
+    all.iter().filter(|o| o.name != net.name).map(|other| {
         let allowed_both_ways = net.allow.iter().any(|a| a == &other.name)
             && other.allow.iter().any(|a| a == &net.name);
         let remote = if allowed_both_ways {
@@ -77,7 +92,6 @@ async fn prefixes(
         } else {
             Remote::Isolated
         };
-        wanted.push((other.subnet, remote));
-    }
-    Ok(wanted)
+        (other, remote)
+    })
 }
