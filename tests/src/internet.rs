@@ -9,7 +9,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -87,9 +87,10 @@ impl Internet {
     }
 }
 
-/// An echo server in a namespace, TCP and UDP on one address and port:
-/// each TCP connection is answered `"<peer ip>:<peer port>\n"` and then its
-/// own bytes; each datagram likewise. Stopped on drop.
+/// An echo server in a namespace, TCP and UDP on one address (IPv4 or
+/// IPv6) and port: each TCP connection is answered `"<peer ip>:<peer
+/// port>\n"` (`[…]` around an IPv6 address) and then its own bytes; each
+/// datagram likewise. Stopped on drop.
 pub struct EchoServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -117,7 +118,7 @@ impl Drop for EchoServer {
 
 fn serve_echo(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let ns = ns.to_owned();
-    let addr = SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), port));
+    let addr = SocketAddr::from((ip.parse::<IpAddr>().unwrap(), port));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
         enter_netns(&ns).unwrap_or_else(|e| panic!("{e:#}"));
@@ -155,7 +156,8 @@ fn serve_echo(ns: &str, ip: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
 
 /// A non-blocking listener with room for a burst of connections.
 fn listen(addr: SocketAddr) -> Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -196,13 +198,18 @@ pub fn in_netns<T: Send + 'static>(
 /// the client's namespace): sends `payload` (from source port `sport` if
 /// given), reads the echo; returns the source address the server saw.
 pub fn tcp_echo(server: &str, port: u16, sport: Option<u16>, payload: &[u8]) -> Result<String> {
-    let addr = SocketAddr::from((server.parse::<Ipv4Addr>()?, port));
+    let addr = SocketAddr::from((server.parse::<IpAddr>()?, port));
     let mut stream = match sport {
         None => TcpStream::connect_timeout(&addr, IO_TIMEOUT)?,
         Some(sport) => {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            let domain = socket2::Domain::for_address(addr);
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from(([0, 0, 0, 0], sport)).into())?;
+            let any: IpAddr = match addr {
+                SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            socket.bind(&SocketAddr::new(any, sport).into())?;
             socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
             socket.into()
         }

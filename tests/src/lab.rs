@@ -248,6 +248,12 @@ impl NetworkBuilder<'_> {
         self
     }
 
+    /// More `[network]` lines for this network (`subnet6 = …`, `icc = false`).
+    pub fn keys(mut self, lines: &str) -> Self {
+        self.network.cfg.keys.push_str(lines);
+        self
+    }
+
     /// Runs `netfwd up` for it, which must succeed.
     pub fn up(self) -> LabNetwork {
         let net = self.sb.net_name();
