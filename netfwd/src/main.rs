@@ -120,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Explain {
                 name,
                 from,
+                source,
                 to,
                 proto,
                 json,
@@ -127,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let question = explain::Question {
                     network: &name,
                     from: &from,
+                    source,
                     to,
                     proto,
                 };

@@ -116,9 +116,10 @@ impl Internet {
     }
 }
 
-/// An echo server in a namespace, TCP and UDP on one address and port:
-/// each TCP connection is answered `"<peer ip>:<peer port>\n"` and then its
-/// own bytes; each datagram likewise. Stopped on drop.
+/// An echo server in a namespace, TCP and UDP on one address (IPv4 or
+/// IPv6) and port: each TCP connection is answered `"<peer ip>:<peer
+/// port>\n"` (`[…]` around an IPv6 address) and then its own bytes; each
+/// datagram likewise. Stopped on drop.
 pub struct EchoServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,

@@ -1,18 +1,24 @@
 //! `netfwd explain` (docs/operations.md, "Explain"): for each seed's path
 //! (endpoint to endpoint, to the gateway, to the internet through the NAT,
 //! routed), an isolated pair, a spoofed source and published ports open and
-//! closed, its verdict is what real traffic then meets; and every map of the
-//! network is byte for byte the same after it as before.
+//! closed, and over IPv6 endpoint to endpoint, `icc = false` and a forged
+//! source, its verdict is what real traffic then meets; and every map of
+//! the network is byte for byte the same after it as before.
 //!
-//! Two labs: a NAT network with a second, isolated network beside it, and a
-//! routed one (seed 002), each shared by its cases.
+//! Two labs: a dual-stack NAT network with two networks beside it (one
+//! isolated, one dual-stack without `icc`), and a routed one (seed 002),
+//! each shared by its cases.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use netfwd::loader::raw_map::{Entries, RawMap};
-use netfwd_common::names::{MAP_NAT_EXPIRED, MAP_NAT_SWEEP};
+use netfwd_common::names::{MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_NAT6_EXPIRED, MAP_NAT6_SWEEP};
 use netfwd_tests::{
-    BPF_PIN_ROOT, Lab, Sandbox, assert_ping, drops, eventually, in_ns_ok,
+    BPF_PIN_ROOT, Lab, Sandbox, assert_ping, drops, endpoint, eventually, in_ns_ok,
     internet::{ECHO_PORT, EchoServer, INTERNET_IP, UPLINK_IP, in_netns, ip_of, tcp_echo},
     lab, ping, scapy_sendp, test_mode,
 };
@@ -22,8 +28,15 @@ const SUBNET: &str = "10.73.0.0/24";
 const GATEWAY: &str = "10.73.0.1";
 const A: &str = "10.73.0.2";
 const B: &str = "10.73.0.3";
+const SUBNET6: &str = "2001:db8:73::/64";
+const GATEWAY6: &str = "2001:db8:73::1";
+/// A's and B's IPv6 addresses: the lowest free, in order.
+const A6: &str = "2001:db8:73::2";
+const B6: &str = "2001:db8:73::3";
 /// The second network's endpoint, isolated from the first's.
 const C: &str = "10.74.0.2";
+/// The third network's (dual-stack, `icc = false`) second endpoint.
+const E6: &str = "2001:db8:75::3";
 /// Published to B's port 80; the port above it is not published.
 const PUBLISHED: u16 = 30080;
 const CLOSED: u16 = 30081;
@@ -34,8 +47,14 @@ const EXIT_DROPPED: i32 = netfwd::error::EXIT_DROPPED as i32;
 
 /// Maps the kernel changes with no packet: the NAT table's expiry sweep,
 /// on its timer, writes its record (`NAT_SWEEP`) and its marks
-/// (`NAT_EXPIRED`) at every step, whatever `explain` does.
-const CHANGED_BY_THE_SWEEP: [&str; 2] = [MAP_NAT_SWEEP, MAP_NAT_EXPIRED];
+/// (`NAT_EXPIRED`) at every step, whatever `explain` does; IPv6's table's
+/// (`NAT6_SWEEP`, `NAT6_EXPIRED`) likewise.
+const CHANGED_BY_THE_SWEEP: [&str; 4] = [
+    MAP_NAT_SWEEP,
+    MAP_NAT_EXPIRED,
+    MAP_NAT6_SWEEP,
+    MAP_NAT6_EXPIRED,
+];
 
 /// Turns IPv6 off in the namespaces `nss`: an interface's own router
 /// solicitations, MLD reports and duplicate address checks reach the
@@ -47,6 +66,33 @@ fn quiet(nss: &[&str]) {
             let key = format!("net.ipv6.conf.{conf}.disable_ipv6=1");
             in_ns_ok(ns, &["sysctl", "-q", "-w", &key]);
         }
+    }
+}
+
+/// Keeps IPv6 on in the dual-stack endpoints `nss` but stops their router
+/// solicitations (sent again and again, further apart, for as long as no
+/// router answers); what they send once on coming up (multicast listener
+/// reports) [`settle`] waits out.
+fn quiet_dual_stack(nss: &[&str]) {
+    for ns in nss {
+        let key = "net.ipv6.conf.eth0.router_solicitations=0";
+        in_ns_ok(ns, &["sysctl", "-q", "-w", key]);
+    }
+}
+
+/// Waits until no map pinned in `dirs` changes for a second: the
+/// endpoints' own packets of coming up have all been counted.
+fn settle(dirs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = maps(dirs);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = maps(dirs);
+        if now == last {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the maps never held still");
+        last = now;
     }
 }
 
@@ -119,17 +165,30 @@ fn explain_answers_as_traffic_goes_on_a_nat_network() {
     let lab = Lab::builder("explain", SUBNET)
         .uplink()
         .gateway(GATEWAY)
+        .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
         .endpoint("a", Some(A))
         .endpoint("b", Some(B))
         .publish("tcp", PUBLISHED, 1, 80)
         .up();
-    let isolated = lab.network("10.74.0.0/24").endpoint("c", Some(C)).up();
     let [a, b] = lab::named(lab.eps.clone());
+    quiet_dual_stack(&[&a, &b]);
+    let isolated = lab.network("10.74.0.0/24").endpoint("c", Some(C)).up();
+    let no_icc = lab
+        .network("10.75.0.0/24")
+        .keys("subnet6 = \"2001:db8:75::/64\"\nicc = false\n")
+        .endpoint("d", None)
+        .endpoint("e", None)
+        .up();
     let [c] = lab::named(isolated.eps.clone());
+    let [d, e] = lab::named(no_icc.eps.clone());
+    quiet_dual_stack(&[&d, &e]);
     let (sb, net) = (&lab.sb, lab.net.as_str());
     let inet = lab.internet.ns.clone();
-    quiet(&[&a, &b, &c, &inet]);
+    quiet(&[&c, &inet]);
+    // Mostly still by now: the other networks came up meanwhile.
+    settle(&pin_dirs(sb, net));
     let _service = EchoServer::start(&b, B, 80);
+    let _service6 = EchoServer::start(&b, B6, 80);
 
     // First every question, while no traffic moves a counter (a failed
     // ping leaves its sender probing the gateway with ARP seconds after).
@@ -204,6 +263,37 @@ fn explain_answers_as_traffic_goes_on_a_nat_network() {
     let reason = &hop(&answer, 0)["drop_reason_desc"];
     assert_eq!(reason, "martian_source", "{answer:#}");
 
+    // IPv6 (a dual-stack network), endpoint to endpoint: TCP finished by
+    // XDP in XDP mode, as IPv4's is.
+    let service6 = format!("[{B6}]:80");
+    let (code, answer) = explain(sb, net, &["--from", &a, "--to", &service6]);
+    assert_eq!(code, 0, "{answer:#}");
+    let source6 = format!("[{A6}]:{SOURCE_PORT}");
+    assert_eq!(answer["packet"]["source"], source6, "{answer:#}");
+    assert_eq!(hop(&answer, 0)["verdict"], "REDIRECTED", "{answer:#}");
+    assert_eq!(hop(&answer, 0)["to"]["name"], b.as_str(), "{answer:#}");
+    assert!(hop(&answer, 0)["translated"].is_null(), "{answer:#}");
+    assert_eq!(hop(&answer, 1)["to"]["name"], a.as_str(), "{answer:#}");
+    let point = hop(&answer, 0)["trace_observation_point"].clone();
+    assert_eq!(point, fast_path(), "{answer:#}");
+
+    // A forged IPv6 source: an ICMPv6 echo from A (named by its address)
+    // with B's address.
+    let args = ["--from", A6, "--source", B6, "--to", GATEWAY6];
+    let (code, answer) = explain(sb, net, &args);
+    assert_eq!(code, EXIT_DROPPED, "{answer:#}");
+    assert_eq!(hop(&answer, 0)["from"]["name"], a.as_str(), "{answer:#}");
+    let reason = &hop(&answer, 0)["drop_reason_desc"];
+    assert_eq!(reason, "ip_spoofed", "{answer:#}");
+
+    // `icc = false`: an ICMPv6 echo dropped, for the reason real traffic
+    // meets below.
+    settle(&pin_dirs(sb, &no_icc.net));
+    let (code, answer) = explain(sb, &no_icc.net, &["--from", &d, "--to", E6]);
+    assert_eq!(code, EXIT_DROPPED, "{answer:#}");
+    assert_eq!(answer["packet"]["proto"], "icmp", "{answer:#}");
+    assert_eq!(hop(&answer, 0)["drop_reason_desc"], "icc", "{answer:#}");
+
     // Then the traffic, which meets what explain said.
     assert_ping(&a, B);
     assert_ping(&a, GATEWAY);
@@ -227,6 +317,33 @@ fn explain_answers_as_traffic_goes_on_a_nat_network() {
         Duration::from_secs(10),
         || lab.counter("uplink", "martian_source") > martians,
     );
+
+    // IPv6: redirected (counted so) and untranslated, B's address forged
+    // from A dropped, and `icc = false` keeping D from E.
+    let redirected = |status: &Value| endpoint(status, &a)["counters"]["redirected"].as_u64();
+    let before = redirected(&sb.network_status(net));
+    assert_ping(&a, B6);
+    let seen = in_netns(&a, move || tcp_echo(B6, 80, None, b"x")).unwrap();
+    assert_eq!(
+        seen.rsplit_once(':').map(|(ip, _)| ip),
+        Some(&*format!("[{A6}]"))
+    );
+    assert!(redirected(&sb.network_status(net)) > before);
+    let spoofed = drops(&sb.network_status(net), &a, "ip_spoofed");
+    let status = sb.network_status(net);
+    let ep = endpoint(&status, &a);
+    let (mac, host_mac) = (
+        ep["mac"].as_str().unwrap(),
+        ep["host_mac"].as_str().unwrap(),
+    );
+    let forged = format!(
+        "Ether(src='{mac}', dst='{host_mac}')/IPv6(src='{B6}', dst='{GATEWAY6}')/ICMPv6EchoRequest()"
+    );
+    scapy_sendp(&a, "eth0", &forged, 1);
+    assert!(drops(&sb.network_status(net), &a, "ip_spoofed") > spoofed);
+    let icc = drops(&sb.network_status(&no_icc.net), &d, "icc");
+    assert!(!ping(&d, E6));
+    assert!(drops(&sb.network_status(&no_icc.net), &d, "icc") > icc);
 }
 
 #[test]
@@ -253,5 +370,18 @@ fn explain_answers_as_traffic_goes_on_a_routed_network() {
     assert_eq!(out.status.code(), Some(netfwd_tests::EXIT_BAD_INPUT.into()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--from"), "{stderr}");
+    // IPv6 in an IPv4-only network.
+    let out = lab.sb.netfwd(&[
+        "explain",
+        "--name",
+        &lab.net,
+        "--from",
+        &demo01,
+        "--to",
+        "2001:db8::1",
+    ]);
+    assert_eq!(out.status.code(), Some(netfwd_tests::EXIT_BAD_INPUT.into()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no IPv6"), "{stderr}");
     assert!(Path::new(&format!("{BPF_PIN_ROOT}/{}", lab.net)).exists());
 }

@@ -188,16 +188,23 @@ pub enum Command {
         /// The network.
         #[arg(long, value_name = "NET", value_parser = network_name)]
         name: NetworkName,
-        /// The sender: an endpoint (its netns name or address), or an
-        /// address outside, which comes in on the uplink (the LAN without
-        /// one).
+        /// The sender: an endpoint (its netns name or either address; it
+        /// sends from its address of --to's family), or an address
+        /// outside, which comes in on the uplink (the LAN without one).
         #[arg(long, value_name = "ENDPOINT|ADDR")]
         from: String,
-        /// The destination: an IPv4 address, with a port for TCP and UDP.
+        /// With an endpoint --from: send from this address instead of the
+        /// endpoint's own, as a forged source (what the anti-spoofing
+        /// check makes of it).
+        #[arg(long, value_name = "ADDR")]
+        source: Option<std::net::IpAddr>,
+        /// The destination: an address (IPv6 in a dual-stack network),
+        /// with a port for TCP and UDP: ADDR:PORT, [ADDR]:PORT for IPv6.
         #[arg(long, value_name = "ADDR[:PORT]")]
         to: crate::explain::Destination,
         /// The packet: a TCP SYN, a UDP datagram or an ICMP echo request
-        /// (default: tcp with a port, icmp without).
+        /// (ICMPv6's to an IPv6 address; default: tcp with a port, icmp
+        /// without).
         #[arg(long, value_enum)]
         proto: Option<crate::explain::packet::Proto>,
         /// Print the answer as JSON.

@@ -6,11 +6,13 @@
 //! then its answer, where the first hop delivered it; through XDP first
 //! where the interface runs it, as on the wire. Each hop's verdict is the
 //! event the copy's monitor wrote, named as `netfwd monitor` names it; the
-//! live maps are only read.
+//! live maps are only read. IPv4 and, in a dual-stack network, IPv6: the
+//! packet's family is its destination's, and an endpoint sends from its
+//! address of that family.
 
 pub mod packet;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{Context as _, Result};
 use netfwd_common::monitor::{EVENT_DROP, EVENT_TRACE, MonitorEvent, VERDICT_DROPPED};
@@ -30,17 +32,20 @@ use packet::{Leg, Proto, Tuple};
 /// The question: a packet of `proto` from `from` to `to`.
 pub struct Question<'a> {
     pub network: &'a NetworkName,
-    /// An endpoint (its namespace or address) or an address outside.
+    /// An endpoint (its namespace or either address) or an address outside.
     pub from: &'a str,
+    /// An address an endpoint `from` forges instead of its own.
+    pub source: Option<IpAddr>,
     pub to: Destination,
     /// `None`: TCP with a port, an ICMP echo without.
     pub proto: Option<Proto>,
 }
 
-/// `--to`: an address, and a port for TCP and UDP.
+/// `--to`: an address, and a port for TCP and UDP (`ADDR:PORT`, or
+/// `[ADDR]:PORT` for IPv6, as a socket address is written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Destination {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: Option<u16>,
 }
 
@@ -48,16 +53,16 @@ impl std::str::FromStr for Destination {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        if let Ok(addr) = text.parse::<Ipv4Addr>() {
+        if let Ok(addr) = text.parse::<IpAddr>() {
             return Ok(Self { addr, port: None });
         }
-        match text.parse::<SocketAddrV4>() {
+        match text.parse::<SocketAddr>() {
             Ok(sock) => Ok(Self {
-                addr: *sock.ip(),
+                addr: sock.ip(),
                 port: Some(sock.port()),
             }),
             Err(_) => Err(format!(
-                "{text:?} is not an IPv4 address or ADDR:PORT (explain models IPv4)"
+                "{text:?} is not an address or ADDR:PORT ([ADDR]:PORT for IPv6)"
             )),
         }
     }
@@ -163,7 +168,26 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
             )
         })?;
     let places = Places::of(&net).await?;
-    let (sender_addr, from) = places.sender(question.from)?;
+    if question.to.addr.is_ipv6() && net.subnet6.is_none() {
+        return Err(input_error!(
+            "--to: {} is IPv6, and network {} has no IPv6 (no subnet6)",
+            question.to.addr,
+            question.network
+        ));
+    }
+    let (own_addr, from) = places.sender(question.from, question.to.addr)?;
+    let sender_addr = match question.source {
+        None => own_addr,
+        Some(_) if from.kind != ENDPOINT => {
+            return Err(input_error!(
+                "--source: only an endpoint --from forges a source; an address outside sends from itself"
+            ));
+        }
+        Some(forged) => {
+            same_family("--source", forged, question.to.addr)?;
+            forged
+        }
+    };
     let proto = match (question.proto, question.to.port) {
         (Some(Proto::Icmp), Some(_)) => {
             return Err(input_error!("--to: an ICMP echo has no port"));
@@ -177,8 +201,8 @@ pub async fn explain(question: &Question<'_>) -> Result<Answer> {
     };
     let packet = Tuple {
         proto,
-        source: SocketAddrV4::new(sender_addr, SOURCE_PORT),
-        destination: SocketAddrV4::new(question.to.addr, question.to.port.unwrap_or(0)),
+        source: SocketAddr::new(sender_addr, SOURCE_PORT),
+        destination: SocketAddr::new(question.to.addr, question.to.port.unwrap_or(0)),
     };
     let mut copy = DatapathCopy::of(&net.name)?;
     let first = places.run(&mut copy, Leg::Request, from, packet)?;
@@ -205,8 +229,8 @@ const HOST: &str = "host";
 /// in at or goes to.
 struct Places {
     network: NetworkName,
-    /// Each endpoint's address and place.
-    endpoints: Vec<(Ipv4Addr, Place)>,
+    /// Each endpoint's addresses and place.
+    endpoints: Vec<(Addresses, Place)>,
     uplink: Option<Place>,
     lan: Option<Place>,
 }
@@ -220,12 +244,20 @@ impl Places {
                 .ip
                 .parse()
                 .with_context(|| format!("endpoint address {}", ep.ip))?;
+            let ip6 = ep
+                .ip6
+                .as_deref()
+                .map(|ip6| {
+                    ip6.parse::<Ipv6Addr>()
+                        .with_context(|| format!("endpoint address {ip6}"))
+                })
+                .transpose()?;
             // An endpoint whose veth is gone is no place a packet comes in.
             let Some(entry) = entries.get(&ip) else {
                 continue;
             };
             endpoints.push((
-                ip,
+                Addresses { ip, ip6 },
                 Place {
                     kind: ENDPOINT,
                     name: Some(ep.netns.clone()),
@@ -251,22 +283,34 @@ impl Places {
     }
 
     /// `--from`: an endpoint by its namespace or address, or an address
-    /// outside, which comes in on the uplink (the LAN without one); its
-    /// address and where it hands the packet over.
-    fn sender(&self, from: &str) -> Result<(Ipv4Addr, Place)> {
-        let endpoint = self
-            .endpoints
-            .iter()
-            .find(|(ip, place)| place.name.as_deref() == Some(from) || ip.to_string() == from);
-        if let Some((ip, place)) = endpoint {
-            return Ok((*ip, place.clone()));
+    /// outside, which comes in on the uplink (the LAN without one); the
+    /// address it sends to `to` from (of `to`'s family) and where it hands
+    /// the packet over.
+    fn sender(&self, from: &str, to: IpAddr) -> Result<(IpAddr, Place)> {
+        let from_ip = from.parse::<IpAddr>().ok();
+        let endpoint = self.endpoints.iter().find(|(addrs, place)| {
+            place.name.as_deref() == Some(from) || from_ip.is_some_and(|ip| addrs.holds(ip))
+        });
+        if let Some((addrs, place)) = endpoint {
+            let name = place.name.as_deref().unwrap_or(from);
+            if let Some(ip) = from_ip {
+                same_family("--from", ip, to)?;
+            }
+            let ip = match to {
+                IpAddr::V4(_) => IpAddr::V4(addrs.ip),
+                IpAddr::V6(_) => IpAddr::V6(addrs.ip6.ok_or_else(|| {
+                    input_error!("--from: endpoint {name} has no IPv6 address for --to {to}")
+                })?),
+            };
+            return Ok((ip, place.clone()));
         }
-        let Ok(ip) = from.parse::<Ipv4Addr>() else {
+        let Some(ip) = from_ip else {
             return Err(input_error!(
-                "--from: {from:?} is neither an endpoint of network {} (its namespace or address) nor an IPv4 address",
+                "--from: {from:?} is neither an endpoint of network {} (its namespace or address) nor an address",
                 self.network
             ));
         };
+        same_family("--from", ip, to)?;
         match self.uplink.as_ref().or(self.lan.as_ref()) {
             Some(place) => Ok((ip, place.clone())),
             None => Err(input_error!(
@@ -320,7 +364,7 @@ impl Places {
         if let Some((_, place)) = self
             .endpoints
             .iter()
-            .find(|(ip, _)| ip == out.destination.ip())
+            .find(|(addrs, _)| addrs.holds(out.destination.ip()))
         {
             return place.clone();
         }
@@ -332,6 +376,32 @@ impl Places {
             self.lan.as_ref().or(self.uplink.as_ref())
         };
         out_of.cloned().unwrap_or(host)
+    }
+}
+
+/// Refuses `addr`, given with `flag`, of another family than `--to`'s.
+fn same_family(flag: &str, addr: IpAddr, to: IpAddr) -> Result<()> {
+    if addr.is_ipv6() == to.is_ipv6() {
+        Ok(())
+    } else {
+        Err(input_error!(
+            "{flag}: {addr} and --to {to} are of different families"
+        ))
+    }
+}
+
+/// An endpoint's addresses: IPv4, and IPv6 in a dual-stack network.
+struct Addresses {
+    ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
+}
+
+impl Addresses {
+    fn holds(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => ip == self.ip,
+            IpAddr::V6(ip) => Some(ip) == self.ip6,
+        }
     }
 }
 
@@ -393,18 +463,33 @@ mod tests {
         assert_eq!(
             parse("203.0.113.1:80"),
             Ok(Destination {
-                addr: Ipv4Addr::new(203, 0, 113, 1),
+                addr: Ipv4Addr::new(203, 0, 113, 1).into(),
                 port: Some(80)
             })
         );
         assert_eq!(
             parse("10.0.0.3"),
             Ok(Destination {
-                addr: Ipv4Addr::new(10, 0, 0, 3),
+                addr: Ipv4Addr::new(10, 0, 0, 3).into(),
                 port: None
             })
         );
-        assert!(parse("2001:db8::1").is_err());
         assert!(parse("host:80").is_err());
+    }
+
+    #[test]
+    fn an_ipv6_destination_takes_its_port_in_brackets() {
+        let parse = |s: &str| s.parse::<Destination>();
+        let addr: IpAddr = "2001:db8::1".parse().expect("an address");
+        assert_eq!(parse("2001:db8::1"), Ok(Destination { addr, port: None }));
+        assert_eq!(
+            parse("[2001:db8::1]:80"),
+            Ok(Destination {
+                addr,
+                port: Some(80)
+            })
+        );
+        // Without brackets the last group would be the port: refused.
+        assert!(parse("2001:db8::1:80:x").is_err());
     }
 }

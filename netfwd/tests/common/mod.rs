@@ -173,7 +173,7 @@ fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
     let sum = if proto == ICMP {
         0
     } else {
-        pseudo_sum(src, dst, proto, l4.len())
+        pseudo_sum(src.into(), dst.into(), proto, l4.len())
     };
     let c = checksum(l4, sum);
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -242,7 +242,7 @@ pub fn checksums_ok(ip: &[u8]) -> bool {
     let l4 = &ip[ihl..];
     match proto {
         UDP if l4[6..8] == [0, 0] => true,
-        TCP | UDP => checksum(l4, pseudo_sum(src, dst, proto, l4.len())) == 0,
+        TCP | UDP => checksum(l4, pseudo_sum(src.into(), dst.into(), proto, l4.len())) == 0,
         _ => checksum(l4, 0) == 0,
     }
 }
