@@ -34,6 +34,9 @@ pub const MAP_REMOTES6: &str = "REMOTES6";
 
 /// Map: published host port -> the endpoint behind it.
 pub const MAP_PUBLISHED: &str = "PUBLISHED";
+/// Map: published host port -> the endpoint behind it over IPv6 (its
+/// `ip6`: a dual-stack network's ports are published on both families).
+pub const MAP_PUBLISHED6: &str = "PUBLISHED6";
 /// Room in `PUBLISHED`: host ports published on one network (both
 /// protocols). A cap, not a cost: the map allocates an entry when one is
 /// published.
@@ -107,7 +110,7 @@ pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
 pub const MAP_CALLS: &str = "CALLS";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 33] = [
+pub const MAPS: [&str; 34] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -118,6 +121,7 @@ pub const MAPS: [&str; 33] = [
     MAP_REMOTES,
     MAP_REMOTES6,
     MAP_PUBLISHED,
+    MAP_PUBLISHED6,
     MAP_HAIRPIN_HOST_PORTS,
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,

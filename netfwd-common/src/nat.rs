@@ -577,6 +577,7 @@ const _: () = {
     // `NatEntry`, a value, has 4 bytes of padding before `created_ns`.)
     assert!(size_of::<NatKey<Ipv6Bytes>>() == 16 + 16 + 2 + 2 + 1 + 1 + 2);
     assert!(size_of::<FlowSender<Ipv6Bytes>>() == 16 + 2 + 1 + 1);
+    assert!(size_of::<PublishTarget<Ipv6Bytes>>() == 16 + 2 + 1 + 1);
 };
 
 #[cfg(feature = "user")]
@@ -590,6 +591,7 @@ mod pod {
     unsafe impl aya::Pod for NatEntry {}
     unsafe impl aya::Pod for NatKey<Ipv6Bytes> {}
     unsafe impl aya::Pod for FlowSender<Ipv6Bytes> {}
+    unsafe impl aya::Pod for PublishTarget<Ipv6Bytes> {}
     // SAFETY: as above, but for the 4 bytes of padding before `created_ns`:
     // netfwd only reads these entries (the kernel writes every byte of a
     // value it hands out) and removes them by key, never writes one.

@@ -153,6 +153,7 @@ pub trait Family: Layer3 {
     /// The endpoint behind host port `port` of `proto` for a connection
     /// from the uplink or an endpoint (a host-only port is none of theirs).
     fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget<Self::Addr>>;
-    /// The uplink's address (the hairpin's destination).
-    fn uplink_addr(config: &NatConfig) -> Self::Addr;
+    /// The uplink's address (the hairpin's destination); `None` where the
+    /// family has no hairpin.
+    fn uplink_addr(config: &NatConfig) -> Option<Self::Addr>;
 }

@@ -201,8 +201,16 @@ pub static FRAGMENTS: LruHashMap<
 
 /// Published host ports (Docker's `-p`). Filled by the loader.
 #[btf_map]
-pub static PUBLISHED: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }, NO_PREALLOC> =
-    HashMap::new();
+pub static PUBLISHED: PublishedMap<[u8; 4]> = HashMap::new();
+
+/// The same ports over IPv6, to the endpoints' IPv6 addresses (dual-stack
+/// networks). Filled by the loader.
+#[btf_map]
+pub static PUBLISHED6: PublishedMap<Ipv6Bytes> = HashMap::new();
+
+/// A family's published ports (see `PUBLISHED`).
+pub type PublishedMap<A> =
+    HashMap<PublishKey, PublishTarget<A>, { MAX_PUBLISHED as usize }, NO_PREALLOC>;
 
 /// Key of `HAIRPIN_HOST_PORTS`: a hairpinned flow as its published
 /// endpoint's replies name it. Smaller than its `NAT` key, which the
@@ -354,23 +362,36 @@ pub fn network_flags() -> u8 {
 }
 
 /// The endpoint behind host port `port` (network byte order) of `proto`
-/// for a connection from the uplink or an endpoint: a host-only port is
-/// none of theirs.
+/// in a family's `published` ports, for a connection from the uplink or an
+/// endpoint: a host-only port is none of theirs.
 #[inline(always)]
-pub fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
-    published(proto, port).filter(|target| !target.host_only())
+pub fn published_outside<A: Copy>(
+    published: &PublishedMap<A>,
+    proto: u8,
+    port: [u8; 2],
+) -> Option<PublishTarget<A>> {
+    published_in(published, proto, port).filter(|target| !target.host_only())
 }
 
 /// The endpoint behind host port `port` (network byte order) of `proto`.
 #[inline(always)]
 pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
+    published_in(&PUBLISHED, proto, port)
+}
+
+#[inline(always)]
+fn published_in<A: Copy>(
+    published: &PublishedMap<A>,
+    proto: u8,
+    port: [u8; 2],
+) -> Option<PublishTarget<A>> {
     let key = PublishKey {
         port,
         proto,
         _pad: 0,
     };
     // SAFETY: plain data; a stale copy at worst.
-    unsafe { PUBLISHED.get(key).copied() }
+    unsafe { published.get(key).copied() }
 }
 
 #[inline(always)]

@@ -3,6 +3,8 @@
 //! address), from another endpoint and itself (hairpin), and from the
 //! sandbox host (through a cgroup hook, on the uplink address and
 //! 127.0.0.1). Ports are published and withdrawn while the network runs.
+//! The network is dual-stack: a port is published over IPv6 too, on the
+//! uplink's IPv6 address, to the endpoint's.
 
 use std::path::PathBuf;
 
@@ -12,8 +14,8 @@ use netfwd_tests::{
     cgroup::Cgroup,
     drops, endpoint, in_ns_ok,
     internet::{
-        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
-        udp_echo,
+        ECHO_PORT, EchoServer, INTERNET_IP, INTERNET_IP6, Internet, UPLINK, UPLINK_IP, UPLINK_IP6,
+        in_netns, ip_of, tcp_echo, udp_echo,
     },
     lab, payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
 };
@@ -21,6 +23,9 @@ use netfwd_tests::{
 const SERVER_IP: &str = "10.80.0.2";
 const CLIENT_IP: &str = "10.80.0.3";
 const GATEWAY: &str = "10.80.0.1";
+const SUBNET6: &str = "fd00:80::/64";
+/// The server's IPv6 address: the lowest free one, its endpoint's first.
+const SERVER_IP6: &str = "fd00:80::2";
 /// The port the server listens on in its endpoint.
 const PORT: u16 = 80;
 const HOST_PORT: u16 = 8080;
@@ -33,7 +38,7 @@ struct PublishLab {
     client_ns: String,
     cgroup: Cgroup,
     config: PathBuf,
-    _server: EchoServer,
+    _servers: [EchoServer; 2],
 }
 
 impl PublishLab {
@@ -44,6 +49,7 @@ impl PublishLab {
     /// As `new`, with `extra` appended to the config.
     fn with(tag: &str, publish_in_config: bool, extra: &str) -> PublishLab {
         let mut lab = Lab::builder(tag, "10.80.0.0/24")
+            .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
             .uplink()
             .host_cgroup()
             .endpoint("srv", Some(SERVER_IP))
@@ -56,7 +62,7 @@ impl PublishLab {
         }
         let lab = lab.up();
         let [server_ns, client_ns] = lab::named(lab.eps);
-        let server = EchoServer::start(&server_ns, SERVER_IP, PORT);
+        let servers = [SERVER_IP, SERVER_IP6].map(|ip| EchoServer::start(&server_ns, ip, PORT));
         PublishLab {
             sb: lab.sb,
             _internet: lab.internet,
@@ -65,7 +71,7 @@ impl PublishLab {
             client_ns,
             cgroup: lab.cgroup.expect("the lab was asked for a host cgroup"),
             config: lab.config,
-            _server: server,
+            _servers: servers,
         }
     }
 
@@ -139,6 +145,22 @@ fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
     })
     .unwrap();
     assert_eq!(ip_of(&seen), INTERNET_IP, "UDP from the internet");
+    // Over IPv6 (NAT66's published ports): the server sees the client too.
+    let seen = lab.tcp_from(&lab._internet.ns, UPLINK_IP6).unwrap();
+    assert_eq!(
+        ip_of(&seen),
+        INTERNET_IP6,
+        "TCP over IPv6 from the internet"
+    );
+    let seen = in_netns(&lab._internet.ns, || {
+        udp_echo(UPLINK_IP6, HOST_PORT, 5353, b"udp")
+    })
+    .unwrap();
+    assert_eq!(
+        ip_of(&seen),
+        INTERNET_IP6,
+        "UDP over IPv6 from the internet"
+    );
     assert_no_bridge_and_no_rules(lab.sb.host());
     let status = lab.sb.network_status(&lab.net);
     assert_eq!(

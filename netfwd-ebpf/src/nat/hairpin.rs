@@ -34,7 +34,10 @@ pub fn to_published<F: Family>(
     config: &NatConfig,
 ) -> Result<Option<Verdict>, DropReason> {
     let proto = F::proto(ip);
-    if F::daddr(ip) != F::uplink_addr(config)
+    let Some(uplink_addr) = F::uplink_addr(config) else {
+        return Ok(None);
+    };
+    if F::daddr(ip) != uplink_addr
         || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
         || !l4::translatable::<F>(ip)
     {
@@ -121,6 +124,9 @@ pub fn from_published<F: Family>(
     let Some(config) = maps::nat_config() else {
         return Ok(None);
     };
+    let Some(uplink_addr) = F::uplink_addr(config) else {
+        return Ok(None);
+    };
     let proto = F::proto(ip);
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !l4::translatable::<F>(ip) {
         return Ok(None);
@@ -157,7 +163,7 @@ pub fn from_published<F: Family>(
     translate::<F>(
         ctx,
         ip,
-        [F::uplink_addr(config), entry.addr],
+        [uplink_addr, entry.addr],
         [host_port, entry.port],
         &client,
     )

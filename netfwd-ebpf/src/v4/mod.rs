@@ -238,11 +238,11 @@ impl Family for V4 {
 
     #[inline(always)]
     fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
-        maps::published_outside(proto, port)
+        maps::published_outside(&maps::PUBLISHED, proto, port)
     }
 
     #[inline(always)]
-    fn uplink_addr(config: &NatConfig) -> [u8; 4] {
-        config.uplink_addr
+    fn uplink_addr(config: &NatConfig) -> Option<[u8; 4]> {
+        Some(config.uplink_addr)
     }
 }

@@ -267,16 +267,16 @@ impl Family for V6 {
         None
     }
 
-    /// No port is published over IPv6.
     #[inline(always)]
-    fn published_outside(_proto: u8, _port: [u8; 2]) -> Option<PublishTarget<Ipv6Bytes>> {
-        None
+    fn published_outside(proto: u8, port: [u8; 2]) -> Option<PublishTarget<Ipv6Bytes>> {
+        maps::published_outside(&maps::PUBLISHED6, proto, port)
     }
 
-    /// Never asked: the hairpin needs a published port (`published_outside`).
+    /// No hairpin yet: an endpoint's connection to a port published on the
+    /// uplink's IPv6 address is the host's, which has no listener there.
     #[inline(always)]
-    fn uplink_addr(_config: &NatConfig) -> Ipv6Bytes {
-        Self::UNSPECIFIED
+    fn uplink_addr(_config: &NatConfig) -> Option<Ipv6Bytes> {
+        None
     }
 }
 

@@ -16,8 +16,8 @@ use netfwd_common::{
         REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL, TunnelConfig,
     },
     nat::{
-        ENTRIES_PER_FLOW, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey, PublishTarget,
-        max_unreplied,
+        ENTRIES_PER_FLOW, Ipv6Bytes, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
+        PublishTarget, max_unreplied,
     },
 };
 
@@ -322,27 +322,36 @@ impl NetworkDatapath {
         self.maps.set_tunnel(None)
     }
 
-    /// Makes the datapath's published ports exactly `published`.
+    /// Makes the datapath's published ports exactly `published`: over
+    /// IPv4, and over IPv6 to the same endpoints' IPv6 addresses (those of
+    /// a dual-stack network have one), as Docker's `-p` publishes on both.
     pub fn set_published(&mut self, published: &[Published]) -> Result<()> {
+        let key = |p: &Published| PublishKey {
+            port: p.host_port.to_be_bytes(),
+            proto: p.proto.number(),
+            _pad: 0,
+        };
         let entries: Vec<(PublishKey, PublishTarget)> = published
             .iter()
-            .map(|p| {
-                (
-                    PublishKey {
-                        port: p.host_port.to_be_bytes(),
-                        proto: p.proto.number(),
-                        _pad: 0,
-                    },
-                    PublishTarget {
-                        addr: p.ip.octets(),
-                        port: p.port.to_be_bytes(),
-                        flags: if p.host_only() { PUBLISH_HOST_ONLY } else { 0 },
-                        _pad: 0,
-                    },
-                )
+            .map(|p| (key(p), publish_target(p.ip.octets(), p)))
+            .collect();
+        self.maps.set_published(&entries)?;
+        // An endpoint's two addresses, joined by its veth.
+        let ip6_of_veth: BTreeMap<u32, Ipv6Addr> = self
+            .maps
+            .endpoints6()?
+            .into_iter()
+            .map(|(ip6, ep)| (ep.host_ifindex, ip6))
+            .collect();
+        let endpoints = self.maps.endpoints()?;
+        let entries6: Vec<(PublishKey, PublishTarget<Ipv6Bytes>)> = published
+            .iter()
+            .filter_map(|p| {
+                let ip6 = ip6_of_veth.get(&endpoints.get(&p.ip)?.host_ifindex)?;
+                Some((key(p), publish_target(Ipv6Bytes(ip6.octets()), p)))
             })
             .collect();
-        self.maps.set_published(&entries)
+        self.maps.set_published6(&entries6)
     }
 
     /// Translates the connections the processes of `cgroup` in this
@@ -508,5 +517,16 @@ impl NetworkDatapath {
     /// network has one.
     pub fn nat_sweep(&self) -> Result<Option<NatSweep>> {
         self.maps.nat_sweep()
+    }
+}
+
+/// Where published port `p` leads, at the endpoint's address `addr` of
+/// either family.
+fn publish_target<A>(addr: A, p: &Published) -> PublishTarget<A> {
+    PublishTarget {
+        addr,
+        port: p.port.to_be_bytes(),
+        flags: if p.host_only() { PUBLISH_HOST_ONLY } else { 0 },
+        _pad: 0,
     }
 }

@@ -23,7 +23,7 @@ use netfwd_common::{
     names::{
         MAP_COUNTERS, MAP_ENDPOINT_TX, MAP_ENDPOINTS, MAP_ENDPOINTS6, MAP_HOST_NETNS, MAP_NAT,
         MAP_NAT_CONFIG, MAP_NAT_SWEEP, MAP_NAT6, MAP_NETWORK, MAP_NETWORK6, MAP_PUBLISHED,
-        MAP_REMOTES, MAP_REMOTES6, MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS,
+        MAP_PUBLISHED6, MAP_REMOTES, MAP_REMOTES6, MAP_TRUSTED_IFACE, MAP_TUNNEL, MAP_TUNNEL_PEERS,
         MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED6_BY_SENDER, NON_ENDPOINT_IFACES,
     },
     nat::{
@@ -78,6 +78,8 @@ pub struct DatapathMaps {
     /// Absent where an older netfwd made the pins, until the next `up`.
     remotes6: Option<LpmTrie<MapData, [u8; 16], u8>>,
     published: HashMap<MapData, PublishKey, PublishTarget>,
+    /// Absent where an older netfwd made the pins, until the next `up`.
+    published6: Option<HashMap<MapData, PublishKey, PublishTarget<Ipv6Bytes>>>,
     host_netns: Array<MapData, u64>,
     endpoint_tx: DevMapHash<MapData>,
     trusted_iface: Array<MapData, u32>,
@@ -166,6 +168,10 @@ impl DatapathMaps {
                 .context("REMOTES6 has an unexpected type")?,
             published: HashMap::try_from(open(pin_dir, MAP_PUBLISHED)?)
                 .context("PUBLISHED has an unexpected type")?,
+            published6: open_if_pinned(pin_dir, MAP_PUBLISHED6)?
+                .map(HashMap::try_from)
+                .transpose()
+                .context("PUBLISHED6 has an unexpected type")?,
             host_netns: Array::try_from(open(pin_dir, MAP_HOST_NETNS)?)
                 .context("HOST_NETNS has an unexpected type")?,
             endpoint_tx: DevMapHash::try_from(open(pin_dir, MAP_ENDPOINT_TX)?)
@@ -417,6 +423,18 @@ impl DatapathMaps {
     /// Makes `PUBLISHED` hold exactly `wanted`.
     pub fn set_published(&mut self, wanted: &[(PublishKey, PublishTarget)]) -> Result<()> {
         replace_all(&mut self.published, wanted).context("writing PUBLISHED")
+    }
+
+    /// Makes `PUBLISHED6` hold exactly `wanted`.
+    pub fn set_published6(
+        &mut self,
+        wanted: &[(PublishKey, PublishTarget<Ipv6Bytes>)],
+    ) -> Result<()> {
+        match &mut self.published6 {
+            Some(map) => replace_all(map, wanted).context("writing PUBLISHED6"),
+            None if wanted.is_empty() => Ok(()),
+            None => anyhow::bail!("PUBLISHED6 is not pinned: bring the network up again"),
+        }
     }
 
     /// How many endpoints and published ports the pinned maps have room

@@ -35,6 +35,9 @@ const SUBNET6: &str = "fd00:77::/64";
 const PREFIX6: &str = "/64";
 pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
+/// The uplink's IPv6 side, for the NAT66 rows.
+const UPLINK_IP6: &str = "2001:db8:f::2";
+pub const INTERNET_IP6: &str = "2001:db8:f::1";
 /// Where the limit's client is reached from the internet, routed (outside
 /// `SUBNET`).
 pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.190.2";
@@ -154,8 +157,9 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     run(command("nsenter", &full).stdout(std::process::Stdio::null()))
 }
 
-/// The uplink `up0` of host namespace `h` at `UPLINK_IP`, its peer `inet0`
-/// in namespace `i` at `INTERNET_IP`, the host's default route through it.
+/// The uplink `up0` of host namespace `h` at `UPLINK_IP` and `UPLINK_IP6`,
+/// its peer `inet0` in namespace `i` at `INTERNET_IP` and `INTERNET_IP6`,
+/// the host's default routes through it.
 pub fn uplink(h: &str, i: &str) -> Result<()> {
     ip(&[
         "-n", h, "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", i,
@@ -181,6 +185,9 @@ pub fn uplink(h: &str, i: &str) -> Result<()> {
         "inet0",
     ])?;
     ip(&["-n", i, "link", "set", "inet0", "up"])?;
+    address6(h, "up0", &format!("{UPLINK_IP6}/64"))?;
+    address6(i, "inet0", &format!("{INTERNET_IP6}/64"))?;
+    default_route6(h, INTERNET_IP6)?;
     // The internet's end as a wire, on every setup alike: full
     // checksums, and NAPI to take XDP frames (which netfwd's XDP setup
     // needs, see netfwd-ebpf's `xdp`).
@@ -251,6 +258,7 @@ impl Setup {
     fn default_routes(&self) -> Result<()> {
         for ns in [&self.client, &self.server] {
             ip(&["-n", ns, "route", "add", "default", "via", GATEWAY])?;
+            default_route6(ns, GATEWAY6)?;
         }
         Ok(())
     }
@@ -565,6 +573,21 @@ impl Setup {
             "via",
             UPLINK_IP,
         ])?;
+        // IPv6 likewise, routed without NAT66.
+        address6(c, "eth1", "fd00:190::2/64")?;
+        address6(h, "hc", "fd00:190::1/64")?;
+        default_route6(c, "fd00:190::1")?;
+        ip(&[
+            "-n",
+            &self.internet,
+            "-6",
+            "route",
+            "add",
+            "fd00:190::/64",
+            "via",
+            UPLINK_IP6,
+        ])?;
+        in_ns(h, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
         in_ns(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     }
 }
@@ -636,6 +659,11 @@ const FORWARD_CHAINS: &str = "*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
      -A FORWARD -o br0 -j DOCKER\n\
      -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
      -A FORWARD -i br0 -o br0 -j ACCEPT\n";
+
+/// The default IPv6 route of `ns`, via `via`.
+fn default_route6(ns: &str, via: &str) -> Result<()> {
+    ip(&["-n", ns, "-6", "route", "add", "default", "via", via])
+}
 
 /// IPv6 address `addr` (with its prefix) on `dev` in `ns`, usable at once
 /// (no duplicate address detection).

@@ -19,8 +19,8 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
-    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, Kind, LIMIT_CLIENT_ROUTED_IP, PUBLISHED,
-    SERVER_IP, SERVER_IP6, Setup, TARGET_PORT_BASE, UPLINK_IP,
+    BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, INTERNET_IP6, Kind, LIMIT_CLIENT_ROUTED_IP,
+    PUBLISHED, SERVER_IP, SERVER_IP6, Setup, TARGET_PORT_BASE, UPLINK_IP,
 };
 use crate::cmd::{command, output};
 
@@ -51,6 +51,10 @@ pub enum Workload {
     TcpStream1V6,
     TcpRrV6,
     Udp64V6,
+    /// The NAT path over IPv6 (NAT66; the baseline's ip6tables MASQUERADE,
+    /// the limit's plain routing), request/response by the same ping-pong.
+    NatTcpStreamV6,
+    NatTcpRrV6,
     /// Request/response and raw packet rates between the same two endpoints
     /// with this many endpoints on the network (how cost grows with work).
     ScaleRr(u32),
@@ -67,7 +71,7 @@ pub const SCALE_QUICK: [u32; 1] = [10];
 
 impl Workload {
     /// Run on the setups as built.
-    pub const BASE: [Workload; 15] = [
+    pub const BASE: [Workload; 17] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
@@ -80,6 +84,8 @@ impl Workload {
         Workload::NatTcpRr,
         Workload::NatConnRate,
         Workload::NatRrFullTable,
+        Workload::NatTcpStreamV6,
+        Workload::NatTcpRrV6,
         Workload::Published10,
         Workload::Published100,
         Workload::Published1000,
@@ -128,6 +134,8 @@ impl Workload {
             Workload::TcpStream1V6 => "endpoint↔endpoint IPv6 TCP, 1 stream",
             Workload::TcpRrV6 => "endpoint↔endpoint IPv6 TCP request/response (ping-pong)",
             Workload::Udp64V6 => "endpoint↔endpoint IPv6 64-byte UDP",
+            Workload::NatTcpStreamV6 => "endpoint→internet IPv6 TCP (NAT66 path)",
+            Workload::NatTcpRrV6 => "endpoint→internet IPv6 TCP request/response (ping-pong)",
             Workload::ScaleRr(_) | Workload::ScalePps(_) | Workload::ScalePublishedRr(_) => {
                 unreachable!("named above")
             }
@@ -152,7 +160,7 @@ impl Workload {
         )
     }
 
-    /// Over the endpoints' IPv6 addresses.
+    /// Between the endpoints' IPv6 addresses.
     fn ipv6(self) -> bool {
         matches!(
             self,
@@ -176,10 +184,12 @@ impl Workload {
             Workload::TcpStream1
             | Workload::TcpStream4
             | Workload::NatTcpStream
-            | Workload::TcpStream1V6 => "Gbit/s",
+            | Workload::TcpStream1V6
+            | Workload::NatTcpStreamV6 => "Gbit/s",
             Workload::TcpRr
             | Workload::TcpRrV6
             | Workload::NatTcpRr
+            | Workload::NatTcpRrV6
             | Workload::NatRrFullTable
             | Workload::ScaleRr(_)
             | Workload::ScalePublishedRr(_) => "transactions/s",
@@ -199,7 +209,8 @@ impl Workload {
             Workload::TcpStream1
             | Workload::TcpStream4
             | Workload::NatTcpStream
-            | Workload::TcpStream1V6 => "CPU-s per 10 Gbit",
+            | Workload::TcpStream1V6
+            | Workload::NatTcpStreamV6 => "CPU-s per 10 Gbit",
             Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
                 "CPU-s per Mpkt"
             }
@@ -243,6 +254,7 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         Workload::TcpRr
         | Workload::TcpRrV6
         | Workload::NatTcpRr
+        | Workload::NatTcpRrV6
         | Workload::NatRrFullTable
         | Workload::ScaleRr(_) => PORT + 1,
         Workload::NatConnRate => PORT + 2,
@@ -255,6 +267,9 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         return same(&setup.client, &setup.server, SERVER_IP, port);
     }
     match w {
+        Workload::NatTcpStreamV6 | Workload::NatTcpRrV6 => {
+            same(&setup.client, &setup.internet, INTERNET_IP6, port)
+        }
         Workload::Published10
         | Workload::Published100
         | Workload::Published1000
@@ -291,12 +306,13 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
     let p = path(w, setup)?;
     let cpu = CpuMeter::start()?;
     let value = match w {
-        Workload::TcpStream1 | Workload::NatTcpStream | Workload::TcpStream1V6 => {
-            iperf_tcp(&p, 1, secs)?
-        }
+        Workload::TcpStream1
+        | Workload::NatTcpStream
+        | Workload::TcpStream1V6
+        | Workload::NatTcpStreamV6 => iperf_tcp(&p, 1, secs)?,
         Workload::TcpStream4 => iperf_tcp(&p, 4, secs)?,
         Workload::Udp64 | Workload::Udp64V6 => iperf_udp64(&p, secs)?,
-        Workload::TcpRrV6 => ping_pong(&p, secs)?,
+        Workload::TcpRrV6 | Workload::NatTcpRrV6 => ping_pong(&p, secs)?,
         Workload::TcpRr
         | Workload::NatTcpRr
         | Workload::ScaleRr(_)
@@ -313,7 +329,8 @@ pub fn measure(w: Workload, setup: &Setup, secs: u64) -> Result<Sample> {
         Workload::TcpStream1
         | Workload::TcpStream4
         | Workload::NatTcpStream
-        | Workload::TcpStream1V6 => value * secs as f64 / 10.0,
+        | Workload::TcpStream1V6
+        | Workload::NatTcpStreamV6 => value * secs as f64 / 10.0,
         Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
             value * 1000.0 * secs as f64 / 1e6
         }
