@@ -12,7 +12,7 @@ use std::thread;
 
 use netfwd_tests::{
     Lab, Sandbox, assert_ping, drops, endpoint, in_ns_ok,
-    internet::{ECHO_PORT, INTERNET_IP, Internet, UPLINK_IP, in_netns, tcp_echo},
+    internet::{ECHO_PORT, INTERNET_IP, INTERNET_IP6, Internet, UPLINK_IP, in_netns, tcp_echo},
     lab, payload, scapy_sendp, snmp_counter, tcp_exchange, uplink_drops,
 };
 use serde_json::Value;
@@ -22,6 +22,10 @@ const GATEWAY: &str = "10.97.0.1";
 const A: &str = "10.97.0.2";
 const B: &str = "10.97.0.3";
 const C: &str = "10.97.0.4";
+const SUBNET6: &str = "fd00:97::/64";
+const GATEWAY6: &str = "fd00:97::1";
+/// a's IPv6 address: the lowest free, its endpoint's first.
+const A6: &str = "fd00:97::2";
 /// How many of each forged frame are sent.
 const N: u32 = 20;
 
@@ -37,6 +41,16 @@ struct Forging {
 
 impl Forging {
     fn new(tag: &str) -> Forging {
+        Forging::with(tag, "")
+    }
+
+    /// The same network, dual-stack.
+    fn dual_stack(tag: &str) -> Forging {
+        Forging::with(tag, &format!("subnet6 = \"{SUBNET6}\"\n"))
+    }
+
+    /// The network with `keys` among its `[network]` lines.
+    fn with(tag: &str, keys: &str) -> Forging {
         let Lab {
             sb,
             internet,
@@ -44,14 +58,18 @@ impl Forging {
             eps,
             ..
         } = Lab::builder(tag, SUBNET)
+            .keys(keys)
             .uplink()
             .endpoint("a", Some(A))
             .endpoint("b", Some(B))
             .endpoint("c", Some(C))
             .up();
         let [a, b, c] = lab::named(eps);
-        // a sends only what the test forges: no IPv6 chatter of its own.
-        in_ns_ok(&a, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        // a sends only what the test forges: no IPv6 chatter of its own (in
+        // a dual-stack network it keeps IPv6, which its test forges).
+        if keys.is_empty() {
+            in_ns_ok(&a, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        }
         Forging {
             sb,
             internet,
@@ -214,12 +232,59 @@ fn garbage_from_the_internet_is_dropped_and_counted() {
 }
 
 /// TTL 1 at the gateway and TTL running out beyond the NAT: the sender gets
-/// "time exceeded", the one from beyond translated back to its own flow
-/// (scapy matches the reply to the probe by the quoted packet).
+/// "time exceeded", the one from beyond translated back to its own flow.
 #[test]
 fn ttl_running_out_beyond_the_nat_comes_back_as_time_exceeded() {
     let lab = Forging::new("ttl");
-    // The internet namespace as a router towards 198.51.100.0/24.
+    time_exceeded_beyond_the_nat(&lab, &BEYOND);
+}
+
+/// The IPv6 twin: the hop limit, ICMPv6's "time exceeded" through NAT66.
+#[test]
+fn over_ipv6_the_hop_limit_running_out_beyond_the_nat_comes_back_as_time_exceeded() {
+    let lab = Forging::dual_stack("ttl6");
+    time_exceeded_beyond_the_nat(&lab, &BEYOND6);
+}
+
+/// A family's world beyond the internet namespace for
+/// [`time_exceeded_beyond_the_nat`]: a prefix it routes on and what makes
+/// it forward; the probe's network layer (scapy, with `{hops}`, to an
+/// address of the prefix) and the "time exceeded" type; the gateway, the internet's
+/// address and a's, which the answers are from and to.
+struct Beyond {
+    prefix: &'static str,
+    forwarding: &'static str,
+    probe: &'static str,
+    time_exceeded: u8,
+    gateway: &'static str,
+    internet: &'static str,
+    a: &'static str,
+}
+
+const BEYOND: Beyond = Beyond {
+    prefix: "198.51.100.0/24",
+    forwarding: "net.ipv4.ip_forward=1",
+    probe: "IP(dst='198.51.100.9', ttl={hops})",
+    time_exceeded: 11,
+    gateway: GATEWAY,
+    internet: INTERNET_IP,
+    a: A,
+};
+
+const BEYOND6: Beyond = Beyond {
+    prefix: "2001:db8:c::/64",
+    forwarding: "net.ipv6.conf.all.forwarding=1",
+    probe: "IPv6(dst='2001:db8:c::9', hlim={hops})",
+    time_exceeded: 3,
+    gateway: GATEWAY6,
+    internet: INTERNET_IP6,
+    a: A6,
+};
+
+/// From a, a probe of 1 hop and of 2 (the internet namespace a router
+/// towards `beyond.prefix`): "time exceeded" from the gateway, then from
+/// the internet, each to a.
+fn time_exceeded_beyond_the_nat(lab: &Forging, beyond: &Beyond) {
     let inet = lab.internet.ns.as_str();
     in_ns_ok(
         inet,
@@ -229,23 +294,31 @@ fn ttl_running_out_beyond_the_nat_comes_back_as_time_exceeded() {
     );
     in_ns_ok(inet, &["ip", "link", "set", "far0", "up"]);
     in_ns_ok(inet, &["ip", "link", "set", "far1", "up"]);
-    in_ns_ok(
-        inet,
-        &["ip", "route", "add", "198.51.100.0/24", "dev", "far0"],
-    );
-    in_ns_ok(inet, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let probe = |ttl: u8| {
+    in_ns_ok(inet, &["ip", "route", "add", beyond.prefix, "dev", "far0"]);
+    in_ns_ok(inet, &["sysctl", "-qw", beyond.forwarding]);
+    // The first error back, whatever it quotes: scapy's own matching
+    // compares the quoted transport header byte for byte, whose checksum
+    // the NAT leaves as it left (as no receiver checks it).
+    let probe = |hops: u8| {
+        let layer = beyond.probe.replace("{hops}", &hops.to_string());
         let script = format!(
             "from scapy.all import *\n\
-             r = sr1(IP(dst='198.51.100.9', ttl={ttl})/UDP(sport=33000, dport=33434), timeout=3, verbose=0)\n\
-             print(f'{{r[ICMP].type}} {{r[IP].src}} {{r[IP].dst}}' if r else 'none')\n"
+             is_error = lambda p: p.haslayer(ICMP) and p[ICMP].type == 11 \
+                 or p.haslayer(ICMPv6TimeExceeded)\n\
+             t = AsyncSniffer(iface='eth0', lfilter=is_error, count=1, timeout=3)\n\
+             t.start(); time.sleep(0.5)\n\
+             send({layer}/UDP(sport=33000, dport=33434), verbose=0)\n\
+             t.join()\n\
+             r = t.results[0].payload if t.results else None\n\
+             print(f'{{r.payload.type}} {{r.src}} {{r.dst}}' if r else 'none')\n"
         );
         in_ns_ok(&lab.a, &["/usr/bin/python3", "-c", &script])
             .trim()
             .to_owned()
     };
-    assert_eq!(probe(1), format!("11 {GATEWAY} {A}"));
-    assert_eq!(probe(2), format!("11 {INTERNET_IP} {A}"));
+    let (exceeded, a) = (beyond.time_exceeded, beyond.a);
+    assert_eq!(probe(1), format!("{exceeded} {} {a}", beyond.gateway));
+    assert_eq!(probe(2), format!("{exceeded} {} {a}", beyond.internet));
 }
 
 /// Broadcast, multicast (mDNS), a DHCP discover and IPv6 from an endpoint:
