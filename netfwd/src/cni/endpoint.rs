@@ -352,14 +352,13 @@ async fn result(
         "interface": 1,
     })];
     let mut routes = vec![json!({ "dst": "0.0.0.0/0", "gw": net.gateway.to_string() })];
-    if let (Some(v6), Some(ip6)) = (&net.ipv6, a.ip6) {
+    if let (Some(v6), Some(reach), Some(ip6)) = (&net.ipv6, net.ipv6_reach(), a.ip6) {
         ips.push(json!({
             "address": format!("{ip6}/{}", v6.subnet.prefix_len()),
             "gateway": v6.gateway.to_string(),
             "interface": 1,
         }));
-        // The prefix only: no IPv6 leaves the network yet (no NAT66).
-        routes.push(json!({ "dst": v6.subnet.to_string(), "gw": v6.gateway.to_string() }));
+        routes.push(json!({ "dst": reach.to_string(), "gw": v6.gateway.to_string() }));
     }
     if !conf.version_at_least(1, 0) {
         for ip in &mut ips {

@@ -162,6 +162,18 @@ impl Network {
     pub fn flow_subnets(&self) -> (IpNet, Option<IpNet>) {
         (self.subnet.into(), self.ipv6.map(|v6| v6.subnet.into()))
     }
+
+    /// Where a dual-stack network's endpoints route IPv6 through `gateway6`:
+    /// everywhere when an uplink takes it on (NAT66); else the prefix alone
+    /// (a default route would turn "network unreachable", which clients
+    /// fall back to IPv4 on at once, into silence).
+    pub fn ipv6_reach(&self) -> Option<Ipv6Net> {
+        let v6 = self.ipv6?;
+        Some(match self.uplink {
+            Some(_) => Ipv6Net::default(),
+            None => v6.subnet,
+        })
+    }
 }
 
 impl Published {

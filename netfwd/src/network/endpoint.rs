@@ -453,15 +453,7 @@ async fn configure_inside(
             },
         )
         .await?;
-    if let (Some(v6), Some(ip6)) = (net.ipv6, at.ip6) {
-        // Beyond the prefix, IPv6 goes as far as the NAT takes it (NAT66
-        // out of the uplink); without an uplink, the prefix is all there
-        // is (a default route would turn "network unreachable", which
-        // clients fall back to IPv4 on at once, into silence).
-        let reach = match net.uplink {
-            Some(_) => Ipv6Net::default(),
-            None => v6.subnet,
-        };
+    if let (Some(v6), Some(reach), Some(ip6)) = (net.ipv6, net.ipv6_reach(), at.ip6) {
         configure_inside_ipv6(inner, known, (reach, v6.gateway, ip6), eth0.index).await?;
     }
     Ok(())
