@@ -164,8 +164,8 @@ pub struct FragmentPorts {
 /// Capacity of `FRAGMENTS` (LRU: datagrams in flight in fragments).
 pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 8192;
 
-/// Key of `NAT`, generic over the family's address (`[u8; 4]`: IPv4, the
-/// only family with a table today). Addresses and ports as on the wire
+/// Key of `NAT`, generic over the family's address (`[u8; 4]`: IPv4;
+/// `Ipv6Bytes`: IPv6's `NAT6`). Addresses and ports as on the wire
 /// (network byte order). The address is the key's only per-family part:
 /// each family has a table of its own, so an IPv4 key stays 16 bytes.
 #[repr(C)]

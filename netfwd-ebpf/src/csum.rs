@@ -34,6 +34,10 @@ pub fn replace<const N: usize>(check: &mut [u8; 2], old: [u8; N], new: [u8; N]) 
     *check = (!fold(sum)).to_be_bytes();
 }
 
+/// `bpf_l4_csum_replace`'s flag for a difference in an IPv6 address
+/// (`include/uapi/linux/bpf.h`; newer than the bindings).
+const BPF_F_IPV6: u64 = 1 << 7;
+
 /// Where a TCP or UDP checksum lives and how it must be treated.
 #[derive(Clone, Copy)]
 pub struct L4Csum {
@@ -86,8 +90,10 @@ impl L4Csum {
         if diff < 0 {
             return Err(DropReason::Malformed);
         }
-        // Size 0: `to` is a sum of differences already.
-        ctx.l4_csum_replace(self.offset, 0, diff as u64, self.flags(true))
+        // Size 0: `to` is a sum of differences already. `BPF_F_IPV6`: no
+        // header checksum balances the change, so a CHECKSUM_COMPLETE
+        // skb->csum is left as it is (kernel 6.16).
+        ctx.l4_csum_replace(self.offset, 0, diff as u64, self.flags(true) | BPF_F_IPV6)
             .map_err(|_| DropReason::Malformed)
     }
 

@@ -80,6 +80,14 @@ pub trait Family: Layer3 {
     /// when full, refuses new flows (`nat_full`), and each sender's share
     /// of unanswered flows holds as IPv4's does.
     const EARLY_DROP: bool;
+    /// Whether a network without an uplink routes its endpoints' packets
+    /// beyond it untranslated (the host's to forward, as a routed network
+    /// does: IPv4's). IPv6's leave only through NAT66: without an uplink a
+    /// network keeps them to its prefix and the networks it allows, and
+    /// what the FIB cannot send out is the host's only if it is for one of
+    /// the host's own addresses (`unsupported` otherwise, never forwarded
+    /// with the endpoint's own address).
+    const ROUTED_WITHOUT_NAT: bool;
 
     // The header.
     /// The transport protocol.

@@ -32,7 +32,7 @@ pub fn translate<F: Family>(
     ip: &F::Hdr,
 ) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
-        return Ok(Verdict::ToHost);
+        return unrouted::<F>(ctx, ifindex, ip);
     };
     if let Some(verdict) = hairpin::to_published::<F>(ctx, ip, config)? {
         return Ok(verdict);
@@ -42,7 +42,7 @@ pub fn translate<F: Family>(
     let Some(fib::Route { hop, src: nat_addr }) =
         fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip))
     else {
-        return Ok(Verdict::ToHost);
+        return unrouted::<F>(ctx, ifindex, ip);
     };
     // Out of any other interface the packet would leave with the endpoint's
     // own address: netfwd translates on the uplink only, and routes
@@ -101,6 +101,19 @@ pub fn translate<F: Family>(
         return to_stack_for_fragmenting::<F>(ctx);
     }
     Ok(Verdict::Translated(hop.redirect()))
+}
+
+/// A packet the NAT does not send out (no uplink, or the FIB sends it
+/// nowhere): the host's, where the family is routed untranslated or the
+/// packet is for one of the host's own addresses; `unsupported` otherwise
+/// (see `Family::ROUTED_WITHOUT_NAT`).
+#[inline(always)]
+fn unrouted<F: Family>(ctx: &TcContext, ifindex: u32, ip: &F::Hdr) -> Result<Verdict, DropReason> {
+    if F::ROUTED_WITHOUT_NAT || fib::is_host_address::<F>(ctx, ifindex, F::daddr(ip)) {
+        Ok(Verdict::ToHost)
+    } else {
+        Err(DropReason::Unsupported)
+    }
 }
 
 /// Whether the translated packet has DF clear. Read from the packet, not

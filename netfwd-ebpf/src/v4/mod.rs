@@ -77,6 +77,7 @@ impl Family for V4 {
     const ECHO_REQUEST: u8 = ICMP_ECHO;
     const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
     const ICMP_PSEUDO_HDR: bool = false;
+    const ROUTED_WITHOUT_NAT: bool = true;
     const EARLY_DROP: bool = true;
 
     #[inline(always)]

@@ -88,6 +88,7 @@ impl Family for V6 {
     const ECHO_REQUEST: u8 = ICMP6_ECHO_REQUEST;
     const ECHO_REPLY: u8 = ICMP6_ECHO_REPLY;
     const ICMP_PSEUDO_HDR: bool = true;
+    const ROUTED_WITHOUT_NAT: bool = false;
     const EARLY_DROP: bool = false;
 
     #[inline(always)]

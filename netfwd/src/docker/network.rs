@@ -312,11 +312,14 @@ pub fn join_gateway(docker: &DockerNetwork, net: &Network) -> String {
     }
 }
 
-/// The IPv6 gateway's address for `Join`: empty for an internal or an
-/// IPv4-only network.
+/// The IPv6 gateway's address for `Join` (Docker's default IPv6 route
+/// through it): empty for an internal or an IPv4-only network, and for one
+/// whose IPv6 reaches its prefix alone (no uplink: `Network::ipv6_reach`).
 pub fn join_gateway6(docker: &DockerNetwork, net: &Network) -> String {
-    match &net.ipv6 {
-        Some(v6) if !docker.internal => v6.gateway.to_string(),
+    match (&net.ipv6, net.ipv6_reach()) {
+        (Some(v6), Some(reach)) if !docker.internal && reach.prefix_len() == 0 => {
+            v6.gateway.to_string()
+        }
         _ => String::new(),
     }
 }

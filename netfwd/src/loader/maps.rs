@@ -391,8 +391,9 @@ impl DatapathMaps {
     pub fn set_remotes6(&mut self, wanted: &[(Ipv6Net, u8)]) -> Result<()> {
         match &mut self.remotes6 {
             Some(map) => replace_prefixes(map, wanted).context("writing REMOTES6"),
-            None if wanted.is_empty() => Ok(()),
-            None => anyhow::bail!("REMOTES6 is not pinned: bring the network up again"),
+            // Pinned by an older netfwd, whose programs send no IPv6 beyond
+            // the prefix: nothing to keep apart until its next `up`.
+            None => Ok(()),
         }
     }
 

@@ -46,9 +46,10 @@ pub fn install_endpoint(
     // out with their private source: only once the program runs.
     if net.uplink.is_some() || net.lan.is_some() {
         procnet::enable_forwarding(host_ifname, &facts.host_settings)?;
-        if net.ipv6.is_some() {
-            procnet::enable_forwarding6(host_ifname, &facts.host_settings)?;
-        }
+    }
+    // IPv6 leaves only through NAT66, out of the uplink.
+    if net.uplink.is_some() && net.ipv6.is_some() {
+        procnet::enable_forwarding6(host_ifname, &facts.host_settings)?;
     }
     let mode = datapath.set_endpoint_mode(
         net.mode,

@@ -10,7 +10,7 @@
 //! (or let through) over IPv6 too, by their `subnet6` (`REMOTES6`); peers,
 //! the LAN and the tunnel are IPv4's.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -41,7 +41,9 @@ pub async fn refresh_all(host: &Netlink, here: &Here, current: Option<&Network>)
         let wanted6: Vec<(Ipv6Net, Remote)> = other_networks(net, &networks)
             .filter_map(|(other, remote)| Some((other.ipv6?.subnet, remote)))
             .collect();
-        datapath.set_remotes(&wanted, &wanted6)?;
+        datapath
+            .set_remotes(&wanted, &wanted6)
+            .with_context(|| format!("network {}", net.name))?;
     }
     Ok(())
 }
