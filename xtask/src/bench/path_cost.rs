@@ -1,7 +1,8 @@
 //! One more round of the base workloads, apart from the rate rounds: with
 //! the kernel's run-time stats on, what each netfwd program costs per run on
 //! each row, and proof that every row took the path it names (netfwd's
-//! programs for that path ran; the baseline's NAT rules counted packets).
+//! programs for that path ran; the baseline's NAT rules, IPv4's or IPv6's,
+//! counted packets).
 
 use std::fmt::Write as _;
 
@@ -79,22 +80,20 @@ fn one(w: Workload, setup: &Setup, secs: u64) -> Result<Option<Vec<ProgramCost>>
     }
 }
 
-/// Packets the NAT table's rules counted in namespace `ns` (iptables counts
-/// a connection's first packet only).
+/// Packets the NAT tables' rules of both families counted in namespace `ns`
+/// (iptables counts a connection's first packet only).
 fn nat_rule_hits(ns: &str) -> Result<u64> {
-    let rules = output(&mut command(
-        "nsenter",
-        &[
-            &format!("--net=/run/netns/{ns}"),
-            "iptables-save",
-            "-c",
-            "-t",
-            "nat",
-        ],
-    ))?;
-    Ok(rules
-        .lines()
-        .filter(|l| l.contains("-j MASQUERADE") || l.contains("-j DNAT"))
-        .filter_map(|l| l.strip_prefix('[')?.split(':').next()?.parse::<u64>().ok())
-        .sum())
+    let mut hits = 0;
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let rules = output(&mut command(
+            "nsenter",
+            &[&format!("--net=/run/netns/{ns}"), tool, "-c", "-t", "nat"],
+        ))?;
+        hits += rules
+            .lines()
+            .filter(|l| l.contains("-j MASQUERADE") || l.contains("-j DNAT"))
+            .filter_map(|l| l.strip_prefix('[')?.split(':').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(hits)
 }
