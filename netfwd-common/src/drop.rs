@@ -79,6 +79,11 @@ pub enum DropReason {
     /// missing from the datapath's jump table (`CALLS`): a load cut short
     /// between filling the maps and the table; the next `netfwd up` fills it.
     MissedTailCall = 21,
+    /// From an endpoint to the outside where the host would masquerade it
+    /// with an address of its own netfwd networks (a gateway) or none: the
+    /// uplink has no address of the family for the destination. The reply
+    /// would come back to a gateway, or nowhere.
+    NoNatSource = 22,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
@@ -88,7 +93,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -110,6 +115,7 @@ impl DropReason {
         DropReason::UnrepliedShare,
         DropReason::NdSpoofed,
         DropReason::MissedTailCall,
+        DropReason::NoNatSource,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -136,6 +142,7 @@ impl DropReason {
             DropReason::UnrepliedShare => "unreplied_share",
             DropReason::NdSpoofed => "nd_spoofed",
             DropReason::MissedTailCall => "missed_tail_call",
+            DropReason::NoNatSource => "no_nat_source",
         }
     }
 

@@ -141,6 +141,17 @@ pub trait Family: Layer3 {
     );
     /// The source address a lookup with `BPF_FIB_LOOKUP_SRC` filled in.
     fn fib_src(params: &FibParams) -> Self::Addr;
+    /// The host's choice of source for `src -> dst` forwarded from
+    /// `ifindex` (`fib::source`), for a masquerade mapping made or checked:
+    /// in place, or (`Err`) by a jump to a program with the stack for it,
+    /// which jumps back to the packet with the answer.
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: Self::Addr,
+        dst: Self::Addr,
+        now: u64,
+    ) -> Result<Option<Self::Addr>, DropReason>;
 
     // The family's maps and what the datapath reads from them.
     fn nat() -> &'static NatMap<Self::Addr>;

@@ -80,14 +80,14 @@ pub fn from_endpoint_to_remote<F: Family>(
 /// the endpoint's own address.
 #[inline(always)]
 fn route_out<F: Family>(ctx: &TcContext, ifindex: u32, ip: &F::Hdr) -> Result<Verdict, DropReason> {
-    let Some(route) = fib::lookup::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
+    let Some(next) = fib::lookup::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
         return Ok(Verdict::ToHost);
     };
-    let hopped = hop::<F>(ctx, ip, |eth| deliver::set_hop_macs(eth, &route.hop))?;
+    let hopped = hop::<F>(ctx, ip, |eth| deliver::set_hop_macs(eth, &next))?;
     if !hopped {
         return Ok(Verdict::ToHost);
     }
-    Ok(Verdict::Routed(route.hop.redirect()))
+    Ok(Verdict::Routed(next.redirect()))
 }
 
 /// To another cluster member's endpoints: a hop into the VXLAN tunnel,

@@ -39,9 +39,7 @@ pub fn translate<F: Family>(
     }
     // Any size: a datagram too big for the uplink is translated all the
     // same (below), never left to the host to forward untranslated.
-    let Some(fib::Route { hop, src: nat_addr }) =
-        fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip))
-    else {
+    let Some(hop) = fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
         return unrouted::<F>(ctx, ifindex, ip);
     };
     // Out of any other interface the packet would leave with the endpoint's
@@ -73,6 +71,7 @@ pub fn translate<F: Family>(
         _ => l4::segment::<F>(ctx, proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
     };
     let flow = seg.tuple::<F>(ip);
+    let nat_addr = mapping_source::<F>(ctx, ifindex, &flow)?;
     let (addr, port) = egress_mapping::<F>(&flow, config, nat_addr, &seg)?;
     if piece == Piece::First {
         F::remember_ports(ip, Direction::Egress, seg.sport, seg.dport);
@@ -140,10 +139,59 @@ fn to_stack_for_fragmenting<F: Family>(ctx: &TcContext) -> Result<Verdict, DropR
     Ok(Verdict::Translated(TC_ACT_UNSPEC))
 }
 
+/// The address `flow` is to leave with: the host's choice of source
+/// (`Family::host_source`), looked up for a new mapping, and for a live one
+/// every [`SOURCE_RECHECK_NS`] (not per packet: see `fib::source`); in
+/// between, its mapping's. A mapping found on another address is replaced
+/// ([`egress_mapping`]), as a masquerade forgets flows when its
+/// interface's address changes. A flow the remote side started (a
+/// published port's) keeps the address it was reached at.
+#[inline(always)]
+fn mapping_source<F: Family>(
+    ctx: &TcContext,
+    ifindex: u32,
+    flow: &Tuple<F::Addr>,
+) -> Result<F::Addr, DropReason> {
+    let now = conntrack::now_ns();
+    // SAFETY: a live map value; plain fields, which a racing writer leaves
+    // whole.
+    let out = F::nat()
+        .get_ptr_mut(flow.egress_key())
+        .map(|out| unsafe { &mut *out });
+    if let Some(out) = &out
+        && (out.flags & FLOW_REMOTE_STARTED != 0
+            || now.saturating_sub(out.last_seen_ns) < SOURCE_RECHECK_NS)
+    {
+        return Ok(out.addr);
+    }
+    let chosen = masquerade_source::<F>(F::host_source(ctx, ifindex, flow.src, flow.dst, now)?)?;
+    if let Some(out) = out
+        && out.addr == chosen
+    {
+        out.last_seen_ns = now;
+    }
+    Ok(chosen)
+}
+
+/// How long an egress mapping's address is taken as the host's choice
+/// before it is looked up again (the egress entry's `last_seen_ns` is when
+/// it last was).
+const SOURCE_RECHECK_NS: u64 = 1_000_000_000;
+
+/// The host's choice of source (`chosen`) as a masquerade address: never an
+/// address of netfwd's own networks (a gateway, which the host offers where
+/// the uplink has no address of the family for the destination), and never
+/// none.
+#[inline(always)]
+fn masquerade_source<F: Family>(chosen: Option<F::Addr>) -> Result<F::Addr, DropReason> {
+    chosen
+        .filter(|&addr| !F::in_subnet(addr) && F::remote_flags(addr) == 0)
+        .ok_or(DropReason::NoNatSource)
+}
+
 /// The uplink address and port of `flow`: its live mapping, or a new one
-/// on `nat_addr`, the address the host routes it out with. A mapping to an
-/// address the uplink no longer routes with is replaced, as a masquerade
-/// forgets flows when its interface's address changes.
+/// on `nat_addr`, the address it is to leave with ([`mapping_source`]). A
+/// mapping to another address is replaced.
 #[inline(always)]
 fn egress_mapping<F: Family>(
     flow: &Tuple<F::Addr>,

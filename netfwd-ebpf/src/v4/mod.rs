@@ -17,6 +17,7 @@ use network_types::{eth::EtherType, ip::Ipv4Hdr};
 use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3, Piece},
+    fib,
     maps::{
         self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
         RingCursorMap, SenderMap, SweepMap, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR,
@@ -180,6 +181,18 @@ impl Family for V4 {
     fn fib_src(params: &FibParams) -> [u8; 4] {
         // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
         unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes()
+    }
+
+    /// In place: IPv4's path has the stack for the lookup.
+    #[inline(always)]
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+        _now: u64,
+    ) -> Result<Option<[u8; 4]>, DropReason> {
+        Ok(fib::source::<V4>(ctx, ifindex, src, dst))
     }
 
     #[inline(always)]

@@ -19,7 +19,7 @@ use netfwd_common::{
 };
 use network_types::{eth::EtherType, ip::Ipv6Hdr};
 
-use super::{in_prefix, is_multicast};
+use super::{in_prefix, is_multicast, source_note};
 use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3, Piece},
@@ -196,6 +196,22 @@ impl Family for V6 {
         params.ifindex = ifindex;
         params.__bindgen_anon_3.ipv6_src = words(src);
         params.__bindgen_anon_4.ipv6_dst = words(dst);
+    }
+
+    /// By a jump (`tc_nat_source6`): `tc_to_remote6` has no room for a
+    /// lookup's parameters where its mapping is made.
+    #[inline(always)]
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: Ipv6Bytes,
+        dst: Ipv6Bytes,
+        now: u64,
+    ) -> Result<Option<Ipv6Bytes>, DropReason> {
+        match source_note::take(ifindex, src, dst, now) {
+            Some(answer) => Ok(answer),
+            None => Err(source_note::ask(ctx, ifindex, src, dst)),
+        }
     }
 
     #[inline(always)]

@@ -9,6 +9,7 @@
 //! by `router_guard`.)
 
 mod family;
+pub mod source_note;
 
 use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
 use netfwd_common::{
