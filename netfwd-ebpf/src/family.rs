@@ -89,6 +89,13 @@ pub trait Family: Layer3 {
     /// with the endpoint's own address).
     const ROUTED_WITHOUT_NAT: bool;
 
+    /// Whether the network's endpoints leave the uplink with their own
+    /// addresses and ports, untranslated (IPv6's `nat6 = false`: a public
+    /// prefix routed to the host). Their flows are kept in the NAT table
+    /// all the same, mapped to themselves, so that only replies to them
+    /// come back in (`route::classify_from_uplink`, `nat::rev_snat`).
+    fn leaves_untranslated() -> bool;
+
     // The header.
     /// The transport protocol.
     fn proto(ip: &Self::Hdr) -> u8;

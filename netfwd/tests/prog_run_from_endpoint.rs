@@ -86,7 +86,8 @@ impl TwoEndpoints {
                 gateway: GATEWAY6.octets(),
                 subnet: Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0).octets(),
                 prefix_len: 64,
-                _pad: [0; 3],
+                flags: 0,
+                _pad: [0; 2],
             })
             .unwrap();
         for (ip6, ip4) in [(A_IP6, A_IP), (B_IP6, B_IP)] {

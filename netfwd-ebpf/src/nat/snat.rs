@@ -1,6 +1,9 @@
 //! Source NAT (masquerade), egress: an endpoint's packet to a remote host
 //! finds its uplink port in `NAT` or gets a new one, and leaves with
-//! the uplink's address and that port, straight out of the uplink.
+//! the uplink's address and that port, straight out of the uplink. In a
+//! network that leaves the family untranslated (`nat6 = false`) the flow
+//! is kept all the same, mapped to its own address and port: the packet
+//! leaves as it came, a hop further on, and only replies to it get in.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
 use netfwd_common::{
@@ -10,7 +13,8 @@ use netfwd_common::{
 use network_types::eth::EthHdr;
 
 use super::{
-    hairpin, icmp_error, ports,
+    hairpin, icmp_error,
+    ports::{self, Ports},
     rewrite::{L4Rewrite as _, rewrite_ip},
 };
 use crate::{
@@ -71,8 +75,15 @@ pub fn translate<F: Family>(
         _ => l4::segment::<F>(ctx, proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
     };
     let flow = seg.tuple::<F>(ip);
-    let nat_addr = mapping_source::<F>(ctx, ifindex, &flow)?;
-    let (addr, port) = egress_mapping::<F>(&flow, config, nat_addr, &seg)?;
+    let (nat_addr, ports) = if F::leaves_untranslated() {
+        (flow.src, Ports::Own)
+    } else {
+        (
+            mapping_source::<F>(ctx, ifindex, &flow)?,
+            Ports::Range { preferred: None },
+        )
+    };
+    let (addr, port) = egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg)?;
     if piece == Piece::First {
         F::remember_ports(ip, Direction::Egress, seg.sport, seg.dport);
     }
@@ -190,19 +201,19 @@ fn masquerade_source<F: Family>(chosen: Option<F::Addr>) -> Result<F::Addr, Drop
 }
 
 /// The uplink address and port of `flow`: its live mapping, or a new one
-/// on `nat_addr`, the address it is to leave with ([`mapping_source`]). A
+/// on `nat_addr`, the address it is to leave with ([`mapping_source`]; the
+/// endpoint's own where it leaves untranslated), at one of `ports`. A
 /// mapping to another address is replaced.
 #[inline(always)]
 fn egress_mapping<F: Family>(
     flow: &Tuple<F::Addr>,
     config: &NatConfig,
-    nat_addr: F::Addr,
+    (nat_addr, mut ports): (F::Addr, Ports),
     seg: &Segment,
 ) -> Result<(F::Addr, [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
     let nat = F::nat();
     let egress_key = flow.egress_key();
-    let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { nat.get(egress_key) }.copied()
         && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
@@ -219,9 +230,11 @@ fn egress_mapping<F: Family>(
             }
         }
         // Expired, evicted or taken over: keep the port if it is still free.
-        preferred = Some(out.port);
+        if let Ports::Range { preferred } = &mut ports {
+            *preferred = Some(out.port);
+        }
     }
-    let port = ports::reserve_port::<F>(flow, config, nat_addr, preferred, seg, now)?;
+    let port = ports::reserve_port::<F>(flow, config, nat_addr, ports, seg, now)?;
     let out = NatEntry::new(nat_addr, port, 0, now);
     ports::insert_egress::<F>(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
     Ok((nat_addr, port))

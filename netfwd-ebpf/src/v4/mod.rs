@@ -81,6 +81,12 @@ impl Family for V4 {
     const ROUTED_WITHOUT_NAT: bool = true;
     const EARLY_DROP: bool = true;
 
+    /// IPv4 is always masqueraded on the uplink.
+    #[inline(always)]
+    fn leaves_untranslated() -> bool {
+        false
+    }
+
     #[inline(always)]
     fn proto(ip: &Ipv4Hdr) -> u8 {
         ip.proto

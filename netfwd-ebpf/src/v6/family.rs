@@ -11,7 +11,7 @@
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
+    maps::{EndpointEntry, NETWORK6_NO_NAT, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
     nat::{
         Direction, FragmentPorts, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes, NatConfig,
         PublishTarget,
@@ -90,6 +90,11 @@ impl Family for V6 {
     const ICMP_PSEUDO_HDR: bool = true;
     const ROUTED_WITHOUT_NAT: bool = false;
     const EARLY_DROP: bool = false;
+
+    #[inline(always)]
+    fn leaves_untranslated() -> bool {
+        maps::network6().is_some_and(|network| network.flags & NETWORK6_NO_NAT != 0)
+    }
 
     #[inline(always)]
     fn proto(ip: &Ipv6Hdr) -> u8 {
