@@ -8,16 +8,19 @@
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
-use crate::common::{PinDir, eth, ipv4, network_config, run, run_xdp};
+use crate::common::{PinDir, ip_frame, network_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::EndpointEntry,
+    maps::{EndpointEntry, Network6Config},
     names::{
         MAP_NAT, MAP_UNREPLIED_BY_SENDER, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
         PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_UPLINK,
@@ -44,6 +47,12 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
 pub const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
+/// A dual-stack lab's IPv6 (`NatLab::with_ipv6`): A's address, the prefix,
+/// the uplink's, and its router's.
+pub const A_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 1);
+pub const PREFIX6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0);
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 5);
+pub const ROUTER_IP6: &str = "2001:db8:f::1";
 
 /// The datapath loaded in a namespace with endpoint A behind `hosta` and the
 /// uplink `up0`.
@@ -160,26 +169,62 @@ impl NatLab {
         }
     }
 
-    /// An IPv4 packet from endpoint A, through its host-side veth.
-    pub fn send_from_a(&mut self, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> (u32, Vec<u8>) {
-        let mut packet = eth(self.host_a_mac, A_MAC, 0x0800);
-        packet.extend(ipv4(A_IP, dst, proto, l4));
+    /// A packet from endpoint A, through its host-side veth: from its IPv4
+    /// address or, to an IPv6 `dst`, its IPv6 one (`with_ipv6`).
+    pub fn send_from_a(
+        &mut self,
+        dst: impl Into<IpAddr>,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let dst = dst.into();
+        let src = match dst {
+            IpAddr::V4(_) => IpAddr::V4(A_IP),
+            IpAddr::V6(_) => IpAddr::V6(A_IP6),
+        };
+        let packet = ip_frame((self.host_a_mac, A_MAC), src, dst, proto, l4);
         let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
         run(prog, &packet, self.host_a)
     }
 
-    /// An IPv4 frame arriving on the uplink from `src`.
-    pub fn uplink_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
-        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
-        packet.extend(ipv4(src, dst, proto, l4));
-        packet
+    /// Makes the network dual-stack: A gets its IPv6 address, the uplink
+    /// 2001:db8:f::2/64, its router a permanent neighbour entry, and A's
+    /// veth IPv6 forwarding (which `bpf_fib_lookup` asks for).
+    pub fn with_ipv6(&mut self) {
+        ip("-6 addr add 2001:db8:f::2/64 dev up0 nodad");
+        ip(&format!(
+            "-6 neigh replace {ROUTER_IP6} lladdr 02:00:00:00:00:01 dev up0 nud permanent"
+        ));
+        netfwd::procnet::enable_forwarding6("hosta", &netfwd::netlink::Settings::default())
+            .unwrap();
+        self.maps
+            .set_network6(Network6Config {
+                gateway: GATEWAY6.octets(),
+                subnet: PREFIX6.octets(),
+                prefix_len: 64,
+                _pad: [0; 3],
+            })
+            .unwrap();
+        let a = self.maps.endpoints().unwrap()[&A_IP];
+        self.maps.set_endpoint6(A_IP6, a).unwrap();
     }
 
-    /// An IPv4 packet arriving on the uplink from `src`, through TC.
-    pub fn send_from_uplink(
+    /// A frame arriving on the uplink from `src` (IPv4 or IPv6, as `dst`).
+    pub fn uplink_frame<A: Into<IpAddr>>(&self, src: A, dst: A, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+        ip_frame(
+            (self.uplink_mac, ROUTER_MAC),
+            src.into(),
+            dst.into(),
+            proto,
+            l4,
+        )
+    }
+
+    /// A packet arriving on the uplink from `src`, through TC.
+    pub fn send_from_uplink<A: Into<IpAddr>>(
         &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: A,
+        dst: A,
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
@@ -314,6 +359,15 @@ pub fn port(packet: &[u8], at: usize) -> u16 {
 }
 
 /// Offsets in an Ethernet + IPv4 (no options) packet.
+/// An IPv6 packet's source address and hop limit.
+pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
+    let octets: [u8; 16] = packet[at..at + 16].try_into().unwrap();
+    Ipv6Addr::from(octets)
+}
+
+pub const SRC6: usize = 14 + 8;
+pub const HOP_LIMIT6: usize = 14 + 7;
+
 pub const SRC: usize = 14 + 12;
 pub const DST: usize = 14 + 16;
 pub const TTL: usize = 14 + 8;
