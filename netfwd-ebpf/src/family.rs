@@ -83,7 +83,7 @@ pub trait Family: Layer3 {
     /// Whether a network without an uplink routes its endpoints' packets
     /// beyond it untranslated (the host's to forward, as a routed network
     /// does: IPv4's). IPv6's leave only through NAT66: without an uplink a
-    /// network keeps them to its prefix and the networks it allows, and
+    /// network keeps them to its prefix, its peers and the networks it allows, and
     /// what the FIB cannot send out is the host's only if it is for one of
     /// the host's own addresses (`unsupported` otherwise, never forwarded
     /// with the endpoint's own address).

@@ -52,9 +52,9 @@ pub fn enable_forwarding(ifname: &str, settings: &Settings) -> Result<()> {
 }
 
 /// [`enable_forwarding`] for IPv6, in a dual-stack network with an uplink
-/// (whose datapath checks the endpoints' IPv6 sources and sends IPv6 out
-/// translated only; an IPv4-only network's endpoints' IPv6 is never
-/// forwarded):
+/// or a LAN (whose datapath checks the endpoints' IPv6 sources and sends
+/// IPv6 out translated, or routed only to peers; an IPv4-only network's
+/// endpoints' IPv6 is never forwarded):
 /// - `forwarding`: `bpf_fib_lookup` answers "forwarding disabled" for IPv6
 ///   without it on the interface a packet comes in on;
 /// - `force_forwarding` (kernel 6.17): the stack forwards IPv6 only with the

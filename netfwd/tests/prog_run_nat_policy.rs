@@ -10,7 +10,7 @@
 mod common;
 mod nat_lab;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{ICMP, TCP, UDP, eth, icmp_echo, ipv4, run, tcp, udp};
 use nat_lab::*;
@@ -94,17 +94,58 @@ fn a_trusted_source_address_counts_only_on_the_trusted_interface() {
             .set_remotes(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
             .unwrap();
         let peer = Ipv4Addr::new(10, 0, 2, 2);
-        let lan = lab.host_b;
-        lab.maps.set_trusted_iface(lan).unwrap();
-        let (action, _) = lab.send_from_uplink(peer, A_IP, UDP, udp(5000, 53, b"q", true));
-        assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
-        assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
-
-        lab.maps.set_trusted_iface(lab.uplink).unwrap();
-        let (action, inside) = lab.send_from_uplink(peer, A_IP, UDP, udp(5000, 53, b"q", true));
-        assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
+        let inside = trusted_only_on_the_trusted_interface(lab, peer, A_IP);
         assert_eq!(addr(&inside, SRC), peer, "routed, not translated");
     });
+}
+
+/// A peer host's IPv6 prefix is IPv4's peer subnet: an endpoint's packet
+/// to it is routed, one hop, with the endpoint's own address (no NAT66),
+/// and the peer's packets get in only on the interface the peers are on.
+#[test]
+fn an_ipv6_peers_prefix_is_routed_untranslated_and_trusted_only_where_peers_are() {
+    with_lab("peer6", (61000, 65535), |lab| {
+        lab.dual_stack(0);
+        ip(&format!(
+            "-6 route add fd00:2::/64 via {ROUTER_IP6} dev up0"
+        ));
+        let peers: ipnet::Ipv6Net = "fd00:2::/64".parse().unwrap();
+        lab.maps
+            .set_remotes6(&[(peers, REMOTE_ROUTE | REMOTE_TRUSTED)])
+            .unwrap();
+        let peer = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2);
+        let (action, out) = lab.send_from_a(peer, UDP, udp(5000, 53, b"q", true));
+        assert_eq!(action, TC_ACT_REDIRECT, "routed to the peer");
+        assert_eq!(addr6(&out, SRC6), A_IP6, "with the endpoint's own address");
+        assert_eq!(out[HOP_LIMIT6], 63, "one hop");
+        assert_eq!(&out[0..6], &ROUTER_MAC, "to the next hop");
+
+        let inside = trusted_only_on_the_trusted_interface(lab, peer, A_IP6);
+        assert_eq!(addr6(&inside, SRC6), peer, "routed, not translated");
+        assert_eq!(inside[HOP_LIMIT6], 63, "one hop");
+        assert_eq!(&inside[0..6], &A_MAC, "to the endpoint");
+    });
+}
+
+/// `peer`'s packet to endpoint address `a` on the uplink: dropped as
+/// `policy` while the trusted interface is another (the LAN), let in once
+/// it is the uplink. Returns the packet let in.
+fn trusted_only_on_the_trusted_interface<A: Into<IpAddr>>(
+    lab: &mut NatLab,
+    peer: A,
+    a: A,
+) -> Vec<u8> {
+    let (peer, a): (IpAddr, IpAddr) = (peer.into(), a.into());
+    let lan = lab.host_b;
+    lab.maps.set_trusted_iface(lan).unwrap();
+    let (action, _) = lab.send_from_uplink(peer, a, UDP, udp(5000, 53, b"q", true));
+    assert_eq!(action, TC_ACT_SHOT, "a peer's address on the uplink");
+    assert_eq!(lab.counters(lab.uplink).drops[DropReason::Policy.slot()], 1);
+
+    lab.maps.set_trusted_iface(lab.uplink).unwrap();
+    let (action, inside) = lab.send_from_uplink(peer, a, UDP, udp(5000, 53, b"q", true));
+    assert_eq!(action, TC_ACT_REDIRECT, "where the peers are, it gets in");
+    inside
 }
 
 /// netfwd translates on the uplink only: a destination the host routes out

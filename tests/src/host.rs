@@ -42,7 +42,18 @@ pub fn has_link(ns: &str, ifname: &str) -> bool {
 
 /// The IPv4 addresses (`a.b.c.d/len`) of `dev` in namespace `ns`.
 pub fn ipv4_addrs(ns: &str, dev: &str) -> Vec<String> {
-    let text = tool_ok("ip", &["-n", ns, "-j", "-4", "addr", "show", "dev", dev]);
+    global_addrs(ns, dev, "-4")
+}
+
+/// The addresses (`addr/len`) of `dev` in namespace `ns` of `family` (`ip`'s
+/// `-4` or `-6`) but the link's own (IPv6's link-local).
+pub fn global_addrs(ns: &str, dev: &str, family: &str) -> Vec<String> {
+    let text = tool_ok(
+        "ip",
+        &[
+            "-n", ns, "-j", family, "addr", "show", "dev", dev, "scope", "global",
+        ],
+    );
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let mut addrs = Vec::new();
     for link in v.as_array().into_iter().flatten() {

@@ -44,6 +44,7 @@ pub mod sandbox;
 pub mod scapy;
 pub mod switch;
 pub mod traffic;
+pub mod twins;
 pub mod world;
 
 pub use config::{EndpointConfig, NetConfig, test_mode};

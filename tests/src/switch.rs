@@ -53,6 +53,16 @@ impl Switch {
         tool_ok("ip", &["-n", host, "link", "set", "lo", "up"]);
     }
 
+    /// Gives a plugged `host` IPv6 address `addr` too (a /64, usable at
+    /// once: no duplicate address detection).
+    pub fn add_addr6(&self, host: &str, addr: &str) {
+        let addr = format!("{addr}/64");
+        tool_ok(
+            "ip",
+            &["-n", host, "addr", "add", &addr, "dev", "lan0", "nodad"],
+        );
+    }
+
     /// Takes switch port `port` down or up: its host is cut off the LAN,
     /// or back on it.
     pub fn set_port(&self, port: &str, up: bool) {

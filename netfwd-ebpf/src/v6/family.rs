@@ -11,7 +11,9 @@
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    maps::{EndpointEntry, NETWORK6_NO_NAT, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
+    maps::{
+        EndpointEntry, NETWORK6_NO_NAT, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED,
+    },
     nat::{
         Direction, FragmentPorts, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes, NatConfig,
         PublishTarget,
@@ -275,12 +277,14 @@ impl Family for V6 {
         maps::network6().is_some_and(|network| in_prefix(network, &addr.0))
     }
 
-    /// Other networks' prefixes only, allowed (routed) or isolated: peers,
-    /// the LAN and the tunnel are IPv4's, and their flags are never
-    /// IPv6's (masked, so their paths are compiled out of IPv6's programs).
+    /// Other networks' prefixes, allowed (routed) or isolated, and peer
+    /// hosts' and the LAN's, routed to and trusted as IPv4's are. The
+    /// tunnel is IPv4's: its flag is never IPv6's (masked, so its path is
+    /// compiled out of IPv6's programs).
     #[inline(always)]
     fn remote_flags(addr: Ipv6Bytes) -> u8 {
-        maps::remote_flags6(&addr.0) & (REMOTE_ROUTE | REMOTE_ISOLATED | REMOTE_LOCAL)
+        maps::remote_flags6(&addr.0)
+            & (REMOTE_ROUTE | REMOTE_TRUSTED | REMOTE_ISOLATED | REMOTE_LOCAL)
     }
 
     /// No IPv6 crosses the tunnel (`remote_flags` is never `REMOTE_TUNNEL`).

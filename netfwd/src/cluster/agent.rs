@@ -64,7 +64,7 @@ pub async fn start(member: &Member) -> Result<(Network, Agent)> {
             recorded
                 .peers
                 .into_iter()
-                .filter(|p| member.cluster.pool.contains(&p.subnet)),
+                .filter(|p| member.cluster.routes(p)),
         );
     }
     Ok((net, agent))

@@ -65,8 +65,8 @@ impl Members {
         let mut peers = ours
             .into_iter()
             .map(|(subnet, rec)| Peer {
-                subnet: *subnet,
-                via: rec.lan_addr,
+                subnet: (*subnet).into(),
+                via: rec.lan_addr.into(),
                 tunnel: backend == Backend::Vxlan,
             })
             .collect::<Vec<_>>();
@@ -173,7 +173,7 @@ mod tests {
             peers,
             [Peer {
                 subnet: "10.200.3.0/24".parse().unwrap(),
-                via: std::net::Ipv4Addr::new(192, 0, 2, 14),
+                via: std::net::Ipv4Addr::new(192, 0, 2, 14).into(),
                 tunnel: true,
             }]
         );

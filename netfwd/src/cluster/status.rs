@@ -58,7 +58,7 @@ pub async fn status(member: &Member) -> Result<ClusterStatus> {
         .map(|net| {
             net.peers
                 .iter()
-                .filter(|p| member.cluster.pool.contains(&p.subnet))
+                .filter(|p| member.cluster.routes(p))
                 .copied()
                 .collect()
         })

@@ -3,7 +3,7 @@
 //! map types are made from it in one place (`convert_timeouts!`).
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
 
@@ -169,14 +169,19 @@ impl Network {
     }
 
     /// Where a dual-stack network's endpoints route IPv6 through `gateway6`:
-    /// everywhere when an uplink takes it on (NAT66); else the prefix alone
-    /// (a default route would turn "network unreachable", which clients
-    /// fall back to IPv4 on at once, into silence).
+    /// everywhere when an uplink takes it on (NAT66) or IPv6 peers are
+    /// routed to (IPv4's default route, which `up` brings to every peer
+    /// `[[peer]]` names now or later); else the prefix alone (a default
+    /// route would turn "network unreachable", which clients fall back to
+    /// IPv4 on at once, into silence).
     pub fn ipv6_reach(&self) -> Option<Ipv6Net> {
         let v6 = self.ipv6?;
-        Some(match self.uplink {
-            Some(_) => Ipv6Net::default(),
-            None => v6.subnet,
+        let routed_beyond =
+            self.uplink.is_some() || self.peers.iter().any(|p| p.subnet.addr().is_ipv6());
+        Some(if routed_beyond {
+            Ipv6Net::default()
+        } else {
+            v6.subnet
         })
     }
 }
@@ -254,6 +259,12 @@ impl Cluster {
     pub fn holds(&self, subnet: Ipv4Net) -> bool {
         subnet.prefix_len() == self.subnet_len && self.pool.contains(&subnet)
     }
+
+    /// Whether `peer` is routed by the cluster: a subnet inside its pool
+    /// (not a `[[peer]]` of the file's).
+    pub fn routes(&self, peer: &Peer) -> bool {
+        IpNet::from(self.pool).contains(&peer.subnet)
+    }
 }
 
 /// TLS to etcd: the CA, and the client's own certificate if it has one.
@@ -265,9 +276,10 @@ pub struct ClusterTls {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
-    pub subnet: Ipv4Net,
+    /// Either family; `via` is of the same.
+    pub subnet: IpNet,
     /// The other host's address on the LAN link.
-    pub via: Ipv4Addr,
+    pub via: IpAddr,
     /// Reached through the network's VXLAN tunnel, `via` its far end (a
     /// vxlan cluster member), rather than routed with `via` the next hop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

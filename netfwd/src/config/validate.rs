@@ -2,7 +2,11 @@
 //! before anything is changed, and every error is one line that names the
 //! field.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
 
@@ -18,7 +22,7 @@ use super::{
         VXLAN_OVERHEAD, Vxlan, host_ip,
     },
 };
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
     input_error,
@@ -287,7 +291,7 @@ fn network_on(file: &ConfigFile, subnet: Ipv4Net, leased: bool) -> Result<Networ
     }
     let endpoints_by_netns: Vec<(String, Ipv4Addr)> =
         endpoints.iter().map(|e| (e.netns.clone(), e.ip)).collect();
-    let peers = validate_peers(&file.peers, subnet)?;
+    let peers = validate_peers(&file.peers, subnet, ipv6.map(|v6| v6.subnet))?;
     Ok(Network {
         name,
         subnet,
@@ -430,23 +434,47 @@ fn validate_vxlan(section: &ClusterSection) -> Result<Vxlan> {
     Ok(Vxlan { vni, port })
 }
 
-fn validate_peers(peers: &[PeerSection], own: Ipv4Net) -> Result<Vec<Peer>> {
+/// Each `[[peer]]`: a subnet of either family, routed `via` an address of
+/// the same; an IPv6 one needs the network's own IPv6 (`subnet6`).
+fn validate_peers(peers: &[PeerSection], own: Ipv4Net, own6: Option<Ipv6Net>) -> Result<Vec<Peer>> {
     let mut valid: Vec<Peer> = Vec::with_capacity(peers.len());
     for (i, p) in peers.iter().enumerate() {
-        let subnet: Ipv4Net =
-            subnet::parse(&p.subnet).map_err(|e| input_error!("peer[{i}].subnet: {e}"))?;
-        if subnet.overlaps(&own) {
+        let field = format!("peer[{i}].subnet");
+        let (subnet, own): (IpNet, IpNet) = if p.subnet.contains(':') {
+            let subnet: Ipv6Net =
+                subnet::parse(&p.subnet).map_err(|e| input_error!("{field}: {e}"))?;
+            let own6 = own6.ok_or_else(|| {
+                input_error!("{field}: {subnet} is IPv6, and the network has no network.subnet6")
+            })?;
+            (subnet.into(), own6.into())
+        } else {
+            let subnet: Ipv4Net =
+                subnet::parse(&p.subnet).map_err(|e| input_error!("{field}: {e}"))?;
+            (subnet.into(), own.into())
+        };
+        if own.contains(&subnet) || subnet.contains(&own) {
             return Err(input_error!(
-                "peer[{i}].subnet: {subnet} overlaps the network's own subnet {own}"
+                "{field}: {subnet} overlaps the network's own subnet {own}"
             ));
         }
-        if let Some(other) = valid.iter().find(|o| o.subnet.overlaps(&subnet)) {
+        if let Some(other) = valid
+            .iter()
+            .find(|o| o.subnet.contains(&subnet) || subnet.contains(&o.subnet))
+        {
             return Err(input_error!(
-                "peer[{i}].subnet: {subnet} overlaps peer subnet {}",
+                "{field}: {subnet} overlaps peer subnet {}",
                 other.subnet
             ));
         }
-        let via = parse_ip(&format!("peer[{i}].via"), &p.via)?;
+        let via: IpAddr = p
+            .via
+            .parse()
+            .map_err(|_| input_error!("peer[{i}].via: {:?} is not an IP address", p.via))?;
+        if via.is_ipv6() != subnet.addr().is_ipv6() {
+            return Err(input_error!(
+                "peer[{i}].via: {via} is not of the family of its subnet {subnet} (one [[peer]] a family)"
+            ));
+        }
         if own.contains(&via) || subnet.contains(&via) {
             return Err(input_error!(
                 "peer[{i}].via: {via} must be the other host's address on the LAN, not an endpoint address"
@@ -808,7 +836,81 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(net.kind, Kind::Routed);
-        assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 0, 2, 12));
+        assert_eq!(net.peers[0].via, IpAddr::from(Ipv4Addr::new(192, 0, 2, 12)));
+    }
+
+    #[test]
+    fn an_ipv6_peer_needs_subnet6_and_one_family() {
+        let base = "[network]\nname = \"a\"\nsubnet = \"10.0.1.0/24\"\nlan = \"lan0\"\n".to_owned();
+        let dual = format!("{base}subnet6 = \"2001:db8:1::/64\"\n");
+        let peer =
+            |subnet: &str, via: &str| format!("[[peer]]\nsubnet = \"{subnet}\"\nvia = \"{via}\"\n");
+        // (the network, the peer's subnet and via, the error)
+        let cases = [
+            (
+                &base,
+                "2001:db8:2::/64",
+                "2001:db8:ff::12",
+                "is IPv6, and the network has no network.subnet6",
+            ),
+            (
+                &dual,
+                "2001:db8:2::/64",
+                "192.0.2.12",
+                "via: 192.0.2.12 is not of the family",
+            ),
+            (
+                &dual,
+                "10.0.2.0/24",
+                "2001:db8:ff::12",
+                "via: 2001:db8:ff::12 is not of the family",
+            ),
+            (
+                &dual,
+                "2001:db8::/32",
+                "2001:db8:ff::12",
+                "subnet: 2001:db8::/32 overlaps the network's own",
+            ),
+            (
+                &dual,
+                "2001:db8:2::1/64",
+                "2001:db8:ff::12",
+                "subnet: 2001:db8:2::1/64 has host bits",
+            ),
+            (
+                &dual,
+                "2001:db8:2::/64",
+                "2001:db8:2::9",
+                "via: 2001:db8:2::9 must be the other host's",
+            ),
+        ];
+        for (network, subnet, via, error) in cases {
+            let msg = err_of(&format!("{network}{}", peer(subnet, via)));
+            assert!(
+                msg.contains("peer[0].") && msg.contains(error),
+                "{error} not in: {msg}"
+            );
+        }
+
+        let net = parse(&format!(
+            "{dual}{}{}",
+            peer("10.0.2.0/24", "192.0.2.12"),
+            peer("2001:db8:2::/64", "2001:db8:ff::12")
+        ))
+        .unwrap();
+        assert_eq!(
+            net.peers[1].subnet,
+            "2001:db8:2::/64".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            net.peers[1].via,
+            "2001:db8:ff::12".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            net.ipv6_reach(),
+            Some(Ipv6Net::default()),
+            "routed beyond the prefix"
+        );
     }
 
     const MEMBER: &str = r#"

@@ -44,12 +44,12 @@ pub fn install_endpoint(
     })?;
     // With forwarding on, packets the program does not catch would be routed
     // out with their private source: only once the program runs.
+    // IPv6 as IPv4: out of the uplink (NAT66) or to peers over the LAN.
     if net.uplink.is_some() || net.lan.is_some() {
         procnet::enable_forwarding(host_ifname, &facts.host_settings)?;
-    }
-    // IPv6 leaves only through NAT66, out of the uplink.
-    if net.uplink.is_some() && net.ipv6.is_some() {
-        procnet::enable_forwarding6(host_ifname, &facts.host_settings)?;
+        if net.ipv6.is_some() {
+            procnet::enable_forwarding6(host_ifname, &facts.host_settings)?;
+        }
     }
     let mode = datapath.set_endpoint_mode(
         net.mode,

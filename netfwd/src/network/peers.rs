@@ -36,8 +36,8 @@ pub(super) fn routed(peers: &[Peer]) -> impl Iterator<Item = &Peer> {
 
 pub(super) fn peer_route(peer: &Peer) -> Route {
     Route {
-        dst: peer.subnet.into(),
-        gateway: Some(peer.via.into()),
+        dst: peer.subnet,
+        gateway: Some(peer.via),
         oif: None,
         src: None,
         scope_link: false,

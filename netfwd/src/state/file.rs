@@ -7,7 +7,7 @@
 //! version-1 file gets the slots its veths were named by.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Attachment, State};
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
     config::{
@@ -123,8 +123,10 @@ struct Ipv6Record {
 
 #[derive(Serialize, Deserialize)]
 struct PeerRecord {
-    subnet: Ipv4Net,
-    via: Ipv4Addr,
+    /// Added within version 1: an IPv6 subnet and address (written as
+    /// IPv4's are, so older records read the same).
+    subnet: IpNet,
+    via: IpAddr,
     /// Added within version 1: through the VXLAN tunnel; written only when
     /// true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -460,7 +462,10 @@ mod tests {
             (false, Mode::Xdp, Kind::Bridge)
         );
         assert_eq!(net.nat, NatSettings::default());
-        assert_eq!(net.peers[0].via, Ipv4Addr::new(192, 168, 1, 2));
+        assert_eq!(
+            net.peers[0].via,
+            std::net::IpAddr::from(Ipv4Addr::new(192, 168, 1, 2))
+        );
         assert_eq!(net.published[0].host_port, 8080);
         assert!(!net.published[0].host_only(), "every address");
         assert_eq!(st.host_netns_cookie, Some(1));

@@ -162,15 +162,41 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8>
     ip
 }
 
-/// An IPv6 packet (no extension header, hop limit 64) around `l4`, with
-/// the transport checksum filled in as `ipv4` does.
+/// An Ethernet frame from `macs.1` to `macs.0` around an IPv4 ([`ipv4`])
+/// or IPv6 ([`ipv6`]) packet; `src` and `dst` of one family.
+pub fn ip_frame(
+    (dst_mac, src_mac): ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4: Vec<u8>,
+) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let mut frame = eth(dst_mac, src_mac, 0x0800);
+            frame.extend(ipv4(src, dst, proto, l4));
+            frame
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let mut frame = eth(dst_mac, src_mac, 0x86dd);
+            frame.extend(ipv6(src, dst, proto, l4));
+            frame
+        }
+        _ => panic!("{src} and {dst} are of two families"),
+    }
+}
+
+/// An IPv6 packet (hop limit 64, no extension header) around `l4`, with
+/// the transport checksum filled in as [`ipv4`] does (ICMPv6's over the
+/// pseudo-header).
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
     fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
-    let len = (l4.len() as u16).to_be_bytes();
-    let mut ip = vec![0x60, 0, 0, 0, len[0], len[1], proto, 64];
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[proto, 64]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    ip.extend_from_slice(&l4);
+    ip.extend(l4);
     ip
 }
 

@@ -13,7 +13,7 @@ use std::{
     process::Command,
 };
 
-use crate::common::{PinDir, eth, ipv4, ipv6, network_config, run, run_xdp};
+use crate::common::{PinDir, ip_frame, network_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
@@ -184,7 +184,7 @@ impl NatLab {
             IpAddr::V4(_) => IpAddr::V4(A_IP),
             IpAddr::V6(_) => IpAddr::V6(A_IP6),
         };
-        let packet = frame((self.host_a_mac, A_MAC), (src, dst), proto, l4);
+        let packet = ip_frame((self.host_a_mac, A_MAC), src, dst, proto, l4);
         let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
         run(prog, &packet, self.host_a)
     }
@@ -219,9 +219,10 @@ impl NatLab {
         proto: u8,
         l4: Vec<u8>,
     ) -> Vec<u8> {
-        frame(
+        ip_frame(
             (self.uplink_mac, ROUTER_MAC),
-            (src.into(), dst.into()),
+            src.into(),
+            dst.into(),
             proto,
             l4,
         )
@@ -335,24 +336,6 @@ impl NatLab {
     }
 }
 
-/// A frame from MAC `from` to `to` around an IPv4 or IPv6 packet, as its
-/// addresses are.
-fn frame(
-    (to, from): ([u8; 6], [u8; 6]),
-    (src, dst): (IpAddr, IpAddr),
-    proto: u8,
-    l4: Vec<u8>,
-) -> Vec<u8> {
-    let (ether_type, packet) = match (src, dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => (0x0800, ipv4(src, dst, proto, l4)),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => (0x86dd, ipv6(src, dst, proto, l4)),
-        _ => panic!("{src} and {dst} are of two families"),
-    };
-    let mut frame = eth(to, from, ether_type);
-    frame.extend(packet);
-    frame
-}
-
 /// A `PUBLISHED` entry: `host_port` of `proto` to `ip:port`.
 pub fn published(
     proto: u8,
@@ -384,6 +367,15 @@ pub fn port(packet: &[u8], at: usize) -> u16 {
 }
 
 /// Offsets in an Ethernet + IPv4 (no options) packet.
+/// An IPv6 packet's source address and hop limit.
+pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
+    let octets: [u8; 16] = packet[at..at + 16].try_into().unwrap();
+    Ipv6Addr::from(octets)
+}
+
+pub const SRC6: usize = 14 + 8;
+pub const HOP_LIMIT6: usize = 14 + 7;
+
 pub const SRC: usize = 14 + 12;
 pub const DST: usize = 14 + 16;
 pub const TTL: usize = 14 + 8;
