@@ -8,7 +8,11 @@
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 use netfwd::loader::{DatapathMaps, Programs};
@@ -146,7 +150,7 @@ pub const ICMP: u8 = 1;
 /// checksum and the transport checksum (TCP, UDP unless `udp_csum_zero`,
 /// ICMP) filled in.
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    fill_l4_checksum(src, dst, proto, &mut l4);
+    fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
@@ -158,7 +162,29 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8>
     ip
 }
 
-fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
+/// An IPv6 packet (no extension headers, hop limit 64) around a TCP or UDP
+/// `l4`, its checksum filled in over IPv6's pseudo-header.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+    fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[proto, 64]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(&l4);
+    ip
+}
+
+/// Whether the TCP or UDP checksum of the IPv6 packet at `ip` (no Ethernet,
+/// no extension headers) is valid.
+pub fn checksums6_ok(ip: &[u8]) -> bool {
+    let octets = |at: usize| -> [u8; 16] { ip[at..at + 16].try_into().unwrap() };
+    let (src, dst) = (Ipv6Addr::from(octets(8)), Ipv6Addr::from(octets(24)));
+    let l4 = &ip[40..];
+    checksum(l4, pseudo_sum(src.into(), dst.into(), ip[6], l4.len())) == 0
+}
+
+fn fill_l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &mut [u8]) {
     let at = match proto {
         TCP => 16,
         UDP if l4[6..8] != [0xff, 0xff] => 6,
@@ -173,7 +199,7 @@ fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
     let sum = if proto == ICMP {
         0
     } else {
-        pseudo_sum(src.into(), dst.into(), proto, l4.len())
+        pseudo_sum(src, dst, proto, l4.len())
     };
     let c = checksum(l4, sum);
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());

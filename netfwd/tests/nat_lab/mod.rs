@@ -8,22 +8,25 @@
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
-use crate::common::{PinDir, eth, ipv4, network_config, run, run_xdp};
+use crate::common::{PinDir, eth, ipv4, ipv6, network_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::EndpointEntry,
+    maps::{EndpointEntry, Network6Config},
     names::{
         MAP_NAT, MAP_UNREPLIED_BY_SENDER, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
         PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_UPLINK,
     },
     nat::{
-        DIR_INGRESS, FlowSender, NatConfig, NatEntry, NatKey, NatTimeouts, PublishKey,
+        DIR_INGRESS, FlowSender, Ipv6Bytes, NatConfig, NatEntry, NatKey, NatTimeouts, PublishKey,
         PublishTarget,
     },
 };
@@ -39,6 +42,9 @@ pub const A_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 1);
 pub const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 5);
 pub const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+pub const UPLINK_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2);
+pub const A_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 1);
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 5);
 pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -144,6 +150,7 @@ impl NatLab {
             port_max,
             timeouts: NatTimeouts::DEFAULT,
             max_unreplied: 0,
+            uplink_addr6: UPLINK_IP6.octets(),
         })
         .unwrap();
         maps.ensure_counters(host_a).unwrap();
@@ -158,6 +165,29 @@ impl NatLab {
             uplink_mac: mac_of("up0"),
             pins,
         }
+    }
+
+    /// Makes the network dual-stack: endpoint A gets `A_IP6`.
+    pub fn with_ipv6(&mut self) {
+        self.maps
+            .set_network6(Network6Config {
+                gateway: GATEWAY6.octets(),
+                subnet: Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 0).octets(),
+                prefix_len: 64,
+                _pad: [0; 3],
+            })
+            .unwrap();
+        let entry = self.maps.endpoints().unwrap()[&A_IP];
+        self.maps.set_endpoint6(A_IP6, entry).unwrap();
+    }
+
+    /// An IPv6 packet from endpoint A, through its host-side veth (and
+    /// the programs its tail calls reach).
+    pub fn send6_from_a(&mut self, dst: Ipv6Addr, proto: u8, l4: Vec<u8>) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.host_a_mac, A_MAC, 0x86dd);
+        packet.extend(ipv6(A_IP6, dst, proto, l4));
+        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        run(prog, &packet, self.host_a)
     }
 
     /// An IPv4 packet from endpoint A, through its host-side veth.
@@ -304,6 +334,35 @@ pub fn published(
         },
     )
 }
+
+/// A `PUBLISHED6` entry: `host_port` of `proto` to `[ip]:port`.
+pub fn published6(
+    proto: u8,
+    host_port: u16,
+    ip: Ipv6Addr,
+    port: u16,
+) -> (PublishKey, PublishTarget<Ipv6Bytes>) {
+    let (key, target) = published(proto, host_port, Ipv4Addr::UNSPECIFIED, port);
+    (
+        key,
+        PublishTarget {
+            addr: Ipv6Bytes(ip.octets()),
+            port: target.port,
+            flags: target.flags,
+            _pad: target._pad,
+        },
+    )
+}
+
+pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&packet[at..at + 16]).unwrap())
+}
+
+/// Offsets in an Ethernet + IPv6 (no extension headers) packet.
+pub const SRC6: usize = 14 + 8;
+pub const DST6: usize = 14 + 24;
+pub const SPORT6: usize = 14 + 40;
+pub const DPORT6: usize = 14 + 42;
 
 pub fn addr(packet: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
