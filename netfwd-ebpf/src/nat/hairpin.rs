@@ -25,9 +25,8 @@ use crate::{
     verdict::Verdict,
 };
 
-/// The first step of the hairpin for an endpoint's packet (of protocol
-/// `proto`, to `dst`) where it runs apart (`Family::HAIRPIN_APART`); `None`:
-/// not the hairpin's.
+/// The first step of the hairpin for an endpoint's packet where it runs
+/// apart (`Family::HAIRPIN_APART`).
 pub enum Apart {
     /// TCP or UDP to the uplink's address (to a published port, maybe): its
     /// flow found or made (`open_flow`), then translated (`translate_apart`).
@@ -37,6 +36,8 @@ pub enum Apart {
     Translate,
 }
 
+/// The first step of the hairpin for an endpoint's packet of protocol
+/// `proto` to `dst`; `None`: not the hairpin's.
 #[inline(always)]
 pub fn apart_step<F: Family>(proto: u8, dst: F::Addr) -> Option<Apart> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
@@ -56,6 +57,9 @@ pub fn apart_step<F: Family>(proto: u8, dst: F::Addr) -> Option<Apart> {
 /// routing body would have made it (the uplink's address is the host's own).
 #[inline(always)]
 pub fn open_flow<F: Family>(ctx: &TcContext) -> Result<bool, DropReason> {
+    // The settings before the header's copy: the other way round, IPv6's
+    // `tc_hairpin6_flow` comes out 56 bytes of stack bigger, past what its
+    // accounting's calls leave it.
     let Some(config) = maps::nat_config() else {
         return Ok(false);
     };
