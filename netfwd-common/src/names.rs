@@ -173,14 +173,28 @@ pub const CALL_TO_REMOTE6: u32 = 2;
 pub const PROG_NAT_SOURCE6: &str = "tc_nat_source6";
 /// Slot of `PROG_NAT_SOURCE6` in `MAP_CALLS`.
 pub const CALL_NAT_SOURCE6: u32 = 3;
-/// Room in `MAP_CALLS`.
-pub const CALLS_ROOM: u32 = 4;
+/// Reached from `PROG_FROM_ENDPOINT6` by a tail call: an endpoint's IPv6
+/// TCP or UDP to the uplink's IPv6 address, whose hairpinned flow is found
+/// or made, on a stack of its own.
+pub const PROG_HAIRPIN6_FLOW: &str = "tc_hairpin6_flow";
+/// Slot of `PROG_HAIRPIN6_FLOW` in `MAP_CALLS`.
+pub const CALL_HAIRPIN6_FLOW: u32 = 4;
+/// Reached from `PROG_HAIRPIN6_FLOW`, or from `PROG_FROM_ENDPOINT6` for
+/// TCP or UDP to the gateway, by a tail call: the hairpin's translation,
+/// on a stack of its own.
+pub const PROG_HAIRPIN6: &str = "tc_hairpin6";
+/// Slot of `PROG_HAIRPIN6` in `MAP_CALLS`.
+pub const CALL_HAIRPIN6: u32 = 5;
+/// Room in `MAP_CALLS` (it was 4: a pin of that size is made anew).
+pub const CALLS_ROOM: u32 = 8;
 /// Every slot of `MAP_CALLS` with the program it jumps to.
-pub const TAIL_CALLS: [(u32, &str); 4] = [
+pub const TAIL_CALLS: [(u32, &str); 6] = [
     (CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6),
     (CALL_FROM_UPLINK6, PROG_FROM_UPLINK6),
     (CALL_TO_REMOTE6, PROG_TO_REMOTE6),
     (CALL_NAT_SOURCE6, PROG_NAT_SOURCE6),
+    (CALL_HAIRPIN6_FLOW, PROG_HAIRPIN6_FLOW),
+    (CALL_HAIRPIN6, PROG_HAIRPIN6),
 ];
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";
@@ -197,6 +211,14 @@ pub const CONNECT4_LINK: &str = "cgroup-connect4";
 pub const PROG_BIND4: &str = "bind4_published";
 /// Name of the pinned link of the bind4 hook in `LINKS_DIR`.
 pub const BIND4_LINK: &str = "cgroup-bind4";
+/// cgroup connect6 of the host: `PROG_CONNECT4` over IPv6.
+pub const PROG_CONNECT6: &str = "connect6_published";
+/// Name of the pinned link of the connect6 hook in `LINKS_DIR`.
+pub const CONNECT6_LINK: &str = "cgroup-connect6";
+/// cgroup bind6 of the host: `PROG_BIND4` over IPv6.
+pub const PROG_BIND6: &str = "bind6_published";
+/// Name of the pinned link of the bind6 hook in `LINKS_DIR`.
+pub const BIND6_LINK: &str = "cgroup-bind6";
 
 /// Run once with `BPF_PROG_TEST_RUN` when a network with NAT comes up:
 /// arms (or re-arms, with this program's code) the NAT table's expiry

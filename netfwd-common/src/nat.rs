@@ -408,9 +408,11 @@ pub const NS_PER_SEC: u64 = 1_000_000_000;
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct NatConfig {
     pub uplink_ifindex: u32,
-    /// The uplink's primary IPv4 address, for display. The datapath
-    /// masquerades each new flow to the source address routing picks for it
-    /// (`BPF_FIB_LOOKUP_SRC`), so it follows address changes by itself.
+    /// The uplink's primary IPv4 address: where the hairpin and the host's
+    /// own connections (`connect4`) find published ports, and what `status`
+    /// shows. The datapath masquerades each new flow to the source address
+    /// routing picks for it (`BPF_FIB_LOOKUP_SRC`), so NAT follows address
+    /// changes by itself.
     pub uplink_addr: [u8; 4],
     /// Uplink ports (host byte order), inclusive.
     pub port_min: u16,
@@ -419,6 +421,9 @@ pub struct NatConfig {
     /// How many unanswered flows one sender (`FlowSender`) may hold:
     /// `nat.max_unreplied_share` of the table; 0 for no limit.
     pub max_unreplied: u32,
+    /// The uplink's first global IPv6 address, as `uplink_addr` is IPv4's
+    /// (IPv6's hairpin, `connect6`); all zeros: the uplink has none.
+    pub uplink_addr6: [u8; 16],
 }
 
 /// Who a flow counts against while it is unanswered (key of

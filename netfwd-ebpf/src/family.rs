@@ -88,6 +88,12 @@ pub trait Family: Layer3 {
     /// the host's own addresses (`unsupported` otherwise, never forwarded
     /// with the endpoint's own address).
     const ROUTED_WITHOUT_NAT: bool;
+    /// Whether the hairpin (`nat::hairpin`) runs in a program of its own,
+    /// reached by a tail call for the packets it may take
+    /// (`hairpin::is_candidate`), instead of inside the routing and NAT
+    /// bodies: IPv6's, whose hairpin keys beside NAT66's own are more than
+    /// the 512 bytes of stack `tc_to_remote6` has.
+    const HAIRPIN_APART: bool;
 
     /// Whether the network's endpoints leave the uplink with their own
     /// addresses and ports, untranslated (IPv6's `nat6 = false`: a public

@@ -42,7 +42,7 @@ use aya_ebpf::{
 use netfwd_common::{
     drop::DropReason,
     monitor::{DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_TC, HOOK_XDP},
-    names::{CALL_FROM_ENDPOINT6, CALL_FROM_UPLINK6},
+    names::{CALL_FROM_ENDPOINT6, CALL_FROM_UPLINK6, CALL_HAIRPIN6},
 };
 use network_types::eth::{EthHdr, EtherType};
 
@@ -117,6 +117,34 @@ pub fn tc_nat_source6(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &Verdict::Drop(missed))
+}
+
+/// Reached from `tc_from_endpoint6` (a tail call) for an endpoint's IPv6
+/// TCP or UDP to the uplink's IPv6 address: a connection to a published
+/// port has its flow found or made here, and goes on to `tc_hairpin6` to be
+/// translated; on a stack of its own.
+#[classifier]
+pub fn tc_hairpin6_flow(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = match nat::hairpin::open_flow::<V6>(&ctx) {
+        Ok(true) => Verdict::Drop(tail::jump(&ctx, CALL_HAIRPIN6)),
+        Ok(false) => Verdict::ToHost,
+        Err(reason) => Verdict::Drop(reason),
+    };
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
+}
+
+/// Reached from `tc_hairpin6_flow`, or from `tc_from_endpoint6` for an
+/// endpoint's IPv6 TCP or UDP to the gateway (tail calls): the hairpin's
+/// translation, to the published endpoint or back from it; on a stack of
+/// its own.
+#[classifier]
+pub fn tc_hairpin6(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = nat::hairpin::translate_apart::<V6>(&ctx).unwrap_or_else(Verdict::Drop);
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
 }
 
 /// Counts what a TC program decided and gives its action.
@@ -212,8 +240,7 @@ fn xdp_finish(ctx: &XdpContext, direction: u8, ifindex: u32, verdict: &Verdict) 
 /// lets the `connect()` proceed.
 #[cgroup_sock_addr(connect4)]
 pub fn connect4_published(ctx: SockAddrContext) -> i32 {
-    sockaddr::connect4(&ctx);
-    1
+    sockaddr::connect::<V4>(&ctx)
 }
 
 /// Attached beside `connect4_published`: the host's own `bind()` to a
@@ -221,7 +248,19 @@ pub fn connect4_published(ctx: SockAddrContext) -> i32 {
 /// with `EADDRINUSE`, as with docker-proxy holding the port.
 #[cgroup_sock_addr(bind4)]
 pub fn bind4_published(ctx: SockAddrContext) -> i32 {
-    sockaddr::bind4(&ctx)
+    sockaddr::bind::<V4>(&ctx)
+}
+
+/// `connect4_published` over IPv6: to the uplink's IPv6 address or ::1.
+#[cgroup_sock_addr(connect6)]
+pub fn connect6_published(ctx: SockAddrContext) -> i32 {
+    sockaddr::connect::<V6>(&ctx)
+}
+
+/// `bind4_published` over IPv6.
+#[cgroup_sock_addr(bind6)]
+pub fn bind6_published(ctx: SockAddrContext) -> i32 {
+    sockaddr::bind::<V6>(&ctx)
 }
 
 /// Attached nowhere: run once with `BPF_PROG_TEST_RUN` when a network with

@@ -386,6 +386,12 @@ pub fn published(proto: u8, port: [u8; 2]) -> Option<PublishTarget> {
     published_in(&PUBLISHED, proto, port)
 }
 
+/// The same over IPv6 (`PUBLISHED6`).
+#[inline(always)]
+pub fn published6(proto: u8, port: [u8; 2]) -> Option<PublishTarget<Ipv6Bytes>> {
+    published_in(&PUBLISHED6, proto, port)
+}
+
 #[inline(always)]
 fn published_in<A: Copy>(
     published: &PublishedMap<A>,

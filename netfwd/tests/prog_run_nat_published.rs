@@ -12,7 +12,7 @@ mod nat_lab;
 
 use std::net::Ipv4Addr;
 
-use common::{ICMP, TCP, UDP, checksums_ok, eth, ipv4, run, tcp, tcp_seq, udp};
+use common::{ICMP, TCP, UDP, checksums_ok, checksums6_ok, eth, ipv4, run, tcp, tcp_seq, udp};
 use nat_lab::*;
 use netfwd_common::{
     drop::DropReason,
@@ -61,6 +61,39 @@ fn hairpin_round_trip(lab: &mut NatLab, sport: u16, host_port: u16) -> (Vec<u8>,
     let (action, back) = run(prog, &reply, lab.host_a);
     assert_eq!(action, TC_ACT_REDIRECT);
     (there, back)
+}
+
+/// The IPv6 twin, through the hairpin's own programs (`tc_hairpin6_flow`,
+/// then `tc_hairpin6`): to the uplink's IPv6 address, translated to the
+/// endpoint from the gateway's; the reply back from the uplink's address
+/// and the host port.
+#[test]
+fn over_ipv6_an_endpoint_reaches_its_own_published_port_through_the_hairpin() {
+    with_lab("hairpin6", (61000, 65535), |lab| {
+        lab.dual_stack(0);
+        lab.maps
+            .set_published6(&[published6(TCP, 8080, A_IP6, 80)])
+            .unwrap();
+        let (action, there) = lab.send_from_a(UPLINK_IP6, TCP, tcp(40000, 8080, SYN, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!((addr6(&there, DST6), port(&there, DPORT6)), (A_IP6, 80));
+        assert_eq!(addr6(&there, SRC6), GATEWAY6, "from the gateway");
+        assert_eq!(&there[0..6], &A_MAC);
+        assert!(checksums6_ok(&there[14..]));
+
+        let gateway_port = port(&there, SPORT6);
+        let (action, back) = lab.send_from_a(GATEWAY6, TCP, tcp(80, gateway_port, SYN | ACK, b""));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(
+            (addr6(&back, SRC6), port(&back, SPORT6)),
+            (UPLINK_IP6, 8080)
+        );
+        assert_eq!((addr6(&back, DST6), port(&back, DPORT6)), (A_IP6, 40000));
+        assert!(checksums6_ok(&back[14..]));
+
+        let (action, _) = lab.send_from_a(UPLINK_IP6, TCP, tcp(40001, 8081, SYN, b""));
+        assert_eq!(action, TO_HOST, "an unpublished port is the host's");
+    });
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 use std::{path::Path, process::Command, thread, time::Duration};
 
-use netfwd_common::names::{BIND4_LINK, CONNECT4_LINK, LINKS_DIR};
+use netfwd_common::names::{BIND4_LINK, BIND6_LINK, CONNECT4_LINK, CONNECT6_LINK, LINKS_DIR};
 use netfwd_tests::{
     BPF_PIN_ROOT, Lab, NETFWD_TIMEOUT, assert_ok,
     cgroup::Cgroup,
@@ -268,7 +268,7 @@ fn a_config_port_comes_back_at_the_next_up() {
 fn the_hosts_connections_to_a_published_port_go_through_during_a_second_up() {
     let p = PublishCli::new("pubreup");
     let hook_links = || -> Vec<u64> {
-        [CONNECT4_LINK, BIND4_LINK]
+        [CONNECT4_LINK, BIND4_LINK, CONNECT6_LINK, BIND6_LINK]
             .iter()
             .map(|link| {
                 let pin = Path::new(BPF_PIN_ROOT)

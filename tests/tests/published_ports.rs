@@ -1,10 +1,11 @@
 //! Docker's `-p host_port:port` in BPF: a server in an endpoint answers on
 //! the uplink's address from the internet (seeing the client's own
 //! address), from another endpoint and itself (hairpin), and from the
-//! sandbox host (through a cgroup hook, on the uplink address and
-//! 127.0.0.1). Ports are published and withdrawn while the network runs.
-//! The network is dual-stack: a port is published over IPv6 too, on the
-//! uplink's IPv6 address, to the endpoint's.
+//! sandbox host (through cgroup hooks, on the uplink address and the
+//! loopback address). Ports are published and withdrawn while the network
+//! runs. The network is dual-stack: a port is published over IPv6 too, on
+//! the uplink's IPv6 address, to the endpoint's, and each of these has an
+//! IPv6 twin (`Family`), written once for both.
 
 use std::path::PathBuf;
 
@@ -24,8 +25,35 @@ const SERVER_IP: &str = "10.80.0.2";
 const CLIENT_IP: &str = "10.80.0.3";
 const GATEWAY: &str = "10.80.0.1";
 const SUBNET6: &str = "fd00:80::/64";
+/// The gateway's IPv6 address: the prefix's first, as IPv4's.
+const GATEWAY6: &str = "fd00:80::1";
 /// The server's IPv6 address: the lowest free one, its endpoint's first.
 const SERVER_IP6: &str = "fd00:80::2";
+
+/// What a test over one family needs of its addresses.
+struct Family {
+    uplink: &'static str,
+    internet: &'static str,
+    gateway: &'static str,
+    loopback: &'static str,
+    any: &'static str,
+}
+
+const V4: Family = Family {
+    uplink: UPLINK_IP,
+    internet: INTERNET_IP,
+    gateway: GATEWAY,
+    loopback: "127.0.0.1",
+    any: "0.0.0.0",
+};
+
+const V6: Family = Family {
+    uplink: UPLINK_IP6,
+    internet: INTERNET_IP6,
+    gateway: GATEWAY6,
+    loopback: "::1",
+    any: "::",
+};
 /// The port the server listens on in its endpoint.
 const PORT: u16 = 80;
 const HOST_PORT: u16 = 8080;
@@ -128,39 +156,7 @@ print(peer.decode().strip())
 #[test]
 fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
     let lab = PublishLab::new("pubtcp", true);
-    let seen = lab.tcp_from(&lab._internet.ns, UPLINK_IP).unwrap();
-    assert_eq!(ip_of(&seen), INTERNET_IP, "the server sees the real client");
-    let seen = lab.tcp_from(&lab.client_ns, UPLINK_IP).unwrap();
-    assert_eq!(ip_of(&seen), GATEWAY, "hairpin from another endpoint");
-    let seen = lab.tcp_from(&lab.server_ns, UPLINK_IP).unwrap();
-    assert_eq!(ip_of(&seen), GATEWAY, "hairpin to itself");
-    for ip in [UPLINK_IP, "127.0.0.1"] {
-        let seen =
-            lab.cgroup
-                .run_in_host(lab.sb.host(), HOST_CLIENT, &[ip, &HOST_PORT.to_string()]);
-        assert_eq!(ip_of(&seen), GATEWAY, "from the host to {ip}");
-    }
-    let seen = in_netns(&lab._internet.ns, || {
-        udp_echo(UPLINK_IP, HOST_PORT, 5353, b"udp")
-    })
-    .unwrap();
-    assert_eq!(ip_of(&seen), INTERNET_IP, "UDP from the internet");
-    // Over IPv6 (NAT66's published ports): the server sees the client too.
-    let seen = lab.tcp_from(&lab._internet.ns, UPLINK_IP6).unwrap();
-    assert_eq!(
-        ip_of(&seen),
-        INTERNET_IP6,
-        "TCP over IPv6 from the internet"
-    );
-    let seen = in_netns(&lab._internet.ns, || {
-        udp_echo(UPLINK_IP6, HOST_PORT, 5353, b"udp")
-    })
-    .unwrap();
-    assert_eq!(
-        ip_of(&seen),
-        INTERNET_IP6,
-        "UDP over IPv6 from the internet"
-    );
+    answers_everywhere(&lab, &V4);
     assert_no_bridge_and_no_rules(lab.sb.host());
     let status = lab.sb.network_status(&lab.net);
     assert_eq!(
@@ -168,6 +164,52 @@ fn a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
         2,
         "{status:#}"
     );
+}
+
+/// The IPv6 twin: the same port on the uplink's IPv6 address, the client's
+/// address kept from the internet, the hairpin translated to the gateway's
+/// IPv6 address, the host's own connections through `connect6`.
+#[test]
+fn over_ipv6_a_published_port_answers_the_internet_other_endpoints_itself_and_the_host() {
+    let lab = PublishLab::new("pubtcp6", true);
+    answers_everywhere(&lab, &V6);
+}
+
+/// A published port of `lab` (TCP and UDP) answers over `fam`: the internet
+/// seen as itself, the other endpoint and the server itself (hairpin) and
+/// the host (on the uplink's and the loopback address) seen as the gateway.
+fn answers_everywhere(lab: &PublishLab, fam: &Family) {
+    let seen = lab
+        .tcp_from(&lab._internet.ns, fam.uplink)
+        .expect("TCP from the internet");
+    assert_eq!(
+        ip_of(&seen),
+        fam.internet,
+        "the server sees the real client"
+    );
+    let seen = lab
+        .tcp_from(&lab.client_ns, fam.uplink)
+        .expect("TCP by hairpin from another endpoint");
+    assert_eq!(ip_of(&seen), fam.gateway, "hairpin from another endpoint");
+    let seen = lab
+        .tcp_from(&lab.server_ns, fam.uplink)
+        .expect("TCP by hairpin to itself");
+    assert_eq!(ip_of(&seen), fam.gateway, "hairpin to itself");
+    for ip in [fam.uplink, fam.loopback] {
+        let seen =
+            lab.cgroup
+                .run_in_host(lab.sb.host(), HOST_CLIENT, &[ip, &HOST_PORT.to_string()]);
+        assert_eq!(ip_of(&seen), fam.gateway, "from the host to {ip}");
+    }
+    let uplink = fam.uplink;
+    let seen = in_netns(&lab._internet.ns, || {
+        udp_echo(uplink, HOST_PORT, 5353, b"udp")
+    })
+    .expect("UDP from the internet");
+    assert_eq!(ip_of(&seen), fam.internet, "UDP from the internet");
+    let seen = in_netns(&lab.client_ns, || udp_echo(uplink, HOST_PORT, 5354, b"udp"))
+        .expect("UDP by hairpin");
+    assert_eq!(ip_of(&seen), fam.gateway, "UDP by hairpin");
 }
 
 /// One endpoint port published on two host ports (`-p 8080:80 -p 8081:80`)
@@ -198,14 +240,14 @@ fn one_endpoint_port_on_two_host_ports_answers_on_each_from_everywhere() {
     }
 }
 
-/// Binds a TCP and a UDP socket to `argv[1]` at each address after it;
-/// prints `ok` or the errno's name for each, TCP first.
+/// Binds a TCP and a UDP socket to `argv[1]` at each address after it (of
+/// either family); prints `ok` or the errno's name for each, TCP first.
 const HOST_BINDS: &str = r#"
 import errno, socket, sys
 port, results = int(sys.argv[1]), []
 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
     for addr in sys.argv[2:]:
-        s = socket.socket(socket.AF_INET, kind)
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, kind)
         try:
             s.bind((addr, port))
             results.append("ok")
@@ -226,40 +268,81 @@ fn a_host_program_cannot_bind_a_published_port() {
     let lab = PublishLab::new("pubbind", true);
     lab.publish_server("tcp", 8090, "0.0.0.0");
     lab.publish_server("tcp", 8091, "127.0.0.1");
-    let binds = |port: &str| {
-        lab.cgroup.run_in_host(
-            lab.sb.host(),
-            HOST_BINDS,
-            &[port, "0.0.0.0", UPLINK_IP, "127.0.0.1"],
-        )
-    };
     let in_use = "EADDRINUSE EADDRINUSE EADDRINUSE";
-    assert_eq!(binds(&HOST_PORT.to_string()), format!("{in_use} {in_use}"));
+    cannot_bind(&lab, &V4, "EADDRINUSE ok EADDRINUSE ok ok ok");
     assert_eq!(
-        binds("8090"),
+        binds(&lab, &V4, "8090"),
         format!("{in_use} ok ok ok"),
         "UDP 8090 is free"
     );
+}
+
+/// The IPv6 twin (`bind6`): a host-only port is IPv4's loopback's alone,
+/// free over IPv6 everywhere.
+#[test]
+fn over_ipv6_a_host_program_cannot_bind_a_published_port() {
+    let lab = PublishLab::new("pubbind6", true);
+    lab.publish_server("tcp", 8091, "127.0.0.1");
+    cannot_bind(&lab, &V6, "ok ok ok ok ok ok");
+}
+
+/// `HOST_BINDS` in the host at `fam`'s every, uplink and loopback address.
+fn binds(lab: &PublishLab, fam: &Family, port: &str) -> String {
+    lab.cgroup.run_in_host(
+        lab.sb.host(),
+        HOST_BINDS,
+        &[port, fam.any, fam.uplink, fam.loopback],
+    )
+}
+
+/// Over `fam`, `HOST_PORT` (published, TCP and UDP) cannot be bound, an
+/// unpublished port can, host-only 8091 binds as `host_only` says; the
+/// host still reaches the endpoint at the loopback address.
+fn cannot_bind(lab: &PublishLab, fam: &Family, host_only: &str) {
+    let in_use = "EADDRINUSE EADDRINUSE EADDRINUSE";
     assert_eq!(
-        binds("8091"),
-        "EADDRINUSE ok EADDRINUSE ok ok ok",
-        "host-only: 127.0.0.1 alone"
+        binds(lab, fam, &HOST_PORT.to_string()),
+        format!("{in_use} {in_use}")
     );
-    assert_eq!(binds("8089"), "ok ok ok ok ok ok", "8089 is not published");
+    assert_eq!(binds(lab, fam, "8091"), host_only, "host-only");
+    assert_eq!(
+        binds(lab, fam, "8089"),
+        "ok ok ok ok ok ok",
+        "8089 is not published"
+    );
     let seen = lab.cgroup.run_in_host(
         lab.sb.host(),
         HOST_CLIENT,
-        &["127.0.0.1", &HOST_PORT.to_string()],
+        &[fam.loopback, &HOST_PORT.to_string()],
     );
-    assert_eq!(ip_of(&seen), GATEWAY, "from the host to 127.0.0.1");
+    assert_eq!(
+        ip_of(&seen),
+        fam.gateway,
+        "from the host to {}",
+        fam.loopback
+    );
 }
 
 #[test]
 fn ports_are_published_and_withdrawn_while_the_network_runs() {
-    let lab = PublishLab::new("pubrt", false);
+    published_and_withdrawn("pubrt", &V4);
+}
+
+/// The IPv6 twin: `publish` and `unpublish` reach `PUBLISHED6` too, a host
+/// socket on the IPv6 port is refused as on IPv4's.
+#[test]
+fn over_ipv6_ports_are_published_and_withdrawn_while_the_network_runs() {
+    published_and_withdrawn("pubrt6", &V6);
+}
+
+/// Over `fam`: a port published while the network runs answers, a
+/// connection made before it is withdrawn keeps going, a new one does not
+/// get in; a port a host socket holds is refused.
+fn published_and_withdrawn(tag: &str, fam: &Family) {
+    let lab = PublishLab::new(tag, false);
     let mut daemon = Daemon::start(&lab.sb, &lab.config, &[]);
     assert!(
-        lab.tcp_from(&lab._internet.ns, UPLINK_IP).is_err(),
+        lab.tcp_from(&lab._internet.ns, fam.uplink).is_err(),
         "published before publish"
     );
     let hp = HOST_PORT.to_string();
@@ -277,19 +360,21 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
         "--port",
         &port,
     ]);
-    lab.tcp_from(&lab._internet.ns, UPLINK_IP).unwrap();
+    lab.tcp_from(&lab._internet.ns, fam.uplink)
+        .expect("TCP once published");
 
     // A connection made before unpublish keeps going.
     let inet = lab._internet.ns.clone();
-    let established = in_netns(&inet, || {
+    let (uplink, any) = (fam.uplink, fam.any);
+    let established = in_netns(&inet, move || {
         use std::io::Read as _;
-        let mut s = std::net::TcpStream::connect((UPLINK_IP, HOST_PORT))?;
+        let mut s = std::net::TcpStream::connect((uplink, HOST_PORT))?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         let mut greeting = [0u8; 64];
         let _ = netfwd_tests::retry_eintr(|| s.read(&mut greeting))?;
         Ok(s)
     })
-    .unwrap();
+    .expect("a connection before unpublish");
     lab.sb.netfwd_ok(&[
         "unpublish",
         "--name",
@@ -300,23 +385,24 @@ fn ports_are_published_and_withdrawn_while_the_network_runs() {
         &hp,
     ]);
     assert!(
-        lab.tcp_from(&lab._internet.ns, UPLINK_IP).is_err(),
+        lab.tcp_from(&lab._internet.ns, fam.uplink).is_err(),
         "new connection after unpublish"
     );
     {
         use std::io::{Read as _, Write as _};
         let mut s = established;
-        s.write_all(b"still here").unwrap();
+        s.write_all(b"still here")
+            .expect("writing on the connection");
         let mut back = [0u8; 10];
-        s.read_exact(&mut back).unwrap();
+        s.read_exact(&mut back).expect("its echo");
         assert_eq!(&back, b"still here");
     }
 
     // A port a host socket holds is refused.
-    let listener = in_netns(lab.sb.host(), || {
-        Ok(std::net::TcpListener::bind(("0.0.0.0", 9090))?)
+    let listener = in_netns(lab.sb.host(), move || {
+        Ok(std::net::TcpListener::bind((any, 9090))?)
     })
-    .unwrap();
+    .expect("a host socket on port 9090");
     let out = lab.sb.netfwd(&[
         "publish",
         "--name",

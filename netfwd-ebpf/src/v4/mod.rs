@@ -79,6 +79,7 @@ impl Family for V4 {
     const ECHO_REPLY: u8 = ICMP_ECHO_REPLY;
     const ICMP_PSEUDO_HDR: bool = false;
     const ROUTED_WITHOUT_NAT: bool = true;
+    const HAIRPIN_APART: bool = false;
     const EARLY_DROP: bool = true;
 
     /// IPv4 is always masqueraded on the uplink.

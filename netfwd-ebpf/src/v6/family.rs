@@ -91,6 +91,7 @@ impl Family for V6 {
     const ECHO_REPLY: u8 = ICMP6_ECHO_REPLY;
     const ICMP_PSEUDO_HDR: bool = true;
     const ROUTED_WITHOUT_NAT: bool = false;
+    const HAIRPIN_APART: bool = true;
     const EARLY_DROP: bool = false;
 
     #[inline(always)]
@@ -298,11 +299,11 @@ impl Family for V6 {
         maps::published_outside(&maps::PUBLISHED6, proto, port)
     }
 
-    /// No hairpin yet: an endpoint's connection to a port published on the
-    /// uplink's IPv6 address is the host's, which has no listener there.
+    /// `None` where the uplink has no global IPv6 address: nothing to
+    /// hairpin at.
     #[inline(always)]
-    fn uplink_addr(_config: &NatConfig) -> Option<Ipv6Bytes> {
-        None
+    fn uplink_addr(config: &NatConfig) -> Option<Ipv6Bytes> {
+        (config.uplink_addr6 != [0; 16]).then_some(Ipv6Bytes(config.uplink_addr6))
     }
 }
 

@@ -13,7 +13,10 @@ pub mod source_note;
 
 use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
 use netfwd_common::{
-    drop::DropReason, maps::Network6Config, names::CALL_TO_REMOTE6, nat::IPPROTO_ICMPV6,
+    drop::DropReason,
+    maps::Network6Config,
+    names::{CALL_HAIRPIN6, CALL_HAIRPIN6_FLOW, CALL_TO_REMOTE6},
+    nat::{IPPROTO_ICMPV6, Ipv6Bytes},
 };
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
@@ -21,7 +24,9 @@ use crate::{
     csum, deliver,
     forward::{self, Class},
     l4::IP_OFF,
-    maps, parse, router_guard, tail,
+    maps,
+    nat::hairpin::{self, Apart},
+    parse, router_guard, tail,
     verdict::Verdict,
 };
 pub use family::V6;
@@ -69,10 +74,18 @@ pub fn from_endpoint(ctx: &TcContext, ifindex: u32) -> Result<Verdict, DropReaso
         Class::Peer(peer) => Ok(deliver::to_peer::<V6>(ctx, eth, ip, &peer)),
         Class::Itself => Ok(Verdict::ToHost),
         // The link's own (link-local) is the host's; the rest is routed or
-        // translated as IPv4's is, by a program with a stack of its own
-        // (`tc_to_remote6`): IPv6's keys and headers are too big for both.
+        // translated as IPv4's is, by programs with a stack of their own
+        // (`tc_to_remote6`; the hairpin's, `tc_hairpin6_flow` and
+        // `tc_hairpin6`): IPv6's keys and headers are too big for both.
         Class::Remote if is_link_local(&ip.dst_addr) => Ok(Verdict::ToHost),
-        Class::Remote => Err(tail::jump(ctx, CALL_TO_REMOTE6)),
+        Class::Remote => Err(tail::jump(
+            ctx,
+            match hairpin::apart_step::<V6>(ip.next_hdr, Ipv6Bytes(ip.dst_addr)) {
+                Some(Apart::OpenFlow) => CALL_HAIRPIN6_FLOW,
+                Some(Apart::Translate) => CALL_HAIRPIN6,
+                None => CALL_TO_REMOTE6,
+            },
+        )),
     }
 }
 

@@ -124,8 +124,8 @@ pub async fn exec(
                         log::info!("the kernel removed {} expired NAT flows", now - before);
                     }
                     flows_expired_before = done.flows_expired.or(flows_expired_before);
-                    if let Some(addr) = done.uplink_addr {
-                        log::info!("uplink address is now {addr}");
+                    if let Some(addrs) = done.uplink_addrs {
+                        log::info!("uplink address is now {addrs}");
                     }
                     for ip in done.endpoints_gone {
                         log::info!("attached endpoint {ip} is gone; removed it");

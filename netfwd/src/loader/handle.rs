@@ -221,10 +221,11 @@ impl NetworkDatapath {
     }
 
     /// Sets source NAT to `nat`, masquerading behind `uplink` (its ifindex
-    /// and address), and (re)arms the NAT table's expiry sweep in the
+    /// and addresses), and (re)arms the NAT table's expiry sweep in the
     /// kernel with these timeouts and this release's code; `None`: NAT off.
-    pub fn set_nat(&mut self, nat: &NatSettings, uplink: Option<(u32, Ipv4Addr)>) -> Result<()> {
-        let (uplink_ifindex, uplink_addr) = uplink.map_or((0, [0; 4]), |(i, a)| (i, a.octets()));
+    pub fn set_nat(&mut self, nat: &NatSettings, uplink: Option<(u32, UplinkAddrs)>) -> Result<()> {
+        let (uplink_ifindex, addrs) = uplink.map_or((0, None), |(i, a)| (i, Some(a)));
+        let (uplink_addr, uplink_addr6) = addrs.map_or(([0; 4], [0; 16]), UplinkAddrs::octets);
         self.maps.set_nat_config(NatConfig {
             uplink_ifindex,
             uplink_addr,
@@ -232,6 +233,7 @@ impl NetworkDatapath {
             port_max: nat.port_max,
             timeouts: nat.timeouts.into(),
             max_unreplied: max_unreplied(nat.max_flows, nat.max_unreplied_share),
+            uplink_addr6,
         })?;
         if uplink.is_some() {
             self.programs()?.arm_nat_sweep()?;
@@ -239,15 +241,17 @@ impl NetworkDatapath {
         Ok(())
     }
 
-    /// Records the uplink's address as it is now (it changed under a
-    /// running network); says whether it differed.
-    pub fn set_uplink_addr(&mut self, addr: Ipv4Addr) -> Result<bool> {
+    /// Records the uplink's addresses as they are now (they changed under a
+    /// running network); says whether they differed.
+    pub fn set_uplink_addrs(&mut self, addrs: UplinkAddrs) -> Result<bool> {
         let config = self.maps.nat_config()?;
-        if addr.octets() == config.uplink_addr {
+        let (uplink_addr, uplink_addr6) = addrs.octets();
+        if (uplink_addr, uplink_addr6) == (config.uplink_addr, config.uplink_addr6) {
             return Ok(false);
         }
         self.maps.set_nat_config(NatConfig {
-            uplink_addr: addr.octets(),
+            uplink_addr,
+            uplink_addr6,
             ..config
         })?;
         Ok(true)
@@ -346,8 +350,11 @@ impl NetworkDatapath {
             .map(|(ip6, ep)| (ep.host_ifindex, ip6))
             .collect();
         let endpoints = self.maps.endpoints()?;
+        // A host-only port is 127.0.0.1's alone, as Docker's `-p
+        // 127.0.0.1:…` listens there alone.
         let entries6: Vec<(PublishKey, PublishTarget<Ipv6Bytes>)> = published
             .iter()
+            .filter(|p| !p.host_only())
             .filter_map(|p| {
                 let ip6 = ip6_of_veth.get(&endpoints.get(&p.ip)?.host_ifindex)?;
                 Some((key(p), publish_target(Ipv6Bytes(ip6.octets()), p)))
@@ -524,6 +531,31 @@ impl NetworkDatapath {
 
 /// Where published port `p` leads, at the endpoint's address `addr` of
 /// either family.
+/// The uplink's addresses where published ports answer endpoints (the
+/// hairpin) and the host's own connections: its primary IPv4 address, and
+/// its first global IPv6 address if it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkAddrs {
+    pub v4: Ipv4Addr,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl UplinkAddrs {
+    /// As `NatConfig` holds them: no IPv6 address is all zeros.
+    fn octets(self) -> ([u8; 4], [u8; 16]) {
+        (self.v4.octets(), self.v6.map_or([0; 16], |v6| v6.octets()))
+    }
+}
+
+impl std::fmt::Display for UplinkAddrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.v6 {
+            Some(v6) => write!(f, "{} and {v6}", self.v4),
+            None => write!(f, "{}", self.v4),
+        }
+    }
+}
+
 fn publish_target<A>(addr: A, p: &Published) -> PublishTarget<A> {
     PublishTarget {
         addr,

@@ -30,12 +30,13 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use netfwd_common::names::{
-    self, BIND4_LINK, CONNECT4_LINK, MAP_CALLS, MAP_NAT, MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_NAT6,
-    MAP_NAT6_EXPIRED, MAP_NAT6_SWEEP, MAP_UNREPLIED, MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR,
-    MAP_UNREPLIED6, MAP_UNREPLIED6_BY_SENDER, MAP_UNREPLIED6_CURSOR, PROG_BIND4, PROG_CONNECT4,
-    PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_FROM_UPLINK6, PROG_NAT_SOURCE6,
-    PROG_NAT_SWEEP_ARM, PROG_NAT_SWEEP_STEP, PROG_TO_REMOTE6, PROG_XDP_FROM_ENDPOINT,
-    PROG_XDP_FROM_UPLINK, TAIL_CALLS,
+    self, BIND4_LINK, BIND6_LINK, CALLS_ROOM, CONNECT4_LINK, CONNECT6_LINK, MAP_CALLS, MAP_NAT,
+    MAP_NAT_EXPIRED, MAP_NAT_SWEEP, MAP_NAT6, MAP_NAT6_EXPIRED, MAP_NAT6_SWEEP, MAP_UNREPLIED,
+    MAP_UNREPLIED_BY_SENDER, MAP_UNREPLIED_CURSOR, MAP_UNREPLIED6, MAP_UNREPLIED6_BY_SENDER,
+    MAP_UNREPLIED6_CURSOR, PROG_BIND4, PROG_BIND6, PROG_CONNECT4, PROG_CONNECT6,
+    PROG_FROM_ENDPOINT, PROG_FROM_ENDPOINT6, PROG_FROM_UPLINK, PROG_FROM_UPLINK6, PROG_HAIRPIN6,
+    PROG_HAIRPIN6_FLOW, PROG_NAT_SOURCE6, PROG_NAT_SWEEP_ARM, PROG_NAT_SWEEP_STEP, PROG_TO_REMOTE6,
+    PROG_XDP_FROM_ENDPOINT, PROG_XDP_FROM_UPLINK, TAIL_CALLS,
 };
 use netfwd_common::{
     counters::IfaceCounters,
@@ -47,7 +48,7 @@ pub use attach::{AttachOutcome, AttachedProgram};
 use crate::{name::NetworkName, private_dir};
 pub use bpffs::ensure_bpffs;
 pub use explain::{DatapathCopy, ProgramRun};
-pub use handle::{EndpointVeth, NetworkDatapath, Remote, Subnets};
+pub use handle::{EndpointVeth, NetworkDatapath, Remote, Subnets, UplinkAddrs};
 pub use maps::{DatapathMaps, Room, sum_counters};
 use pins::{
     PROGRAMS_DIR, drop_programs_of_other_builds, pin_dir, program_pin, remove_file_if_exists,
@@ -162,6 +163,8 @@ impl Programs {
         for table in &NAT_TABLES {
             drop_pin_of_other_capacity(&pin_path(table.expired), nat_max_flows)?;
         }
+        // The jump table grew (for IPv6's hairpin); the loader fills it.
+        drop_pin_of_other_capacity(&pin_path(MAP_CALLS), CALLS_ROOM)?;
         let mut programs = Self {
             pin_dir: dir.to_owned(),
             nat_entries,
@@ -508,12 +511,13 @@ impl ProgramKind {
 fn program_kind(name: &str) -> Result<ProgramKind> {
     Ok(match name {
         PROG_FROM_ENDPOINT | PROG_FROM_ENDPOINT6 | PROG_TO_REMOTE6 | PROG_NAT_SOURCE6
-        | PROG_FROM_UPLINK | PROG_FROM_UPLINK6 | PROG_NAT_SWEEP_ARM | PROG_NAT_SWEEP_STEP => {
-            ProgramKind::Classifier
-        }
+        | PROG_HAIRPIN6_FLOW | PROG_HAIRPIN6 | PROG_FROM_UPLINK | PROG_FROM_UPLINK6
+        | PROG_NAT_SWEEP_ARM | PROG_NAT_SWEEP_STEP => ProgramKind::Classifier,
         PROG_XDP_FROM_ENDPOINT | PROG_XDP_FROM_UPLINK => ProgramKind::Xdp,
         PROG_CONNECT4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect4),
         PROG_BIND4 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind4),
+        PROG_CONNECT6 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Connect6),
+        PROG_BIND6 => ProgramKind::SockAddr(CgroupSockAddrAttachType::Bind6),
         other => anyhow::bail!("no program {other} in the datapath"),
     })
 }
@@ -539,8 +543,12 @@ fn fill_calls(
 }
 
 /// The cgroup socket hooks for published ports, with their links' names.
-pub(super) const SOCKET_HOOKS: [(&str, &str); 2] =
-    [(PROG_CONNECT4, CONNECT4_LINK), (PROG_BIND4, BIND4_LINK)];
+pub(super) const SOCKET_HOOKS: [(&str, &str); 4] = [
+    (PROG_CONNECT4, CONNECT4_LINK),
+    (PROG_BIND4, BIND4_LINK),
+    (PROG_CONNECT6, CONNECT6_LINK),
+    (PROG_BIND6, BIND6_LINK),
+];
 
 /// A family's NAT table and the maps that go with it: shared per uplink
 /// with it (`shared`), and those of them also pinned in each network's

@@ -180,7 +180,7 @@ async fn setup_uplink(
         .link_by_name(ifname)
         .await?
         .with_context(|| format!("uplink {ifname} vanished"))?;
-    let addr = preflight::uplink_address(host, ifname, link.index).await?;
+    let addrs = preflight::uplink_addresses(host, ifname, link.index).await?;
     if net.mtu > link.mtu {
         log::warn!(
             "network {}: endpoint MTU {} is above uplink {ifname}'s {}: larger datagrams leave \
@@ -192,11 +192,11 @@ async fn setup_uplink(
         );
     }
     // Config before program: the program passes everything while NAT is off.
-    datapath.set_nat(&net.nat, Some((link.index, addr)))?;
+    datapath.set_nat(&net.nat, Some((link.index, addrs)))?;
     let (program, mode) = datapath.attach_uplink(&link, net.mode)?;
     Ok(UplinkReport {
         ifname: ifname.to_owned(),
-        addr: addr.to_string(),
+        addr: addrs.v4.to_string(),
         program,
         mode,
     })

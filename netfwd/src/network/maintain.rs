@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::{attach, preflight, publish};
 use crate::{
-    loader::NetworkDatapath,
+    loader::{NetworkDatapath, UplinkAddrs},
     name::NetworkName,
     netlink::Netlink,
     state::{self, State},
@@ -21,7 +21,7 @@ pub struct Maintained {
     /// Expired flows the kernel's sweep has removed from the network's NAT
     /// table since it was armed, if the network has NAT.
     pub flows_expired: Option<u64>,
-    pub uplink_addr: Option<std::net::Ipv4Addr>,
+    pub uplink_addrs: Option<UplinkAddrs>,
     pub endpoints_gone: Vec<std::net::Ipv4Addr>,
 }
 
@@ -37,10 +37,10 @@ pub async fn maintain(name: &NetworkName) -> Result<Maintained> {
 
     if let Some(uplink) = &st.network.uplink
         && let Some(link) = host.link_by_name(uplink).await?
-        && let Ok(addr) = preflight::uplink_address(&host, uplink, link.index).await
-        && datapath.set_uplink_addr(addr)?
+        && let Ok(addrs) = preflight::uplink_addresses(&host, uplink, link.index).await
+        && datapath.set_uplink_addrs(addrs)?
     {
-        done.uplink_addr = Some(addr);
+        done.uplink_addrs = Some(addrs);
     }
 
     let (mut live, mut gone) = (Vec::new(), Vec::new());

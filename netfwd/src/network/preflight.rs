@@ -1,17 +1,16 @@
 //! Checks of a validated config against what exists on the machine, all made
 //! before anything is changed. Failures are bad input (exit 2).
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::Ipv4Addr,
-};
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
+use ipnet::IpNet;
 
 use super::endpoint::ENDPOINT_IFNAME;
 use crate::{
     config::{Network, Proto},
     input_error,
+    loader::UplinkAddrs,
     name::NetworkName,
     netlink::Netlink,
     netns::{self, Here},
@@ -109,7 +108,7 @@ async fn check_endpoint_netns(i: usize, name: &str, ours: bool) -> Result<()> {
 /// that range could hand a host socket's tuple to a NAT flow).
 async fn check_uplink(net: &Network, uplink: &str) -> Result<()> {
     let (host, index) = check_external("network.uplink", net, uplink).await?;
-    uplink_address(&host, uplink, index).await?;
+    uplink_addresses(&host, uplink, index).await?;
     let (low, high) = procnet::ip_local_port_range()?;
     let (min, max) = (net.nat.port_min, net.nat.port_max);
     if min <= high && low <= max {
@@ -140,13 +139,23 @@ async fn check_external(field: &str, net: &Network, ifname: &str) -> Result<(Net
     Ok((host, link.index))
 }
 
-/// The uplink's primary IPv4 address: what endpoints are masqueraded to.
-pub async fn uplink_address(host: &Netlink, uplink: &str, index: u32) -> Result<Ipv4Addr> {
-    host.ipv4_addresses(index)
-        .await?
-        .first()
-        .map(|a| a.addr())
-        .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))
+/// The uplink's addresses: its primary IPv4 address, what endpoints are
+/// masqueraded to, and its first global IPv6 address, if any (a link-local
+/// one is no address a published port answers on).
+pub async fn uplink_addresses(host: &Netlink, uplink: &str, index: u32) -> Result<UplinkAddrs> {
+    let addrs = host.addresses(index).await?;
+    let v4 = addrs
+        .iter()
+        .find_map(|a| match a {
+            IpNet::V4(v4) => Some(v4.addr()),
+            IpNet::V6(_) => None,
+        })
+        .ok_or_else(|| input_error!("network.uplink: {uplink} has no IPv4 address"))?;
+    let v6 = addrs.iter().find_map(|a| match a {
+        IpNet::V6(v6) if !v6.addr().is_unicast_link_local() => Some(v6.addr()),
+        _ => None,
+    });
+    Ok(UplinkAddrs { v4, v6 })
 }
 
 /// A host port to publish on `net`'s uplink must be the uplink's alone:

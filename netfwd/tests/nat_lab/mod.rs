@@ -26,7 +26,7 @@ use netfwd_common::{
         PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_UPLINK,
     },
     nat::{
-        DIR_INGRESS, FlowSender, NatConfig, NatEntry, NatKey, NatTimeouts, PublishKey,
+        DIR_INGRESS, FlowSender, Ipv6Bytes, NatConfig, NatEntry, NatKey, NatTimeouts, PublishKey,
         PublishTarget,
     },
 };
@@ -155,6 +155,7 @@ impl NatLab {
             port_max,
             timeouts: NatTimeouts::DEFAULT,
             max_unreplied: 0,
+            uplink_addr6: UPLINK_IP6.octets(),
         })
         .unwrap();
         maps.ensure_counters(host_a).unwrap();
@@ -358,6 +359,38 @@ pub fn published(
     )
 }
 
+/// A `PUBLISHED6` entry: `host_port` of `proto` to `[ip]:port`.
+pub fn published6(
+    proto: u8,
+    host_port: u16,
+    ip: Ipv6Addr,
+    port: u16,
+) -> (PublishKey, PublishTarget<Ipv6Bytes>) {
+    let (key, target) = published(proto, host_port, Ipv4Addr::UNSPECIFIED, port);
+    (
+        key,
+        PublishTarget {
+            addr: Ipv6Bytes(ip.octets()),
+            port: target.port,
+            flags: target.flags,
+            _pad: target._pad,
+        },
+    )
+}
+
+/// An IPv6 address in `packet` at `at`.
+pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
+    let octets: [u8; 16] = packet[at..at + 16].try_into().unwrap();
+    Ipv6Addr::from(octets)
+}
+
+/// Offsets in an Ethernet + IPv6 (no extension headers) packet.
+pub const SRC6: usize = 14 + 8;
+pub const HOP_LIMIT6: usize = 14 + 7;
+pub const DST6: usize = 14 + 24;
+pub const SPORT6: usize = 14 + 40;
+pub const DPORT6: usize = 14 + 42;
+
 pub fn addr(packet: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
 }
@@ -367,15 +400,6 @@ pub fn port(packet: &[u8], at: usize) -> u16 {
 }
 
 /// Offsets in an Ethernet + IPv4 (no options) packet.
-/// An IPv6 packet's source address and hop limit.
-pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
-    let octets: [u8; 16] = packet[at..at + 16].try_into().unwrap();
-    Ipv6Addr::from(octets)
-}
-
-pub const SRC6: usize = 14 + 8;
-pub const HOP_LIMIT6: usize = 14 + 7;
-
 pub const SRC: usize = 14 + 12;
 pub const DST: usize = 14 + 16;
 pub const TTL: usize = 14 + 8;
