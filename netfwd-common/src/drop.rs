@@ -17,9 +17,9 @@ pub enum DropReason {
     /// endpoint started (the FORWARD policy).
     Policy = 4,
     /// Out of the uplink with an IP protocol (or ICMP type) the NAT does not
-    /// translate, or a fragment (ports only in the first one); or IPv6
-    /// beyond a dual-stack network's prefix, which is neither translated
-    /// nor routed yet.
+    /// translate, or a later fragment whose first one did not pass (ports
+    /// only in the first one); or IPv6 beyond a dual-stack network's prefix
+    /// that the NAT does not send out.
     Unsupported = 5,
     /// An IPv4 packet from an endpoint whose source is not the address of the
     /// endpoint behind the interface it came in on.
@@ -79,6 +79,11 @@ pub enum DropReason {
     /// missing from the datapath's jump table (`CALLS`): a load cut short
     /// between filling the maps and the table; the next `netfwd up` fills it.
     MissedTailCall = 21,
+    /// An endpoint's IPv6 packet for the NAT with a hop-by-hop, routing or
+    /// destination options header (before the transport header, or after
+    /// a fragment header): the NAT crosses the fragment header only (the
+    /// rule and why: docs/datapath.md, "IPv6 extension headers").
+    ExtensionHeader = 22,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
@@ -88,7 +93,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -110,6 +115,7 @@ impl DropReason {
         DropReason::UnrepliedShare,
         DropReason::NdSpoofed,
         DropReason::MissedTailCall,
+        DropReason::ExtensionHeader,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -136,6 +142,7 @@ impl DropReason {
             DropReason::UnrepliedShare => "unreplied_share",
             DropReason::NdSpoofed => "nd_spoofed",
             DropReason::MissedTailCall => "missed_tail_call",
+            DropReason::ExtensionHeader => "extension_header",
         }
     }
 

@@ -8,11 +8,15 @@
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 use netfwd::loader::{DatapathMaps, Programs};
-use netfwd_common::maps::{EndpointEntry, NetworkConfig};
+use netfwd_common::maps::{EndpointEntry, Network6Config, NetworkConfig};
 
 /// The ifindex of `lo`, where a test run's packet arrives.
 pub const LO: u32 = 1;
@@ -34,6 +38,16 @@ impl PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `NETWORK6` entry of a dual-stack network: `subnet`/64 with `gateway`.
+pub fn network6_config(gateway: Ipv6Addr, subnet: Ipv6Addr) -> Network6Config {
+    Network6Config {
+        gateway: gateway.octets(),
+        subnet: subnet.octets(),
+        prefix_len: 64,
+        _pad: [0; 3],
     }
 }
 
@@ -141,12 +155,13 @@ use netfwd::explain::packet::pseudo_sum;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
 
 /// An IPv4 packet (no options, DF, TTL 64) around `l4`, with the IP
 /// checksum and the transport checksum (TCP, UDP unless `udp_csum_zero`,
 /// ICMP) filled in.
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    fill_l4_checksum(src, dst, proto, &mut l4);
+    fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
@@ -158,7 +173,22 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8>
     ip
 }
 
-fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
+/// An IPv6 packet (hop limit 64) around `payload`, whose first header is
+/// `next`: the caller fills in the checksums (`fill_l4_checksum`).
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[next, 64]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(payload);
+    ip
+}
+
+/// Fills the transport checksum of `l4` in, as its sender does (TCP, UDP
+/// unless marked to go without, ICMP; over the pseudo-header but for
+/// IPv4's ICMP).
+pub fn fill_l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &mut [u8]) {
     let at = match proto {
         TCP => 16,
         UDP if l4[6..8] != [0xff, 0xff] => 6,
@@ -173,7 +203,7 @@ fn fill_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &mut [u8]) {
     let sum = if proto == ICMP {
         0
     } else {
-        pseudo_sum(src.into(), dst.into(), proto, l4.len())
+        pseudo_sum(src, dst, proto, l4.len())
     };
     let c = checksum(l4, sum);
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -239,10 +269,15 @@ pub fn checksums_ok(ip: &[u8]) -> bool {
         Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
         ip[9],
     );
-    let l4 = &ip[ihl..];
+    l4_checksum_ok(src.into(), dst.into(), proto, &ip[ihl..])
+}
+
+/// Whether the transport checksum of `l4` (a whole datagram's) is valid (a
+/// zero UDP checksum counts as valid over IPv4).
+pub fn l4_checksum_ok(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> bool {
     match proto {
-        UDP if l4[6..8] == [0, 0] => true,
-        TCP | UDP => checksum(l4, pseudo_sum(src.into(), dst.into(), proto, l4.len())) == 0,
+        UDP if l4[6..8] == [0, 0] => src.is_ipv4(),
+        TCP | UDP | ICMPV6 => checksum(l4, pseudo_sum(src, dst, proto, l4.len())) == 0,
         _ => checksum(l4, 0) == 0,
     }
 }

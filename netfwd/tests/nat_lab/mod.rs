@@ -2,15 +2,19 @@
 //! `bpf_fib_lookup` needs routes and a neighbour, so each test runs in a
 //! thread that unshares a fresh network namespace of its own: an endpoint's
 //! host-side veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1
-//! has a permanent neighbour entry. Nothing leaves that namespace.
+//! has a permanent neighbour entry (and, `with_ipv6`, 2001:db8:f::2/64 with
+//! its gateway 2001:db8:f::1). Nothing leaves that namespace.
 #![allow(
     dead_code,
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
 )]
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
-use crate::common::{PinDir, eth, ipv4, network_config, run, run_xdp};
+use crate::common::{PinDir, eth, ipv4, network_config, network6_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
@@ -44,6 +48,11 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
 pub const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
+/// IPv6 (`with_ipv6`): endpoint A behind NAT66, the uplink, the remote host.
+pub const A_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 1);
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 5);
+pub const UPLINK_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2);
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x7, 0, 0, 0, 0, 7);
 
 /// The datapath loaded in a namespace with endpoint A behind `hosta` and the
 /// uplink `up0`.
@@ -158,6 +167,39 @@ impl NatLab {
             uplink_mac: mac_of("up0"),
             pins,
         }
+    }
+
+    /// Makes the network dual-stack, with endpoint A's IPv6 address and the
+    /// uplink's, whose default route NAT66 translates out of.
+    pub fn with_ipv6(&mut self) {
+        ip("-6 addr add 2001:db8:f::2/64 dev up0 nodad");
+        ip("-6 neigh replace 2001:db8:f::1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
+        ip("-6 route add default via 2001:db8:f::1");
+        netfwd::procnet::enable_forwarding6("hosta", &netfwd::netlink::Settings::default())
+            .unwrap();
+        let subnet = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 0);
+        self.maps
+            .set_network6(network6_config(GATEWAY6, subnet))
+            .unwrap();
+        let a = self.maps.endpoints().unwrap()[&A_IP];
+        self.maps.set_endpoint6(A_IP6, a).unwrap();
+    }
+
+    /// An IPv6 packet (`ipv6`, no Ethernet) from endpoint A, through its
+    /// host-side veth.
+    pub fn send6_from_a(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.host_a_mac, A_MAC, 0x86dd);
+        packet.extend_from_slice(ipv6);
+        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+        run(prog, &packet, self.host_a)
+    }
+
+    /// An IPv6 packet arriving on the uplink, through TC.
+    pub fn send6_from_uplink(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x86dd);
+        packet.extend_from_slice(ipv6);
+        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
+        run(prog, &packet, self.uplink)
     }
 
     /// An IPv4 packet from endpoint A, through its host-side veth.
@@ -314,7 +356,14 @@ pub fn port(packet: &[u8], at: usize) -> u16 {
 }
 
 /// Offsets in an Ethernet + IPv4 (no options) packet.
+pub fn addr6(packet: &[u8], at: usize) -> Ipv6Addr {
+    let octets: [u8; 16] = packet[at..at + 16].try_into().unwrap();
+    Ipv6Addr::from(octets)
+}
+
 pub const SRC: usize = 14 + 12;
+pub const SRC6: usize = 14 + 8;
+pub const DST6: usize = 14 + 24;
 pub const DST: usize = 14 + 16;
 pub const TTL: usize = 14 + 8;
 pub const SPORT: usize = 34;
