@@ -83,7 +83,7 @@ pub enum DropReason {
     /// destination options header (before the transport header, or after
     /// a fragment header): the NAT crosses the fragment header only (the
     /// rule and why: docs/datapath.md, "IPv6 extension headers").
-    ExtensionHeader = 22,
+    ExtensionHeader = 23,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
