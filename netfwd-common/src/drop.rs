@@ -79,6 +79,11 @@ pub enum DropReason {
     /// missing from the datapath's jump table (`CALLS`): a load cut short
     /// between filling the maps and the table; the next `netfwd up` fills it.
     MissedTailCall = 21,
+    /// From an endpoint to the outside where the host would masquerade it
+    /// with an address of its own netfwd networks (a gateway) or none: the
+    /// uplink has no address of the family for the destination. The reply
+    /// would come back to a gateway, or nowhere.
+    NoNatSource = 22,
     /// An endpoint's IPv6 packet for the NAT with a hop-by-hop, routing or
     /// destination options header (before the transport header, or after
     /// a fragment header): the NAT crosses the fragment header only (the
@@ -93,7 +98,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -115,6 +120,7 @@ impl DropReason {
         DropReason::UnrepliedShare,
         DropReason::NdSpoofed,
         DropReason::MissedTailCall,
+        DropReason::NoNatSource,
         DropReason::ExtensionHeader,
     ];
 
@@ -142,6 +148,7 @@ impl DropReason {
             DropReason::UnrepliedShare => "unreplied_share",
             DropReason::NdSpoofed => "nd_spoofed",
             DropReason::MissedTailCall => "missed_tail_call",
+            DropReason::NoNatSource => "no_nat_source",
             DropReason::ExtensionHeader => "extension_header",
         }
     }

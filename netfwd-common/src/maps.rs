@@ -72,8 +72,15 @@ pub struct Network6Config {
     /// The prefix and its length.
     pub subnet: [u8; 16],
     pub prefix_len: u8,
-    pub _pad: [u8; 3],
+    /// `NETWORK6_*` bits (zero in pins an older netfwd wrote: NAT66 on).
+    pub flags: u8,
+    pub _pad: [u8; 2],
 }
+
+/// `Network6Config::flags`: the network's IPv6 leaves the uplink
+/// untranslated, with the endpoints' own (public) addresses (`nat6 =
+/// false`); only replies to flows they started come back in.
+pub const NETWORK6_NO_NAT: u8 = 1;
 
 /// `REMOTES` flag: another netfwd network of this host (allowed or
 /// isolated): never a source arriving on the uplink.

@@ -171,13 +171,20 @@ pub const CALL_FROM_UPLINK6: u32 = 1;
 pub const PROG_TO_REMOTE6: &str = "tc_to_remote6";
 /// Slot of `PROG_TO_REMOTE6` in `MAP_CALLS`.
 pub const CALL_TO_REMOTE6: u32 = 2;
+/// Reached from `PROG_TO_REMOTE6` by a tail call, and back: the source
+/// address the host gives a flow NAT66 maps, looked up on a stack with room
+/// for the lookup (`BPF_FIB_LOOKUP_SRC`).
+pub const PROG_NAT_SOURCE6: &str = "tc_nat_source6";
+/// Slot of `PROG_NAT_SOURCE6` in `MAP_CALLS`.
+pub const CALL_NAT_SOURCE6: u32 = 3;
 /// Room in `MAP_CALLS`.
 pub const CALLS_ROOM: u32 = 4;
 /// Every slot of `MAP_CALLS` with the program it jumps to.
-pub const TAIL_CALLS: [(u32, &str); 3] = [
+pub const TAIL_CALLS: [(u32, &str); 4] = [
     (CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6),
     (CALL_FROM_UPLINK6, PROG_FROM_UPLINK6),
     (CALL_TO_REMOTE6, PROG_TO_REMOTE6),
+    (CALL_NAT_SOURCE6, PROG_NAT_SOURCE6),
 ];
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";

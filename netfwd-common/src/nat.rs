@@ -222,8 +222,9 @@ pub struct NatEntry<A = [u8; 4]> {
     pub endpoint_ack: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the flow was created.
     pub created_ns: u64,
-    /// Last packet of the flow in either direction (ingress entry; the egress
-    /// entry keeps its creation time here).
+    /// Ingress entry: the flow's last packet in either direction. Egress
+    /// entry: when its address was last found to be the one the host gives
+    /// the flow's packets (the masquerade's check, at most once a second).
     pub last_seen_ns: u64,
 }
 

@@ -94,6 +94,13 @@ pub trait Family: Layer3 {
     /// with the endpoint's own address).
     const ROUTED_WITHOUT_NAT: bool;
 
+    /// Whether the network's endpoints leave the uplink with their own
+    /// addresses and ports, untranslated (IPv6's `nat6 = false`: a public
+    /// prefix routed to the host). Their flows are kept in the NAT table
+    /// all the same, mapped to themselves, so that only replies to them
+    /// come back in (`route::classify_from_uplink`, `nat::rev_snat`).
+    fn leaves_untranslated() -> bool;
+
     // The header.
     /// The transport protocol.
     fn proto(ip: &Self::Hdr) -> u8;
@@ -157,6 +164,17 @@ pub trait Family: Layer3 {
     );
     /// The source address a lookup with `BPF_FIB_LOOKUP_SRC` filled in.
     fn fib_src(params: &FibParams) -> Self::Addr;
+    /// The host's choice of source for `src -> dst` forwarded from
+    /// `ifindex` (`fib::source`), for a masquerade mapping made or checked:
+    /// in place, or (`Err`) by a jump to a program with the stack for it,
+    /// which jumps back to the packet with the answer.
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: Self::Addr,
+        dst: Self::Addr,
+        now: u64,
+    ) -> Result<Option<Self::Addr>, DropReason>;
 
     // The family's maps and what the datapath reads from them.
     fn nat() -> &'static NatMap<Self::Addr>;

@@ -1,6 +1,7 @@
 //! Leaving the host: where the kernel's routing table sends a packet (the
-//! next hop, `hop`), and whether it fits. One body for either family (its
-//! parameters are the family's) and either context.
+//! next hop, `hop`), with which source address, and whether it fits. One
+//! body for either family (its parameters are the family's) and either
+//! context.
 
 use core::mem::MaybeUninit;
 
@@ -14,26 +15,17 @@ use aya_ebpf::{
 
 use crate::{family::Family, hop::NextHop, parse::Packet};
 
-/// Where the routing table sends a packet out, and the source address the
-/// host would give it there (what a masquerade uses).
-pub struct Route<A> {
-    pub hop: NextHop,
-    pub src: A,
-}
-
-/// Looks `src -> dst` up as if forwarded from `ifindex`. `None` for what is
-/// not forwarded out of a device: local addresses, unreachable routes,
-/// packets too big for the route's MTU (the stack sends the ICMP error or
-/// fragments), no source address on the way out. `BPF_FIB_LOOKUP_SRC` asks
-/// for the source address the host would pick, so a masquerade follows the
-/// uplink's address as it changes.
+/// Looks `src -> dst` up as if forwarded from `ifindex`: the next hop.
+/// `None` for what is not forwarded out of a device: local addresses,
+/// unreachable routes, packets too big for the route's MTU (the stack sends
+/// the ICMP error or fragments).
 #[inline(always)]
 pub fn lookup<F: Family>(
     ctx: &impl Packet,
     ifindex: u32,
     src: F::Addr,
     dst: F::Addr,
-) -> Option<Route<F::Addr>> {
+) -> Option<NextHop> {
     // 0: the kernel checks the MTU against the skb itself, GSO included.
     lookup_with_len::<F>(ctx, ifindex, src, dst, 0)
 }
@@ -47,8 +39,31 @@ pub fn lookup_any_size<F: Family>(
     ifindex: u32,
     src: F::Addr,
     dst: F::Addr,
-) -> Option<Route<F::Addr>> {
+) -> Option<NextHop> {
     lookup_with_len::<F>(ctx, ifindex, src, dst, 1)
+}
+
+/// The source address the host would give a packet `src -> dst` forwarded
+/// from `ifindex` (what a masquerade uses, so it follows the uplink's
+/// address as it changes); `None` where it routes no such packet out or
+/// has no address for it. A lookup of its own, for a mapping made or
+/// checked, never per packet: for IPv6 the kernel picks the source among
+/// every address of every device of the namespace (RFC 6724), one host veth
+/// more for each endpoint, which cost more than the rest of the NAT path.
+#[inline(always)]
+pub fn source<F: Family>(
+    ctx: &impl Packet,
+    ifindex: u32,
+    src: F::Addr,
+    dst: F::Addr,
+) -> Option<F::Addr> {
+    let mut params = MaybeUninit::uninit();
+    let params = zeroed(&mut params);
+    F::fill_fib_params(params, ifindex, src, dst, 1);
+    match fib_lookup(ctx, params, BPF_FIB_LOOKUP_SRC) {
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => Some(F::fib_src(params)),
+        _ => None,
+    }
 }
 
 /// Whether the packet is too big to leave `oif` as it is (GSO segments
@@ -68,19 +83,17 @@ fn lookup_with_len<F: Family>(
     src: F::Addr,
     dst: F::Addr,
     tot_len: u16,
-) -> Option<Route<F::Addr>> {
+) -> Option<NextHop> {
     let mut params = MaybeUninit::uninit();
     let params = zeroed(&mut params);
     F::fill_fib_params(params, ifindex, src, dst, tot_len);
-    let hop = match fib_lookup(ctx, params) {
-        BPF_FIB_LKUP_RET_SUCCESS => NextHop::resolved(params.ifindex, params.smac, params.dmac),
-        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::unresolved(params.ifindex),
-        _ => return None,
-    };
-    Some(Route {
-        hop,
-        src: F::fib_src(params),
-    })
+    match fib_lookup(ctx, params, 0) {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            Some(NextHop::resolved(params.ifindex, params.smac, params.dmac))
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => Some(NextHop::unresolved(params.ifindex)),
+        _ => None,
+    }
 }
 
 /// `params` all zero (the kernel reads every byte), a word at a time, in
@@ -109,19 +122,20 @@ pub fn is_host_address<F: Family>(ctx: &impl Packet, ifindex: u32, addr: F::Addr
     let mut params = MaybeUninit::uninit();
     let params = zeroed(&mut params);
     F::fill_fib_params(params, ifindex, F::UNSPECIFIED, addr, 1);
-    fib_lookup(ctx, params) == BPF_FIB_LKUP_RET_NOT_FWDED
+    fib_lookup(ctx, params, 0) == BPF_FIB_LKUP_RET_NOT_FWDED
 }
 
-/// `bpf_fib_lookup` with `params`, which it fills in: its return code.
+/// `bpf_fib_lookup` with `params`, which it fills in, and `flags`: its
+/// return code.
 #[inline(always)]
-fn fib_lookup(ctx: &impl Packet, params: &mut FibParams) -> u32 {
+fn fib_lookup(ctx: &impl Packet, params: &mut FibParams, flags: u32) -> u32 {
     // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.helper_ctx(),
             params,
             core::mem::size_of::<FibParams>() as i32,
-            BPF_FIB_LOOKUP_SRC,
+            flags,
         )
     };
     rc as u32

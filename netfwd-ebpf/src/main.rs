@@ -109,6 +109,17 @@ pub fn tc_to_remote6(ctx: TcContext) -> i32 {
     tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &verdict)
 }
 
+/// Reached from `tc_to_remote6` (a tail call) for the source address of a
+/// flow NAT66 maps, and back (see `v6::source_note`). Counts only a drop:
+/// the packet's verdict is `tc_to_remote6`'s.
+#[classifier]
+pub fn tc_nat_source6(ctx: TcContext) -> i32 {
+    let missed = v6::source_note::answer(&ctx, conntrack::now_ns());
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &Verdict::Drop(missed))
+}
+
 /// Counts what a TC program decided and gives its action.
 #[inline(always)]
 fn tc_finish(ctx: &TcContext, direction: u8, ifindex: u32, verdict: &Verdict) -> i32 {

@@ -25,6 +25,8 @@ use netfwd_common::{
     },
 };
 
+use crate::v6::source_note::SourceNote;
+
 /// Room for a network's endpoints (see `names::MAX_ENDPOINTS`).
 const ENDPOINT_ROOM: usize = MAX_ENDPOINTS as usize;
 
@@ -261,6 +263,11 @@ pub static MONITOR_BUDGET: PerCpuArray<MonitorBudget, 1> = PerCpuArray::new();
 /// `monitor::nat_event`). Not pinned: scratch space of the program's own.
 #[btf_map]
 pub static MONITOR_SCRATCH: PerCpuArray<MonitorEvent, 1> = PerCpuArray::new();
+
+/// Each CPU's question to `tc_nat_source6` and its answer (see
+/// `v6::source_note`). Not pinned: scratch space of the programs' own.
+#[btf_map]
+pub static NAT6_SRC_NOTE: PerCpuArray<SourceNote, 1> = PerCpuArray::new();
 
 /// The events `netfwd monitor` reads.
 #[btf_map]

@@ -80,14 +80,14 @@ pub fn from_endpoint_to_remote<F: Family>(
 /// the endpoint's own address.
 #[inline(always)]
 fn route_out<F: Family>(ctx: &TcContext, ifindex: u32, ip: &F::Hdr) -> Result<Verdict, DropReason> {
-    let Some(route) = fib::lookup::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
+    let Some(next) = fib::lookup::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
         return Ok(Verdict::ToHost);
     };
-    let hopped = hop::<F>(ctx, ip, |eth| deliver::set_hop_macs(eth, &route.hop))?;
+    let hopped = hop::<F>(ctx, ip, |eth| deliver::set_hop_macs(eth, &next))?;
     if !hopped {
         return Ok(Verdict::ToHost);
     }
-    Ok(Verdict::Routed(route.hop.redirect()))
+    Ok(Verdict::Routed(next.redirect()))
 }
 
 /// To another cluster member's endpoints: a hop into the VXLAN tunnel,
@@ -109,8 +109,10 @@ fn route_into_tunnel<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict,
 /// it came in where that source's packets come in: `Some(endpoint)`, a
 /// routed hop in; dropped otherwise (the FORWARD policy: from the uplink's
 /// side, only replies get in, and those are addressed to the uplink).
-/// `None` for no endpoint: a reply of a NATed flow, or the host's. What the
-/// tunnel brings in is never NATed: for no endpoint, it is dropped.
+/// `None` for no endpoint: a reply of a NATed flow, or the host's; and for
+/// an endpoint that leaves untranslated (`nat6 = false`), whose flows'
+/// replies the NAT lets in and drops the rest. What the tunnel brings in is
+/// never NATed: for no endpoint, it is dropped.
 #[inline(always)]
 pub fn classify_from_uplink<F: Family>(
     ifindex: u32,
@@ -118,6 +120,10 @@ pub fn classify_from_uplink<F: Family>(
 ) -> Result<Option<EndpointEntry>, DropReason> {
     match F::endpoint(F::daddr(ip)) {
         Some(ep) if trusted_source::<F>(ifindex, F::saddr(ip)) => Ok(Some(ep)),
+        // Endpoints that leave untranslated (`nat6 = false`) are answered
+        // at their own addresses: the NAT table's flows, mapped to
+        // themselves, let the replies in (`rev_snat`), and drop the rest.
+        Some(_) if F::leaves_untranslated() && !maps::tunnel_iface(ifindex) => Ok(None),
         Some(_) => Err(DropReason::Policy),
         None if maps::tunnel_iface(ifindex) => Err(DropReason::Policy),
         None => Ok(None),

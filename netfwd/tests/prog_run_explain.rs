@@ -116,7 +116,8 @@ fn the_copy_runs_ipv6_through_its_own_jump_table_and_reports_ipv6_addresses() {
         gateway: GATEWAY6.octets(),
         subnet: Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0).octets(),
         prefix_len: 64,
-        _pad: [0; 3],
+        flags: 0,
+        _pad: [0; 2],
     })
     .unwrap();
     maps.set_endpoint6(A_IP6, A).unwrap();

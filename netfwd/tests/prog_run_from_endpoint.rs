@@ -83,7 +83,7 @@ impl TwoEndpoints {
     fn with_ipv6(mut self) -> Self {
         let subnet = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0);
         self.maps
-            .set_network6(common::network6_config(GATEWAY6, subnet))
+            .set_network6(common::network6_config(GATEWAY6, subnet, 0))
             .unwrap();
         for (ip6, ip4) in [(A_IP6, A_IP), (B_IP6, B_IP)] {
             let entry = self.maps.endpoints().unwrap()[&ip4];

@@ -9,7 +9,7 @@
 mod common;
 mod nat_lab;
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, time::Duration};
 
 use common::{ICMP, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, tcp, tcp_seq, udp};
 use nat_lab::*;
@@ -115,6 +115,9 @@ fn the_masquerade_follows_a_change_of_the_uplinks_address() {
         ip("addr add 203.0.113.3/24 dev up0");
         ip("route replace default via 203.0.113.1");
         ip("neigh replace 203.0.113.1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
+        // A live mapping's address is checked once a second, not per packet
+        // (snat's `SOURCE_RECHECK_NS`): the flow's next packet after that.
+        std::thread::sleep(Duration::from_millis(1100));
         let (action, after) = lab.send_from_a(REMOTE, UDP, udp(1000, 53, b"b", true));
         assert_eq!(action, TC_ACT_REDIRECT);
         assert_eq!(addr(&after, SRC), Ipv4Addr::new(203, 0, 113, 3));

@@ -14,7 +14,7 @@ mod nat_lab;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{
-    UDP, checksum, checksums_ok, eth, fill_l4_checksum, ipv4, ipv6, l4_checksum_ok, run, udp,
+    UDP, checksum, checksums_ok, eth, fill_l4_checksum, ipv4, ipv6_raw, l4_checksum_ok, run, udp,
 };
 use nat_lab::*;
 use netfwd_common::{
@@ -78,7 +78,7 @@ fn fragments6(
         header.extend_from_slice(&(offset as u16 | u16::from(more)).to_be_bytes());
         header.extend_from_slice(&id.to_be_bytes());
         header.extend_from_slice(bytes);
-        ipv6(src, dst, IPPROTO_FRAGMENT, &header)
+        ipv6_raw(src, dst, IPPROTO_FRAGMENT, &header)
     };
     [
         piece(&l4[..first_len], 0, true),
@@ -211,7 +211,7 @@ fn redirected(pieces: &[Vec<u8>], mut send: impl FnMut(&[u8]) -> (u32, Vec<u8>))
 #[test]
 fn an_ipv6_fragmented_datagram_crosses_nat66_both_ways_whole() {
     with_lab("frag6", (61000, 65535), |lab| {
-        lab.with_ipv6();
+        lab.dual_stack(0);
         let body: Vec<u8> = (0..200u8).collect();
         let request = udp(5353, 53, &body, true);
         let outs = redirected(
@@ -245,7 +245,7 @@ fn an_ipv6_fragmented_datagram_crosses_nat66_both_ways_whole() {
 #[test]
 fn an_ipv6_later_fragment_without_its_first_is_dropped() {
     with_lab("frag6orph", (61000, 65535), |lab| {
-        lab.with_ipv6();
+        lab.dual_stack(0);
         let [_, later] = fragments6(A_IP6, REMOTE6, UDP, udp(5353, 53, &[7; 100], true), 9, 64);
         let (action, _) = lab.send6_from_a(&later);
         assert_eq!(action, TC_ACT_SHOT);
@@ -267,13 +267,13 @@ fn extension_header(next: u8) -> [u8; 8] {
 #[test]
 fn ipv6_hop_by_hop_routing_and_destination_options_do_not_cross_nat66() {
     with_lab("ext6", (61000, 65535), |lab| {
-        lab.with_ipv6();
+        lab.dual_stack(0);
         let mut l4 = udp(5353, 53, b"options", true);
         fill_l4_checksum(A_IP6.into(), REMOTE6.into(), UDP, &mut l4);
         let behind = |first: u8, headers: &[&[u8]]| {
             let mut payload: Vec<u8> = headers.concat();
             payload.extend_from_slice(&l4);
-            ipv6(A_IP6, REMOTE6, first, &payload)
+            ipv6_raw(A_IP6, REMOTE6, first, &payload)
         };
         let udp_after = extension_header(UDP);
         let mut refused = vec![
@@ -299,7 +299,7 @@ fn ipv6_hop_by_hop_routing_and_destination_options_do_not_cross_nat66() {
         let mut payload = extension_header(UDP).to_vec();
         payload.extend_from_slice(&udp(53, 61000, b"options", true));
         let (action, _) =
-            lab.send6_from_uplink(&ipv6(REMOTE6, UPLINK_IP6, IPPROTO_HOPOPTS, &payload));
+            lab.send6_from_uplink(&ipv6_raw(REMOTE6, UPLINK_IP6, IPPROTO_HOPOPTS, &payload));
         assert_eq!(action, TO_HOST);
     });
 }

@@ -26,6 +26,11 @@ const SUBNET: &str = "192.168.28.0/24";
 const GATEWAY: &str = "192.168.28.5";
 const IPS: [&str; 3] = ["192.168.28.1", "192.168.28.2", "192.168.28.3"];
 const SUBNET6: &str = "fd00:28::/64";
+/// A public prefix (documentation range), routed to the host untranslated
+/// with `nat6 = false`, and its endpoints' addresses (the lowest free
+/// after the gateway's `::1`, in config order).
+const PUBLIC6: &str = "2001:db8:28::/64";
+const PUBLIC_IPS6: [&str; 3] = ["2001:db8:28::2", "2001:db8:28::3", "2001:db8:28::4"];
 
 /// A network of three endpoints masqueraded behind the uplink, with
 /// `tables` (`[nat]`, …) in its config.
@@ -39,9 +44,14 @@ fn nat_lab(tag: &str, tables: &str) -> Lab<Internet> {
 
 /// [`nat_lab`], dual-stack: IPv6 masqueraded too (NAT66).
 fn nat_lab6(tag: &str) -> Lab<Internet> {
+    dual_stack_lab(tag, &format!("subnet6 = \"{SUBNET6}\"\n"))
+}
+
+/// [`nat_lab`], dual-stack with the IPv6 keys `keys6`.
+fn dual_stack_lab(tag: &str, keys6: &str) -> Lab<Internet> {
     let mut lab = Lab::builder(tag, SUBNET)
         .gateway(GATEWAY)
-        .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
+        .keys(keys6)
         .uplink();
     for (t, ip) in ["a", "b", "c"].into_iter().zip(IPS) {
         lab = lab.endpoint(t, Some(ip));
@@ -63,7 +73,7 @@ impl Flows for Lab<Internet> {
 #[test]
 fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
     let lab = nat_lab("natall", "");
-    reach_the_internet_as_the_uplink(&lab, INTERNET_IP, UPLINK_IP);
+    reach_the_internet_as(&lab, INTERNET_IP, &[UPLINK_IP; 3]);
 }
 
 /// The IPv6 twin (NAT66, as Docker's ip6tables MASQUERADE), in a
@@ -71,7 +81,7 @@ fn every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address
 #[test]
 fn over_ipv6_every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_uplink_address() {
     let lab = nat_lab6("nat6all");
-    reach_the_internet_as_the_uplink(&lab, INTERNET_IP6, UPLINK_IP6);
+    reach_the_internet_as(&lab, INTERNET_IP6, &[UPLINK_IP6; 3]);
     let icmp = lab
         .flows()
         .into_iter()
@@ -80,14 +90,46 @@ fn over_ipv6_every_endpoint_reaches_the_internet_by_ping_tcp_and_udp_as_the_upli
     assert!(icmp >= 3, "{:#?}", lab.flows());
 }
 
+/// `nat6 = false` (a public prefix, Docker's routed IPv6 gateway mode):
+/// the endpoints' IPv6 leaves the uplink with their own addresses, routed
+/// by the host (the internet routes the prefix via the uplink), while the
+/// same network's IPv4 is still masqueraded. The outside gets in only with
+/// replies: an unsolicited ping to an endpoint is dropped and counted.
+#[test]
+fn over_ipv6_with_nat6_off_endpoints_reach_the_internet_as_their_own_addresses() {
+    let lab = dual_stack_lab(
+        "nat6off",
+        &format!("subnet6 = \"{PUBLIC6}\"\nnat6 = false\n"),
+    );
+    let route6 = [
+        "-6",
+        "-n",
+        &lab.internet.ns,
+        "route",
+        "add",
+        PUBLIC6,
+        "via",
+        UPLINK_IP6,
+    ];
+    tool_ok("ip", &route6);
+    let status = lab.sb.status_json(&lab.net);
+    assert_eq!(status["networks"][0]["nat6"], false, "{status:#}");
+    reach_the_internet_as(&lab, INTERNET_IP6, &PUBLIC_IPS6);
+    reach_the_internet_as(&lab, INTERNET_IP, &[UPLINK_IP; 3]);
+
+    let policy_before = lab.counter("uplink", "policy");
+    assert!(
+        !ping(&lab.internet.ns, PUBLIC_IPS6[0]),
+        "the internet reached an endpoint uninvited"
+    );
+    assert!(lab.counter("uplink", "policy") >= policy_before + 3);
+}
+
 /// Every endpoint of `lab` pings `internet_ip`, and its TCP and UDP echo
-/// server sees them as `uplink_ip`: translated both ways by the BPF NAT
-/// (nothing else could have), each flow in `nat list`.
-fn reach_the_internet_as_the_uplink(
-    lab: &Lab<Internet>,
-    internet_ip: &'static str,
-    uplink_ip: &str,
-) {
+/// server sees the `i`th endpoint as `seen_as[i]` (the uplink's address
+/// where masqueraded): carried both ways by the BPF NAT (nothing else
+/// could have), each flow in `nat list`.
+fn reach_the_internet_as(lab: &Lab<Internet>, internet_ip: &'static str, seen_as: &[&str; 3]) {
     let (endpoint_before, uplink_before) = (
         lab.counter("endpoint", "translated"),
         lab.counter("uplink", "translated"),
@@ -97,11 +139,11 @@ fn reach_the_internet_as_the_uplink(
         let data = payload(ep, 3000);
         let seen = in_netns(ep, move || tcp_echo(internet_ip, ECHO_PORT, None, &data));
         let seen = seen.expect("the TCP echo");
-        assert_eq!(ip_of(&seen), uplink_ip, "TCP from {ep} seen as {seen}");
+        assert_eq!(ip_of(&seen), seen_as[i], "TCP from {ep} seen as {seen}");
         let sport = 40000 + i as u16;
         let seen = in_netns(ep, move || udp_echo(internet_ip, ECHO_PORT, sport, b"udp"));
         let seen = seen.expect("the UDP echo");
-        assert_eq!(ip_of(&seen), uplink_ip, "UDP from {ep} seen as {seen}");
+        assert_eq!(ip_of(&seen), seen_as[i], "UDP from {ep} seen as {seen}");
     }
     assert!(lab.counter("endpoint", "translated") >= endpoint_before + 3 * 3);
     assert!(lab.counter("uplink", "translated") >= uplink_before + 3 * 3);
@@ -109,7 +151,11 @@ fn reach_the_internet_as_the_uplink(
     let flows: Vec<Value> = lab
         .flows()
         .into_iter()
-        .filter(|f| f["outside"].as_str().is_some_and(|o| ip_of(o) == uplink_ip))
+        .filter(|f| {
+            f["outside"]
+                .as_str()
+                .is_some_and(|o| seen_as.contains(&ip_of(o)))
+        })
         .collect();
     assert!(flows.len() >= 9, "{:#?}", lab.flows());
 }

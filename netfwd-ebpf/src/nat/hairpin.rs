@@ -99,7 +99,14 @@ fn gateway_port<F: Family>(
             return Ok(out.port);
         }
     }
-    let port = ports::reserve_port::<F>(to_server, config, gateway, None, seg, now)?;
+    let port = ports::reserve_port::<F>(
+        to_server,
+        config,
+        gateway,
+        ports::Ports::Range { preferred: None },
+        seg,
+        now,
+    )?;
     let out = NatEntry::new(gateway, port, 0, now);
     ports::insert_egress::<F>(&key, &out, &to_server.ingress_key(gateway, port))?;
     // The replies come from the host port the client chose: one endpoint

@@ -32,14 +32,23 @@ pub fn insert_egress<F: Family>(
     Ok(())
 }
 
+/// Which ports a new flow may take on its way out.
+#[derive(Clone, Copy)]
+pub enum Ports {
+    /// The network's NAT range: `preferred`, else a random start, then
+    /// the next ports, `PORT_RETRIES` in all.
+    Range { preferred: Option<[u8; 2]> },
+    /// The flow's own source port alone: a flow that leaves untranslated
+    /// (`Family::leaves_untranslated`) keeps its address and port.
+    Own,
+}
+
 /// Reserves an uplink port for `flow` by inserting its ingress entry with
 /// `BPF_NOEXIST`: a live mapping is never overwritten; one that has expired,
 /// or a TCP flow that is over (`conntrack::reclaimable`), is taken over —
 /// also when the table is full (`nat_full` only when no port tried held
 /// one and no unanswered flow could be evicted for the first port tried),
 /// since that frees the room it takes.
-/// Tries `preferred`, else a random start, then the next ports,
-/// `PORT_RETRIES` in all.
 /// The new flow counts against its endpoint's share of unanswered flows
 /// (`unreplied_share` when that is full).
 #[inline(always)]
@@ -47,13 +56,13 @@ pub fn reserve_port<F: Family>(
     flow: &Tuple<F::Addr>,
     config: &NatConfig,
     nat_addr: F::Addr,
-    preferred: Option<[u8; 2]>,
+    ports: Ports,
     seg: &Segment,
     now: u64,
 ) -> Result<[u8; 2], DropReason> {
     let sender = FlowSender::endpoint(flow.src);
     early_drop::admit::<F>(&sender, config)?;
-    let port = insert_ingress::<F>(flow, config, nat_addr, preferred, seg, now)?;
+    let port = insert_ingress::<F>(flow, config, nat_addr, ports, seg, now)?;
     early_drop::count_new::<F>(&sender, &flow.ingress_key(nat_addr, port));
     Ok(port)
 }
@@ -63,22 +72,32 @@ fn insert_ingress<F: Family>(
     flow: &Tuple<F::Addr>,
     config: &NatConfig,
     nat_addr: F::Addr,
-    preferred: Option<[u8; 2]>,
+    ports: Ports,
     seg: &Segment,
     now: u64,
 ) -> Result<[u8; 2], DropReason> {
-    let min = u32::from(config.port_min);
-    let span = u32::from(config.port_max.saturating_sub(config.port_min)) + 1;
-    let start = match preferred {
-        Some(p) => u32::from(u16::from_be_bytes(p)).wrapping_sub(min),
-        // SAFETY: plain helper call.
-        None => unsafe { bpf_get_prandom_u32() },
+    let (min, span, start) = match ports {
+        Ports::Own => (u32::from(u16::from_be_bytes(flow.sport)), 1, 0),
+        Ports::Range { preferred } => {
+            let min = u32::from(config.port_min);
+            let start = match preferred {
+                Some(p) => u32::from(u16::from_be_bytes(p)).wrapping_sub(min),
+                // SAFETY: plain helper call.
+                None => unsafe { bpf_get_prandom_u32() },
+            };
+            let span = u32::from(config.port_max.saturating_sub(config.port_min)) + 1;
+            (min, span, start)
+        }
     };
     let mut ingress = NatEntry::new(flow.src, flow.sport, 0, now);
     conntrack::seen_egress::<F>(&mut ingress, flow.proto, seg, now);
     let nat = F::nat();
     let mut full = false;
     for i in 0..PORT_RETRIES {
+        // Every port of the span tried (the own port alone: once).
+        if i >= span {
+            break;
+        }
         let port = ((min + start.wrapping_add(i) % span) as u16).to_be_bytes();
         let key = flow.ingress_key(nat_addr, port);
         match nat.insert(key, ingress, u64::from(BPF_NOEXIST)) {

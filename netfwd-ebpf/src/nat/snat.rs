@@ -1,6 +1,9 @@
 //! Source NAT (masquerade), egress: an endpoint's packet to a remote host
 //! finds its uplink port in `NAT` or gets a new one, and leaves with
-//! the uplink's address and that port, straight out of the uplink.
+//! the uplink's address and that port, straight out of the uplink. In a
+//! network that leaves the family untranslated (`nat6 = false`) the flow
+//! is kept all the same, mapped to its own address and port: the packet
+//! leaves as it came, a hop further on, and only replies to it get in.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
 use netfwd_common::{
@@ -10,7 +13,8 @@ use netfwd_common::{
 use network_types::eth::EthHdr;
 
 use super::{
-    hairpin, icmp_error, ports,
+    hairpin, icmp_error,
+    ports::{self, Ports},
     rewrite::{L4Rewrite as _, rewrite_ip},
 };
 use crate::{
@@ -39,9 +43,7 @@ pub fn translate<F: Family>(
     }
     // Any size: a datagram too big for the uplink is translated all the
     // same (below), never left to the host to forward untranslated.
-    let Some(fib::Route { hop, src: nat_addr }) =
-        fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip))
-    else {
+    let Some(hop) = fib::lookup_any_size::<F>(ctx, ifindex, F::saddr(ip), F::daddr(ip)) else {
         return unrouted::<F>(ctx, ifindex, ip);
     };
     // Out of any other interface the packet would leave with the endpoint's
@@ -70,7 +72,15 @@ pub fn translate<F: Family>(
             .ok_or(DropReason::Unsupported)?,
     };
     let flow = seg.tuple::<F>(ip);
-    let (addr, port) = egress_mapping::<F>(&flow, config, nat_addr, &seg)?;
+    let (nat_addr, ports) = if F::leaves_untranslated() {
+        (flow.src, Ports::Own)
+    } else {
+        (
+            mapping_source::<F>(ctx, ifindex, &flow)?,
+            Ports::Range { preferred: None },
+        )
+    };
+    let (addr, port) = egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg)?;
     // Read again, not kept through the mapping: IPv6's program has no
     // stack to spare for it.
     let datagram = F::transport(ctx, ip)?;
@@ -141,21 +151,70 @@ fn to_stack_for_fragmenting<F: Family>(ctx: &TcContext) -> Result<Verdict, DropR
     Ok(Verdict::Translated(TC_ACT_UNSPEC))
 }
 
+/// The address `flow` is to leave with: the host's choice of source
+/// (`Family::host_source`), looked up for a new mapping, and for a live one
+/// every [`SOURCE_RECHECK_NS`] (not per packet: see `fib::source`); in
+/// between, its mapping's. A mapping found on another address is replaced
+/// ([`egress_mapping`]), as a masquerade forgets flows when its
+/// interface's address changes. A flow the remote side started (a
+/// published port's) keeps the address it was reached at.
+#[inline(always)]
+fn mapping_source<F: Family>(
+    ctx: &TcContext,
+    ifindex: u32,
+    flow: &Tuple<F::Addr>,
+) -> Result<F::Addr, DropReason> {
+    let now = conntrack::now_ns();
+    // SAFETY: a live map value; plain fields, which a racing writer leaves
+    // whole.
+    let out = F::nat()
+        .get_ptr_mut(flow.egress_key())
+        .map(|out| unsafe { &mut *out });
+    if let Some(out) = &out
+        && (out.flags & FLOW_REMOTE_STARTED != 0
+            || now.saturating_sub(out.last_seen_ns) < SOURCE_RECHECK_NS)
+    {
+        return Ok(out.addr);
+    }
+    let chosen = masquerade_source::<F>(F::host_source(ctx, ifindex, flow.src, flow.dst, now)?)?;
+    if let Some(out) = out
+        && out.addr == chosen
+    {
+        out.last_seen_ns = now;
+    }
+    Ok(chosen)
+}
+
+/// How long an egress mapping's address is taken as the host's choice
+/// before it is looked up again (the egress entry's `last_seen_ns` is when
+/// it last was).
+const SOURCE_RECHECK_NS: u64 = 1_000_000_000;
+
+/// The host's choice of source (`chosen`) as a masquerade address: never an
+/// address of netfwd's own networks (a gateway, which the host offers where
+/// the uplink has no address of the family for the destination), and never
+/// none.
+#[inline(always)]
+fn masquerade_source<F: Family>(chosen: Option<F::Addr>) -> Result<F::Addr, DropReason> {
+    chosen
+        .filter(|&addr| !F::in_subnet(addr) && F::remote_flags(addr) == 0)
+        .ok_or(DropReason::NoNatSource)
+}
+
 /// The uplink address and port of `flow`: its live mapping, or a new one
-/// on `nat_addr`, the address the host routes it out with. A mapping to an
-/// address the uplink no longer routes with is replaced, as a masquerade
-/// forgets flows when its interface's address changes.
+/// on `nat_addr`, the address it is to leave with ([`mapping_source`]; the
+/// endpoint's own where it leaves untranslated), at one of `ports`. A
+/// mapping to another address is replaced.
 #[inline(always)]
 fn egress_mapping<F: Family>(
     flow: &Tuple<F::Addr>,
     config: &NatConfig,
-    nat_addr: F::Addr,
+    (nat_addr, mut ports): (F::Addr, Ports),
     seg: &Segment,
 ) -> Result<(F::Addr, [u8; 2]), DropReason> {
     let now = conntrack::now_ns();
     let nat = F::nat();
     let egress_key = flow.egress_key();
-    let mut preferred = None;
     // SAFETY: plain data; a concurrent change gives a stale copy at worst.
     if let Some(out) = unsafe { nat.get(egress_key) }.copied()
         && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
@@ -172,9 +231,11 @@ fn egress_mapping<F: Family>(
             }
         }
         // Expired, evicted or taken over: keep the port if it is still free.
-        preferred = Some(out.port);
+        if let Ports::Range { preferred } = &mut ports {
+            *preferred = Some(out.port);
+        }
     }
-    let port = ports::reserve_port::<F>(flow, config, nat_addr, preferred, seg, now)?;
+    let port = ports::reserve_port::<F>(flow, config, nat_addr, ports, seg, now)?;
     let out = NatEntry::new(nat_addr, port, 0, now);
     ports::insert_egress::<F>(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
     Ok((nat_addr, port))

@@ -16,6 +16,7 @@ use network_types::{eth::EtherType, ip::Ipv4Hdr};
 use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3, Piece},
+    fib,
     l4::Transport,
     maps::{
         self, ExpiredMarks, FRAGMENTS, FragmentMap, HAIRPIN_HOST_PORTS, HairpinMap, NAT,
@@ -79,6 +80,12 @@ impl Family for V4 {
     const ICMP_PSEUDO_HDR: bool = false;
     const ROUTED_WITHOUT_NAT: bool = true;
     const EARLY_DROP: bool = true;
+
+    /// IPv4 is always masqueraded on the uplink.
+    #[inline(always)]
+    fn leaves_untranslated() -> bool {
+        false
+    }
 
     #[inline(always)]
     fn proto(ip: &Ipv4Hdr) -> u8 {
@@ -196,6 +203,18 @@ impl Family for V4 {
     fn fib_src(params: &FibParams) -> [u8; 4] {
         // SAFETY: the kernel wrote an IPv4 source for an AF_INET lookup.
         unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes()
+    }
+
+    /// In place: IPv4's path has the stack for the lookup.
+    #[inline(always)]
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+        _now: u64,
+    ) -> Result<Option<[u8; 4]>, DropReason> {
+        Ok(fib::source::<V4>(ctx, ifindex, src, dst))
     }
 
     #[inline(always)]

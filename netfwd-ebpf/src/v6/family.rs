@@ -9,7 +9,7 @@
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
-    maps::{EndpointEntry, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
+    maps::{EndpointEntry, NETWORK6_NO_NAT, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE},
     nat::{
         FragmentId6, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes,
         NatConfig, PublishTarget,
@@ -17,7 +17,7 @@ use netfwd_common::{
 };
 use network_types::{eth::EtherType, ip::Ipv6Hdr};
 
-use super::{ext, in_prefix, is_multicast};
+use super::{ext, in_prefix, is_multicast, source_note};
 use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3},
@@ -88,6 +88,11 @@ impl Family for V6 {
     const ICMP_PSEUDO_HDR: bool = true;
     const ROUTED_WITHOUT_NAT: bool = false;
     const EARLY_DROP: bool = false;
+
+    #[inline(always)]
+    fn leaves_untranslated() -> bool {
+        maps::network6().is_some_and(|network| network.flags & NETWORK6_NO_NAT != 0)
+    }
 
     #[inline(always)]
     fn proto(ip: &Ipv6Hdr) -> u8 {
@@ -201,6 +206,22 @@ impl Family for V6 {
         params.ifindex = ifindex;
         params.__bindgen_anon_3.ipv6_src = words(src);
         params.__bindgen_anon_4.ipv6_dst = words(dst);
+    }
+
+    /// By a jump (`tc_nat_source6`): `tc_to_remote6` has no room for a
+    /// lookup's parameters where its mapping is made.
+    #[inline(always)]
+    fn host_source(
+        ctx: &TcContext,
+        ifindex: u32,
+        src: Ipv6Bytes,
+        dst: Ipv6Bytes,
+        now: u64,
+    ) -> Result<Option<Ipv6Bytes>, DropReason> {
+        match source_note::take(ifindex, src, dst, now) {
+            Some(answer) => Ok(answer),
+            None => Err(source_note::ask(ctx, ifindex, src, dst)),
+        }
     }
 
     #[inline(always)]

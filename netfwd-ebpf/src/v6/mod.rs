@@ -10,6 +10,7 @@
 
 pub(crate) mod ext;
 mod family;
+pub mod source_note;
 
 use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
 use netfwd_common::{

@@ -146,6 +146,7 @@ impl NetConf {
                     .clone()
                     .or_else(|| self.ipam_subnet(Family::V6)),
                 gateway6: self.gateway6.clone(),
+                nat6: None,
                 mtu: self.mtu,
                 uplink,
                 kind: None,

@@ -28,7 +28,12 @@ fn print_human(report: &StatusReport) {
             net.name, net.subnet, net.gateway, net.mtu, net.mode, net.pin_dir
         );
         if let (Some(subnet6), Some(gateway6)) = (&net.subnet6, &net.gateway6) {
-            println!("  ipv6: subnet {subnet6}  gateway {gateway6}");
+            let nat6 = match net.nat6 {
+                Some(true) => "  nat66",
+                Some(false) => "  routed untranslated (nat6 = false)",
+                None => "",
+            };
+            println!("  ipv6: subnet {subnet6}  gateway {gateway6}{nat6}");
         }
         if net.orphaned {
             println!(

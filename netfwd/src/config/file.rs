@@ -109,6 +109,9 @@ pub struct NetworkSection {
     pub subnet6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
+    /// `false`: the IPv6 prefix is routed out of the uplink untranslated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat6: Option<bool>,
     pub mtu: Option<u32>,
     pub uplink: Option<String>,
     pub kind: Option<Kind>,

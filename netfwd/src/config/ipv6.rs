@@ -36,6 +36,9 @@ pub fn validate(
         if net.gateway6.is_some() {
             return Err(input_error!("network.gateway6: needs network.subnet6"));
         }
+        if net.nat6.is_some() {
+            return Err(input_error!("network.nat6: needs network.subnet6"));
+        }
         if let Some(i) = endpoints.iter().position(|e| e.ip6.is_some()) {
             return Err(input_error!(
                 "endpoint[{i}].ip6: the network has no network.subnet6"
@@ -45,6 +48,13 @@ pub fn validate(
     };
     let subnet: Ipv6Net =
         subnet::parse(subnet).map_err(|e| input_error!("network.subnet6: {e}"))?;
+    // Without an uplink the prefix never leaves the host (its own routes
+    // and allowed networks aside): there is nothing to translate or not.
+    if net.nat6.is_some() && net.uplink.is_none() {
+        return Err(input_error!(
+            "network.nat6: needs network.uplink (without one, IPv6 is not translated and does not leave the host)"
+        ));
+    }
     if !(MIN_PREFIX6_LEN..=MAX_PREFIX6_LEN).contains(&subnet.prefix_len()) {
         return Err(input_error!(
             "network.subnet6: prefix length must be {MIN_PREFIX6_LEN} to {MAX_PREFIX6_LEN}, got {}",
@@ -108,7 +118,12 @@ pub fn validate(
         };
         addresses.push(Some(ip));
     }
-    Ok((Some(Ipv6Network { subnet, gateway }), addresses))
+    let network = Ipv6Network {
+        subnet,
+        gateway,
+        nat: net.nat6.unwrap_or(true),
+    };
+    Ok((Some(network), addresses))
 }
 
 /// The lowest host address of `subnet` not in `taken`.
@@ -150,6 +165,20 @@ mod tests {
             .map(|e| e.ip6.unwrap().to_string())
             .collect();
         assert_eq!(ips, ["2001:db8:1::3", "2001:db8:1::2", "2001:db8:1::4"]);
+    }
+
+    #[test]
+    fn nat6_is_on_by_default_and_off_with_nat6_false() {
+        let with = |keys: &str| {
+            let text = format!(
+                "{BASE}uplink = \"eth0\"\nsubnet6 = \"2001:db8:1::/64\"\n{keys}\
+                 [[endpoint]]\nnetns = \"a\"\n"
+            );
+            parse(&text).unwrap().ipv6.unwrap().nat
+        };
+        assert!(with(""));
+        assert!(with("nat6 = true\n"));
+        assert!(!with("nat6 = false\n"));
     }
 
     #[test]
@@ -222,6 +251,17 @@ mod tests {
                 "subnet6 = \"2001:db8::/64\"\n",
                 "ip6 = \"10.88.0.5\"\n",
                 "is not an IPv6 address",
+            ),
+            ("nat6 = false\n", "", "network.nat6: needs network.subnet6"),
+            (
+                "uplink = \"eth0\"\nnat6 = false\n",
+                "",
+                "network.nat6: needs network.subnet6",
+            ),
+            (
+                "subnet6 = \"2001:db8::/64\"\nnat6 = false\n",
+                "",
+                "network.nat6: needs network.uplink",
             ),
         ];
         for (network, endpoint, want) in cases {

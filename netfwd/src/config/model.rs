@@ -119,6 +119,11 @@ pub struct Network {
 pub struct Ipv6Network {
     pub subnet: Ipv6Net,
     pub gateway: Ipv6Addr,
+    /// Masqueraded out of the uplink (NAT66, the default); `false`
+    /// (`nat6 = false`, a public prefix routed to the host): the endpoints'
+    /// own addresses leave the uplink untranslated.
+    #[serde(default = "yes")]
+    pub nat: bool,
 }
 
 /// A cluster member's VXLAN tunnel: one collect-metadata device per network

@@ -126,6 +126,7 @@ pub fn from_request(
         gateway: gateway_address(pool),
         subnet6,
         gateway6,
+        nat6: None,
         mtu: None,
         uplink: None,
         kind: None,

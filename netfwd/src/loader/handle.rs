@@ -12,8 +12,8 @@ use anyhow::{Context as _, Result};
 use netfwd_common::{
     counters::IfaceCounters,
     maps::{
-        EndpointEntry, NETWORK_NO_ICC, Network6Config, NetworkConfig, REMOTE_ISOLATED,
-        REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL, TunnelConfig,
+        EndpointEntry, NETWORK_NO_ICC, NETWORK6_NO_NAT, Network6Config, NetworkConfig,
+        REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED, REMOTE_TUNNEL, TunnelConfig,
     },
     nat::{
         ENTRIES_PER_FLOW, Ipv6Bytes, NatConfig, NatSweep, PUBLISH_HOST_ONLY, PublishKey,
@@ -128,7 +128,8 @@ impl NetworkDatapath {
         })
     }
 
-    /// Points the datapath at `net`'s subnet, gateway and ICC setting.
+    /// Points the datapath at `net`'s subnets, gateways, ICC and NAT66
+    /// settings.
     pub fn set_network(&mut self, net: &Network) -> Result<()> {
         self.maps.set_network(NetworkConfig {
             gateway: net.gateway.octets(),
@@ -143,7 +144,8 @@ impl NetworkDatapath {
                     gateway: v6.gateway.octets(),
                     subnet: v6.subnet.addr().octets(),
                     prefix_len: v6.subnet.prefix_len(),
-                    _pad: [0; 3],
+                    flags: if v6.nat { 0 } else { NETWORK6_NO_NAT },
+                    _pad: [0; 2],
                 }),
         )
     }

@@ -36,6 +36,11 @@ pub struct NetworkStatus {
     pub subnet6: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
+    /// A dual-stack network with an uplink: whether its IPv6 is
+    /// masqueraded (NAT66) or leaves with the endpoints' own addresses
+    /// (`nat6 = false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat6: Option<bool>,
     pub mtu: u32,
     /// As configured; each interface shows what it runs.
     pub mode: Mode,
@@ -324,6 +329,7 @@ async fn network_status(host: Option<&Netlink>, st: &State) -> Result<NetworkSta
         gateway: net.gateway.to_string(),
         subnet6: net.ipv6.map(|v6| v6.subnet.to_string()),
         gateway6: net.ipv6.map(|v6| v6.gateway.to_string()),
+        nat6: net.ipv6.filter(|_| net.uplink.is_some()).map(|v6| v6.nat),
         mtu: net.mtu,
         mode: net.mode,
         orphaned: host.is_none(),

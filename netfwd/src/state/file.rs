@@ -116,6 +116,9 @@ struct EndpointRecord {
 struct Ipv6Record {
     subnet: Ipv6Net,
     gateway: Ipv6Addr,
+    /// Added within version 2 (`nat6`); absent: NAT66, as before.
+    #[serde(default = "yes")]
+    nat: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -237,6 +240,7 @@ impl From<&Network> for NetworkRecord {
             ipv6: n.ipv6.map(|v6| Ipv6Record {
                 subnet: v6.subnet,
                 gateway: v6.gateway,
+                nat: v6.nat,
             }),
             mtu: n.mtu,
             endpoints: n
@@ -284,6 +288,7 @@ impl From<NetworkRecord> for Network {
             ipv6: n.ipv6.map(|v6| Ipv6Network {
                 subnet: v6.subnet,
                 gateway: v6.gateway,
+                nat: v6.nat,
             }),
             mtu: n.mtu,
             endpoints: n

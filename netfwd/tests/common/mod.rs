@@ -41,13 +41,15 @@ impl Drop for PinDir {
     }
 }
 
-/// The `NETWORK6` entry of a dual-stack network: `subnet`/64 with `gateway`.
-pub fn network6_config(gateway: Ipv6Addr, subnet: Ipv6Addr) -> Network6Config {
+/// The `NETWORK6` entry of a dual-stack network: `subnet`/64 with `gateway`
+/// and `flags` (`NETWORK6_*`).
+pub fn network6_config(gateway: Ipv6Addr, subnet: Ipv6Addr, flags: u8) -> Network6Config {
     Network6Config {
         gateway: gateway.octets(),
         subnet: subnet.octets(),
         prefix_len: 64,
-        _pad: [0; 3],
+        flags,
+        _pad: [0; 2],
     }
 }
 
@@ -173,9 +175,16 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8>
     ip
 }
 
+/// An IPv6 packet (no extension header, hop limit 64) around `l4`, with
+/// the transport checksum filled in as `ipv4` does.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+    fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
+    ipv6_raw(src, dst, proto, &l4)
+}
+
 /// An IPv6 packet (hop limit 64) around `payload`, whose first header is
 /// `next`: the caller fills in the checksums (`fill_l4_checksum`).
-pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+pub fn ipv6_raw(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x60, 0, 0, 0];
     ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     ip.extend_from_slice(&[next, 64]);
@@ -270,6 +279,13 @@ pub fn checksums_ok(ip: &[u8]) -> bool {
         ip[9],
     );
     l4_checksum_ok(src.into(), dst.into(), proto, &ip[ihl..])
+}
+
+/// Whether the IPv6 packet at `ip` (no Ethernet, no extension header) has
+/// a valid transport checksum.
+pub fn checksums6_ok(ip: &[u8]) -> bool {
+    let addr = |at: usize| -> Ipv6Addr { <[u8; 16]>::try_from(&ip[at..at + 16]).unwrap().into() };
+    l4_checksum_ok(addr(8).into(), addr(24).into(), ip[6], &ip[40..])
 }
 
 /// Whether the transport checksum of `l4` (a whole datagram's) is valid (a

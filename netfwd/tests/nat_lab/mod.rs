@@ -2,7 +2,7 @@
 //! `bpf_fib_lookup` needs routes and a neighbour, so each test runs in a
 //! thread that unshares a fresh network namespace of its own: an endpoint's
 //! host-side veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1
-//! has a permanent neighbour entry (and, `with_ipv6`, 2001:db8:f::2/64 with
+//! has a permanent neighbour entry (and, `dual_stack`, 2001:db8:f::2/64 with
 //! its gateway 2001:db8:f::1). Nothing leaves that namespace.
 #![allow(
     dead_code,
@@ -10,11 +10,11 @@
 )]
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     process::Command,
 };
 
-use crate::common::{PinDir, eth, ipv4, network_config, network6_config, run, run_xdp};
+use crate::common::{PinDir, eth, ipv4, ipv6, network_config, network6_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
@@ -48,11 +48,14 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 28, 2);
 pub const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb2];
-/// IPv6 (`with_ipv6`): endpoint A behind NAT66, the uplink, the remote host.
-pub const A_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 1);
-pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 5);
+/// [`NatLab::dual_stack`]'s IPv6: A's prefix and address, the uplink's,
+/// and a remote host beyond its router (`ROUTER_IP6`, at `ROUTER_MAC`).
+pub const PREFIX6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0);
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 1);
+pub const A_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 2);
 pub const UPLINK_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2);
-pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x7, 0, 0, 0, 0, 7);
+pub const ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 1);
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 7);
 
 /// The datapath loaded in a namespace with endpoint A behind `hosta` and the
 /// uplink `up0`.
@@ -169,72 +172,91 @@ impl NatLab {
         }
     }
 
-    /// Makes the network dual-stack, with endpoint A's IPv6 address and the
-    /// uplink's, whose default route NAT66 translates out of.
-    pub fn with_ipv6(&mut self) {
+    /// An IPv4 or IPv6 packet from endpoint A (`A_IP`, `A_IP6`), through
+    /// its host-side veth.
+    pub fn send_from_a(
+        &mut self,
+        dst: impl Into<IpAddr>,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> (u32, Vec<u8>) {
+        let dst = dst.into();
+        let src = match dst {
+            IpAddr::V4(_) => IpAddr::V4(A_IP),
+            IpAddr::V6(_) => IpAddr::V6(A_IP6),
+        };
+        let packet = frame((self.host_a_mac, A_MAC), (src, dst), proto, l4);
+        self.run_tc(PROG_FROM_ENDPOINT, &packet, self.host_a)
+    }
+
+    /// An IPv6 packet (`ipv6_raw`, no Ethernet: extension headers and
+    /// fragments as they are) from endpoint A, through its host-side veth.
+    pub fn send6_from_a(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let packet = framed((self.host_a_mac, A_MAC), 0x86dd, ipv6);
+        self.run_tc(PROG_FROM_ENDPOINT, &packet, self.host_a)
+    }
+
+    /// Runs the TC program `name` on `packet` as arriving on `ifindex`.
+    fn run_tc(&mut self, name: &'static str, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+        run(self.datapath.program(name).unwrap(), packet, ifindex)
+    }
+
+    /// Makes the network dual-stack, A holding `A_IP6`, with `flags`
+    /// (`NETWORK6_*`), and gives the uplink its IPv6 address and default
+    /// route.
+    pub fn dual_stack(&mut self, flags: u8) {
         ip("-6 addr add 2001:db8:f::2/64 dev up0 nodad");
         ip("-6 neigh replace 2001:db8:f::1 lladdr 02:00:00:00:00:01 dev up0 nud permanent");
         ip("-6 route add default via 2001:db8:f::1");
-        netfwd::procnet::enable_forwarding6("hosta", &netfwd::netlink::Settings::default())
-            .unwrap();
-        let subnet = Ipv6Addr::new(0xfd00, 0x28, 0, 0, 0, 0, 0, 0);
+        let settings = netfwd::netlink::Settings::default();
+        netfwd::procnet::enable_forwarding6("hosta", &settings).unwrap();
         self.maps
-            .set_network6(network6_config(GATEWAY6, subnet))
+            .set_network6(network6_config(GATEWAY6, PREFIX6, flags))
             .unwrap();
         let a = self.maps.endpoints().unwrap()[&A_IP];
         self.maps.set_endpoint6(A_IP6, a).unwrap();
     }
 
-    /// An IPv6 packet (`ipv6`, no Ethernet) from endpoint A, through its
-    /// host-side veth.
-    pub fn send6_from_a(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
-        let mut packet = eth(self.host_a_mac, A_MAC, 0x86dd);
-        packet.extend_from_slice(ipv6);
-        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
-        run(prog, &packet, self.host_a)
+    /// An IPv4 or IPv6 frame arriving on the uplink from `src`.
+    pub fn uplink_frame(
+        &self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        proto: u8,
+        l4: Vec<u8>,
+    ) -> Vec<u8> {
+        frame(
+            (self.uplink_mac, ROUTER_MAC),
+            (src.into(), dst.into()),
+            proto,
+            l4,
+        )
     }
 
-    /// An IPv6 packet arriving on the uplink, through TC.
-    pub fn send6_from_uplink(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
-        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x86dd);
-        packet.extend_from_slice(ipv6);
-        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
-        run(prog, &packet, self.uplink)
-    }
-
-    /// An IPv4 packet from endpoint A, through its host-side veth.
-    pub fn send_from_a(&mut self, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> (u32, Vec<u8>) {
-        let mut packet = eth(self.host_a_mac, A_MAC, 0x0800);
-        packet.extend(ipv4(A_IP, dst, proto, l4));
-        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
-        run(prog, &packet, self.host_a)
-    }
-
-    /// An IPv4 frame arriving on the uplink from `src`.
-    pub fn uplink_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
-        let mut packet = eth(self.uplink_mac, ROUTER_MAC, 0x0800);
-        packet.extend(ipv4(src, dst, proto, l4));
-        packet
-    }
-
-    /// An IPv4 packet arriving on the uplink from `src`, through TC.
+    /// An IPv4 or IPv6 packet arriving on the uplink from `src`, through TC.
     pub fn send_from_uplink(
         &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
         let packet = self.uplink_frame(src, dst, proto, l4);
-        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
-        run(prog, &packet, self.uplink)
+        self.run_tc(PROG_FROM_UPLINK, &packet, self.uplink)
+    }
+
+    /// An IPv6 packet (`ipv6_raw`, no Ethernet) arriving on the uplink,
+    /// through TC.
+    pub fn send6_from_uplink(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let packet = framed((self.uplink_mac, ROUTER_MAC), 0x86dd, ipv6);
+        self.run_tc(PROG_FROM_UPLINK, &packet, self.uplink)
     }
 
     /// As `send_from_uplink`, through the uplink's XDP program.
     pub fn send_from_uplink_xdp(
         &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         proto: u8,
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
@@ -323,6 +345,29 @@ impl NatLab {
             .copied()
             .unwrap_or_default()
     }
+}
+
+/// A frame from MAC `from` to `to` around an IPv4 or IPv6 packet, as its
+/// addresses are.
+fn frame(
+    (to, from): ([u8; 6], [u8; 6]),
+    (src, dst): (IpAddr, IpAddr),
+    proto: u8,
+    l4: Vec<u8>,
+) -> Vec<u8> {
+    let (ether_type, packet) = match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => (0x0800, ipv4(src, dst, proto, l4)),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => (0x86dd, ipv6(src, dst, proto, l4)),
+        _ => panic!("{src} and {dst} are of two families"),
+    };
+    framed((to, from), ether_type, &packet)
+}
+
+/// A frame from MAC `from` to `to` around `packet` of `ether_type`.
+fn framed((to, from): ([u8; 6], [u8; 6]), ether_type: u16, packet: &[u8]) -> Vec<u8> {
+    let mut frame = eth(to, from, ether_type);
+    frame.extend_from_slice(packet);
+    frame
 }
 
 /// A `PUBLISHED` entry: `host_port` of `proto` to `ip:port`.
