@@ -68,8 +68,20 @@ pub fn translate<F: Family>(
         Piece::Later => frag::recall::<F>(ip, &datagram, Direction::Egress)
             .map(|p| Segment::ports(datagram.proto, p.sport, p.dport))
             .ok_or(DropReason::Unsupported)?,
-        _ => l4::segment::<F>(ctx, datagram.off, datagram.proto, Direction::Egress)?
-            .ok_or(DropReason::Unsupported)?,
+        _ => {
+            let seg = l4::segment::<F>(ctx, datagram.off, datagram.proto, Direction::Egress)?
+                .ok_or(DropReason::Unsupported)?;
+            // Here, before the mapping: after it, a first fragment and a
+            // whole datagram stay apart to the end and the verifier walks
+            // the rest of the translation for each (which took
+            // `tc_from_endpoint` past its 1M instructions); here the two
+            // meet again before it. A mapping that then fails leaves ports
+            // that the later fragments find, to fail the same way.
+            if datagram.piece == Piece::First {
+                frag::remember::<F>(ip, &datagram, Direction::Egress, seg.sport, seg.dport);
+            }
+            seg
+        }
     };
     let flow = seg.tuple::<F>(ip);
     let (nat_addr, ports) = if F::leaves_untranslated() {
@@ -82,11 +94,9 @@ pub fn translate<F: Family>(
     };
     let (addr, port) = egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg)?;
     // Read again, not kept through the mapping: IPv6's program has no
-    // stack to spare for it.
+    // stack to spare for it, and a piece kept would keep the verifier's
+    // paths for each piece apart through the mapping.
     let datagram = F::transport(ctx, ip)?;
-    if datagram.piece == Piece::First {
-        frag::remember::<F>(ip, &datagram, Direction::Egress, seg.sport, seg.dport);
-    }
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
