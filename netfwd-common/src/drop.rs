@@ -17,9 +17,9 @@ pub enum DropReason {
     /// endpoint started (the FORWARD policy).
     Policy = 4,
     /// Out of the uplink with an IP protocol (or ICMP type) the NAT does not
-    /// translate, or a fragment (ports only in the first one); or IPv6
-    /// beyond a dual-stack network's prefix, which is neither translated
-    /// nor routed yet.
+    /// translate, or a later fragment whose first one did not pass (ports
+    /// only in the first one); or IPv6 beyond a dual-stack network's prefix
+    /// that the NAT does not send out.
     Unsupported = 5,
     /// An IPv4 packet from an endpoint whose source is not the address of the
     /// endpoint behind the interface it came in on.
@@ -84,6 +84,11 @@ pub enum DropReason {
     /// uplink has no address of the family for the destination. The reply
     /// would come back to a gateway, or nowhere.
     NoNatSource = 22,
+    /// An endpoint's IPv6 packet for the NAT with a hop-by-hop, routing or
+    /// destination options header (before the transport header, or after
+    /// a fragment header): the NAT crosses the fragment header only (the
+    /// rule and why: docs/datapath.md, "IPv6 extension headers").
+    ExtensionHeader = 23,
 }
 
 /// Slots in [`crate::counters::IfaceCounters::drops`] (and `drop_bytes`);
@@ -93,7 +98,7 @@ pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
     /// Every reason, for printing counters.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::ArpSpoofed,
         DropReason::NoPort,
@@ -116,6 +121,7 @@ impl DropReason {
         DropReason::NdSpoofed,
         DropReason::MissedTailCall,
         DropReason::NoNatSource,
+        DropReason::ExtensionHeader,
     ];
 
     /// The stable name shown by `netfwd status` and `netfwd stats`.
@@ -143,6 +149,7 @@ impl DropReason {
             DropReason::NdSpoofed => "nd_spoofed",
             DropReason::MissedTailCall => "missed_tail_call",
             DropReason::NoNatSource => "no_nat_source",
+            DropReason::ExtensionHeader => "extension_header",
         }
     }
 

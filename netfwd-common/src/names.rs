@@ -58,6 +58,9 @@ pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
 /// Map: fragmented datagrams crossing the NAT -> the ports of their first
 /// fragment (LRU).
 pub const MAP_FRAGMENTS: &str = "FRAGMENTS";
+/// Map: the same for IPv6's (NAT66), keyed by the fragment header's
+/// identification.
+pub const MAP_FRAGMENTS6: &str = "FRAGMENTS6";
 
 /// Map (devmap): host-side veth ifindex -> itself; where XDP may redirect.
 pub const MAP_ENDPOINT_TX: &str = "ENDPOINT_TX";
@@ -110,7 +113,7 @@ pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
 pub const MAP_CALLS: &str = "CALLS";
 
 /// Every map the datapath pins, in the order `status` shows them.
-pub const MAPS: [&str; 34] = [
+pub const MAPS: [&str; 35] = [
     MAP_ENDPOINTS,
     MAP_NETWORK,
     MAP_ENDPOINTS6,
@@ -125,6 +128,7 @@ pub const MAPS: [&str; 34] = [
     MAP_HAIRPIN_HOST_PORTS,
     MAP_HOST_NETNS,
     MAP_FRAGMENTS,
+    MAP_FRAGMENTS6,
     MAP_ENDPOINT_TX,
     MAP_TRUSTED_IFACE,
     MAP_UNREPLIED,

@@ -55,6 +55,12 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv6 extension headers (RFC 8200 4): of these only the fragment header
+/// crosses the NAT; the others are refused going out (`extension_header`).
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
 
 /// An IPv6 address as the datapath holds it (the `A` of its generic
 /// types): its 16 bytes in network order, aligned to 4 so that it moves and
@@ -138,21 +144,32 @@ impl<A> PublishTarget<A> {
     }
 }
 
-/// Key of `FRAGMENTS`: an IPv4 datagram in fragments, as it crosses the NAT
-/// (`dir` as in `NatKey`). Only the first fragment carries the ports; the
-/// others are matched to it by the IP identification.
+/// Key of `FRAGMENTS` (IPv4) and `FRAGMENTS6`: a datagram in fragments, as
+/// it crosses the NAT (`dir` as in `NatKey`), generic over the family's
+/// address and identification (IPv4's 16 bits, the IPv6 fragment header's
+/// 32). Only the first fragment carries the ports; the others are matched
+/// to it by the identification.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct FragmentKey {
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
-    pub id: [u8; 2],
+pub struct FragmentKey<A = [u8; 4], I = [u8; 2]> {
+    pub saddr: A,
+    pub daddr: A,
+    pub id: I,
     pub proto: u8,
     pub dir: u8,
 }
 
-/// Value of `FRAGMENTS`: the ports of the datagram's first fragment.
+/// The identification of an IPv6 datagram in fragments, as `FRAGMENTS6`
+/// keys it: the fragment header's 4 bytes, and 2 zero bytes that leave no
+/// padding in a key of 4-aligned addresses (a hash compares every byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragmentId6 {
+    pub id: [u8; 4],
+    pub _pad: [u8; 2],
+}
+
+/// Value of `FRAGMENTS` and `FRAGMENTS6`: the ports of the datagram's first fragment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -161,7 +178,7 @@ pub struct FragmentPorts {
     pub dport: [u8; 2],
 }
 
-/// Capacity of `FRAGMENTS` (LRU: datagrams in flight in fragments).
+/// Capacity of `FRAGMENTS` and of `FRAGMENTS6` (LRU: datagrams in flight in fragments).
 pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 8192;
 
 /// Key of `NAT`, generic over the family's address (`[u8; 4]`: IPv4;
@@ -582,6 +599,8 @@ const _: () = {
     // IPv6's keys too: a hash compares every byte of a key. (Its
     // `NatEntry`, a value, has 4 bytes of padding before `created_ns`.)
     assert!(size_of::<NatKey<Ipv6Bytes>>() == 16 + 16 + 2 + 2 + 1 + 1 + 2);
+    assert!(size_of::<FragmentKey<Ipv6Bytes, FragmentId6>>() == 16 + 16 + 4 + 2 + 1 + 1);
+    assert!(size_of::<FragmentKey>() == 4 + 4 + 2 + 1 + 1);
     assert!(size_of::<FlowSender<Ipv6Bytes>>() == 16 + 2 + 1 + 1);
     assert!(size_of::<PublishTarget<Ipv6Bytes>>() == 16 + 2 + 1 + 1);
 };

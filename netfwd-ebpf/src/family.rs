@@ -11,12 +11,17 @@ use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{Direction, FragmentPorts, NatConfig, PublishTarget},
+    nat::{NatConfig, PublishTarget},
 };
 
 use crate::{
     csum::L4Csum,
-    maps::{ExpiredMarks, HairpinMap, NatMap, RingCursorMap, SenderMap, SweepMap, UnrepliedRing},
+    l4::Transport,
+    maps::{
+        ExpiredMarks, FragmentMap, HairpinMap, NatMap, RingCursorMap, SenderMap, SweepMap,
+        UnrepliedRing,
+    },
+    parse,
 };
 
 /// Which address of a header a translation rewrites.
@@ -64,7 +69,7 @@ pub trait Family: Layer3 {
     const ETHER_TYPE: u16;
     /// The address that names none (a lookup's "any" source).
     const UNSPECIFIED: Self::Addr;
-    /// Where the transport header of a translatable packet starts.
+    /// Where the transport header of a plain packet starts.
     const L4_OFF: usize;
     /// ICMP echo: the family's ICMP protocol and its request and reply.
     const ICMP: u8;
@@ -119,12 +124,23 @@ pub trait Family: Layer3 {
     /// Whether the sender forbids fragmenting the datagram on the way.
     fn dont_fragment(ip: &Self::Hdr) -> bool;
 
-    // Fragments through the NAT (see `frag`).
-    fn piece(ip: &Self::Hdr) -> Piece;
-    /// The first fragment's ports, for the rest of its datagram.
-    fn remember_ports(ip: &Self::Hdr, dir: Direction, sport: [u8; 2], dport: [u8; 2]);
-    /// The ports of a later fragment's datagram, if its first one passed.
-    fn recall_ports(ip: &Self::Hdr, dir: Direction) -> Option<FragmentPorts>;
+    // What crosses the NAT, fragments too (see `frag`).
+    /// A datagram's identification, which its fragments share.
+    type FragId: Copy;
+    /// Whether the packet is (or, IPv6, is marked as) a piece of a
+    /// fragmented datagram.
+    fn fragmented(ip: &Self::Hdr) -> bool;
+    /// Where the transport header of a packet the NAT may translate lies,
+    /// its protocol and which piece of its datagram the packet is; for one
+    /// it does not translate (IPv4 options, IPv6 extension headers other
+    /// than the fragment header), the reason it is dropped going out (it
+    /// is the host's coming in). May pull headers into the linear area.
+    fn transport(
+        ctx: &impl parse::Packet,
+        ip: &Self::Hdr,
+    ) -> Result<Transport<Self::FragId>, DropReason>;
+    /// The first fragments' ports (`frag`).
+    fn fragments() -> &'static FragmentMap<Self::Addr, Self::FragId>;
 
     // ICMP errors about NATed flows (see `nat::icmp_error`).
     /// Whether the whole packet is an ICMP error the NAT translates along

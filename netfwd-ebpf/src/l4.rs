@@ -1,7 +1,8 @@
 //! Where the headers of a packet the datapath translates lie, and what it
-//! reads from the transport header. Only headers the family calls plain
-//! (IPv4 without options) are translated, so every offset is fixed: these
-//! are their only definitions, used by TC and XDP alike.
+//! reads from the transport header. The transport header follows the fixed
+//! network header (IPv4 without options), or IPv6's fragment header after
+//! it: its offset is the family's `L4_OFF`, or what `Family::transport`
+//! found. These are the only definitions, used by TC and XDP alike.
 
 use netfwd_common::{
     drop::DropReason,
@@ -9,7 +10,10 @@ use netfwd_common::{
 };
 use network_types::eth::EthHdr;
 
-use crate::{family::Family, parse};
+use crate::{
+    family::{Family, Piece},
+    parse,
+};
 
 pub const IP_OFF: usize = EthHdr::LEN;
 /// The checksum fields, from the transport header.
@@ -17,10 +21,25 @@ const TCP_CHECK: usize = 16;
 const UDP_CHECK: usize = 6;
 const ICMP_CHECK: usize = 2;
 
+/// Where the transport header of a packet the NAT translates lies, its
+/// protocol, and which piece of its datagram the packet is (`I`: the
+/// family's datagram identification, which matches a datagram's fragments
+/// to its first; see `frag`).
+#[derive(Clone, Copy)]
+pub struct Transport<I> {
+    pub proto: u8,
+    /// From the frame's start; a later fragment has no transport header.
+    pub off: usize,
+    pub piece: Piece,
+    pub id: I,
+}
+
 /// Transport facts of a packet NAT can translate. TCP's sequence and
 /// acknowledgment numbers (host byte order) feed the flow's state; 0
 /// elsewhere.
 pub struct Segment {
+    /// The transport protocol (not an extension header's number).
+    pub proto: u8,
     pub sport: [u8; 2],
     pub dport: [u8; 2],
     pub tcp_flags: u8,
@@ -31,8 +50,9 @@ pub struct Segment {
 impl Segment {
     /// A segment known by its ports only (a later fragment, a UDP datagram).
     #[inline(always)]
-    pub fn ports(sport: [u8; 2], dport: [u8; 2]) -> Self {
+    pub fn ports(proto: u8, sport: [u8; 2], dport: [u8; 2]) -> Self {
         Segment {
+            proto,
             sport,
             dport,
             tcp_flags: 0,
@@ -45,7 +65,7 @@ impl Segment {
     #[inline(always)]
     pub fn tuple<F: Family>(&self, ip: &F::Hdr) -> Tuple<F::Addr> {
         Tuple {
-            proto: F::proto(ip),
+            proto: self.proto,
             src: F::saddr(ip),
             dst: F::daddr(ip),
             sport: self.sport,
@@ -54,20 +74,23 @@ impl Segment {
     }
 }
 
-/// Reads the ports (or echo identifier) of a TCP, UDP or ICMP echo packet;
-/// `None` for anything else. Pulls the headers into the linear area, so
-/// packet pointers must be taken afresh after it.
+/// Reads the ports (or echo identifier) of a TCP, UDP or ICMP echo packet
+/// whose transport header (of protocol `proto`) is at `off`; `None` for
+/// anything else. Pulls the headers into the linear area, so packet
+/// pointers must be taken afresh after it.
 #[inline(always)]
 pub fn segment<F: Family>(
     ctx: &impl parse::Packet,
+    off: usize,
     proto: u8,
     dir: Direction,
 ) -> Result<Option<Segment>, DropReason> {
     match proto {
         IPPROTO_TCP => {
             // SAFETY (all three reads): bounds checked by `header_mut`.
-            let tcp = unsafe { *parse::header_mut::<[u8; 14]>(ctx, F::L4_OFF)? };
+            let tcp = unsafe { *parse::header_mut::<[u8; 14]>(ctx, off)? };
             Ok(Some(Segment {
+                proto,
                 sport: [tcp[0], tcp[1]],
                 dport: [tcp[2], tcp[3]],
                 tcp_flags: tcp[13],
@@ -76,15 +99,23 @@ pub fn segment<F: Family>(
             }))
         }
         IPPROTO_UDP => {
-            let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, F::L4_OFF)? };
-            Ok(Some(Segment::ports([udp[0], udp[1]], [udp[2], udp[3]])))
+            let udp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, off)? };
+            Ok(Some(Segment::ports(
+                proto,
+                [udp[0], udp[1]],
+                [udp[2], udp[3]],
+            )))
         }
         _ if proto == F::ICMP => {
-            let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, F::L4_OFF)? };
+            let icmp = unsafe { *parse::header_mut::<[u8; 8]>(ctx, off)? };
             let id = [icmp[4], icmp[5]];
             Ok(match dir {
-                Direction::Egress if icmp[0] == F::ECHO_REQUEST => Some(Segment::ports(id, [0; 2])),
-                Direction::Ingress if icmp[0] == F::ECHO_REPLY => Some(Segment::ports([0; 2], id)),
+                Direction::Egress if icmp[0] == F::ECHO_REQUEST => {
+                    Some(Segment::ports(proto, id, [0; 2]))
+                }
+                Direction::Ingress if icmp[0] == F::ECHO_REPLY => {
+                    Some(Segment::ports(proto, [0; 2], id))
+                }
                 _ => None,
             })
         }
@@ -92,33 +123,34 @@ pub fn segment<F: Family>(
     }
 }
 
-/// Offset of the port the translation rewrites: the source port going out,
-/// the destination port coming in; the identifier for ICMP echo.
+/// Offset of the port the translation rewrites in a transport header at
+/// `off`: the source port going out, the destination port coming in; the
+/// identifier for ICMP echo.
 #[inline(always)]
-pub fn port_offset<F: Family>(proto: u8, dir: Direction) -> usize {
+pub fn port_offset<F: Family>(off: usize, proto: u8, dir: Direction) -> usize {
     if proto == F::ICMP {
-        return F::L4_OFF + 4;
+        return off + 4;
     }
     match dir {
-        Direction::Egress => F::L4_OFF,
-        Direction::Ingress => F::L4_OFF + 2,
+        Direction::Egress => off,
+        Direction::Ingress => off + 2,
     }
 }
 
-/// Offset of the transport checksum: TCP's, UDP's, else ICMP's.
+/// Offset of the transport checksum in a transport header at `off`: TCP's,
+/// UDP's, else ICMP's.
 #[inline(always)]
-pub fn check_offset<F: Family>(proto: u8) -> usize {
-    F::L4_OFF
-        + match proto {
-            IPPROTO_TCP => TCP_CHECK,
-            IPPROTO_UDP => UDP_CHECK,
-            _ => ICMP_CHECK,
-        }
+pub fn check_offset(off: usize, proto: u8) -> usize {
+    off + match proto {
+        IPPROTO_TCP => TCP_CHECK,
+        IPPROTO_UDP => UDP_CHECK,
+        _ => ICMP_CHECK,
+    }
 }
 
-/// Whether the packet is plain and a whole datagram: the kind whose headers
-/// lie where this module says.
+/// Whether the packet is plain and a whole datagram: the kind whose
+/// transport header is at the family's `L4_OFF`.
 #[inline(always)]
 pub fn translatable<F: Family>(ip: &F::Hdr) -> bool {
-    F::plain(ip) && F::piece(ip) == crate::family::Piece::Whole
+    F::plain(ip) && !F::fragmented(ip)
 }

@@ -18,6 +18,7 @@ mod early_drop;
 mod family;
 mod fib;
 mod forward;
+mod frag;
 mod hop;
 mod l4;
 mod maps;

@@ -19,8 +19,9 @@ use netfwd_common::{
         NON_ENDPOINT_IFACES,
     },
     nat::{
-        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentKey, FragmentPorts, Ipv6Bytes,
-        MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey, PublishTarget,
+        DEFAULT_MAX_FLOWS, ENTRIES_PER_FLOW, FlowSender, FragmentId6, FragmentKey, FragmentPorts,
+        Ipv6Bytes, MAX_FRAGMENTED_DATAGRAMS, NatConfig, NatEntry, NatKey, NatSweep, PublishKey,
+        PublishTarget,
     },
 };
 
@@ -193,13 +194,16 @@ pub static TUNNEL: Array<TunnelConfig, 1> = Array::new();
 pub static TUNNEL_PEERS: LpmTrie<[u8; 4], [u8; 4], { MAX_REMOTES as usize }> = LpmTrie::new();
 
 /// Datagrams crossing the NAT in fragments: the ports of each one's first
-/// fragment, for the others.
+/// fragment, for the others (see `frag`), of a family with address `A` and
+/// datagram identification `I`.
+pub type FragmentMap<A, I> =
+    LruHashMap<FragmentKey<A, I>, FragmentPorts, { MAX_FRAGMENTED_DATAGRAMS as usize }>;
+
 #[btf_map]
-pub static FRAGMENTS: LruHashMap<
-    FragmentKey,
-    FragmentPorts,
-    { MAX_FRAGMENTED_DATAGRAMS as usize },
-> = LruHashMap::new();
+pub static FRAGMENTS: FragmentMap<[u8; 4], [u8; 2]> = LruHashMap::new();
+
+#[btf_map]
+pub static FRAGMENTS6: FragmentMap<Ipv6Bytes, FragmentId6> = LruHashMap::new();
 
 /// Published host ports (Docker's `-p`). Filled by the loader.
 #[btf_map]

@@ -8,15 +8,13 @@
 //! network, to the host's stack.
 
 use aya_ebpf::programs::TcContext;
-use netfwd_common::{drop::DropReason, nat::IPPROTO_ICMPV6};
+use netfwd_common::{
+    drop::DropReason,
+    nat::{IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_ROUTING},
+};
 use network_types::ip::Ipv6Hdr;
 
-use crate::{l4::IP_OFF, maps, parse, verdict::Verdict};
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_DSTOPTS: u8 = 60;
+use crate::{family::Piece, l4::IP_OFF, maps, parse, v6::ext::ExtensionHeader, verdict::Verdict};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
@@ -27,19 +25,6 @@ const ND_REDIRECT: u8 = 137;
 /// this is refused: past it a router message could hide (RA-Guard evasion,
 /// RFC 7113), and no ordinary packet has one.
 const MAX_EXTENSION_HEADERS: usize = 4;
-
-/// The first 8 bytes of every extension header this walks: the next header
-/// and, but for the fragment header, the length in 8-byte units beyond
-/// the first 8.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ExtensionHeader {
-    next_hdr: u8,
-    len: u8,
-    /// Fragment header: the offset (13 bits) and flags.
-    frag_off: [u8; 2],
-    _rest: [u8; 4],
-}
 
 /// An endpoint's IPv6 packet: dropped if it is a router solicitation,
 /// advertisement or redirect (or, in a dual-stack network, a neighbour
@@ -60,7 +45,7 @@ pub fn ipv6_from_endpoint(ctx: &TcContext) -> Result<Verdict, DropReason> {
             // A later fragment has no upper-layer header to judge; the
             // kernel drops neighbour discovery that came in fragments
             // (RFC 6980), so only the first fragment matters.
-            if u16::from_be_bytes(ext.frag_off) & !0x7 != 0 {
+            if ext.piece() == Piece::Later {
                 return Ok(Verdict::ToHost);
             }
             off += 8;

@@ -29,7 +29,7 @@ use network_types::{
 use crate::{
     conntrack,
     deliver::{self, ToEndpoint as _},
-    family::{Family, Layer3, Piece},
+    family::{Family, Layer3},
     forward::{self, Class},
     l4::{self, IP_OFF},
     maps,
@@ -90,8 +90,10 @@ pub fn from_uplink(ctx: &XdpContext, ifindex: u32) -> Result<Verdict, DropReason
     ) {
         return Ok(Verdict::ToHost);
     }
-    let proto = V4::proto(&header);
-    let Some(seg) = l4::segment::<V4>(ctx, proto, Direction::Ingress)? else {
+    // Plain and whole (`plain`): at `L4_OFF`.
+    let datagram = V4::transport(ctx, &header)?;
+    let Some(seg) = l4::segment::<V4>(ctx, datagram.off, datagram.proto, Direction::Ingress)?
+    else {
         return Ok(Verdict::ToHost);
     };
     let key = seg.tuple::<V4>(&header).arriving_key();
@@ -107,7 +109,7 @@ pub fn from_uplink(ctx: &XdpContext, ifindex: u32) -> Result<Verdict, DropReason
     }
     // SAFETY: a live map value; per-packet updates of plain fields.
     let entry = unsafe { &mut *entry };
-    rev_snat::to_endpoint::<V4, _>(ctx, &header, entry, &seg, Piece::Whole, now)
+    rev_snat::to_endpoint::<V4, _>(ctx, &header, entry, &seg, &datagram, now)
 }
 
 /// The frame's Ethernet and IPv6 headers if it carries TCP or UDP right

@@ -21,7 +21,7 @@ use netfwd::loader::{DatapathMaps, Programs};
 use netfwd_common::{
     counters::IfaceCounters,
     drop::DropReason,
-    maps::{EndpointEntry, NETWORK_NO_ICC, Network6Config},
+    maps::{EndpointEntry, NETWORK_NO_ICC},
     names::{CALL_FROM_ENDPOINT6, MAP_CALLS, PROG_FROM_ENDPOINT},
 };
 
@@ -81,14 +81,9 @@ impl TwoEndpoints {
 
     /// Makes the network dual-stack: A and B get their IPv6 addresses.
     fn with_ipv6(mut self) -> Self {
+        let subnet = Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0);
         self.maps
-            .set_network6(Network6Config {
-                gateway: GATEWAY6.octets(),
-                subnet: Ipv6Addr::new(0x2001, 0xdb8, 0x28, 0, 0, 0, 0, 0).octets(),
-                prefix_len: 64,
-                flags: 0,
-                _pad: [0; 2],
-            })
+            .set_network6(common::network6_config(GATEWAY6, subnet, 0))
             .unwrap();
         for (ip6, ip4) in [(A_IP6, A_IP), (B_IP6, B_IP)] {
             let entry = self.maps.endpoints().unwrap()[&ip4];

@@ -497,12 +497,36 @@ fn bad_nat_settings_are_refused_naming_the_field() {
 #[test]
 fn a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
     let lab = nat_lab("natfrag", "");
+    large_udp_echo_in_fragments(&lab, INTERNET_IP, UPLINK_IP);
+}
+
+/// The IPv6 twin: the endpoint's stack and the internet's fragment with a
+/// fragment header (routers never fragment IPv6), which crosses NAT66 both
+/// ways as IPv4's fragments cross the NAT.
+#[test]
+fn over_ipv6_a_large_udp_datagram_and_its_large_reply_cross_the_nat_in_fragments() {
+    let lab = nat_lab6("nat6frag");
+    large_udp_echo_in_fragments(&lab, INTERNET_IP6, UPLINK_IP6);
+}
+
+/// An 8000-byte UDP datagram from the first endpoint, larger than every
+/// MTU on its way, reaches the echo server at `internet_ip` as `uplink_ip`,
+/// and its echo comes back whole: both cross in fragments, each translated
+/// by the BPF NAT (none dropped, none left to the host).
+fn large_udp_echo_in_fragments(lab: &Lab<Internet>, internet_ip: &'static str, uplink_ip: &str) {
+    let (endpoint_before, uplink_before) = (
+        lab.counter("endpoint", "translated"),
+        lab.counter("uplink", "translated"),
+    );
     let data = payload("frag", 8000);
     let seen = in_netns(&lab.eps[0], move || {
-        udp_echo(INTERNET_IP, ECHO_PORT, 48000, &data)
+        udp_echo(internet_ip, ECHO_PORT, 48000, &data)
     })
-    .unwrap();
-    assert_eq!(ip_of(&seen), UPLINK_IP);
+    .expect("the UDP echo in fragments");
+    assert_eq!(ip_of(&seen), uplink_ip);
+    // Six fragments of at most 1500 bytes each way.
+    assert!(lab.counter("endpoint", "translated") >= endpoint_before + 6);
+    assert!(lab.counter("uplink", "translated") >= uplink_before + 6);
     assert_eq!(lab.counter("endpoint", "unsupported"), 0);
 }
 

@@ -144,7 +144,7 @@ fn hairpinned<F: Family>(
     {
         return Ok(None);
     }
-    let Some(seg) = l4::segment::<F>(ctx, proto, Direction::Egress)? else {
+    let Some(seg) = l4::segment::<F>(ctx, F::L4_OFF, proto, Direction::Egress)? else {
         return Ok(None);
     };
     let Some(target) = F::published_outside(proto, seg.dport) else {
@@ -276,7 +276,7 @@ fn reply_from_published<F: Family>(
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !l4::translatable::<F>(ip) {
         return Ok(None);
     }
-    let Some(seg) = l4::segment::<F>(ctx, proto, Direction::Egress)? else {
+    let Some(seg) = l4::segment::<F>(ctx, F::L4_OFF, proto, Direction::Egress)? else {
         return Ok(None);
     };
     let Some(entry) = F::nat().get_ptr_mut(seg.tuple::<F>(ip).arriving_key()) else {
@@ -344,12 +344,14 @@ fn translate<F: Family>(
     }
     let proto = F::proto(ip);
     ctx.rewrite_l4::<F>(
+        F::L4_OFF,
         proto,
         Direction::Egress,
         (F::saddr(ip), addrs[0]),
         (old_ports[0], ports[0]),
     )?;
     ctx.rewrite_l4::<F>(
+        F::L4_OFF,
         proto,
         Direction::Ingress,
         (F::daddr(ip), addrs[1]),

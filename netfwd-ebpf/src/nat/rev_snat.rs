@@ -18,7 +18,8 @@ use crate::{
     conntrack,
     deliver::{self, ToEndpoint},
     family::{Family, Piece},
-    l4::{self, IP_OFF, Segment},
+    frag,
+    l4::{self, IP_OFF, Segment, Transport},
     maps, parse,
     verdict::Verdict,
 };
@@ -50,20 +51,20 @@ fn translate_reply<F: Family>(
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
-    if !F::plain(ip) {
+    // What the NAT does not translate (options, extension headers) is the
+    // host's, as is a later fragment whose first one did not pass.
+    let Ok(datagram) = F::transport(ctx, ip) else {
         return Ok(Verdict::ToHost);
-    }
-    let piece = F::piece(ip);
-    if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
+    };
+    if datagram.piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
         return icmp_error::rev_snat::<F>(ctx, config);
     }
-    let proto = F::proto(ip);
-    let seg = match piece {
-        Piece::Later => match F::recall_ports(ip, Direction::Ingress) {
-            Some(p) => Segment::ports(p.sport, p.dport),
+    let seg = match datagram.piece {
+        Piece::Later => match frag::recall::<F>(ip, &datagram, Direction::Ingress) {
+            Some(p) => Segment::ports(datagram.proto, p.sport, p.dport),
             None => return Ok(Verdict::ToHost),
         },
-        _ => match l4::segment::<F>(ctx, proto, Direction::Ingress)? {
+        _ => match l4::segment::<F>(ctx, datagram.off, datagram.proto, Direction::Ingress)? {
             Some(seg) => seg,
             None => return Ok(Verdict::ToHost),
         },
@@ -82,7 +83,7 @@ fn translate_reply<F: Family>(
         },
     };
     // SAFETY: a live map value; per-packet updates of plain fields.
-    to_endpoint::<F, _>(ctx, ip, unsafe { &mut *entry }, &seg, piece, now)
+    to_endpoint::<F, _>(ctx, ip, unsafe { &mut *entry }, &seg, &datagram, now)
 }
 
 /// The ingress entry of the live (unexpired) flow a packet arriving from
@@ -101,16 +102,17 @@ pub fn live_flow<F: Family>(
 }
 
 /// A packet of a live flow arriving from the uplink (`ip` its header,
-/// `entry` the flow's ingress entry): translated back and handed to its
-/// endpoint. One body for TC and XDP; in XDP, what cannot be handed over
-/// from there passes on untouched, to TC.
+/// `entry` the flow's ingress entry, `datagram` where its transport header
+/// lies): translated back and handed to its endpoint. One body for TC and
+/// XDP; in XDP, what cannot be handed over from there passes on untouched,
+/// to TC.
 #[inline(always)]
 pub fn to_endpoint<F: Family, C: parse::Packet + ToEndpoint + L4Rewrite>(
     ctx: &C,
     ip: &F::Hdr,
     entry: &mut NatEntry<F::Addr>,
     seg: &Segment,
-    piece: Piece,
+    datagram: &Transport<F::FragId>,
     now: u64,
 ) -> Result<Verdict, DropReason> {
     let (inside_addr, inside_port) = (entry.addr, entry.port);
@@ -123,7 +125,7 @@ pub fn to_endpoint<F: Family, C: parse::Packet + ToEndpoint + L4Rewrite>(
     if !ctx.can_send_to(&ep) {
         return Ok(Verdict::ToHost);
     }
-    let proto = F::proto(ip);
+    let proto = seg.proto;
     conntrack::seen_ingress::<F>(entry, proto, seg, now);
     if F::hop_limit(ip) <= 1 {
         return Err(DropReason::TtlExceeded);
@@ -139,11 +141,12 @@ pub fn to_endpoint<F: Family, C: parse::Packet + ToEndpoint + L4Rewrite>(
         rewrite_ip::<F>(&mut *ipp, Direction::Ingress, inside_addr);
         deliver::set_endpoint_macs(&mut *eth, &ep);
     }
-    if piece == Piece::First {
-        F::remember_ports(ip, Direction::Ingress, seg.sport, seg.dport);
+    if datagram.piece == Piece::First {
+        frag::remember::<F>(ip, datagram, Direction::Ingress, seg.sport, seg.dport);
     }
-    if piece != Piece::Later {
+    if datagram.piece != Piece::Later {
         ctx.rewrite_l4::<F>(
+            datagram.off,
             proto,
             Direction::Ingress,
             (F::daddr(ip), inside_addr),

@@ -27,11 +27,12 @@ pub fn rewrite_ip<F: Family>(ip: &mut F::Hdr, dir: Direction, addr: F::Addr) {
 }
 
 /// Rewrites the translated port (the source port going out, the destination
-/// port coming in; the identifier for ICMP echo) and the transport
-/// checksum with it.
+/// port coming in; the identifier for ICMP echo) of the transport header
+/// at `off`, and the transport checksum with it.
 pub trait L4Rewrite {
     fn rewrite_l4<F: Family>(
         &self,
+        off: usize,
         proto: u8,
         dir: Direction,
         addrs: (F::Addr, F::Addr),
@@ -46,13 +47,14 @@ impl L4Rewrite for TcContext {
     #[inline(always)]
     fn rewrite_l4<F: Family>(
         &self,
+        off: usize,
         proto: u8,
         dir: Direction,
         (old_addr, new_addr): (F::Addr, F::Addr),
         (old_port, new_port): ([u8; 2], [u8; 2]),
     ) -> Result<(), DropReason> {
-        let port = parse::header_at::<[u8; 2]>(self, l4::port_offset::<F>(proto, dir))?;
-        match l4_csum::<F>(proto) {
+        let port = parse::header_at::<[u8; 2]>(self, l4::port_offset::<F>(off, proto, dir))?;
+        match l4_csum(off, proto) {
             Some(l4) => {
                 // SAFETY: bounds checked by `header_at`.
                 unsafe { *port = new_port };
@@ -60,7 +62,7 @@ impl L4Rewrite for TcContext {
                 l4.port(self, old_port, new_port)
             }
             None => {
-                let check = parse::header_at::<[u8; 2]>(self, l4::check_offset::<F>(proto))?;
+                let check = parse::header_at::<[u8; 2]>(self, l4::check_offset(off, proto))?;
                 // SAFETY: bounds checked by `header_at`.
                 unsafe {
                     if F::ICMP_PSEUDO_HDR {
@@ -81,13 +83,14 @@ impl L4Rewrite for XdpContext {
     #[inline(always)]
     fn rewrite_l4<F: Family>(
         &self,
+        off: usize,
         proto: u8,
         dir: Direction,
         (old_addr, new_addr): (F::Addr, F::Addr),
         (old_port, new_port): ([u8; 2], [u8; 2]),
     ) -> Result<(), DropReason> {
-        let check = parse::header_at::<[u8; 2]>(self, l4::check_offset::<F>(proto))?;
-        let port = parse::header_at::<[u8; 2]>(self, l4::port_offset::<F>(proto, dir))?;
+        let check = parse::header_at::<[u8; 2]>(self, l4::check_offset(off, proto))?;
+        let port = parse::header_at::<[u8; 2]>(self, l4::port_offset::<F>(off, proto, dir))?;
         // SAFETY: bounds checked by `header_at`.
         unsafe {
             let check = &mut *check;
@@ -109,13 +112,13 @@ impl L4Rewrite for XdpContext {
     }
 }
 
-/// The TCP/UDP checksum to update through the kernel's helpers; ICMP's is
-/// updated in place with the identifier.
+/// The TCP/UDP checksum (of a transport header at `off`) to update through
+/// the kernel's helpers; ICMP's is updated in place with the identifier.
 #[inline(always)]
-fn l4_csum<F: Family>(proto: u8) -> Option<L4Csum> {
+fn l4_csum(off: usize, proto: u8) -> Option<L4Csum> {
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => Some(L4Csum {
-            offset: l4::check_offset::<F>(proto),
+            offset: l4::check_offset(off, proto),
             udp: proto == IPPROTO_UDP,
         }),
         _ => None,

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     conntrack, deliver,
     family::{Family, Piece},
-    fib,
+    fib, frag,
     l4::{self, IP_OFF, Segment},
     maps, parse,
     verdict::Verdict,
@@ -60,19 +60,28 @@ pub fn translate<F: Family>(
     if F::hop_limit(ip) <= 1 || (F::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
         return Ok(Verdict::ToHost);
     }
-    if !F::plain(ip) {
-        return Err(DropReason::Unsupported);
-    }
-    let piece = F::piece(ip);
-    if piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
+    let datagram = F::transport(ctx, ip)?;
+    if datagram.piece == Piece::Whole && F::is_icmp_error(ctx, ip)? {
         return icmp_error::snat::<F>(ctx, ip, &hop);
     }
-    let proto = F::proto(ip);
-    let seg = match piece {
-        Piece::Later => F::recall_ports(ip, Direction::Egress)
-            .map(|p| Segment::ports(p.sport, p.dport))
+    let seg = match datagram.piece {
+        Piece::Later => frag::recall::<F>(ip, &datagram, Direction::Egress)
+            .map(|p| Segment::ports(datagram.proto, p.sport, p.dport))
             .ok_or(DropReason::Unsupported)?,
-        _ => l4::segment::<F>(ctx, proto, Direction::Egress)?.ok_or(DropReason::Unsupported)?,
+        _ => {
+            let seg = l4::segment::<F>(ctx, datagram.off, datagram.proto, Direction::Egress)?
+                .ok_or(DropReason::Unsupported)?;
+            // Here, before the mapping: after it, a first fragment and a
+            // whole datagram stay apart to the end and the verifier walks
+            // the rest of the translation for each (which took
+            // `tc_from_endpoint` past its 1M instructions); here the two
+            // meet again before it. A mapping that then fails leaves ports
+            // that the later fragments find, to fail the same way.
+            if datagram.piece == Piece::First {
+                frag::remember::<F>(ip, &datagram, Direction::Egress, seg.sport, seg.dport);
+            }
+            seg
+        }
     };
     let flow = seg.tuple::<F>(ip);
     let (nat_addr, ports) = if F::leaves_untranslated() {
@@ -84,9 +93,10 @@ pub fn translate<F: Family>(
         )
     };
     let (addr, port) = egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg)?;
-    if piece == Piece::First {
-        F::remember_ports(ip, Direction::Egress, seg.sport, seg.dport);
-    }
+    // Read again, not kept through the mapping: IPv6's program has no
+    // stack to spare for it, and a piece kept would keep the verifier's
+    // paths for each piece apart through the mapping.
+    let datagram = F::transport(ctx, ip)?;
 
     // `segment` made the headers linear: no pull (which would invalidate
     // these pointers) from here on.
@@ -99,8 +109,9 @@ pub fn translate<F: Family>(
         deliver::set_hop_macs(&mut *eth, &hop);
     }
     // A later fragment has no transport header: its addresses are all.
-    if piece != Piece::Later {
+    if datagram.piece != Piece::Later {
         ctx.rewrite_l4::<F>(
+            datagram.off,
             flow.proto,
             Direction::Egress,
             (flow.src, addr),

@@ -3,7 +3,11 @@
 
 use network_types::ip::Ipv4Hdr;
 
-use crate::{csum, family::Field, l4::IP_OFF};
+use crate::{
+    csum,
+    family::{Field, Piece},
+    l4::IP_OFF,
+};
 
 /// Where the transport header of an option-less IPv4 packet starts.
 pub const L4_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
@@ -75,4 +79,17 @@ pub fn is_broadcast_or_multicast(addr: [u8; 4]) -> bool {
 #[inline(always)]
 pub fn dont_fragment(ip: &Ipv4Hdr) -> bool {
     ip.frags[0] & 0x40 != 0
+}
+
+/// Where the packet stands in its datagram: by its fragment offset and
+/// "more fragments" flag.
+#[inline(always)]
+pub fn piece(ip: &Ipv4Hdr) -> Piece {
+    let more = ip.frags[0] & 0x20 != 0;
+    let offset = (ip.frags[0] & 0x1f) != 0 || ip.frags[1] != 0;
+    match (offset, more) {
+        (false, false) => Piece::Whole,
+        (false, true) => Piece::First,
+        (true, _) => Piece::Later,
+    }
 }

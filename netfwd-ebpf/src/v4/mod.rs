@@ -1,16 +1,15 @@
 //! IPv4 as a `Family`: its header, checksums, FIB parameters and maps for
 //! the bodies written once over `Family`, and what is IPv4's own behind
-//! the trait: `header` (in-place header changes), `frag` (fragments by
-//! their IP identification) and which ICMP errors the NAT translates.
+//! the trait: `header` (in-place header changes and the fragment fields)
+//! and which ICMP errors the NAT translates.
 
-mod frag;
 mod header;
 
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{Direction, FragmentPorts, IPPROTO_ICMP, NatConfig, PublishTarget},
+    nat::{IPPROTO_ICMP, NatConfig, PublishTarget},
 };
 use network_types::{eth::EtherType, ip::Ipv4Hdr};
 
@@ -18,10 +17,11 @@ use crate::{
     csum::{self, L4Csum},
     family::{Family, Field, Layer3, Piece},
     fib,
+    l4::Transport,
     maps::{
-        self, ExpiredMarks, HAIRPIN_HOST_PORTS, HairpinMap, NAT, NAT_EXPIRED, NAT_SWEEP, NatMap,
-        RingCursorMap, SenderMap, SweepMap, UNREPLIED, UNREPLIED_BY_SENDER, UNREPLIED_CURSOR,
-        UnrepliedRing,
+        self, ExpiredMarks, FRAGMENTS, FragmentMap, HAIRPIN_HOST_PORTS, HairpinMap, NAT,
+        NAT_EXPIRED, NAT_SWEEP, NatMap, RingCursorMap, SenderMap, SweepMap, UNREPLIED,
+        UNREPLIED_BY_SENDER, UNREPLIED_CURSOR, UnrepliedRing,
     },
     parse,
 };
@@ -128,19 +128,35 @@ impl Family for V4 {
         header::dont_fragment(ip)
     }
 
+    /// The IP identification.
+    type FragId = [u8; 2];
+
     #[inline(always)]
-    fn piece(ip: &Ipv4Hdr) -> Piece {
-        frag::piece(ip)
+    fn fragmented(ip: &Ipv4Hdr) -> bool {
+        header::piece(ip) != Piece::Whole
+    }
+
+    /// Right after a header without options; one with options is not
+    /// translated (`unsupported`).
+    #[inline(always)]
+    fn transport(
+        _ctx: &impl parse::Packet,
+        ip: &Ipv4Hdr,
+    ) -> Result<Transport<[u8; 2]>, DropReason> {
+        if !header::plain(ip) {
+            return Err(DropReason::Unsupported);
+        }
+        Ok(Transport {
+            proto: ip.proto,
+            off: Self::L4_OFF,
+            piece: header::piece(ip),
+            id: ip.id,
+        })
     }
 
     #[inline(always)]
-    fn remember_ports(ip: &Ipv4Hdr, dir: Direction, sport: [u8; 2], dport: [u8; 2]) {
-        frag::remember(ip, dir, sport, dport);
-    }
-
-    #[inline(always)]
-    fn recall_ports(ip: &Ipv4Hdr, dir: Direction) -> Option<FragmentPorts> {
-        frag::recall(ip, dir)
+    fn fragments() -> &'static FragmentMap<[u8; 4], [u8; 2]> {
+        &FRAGMENTS
     }
 
     /// "Destination unreachable" and "time exceeded".

@@ -3,10 +3,8 @@
 //! is. What differs is here: no header checksum, a pseudo-header under
 //! ICMPv6's checksum too, a hop limit no router may fragment around
 //! (`dont_fragment` always: a packet too big is answered "packet too big"
-//! by the stack), and only headers whose transport header follows the
-//! fixed one translated (`plain`): an extension header, the fragment
-//! header among them, is not translated (a counted `unsupported` drop
-//! going out, the host's coming in).
+//! by the stack), and of the extension headers only the fragment header
+//! crossing the NAT (`ext`).
 
 use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
@@ -15,21 +13,21 @@ use netfwd_common::{
         EndpointEntry, NETWORK6_NO_NAT, REMOTE_ISOLATED, REMOTE_LOCAL, REMOTE_ROUTE, REMOTE_TRUSTED,
     },
     nat::{
-        Direction, FragmentPorts, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes, NatConfig,
-        PublishTarget,
+        FragmentId6, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes,
+        NatConfig, PublishTarget,
     },
 };
 use network_types::{eth::EtherType, ip::Ipv6Hdr};
 
-use super::{in_prefix, is_multicast, source_note};
+use super::{ext, in_prefix, is_multicast, source_note};
 use crate::{
     csum::{self, L4Csum},
-    family::{Family, Field, Layer3, Piece},
-    l4::IP_OFF,
+    family::{Family, Field, Layer3},
+    l4::{IP_OFF, Transport},
     maps::{
-        self, ExpiredMarks, HAIRPIN6_HOST_PORTS, HairpinMap, NAT6, NAT6_EXPIRED, NAT6_SWEEP,
-        NatMap, RingCursorMap, SenderMap, SweepMap, UNREPLIED6, UNREPLIED6_BY_SENDER,
-        UNREPLIED6_CURSOR, UnrepliedRing,
+        self, ExpiredMarks, FRAGMENTS6, FragmentMap, HAIRPIN6_HOST_PORTS, HairpinMap, NAT6,
+        NAT6_EXPIRED, NAT6_SWEEP, NatMap, RingCursorMap, SenderMap, SweepMap, UNREPLIED6,
+        UNREPLIED6_BY_SENDER, UNREPLIED6_CURSOR, UnrepliedRing,
     },
     parse,
 };
@@ -145,20 +143,27 @@ impl Family for V6 {
         true
     }
 
-    /// Only `plain` headers are translated, and a fragment's is not.
+    /// The fragment header's identification.
+    type FragId = FragmentId6;
+
+    /// A fragment header right after the fixed one (an atomic fragment
+    /// too: its transport header is not at `L4_OFF`).
     #[inline(always)]
-    fn piece(_ip: &Ipv6Hdr) -> Piece {
-        Piece::Whole
+    fn fragmented(ip: &Ipv6Hdr) -> bool {
+        ip.next_hdr == IPPROTO_FRAGMENT
     }
 
-    /// Never asked: no IPv6 fragment is translated (`piece`).
     #[inline(always)]
-    fn remember_ports(_ip: &Ipv6Hdr, _dir: Direction, _sport: [u8; 2], _dport: [u8; 2]) {}
+    fn transport(
+        ctx: &impl parse::Packet,
+        ip: &Ipv6Hdr,
+    ) -> Result<Transport<FragmentId6>, DropReason> {
+        ext::transport(ctx, ip)
+    }
 
-    /// Never asked: no IPv6 fragment is translated (`piece`).
     #[inline(always)]
-    fn recall_ports(_ip: &Ipv6Hdr, _dir: Direction) -> Option<FragmentPorts> {
-        None
+    fn fragments() -> &'static FragmentMap<Ipv6Bytes, FragmentId6> {
+        &FRAGMENTS6
     }
 
     /// "Destination unreachable", "packet too big" and "time exceeded"

@@ -8,6 +8,7 @@
 //! checked, link-local sources. (Router messages were refused before this,
 //! by `router_guard`.)
 
+pub(crate) mod ext;
 mod family;
 pub mod source_note;
 

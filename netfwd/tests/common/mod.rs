@@ -16,7 +16,7 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
 use netfwd::loader::{DatapathMaps, Programs};
-use netfwd_common::maps::{EndpointEntry, NetworkConfig};
+use netfwd_common::maps::{EndpointEntry, Network6Config, NetworkConfig};
 
 /// The ifindex of `lo`, where a test run's packet arrives.
 pub const LO: u32 = 1;
@@ -38,6 +38,18 @@ impl PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `NETWORK6` entry of a dual-stack network: `subnet`/64 with `gateway`
+/// and `flags` (`NETWORK6_*`).
+pub fn network6_config(gateway: Ipv6Addr, subnet: Ipv6Addr, flags: u8) -> Network6Config {
+    Network6Config {
+        gateway: gateway.octets(),
+        subnet: subnet.octets(),
+        prefix_len: 64,
+        flags,
+        _pad: [0; 2],
     }
 }
 
@@ -145,6 +157,7 @@ use netfwd::explain::packet::pseudo_sum;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
 
 /// An IPv4 packet (no options, DF, TTL 64) around `l4`, with the IP
 /// checksum and the transport checksum (TCP, UDP unless `udp_csum_zero`,
@@ -191,16 +204,25 @@ pub fn ip_frame(
 /// pseudo-header).
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
     fill_l4_checksum(src.into(), dst.into(), proto, &mut l4);
+    ipv6_raw(src, dst, proto, &l4)
+}
+
+/// An IPv6 packet (hop limit 64) around `payload`, whose first header is
+/// `next`: the caller fills in the checksums (`fill_l4_checksum`).
+pub fn ipv6_raw(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x60, 0, 0, 0];
-    ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    ip.extend_from_slice(&[proto, 64]);
+    ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[next, 64]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    ip.extend(l4);
+    ip.extend_from_slice(payload);
     ip
 }
 
-fn fill_l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &mut [u8]) {
+/// Fills the transport checksum of `l4` in, as its sender does (TCP, UDP
+/// unless marked to go without, ICMP; over the pseudo-header but for
+/// IPv4's ICMP).
+pub fn fill_l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &mut [u8]) {
     let at = match proto {
         TCP => 16,
         UDP if l4[6..8] != [0xff, 0xff] => 6,
@@ -291,11 +313,12 @@ pub fn checksums6_ok(ip: &[u8]) -> bool {
     l4_checksum_ok(addr(8).into(), addr(24).into(), ip[6], &ip[40..])
 }
 
-fn l4_checksum_ok(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> bool {
+/// Whether the transport checksum of `l4` (a whole datagram's) is valid (a
+/// zero UDP checksum counts as valid over IPv4).
+pub fn l4_checksum_ok(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> bool {
     match proto {
-        UDP if l4[6..8] == [0, 0] => true,
-        ICMP => checksum(l4, 0) == 0,
-        // TCP, UDP, ICMPv6.
-        _ => checksum(l4, pseudo_sum(src, dst, proto, l4.len())) == 0,
+        UDP if l4[6..8] == [0, 0] => src.is_ipv4(),
+        TCP | UDP | ICMPV6 => checksum(l4, pseudo_sum(src, dst, proto, l4.len())) == 0,
+        _ => checksum(l4, 0) == 0,
     }
 }

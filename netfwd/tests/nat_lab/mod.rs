@@ -2,7 +2,8 @@
 //! `bpf_fib_lookup` needs routes and a neighbour, so each test runs in a
 //! thread that unshares a fresh network namespace of its own: an endpoint's
 //! host-side veth, and an uplink 203.0.113.2/24 whose gateway 203.0.113.1
-//! has a permanent neighbour entry. Nothing leaves that namespace.
+//! has a permanent neighbour entry (and, `dual_stack`, 2001:db8:f::2/64 with
+//! its gateway 2001:db8:f::1). Nothing leaves that namespace.
 #![allow(
     dead_code,
     reason = "each test file uses a different part; `expect` would fail where one uses it all"
@@ -13,14 +14,14 @@ use std::{
     process::Command,
 };
 
-use crate::common::{PinDir, ip_frame, network_config, run, run_xdp};
+use crate::common::{PinDir, eth, ip_frame, network_config, network6_config, run, run_xdp};
 use netfwd::loader::{
     DatapathMaps, Programs,
     nat_table::{self, Flow},
 };
 use netfwd_common::{
     counters::IfaceCounters,
-    maps::{EndpointEntry, Network6Config},
+    maps::EndpointEntry,
     names::{
         MAP_NAT, MAP_UNREPLIED_BY_SENDER, PROG_FROM_ENDPOINT, PROG_FROM_UPLINK,
         PROG_NAT_SWEEP_STEP, PROG_XDP_FROM_UPLINK,
@@ -186,8 +187,19 @@ impl NatLab {
             IpAddr::V6(_) => IpAddr::V6(A_IP6),
         };
         let packet = ip_frame((self.host_a_mac, A_MAC), src, dst, proto, l4);
-        let prog = self.datapath.program(PROG_FROM_ENDPOINT).unwrap();
-        run(prog, &packet, self.host_a)
+        self.run_tc(PROG_FROM_ENDPOINT, &packet, self.host_a)
+    }
+
+    /// An IPv6 packet (`ipv6_raw`, no Ethernet: extension headers and
+    /// fragments as they are) from endpoint A, through its host-side veth.
+    pub fn send6_from_a(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let packet = framed((self.host_a_mac, A_MAC), 0x86dd, ipv6);
+        self.run_tc(PROG_FROM_ENDPOINT, &packet, self.host_a)
+    }
+
+    /// Runs the TC program `name` on `packet` as arriving on `ifindex`.
+    fn run_tc(&mut self, name: &'static str, packet: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+        run(self.datapath.program(name).unwrap(), packet, ifindex)
     }
 
     /// Makes the network dual-stack, A holding `A_IP6`, with `flags`
@@ -200,13 +212,7 @@ impl NatLab {
         let settings = netfwd::netlink::Settings::default();
         netfwd::procnet::enable_forwarding6("hosta", &settings).unwrap();
         self.maps
-            .set_network6(Network6Config {
-                gateway: GATEWAY6.octets(),
-                subnet: PREFIX6.octets(),
-                prefix_len: 64,
-                flags,
-                _pad: [0; 2],
-            })
+            .set_network6(network6_config(GATEWAY6, PREFIX6, flags))
             .unwrap();
         let a = self.maps.endpoints().unwrap()[&A_IP];
         self.maps.set_endpoint6(A_IP6, a).unwrap();
@@ -238,8 +244,14 @@ impl NatLab {
         l4: Vec<u8>,
     ) -> (u32, Vec<u8>) {
         let packet = self.uplink_frame(src, dst, proto, l4);
-        let prog = self.datapath.program(PROG_FROM_UPLINK).unwrap();
-        run(prog, &packet, self.uplink)
+        self.run_tc(PROG_FROM_UPLINK, &packet, self.uplink)
+    }
+
+    /// An IPv6 packet (`ipv6_raw`, no Ethernet) arriving on the uplink,
+    /// through TC.
+    pub fn send6_from_uplink(&mut self, ipv6: &[u8]) -> (u32, Vec<u8>) {
+        let packet = framed((self.uplink_mac, ROUTER_MAC), 0x86dd, ipv6);
+        self.run_tc(PROG_FROM_UPLINK, &packet, self.uplink)
     }
 
     /// As `send_from_uplink`, through the uplink's XDP program.
@@ -335,6 +347,13 @@ impl NatLab {
             .copied()
             .unwrap_or_default()
     }
+}
+
+/// A frame from MAC `from` to `to` around `packet` of `ether_type`.
+fn framed((to, from): ([u8; 6], [u8; 6]), ether_type: u16, packet: &[u8]) -> Vec<u8> {
+    let mut frame = eth(to, from, ether_type);
+    frame.extend_from_slice(packet);
+    frame
 }
 
 /// A `PUBLISHED` entry: `host_port` of `proto` to `ip:port`.
