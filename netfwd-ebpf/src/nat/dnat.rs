@@ -18,10 +18,11 @@ use crate::{conntrack, early_drop, family::Family, fib, l4::Segment, parse::Pack
 /// entries are made as for one an endpoint started, the other way round —
 /// replies from the endpoint then leave through the source NAT path with the
 /// published address and port, and the endpoint sees the client's own
-/// address. Only a SYN opens a TCP connection (`tcp_no_flow` otherwise),
-/// and only from a source that can be outside (`martian_source`
-/// otherwise). Returns the new ingress entry, `None` if the port is not
-/// published.
+/// address. Only a connection to the host (`to_host`) is one, only a SYN
+/// opens a TCP connection (`tcp_no_flow` otherwise), and only from a
+/// source that can be outside (`martian_source` otherwise). Returns the new
+/// ingress entry, `None` if the port is not published at the packet's
+/// destination.
 #[inline(always)]
 pub fn publish<F: Family>(
     ctx: &impl Packet,
@@ -30,7 +31,7 @@ pub fn publish<F: Family>(
     seg: &Segment,
     now: u64,
 ) -> Result<Option<*mut NatEntry<F::Addr>>, DropReason> {
-    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+    if !to_host::<F>(config, key.daddr) || (key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP) {
         return Ok(None);
     }
     let Some(target) = F::published_outside(key.proto, key.dport) else {
@@ -62,6 +63,18 @@ pub fn publish<F: Family>(
     let out = NatEntry::new(key.daddr, key.dport, FLOW_REMOTE_STARTED, now);
     ports::insert_egress::<F>(&key.egress_partner(&inbound), &out, key)?;
     Ok(nat.get_ptr_mut(key))
+}
+
+/// Whether a packet for `dst` arriving on the uplink is addressed to the
+/// host, where its ports are published: `dst` is the uplink's address of
+/// the family (`NatConfig::uplink_addr`, `uplink_addr6`), as Docker's DNAT
+/// matches only `--dst-type LOCAL`. An address the host routes (an
+/// untranslated prefix's endpoint, a routed network's, another host's) is
+/// never a published port's, whatever its port; nor is any address of a
+/// family the uplink has none of.
+#[inline(always)]
+pub(super) fn to_host<F: Family>(config: &NatConfig, dst: F::Addr) -> bool {
+    F::uplink_addr(config) == Some(dst)
 }
 
 /// Whether a client at `src` cannot be outside: an address of a netfwd

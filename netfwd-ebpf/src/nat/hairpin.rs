@@ -14,7 +14,7 @@ use netfwd_common::{
 };
 use network_types::eth::EthHdr;
 
-use super::{ports, rewrite::L4Rewrite as _};
+use super::{dnat, ports, rewrite::L4Rewrite as _};
 use crate::{
     conntrack,
     deliver::{self, ToEndpoint as _},
@@ -44,7 +44,7 @@ pub fn apart_step<F: Family>(proto: u8, dst: F::Addr) -> Option<Apart> {
         None
     } else if F::gateway() == Some(dst) {
         Some(Apart::Translate)
-    } else if maps::nat_config().and_then(F::uplink_addr) == Some(dst) {
+    } else if maps::nat_config().is_some_and(|config| dnat::to_host::<F>(config, dst)) {
         Some(Apart::OpenFlow)
     } else {
         None

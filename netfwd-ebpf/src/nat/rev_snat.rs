@@ -26,28 +26,25 @@ use crate::{
 
 /// A packet arriving on the uplink for no endpoint (`ip` is its header):
 /// replies of NATed flows and ICMP errors about them go straight to their
-/// endpoint; the rest is the host's. In a network that leaves the family
-/// untranslated (`nat6 = false`), a packet for an endpoint's own address
-/// too, a reply of its flow (mapped to itself) going in alike; but
-/// nothing else for that address is the host's (which would forward it)
-/// nor a published port's: it is dropped (`policy`), as Docker's routed
-/// mode drops what no flow and no published port lets in.
+/// endpoint, as does a new connection to a published port at the host's
+/// address (`dnat`); the rest is the host's. In a network that leaves the
+/// family untranslated (`nat6 = false`), a packet for an endpoint's own
+/// address too, a reply of its flow (mapped to itself) going in alike; but
+/// nothing else for that address is the host's (which would forward it):
+/// it is dropped (`policy`), as Docker's routed mode drops what no flow
+/// and no published port lets in.
 #[inline(always)]
 pub fn translate<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, DropReason> {
     let to_own_address = F::leaves_untranslated() && F::endpoint(F::daddr(ip)).is_some();
-    match translate_reply::<F>(ctx, ip, to_own_address)? {
+    match translate_reply::<F>(ctx, ip)? {
         Verdict::ToHost if to_own_address => Err(DropReason::Policy),
         verdict => Ok(verdict),
     }
 }
 
-/// `translate`'s body; `to_own_address`: no published port is opened.
+/// `translate`'s body.
 #[inline(always)]
-fn translate_reply<F: Family>(
-    ctx: &TcContext,
-    ip: &F::Hdr,
-    to_own_address: bool,
-) -> Result<Verdict, DropReason> {
+fn translate_reply<F: Family>(ctx: &TcContext, ip: &F::Hdr) -> Result<Verdict, DropReason> {
     let Some(config) = maps::nat_config() else {
         return Ok(Verdict::ToHost);
     };
@@ -76,7 +73,6 @@ fn translate_reply<F: Family>(
     // anything else is the host's.
     let entry = match live_flow::<F>(config, &key, now) {
         Some(entry) => entry,
-        None if to_own_address => return Ok(Verdict::ToHost),
         None => match dnat::publish::<F>(ctx, config, &key, &seg, now)? {
             Some(entry) => entry,
             None => return Ok(Verdict::ToHost),

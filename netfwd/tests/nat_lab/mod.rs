@@ -10,7 +10,7 @@
 )]
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::Command,
 };
 
@@ -272,16 +272,28 @@ impl NatLab {
         self.maps.nat_entries().unwrap().len() / 2
     }
 
-    /// The flow with the remote side `remote:port`, as `nat list` shows it.
-    pub fn flow(&self, remote: Ipv4Addr, port: u16) -> Option<Flow> {
-        let now = nat_table::now_ns().unwrap();
-        let timeouts = self.maps.nat_config().unwrap().timeouts;
-        nat_table::flows(&self.maps.nat_entries().unwrap(), &timeouts, now)
-            .into_iter()
-            .find(|f| f.remote == format!("{remote}:{port}"))
+    /// Flows in the NAT table and NAT66's (`NAT6`).
+    pub fn all_nat_flows(&self) -> usize {
+        self.nat_flows() + self.maps.nat6_entries().unwrap().len() / 2
     }
 
-    pub fn state(&self, remote: Ipv4Addr, port: u16) -> &'static str {
+    /// The flow (in `NAT` or `NAT6`) with the remote side `remote:port`, as
+    /// `nat list` shows it.
+    pub fn flow(&self, remote: impl Into<IpAddr>, port: u16) -> Option<Flow> {
+        let now = nat_table::now_ns().unwrap();
+        let timeouts = self.maps.nat_config().unwrap().timeouts;
+        let remote = SocketAddr::new(remote.into(), port).to_string();
+        nat_table::flows(&self.maps.nat_entries().unwrap(), &timeouts, now)
+            .into_iter()
+            .chain(nat_table::flows(
+                &self.maps.nat6_entries().unwrap(),
+                &timeouts,
+                now,
+            ))
+            .find(|f| f.remote == remote)
+    }
+
+    pub fn state(&self, remote: impl Into<IpAddr>, port: u16) -> &'static str {
         self.flow(remote, port).map_or("none", |f| f.state)
     }
 
