@@ -23,7 +23,7 @@ use netfwd_tests::{
         ECHO_PORT, EchoServer, INTERNET_IP, INTERNET_IP6, Internet, UPLINK, UPLINK_IP, UPLINK_IP6,
         in_netns, ip_of, tcp_echo, udp_echo,
     },
-    lab, payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok,
+    lab, payload, scapy_sendp, scapy_sendp_on, stay_on_cpu0, tool_ok, uplink_drops,
 };
 
 const SERVER_IP: &str = "10.80.0.2";
@@ -470,6 +470,58 @@ fn published_and_withdrawn(tag: &str, fam: &Family) {
     assert_bad_input(&out, "--host-port");
     drop(listener);
     daemon.stop();
+}
+
+/// A published port is the host's, at the uplink's address (as Docker's
+/// DNAT matches only `--dst-type LOCAL`): a second network on the same
+/// uplink with a public prefix (`nat6 = false`), which the internet routes
+/// via the host, keeps its endpoint's address to itself. A connection from
+/// the internet to that endpoint at the port the first network publishes
+/// was DNATed to the first network's server; now it is no flow of the
+/// first network's, and the second drops it (`policy`), as it drops every
+/// connection from outside that no flow of its endpoint lets in.
+#[test]
+fn over_ipv6_a_published_port_takes_nothing_for_another_networks_endpoint() {
+    const PUBLIC6: &str = "2001:db8:81::/64";
+    const PUBLIC_IP6: &str = "2001:db8:81::2";
+    let lab = PublishLab::new("pubother6", true);
+    let other = lab.sb.net_name();
+    let other_ns = lab.sb.ns("other");
+    lab.sb.up(&NetConfig::new(&other, "10.81.0.0/24", None)
+        .uplink(UPLINK)
+        .keys(&format!("subnet6 = \"{PUBLIC6}\"\nnat6 = false\n"))
+        .endpoint(&other_ns, Some("10.81.0.2"))
+        .tables("[nat]\nport_min = 63000\n"));
+    let inet = lab._internet.ns.clone();
+    let route6 = [
+        "-6", "-n", &inet, "route", "add", PUBLIC6, "via", UPLINK_IP6,
+    ];
+    tool_ok("ip", &route6);
+
+    let policy = || uplink_drops(&lab.sb.network_status(&other), "policy");
+    let policy_before = policy();
+    assert!(
+        lab.tcp_to(&inet, PUBLIC_IP6, HOST_PORT).is_err(),
+        "TCP to the other network's endpoint at the published port"
+    );
+    let udp = in_netns(&inet, || udp_echo(PUBLIC_IP6, HOST_PORT, 5353, b"udp"));
+    assert!(udp.is_err(), "UDP alike: {udp:?}");
+    let flows = lab.sb.nat_flows(&lab.net);
+    assert!(
+        flows
+            .iter()
+            .all(|f| ip_of(f["remote"].as_str().unwrap()) != INTERNET_IP6),
+        "DNATed to the first network's server: {flows:#?}"
+    );
+    assert!(policy() > policy_before, "dropped by the other network");
+    let seen = lab
+        .tcp_from(&inet, UPLINK_IP6)
+        .expect("TCP to the uplink's address");
+    assert_eq!(
+        ip_of(&seen),
+        INTERNET_IP6,
+        "the published port still answers"
+    );
 }
 
 #[test]
