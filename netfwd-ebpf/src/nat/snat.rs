@@ -101,7 +101,10 @@ pub fn translate<F: Family>(
         )
     };
     let (addr, port) =
-        egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg, out.as_deref(), now)?;
+        match egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg, out.as_deref(), now) {
+            Err(DropReason::NatFull) => return Err(F::nat_full(ctx, &flow, now)),
+            mapped => mapped?,
+        };
     // Read again, not kept through the mapping: IPv6's program has no
     // stack to spare for it, and a piece kept would keep the verifier's
     // paths for each piece apart through the mapping.
