@@ -189,16 +189,23 @@ pub const CALL_HAIRPIN6_FLOW: u32 = 4;
 pub const PROG_HAIRPIN6: &str = "tc_hairpin6";
 /// Slot of `PROG_HAIRPIN6` in `MAP_CALLS`.
 pub const CALL_HAIRPIN6: u32 = 5;
+/// Reached from `PROG_TO_REMOTE6` by a tail call, and back: an unanswered
+/// flow evicted for a new one that found `NAT6` full (early drop), on a
+/// stack with room for the eviction.
+pub const PROG_NAT_ROOM6: &str = "tc_nat_room6";
+/// Slot of `PROG_NAT_ROOM6` in `MAP_CALLS`.
+pub const CALL_NAT_ROOM6: u32 = 6;
 /// Room in `MAP_CALLS` (it was 4: a pin of that size is made anew).
 pub const CALLS_ROOM: u32 = 8;
 /// Every slot of `MAP_CALLS` with the program it jumps to.
-pub const TAIL_CALLS: [(u32, &str); 6] = [
+pub const TAIL_CALLS: [(u32, &str); 7] = [
     (CALL_FROM_ENDPOINT6, PROG_FROM_ENDPOINT6),
     (CALL_FROM_UPLINK6, PROG_FROM_UPLINK6),
     (CALL_TO_REMOTE6, PROG_TO_REMOTE6),
     (CALL_NAT_SOURCE6, PROG_NAT_SOURCE6),
     (CALL_HAIRPIN6_FLOW, PROG_HAIRPIN6_FLOW),
     (CALL_HAIRPIN6, PROG_HAIRPIN6),
+    (CALL_NAT_ROOM6, PROG_NAT_ROOM6),
 ];
 /// TC ingress of the uplink: replies to NATed flows.
 pub const PROG_FROM_UPLINK: &str = "tc_from_uplink";

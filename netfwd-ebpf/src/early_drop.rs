@@ -52,10 +52,7 @@ pub fn count_new<F: Family>(sender: &FlowSender<F::Addr>, key: &NatKey<F::Addr>)
             let _ = senders.insert(sender, 1, u64::from(BPF_NOEXIST));
         }
     }
-    // Only a table that evicts reads the ring.
-    if F::EARLY_DROP {
-        remember::<F>(key);
-    }
+    remember::<F>(key);
 }
 
 /// A flow of `sender` was answered, or went unanswered: off its share.

@@ -11,7 +11,7 @@ use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{NatConfig, PublishTarget},
+    nat::{NatConfig, PublishTarget, Tuple},
 };
 
 use crate::{
@@ -79,12 +79,14 @@ pub trait Family: Layer3 {
     /// does, IPv4's ICMP not): then a translated address changes it too.
     const ICMP_PSEUDO_HDR: bool;
     /// Whether a full table evicts an unanswered flow for a new one (early
-    /// drop, `early_drop::make_room`, a BPF subprogram). IPv6's: not yet.
-    /// The eviction's frame (its 40-byte keys) beside the NAT's own is more
-    /// than the 512 bytes of stack a program's calls share; its table,
-    /// when full, refuses new flows (`nat_full`), and each sender's share
-    /// of unanswered flows holds as IPv4's does.
-    const EARLY_DROP: bool;
+    /// drop, `early_drop::make_room`, a BPF subprogram) in place, where the
+    /// flow is made. IPv6's does not: the eviction's frame (its 40-byte
+    /// keys) beside the NAT's own is more than the 512 bytes of stack a
+    /// program's calls share. Its egress evicts by a jump instead
+    /// ([`Family::nat_full`]); a full table refuses its published ports'
+    /// and hairpin's new flows (`nat_full`), and each sender's share of
+    /// unanswered flows holds as IPv4's does.
+    const EVICTS_IN_PLACE: bool;
     /// Whether a network without an uplink routes its endpoints' packets
     /// beyond it untranslated (the host's to forward, as a routed network
     /// does: IPv4's). IPv6's leave only through NAT66: without an uplink a
@@ -181,6 +183,12 @@ pub trait Family: Layer3 {
         dst: Self::Addr,
         now: u64,
     ) -> Result<Option<Self::Addr>, DropReason>;
+
+    /// The drop of a new flow (`flow`, an endpoint's, masqueraded) that
+    /// found the table full, or, where the family evicts elsewhere, a jump
+    /// to a program that makes room and back to the packet, which tries
+    /// once more.
+    fn nat_full(ctx: &TcContext, flow: &Tuple<Self::Addr>, now: u64) -> DropReason;
 
     // The family's maps and what the datapath reads from them.
     fn nat() -> &'static NatMap<Self::Addr>;

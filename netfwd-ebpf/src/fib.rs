@@ -7,18 +7,19 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS,
-        BPF_FIB_LOOKUP_SRC, bpf_fib_lookup as FibParams,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, bpf_fib_lookup as FibParams,
     },
     helpers::{bpf_check_mtu, bpf_fib_lookup},
+    programs::TcContext,
 };
 
 use crate::{family::Family, hop::NextHop, parse::Packet};
 
 /// Looks `src -> dst` up as if forwarded from `ifindex`: the next hop.
 /// `None` for what is not forwarded out of a device: local addresses,
-/// unreachable routes, packets too big for the route's MTU (the stack sends
-/// the ICMP error or fragments).
+/// unreachable routes, packets too big for the device's MTU (the stack
+/// sends the ICMP error or fragments).
 #[inline(always)]
 pub fn lookup<F: Family>(
     ctx: &impl Packet,
@@ -26,13 +27,13 @@ pub fn lookup<F: Family>(
     src: F::Addr,
     dst: F::Addr,
 ) -> Option<NextHop> {
-    // 0: the kernel checks the MTU against the skb itself, GSO included.
-    lookup_with_len::<F>(ctx, ifindex, src, dst, 0)
+    next_hop::<F>(ctx, ifindex, src, dst, false)
 }
 
 /// [`lookup`] for a packet of any size: the caller checks it against the
-/// MTU ([`too_big`]) where it matters. (A non-zero `tot_len` is what the
-/// kernel compares with the route's MTU instead of the skb; 1 always fits.)
+/// hop's MTU ([`too_big`]) where it matters. The kernel's own check, which
+/// [`lookup`] takes, allows a frame a VLAN tag's 4 bytes over the MTU;
+/// [`too_big`] is exact.
 #[inline(always)]
 pub fn lookup_any_size<F: Family>(
     ctx: &impl Packet,
@@ -40,7 +41,32 @@ pub fn lookup_any_size<F: Family>(
     src: F::Addr,
     dst: F::Addr,
 ) -> Option<NextHop> {
-    lookup_with_len::<F>(ctx, ifindex, src, dst, 1)
+    next_hop::<F>(ctx, ifindex, src, dst, true)
+}
+
+/// [`lookup`], and with `any_size` [`lookup_any_size`]: one lookup with
+/// a `tot_len` of 0, for which the kernel compares the skb with the MTU
+/// of the device it finds, gives that MTU, and says `FRAG_NEEDED` for a
+/// hop found all the same. (A `tot_len` of 1, which always fits, had the
+/// kernel work the route's MTU out on every packet, and [`too_big`] then
+/// asked the device's again: for NAT66, a tenth of the lookup's cost.)
+#[inline(always)]
+fn next_hop<F: Family>(
+    ctx: &impl Packet,
+    ifindex: u32,
+    src: F::Addr,
+    dst: F::Addr,
+    any_size: bool,
+) -> Option<NextHop> {
+    let mut params = MaybeUninit::uninit();
+    let params = zeroed(&mut params);
+    F::fill_fib_params(params, ifindex, src, dst, 0);
+    match fib_lookup(ctx, params, 0) {
+        BPF_FIB_LKUP_RET_SUCCESS => Some(resolved(params)),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED if any_size => Some(resolved(params)),
+        BPF_FIB_LKUP_RET_NO_NEIGH => Some(NextHop::unresolved(params.ifindex)),
+        _ => None,
+    }
 }
 
 /// The source address the host would give a packet `src -> dst` forwarded
@@ -66,34 +92,34 @@ pub fn source<F: Family>(
     }
 }
 
-/// Whether the packet is too big to leave `oif` as it is (GSO segments
-/// counted one by one).
+/// Whether the packet is too big to leave by `hop` as it is (GSO segments
+/// counted one by one): against the MTU its lookup found, or the device's.
 #[inline(always)]
-pub fn too_big(ctx: &impl Packet, oif: u32) -> bool {
-    let mut mtu_len = 0u32;
-    // SAFETY: `mtu_len` is a valid, writable u32; flags 0.
-    let rc = unsafe { bpf_check_mtu(ctx.helper_ctx(), oif, &mut mtu_len, 0, 0) };
-    rc != 0
+pub fn too_big(ctx: &TcContext, hop: &NextHop) -> bool {
+    match hop.mtu() {
+        // What `bpf_check_mtu` compares: the frame, and its device's MTU
+        // with the Ethernet header; a GSO packet's segments fit by making.
+        // SAFETY: the context pointer is valid for the whole program run.
+        Some(mtu) => ctx.len() > mtu + ETH_HLEN && unsafe { (*ctx.skb.skb).gso_size } == 0,
+        None => {
+            let mut mtu_len = 0u32;
+            // SAFETY: `mtu_len` is a valid, writable u32; flags 0.
+            let rc = unsafe { bpf_check_mtu(ctx.helper_ctx(), hop.oif(), &mut mtu_len, 0, 0) };
+            rc != 0
+        }
+    }
 }
 
+/// The Ethernet header that the MTU does not count.
+const ETH_HLEN: u32 = 14;
+
+/// The hop a lookup that found the neighbour filled `params` in with,
+/// and the MTU it gives the device.
 #[inline(always)]
-fn lookup_with_len<F: Family>(
-    ctx: &impl Packet,
-    ifindex: u32,
-    src: F::Addr,
-    dst: F::Addr,
-    tot_len: u16,
-) -> Option<NextHop> {
-    let mut params = MaybeUninit::uninit();
-    let params = zeroed(&mut params);
-    F::fill_fib_params(params, ifindex, src, dst, tot_len);
-    match fib_lookup(ctx, params, 0) {
-        BPF_FIB_LKUP_RET_SUCCESS => {
-            Some(NextHop::resolved(params.ifindex, params.smac, params.dmac))
-        }
-        BPF_FIB_LKUP_RET_NO_NEIGH => Some(NextHop::unresolved(params.ifindex)),
-        _ => None,
-    }
+fn resolved(params: &FibParams) -> NextHop {
+    // SAFETY: the kernel wrote `mtu_result` over `tot_len`; either is a u16.
+    let mtu = unsafe { params.__bindgen_anon_1.mtu_result };
+    NextHop::resolved(params.ifindex, params.smac, params.dmac, mtu.into())
 }
 
 /// `params` all zero (the kernel reads every byte), a word at a time, in

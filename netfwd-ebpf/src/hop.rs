@@ -4,7 +4,8 @@
 use aya_ebpf::helpers::{bpf_redirect, bpf_redirect_neigh};
 
 /// Where a packet leaves: out of `oif`, to a next hop whose MAC is known
-/// (`resolved`), or not in the neighbour table yet. A struct, every byte
+/// (`resolved`, with the device's `mtu`), or not in the neighbour table
+/// yet (`mtu` 0: not looked up). A struct, every byte
 /// set either way: as an enum, the MACs of an unresolved hop were bytes the
 /// compiler left unset, and it spilled them across a helper call, a read
 /// of an unset register that the verifier refuses.
@@ -13,16 +14,18 @@ pub struct NextHop {
     smac: [u8; 6],
     dmac: [u8; 6],
     resolved: bool,
+    mtu: u32,
 }
 
 impl NextHop {
     #[inline(always)]
-    pub fn resolved(oif: u32, smac: [u8; 6], dmac: [u8; 6]) -> Self {
+    pub fn resolved(oif: u32, smac: [u8; 6], dmac: [u8; 6], mtu: u32) -> Self {
         NextHop {
             oif,
             smac,
             dmac,
             resolved: true,
+            mtu,
         }
     }
 
@@ -33,11 +36,17 @@ impl NextHop {
             smac: [0; 6],
             dmac: [0; 6],
             resolved: false,
+            mtu: 0,
         }
     }
 
     pub fn oif(&self) -> u32 {
         self.oif
+    }
+
+    /// The MTU of `oif`, where the lookup gave it.
+    pub fn mtu(&self) -> Option<u32> {
+        (self.mtu != 0).then_some(self.mtu)
     }
 
     /// The MACs the frame leaves with; `None` when the kernel resolves them.

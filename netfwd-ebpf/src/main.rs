@@ -120,6 +120,17 @@ pub fn tc_nat_source6(ctx: TcContext) -> i32 {
     tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &Verdict::Drop(missed))
 }
 
+/// Reached from `tc_to_remote6` (a tail call) for a new flow NAT66 found
+/// no room for: an unanswered flow evicted, and back (see
+/// `v6::source_note`). Counts only a drop, as `tc_nat_source6`.
+#[classifier]
+pub fn tc_nat_room6(ctx: TcContext) -> i32 {
+    let missed = v6::source_note::make_room(&ctx, conntrack::now_ns());
+    // SAFETY: the context pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    tc_finish(&ctx, DIRECTION_EGRESS, ifindex, &Verdict::Drop(missed))
+}
+
 /// Reached from `tc_from_endpoint6` (a tail call) for an endpoint's IPv6
 /// TCP or UDP to the uplink's IPv6 address: a connection to a published
 /// port has its flow found or made here, and goes on to `tc_hairpin6` to be

@@ -25,11 +25,11 @@
 mod common;
 mod nat_lab;
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use aya::programs::SchedClassifier;
 
-use common::{TCP, eth, ipv4, run_repeated, tcp_seq};
+use common::{TCP, eth, ip_frame, ipv4, run_repeated, tcp_seq};
 use nat_lab::*;
 use netfwd_common::names::{PROG_FROM_ENDPOINT, PROG_FROM_UPLINK};
 
@@ -46,88 +46,113 @@ const PSH_ACK: u8 = 0x18;
 #[test]
 fn each_path_is_timed_and_takes_its_verdict() {
     with_lab("cost", (61000, 65535), |lab| {
-        let (host_a, uplink) = (lab.host_a, lab.uplink);
-        // A TCP flow opened and established, as a request/response run has.
-        let (_, syn) = lab.send_from_a(REMOTE, TCP, tcp_seq(40000, 80, SYN, (100, 0), b""));
-        let uplink_port = port(&syn, SPORT);
-        let syn_ack = tcp_seq(80, uplink_port, SYN | ACK, (7000, 101), b"");
-        lab.send_from_uplink(REMOTE, UPLINK_IP, TCP, syn_ack);
-        lab.send_from_a(REMOTE, TCP, tcp_seq(40000, 80, ACK, (101, 7001), b""));
-        assert_eq!(lab.state(REMOTE, 80), "established");
+        lab.dual_stack(0);
+        let host_a = lab.host_a;
 
         // L2: A to B, addressed to B's MAC, so nothing is rewritten.
         let mut l2 = eth(B_MAC, A_MAC, 0x0800);
         let segment = tcp_seq(40000, 80, PSH_ACK, (1, 1), &PAYLOAD);
         l2.extend(ipv4(A_IP, B_IP, TCP, segment));
-        let mut request = eth(lab.host_a_mac, A_MAC, 0x0800);
-        let segment = tcp_seq(40000, 80, PSH_ACK, (101, 7001), &PAYLOAD);
-        request.extend(ipv4(A_IP, REMOTE, TCP, segment));
-        let segment = tcp_seq(80, uplink_port, PSH_ACK, (7001, 165), &PAYLOAD);
-        let reply = lab.uplink_frame(REMOTE, UPLINK_IP, TCP, segment);
-        // New flows: a SYN from a new source port each.
-        let syns: Vec<Vec<u8>> = (0..NEW_FLOWS)
-            .map(|i| {
-                let mut frame = eth(lab.host_a_mac, A_MAC, 0x0800);
-                let segment = tcp_seq(20000 + i, 80, SYN, (100, 0), b"");
-                frame.extend(ipv4(A_IP, REMOTE, TCP, segment));
-                frame
-            })
-            .collect();
-
         let from_endpoint = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
         let (action, _, l2_repeated) = run_repeated(from_endpoint, &l2, host_a, REPEAT);
         assert_eq!(action, TC_ACT_REDIRECT, "L2");
-        let rows = [
+        let mut rows = vec![
             (
-                "L2, endpoint to endpoint",
+                "L2, endpoint to endpoint".to_string(),
                 format!("{REPEAT} runs in one call, mean"),
                 l2_repeated,
             ),
             timed_calls(
                 from_endpoint,
-                "L2, endpoint to endpoint",
+                "L2, endpoint to endpoint".to_string(),
                 CALLS,
                 |_| &l2,
                 host_a,
             ),
-            timed_calls(
-                from_endpoint,
-                "NAT egress, flow found",
-                CALLS,
-                |_| &request,
-                host_a,
-            ),
-            timed_calls(
-                from_endpoint,
-                "NAT egress, SYN of a new flow",
-                syns.len(),
-                |i| &syns[i],
-                host_a,
-            ),
         ];
-        let insns = from_endpoint.info().unwrap().verified_instruction_count();
-        let from_uplink = lab.datapath.program(PROG_FROM_UPLINK).unwrap();
-        let ingress = timed_calls(from_uplink, "NAT ingress, reply", CALLS, |_| &reply, uplink);
-        let uplink_insns = from_uplink.info().unwrap().verified_instruction_count();
+        rows.extend(nat_rows(lab, REMOTE.into(), UPLINK_IP.into()));
+        rows.extend(nat_rows(lab, REMOTE6.into(), UPLINK_IP6.into()));
 
         println!("\n| path | timed as | ns per run |\n|---|---|---|");
-        for (path, how, ns) in rows.iter().chain([&ingress]) {
+        for (path, how, ns) in &rows {
             println!("| {path} | {how} | {} |", ns.as_nanos());
         }
-        println!("{PROG_FROM_ENDPOINT}: {insns:?} instructions verified");
-        println!("{PROG_FROM_UPLINK}: {uplink_insns:?} instructions verified");
+        for name in [PROG_FROM_ENDPOINT, PROG_FROM_UPLINK] {
+            let insns = lab.datapath.program(name).unwrap().info().unwrap();
+            println!(
+                "{name}: {:?} instructions verified",
+                insns.verified_instruction_count()
+            );
+        }
     });
 }
+
+/// The NAT's rows for the family of `remote` (and of `uplink_ip`, the
+/// uplink's address of that family): a TCP flow opened and established, as
+/// a request/response run has, then its request and reply timed, and the
+/// SYNs of new flows.
+fn nat_rows(lab: &mut NatLab, remote: IpAddr, uplink_ip: IpAddr) -> Vec<Row> {
+    let family = if remote.is_ipv4() { "IPv4" } else { "IPv6" };
+    let sport_at = if remote.is_ipv4() { SPORT } else { SPORT6 };
+    let (_, syn) = lab.send_from_a(remote, TCP, tcp_seq(40000, 80, SYN, (100, 0), b""));
+    let uplink_port = port(&syn, sport_at);
+    let syn_ack = tcp_seq(80, uplink_port, SYN | ACK, (7000, 101), b"");
+    lab.send_from_uplink(remote, uplink_ip, TCP, syn_ack);
+    lab.send_from_a(remote, TCP, tcp_seq(40000, 80, ACK, (101, 7001), b""));
+
+    let a_ip: IpAddr = if remote.is_ipv4() {
+        A_IP.into()
+    } else {
+        A_IP6.into()
+    };
+    let from_a = |segment| ip_frame((lab.host_a_mac, A_MAC), a_ip, remote, TCP, segment);
+    let request = from_a(tcp_seq(40000, 80, PSH_ACK, (101, 7001), &PAYLOAD));
+    // New flows: a SYN from a new source port each.
+    let syns: Vec<Vec<u8>> = (0..NEW_FLOWS)
+        .map(|i| from_a(tcp_seq(20000 + i, 80, SYN, (100, 0), b"")))
+        .collect();
+    let segment = tcp_seq(80, uplink_port, PSH_ACK, (7001, 165), &PAYLOAD);
+    let reply = lab.uplink_frame(remote, uplink_ip, TCP, segment);
+
+    let (host_a, uplink) = (lab.host_a, lab.uplink);
+    let from_endpoint = lab.datapath.program(PROG_FROM_ENDPOINT).unwrap();
+    let found = timed_calls(
+        from_endpoint,
+        format!("{family} NAT egress, flow found"),
+        CALLS,
+        |_| &request,
+        host_a,
+    );
+    let new_flow = timed_calls(
+        from_endpoint,
+        format!("{family} NAT egress, SYN of a new flow"),
+        syns.len(),
+        |i| &syns[i],
+        host_a,
+    );
+    let from_uplink = lab.datapath.program(PROG_FROM_UPLINK).unwrap();
+    let reply = timed_calls(
+        from_uplink,
+        format!("{family} NAT ingress, reply"),
+        CALLS,
+        |_| &reply,
+        uplink,
+    );
+    vec![found, new_flow, reply]
+}
+
+/// A row of the table: the path, how it was timed, ns per run.
+type Row = (String, String, Duration);
 
 /// `calls` calls of one run each, on packet `packet(i)` for the `i`th,
 /// arriving on `ifindex`, each redirected: the path's row, with the median.
 fn timed_calls<'p>(
     prog: &SchedClassifier,
-    path: &'static str,
+    path: String,
     calls: usize,
     packet: impl Fn(usize) -> &'p Vec<u8>,
     ifindex: u32,
-) -> (&'static str, String, Duration) {
+) -> Row {
     let mut times: Vec<Duration> = (0..calls)
         .map(|i| {
             let (action, _, took) = run_repeated(prog, packet(i), ifindex, 1);

@@ -9,7 +9,10 @@
 mod common;
 mod nat_lab;
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use common::{ICMP, TCP, UDP, checksums_ok, eth, icmp_echo, ipv4, run, tcp, tcp_seq, udp};
 use nat_lab::*;
@@ -103,6 +106,24 @@ fn fragmentation_needed_about_a_flow_reaches_the_endpoint_translated() {
         assert_eq!(port(inner, 22), 80);
         assert_eq!(common::checksum(&inner[..20], 0), 0, "quoted IP checksum");
         assert!(checksums_ok(&back[14..]), "outer IP and ICMP checksums");
+    });
+}
+
+/// The MTU check is exact, in either family: a datagram that can't be
+/// fragmented on the way (DF, or IPv6) and fills the uplink's MTU leaves
+/// translated; one byte more goes to the stack, which answers "too big".
+#[test]
+fn a_datagram_is_too_big_for_the_uplink_from_one_byte_over_its_mtu() {
+    with_lab("mtu-edge", (61000, 65535), |lab| {
+        lab.dual_stack(0);
+        ip("link set up0 mtu 1400");
+        for (remote, ip_header) in [(IpAddr::from(REMOTE), 20), (REMOTE6.into(), 40)] {
+            for (over, verdict) in [(0, TC_ACT_REDIRECT), (1, TO_HOST)] {
+                let payload = vec![0x5a; 1400 - ip_header - 8 + over];
+                let (action, _) = lab.send_from_a(remote, UDP, udp(40000, 53, &payload, true));
+                assert_eq!(action, verdict, "{remote}, {over} byte(s) over the MTU");
+            }
+        }
     });
 }
 

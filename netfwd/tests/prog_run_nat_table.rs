@@ -9,7 +9,10 @@
 mod common;
 mod nat_lab;
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    process::Command,
+};
 
 use common::{PinDir, TCP, UDP, eth, ipv4, run, tcp_seq, udp};
 use nat_lab::*;
@@ -190,11 +193,7 @@ fn a_table_full_of_unanswered_datagrams_makes_room_for_a_new_connection() {
         lab.maps
             .set_published(&[published(UDP, 5353, A_IP, 53)])
             .unwrap();
-        for sport in 0..1024u16 {
-            let query = udp(10000 + sport, 5353, b"q", true);
-            let (action, _) = lab.send_from_uplink(REMOTE, UPLINK_IP, UDP, query);
-            assert_eq!(action, TC_ACT_REDIRECT, "datagram {sport}");
-        }
+        fill_with_unanswered_datagrams(lab, REMOTE.into(), UPLINK_IP.into());
         assert_eq!(lab.nat_flows(), 1024, "the table is full");
         let (action, _) = lab.send_from_a(REMOTE, TCP, tcp_seq(40001, 80, SYN, (1, 0), b""));
         assert_eq!(action, TC_ACT_REDIRECT, "A's new connection");
@@ -208,6 +207,47 @@ fn a_table_full_of_unanswered_datagrams_makes_room_for_a_new_connection() {
             "the oldest datagram made room"
         );
     });
+}
+
+/// The same over IPv6: `tc_to_remote6` has the eviction made by a jump
+/// (`tc_nat_room6`) and comes back to take the room.
+#[test]
+fn over_ipv6_a_table_full_of_unanswered_datagrams_makes_room_for_a_new_connection() {
+    with_lab("early-drop-udp6", (61000, 65535), |lab| {
+        lab.dual_stack(0);
+        lab.maps
+            .set_published6(&[published6(UDP, 5353, A_IP6, 53)])
+            .unwrap();
+        fill_with_unanswered_datagrams(lab, REMOTE6.into(), UPLINK_IP6.into());
+        let remote_ports = |lab: &NatLab| -> Vec<u16> {
+            let entries = lab.maps.nat6_entries().unwrap();
+            entries
+                .iter()
+                .filter(|(key, _)| key.saddr.0 == REMOTE6.octets())
+                .map(|(key, _)| u16::from_be_bytes(key.sport))
+                .collect()
+        };
+        assert_eq!(remote_ports(lab).len(), 1024, "the table is full");
+        let (action, _) = lab.send_from_a(REMOTE6, TCP, tcp_seq(40001, 80, SYN, (1, 0), b""));
+        assert_eq!(action, TC_ACT_REDIRECT, "A's new connection");
+        assert_eq!(
+            lab.counters(lab.host_a).drops[DropReason::NatFull.slot()],
+            0
+        );
+        let left = remote_ports(lab);
+        assert!(left.contains(&80), "A's flow is in the table");
+        assert!(!left.contains(&10000), "the oldest datagram made room");
+    });
+}
+
+/// Fills the lab's table (1024 flows) with datagrams from `remote` to the
+/// published port 5353 at `uplink_ip`, which the endpoint never answers.
+fn fill_with_unanswered_datagrams(lab: &mut NatLab, remote: IpAddr, uplink_ip: IpAddr) {
+    for sport in 0..1024u16 {
+        let query = udp(10000 + sport, 5353, b"q", true);
+        let (action, _) = lab.send_from_uplink(remote, uplink_ip, UDP, query);
+        assert_eq!(action, TC_ACT_REDIRECT, "datagram {sport}");
+    }
 }
 
 /// One endpoint may hold at most `max_unreplied` unanswered flows: its

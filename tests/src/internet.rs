@@ -114,6 +114,21 @@ impl Internet {
             _servers: servers,
         }
     }
+
+    /// Routes `prefix` (either family) to the sandbox host's uplink
+    /// address: the internet reaches addresses the host does not
+    /// masquerade.
+    pub fn route_to_host(&self, prefix: &str) {
+        let (family, via) = if prefix.contains(':') {
+            ("-6", UPLINK_IP6)
+        } else {
+            ("-4", UPLINK_IP)
+        };
+        tool_ok(
+            "ip",
+            &[family, "-n", &self.ns, "route", "add", prefix, "via", via],
+        );
+    }
 }
 
 /// An echo server in a namespace, TCP and UDP on one address (IPv4 or

@@ -20,8 +20,8 @@ use netfwd_tests::{
     cni::{CniDirs, stdout_json},
     describe, drops_of_ip, endpoints, in_ns_ok,
     internet::{
-        ECHO_PORT, EchoServer, INTERNET_IP, Internet, UPLINK, UPLINK_IP, in_netns, ip_of, tcp_echo,
-        udp_echo_within,
+        ECHO_PORT, EchoServer, INTERNET_IP, INTERNET_IP6, Internet, UPLINK, UPLINK_IP, in_netns,
+        ip_of, tcp_echo, udp_echo_within,
     },
     network_links, payload,
 };
@@ -31,6 +31,8 @@ const SUBNET: &str = "10.90.0.0/24";
 const GATEWAY: &str = "10.90.0.1";
 const SUBNET6: &str = "fd00:90::/64";
 const GATEWAY6: &str = "fd00:90::1";
+/// A public IPv6 prefix, routed to the sandbox host by the internet.
+const PUBLIC6: &str = "2001:db8:90::/64";
 
 /// One sandbox host that calls the plugin, its CNI directories and a
 /// network name.
@@ -225,6 +227,36 @@ fn dual_stack_add_check_del() {
     assert!(lab.cni_endpoints().is_empty());
     assert!(lab.cni.leases(&lab.net).is_empty());
     assert!(network_links(lab.sb.host(), &lab.net).is_empty());
+}
+
+/// `"nat6": false` (the network's `nat6 = false`): a container of a
+/// dual-stack network with an uplink reaches the internet over IPv6 as its
+/// own address, the prefix routed to the host by the internet; its IPv4 is
+/// still masqueraded.
+#[test]
+fn nat6_false_routes_the_ipv6_prefix_as_it_is() {
+    let lab = PluginHost::new("cnin6");
+    let internet = Internet::new(&lab.sb);
+    internet.route_to_host(PUBLIC6);
+    let mut conf = lab.conf("1.0.0");
+    conf["ipam"]["ranges"] = json!([[{ "subnet": SUBNET }], [{ "subnet": PUBLIC6 }]]);
+    conf["uplink"] = json!(UPLINK);
+    conf["nat6"] = json!(false);
+    let n1 = lab.sb.precreated_ns("c1");
+    let r1 = lab.add("ctr", &n1, &conf);
+    let status = lab.sb.network_status(&lab.net);
+    assert_eq!(status["nat6"], false, "{status:#}");
+    let own6 = r1["ips"][1]["address"].as_str().unwrap();
+    let own6 = own6.split('/').next().unwrap().to_owned();
+
+    let seen_as = |server: &'static str| {
+        let data = payload("cni-nat6", 3000);
+        let seen = in_netns(n1.name(), move || tcp_echo(server, ECHO_PORT, None, &data));
+        ip_of(&seen.unwrap()).to_owned()
+    };
+    assert_eq!(seen_as(INTERNET_IP6), own6);
+    assert_eq!(seen_as(INTERNET_IP), UPLINK_IP);
+    lab.ok("DEL", "ctr", Some(&n1), &conf);
 }
 
 /// A runtime starting twenty containers at once: twenty distinct addresses,

@@ -5,8 +5,10 @@
 //! host's end of its veth have it), `com.docker.network.container_iface_prefix`
 //! (the container's interface is named after it), and
 //! `com.docker.network.bridge.enable_ip_masquerade=false` (no uplink: the
-//! containers' packets leave with their own address). A network with none
-//! of them is the control for each.
+//! containers' packets leave with their own address), and
+//! `com.docker.network.bridge.gateway_mode_ipv6=routed` (`nat6 = false`:
+//! over IPv6 the container leaves with its own address, over IPv4
+//! masqueraded). A network with none of them is the control for each.
 
 use std::{
     thread,
@@ -17,10 +19,15 @@ use netfwd_tests::{
     Sandbox,
     docker::DockerLab,
     endpoints,
-    internet::{INTERNET_IP, Internet, UPLINK_IP},
+    internet::ip_of,
+    internet::{INTERNET_IP, INTERNET_IP6, Internet, UPLINK_IP},
     tool_ok,
 };
 use serde_json::Value;
+
+/// The `--ipv6` network's prefix, routed to the sandbox host by the
+/// internet.
+const ROUTED6: &str = "2001:db8:92::/64";
 
 /// netfwd's name for Docker network `id` (`dk` and the ID's first six hex
 /// digits).
@@ -59,14 +66,17 @@ fn reaches(lab: &DockerLab, name: &str, ip: &str) -> bool {
 /// asked until it answers (for up to [`RETRY_FOR`]; empty if it never
 /// did).
 fn seen_by_internet(lab: &DockerLab, name: &str) -> String {
+    seen_by(lab, name, INTERNET_IP)
+}
+
+/// The address the echo server at `server` saw container `name` come
+/// from, as [`seen_by_internet`].
+fn seen_by(lab: &DockerLab, name: &str, server: &str) -> String {
     retried(|| {
-        let out = lab.exec(
-            name,
-            &["sh", "-c", &format!("echo hi | nc -w2 {INTERNET_IP} 7")],
-        );
+        let out = lab.exec(name, &["sh", "-c", &format!("echo hi | nc -w2 {server} 7")]);
         let text = String::from_utf8_lossy(&out.stdout);
         let peer = text.lines().next()?;
-        Some(peer.rsplit_once(':').map_or(peer, |(ip, _)| ip).to_owned())
+        Some(ip_of(peer).to_owned())
     })
     .unwrap_or_default()
 }
@@ -108,7 +118,8 @@ fn host_mtus(sb: &Sandbox, id: &str) -> Vec<u64> {
 /// `container_iface_prefix=foo`, the same without options (the control),
 /// and `enable_ip_masquerade=false`, whose container reaches the internet
 /// with its own address (the internet routes it back) where the others
-/// show the uplink's.
+/// show the uplink's; and an `--ipv6` one with `gateway_mode_ipv6=routed`,
+/// whose container does so over IPv6 alone.
 #[test]
 fn icc_mtu_iface_prefix_and_ip_masquerade_options_do_what_docker_md_says() {
     let sb = Sandbox::new("dkopt");
@@ -139,12 +150,26 @@ fn icc_mtu_iface_prefix_and_ip_masquerade_options_do_what_docker_md_says() {
             "com.docker.network.bridge.enable_ip_masquerade=false",
         ],
     );
+    let routed6 = lab.network(
+        "routed6",
+        "10.92.0.0/24",
+        &[
+            "--gateway",
+            "10.92.0.1",
+            "--ipv6",
+            "--subnet",
+            ROUTED6,
+            "-o",
+            "com.docker.network.bridge.gateway_mode_ipv6=routed",
+        ],
+    );
     for (name, net) in [
         ("iso1", "isolated"),
         ("iso2", "isolated"),
         ("plain1", "plain"),
         ("plain2", "plain"),
         ("unmasq1", "unmasq"),
+        ("routed1", "routed6"),
     ] {
         lab.run(name, &["--network", net]);
     }
@@ -173,22 +198,26 @@ fn icc_mtu_iface_prefix_and_ip_masquerade_options_do_what_docker_md_says() {
         reaches(&lab, "unmasq1", "10.91.0.1"),
         "unmasq1 -> its gateway"
     );
-    tool_ok(
-        "ip",
-        &[
-            "-n",
-            &internet.ns,
-            "route",
-            "add",
-            "10.91.0.0/24",
-            "via",
-            UPLINK_IP,
-        ],
-    );
+    internet.route_to_host("10.91.0.0/24");
     let own = lab.ip_of("unmasq1", "unmasq");
     assert_eq!(seen_by_internet(&lab, "unmasq1"), own, "not masqueraded");
     assert_eq!(seen_by_internet(&lab, "plain1"), UPLINK_IP, "masqueraded");
 
-    lab.docker_ok(&["rm", "-f", "iso1", "iso2", "plain1", "plain2", "unmasq1"]);
-    lab.network_rm(&["isolated", "plain", "unmasq"]);
+    // gateway_mode_ipv6=routed: IPv6 unmasqueraded, IPv4 masqueraded.
+    let status = sb.network_status(&netfwd_name(&routed6));
+    assert_eq!(status["nat6"], false, "{status:#}");
+    internet.route_to_host(ROUTED6);
+    let own6 = lab.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+        "routed1",
+    ]);
+    assert_eq!(seen_by(&lab, "routed1", INTERNET_IP6), own6.trim());
+    assert_eq!(seen_by_internet(&lab, "routed1"), UPLINK_IP);
+
+    lab.docker_ok(&[
+        "rm", "-f", "iso1", "iso2", "plain1", "plain2", "unmasq1", "routed1",
+    ]);
+    lab.network_rm(&["isolated", "plain", "unmasq", "routed6"]);
 }

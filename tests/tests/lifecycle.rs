@@ -19,14 +19,20 @@ use std::{
 
 use netfwd_tests::{
     BPF_PIN_ROOT, NETFWD_TIMEOUT, NetConfig, STATE_DIR, Sandbox, assert_nothing_left, assert_ping,
-    describe, endpoint, endpoints, has_link, in_ns_ok, link_names, netfwd_bin, netns_exists,
-    netns_path, network_links, run_with_timeout, tcx_attachments, tool_ok, without_counters,
+    describe, endpoint, endpoints, has_link, in_ns_ok,
+    internet::{INTERNET_IP6, Internet, UPLINK},
+    link_names, netfwd_bin, netns_exists, netns_path, network_links, run_with_timeout,
+    tcx_attachments, tool_ok, without_counters,
 };
 use serde_json::Value;
 
 const SUBNET: &str = "10.77.0.0/24";
 const GATEWAY: &str = "10.77.0.1";
 const IPS: [&str; 3] = ["10.77.0.10", "10.77.0.11", "10.77.0.12"];
+const SUBNET6: &str = "2001:db8:77::/64";
+const GATEWAY6: &str = "2001:db8:77::1";
+/// Another host's IPv6 endpoints, reached through the internet namespace.
+const PEER6: &str = "2001:db8:78::/64";
 
 fn created_netns(status: &Value) -> Vec<String> {
     status["created_netns"]
@@ -140,6 +146,51 @@ fn up_repairs_what_was_removed_or_changed_under_it() {
     assert_ping(&a, IPS[1]);
     assert_ping(&b, IPS[0]);
     assert_ping(&b, GATEWAY);
+}
+
+/// The destinations `ns` routes through `gateway` on `eth0` (`default`
+/// for everything), as `ip` prints them.
+fn routes_via(ns: &str, family: &str, gateway: &str) -> Vec<String> {
+    let routes: Value = serde_json::from_str(&in_ns_ok(
+        ns,
+        &["ip", "-j", family, "route", "show", "dev", "eth0"],
+    ))
+    .unwrap();
+    routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["gateway"] == gateway)
+        .map(|r| r["dst"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A dual-stack endpoint routes all IPv6 through the gateway while its
+/// network takes IPv6 beyond the prefix (an uplink's NAT66, or an IPv6
+/// peer), and its prefix alone again once `up` runs without them: the IPv6
+/// default route goes, IPv4's stays throughout.
+#[test]
+fn ipv6_default_route_comes_and_goes_with_the_uplink_and_ipv6_peers() {
+    let sb = Sandbox::new("lcrt6");
+    let _internet = Internet::new(&sb);
+    let net = sb.net_name();
+    let a = sb.ns("a");
+    let dual = NetConfig::new(&net, SUBNET, Some(GATEWAY))
+        .keys(&format!("subnet6 = \"{SUBNET6}\"\n"))
+        .endpoint(&a, Some(IPS[0]));
+    let peer = format!("[[peer]]\nsubnet = \"{PEER6}\"\nvia = \"{INTERNET_IP6}\"\n");
+    let steps = [
+        ("with the uplink", dual.clone().uplink(UPLINK), "default"),
+        ("without the uplink", dual.clone(), SUBNET6),
+        ("with an IPv6 peer", dual.clone().tables(&peer), "default"),
+        ("without the peer", dual, SUBNET6),
+    ];
+    for (step, cfg, reach) in steps {
+        sb.up(&cfg);
+        assert_eq!(routes_via(&a, "-6", GATEWAY6), [reach], "{step}");
+        assert_eq!(routes_via(&a, "-4", GATEWAY), ["default"], "{step}");
+    }
+    assert_ping(&a, GATEWAY6);
 }
 
 #[test]

@@ -79,6 +79,11 @@ enum Command {
         /// the README shows), without the sections after it.
         #[arg(long, conflicts_with_all = ["control_plane", "cluster", "monitor", "networks", "scale"])]
         data_plane: bool,
+        /// Only the main table's rows whose workload name contains TEXT
+        /// (e.g. "over IPv6"), on the setups they run on; no NAT memory or
+        /// expiry rows. A smoke test of a row, not a result.
+        #[arg(long, value_name = "TEXT", conflicts_with_all = ["control_plane", "cluster", "monitor", "networks", "scale"])]
+        rows: Option<String>,
         /// The netfwd binary to measure, with its netfwd-cni beside it
         /// (another build, e.g. main's, against the same baselines);
         /// default: this workspace's release build.
@@ -145,6 +150,7 @@ fn exec(cli: Cli) -> Result<()> {
             networks,
             scale,
             data_plane,
+            rows,
             netfwd,
         } => {
             setup::exec()?;
@@ -155,12 +161,13 @@ fn exec(cli: Cli) -> Result<()> {
                 (monitor, bench::Sections::Monitor),
                 (networks, bench::Sections::Networks),
                 (scale, bench::Sections::Scale),
-                (data_plane, bench::Sections::DataPlane),
+                (data_plane || rows.is_some(), bench::Sections::DataPlane),
             ]
             .into_iter()
             .find_map(|(chosen, section)| chosen.then_some(section))
             .unwrap_or(bench::Sections::All);
-            bench::exec(&netfwd.unwrap_or_else(netfwd_bin), quick, sections)
+            let netfwd = netfwd.unwrap_or_else(netfwd_bin);
+            bench::exec(&netfwd, quick, sections, rows.as_deref())
         }
         Command::Soak { minutes, mode } => {
             setup::exec()?;

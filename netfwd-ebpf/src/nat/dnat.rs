@@ -55,7 +55,9 @@ pub fn publish<F: Family>(
         early_drop::forget::<F>(key.proto, expired);
     }
     if nat.insert(key, inbound, 0).is_err()
-        && !(F::EARLY_DROP && early_drop::make_room::<F>() && nat.insert(key, inbound, 0).is_ok())
+        && !(F::EVICTS_IN_PLACE
+            && early_drop::make_room::<F>()
+            && nat.insert(key, inbound, 0).is_ok())
     {
         return Err(DropReason::NatFull);
     }

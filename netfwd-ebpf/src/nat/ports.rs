@@ -134,7 +134,7 @@ fn insert_ingress<F: Family>(
     // verifier walks the eviction for every state it reaches.
     let port = ((min + start % span) as u16).to_be_bytes();
     let key = flow.ingress_key(nat_addr, port);
-    if F::EARLY_DROP
+    if F::EVICTS_IN_PLACE
         && early_drop::make_room::<F>()
         && nat.insert(key, ingress, u64::from(BPF_NOEXIST)).is_ok()
     {

@@ -57,7 +57,7 @@ pub fn translate<F: Family>(
     // set: the stack answers "fragmentation needed" (path-MTU discovery) and
     // forwards nothing. One MTU check a packet: one with DF is checked
     // here, any other after its translation (which changes no length).
-    if F::hop_limit(ip) <= 1 || (F::dont_fragment(ip) && fib::too_big(ctx, hop.oif())) {
+    if F::hop_limit(ip) <= 1 || (F::dont_fragment(ip) && fib::too_big(ctx, &hop)) {
         return Ok(Verdict::ToHost);
     }
     let datagram = F::transport(ctx, ip)?;
@@ -84,15 +84,27 @@ pub fn translate<F: Family>(
         }
     };
     let flow = seg.tuple::<F>(ip);
+    // The flow's egress entry, found once for the source's check and the
+    // mapping, at one time.
+    let now = conntrack::now_ns();
+    // SAFETY: a live map value; plain fields, which a racing writer leaves
+    // whole.
+    let mut out = F::nat()
+        .get_ptr_mut(flow.egress_key())
+        .map(|out| unsafe { &mut *out });
     let (nat_addr, ports) = if F::leaves_untranslated() {
         (flow.src, Ports::Own)
     } else {
         (
-            mapping_source::<F>(ctx, ifindex, &flow)?,
+            mapping_source::<F>(ctx, ifindex, &flow, out.as_deref_mut(), now)?,
             Ports::Range { preferred: None },
         )
     };
-    let (addr, port) = egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg)?;
+    let (addr, port) =
+        match egress_mapping::<F>(&flow, config, (nat_addr, ports), &seg, out.as_deref(), now) {
+            Err(DropReason::NatFull) => return Err(F::nat_full(ctx, &flow, now)),
+            mapped => mapped?,
+        };
     // Read again, not kept through the mapping: IPv6's program has no
     // stack to spare for it, and a piece kept would keep the verifier's
     // paths for each piece apart through the mapping.
@@ -118,7 +130,7 @@ pub fn translate<F: Family>(
             (flow.sport, port),
         )?;
     }
-    if may_fragment::<F>(ctx)? && fib::too_big(ctx, hop.oif()) {
+    if may_fragment::<F>(ctx)? && fib::too_big(ctx, &hop) {
         return to_stack_for_fragmenting::<F>(ctx);
     }
     Ok(Verdict::Translated(hop.redirect()))
@@ -163,23 +175,19 @@ fn to_stack_for_fragmenting<F: Family>(ctx: &TcContext) -> Result<Verdict, DropR
 
 /// The address `flow` is to leave with: the host's choice of source
 /// (`Family::host_source`), looked up for a new mapping, and for a live one
-/// every [`SOURCE_RECHECK_NS`] (not per packet: see `fib::source`); in
-/// between, its mapping's. A mapping found on another address is replaced
-/// ([`egress_mapping`]), as a masquerade forgets flows when its
-/// interface's address changes. A flow the remote side started (a
-/// published port's) keeps the address it was reached at.
+/// (`out`, its egress entry) every [`SOURCE_RECHECK_NS`] (not per packet:
+/// see `fib::source`); in between, its mapping's. A mapping found on
+/// another address is replaced ([`egress_mapping`]), as a masquerade
+/// forgets flows when its interface's address changes. A flow the remote
+/// side started (a published port's) keeps the address it was reached at.
 #[inline(always)]
 fn mapping_source<F: Family>(
     ctx: &TcContext,
     ifindex: u32,
     flow: &Tuple<F::Addr>,
+    out: Option<&mut NatEntry<F::Addr>>,
+    now: u64,
 ) -> Result<F::Addr, DropReason> {
-    let now = conntrack::now_ns();
-    // SAFETY: a live map value; plain fields, which a racing writer leaves
-    // whole.
-    let out = F::nat()
-        .get_ptr_mut(flow.egress_key())
-        .map(|out| unsafe { &mut *out });
     if let Some(out) = &out
         && (out.flags & FLOW_REMOTE_STARTED != 0
             || now.saturating_sub(out.last_seen_ns) < SOURCE_RECHECK_NS)
@@ -211,25 +219,24 @@ fn masquerade_source<F: Family>(chosen: Option<F::Addr>) -> Result<F::Addr, Drop
         .ok_or(DropReason::NoNatSource)
 }
 
-/// The uplink address and port of `flow`: its live mapping, or a new one
-/// on `nat_addr`, the address it is to leave with ([`mapping_source`]; the
-/// endpoint's own where it leaves untranslated), at one of `ports`. A
-/// mapping to another address is replaced.
+/// The uplink address and port of `flow`: its live mapping (`out`, its
+/// egress entry), or a new one on `nat_addr`, the address it is to leave
+/// with ([`mapping_source`]; the endpoint's own where it leaves
+/// untranslated), at one of `ports`. A mapping to another address is
+/// replaced.
 #[inline(always)]
 fn egress_mapping<F: Family>(
     flow: &Tuple<F::Addr>,
     config: &NatConfig,
     (nat_addr, mut ports): (F::Addr, Ports),
     seg: &Segment,
+    out: Option<&NatEntry<F::Addr>>,
+    now: u64,
 ) -> Result<(F::Addr, [u8; 2]), DropReason> {
-    let now = conntrack::now_ns();
-    let nat = F::nat();
-    let egress_key = flow.egress_key();
-    // SAFETY: plain data; a concurrent change gives a stale copy at worst.
-    if let Some(out) = unsafe { nat.get(egress_key) }.copied()
+    if let Some(out) = out
         && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
     {
-        if let Some(ingress) = nat.get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
+        if let Some(ingress) = F::nat().get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
             // SAFETY: a live map value; per-packet updates of plain fields.
             let ingress = unsafe { &mut *ingress };
             if ingress.addr == flow.src
@@ -247,6 +254,6 @@ fn egress_mapping<F: Family>(
     }
     let port = ports::reserve_port::<F>(flow, config, nat_addr, ports, seg, now)?;
     let out = NatEntry::new(nat_addr, port, 0, now);
-    ports::insert_egress::<F>(&egress_key, &out, &flow.ingress_key(nat_addr, port))?;
+    ports::insert_egress::<F>(&flow.egress_key(), &out, &flow.ingress_key(nat_addr, port))?;
     Ok((nat_addr, port))
 }

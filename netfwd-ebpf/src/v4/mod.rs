@@ -9,7 +9,7 @@ use aya_ebpf::{bindings::bpf_fib_lookup as FibParams, programs::TcContext};
 use netfwd_common::{
     drop::DropReason,
     maps::EndpointEntry,
-    nat::{IPPROTO_ICMP, NatConfig, PublishTarget},
+    nat::{IPPROTO_ICMP, NatConfig, PublishTarget, Tuple},
 };
 use network_types::{eth::EtherType, ip::Ipv4Hdr};
 
@@ -80,7 +80,7 @@ impl Family for V4 {
     const ICMP_PSEUDO_HDR: bool = false;
     const ROUTED_WITHOUT_NAT: bool = true;
     const HAIRPIN_APART: bool = false;
-    const EARLY_DROP: bool = true;
+    const EVICTS_IN_PLACE: bool = true;
 
     /// IPv4 is always masqueraded on the uplink.
     #[inline(always)]
@@ -216,6 +216,12 @@ impl Family for V4 {
         _now: u64,
     ) -> Result<Option<[u8; 4]>, DropReason> {
         Ok(fib::source::<V4>(ctx, ifindex, src, dst))
+    }
+
+    /// Refused: its room was looked for in place (`EVICTS_IN_PLACE`).
+    #[inline(always)]
+    fn nat_full(_ctx: &TcContext, _flow: &Tuple<[u8; 4]>, _now: u64) -> DropReason {
+        DropReason::NatFull
     }
 
     #[inline(always)]

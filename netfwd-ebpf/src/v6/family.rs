@@ -14,7 +14,7 @@ use netfwd_common::{
     },
     nat::{
         FragmentId6, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Bytes,
-        NatConfig, PublishTarget,
+        NatConfig, PublishTarget, Tuple,
     },
 };
 use network_types::{eth::EtherType, ip::Ipv6Hdr};
@@ -90,7 +90,7 @@ impl Family for V6 {
     const ICMP_PSEUDO_HDR: bool = true;
     const ROUTED_WITHOUT_NAT: bool = false;
     const HAIRPIN_APART: bool = true;
-    const EARLY_DROP: bool = false;
+    const EVICTS_IN_PLACE: bool = false;
 
     #[inline(always)]
     fn leaves_untranslated() -> bool {
@@ -224,6 +224,18 @@ impl Family for V6 {
         match source_note::take(ifindex, src, dst, now) {
             Some(answer) => Ok(answer),
             None => Err(source_note::ask(ctx, ifindex, src, dst)),
+        }
+    }
+
+    /// By a jump (`tc_nat_room6`), once: `tc_to_remote6` has no room for
+    /// the eviction's frame.
+    #[inline(always)]
+    fn nat_full(ctx: &TcContext, flow: &Tuple<Ipv6Bytes>, now: u64) -> DropReason {
+        let ports = [flow.sport, flow.dport];
+        if source_note::room_made_for(ports, flow.proto, now) {
+            DropReason::NatFull
+        } else {
+            source_note::ask_room(ctx, ports, flow.proto)
         }
     }
 

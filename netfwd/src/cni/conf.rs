@@ -25,6 +25,9 @@ pub struct NetConf {
     /// range, if it has one) and gateway.
     pub subnet6: Option<String>,
     pub gateway6: Option<String>,
+    /// Masquerade IPv6 on the uplink (NAT66; default true); false routes a
+    /// public `subnet6` as it is (`[network] nat6`).
+    pub nat6: Option<bool>,
     /// The host interface endpoints are masqueraded behind.
     pub uplink: Option<String>,
     /// Masquerade on the uplink (default true when there is an uplink).
@@ -146,7 +149,7 @@ impl NetConf {
                     .clone()
                     .or_else(|| self.ipam_subnet(Family::V6)),
                 gateway6: self.gateway6.clone(),
-                nat6: None,
+                nat6: self.nat6,
                 mtu: self.mtu,
                 uplink,
                 kind: None,
@@ -246,6 +249,21 @@ mod tests {
         let ipv6 = net.ipv6.expect("dual-stack");
         assert_eq!(ipv6.subnet.to_string(), "fd00:77::/64");
         assert_eq!(ipv6.gateway.to_string(), "fd00:77::1");
+    }
+
+    #[test]
+    fn nat6_is_on_by_default_and_off_with_nat6_false() {
+        let nat66 = |extra: &str| {
+            let c = conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"cninet","type":"netfwd","subnet":"10.77.0.0/24",
+                    "subnet6":"2001:db8:77::/64","uplink":"eth0"{extra}}}"#
+            ))
+            .unwrap();
+            c.network().unwrap().ipv6.expect("dual-stack").nat
+        };
+        assert!(nat66(""));
+        assert!(nat66(r#","nat6":true"#));
+        assert!(!nat66(r#","nat6":false"#));
     }
 
     #[test]

@@ -42,6 +42,10 @@ const MAPPED: &[(&str, &str)] = &[
         "com.docker.network.bridge.host_binding_ipv4",
         "host_binding",
     ),
+    (
+        "com.docker.network.bridge.gateway_mode_ipv6",
+        "gateway_mode_ipv6",
+    ),
 ];
 
 /// Docker's bridge-driver options that have no meaning without a bridge or
@@ -162,6 +166,7 @@ pub fn from_request(
             }
             "masquerade" => masquerade = parse_bool(&field, value)?,
             "host_binding" => host_binding = config::host_ip(&field, value)?,
+            "gateway_mode_ipv6" => section.nat6 = nat6(&field, value)?,
             IFACE_PREFIX => {
                 config::validate_ifname(&field, &format!("{value}0"))?;
                 iface_prefix = value.clone();
@@ -242,6 +247,17 @@ pub fn from_request(
         },
         net,
     ))
+}
+
+/// Docker 27's `gateway_mode_ipv6` as netfwd's `nat6`: `nat` (Docker's
+/// default) masquerades IPv6 as netfwd does by default, `routed` routes a
+/// public prefix as it is (`nat6 = false`).
+fn nat6(field: &str, value: &str) -> Result<Option<bool>> {
+    match value {
+        "nat" => Ok(None),
+        "routed" => Ok(Some(false)),
+        _ => Err(input_error!("{field}: {value:?} is not nat or routed")),
+    }
 }
 
 /// `--ipv6`'s pool: a dual-stack network has exactly one.
@@ -366,6 +382,41 @@ mod tests {
             "IPv6Data": [],
         }))
         .unwrap()
+    }
+
+    /// [`request`] with `--ipv6` and an IPv6 pool.
+    fn request6(generic: Value) -> CreateNetwork {
+        let mut req = request(serde_json::json!({
+            "com.docker.network.enable_ipv6": true,
+            "com.docker.network.generic": generic,
+        }));
+        req.ipv6_data = serde_json::from_value(serde_json::json!([
+            {"AddressSpace": "LocalDefault", "Gateway": "2001:db8:77::1/64", "Pool": "2001:db8:77::/64"}
+        ]))
+        .unwrap();
+        req
+    }
+
+    #[test]
+    fn gateway_mode_ipv6_routed_turns_nat66_off() {
+        let nat66 = |generic: Value| {
+            let (_, net) = from_request(&request6(generic), Some("eth0"), None).unwrap();
+            net.ipv6.expect("dual-stack").nat
+        };
+        let key = "com.docker.network.bridge.gateway_mode_ipv6";
+        assert!(nat66(serde_json::json!({})));
+        assert!(nat66(serde_json::json!({key: "nat"})));
+        assert!(!nat66(serde_json::json!({key: "routed"})));
+        let err = from_request(
+            &request6(serde_json::json!({key: "isolated"})),
+            Some("eth0"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("-o {key}: \"isolated\" is not nat or routed")
+        );
     }
 
     fn error(options: Value) -> String {

@@ -78,6 +78,11 @@ impl Snapshot {
         self.links.get(name)
     }
 
+    /// The main table's unicast routes, as netfwd writes routes.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
     pub fn has_address(&self, index: u32, addr: IpNet) -> bool {
         self.addresses.contains(&(index, addr))
     }

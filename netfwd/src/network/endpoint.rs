@@ -439,53 +439,64 @@ async fn configure_inside(
             Ipv4Net::new(at.ip, prefix_len)?.into(),
         )
         .await?;
-    inner.ensure_up(eth0).await?;
-    inner
-        .ensure_route(
-            Some(known),
-            &Route {
-                dst: Ipv4Net::default().into(),
-                gateway: Some(net.gateway.into()),
-                oif: Some(eth0.index),
-                src: None,
-                scope_link: false,
-                onlink,
-            },
-        )
-        .await?;
-    if let (Some(v6), Some(reach), Some(ip6)) = (net.ipv6, net.ipv6_reach(), at.ip6) {
-        configure_inside_ipv6(inner, known, (reach, v6.gateway, ip6), eth0.index).await?;
+    if let (Some(_), Some(ip6)) = (net.ipv6, at.ip6) {
+        // Its address alone (a /128): every packet to another endpoint goes
+        // to the gateway's MAC, the host-side veth's, where the datapath
+        // takes it; no neighbour discovery between endpoints is needed.
+        inner
+            .ensure_address(Some(known), eth0.index, Ipv6Net::from(ip6).into())
+            .await?;
     }
-    Ok(())
+    inner.ensure_up(eth0).await?;
+    let wanted = gateway_routes(net, at, eth0.index, onlink);
+    ensure_gateway_routes(inner, known, eth0.index, &wanted).await
 }
 
-/// An endpoint's IPv6: its address alone (a /128), and `reach` (its
-/// network's prefix, or everything) through the gateway, reached on-link.
-/// Every packet to another endpoint goes to the gateway's MAC, the
-/// host-side veth's, where the datapath takes it: no neighbour discovery
-/// between endpoints is needed.
-async fn configure_inside_ipv6(
+/// The routes an endpoint's interface `eth0` has through its network's
+/// gateways: IPv4's default route (`onlink4`: a routed endpoint's), and a
+/// dual-stack endpoint's IPv6 reach (`Network::ipv6_reach`: everything, or
+/// its prefix alone), on-link to the gateway no address of it covers.
+fn gateway_routes(net: &Network, at: &Placement<'_>, eth0: u32, onlink4: bool) -> Vec<Route> {
+    let via = |dst: IpNet, gateway: IpAddr, onlink: bool| Route {
+        dst,
+        gateway: Some(gateway),
+        oif: Some(eth0),
+        src: None,
+        scope_link: false,
+        onlink,
+    };
+    let mut routes = vec![via(Ipv4Net::default().into(), net.gateway.into(), onlink4)];
+    if let (Some(v6), Some(reach), Some(_)) = (net.ipv6, net.ipv6_reach(), at.ip6) {
+        routes.push(via(reach.into(), v6.gateway.into(), true));
+    }
+    routes
+}
+
+/// Writes `wanted` (routes through the gateways on link `eth0`) where
+/// `known` lacks them, then deletes the other routes `known` shows through
+/// one of those gateways on `eth0`: netfwd's, for a config that wanted
+/// another destination. One rule for both families: IPv4's route keeps its
+/// destination (a new gateway replaces it in place), IPv6's reach narrows
+/// to the prefix once the uplink and the last IPv6 peer are gone, and
+/// widens again.
+async fn ensure_gateway_routes(
     inner: &Netlink,
     known: &Snapshot,
-    (reach, gateway, ip6): (Ipv6Net, Ipv6Addr, Ipv6Addr),
     eth0: u32,
+    wanted: &[Route],
 ) -> Result<()> {
-    inner
-        .ensure_address(Some(known), eth0, Ipv6Net::from(ip6).into())
-        .await?;
-    inner
-        .ensure_route(
-            Some(known),
-            &Route {
-                dst: reach.into(),
-                gateway: Some(gateway.into()),
-                oif: Some(eth0),
-                src: None,
-                scope_link: false,
-                onlink: true,
-            },
-        )
-        .await
+    for route in wanted {
+        inner.ensure_route(Some(known), route).await?;
+    }
+    let stale = known.routes().filter(|found| {
+        found.oif == Some(eth0)
+            && wanted.iter().any(|w| w.gateway == found.gateway)
+            && !wanted.iter().any(|w| w.dst == found.dst)
+    });
+    for route in stale {
+        inner.delete_route(route).await?;
+    }
+    Ok(())
 }
 
 /// The host owns the gateway address (a /32 on each host-side veth, so it

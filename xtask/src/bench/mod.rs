@@ -44,8 +44,9 @@ pub enum Sections {
     DataPlane,
 }
 
-/// The sections `sections` names.
-pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
+/// The sections `sections` names; `rows`: only the main table's rows whose
+/// name contains it.
+pub fn exec(netfwd: &Path, quick: bool, sections: Sections, rows: Option<&str>) -> Result<()> {
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("netfwd-bench-{id}"));
     std::fs::create_dir_all(&dir)?;
@@ -65,7 +66,7 @@ pub fn exec(netfwd: &Path, quick: bool, sections: Sections) -> Result<()> {
     let mut md = if sections == Sections::ControlPlane {
         machine()?
     } else {
-        let (md, json, svg) = data_plane(netfwd, quick, &dir)?;
+        let (md, json, svg) = data_plane(netfwd, quick, &dir, rows)?;
         report::write(&out, &md, &json, &svg)?;
         // The monitor's rows and the networks' are sections of many: a
         // failure is reported in their place.
@@ -115,11 +116,13 @@ fn publish(out: &Path, md: &str) -> Result<()> {
     Ok(())
 }
 
-/// The data path's rows: the table, every sample as JSON and the chart.
+/// The data path's rows (those whose name contains `rows`, if given): the
+/// table, every sample as JSON and the chart.
 fn data_plane(
     netfwd: &Path,
     quick: bool,
     dir: &Path,
+    rows: Option<&str>,
 ) -> Result<(String, serde_json::Value, String)> {
     // Even a quick run takes three samples a cell: one shows no spread.
     let (reps, secs, scale) = if quick {
@@ -127,12 +130,19 @@ fn data_plane(
     } else {
         (5, 2, &workloads::SCALE_FULL[..])
     };
-    let all = Workload::all(scale);
-    let mut built = build_all(&Kind::ALL, netfwd, dir)?;
+    let picked = |w: &Workload| rows.is_none_or(|text| w.name().contains(text));
+    let all: Vec<Workload> = Workload::all(scale).into_iter().filter(picked).collect();
+    anyhow::ensure!(!all.is_empty(), "no row's name contains {rows:?}");
+    let base: Vec<Workload> = Workload::BASE.into_iter().filter(picked).collect();
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|&k| all.iter().any(|w| w.runs_on(k)))
+        .collect();
+    let mut built = build_all(&kinds, netfwd, dir)?;
     let mut samples = Samples::new();
     let mut notes = Vec::new();
     let every: Vec<&Setup> = built.iter().collect();
-    warm_up(&Workload::BASE, &every);
+    warm_up(&base, &every);
     let mut rounds = Rounds {
         reps,
         secs,
@@ -140,20 +150,50 @@ fn data_plane(
         samples: &mut samples,
         notes: &mut notes,
     };
-    rounds.run(&Workload::BASE, &every)?;
-    let costs = path_cost::HEADER.to_owned() + &path_cost::exec(&Workload::BASE, &every, secs)?;
+    rounds.run(&base, &every)?;
+    let costs = path_cost::HEADER.to_owned() + &path_cost::exec(&base, &every, secs)?;
     drop(every);
     for &n in scale {
+        let scaled: Vec<Workload> = Workload::scaled(n).into_iter().filter(picked).collect();
+        if scaled.is_empty() {
+            continue;
+        }
         grow_each(&mut built, n)?;
         // The limit is a bare veth pair whatever the count, measured in the
         // same rounds as the rest all the same.
         let every: Vec<&Setup> = built.iter().collect();
-        rounds.run(&Workload::scaled(n), &every)?;
+        rounds.run(&scaled, &every)?;
     }
     {
         let every: Vec<&Setup> = built.iter().collect();
         rounds.beyond_the_limit(&every)?;
     }
+    let machine = machine()?;
+    let md = report::markdown(&samples, &all, reps, secs, &machine)
+        + &report::spread(&samples, &all)
+        + &report::without_port_rules(&samples, &all)
+        + &report::bimodal(&samples, &all)
+        + &report::notes(&notes)
+        + &costs;
+    let json = report::json(&samples, &all, reps, secs, &machine);
+    let svg = report::svg(&samples, &all);
+    // The NAT's memory and expiry are no rows: a run of chosen rows skips them.
+    let md = match rows {
+        Some(_) => md,
+        None => md + &nat_memory(built, netfwd, dir, reps, secs)?,
+    };
+    Ok((md, json, svg))
+}
+
+/// What each setup's NAT state costs at about 100,000 flows, then NAT
+/// expiry at a million flows (after `built` is gone).
+fn nat_memory(
+    built: Vec<Setup>,
+    netfwd: &Path,
+    dir: &Path,
+    reps: usize,
+    secs: u64,
+) -> Result<String> {
     let mut memory =
         String::from("\nNAT state for about 100,000 flows (UDP, one datagram each):\n\n");
     for setup in &built {
@@ -179,18 +219,7 @@ fn data_plane(
     drop(built);
     eprintln!("bench: NAT expiry at a million flows");
     memory.push_str(&expiry::exec(netfwd, dir, reps, secs)?);
-
-    let machine = machine()?;
-    let md = report::markdown(&samples, &all, reps, secs, &machine)
-        + &report::spread(&samples, &all)
-        + &report::without_port_rules(&samples, &all)
-        + &report::bimodal(&samples, &all)
-        + &report::notes(&notes)
-        + &costs
-        + &memory;
-    let json = report::json(&samples, &all, reps, secs, &machine);
-    let svg = report::svg(&samples, &all);
-    Ok((md, json, svg))
+    Ok(memory)
 }
 
 /// A setup of each of `kinds`, side by side.

@@ -127,7 +127,11 @@ pub fn spread(samples: &Samples, all: &[Workload]) -> String {
 
 /// The east-west rows against the baseline without the published ports'
 /// rules too, so that the headline ratio is not the rules' cost alone.
+/// Empty without east-west rows (a run of chosen rows).
 pub fn without_port_rules(samples: &Samples, all: &[Workload]) -> String {
+    if !all.iter().any(|w| w.east_west()) {
+        return String::new();
+    }
     let kinds = [Kind::Baseline, Kind::BaselineNoPorts, Kind::NetfwdTc];
     let mut s = format!(
         "\nEast-west rows against the baseline with and without its 1,000 published-port \

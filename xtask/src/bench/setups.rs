@@ -13,6 +13,7 @@
 use std::{
     fmt::Write as _,
     io::Write as _,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -35,12 +36,13 @@ const SUBNET6: &str = "fd00:77::/64";
 const PREFIX6: &str = "/64";
 pub const UPLINK_IP: &str = "203.0.113.2";
 pub const INTERNET_IP: &str = "203.0.113.1";
-/// The uplink's IPv6 side, for the NAT66 rows.
-const UPLINK_IP6: &str = "2001:db8:f::2";
+/// The uplink's IPv6 side, for the NAT66 and IPv6 published-port rows.
+pub const UPLINK_IP6: &str = "2001:db8:f::2";
 pub const INTERNET_IP6: &str = "2001:db8:f::1";
 /// Where the limit's client is reached from the internet, routed (outside
 /// `SUBNET`).
 pub const LIMIT_CLIENT_ROUTED_IP: &str = "192.168.190.2";
+pub const LIMIT_CLIENT_ROUTED_IP6: &str = "fd00:190::2";
 /// Published ports: host port `HOST_PORT_BASE + i` goes to the server's
 /// `TARGET_PORT_BASE + i`, for `i < PUBLISHED` — enough for iptables' rule
 /// walk to show against a hash lookup.
@@ -263,9 +265,9 @@ impl Setup {
         Ok(())
     }
 
-    /// The seeds' manual setup, with the rules Docker writes for a bridge
-    /// network with `published` ports (a DNAT and a FORWARD accept per port,
-    /// walked in order).
+    /// The seeds' manual setup, with the rules Docker writes for a
+    /// dual-stack bridge network with `published` ports (a DNAT and a
+    /// FORWARD accept per port and family, walked in order).
     fn bridge_and_iptables(&self, published: u16) -> Result<()> {
         let h = self.host.as_str();
         self.endpoints_on_host_veths()?;
@@ -297,23 +299,10 @@ impl Setup {
                 in_ns(h, &["sysctl", "-qw", &key])?;
             }
         }
-        let mut rules = String::from(
-            "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
-             -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n",
-        );
-        let _ = writeln!(rules, "-A POSTROUTING -s {SUBNET} ! -o br0 -j MASQUERADE");
-        rules.push_str(&dnat_rules(0..published));
-        rules.push_str("COMMIT\n");
-        rules.push_str(FORWARD_CHAINS);
-        rules.push_str(&accept_rules(0..published));
-        rules.push_str("COMMIT\n");
-        iptables_restore(h, &rules, false)?;
-        // Docker 27's ip6tables for an IPv6 network: its masquerade and
-        // FORWARD chains (no published IPv6 ports here).
-        let rules6 = format!(
-            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s {SUBNET6} ! -o br0 -j MASQUERADE\nCOMMIT\n{FORWARD_CHAINS}COMMIT\n"
-        );
-        restore("ip6tables-restore", h, &rules6, false)
+        for (tool, subnet, server) in FAMILIES {
+            restore(tool, h, &docker_rules(subnet, server, 0..published)?, false)?;
+        }
+        Ok(())
     }
 
     /// Publishes ports up to `n` in all, after those there are: the
@@ -324,13 +313,16 @@ impl Setup {
         match self.kind {
             Kind::Limit | Kind::BaselineNoPorts => Ok(()),
             Kind::Baseline => {
-                let more = PUBLISHED..n;
-                let rules = format!(
-                    "*nat\n{}COMMIT\n*filter\n{}COMMIT\n",
-                    dnat_rules(more.clone()),
-                    accept_rules(more)
-                );
-                iptables_restore(&self.host, &rules, true)
+                for (tool, _, server) in FAMILIES {
+                    let more = PUBLISHED..n;
+                    let rules = format!(
+                        "*nat\n{}COMMIT\n*filter\n{}COMMIT\n",
+                        dnat_rules(more.clone(), server)?,
+                        accept_rules(more, server)?
+                    );
+                    restore(tool, &self.host, &rules, true)?;
+                }
+                Ok(())
             }
             Kind::NetfwdTc | Kind::NetfwdXdp => {
                 let server = self.server.clone();
@@ -574,7 +566,7 @@ impl Setup {
             UPLINK_IP,
         ])?;
         // IPv6 likewise, routed without NAT66.
-        address6(c, "eth1", "fd00:190::2/64")?;
+        address6(c, "eth1", &format!("{LIMIT_CLIENT_ROUTED_IP6}/64"))?;
         address6(h, "hc", "fd00:190::1/64")?;
         default_route6(c, "fd00:190::1")?;
         ip(&[
@@ -600,20 +592,22 @@ fn per_port(ports: std::ops::Range<u16>, line: impl Fn(u16, u16) -> String) -> S
         .collect()
 }
 
-/// Docker's DNAT rule of each published port of `ports`.
-fn dnat_rules(ports: std::ops::Range<u16>) -> String {
-    per_port(ports, |host, target| {
-        format!(
-            "-A DOCKER ! -i br0 -p tcp --dport {host} -j DNAT --to-destination {SERVER_IP}:{target}\n"
-        )
-    })
+/// Docker's DNAT rule of each published port of `ports`, to `server`.
+fn dnat_rules(ports: std::ops::Range<u16>, server: &str) -> Result<String> {
+    let server: IpAddr = server.parse()?;
+    Ok(per_port(ports, |host, target| {
+        // `[addr]:port` for IPv6, as ip6tables' DNAT takes it.
+        let to = SocketAddr::new(server, target);
+        format!("-A DOCKER ! -i br0 -p tcp --dport {host} -j DNAT --to-destination {to}\n")
+    }))
 }
 
-/// Docker's FORWARD accept of each published port of `ports`.
-fn accept_rules(ports: std::ops::Range<u16>) -> String {
-    per_port(ports, |_, target| {
-        format!("-A DOCKER -d {SERVER_IP}/32 ! -i br0 -o br0 -p tcp --dport {target} -j ACCEPT\n")
-    })
+/// Docker's FORWARD accept of each published port of `ports`, to `server`.
+fn accept_rules(ports: std::ops::Range<u16>, server: &str) -> Result<String> {
+    let server: IpAddr = server.parse()?;
+    Ok(per_port(ports, |_, target| {
+        format!("-A DOCKER -d {server} ! -i br0 -o br0 -p tcp --dport {target} -j ACCEPT\n")
+    }))
 }
 
 /// netfwd's `[[publish]]` of each published port of `ports`, to the
@@ -624,12 +618,6 @@ fn publish_entries(ports: std::ops::Range<u16>, server: &str) -> String {
             "[[publish]]\nproto = \"tcp\"\nhost_port = {host}\nendpoint = \"{server}\"\nport = {target}\n"
         )
     })
-}
-
-/// `rules` into the iptables of namespace `ns`, added to what is there with
-/// `noflush`.
-fn iptables_restore(ns: &str, rules: &str, noflush: bool) -> Result<()> {
-    restore("iptables-restore", ns, rules, noflush)
 }
 
 /// Feeds `rules` to `tool` (`iptables-restore`, `ip6tables-restore`) in
@@ -651,14 +639,31 @@ fn restore(tool: &str, ns: &str, rules: &str, noflush: bool) -> Result<()> {
     Ok(())
 }
 
-/// Docker's FORWARD chains for a bridge network, the same for both
-/// families (an open `*filter` table; the caller commits it after any
-/// rules of its own).
-const FORWARD_CHAINS: &str = "*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
-     -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
-     -A FORWARD -o br0 -j DOCKER\n\
-     -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
-     -A FORWARD -i br0 -o br0 -j ACCEPT\n";
+/// Each family's restore tool, subnet and server address: Docker writes
+/// the same rules for both (ip6tables' since Docker 27).
+const FAMILIES: [(&str, &str, &str); 2] = [
+    ("iptables-restore", SUBNET, SERVER_IP),
+    ("ip6tables-restore", SUBNET6, SERVER_IP6),
+];
+
+/// Docker's rules of one family for a bridge network on `subnet` whose
+/// server publishes `published` ports: the masquerade and a DNAT a port
+/// (`nat`), the FORWARD chains and an accept a port (`filter`), each
+/// port's rules walked in order.
+fn docker_rules(subnet: &str, server: &str, published: std::ops::Range<u16>) -> Result<String> {
+    Ok(format!(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+         -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+         -A POSTROUTING -s {subnet} ! -o br0 -j MASQUERADE\n{}COMMIT\n\
+         *filter\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+         -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -o br0 -j DOCKER\n\
+         -A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
+         -A FORWARD -i br0 -o br0 -j ACCEPT\n{}COMMIT\n",
+        dnat_rules(published.clone(), server)?,
+        accept_rules(published, server)?
+    ))
+}
 
 /// The default IPv6 route of `ns`, via `via`.
 fn default_route6(ns: &str, via: &str) -> Result<()> {

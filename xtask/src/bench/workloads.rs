@@ -20,7 +20,8 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::setups::{
     BRIDGE_MAX_PORTS, HOST_PORT_BASE, INTERNET_IP, INTERNET_IP6, Kind, LIMIT_CLIENT_ROUTED_IP,
-    PUBLISHED, SERVER_IP, SERVER_IP6, Setup, TARGET_PORT_BASE, UPLINK_IP,
+    LIMIT_CLIENT_ROUTED_IP6, PUBLISHED, SERVER_IP, SERVER_IP6, Setup, TARGET_PORT_BASE, UPLINK_IP,
+    UPLINK_IP6,
 };
 use crate::cmd::{command, output};
 
@@ -36,12 +37,14 @@ pub enum Workload {
     /// Request/response on the NAT path while the NAT holds 100,000 other
     /// flows: what a full table costs a lookup.
     NatRrFullTable,
-    /// New connections from the internet to the 10th, 100th and 1000th of
-    /// 1000 published ports: iptables walks its DNAT and FORWARD rules in
-    /// order, netfwd looks one hash up.
-    Published10,
-    Published100,
-    Published1000,
+    /// New connections from the internet to the `n`th of 1000 published
+    /// ports (the 10th, 100th and 1000th): iptables walks its DNAT and
+    /// FORWARD rules in order, netfwd looks one hash up.
+    Published(u16),
+    /// The same over IPv6, to the uplink's IPv6 address: the baseline's
+    /// ip6tables rules (Docker's for a published port of an IPv6 network),
+    /// netfwd's IPv6 published ports, the limit's plain IPv6 routing.
+    PublishedV6(u16),
     /// 64-byte UDP frames from a raw generator (trafgen, AF_PACKET): the
     /// datapath's packet rate, no socket sender's syscalls in the way.
     Udp64Raw,
@@ -71,7 +74,7 @@ pub const SCALE_QUICK: [u32; 1] = [10];
 
 impl Workload {
     /// Run on the setups as built.
-    pub const BASE: [Workload; 17] = [
+    pub const BASE: [Workload; 18] = [
         Workload::TcpStream1,
         Workload::TcpStream4,
         Workload::TcpRr,
@@ -86,9 +89,10 @@ impl Workload {
         Workload::NatRrFullTable,
         Workload::NatTcpStreamV6,
         Workload::NatTcpRrV6,
-        Workload::Published10,
-        Workload::Published100,
-        Workload::Published1000,
+        Workload::Published(10),
+        Workload::Published(100),
+        Workload::Published(PUBLISHED),
+        Workload::PublishedV6(PUBLISHED),
     ];
 
     /// Every workload a run with these scale steps reports, in order.
@@ -116,6 +120,14 @@ impl Workload {
             Workload::ScalePublishedRr(n) => {
                 return format!("internet→published port {n} of {n}, TCP request/response");
             }
+            Workload::Published(n) => {
+                return format!("internet→published port {n} of {PUBLISHED}, new connections");
+            }
+            Workload::PublishedV6(n) => {
+                return format!(
+                    "internet→published port {n} of {PUBLISHED} over IPv6, new connections"
+                );
+            }
             _ => {}
         }
         match self {
@@ -127,18 +139,17 @@ impl Workload {
             Workload::NatTcpRr => "endpoint→internet TCP request/response",
             Workload::NatConnRate => "endpoint→internet new connections",
             Workload::NatRrFullTable => "endpoint→internet request/response, 100k flows held",
-            Workload::Published10 => "internet→published port 10 of 1000, new connections",
-            Workload::Published100 => "internet→published port 100 of 1000, new connections",
-            Workload::Published1000 => "internet→published port 1000 of 1000, new connections",
             Workload::Udp64Raw => "endpoint↔endpoint 64-byte UDP (trafgen)",
             Workload::TcpStream1V6 => "endpoint↔endpoint IPv6 TCP, 1 stream",
             Workload::TcpRrV6 => "endpoint↔endpoint IPv6 TCP request/response (ping-pong)",
             Workload::Udp64V6 => "endpoint↔endpoint IPv6 64-byte UDP",
             Workload::NatTcpStreamV6 => "endpoint→internet IPv6 TCP (NAT66 path)",
             Workload::NatTcpRrV6 => "endpoint→internet IPv6 TCP request/response (ping-pong)",
-            Workload::ScaleRr(_) | Workload::ScalePps(_) | Workload::ScalePublishedRr(_) => {
-                unreachable!("named above")
-            }
+            Workload::ScaleRr(_)
+            | Workload::ScalePps(_)
+            | Workload::ScalePublishedRr(_)
+            | Workload::Published(_)
+            | Workload::PublishedV6(_) => unreachable!("named above"),
         }
         .to_owned()
     }
@@ -196,10 +207,9 @@ impl Workload {
             Workload::Udp64 | Workload::Udp64Raw | Workload::Udp64V6 | Workload::ScalePps(_) => {
                 "kpps received"
             }
-            Workload::NatConnRate
-            | Workload::Published10
-            | Workload::Published100
-            | Workload::Published1000 => "connections/s",
+            Workload::NatConnRate | Workload::Published(_) | Workload::PublishedV6(_) => {
+                "connections/s"
+            }
         }
     }
 
@@ -270,31 +280,22 @@ fn path(w: Workload, setup: &Setup) -> Result<Path<'_>> {
         Workload::NatTcpStreamV6 | Workload::NatTcpRrV6 => {
             same(&setup.client, &setup.internet, INTERNET_IP6, port)
         }
-        Workload::Published10
-        | Workload::Published100
-        | Workload::Published1000
-        | Workload::ScalePublishedRr(_) => {
-            let index = match w {
-                Workload::Published10 => 9,
-                Workload::Published100 => 99,
-                Workload::ScalePublishedRr(n) => n - 1,
-                _ => PUBLISHED - 1,
-            };
+        Workload::Published(nth) | Workload::PublishedV6(nth) | Workload::ScalePublishedRr(nth) => {
+            let index = nth - 1;
             let target = TARGET_PORT_BASE + index;
+            let (uplink, server, limit_client) = match w {
+                Workload::PublishedV6(_) => (UPLINK_IP6, SERVER_IP6, LIMIT_CLIENT_ROUTED_IP6),
+                _ => (UPLINK_IP, SERVER_IP, LIMIT_CLIENT_ROUTED_IP),
+            };
             if setup.kind == Kind::Limit {
                 // Plain routing to the endpoint itself: no translation at all.
-                return same(
-                    &setup.internet,
-                    &setup.client,
-                    LIMIT_CLIENT_ROUTED_IP,
-                    target,
-                );
+                return same(&setup.internet, &setup.client, limit_client, target);
             }
             Ok(Path {
                 client_ns: &setup.internet,
-                connect: format!("{UPLINK_IP}:{}", HOST_PORT_BASE + index).parse()?,
+                connect: SocketAddr::new(uplink.parse()?, HOST_PORT_BASE + index),
                 server_ns: &setup.server,
-                listen: format!("{SERVER_IP}:{target}").parse()?,
+                listen: SocketAddr::new(server.parse()?, target),
             })
         }
         // The rest leave through the uplink, translated.
