@@ -1,7 +1,12 @@
 //! Facts of a namespace (links, addresses, TCX attachments, kernel
 //! counters) and the assertions made of them.
 
-use std::{path::Path, process::Output, thread};
+use std::{
+    path::Path,
+    process::Output,
+    thread,
+    time::{Duration, Instant},
+};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use netfwd::{config::ifname_prefixes, name::NetworkName};
@@ -157,9 +162,20 @@ fn written_out_prefixes(net: &str) -> [String; 2] {
 /// its temp file), and no TCX attachment in `host`.
 pub fn assert_nothing_left(host: &str, net: &str, namespaces: &[&str]) {
     assert_nothing_of_network(host, net, namespaces);
-    let tcx = tcx_attachments(host);
+    // An unpinned link is freed from a kernel work queue (`bpf_link_put`
+    // defers), not by the unlink itself: on a busy machine an attachment
+    // of a kept device (a LAN interface) outlives `down` for a moment.
+    let deadline = Instant::now() + TCX_RELEASE;
+    let mut tcx = tcx_attachments(host);
+    while !tcx.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        tcx = tcx_attachments(host);
+    }
     assert!(tcx.is_empty(), "TCX attachments left in {host}: {tcx:#?}");
 }
+
+/// How long a freed link's attachment may take to go.
+const TCX_RELEASE: Duration = Duration::from_secs(5);
 
 /// Like [`assert_nothing_left`] but without the TCX check, for a host that
 /// holds another network.

@@ -5,7 +5,8 @@
 //! directory for config files, and unique names for everything it makes. The
 //! sandbox's `Drop` runs `netfwd down` for each network it handed out, deletes
 //! every namespace it named and never panics, so a failing test still leaves
-//! the machine as it found it. Most tests build theirs with [`Lab::builder`].
+//! the machine as it found it. Most tests build theirs with [`Lab::builder`];
+//! the tests of a file that only read a lab share one ([`SharedLab`]).
 //!
 //! Rules the helpers keep: the real host's network is never touched (tools run
 //! in a namespace through `nsenter --net=/run/netns/<ns>`, never through `ip
@@ -42,6 +43,7 @@ pub mod netns;
 pub mod process;
 pub mod sandbox;
 pub mod scapy;
+pub mod shared;
 pub mod switch;
 pub mod traffic;
 pub mod twins;
@@ -58,6 +60,7 @@ pub use netns::{Netns, Unshared, enter_netns, netns_exists, netns_list, netns_pa
 pub use process::*;
 pub use sandbox::Sandbox;
 pub use scapy::*;
+pub use shared::SharedLab;
 pub use traffic::*;
 pub use world::PrivateWorld;
 

@@ -1,6 +1,9 @@
 //! Bad input: `netfwd up` exits 2 with one stderr line `netfwd: error: …`
 //! naming the field, and creates nothing — no namespace, no link, no pin dir,
-//! no state file, no TCX attachment.
+//! no state file, no TCX attachment. A config refused as it is validated
+//! is refused before anything is made, whatever its mode: those tests run
+//! in the TC pass only (`xtask/src/xdp_pass.rs`); the ones that meet a
+//! namespace or a network already up run in both.
 //!
 //! Run as root, one test at a time: `cargo xtask test` (or
 //! `NETFWD_BIN=… cargo test -p netfwd-tests -- --test-threads=1`).

@@ -5,7 +5,9 @@
 //!
 //! Every run here is inside a [`PrivateWorld`]: a private mount namespace
 //! with its own bpffs and /run (and the root read-only), so a regression can
-//! only hurt that throwaway copy.
+//! only hurt that throwaway copy. A bad name is refused before anything is
+//! made, whatever the mode: all but the symlinked-directory test run in the
+//! TC pass only (`xtask/src/xdp_pass.rs`).
 
 #![expect(
     clippy::unwrap_used,

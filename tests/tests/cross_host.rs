@@ -4,7 +4,9 @@
 //! endpoints by address, without NAT; C reaches A's endpoints through a
 //! route via A; A's endpoints still reach the internet through SNAT. Each
 //! test has its IPv6 twin on the same labs, the networks dual-stack and
-//! their IPv6 prefixes peered over the LAN's IPv6 (`Family`).
+//! their IPv6 prefixes peered over the LAN's IPv6 (`Family`). The tests
+//! that leave the labs as they found them share one pair of bridge hosts a
+//! family (`Family::bridged`); `routed` and `down` build their own.
 
 #![expect(
     clippy::unwrap_used,
@@ -19,6 +21,7 @@ use netfwd_tests::{
     },
     lab::named,
     payload, scapy_sendp,
+    shared::{Lent, SharedLab},
     switch::Switch,
     tool_ok, uplink_drops,
 };
@@ -44,6 +47,8 @@ struct Family {
     /// scapy's network layer and echo request of the family.
     scapy_ip: &'static str,
     scapy_echo: &'static str,
+    /// The family's shared bridge hosts.
+    bridged: fn() -> Lent<TwoHosts>,
 }
 
 /// The seed's IPv4, the LAN on 192.0.2.0/24.
@@ -61,6 +66,7 @@ const V4: Family = Family {
     uplink: UPLINK_IP,
     scapy_ip: "IP",
     scapy_echo: "ICMP()",
+    bridged: || BRIDGED4.get(|| TwoHosts::new("xs", "bridge", &V4)),
 };
 
 /// Its IPv6 twin: each network's prefix routed to the other host, the LAN
@@ -79,7 +85,13 @@ const V6: Family = Family {
     uplink: UPLINK_IP6,
     scapy_ip: "IPv6",
     scapy_echo: "ICMPv6EchoRequest()",
+    bridged: || BRIDGED6.get(|| TwoHosts::new("xs6", "bridge", &V6)),
 };
+
+/// Bridge hosts of each family, shared by the tests that change nothing
+/// for good (see `netfwd_tests::shared`).
+static BRIDGED4: SharedLab<TwoHosts> = SharedLab::new();
+static BRIDGED6: SharedLab<TwoHosts> = SharedLab::new();
 
 /// The hosts' IPv4 addresses on the LAN: A, B, C.
 const LAN4: [&str; 3] = ["192.0.2.11", "192.0.2.12", "192.0.2.13"];
@@ -170,36 +182,37 @@ fn exchange(from: &str, to_ip: &'static str) -> String {
 }
 
 fn reach_each_other_by_their_own_addresses(tag: &str, f: &Family) {
-    for kind in ["bridge", "routed"] {
-        let lab = TwoHosts::new(&format!("{tag}{}", &kind[..1]), kind, f);
-        assert_ping(&lab.a_ep, f.b_ep);
-        assert_ping(&lab.b_ep, f.a_ep);
-        let _on_b = EchoServer::start(&lab.b_ep, f.b_ep, ECHO_PORT);
-        assert_eq!(
-            ip_of(&exchange(&lab.a_ep, f.b_ep)),
-            f.a_ep,
-            "{kind}: B saw a NATed source"
-        );
-        let _on_a = EchoServer::start(&lab.a_ep, f.a_ep, ECHO_PORT);
-        assert_eq!(ip_of(&exchange(&lab.b_ep, f.a_ep)), f.b_ep, "{kind}");
-        assert_no_bridge_and_no_rules(lab.a.sb.host());
-        assert_no_bridge_and_no_rules(lab.b.sb.host());
-    }
+    reach_each_other_on(&(f.bridged)(), "bridge", f);
+    reach_each_other_on(&TwoHosts::new(&format!("{tag}r"), "routed", f), "routed", f);
 }
 
-fn plain_host_reaches_as_endpoints(tag: &str, f: &Family) {
-    let lab = TwoHosts::new(tag, "bridge", f);
+/// Endpoints on `lab`'s two hosts (networks of `kind`) reach each other by
+/// their own addresses.
+fn reach_each_other_on(lab: &TwoHosts, kind: &str, f: &Family) {
+    assert_ping(&lab.a_ep, f.b_ep);
+    assert_ping(&lab.b_ep, f.a_ep);
+    let seen = seen_by(&lab.b_ep, f.b_ep, &lab.a_ep);
+    assert_eq!(seen, f.a_ep, "{kind}: B saw a NATed source");
+    assert_eq!(seen_by(&lab.a_ep, f.a_ep, &lab.b_ep), f.b_ep, "{kind}");
+    assert_no_bridge_and_no_rules(lab.a.sb.host());
+    assert_no_bridge_and_no_rules(lab.b.sb.host());
+}
+
+/// The address a server at `ip` in `server` sees `client`'s TCP come from.
+fn seen_by(server: &str, ip: &'static str, client: &str) -> String {
+    let _server = EchoServer::start(server, ip, ECHO_PORT);
+    ip_of(&exchange(client, ip)).to_owned()
+}
+
+fn plain_host_reaches_as_endpoints(_tag: &str, f: &Family) {
+    let lab = (f.bridged)();
     assert_ping(&lab.c, f.a_ep);
-    let _on_a = EchoServer::start(&lab.a_ep, f.a_ep, ECHO_PORT);
-    assert_eq!(
-        ip_of(&exchange(&lab.c, f.a_ep)),
-        f.c_lan,
-        "the endpoint saw C as itself"
-    );
+    let seen = seen_by(&lab.a_ep, f.a_ep, &lab.c);
+    assert_eq!(seen, f.c_lan, "the endpoint saw C as itself");
 }
 
-fn reach_the_internet_through_nat(tag: &str, f: &Family) {
-    let lab = TwoHosts::new(tag, "bridge", f);
+fn reach_the_internet_through_nat(_tag: &str, f: &Family) {
+    let lab = (f.bridged)();
     assert_ping(&lab.a_ep, f.internet);
     let (internet, data) = (f.internet, payload("x", 3000));
     let seen = in_netns(&lab.a_ep, move || {
@@ -221,6 +234,11 @@ fn reach_the_internet_through_nat(tag: &str, f: &Family) {
         ],
     );
     assert!(!netfwd_tests::ping(&lab.a.internet.ns, f.a_ep));
+    // The shared lab as it was.
+    tool_ok(
+        "ip",
+        &["-n", &lab.a.internet.ns, "route", "del", f.a_subnet],
+    );
 }
 
 fn down_leaves_no_route_to_the_peer(tag: &str, f: &Family) {
@@ -243,17 +261,20 @@ fn down_leaves_no_route_to_the_peer(tag: &str, f: &Family) {
 /// peer's endpoint (10.0.2.2) or a LAN host (C) as their source, arriving
 /// on A's uplink instead of its LAN, are the internet's, and the FORWARD
 /// policy drops them; on the LAN they still get in.
-fn untrusted_on_the_uplink(tag: &str, f: &Family) {
-    let lab = TwoHosts::new(tag, "bridge", f);
+fn untrusted_on_the_uplink(_tag: &str, f: &Family) {
+    let lab = (f.bridged)();
     let (b_ep, c_lan, a_ep, ip, echo) = (f.b_ep, f.c_lan, f.a_ep, f.scapy_ip, f.scapy_echo);
     let frames = format!(
         "[Ether(dst='{mac}')/{ip}(src='{b_ep}', dst='{a_ep}')/UDP(sport=5000, dport=7)/b'x',\
          Ether(dst='{mac}')/{ip}(src='{c_lan}', dst='{a_ep}')/{echo}]",
         mac = lab.a.sb.uplink_mac()
     );
+    // A difference: the shared lab's uplink dropped others' before.
+    let policy = || uplink_drops(&lab.a.sb.network_status(&lab.a.net), "policy");
+    let before = policy();
     let sent = scapy_sendp(&lab.a.internet.ns, "inet0", &frames, 5);
     let status = lab.a.sb.network_status(&lab.a.net);
-    let policy = uplink_drops(&status, "policy");
+    let policy = uplink_drops(&status, "policy") - before;
     assert_eq!(policy, sent, "{status:#}");
     assert_ping(&lab.c, a_ep);
     assert_ping(&lab.b_ep, a_ep);

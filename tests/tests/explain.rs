@@ -83,16 +83,22 @@ fn quiet_dual_stack(nss: &[&str]) {
 /// Waits until no map pinned in `dirs` changes for a second: the
 /// endpoints' own packets of coming up have all been counted.
 fn settle(dirs: &[String]) {
+    const STILL: Duration = Duration::from_secs(1);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = maps(dirs);
+    let mut still_since = Instant::now();
+    // Looked at often, so the second of stillness is counted from the last
+    // change seen rather than from a whole second's sampling.
     loop {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(100));
         let now = maps(dirs);
-        if now == last {
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= STILL {
             return;
         }
         assert!(Instant::now() < deadline, "the maps never held still");
-        last = now;
     }
 }
 

@@ -7,7 +7,9 @@
 
 use netfwd_tests::{
     Lab, PING_COUNT, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, has_link,
-    ipv4_addrs, lab, payload, ping_counts, sum_counters, tcp_exchange,
+    ipv4_addrs, lab, payload, ping_counts,
+    shared::{Lent, SharedLab},
+    sum_counters, tcp_exchange,
 };
 
 const SUBNET: &str = "172.18.0.0/16";
@@ -27,19 +29,25 @@ struct Seed000 {
     b: String,
 }
 
-fn seed000(tag: &str) -> Seed000 {
-    let Lab { sb, net, eps, .. } = Lab::builder(tag, SUBNET)
-        .gateway(GATEWAY)
-        .endpoint("netns_A", Some(IP_A))
-        .endpoint("netns_B", Some(IP_B))
-        .up();
-    let [a, b] = lab::named(eps);
-    Seed000 { sb, net, a, b }
+/// The seed's network, shared by the IPv4 tests: they only look and send
+/// (see `netfwd_tests::shared`).
+static SEED000: SharedLab<Seed000> = SharedLab::new();
+
+fn seed000() -> Lent<Seed000> {
+    SEED000.get(|| {
+        let Lab { sb, net, eps, .. } = Lab::builder("s0", SUBNET)
+            .gateway(GATEWAY)
+            .endpoint("netns_A", Some(IP_A))
+            .endpoint("netns_B", Some(IP_B))
+            .up();
+        let [a, b] = lab::named(eps);
+        Seed000 { sb, net, a, b }
+    })
 }
 
 #[test]
 fn endpoints_get_eth0_with_their_address_and_a_default_route_via_the_gateway() {
-    let s = seed000("s0addr");
+    let s = seed000();
     for (ns, ip) in [(&s.a, IP_A), (&s.b, IP_B)] {
         assert!(has_link(ns, "eth0"), "no eth0 in {ns}");
         let addrs = ipv4_addrs(ns, "eth0");
@@ -76,35 +84,35 @@ fn endpoints_get_eth0_with_their_address_and_a_default_route_via_the_gateway() {
 
 #[test]
 fn endpoints_ping_each_other_both_ways() {
-    let s = seed000("s0ping");
+    let s = seed000();
     assert_ping(&s.a, IP_B);
     assert_ping(&s.b, IP_A);
 }
 
 #[test]
 fn endpoints_exchange_tcp_both_ways() {
-    let s = seed000("s0tcp");
+    let s = seed000();
     tcp_exchange(&s.a, &s.b, IP_B, 18001, &payload("a-to-b", 3000)).unwrap();
     tcp_exchange(&s.b, &s.a, IP_A, 18002, &payload("b-to-a", 70_000)).unwrap();
 }
 
 #[test]
 fn sandbox_host_pings_both_endpoints() {
-    let s = seed000("s0host");
+    let s = seed000();
     assert_ping(s.sb.host(), IP_A);
     assert_ping(s.sb.host(), IP_B);
 }
 
 #[test]
 fn endpoints_ping_the_gateway() {
-    let s = seed000("s0gw");
+    let s = seed000();
     assert_ping(&s.a, GATEWAY);
     assert_ping(&s.b, GATEWAY);
 }
 
 #[test]
 fn network_uses_no_bridge_and_no_firewall_rule() {
-    let s = seed000("s0nobr");
+    let s = seed000();
     // After some traffic too: nothing may be added lazily.
     assert_ping(&s.a, IP_B);
     assert_no_bridge_and_no_rules(s.sb.host());
@@ -112,7 +120,7 @@ fn network_uses_no_bridge_and_no_firewall_rule() {
 
 #[test]
 fn redirected_counters_grow_by_at_least_the_echo_requests_and_replies_between_endpoints() {
-    let s = seed000("s0cnt");
+    let s = seed000();
     let before = sum_counters(&s.sb.network_status(&s.net), "redirected");
     let (ab, out_ab) = ping_counts(&s.a, IP_B);
     let (ba, out_ba) = ping_counts(&s.b, IP_A);

@@ -7,7 +7,8 @@
 
 use netfwd_tests::{
     Lab, Sandbox, assert_no_bridge_and_no_rules, assert_ping, endpoint, ipv4_addrs, lab, payload,
-    tcp_exchange,
+    shared::{Lent, SharedLab},
+    tcp_exchange, tool_ok,
 };
 
 const SUBNET: &str = "192.168.28.0/24";
@@ -29,20 +30,26 @@ struct Seed001 {
     ns: [String; 3],
 }
 
-fn seed001(tag: &str) -> Seed001 {
-    let Lab { sb, net, eps, .. } = Lab::builder(tag, SUBNET)
-        .gateway(GATEWAY)
-        .endpoint("ns1", Some(IPS[0]))
-        .endpoint("ns2", None)
-        .endpoint("ns3", None)
-        .up();
-    let ns = lab::named(eps);
-    Seed001 { sb, net, ns }
+/// The seed's network, shared by the IPv4 tests: they look and send, and
+/// put back what they add (see `netfwd_tests::shared`).
+static SEED001: SharedLab<Seed001> = SharedLab::new();
+
+fn seed001() -> Lent<Seed001> {
+    SEED001.get(|| {
+        let Lab { sb, net, eps, .. } = Lab::builder("s1", SUBNET)
+            .gateway(GATEWAY)
+            .endpoint("ns1", Some(IPS[0]))
+            .endpoint("ns2", None)
+            .endpoint("ns3", None)
+            .up();
+        let ns = lab::named(eps);
+        Seed001 { sb, net, ns }
+    })
 }
 
 #[test]
 fn endpoints_without_ip_get_the_next_free_addresses_in_order() {
-    let s = seed001("s1alloc");
+    let s = seed001();
     let status = s.sb.network_status(&s.net);
     assert_eq!(status["gateway"], GATEWAY, "{status:#}");
     for (ns, ip) in s.ns.iter().zip(IPS) {
@@ -57,7 +64,7 @@ fn endpoints_without_ip_get_the_next_free_addresses_in_order() {
 
 #[test]
 fn every_endpoint_pings_every_other() {
-    let s = seed001("s1ping");
+    let s = seed001();
     for (i, from) in s.ns.iter().enumerate() {
         for (j, to_ip) in IPS.iter().enumerate() {
             if i != j {
@@ -69,7 +76,7 @@ fn every_endpoint_pings_every_other() {
 
 #[test]
 fn every_endpoint_exchanges_tcp_with_every_other() {
-    let s = seed001("s1tcp");
+    let s = seed001();
     let mut port = 18100;
     for (i, from) in s.ns.iter().enumerate() {
         for (j, to) in s.ns.iter().enumerate() {
@@ -84,7 +91,7 @@ fn every_endpoint_exchanges_tcp_with_every_other() {
 
 #[test]
 fn sandbox_host_pings_every_endpoint() {
-    let s = seed001("s1host");
+    let s = seed001();
     for ip in IPS {
         assert_ping(s.sb.host(), ip);
     }
@@ -92,17 +99,23 @@ fn sandbox_host_pings_every_endpoint() {
 
 #[test]
 fn endpoints_ping_the_gateway_and_another_address_of_the_host() {
-    let s = seed001("s1gw");
-    s.sb.add_host_addr(&format!("{HOST_OTHER}/32"), "lo");
+    let s = seed001();
+    let other = format!("{HOST_OTHER}/32");
+    s.sb.add_host_addr(&other, "lo");
     for ns in &s.ns {
         assert_ping(ns, GATEWAY);
         assert_ping(ns, HOST_OTHER);
     }
+    // The shared lab as it was.
+    tool_ok(
+        "ip",
+        &["-n", s.sb.host(), "addr", "del", &other, "dev", "lo"],
+    );
 }
 
 #[test]
 fn network_uses_no_bridge_and_no_firewall_rule() {
-    let s = seed001("s1nobr");
+    let s = seed001();
     assert_ping(&s.ns[0], IPS[2]);
     assert_no_bridge_and_no_rules(s.sb.host());
 }

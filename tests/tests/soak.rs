@@ -2,7 +2,7 @@
 //! the internet, short flows and one long-lived stream each, for
 //! `NETFWD_SOAK_SECS` seconds (default 120), every payload checked; the NAT
 //! table and the daemon's memory are sampled meanwhile. Run by `cargo xtask
-//! soak --minutes N` and, for a minute, by `cargo xtask test`; ignored
+//! soak --minutes N` and, for 30 s a mode, by `cargo xtask test`; ignored
 //! by a plain `cargo test`.
 
 #![expect(

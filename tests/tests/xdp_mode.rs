@@ -4,7 +4,8 @@
 //! mode each interface runs; where XDP cannot attach (a jumbo MTU on veth)
 //! the interface runs TC alone after a one-line warning; switching the
 //! config back to TC takes XDP off. (Every other scenario test runs in both
-//! modes: `NETFWD_TEST_MODE=xdp`.)
+//! modes: `NETFWD_TEST_MODE=xdp`. These set their mode themselves, so the
+//! XDP pass skips them: `xtask/src/xdp_pass.rs`.)
 
 #![expect(
     clippy::unwrap_used,

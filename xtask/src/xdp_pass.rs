@@ -1,8 +1,10 @@
 //! The scenario tests' second pass, with XDP in front of TC. Every test of
 //! the datapath runs in it. A few tests that drive a client (the CNI
 //! plugin, podman, dockerd) test only that client's own logic, which no
-//! packet decides; they are skipped here by name, each with its reason, and
-//! the pass ends by listing them, so a skipped test is never counted as a
+//! packet decides; a few others set their mode themselves, or test input
+//! refused before anything is made, so the mode changes nothing they
+//! exercise. They are skipped here by name, each with its reason, and the
+//! pass ends by listing them, so a skipped test is never counted as a
 //! passed one.
 
 use anyhow::{Result, bail};
@@ -63,7 +65,52 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "the_plugin_outlives_its_descriptors_running_out_and_a_held_network_lock",
         "the Docker plugin's socket; no datapath",
     ),
+    (
+        "xdp_takes_endpoint_traffic_and_nat_replies_in_front_of_tc",
+        "sets its own mode (xdp, then tc): the TC pass's run is this one",
+    ),
+    (
+        "xdp_falls_back_to_tc_where_it_cannot_attach",
+        "sets its own mode (xdp): the TC pass's run is this one",
+    ),
+    ("duplicate_endpoint_ip_is_rejected", CONFIG_REFUSED),
+    ("endpoint_ip_outside_the_subnet_is_rejected", CONFIG_REFUSED),
+    ("gateway_outside_the_subnet_is_rejected", CONFIG_REFUSED),
+    (
+        "network_name_longer_than_8_characters_is_rejected",
+        CONFIG_REFUSED,
+    ),
+    ("subnet_prefix_outside_16_to_30_is_rejected", CONFIG_REFUSED),
+    ("malformed_toml_is_rejected", CONFIG_REFUSED),
+    ("unknown_key_is_rejected", CONFIG_REFUSED),
+    (
+        "a_malformed_option_value_is_one_line_naming_the_option",
+        "a command line refused as it is parsed; no config, no datapath",
+    ),
+    (
+        "bad_names_on_the_command_line_exit_2_and_touch_nothing",
+        NAME_REFUSED,
+    ),
+    (
+        "bad_names_in_a_config_exit_2_and_touch_nothing",
+        NAME_REFUSED,
+    ),
+    (
+        "bad_names_in_a_cni_config_are_an_error_and_touch_nothing",
+        NAME_REFUSED,
+    ),
+    (
+        "state_files_that_are_links_or_name_no_network_are_skipped",
+        "status and down reading state files; no config, no datapath",
+    ),
 ];
+
+/// Why a config refused as it is parsed and validated needs one pass: it
+/// is refused before any device or program is made, whatever its mode.
+const CONFIG_REFUSED: &str = "a config refused as it is validated, before anything is made";
+
+/// Likewise a name refused at the boundary, before any path is joined.
+const NAME_REFUSED: &str = "names refused at the boundary, before anything is made";
 
 /// The harness arguments that skip [`SKIPPED`]. Each name must be exactly
 /// one test of the scenario crate and no part of another's name (the
