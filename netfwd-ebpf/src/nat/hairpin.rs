@@ -235,16 +235,10 @@ fn live_flow<F: Family>(
     now: u64,
 ) -> Option<([u8; 2], *mut NatEntry<F::Addr>)> {
     let to_server = &to.to_server;
-    let nat = F::nat();
     // SAFETY: plain data; a stale copy at worst.
-    let port = unsafe { nat.get(to_server.egress_key()) }.map(|out| out.port)?;
-    let ingress = nat.get_ptr_mut(to_server.ingress_key(to.gateway, port))?;
-    // SAFETY: a live map value; read only.
-    let entry = unsafe { &*ingress };
-    (entry.addr == to_server.src
-        && entry.port == to_server.sport
-        && !config.timeouts.expired(to_server.proto, entry, now))
-    .then_some((port, ingress))
+    let port = unsafe { F::nat().get(to_server.egress_key()) }.map(|out| out.port)?;
+    ports::live_ingress::<F>(to_server, (to.gateway, port), config, now)
+        .map(|ingress| (port, ingress))
 }
 
 /// The published endpoint's reply to the gateway; `None` if it is not one,

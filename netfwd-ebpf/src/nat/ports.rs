@@ -32,6 +32,25 @@ pub fn insert_egress<F: Family>(
     Ok(())
 }
 
+/// The ingress entry of `flow` mapped to `addr:port`, while it is still
+/// the flow's: it points back at the flow's source and has not expired
+/// (`None` once expired, evicted or taken over by another flow).
+#[inline(always)]
+pub fn live_ingress<F: Family>(
+    flow: &Tuple<F::Addr>,
+    (addr, port): (F::Addr, [u8; 2]),
+    config: &NatConfig,
+    now: u64,
+) -> Option<*mut NatEntry<F::Addr>> {
+    let ingress = F::nat().get_ptr_mut(flow.ingress_key(addr, port))?;
+    // SAFETY: a live map value; read only.
+    let entry = unsafe { &*ingress };
+    (entry.addr == flow.src
+        && entry.port == flow.sport
+        && !config.timeouts.expired(flow.proto, entry, now))
+    .then_some(ingress)
+}
+
 /// Which ports a new flow may take on its way out.
 #[derive(Clone, Copy)]
 pub enum Ports {

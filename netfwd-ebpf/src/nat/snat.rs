@@ -236,16 +236,10 @@ fn egress_mapping<F: Family>(
     if let Some(out) = out
         && (out.addr == nat_addr || out.flags & FLOW_REMOTE_STARTED != 0)
     {
-        if let Some(ingress) = F::nat().get_ptr_mut(flow.ingress_key(out.addr, out.port)) {
+        if let Some(ingress) = ports::live_ingress::<F>(flow, (out.addr, out.port), config, now) {
             // SAFETY: a live map value; per-packet updates of plain fields.
-            let ingress = unsafe { &mut *ingress };
-            if ingress.addr == flow.src
-                && ingress.port == flow.sport
-                && !config.timeouts.expired(flow.proto, ingress, now)
-            {
-                conntrack::seen_egress::<F>(ingress, flow.proto, seg, now);
-                return Ok((out.addr, out.port));
-            }
+            conntrack::seen_egress::<F>(unsafe { &mut *ingress }, flow.proto, seg, now);
+            return Ok((out.addr, out.port));
         }
         // Expired, evicted or taken over: keep the port if it is still free.
         if let Ports::Range { preferred } = &mut ports {

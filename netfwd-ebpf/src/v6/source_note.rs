@@ -21,7 +21,8 @@ use netfwd_common::{
 use super::V6;
 use crate::{early_drop, fib, maps::NAT6_SRC_NOTE, tail};
 
-/// A question for `tc_nat_source6`, and its answer.
+/// This CPU's questions for `tc_nat_source6` and `tc_nat_room6`, and
+/// their answers.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SourceNote {
